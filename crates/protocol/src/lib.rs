@@ -1,0 +1,309 @@
+//! The link between a fax server and the supervising server, version 1.
+//!
+//! A fax server opens the link itself (so it works behind NAT): a WebSocket at `/v1/node/link` on the
+//! supervisor, authenticated with the credential it obtained when it enrolled. Every message is one text frame
+//! holding one JSON [`Envelope`]. Bulk data never travels on the link: the fax server downloads documents and
+//! uploads received faxes over HTTPS on the same port (`/v1/node/documents/{sha256}`,
+//! `/v1/node/inbound-documents`), and the link carries only their content hashes.
+//!
+//! # Reliability
+//! Every message that changes state carries a `msg_id` that its sender allocates from a counter it persists.
+//! The receiver applies it, makes the effect durable, and only then answers [`Body::Ack`] with that id. The
+//! sender keeps every unacknowledged message and sends it again after a reconnect; receivers treat a
+//! repeated `msg_id` (or a repeated effect, such as the result of an attempt already finished) as a no-op that
+//! is acknowledged again. Messages that change nothing (heartbeats, acks) have `msg_id` 0.
+//!
+//! # Resuming
+//! After a reconnect the fax server's [`Hello`] lists every attempt it still holds with its state. The
+//! supervisor answers [`Welcome`] listing the attempts it believes are on that fax server; each side then
+//! reconciles (see `ARCHITECTURE.md`, "Invariants"): the supervisor never offers an attempt twice, and a fax
+//! server never executes an attempt id it has seen before.
+//!
+//! The full description, with examples, is in `crates/protocol/PROTOCOL.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks. A peer announcing another major version is refused with a
+/// [`Body::Goodbye`] naming both versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Path of the WebSocket link on the supervisor.
+pub const LINK_PATH: &str = "/v1/node/link";
+
+/// One message on the link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Sender-allocated, strictly increasing per sender; 0 for messages that need no acknowledgement.
+    #[serde(default)]
+    pub msg_id: u64,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl Envelope {
+    pub fn new(msg_id: u64, body: Body) -> Self {
+        Self { msg_id, body }
+    }
+
+    /// A message that needs no acknowledgement.
+    pub fn unacked(body: Body) -> Self {
+        Self { msg_id: 0, body }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these plain data types cannot fail: every map key is a string.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        serde_json::from_str(text).map_err(|e| Error::Malformed(e.to_string()))
+    }
+}
+
+/// Errors reading the link.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("malformed link message: {0}")]
+    Malformed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    // Fax server -> supervisor.
+    Hello(Hello),
+    Heartbeat(Heartbeat),
+    JobAccept { attempt_id: String },
+    JobReject { attempt_id: String, reason: String },
+    JobProgress(JobProgress),
+    JobResult(JobResult),
+    InboundFax(InboundFax),
+    // Supervisor -> fax server.
+    Welcome(Welcome),
+    JobOffer(JobOffer),
+    JobCancel { attempt_id: String },
+    /// The supervisor asks for the state of an attempt whose deadline passed; answered by a `JobProgress`,
+    /// a `JobResult`, or a `JobUnknown`.
+    JobQuery { attempt_id: String },
+    /// The fax server holds no such attempt (it never arrived, or it was finished and acknowledged).
+    JobUnknown { attempt_id: String },
+    // Both ways.
+    Ack { ack: u64 },
+    Goodbye { reason: String },
+}
+
+/// What a fax server can do, as it announces it on every connect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Capabilities {
+    /// Lines usable at once, both directions together.
+    pub channels: u32,
+    /// Highest signalling rate, bit/s (14400 for V.17).
+    pub max_bit_rate: u32,
+    pub ecm: bool,
+    /// Vertical resolutions it can send: "standard", "fine", "superfine", "300", "r8", "r16".
+    pub resolutions: Vec<String>,
+    /// Number prefixes it can reach (E.164 with '+'); empty means "any number".
+    pub reachable_prefixes: Vec<String>,
+    /// Numbers it answers (E.164).
+    pub answers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    pub software: String,
+    pub capabilities: Capabilities,
+    /// Every attempt the fax server still holds, whatever its state.
+    pub in_flight: Vec<AttemptState>,
+    /// The highest supervisor `msg_id` this fax server has applied, so the supervisor can drop older ones.
+    pub last_applied: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptState {
+    pub attempt_id: String,
+    pub phase: Phase,
+    /// Set when the attempt has ended but its result is not yet acknowledged.
+    pub result: Option<JobResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol_version: u32,
+    pub fax_server_id: String,
+    pub heartbeat_interval_ms: u64,
+    /// Attempts the supervisor believes this fax server holds.
+    pub expected_attempts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelState {
+    Idle,
+    Sending,
+    Receiving,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub channels: Vec<ChannelState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRef {
+    pub sha256: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Per-job options carried to the fax server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SendOptions {
+    pub resolution: String,
+    pub ecm: bool,
+    pub header: Option<String>,
+    pub tsi: Option<String>,
+    /// Highest bit rate to try, for step-down on retries.
+    pub max_bit_rate: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOffer {
+    pub attempt_id: String,
+    pub job_id: String,
+    /// The number to dial, E.164 with '+'.
+    pub recipient: String,
+    pub documents: Vec<DocumentRef>,
+    pub options: SendOptions,
+    /// 1 for the first attempt of the job.
+    pub attempt_number: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Accepted,
+    Preparing,
+    Dialling,
+    Negotiating,
+    Transmitting,
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub attempt_id: String,
+    pub phase: Phase,
+    /// Page being sent (1-based) while transmitting.
+    pub page: Option<u32>,
+    pub pages_total: Option<u32>,
+    /// Negotiated signalling rate, once known.
+    pub bit_rate: Option<u32>,
+}
+
+/// Who is at fault when an attempt fails: it decides how the supervisor retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultSide {
+    /// Busy, no answer, no fax tone, training failed, remote hung up: retry the same number later.
+    Recipient,
+    /// Line down, trunk refusing, fax server failing: retry at once on another fax server.
+    FaxServer,
+    /// Bad number, incompatible capabilities, document rejected: retrying cannot help.
+    Permanent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The receiver confirmed the last page (MCF after EOP, or PPS-EOP in ECM).
+    Sent { pages: u32 },
+    Failed {
+        fault: FaultSide,
+        /// A stable short code such as `busy`, `no_answer`, `no_fax_tone`, `training_failed`.
+        reason: String,
+        /// The T.30 detail (last state and frame), when the call got that far.
+        t30: Option<String>,
+        pages_sent: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CallStats {
+    pub bit_rate: Option<u32>,
+    pub ecm: Option<bool>,
+    pub coding: Option<String>,
+    pub duration_ms: u64,
+    pub bad_lines: u32,
+    pub retransmissions: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub attempt_id: String,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub stats: CallStats,
+}
+
+/// A fax the fax server received; its TIFF was uploaded first and is named by hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundFax {
+    /// Allocated by the fax server; the supervisor stores each id once.
+    pub inbound_id: String,
+    pub document: DocumentRef,
+    pub pages: u32,
+    pub caller_number: Option<String>,
+    pub called_number: Option<String>,
+    /// The sender's station identity.
+    pub tsi: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    pub ended_at: String,
+    #[serde(default)]
+    pub stats: CallStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(env: Envelope, json: &str) {
+        assert_eq!(env.to_json(), json);
+        assert_eq!(Envelope::from_json(json).expect("parses"), env);
+    }
+
+    #[test]
+    fn wire_format_is_stable() {
+        check(
+            Envelope::new(7, Body::JobAccept { attempt_id: "a1".into() }),
+            r#"{"msg_id":7,"type":"job_accept","attempt_id":"a1"}"#,
+        );
+        check(Envelope::unacked(Body::Ack { ack: 7 }), r#"{"msg_id":0,"type":"ack","ack":7}"#);
+        check(
+            Envelope::new(
+                9,
+                Body::JobResult(JobResult {
+                    attempt_id: "a1".into(),
+                    outcome: Outcome::Failed {
+                        fault: FaultSide::Recipient,
+                        reason: "busy".into(),
+                        t30: None,
+                        pages_sent: 0,
+                    },
+                    stats: CallStats::default(),
+                }),
+            ),
+            r#"{"msg_id":9,"type":"job_result","attempt_id":"a1","outcome":{"status":"failed","fault":"recipient","reason":"busy","t30":null,"pages_sent":0},"stats":{"bit_rate":null,"ecm":null,"coding":null,"duration_ms":0,"bad_lines":0,"retransmissions":0}}"#,
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        for bad in ["", "{", "[]", r#"{"type":"nope"}"#, r#"{"msg_id":-1,"type":"ack","ack":1}"#] {
+            assert!(Envelope::from_json(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

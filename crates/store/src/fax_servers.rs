@@ -1,0 +1,196 @@
+//! Fax servers: registration, one-time enrollment and the credential of their link.
+
+use crate::{conflict_on_unique, new_id, now_ms, Error, Result, Store};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FaxServer {
+    pub id: String,
+    pub name: String,
+    pub dial_prefixes: String,
+    pub capabilities: String,
+    pub enrolled_at: Option<i64>,
+    pub last_seen_at: Option<i64>,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, name, dial_prefixes, capabilities, enrolled_at, last_seen_at, created_at";
+
+impl FaxServer {
+    pub fn dial_prefixes(&self) -> Vec<String> {
+        serde_json::from_str(&self.dial_prefixes).unwrap_or_default()
+    }
+}
+
+impl Store {
+    /// Registers a fax server that may enroll once with the token whose hash is given, until `expires_at`.
+    pub async fn create_fax_server(
+        &self,
+        name: &str,
+        dial_prefixes: &[String],
+        enrollment_token_hash: &str,
+        expires_at: i64,
+    ) -> Result<FaxServer> {
+        let fs = FaxServer {
+            id: new_id("fs"),
+            name: name.to_owned(),
+            dial_prefixes: serde_json::to_string(dial_prefixes).map_err(|e| Error::Corrupt(e.to_string()))?,
+            capabilities: "{}".into(),
+            enrolled_at: None,
+            last_seen_at: None,
+            created_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO fax_servers (id, name, enrollment_token_hash, enrollment_expires_at, dial_prefixes, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&fs.id)
+        .bind(&fs.name)
+        .bind(enrollment_token_hash)
+        .bind(expires_at)
+        .bind(&fs.dial_prefixes)
+        .bind(fs.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(conflict_on_unique("a fax server with that name"))?;
+        Ok(fs)
+    }
+
+    /// Consumes an enrollment token: the fax server gets its link credential and the token is void.
+    /// Returns `None` for an unknown, used or expired token.
+    pub async fn enroll_fax_server(&self, enrollment_token_hash: &str, credential_hash: &str) -> Result<Option<FaxServer>> {
+        let now = now_ms();
+        let id: Option<String> = sqlx::query_scalar(
+            "UPDATE fax_servers SET enrollment_token_hash = NULL, enrollment_expires_at = NULL,
+                 credential_hash = $1, enrolled_at = $2
+             WHERE enrollment_token_hash = $3 AND enrollment_expires_at > $2
+             RETURNING id",
+        )
+        .bind(credential_hash)
+        .bind(now)
+        .bind(enrollment_token_hash)
+        .fetch_optional(&self.writer)
+        .await?;
+        match id {
+            Some(id) => self.fax_server(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn fax_server(&self, id: &str) -> Result<Option<FaxServer>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub async fn fax_server_by_credential(&self, credential_hash: &str) -> Result<Option<FaxServer>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers WHERE credential_hash = $1"))
+            .bind(credential_hash)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub async fn fax_servers(&self) -> Result<Vec<FaxServer>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers ORDER BY name"))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    pub async fn set_fax_server_dial_prefixes(&self, id: &str, prefixes: &[String]) -> Result<()> {
+        let json = serde_json::to_string(prefixes).map_err(|e| Error::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE fax_servers SET dial_prefixes = $1 WHERE id = $2")
+            .bind(json)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_fax_server_hello(&self, id: &str, capabilities_json: &str) -> Result<()> {
+        sqlx::query("UPDATE fax_servers SET capabilities = $1, last_seen_at = $2 WHERE id = $3")
+            .bind(capabilities_json)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// The highest link message id applied from this fax server.
+    pub async fn link_last_applied(&self, fax_server_id: &str) -> Result<u64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT last_msg_id FROM link_applied WHERE fax_server_id = $1")
+            .bind(fax_server_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+    }
+
+    pub async fn set_link_last_applied(&self, fax_server_id: &str, msg_id: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO link_applied (fax_server_id, last_msg_id) VALUES ($1, $2)
+             ON CONFLICT (fax_server_id) DO UPDATE SET last_msg_id = MAX(last_msg_id, excluded.last_msg_id)",
+        )
+        .bind(fax_server_id)
+        .bind(i64::try_from(msg_id).unwrap_or(i64::MAX))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_document(&self, sha256: &str, size: u64, media_type: &str, pages: u32, owner_id: Option<&str>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO documents (sha256, size, media_type, pages, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(media_type)
+        .bind(i64::from(pages))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        if let Some(owner) = owner_id {
+            sqlx::query("INSERT INTO document_owners (sha256, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(sha256)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// (size, media type, pages) of a stored document.
+    pub async fn document(&self, sha256: &str) -> Result<Option<(i64, String, i64)>> {
+        Ok(sqlx::query_as("SELECT size, media_type, pages FROM documents WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// Whether a client may reference this document: it uploaded it, or it is attached to its job.
+    pub async fn document_visible_to(&self, sha256: &str, client_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM document_owners WHERE sha256 = $1 AND client_id = $2",
+        )
+        .bind(sha256)
+        .bind(client_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Whether a fax server may download this document: one of its attempts carries it.
+    pub async fn document_visible_to_fax_server(&self, sha256: &str, fax_server_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM attempts a JOIN job_documents d ON d.job_id = a.job_id
+             WHERE d.sha256 = $1 AND a.fax_server_id = $2",
+        )
+        .bind(sha256)
+        .bind(fax_server_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n > 0)
+    }
+}

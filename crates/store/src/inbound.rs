@@ -1,0 +1,169 @@
+//! Received faxes, inbound routing rules and inboxes (claims 3–4).
+
+use crate::{events, new_id, now_ms, NewEvent, Result, Store};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct InboundFax {
+    pub id: String,
+    pub fax_server_id: String,
+    pub sha256: String,
+    pub pages: i64,
+    pub caller_number: Option<String>,
+    pub called_number: Option<String>,
+    pub tsi: Option<String>,
+    pub started_at: String,
+    pub ended_at: String,
+    pub received_at: i64,
+}
+
+pub type NewInbound = InboundFax;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum RuleTarget {
+    Client(String),
+    Grouping(String),
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InboundRule {
+    pub id: String,
+    pub priority: i64,
+    pub fax_server_id: Option<String>,
+    pub called_number: Option<String>,
+    pub tsi: Option<String>,
+    pub caller_prefix: Option<String>,
+    pub targets: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+impl InboundRule {
+    pub fn targets(&self) -> Vec<RuleTarget> {
+        serde_json::from_str(&self.targets).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InboxEntry {
+    pub target: RuleTarget,
+    pub rule_id: Option<String>,
+}
+
+impl Store {
+    /// Stores a received fax with the inbox entries it was routed to and its events, once: a repeated
+    /// `inbound_id` (the fax server re-sending after a reconnect) changes nothing and returns false.
+    pub async fn insert_inbound(&self, fax: &NewInbound, entries: &[InboxEntry], events: &[NewEvent]) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_faxes (id, fax_server_id, sha256, pages, caller_number, called_number, tsi,
+                 started_at, ended_at, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&fax.id)
+        .bind(&fax.fax_server_id)
+        .bind(&fax.sha256)
+        .bind(fax.pages)
+        .bind(&fax.caller_number)
+        .bind(&fax.called_number)
+        .bind(&fax.tsi)
+        .bind(&fax.started_at)
+        .bind(&fax.ended_at)
+        .bind(fax.received_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for entry in entries {
+            let (kind, id) = match &entry.target {
+                RuleTarget::Client(id) => ("client", id),
+                RuleTarget::Grouping(id) => ("grouping", id),
+            };
+            sqlx::query(
+                "INSERT INTO inbox_entries (inbound_id, target_kind, target_id, rule_id) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&fax.id)
+            .bind(kind)
+            .bind(id)
+            .bind(&entry.rule_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        events::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn inbound(&self, id: &str) -> Result<Option<InboundFax>> {
+        Ok(sqlx::query_as("SELECT * FROM inbound_faxes WHERE id = $1").bind(id).fetch_optional(&self.reader).await?)
+    }
+
+    /// The inbox of a client: faxes delivered to it, and to the shared inbox of any grouping it is in.
+    pub async fn inbox_of(&self, client_id: &str, before: Option<&str>, limit: i64) -> Result<Vec<InboundFax>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT f.* FROM inbound_faxes f JOIN inbox_entries e ON e.inbound_id = f.id
+             WHERE ((e.target_kind = 'client' AND e.target_id = $1)
+                 OR (e.target_kind = 'grouping' AND e.target_id IN
+                     (SELECT grouping_id FROM grouping_members WHERE member_kind = 'client' AND member_id = $1)))
+               AND ($2 IS NULL OR f.id < $2)
+             ORDER BY f.id DESC LIMIT $3",
+        )
+        .bind(client_id)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Whether an inbound fax is in this client's inbox (directly or through a grouping).
+    pub async fn inbound_visible_to(&self, inbound_id: &str, client_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbox_entries e WHERE e.inbound_id = $1 AND
+                ((e.target_kind = 'client' AND e.target_id = $2)
+                 OR (e.target_kind = 'grouping' AND e.target_id IN
+                     (SELECT grouping_id FROM grouping_members WHERE member_kind = 'client' AND member_id = $2)))",
+        )
+        .bind(inbound_id)
+        .bind(client_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n > 0)
+    }
+
+    pub async fn create_inbound_rule(&self, mut rule: InboundRule, targets: &[RuleTarget]) -> Result<InboundRule> {
+        rule.id = new_id("rule");
+        rule.created_at = now_ms();
+        rule.targets = serde_json::to_string(targets).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO inbound_rules (id, priority, fax_server_id, called_number, tsi, caller_prefix, targets,
+                 created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&rule.id)
+        .bind(rule.priority)
+        .bind(&rule.fax_server_id)
+        .bind(&rule.called_number)
+        .bind(&rule.tsi)
+        .bind(&rule.caller_prefix)
+        .bind(&rule.targets)
+        .bind(&rule.created_by)
+        .bind(rule.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(rule)
+    }
+
+    /// Rules in the order they are tried: lower priority number first, then oldest first.
+    pub async fn inbound_rules(&self) -> Result<Vec<InboundRule>> {
+        Ok(sqlx::query_as("SELECT * FROM inbound_rules ORDER BY priority, created_at, id")
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    pub async fn delete_inbound_rule(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM inbound_rules WHERE id = $1").bind(id).execute(&self.writer).await?;
+        Ok(r.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,457 @@
+//! Jobs (one recipient each) and their attempts.
+//!
+//! Job status: `queued` (waiting for its next attempt, maybe not before `not_before`) → `dispatched` (an
+//! attempt was offered to a fax server) → `active` (the fax server accepted it) → `sent` | `failed` |
+//! `cancelled`, or back to `queued` for a retry. An attempt is `offered` → `active` → `succeeded` | `failed` |
+//! `abandoned` | `cancelled`. Every transition is a conditional UPDATE on the expected current status, so a
+//! transition that lost a race (a late result, a duplicated message) changes nothing and says so.
+
+use crate::{events, now_ms, Error, NewEvent, Result, Store};
+use sqlx::SqliteConnection;
+
+pub const OPEN_ATTEMPT: &str = "status IN ('offered', 'active')";
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub batch_id: String,
+    pub client_id: String,
+    pub recipient: String,
+    pub priority: i64,
+    pub options: String,
+    pub max_tries: i64,
+    pub kill_at: i64,
+    pub not_before: i64,
+    pub pages_total: i64,
+    pub idempotency_key: Option<String>,
+    pub documents: Vec<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: String,
+    pub batch_id: String,
+    pub client_id: String,
+    pub recipient: String,
+    pub status: String,
+    pub priority: i64,
+    pub options: String,
+    pub max_tries: i64,
+    pub tries: i64,
+    pub kill_at: i64,
+    pub not_before: i64,
+    pub pages_total: i64,
+    pub pages_sent: i64,
+    pub reason: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "sent" | "failed" | "cancelled")
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobDocument {
+    pub seq: i64,
+    pub sha256: String,
+    pub size: i64,
+    pub media_type: String,
+    pub pages: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Attempt {
+    pub id: String,
+    pub job_id: String,
+    pub number: i64,
+    pub fax_server_id: String,
+    pub status: String,
+    pub phase: String,
+    pub deadline_at: Option<i64>,
+    pub page: Option<i64>,
+    pub fault: Option<String>,
+    pub reason: Option<String>,
+    pub t30: Option<String>,
+    pub pages_sent: i64,
+    pub stats: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFinish {
+    pub status: String,
+    pub fault: Option<String>,
+    pub reason: Option<String>,
+    pub t30: Option<String>,
+    pub pages_sent: i64,
+    pub stats: Option<String>,
+}
+
+/// The job's next state, applied with an attempt's end or on its own.
+#[derive(Debug, Clone, Default)]
+pub struct JobUpdate {
+    pub status: String,
+    pub reason: Option<String>,
+    pub not_before: Option<i64>,
+    pub pages_sent: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<String>,
+    /// Only jobs created before this job id (ids are time ordered): the pagination cursor.
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+async fn apply_job_update(conn: &mut SqliteConnection, job_id: &str, update: &JobUpdate, now: i64) -> Result<()> {
+    let finished = matches!(update.status.as_str(), "sent" | "failed" | "cancelled");
+    sqlx::query(
+        "UPDATE jobs SET status = $1, reason = COALESCE($2, reason), not_before = COALESCE($3, not_before),
+             pages_sent = COALESCE($4, pages_sent), updated_at = $5,
+             finished_at = CASE WHEN $6 THEN $5 ELSE NULL END
+         WHERE id = $7",
+    )
+    .bind(&update.status)
+    .bind(&update.reason)
+    .bind(update.not_before)
+    .bind(update.pages_sent)
+    .bind(now)
+    .bind(finished)
+    .bind(job_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Inserts the jobs of one submission atomically. With an idempotency key that this client used before,
+    /// nothing is inserted and the jobs of the earlier submission are returned with `false`.
+    pub async fn insert_jobs(&self, jobs: &[NewJob], events: &[NewEvent]) -> Result<(bool, Vec<Job>)> {
+        let Some(first) = jobs.first() else { return Ok((true, Vec::new())) };
+        let mut tx = self.writer.begin().await?;
+        if let Some(key) = &first.idempotency_key {
+            let existing: Vec<Job> = sqlx::query_as(
+                "SELECT * FROM jobs WHERE client_id = $1 AND idempotency_key = $2 ORDER BY id",
+            )
+            .bind(&first.client_id)
+            .bind(key)
+            .fetch_all(&mut *tx)
+            .await?;
+            if !existing.is_empty() {
+                return Ok((false, existing));
+            }
+        }
+        let now = now_ms();
+        for job in jobs {
+            sqlx::query(
+                "INSERT INTO jobs (id, batch_id, client_id, recipient, status, priority, options, max_tries,
+                     kill_at, not_before, pages_total, idempotency_key, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            )
+            .bind(&job.id)
+            .bind(&job.batch_id)
+            .bind(&job.client_id)
+            .bind(&job.recipient)
+            .bind(job.priority)
+            .bind(&job.options)
+            .bind(job.max_tries)
+            .bind(job.kill_at)
+            .bind(job.not_before)
+            .bind(job.pages_total)
+            .bind(&job.idempotency_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            for (seq, sha) in job.documents.iter().enumerate() {
+                sqlx::query("INSERT INTO job_documents (job_id, seq, sha256) VALUES ($1, $2, $3)")
+                    .bind(&job.id)
+                    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                    .bind(sha)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        events::append(&mut tx, events).await?;
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(self.job_on_writer(&job.id).await?.ok_or(Error::NotFound { what: "job" })?);
+        }
+        Ok((true, out))
+    }
+
+    async fn job_on_writer(&self, id: &str) -> Result<Option<Job>> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.writer).await?)
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<Job>> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.reader).await?)
+    }
+
+    /// A client's jobs, newest first.
+    pub async fn jobs_of_client(&self, client_id: &str, filter: &JobFilter) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM jobs WHERE client_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(client_id)
+        .bind(&filter.status)
+        .bind(&filter.before)
+        .bind(filter.limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Every job waiting for an attempt, for the dispatcher after a start.
+    pub async fn queued_jobs(&self) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id").fetch_all(&self.reader).await?)
+    }
+
+    pub async fn job_documents(&self, job_id: &str) -> Result<Vec<JobDocument>> {
+        Ok(sqlx::query_as(
+            "SELECT j.seq, j.sha256, d.size, d.media_type, d.pages FROM job_documents j
+             JOIN documents d ON d.sha256 = j.sha256 WHERE j.job_id = $1 ORDER BY j.seq",
+        )
+        .bind(job_id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub async fn attempts_of(&self, job_id: &str) -> Result<Vec<Attempt>> {
+        Ok(sqlx::query_as("SELECT * FROM attempts WHERE job_id = $1 ORDER BY number")
+            .bind(job_id)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    pub async fn attempt(&self, id: &str) -> Result<Option<Attempt>> {
+        Ok(sqlx::query_as("SELECT * FROM attempts WHERE id = $1").bind(id).fetch_optional(&self.writer).await?)
+    }
+
+    /// Attempts not yet ended, everywhere.
+    pub async fn open_attempts(&self) -> Result<Vec<Attempt>> {
+        Ok(sqlx::query_as(&format!("SELECT * FROM attempts WHERE {OPEN_ATTEMPT} ORDER BY started_at"))
+            .fetch_all(&self.writer)
+            .await?)
+    }
+
+    /// Open attempts whose deadline has passed.
+    pub async fn overdue_attempts(&self, now: i64) -> Result<Vec<Attempt>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT * FROM attempts WHERE {OPEN_ATTEMPT} AND deadline_at <= $1 ORDER BY deadline_at"
+        ))
+        .bind(now)
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
+    /// Records a new attempt and moves its job from `queued` to `dispatched`, both or neither. Returns
+    /// false (and records nothing) when the job was no longer queued.
+    pub async fn start_attempt(&self, attempt: &Attempt, events: &[NewEvent]) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        let moved = sqlx::query(
+            "UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(&attempt.job_id)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&attempt.id)
+        .bind(&attempt.job_id)
+        .bind(attempt.number)
+        .bind(&attempt.fax_server_id)
+        .bind(&attempt.status)
+        .bind(&attempt.phase)
+        .bind(attempt.deadline_at)
+        .bind(attempt.started_at)
+        .execute(&mut *tx)
+        .await?;
+        events::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records progress of an open attempt and a new deadline; the job becomes `active`.
+    /// Returns false when the attempt is not open (a late or repeated message).
+    pub async fn progress_attempt(
+        &self,
+        attempt_id: &str,
+        phase: &str,
+        page: Option<i64>,
+        deadline_at: i64,
+        events: &[NewEvent],
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let job_id: Option<String> = sqlx::query_scalar(&format!(
+            "UPDATE attempts SET status = 'active', phase = $1, page = COALESCE($2, page), deadline_at = $3
+             WHERE id = $4 AND {OPEN_ATTEMPT} RETURNING job_id"
+        ))
+        .bind(phase)
+        .bind(page)
+        .bind(deadline_at)
+        .bind(attempt_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job_id) = job_id else { return Ok(false) };
+        sqlx::query("UPDATE jobs SET status = 'active', updated_at = $1 WHERE id = $2 AND status IN ('dispatched', 'active')")
+            .bind(now_ms())
+            .bind(&job_id)
+            .execute(&mut *tx)
+            .await?;
+        events::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves an open attempt's deadline without other change (after a successful reconciliation).
+    pub async fn extend_attempt(&self, attempt_id: &str, deadline_at: i64) -> Result<bool> {
+        let r = sqlx::query(&format!("UPDATE attempts SET deadline_at = $1 WHERE id = $2 AND {OPEN_ATTEMPT}"))
+            .bind(deadline_at)
+            .bind(attempt_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Ends an open attempt and applies the job's next state, atomically. Returns false when the attempt had
+    /// already ended: the caller must then change nothing.
+    pub async fn finish_attempt(
+        &self,
+        attempt_id: &str,
+        finish: &AttemptFinish,
+        job: &JobUpdate,
+        events: &[NewEvent],
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        let job_id: Option<String> = sqlx::query_scalar(&format!(
+            "UPDATE attempts SET status = $1, phase = 'finished', fault = $2, reason = $3, t30 = $4,
+                 pages_sent = $5, stats = $6, ended_at = $7, deadline_at = NULL
+             WHERE id = $8 AND {OPEN_ATTEMPT} RETURNING job_id"
+        ))
+        .bind(&finish.status)
+        .bind(&finish.fault)
+        .bind(&finish.reason)
+        .bind(&finish.t30)
+        .bind(finish.pages_sent)
+        .bind(&finish.stats)
+        .bind(now)
+        .bind(attempt_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job_id) = job_id else { return Ok(false) };
+        apply_job_update(&mut tx, &job_id, job, now).await?;
+        events::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Changes a job that has no open attempt, if its status is one of `from`. Returns false otherwise.
+    pub async fn update_job(&self, job_id: &str, from: &[&str], update: &JobUpdate, events: &[NewEvent]) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if !status.is_some_and(|s| from.contains(&s.as_str())) {
+            return Ok(false);
+        }
+        apply_job_update(&mut tx, job_id, update, now_ms()).await?;
+        events::append(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Counts of jobs by status, for metrics.
+    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+            .fetch_all(&self.reader)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::store;
+    use crate::{new_id, ClientKind};
+
+    async fn queued_job(store: &Store) -> Job {
+        let client = store.create_client(&new_id("c"), ClientKind::Application, None, false).await.expect("client");
+        store.insert_document("ab", 10, "image/tiff", 1, Some(&client.id)).await.expect("doc");
+        let job = NewJob {
+            id: new_id("job"),
+            batch_id: new_id("bat"),
+            client_id: client.id.clone(),
+            recipient: "+15551234".into(),
+            priority: 100,
+            options: "{}".into(),
+            max_tries: 3,
+            kill_at: i64::MAX,
+            not_before: 0,
+            pages_total: 1,
+            idempotency_key: Some("k1".into()),
+            documents: vec!["ab".into()],
+        };
+        let (created, jobs) = store.insert_jobs(&[job.clone()], &[]).await.expect("insert");
+        assert!(created);
+        let (created_again, again) = store.insert_jobs(&[NewJob { id: new_id("job"), ..job }], &[]).await.expect("again");
+        assert!(!created_again, "the idempotency key must return the first submission");
+        assert_eq!(again[0].id, jobs[0].id);
+        jobs.into_iter().next().expect("one job")
+    }
+
+    fn attempt(job: &Job, fs: &str) -> Attempt {
+        Attempt {
+            id: new_id("att"),
+            job_id: job.id.clone(),
+            number: job.tries + 1,
+            fax_server_id: fs.into(),
+            status: "offered".into(),
+            phase: "offered".into(),
+            deadline_at: Some(0),
+            page: None,
+            fault: None,
+            reason: None,
+            t30: None,
+            pages_sent: 0,
+            stats: None,
+            started_at: now_ms(),
+            ended_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_starts_once_and_finishes_once() {
+        let (store, _dir) = store().await;
+        let job = queued_job(&store).await;
+        let fs = store.create_fax_server("fs1", &[], "enr", i64::MAX).await.expect("fs");
+        let a = attempt(&job, &fs.id);
+        assert!(store.start_attempt(&a, &[]).await.expect("start"));
+        assert!(!store.start_attempt(&attempt(&job, &fs.id), &[]).await.expect("second start"), "job no longer queued");
+        assert_eq!(store.overdue_attempts(now_ms()).await.expect("overdue").len(), 1);
+        let finish = AttemptFinish { status: "succeeded".into(), pages_sent: 1, ..Default::default() };
+        let update = JobUpdate { status: "sent".into(), pages_sent: Some(1), ..Default::default() };
+        assert!(store.finish_attempt(&a.id, &finish, &update, &[]).await.expect("finish"));
+        assert!(!store.finish_attempt(&a.id, &finish, &update, &[]).await.expect("repeat"), "a repeated result changes nothing");
+        let job = store.job(&job.id).await.expect("get").expect("exists");
+        assert_eq!((job.status.as_str(), job.tries, job.pages_sent), ("sent", 1, 1));
+        assert!(job.finished_at.is_some());
+    }
+}

@@ -1,0 +1,142 @@
+//! Persistence for the supervising server: schema, migrations and queries.
+//!
+//! Architecture invariant: only this crate knows SQL. The supervisor calls typed methods; every method that
+//! changes state does so in one transaction together with the events it causes, so an event is never
+//! published for a change that was rolled back, and a change never commits without its events.
+//!
+//! SQLite is the first backend: one database file, WAL journal, `synchronous = NORMAL` (a committed
+//! transaction survives the process being killed; only an OS crash may lose the last few), foreign keys on.
+//! Writes go through a single connection (SQLite has one writer anyway; queueing in the pool avoids
+//! `SQLITE_BUSY`), reads through a small pool. The SQL is kept to what PostgreSQL also accepts (numbered
+//! `$n` parameters, no SQLite-only functions in queries) so a PostgreSQL backend is a second pool type and a
+//! mirrored migration set, not a redesign.
+
+mod clients;
+mod events;
+mod fax_servers;
+mod groupings;
+mod inbound;
+mod jobs;
+mod webhooks;
+
+pub use clients::{Client, ClientKind};
+pub use events::{NewEvent, StoredEvent};
+pub use fax_servers::FaxServer;
+pub use groupings::{Grouping, MemberKind};
+pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
+pub use jobs::{Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob};
+pub use webhooks::{Delivery, Webhook};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::path::Path;
+use std::time::Duration;
+
+/// Errors of the store. The supervisor maps them to API errors; their text may name tables but never
+/// values, so secrets cannot leak through them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{what} already exists")]
+    Conflict { what: &'static str },
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Milliseconds since the Unix epoch; the one clock format the schema uses.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A fresh identifier with a readable prefix (`job_…`, `att_…`); time-ordered (UUIDv7) so ids sort by
+/// creation and index well.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-16000");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn conflict_on_unique(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict { what },
+        _ => Error::Database(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::*;
+
+    pub async fn store() -> (Store, tempdir::Dir) {
+        let dir = tempdir::Dir::new();
+        let store = Store::open(&dir.path().join("faxhub.db")).await.expect("open store");
+        (store, dir)
+    }
+
+    /// A minimal temporary directory, so the store's tests need no extra crate.
+    pub mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let path = std::env::temp_dir().join(crate::new_id("faxhub-store-test"));
+                std::fs::create_dir_all(&path).expect("create temp dir");
+                Self(path)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The REST face under `/v1`, described by the OpenAPI document at `/v1/openapi.json`. Handlers are thin:
+//! they authenticate, validate, and call the resource modules; every access decision goes through
+//! `crate::access`.
+
+mod admin;
+mod documents;
+mod events;
+mod jobs;
+mod node;
+
+use crate::access::Caller;
+use crate::auth::{bearer, hash_secret};
+use crate::error::{ApiError, REQUEST_ID};
+use crate::AppState;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let client = app.store.client_by_token_hash(&hash_secret(token)).await?.ok_or_else(ApiError::unauthorized)?;
+        Ok(Caller { id: client.id, name: client.name, is_admin: client.is_admin })
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Page {
+    /// At most this many items (1 to 500, default 50).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n) if (1..=500).contains(&n) => Ok(n),
+            Some(_) => Err(ApiError::field("limit", "must be between 1 and 500")),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Paged<T> {
+    pub fn new(items: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
+        let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
+        let next_cursor = if full { items.last().map(cursor_of) } else { None };
+        Self { items, next_cursor }
+    }
+}
+
+/// Gives every request an id (kept from `X-Request-Id` when the client sent a sane one), makes it
+/// available to error bodies and logs, and returns it in the response header.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = REQUEST_ID.scope(id.clone(), tracing::Instrument::instrument(next.run(req), span)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let mut gauges = vec![
+        ("faxhub_jobs_queued", "Jobs waiting for an attempt.", app.dispatcher.queue_len() as f64),
+        ("faxhub_fax_servers_online", "Fax servers with a live link.", app.dispatcher.online_servers() as f64),
+    ];
+    let counts = app.store.job_counts().await.unwrap_or_default();
+    let mut body = app.metrics.render(&gauges.drain(..).collect::<Vec<_>>());
+    body.push_str("# HELP faxhub_jobs Jobs in the store by status.\n# TYPE faxhub_jobs gauge\n");
+    for (status, n) in counts {
+        body.push_str(&format!("faxhub_jobs{{status=\"{status}\"}} {n}\n"));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "faxhub supervising server", version = "1", description = "Send and receive faxes through the supervising server. Authenticate with `Authorization: Bearer <token>`."),
+    paths(
+        admin::login, admin::me, admin::create_client, admin::list_clients, admin::create_token,
+        admin::create_grouping, admin::list_groupings, admin::get_grouping, admin::add_member, admin::remove_member,
+        admin::create_fax_server, admin::list_fax_servers, admin::get_fax_server, admin::patch_fax_server,
+        admin::create_rule, admin::list_rules, admin::delete_rule,
+        documents::upload, documents::download,
+        jobs::submit, jobs::list, jobs::get_job, jobs::cancel, jobs::resend,
+        events::inbox, events::inbox_item, events::inbox_document, events::stream,
+        events::create_webhook, events::list_webhooks, events::delete_webhook, events::deliveries,
+        node::enroll, node::document, node::upload_inbound,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+pub fn router(app: AppState) -> Router {
+    // Uploads may be as large as the limit plus multipart framing; the limit itself is enforced while
+    // streaming so that nothing over it is buffered or stored.
+    let upload_limit = usize::try_from(app.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    let uploads = Router::new()
+        .route("/v1/documents", post(documents::upload))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/node/inbound-documents", post(node::upload_inbound))
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(upload_limit));
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/sessions", post(admin::login))
+        .route("/v1/me", get(admin::me))
+        .route("/v1/clients", post(admin::create_client).get(admin::list_clients))
+        .route("/v1/clients/{id}/tokens", post(admin::create_token))
+        .route("/v1/groupings", post(admin::create_grouping).get(admin::list_groupings))
+        .route("/v1/groupings/{id}", get(admin::get_grouping))
+        .route("/v1/groupings/{id}/members", put(admin::add_member))
+        .route("/v1/groupings/{id}/members/{kind}/{member_id}", delete(admin::remove_member))
+        .route("/v1/fax-servers", post(admin::create_fax_server).get(admin::list_fax_servers))
+        .route("/v1/fax-servers/{id}", get(admin::get_fax_server).patch(admin::patch_fax_server))
+        .route("/v1/inbound-rules", post(admin::create_rule).get(admin::list_rules))
+        .route("/v1/inbound-rules/{id}", delete(admin::delete_rule))
+        .route("/v1/documents/{sha256}", get(documents::download))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/resend", post(jobs::resend))
+        .route("/v1/inbox", get(events::inbox))
+        .route("/v1/inbox/{id}", get(events::inbox_item))
+        .route("/v1/inbox/{id}/document", get(events::inbox_document))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/webhooks", post(events::create_webhook).get(events::list_webhooks))
+        .route("/v1/webhooks/{id}", delete(events::delete_webhook))
+        .route("/v1/webhooks/{id}/deliveries", get(events::deliveries))
+        .route("/v1/node/enroll", post(node::enroll))
+        .route("/v1/node/documents/{sha256}", get(node::document))
+        .route(protocol::LINK_PATH, get(crate::link::upgrade))
+        .merge(uploads)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(request_id))
+        .with_state(app)
+}
+
+/// 201 with a JSON body.
+pub fn created<T: Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}

@@ -1,0 +1,873 @@
+//! Send routing (claims 2 and 23): choosing a proper fax server for each job, offering it the attempt,
+//! applying what the fax server reports, retrying, and the watchdog that bounds every in-flight state.
+//!
+//! The database is the truth; this module keeps in memory only what routing needs to be fast (the queue of
+//! jobs waiting for an attempt, and the fax servers' links, capacity and health) and rebuilds it from the
+//! database on start. An attempt is recorded (and its job moved out of `queued`) in one transaction
+//! *before* the offer leaves, so a crash between the two re-sends the same attempt id, which the fax server
+//! de-duplicates, and never makes a second attempt.
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use protocol::{
+    AttemptState, Body, Capabilities, DocumentRef, Envelope, FaultSide, JobOffer, JobProgress, JobResult, Outcome,
+    Phase, SendOptions,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{now_ms, Attempt, AttemptFinish, Job, JobUpdate, NewEvent, Store};
+use tokio::sync::{mpsc, Notify};
+
+/// Per-job options as stored with the job (JSON in `jobs.options`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, utoipa::ToSchema)]
+pub struct JobOptions {
+    /// `standard`, `fine` or `superfine`.
+    pub resolution: String,
+    pub ecm: bool,
+    pub header: Option<String>,
+    pub tsi: Option<String>,
+    /// Seconds between tries after recipient faults; the server's schedule when absent.
+    pub retry_delay_secs: Option<u64>,
+}
+
+/// A job waiting for its next attempt.
+#[derive(Debug, Clone)]
+struct Pending {
+    job_id: String,
+    client_id: String,
+    recipient: String,
+    priority: i64,
+    not_before: i64,
+    kill_at: i64,
+    /// Fax servers that failed this job with a fax-server fault, and until when to avoid them.
+    avoid: HashMap<String, i64>,
+    next_attempt_number: i64,
+    documents: Vec<DocumentRef>,
+    options: JobOptions,
+}
+
+#[derive(Debug)]
+struct Server {
+    name: String,
+    dial_prefixes: Vec<String>,
+    link: Option<Link>,
+    caps: Capabilities,
+    /// Attempts open on this fax server (offered or active).
+    open: HashSet<String>,
+    receiving: u32,
+    /// 0..1, an exponentially weighted average of recent results.
+    health: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Link {
+    tx: mpsc::UnboundedSender<Envelope>,
+    generation: u64,
+}
+
+impl Server {
+    fn free_channels(&self) -> u32 {
+        let used = u32::try_from(self.open.len()).unwrap_or(u32::MAX).saturating_add(self.receiving);
+        self.caps.channels.saturating_sub(used)
+    }
+
+    /// How specific this fax server's route to `number` is: `None` if it may not dial it, 0 for a default
+    /// route, else the length of the longest matching prefix.
+    fn route_to(&self, number: &str) -> Option<usize> {
+        let rule = longest_prefix(&self.dial_prefixes, number)?;
+        longest_prefix(&self.caps.reachable_prefixes, number)?;
+        Some(rule)
+    }
+}
+
+fn longest_prefix(prefixes: &[String], number: &str) -> Option<usize> {
+    if prefixes.is_empty() {
+        return Some(0);
+    }
+    prefixes.iter().filter(|p| number.starts_with(p.as_str())).map(String::len).max()
+}
+
+#[derive(Debug, Default)]
+struct State {
+    servers: HashMap<String, Server>,
+    queue: HashMap<String, Pending>,
+    /// Attempts queried once after their deadline passed.
+    queried: HashSet<String>,
+    generation: u64,
+}
+
+pub struct Dispatcher {
+    store: Store,
+    config: Arc<Config>,
+    access: Arc<Access>,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+    wake: Notify,
+    /// Told whenever events were committed, so SSE streams look for new rows.
+    pub events: tokio::sync::broadcast::Sender<()>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").finish_non_exhaustive()
+    }
+}
+
+/// The decision after a failed attempt.
+#[derive(Debug, PartialEq)]
+enum Next {
+    Retry { not_before: i64 },
+    Fail(String),
+    Cancelled,
+}
+
+pub fn job_event(kind: &str, job: &Job, extra: serde_json::Value) -> NewEvent {
+    let mut payload = serde_json::json!({
+        "job_id": job.id, "batch_id": job.batch_id, "recipient": job.recipient,
+    });
+    if let (Some(map), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    NewEvent::new(kind, payload, vec![job.client_id.clone()])
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, config: Arc<Config>, access: Arc<Access>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            access,
+            metrics,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            events: tokio::sync::broadcast::channel(64).0,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn events_committed(&self) {
+        let _ = self.events.send(());
+    }
+
+    /// Rebuilds the in-memory view from the database after a start.
+    pub async fn restore(&self) -> store::Result<()> {
+        let servers = self.store.fax_servers().await?;
+        let open = self.store.open_attempts().await?;
+        let queued = self.store.queued_jobs().await?;
+        let grace = now_ms() + secs(self.config.deadlines.link_grace_secs);
+        for a in &open {
+            // No fax server is connected yet: give each the link grace to come back and reconcile.
+            self.store.extend_attempt(&a.id, grace).await?;
+        }
+        let mut pendings = Vec::with_capacity(queued.len());
+        for job in &queued {
+            pendings.push(self.pending_from_job(job).await?);
+        }
+        let mut st = self.lock();
+        for fs in servers {
+            let caps: Capabilities = serde_json::from_str(&fs.capabilities).unwrap_or_default();
+            st.servers.insert(
+                fs.id.clone(),
+                Server {
+                    name: fs.name.clone(),
+                    dial_prefixes: fs.dial_prefixes(),
+                    link: None,
+                    caps,
+                    open: HashSet::new(),
+                    receiving: 0,
+                    health: 1.0,
+                },
+            );
+        }
+        for a in open {
+            if let Some(s) = st.servers.get_mut(&a.fax_server_id) {
+                s.open.insert(a.id);
+            }
+        }
+        for p in pendings {
+            st.queue.insert(p.job_id.clone(), p);
+        }
+        tracing::info!(queued = st.queue.len(), fax_servers = st.servers.len(), "dispatcher restored");
+        Ok(())
+    }
+
+    async fn pending_from_job(&self, job: &Job) -> store::Result<Pending> {
+        let docs = self.store.job_documents(&job.id).await?;
+        let attempts = self.store.attempts_of(&job.id).await?;
+        let mut avoid = HashMap::new();
+        for a in attempts.iter().filter(|a| a.fault.as_deref() == Some("fax_server")) {
+            avoid.insert(a.fax_server_id.clone(), a.ended_at.unwrap_or(0) + AVOID_MS);
+        }
+        Ok(Pending {
+            job_id: job.id.clone(),
+            client_id: job.client_id.clone(),
+            recipient: job.recipient.clone(),
+            priority: job.priority,
+            not_before: job.not_before,
+            kill_at: job.kill_at,
+            avoid,
+            next_attempt_number: attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1,
+            documents: docs
+                .into_iter()
+                .map(|d| DocumentRef {
+                    sha256: d.sha256,
+                    size: u64::try_from(d.size).unwrap_or(0),
+                    media_type: d.media_type,
+                })
+                .collect(),
+            options: serde_json::from_str(&job.options).unwrap_or_default(),
+        })
+    }
+
+    /// Queues freshly submitted (or re-queued) jobs for dispatch.
+    pub async fn enqueue(&self, jobs: &[Job]) -> store::Result<()> {
+        let mut pendings = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            pendings.push(self.pending_from_job(job).await?);
+        }
+        {
+            let mut st = self.lock();
+            for p in pendings {
+                st.queue.insert(p.job_id.clone(), p);
+            }
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues jobs whose documents and options the caller already holds, without reading them back.
+    pub fn enqueue_new(&self, job: &Job, documents: Vec<DocumentRef>, options: JobOptions) {
+        let p = Pending {
+            job_id: job.id.clone(),
+            client_id: job.client_id.clone(),
+            recipient: job.recipient.clone(),
+            priority: job.priority,
+            not_before: job.not_before,
+            kill_at: job.kill_at,
+            avoid: HashMap::new(),
+            next_attempt_number: 1,
+            documents,
+            options,
+        };
+        self.lock().queue.insert(p.job_id.clone(), p);
+        self.wake.notify_one();
+    }
+
+    /// Whether any fax server (online or not) in the client's groupings may dial this number.
+    pub fn reachable(&self, client_id: &str, number: &str) -> bool {
+        let st = self.lock();
+        st.servers
+            .iter()
+            .any(|(id, s)| self.access.shares_grouping(client_id, id) && longest_prefix(&s.dial_prefixes, number).is_some())
+    }
+
+    pub fn set_dial_prefixes(&self, fax_server_id: &str, prefixes: Vec<String>) {
+        if let Some(s) = self.lock().servers.get_mut(fax_server_id) {
+            s.dial_prefixes = prefixes;
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn register_server(&self, id: &str, name: &str, prefixes: Vec<String>) {
+        self.lock().servers.entry(id.to_owned()).or_insert_with(|| Server {
+            name: name.to_owned(),
+            dial_prefixes: prefixes,
+            link: None,
+            caps: Capabilities::default(),
+            open: HashSet::new(),
+            receiving: 0,
+            health: 1.0,
+        });
+    }
+
+    /// A snapshot for the API: (online, free channels, open attempts, health).
+    pub fn server_status(&self, id: &str) -> Option<(bool, u32, usize, f64)> {
+        let st = self.lock();
+        st.servers.get(id).map(|s| (s.link.is_some(), s.free_channels(), s.open.len(), s.health))
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    pub fn online_servers(&self) -> usize {
+        self.lock().servers.values().filter(|s| s.link.is_some()).count()
+    }
+
+    /// Removes a job from the queue (cancel); true if it was waiting there.
+    pub fn dequeue(&self, job_id: &str) -> bool {
+        self.lock().queue.remove(job_id).is_some()
+    }
+
+    /// Sends a cancel for an open attempt to its fax server, if connected; the fax server answers with a
+    /// result whose reason is `cancelled`.
+    pub fn request_cancel(&self, attempt: &Attempt) {
+        let st = self.lock();
+        if let Some(link) = st.servers.get(&attempt.fax_server_id).and_then(|s| s.link.as_ref()) {
+            let _ = link.tx.send(Envelope::unacked(Body::JobCancel { attempt_id: attempt.id.clone() }));
+        }
+    }
+
+    /// The dispatch loop: runs until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let next_due = match self.dispatch_round().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!("dispatch round failed: {e}");
+                    Some(now_ms() + 1000)
+                }
+            };
+            let wait = next_due.map_or(Duration::from_secs(1), |t| Duration::from_millis(u64::try_from(t - now_ms()).unwrap_or(0)));
+            let _ = tokio::time::timeout(wait.min(Duration::from_secs(1)), self.wake.notified()).await;
+        }
+    }
+
+    /// Offers every job that is due and has a fax server available; returns when the next waiting job is due.
+    async fn dispatch_round(&self) -> store::Result<Option<i64>> {
+        let now = now_ms();
+        let (picks, next_due) = {
+            let mut st = self.lock();
+            let mut due: Vec<(i64, i64, String)> = Vec::new();
+            let mut next_due: Option<i64> = None;
+            for p in st.queue.values() {
+                if p.not_before <= now {
+                    due.push((p.priority, p.not_before, p.job_id.clone()));
+                } else {
+                    next_due = Some(next_due.map_or(p.not_before, |n: i64| n.min(p.not_before)));
+                }
+            }
+            due.sort();
+            let mut picks = Vec::new();
+            for (_, _, job_id) in due {
+                let Some(p) = st.queue.get(&job_id) else { continue };
+                let Some(server_id) = self.select(&st, p, now) else { continue };
+                let Some(p) = st.queue.remove(&job_id) else { continue };
+                let attempt_id = store::new_id("att");
+                if let Some(s) = st.servers.get_mut(&server_id) {
+                    s.open.insert(attempt_id.clone());
+                }
+                picks.push((p, server_id, attempt_id));
+            }
+            (picks, next_due)
+        };
+        for (p, server_id, attempt_id) in picks {
+            self.offer(p, server_id, attempt_id).await?;
+        }
+        Ok(next_due)
+    }
+
+    /// The proper fax server for a job: shares a grouping with the client, online, has a free channel, may
+    /// dial the number (the most specific route wins), then the least loaded and healthiest.
+    fn select(&self, st: &State, p: &Pending, now: i64) -> Option<String> {
+        let mut best: Option<(usize, f64, &String)> = None;
+        for (id, s) in &st.servers {
+            if s.link.is_none() || s.free_channels() == 0 || p.avoid.get(id).is_some_and(|until| *until > now) {
+                continue;
+            }
+            if !self.access.shares_grouping(&p.client_id, id) {
+                continue;
+            }
+            let Some(specificity) = s.route_to(&p.recipient) else { continue };
+            let channels = f64::from(s.caps.channels.max(1));
+            let load = (channels - f64::from(s.free_channels())) / channels;
+            let score = load + (1.0 - s.health);
+            let better = match &best {
+                None => true,
+                Some((bs, bscore, bid)) => {
+                    specificity > *bs || (specificity == *bs && (score < *bscore || (score == *bscore && id < *bid)))
+                }
+            };
+            if better {
+                best = Some((specificity, score, id));
+            }
+        }
+        best.map(|(_, _, id)| id.clone())
+    }
+
+    async fn offer(&self, p: Pending, server_id: String, attempt_id: String) -> store::Result<()> {
+        let now = now_ms();
+        let attempt = Attempt {
+            id: attempt_id.clone(),
+            job_id: p.job_id.clone(),
+            number: p.next_attempt_number,
+            fax_server_id: server_id.clone(),
+            status: "offered".into(),
+            phase: "offered".into(),
+            deadline_at: Some(now + secs(self.config.deadlines.offered_secs)),
+            page: None,
+            fault: None,
+            reason: None,
+            t30: None,
+            pages_sent: 0,
+            stats: None,
+            started_at: now,
+            ended_at: None,
+        };
+        let server_name = self.lock().servers.get(&server_id).map(|s| s.name.clone()).unwrap_or_default();
+        let event = NewEvent::new(
+            "job.dispatched",
+            serde_json::json!({"job_id": p.job_id, "attempt_id": attempt_id, "attempt": attempt.number,
+                               "fax_server_id": server_id, "fax_server": server_name}),
+            vec![p.client_id.clone()],
+        );
+        let started = self.store.start_attempt(&attempt, &[event]).await;
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // Put the job back untouched so a passing database error loses nothing.
+                let mut st = self.lock();
+                if let Some(s) = st.servers.get_mut(&server_id) {
+                    s.open.remove(&attempt_id);
+                }
+                st.queue.insert(p.job_id.clone(), p);
+                return Err(e);
+            }
+        };
+        if !started {
+            // Cancelled (or otherwise moved on) while it waited.
+            if let Some(s) = self.lock().servers.get_mut(&server_id) {
+                s.open.remove(&attempt_id);
+            }
+            return Ok(());
+        }
+        self.events_committed();
+        self.metrics.dispatched.inc();
+        self.metrics.observe_dispatch_latency(now, p.not_before);
+        let offer = JobOffer {
+            attempt_id,
+            job_id: p.job_id,
+            recipient: p.recipient,
+            documents: p.documents,
+            options: SendOptions {
+                resolution: p.options.resolution,
+                ecm: p.options.ecm,
+                header: p.options.header,
+                tsi: p.options.tsi,
+                max_bit_rate: None,
+            },
+            attempt_number: u32::try_from(attempt.number).unwrap_or(u32::MAX),
+        };
+        self.send_to(&server_id, Body::JobOffer(offer));
+        Ok(())
+    }
+
+    fn send_to(&self, server_id: &str, body: Body) {
+        let st = self.lock();
+        if let Some(link) = st.servers.get(server_id).and_then(|s| s.link.as_ref()) {
+            let _ = link.tx.send(Envelope::unacked(body));
+        }
+    }
+
+    /// A fax server's link came up. Returns the link generation (to detect a stale disconnect) and the
+    /// attempts the supervisor believes it holds.
+    pub async fn connected(
+        &self,
+        server_id: &str,
+        name: &str,
+        caps: Capabilities,
+        tx: mpsc::UnboundedSender<Envelope>,
+        in_flight: Vec<AttemptState>,
+    ) -> store::Result<(u64, Vec<String>)> {
+        let generation = {
+            let mut st = self.lock();
+            st.generation += 1;
+            let generation = st.generation;
+            let s = st.servers.entry(server_id.to_owned()).or_insert_with(|| Server {
+                name: name.to_owned(),
+                dial_prefixes: Vec::new(),
+                link: None,
+                caps: Capabilities::default(),
+                open: HashSet::new(),
+                receiving: 0,
+                health: 1.0,
+            });
+            s.caps = caps;
+            s.link = Some(Link { tx, generation });
+            generation
+        };
+        let open: Vec<Attempt> =
+            self.store.open_attempts().await?.into_iter().filter(|a| a.fax_server_id == server_id).collect();
+        let expected: Vec<String> = open.iter().map(|a| a.id.clone()).collect();
+        let held: HashSet<String> = in_flight.iter().map(|a| a.attempt_id.clone()).collect();
+        for state in in_flight {
+            match state.result {
+                Some(result) => self.on_result(server_id, result).await?,
+                None => {
+                    if expected.contains(&state.attempt_id) {
+                        let progress =
+                            JobProgress { attempt_id: state.attempt_id, phase: state.phase, page: None, pages_total: None, bit_rate: None };
+                        self.on_progress(server_id, progress).await?;
+                    } else {
+                        // Not open here any more (abandoned after the link grace): the fax server must stop.
+                        self.send_to(server_id, Body::JobCancel { attempt_id: state.attempt_id });
+                    }
+                }
+            }
+        }
+        for a in open.into_iter().filter(|a| !held.contains(&a.id)) {
+            if a.status == "offered" {
+                // The offer may never have arrived: send the same attempt again.
+                let job = self.store.job(&a.job_id).await?;
+                if let Some(job) = job {
+                    let mut p = self.pending_from_job(&job).await?;
+                    p.next_attempt_number = a.number;
+                    self.resend_offer(server_id, &a, p).await?;
+                }
+            } else {
+                self.abandon(&a, "the fax server no longer holds the attempt").await?;
+            }
+        }
+        self.wake.notify_one();
+        Ok((generation, expected))
+    }
+
+    async fn resend_offer(&self, server_id: &str, a: &Attempt, p: Pending) -> store::Result<()> {
+        self.store.extend_attempt(&a.id, now_ms() + secs(self.config.deadlines.offered_secs)).await?;
+        if let Some(s) = self.lock().servers.get_mut(server_id) {
+            s.open.insert(a.id.clone());
+        }
+        let offer = JobOffer {
+            attempt_id: a.id.clone(),
+            job_id: p.job_id,
+            recipient: p.recipient,
+            documents: p.documents,
+            options: SendOptions {
+                resolution: p.options.resolution,
+                ecm: p.options.ecm,
+                header: p.options.header,
+                tsi: p.options.tsi,
+                max_bit_rate: None,
+            },
+            attempt_number: u32::try_from(a.number).unwrap_or(u32::MAX),
+        };
+        self.send_to(server_id, Body::JobOffer(offer));
+        Ok(())
+    }
+
+    /// A fax server's link went down; a newer link of the same fax server is left alone.
+    pub async fn disconnected(&self, server_id: &str, generation: u64) -> store::Result<()> {
+        let open: Vec<String> = {
+            let mut st = self.lock();
+            let Some(s) = st.servers.get_mut(server_id) else { return Ok(()) };
+            if s.link.as_ref().is_none_or(|l| l.generation != generation) {
+                return Ok(());
+            }
+            s.link = None;
+            s.receiving = 0;
+            s.open.iter().cloned().collect()
+        };
+        let deadline = now_ms() + secs(self.config.deadlines.link_grace_secs);
+        for id in open {
+            self.store.extend_attempt(&id, deadline).await?;
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat(&self, server_id: &str, channels: &[protocol::ChannelState]) {
+        let receiving = channels.iter().filter(|c| **c == protocol::ChannelState::Receiving).count();
+        let usable = channels.iter().filter(|c| **c != protocol::ChannelState::Down).count();
+        let mut st = self.lock();
+        if let Some(s) = st.servers.get_mut(server_id) {
+            s.receiving = u32::try_from(receiving).unwrap_or(u32::MAX);
+            s.caps.channels = u32::try_from(usable).unwrap_or(u32::MAX);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    pub async fn on_progress(&self, server_id: &str, progress: JobProgress) -> store::Result<()> {
+        let Some(a) = self.store.attempt(&progress.attempt_id).await? else { return Ok(()) };
+        if a.fax_server_id != server_id {
+            return Ok(());
+        }
+        let phase = phase_name(progress.phase);
+        let deadline = now_ms() + secs(self.config.deadlines.for_phase(phase).as_secs());
+        let job = self.store.job(&a.job_id).await?;
+        let events: Vec<NewEvent> = job
+            .iter()
+            .map(|job| {
+                job_event(
+                    "job.progress",
+                    job,
+                    serde_json::json!({"attempt_id": a.id, "phase": phase, "page": progress.page,
+                                       "pages_total": progress.pages_total, "bit_rate": progress.bit_rate}),
+                )
+            })
+            .collect();
+        let page = progress.page.map(i64::from);
+        if self.store.progress_attempt(&a.id, phase, page, deadline, &events).await? {
+            self.lock().queried.remove(&a.id);
+            self.events_committed();
+        }
+        Ok(())
+    }
+
+    /// Applies the end of an attempt as the fax server reports it; a repeated report changes nothing.
+    pub async fn on_result(&self, server_id: &str, result: JobResult) -> store::Result<()> {
+        let Some(a) = self.store.attempt(&result.attempt_id).await? else { return Ok(()) };
+        if a.fax_server_id != server_id {
+            tracing::warn!(attempt = %a.id, "result from a fax server that does not hold the attempt; ignored");
+            return Ok(());
+        }
+        let Some(job) = self.store.job(&a.job_id).await? else { return Ok(()) };
+        let stats = serde_json::to_string(&result.stats).ok();
+        let (finish, health) = match &result.outcome {
+            Outcome::Sent { pages } => (
+                AttemptFinish { status: "succeeded".into(), pages_sent: i64::from(*pages), stats, ..Default::default() },
+                1.0,
+            ),
+            Outcome::Failed { fault, reason, t30, pages_sent } => (
+                AttemptFinish {
+                    status: "failed".into(),
+                    fault: Some(fault_name(*fault).into()),
+                    reason: Some(reason.clone()),
+                    t30: t30.clone(),
+                    pages_sent: i64::from(*pages_sent),
+                    stats,
+                },
+                if *fault == FaultSide::FaxServer { 0.0 } else { 0.8 },
+            ),
+        };
+        let applied = self.finish(&a, &job, finish).await?;
+        if applied {
+            let mut st = self.lock();
+            if let Some(s) = st.servers.get_mut(server_id) {
+                s.health = s.health * 0.8 + health * 0.2;
+            }
+        } else {
+            tracing::info!(attempt = %a.id, "result for an attempt that already ended; acknowledged, no change");
+        }
+        Ok(())
+    }
+
+    /// Ends an attempt and moves its job on: sent, retried or failed. False when the attempt had ended.
+    async fn finish(&self, a: &Attempt, job: &Job, finish: AttemptFinish) -> store::Result<bool> {
+        let now = now_ms();
+        let (update, event, requeue) = if finish.status == "succeeded" {
+            let pages = finish.pages_sent;
+            (
+                JobUpdate { status: "sent".into(), pages_sent: Some(pages), ..Default::default() },
+                job_event("job.sent", job, serde_json::json!({"attempt_id": a.id, "pages": pages})),
+                false,
+            )
+        } else {
+            let history = self.store.attempts_of(&job.id).await?;
+            let fault = finish.fault.clone().unwrap_or_default();
+            let reason = finish.reason.clone().unwrap_or_default();
+            let next = if reason == "cancelled" {
+                Next::Cancelled
+            } else {
+                self.next_after_failure(job, &history, a, &fault, &reason, now)
+            };
+            match next {
+                Next::Cancelled => (
+                    JobUpdate { status: "cancelled".into(), reason: Some("cancelled by the client".into()), ..Default::default() },
+                    job_event("job.cancelled", job, serde_json::json!({"attempt_id": a.id})),
+                    false,
+                ),
+                Next::Retry { not_before } => (
+                    JobUpdate {
+                        status: "queued".into(),
+                        reason: Some(reason.clone()),
+                        not_before: Some(not_before),
+                        pages_sent: Some(finish.pages_sent),
+                    },
+                    job_event(
+                        "job.retry_scheduled",
+                        job,
+                        serde_json::json!({"attempt_id": a.id, "fault": fault, "reason": reason, "not_before": not_before}),
+                    ),
+                    true,
+                ),
+                Next::Fail(why) => (
+                    JobUpdate { status: "failed".into(), reason: Some(why.clone()), ..Default::default() },
+                    job_event("job.failed", job, serde_json::json!({"attempt_id": a.id, "fault": fault, "reason": why})),
+                    false,
+                ),
+            }
+        };
+        if !self.store.finish_attempt(&a.id, &finish, &update, &[event]).await? {
+            return Ok(false);
+        }
+        {
+            let mut st = self.lock();
+            st.queried.remove(&a.id);
+            if let Some(s) = st.servers.get_mut(&a.fax_server_id) {
+                s.open.remove(&a.id);
+            }
+        }
+        self.events_committed();
+        match update.status.as_str() {
+            "sent" => self.metrics.sent.inc(),
+            "failed" => self.metrics.failed.inc(),
+            _ => self.metrics.retried.inc(),
+        }
+        if requeue {
+            if let Some(job) = self.store.job(&job.id).await? {
+                self.enqueue(std::slice::from_ref(&job)).await?;
+            }
+        } else {
+            self.wake.notify_one();
+        }
+        Ok(true)
+    }
+
+    /// HylaFAX's retry rules: recipient faults wait on the schedule until max tries or the kill time;
+    /// fax-server faults move on at once to another fax server; permanent faults end the job.
+    fn next_after_failure(&self, job: &Job, history: &[Attempt], current: &Attempt, fault: &str, reason: &str, now: i64) -> Next {
+        let ended_with = |f: &str| {
+            let earlier = history.iter().filter(|h| h.id != current.id && h.fault.as_deref() == Some(f)).count();
+            u32::try_from(earlier + 1).unwrap_or(u32::MAX)
+        };
+        match fault {
+            "recipient" => {
+                let tries = ended_with("recipient");
+                if i64::from(tries) >= job.max_tries {
+                    return Next::Fail(format!("{reason} (gave up after {tries} tries)"));
+                }
+                let options: JobOptions = serde_json::from_str(&job.options).unwrap_or_default();
+                let delay = options
+                    .retry_delay_secs
+                    .map_or_else(|| self.config.retry.delay_after(tries), Duration::from_secs);
+                let not_before = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                if not_before >= job.kill_at {
+                    return Next::Fail(format!("{reason} (kill time reached before the next try)"));
+                }
+                Next::Retry { not_before }
+            }
+            "fax_server" => {
+                let failovers = ended_with("fax_server");
+                if failovers > self.config.retry.max_failovers || now >= job.kill_at {
+                    return Next::Fail(format!("{reason} (no fax server could take the job)"));
+                }
+                Next::Retry { not_before: now }
+            }
+            _ => Next::Fail(reason.to_owned()),
+        }
+    }
+
+    async fn abandon(&self, a: &Attempt, why: &str) -> store::Result<bool> {
+        let Some(job) = self.store.job(&a.job_id).await? else { return Ok(false) };
+        tracing::warn!(attempt = %a.id, job = %job.id, fax_server = %a.fax_server_id, "abandoning attempt: {why}");
+        let finish = AttemptFinish {
+            status: "abandoned".into(),
+            fault: Some("fax_server".into()),
+            reason: Some(why.to_owned()),
+            pages_sent: a.pages_sent,
+            ..Default::default()
+        };
+        self.request_cancel(a);
+        self.finish(a, &job, finish).await
+    }
+
+    /// The watchdog: no attempt stays open past its deadline without a question to its fax server, and
+    /// none stays unanswered past the question; no queued job outlives its kill time.
+    pub async fn run_watchdog(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.watchdog_round().await {
+                tracing::error!("watchdog round failed: {e}");
+            }
+        }
+    }
+
+    async fn watchdog_round(&self) -> store::Result<()> {
+        let now = now_ms();
+        for a in self.store.overdue_attempts(now).await? {
+            let (online, queried) = {
+                let st = self.lock();
+                let online = st.servers.get(&a.fax_server_id).is_some_and(|s| s.link.is_some());
+                (online, st.queried.contains(&a.id))
+            };
+            if online && !queried {
+                self.lock().queried.insert(a.id.clone());
+                self.store.extend_attempt(&a.id, now + secs(self.config.deadlines.query_secs)).await?;
+                self.send_to(&a.fax_server_id, Body::JobQuery { attempt_id: a.id.clone() });
+            } else {
+                let why = if online {
+                    format!("no answer from the fax server after the {} deadline", a.phase)
+                } else {
+                    "the fax server's link was lost and did not come back in time".to_owned()
+                };
+                self.abandon(&a, &why).await?;
+            }
+        }
+        let expired: Vec<String> =
+            self.lock().queue.values().filter(|p| p.kill_at <= now).map(|p| p.job_id.clone()).collect();
+        for job_id in expired {
+            self.dequeue(&job_id);
+            if let Some(job) = self.store.job(&job_id).await? {
+                let update = JobUpdate { status: "failed".into(), reason: Some("kill time reached".into()), ..Default::default() };
+                let event = job_event("job.failed", &job, serde_json::json!({"reason": "kill time reached"}));
+                if self.store.update_job(&job_id, &["queued"], &update, &[event]).await? {
+                    self.metrics.failed.inc();
+                    self.events_committed();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The fax server does not know an attempt it was asked about: it never arrived or was lost.
+    pub async fn on_unknown(&self, server_id: &str, attempt_id: &str) -> store::Result<()> {
+        if let Some(a) = self.store.attempt(attempt_id).await? {
+            if a.fax_server_id == server_id {
+                self.abandon(&a, "the fax server does not know the attempt").await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+const AVOID_MS: i64 = 30_000;
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX / 2000).saturating_mul(1000)
+}
+
+pub fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Accepted => "accepted",
+        Phase::Preparing => "preparing",
+        Phase::Dialling => "dialling",
+        Phase::Negotiating => "negotiating",
+        Phase::Transmitting => "transmitting",
+        Phase::Finished => "finished",
+    }
+}
+
+fn fault_name(f: FaultSide) -> &'static str {
+    match f {
+        FaultSide::Recipient => "recipient",
+        FaultSide::FaxServer => "fax_server",
+        FaultSide::Permanent => "permanent",
+    }
+}
+
+impl Dispatcher {
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_routes() {
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(longest_prefix(&p(&[]), "+8131234"), Some(0));
+        assert_eq!(longest_prefix(&p(&["+81"]), "+8131234"), Some(3));
+        assert_eq!(longest_prefix(&p(&["+8", "+813"]), "+8131234"), Some(4));
+        assert_eq!(longest_prefix(&p(&["+1"]), "+8131234"), None);
+    }
+}

@@ -1,0 +1,40 @@
+//! The supervising server: every client and fax server communicates through it.
+//!
+//! Resources each have a module holding their rules (`dispatch` for sending, `inbound` for receiving,
+//! `access` for groupings); the faces (`api` for REST and SSE, `link` for fax servers) are thin and call
+//! the same functions. Architecture invariant: the supervisor never links a telephony crate and knows no
+//! SQL (that is the `store` crate's).
+
+pub mod access;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod dispatch;
+pub mod docstore;
+pub mod error;
+pub mod inbound;
+pub mod link;
+pub mod metrics;
+pub mod numbers;
+pub mod server;
+pub mod tls;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+pub use config::Config;
+pub use server::{Running, Supervisor};
+
+/// Everything a request handler may need; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: store::Store,
+    pub config: Arc<Config>,
+    pub access: Arc<access::Access>,
+    pub dispatcher: Arc<dispatch::Dispatcher>,
+    pub docs: docstore::DocStore,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Key for deriving webhook signing secrets; never leaves the process.
+    pub server_key: Arc<[u8; 32]>,
+    pub webhook_wake: Arc<tokio::sync::Notify>,
+}

@@ -1,0 +1,147 @@
+//! The fax server link face: a WebSocket the fax server opens to `/v1/node/link` (see the `protocol`
+//! crate). It authenticates the fax server, reconciles on hello, and hands every message to the dispatcher
+//! or the inbound router; a message is acknowledged only after its effect is committed.
+
+use crate::auth::{bearer, hash_secret};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use protocol::{Body, Envelope, FaultSide, JobProgress, JobResult, Outcome, Phase, Welcome, PROTOCOL_VERSION};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    let Some(credential) = bearer(&headers) else { return ApiError::unauthorized().into_response() };
+    let fs = match app.store.fax_server_by_credential(&hash_secret(credential)).await {
+        Ok(Some(fs)) => fs,
+        Ok(None) => return ApiError::unauthorized().into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    ws.max_message_size(1 << 20).on_upgrade(move |socket| async move {
+        let id = fs.id.clone();
+        if let Err(e) = serve(app, fs, socket).await {
+            tracing::warn!(fax_server = %id, "link closed: {e}");
+        }
+    })
+}
+
+async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = socket.split();
+    let heartbeat = Duration::from_secs(app.config.deadlines.heartbeat_secs.max(1));
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("no hello within 10 s"))?;
+    let hello = match first {
+        Some(Ok(Message::Text(text))) => match Envelope::from_json(&text)?.body {
+            Body::Hello(h) => h,
+            other => anyhow::bail!("expected hello, got {other:?}"),
+        },
+        other => anyhow::bail!("expected hello, got {other:?}"),
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        let bye = Envelope::unacked(Body::Goodbye {
+            reason: format!("protocol version {} is not supported; this supervisor speaks {PROTOCOL_VERSION}", hello.protocol_version),
+        });
+        sink.send(Message::Text(bye.to_json().into())).await?;
+        anyhow::bail!("fax server speaks protocol version {}", hello.protocol_version);
+    }
+    app.store.record_fax_server_hello(&fs.id, &serde_json::to_string(&hello.capabilities)?).await?;
+    let expected: Vec<String> = app
+        .store
+        .open_attempts()
+        .await?
+        .into_iter()
+        .filter(|a| a.fax_server_id == fs.id)
+        .map(|a| a.id)
+        .collect();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+    tx.send(Envelope::unacked(Body::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        fax_server_id: fs.id.clone(),
+        heartbeat_interval_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(10_000),
+        expected_attempts: expected,
+    })))?;
+    let writer = tokio::spawn(async move {
+        while let Some(env) = rx.recv().await {
+            if sink.send(Message::Text(env.to_json().into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    tracing::info!(fax_server = %fs.name, channels = hello.capabilities.channels, "fax server connected");
+    let (generation, _) =
+        app.dispatcher.connected(&fs.id, &fs.name, hello.capabilities.clone(), tx.clone(), hello.in_flight).await?;
+    let result = read_loop(&app, &fs, &mut stream, &tx, heartbeat * 3).await;
+    app.dispatcher.disconnected(&fs.id, generation).await?;
+    drop(tx);
+    writer.abort();
+    tracing::info!(fax_server = %fs.name, "fax server disconnected");
+    result
+}
+
+async fn read_loop(
+    app: &AppState,
+    fs: &store::FaxServer,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+    tx: &mpsc::UnboundedSender<Envelope>,
+    silence: Duration,
+) -> anyhow::Result<()> {
+    let mut last_applied = app.store.link_last_applied(&fs.id).await?;
+    loop {
+        let msg = match tokio::time::timeout(silence, stream.next()).await {
+            Err(_) => anyhow::bail!("no message for {silence:?}"),
+            Ok(None) => return Ok(()),
+            Ok(Some(msg)) => msg?,
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Close(_) => return Ok(()),
+            _ => continue,
+        };
+        let env = match Envelope::from_json(&text) {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::warn!(fax_server = %fs.name, "dropping malformed link message: {e}");
+                continue;
+            }
+        };
+        if env.msg_id != 0 && env.msg_id <= last_applied {
+            tx.send(Envelope::unacked(Body::Ack { ack: env.msg_id }))?;
+            continue;
+        }
+        apply(app, &fs.id, env.body).await?;
+        if env.msg_id != 0 {
+            app.store.set_link_last_applied(&fs.id, env.msg_id).await?;
+            last_applied = env.msg_id;
+            tx.send(Envelope::unacked(Body::Ack { ack: env.msg_id }))?;
+        }
+    }
+}
+
+async fn apply(app: &AppState, fs_id: &str, body: Body) -> anyhow::Result<()> {
+    let d = &app.dispatcher;
+    match body {
+        Body::Heartbeat(hb) => d.heartbeat(fs_id, &hb.channels),
+        Body::JobAccept { attempt_id } => {
+            let progress = JobProgress { attempt_id, phase: Phase::Accepted, page: None, pages_total: None, bit_rate: None };
+            d.on_progress(fs_id, progress).await?;
+        }
+        Body::JobReject { attempt_id, reason } => {
+            let outcome = Outcome::Failed { fault: FaultSide::FaxServer, reason, t30: None, pages_sent: 0 };
+            d.on_result(fs_id, JobResult { attempt_id, outcome, stats: Default::default() }).await?;
+        }
+        Body::JobProgress(p) => d.on_progress(fs_id, p).await?,
+        Body::JobResult(r) => d.on_result(fs_id, r).await?,
+        Body::JobUnknown { attempt_id } => d.on_unknown(fs_id, &attempt_id).await?,
+        Body::InboundFax(fax) => crate::inbound::receive(app, fs_id, fax).await?,
+        Body::Ack { .. } => {}
+        Body::Goodbye { reason } => anyhow::bail!("fax server said goodbye: {reason}"),
+        other => tracing::warn!(fax_server = %fs_id, "unexpected message from a fax server: {other:?}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Starting the supervising server: the store, the bootstrap administrator, the workers (dispatcher,
+//! watchdog, webhooks) and the listeners (plain HTTP for loopback, HTTPS with rustls).
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::docstore::DocStore;
+use crate::metrics::Metrics;
+use crate::{api, auth, tls, AppState};
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rand::RngCore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use store::{ClientKind, MemberKind, Store};
+use tokio::net::TcpListener;
+use tower::Service;
+
+/// Credentials of the bootstrap administrator, made on first start and shown once.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub name: String,
+    pub password: String,
+    pub token: String,
+}
+
+#[derive(Debug)]
+pub struct Supervisor;
+
+/// A started supervisor.
+#[derive(Debug)]
+pub struct Running {
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub bootstrap: Option<Bootstrap>,
+    pub state: AppState,
+    /// PEM of the certificate the HTTPS listener presents, for clients to pin in development.
+    pub tls_cert_pem: Option<String>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn shutdown(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
+    /// Waits until a listener task ends (it normally never does).
+    pub async fn wait(mut self) {
+        if let Some(t) = self.tasks.pop() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Installs ring as the process's TLS crypto provider (reqwest and tungstenite use the process default).
+/// Safe to call more than once.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn load_or_make_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+    }
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    tls::write_private(path, &key).with_context(|| format!("writing {}", path.display()))?;
+    Ok(key)
+}
+
+async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Bootstrap>> {
+    if store.count_clients().await? > 0 {
+        return Ok(None);
+    }
+    let password = auth::new_secret("pw");
+    let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let admin = store.create_client(&config.bootstrap_admin, ClientKind::Person, Some(&hash), true).await?;
+    let token = auth::new_secret("fxh");
+    store.create_token(&admin.id, &auth::hash_secret(&token), "bootstrap").await?;
+    let grouping = store.create_grouping("default").await?;
+    store.add_grouping_member(&grouping.id, MemberKind::Client, &admin.id).await?;
+    Ok(Some(Bootstrap { name: admin.name, password, token }))
+}
+
+impl Supervisor {
+    pub async fn start(config: Config) -> anyhow::Result<Running> {
+        install_crypto();
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        let db_path = config.data_dir.join("faxhub.db");
+        let store = Store::open(&db_path).await.with_context(|| format!("opening {}", db_path.display()))?;
+        let docs = DocStore::open(crate::docstore::root_of(&config.data_dir)).context("opening the document store")?;
+        let server_key = Arc::new(load_or_make_key(&config.data_dir.join("server.key"))?);
+        let bootstrap = bootstrap(&store, &config).await?;
+        let access = Arc::new(Access::default());
+        access.reload(&store).await?;
+        let metrics = Arc::new(Metrics::default());
+        let dispatcher = Dispatcher::new(store.clone(), config.clone(), access.clone(), metrics.clone());
+        dispatcher.restore().await?;
+        let state = AppState {
+            store,
+            config: config.clone(),
+            access,
+            dispatcher: dispatcher.clone(),
+            docs,
+            metrics,
+            server_key,
+            webhook_wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        let mut tasks = vec![
+            tokio::spawn(dispatcher.clone().run()),
+            tokio::spawn(dispatcher.clone().run_watchdog()),
+            tokio::spawn(crate::webhooks::run(state.clone())),
+        ];
+        let router = api::router(state.clone());
+        let mut http_addr = None;
+        if let Some(addr) = config.http_listen {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTP to {addr}"))?;
+            http_addr = Some(listener.local_addr()?);
+            let app = router.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("HTTP listener failed: {e}");
+                }
+            }));
+        }
+        let mut https_addr = None;
+        let mut tls_cert_pem = None;
+        if let Some(addr) = config.https_listen {
+            let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+                (Some(c), Some(k)) => (c.clone(), k.clone()),
+                _ => tls::ensure_self_signed(&config.data_dir)?,
+            };
+            tls_cert_pem = std::fs::read_to_string(&cert).ok();
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTPS to {addr}"))?;
+            https_addr = Some(listener.local_addr()?);
+            tasks.push(tokio::spawn(serve_tls(listener, acceptor, router)));
+        }
+        if let Some(addr) = http_addr {
+            tracing::info!("supervisor listening on http://{addr}");
+        }
+        if let Some(addr) = https_addr {
+            tracing::info!("supervisor listening on https://{addr}");
+        }
+        Ok(Running { http_addr, https_addr, bootstrap, state, tls_cert_pem, tasks })
+    }
+}
+
+async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, router: axum::Router) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                router.clone().call(req.map(axum::body::Body::new))
+            });
+            if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,269 @@
+//! The client CLI: `login`, `send` (with `--wait`), `status`, `jobs`, `cancel`, `inbox`, `fetch`.
+//! Credentials are kept in `$XDG_CONFIG_HOME/faxhub/client.toml` (or `~/.config/...`), readable by the
+//! owner only.
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Store the supervisor URL and a token (given, or obtained with name and password).
+    Login {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read from FAXHUB_PASSWORD when not given.
+        #[arg(long, env = "FAXHUB_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Send documents to one or more recipients.
+    Send {
+        /// Documents (PDF, TIFF, PNG, JPEG, GIF, text).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Recipient numbers (repeat for several).
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        #[arg(long)]
+        resolution: Option<String>,
+        #[arg(long)]
+        no_ecm: bool,
+        #[arg(long)]
+        max_tries: Option<u32>,
+        #[arg(long)]
+        header: Option<String>,
+        /// Follow the jobs until they finish, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show one job with its attempts.
+    Status { job: String },
+    /// List your jobs.
+    Jobs {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Cancel a job.
+    Cancel { job: String },
+    /// List received faxes.
+    Inbox {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Download a received fax as TIFF.
+    Fetch {
+        inbound: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClientConfig {
+    url: String,
+    token: String,
+    ca_cert: Option<PathBuf>,
+}
+
+fn config_path() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("FAXHUB_CLIENT_CONFIG") {
+        return Ok(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .context("neither XDG_CONFIG_HOME nor HOME is set")?;
+    Ok(base.join("faxhub/client.toml"))
+}
+
+/// A small authenticated JSON client for the REST API.
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
+        let tls = node::tls_client_config(ca_cert)?;
+        let http = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build()?;
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+    }
+
+    fn load() -> anyhow::Result<Self> {
+        let path = config_path()?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("not logged in ({} missing); run `faxhub login`", path.display()))?;
+        let c: ClientConfig = toml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))?;
+        Self::new(&c.url, &c.token, c.ca_cert.as_deref())
+    }
+
+    async fn check(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let e = &body["error"];
+            bail!("{status}: {} (request {})", e["message"].as_str().unwrap_or("no message"), e["request_id"].as_str().unwrap_or("?"));
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        Self::check(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        Self::check(self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await?).await
+    }
+}
+
+pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Login { url, token, name, password, ca_cert } => {
+            let token = match (token, name) {
+                (Some(t), _) => t,
+                (None, Some(name)) => {
+                    let password = password.context("give --password or set FAXHUB_PASSWORD")?;
+                    let api = Api::new(&url, "", ca_cert.as_deref())?;
+                    let body = Api::check(api.http.post(format!("{}/v1/sessions", api.base)).json(&serde_json::json!({"name": name, "password": password})).send().await?).await?;
+                    body["token"].as_str().unwrap_or_default().to_owned()
+                }
+                (None, None) => bail!("give --token, or --name with a password"),
+            };
+            let api = Api::new(&url, &token, ca_cert.as_deref())?;
+            let me = api.get("/v1/me").await.context("the token was not accepted")?;
+            let path = config_path()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let text = toml::to_string(&ClientConfig { url, token, ca_cert })?;
+            supervisor::tls::write_private(&path, text.as_bytes())?;
+            println!("logged in as {}", me["name"].as_str().unwrap_or("?"));
+            Ok(())
+        }
+        ClientCommand::Send { files, to, resolution, no_ecm, max_tries, header, wait } => {
+            let api = Api::load()?;
+            let request = serde_json::json!({
+                "recipients": to, "resolution": resolution, "ecm": !no_ecm, "max_tries": max_tries, "header": header,
+                "idempotency_key": uuid_like(),
+            });
+            let mut form = reqwest::multipart::Form::new().text("request", request.to_string());
+            for f in &files {
+                let bytes = tokio::fs::read(f).await.with_context(|| format!("reading {}", f.display()))?;
+                let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                form = form.part("document", reqwest::multipart::Part::bytes(bytes).file_name(name));
+            }
+            let body = Api::check(api.http.post(format!("{}/v1/jobs", api.base)).bearer_auth(&api.token).multipart(form).send().await?).await?;
+            let ids: Vec<String> = body["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str().map(str::to_owned)).collect();
+            for j in body["jobs"].as_array().into_iter().flatten() {
+                println!("{}  {}  {}", j["id"].as_str().unwrap_or(""), j["recipient"].as_str().unwrap_or(""), j["status"].as_str().unwrap_or(""));
+            }
+            if wait {
+                return follow(&api, ids).await;
+            }
+            Ok(())
+        }
+        ClientCommand::Status { job } => {
+            let api = Api::load()?;
+            let j = api.get(&format!("/v1/jobs/{job}")).await?;
+            println!("{}  {}  {}  tries {}/{}  pages {}/{}  {}", j["id"].as_str().unwrap_or(""), j["recipient"].as_str().unwrap_or(""),
+                j["status"].as_str().unwrap_or(""), j["tries"], j["max_tries"], j["pages_sent"], j["pages_total"], j["reason"].as_str().unwrap_or(""));
+            for a in j["attempts"].as_array().into_iter().flatten() {
+                println!("  attempt {}  {}  {}  {}  {}", a["number"], a["fax_server_id"].as_str().unwrap_or(""), a["status"].as_str().unwrap_or(""),
+                    a["phase"].as_str().unwrap_or(""), a["reason"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
+        ClientCommand::Jobs { status, limit } => {
+            let api = Api::load()?;
+            let mut path = format!("/v1/jobs?limit={limit}");
+            if let Some(s) = status {
+                path.push_str(&format!("&status={s}"));
+            }
+            for j in api.get(&path).await?["items"].as_array().into_iter().flatten() {
+                println!("{}  {:<16} {:<10} {}", j["id"].as_str().unwrap_or(""), j["recipient"].as_str().unwrap_or(""),
+                    j["status"].as_str().unwrap_or(""), j["created_at"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
+        ClientCommand::Cancel { job } => {
+            let api = Api::load()?;
+            let j = api.post_json(&format!("/v1/jobs/{job}/cancel"), &serde_json::json!({})).await?;
+            println!("{}  {}", j["id"].as_str().unwrap_or(""), j["status"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        ClientCommand::Inbox { limit } => {
+            let api = Api::load()?;
+            for f in api.get(&format!("/v1/inbox?limit={limit}")).await?["items"].as_array().into_iter().flatten() {
+                println!("{}  from {:<16} tsi {:<20} pages {}  {}", f["id"].as_str().unwrap_or(""), f["caller_number"].as_str().unwrap_or("-"),
+                    f["tsi"].as_str().unwrap_or("-"), f["pages"], f["received_at"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
+        ClientCommand::Fetch { inbound, output } => {
+            let api = Api::load()?;
+            let resp = api.http.get(format!("{}/v1/inbox/{inbound}/document", api.base)).bearer_auth(&api.token).send().await?;
+            if !resp.status().is_success() {
+                Api::check(resp).await?;
+                return Ok(());
+            }
+            let bytes = resp.bytes().await?;
+            std::fs::write(&output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+            println!("{} bytes written to {}", bytes.len(), output.display());
+            Ok(())
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    format!("cli-{}-{}", std::process::id(), store_now())
+}
+
+fn store_now() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// Follows the event stream until every job has finished, printing progress.
+async fn follow(api: &Api, mut open: Vec<String>) -> anyhow::Result<()> {
+    let resp = api.http.get(format!("{}/v1/events?after=0", api.base)).bearer_auth(&api.token).send().await?;
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut failed = false;
+    while !open.is_empty() {
+        let Some(chunk) = stream.next().await else { bail!("the event stream ended") };
+        buf.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
+            let ev: serde_json::Value = serde_json::from_str(data.trim()).unwrap_or_default();
+            let job = ev["data"]["job_id"].as_str().unwrap_or_default().to_owned();
+            if !open.contains(&job) {
+                continue;
+            }
+            let kind = ev["type"].as_str().unwrap_or_default();
+            match kind {
+                "job.progress" => println!("{job}: {} {}", ev["data"]["phase"].as_str().unwrap_or(""),
+                    ev["data"]["page"].as_u64().map(|p| format!("page {p}/{}", ev["data"]["pages_total"])).unwrap_or_default()),
+                "job.sent" | "job.failed" | "job.cancelled" => {
+                    println!("{job}: {} {}", kind.trim_start_matches("job."), ev["data"]["reason"].as_str().unwrap_or(""));
+                    failed |= kind != "job.sent";
+                    open.retain(|j| j != &job);
+                }
+                other => println!("{job}: {}", other.trim_start_matches("job.")),
+            }
+        }
+    }
+    if failed {
+        bail!("not every job was sent");
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `faxhub`: the single binary. `serve` runs the supervising server, `node` a fax server, `dev` a whole
+//! supervised network on loopback; the other commands are the client CLI in the spirit of HylaFAX's
+//! sendfax / faxstat / faxrm.
+
+mod cli;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "faxhub", version, about = "A supervised network fax platform")]
+struct Args {
+    /// Log filter (tracing env-filter syntax), e.g. "info" or "faxhub=debug".
+    #[arg(long, global = true, env = "FAXHUB_LOG", default_value = "info")]
+    log: String,
+    /// Logs as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the supervising server.
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, env = "FAXHUB_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Plain HTTP address (loopback), or "off".
+        #[arg(long)]
+        http: Option<String>,
+        /// HTTPS address, or "off".
+        #[arg(long)]
+        https: Option<String>,
+    },
+    /// Run a fax server that connects to the supervisor.
+    Node {
+        /// Supervisor base URL, e.g. https://supervisor.example:8443
+        #[arg(long, env = "FAXHUB_SUPERVISOR")]
+        supervisor: String,
+        /// State directory (credential, journal, document cache).
+        #[arg(long, env = "FAXHUB_NODE_DIR")]
+        state_dir: PathBuf,
+        /// One-time enrollment token, needed on the first run only.
+        #[arg(long, env = "FAXHUB_ENROLLMENT_TOKEN")]
+        enroll: Option<String>,
+        /// PEM certificate (or CA) of the supervisor to trust.
+        #[arg(long, env = "FAXHUB_CA_CERT")]
+        ca_cert: Option<PathBuf>,
+    },
+    /// A supervisor and two fax servers in one process on loopback, in a fresh data directory.
+    Dev {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        http: String,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        https: String,
+    },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+fn init_logs(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn parse_listen(flag: &str, v: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse().map(Some).with_context(|| format!("--{flag} {v:?} is not an address like 127.0.0.1:8480"))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_logs(&args.log, args.log_json);
+    supervisor::server::install_crypto();
+    match run(args.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faxhub: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config, data_dir, http, https } => {
+            let mut cfg = supervisor::Config::load(config.as_deref())?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(h) = http {
+                cfg.http_listen = parse_listen("http", &h)?;
+            }
+            if let Some(h) = https {
+                cfg.https_listen = parse_listen("https", &h)?;
+            }
+            let running = supervisor::Supervisor::start(cfg).await?;
+            announce(&running);
+            tokio::select! {
+                _ = running.wait() => {}
+                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            }
+            Ok(())
+        }
+        Command::Node { supervisor, state_dir, enroll, ca_cert } => {
+            let config = node::NodeConfig { supervisor, state_dir, ca_cert, reachable_prefixes: Vec::new() };
+            if let Some(token) = enroll {
+                let id = node::enroll(&config, &token).await?;
+                eprintln!("enrolled as fax server {id}");
+            }
+            let handle = node::run(config, Arc::new(NoLine))?;
+            tokio::select! {
+                _ = handle.wait() => {}
+                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            }
+            Ok(())
+        }
+        Command::Dev { data_dir, http, https } => dev(data_dir, &http, &https).await,
+        Command::Client(c) => cli::run(c).await,
+    }
+}
+
+/// Prints the listener URLs and, on first start, the bootstrap administrator's credentials (once).
+fn announce(running: &supervisor::Running) {
+    if let Some(a) = running.http_addr {
+        println!("API: http://{a}/v1  (OpenAPI: http://{a}/v1/openapi.json)");
+    }
+    if let Some(a) = running.https_addr {
+        println!("API: https://{a}/v1");
+    }
+    if let Some(b) = &running.bootstrap {
+        println!("bootstrap administrator {:?} created; shown once:", b.name);
+        println!("  password: {}", b.password);
+        println!("  token:    {}", b.token);
+    }
+}
+
+/// The line of a fax server whose telephony is not configured: it has no channels, so the supervisor
+/// routes nothing to it and says so. The SIP + T.38 line replaces it when telephony is set up.
+struct NoLine;
+
+#[async_trait::async_trait]
+impl node::Line for NoLine {
+    fn channels(&self) -> u32 {
+        0
+    }
+    fn max_bit_rate(&self) -> u32 {
+        14_400
+    }
+    fn ecm(&self) -> bool {
+        true
+    }
+    fn answers(&self) -> Vec<String> {
+        Vec::new()
+    }
+    async fn send(
+        &self,
+        _job: node::SendJob,
+        _progress: tokio::sync::mpsc::UnboundedSender<node::LineProgress>,
+        _cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> node::LineOutcome {
+        node::LineOutcome {
+            outcome: protocol::Outcome::Failed {
+                fault: protocol::FaultSide::FaxServer,
+                reason: "no_line_configured".into(),
+                t30: None,
+                pages_sent: 0,
+            },
+            stats: Default::default(),
+        }
+    }
+    async fn next_received(&self) -> Option<node::ReceivedFax> {
+        std::future::pending().await
+    }
+}
+
+async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Result<()> {
+    let data_dir = match data_dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("faxhub-dev-{}", std::process::id())),
+    };
+    if data_dir.exists() && std::fs::read_dir(&data_dir)?.next().is_some() {
+        anyhow::bail!("{} is not empty; faxhub dev starts from a fresh data directory", data_dir.display());
+    }
+    let cfg = supervisor::Config {
+        data_dir: data_dir.join("supervisor"),
+        http_listen: parse_listen("http", http)?,
+        https_listen: parse_listen("https", https)?,
+        ..Default::default()
+    };
+    let running = supervisor::Supervisor::start(cfg).await?;
+    let https_addr = running.https_addr.context("faxhub dev needs its HTTPS listener")?;
+    let bootstrap = running.bootstrap.clone().context("a fresh data directory has a bootstrap administrator")?;
+    let api = format!("https://localhost:{}", https_addr.port());
+    let ca = data_dir.join("supervisor/tls/cert.pem");
+    let client = cli::Api::new(&api, &bootstrap.token, Some(&ca))?;
+    let groupings = client.get("/v1/groupings").await?;
+    let default = groupings[0]["id"].as_str().unwrap_or_default().to_owned();
+    let mut nodes = Vec::new();
+    for name in ["fax-a", "fax-b"] {
+        let made = client
+            .post_json("/v1/fax-servers", &serde_json::json!({"name": name, "groupings": [default]}))
+            .await?;
+        let token = made["enrollment_token"].as_str().unwrap_or_default().to_owned();
+        let config = node::NodeConfig {
+            supervisor: api.clone(),
+            state_dir: data_dir.join(name),
+            ca_cert: Some(ca.clone()),
+            reachable_prefixes: Vec::new(),
+        };
+        node::enroll(&config, &token).await?;
+        nodes.push(node::run(config, Arc::new(NoLine))?);
+    }
+    println!("faxhub dev: a supervisor and two fax servers (fax-a, fax-b) on loopback");
+    println!("data directory: {}", data_dir.display());
+    announce(&running);
+    println!("CA certificate for clients: {}", ca.display());
+    println!("try: faxhub login --url {api} --token {} --ca-cert {}", bootstrap.token, ca.display());
+    println!("note: the fax servers have no telephone line configured yet (0 channels); jobs wait in the queue until one is.");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The fax server's durable memory: attempts it holds, attempt ids it has seen (so an offer repeated after
+//! a reconnect is never executed twice), and link messages not yet acknowledged. Written atomically
+//! (temporary file, fsync, rename) on every change.
+
+use protocol::{Envelope, JobOffer, JobResult, Phase};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// How many finished attempt ids are remembered for de-duplication.
+const SEEN_LIMIT: usize = 20_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Held {
+    pub offer: JobOffer,
+    pub phase: Phase,
+    pub result: Option<JobResult>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Data {
+    pub next_msg_id: u64,
+    pub attempts: BTreeMap<String, Held>,
+    pub seen: VecDeque<String>,
+    pub outbox: BTreeMap<u64, Envelope>,
+}
+
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    data: Mutex<Data>,
+}
+
+impl Journal {
+    pub fn open(path: PathBuf) -> std::io::Result<Self> {
+        let mut data: Data = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Data::default(),
+            Err(e) => return Err(e),
+        };
+        // Message ids must keep rising even if this file is ever lost: start from the clock.
+        let floor = u64::try_from(store_clock_micros()).unwrap_or(0);
+        data.next_msg_id = data.next_msg_id.max(floor);
+        let journal = Self { path, data: Mutex::new(data) };
+        journal.update(|_| ())?;
+        Ok(journal)
+    }
+
+    /// Applies a change and persists it before returning.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Data) -> T) -> std::io::Result<T> {
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut data);
+        let bytes = serde_json::to_vec(&*data).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let tmp = self.path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        Ok(out)
+    }
+
+    pub fn read<T>(&self, f: impl FnOnce(&Data) -> T) -> T {
+        f(&self.data.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Data {
+    pub fn seen(&self, attempt_id: &str) -> bool {
+        self.attempts.contains_key(attempt_id) || self.seen.iter().any(|s| s == attempt_id)
+    }
+
+    pub fn remember(&mut self, attempt_id: &str) {
+        self.seen.push_back(attempt_id.to_owned());
+        while self.seen.len() > SEEN_LIMIT {
+            self.seen.pop_front();
+        }
+    }
+
+    /// Queues a message that needs an acknowledgement and returns it with its id.
+    pub fn enqueue(&mut self, body: protocol::Body) -> Envelope {
+        self.next_msg_id += 1;
+        let env = Envelope::new(self.next_msg_id, body);
+        self.outbox.insert(env.msg_id, env.clone());
+        env
+    }
+}
+
+fn store_clock_micros() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i128::try_from(d.as_micros()).unwrap_or(0))
+        .unwrap_or(0)
+}

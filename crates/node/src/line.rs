@@ -1,0 +1,67 @@
+//! The line interface: what the fax server needs from a telephone line, whatever carries it. The real
+//! implementation (SIP signalling, T.30 over T.38/UDPTL) lives in its own crates; tests may drive a test
+//! double of this trait, which no shipped configuration can select.
+
+use protocol::{CallStats, DocumentRef, Outcome, Phase, SendOptions};
+use std::path::PathBuf;
+use tokio::sync::{mpsc, watch};
+
+/// One send attempt handed to a line.
+#[derive(Debug, Clone)]
+pub struct SendJob {
+    pub attempt_id: String,
+    pub job_id: String,
+    /// E.164 with '+'.
+    pub recipient: String,
+    /// The documents in order, downloaded and verified, with their local files.
+    pub documents: Vec<(DocumentRef, PathBuf)>,
+    pub options: SendOptions,
+}
+
+/// Progress a line reports while sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineProgress {
+    pub phase: Phase,
+    pub page: Option<u32>,
+    pub pages_total: Option<u32>,
+    pub bit_rate: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LineOutcome {
+    pub outcome: Outcome,
+    pub stats: CallStats,
+}
+
+/// A fax the line received.
+#[derive(Debug, Clone)]
+pub struct ReceivedFax {
+    /// TIFF Class F.
+    pub tiff: Vec<u8>,
+    pub pages: u32,
+    pub caller_number: Option<String>,
+    pub called_number: Option<String>,
+    pub tsi: Option<String>,
+    pub started_at: String,
+    pub ended_at: String,
+    pub stats: CallStats,
+}
+
+#[async_trait::async_trait]
+pub trait Line: Send + Sync + 'static {
+    /// Channels usable at once, both directions together.
+    fn channels(&self) -> u32;
+    fn max_bit_rate(&self) -> u32;
+    fn ecm(&self) -> bool;
+    /// Numbers this line answers.
+    fn answers(&self) -> Vec<String>;
+    /// Sends a fax; returns when the call is over. `cancel` turns true when the supervisor cancels the
+    /// attempt; the line should then hang up and return a failed outcome with reason `cancelled`.
+    async fn send(&self, job: SendJob, progress: mpsc::UnboundedSender<LineProgress>, cancel: watch::Receiver<bool>) -> LineOutcome;
+    /// Waits for the next fax received on this line; `None` when the line is shut down.
+    async fn next_received(&self) -> Option<ReceivedFax>;
+    /// Channels currently receiving.
+    fn receiving(&self) -> u32 {
+        0
+    }
+}

@@ -1,0 +1,483 @@
+//! The fax server's link loop and attempt execution.
+
+use crate::journal::{Held, Journal};
+use crate::line::{Line, LineProgress, SendJob};
+use crate::Error;
+use futures::{SinkExt, StreamExt};
+use protocol::{
+    AttemptState, Body, Capabilities, ChannelState, Envelope, FaultSide, Heartbeat, Hello, InboundFax, JobOffer,
+    JobProgress, JobResult, Outcome, Phase, PROTOCOL_VERSION,
+};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Base URL of the supervisor, `https://host:port` (or `http://` on loopback).
+    pub supervisor: String,
+    /// Holds `credential`, `journal.json` and the document cache.
+    pub state_dir: PathBuf,
+    /// PEM of the supervisor's certificate (or its CA) to trust.
+    pub ca_cert: Option<PathBuf>,
+    /// Number prefixes this fax server can reach; empty for any.
+    pub reachable_prefixes: Vec<String>,
+}
+
+const CREDENTIAL_FILE: &str = "credential";
+
+/// Trades an enrollment token for the link credential and stores it in the state directory.
+pub async fn enroll(config: &NodeConfig, enrollment_token: &str) -> Result<String, Error> {
+    let state_error = |e: std::io::Error| Error::State { path: config.state_dir.display().to_string(), message: e.to_string() };
+    std::fs::create_dir_all(&config.state_dir).map_err(state_error)?;
+    let http = http_client(config)?;
+    let url = format!("{}/v1/node/enroll", config.supervisor.trim_end_matches('/'));
+    let resp = http
+        .post(&url)
+        .json(&serde_json::json!({ "enrollment_token": enrollment_token }))
+        .send()
+        .await
+        .map_err(|e| Error::Unreachable { url: url.clone(), message: e.to_string() })?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = body["error"]["message"].as_str().unwrap_or("no reason given").to_owned();
+        return Err(Error::EnrollmentRefused(format!("{status}: {msg}")));
+    }
+    let credential = body["credential"].as_str().ok_or_else(|| Error::EnrollmentRefused("no credential in the answer".into()))?;
+    write_private(&config.state_dir.join(CREDENTIAL_FILE), credential.as_bytes()).map_err(state_error)?;
+    Ok(body["fax_server_id"].as_str().unwrap_or_default().to_owned())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+fn http_client(config: &NodeConfig) -> Result<reqwest::Client, Error> {
+    let tls = crate::tls_client_config(config.ca_cert.as_deref())?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// A running fax server.
+#[derive(Debug)]
+pub struct NodeHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Stops the fax server at once, as a crash would (the journal keeps what it must).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+struct Node {
+    config: NodeConfig,
+    credential: String,
+    http: reqwest::Client,
+    tls: Arc<rustls::ClientConfig>,
+    journal: Journal,
+    line: Arc<dyn Line>,
+    /// The current link's sender; None while disconnected.
+    link: Mutex<Option<mpsc::UnboundedSender<Envelope>>>,
+    running: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+/// Starts the fax server: connects (and reconnects) to the supervisor and serves its line.
+pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error> {
+    let state_error = |e: std::io::Error| Error::State { path: config.state_dir.display().to_string(), message: e.to_string() };
+    std::fs::create_dir_all(config.state_dir.join("documents")).map_err(state_error)?;
+    let credential = std::fs::read_to_string(config.state_dir.join(CREDENTIAL_FILE)).map_err(|_| Error::NotEnrolled)?;
+    let journal = Journal::open(config.state_dir.join("journal.json")).map_err(state_error)?;
+    let node = Arc::new(Node {
+        http: http_client(&config)?,
+        tls: crate::tls_client_config(config.ca_cert.as_deref())?,
+        credential: credential.trim().to_owned(),
+        journal,
+        line,
+        link: Mutex::new(None),
+        running: Mutex::new(HashMap::new()),
+        config,
+    });
+    // Attempts that were running when the process stopped cannot be resumed mid-call: report them failed
+    // (as a fax-server fault, so the supervisor moves the job on at once).
+    node.fail_interrupted();
+    let receiver = tokio::spawn(node.clone().receive_loop());
+    let task = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match node.clone().session().await {
+                Ok(()) => backoff = Duration::from_millis(200),
+                Err(e) => tracing::warn!("link to the supervisor lost: {e}"),
+            }
+            *node.link.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    });
+    let _ = receiver;
+    Ok(NodeHandle { task })
+}
+
+impl Node {
+    fn fail_interrupted(&self) {
+        let result = self.journal.update(|d| {
+            let ids: Vec<String> = d.attempts.iter().filter(|(_, h)| h.result.is_none()).map(|(id, _)| id.clone()).collect();
+            for id in ids {
+                let pages_sent = 0;
+                let result = JobResult {
+                    attempt_id: id.clone(),
+                    outcome: Outcome::Failed {
+                        fault: FaultSide::FaxServer,
+                        reason: "fax_server_restarted".into(),
+                        t30: None,
+                        pages_sent,
+                    },
+                    stats: Default::default(),
+                };
+                if let Some(h) = d.attempts.get_mut(&id) {
+                    h.phase = Phase::Finished;
+                    h.result = Some(result.clone());
+                }
+                d.enqueue(Body::JobResult(result));
+            }
+        });
+        if let Err(e) = result {
+            tracing::error!("journal write failed: {e}");
+        }
+    }
+
+    fn send(&self, env: Envelope) {
+        if let Some(tx) = self.link.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tx.send(env);
+        }
+    }
+
+    /// Queues a message that must be acknowledged: journaled first, then sent if the link is up (and again
+    /// after every reconnect until acknowledged).
+    fn send_reliable(&self, body: Body, also: impl FnOnce(&mut crate::journal::Data)) {
+        match self.journal.update(|d| {
+            also(d);
+            d.enqueue(body)
+        }) {
+            Ok(env) => self.send(env),
+            Err(e) => tracing::error!("journal write failed; message kept in memory only: {e}"),
+        }
+    }
+
+    fn channel_states(&self) -> Vec<ChannelState> {
+        let channels = self.line.channels();
+        let sending = u32::try_from(self.running.lock().unwrap_or_else(|e| e.into_inner()).len()).unwrap_or(u32::MAX);
+        let receiving = self.line.receiving();
+        (0..channels)
+            .map(|i| {
+                if i < sending {
+                    ChannelState::Sending
+                } else if i < sending + receiving {
+                    ChannelState::Receiving
+                } else {
+                    ChannelState::Idle
+                }
+            })
+            .collect()
+    }
+
+    async fn session(self: Arc<Self>) -> anyhow::Result<()> {
+        let base = self.config.supervisor.trim_end_matches('/');
+        let ws_url = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}{}", protocol::LINK_PATH)
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}{}", protocol::LINK_PATH)
+        } else {
+            anyhow::bail!("the supervisor URL must start with https:// or http://");
+        };
+        let mut request = ws_url.as_str().into_client_request()?;
+        request.headers_mut().insert("authorization", format!("Bearer {}", self.credential).parse()?);
+        let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting timed out"))??;
+        let (mut sink, mut stream) = ws.split();
+        let in_flight: Vec<AttemptState> = self.journal.read(|d| {
+            d.attempts
+                .iter()
+                .map(|(id, h)| AttemptState { attempt_id: id.clone(), phase: h.phase, result: h.result.clone() })
+                .collect()
+        });
+        let caps = Capabilities {
+            channels: self.line.channels(),
+            max_bit_rate: self.line.max_bit_rate(),
+            ecm: self.line.ecm(),
+            resolutions: vec!["standard".into(), "fine".into(), "superfine".into()],
+            reachable_prefixes: self.config.reachable_prefixes.clone(),
+            answers: self.line.answers(),
+        };
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            software: format!("faxhub {}", env!("CARGO_PKG_VERSION")),
+            capabilities: caps,
+            in_flight,
+            last_applied: 0,
+        };
+        sink.send(Message::Text(Envelope::unacked(Body::Hello(hello)).to_json().into())).await?;
+        let welcome = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => Envelope::from_json(&t)?,
+            other => anyhow::bail!("no welcome from the supervisor: {other:?}"),
+        };
+        let heartbeat = match welcome.body {
+            Body::Welcome(w) => Duration::from_millis(w.heartbeat_interval_ms.max(100)),
+            Body::Goodbye { reason } => anyhow::bail!("the supervisor refused the link: {reason}"),
+            other => anyhow::bail!("expected welcome, got {other:?}"),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+        // Everything not yet acknowledged goes again, in order.
+        for env in self.journal.read(|d| d.outbox.values().cloned().collect::<Vec<_>>()) {
+            tx.send(env)?;
+        }
+        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+        tracing::info!("linked to the supervisor");
+        let writer = tokio::spawn(async move {
+            while let Some(env) = rx.recv().await {
+                if sink.send(Message::Text(env.to_json().into())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let beat = {
+            let node = self.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(heartbeat);
+                loop {
+                    tick.tick().await;
+                    let hb = Envelope::unacked(Body::Heartbeat(Heartbeat { channels: node.channel_states() }));
+                    if tx.send(hb).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let result = async {
+            loop {
+                let msg = match tokio::time::timeout(heartbeat * 4, stream.next()).await {
+                    Err(_) => anyhow::bail!("the supervisor went silent"),
+                    Ok(None) => return Ok(()),
+                    Ok(Some(m)) => m?,
+                };
+                let Message::Text(text) = msg else { continue };
+                let env = match Envelope::from_json(&text) {
+                    Ok(env) => env,
+                    Err(e) => {
+                        tracing::warn!("dropping malformed message from the supervisor: {e}");
+                        continue;
+                    }
+                };
+                self.clone().handle(env.body);
+            }
+        }
+        .await;
+        beat.abort();
+        writer.abort();
+        result
+    }
+
+    fn handle(self: Arc<Self>, body: Body) {
+        match body {
+            Body::Ack { ack } => {
+                let _ = self.journal.update(|d| {
+                    if let Some(env) = d.outbox.remove(&ack) {
+                        // A result acknowledged: the attempt is over for good.
+                        if let Body::JobResult(r) = env.body {
+                            d.attempts.remove(&r.attempt_id);
+                        }
+                    }
+                });
+            }
+            Body::JobOffer(offer) => self.offer(offer),
+            Body::JobCancel { attempt_id } => {
+                if let Some(tx) = self.running.lock().unwrap_or_else(|e| e.into_inner()).get(&attempt_id) {
+                    let _ = tx.send(true);
+                }
+            }
+            Body::JobQuery { attempt_id } => {
+                let held = self.journal.read(|d| d.attempts.get(&attempt_id).cloned());
+                let reply = match held {
+                    Some(Held { result: Some(r), .. }) => Body::JobResult(r),
+                    Some(h) => Body::JobProgress(JobProgress { attempt_id, phase: h.phase, page: None, pages_total: None, bit_rate: None }),
+                    None => Body::JobUnknown { attempt_id },
+                };
+                self.send(Envelope::unacked(reply));
+            }
+            Body::Goodbye { reason } => tracing::warn!("the supervisor said goodbye: {reason}"),
+            Body::Welcome(_) => {}
+            other => tracing::warn!("unexpected message from the supervisor: {other:?}"),
+        }
+    }
+
+    fn offer(self: Arc<Self>, offer: JobOffer) {
+        let id = offer.attempt_id.clone();
+        if self.journal.read(|d| d.seen(&id)) {
+            // A repeated offer (after a reconnect): never execute it twice.
+            tracing::debug!(attempt = %id, "repeated offer ignored");
+            return;
+        }
+        let busy = self.running.lock().unwrap_or_else(|e| e.into_inner()).len() as u32 + self.line.receiving();
+        if busy >= self.line.channels() {
+            self.send_reliable(Body::JobReject { attempt_id: id.clone(), reason: "no free channel".into() }, |d| d.remember(&id));
+            return;
+        }
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), cancel_tx);
+        let held = Held { offer: offer.clone(), phase: Phase::Accepted, result: None };
+        self.send_reliable(Body::JobAccept { attempt_id: id.clone() }, |d| {
+            d.remember(&id);
+            d.attempts.insert(id.clone(), held);
+        });
+        tokio::spawn(async move {
+            let result = self.execute(offer, cancel_rx).await;
+            self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            let rid = id.clone();
+            self.send_reliable(Body::JobResult(result.clone()), move |d| {
+                if let Some(h) = d.attempts.get_mut(&rid) {
+                    h.phase = Phase::Finished;
+                    h.result = Some(result);
+                }
+            });
+        });
+    }
+
+    async fn execute(&self, offer: JobOffer, cancel: watch::Receiver<bool>) -> JobResult {
+        let id = offer.attempt_id.clone();
+        let failed = |fault, reason: String| JobResult {
+            attempt_id: id.clone(),
+            outcome: Outcome::Failed { fault, reason, t30: None, pages_sent: 0 },
+            stats: Default::default(),
+        };
+        self.progress(&id, LineProgress { phase: Phase::Preparing, page: None, pages_total: None, bit_rate: None });
+        let mut documents = Vec::new();
+        for doc in &offer.documents {
+            match self.fetch_document(&doc.sha256).await {
+                Ok(path) => documents.push((doc.clone(), path)),
+                Err(e) => return failed(FaultSide::FaxServer, format!("document_unavailable: {e}")),
+            }
+        }
+        let job = SendJob {
+            attempt_id: id.clone(),
+            job_id: offer.job_id.clone(),
+            recipient: offer.recipient.clone(),
+            documents,
+            options: offer.options.clone(),
+        };
+        let (ptx, mut prx) = mpsc::unbounded_channel::<LineProgress>();
+        let line = self.line.clone();
+        let call = tokio::spawn(async move { line.send(job, ptx, cancel).await });
+        while let Some(p) = prx.recv().await {
+            self.progress(&id, p);
+        }
+        match call.await {
+            Ok(outcome) => JobResult { attempt_id: id.clone(), outcome: outcome.outcome, stats: outcome.stats },
+            Err(e) => failed(FaultSide::FaxServer, format!("line_failure: {e}")),
+        }
+    }
+
+    fn progress(&self, attempt_id: &str, p: LineProgress) {
+        let _ = self.journal.update(|d| {
+            if let Some(h) = d.attempts.get_mut(attempt_id) {
+                h.phase = p.phase;
+            }
+        });
+        self.send(Envelope::unacked(Body::JobProgress(JobProgress {
+            attempt_id: attempt_id.to_owned(),
+            phase: p.phase,
+            page: p.page,
+            pages_total: p.pages_total,
+            bit_rate: p.bit_rate,
+        })));
+    }
+
+    /// Downloads a document into the cache unless it is there, verifying its hash.
+    async fn fetch_document(&self, sha256: &str) -> anyhow::Result<PathBuf> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anyhow::bail!("bad document hash {sha256:?}");
+        }
+        let path = self.config.state_dir.join("documents").join(sha256);
+        if path.exists() {
+            return Ok(path);
+        }
+        let url = format!("{}/v1/node/documents/{sha256}", self.config.supervisor.trim_end_matches('/'));
+        let resp = self.http.get(&url).bearer_auth(&self.credential).send().await?.error_for_status()?;
+        let bytes = resp.bytes().await?;
+        let got = hex::encode(Sha256::digest(&bytes));
+        if got != sha256 {
+            anyhow::bail!("document {sha256} arrived with hash {got}");
+        }
+        let tmp = path.with_extension("part");
+        tokio::fs::write(&tmp, &bytes).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        Ok(path)
+    }
+
+    /// Uploads every fax the line receives, then announces it on the link (reliably).
+    async fn receive_loop(self: Arc<Self>) {
+        while let Some(fax) = self.line.next_received().await {
+            let mut delay = Duration::from_millis(200);
+            let doc = loop {
+                match self.upload(&fax.tiff).await {
+                    Ok(doc) => break doc,
+                    Err(e) => {
+                        tracing::warn!("uploading a received fax failed, will retry: {e}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
+            };
+            let inbound = InboundFax {
+                inbound_id: format!("inb_{}", uuid::Uuid::new_v4().simple()),
+                document: doc,
+                pages: fax.pages,
+                caller_number: fax.caller_number,
+                called_number: fax.called_number,
+                tsi: fax.tsi,
+                started_at: fax.started_at,
+                ended_at: fax.ended_at,
+                stats: fax.stats,
+            };
+            self.send_reliable(Body::InboundFax(inbound), |_| ());
+        }
+    }
+
+    async fn upload(&self, tiff: &[u8]) -> anyhow::Result<protocol::DocumentRef> {
+        let url = format!("{}/v1/node/inbound-documents", self.config.supervisor.trim_end_matches('/'));
+        let resp = self.http.post(&url).bearer_auth(&self.credential).body(tiff.to_vec()).send().await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("no reason"));
+        }
+        Ok(protocol::DocumentRef {
+            sha256: body["sha256"].as_str().unwrap_or_default().to_owned(),
+            size: body["size"].as_u64().unwrap_or(0),
+            media_type: body["media_type"].as_str().unwrap_or("image/tiff").to_owned(),
+        })
+    }
+}

@@ -24,7 +24,7 @@ pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSoc
     ws.max_message_size(1 << 20).on_upgrade(move |socket| async move {
         let id = fs.id.clone();
         if let Err(e) = serve(app, fs, socket).await {
-            tracing::warn!(fax_server = %id, "link closed: {e}");
+            tracing::info!(fax_server = %id, "link closed: {e}");
         }
     })
 }

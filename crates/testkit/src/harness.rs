@@ -1,0 +1,334 @@
+//! Starting the real binaries for end-to-end tests, on loopback only, and talking to them as a client would.
+
+use anyhow::{bail, Context};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `faxhub` binary built beside the test executable (`cargo test --workspace` builds it).
+pub fn faxhub_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/faxhub
+    let dir = exe.parent().and_then(Path::parent).context("test executable has no target directory")?;
+    let bin = dir.join("faxhub");
+    if !bin.exists() {
+        bail!("{} is missing: build it first (cargo build -p faxhub, or run the whole workspace's tests)", bin.display());
+    }
+    Ok(bin)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A `faxhub serve` process.
+pub struct SupervisorProc {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub url: String,
+    /// The bootstrap administrator's token (from the first start).
+    pub token: String,
+    config: PathBuf,
+}
+
+/// Test-friendly deadlines: everything bounded within a few seconds.
+pub const FAST_CONFIG: &str = r#"
+[deadlines]
+offered_secs = 3
+dialling_secs = 10
+transmitting_secs = 10
+query_secs = 1
+link_grace_secs = 2
+heartbeat_secs = 1
+
+[retry]
+schedule_secs = [1]
+default_max_tries = 3
+max_failovers = 5
+"#;
+
+impl SupervisorProc {
+    pub fn start(dir: &Path, extra_toml: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port();
+        let config = dir.join("supervisor.toml");
+        let text = format!(
+            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:{port}\"\n{extra_toml}",
+            dir.join("data").display().to_string()
+        );
+        std::fs::write(&config, text)?;
+        let mut s = Self { child: None, dir: dir.to_owned(), url: format!("http://127.0.0.1:{port}"), token: String::new(), config };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut child = Command::new(faxhub_bin()?)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("FAXHUB_LOG", std::env::var("FAXHUB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting faxhub serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("faxhub serve did not announce its API within 30 s");
+            }
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(token) = line.trim().strip_prefix("token:") {
+                        self.token = token.trim().to_owned();
+                    }
+                    if line.starts_with("API: http://") {
+                        // The bootstrap lines follow the API line on a first start.
+                        while let Ok(more) = rx.recv_timeout(Duration::from_millis(300)) {
+                            if let Some(token) = more.trim().strip_prefix("token:") {
+                                self.token = token.trim().to_owned();
+                            }
+                        }
+                        return Ok(());
+                    }
+                }
+                Err(_) => bail!("faxhub serve exited or stayed silent before announcing its API"),
+            }
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    pub fn admin(&self) -> Api {
+        Api::new(&self.url, &self.token)
+    }
+}
+
+impl Drop for SupervisorProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `faxhub-testnode` process: the real fax server runtime over a scripted line.
+pub struct NodeProc {
+    child: Option<Child>,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    pub inject: PathBuf,
+    args: Vec<String>,
+    bin: PathBuf,
+}
+
+impl NodeProc {
+    /// Registers a fax server with the supervisor (name, prefixes, groupings) and starts it.
+    pub async fn start(
+        bin: &Path,
+        sup: &SupervisorProc,
+        name: &str,
+        prefixes: &[&str],
+        groupings: &[&str],
+        channels: u32,
+        script: serde_json::Value,
+    ) -> anyhow::Result<(Self, String)> {
+        let made = sup
+            .admin()
+            .post("/v1/fax-servers", serde_json::json!({"name": name, "dial_prefixes": prefixes, "groupings": groupings}))
+            .await?
+            .expect_status(201)?;
+        let id = made["fax_server"]["id"].as_str().unwrap_or_default().to_owned();
+        let token = made["enrollment_token"].as_str().unwrap_or_default().to_owned();
+        let dir = sup.dir.join(format!("node-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        let script_path = dir.join("script.json");
+        std::fs::write(&script_path, script.to_string())?;
+        let log = dir.join("executed.log");
+        let inject = dir.join("inject");
+        let args: Vec<String> = vec![
+            "--supervisor".into(), sup.url.clone(),
+            "--state-dir".into(), dir.join("state").display().to_string(),
+            "--enroll".into(), token,
+            "--channels".into(), channels.to_string(),
+            "--script".into(), script_path.display().to_string(),
+            "--log".into(), log.display().to_string(),
+            "--inject-dir".into(), inject.display().to_string(),
+        ];
+        let mut node = Self { child: None, state_dir: dir, log, inject, args, bin: bin.to_owned() };
+        node.spawn()?;
+        Ok((node, id))
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = Command::new(&self.bin).args(&self.args).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Attempt ids this fax server's line executed, in order.
+    pub fn executed(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
+    /// Makes the line "receive" a fax.
+    pub fn inject(&self, tiff: &Path, caller: &str, called: &str, tsi: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.inject)?;
+        let n = std::fs::read_dir(&self.inject)?.count();
+        let json = serde_json::json!({"tiff": tiff, "caller": caller, "called": called, "tsi": tsi, "pages": 1});
+        let tmp = self.inject.join(format!("{n}.tmp"));
+        std::fs::write(&tmp, json.to_string())?;
+        std::fs::rename(&tmp, self.inject.join(format!("{n}.json")))?;
+        Ok(())
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A REST client as an application would use it.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub fn expect_status(self, want: u16) -> anyhow::Result<serde_json::Value> {
+        if self.status != want {
+            bail!("expected HTTP {want}, got {}: {}", self.status, self.body);
+        }
+        Ok(self.body)
+    }
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+        Self { base: base.to_owned(), token: token.to_owned(), http }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self { token: token.to_owned(), ..self.clone() }
+    }
+
+    async fn reply(r: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
+        let resp = r.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok(Reply { status, body: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)) })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        Self::reply(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
+        Self::reply(self.http.delete(format!("{}{path}", self.base)).bearer_auth(&self.token)).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Reply> {
+        Self::reply(self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Reply> {
+        Self::reply(self.http.put(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Reply> {
+        Self::reply(self.http.patch(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body)).await
+    }
+
+    /// Uploads raw bytes as a document.
+    pub async fn upload(&self, bytes: Vec<u8>) -> anyhow::Result<Reply> {
+        Self::reply(self.http.post(format!("{}/v1/documents", self.base)).bearer_auth(&self.token).body(bytes)).await
+    }
+
+    /// Polls a job until `done(status)` holds or the time is up; returns the last view.
+    pub async fn wait_job(&self, id: &str, within: Duration, done: impl Fn(&str) -> bool) -> anyhow::Result<serde_json::Value> {
+        let until = Instant::now() + within;
+        loop {
+            let job = self.get(&format!("/v1/jobs/{id}")).await?.expect_status(200)?;
+            if done(job["status"].as_str().unwrap_or_default()) {
+                return Ok(job);
+            }
+            if Instant::now() > until {
+                bail!("job {id} did not reach the awaited state within {within:?}: {job}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A minimal valid one-page TIFF (8×1 pixels, uncompressed), enough for the supervisor's checks.
+pub fn tiny_tiff() -> Vec<u8> {
+    let mut b = b"II*\0".to_vec();
+    b.extend_from_slice(&8u32.to_le_bytes());
+    let entries: [(u16, u16, u32, u32); 8] = [
+        (256, 3, 1, 8),   // ImageWidth
+        (257, 3, 1, 1),   // ImageLength
+        (258, 3, 1, 1),   // BitsPerSample
+        (259, 3, 1, 1),   // Compression none
+        (262, 3, 1, 0),   // WhiteIsZero
+        (273, 4, 1, 110), // StripOffsets
+        (278, 3, 1, 1),   // RowsPerStrip
+        (279, 4, 1, 1),   // StripByteCounts
+    ];
+    b.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, ty, count, value) in entries {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&ty.to_le_bytes());
+        b.extend_from_slice(&count.to_le_bytes());
+        b.extend_from_slice(&value.to_le_bytes());
+    }
+    b.extend_from_slice(&0u32.to_le_bytes());
+    debug_assert_eq!(b.len(), 110);
+    b.push(0b1010_1010);
+    b
+}

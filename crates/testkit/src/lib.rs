@@ -1,0 +1,10 @@
+//! Test-only parts of faxhub. The shipped `faxhub` binary does not depend on this crate.
+//!
+//! - [`ScriptedLine`]: a test double of the fax server's line whose outcomes a test scripts per number.
+//! - `faxhub-testnode`: the real fax server runtime (`node` crate) over a `ScriptedLine`, as a process.
+//! - [`harness`]: starting the real `faxhub` supervisor binary and test fax servers, and a REST client.
+
+pub mod harness;
+pub mod scripted;
+
+pub use scripted::{Script, ScriptedLine};

@@ -63,6 +63,12 @@ impl Journal {
         Ok(out)
     }
 
+    /// Applies a change that need not survive a crash (progress within an attempt); it is persisted with
+    /// the next durable change.
+    pub fn update_volatile<T>(&self, f: impl FnOnce(&mut Data) -> T) -> T {
+        f(&mut self.data.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn read<T>(&self, f: impl FnOnce(&Data) -> T) -> T {
         f(&self.data.lock().unwrap_or_else(|e| e.into_inner()))
     }

@@ -401,7 +401,7 @@ impl Node {
     }
 
     fn progress(&self, attempt_id: &str, p: LineProgress) {
-        let _ = self.journal.update(|d| {
+        self.journal.update_volatile(|d| {
             if let Some(h) = d.attempts.get_mut(attempt_id) {
                 h.phase = p.phase;
             }

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 /// The `faxhub` binary built beside the test executable (`cargo test --workspace` builds it).
 pub fn faxhub_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/faxhub
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no target directory")?;
-    let bin = dir.join("faxhub");
-    if !bin.exists() {
-        bail!("{} is missing: build it first (cargo build -p faxhub, or run the whole workspace's tests)", bin.display());
-    }
-    Ok(bin)
+    // Tests run from target/<profile>/deps/, tools from target/<profile>/; faxhub is in target/<profile>/.
+    let dir = exe.parent().context("executable has no directory")?;
+    let candidates = [dir.join("faxhub"), dir.parent().map(|p| p.join("faxhub")).unwrap_or_default()];
+    candidates.into_iter().find(|b| b.is_file()).with_context(|| {
+        format!("no faxhub binary beside {}: build it first (cargo build -p faxhub, or run the whole workspace's tests)", exe.display())
+    })
 }
 
 pub fn free_port() -> u16 {

@@ -33,7 +33,11 @@ fn default_page_ms() -> u64 {
     50
 }
 
+/// Called when a call starts (benchmarks time the dispatch with it).
+pub type SendObserver = std::sync::Arc<dyn Fn(&SendJob) + Send + Sync>;
+
 pub struct ScriptedLine {
+    observer: Option<SendObserver>,
     script: Script,
     channels: u32,
     calls: Mutex<HashMap<String, usize>>,
@@ -49,7 +53,12 @@ impl ScriptedLine {
             None => None,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        Ok((Self { script, channels, calls: Mutex::new(HashMap::new()), log, received: tokio::sync::Mutex::new(rx) }, tx))
+        Ok((Self { observer: None, script, channels, calls: Mutex::new(HashMap::new()), log, received: tokio::sync::Mutex::new(rx) }, tx))
+    }
+
+    pub fn with_observer(mut self, observer: SendObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     fn next_outcome(&self, number: &str) -> String {
@@ -84,6 +93,9 @@ impl Line for ScriptedLine {
     }
 
     async fn send(&self, job: SendJob, progress: mpsc::UnboundedSender<LineProgress>, mut cancel: watch::Receiver<bool>) -> LineOutcome {
+        if let Some(observe) = &self.observer {
+            observe(&job);
+        }
         if let Some(log) = &self.log {
             let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
             let _ = writeln!(f, "{} {} {}", job.attempt_id, job.job_id, job.recipient);

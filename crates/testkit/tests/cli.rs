@@ -1,0 +1,128 @@
+//! The `faxhub` command line as a person uses it: `dev`, and the client commands against a supervisor.
+
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::harness::{faxhub_bin, free_port, tiny_tiff, Api, NodeProc, SupervisorProc, FAST_CONFIG};
+
+fn faxhub(config: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(faxhub_bin().expect("faxhub binary"))
+        .args(args)
+        .env("FAXHUB_CLIENT_CONFIG", config)
+        .env("FAXHUB_LOG", "warn")
+        .output()
+        .expect("run faxhub");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_send_follow_and_fetch() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = admin.get("/v1/groupings").await.expect("g").expect_status(200).expect("200")[0]["id"].as_str().expect("id").to_owned();
+    let (node, fs) = NodeProc::start(&PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode")), &sup, "n", &[], &[&g], 2, json!({"page_ms": 200}))
+        .await
+        .expect("node");
+    for _ in 0..100 {
+        let l = admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200");
+        if l["online"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let config = dir.path().join("client.toml");
+    let (ok, out) = faxhub(&config, &["login", "--url", &sup.url, "--token", "fxh_not_valid"]);
+    assert!(!ok && out.contains("not accepted"), "{out}");
+    let (ok, out) = faxhub(&config, &["login", "--url", &sup.url, "--token", &sup.token]);
+    assert!(ok && out.contains("logged in as admin"), "{out}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).expect("config").permissions());
+    assert_eq!(mode & 0o077, 0, "the client config holds a token: owner only");
+
+    let doc = dir.path().join("page.tif");
+    std::fs::write(&doc, tiny_tiff()).expect("write");
+    let doc = doc.display().to_string();
+    let (ok, out) = faxhub(&config, &["send", &doc, "--to", "+1 555 010 2000", "--header", "ACME", "--wait"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("transmitting") && out.contains(": sent"), "send --wait shows progress and the end: {out}");
+    let job = out.split_whitespace().find(|w| w.starts_with("job_")).expect("job id printed").trim_end_matches(':').to_owned();
+    let (ok, out) = faxhub(&config, &["status", &job]);
+    assert!(ok && out.contains("+15550102000") && out.contains("succeeded"), "{out}");
+    let (ok, out) = faxhub(&config, &["jobs"]);
+    assert!(ok && out.contains(&job), "{out}");
+    let (ok, out) = faxhub(&config, &["send", "/nonexistent.pdf", "--to", "+15550102000"]);
+    assert!(!ok && out.contains("/nonexistent.pdf"), "a missing file is named: {out}");
+    let (ok, out) = faxhub(&config, &["send", &doc, "--to", "+1 555 CALL"]);
+    assert!(!ok && out.contains("recipients[0]"), "a bad number is named: {out}");
+
+    // Received faxes: inbox and fetch.
+    let bytes = tiny_tiff();
+    node.inject(Path::new(&doc), "+15550103000", "+15550104000", "REMOTE").expect("inject");
+    let until = Instant::now() + Duration::from_secs(20);
+    let inbound = loop {
+        let (_, out) = faxhub(&config, &["inbox"]);
+        if let Some(id) = out.split_whitespace().find(|w| w.starts_with("inb_")) {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < until, "the fax never reached the inbox: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let target = dir.path().join("fetched.tif");
+    let (ok, out) = faxhub(&config, &["fetch", &inbound, "-o", &target.display().to_string()]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(&target).expect("fetched"), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_runs_a_supervised_network_over_tls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("dev");
+    let (http, https) = (free_port(), free_port());
+    let mut child = Command::new(faxhub_bin().expect("faxhub"))
+        .args(["dev", "--data-dir", &data.display().to_string(), "--http", &format!("127.0.0.1:{http}"), "--https", &format!("127.0.0.1:{https}")])
+        .env("FAXHUB_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("faxhub dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut token = String::new();
+    let mut ca = PathBuf::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
+        if let Some(t) = line.trim().strip_prefix("token:") {
+            token = t.trim().to_owned();
+        }
+        if let Some(p) = line.strip_prefix("CA certificate for clients: ") {
+            ca = PathBuf::from(p.trim());
+        }
+        if line.starts_with("note:") {
+            break;
+        }
+    }
+    assert!(token.starts_with("fxh_"), "dev prints an administrator token");
+    let tls = node::tls_client_config(Some(&ca)).expect("trust the dev certificate");
+    let http_client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client");
+    let api = Api { base: format!("https://localhost:{https}"), token, http: http_client };
+    let mut online = 0;
+    for _ in 0..100 {
+        let list = api.get("/v1/fax-servers").await.expect("https request").expect_status(200).expect("200");
+        online = list.as_array().into_iter().flatten().filter(|f| f["online"] == true).count();
+        if online == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(online, 2, "both dev fax servers are linked over TLS");
+    let _ = child.kill();
+    let _ = child.wait();
+}

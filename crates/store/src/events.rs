@@ -29,7 +29,7 @@ pub struct StoredEvent {
 }
 
 /// Appends events inside the caller's transaction, and queues their webhook deliveries with them.
-pub(crate) async fn append(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
+pub(crate) async fn append(store: &Store, conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
     let now = now_ms();
     for event in events {
         let event_id = new_id("evt");
@@ -46,7 +46,9 @@ pub(crate) async fn append(conn: &mut SqliteConnection, events: &[NewEvent]) -> 
             .bind(now)
             .fetch_one(&mut *conn)
             .await?;
-            crate::webhooks::queue_deliveries(conn, client, &event.kind, seq, now).await?;
+            if store.has_webhooks(client) {
+                crate::webhooks::queue_deliveries(conn, client, &event.kind, seq, now).await?;
+            }
         }
     }
     Ok(())
@@ -55,7 +57,7 @@ pub(crate) async fn append(conn: &mut SqliteConnection, events: &[NewEvent]) -> 
 impl Store {
     pub async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        append(&mut tx, events).await?;
+        append(self, &mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -92,7 +92,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        events::append(&mut tx, events).await?;
+        events::append(self, &mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -6,7 +6,7 @@
 //! `abandoned` | `cancelled`. Every transition is a conditional UPDATE on the expected current status, so a
 //! transition that lost a race (a late result, a duplicated message) changes nothing and says so.
 
-use crate::{events, now_ms, Error, NewEvent, Result, Store};
+use crate::{events, now_ms, NewEvent, Result, Store};
 use sqlx::SqliteConnection;
 
 pub const OPEN_ATTEMPT: &str = "status IN ('offered', 'active')";
@@ -179,17 +179,32 @@ impl Store {
                     .await?;
             }
         }
-        events::append(&mut tx, events).await?;
+        events::append(self, &mut tx, events).await?;
         tx.commit().await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(self.job_on_writer(&job.id).await?.ok_or(Error::NotFound { what: "job" })?);
-        }
+        let out = jobs
+            .iter()
+            .map(|j| Job {
+                id: j.id.clone(),
+                batch_id: j.batch_id.clone(),
+                client_id: j.client_id.clone(),
+                recipient: j.recipient.clone(),
+                status: "queued".into(),
+                priority: j.priority,
+                options: j.options.clone(),
+                max_tries: j.max_tries,
+                tries: 0,
+                kill_at: j.kill_at,
+                not_before: j.not_before,
+                pages_total: j.pages_total,
+                pages_sent: 0,
+                reason: None,
+                idempotency_key: j.idempotency_key.clone(),
+                created_at: now,
+                updated_at: now,
+                finished_at: None,
+            })
+            .collect();
         Ok((true, out))
-    }
-
-    async fn job_on_writer(&self, id: &str) -> Result<Option<Job>> {
-        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.writer).await?)
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<Job>> {
@@ -253,68 +268,75 @@ impl Store {
         .await?)
     }
 
-    /// Records a new attempt and moves its job from `queued` to `dispatched`, both or neither. Returns
-    /// false (and records nothing) when the job was no longer queued.
-    pub async fn start_attempt(&self, attempt: &Attempt, events: &[NewEvent]) -> Result<bool> {
+    /// Records new attempts, each moving its job from `queued` to `dispatched` with its event, in one
+    /// transaction. For each, true if recorded; false (nothing recorded) when its job was no longer queued.
+    pub async fn start_attempts(&self, batch: &[(Attempt, NewEvent)]) -> Result<Vec<bool>> {
         let mut tx = self.writer.begin().await?;
         let now = now_ms();
-        let moved = sqlx::query(
-            "UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
-        )
-        .bind(now)
-        .bind(&attempt.job_id)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() != 1 {
-            return Ok(false);
+        let mut started = Vec::with_capacity(batch.len());
+        for (attempt, event) in batch {
+            let moved = sqlx::query(
+                "UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(&attempt.job_id)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() != 1 {
+                started.push(false);
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&attempt.id)
+            .bind(&attempt.job_id)
+            .bind(attempt.number)
+            .bind(&attempt.fax_server_id)
+            .bind(&attempt.status)
+            .bind(&attempt.phase)
+            .bind(attempt.deadline_at)
+            .bind(attempt.started_at)
+            .execute(&mut *tx)
+            .await?;
+            events::append(self, &mut tx, std::slice::from_ref(event)).await?;
+            started.push(true);
         }
-        sqlx::query(
-            "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&attempt.id)
-        .bind(&attempt.job_id)
-        .bind(attempt.number)
-        .bind(&attempt.fax_server_id)
-        .bind(&attempt.status)
-        .bind(&attempt.phase)
-        .bind(attempt.deadline_at)
-        .bind(attempt.started_at)
-        .execute(&mut *tx)
-        .await?;
-        events::append(&mut tx, events).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(started)
     }
 
-    /// Records progress of an open attempt and a new deadline; the job becomes `active`.
+    /// Records the phase of an open attempt (and, with `activate`, moves its job to `active`).
     /// Returns false when the attempt is not open (a late or repeated message).
     pub async fn progress_attempt(
         &self,
         attempt_id: &str,
         phase: &str,
         page: Option<i64>,
-        deadline_at: i64,
+        activate: Option<&str>,
         events: &[NewEvent],
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let job_id: Option<String> = sqlx::query_scalar(&format!(
-            "UPDATE attempts SET status = 'active', phase = $1, page = COALESCE($2, page), deadline_at = $3
-             WHERE id = $4 AND {OPEN_ATTEMPT} RETURNING job_id"
+        let updated = sqlx::query(&format!(
+            "UPDATE attempts SET status = 'active', phase = $1, page = COALESCE($2, page) WHERE id = $3 AND {OPEN_ATTEMPT}"
         ))
         .bind(phase)
         .bind(page)
-        .bind(deadline_at)
         .bind(attempt_id)
-        .fetch_optional(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        let Some(job_id) = job_id else { return Ok(false) };
-        sqlx::query("UPDATE jobs SET status = 'active', updated_at = $1 WHERE id = $2 AND status IN ('dispatched', 'active')")
-            .bind(now_ms())
-            .bind(&job_id)
-            .execute(&mut *tx)
-            .await?;
-        events::append(&mut tx, events).await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(job_id) = activate {
+            sqlx::query("UPDATE jobs SET status = 'active', updated_at = $1 WHERE id = $2 AND status IN ('dispatched', 'active')")
+                .bind(now_ms())
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        events::append(self, &mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -357,7 +379,7 @@ impl Store {
         .await?;
         let Some(job_id) = job_id else { return Ok(false) };
         apply_job_update(&mut tx, &job_id, job, now).await?;
-        events::append(&mut tx, events).await?;
+        events::append(self, &mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -373,7 +395,7 @@ impl Store {
             return Ok(false);
         }
         apply_job_update(&mut tx, job_id, update, now_ms()).await?;
-        events::append(&mut tx, events).await?;
+        events::append(self, &mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -443,8 +465,9 @@ mod tests {
         let job = queued_job(&store).await;
         let fs = store.create_fax_server("fs1", &[], "enr", i64::MAX).await.expect("fs");
         let a = attempt(&job, &fs.id);
-        assert!(store.start_attempt(&a, &[]).await.expect("start"));
-        assert!(!store.start_attempt(&attempt(&job, &fs.id), &[]).await.expect("second start"), "job no longer queued");
+        let ev = || NewEvent::new("job.dispatched", serde_json::json!({}), vec![job.client_id.clone()]);
+        assert_eq!(store.start_attempts(&[(a.clone(), ev())]).await.expect("start"), vec![true]);
+        assert_eq!(store.start_attempts(&[(attempt(&job, &fs.id), ev())]).await.expect("second start"), vec![false], "job no longer queued");
         assert_eq!(store.overdue_attempts(now_ms()).await.expect("overdue").len(), 1);
         let finish = AttemptFinish { status: "succeeded".into(), pages_sent: 1, ..Default::default() };
         let update = JobUpdate { status: "sent".into(), pages_sent: Some(1), ..Default::default() };

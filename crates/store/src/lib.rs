@@ -69,6 +69,8 @@ pub fn new_id(prefix: &str) -> String {
 pub struct Store {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Clients with at least one active webhook, so that appending an event looks webhooks up only for them.
+    hooked: std::sync::Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
 }
 
 impl Store {
@@ -94,7 +96,21 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let store = Self { writer, reader, hooked: Default::default() };
+        store.reload_hooked().await?;
+        Ok(store)
+    }
+
+    pub(crate) async fn reload_hooked(&self) -> Result<()> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT client_id FROM webhooks WHERE active = 1")
+            .fetch_all(&self.writer)
+            .await?;
+        *self.hooked.write().unwrap_or_else(|e| e.into_inner()) = ids.into_iter().collect();
+        Ok(())
+    }
+
+    pub(crate) fn has_webhooks(&self, client_id: &str) -> bool {
+        self.hooked.read().unwrap_or_else(|e| e.into_inner()).contains(client_id)
     }
 
     pub async fn close(&self) {

@@ -75,6 +75,7 @@ impl Store {
             .bind(hook.created_at)
             .execute(&self.writer)
             .await?;
+        self.reload_hooked().await?;
         Ok(hook)
     }
 
@@ -94,6 +95,7 @@ impl Store {
             .bind(id)
             .execute(&self.writer)
             .await?;
+        self.reload_hooked().await?;
         Ok(r.rows_affected() > 0)
     }
 

@@ -37,6 +37,7 @@ pub struct JobOptions {
 #[derive(Debug, Clone)]
 struct Pending {
     job_id: String,
+    batch_id: String,
     client_id: String,
     recipient: String,
     priority: i64,
@@ -51,7 +52,6 @@ struct Pending {
 
 #[derive(Debug)]
 struct Server {
-    name: String,
     dial_prefixes: Vec<String>,
     link: Option<Link>,
     caps: Capabilities,
@@ -90,12 +90,28 @@ fn longest_prefix(prefixes: &[String], number: &str) -> Option<usize> {
     prefixes.iter().filter(|p| number.starts_with(p.as_str())).map(String::len).max()
 }
 
+/// An attempt that has not ended, as routing and the watchdog need it. Deadlines live here, not in the
+/// database: after a restart every open attempt gets the link grace anyway.
+#[derive(Debug, Clone)]
+struct OpenAttempt {
+    job_id: String,
+    batch_id: String,
+    client_id: String,
+    recipient: String,
+    fax_server_id: String,
+    phase: &'static str,
+    deadline: i64,
+    /// Asked once (`JobQuery`) after its deadline passed.
+    queried: bool,
+    /// The job has been moved to `active`.
+    activated: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
     servers: HashMap<String, Server>,
     queue: HashMap<String, Pending>,
-    /// Attempts queried once after their deadline passed.
-    queried: HashSet<String>,
+    attempts: HashMap<String, OpenAttempt>,
     generation: u64,
 }
 
@@ -160,10 +176,13 @@ impl Dispatcher {
         let servers = self.store.fax_servers().await?;
         let open = self.store.open_attempts().await?;
         let queued = self.store.queued_jobs().await?;
+        // No fax server is connected yet: give each open attempt the link grace to come back and reconcile.
         let grace = now_ms() + secs(self.config.deadlines.link_grace_secs);
+        let mut restored = Vec::with_capacity(open.len());
         for a in &open {
-            // No fax server is connected yet: give each the link grace to come back and reconcile.
-            self.store.extend_attempt(&a.id, grace).await?;
+            if let Some(job) = self.store.job(&a.job_id).await? {
+                restored.push((a.id.clone(), open_attempt(&job, a, grace)));
+            }
         }
         let mut pendings = Vec::with_capacity(queued.len());
         for job in &queued {
@@ -175,7 +194,6 @@ impl Dispatcher {
             st.servers.insert(
                 fs.id.clone(),
                 Server {
-                    name: fs.name.clone(),
                     dial_prefixes: fs.dial_prefixes(),
                     link: None,
                     caps,
@@ -190,6 +208,7 @@ impl Dispatcher {
                 s.open.insert(a.id);
             }
         }
+        st.attempts.extend(restored);
         for p in pendings {
             st.queue.insert(p.job_id.clone(), p);
         }
@@ -206,6 +225,7 @@ impl Dispatcher {
         }
         Ok(Pending {
             job_id: job.id.clone(),
+            batch_id: job.batch_id.clone(),
             client_id: job.client_id.clone(),
             recipient: job.recipient.clone(),
             priority: job.priority,
@@ -245,6 +265,7 @@ impl Dispatcher {
     pub fn enqueue_new(&self, job: &Job, documents: Vec<DocumentRef>, options: JobOptions) {
         let p = Pending {
             job_id: job.id.clone(),
+            batch_id: job.batch_id.clone(),
             client_id: job.client_id.clone(),
             recipient: job.recipient.clone(),
             priority: job.priority,
@@ -274,9 +295,8 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    pub fn register_server(&self, id: &str, name: &str, prefixes: Vec<String>) {
+    pub fn register_server(&self, id: &str, prefixes: Vec<String>) {
         self.lock().servers.entry(id.to_owned()).or_insert_with(|| Server {
-            name: name.to_owned(),
             dial_prefixes: prefixes,
             link: None,
             caps: Capabilities::default(),
@@ -357,8 +377,8 @@ impl Dispatcher {
             }
             (picks, next_due)
         };
-        for (p, server_id, attempt_id) in picks {
-            self.offer(p, server_id, attempt_id).await?;
+        for chunk in picks.chunks(256) {
+            self.offer(chunk.to_vec()).await?;
         }
         Ok(next_due)
     }
@@ -391,70 +411,88 @@ impl Dispatcher {
         best.map(|(_, _, id)| id.clone())
     }
 
-    async fn offer(&self, p: Pending, server_id: String, attempt_id: String) -> store::Result<()> {
+    /// Records a batch of attempts in one transaction, then sends their offers.
+    async fn offer(&self, picks: Vec<(Pending, String, String)>) -> store::Result<()> {
         let now = now_ms();
-        let attempt = Attempt {
-            id: attempt_id.clone(),
-            job_id: p.job_id.clone(),
-            number: p.next_attempt_number,
-            fax_server_id: server_id.clone(),
-            status: "offered".into(),
-            phase: "offered".into(),
-            deadline_at: Some(now + secs(self.config.deadlines.offered_secs)),
-            page: None,
-            fault: None,
-            reason: None,
-            t30: None,
-            pages_sent: 0,
-            stats: None,
-            started_at: now,
-            ended_at: None,
-        };
-        let server_name = self.lock().servers.get(&server_id).map(|s| s.name.clone()).unwrap_or_default();
-        let event = NewEvent::new(
-            "job.dispatched",
-            serde_json::json!({"job_id": p.job_id, "attempt_id": attempt_id, "attempt": attempt.number,
-                               "fax_server_id": server_id, "fax_server": server_name}),
-            vec![p.client_id.clone()],
-        );
-        let started = self.store.start_attempt(&attempt, &[event]).await;
-        let started = match started {
+        let deadline = now + secs(self.config.deadlines.offered_secs);
+        let batch: Vec<(Attempt, NewEvent)> = picks
+            .iter()
+            .map(|(p, server_id, attempt_id)| {
+                let attempt = Attempt {
+                    id: attempt_id.clone(),
+                    job_id: p.job_id.clone(),
+                    number: p.next_attempt_number,
+                    fax_server_id: server_id.clone(),
+                    status: "offered".into(),
+                    phase: "offered".into(),
+                    deadline_at: None,
+                    page: None,
+                    fault: None,
+                    reason: None,
+                    t30: None,
+                    pages_sent: 0,
+                    stats: None,
+                    started_at: now,
+                    ended_at: None,
+                };
+                let event = NewEvent::new(
+                    "job.dispatched",
+                    serde_json::json!({"job_id": p.job_id, "batch_id": p.batch_id, "recipient": p.recipient,
+                                       "attempt_id": attempt_id, "attempt": attempt.number, "fax_server_id": server_id}),
+                    vec![p.client_id.clone()],
+                );
+                (attempt, event)
+            })
+            .collect();
+        let started = match self.store.start_attempts(&batch).await {
             Ok(s) => s,
             Err(e) => {
-                // Put the job back untouched so a passing database error loses nothing.
+                // Put the jobs back untouched so a passing database error loses nothing.
                 let mut st = self.lock();
-                if let Some(s) = st.servers.get_mut(&server_id) {
-                    s.open.remove(&attempt_id);
+                for (p, server_id, attempt_id) in picks {
+                    if let Some(s) = st.servers.get_mut(&server_id) {
+                        s.open.remove(&attempt_id);
+                    }
+                    st.queue.insert(p.job_id.clone(), p);
                 }
-                st.queue.insert(p.job_id.clone(), p);
                 return Err(e);
             }
         };
-        if !started {
-            // Cancelled (or otherwise moved on) while it waited.
-            if let Some(s) = self.lock().servers.get_mut(&server_id) {
-                s.open.remove(&attempt_id);
+        let mut offers = Vec::new();
+        {
+            let mut st = self.lock();
+            for ((p, server_id, attempt_id), ok) in picks.into_iter().zip(started) {
+                if !ok {
+                    // Cancelled (or otherwise moved on) while it waited.
+                    if let Some(s) = st.servers.get_mut(&server_id) {
+                        s.open.remove(&attempt_id);
+                    }
+                    continue;
+                }
+                st.attempts.insert(
+                    attempt_id.clone(),
+                    OpenAttempt {
+                        job_id: p.job_id.clone(),
+                        batch_id: p.batch_id.clone(),
+                        client_id: p.client_id.clone(),
+                        recipient: p.recipient.clone(),
+                        fax_server_id: server_id.clone(),
+                        phase: "offered",
+                        deadline,
+                        queried: false,
+                        activated: false,
+                    },
+                );
+                self.metrics.dispatched.inc();
+                self.metrics.observe_dispatch_latency(now, p.not_before);
+                let number = p.next_attempt_number;
+                offers.push((server_id, offer_of(p, attempt_id, number)));
             }
-            return Ok(());
         }
         self.events_committed();
-        self.metrics.dispatched.inc();
-        self.metrics.observe_dispatch_latency(now, p.not_before);
-        let offer = JobOffer {
-            attempt_id,
-            job_id: p.job_id,
-            recipient: p.recipient,
-            documents: p.documents,
-            options: SendOptions {
-                resolution: p.options.resolution,
-                ecm: p.options.ecm,
-                header: p.options.header,
-                tsi: p.options.tsi,
-                max_bit_rate: None,
-            },
-            attempt_number: u32::try_from(attempt.number).unwrap_or(u32::MAX),
-        };
-        self.send_to(&server_id, Body::JobOffer(offer));
+        for (server_id, offer) in offers {
+            self.send_to(&server_id, Body::JobOffer(offer));
+        }
         Ok(())
     }
 
@@ -470,7 +508,6 @@ impl Dispatcher {
     pub async fn connected(
         &self,
         server_id: &str,
-        name: &str,
         caps: Capabilities,
         tx: mpsc::UnboundedSender<Envelope>,
         in_flight: Vec<AttemptState>,
@@ -480,7 +517,6 @@ impl Dispatcher {
             st.generation += 1;
             let generation = st.generation;
             let s = st.servers.entry(server_id.to_owned()).or_insert_with(|| Server {
-                name: name.to_owned(),
                 dial_prefixes: Vec::new(),
                 link: None,
                 caps: Capabilities::default(),
@@ -529,43 +565,34 @@ impl Dispatcher {
     }
 
     async fn resend_offer(&self, server_id: &str, a: &Attempt, p: Pending) -> store::Result<()> {
-        self.store.extend_attempt(&a.id, now_ms() + secs(self.config.deadlines.offered_secs)).await?;
-        if let Some(s) = self.lock().servers.get_mut(server_id) {
-            s.open.insert(a.id.clone());
+        let deadline = now_ms() + secs(self.config.deadlines.offered_secs);
+        {
+            let mut st = self.lock();
+            if let Some(s) = st.servers.get_mut(server_id) {
+                s.open.insert(a.id.clone());
+            }
+            if let Some(open) = st.attempts.get_mut(&a.id) {
+                open.deadline = deadline;
+                open.queried = false;
+            }
         }
-        let offer = JobOffer {
-            attempt_id: a.id.clone(),
-            job_id: p.job_id,
-            recipient: p.recipient,
-            documents: p.documents,
-            options: SendOptions {
-                resolution: p.options.resolution,
-                ecm: p.options.ecm,
-                header: p.options.header,
-                tsi: p.options.tsi,
-                max_bit_rate: None,
-            },
-            attempt_number: u32::try_from(a.number).unwrap_or(u32::MAX),
-        };
-        self.send_to(server_id, Body::JobOffer(offer));
+        self.send_to(server_id, Body::JobOffer(offer_of(p, a.id.clone(), a.number)));
         Ok(())
     }
 
     /// A fax server's link went down; a newer link of the same fax server is left alone.
     pub async fn disconnected(&self, server_id: &str, generation: u64) -> store::Result<()> {
-        let open: Vec<String> = {
-            let mut st = self.lock();
-            let Some(s) = st.servers.get_mut(server_id) else { return Ok(()) };
-            if s.link.as_ref().is_none_or(|l| l.generation != generation) {
-                return Ok(());
-            }
-            s.link = None;
-            s.receiving = 0;
-            s.open.iter().cloned().collect()
-        };
         let deadline = now_ms() + secs(self.config.deadlines.link_grace_secs);
-        for id in open {
-            self.store.extend_attempt(&id, deadline).await?;
+        let mut st = self.lock();
+        let Some(s) = st.servers.get_mut(server_id) else { return Ok(()) };
+        if s.link.as_ref().is_none_or(|l| l.generation != generation) {
+            return Ok(());
+        }
+        s.link = None;
+        s.receiving = 0;
+        for open in st.attempts.values_mut().filter(|a| a.fax_server_id == server_id) {
+            open.deadline = deadline;
+            open.queried = false;
         }
         Ok(())
     }
@@ -583,27 +610,31 @@ impl Dispatcher {
     }
 
     pub async fn on_progress(&self, server_id: &str, progress: JobProgress) -> store::Result<()> {
-        let Some(a) = self.store.attempt(&progress.attempt_id).await? else { return Ok(()) };
-        if a.fax_server_id != server_id {
-            return Ok(());
-        }
         let phase = phase_name(progress.phase);
         let deadline = now_ms() + secs(self.config.deadlines.for_phase(phase).as_secs());
-        let job = self.store.job(&a.job_id).await?;
-        let events: Vec<NewEvent> = job
-            .iter()
-            .map(|job| {
-                job_event(
-                    "job.progress",
-                    job,
-                    serde_json::json!({"attempt_id": a.id, "phase": phase, "page": progress.page,
-                                       "pages_total": progress.pages_total, "bit_rate": progress.bit_rate}),
-                )
-            })
-            .collect();
+        let (open, activate) = {
+            let mut st = self.lock();
+            let Some(open) = st.attempts.get_mut(&progress.attempt_id) else { return Ok(()) };
+            if open.fax_server_id != server_id {
+                return Ok(());
+            }
+            let activate = !open.activated;
+            open.activated = true;
+            open.phase = phase;
+            open.deadline = deadline;
+            open.queried = false;
+            (open.clone(), activate)
+        };
+        let event = NewEvent::new(
+            "job.progress",
+            serde_json::json!({"job_id": open.job_id, "batch_id": open.batch_id, "recipient": open.recipient,
+                               "attempt_id": progress.attempt_id, "phase": phase, "page": progress.page,
+                               "pages_total": progress.pages_total, "bit_rate": progress.bit_rate}),
+            vec![open.client_id.clone()],
+        );
         let page = progress.page.map(i64::from);
-        if self.store.progress_attempt(&a.id, phase, page, deadline, &events).await? {
-            self.lock().queried.remove(&a.id);
+        let activate = activate.then_some(open.job_id.as_str());
+        if self.store.progress_attempt(&progress.attempt_id, phase, page, activate, &[event]).await? {
             self.events_committed();
         }
         Ok(())
@@ -698,7 +729,7 @@ impl Dispatcher {
         }
         {
             let mut st = self.lock();
-            st.queried.remove(&a.id);
+            st.attempts.remove(&a.id);
             if let Some(s) = st.servers.get_mut(&a.fax_server_id) {
                 s.open.remove(&a.id);
             }
@@ -781,22 +812,35 @@ impl Dispatcher {
 
     async fn watchdog_round(&self) -> store::Result<()> {
         let now = now_ms();
-        for a in self.store.overdue_attempts(now).await? {
-            let (online, queried) = {
-                let st = self.lock();
-                let online = st.servers.get(&a.fax_server_id).is_some_and(|s| s.link.is_some());
-                (online, st.queried.contains(&a.id))
-            };
-            if online && !queried {
-                self.lock().queried.insert(a.id.clone());
-                self.store.extend_attempt(&a.id, now + secs(self.config.deadlines.query_secs)).await?;
-                self.send_to(&a.fax_server_id, Body::JobQuery { attempt_id: a.id.clone() });
-            } else {
-                let why = if online {
-                    format!("no answer from the fax server after the {} deadline", a.phase)
+        let query_deadline = now + secs(self.config.deadlines.query_secs);
+        let mut abandon = Vec::new();
+        let mut query = Vec::new();
+        {
+            let mut st = self.lock();
+            let State { servers, attempts, .. } = &mut *st;
+            for (id, open) in attempts.iter_mut().filter(|(_, a)| a.deadline <= now) {
+                let online = servers.get(&open.fax_server_id).is_some_and(|s| s.link.is_some());
+                if online && !open.queried {
+                    open.queried = true;
+                    open.deadline = query_deadline;
+                    query.push((open.fax_server_id.clone(), id.clone()));
                 } else {
-                    "the fax server's link was lost and did not come back in time".to_owned()
-                };
+                    let why = if online {
+                        format!("no answer from the fax server after the {} deadline", open.phase)
+                    } else {
+                        "the fax server's link was lost and did not come back in time".to_owned()
+                    };
+                    // Not again before the abandonment below has run.
+                    open.deadline = query_deadline;
+                    abandon.push((id.clone(), why));
+                }
+            }
+        }
+        for (server_id, attempt_id) in query {
+            self.send_to(&server_id, Body::JobQuery { attempt_id });
+        }
+        for (id, why) in abandon {
+            if let Some(a) = self.store.attempt(&id).await? {
                 self.abandon(&a, &why).await?;
             }
         }
@@ -828,6 +872,37 @@ impl Dispatcher {
 }
 
 const AVOID_MS: i64 = 30_000;
+
+fn open_attempt(job: &Job, a: &Attempt, deadline: i64) -> OpenAttempt {
+    OpenAttempt {
+        job_id: job.id.clone(),
+        batch_id: job.batch_id.clone(),
+        client_id: job.client_id.clone(),
+        recipient: job.recipient.clone(),
+        fax_server_id: a.fax_server_id.clone(),
+        phase: if a.status == "offered" { "offered" } else { "dialling" },
+        deadline,
+        queried: false,
+        activated: a.status != "offered",
+    }
+}
+
+fn offer_of(p: Pending, attempt_id: String, number: i64) -> JobOffer {
+    JobOffer {
+        attempt_id,
+        job_id: p.job_id,
+        recipient: p.recipient,
+        documents: p.documents,
+        options: SendOptions {
+            resolution: p.options.resolution,
+            ecm: p.options.ecm,
+            header: p.options.header,
+            tsi: p.options.tsi,
+            max_bit_rate: None,
+        },
+        attempt_number: u32::try_from(number).unwrap_or(u32::MAX),
+    }
+}
 
 fn secs(s: u64) -> i64 {
     i64::try_from(s).unwrap_or(i64::MAX / 2000).saturating_mul(1000)

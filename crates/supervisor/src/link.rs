@@ -75,7 +75,7 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
     });
     tracing::info!(fax_server = %fs.name, channels = hello.capabilities.channels, "fax server connected");
     let (generation, _) =
-        app.dispatcher.connected(&fs.id, &fs.name, hello.capabilities.clone(), tx.clone(), hello.in_flight).await?;
+        app.dispatcher.connected(&fs.id, hello.capabilities.clone(), tx.clone(), hello.in_flight).await?;
     let result = read_loop(&app, &fs, &mut stream, &tx, heartbeat * 3).await;
     app.dispatcher.disconnected(&fs.id, generation).await?;
     drop(tx);

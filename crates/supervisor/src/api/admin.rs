@@ -341,7 +341,7 @@ pub async fn create_fax_server(State(app): State<AppState>, caller: Caller, Json
         app.store.add_grouping_member(g, MemberKind::FaxServer, &fs.id).await?;
     }
     app.access.reload(&app.store).await?;
-    app.dispatcher.register_server(&fs.id, &fs.name, fs.dial_prefixes());
+    app.dispatcher.register_server(&fs.id, fs.dial_prefixes());
     tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server registered");
     Ok(created(NewFaxServerResponse {
         fax_server: fax_server_view(&app, fs),

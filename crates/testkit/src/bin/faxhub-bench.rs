@@ -2,6 +2,11 @@
 //! and submit-to-dispatch latency with 100 connected fax servers of 4 channels each).
 //!
 //! faxhub-bench [--fax-servers 100] [--channels 4] [--jobs 20000] [--concurrency 32] [--multipart]
+//!              [--rate 200] [--latency-jobs 4000]
+//!
+//! Two phases: (a) throughput: `--jobs` submissions from `--concurrency` clients as fast as they go;
+//! (b) latency: `--latency-jobs` submissions paced at `--rate` per second (below the fax servers' capacity,
+//! so the figure is the supervisor's routing time, not time spent waiting for a free channel).
 //!
 //! Starts the real `faxhub serve` (the binary beside this one: build both with the same profile, see
 //! scripts/bench.sh), runs the fax servers in this process (the real `node` runtime over a scripted line that
@@ -22,10 +27,12 @@ struct Opts {
     jobs: usize,
     concurrency: usize,
     multipart: bool,
+    rate: u64,
+    latency_jobs: usize,
 }
 
 fn opts() -> anyhow::Result<Opts> {
-    let mut o = Opts { fax_servers: 100, channels: 4, jobs: 20_000, concurrency: 32, multipart: false };
+    let mut o = Opts { fax_servers: 100, channels: 4, jobs: 20_000, concurrency: 32, multipart: false, rate: 200, latency_jobs: 4000 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = || -> anyhow::Result<usize> { Ok(it.next().context("value missing")?.parse()?) };
@@ -35,6 +42,8 @@ fn opts() -> anyhow::Result<Opts> {
             "--jobs" => o.jobs = num()?,
             "--concurrency" => o.concurrency = num()?,
             "--multipart" => o.multipart = true,
+            "--rate" => o.rate = u64::try_from(num()?)?,
+            "--latency-jobs" => o.latency_jobs = num()?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -140,24 +149,50 @@ async fn main() -> anyhow::Result<()> {
         t.await??;
     }
     let elapsed = start.elapsed();
-    let submitted = std::mem::take(&mut *submitted.lock().unwrap_or_else(|e| e.into_inner()));
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let seen = dispatched.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if seen >= submitted.len() + 200 || Instant::now() > until {
-            break;
+    let throughput = submitted.lock().unwrap_or_else(|e| e.into_inner()).len() as f64 / elapsed.as_secs_f64();
+    let drained = |want: usize| {
+        let dispatched = dispatched.clone();
+        async move {
+            let until = Instant::now() + Duration::from_secs(300);
+            while dispatched.lock().unwrap_or_else(|e| e.into_inner()).len() < want && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drained(o.jobs + 200).await;
+    let all_dispatched = dispatched.lock().unwrap_or_else(|e| e.into_inner()).len();
+
+    // (b) paced submissions, each timed from the request to the fax server's line starting the call.
+    let paced: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(o.latency_jobs)));
+    let interval = Duration::from_secs_f64(1.0 / o.rate.max(1) as f64);
+    let mut tick = tokio::time::interval(interval);
+    let mut inflight = Vec::with_capacity(o.latency_jobs);
+    for i in 0..o.latency_jobs {
+        tick.tick().await;
+        let (api, paced, sha, tiff, multipart) = (admin.clone(), paced.clone(), sha.clone(), tiff.clone(), o.multipart);
+        inflight.push(tokio::spawn(async move {
+            let body = serde_json::json!({"recipients": [format!("+1666{:07}", i)], "documents": [sha]});
+            let t0 = Instant::now();
+            let id = submit(&api, &body, &tiff, multipart).await?;
+            paced.lock().unwrap_or_else(|e| e.into_inner()).push((id, t0));
+            Ok::<(), anyhow::Error>(())
+        }));
     }
+    for t in inflight {
+        t.await??;
+    }
+    drained(o.jobs + 200 + o.latency_jobs).await;
     let seen = dispatched.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut lat: Vec<Duration> = submitted.iter().filter_map(|(id, t0)| seen.get(id).map(|t| t.saturating_duration_since(*t0))).collect();
+    let paced = std::mem::take(&mut *paced.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut lat: Vec<Duration> = paced.iter().filter_map(|(id, t0)| seen.get(id).map(|t| t.saturating_duration_since(*t0))).collect();
     lat.sort();
-    println!("faxhub-bench: {} fax servers x {} channels, {} submissions ({}), {} concurrent clients",
-        o.fax_servers, o.channels, submitted.len(), if o.multipart { "multipart upload of a one-page TIFF" } else { "JSON referencing an uploaded one-page TIFF" }, o.concurrency);
-    println!("submissions/s:            {:.0}", submitted.len() as f64 / elapsed.as_secs_f64());
-    println!("dispatched (seen by line): {} of {}", lat.len(), submitted.len());
+    let kind = if o.multipart { "multipart upload of a one-page TIFF" } else { "JSON referencing an uploaded one-page TIFF" };
+    println!("faxhub-bench: {} fax servers x {} channels, supervisor on SQLite, {kind}", o.fax_servers, o.channels);
+    println!("(a) {} submissions from {} concurrent clients: {:.0} submissions/s ({} of {} dispatched afterwards)",
+        o.jobs, o.concurrency, throughput, all_dispatched.saturating_sub(200), o.jobs);
+    println!("(b) {} submissions paced at {}/s: {} dispatched", paced.len(), o.rate, lat.len());
     for (name, p) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0)] {
-        println!("submit-to-dispatch {name}:   {:.1} ms", percentile(&lat, p).as_secs_f64() * 1000.0);
+        println!("    submit-to-dispatch {name}: {:.1} ms", percentile(&lat, p).as_secs_f64() * 1000.0);
     }
     let metrics = admin.http.get(format!("{}/metrics", admin.base)).send().await?.text().await?;
     for line in metrics.lines().filter(|l| l.starts_with("faxhub_dispatch_latency_ms_")) {

@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// How many finished attempt ids are remembered for de-duplication.
-const SEEN_LIMIT: usize = 20_000;
+/// How many finished attempt ids are remembered for de-duplication. The supervisor offers an attempt again
+/// only while it is open there, i.e. until its result (or rejection) is acknowledged; the ids kept after that
+/// are a safety margin, and the bound keeps the journal (rewritten on every durable change) small.
+const SEEN_LIMIT: usize = 1_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Held {

@@ -54,6 +54,37 @@ pub async fn enroll(config: &NodeConfig, enrollment_token: &str) -> Result<Strin
     Ok(body["fax_server_id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// A received fax kept on disk until the supervisor has it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingInbound {
+    id: String,
+    pages: u32,
+    caller_number: Option<String>,
+    called_number: Option<String>,
+    tsi: Option<String>,
+    started_at: String,
+    ended_at: String,
+    stats: protocol::CallStats,
+}
+
+fn pending_inbound(dir: &Path) -> Vec<PendingInbound> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect()
+}
+
+fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("part");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -437,23 +468,22 @@ impl Node {
         Ok(path)
     }
 
-    /// Uploads every fax the line receives, then announces it on the link (reliably).
+    /// Keeps every fax the line receives on disk until the supervisor has it: written under `inbound/`
+    /// first, uploaded, announced on the link (reliably, through the journal), then deleted. Faxes left
+    /// there by a crash are sent on the next start.
     async fn receive_loop(self: Arc<Self>) {
+        let dir = self.config.state_dir.join("inbound");
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::error!("cannot keep received faxes in {}: {e}", dir.display());
+            return;
+        }
+        for leftover in pending_inbound(&dir) {
+            self.deliver_inbound(&dir, leftover).await;
+        }
         while let Some(fax) = self.line.next_received().await {
-            let mut delay = Duration::from_millis(200);
-            let doc = loop {
-                match self.upload(&fax.tiff).await {
-                    Ok(doc) => break doc,
-                    Err(e) => {
-                        tracing::warn!("uploading a received fax failed, will retry: {e}");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(10));
-                    }
-                }
-            };
-            let inbound = InboundFax {
-                inbound_id: format!("inb_{}", uuid::Uuid::new_v4().simple()),
-                document: doc,
+            let id = format!("inb_{}", uuid::Uuid::new_v4().simple());
+            let meta = PendingInbound {
+                id: id.clone(),
                 pages: fax.pages,
                 caller_number: fax.caller_number,
                 called_number: fax.called_number,
@@ -462,8 +492,47 @@ impl Node {
                 ended_at: fax.ended_at,
                 stats: fax.stats,
             };
-            self.send_reliable(Body::InboundFax(inbound), |_| ());
+            let kept = write_durable(&dir.join(format!("{id}.tif")), &fax.tiff)
+                .and_then(|()| write_durable(&dir.join(format!("{id}.json")), &serde_json::to_vec(&meta).unwrap_or_default()));
+            if let Err(e) = kept {
+                tracing::error!(inbound = %id, "could not keep a received fax on disk: {e}");
+            }
+            self.deliver_inbound(&dir, meta).await;
         }
+    }
+
+    async fn deliver_inbound(&self, dir: &Path, meta: PendingInbound) {
+        let tif = dir.join(format!("{}.tif", meta.id));
+        let Ok(tiff) = tokio::fs::read(&tif).await else {
+            tracing::error!(inbound = %meta.id, "received fax missing from {}", dir.display());
+            return;
+        };
+        let mut delay = Duration::from_millis(200);
+        let doc = loop {
+            match self.upload(&tiff).await {
+                Ok(doc) => break doc,
+                Err(e) => {
+                    tracing::warn!(inbound = %meta.id, "uploading a received fax failed, will retry: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        let inbound = InboundFax {
+            inbound_id: meta.id.clone(),
+            document: doc,
+            pages: meta.pages,
+            caller_number: meta.caller_number,
+            called_number: meta.called_number,
+            tsi: meta.tsi,
+            started_at: meta.started_at,
+            ended_at: meta.ended_at,
+            stats: meta.stats,
+        };
+        self.send_reliable(Body::InboundFax(inbound), |_| ());
+        // The journal now holds the announcement and the supervisor holds the document.
+        let _ = std::fs::remove_file(&tif);
+        let _ = std::fs::remove_file(dir.join(format!("{}.json", meta.id)));
     }
 
     async fn upload(&self, tiff: &[u8]) -> anyhow::Result<protocol::DocumentRef> {

@@ -546,3 +546,40 @@ async fn a_finished_job_can_be_resent() {
     assert_eq!(done["options"]["header"], "ACME Corp");
     assert_eq!(done["recipient"], "+15550004444");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_fax_kept_across_a_fax_server_crash_is_delivered() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = default_grouping(&admin).await;
+    let (mut n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");
+    wait_online(&admin, &[&fs]).await;
+    n.kill();
+    // What the line had received and kept when the process died (the format `node` writes).
+    let inbound = n.state_dir.join("state/inbound");
+    std::fs::create_dir_all(&inbound).expect("dir");
+    std::fs::write(inbound.join("inb_crashtest.tif"), tiny_tiff()).expect("tif");
+    let meta = json!({"id": "inb_crashtest", "pages": 1, "caller_number": "+15550009999", "called_number": null, "tsi": "KEPT",
+                      "started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:01:00Z", "stats": {"bit_rate": null, "ecm": null,
+                      "coding": null, "duration_ms": 60000, "bad_lines": 0, "retransmissions": 0}});
+    std::fs::write(inbound.join("inb_crashtest.json"), meta.to_string()).expect("json");
+    n.restart().expect("restart");
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let r = admin.get("/v1/inbox/inb_crashtest").await.expect("get");
+        if r.status == 200 {
+            found = r.body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found["tsi"], "KEPT", "the kept fax reached the default inbox: {found}");
+    for _ in 0..50 {
+        if !inbound.join("inb_crashtest.tif").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!inbound.join("inb_crashtest.tif").exists(), "delivered faxes are removed from the fax server");
+}

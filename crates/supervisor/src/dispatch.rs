@@ -15,7 +15,7 @@ use protocol::{
     Phase, SendOptions,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{now_ms, Attempt, AttemptFinish, Job, JobUpdate, NewEvent, Store};
@@ -107,10 +107,58 @@ struct OpenAttempt {
     activated: bool,
 }
 
+/// Jobs waiting for an attempt: those due, in dispatch order, and those waiting for their time, in time
+/// order, so a dispatch round touches only what it can dispatch.
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: HashMap<String, Pending>,
+    /// (priority, not_before, job id) of due jobs: lower priority numbers first, then oldest.
+    ready: BTreeSet<(i64, i64, String)>,
+    /// (not_before, job id) of jobs not yet due.
+    waiting: BTreeSet<(i64, String)>,
+}
+
+impl Queue {
+    fn insert(&mut self, p: Pending, now: i64) {
+        self.remove(&p.job_id);
+        if p.not_before <= now {
+            self.ready.insert((p.priority, p.not_before, p.job_id.clone()));
+        } else {
+            self.waiting.insert((p.not_before, p.job_id.clone()));
+        }
+        self.jobs.insert(p.job_id.clone(), p);
+    }
+
+    fn remove(&mut self, job_id: &str) -> Option<Pending> {
+        let p = self.jobs.remove(job_id)?;
+        self.ready.remove(&(p.priority, p.not_before, p.job_id.clone()));
+        self.waiting.remove(&(p.not_before, p.job_id.clone()));
+        Some(p)
+    }
+
+    /// Moves the jobs that became due to the ready set; returns when the next one waiting is due.
+    fn promote(&mut self, now: i64) -> Option<i64> {
+        while let Some((at, id)) = self.waiting.first().cloned() {
+            if at > now {
+                return Some(at);
+            }
+            self.waiting.pop_first();
+            if let Some(p) = self.jobs.get(&id) {
+                self.ready.insert((p.priority, p.not_before, id));
+            }
+        }
+        None
+    }
+
+    fn len(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     servers: HashMap<String, Server>,
-    queue: HashMap<String, Pending>,
+    queue: Queue,
     attempts: HashMap<String, OpenAttempt>,
     generation: u64,
 }
@@ -209,8 +257,9 @@ impl Dispatcher {
             }
         }
         st.attempts.extend(restored);
+        let now = now_ms();
         for p in pendings {
-            st.queue.insert(p.job_id.clone(), p);
+            st.queue.insert(p, now);
         }
         tracing::info!(queued = st.queue.len(), fax_servers = st.servers.len(), "dispatcher restored");
         Ok(())
@@ -253,8 +302,9 @@ impl Dispatcher {
         }
         {
             let mut st = self.lock();
+            let now = now_ms();
             for p in pendings {
-                st.queue.insert(p.job_id.clone(), p);
+                st.queue.insert(p, now);
             }
         }
         self.wake.notify_one();
@@ -276,7 +326,7 @@ impl Dispatcher {
             documents,
             options,
         };
-        self.lock().queue.insert(p.job_id.clone(), p);
+        self.lock().queue.insert(p, now_ms());
         self.wake.notify_one();
     }
 
@@ -354,20 +404,23 @@ impl Dispatcher {
         let now = now_ms();
         let (picks, next_due) = {
             let mut st = self.lock();
-            let mut due: Vec<(i64, i64, String)> = Vec::new();
-            let mut next_due: Option<i64> = None;
-            for p in st.queue.values() {
-                if p.not_before <= now {
-                    due.push((p.priority, p.not_before, p.job_id.clone()));
-                } else {
-                    next_due = Some(next_due.map_or(p.not_before, |n: i64| n.min(p.not_before)));
+            let next_due = st.queue.promote(now);
+            let mut capacity: u32 = st.servers.values().filter(|s| s.link.is_some()).map(Server::free_channels).sum();
+            let mut chosen = Vec::new();
+            let mut taken: HashMap<String, u32> = HashMap::new();
+            for (_, _, job_id) in &st.queue.ready {
+                if capacity == 0 {
+                    break;
+                }
+                let Some(p) = st.queue.jobs.get(job_id) else { continue };
+                if let Some(server_id) = self.select(&st, p, now, &taken) {
+                    capacity -= 1;
+                    *taken.entry(server_id.clone()).or_default() += 1;
+                    chosen.push((job_id.clone(), server_id));
                 }
             }
-            due.sort();
-            let mut picks = Vec::new();
-            for (_, _, job_id) in due {
-                let Some(p) = st.queue.get(&job_id) else { continue };
-                let Some(server_id) = self.select(&st, p, now) else { continue };
+            let mut picks = Vec::with_capacity(chosen.len());
+            for (job_id, server_id) in chosen {
                 let Some(p) = st.queue.remove(&job_id) else { continue };
                 let attempt_id = store::new_id("att");
                 if let Some(s) = st.servers.get_mut(&server_id) {
@@ -385,10 +438,12 @@ impl Dispatcher {
 
     /// The proper fax server for a job: shares a grouping with the client, online, has a free channel, may
     /// dial the number (the most specific route wins), then the least loaded and healthiest.
-    fn select(&self, st: &State, p: &Pending, now: i64) -> Option<String> {
+    /// `taken` counts the channels this round has already promised.
+    fn select(&self, st: &State, p: &Pending, now: i64, taken: &HashMap<String, u32>) -> Option<String> {
         let mut best: Option<(usize, f64, &String)> = None;
         for (id, s) in &st.servers {
-            if s.link.is_none() || s.free_channels() == 0 || p.avoid.get(id).is_some_and(|until| *until > now) {
+            let free = s.free_channels().saturating_sub(taken.get(id).copied().unwrap_or(0));
+            if s.link.is_none() || free == 0 || p.avoid.get(id).is_some_and(|until| *until > now) {
                 continue;
             }
             if !self.access.shares_grouping(&p.client_id, id) {
@@ -396,7 +451,7 @@ impl Dispatcher {
             }
             let Some(specificity) = s.route_to(&p.recipient) else { continue };
             let channels = f64::from(s.caps.channels.max(1));
-            let load = (channels - f64::from(s.free_channels())) / channels;
+            let load = (channels - f64::from(free)) / channels;
             let score = load + (1.0 - s.health);
             let better = match &best {
                 None => true,
@@ -453,7 +508,7 @@ impl Dispatcher {
                     if let Some(s) = st.servers.get_mut(&server_id) {
                         s.open.remove(&attempt_id);
                     }
-                    st.queue.insert(p.job_id.clone(), p);
+                    st.queue.insert(p, now);
                 }
                 return Err(e);
             }
@@ -845,7 +900,7 @@ impl Dispatcher {
             }
         }
         let expired: Vec<String> =
-            self.lock().queue.values().filter(|p| p.kill_at <= now).map(|p| p.job_id.clone()).collect();
+            self.lock().queue.jobs.values().filter(|p| p.kill_at <= now).map(|p| p.job_id.clone()).collect();
         for job_id in expired {
             self.dequeue(&job_id);
             if let Some(job) = self.store.job(&job_id).await? {

@@ -2,7 +2,9 @@
 //! and submit-to-dispatch latency with 100 connected fax servers of 4 channels each).
 //!
 //! faxhub-bench [--fax-servers 100] [--channels 4] [--jobs 20000] [--concurrency 32] [--multipart]
-//!              [--rate 200] [--latency-jobs 4000]
+//!              [--rate 200] [--latency-jobs 4000] [--submit-only]
+//!
+//! `--submit-only` registers the fax servers but starts none: it measures the submission path alone.
 //!
 //! Two phases: (a) throughput: `--jobs` submissions from `--concurrency` clients as fast as they go;
 //! (b) latency: `--latency-jobs` submissions paced at `--rate` per second (below the fax servers' capacity,
@@ -29,10 +31,11 @@ struct Opts {
     multipart: bool,
     rate: u64,
     latency_jobs: usize,
+    submit_only: bool,
 }
 
 fn opts() -> anyhow::Result<Opts> {
-    let mut o = Opts { fax_servers: 100, channels: 4, jobs: 20_000, concurrency: 32, multipart: false, rate: 200, latency_jobs: 4000 };
+    let mut o = Opts { fax_servers: 100, channels: 4, jobs: 20_000, concurrency: 32, multipart: false, rate: 200, latency_jobs: 4000, submit_only: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = || -> anyhow::Result<usize> { Ok(it.next().context("value missing")?.parse()?) };
@@ -44,6 +47,7 @@ fn opts() -> anyhow::Result<Opts> {
             "--multipart" => o.multipart = true,
             "--rate" => o.rate = u64::try_from(num()?)?,
             "--latency-jobs" => o.latency_jobs = num()?,
+            "--submit-only" => o.submit_only = true,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -100,6 +104,9 @@ async fn main() -> anyhow::Result<()> {
             ca_cert: None,
             reachable_prefixes: Vec::new(),
         };
+        if o.submit_only {
+            continue;
+        }
         node::enroll(&config, made["enrollment_token"].as_str().unwrap_or_default()).await?;
         let seen = dispatched.clone();
         let observer: testkit::scripted::SendObserver = Arc::new(move |job: &node::SendJob| {
@@ -109,6 +116,9 @@ async fn main() -> anyhow::Result<()> {
         nodes.push(node::run(config, Arc::new(line.with_observer(observer)))?);
     }
     for _ in 0..600 {
+        if o.submit_only {
+            break;
+        }
         let list = admin.get("/v1/fax-servers").await?.expect_status(200)?;
         let online = list.as_array().into_iter().flatten().filter(|f| f["online"] == true).count();
         if online == o.fax_servers {
@@ -150,6 +160,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = start.elapsed();
     let throughput = submitted.lock().unwrap_or_else(|e| e.into_inner()).len() as f64 / elapsed.as_secs_f64();
+    if o.submit_only {
+        println!("faxhub-bench: submission path alone (no fax server connected), {} submissions from {} clients: {throughput:.0} submissions/s", o.jobs, o.concurrency);
+        return Ok(());
+    }
     let drained = |want: usize| {
         let dispatched = dispatched.clone();
         async move {

@@ -119,7 +119,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node { supervisor, state_dir, enroll, ca_cert } => {
-            let config = node::NodeConfig { supervisor, state_dir, ca_cert, reachable_prefixes: Vec::new() };
+            let config = node::NodeConfig { supervisor, state_dir, ca_cert, reachable_prefixes: Vec::new(), offer_observer: None };
             if let Some(token) = enroll {
                 let id = node::enroll(&config, &token).await?;
                 eprintln!("enrolled as fax server {id}");
@@ -223,6 +223,7 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
             state_dir: data_dir.join(name),
             ca_cert: Some(ca.clone()),
             reachable_prefixes: Vec::new(),
+            offer_observer: None,
         };
         node::enroll(&config, &token).await?;
         nodes.push(node::run(config, Arc::new(NoLine))?);

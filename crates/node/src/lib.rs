@@ -10,7 +10,7 @@ pub mod line;
 mod runtime;
 
 pub use line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob};
-pub use runtime::{enroll, run, NodeConfig, NodeHandle};
+pub use runtime::{enroll, run, NodeConfig, NodeHandle, OfferObserver};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -27,6 +27,18 @@ pub struct NodeConfig {
     pub ca_cert: Option<PathBuf>,
     /// Number prefixes this fax server can reach; empty for any.
     pub reachable_prefixes: Vec<String>,
+    /// Told the job id of every offer as it arrives (used to time dispatch); None in normal use.
+    pub offer_observer: Option<OfferObserver>,
+}
+
+/// A callback told of each offer's job id on arrival.
+#[derive(Clone)]
+pub struct OfferObserver(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for OfferObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OfferObserver")
+    }
 }
 
 const CREDENTIAL_FILE: &str = "credential";
@@ -244,7 +256,7 @@ impl Node {
         let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
         let (ws, _) = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)),
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector)),
         )
         .await
         .map_err(|_| anyhow::anyhow!("connecting timed out"))??;
@@ -366,6 +378,9 @@ impl Node {
     }
 
     fn offer(self: Arc<Self>, offer: JobOffer) {
+        if let Some(observe) = &self.config.offer_observer {
+            (observe.0)(&offer.job_id);
+        }
         let id = offer.attempt_id.clone();
         if self.journal.read(|d| d.seen(&id)) {
             // A repeated offer (after a reconnect): never execute it twice.

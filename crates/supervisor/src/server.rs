@@ -122,6 +122,10 @@ impl Supervisor {
             let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTP to {addr}"))?;
             http_addr = Some(listener.local_addr()?);
             let app = router.clone();
+            // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!("HTTP listener failed: {e}");
@@ -160,6 +164,7 @@ async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, r
                 continue;
             }
         };
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {

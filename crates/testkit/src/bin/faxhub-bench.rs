@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let g = groupings[0]["id"].as_str().context("default grouping")?.to_owned();
 
     let dispatched: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let offered: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut nodes = Vec::new();
     let mut ids = Vec::new();
     for i in 0..o.fax_servers {
@@ -103,6 +104,12 @@ async fn main() -> anyhow::Result<()> {
             state_dir: dir.path().join(format!("node-{i}")),
             ca_cert: None,
             reachable_prefixes: Vec::new(),
+            offer_observer: Some({
+                let offered = offered.clone();
+                node::OfferObserver(Arc::new(move |job_id: &str| {
+                    offered.lock().unwrap_or_else(|e| e.into_inner()).entry(job_id.to_owned()).or_insert_with(Instant::now);
+                }))
+            }),
         };
         if o.submit_only {
             continue;
@@ -177,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
     let all_dispatched = dispatched.lock().unwrap_or_else(|e| e.into_inner()).len();
 
     // (b) paced submissions, each timed from the request to the fax server's line starting the call.
-    let paced: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(o.latency_jobs)));
+    let paced: Arc<Mutex<Vec<(String, Instant, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(o.latency_jobs)));
     let interval = Duration::from_secs_f64(1.0 / o.rate.max(1) as f64);
     let mut tick = tokio::time::interval(interval);
     let mut inflight = Vec::with_capacity(o.latency_jobs);
@@ -188,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
             let body = serde_json::json!({"recipients": [format!("+1666{:07}", i)], "documents": [sha]});
             let t0 = Instant::now();
             let id = submit(&api, &body, &tiff, multipart).await?;
-            paced.lock().unwrap_or_else(|e| e.into_inner()).push((id, t0));
+            paced.lock().unwrap_or_else(|e| e.into_inner()).push((id, t0, Instant::now()));
             Ok::<(), anyhow::Error>(())
         }));
     }
@@ -198,15 +205,23 @@ async fn main() -> anyhow::Result<()> {
     drained(o.jobs + 200 + o.latency_jobs).await;
     let seen = dispatched.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let paced = std::mem::take(&mut *paced.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut lat: Vec<Duration> = paced.iter().filter_map(|(id, t0)| seen.get(id).map(|t| t.saturating_duration_since(*t0))).collect();
+    let mut lat: Vec<Duration> = paced.iter().filter_map(|(id, t0, _)| seen.get(id).map(|t| t.saturating_duration_since(*t0))).collect();
     lat.sort();
+    let offered = offered.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut at_server: Vec<Duration> = paced.iter().filter_map(|(id, t0, _)| offered.get(id).map(|t| t.saturating_duration_since(*t0))).collect();
+    at_server.sort();
+    let mut acked: Vec<Duration> = paced.iter().map(|(_, t0, t1)| t1.saturating_duration_since(*t0)).collect();
+    acked.sort();
     let kind = if o.multipart { "multipart upload of a one-page TIFF" } else { "JSON referencing an uploaded one-page TIFF" };
     println!("faxhub-bench: {} fax servers x {} channels, supervisor on SQLite, {kind}", o.fax_servers, o.channels);
     println!("(a) {} submissions from {} concurrent clients: {:.0} submissions/s ({} of {} dispatched afterwards)",
         o.jobs, o.concurrency, throughput, all_dispatched.saturating_sub(200), o.jobs);
     println!("(b) {} submissions paced at {}/s: {} dispatched", paced.len(), o.rate, lat.len());
+    println!("    {:<4} {:>14} {:>28} {:>34}", "", "submit-to-201", "submit-to-dispatch (offer", "submit-to-call-start (incl. the fax");
+    println!("    {:<4} {:>14} {:>28} {:>34}", "", "", "received by the fax server)", "server's journal fsync)");
     for (name, p) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0)] {
-        println!("    submit-to-dispatch {name}: {:.1} ms", percentile(&lat, p).as_secs_f64() * 1000.0);
+        let ms = |v: &[Duration]| percentile(v, p).as_secs_f64() * 1000.0;
+        println!("    {name:<4} {:>11.1} ms {:>25.1} ms {:>31.1} ms", ms(&acked), ms(&at_server), ms(&lat));
     }
     let metrics = admin.http.get(format!("{}/metrics", admin.base)).send().await?.text().await?;
     for line in metrics.lines().filter(|l| l.starts_with("faxhub_dispatch_latency_ms_")) {

@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         state_dir: args.state_dir.clone(),
         ca_cert: args.ca_cert.clone(),
         reachable_prefixes: args.prefixes.clone(),
+        offer_observer: None,
     };
     if let Some(token) = &args.enroll {
         if !args.state_dir.join("credential").exists() {

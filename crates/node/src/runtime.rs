@@ -419,7 +419,6 @@ impl Node {
             outcome: Outcome::Failed { fault, reason, t30: None, pages_sent: 0 },
             stats: Default::default(),
         };
-        self.progress(&id, LineProgress { phase: Phase::Preparing, page: None, pages_total: None, bit_rate: None });
         let mut documents = Vec::new();
         for doc in &offer.documents {
             match self.fetch_document(&doc.sha256).await {

@@ -169,7 +169,19 @@ impl Store {
             .await?)
     }
 
-    /// Whether a client may reference this document: it uploaded it, or it is attached to its job.
+    /// (size, media type, pages) of a document this client uploaded; None if it did not.
+    pub async fn owned_document(&self, sha256: &str, client_id: &str) -> Result<Option<(i64, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT d.size, d.media_type, d.pages FROM documents d JOIN document_owners o ON o.sha256 = d.sha256
+             WHERE d.sha256 = $1 AND o.client_id = $2",
+        )
+        .bind(sha256)
+        .bind(client_id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    /// Whether a client may reference this document: it uploaded it.
     pub async fn document_visible_to(&self, sha256: &str, client_id: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM document_owners WHERE sha256 = $1 AND client_id = $2",

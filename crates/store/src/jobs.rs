@@ -307,8 +307,10 @@ impl Store {
         Ok(started)
     }
 
-    /// Records the phase of an open attempt (and, with `activate`, moves its job to `active`).
-    /// Returns false when the attempt is not open (a late or repeated message).
+    /// Records progress of an open attempt: its events always; with `activate` (the first progress), the
+    /// attempt becomes `active` and its job too. Later phases live in the supervisor's memory and reach the
+    /// database with the attempt's end, so each report costs one write. Returns false when an activation
+    /// finds the attempt no longer open (a late or repeated message).
     pub async fn progress_attempt(
         &self,
         attempt_id: &str,
@@ -318,18 +320,18 @@ impl Store {
         events: &[NewEvent],
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let updated = sqlx::query(&format!(
-            "UPDATE attempts SET status = 'active', phase = $1, page = COALESCE($2, page) WHERE id = $3 AND {OPEN_ATTEMPT}"
-        ))
-        .bind(phase)
-        .bind(page)
-        .bind(attempt_id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
         if let Some(job_id) = activate {
+            let updated = sqlx::query(&format!(
+                "UPDATE attempts SET status = 'active', phase = $1, page = COALESCE($2, page) WHERE id = $3 AND {OPEN_ATTEMPT}"
+            ))
+            .bind(phase)
+            .bind(page)
+            .bind(attempt_id)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(false);
+            }
             sqlx::query("UPDATE jobs SET status = 'active', updated_at = $1 WHERE id = $2 AND status IN ('dispatched', 'active')")
                 .bind(now_ms())
                 .bind(job_id)

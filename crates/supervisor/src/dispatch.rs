@@ -100,6 +100,7 @@ struct OpenAttempt {
     recipient: String,
     fax_server_id: String,
     phase: &'static str,
+    page: Option<u32>,
     deadline: i64,
     /// Asked once (`JobQuery`) after its deadline passed.
     queried: bool,
@@ -362,6 +363,11 @@ impl Dispatcher {
         st.servers.get(id).map(|s| (s.link.is_some(), s.free_channels(), s.open.len(), s.health))
     }
 
+    /// The live phase and page of an open attempt (the database has them only from its start and end).
+    pub fn live_phase(&self, attempt_id: &str) -> Option<(&'static str, Option<u32>)> {
+        self.lock().attempts.get(attempt_id).map(|a| (a.phase, a.page))
+    }
+
     pub fn queue_len(&self) -> usize {
         self.lock().queue.len()
     }
@@ -533,6 +539,7 @@ impl Dispatcher {
                         recipient: p.recipient.clone(),
                         fax_server_id: server_id.clone(),
                         phase: "offered",
+                        page: None,
                         deadline,
                         queried: false,
                         activated: false,
@@ -676,6 +683,7 @@ impl Dispatcher {
             let activate = !open.activated;
             open.activated = true;
             open.phase = phase;
+            open.page = progress.page.or(open.page);
             open.deadline = deadline;
             open.queried = false;
             (open.clone(), activate)
@@ -936,6 +944,7 @@ fn open_attempt(job: &Job, a: &Attempt, deadline: i64) -> OpenAttempt {
         recipient: job.recipient.clone(),
         fax_server_id: a.fax_server_id.clone(),
         phase: if a.status == "offered" { "offered" } else { "dialling" },
+        page: None,
         deadline,
         queried: false,
         activated: a.status != "offered",

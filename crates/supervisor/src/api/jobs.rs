@@ -141,7 +141,7 @@ fn validate_tsi(tsi: &str) -> ApiResult<()> {
 }
 
 /// Reads a submission: JSON, or multipart with a `request` part and `document` parts.
-async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiResult<(SubmitRequest, Vec<DocumentRef>)> {
+async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiResult<(SubmitRequest, Vec<(DocumentRef, u32)>)> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let header_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (mut submit, mut uploaded) = if content_type.starts_with("multipart/form-data") {
@@ -158,7 +158,7 @@ async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiRe
                 Some("document") => {
                     let doc = store_field(app, caller, &format!("document[{index}]"), field).await?;
                     index += 1;
-                    uploaded.push(DocumentRef { sha256: doc.sha256, size: doc.size, media_type: doc.media_type.to_owned() });
+                    uploaded.push((DocumentRef { sha256: doc.sha256, size: doc.size, media_type: doc.media_type.to_owned() }, doc.pages));
                 }
                 other => return Err(ApiError::field(other.unwrap_or("(unnamed)"), "unknown part; send `request` and `document` parts")),
             }
@@ -173,11 +173,13 @@ async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiRe
     }
     let mut documents = Vec::new();
     for (i, sha) in submit.documents.iter().enumerate() {
-        if !app.store.document_visible_to(sha, &caller.id).await? {
-            return Err(ApiError::field(&format!("documents[{i}]"), format!("no uploaded document {sha}")));
-        }
-        let (size, media_type, _) = app.store.document(sha).await?.ok_or_else(|| ApiError::field(&format!("documents[{i}]"), "not found"))?;
-        documents.push(DocumentRef { sha256: sha.clone(), size: u64::try_from(size).unwrap_or(0), media_type });
+        let (size, media_type, pages) = app
+            .store
+            .owned_document(sha, &caller.id)
+            .await?
+            .ok_or_else(|| ApiError::field(&format!("documents[{i}]"), format!("no uploaded document {sha}")))?;
+        let doc = DocumentRef { sha256: sha.clone(), size: u64::try_from(size).unwrap_or(0), media_type };
+        documents.push((doc, u32::try_from(pages).unwrap_or(0)));
     }
     documents.append(&mut uploaded);
     Ok((submit, documents))
@@ -198,6 +200,8 @@ fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
               (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -> ApiResult<Response> {
     let (submit, documents) = read_submission(&app, &caller, req).await?;
+    let pages_total: i64 = documents.iter().map(|(_, pages)| i64::from(*pages)).sum();
+    let documents: Vec<DocumentRef> = documents.into_iter().map(|(d, _)| d).collect();
     if submit.recipients.is_empty() || submit.recipients.len() > 100 {
         return Err(ApiError::field("recipients", "give 1 to 100 recipients"));
     }
@@ -250,10 +254,6 @@ pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -
     };
     if submit.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
         return Err(ApiError::field("idempotency_key", "must be 1 to 200 characters"));
-    }
-    let mut pages_total = 0i64;
-    for d in &documents {
-        pages_total += app.store.document(&d.sha256).await?.map_or(0, |(_, _, p)| p);
     }
     let batch_id = store::new_id("bat");
     let options_json = serde_json::to_string(&options).map_err(|e| ApiError::internal("encoding options", e))?;
@@ -329,7 +329,13 @@ async fn own_job(app: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
 #[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_job(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     let job = own_job(&app, &caller, &id).await?;
-    let attempts = app.store.attempts_of(&job.id).await?;
+    let mut attempts = app.store.attempts_of(&job.id).await?;
+    for a in attempts.iter_mut().filter(|a| a.ended_at.is_none()) {
+        if let Some((phase, page)) = app.dispatcher.live_phase(&a.id) {
+            a.phase = phase.to_owned();
+            a.page = page.map(i64::from).or(a.page);
+        }
+    }
     Ok(Json(job_view(job, Some(attempts))))
 }
 

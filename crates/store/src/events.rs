@@ -28,13 +28,23 @@ pub struct StoredEvent {
     pub created_at: i64,
 }
 
-/// Appends events inside the caller's transaction, and queues their webhook deliveries with them.
+/// Rows per multi-row INSERT: 5 parameters each, well under SQLite's limit of 32766.
+const ROWS_PER_INSERT: usize = 1000;
+
+/// Appends events inside the caller's transaction, and queues their webhook deliveries with them. Events
+/// for clients without webhooks go in multi-row INSERTs (one round trip per thousand rows); the others one by
+/// one, since their sequence numbers are needed for the delivery rows.
 pub(crate) async fn append(store: &Store, conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
     let now = now_ms();
+    let mut plain: Vec<(String, &str, &str, String)> = Vec::new();
     for event in events {
         let event_id = new_id("evt");
         let payload = event.payload.to_string();
         for client in &event.audience {
+            if !store.has_webhooks(client) {
+                plain.push((event_id.clone(), client, &event.kind, payload.clone()));
+                continue;
+            }
             let seq: i64 = sqlx::query_scalar(
                 "INSERT INTO events (event_id, client_id, kind, payload, created_at)
                  VALUES ($1, $2, $3, $4, $5) RETURNING seq",
@@ -46,10 +56,15 @@ pub(crate) async fn append(store: &Store, conn: &mut SqliteConnection, events: &
             .bind(now)
             .fetch_one(&mut *conn)
             .await?;
-            if store.has_webhooks(client) {
-                crate::webhooks::queue_deliveries(conn, client, &event.kind, seq, now).await?;
-            }
+            crate::webhooks::queue_deliveries(conn, client, &event.kind, seq, now).await?;
         }
+    }
+    for chunk in plain.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::new("INSERT INTO events (event_id, client_id, kind, payload, created_at) ");
+        insert.push_values(chunk, |mut row, (event_id, client, kind, payload)| {
+            row.push_bind(event_id).push_bind(*client).push_bind(*kind).push_bind(payload).push_bind(now);
+        });
+        insert.build().execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -131,80 +131,114 @@ async fn apply_job_update(conn: &mut SqliteConnection, job_id: &str, update: &Jo
     Ok(())
 }
 
+fn queued_job(j: &NewJob, now: i64) -> Job {
+    Job {
+        id: j.id.clone(),
+        batch_id: j.batch_id.clone(),
+        client_id: j.client_id.clone(),
+        recipient: j.recipient.clone(),
+        status: "queued".into(),
+        priority: j.priority,
+        options: j.options.clone(),
+        max_tries: j.max_tries,
+        tries: 0,
+        kill_at: j.kill_at,
+        not_before: j.not_before,
+        pages_total: j.pages_total,
+        pages_sent: 0,
+        reason: None,
+        idempotency_key: j.idempotency_key.clone(),
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+    }
+}
+
 impl Store {
     /// Inserts the jobs of one submission atomically. With an idempotency key that this client used before,
     /// nothing is inserted and the jobs of the earlier submission are returned with `false`.
     pub async fn insert_jobs(&self, jobs: &[NewJob], events: &[NewEvent]) -> Result<(bool, Vec<Job>)> {
-        let Some(first) = jobs.first() else { return Ok((true, Vec::new())) };
+        let mut out = self.insert_submissions(&[(jobs.to_vec(), events.to_vec())]).await?;
+        Ok(out.pop().unwrap_or((true, Vec::new())))
+    }
+
+    /// Inserts many submissions in one transaction (group commit): each is all-or-nothing together with
+    /// the others, and each with an idempotency key already used returns the earlier jobs with `false`.
+    /// Rows go in multi-row INSERTs, so the cost is a few round trips per batch, not per job.
+    pub async fn insert_submissions(&self, submissions: &[(Vec<NewJob>, Vec<NewEvent>)]) -> Result<Vec<(bool, Vec<Job>)>> {
         let mut tx = self.writer.begin().await?;
-        if let Some(key) = &first.idempotency_key {
-            let existing: Vec<Job> = sqlx::query_as(
-                "SELECT * FROM jobs WHERE client_id = $1 AND idempotency_key = $2 ORDER BY id",
-            )
-            .bind(&first.client_id)
-            .bind(key)
-            .fetch_all(&mut *tx)
-            .await?;
-            if !existing.is_empty() {
-                return Ok((false, existing));
-            }
-        }
         let now = now_ms();
-        for job in jobs {
-            sqlx::query(
-                "INSERT INTO jobs (id, batch_id, client_id, recipient, status, priority, options, max_tries,
-                     kill_at, not_before, pages_total, idempotency_key, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-            )
-            .bind(&job.id)
-            .bind(&job.batch_id)
-            .bind(&job.client_id)
-            .bind(&job.recipient)
-            .bind(job.priority)
-            .bind(&job.options)
-            .bind(job.max_tries)
-            .bind(job.kill_at)
-            .bind(job.not_before)
-            .bind(job.pages_total)
-            .bind(&job.idempotency_key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            for (seq, sha) in job.documents.iter().enumerate() {
-                sqlx::query("INSERT INTO job_documents (job_id, seq, sha256) VALUES ($1, $2, $3)")
-                    .bind(&job.id)
-                    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                    .bind(sha)
-                    .execute(&mut *tx)
-                    .await?;
+        let mut results = Vec::with_capacity(submissions.len());
+        let mut fresh_jobs: Vec<&NewJob> = Vec::new();
+        let mut fresh_events: Vec<NewEvent> = Vec::new();
+        let mut keys_in_batch: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+        for (jobs, events) in submissions {
+            let Some(first) = jobs.first() else {
+                results.push((true, Vec::new()));
+                continue;
+            };
+            if let Some(key) = &first.idempotency_key {
+                let existing: Vec<Job> = sqlx::query_as(
+                    "SELECT * FROM jobs WHERE client_id = $1 AND idempotency_key = $2 ORDER BY id",
+                )
+                .bind(&first.client_id)
+                .bind(key)
+                .fetch_all(&mut *tx)
+                .await?;
+                if !existing.is_empty() {
+                    results.push((false, existing));
+                    continue;
+                }
+                if let Some(&earlier) = keys_in_batch.get(&(first.client_id.as_str(), key.as_str())) {
+                    // The same key twice in one batch: the first one is stored, the repeat answers with it.
+                    let jobs = results.get(earlier).map(|(_, jobs): &(bool, Vec<Job>)| jobs.clone()).unwrap_or_default();
+                    results.push((false, jobs));
+                    continue;
+                }
+                keys_in_batch.insert((first.client_id.as_str(), key.as_str()), results.len());
             }
+            fresh_jobs.extend(jobs.iter());
+            fresh_events.extend(events.iter().cloned());
+            results.push((true, jobs.iter().map(|j| queued_job(j, now)).collect()));
         }
-        events::append(self, &mut tx, events).await?;
-        tx.commit().await?;
-        let out = jobs
+        // 12 parameters a job row, 3 a document row: stay well under SQLite's 32766.
+        for chunk in fresh_jobs.chunks(1000) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO jobs (id, batch_id, client_id, recipient, status, priority, options, max_tries, kill_at,
+                     not_before, pages_total, idempotency_key, created_at, updated_at) ",
+            );
+            insert.push_values(chunk, |mut row, job| {
+                row.push_bind(&job.id)
+                    .push_bind(&job.batch_id)
+                    .push_bind(&job.client_id)
+                    .push_bind(&job.recipient)
+                    .push_bind("queued")
+                    .push_bind(job.priority)
+                    .push_bind(&job.options)
+                    .push_bind(job.max_tries)
+                    .push_bind(job.kill_at)
+                    .push_bind(job.not_before)
+                    .push_bind(job.pages_total)
+                    .push_bind(&job.idempotency_key)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        let documents: Vec<(&str, i64, &str)> = fresh_jobs
             .iter()
-            .map(|j| Job {
-                id: j.id.clone(),
-                batch_id: j.batch_id.clone(),
-                client_id: j.client_id.clone(),
-                recipient: j.recipient.clone(),
-                status: "queued".into(),
-                priority: j.priority,
-                options: j.options.clone(),
-                max_tries: j.max_tries,
-                tries: 0,
-                kill_at: j.kill_at,
-                not_before: j.not_before,
-                pages_total: j.pages_total,
-                pages_sent: 0,
-                reason: None,
-                idempotency_key: j.idempotency_key.clone(),
-                created_at: now,
-                updated_at: now,
-                finished_at: None,
-            })
+            .flat_map(|j| j.documents.iter().enumerate().map(|(seq, sha)| (j.id.as_str(), i64::try_from(seq).unwrap_or(i64::MAX), sha.as_str())))
             .collect();
-        Ok((true, out))
+        for chunk in documents.chunks(3000) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO job_documents (job_id, seq, sha256) ");
+            insert.push_values(chunk, |mut row, (job, seq, sha)| {
+                row.push_bind(*job).push_bind(*seq).push_bind(*sha);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        events::append(self, &mut tx, &fresh_events).await?;
+        tx.commit().await?;
+        Ok(results)
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<Job>> {
@@ -273,36 +307,39 @@ impl Store {
     pub async fn start_attempts(&self, batch: &[(Attempt, NewEvent)]) -> Result<Vec<bool>> {
         let mut tx = self.writer.begin().await?;
         let now = now_ms();
-        let mut started = Vec::with_capacity(batch.len());
-        for (attempt, event) in batch {
-            let moved = sqlx::query(
-                "UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
-            )
-            .bind(now)
-            .bind(&attempt.job_id)
-            .execute(&mut *tx)
-            .await?;
-            if moved.rows_affected() != 1 {
-                started.push(false);
-                continue;
+        let mut moved: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for chunk in batch.chunks(1000) {
+            let mut update = sqlx::QueryBuilder::new("UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = ");
+            update.push_bind(now).push(" WHERE status = 'queued' AND id IN (");
+            let mut ids = update.separated(", ");
+            for (a, _) in chunk {
+                ids.push_bind(&a.job_id);
             }
-            sqlx::query(
-                "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&attempt.id)
-            .bind(&attempt.job_id)
-            .bind(attempt.number)
-            .bind(&attempt.fax_server_id)
-            .bind(&attempt.status)
-            .bind(&attempt.phase)
-            .bind(attempt.deadline_at)
-            .bind(attempt.started_at)
-            .execute(&mut *tx)
-            .await?;
-            events::append(self, &mut tx, std::slice::from_ref(event)).await?;
-            started.push(true);
+            update.push(") RETURNING id");
+            let rows: Vec<(String,)> = update.build_query_as().fetch_all(&mut *tx).await?;
+            moved.extend(rows.into_iter().map(|(id,)| id));
         }
+        let started: Vec<bool> = batch.iter().map(|(a, _)| moved.contains(&a.job_id)).collect();
+        let attempts: Vec<&Attempt> = batch.iter().filter(|(a, _)| moved.contains(&a.job_id)).map(|(a, _)| a).collect();
+        for chunk in attempts.chunks(1000) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at) ",
+            );
+            insert.push_values(chunk, |mut row, a| {
+                row.push_bind(&a.id)
+                    .push_bind(&a.job_id)
+                    .push_bind(a.number)
+                    .push_bind(&a.fax_server_id)
+                    .push_bind(&a.status)
+                    .push_bind(&a.phase)
+                    .push_bind(a.deadline_at)
+                    .push_bind(a.started_at);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        let events: Vec<NewEvent> =
+            batch.iter().filter(|(a, _)| moved.contains(&a.job_id)).map(|(_, e)| e.clone()).collect();
+        events::append(self, &mut tx, &events).await?;
         tx.commit().await?;
         Ok(started)
     }

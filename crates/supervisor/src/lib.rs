@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod docstore;
 pub mod error;
 pub mod inbound;
+pub mod intake;
 pub mod link;
 pub mod metrics;
 pub mod numbers;
@@ -37,4 +38,5 @@ pub struct AppState {
     /// Key for deriving webhook signing secrets; never leaves the process.
     pub server_key: Arc<[u8; 32]>,
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    pub intake: intake::Intake,
 }

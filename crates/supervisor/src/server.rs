@@ -102,6 +102,7 @@ impl Supervisor {
         let dispatcher = Dispatcher::new(store.clone(), config.clone(), access.clone(), metrics.clone());
         dispatcher.restore().await?;
         let state = AppState {
+            intake: crate::intake::Intake::start(store.clone()),
             store,
             config: config.clone(),
             access,

@@ -284,7 +284,7 @@ pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -
             )
         })
         .collect();
-    let (fresh, jobs) = app.store.insert_jobs(&new_jobs, &events).await?;
+    let (fresh, jobs) = app.intake.submit(new_jobs, events).await?;
     if fresh {
         app.metrics.submitted.inc();
         app.dispatcher.events_committed();

@@ -83,6 +83,15 @@ pub struct Attempt {
     pub ended_at: Option<i64>,
 }
 
+/// One progress report, as the supervisor batches them.
+#[derive(Debug, Clone)]
+pub struct ProgressRecord {
+    pub attempt_id: String,
+    /// The first report of the attempt: it and its job become `active`.
+    pub activate: bool,
+    pub event: NewEvent,
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptFinish {
@@ -344,50 +353,38 @@ impl Store {
         Ok(started)
     }
 
-    /// Records progress of an open attempt: its events always; with `activate` (the first progress), the
-    /// attempt becomes `active` and its job too. Later phases live in the supervisor's memory and reach the
-    /// database with the attempt's end, so each report costs one write. Returns false when an activation
-    /// finds the attempt no longer open (a late or repeated message).
-    pub async fn progress_attempt(
-        &self,
-        attempt_id: &str,
-        phase: &str,
-        page: Option<i64>,
-        activate: Option<&str>,
-        events: &[NewEvent],
-    ) -> Result<bool> {
+    /// Records a batch of progress reports in one transaction: their events, and the activation of
+    /// attempts reporting for the first time (with their jobs). Later phases live in the supervisor's
+    /// memory and reach the database with the attempt's end. Activations of attempts that ended meanwhile
+    /// change nothing.
+    pub async fn record_progress(&self, batch: &[ProgressRecord]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        if let Some(job_id) = activate {
-            let updated = sqlx::query(&format!(
-                "UPDATE attempts SET status = 'active', phase = $1, page = COALESCE($2, page) WHERE id = $3 AND {OPEN_ATTEMPT}"
-            ))
-            .bind(phase)
-            .bind(page)
-            .bind(attempt_id)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
-                return Ok(false);
+        let activated: Vec<&str> = batch.iter().filter(|r| r.activate).map(|r| r.attempt_id.as_str()).collect();
+        for chunk in activated.chunks(1000) {
+            let mut update = sqlx::QueryBuilder::new(format!(
+                "UPDATE attempts SET status = 'active', phase = 'accepted' WHERE {OPEN_ATTEMPT} AND id IN ("
+            ));
+            let mut ids = update.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
             }
-            sqlx::query("UPDATE jobs SET status = 'active', updated_at = $1 WHERE id = $2 AND status IN ('dispatched', 'active')")
-                .bind(now_ms())
-                .bind(job_id)
-                .execute(&mut *tx)
-                .await?;
+            update.push(")");
+            update.build().execute(&mut *tx).await?;
+            let mut jobs = sqlx::QueryBuilder::new("UPDATE jobs SET status = 'active', updated_at = ");
+            jobs.push_bind(now_ms()).push(
+                " WHERE status = 'dispatched' AND id IN (SELECT job_id FROM attempts WHERE status = 'active' AND id IN (",
+            );
+            let mut ids = jobs.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            jobs.push("))");
+            jobs.build().execute(&mut *tx).await?;
         }
-        events::append(self, &mut tx, events).await?;
+        let events: Vec<NewEvent> = batch.iter().map(|r| r.event.clone()).collect();
+        events::append(self, &mut tx, &events).await?;
         tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Moves an open attempt's deadline without other change (after a successful reconciliation).
-    pub async fn extend_attempt(&self, attempt_id: &str, deadline_at: i64) -> Result<bool> {
-        let r = sqlx::query(&format!("UPDATE attempts SET deadline_at = $1 WHERE id = $2 AND {OPEN_ATTEMPT}"))
-            .bind(deadline_at)
-            .bind(attempt_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        Ok(())
     }
 
     /// Ends an open attempt and applies the job's next state, atomically. Returns false when the attempt had

@@ -24,7 +24,7 @@ pub use events::{NewEvent, StoredEvent};
 pub use fax_servers::FaxServer;
 pub use groupings::{Grouping, MemberKind};
 pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
-pub use jobs::{Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob};
+pub use jobs::{Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob, ProgressRecord};
 pub use webhooks::{Delivery, Webhook};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{now_ms, Attempt, AttemptFinish, Job, JobUpdate, NewEvent, Store};
+use store::{now_ms, Attempt, AttemptFinish, Job, JobUpdate, NewEvent, ProgressRecord, Store};
 use tokio::sync::{mpsc, Notify};
 
 /// Per-job options as stored with the job (JSON in `jobs.options`).
@@ -173,6 +173,40 @@ pub struct Dispatcher {
     wake: Notify,
     /// Told whenever events were committed, so SSE streams look for new rows.
     pub events: tokio::sync::broadcast::Sender<()>,
+    progress: mpsc::UnboundedSender<ProgressMsg>,
+}
+
+enum ProgressMsg {
+    Record(ProgressRecord),
+    /// Answered once everything sent before it is committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes progress reports in batches: they need no acknowledgement, so they are committed together, in
+/// arrival order, a few at a time under load and one by one when quiet.
+async fn progress_writer(store: Store, events: tokio::sync::broadcast::Sender<()>, mut rx: mpsc::UnboundedReceiver<ProgressMsg>) {
+    let mut msgs = Vec::with_capacity(1024);
+    while rx.recv_many(&mut msgs, 1024).await > 0 {
+        let mut records = Vec::new();
+        let mut flushes = Vec::new();
+        for m in msgs.drain(..) {
+            match m {
+                ProgressMsg::Record(r) => records.push(r),
+                ProgressMsg::Flush(done) => flushes.push(done),
+            }
+        }
+        if !records.is_empty() {
+            match store.record_progress(&records).await {
+                Ok(()) => {
+                    let _ = events.send(());
+                }
+                Err(e) => tracing::warn!(reports = records.len(), "progress reports not recorded: {e}"),
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -200,7 +234,11 @@ pub fn job_event(kind: &str, job: &Job, extra: serde_json::Value) -> NewEvent {
 }
 
 impl Dispatcher {
+    /// Must be called within a tokio runtime: it starts the progress writer.
     pub fn new(store: Store, config: Arc<Config>, access: Arc<Access>, metrics: Arc<Metrics>) -> Arc<Self> {
+        let events = tokio::sync::broadcast::channel(64).0;
+        let (progress, rx) = mpsc::unbounded_channel();
+        tokio::spawn(progress_writer(store.clone(), events.clone(), rx));
         Arc::new(Self {
             store,
             config,
@@ -208,8 +246,18 @@ impl Dispatcher {
             metrics,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
-            events: tokio::sync::broadcast::channel(64).0,
+            events,
+            progress,
         })
+    }
+
+    /// Waits until every progress report received so far is committed, so that an attempt's end is
+    /// never recorded before its progress.
+    async fn flush_progress(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.progress.send(ProgressMsg::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -695,11 +743,7 @@ impl Dispatcher {
                                "pages_total": progress.pages_total, "bit_rate": progress.bit_rate}),
             vec![open.client_id.clone()],
         );
-        let page = progress.page.map(i64::from);
-        let activate = activate.then_some(open.job_id.as_str());
-        if self.store.progress_attempt(&progress.attempt_id, phase, page, activate, &[event]).await? {
-            self.events_committed();
-        }
+        let _ = self.progress.send(ProgressMsg::Record(ProgressRecord { attempt_id: progress.attempt_id, activate, event }));
         Ok(())
     }
 
@@ -743,6 +787,7 @@ impl Dispatcher {
 
     /// Ends an attempt and moves its job on: sent, retried or failed. False when the attempt had ended.
     async fn finish(&self, a: &Attempt, job: &Job, finish: AttemptFinish) -> store::Result<bool> {
+        self.flush_progress().await;
         let now = now_ms();
         let (update, event, requeue) = if finish.status == "succeeded" {
             let pages = finish.pages_sent;

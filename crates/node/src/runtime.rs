@@ -118,12 +118,14 @@ fn http_client(config: &NodeConfig) -> Result<reqwest::Client, Error> {
 #[derive(Debug)]
 pub struct NodeHandle {
     task: tokio::task::JoinHandle<()>,
+    receiver: tokio::task::JoinHandle<()>,
 }
 
 impl NodeHandle {
     /// Stops the fax server at once, as a crash would (the journal keeps what it must).
     pub fn abort(&self) {
         self.task.abort();
+        self.receiver.abort();
     }
 
     pub async fn wait(self) {
@@ -175,8 +177,7 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
-    let _ = receiver;
-    Ok(NodeHandle { task })
+    Ok(NodeHandle { task, receiver })
 }
 
 impl Node {

@@ -467,7 +467,7 @@ mod tests {
             idempotency_key: Some("k1".into()),
             documents: vec!["ab".into()],
         };
-        let (created, jobs) = store.insert_jobs(&[job.clone()], &[]).await.expect("insert");
+        let (created, jobs) = store.insert_jobs(std::slice::from_ref(&job), &[]).await.expect("insert");
         assert!(created);
         let (created_again, again) = store.insert_jobs(&[NewJob { id: new_id("job"), ..job }], &[]).await.expect("again");
         assert!(!created_again, "the idempotency key must return the first submission");

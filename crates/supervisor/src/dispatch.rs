@@ -970,11 +970,10 @@ impl Dispatcher {
 
     /// The fax server does not know an attempt it was asked about: it never arrived or was lost.
     pub async fn on_unknown(&self, server_id: &str, attempt_id: &str) -> store::Result<()> {
-        if let Some(a) = self.store.attempt(attempt_id).await? {
-            if a.fax_server_id == server_id {
+        if let Some(a) = self.store.attempt(attempt_id).await?
+            && a.fax_server_id == server_id {
                 self.abandon(&a, "the fax server does not know the attempt").await?;
             }
-        }
         Ok(())
     }
 }

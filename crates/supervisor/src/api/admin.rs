@@ -457,11 +457,10 @@ pub async fn create_rule(State(app): State<AppState>, caller: Caller, Json(req):
             _ => return Err(ApiError::field(&format!("{field}.kind"), "must be \"client\" or \"grouping\"")),
         });
     }
-    if let Some(fs) = &req.fax_server_id {
-        if app.store.fax_server(fs).await?.is_none() {
+    if let Some(fs) = &req.fax_server_id
+        && app.store.fax_server(fs).await?.is_none() {
             return Err(ApiError::field("fax_server_id", format!("no fax server {fs}")));
         }
-    }
     let rule = InboundRule {
         id: String::new(),
         priority: req.priority.unwrap_or(100),

@@ -115,11 +115,10 @@ fn event_stream(app: AppState, client: String, start: i64) -> impl Stream<Item =
             if rx.is_none() {
                 rx = Some(app.dispatcher.events.subscribe());
             }
-            if !first {
-                if let Some(r) = rx.as_mut() {
+            if !first
+                && let Some(r) = rx.as_mut() {
                     let _ = tokio::time::timeout(Duration::from_secs(5), r.recv()).await;
                 }
-            }
             first = false;
             match app.store.events_after(&client, last, 200).await {
                 Ok(rows) => {

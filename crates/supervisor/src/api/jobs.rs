@@ -308,11 +308,10 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/v1/jobs", params(ListQuery), responses((status = 200, body = Paged<JobView>)))]
 pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> ApiResult<Json<Paged<JobView>>> {
     let limit = Page { limit: q.limit, cursor: None }.limit()?;
-    if let Some(s) = &q.status {
-        if !matches!(s.as_str(), "queued" | "dispatched" | "active" | "sent" | "failed" | "cancelled") {
+    if let Some(s) = &q.status
+        && !matches!(s.as_str(), "queued" | "dispatched" | "active" | "sent" | "failed" | "cancelled") {
             return Err(ApiError::field("status", "must be queued, dispatched, active, sent, failed or cancelled"));
         }
-    }
     let filter = JobFilter { status: q.status, before: q.cursor, limit };
     let jobs = app.store.jobs_of_client(&caller.id, &filter).await?;
     Ok(Json(Paged::new(jobs.into_iter().map(|j| job_view(j, None)).collect(), limit, |j| j.id.clone())))

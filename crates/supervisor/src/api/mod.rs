@@ -95,12 +95,12 @@ async fn not_found() -> ApiError {
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    let mut gauges = vec![
+    let gauges = [
         ("faxhub_jobs_queued", "Jobs waiting for an attempt.", app.dispatcher.queue_len() as f64),
         ("faxhub_fax_servers_online", "Fax servers with a live link.", app.dispatcher.online_servers() as f64),
     ];
     let counts = app.store.job_counts().await.unwrap_or_default();
-    let mut body = app.metrics.render(&gauges.drain(..).collect::<Vec<_>>());
+    let mut body = app.metrics.render(&gauges);
     body.push_str("# HELP faxhub_jobs Jobs in the store by status.\n# TYPE faxhub_jobs gauge\n");
     for (status, n) in counts {
         body.push_str(&format!("faxhub_jobs{{status=\"{status}\"}} {n}\n"));

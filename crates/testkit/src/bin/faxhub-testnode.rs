@@ -61,11 +61,10 @@ async fn main() -> anyhow::Result<()> {
         reachable_prefixes: args.prefixes.clone(),
         offer_observer: None,
     };
-    if let Some(token) = &args.enroll {
-        if !args.state_dir.join("credential").exists() {
+    if let Some(token) = &args.enroll
+        && !args.state_dir.join("credential").exists() {
             node::enroll(&config, token).await?;
         }
-    }
     let (line, inject) = ScriptedLine::new(script, args.channels, args.log.clone())?;
     let handle = node::run(config, Arc::new(line))?;
     if let Some(dir) = args.inject {

@@ -371,6 +371,11 @@ pub struct ReceiverConfig {
     /// A sequence number further than this from the expected one (either
     /// way) is taken as a restart of the far end's numbering.
     pub restart_threshold: u16,
+    /// The far end's first sequence number, if known (T.38 clause 9.1 says
+    /// 0, but not every implementation obeys). When `None` the stream
+    /// starts at the oldest IFP of the first datagram that arrives, so
+    /// datagrams reordered ahead of it at the very start count as late.
+    pub first_seq: Option<u16>,
 }
 
 impl Default for ReceiverConfig {
@@ -379,6 +384,7 @@ impl Default for ReceiverConfig {
             version: T38Version::V0,
             reorder_window: 4,
             restart_threshold: 2000,
+            first_seq: None,
         }
     }
 }
@@ -468,8 +474,8 @@ impl UdptlReceiver {
     pub fn new(config: ReceiverConfig) -> Self {
         Self {
             config,
-            next: None,
-            highest: 0,
+            next: config.first_seq.map(i64::from),
+            highest: config.first_seq.map_or(0, |s| i64::from(s) - 1),
             held: BTreeMap::new(),
             delivered: BTreeMap::new(),
             lost: BTreeSet::new(),
@@ -497,7 +503,12 @@ impl UdptlReceiver {
         };
         self.stats.received += 1;
         let seq = self.extend(packet.seq);
-        let next = *self.next.get_or_insert(seq);
+        // The first datagram's secondaries are IFPs never seen here either.
+        let first_known = match &packet.recovery {
+            RecoveryData::Secondary(list) => seq - list.len() as i64,
+            RecoveryData::Fec { .. } => seq,
+        };
+        let next = *self.next.get_or_insert(first_known);
         if seq < next {
             if self.lost.contains(&seq) {
                 self.stats.late += 1;

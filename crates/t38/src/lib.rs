@@ -42,11 +42,14 @@
 //! * SpanDSP (`t38_core.c`) refuses to send extension indicators and data
 //!   types (V.8, V.34, V.33) in version 0; so does [`Ifp::encode`]. Both
 //!   decode them in any version.
-//! * SpanDSP, in versions 1 to 3, starts every `data-field` element at an
-//!   octet boundary, where X.691 continues at the next bit after an element
-//!   without `field-data`. The two agree whenever only the last element
-//!   lacks data, which is all SpanDSP ever sends (e.g. `hdlc-data` +
-//!   `hdlc-fcs-OK`). This crate follows X.691, as Wireshark does.
+//! * SpanDSP's encoder starts every `data-field` element at an octet
+//!   boundary, where X.691 continues at the next bit after an element
+//!   without `field-data`. Its decoder does the same in versions 1 to 3,
+//!   but packs version 0 elements as X.691 does (so it misreads its own
+//!   version 0 output there). All agree whenever only the last element
+//!   lacks data, which is all SpanDSP's terminal and gateway send (e.g.
+//!   `hdlc-data` + `hdlc-fcs-OK`). This crate follows X.691, as Wireshark
+//!   does; `tests/spandsp.rs` pins the differences against libspandsp.
 //! * SpanDSP writes the extension `field-type` values (`cm-message` ..
 //!   `v34rate`) one bit later than X.691's normally-small-number layout
 //!   (its 6-bit value starts at bit 3 rather than bit 4 of the first

@@ -35,10 +35,8 @@ impl Writer {
         if self.used == 0 {
             self.buf.push(0);
         }
-        if b {
-            if let Some(last) = self.buf.last_mut() {
-                *last |= 0x80 >> self.used;
-            }
+        if b && let Some(last) = self.buf.last_mut() {
+            *last |= 0x80 >> self.used;
         }
         self.used = (self.used + 1) % 8;
     }

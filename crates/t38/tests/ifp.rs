@@ -1,6 +1,9 @@
 //! IFP codec: golden vectors, round trips of every value in every version,
 //! version rules and malformed input.
 
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{hex, parse_ifp, rows, to_hex, versions};

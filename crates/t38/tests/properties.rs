@@ -1,6 +1,9 @@
 //! Property tests: codec identity, never panicking on arbitrary bytes, and
 //! exact in-order delivery over a lossy, duplicating, reordering link.
 
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use proptest::prelude::*;

@@ -1,6 +1,9 @@
 //! UDPTL framing, the sender's redundancy / FEC / size rules and the
 //! receiver's loss, duplication, reordering and wrap handling.
 
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{hex, rows, to_hex};

@@ -522,8 +522,9 @@ impl UdptlReceiver {
                 self.stats.duplicates += 1;
                 return Ok(());
             }
-            Some(h) => h.source = Source::Primary,
-            None => {
+            // Held from redundancy or FEC (whose copy may be zero padded):
+            // the primary replaces it.
+            _ => {
                 self.held.insert(
                     seq,
                     Held {

@@ -19,7 +19,7 @@
 //! starts at the next bit (X.691 aligns only lengths and octet strings).
 
 use crate::Error;
-use crate::per::{Length, Reader, Writer};
+use crate::per::{Reader, Writer, read_list, write_list};
 
 /// The T.38 version negotiated for the call (SDP `T38FaxVersion`).
 ///
@@ -363,21 +363,7 @@ impl Ifp {
             }
         }
         if let Some(fields) = &self.data_field {
-            let mut rest = fields.as_slice();
-            loop {
-                let (n, last) = match w.length(rest.len()) {
-                    Length::Final(n) => (n, true),
-                    Length::Fragment(n) => (n, false),
-                };
-                let (now, later) = rest.split_at(n);
-                for f in now {
-                    write_field(&mut w, f, version)?;
-                }
-                rest = later;
-                if last {
-                    break;
-                }
-            }
+            write_list(&mut w, fields, |w, f| write_field(w, f, version))?;
         }
         Ok(w.finish())
     }
@@ -405,25 +391,8 @@ impl Ifp {
             IfpType::Indicator(Indicator::read(&mut r, true)?)
         };
         let data_field = if present {
-            let mut fields = Vec::new();
-            loop {
-                let (n, last) = match r.length()? {
-                    Length::Final(n) => (n, true),
-                    Length::Fragment(n) => (n, false),
-                };
-                // Every element takes at least four bits: refuse counts the
-                // input cannot hold before trying to read them.
-                if n > r.remaining_octets().saturating_mul(2) {
-                    return Err(Error::Truncated);
-                }
-                for _ in 0..n {
-                    fields.push(read_field(&mut r, version)?);
-                }
-                if last {
-                    break;
-                }
-            }
-            Some(fields)
+            // Every element takes at least four bits.
+            Some(read_list(&mut r, 2, |r| read_field(r, version))?)
         } else {
             None
         };

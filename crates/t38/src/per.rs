@@ -205,3 +205,53 @@ impl<'a> Reader<'a> {
         self.buf.get(self.pos.div_ceil(8)..).unwrap_or(&[])
     }
 }
+
+/// SEQUENCE OF: length determinant(s) for the count, then the items
+/// (X.691 20.6, with fragmentation for 16K items and more).
+pub(crate) fn write_list<T, E>(
+    w: &mut Writer,
+    items: &[T],
+    mut item: impl FnMut(&mut Writer, &T) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut rest = items;
+    loop {
+        let (n, last) = match w.length(rest.len()) {
+            Length::Final(n) => (n, true),
+            Length::Fragment(n) => (n, false),
+        };
+        let (now, later) = rest.split_at(n);
+        for x in now {
+            item(w, x)?;
+        }
+        rest = later;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads a SEQUENCE OF whose items each take at least `1 / per_octet`
+/// octets; counts the remaining input cannot hold are refused before any
+/// item is read.
+pub(crate) fn read_list<'a, T>(
+    r: &mut Reader<'a>,
+    per_octet: usize,
+    mut item: impl FnMut(&mut Reader<'a>) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    let mut out = Vec::new();
+    loop {
+        let (n, last) = match r.length()? {
+            Length::Final(n) => (n, true),
+            Length::Fragment(n) => (n, false),
+        };
+        if n > r.remaining_octets().saturating_mul(per_octet) {
+            return Err(Error::Truncated);
+        }
+        for _ in 0..n {
+            out.push(item(r)?);
+        }
+        if last {
+            return Ok(out);
+        }
+    }
+}

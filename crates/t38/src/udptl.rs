@@ -18,10 +18,11 @@
 //! IFP keeps the zero padding, so it is decoded as a prefix.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::convert::Infallible;
 
 use crate::Error;
 use crate::ifp::{Ifp, T38Version};
-use crate::per::{Reader, Writer};
+use crate::per::{Reader, Writer, read_list, write_list};
 
 /// Error recovery a sender adds to each datagram (T.38 clause 9.1.3, SDP
 /// `T38FaxUdpEC`).
@@ -87,7 +88,10 @@ impl UdptlPacket {
         match &self.recovery {
             RecoveryData::Secondary(list) => {
                 w.bit(false);
-                write_list(&mut w, list, |w, item| w.length_prefixed(open_type(item)));
+                let Ok(()) = write_list(&mut w, list, |w, item| {
+                    w.length_prefixed(open_type(item));
+                    Ok::<(), Infallible>(())
+                });
             }
             RecoveryData::Fec { npackets, data } => {
                 w.bit(true);
@@ -101,7 +105,10 @@ impl UdptlPacket {
                     octets.insert(0, 0);
                 }
                 w.length_prefixed(&octets);
-                write_list(&mut w, data, |w, item| w.length_prefixed(item));
+                let Ok(()) = write_list(&mut w, data, |w, item| {
+                    w.length_prefixed(item);
+                    Ok::<(), Infallible>(())
+                });
             }
         }
         w.finish()
@@ -118,10 +125,11 @@ impl UdptlPacket {
                 return Err(Error::BadFec);
             }
             let npackets = n.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
-            let data = read_list(&mut r, |r| r.length_prefixed())?;
+            // Each item is at least one octet of length determinant.
+            let data = read_list(&mut r, 1, |r| r.length_prefixed())?;
             RecoveryData::Fec { npackets, data }
         } else {
-            RecoveryData::Secondary(read_list(&mut r, read_ifp)?)
+            RecoveryData::Secondary(read_list(&mut r, 1, read_ifp)?)
         };
         if !r.rest().is_empty() {
             return Err(Error::TrailingOctets(r.rest().len()));
@@ -145,48 +153,6 @@ fn read_ifp(r: &mut Reader<'_>) -> Result<Vec<u8>, Error> {
         return Err(Error::EmptyIfp);
     }
     Ok(v)
-}
-
-/// SEQUENCE OF: length determinant(s) for the count, then the items.
-fn write_list<T>(w: &mut Writer, items: &[T], mut item: impl FnMut(&mut Writer, &T)) {
-    let mut rest = items;
-    loop {
-        let (n, last) = match w.length(rest.len()) {
-            crate::per::Length::Final(n) => (n, true),
-            crate::per::Length::Fragment(n) => (n, false),
-        };
-        let (now, later) = rest.split_at(n);
-        for x in now {
-            item(w, x);
-        }
-        rest = later;
-        if last {
-            return;
-        }
-    }
-}
-
-fn read_list<T>(
-    r: &mut Reader<'_>,
-    mut item: impl FnMut(&mut Reader<'_>) -> Result<T, Error>,
-) -> Result<Vec<T>, Error> {
-    let mut out = Vec::new();
-    loop {
-        let (n, last) = match r.length()? {
-            crate::per::Length::Final(n) => (n, true),
-            crate::per::Length::Fragment(n) => (n, false),
-        };
-        // Each item is at least one octet of length determinant.
-        if n > r.remaining_octets() {
-            return Err(Error::Truncated);
-        }
-        for _ in 0..n {
-            out.push(item(r)?);
-        }
-        if last {
-            return Ok(out);
-        }
-    }
 }
 
 /// Sender configuration.

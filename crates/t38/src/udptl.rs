@@ -142,6 +142,12 @@ impl UdptlPacket {
     }
 }
 
+/// Octets an open type of `n` octets takes: length determinant and data
+/// (fragmented lengths are larger; the caller checks the real encoding).
+fn open_type_size(n: usize) -> usize {
+    n + if n < 0x80 { 1 } else { 2 }
+}
+
 /// X.691 10.2.1: an empty open-type encoding is sent as one zero octet.
 fn open_type(ifp: &[u8]) -> &[u8] {
     if ifp.is_empty() { &[0] } else { ifp }
@@ -236,19 +242,31 @@ impl UdptlSender {
         match self.config.recovery {
             ErrorRecovery::Redundancy { depth } => {
                 // Add the newest first and stop at the first that does not
-                // fit: a receiver can only use a contiguous run anyway.
-                let mut secondary = Vec::new();
+                // fit: a receiver can only use a contiguous run anyway. Sizes
+                // are estimated, then checked on the real encoding.
+                let mut size = datagram.len();
+                let mut count = 0;
                 for old in self.history.iter().take(depth) {
-                    secondary.push(old.clone());
+                    let grown = size + open_type_size(old.len()) + usize::from(count + 1 == 128);
+                    if grown > self.config.max_datagram {
+                        break;
+                    }
+                    size = grown;
+                    count += 1;
+                }
+                while count > 0 {
                     let candidate = UdptlPacket {
-                        recovery: RecoveryData::Secondary(secondary.clone()),
+                        recovery: RecoveryData::Secondary(
+                            self.history.iter().take(count).cloned().collect(),
+                        ),
                         ..bare.clone()
                     }
                     .encode();
-                    if candidate.len() > self.config.max_datagram {
+                    if candidate.len() <= self.config.max_datagram {
+                        datagram = candidate;
                         break;
                     }
-                    datagram = candidate;
+                    count -= 1;
                 }
             }
             ErrorRecovery::Fec { span, entries } => {
@@ -518,9 +536,13 @@ impl UdptlReceiver {
                 let span = i64::from(npackets);
                 if !data.is_empty() && span * data.len() as i64 <= MAX_FEC_REACH {
                     self.fec.push_back(FecRecord { seq, span, data });
-                    self.repair();
                 }
             }
+        }
+        // Parity that arrived before the other IFPs it covers becomes
+        // usable as they arrive, so try after every datagram.
+        if !self.fec.is_empty() {
+            self.repair();
         }
         self.deliver(false);
         Ok(())

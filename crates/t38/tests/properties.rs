@@ -95,6 +95,41 @@ proptest! {
         prop_assert_eq!(got, ifps);
     }
 
+    /// Datagrams never exceed `max_datagram`, and carry the longest run of
+    /// previous IFPs, newest first, that fits.
+    #[test]
+    fn sender_fills_datagrams_up_to_the_maximum(
+        sizes in prop::collection::vec(1usize..150, 1..30),
+        depth in 0usize..6,
+        max in 200usize..900,
+    ) {
+        let mut s = UdptlSender::new(SenderConfig {
+            version: T38Version::V1,
+            recovery: ErrorRecovery::Redundancy { depth },
+            max_datagram: max,
+            first_seq: 0,
+        });
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        for n in sizes {
+            let ifp = Ifp::data(DataType::V29_7200, vec![Field::new(FieldType::HdlcData, vec![7; n])])
+                .encode(T38Version::V1)?;
+            let gram = s.build_raw(&ifp)?;
+            prop_assert!(gram.len() <= max);
+            let t38::RecoveryData::Secondary(list) = UdptlPacket::decode(&gram)?.recovery else {
+                return Err(TestCaseError::fail("not redundancy"));
+            };
+            let expect: Vec<Vec<u8>> = sent.iter().rev().take(list.len()).cloned().collect();
+            prop_assert_eq!(&list, &expect);
+            if list.len() < depth.min(sent.len()) {
+                // The next older one would not have fitted.
+                let next = &sent[sent.len() - 1 - list.len()];
+                let length_octets = if next.len() < 128 { 1 } else { 2 };
+                prop_assert!(gram.len() + next.len() + length_octets > max);
+            }
+            sent.push(ifp);
+        }
+    }
+
     #[test]
     fn decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64), v in version()) {
         let _ = Ifp::decode(&bytes, v);

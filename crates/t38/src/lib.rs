@@ -30,6 +30,32 @@
 //! [`UdptlReceiver::flush`] to deliver what is held. Counters are in
 //! [`UdptlReceiver::stats`].
 //!
+//! ```
+//! use t38::{
+//!     DataType, ErrorRecovery, Field, FieldType, Ifp, Indicator, ReceiverConfig, SenderConfig,
+//!     T38Version, UdptlReceiver, UdptlSender,
+//! };
+//!
+//! let mut tx = UdptlSender::new(SenderConfig {
+//!     version: T38Version::V0,
+//!     recovery: ErrorRecovery::Redundancy { depth: 3 },
+//!     max_datagram: 400,
+//!     first_seq: 0,
+//! });
+//! let mut rx = UdptlReceiver::new(ReceiverConfig::default());
+//! let dis_start = Ifp::data(DataType::V21, vec![Field::new(FieldType::HdlcData, [0xff, 0xc8, 0x01])]);
+//! let preamble = tx.build(&Ifp::indicator(Indicator::V21Preamble))?;
+//! let data = tx.build(&dis_start)?;
+//! // The preamble datagram is lost; the next one carries it as redundancy.
+//! drop(preamble);
+//! rx.handle_datagram(&data)?;
+//! let first = rx.poll_ifp().expect("recovered preamble");
+//! assert_eq!((first.seq, first.recovered), (0, true));
+//! assert_eq!(first.ifp, Ifp::indicator(Indicator::V21Preamble));
+//! assert_eq!(rx.poll_ifp().map(|r| r.ifp), Some(dis_start));
+//! # Ok::<(), t38::Error>(())
+//! ```
+//!
 //! Nothing on a path reached by received bytes panics; all parsing errors
 //! are [`Error`] values.
 //!

@@ -72,8 +72,6 @@ fn arrivals(n: usize, lost: &[bool], dups: &[bool], delays: &[u8], reorder: u8) 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     #[test]
     fn ifp_encode_decode_identity(v in version(), ifp in ifp()) {
         match ifp.encode(v) {

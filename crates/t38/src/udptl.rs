@@ -382,6 +382,10 @@ pub struct ReceivedIfp {
     pub ifp: Ifp,
     /// Whether it came from redundancy or FEC rather than its own datagram.
     pub recovered: bool,
+    /// IFPs given up on (lost, or undecodable) since the previously
+    /// delivered one: nonzero means the data stream has a hole just before
+    /// this IFP (an HDLC frame in progress is then corrupt).
+    pub lost_before: u64,
 }
 
 /// Receiver counters.
@@ -448,6 +452,8 @@ pub struct UdptlReceiver {
     fec: VecDeque<FecRecord>,
     out: VecDeque<ReceivedIfp>,
     stats: ReceiverStats,
+    /// Given up since the last delivered IFP.
+    hole: u64,
 }
 
 /// How far back the receiver remembers delivered / lost sequence numbers.
@@ -466,6 +472,7 @@ impl UdptlReceiver {
             fec: VecDeque::new(),
             out: VecDeque::new(),
             stats: ReceiverStats::default(),
+            hole: 0,
         }
     }
 
@@ -664,6 +671,7 @@ impl UdptlReceiver {
                 break;
             }
             self.stats.lost += (give_up_to - next) as u64;
+            self.hole += (give_up_to - next) as u64;
             for s in next.max(give_up_to - MEMORY)..give_up_to {
                 self.lost.insert(s);
             }
@@ -703,9 +711,13 @@ impl UdptlReceiver {
                     seq: seq as u16,
                     ifp,
                     recovered,
+                    lost_before: std::mem::take(&mut self.hole),
                 });
             }
-            Err(_) => self.stats.invalid_ifp += 1,
+            Err(_) => {
+                self.stats.invalid_ifp += 1;
+                self.hole += 1;
+            }
         }
         self.delivered.insert(seq, held.bytes);
     }

@@ -182,6 +182,7 @@ proptest! {
         let seqs: Vec<u16> = got.iter().map(|x| x.seq).collect();
         let expect: Vec<u16> = (0..n).map(|i| first_seq.wrapping_add(i as u16)).collect();
         prop_assert_eq!(seqs, expect);
+        prop_assert!(got.iter().all(|x| x.lost_before == 0));
         prop_assert_eq!(got.into_iter().map(|x| x.ifp).collect::<Vec<_>>(), sent);
         prop_assert_eq!(r.stats().lost, 0);
     }
@@ -274,6 +275,8 @@ proptest! {
         }
         let st = r.stats();
         prop_assert_eq!(st.delivered as usize, got.len());
+        let holes: u64 = got.iter().map(|g| g.lost_before).sum();
+        prop_assert!(holes <= st.lost + st.invalid_ifp);
         // The receiver accounts for every sequence number from the oldest
         // IFP of the first datagram it got to the newest datagram.
         if let (Some(&first), Some(&newest)) = (order.first(), order.iter().max()) {

@@ -106,6 +106,24 @@ fn drain(r: &mut UdptlReceiver) -> Vec<(u16, Ifp, bool)> {
 }
 
 #[test]
+fn delivered_ifps_report_the_hole_before_them() {
+    let mut s = sender(ErrorRecovery::Redundancy { depth: 1 }, 400, 0);
+    let mut r = receiver(1);
+    let grams: Vec<_> = ifps(8).iter().map(|i| s.build(i).unwrap()).collect();
+    // 1 is recovered from 2; 4 and 5 are beyond depth 1 (only 5 is in 6).
+    for n in [0, 2, 3, 6, 7] {
+        r.handle_datagram(&grams[n]).unwrap();
+    }
+    let holes: Vec<(u16, u64)> = std::iter::from_fn(|| r.poll_ifp())
+        .map(|x| (x.seq, x.lost_before))
+        .collect();
+    assert_eq!(
+        holes,
+        [(0, 0), (1, 0), (2, 0), (3, 0), (5, 1), (6, 0), (7, 0)]
+    );
+}
+
+#[test]
 fn sender_repeats_previous_ifps_newest_first_up_to_depth() {
     let mut s = sender(ErrorRecovery::Redundancy { depth: 2 }, 1000, 10);
     let sent = ifps(4);

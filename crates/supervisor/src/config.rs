@@ -64,6 +64,9 @@ pub struct DeadlineConfig {
     /// After a fax server's link drops, how long its attempts wait for it to come back.
     pub link_grace_secs: u64,
     pub heartbeat_secs: u64,
+    /// Longest an attempt may stay open, whatever its fax server reports; then it is cancelled and
+    /// counted as a fax-server fault.
+    pub max_attempt_secs: u64,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for DeadlineConfig {
             query_secs: 15,
             link_grace_secs: 60,
             heartbeat_secs: 10,
+            max_attempt_secs: 3 * 3600,
         }
     }
 }

@@ -101,6 +101,7 @@ struct OpenAttempt {
     fax_server_id: String,
     phase: &'static str,
     page: Option<u32>,
+    started: i64,
     deadline: i64,
     /// Asked once (`JobQuery`) after its deadline passed.
     queried: bool,
@@ -588,6 +589,7 @@ impl Dispatcher {
                         fax_server_id: server_id.clone(),
                         phase: "offered",
                         page: None,
+                        started: now,
                         deadline,
                         queried: false,
                         activated: false,
@@ -926,9 +928,15 @@ impl Dispatcher {
         {
             let mut st = self.lock();
             let State { servers, attempts, .. } = &mut *st;
-            for (id, open) in attempts.iter_mut().filter(|(_, a)| a.deadline <= now) {
+            let oldest = now - secs(self.config.deadlines.max_attempt_secs);
+            for (id, open) in attempts.iter_mut().filter(|(_, a)| a.deadline <= now || a.started < oldest) {
                 let online = servers.get(&open.fax_server_id).is_some_and(|s| s.link.is_some());
-                if online && !open.queried {
+                if open.started < oldest {
+                    open.deadline = query_deadline;
+                    open.started = i64::MAX;
+                    let limit = self.config.deadlines.max_attempt_secs;
+                    abandon.push((id.clone(), format!("the attempt was still open after the maximum of {limit} s")));
+                } else if online && !open.queried {
                     open.queried = true;
                     open.deadline = query_deadline;
                     query.push((open.fax_server_id.clone(), id.clone()));
@@ -989,6 +997,7 @@ fn open_attempt(job: &Job, a: &Attempt, deadline: i64) -> OpenAttempt {
         fax_server_id: a.fax_server_id.clone(),
         phase: if a.status == "offered" { "offered" } else { "dialling" },
         page: None,
+        started: a.started_at,
         deadline,
         queried: false,
         activated: a.status != "offered",

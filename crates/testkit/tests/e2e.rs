@@ -591,3 +591,55 @@ async fn a_received_fax_kept_across_a_fax_server_crash_is_delivered() {
     }
     assert!(!inbound.join("inb_crashtest.tif").exists(), "delivered faxes are removed from the fax server");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fax_server_faults_move_the_job_on_at_once() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = default_grouping(&admin).await;
+    let (_a, a_id) = NodeProc::start(&testnode(), &sup, "a", &[], &[&g], 1, json!({"default": "line_down"})).await.expect("a");
+    wait_online(&admin, &[&a_id]).await;
+    let doc = upload_tiff(&admin).await;
+    // Queued while only `a` is up, so that `a` takes the first attempt.
+    let job = submit(&admin, &doc, "+15550005555", json!({"retry_delay_secs": 600})).await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    let first = admin
+        .wait_job(&id, Duration::from_secs(10), |s| s == "queued" || s == "failed")
+        .await
+        .expect("first attempt over");
+    assert_eq!(first["attempts"][0]["fault"], "fax_server", "{first}");
+    let (_b, b_id) = NodeProc::start(&testnode(), &sup, "b", &[], &[&g], 1, json!({"default": "sent"})).await.expect("b");
+    wait_online(&admin, &[&b_id]).await;
+    let done = admin.wait_job(&id, Duration::from_secs(10), finished).await.expect("done");
+    assert_eq!(done["status"], "sent", "a fax-server fault does not wait for the 600 s retry schedule: {done}");
+    let servers = attempt_servers(&done);
+    assert_eq!(servers.last(), Some(&b_id), "{done}");
+    assert!(servers[..servers.len() - 1].iter().all(|s| *s == a_id));
+    assert_eq!(done["attempts"][0]["reason"], "line_down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_attempt_outlives_its_bound() {
+    let dir = tempdir();
+    let config = FAST_CONFIG.replace("[deadlines]\n", "[deadlines]\nmax_attempt_secs = 2\n");
+    let sup = SupervisorProc::start(dir.path(), &config).expect("supervisor");
+    let admin = sup.admin();
+    let g = default_grouping(&admin).await;
+    // `a` holds the call open for ever and answers every query: only the absolute bound ends it.
+    let (a, a_id) = NodeProc::start(&testnode(), &sup, "a", &[], &[&g], 1, json!({"default": "hang"})).await.expect("a");
+    wait_online(&admin, &[&a_id]).await;
+    let doc = upload_tiff(&admin).await;
+    let job = submit(&admin, &doc, "+15550006666", json!({})).await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    admin.wait_job(&id, Duration::from_secs(10), |s| s == "active").await.expect("active");
+    let (_b, b_id) = NodeProc::start(&testnode(), &sup, "b", &[], &[&g], 1, json!({"default": "sent"})).await.expect("b");
+    wait_online(&admin, &[&b_id]).await;
+    let done = admin.wait_job(&id, Duration::from_secs(20), finished).await.expect("done");
+    assert_eq!(done["status"], "sent", "{done}");
+    let first = &done["attempts"][0];
+    assert_eq!(first["status"], "abandoned", "{done}");
+    assert!(first["reason"].as_str().unwrap_or_default().contains("maximum"), "{done}");
+    assert_eq!(attempt_servers(&done), vec![a_id, b_id]);
+    assert_eq!(a.executed().len(), 1);
+}

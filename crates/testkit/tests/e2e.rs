@@ -643,3 +643,73 @@ async fn no_attempt_outlives_its_bound() {
     assert_eq!(attempt_servers(&done), vec![a_id, b_id]);
     assert_eq!(a.executed().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_interrupted_by_a_fax_server_restart_moves_on() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = default_grouping(&admin).await;
+    let (mut a, a_id) = NodeProc::start(&testnode(), &sup, "a", &[], &[&g], 1, json!({"default": "hang"})).await.expect("a");
+    wait_online(&admin, &[&a_id]).await;
+    let doc = upload_tiff(&admin).await;
+    let job = submit(&admin, &doc, "+15550007777", json!({})).await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    admin.wait_job(&id, Duration::from_secs(10), |s| s == "active").await.expect("active");
+    // The fax server dies mid-call and comes back at once (within the link grace): its journal reports the
+    // interrupted attempt, which the supervisor moves on as a fax-server fault.
+    a.restart().expect("restart");
+    let (_b, b_id) = NodeProc::start(&testnode(), &sup, "b", &[], &[&g], 1, json!({"default": "sent"})).await.expect("b");
+    let done = admin.wait_job(&id, Duration::from_secs(20), finished).await.expect("done");
+    assert_eq!(done["status"], "sent", "{done}");
+    let first = &done["attempts"][0];
+    assert_eq!((first["fault"].as_str(), first["reason"].as_str()), (Some("fax_server"), Some("fax_server_restarted")), "{done}");
+    assert_eq!(attempt_servers(&done).last(), Some(&b_id));
+    assert_eq!(a.executed().len(), 1, "the interrupted attempt is not executed again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_are_retried_with_backoff_and_logged() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = default_grouping(&admin).await;
+    let (n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");
+    wait_online(&admin, &[&fs]).await;
+    // A receiver that fails twice, then accepts.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let hook = admin.post("/v1/webhooks", json!({"url": url, "events": ["inbound.received"]})).await.expect("hook").expect_status(201).expect("201");
+    let tiff = dir.path().join("in.tif");
+    std::fs::write(&tiff, tiny_tiff()).expect("write");
+    n.inject(&tiff, "+15550001234", "+15550004321", "RETRY").expect("inject");
+    let path = format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().expect("id"));
+    let mut log = Value::Null;
+    for _ in 0..150 {
+        log = admin.get(&path).await.expect("log").expect_status(200).expect("200");
+        if log[0]["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(log[0]["status"], "delivered", "{log}");
+    assert_eq!(log[0]["attempts"], 3, "two failures, then success: {log}");
+    assert_eq!(log[0]["last_status"], 200);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

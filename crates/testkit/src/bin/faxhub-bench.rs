@@ -89,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
     let groupings = admin.get("/v1/groupings").await?.expect_status(200)?;
     let g = groupings[0]["id"].as_str().context("default grouping")?.to_owned();
 
+    // The fax servers stand for separate machines: their journals go to memory (/dev/shm) so that their
+    // disk syncs do not load the supervisor's disk; the supervisor's database stays on the real disk.
+    let shm = std::path::Path::new("/dev/shm");
+    let node_root = if shm.is_dir() { tempfile::Builder::new().prefix("faxhub-bench-nodes").tempdir_in(shm)? } else { tempfile::tempdir()? };
     let dispatched: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let offered: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut nodes = Vec::new();
@@ -101,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
         ids.push(made["fax_server"]["id"].as_str().unwrap_or_default().to_owned());
         let config = node::NodeConfig {
             supervisor: sup.url.clone(),
-            state_dir: dir.path().join(format!("node-{i}")),
+            state_dir: node_root.path().join(format!("node-{i}")),
             ca_cert: None,
             reachable_prefixes: Vec::new(),
             offer_observer: Some({

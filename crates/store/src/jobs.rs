@@ -92,6 +92,29 @@ pub struct ProgressRecord {
     pub event: NewEvent,
 }
 
+impl Attempt {
+    /// A new attempt, offered to a fax server now.
+    pub fn offered(id: String, job_id: String, number: i64, fax_server_id: String, now: i64) -> Self {
+        Self {
+            id,
+            job_id,
+            number,
+            fax_server_id,
+            status: "offered".into(),
+            phase: "offered".into(),
+            deadline_at: None,
+            page: None,
+            fault: None,
+            reason: None,
+            t30: None,
+            pages_sent: 0,
+            stats: None,
+            started_at: now,
+            ended_at: None,
+        }
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Default)]
 pub struct AttemptFinish {
@@ -476,23 +499,7 @@ mod tests {
     }
 
     fn attempt(job: &Job, fs: &str) -> Attempt {
-        Attempt {
-            id: new_id("att"),
-            job_id: job.id.clone(),
-            number: job.tries + 1,
-            fax_server_id: fs.into(),
-            status: "offered".into(),
-            phase: "offered".into(),
-            deadline_at: Some(0),
-            page: None,
-            fault: None,
-            reason: None,
-            t30: None,
-            pages_sent: 0,
-            stats: None,
-            started_at: now_ms(),
-            ended_at: None,
-        }
+        Attempt::offered(new_id("att"), job.id.clone(), job.tries + 1, fs.into(), now_ms())
     }
 
     #[tokio::test]

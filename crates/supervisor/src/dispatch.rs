@@ -68,6 +68,24 @@ struct Link {
     generation: u64,
 }
 
+impl Pending {
+    fn new(job: &Job, documents: Vec<DocumentRef>, options: JobOptions) -> Self {
+        Self {
+            job_id: job.id.clone(),
+            batch_id: job.batch_id.clone(),
+            client_id: job.client_id.clone(),
+            recipient: job.recipient.clone(),
+            priority: job.priority,
+            not_before: job.not_before,
+            kill_at: job.kill_at,
+            avoid: HashMap::new(),
+            next_attempt_number: 1,
+            documents,
+            options,
+        }
+    }
+}
+
 impl Server {
     fn free_channels(&self) -> u32 {
         let used = u32::try_from(self.open.len()).unwrap_or(u32::MAX).saturating_add(self.receiving);
@@ -322,26 +340,14 @@ impl Dispatcher {
         for a in attempts.iter().filter(|a| a.fault.as_deref() == Some("fax_server")) {
             avoid.insert(a.fax_server_id.clone(), a.ended_at.unwrap_or(0) + AVOID_MS);
         }
-        Ok(Pending {
-            job_id: job.id.clone(),
-            batch_id: job.batch_id.clone(),
-            client_id: job.client_id.clone(),
-            recipient: job.recipient.clone(),
-            priority: job.priority,
-            not_before: job.not_before,
-            kill_at: job.kill_at,
-            avoid,
-            next_attempt_number: attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1,
-            documents: docs
-                .into_iter()
-                .map(|d| DocumentRef {
-                    sha256: d.sha256,
-                    size: u64::try_from(d.size).unwrap_or(0),
-                    media_type: d.media_type,
-                })
-                .collect(),
-            options: serde_json::from_str(&job.options).unwrap_or_default(),
-        })
+        let documents = docs
+            .into_iter()
+            .map(|d| DocumentRef { sha256: d.sha256, size: u64::try_from(d.size).unwrap_or(0), media_type: d.media_type })
+            .collect();
+        let mut p = Pending::new(job, documents, serde_json::from_str(&job.options).unwrap_or_default());
+        p.avoid = avoid;
+        p.next_attempt_number = attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
+        Ok(p)
     }
 
     /// Queues freshly submitted (or re-queued) jobs for dispatch.
@@ -363,19 +369,7 @@ impl Dispatcher {
 
     /// Queues jobs whose documents and options the caller already holds, without reading them back.
     pub fn enqueue_new(&self, job: &Job, documents: Vec<DocumentRef>, options: JobOptions) {
-        let p = Pending {
-            job_id: job.id.clone(),
-            batch_id: job.batch_id.clone(),
-            client_id: job.client_id.clone(),
-            recipient: job.recipient.clone(),
-            priority: job.priority,
-            not_before: job.not_before,
-            kill_at: job.kill_at,
-            avoid: HashMap::new(),
-            next_attempt_number: 1,
-            documents,
-            options,
-        };
+        let p = Pending::new(job, documents, options);
         self.lock().queue.insert(p, now_ms());
         self.wake.notify_one();
     }
@@ -528,23 +522,7 @@ impl Dispatcher {
         let batch: Vec<(Attempt, NewEvent)> = picks
             .iter()
             .map(|(p, server_id, attempt_id)| {
-                let attempt = Attempt {
-                    id: attempt_id.clone(),
-                    job_id: p.job_id.clone(),
-                    number: p.next_attempt_number,
-                    fax_server_id: server_id.clone(),
-                    status: "offered".into(),
-                    phase: "offered".into(),
-                    deadline_at: None,
-                    page: None,
-                    fault: None,
-                    reason: None,
-                    t30: None,
-                    pages_sent: 0,
-                    stats: None,
-                    started_at: now,
-                    ended_at: None,
-                };
+                let attempt = Attempt::offered(attempt_id.clone(), p.job_id.clone(), p.next_attempt_number, server_id.clone(), now);
                 let event = NewEvent::new(
                     "job.dispatched",
                     serde_json::json!({"job_id": p.job_id, "batch_id": p.batch_id, "recipient": p.recipient,

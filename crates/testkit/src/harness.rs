@@ -21,9 +21,28 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
+/// A child process that is killed (SIGKILL, as a crash) when dropped.
+#[derive(Default)]
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A `faxhub serve` process.
 pub struct SupervisorProc {
-    child: Option<Child>,
+    child: Proc,
     pub dir: PathBuf,
     pub url: String,
     /// The bootstrap administrator's token (from the first start).
@@ -57,7 +76,7 @@ impl SupervisorProc {
             dir.join("data").display().to_string()
         );
         std::fs::write(&config, text)?;
-        let mut s = Self { child: None, dir: dir.to_owned(), url: format!("http://127.0.0.1:{port}"), token: String::new(), config };
+        let mut s = Self { child: Proc::default(), dir: dir.to_owned(), url: format!("http://127.0.0.1:{port}"), token: String::new(), config };
         s.spawn()?;
         Ok(s)
     }
@@ -80,7 +99,7 @@ impl SupervisorProc {
                 }
             }
         });
-        self.child = Some(child);
+        self.child = Proc(Some(child));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -109,10 +128,7 @@ impl SupervisorProc {
 
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     pub fn restart(&mut self) -> anyhow::Result<()> {
@@ -125,15 +141,9 @@ impl SupervisorProc {
     }
 }
 
-impl Drop for SupervisorProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A `faxhub-testnode` process: the real fax server runtime over a scripted line.
 pub struct NodeProc {
-    child: Option<Child>,
+    child: Proc,
     pub state_dir: PathBuf,
     pub log: PathBuf,
     pub inject: PathBuf,
@@ -174,22 +184,20 @@ impl NodeProc {
             "--log".into(), log.display().to_string(),
             "--inject-dir".into(), inject.display().to_string(),
         ];
-        let mut node = Self { child: None, state_dir: dir, log, inject, args, bin: bin.to_owned() };
+        let mut node = Self { child: Proc::default(), state_dir: dir, log, inject, args, bin: bin.to_owned() };
         node.spawn()?;
         Ok((node, id))
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let child = Command::new(&self.bin).args(&self.args).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?;
-        self.child = Some(child);
+        self.child = Proc(Some(child));
         Ok(())
     }
 
+    /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     pub fn restart(&mut self) -> anyhow::Result<()> {
@@ -215,12 +223,6 @@ impl NodeProc {
         std::fs::write(&tmp, json.to_string())?;
         std::fs::rename(&tmp, self.inject.join(format!("{n}.json")))?;
         Ok(())
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -324,16 +324,6 @@ impl Store {
             .await?)
     }
 
-    /// Open attempts whose deadline has passed.
-    pub async fn overdue_attempts(&self, now: i64) -> Result<Vec<Attempt>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT * FROM attempts WHERE {OPEN_ATTEMPT} AND deadline_at <= $1 ORDER BY deadline_at"
-        ))
-        .bind(now)
-        .fetch_all(&self.writer)
-        .await?)
-    }
-
     /// Records new attempts, each moving its job from `queued` to `dispatched` with its event, in one
     /// transaction. For each, true if recorded; false (nothing recorded) when its job was no longer queued.
     pub async fn start_attempts(&self, batch: &[(Attempt, NewEvent)]) -> Result<Vec<bool>> {
@@ -511,7 +501,7 @@ mod tests {
         let ev = || NewEvent::new("job.dispatched", serde_json::json!({}), vec![job.client_id.clone()]);
         assert_eq!(store.start_attempts(&[(a.clone(), ev())]).await.expect("start"), vec![true]);
         assert_eq!(store.start_attempts(&[(attempt(&job, &fs.id), ev())]).await.expect("second start"), vec![false], "job no longer queued");
-        assert_eq!(store.overdue_attempts(now_ms()).await.expect("overdue").len(), 1);
+        assert_eq!(store.open_attempts().await.expect("open").len(), 1);
         let finish = AttemptFinish { status: "succeeded".into(), pages_sent: 1, ..Default::default() };
         let update = JobUpdate { status: "sent".into(), pages_sent: Some(1), ..Default::default() };
         assert!(store.finish_attempt(&a.id, &finish, &update, &[]).await.expect("finish"));

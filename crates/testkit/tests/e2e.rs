@@ -118,9 +118,12 @@ async fn routing_by_prefix_and_by_load() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(queued, 1, "exactly one job must wait for a channel: {per_server:?}");
-    assert_eq!(per_server.get(&any1), Some(&4), "{per_server:?}");
-    assert_eq!(per_server.get(&any2), Some(&4), "{per_server:?}");
+    let names = [(&jp, "jp"), (&us, "us"), (&any1, "any1"), (&any2, "any2")];
+    let named: Vec<(&str, usize)> =
+        per_server.iter().map(|(id, n)| (names.iter().find(|(i, _)| *i == id).map_or("?", |(_, name)| *name), *n)).collect();
+    assert_eq!(queued, 1, "exactly one job must wait for a channel: {named:?}");
+    assert_eq!(per_server.get(&any1), Some(&4), "{named:?}");
+    assert_eq!(per_server.get(&any2), Some(&4), "{named:?}");
     // Cancelling frees the channels; the ninth job is then dispatched.
     let last = ids.pop().expect("nine");
     for id in &ids {

@@ -64,4 +64,10 @@ pub trait Line: Send + Sync + 'static {
     fn receiving(&self) -> u32 {
         0
     }
+    /// Takes new settings (the supervisor's fax server settings document); an error refuses them, saying
+    /// why, and the line keeps its previous settings.
+    fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
+        let _ = settings;
+        Ok(())
+    }
 }

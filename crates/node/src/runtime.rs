@@ -143,7 +143,12 @@ struct Node {
     /// The current link's sender; None while disconnected.
     link: Mutex<Option<mpsc::UnboundedSender<Envelope>>>,
     running: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// The settings applied last (version, document), kept in `settings.json` so the fax server works on
+    /// with them through a supervisor outage.
+    settings: Mutex<(u64, serde_json::Value)>,
 }
+
+const SETTINGS_FILE: &str = "settings.json";
 
 /// Starts the fax server: connects (and reconnects) to the supervisor and serves its line.
 pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error> {
@@ -159,8 +164,10 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
         line,
         link: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
+        settings: Mutex::new((0, serde_json::Value::Null)),
         config,
     });
+    node.load_settings();
     // Attempts that were running when the process stopped cannot be resumed mid-call: report them failed
     // (as a fax-server fault, so the supervisor moves the job on at once).
     node.fail_interrupted();
@@ -181,6 +188,45 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
 }
 
 impl Node {
+    fn settings_version(&self) -> u64 {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// Applies the settings kept from the last run, if any.
+    fn load_settings(&self) {
+        let path = self.config.state_dir.join(SETTINGS_FILE);
+        let Ok(bytes) = std::fs::read(&path) else { return };
+        let Ok(kept) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            tracing::error!("{} is unreadable; waiting for the supervisor's settings", path.display());
+            return;
+        };
+        let version = kept["version"].as_u64().unwrap_or(0);
+        match self.line.apply_settings(&kept["settings"]) {
+            Ok(()) => *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, kept["settings"].clone()),
+            Err(e) => tracing::error!(version, "kept settings refused by the line: {e}"),
+        }
+    }
+
+    fn apply_settings(&self, version: u64, settings: serde_json::Value) {
+        let result = if self.settings_version() == version {
+            Ok(())
+        } else {
+            self.line.apply_settings(&settings).and_then(|()| {
+                let kept = serde_json::json!({"version": version, "settings": settings});
+                write_durable(&self.config.state_dir.join(SETTINGS_FILE), kept.to_string().as_bytes())
+                    .map_err(|e| format!("storing the settings failed: {e}"))?;
+                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, settings);
+                Ok(())
+            })
+        };
+        match &result {
+            Ok(()) => tracing::info!(version, "settings applied"),
+            Err(e) => tracing::warn!(version, "settings refused: {e}"),
+        }
+        let error = result.err();
+        self.send_reliable(Body::SettingsResult { version, applied: error.is_none(), error }, |_| ());
+    }
+
     fn fail_interrupted(&self) {
         let result = self.journal.update(|d| {
             let ids: Vec<String> = d.attempts.iter().filter(|(_, h)| h.result.is_none()).map(|(id, _)| id.clone()).collect();
@@ -282,6 +328,7 @@ impl Node {
             capabilities: caps,
             in_flight,
             last_applied: 0,
+            settings_version: self.settings_version(),
         };
         sink.send(Message::Text(Envelope::unacked(Body::Hello(hello)).to_json().into())).await?;
         let welcome = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
@@ -372,6 +419,7 @@ impl Node {
                 };
                 self.send(Envelope::unacked(reply));
             }
+            Body::SettingsPush { version, settings } => self.apply_settings(version, settings),
             Body::Goodbye { reason } => tracing::warn!("the supervisor said goodbye: {reason}"),
             Body::Welcome(_) => {}
             other => tracing::warn!("unexpected message from the supervisor: {other:?}"),

@@ -88,6 +88,11 @@ pub enum Body {
     JobQuery { attempt_id: String },
     /// The fax server holds no such attempt (it never arrived, or it was finished and acknowledged).
     JobUnknown { attempt_id: String },
+    /// The supervisor's registered settings for this fax server (claim 7), secrets included; answered by
+    /// `SettingsResult`.
+    SettingsPush { version: u64, settings: serde_json::Value },
+    /// The fax server applied (and stored) the settings of `version`, or refused them with `error`.
+    SettingsResult { version: u64, applied: bool, error: Option<String> },
     // Both ways.
     Ack { ack: u64 },
     Goodbye { reason: String },
@@ -118,6 +123,9 @@ pub struct Hello {
     pub in_flight: Vec<AttemptState>,
     /// The highest supervisor `msg_id` this fax server has applied, so the supervisor can drop older ones.
     pub last_applied: u64,
+    /// The version of the settings it runs (0: none yet).
+    #[serde(default)]
+    pub settings_version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

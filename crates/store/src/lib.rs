@@ -17,6 +17,7 @@ mod fax_servers;
 mod groupings;
 mod inbound;
 mod jobs;
+mod settings;
 mod webhooks;
 
 pub use clients::{Client, ClientKind};
@@ -25,6 +26,7 @@ pub use fax_servers::FaxServer;
 pub use groupings::{Grouping, MemberKind};
 pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
 pub use jobs::{Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob, ProgressRecord};
+pub use settings::{SettingsState, SettingsVersion};
 pub use webhooks::{Delivery, Webhook};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

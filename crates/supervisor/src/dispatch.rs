@@ -587,10 +587,16 @@ impl Dispatcher {
     }
 
     fn send_to(&self, server_id: &str, body: Body) {
+        self.push(server_id, body);
+    }
+
+    /// Sends a message to a fax server if its link is up; false if it is not.
+    pub fn push(&self, server_id: &str, body: Body) -> bool {
         let st = self.lock();
-        if let Some(link) = st.servers.get(server_id).and_then(|s| s.link.as_ref()) {
-            let _ = link.tx.send(Envelope::unacked(body));
-        }
+        st.servers
+            .get(server_id)
+            .and_then(|s| s.link.as_ref())
+            .is_some_and(|link| link.tx.send(Envelope::unacked(body)).is_ok())
     }
 
     /// A fax server's link came up. Returns the link generation (to detect a stale disconnect) and the

@@ -18,6 +18,7 @@ pub mod link;
 pub mod metrics;
 pub mod numbers;
 pub mod server;
+pub mod settings;
 pub mod tls;
 pub mod webhooks;
 
@@ -39,4 +40,5 @@ pub struct AppState {
     pub server_key: Arc<[u8; 32]>,
     pub webhook_wake: Arc<tokio::sync::Notify>,
     pub intake: intake::Intake,
+    pub sealer: settings::Sealer,
 }

@@ -76,6 +76,11 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
     tracing::info!(fax_server = %fs.name, channels = hello.capabilities.channels, "fax server connected");
     let (generation, _) =
         app.dispatcher.connected(&fs.id, hello.capabilities.clone(), tx.clone(), hello.in_flight).await?;
+    // Settings registered while it was away (or never received) go now.
+    let desired = app.store.settings_state(&fs.id).await?.map_or(0, |s| s.desired_version);
+    if desired > 0 && u64::try_from(desired).ok() != Some(hello.settings_version) {
+        crate::api::settings::push(&app, &fs.id).await?;
+    }
     let result = read_loop(&app, &fs, &mut stream, &tx, heartbeat * 3).await;
     app.dispatcher.disconnected(&fs.id, generation).await?;
     drop(tx);
@@ -139,6 +144,10 @@ async fn apply(app: &AppState, fs_id: &str, body: Body) -> anyhow::Result<()> {
         Body::JobResult(r) => d.on_result(fs_id, r).await?,
         Body::JobUnknown { attempt_id } => d.on_unknown(fs_id, &attempt_id).await?,
         Body::InboundFax(fax) => crate::inbound::receive(app, fs_id, fax).await?,
+        Body::SettingsResult { version, applied, error } => {
+            let version = i64::try_from(version).unwrap_or(i64::MAX);
+            app.store.settings_result(fs_id, version, applied, error.as_deref()).await?;
+        }
         Body::Ack { .. } => {}
         Body::Goodbye { reason } => anyhow::bail!("fax server said goodbye: {reason}"),
         other => tracing::warn!(fax_server = %fs_id, "unexpected message from a fax server: {other:?}"),

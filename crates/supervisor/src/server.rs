@@ -103,6 +103,7 @@ impl Supervisor {
         dispatcher.restore().await?;
         let state = AppState {
             intake: crate::intake::Intake::start(store.clone()),
+            sealer: crate::settings::Sealer::new(&server_key),
             store,
             config: config.clone(),
             access,

@@ -133,6 +133,14 @@ impl Line for ScriptedLine {
         LineOutcome { outcome: result, stats: CallStats { bit_rate: Some(14_400), ecm: Some(true), ..Default::default() } }
     }
 
+    /// Refuses settings that ask for more channels than the line has, as a real line would.
+    fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
+        match settings["channels"].as_u64() {
+            Some(n) if n > u64::from(self.channels) => Err(format!("channels: this line has {} channels, not {n}", self.channels)),
+            _ => Ok(()),
+        }
+    }
+
     async fn next_received(&self) -> Option<ReceivedFax> {
         self.received.lock().await.recv().await
     }

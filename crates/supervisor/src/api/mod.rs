@@ -7,6 +7,7 @@ mod documents;
 mod events;
 mod jobs;
 mod node;
+pub mod settings;
 
 use crate::access::Caller;
 use crate::auth::{bearer, hash_secret};
@@ -125,6 +126,7 @@ async fn health() -> &'static str {
         events::inbox, events::inbox_item, events::inbox_document, events::stream,
         events::create_webhook, events::list_webhooks, events::delete_webhook, events::deliveries,
         node::enroll, node::document, node::upload_inbound,
+        settings::get, settings::put, settings::patch, settings::history, settings::changes, settings::rollback,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
 )]
@@ -158,6 +160,10 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/groupings/{id}/members/{kind}/{member_id}", delete(admin::remove_member))
         .route("/v1/fax-servers", post(admin::create_fax_server).get(admin::list_fax_servers))
         .route("/v1/fax-servers/{id}", get(admin::get_fax_server).patch(admin::patch_fax_server))
+        .route("/v1/fax-servers/{id}/settings", get(settings::get).put(settings::put).patch(settings::patch))
+        .route("/v1/fax-servers/{id}/settings/history", get(settings::history))
+        .route("/v1/fax-servers/{id}/settings/diff", get(settings::changes))
+        .route("/v1/fax-servers/{id}/settings/rollback", post(settings::rollback))
         .route("/v1/inbound-rules", post(admin::create_rule).get(admin::list_rules))
         .route("/v1/inbound-rules/{id}", delete(admin::delete_rule))
         .route("/v1/documents/{sha256}", get(documents::download))

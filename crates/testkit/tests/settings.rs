@@ -1,0 +1,99 @@
+//! The settings registry (claims 5–8) end to end: registered, versioned, pushed to the real fax server
+//! runtime, applied or refused, pending while it is offline.
+
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+use testkit::harness::{Api, NodeProc, SupervisorProc, FAST_CONFIG};
+
+async fn wait_settings(api: &Api, fs: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        last = api.get(&format!("/v1/fax-servers/{fs}/settings")).await.expect("get").expect_status(200).expect("200");
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("settings never reached the awaited state: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_registered_pushed_refused_and_kept_pending_while_offline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = admin.get("/v1/groupings").await.expect("g").expect_status(200).expect("200")[0]["id"].as_str().expect("id").to_owned();
+    let other = admin.post("/v1/groupings", json!({"name": "other"})).await.expect("g").expect_status(201).expect("201");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode"));
+    let (mut node, fs) = NodeProc::start(&bin, &sup, "fs", &[], &[&g], 2, json!({})).await.expect("node");
+    let path = format!("/v1/fax-servers/{fs}/settings");
+
+    // Before anything is registered: version 0 and the defaults.
+    let first = wait_settings(&admin, &fs, |v| v["desired_version"] == 0).await;
+    assert_eq!(first["settings"]["sip"]["password"], json!({"set": false}));
+
+    // Registered and pushed while online (claim 7).
+    let mut doc: Value = first["settings"].clone();
+    doc["channels"] = json!(2);
+    doc["station_id"] = json!("+1 555 0100");
+    doc["sip"] = json!({"registrar": "127.0.0.1:5060", "user": "fax1", "password": "s3cret-pass-1", "transport": "udp"});
+    doc["dial_rules"]["prefixes"] = json!(["+1"]);
+    let put = admin.put(&path, doc).await.expect("put").expect_status(200).expect("200");
+    assert_eq!(put["desired_version"], 1);
+    let applied = wait_settings(&admin, &fs, |v| v["applied_version"] == 1).await;
+    assert_eq!(applied["pending"], false);
+    assert_eq!(applied["settings"]["sip"]["password"], json!({"set": true}), "secrets are shown only as set");
+    assert_eq!(applied["settings"]["station_id"], "+1 555 0100");
+    let kept = std::fs::read_to_string(node.state_dir.join("state/settings.json")).expect("kept by the fax server");
+    assert!(kept.contains("s3cret-pass-1"), "the fax server needs its SIP password");
+    let db = std::fs::read(sup.dir.join("data/faxhub.db")).expect("db");
+    let wal = std::fs::read(sup.dir.join("data/faxhub.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(!bytes.windows(13).any(|w| w == b"s3cret-pass-1"), "the password is not stored in the clear");
+    }
+    // The dial rules drive routing.
+    let fsv = admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200");
+    assert_eq!(fsv["dial_prefixes"], json!(["+1"]));
+
+    // A setting the fax server refuses: the error reaches the API, the applied version stays.
+    admin.patch(&path, json!({"channels": 8})).await.expect("patch").expect_status(200).expect("200");
+    let refused = wait_settings(&admin, &fs, |v| v["error_version"] == 2).await;
+    assert!(refused["last_error"].as_str().unwrap_or_default().contains("channels"), "{refused}");
+    assert_eq!((refused["applied_version"].clone(), refused["pending"].clone()), (json!(1), json!(true)));
+
+    // Offline: the new version is pending, and pushed on reconnect.
+    node.kill();
+    let patched = admin.patch(&path, json!({"channels": 2, "station_id": "+1 555 0199"})).await.expect("patch").expect_status(200).expect("200");
+    assert_eq!((patched["desired_version"].clone(), patched["pending"].clone()), (json!(3), json!(true)));
+    node.restart().expect("restart");
+    let back = wait_settings(&admin, &fs, |v| v["applied_version"] == 3).await;
+    assert_eq!(back["last_error"], Value::Null, "a later success clears the error");
+    assert_eq!(back["settings"]["sip"]["password"], json!({"set": true}), "a patch keeps the secret");
+
+    // History, diff and rollback.
+    let history = admin.get(&format!("{path}/history")).await.expect("h").expect_status(200).expect("200");
+    let versions: Vec<i64> = history.as_array().into_iter().flatten().filter_map(|v| v["version"].as_i64()).collect();
+    assert_eq!(versions, vec![3, 2, 1]);
+    let changes = admin.get(&format!("{path}/diff?from=1&to=3")).await.expect("d").expect_status(200).expect("200");
+    let paths: Vec<&str> = changes.as_array().into_iter().flatten().filter_map(|c| c["path"].as_str()).collect();
+    assert_eq!(paths, vec!["station_id"], "{changes}");
+    let rolled = admin.post(&format!("{path}/rollback"), json!({"version": 1})).await.expect("rb").expect_status(200).expect("200");
+    assert_eq!(rolled["desired_version"], 4);
+    let applied = wait_settings(&admin, &fs, |v| v["applied_version"] == 4).await;
+    assert_eq!(applied["settings"]["station_id"], "+1 555 0100");
+
+    // Bad input names the field; clients read only within their groupings and change nothing (claim 6).
+    let r = admin.patch(&path, json!({"t38": {"max_bit_rate": 33600}})).await.expect("patch");
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (422, Some("t38.max_bit_rate")), "{}", r.body);
+    let r = admin.patch(&path, json!({"colour": true})).await.expect("patch");
+    assert_eq!(r.status, 422, "unknown settings are refused: {}", r.body);
+    let inside = admin.post("/v1/clients", json!({"name": "reader", "kind": "application", "groupings": [g]})).await.expect("c").expect_status(201).expect("201");
+    let outside = admin.post("/v1/clients", json!({"name": "stranger", "kind": "application", "groupings": [other["id"]]})).await.expect("c").expect_status(201).expect("201");
+    let reader = admin.with_token(inside["token"].as_str().expect("t"));
+    let stranger = admin.with_token(outside["token"].as_str().expect("t"));
+    assert_eq!(reader.get(&path).await.expect("get").status, 200);
+    assert_eq!(reader.patch(&path, json!({"channels": 1})).await.expect("patch").status, 403);
+    assert_eq!(stranger.get(&path).await.expect("get").status, 404);
+    assert_eq!(stranger.get(&format!("{path}/history")).await.expect("get").status, 404);
+}

@@ -1,0 +1,203 @@
+//! PDF pages through the pure-Rust `hayro` rasterizer.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use hayro::hayro_interpret::InterpreterSettings;
+use hayro::hayro_interpret::util::TransformExt;
+use hayro::hayro_syntax::object::Object;
+use hayro::hayro_syntax::{DecryptionError, LoadPdfError, Pdf};
+use hayro::kurbo::Affine;
+use hayro::vello_cpu::color::palette::css::WHITE;
+use hayro::vello_cpu::{Pixmap, RasterizerSettings, RenderContext, Resources, TargetInit};
+use hayro::{RenderCache, RenderSettings};
+
+use crate::Limits;
+use crate::error::{Error, Format};
+use crate::geometry::{Halftone, PageSpec, fit};
+use crate::halftone::Grey;
+use crate::page::Page;
+
+/// A parsed PDF.
+pub(crate) struct PdfDoc {
+    pdf: Pdf,
+    pages: usize,
+}
+
+impl PdfDoc {
+    pub fn open(bytes: Vec<u8>, limits: &Limits) -> Result<Self, Error> {
+        let pdf = catch_unwind(AssertUnwindSafe(|| Pdf::new(bytes)))
+            .map_err(|_| Error::corrupt(Format::Pdf, "the PDF parser failed"))?
+            .map_err(|e| match e {
+                LoadPdfError::Decryption(d) => Error::Encrypted(match d {
+                    DecryptionError::PasswordProtected => "a password is needed to open it",
+                    DecryptionError::UnsupportedAlgorithm => "with an unsupported algorithm",
+                    DecryptionError::MissingIDEntry | DecryptionError::InvalidEncryption => {
+                        "its encryption dictionary is broken"
+                    }
+                }),
+                LoadPdfError::Invalid => Error::corrupt(Format::Pdf, "no readable page tree"),
+            })?;
+        let pages = pdf.pages().len();
+        if pages == 0 {
+            return Err(Error::NoPages {
+                format: Format::Pdf,
+            });
+        }
+        if pages > limits.max_pages {
+            return Err(Error::TooManyPages {
+                pages,
+                limit: limits.max_pages,
+            });
+        }
+        check_images(&pdf, limits)?;
+        Ok(PdfDoc { pdf, pages })
+    }
+
+    pub fn page_count(&self) -> usize {
+        self.pages
+    }
+
+    /// Renders page `index` with a fresh cache.
+    pub fn render(&self, index: usize, spec: &PageSpec) -> Result<Page, Error> {
+        let pages = self.pdf.pages();
+        let page = pages.get(index).ok_or(Error::PageOutOfRange {
+            index,
+            count: self.pages,
+        })?;
+        let cache = RenderCache::new();
+        render_one(page, &cache, index, spec)
+    }
+
+    /// Renders every page in order, sharing font and glyph caches between pages.
+    pub fn render_all(
+        &self,
+        spec: &PageSpec,
+        mut each: impl FnMut(usize, Result<Page, Error>) -> bool,
+    ) {
+        let pages = self.pdf.pages();
+        let cache = RenderCache::new();
+        for (i, page) in pages.iter().enumerate() {
+            if !each(i, render_one(page, &cache, i, spec)) {
+                break;
+            }
+        }
+    }
+}
+
+/// Rejects documents with an image whose declared size is over the pixel limit, before
+/// the rasterizer would allocate it.
+fn check_images(pdf: &Pdf, limits: &Limits) -> Result<(), Error> {
+    for obj in pdf.objects() {
+        if let Object::Stream(s) = obj {
+            let d = s.dict();
+            let is_image = d
+                .get::<hayro::hayro_syntax::object::Name>(b"Subtype")
+                .is_some_and(|n| n.as_ref() == b"Image");
+            if !is_image {
+                continue;
+            }
+            let w = d.get::<f64>(b"Width").unwrap_or(0.0).max(0.0) as u64;
+            let h = d.get::<f64>(b"Height").unwrap_or(0.0).max(0.0) as u64;
+            if w.saturating_mul(h) > limits.max_image_pixels {
+                return Err(Error::ImageTooLarge {
+                    width: w,
+                    height: h,
+                    limit: limits.max_image_pixels,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_one<'a>(
+    page: &'a hayro::hayro_syntax::page::Page<'a>,
+    cache: &RenderCache<'a>,
+    index: usize,
+    spec: &PageSpec,
+) -> Result<Page, Error> {
+    let (w_pt, h_pt) = page.render_dimensions();
+    // PDF pages are printed at true size, shrunk only when larger than the paper.
+    let place = fit(spec, f64::from(w_pt) / 72.0, f64::from(h_pt) / 72.0, 1.0)
+        .ok_or_else(|| Error::corrupt(Format::Pdf, format!("page {index} has no usable size")))?;
+    let (width, height) = (spec.width(), spec.height());
+    let (w16, h16) = match (u16::try_from(width), u16::try_from(height)) {
+        (Ok(w), Ok(h)) => (w, h),
+        _ => {
+            return Err(Error::unsupported(
+                Format::Pdf,
+                "page larger than the rasterizer allows",
+            ));
+        }
+    };
+    let sx = place.scale * f64::from(spec.x_dpi()) / 72.0;
+    let sy = place.scale * f64::from(spec.y_dpi()) / 72.0;
+    let transform = Affine::translate((f64::from(place.x), 0.0))
+        * Affine::scale_non_uniform(sx, sy)
+        * page.initial_transform(true).to_kurbo();
+    let dither = spec.halftone == Halftone::Dither;
+    let settings = RenderSettings {
+        // Without anti-aliasing edges are already black or white, and it is 2–3× faster;
+        // dithering wants the grey edges and images interpolated.
+        aliasing_threshold: if dither { None } else { Some(128) },
+        force_image_interpolation: dither,
+        ..RenderSettings::default()
+    };
+    let pixmap = catch_unwind(AssertUnwindSafe(|| {
+        let mut ctx = RenderContext::new_with(
+            w16,
+            h16,
+            hayro::vello_cpu::RenderSettings {
+                num_threads: 0,
+                ..Default::default()
+            },
+        );
+        hayro::render_into(
+            page,
+            cache,
+            &InterpreterSettings::default(),
+            &settings,
+            &mut ctx,
+            transform,
+        );
+        ctx.flush();
+        let mut pixmap = Pixmap::new(w16, h16);
+        ctx.render_with(
+            &mut pixmap,
+            &mut Resources::default(),
+            RasterizerSettings {
+                target_init: TargetInit::Clear(WHITE),
+                ..Default::default()
+            },
+        );
+        pixmap
+    }))
+    .map_err(|_| Error::RendererFailed {
+        format: Format::Pdf,
+        page: index,
+    })?;
+    Ok(to_page(&pixmap, spec))
+}
+
+/// Premultiplied RGBA over white → luma → bilevel.
+fn to_page(pixmap: &Pixmap, spec: &PageSpec) -> Page {
+    let data = pixmap
+        .data()
+        .iter()
+        .map(|p| {
+            let white = 255 - u32::from(p.a);
+            let l = (u32::from(p.r) * 77 + u32::from(p.g) * 150 + u32::from(p.b) * 29) >> 8;
+            (l + white).min(255) as u8
+        })
+        .collect();
+    let grey = Grey {
+        width: u32::from(pixmap.width()),
+        height: u32::from(pixmap.height()),
+        data,
+    };
+    let halftone = match spec.halftone {
+        Halftone::Dither => Halftone::Dither,
+        _ => Halftone::Threshold,
+    };
+    grey.to_page(halftone, spec.x_dpi(), spec.y_dpi())
+}

@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use crate::Limits;
 use crate::error::{Error, Format};
-use crate::geometry::{PageSpec, fit};
+use crate::geometry::{Halftone, PageSpec, fit};
 use crate::halftone::Grey;
 use crate::page::Page;
 
@@ -23,10 +23,20 @@ impl Picture {
         let (w, h) = (f64::from(self.grey.width), f64::from(self.grey.height));
         let (xd, yd) = self.dpi.unwrap_or((1.0, 1.0));
         let mut canvas = Grey::white(spec.width(), spec.height());
+        let mut halftone = spec.halftone;
         if let Some(p) = fit(spec, w / xd, h / yd, f64::INFINITY) {
-            canvas.paste(&self.grey.resize(p.width, p.height), p.x, 0);
+            let scaled = self.grey.resize(p.width, p.height);
+            // Decide on the picture alone: the white margins would make any page bimodal.
+            if halftone == Halftone::Auto {
+                halftone = if scaled.is_bimodal() {
+                    Halftone::Threshold
+                } else {
+                    Halftone::Dither
+                };
+            }
+            canvas.paste(&scaled, p.x, 0);
         }
-        canvas.to_page(spec.halftone, spec.x_dpi(), spec.y_dpi())
+        canvas.to_page(halftone, spec.x_dpi(), spec.y_dpi())
     }
 }
 
@@ -174,8 +184,19 @@ fn check_directory(
 
 fn resolution(dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>) -> Option<(f64, f64)> {
     use tiff::tags::Tag;
-    let x = dec.get_tag_f64(Tag::XResolution).ok()?;
-    let y = dec.get_tag_f64(Tag::YResolution).ok()?;
+    let mut number = |tag| {
+        use tiff::decoder::ifd::Value as V;
+        match dec.find_tag(tag).ok()?? {
+            V::Rational(n, d) => Some(f64::from(n) / f64::from(d)),
+            V::Double(v) => Some(v),
+            V::Float(v) => Some(f64::from(v)),
+            V::Short(v) => Some(f64::from(v)),
+            V::Unsigned(v) => Some(f64::from(v)),
+            _ => None,
+        }
+    };
+    let x = number(Tag::XResolution)?;
+    let y = number(Tag::YResolution)?;
     let unit = dec
         .find_tag_unsigned::<u16>(Tag::ResolutionUnit)
         .ok()

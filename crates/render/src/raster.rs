@@ -74,15 +74,19 @@ pub(crate) fn decode_image(
     let (w, h) = decoder.dimensions();
     check_pixels(u64::from(w), u64::from(h), format, limits)?;
     let img = image::DynamicImage::from_decoder(decoder).map_err(|e| image_error(format, e))?;
-    let la = img.to_luma_alpha8();
-    let data = la
-        .pixels()
-        .map(|p| {
-            let [l, a] = p.0;
-            let (l, a) = (u32::from(l), u32::from(a));
-            ((l * a + 255 * (255 - a) + 127) / 255) as u8
-        })
-        .collect();
+    let data = if img.color().has_alpha() {
+        img.to_luma_alpha8()
+            .pixels()
+            .map(|p| {
+                let [l, a] = p.0;
+                let (l, a) = (u32::from(l), u32::from(a));
+                ((l * a + 255 * (255 - a) + 127) / 255) as u8
+            })
+            .collect()
+    } else {
+        // No alpha: convert in place of the decoded buffer rather than via a copy with alpha.
+        img.into_luma8().into_raw()
+    };
     Ok(Picture {
         grey: Grey {
             width: w,

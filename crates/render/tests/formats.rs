@@ -266,7 +266,7 @@ fn pdf_pages_render_at_true_size_centred_on_the_line() {
             "{res:?} x0 {x0}"
         );
         assert!(
-            (f64::from(x1) - (left + px(500.0, spec.x_dpi()))).abs() <= 2.0,
+            (f64::from(x1) - (left + px(500.5, spec.x_dpi()))).abs() <= 2.0,
             "{res:?} x1 {x1}"
         );
         // Top of the title at 760 pt + ~14 pt cap height; bottom of the grid at 200 pt.

@@ -46,11 +46,17 @@ impl Typeface {
     /// `size_pt` points on a grid of `x_dpi` × `y_dpi`; non-square pixels get a
     /// non-uniform scale so letters keep their shape on paper.
     pub fn new(size_pt: f32, x_dpi: u32, y_dpi: u32) -> Self {
+        let font = font();
+        // ab_glyph scales ascent − descent to the given pixels; a point size is per em.
+        let height_em = font
+            .as_ref()
+            .map(|f| f.height_unscaled() / f.units_per_em().unwrap_or(2048.0))
+            .unwrap_or(1.0);
         Typeface {
-            font: font(),
+            font,
             scale: PxScale {
-                x: size_pt * x_dpi as f32 / 72.0,
-                y: size_pt * y_dpi as f32 / 72.0,
+                x: size_pt * height_em * x_dpi as f32 / 72.0,
+                y: size_pt * height_em * y_dpi as f32 / 72.0,
             },
             cache: HashMap::new(),
         }

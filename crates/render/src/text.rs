@@ -17,7 +17,7 @@ pub struct TextOptions {
 
 impl Default for TextOptions {
     /// 10-point type on 12-point lines (6 lines per inch) with 15 mm margins: 84 columns
-    /// and 62 lines on A4.
+    /// and 63 lines on A4.
     fn default() -> Self {
         TextOptions {
             font_size_pt: 10.0,
@@ -176,8 +176,8 @@ mod tests {
     }
 
     #[test]
-    fn a4_grid_is_84_columns_by_62_lines() {
-        assert_eq!(TextOptions::default().grid(PaperSize::A4), (84, 62));
+    fn a4_grid_is_84_columns_by_63_lines() {
+        assert_eq!(TextOptions::default().grid(PaperSize::A4), (84, 63));
     }
 
     #[test]
@@ -208,7 +208,7 @@ mod tests {
             .join("\n");
         let d = layout(&text);
         assert_eq!(d.page_count(), 3);
-        assert_eq!(d.lines(2).expect("page").len(), 130 - 124);
+        assert_eq!(d.lines(2).expect("page").len(), 130 - 126);
         assert_eq!(layout("a\x0cb\x0c").page_count(), 2);
         assert_eq!(layout("a\x0c\x0cb").page_count(), 3);
     }

@@ -96,12 +96,16 @@ pub struct LoadOptions {
     pub text_paper: PaperSize,
     /// Plain-text layout.
     pub text: TextOptions,
+    /// Worker threads [`Document::render_all`] may use for PDF pages; 0 or 1 renders in
+    /// the calling thread.
+    pub threads: usize,
 }
 
 /// A loaded document.
 pub struct Document {
     kind: Kind,
     limits: Limits,
+    threads: usize,
 }
 
 enum Kind {
@@ -181,7 +185,11 @@ pub fn load(bytes: &[u8], options: &LoadOptions) -> Result<Document, Error> {
             Kind::Text(doc)
         }
     };
-    Ok(Document { kind, limits })
+    Ok(Document {
+        kind,
+        limits,
+        threads: options.threads,
+    })
 }
 
 impl Document {
@@ -225,14 +233,14 @@ impl Document {
 
     /// Renders every page in order, calling `each(index, result)` until it returns
     /// `false`. Faster than [`Document::render_page`] in a loop for PDFs, whose font
-    /// caches are then shared between pages.
+    /// caches are then shared between pages, and spread over [`LoadOptions::threads`].
     pub fn render_all(
         &self,
         spec: &PageSpec,
         mut each: impl FnMut(usize, Result<Page, Error>) -> bool,
     ) {
         if let Kind::Pdf(d) = &self.kind {
-            return d.render_all(spec, each);
+            return d.render_all(spec, self.threads, each);
         }
         for i in 0..self.page_count() {
             if !each(i, self.render_page(i, spec)) {

@@ -65,22 +65,75 @@ impl PdfDoc {
             count: self.pages,
         })?;
         let cache = RenderCache::new();
-        render_one(page, &cache, index, spec)
+        render_one(page, &cache, &mut Canvas::default(), index, spec)
     }
 
-    /// Renders every page in order, sharing font and glyph caches between pages.
+    /// Renders every page in order, sharing font and glyph caches between pages. With
+    /// `threads` > 1, worker `k` renders pages `k, k + threads, …` with its own caches and
+    /// `each` still sees pages in order; at most two pages per worker wait in memory.
     pub fn render_all(
         &self,
         spec: &PageSpec,
+        threads: usize,
         mut each: impl FnMut(usize, Result<Page, Error>) -> bool,
     ) {
-        let pages = self.pdf.pages();
-        let cache = RenderCache::new();
-        for (i, page) in pages.iter().enumerate() {
-            if !each(i, render_one(page, &cache, i, spec)) {
-                break;
+        let n = threads.clamp(1, self.pages);
+        if n == 1 {
+            let pages = self.pdf.pages();
+            let cache = RenderCache::new();
+            let mut canvas = Canvas::default();
+            for (i, page) in pages.iter().enumerate() {
+                if !each(i, render_one(page, &cache, &mut canvas, i, spec)) {
+                    break;
+                }
             }
+            return;
         }
+        std::thread::scope(|scope| {
+            let mut lanes = Vec::with_capacity(n);
+            for k in 0..n {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Page, Error>>(1);
+                let pdf = &self.pdf;
+                let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                    let pages = pdf.pages();
+                    let cache = RenderCache::new();
+                    let mut canvas = Canvas::default();
+                    for (i, page) in pages.iter().enumerate().skip(k).step_by(n) {
+                        // A closed channel means the caller stopped early.
+                        if tx
+                            .send(render_one(page, &cache, &mut canvas, i, spec))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                if spawned.is_err() {
+                    break;
+                }
+                lanes.push(rx);
+            }
+            if lanes.len() < n {
+                // Could not start every worker: let the started ones stop and render in
+                // this thread instead.
+                drop(lanes);
+                self.render_all(spec, 1, each);
+                return;
+            }
+            for i in 0..self.pages {
+                let page = lanes
+                    .get(i % n)
+                    .and_then(|rx| rx.recv().ok())
+                    .unwrap_or(Err(Error::RendererFailed {
+                        format: Format::Pdf,
+                        page: i,
+                    }));
+                if !each(i, page) {
+                    break;
+                }
+            }
+            drop(lanes);
+        });
     }
 }
 
@@ -110,9 +163,18 @@ fn check_images(pdf: &Pdf, limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
+/// The rasterizer's scene and RGBA target, kept from page to page: allocating and
+/// faulting in 16 MB per fine A4 page is a measurable share of the time.
+#[derive(Default)]
+struct Canvas {
+    ctx: Option<RenderContext>,
+    pixmap: Option<Pixmap>,
+}
+
 fn render_one<'a>(
     page: &'a hayro::hayro_syntax::page::Page<'a>,
     cache: &RenderCache<'a>,
+    canvas: &mut Canvas,
     index: usize,
     spec: &PageSpec,
 ) -> Result<Page, Error> {
@@ -143,15 +205,26 @@ fn render_one<'a>(
         force_image_interpolation: dither,
         ..RenderSettings::default()
     };
-    let pixmap = catch_unwind(AssertUnwindSafe(|| {
-        let mut ctx = RenderContext::new_with(
+    let mut ctx = match canvas.ctx.take() {
+        Some(mut ctx) if (ctx.width(), ctx.height()) == (w16, h16) => {
+            ctx.reset();
+            ctx
+        }
+        _ => RenderContext::new_with(
             w16,
             h16,
             hayro::vello_cpu::RenderSettings {
                 num_threads: 0,
                 ..Default::default()
             },
-        );
+        ),
+    };
+    let mut pixmap = match canvas.pixmap.take() {
+        Some(p) if (p.width(), p.height()) == (w16, h16) => p,
+        _ => Pixmap::new(w16, h16),
+    };
+    // On a panic the context and pixmap are dropped, not reused.
+    catch_unwind(AssertUnwindSafe(|| {
         hayro::render_into(
             page,
             cache,
@@ -161,7 +234,6 @@ fn render_one<'a>(
             transform,
         );
         ctx.flush();
-        let mut pixmap = Pixmap::new(w16, h16);
         ctx.render_with(
             &mut pixmap,
             &mut Resources::default(),
@@ -170,34 +242,61 @@ fn render_one<'a>(
                 ..Default::default()
             },
         );
-        pixmap
     }))
     .map_err(|_| Error::RendererFailed {
         format: Format::Pdf,
         page: index,
     })?;
-    Ok(to_page(&pixmap, spec))
+    let result = to_page(&pixmap, spec);
+    canvas.ctx = Some(ctx);
+    canvas.pixmap = Some(pixmap);
+    Ok(result)
 }
 
 /// Premultiplied RGBA over white → luma → bilevel.
 fn to_page(pixmap: &Pixmap, spec: &PageSpec) -> Page {
-    let data = pixmap
-        .data()
-        .iter()
-        .map(|p| {
-            let white = 255 - u32::from(p.a);
-            let l = (u32::from(p.r) * 77 + u32::from(p.g) * 150 + u32::from(p.b) * 29) >> 8;
-            (l + white).min(255) as u8
-        })
-        .collect();
-    let grey = Grey {
-        width: u32::from(pixmap.width()),
-        height: u32::from(pixmap.height()),
-        data,
+    let (w, h) = (u32::from(pixmap.width()), u32::from(pixmap.height()));
+    let luma = |p: &hayro::vello_cpu::peniko::color::PremulRgba8| {
+        let white = 255 - u32::from(p.a);
+        let l = (u32::from(p.r) * 77 + u32::from(p.g) * 150 + u32::from(p.b) * 29) >> 8;
+        (l + white).min(255) as u8
     };
-    let halftone = match spec.halftone {
-        Halftone::Dither => Halftone::Dither,
-        _ => Halftone::Threshold,
-    };
-    grey.to_page(halftone, spec.x_dpi(), spec.y_dpi())
+    if spec.halftone == Halftone::Dither {
+        let grey = Grey {
+            width: w,
+            height: h,
+            data: pixmap.data().iter().map(luma).collect(),
+        };
+        return grey.to_page(Halftone::Dither, spec.x_dpi(), spec.y_dpi());
+    }
+    // Threshold straight into packed bits: this runs over every pixel of every page, so
+    // it skips the intermediate grey buffer.
+    let mut page = Page::blank(w, h, spec.x_dpi(), spec.y_dpi());
+    let stride = page.stride();
+    if w == 0 {
+        return page;
+    }
+    const WHITE8: [u8; 32] = [255; 32];
+    for (src, dst) in pixmap
+        .data_as_u8_slice()
+        .chunks_exact(w as usize * 4)
+        .zip(page.data.chunks_exact_mut(stride))
+    {
+        for (px, byte) in src.chunks(32).zip(dst.iter_mut()) {
+            // Most of a page is paper: skip runs of eight opaque white pixels at once.
+            if px == WHITE8 {
+                continue;
+            }
+            let mut b = 0u8;
+            for (i, p) in px.chunks_exact(4).enumerate() {
+                if let [r, g, bl, a] = *p {
+                    let white = 255 - u32::from(a);
+                    let l = (u32::from(r) * 77 + u32::from(g) * 150 + u32::from(bl) * 29) >> 8;
+                    b |= u8::from(l + white < 128) << (7 - i);
+                }
+            }
+            *byte = b;
+        }
+    }
+    page
 }

@@ -319,3 +319,35 @@ fn render_all_matches_render_page() {
     });
     assert_eq!(seen, 2);
 }
+
+#[test]
+fn threaded_render_all_gives_the_same_pages_in_order() {
+    let pdf = common::data("sample.pdf");
+    let spec = PageSpec::new(Resolution::Standard, PaperSize::A4);
+    let one = load(&pdf, &opts()).expect("loads");
+    let two = load(
+        &pdf,
+        &LoadOptions {
+            threads: 2,
+            ..opts()
+        },
+    )
+    .expect("loads");
+    let mut seen = Vec::new();
+    two.render_all(&spec, |i, page| {
+        same(
+            &page.expect("renders"),
+            &one.render_page(i, &spec).expect("renders"),
+        );
+        seen.push(i);
+        true
+    });
+    assert_eq!(seen, [0, 1]);
+    // Stopping after the first page ends the workers without a hang.
+    let mut calls = 0;
+    two.render_all(&spec, |_, _| {
+        calls += 1;
+        false
+    });
+    assert_eq!(calls, 1);
+}

@@ -69,17 +69,7 @@ impl GsDoc {
             .rev()
             .find_map(|l| l.trim().parse::<usize>().ok())
             .ok_or_else(|| Error::Ghostscript("could not count the pages".into()))?;
-        if pages == 0 {
-            return Err(Error::NoPages {
-                format: Format::Pdf,
-            });
-        }
-        if pages > limits.max_pages {
-            return Err(Error::TooManyPages {
-                pages,
-                limit: limits.max_pages,
-            });
-        }
+        limits.check_pages(Format::Pdf, pages)?;
         doc.pages = pages;
         Ok(doc)
     }

@@ -60,6 +60,22 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// A document must have at least one page and at most `max_pages`.
+    pub(crate) fn check_pages(&self, format: Format, pages: usize) -> Result<(), Error> {
+        if pages == 0 {
+            return Err(Error::NoPages { format });
+        }
+        if pages > self.max_pages {
+            return Err(Error::TooManyPages {
+                pages,
+                limit: self.max_pages,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Which program rasterizes PDF pages.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum PdfBackend {

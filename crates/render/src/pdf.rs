@@ -38,17 +38,7 @@ impl PdfDoc {
                 LoadPdfError::Invalid => Error::corrupt(Format::Pdf, "no readable page tree"),
             })?;
         let pages = pdf.pages().len();
-        if pages == 0 {
-            return Err(Error::NoPages {
-                format: Format::Pdf,
-            });
-        }
-        if pages > limits.max_pages {
-            return Err(Error::TooManyPages {
-                pages,
-                limit: limits.max_pages,
-            });
-        }
+        limits.check_pages(Format::Pdf, pages)?;
         check_images(&pdf, limits)?;
         Ok(PdfDoc { pdf, pages })
     }

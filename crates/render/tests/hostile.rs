@@ -20,30 +20,19 @@ fn check(name: &str, options: &LoadOptions, expect: impl Fn(&Result<(), Error>) 
     assert!(expect(&outcome), "{name}: unexpected outcome {outcome:?}");
 }
 
+/// Expects a `Corrupt` error for `format`.
+fn corrupt(format: Format) -> impl Fn(&Result<(), Error>) -> bool {
+    move |r| matches!(r, Err(Error::Corrupt { format: f, .. }) if *f == format)
+}
+
 fn defaults() -> LoadOptions {
     LoadOptions::default()
 }
 
 #[test]
 fn corrupt_and_truncated_pdfs() {
-    check("garbage.pdf", &defaults(), |r| {
-        matches!(
-            r,
-            Err(Error::Corrupt {
-                format: Format::Pdf,
-                ..
-            })
-        )
-    });
-    check("deep-nesting.pdf", &defaults(), |r| {
-        matches!(
-            r,
-            Err(Error::Corrupt {
-                format: Format::Pdf,
-                ..
-            })
-        )
-    });
+    check("garbage.pdf", &defaults(), corrupt(Format::Pdf));
+    check("deep-nesting.pdf", &defaults(), corrupt(Format::Pdf));
     // The first half of sample.pdf still holds both pages: hayro rebuilds the xref.
     check("truncated.pdf", &defaults(), Result::is_ok);
     check("deep-save.pdf", &defaults(), Result::is_ok);
@@ -91,42 +80,10 @@ fn decompression_bombs_hit_the_pixel_limit() {
 
 #[test]
 fn broken_pictures() {
-    check("truncated.png", &defaults(), |r| {
-        matches!(
-            r,
-            Err(Error::Corrupt {
-                format: Format::Png,
-                ..
-            })
-        )
-    });
-    check("truncated.jpg", &defaults(), |r| {
-        matches!(
-            r,
-            Err(Error::Corrupt {
-                format: Format::Jpeg,
-                ..
-            })
-        )
-    });
-    check("truncated.gif", &defaults(), |r| {
-        matches!(
-            r,
-            Err(Error::Corrupt {
-                format: Format::Gif,
-                ..
-            })
-        )
-    });
-    check("loop.tif", &defaults(), |r| {
-        matches!(
-            r,
-            Err(Error::Corrupt {
-                format: Format::Tiff,
-                ..
-            })
-        )
-    });
+    check("truncated.png", &defaults(), corrupt(Format::Png));
+    check("truncated.jpg", &defaults(), corrupt(Format::Jpeg));
+    check("truncated.gif", &defaults(), corrupt(Format::Gif));
+    check("loop.tif", &defaults(), corrupt(Format::Tiff));
     check("binary.bin", &defaults(), |r| {
         matches!(r, Err(Error::UnknownFormat))
     });

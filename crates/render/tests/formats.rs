@@ -351,3 +351,17 @@ fn threaded_render_all_gives_the_same_pages_in_order() {
     });
     assert_eq!(calls, 1);
 }
+
+#[test]
+fn documents_and_pages_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<render::Document>();
+    send_sync::<Page>();
+    send_sync::<Error>();
+    let doc = load(&common::data("sample.pdf"), &opts()).expect("loads");
+    let page = std::thread::spawn(move || doc.render_page(0, &PageSpec::default()))
+        .join()
+        .expect("no panic")
+        .expect("renders");
+    assert!(page.black_pixels() > 0);
+}

@@ -106,3 +106,29 @@ fn missing_ghostscript_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn both_backends_shrink_an_a4_page_onto_letter_alike() {
+    if !common::have_gs() {
+        return;
+    }
+    let pdf = common::data("sample.pdf");
+    let spec = PageSpec::new(Resolution::Fine, PaperSize::Letter);
+    let hayro = load(&pdf, &LoadOptions::default()).expect("hayro loads");
+    let gs = load(
+        &pdf,
+        &LoadOptions {
+            pdf_backend: PdfBackend::ghostscript(),
+            ..LoadOptions::default()
+        },
+    )
+    .expect("gs loads");
+    let a = hayro.render_page(0, &spec).expect("hayro renders");
+    let b = gs.render_page(0, &spec).expect("gs renders");
+    assert_eq!((b.width, b.height), (1728, 2156));
+    // A4 is taller than Letter: hayro shrinks the page while rasterizing, the gs backend
+    // resamples gs's true-size bitmap; both by 2156/2292 to the same place.
+    let near = near_agreement(&a, &b, 1);
+    eprintln!("Letter: within 1 px {near:.4}");
+    assert!(near > 0.97, "{near}");
+}

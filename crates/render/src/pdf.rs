@@ -7,7 +7,7 @@ use hayro::hayro_interpret::util::TransformExt;
 use hayro::hayro_syntax::object::Object;
 use hayro::hayro_syntax::{DecryptionError, LoadPdfError, Pdf};
 use hayro::kurbo::Affine;
-use hayro::vello_cpu::color::palette::css::WHITE;
+use hayro::vello_cpu::color::palette::css::TRANSPARENT;
 use hayro::vello_cpu::{Pixmap, RasterizerSettings, RenderContext, Resources, TargetInit};
 use hayro::{RenderCache, RenderSettings};
 
@@ -229,7 +229,9 @@ fn render_one<'a>(
             &mut pixmap,
             &mut Resources::default(),
             RasterizerSettings {
-                target_init: TargetInit::Clear(WHITE),
+                // Transparent is paper white to `to_page`, and lets the rasterizer skip
+                // painting a background into every tile.
+                target_init: TargetInit::Clear(TRANSPARENT),
                 ..Default::default()
             },
         );
@@ -267,15 +269,15 @@ fn to_page(pixmap: &Pixmap, spec: &PageSpec) -> Page {
     if w == 0 {
         return page;
     }
-    const WHITE8: [u8; 32] = [255; 32];
+    const CLEAR8: [u8; 32] = [0; 32];
     for (src, dst) in pixmap
         .data_as_u8_slice()
         .chunks_exact(w as usize * 4)
         .zip(page.data.chunks_exact_mut(stride))
     {
         for (px, byte) in src.chunks(32).zip(dst.iter_mut()) {
-            // Most of a page is paper: skip runs of eight opaque white pixels at once.
-            if px == WHITE8 {
+            // Most of a page is untouched paper: skip runs of eight transparent pixels.
+            if px == CLEAR8 {
                 continue;
             }
             let mut b = 0u8;

@@ -1,5 +1,5 @@
 //! The header line a sending fax machine prints at the top of each page
-//! ("From <header> <date> Page n/N"; T.30 leaves its form to the sender).
+//! (`From <header> <date> Page n/N`; T.30 leaves its form to the sender).
 
 use crate::font::Typeface;
 use crate::page::Page;
@@ -26,7 +26,7 @@ pub fn band_height(y_dpi: u32) -> u32 {
     (HEADER_FONT_PT * 1.5 * y_dpi as f32 / 72.0).ceil() as u32
 }
 
-/// Clears a band at the top of the page and prints, left to right: "From <from>",
+/// Clears a band at the top of the page and prints, left to right: `From <from>`,
 /// the date, and "Page n/N" against the right edge.
 pub fn stamp(page: &mut Page, info: &HeaderInfo<'_>) {
     let band = band_height(page.y_dpi);

@@ -214,6 +214,12 @@ mod tests {
     }
 
     #[test]
+    fn crlf_and_control_characters() {
+        let d = layout("a\r\nb\x07c\r\n");
+        assert_eq!(d.lines(0).expect("page"), ["a", "bc"]);
+    }
+
+    #[test]
     fn page_limit_stops_layout() {
         let text = "\n".repeat(10_000);
         assert!(TextDoc::layout(&text, PaperSize::A4, TextOptions::default(), 3).is_err());

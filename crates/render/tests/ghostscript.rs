@@ -46,21 +46,27 @@ fn near_agreement(a: &Page, b: &Page, r: i64) -> f64 {
     matched as f64 / total.max(1) as f64
 }
 
-#[test]
-fn hayro_matches_ghostscript_on_sample_pdf() {
-    if !common::have_gs() {
-        return;
-    }
-    let pdf = common::data("sample.pdf");
-    let hayro = load(&pdf, &LoadOptions::default()).expect("hayro loads");
+/// The same PDF loaded with the hayro and the ghostscript backend.
+fn both_backends(pdf: &[u8]) -> (render::Document, render::Document) {
+    let hayro = load(pdf, &LoadOptions::default()).expect("hayro loads");
     let gs = load(
-        &pdf,
+        pdf,
         &LoadOptions {
             pdf_backend: PdfBackend::ghostscript(),
             ..LoadOptions::default()
         },
     )
     .expect("gs loads");
+    (hayro, gs)
+}
+
+#[test]
+fn hayro_matches_ghostscript_on_sample_pdf() {
+    if !common::have_gs() {
+        return;
+    }
+    let pdf = common::data("sample.pdf");
+    let (hayro, gs) = both_backends(&pdf);
     assert_eq!(gs.page_count(), 2);
     for res in [Resolution::Standard, Resolution::Fine, Resolution::R300] {
         let spec = PageSpec::new(res, PaperSize::A4);
@@ -114,15 +120,7 @@ fn both_backends_shrink_an_a4_page_onto_letter_alike() {
     }
     let pdf = common::data("sample.pdf");
     let spec = PageSpec::new(Resolution::Fine, PaperSize::Letter);
-    let hayro = load(&pdf, &LoadOptions::default()).expect("hayro loads");
-    let gs = load(
-        &pdf,
-        &LoadOptions {
-            pdf_backend: PdfBackend::ghostscript(),
-            ..LoadOptions::default()
-        },
-    )
-    .expect("gs loads");
+    let (hayro, gs) = both_backends(&pdf);
     let a = hayro.render_page(0, &spec).expect("hayro renders");
     let b = gs.render_page(0, &spec).expect("gs renders");
     assert_eq!((b.width, b.height), (1728, 2156));

@@ -56,7 +56,7 @@ impl GsDoc {
             pages: 0,
         };
         let path = ps_string(&doc.file.0);
-        let out = doc.run(&[
+        let (out, err) = doc.run(&[
             "-q".into(),
             "-dNODISPLAY".into(),
             "-dSAFER".into(),
@@ -64,11 +64,19 @@ impl GsDoc {
             "-c".into(),
             format!("{path} (r) file runpdfbegin pdfpagecount = quit"),
         ])?;
-        let pages = String::from_utf8_lossy(&out)
+        // Ghostscript reports unreadable files as 0 pages, with the reason in its messages.
+        if String::from_utf8_lossy(&err).contains("requires a password") {
+            return Err(Error::Encrypted("a password is needed to open it"));
+        }
+        let out = String::from_utf8_lossy(&out);
+        let pages = out
             .lines()
             .rev()
             .find_map(|l| l.trim().parse::<usize>().ok())
             .ok_or_else(|| Error::Ghostscript("could not count the pages".into()))?;
+        if pages == 0 && out.contains("Couldn't initialise file") {
+            return Err(Error::corrupt(Format::Pdf, "ghostscript cannot read it"));
+        }
         limits.check_pages(Format::Pdf, pages)?;
         doc.pages = pages;
         Ok(doc)
@@ -105,14 +113,15 @@ impl GsDoc {
         Ok(place(w, h, bits, spec))
     }
 
-    /// Runs ghostscript with a deadline, returning its standard output.
-    fn run(&self, args: &[String]) -> Result<Vec<u8>, Error> {
+    /// Runs ghostscript with a deadline, returning its standard output and error.
+    fn run(&self, args: &[String]) -> Result<(Vec<u8>, Vec<u8>), Error> {
         let stdout = TempFile::new("out");
+        let stderr = TempFile::new("err");
         let mut child = Command::new(&self.program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout.0)?)
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr.0)?)
             .spawn()
             .map_err(|e| Error::GhostscriptMissing {
                 program: self.program.clone(),
@@ -137,7 +146,7 @@ impl GsDoc {
         if !status.success() {
             return Err(Error::Ghostscript(format!("exited with {status}")));
         }
-        Ok(std::fs::read(&stdout.0)?)
+        Ok((std::fs::read(&stdout.0)?, std::fs::read(&stderr.0)?))
     }
 }
 

@@ -130,3 +130,30 @@ fn both_backends_shrink_an_a4_page_onto_letter_alike() {
     eprintln!("Letter: within 1 px {near:.4}");
     assert!(near > 0.97, "{near}");
 }
+
+#[test]
+fn ghostscript_backend_types_its_failures() {
+    if !common::have_gs() {
+        return;
+    }
+    let gs = LoadOptions {
+        pdf_backend: PdfBackend::ghostscript(),
+        ..LoadOptions::default()
+    };
+    let load_hostile = |name: &str| load(&common::data(&format!("hostile/{name}")), &gs);
+    assert!(matches!(
+        load_hostile("encrypted.pdf"),
+        Err(render::Error::Encrypted(_))
+    ));
+    assert!(matches!(
+        load_hostile("garbage.pdf"),
+        Err(render::Error::Corrupt {
+            format: render::Format::Pdf,
+            ..
+        })
+    ));
+    assert!(matches!(
+        load_hostile("zero-pages.pdf"),
+        Err(render::Error::NoPages { .. })
+    ));
+}

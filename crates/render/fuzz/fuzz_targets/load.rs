@@ -1,0 +1,26 @@
+//! The document loader on arbitrary bytes: sniff, load under tight limits, render every
+//! page at standard resolution. Any panic or runaway allocation is a bug.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use render::{Limits, LoadOptions, PageSpec, PaperSize, Resolution, load};
+
+fuzz_target!(|data: &[u8]| {
+    let options = LoadOptions {
+        limits: Limits {
+            max_input_bytes: 1 << 20,
+            max_pages: 8,
+            max_image_pixels: 4_000_000,
+        },
+        ..LoadOptions::default()
+    };
+    if let Ok(doc) = load(data, &options) {
+        let spec = PageSpec::new(Resolution::Standard, PaperSize::A4);
+        doc.render_all(&spec, |_, page| {
+            if let Ok(p) = page {
+                assert_eq!(p.data.len(), p.stride() * p.height as usize);
+            }
+            true
+        });
+    }
+});

@@ -102,17 +102,23 @@ pub fn inspect(bytes: &[u8]) -> Result<(&'static str, u32), DocError> {
     if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
         return tiff_pages(bytes).map(|p| ("image/tiff", p));
     }
-    if bytes.starts_with(b"%PDF-") {
-        return pdf_pages(bytes).map(|p| ("application/pdf", p));
-    }
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Ok(("image/png", 1));
-    }
-    if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        return Ok(("image/jpeg", 1));
-    }
-    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        return Ok(("image/gif", 1));
+    let media_type = match render::sniff(bytes) {
+        Some(render::Format::Pdf) => Some("application/pdf"),
+        Some(render::Format::Png) => Some("image/png"),
+        Some(render::Format::Jpeg) => Some("image/jpeg"),
+        Some(render::Format::Gif) => Some("image/gif"),
+        _ => None,
+    };
+    if let Some(media_type) = media_type {
+        // The renderer's own parse: what it cannot open now, the fax server could not send later.
+        let options = render::LoadOptions {
+            limits: render::Limits { max_input_bytes: usize::MAX, ..Default::default() },
+            ..Default::default()
+        };
+        return match render::load(bytes, &options) {
+            Ok(doc) => Ok((media_type, u32::try_from(doc.page_count()).unwrap_or(u32::MAX))),
+            Err(e) => Err(DocError::Corrupt(e.to_string())),
+        };
     }
     match std::str::from_utf8(bytes) {
         Ok(text) if !text.contains('\0') => {
@@ -170,38 +176,6 @@ fn tiff_pages(b: &[u8]) -> Result<u32, DocError> {
     Ok(pages)
 }
 
-/// A structural check and page count for PDF; the renderer does the full parse when the fax server
-/// converts the document.
-fn pdf_pages(b: &[u8]) -> Result<u32, DocError> {
-    let tail = &b[b.len().saturating_sub(2048)..];
-    if !contains(tail, b"%%EOF") {
-        return Err(DocError::Corrupt("PDF: no %%EOF marker; the file is truncated".into()));
-    }
-    let mut pages = 0u32;
-    for pat in [&b"/Type /Page"[..], b"/Type/Page"] {
-        let mut i = 0;
-        while let Some(pos) = find(&b[i..], pat) {
-            let after = i + pos + pat.len();
-            if b.get(after) != Some(&b's') {
-                pages += 1;
-            }
-            i = after;
-        }
-    }
-    if pages == 0 {
-        return Err(DocError::Corrupt("PDF: no pages found".into()));
-    }
-    Ok(pages)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    find(hay, needle).is_some()
-}
-
 /// Path helper for tests and tools.
 pub fn root_of(data_dir: &Path) -> PathBuf {
     data_dir.join("documents")
@@ -233,9 +207,16 @@ mod tests {
     #[test]
     fn recognises_and_counts() {
         assert_eq!(inspect(&tiny_tiff(3)).expect("tiff"), ("image/tiff", 3));
-        assert_eq!(inspect(b"%PDF-1.4\n1 0 obj <</Type /Pages>> 2 0 obj <</Type /Page>> 3 0 obj <</Type/Page>>\n%%EOF").expect("pdf"), ("application/pdf", 2));
         assert_eq!(inspect(b"hello\n").expect("text"), ("text/plain", 1));
         assert!(matches!(inspect(b"%PDF-1.4 truncated"), Err(DocError::Corrupt(_))));
+        assert!(matches!(inspect(b"\x89PNG\r\n\x1a\nnot really"), Err(DocError::Corrupt(_))));
+        let pdf = include_bytes!("../../render/tests/data/sample.pdf");
+        let (media_type, pages) = inspect(pdf).expect("a real PDF");
+        assert_eq!(media_type, "application/pdf");
+        assert!(pages >= 1);
+        let mut cut = pdf.to_vec();
+        cut.truncate(pdf.len() / 3);
+        assert!(matches!(inspect(&cut), Err(DocError::Corrupt(_))), "a truncated PDF is refused");
         assert!(matches!(inspect(&[0u8, 159, 146, 150]), Err(DocError::Unsupported)));
         let mut looping = tiny_tiff(1);
         let n = looping.len();

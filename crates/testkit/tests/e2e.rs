@@ -488,10 +488,10 @@ fn documents_stored(data: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_stores_nothing() {
     let dir = tempdir();
-    let sup = SupervisorProc::start(dir.path(), &format!("max_upload_bytes = 4096\n{FAST_CONFIG}")).expect("supervisor");
+    let sup = SupervisorProc::start(dir.path(), &format!("max_upload_bytes = 200000\n{FAST_CONFIG}")).expect("supervisor");
     let admin = sup.admin();
     let before = documents_stored(dir.path());
-    let r = admin.upload(vec![0u8; 10_000]).await.expect("big");
+    let r = admin.upload(vec![0u8; 300_000]).await.expect("big");
     assert_eq!(r.status, 413, "{}", r.body);
     let mut cut = tiny_tiff();
     cut.truncate(40);
@@ -501,7 +501,13 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     assert!(r.body["error"]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
     let r = admin.upload(vec![0u8, 159, 146, 150, 1, 2]).await.expect("binary");
     assert_eq!(r.status, 415, "{}", r.body);
+    let r = admin.upload(include_bytes!("../../render/tests/data/hostile/encrypted.pdf").to_vec()).await.expect("pdf");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("encrypt"), "{}", r.body);
     assert_eq!(documents_stored(dir.path()), before, "rejected uploads leave nothing behind");
+    let r = admin.upload(include_bytes!("../../render/tests/data/sample.pdf").to_vec()).await.expect("pdf");
+    assert_eq!(r.status, 201, "a real PDF is accepted: {}", r.body);
+    assert_eq!(documents_stored(dir.path()), before + 1);
 
     let g = default_grouping(&admin).await;
     let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");

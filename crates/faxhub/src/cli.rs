@@ -60,12 +60,56 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Read and change fax server settings.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
     /// Download a received fax as TIFF.
     Fetch {
         inbound: String,
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SettingsCommand {
+    /// Show a fax server's settings with the desired and applied versions.
+    Get { fax_server: String },
+    /// Change settings: `path=value` pairs (values are JSON, else strings), e.g. `channels=8
+    /// station_id="+1 555 0100" t38.ecm=false`; or a whole document with --file.
+    Set {
+        fax_server: String,
+        changes: Vec<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// List the versions of a fax server's settings.
+    History { fax_server: String },
+    /// Register an earlier version again.
+    Rollback { fax_server: String, version: i64 },
+}
+
+/// Turns `a.b=value` pairs into a JSON merge patch.
+fn patch_from_pairs(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
+    let mut patch = serde_json::json!({});
+    for pair in pairs {
+        let (path, value) = pair.split_once('=').with_context(|| format!("{pair:?} is not path=value"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        let mut node = &mut patch;
+        let keys: Vec<&str> = path.split('.').collect();
+        for (i, key) in keys.iter().enumerate() {
+            if key.is_empty() {
+                bail!("{path:?} has an empty part");
+            }
+            let map = node.as_object_mut().context("a path goes through a value")?;
+            if i + 1 == keys.len() {
+                map.insert((*key).to_owned(), value.clone());
+                break;
+            }
+            node = map.entry((*key).to_owned()).or_insert_with(|| serde_json::json!({}));
+        }
+    }
+    Ok(patch)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -209,6 +253,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ClientCommand::Settings(cmd) => settings(cmd).await,
         ClientCommand::Fetch { inbound, output } => {
             let api = Api::load()?;
             let resp = api.http.get(format!("{}/v1/inbox/{inbound}/document", api.base)).bearer_auth(&api.token).send().await?;
@@ -224,8 +269,56 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     }
 }
 
+async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
+    let api = Api::load()?;
+    let show = |v: &serde_json::Value| {
+        println!("desired version {}  applied version {}{}", v["desired_version"], v["applied_version"],
+            if v["pending"] == true { "  (pending)" } else { "" });
+        if let Some(e) = v["last_error"].as_str() {
+            println!("refused version {}: {e}", v["error_version"]);
+        }
+        println!("{}", serde_json::to_string_pretty(&v["settings"]).unwrap_or_default());
+    };
+    match cmd {
+        SettingsCommand::Get { fax_server } => show(&api.get(&format!("/v1/fax-servers/{fax_server}/settings")).await?),
+        SettingsCommand::Set { fax_server, changes, file } => {
+            let path = format!("{}/v1/fax-servers/{fax_server}/settings", api.base);
+            let resp = match file {
+                Some(f) => {
+                    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?)
+                        .with_context(|| format!("{} is not JSON", f.display()))?;
+                    api.http.put(&path).bearer_auth(&api.token).json(&doc).send().await?
+                }
+                None => api.http.patch(&path).bearer_auth(&api.token).json(&patch_from_pairs(&changes)?).send().await?,
+            };
+            show(&Api::check(resp).await?);
+        }
+        SettingsCommand::History { fax_server } => {
+            for v in api.get(&format!("/v1/fax-servers/{fax_server}/settings/history")).await?.as_array().into_iter().flatten() {
+                println!("{:>4}  {}  by {}", v["version"], v["created_at"].as_str().unwrap_or(""), v["created_by"].as_str().unwrap_or(""));
+            }
+        }
+        SettingsCommand::Rollback { fax_server, version } => {
+            show(&api.post_json(&format!("/v1/fax-servers/{fax_server}/settings/rollback"), &serde_json::json!({"version": version})).await?);
+        }
+    }
+    Ok(())
+}
+
 fn uuid_like() -> String {
     format!("cli-{}-{}", std::process::id(), store_now())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pairs_become_a_merge_patch() {
+        let p = super::patch_from_pairs(&["channels=8".into(), "t38.ecm=false".into(), "station_id=+1 555".into(), "sip.user=fax1".into()])
+            .expect("patch");
+        assert_eq!(p, serde_json::json!({"channels": 8, "t38": {"ecm": false}, "station_id": "+1 555", "sip": {"user": "fax1"}}));
+        assert!(super::patch_from_pairs(&["nothing".into()]).is_err());
+        assert!(super::patch_from_pairs(&["a..b=1".into()]).is_err());
+    }
 }
 
 fn store_now() -> u128 {

@@ -58,6 +58,14 @@ async fn client_commands_send_follow_and_fetch() {
     let (ok, out) = faxhub(&config, &["send", &doc, "--to", "+1 555 CALL"]);
     assert!(!ok && out.contains("recipients[0]"), "a bad number is named: {out}");
 
+    // Settings through the CLI.
+    let (ok, out) = faxhub(&config, &["settings", "set", &fs, "channels=2", "station_id=+1 555 0100", "t38.ecm=false"]);
+    assert!(ok && out.contains("desired version 1") && out.contains("\"station_id\": \"+1 555 0100\""), "{out}");
+    let (ok, out) = faxhub(&config, &["settings", "set", &fs, "t38.max_bit_rate=33600"]);
+    assert!(!ok && out.contains("t38.max_bit_rate"), "{out}");
+    let (ok, out) = faxhub(&config, &["settings", "history", &fs]);
+    assert!(ok && out.trim_start().starts_with('1'), "{out}");
+
     // Received faxes: inbox and fetch.
     let bytes = tiny_tiff();
     node.inject(Path::new(&doc), "+15550103000", "+15550104000", "REMOTE").expect("inject");

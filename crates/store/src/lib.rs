@@ -11,6 +11,7 @@
 //! `$n` parameters, no SQLite-only functions in queries) so a PostgreSQL backend is a second pool type and a
 //! mirrored migration set, not a redesign.
 
+mod audit;
 mod clients;
 mod events;
 mod fax_servers;
@@ -20,6 +21,7 @@ mod jobs;
 mod settings;
 mod webhooks;
 
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use clients::{Client, ClientKind};
 pub use events::{NewEvent, StoredEvent};
 pub use fax_servers::FaxServer;

@@ -6,6 +6,7 @@
 //! SQL (that is the `store` crate's).
 
 pub mod access;
+pub mod audit;
 pub mod api;
 pub mod auth;
 pub mod config;

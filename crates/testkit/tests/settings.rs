@@ -96,4 +96,16 @@ async fn settings_are_registered_pushed_refused_and_kept_pending_while_offline()
     assert_eq!(reader.patch(&path, json!({"channels": 1})).await.expect("patch").status, 403);
     assert_eq!(stranger.get(&path).await.expect("get").status, 404);
     assert_eq!(stranger.get(&format!("{path}/history")).await.expect("get").status, 404);
+
+    // The audit log: every change, with before and after, and never a secret.
+    let audit = admin.get(&format!("/v1/audit?target={fs}&limit=500")).await.expect("audit").expect_status(200).expect("200");
+    let actions: Vec<&str> = audit["items"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, vec!["settings.rolled_back", "settings.changed", "settings.changed", "settings.changed", "fax_server.created"], "{audit}");
+    let refused_change = &audit["items"][2];
+    assert_eq!((refused_change["before"]["channels"].clone(), refused_change["after"]["settings"]["channels"].clone()), (json!(2), json!(8)));
+    assert_eq!(refused_change["actor_name"], "admin");
+    let all = admin.get("/v1/audit?limit=500").await.expect("audit").expect_status(200).expect("200").to_string();
+    assert!(!all.contains("s3cret-pass-1"), "secrets are redacted in the audit log");
+    assert!(all.contains("client.created") && all.contains("grouping.created"), "{all}");
+    assert_eq!(reader.get("/v1/audit").await.expect("audit").status, 403);
 }

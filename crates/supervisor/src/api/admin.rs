@@ -2,7 +2,7 @@
 
 use super::{created, rfc3339};
 use crate::access::Caller;
-use crate::auth;
+use crate::{audit, auth};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -51,11 +51,14 @@ pub async fn login(State(app): State<AppState>, Json(req): Json<LoginRequest>) -
     });
     let Some(client) = client.filter(|_| ok) else {
         tracing::info!(name = %req.name, "sign-in refused");
+        audit::record(&app, Err(&req.name), "session.refused", None, audit::NONE, audit::NONE).await;
         return Err(ApiError::unauthorized());
     };
     let token = auth::new_secret("fxh");
     app.store.create_token(&client.id, &auth::hash_secret(&token), "session").await?;
     tracing::info!(client = %client.name, "signed in");
+    let caller = Caller { id: client.id.clone(), name: client.name.clone(), is_admin: client.is_admin };
+    audit::record(&app, Ok(&caller), "session.created", Some(&client.id), audit::NONE, audit::NONE).await;
     Ok(created(TokenResponse { token, client: client.into() }))
 }
 
@@ -132,7 +135,10 @@ pub async fn create_client(State(app): State<AppState>, caller: Caller, Json(req
         None
     };
     tracing::info!(by = %caller.name, client = %client.name, "client created");
-    Ok(created(NewClientResponse { client: client.into(), token }))
+    let view = ClientView::from(client);
+    let after = serde_json::json!({"client": &view, "groupings": &req.groupings});
+    audit::record(&app, Ok(&caller), "client.created", Some(&view.id), audit::NONE, Some(&after)).await;
+    Ok(created(NewClientResponse { client: view, token }))
 }
 
 /// Lists clients (administrators).
@@ -161,6 +167,8 @@ pub async fn create_token(
     let client = app.store.client(&id).await?.ok_or_else(|| ApiError::not_found("client"))?;
     let token = auth::new_secret("fxh");
     app.store.create_token(&client.id, &auth::hash_secret(&token), &req.label).await?;
+    let after = serde_json::json!({"label": req.label});
+    audit::record(&app, Ok(&caller), "token.created", Some(&client.id), audit::NONE, Some(&after)).await;
     Ok(created(TokenResponse { token, client: client.into() }))
 }
 
@@ -196,7 +204,9 @@ pub async fn create_grouping(State(app): State<AppState>, caller: Caller, Json(r
     caller.require_admin()?;
     valid_name("name", &req.name)?;
     let g = app.store.create_grouping(&req.name).await?;
-    Ok(created(grouping_view(g, None)))
+    let view = grouping_view(g, None);
+    audit::record(&app, Ok(&caller), "grouping.created", Some(&view.id), audit::NONE, Some(&view)).await;
+    Ok(created(view))
 }
 
 /// Groupings the caller belongs to (administrators: all).
@@ -245,6 +255,7 @@ pub async fn add_member(
     app.store.add_grouping_member(&id, kind, &m.id).await?;
     app.access.reload(&app.store).await?;
     tracing::info!(by = %caller.name, grouping = %id, kind = %m.kind, member = %m.id, "grouping member added");
+    audit::record(&app, Ok(&caller), "grouping.member_added", Some(&id), audit::NONE, Some(&m)).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -261,6 +272,8 @@ pub async fn remove_member(
         return Err(ApiError::not_found("membership"));
     }
     app.access.reload(&app.store).await?;
+    let before = MemberRef { kind: kind.as_str().to_owned(), id: member_id };
+    audit::record(&app, Ok(&caller), "grouping.member_removed", Some(&id), Some(&before), audit::NONE).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -343,8 +356,10 @@ pub async fn create_fax_server(State(app): State<AppState>, caller: Caller, Json
     app.access.reload(&app.store).await?;
     app.dispatcher.register_server(&fs.id, fs.dial_prefixes());
     tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server registered");
+    let view = fax_server_view(&app, fs);
+    audit::record(&app, Ok(&caller), "fax_server.created", Some(&view.id), audit::NONE, Some(&view)).await;
     Ok(created(NewFaxServerResponse {
-        fax_server: fax_server_view(&app, fs),
+        fax_server: view,
         enrollment_token: token,
         enrollment_expires_at: rfc3339(expires),
     }))
@@ -394,7 +409,9 @@ pub async fn patch_fax_server(
     if let Some(prefixes) = req.dial_prefixes {
         valid_prefixes("dial_prefixes", &prefixes)?;
         app.store.set_fax_server_dial_prefixes(&fs.id, &prefixes).await?;
+        let (before, after) = (serde_json::json!({"dial_prefixes": fs.dial_prefixes()}), serde_json::json!({"dial_prefixes": &prefixes}));
         app.dispatcher.set_dial_prefixes(&fs.id, prefixes);
+        audit::record(&app, Ok(&caller), "fax_server.changed", Some(&fs.id), Some(&before), Some(&after)).await;
     }
     let fs = app.store.fax_server(&id).await?.ok_or_else(|| ApiError::not_found("fax server"))?;
     Ok(Json(fax_server_view(&app, fs)))
@@ -472,8 +489,9 @@ pub async fn create_rule(State(app): State<AppState>, caller: Caller, Json(req):
         created_by: caller.id.clone(),
         created_at: 0,
     };
-    let rule = app.store.create_inbound_rule(rule, &targets).await?;
-    Ok(created(rule_view(rule)))
+    let rule = rule_view(app.store.create_inbound_rule(rule, &targets).await?);
+    audit::record(&app, Ok(&caller), "inbound_rule.created", Some(&rule.id), audit::NONE, Some(&rule)).await;
+    Ok(created(rule))
 }
 
 /// Inbound routing rules (administrators).
@@ -490,5 +508,6 @@ pub async fn delete_rule(State(app): State<AppState>, caller: Caller, Path(id): 
     if !app.store.delete_inbound_rule(&id).await? {
         return Err(ApiError::not_found("inbound rule"));
     }
+    audit::record(&app, Ok(&caller), "inbound_rule.deleted", Some(&id), audit::NONE, audit::NONE).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 //! `crate::access`.
 
 mod admin;
+mod audit;
 mod documents;
 mod events;
 mod jobs;
@@ -127,6 +128,7 @@ async fn health() -> &'static str {
         events::create_webhook, events::list_webhooks, events::delete_webhook, events::deliveries,
         node::enroll, node::document, node::upload_inbound,
         settings::get, settings::put, settings::patch, settings::history, settings::changes, settings::rollback,
+        audit::list,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
 )]
@@ -164,6 +166,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/fax-servers/{id}/settings/history", get(settings::history))
         .route("/v1/fax-servers/{id}/settings/diff", get(settings::changes))
         .route("/v1/fax-servers/{id}/settings/rollback", post(settings::rollback))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/inbound-rules", post(admin::create_rule).get(admin::list_rules))
         .route("/v1/inbound-rules/{id}", delete(admin::delete_rule))
         .route("/v1/documents/{sha256}", get(documents::download))

@@ -80,6 +80,7 @@ pub async fn push(app: &AppState, id: &str) -> store::Result<()> {
 async fn store_version(app: &AppState, caller: &Caller, id: &str, next: FaxServerSettings) -> ApiResult<SettingsView> {
     next.validate()?;
     let current = current(app, id).await?;
+    let before = current.as_ref().map(|(_, s)| s.clone().masked());
     let stored = app.sealer.for_storage(next, current.as_ref().map(|(_, s)| s))?;
     let document = serde_json::to_string(&stored).map_err(|e| ApiError::internal("encoding settings", e))?;
     let version = app.store.put_settings(id, &document, &caller.id).await?;
@@ -87,6 +88,8 @@ async fn store_version(app: &AppState, caller: &Caller, id: &str, next: FaxServe
     app.store.set_fax_server_dial_prefixes(id, &stored.dial_rules.prefixes).await?;
     app.dispatcher.set_dial_prefixes(id, stored.dial_rules.prefixes.clone());
     tracing::info!(by = %caller.name, fax_server = %id, version, "settings registered");
+    let after = serde_json::json!({"version": version, "settings": stored.masked()});
+    crate::audit::record(app, Ok(caller), "settings.changed", Some(id), before.as_ref(), Some(&after)).await;
     push(app, id).await?;
     view(app, id).await
 }
@@ -183,6 +186,8 @@ pub async fn rollback(State(app): State<AppState>, caller: Caller, Path(id): Pat
     app.store.set_fax_server_dial_prefixes(&id, &stored.dial_rules.prefixes).await?;
     app.dispatcher.set_dial_prefixes(&id, stored.dial_rules.prefixes.clone());
     tracing::info!(by = %caller.name, fax_server = %id, version, from = req.version, "settings rolled back");
+    let after = serde_json::json!({"version": version, "rolled_back_to": req.version});
+    crate::audit::record(&app, Ok(&caller), "settings.rolled_back", Some(&id), crate::audit::NONE, Some(&after)).await;
     push(&app, &id).await?;
     Ok(Json(view(&app, &id).await?))
 }

@@ -65,9 +65,19 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
         heartbeat_interval_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(10_000),
         expected_attempts: expected,
     })))?;
+    // The writer also pings every heartbeat interval, so that an idle fax server hears from its supervisor
+    // and does not take the silence for a dead link.
     let writer = tokio::spawn(async move {
-        while let Some(env) = rx.recv().await {
-            if sink.send(Message::Text(env.to_json().into())).await.is_err() {
+        let mut ping = tokio::time::interval(heartbeat);
+        loop {
+            let frame = tokio::select! {
+                env = rx.recv() => match env {
+                    Some(env) => Message::Text(env.to_json().into()),
+                    None => break,
+                },
+                _ = ping.tick() => Message::Ping(Vec::new().into()),
+            };
+            if sink.send(frame).await.is_err() {
                 break;
             }
         }

@@ -727,3 +727,22 @@ async fn webhook_deliveries_are_retried_with_backoff_and_logged() {
     assert_eq!(log[0]["last_status"], 200);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+/// Regression: a supervisor with nothing to say sent nothing, and its fax servers took the silence for a
+/// dead link and reconnected every few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_link_is_not_dropped() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = default_grouping(&admin).await;
+    let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");
+    wait_online(&admin, &[&fs]).await;
+    let hello = |v: Value| v["last_seen_at"].as_str().unwrap_or_default().to_owned();
+    let first = hello(admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200"));
+    // Six heartbeat intervals of silence from the supervisor's side.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let now = admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200");
+    assert_eq!(now["online"], true);
+    assert_eq!(hello(now), first, "the fax server reconnected (a new hello) although nothing failed");
+}

@@ -58,7 +58,9 @@ impl DocStore {
     {
         let tmp = self.root.join("tmp").join(store::new_id("up"));
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
+            // Small uploads stay in memory; larger ones spill to a temporary file as they arrive.
+            let mut memory: Vec<u8> = Vec::new();
+            let mut file: Option<tokio::fs::File> = None;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             while let Some(chunk) = body.next().await {
@@ -68,25 +70,46 @@ impl DocStore {
                     return Err(DocError::TooLarge { limit });
                 }
                 hasher.update(&chunk);
-                file.write_all(&chunk).await?;
+                match file.as_mut() {
+                    Some(f) => f.write_all(&chunk).await?,
+                    None if memory.len() + chunk.len() <= IN_MEMORY => memory.extend_from_slice(&chunk),
+                    None => {
+                        let mut f = tokio::fs::File::create(&tmp).await?;
+                        f.write_all(&memory).await?;
+                        f.write_all(&chunk).await?;
+                        memory = Vec::new();
+                        file = Some(f);
+                    }
+                }
             }
-            file.flush().await?;
-            drop(file);
             if size == 0 {
                 return Err(DocError::Empty);
             }
             let sha256 = hex::encode(hasher.finalize());
-            let (media_type, pages) = {
-                let tmp = tmp.clone();
-                tokio::task::spawn_blocking(move || std::fs::read(&tmp).map_err(DocError::Io).and_then(|b| inspect(&b)))
-                    .await
-                    .map_err(|e| DocError::Corrupt(format!("inspection failed: {e}")))??
-            };
             let dest = self.path_of(&sha256).ok_or_else(|| DocError::Corrupt("bad hash".into()))?;
-            if let Some(dir) = dest.parent() {
-                tokio::fs::create_dir_all(dir).await?;
+            let (media_type, pages) = match file {
+                Some(mut f) => {
+                    f.flush().await?;
+                    drop(f);
+                    let tmp = tmp.clone();
+                    tokio::task::spawn_blocking(move || std::fs::read(&tmp).map_err(DocError::Io).and_then(|b| inspect(&b)))
+                        .await
+                        .map_err(|e| DocError::Corrupt(format!("inspection failed: {e}")))??
+                }
+                None => {
+                    let checked = inspect(&memory)?;
+                    if !tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+                        tokio::fs::write(&tmp, &memory).await?;
+                    }
+                    checked
+                }
+            };
+            if tokio::fs::try_exists(&tmp).await.unwrap_or(false) {
+                if let Some(dir) = dest.parent() {
+                    tokio::fs::create_dir_all(dir).await?;
+                }
+                tokio::fs::rename(&tmp, &dest).await?;
             }
-            tokio::fs::rename(&tmp, &dest).await?;
             Ok(StoredDoc { sha256, size, media_type, pages })
         }
         .await;
@@ -96,6 +119,9 @@ impl DocStore {
         result
     }
 }
+
+/// Uploads up to this size are hashed and checked in memory.
+const IN_MEMORY: usize = 256 * 1024;
 
 /// Recognises a document by its content and counts its pages.
 pub fn inspect(bytes: &[u8]) -> Result<(&'static str, u32), DocError> {

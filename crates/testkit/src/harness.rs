@@ -45,8 +45,9 @@ pub struct SupervisorProc {
     child: Proc,
     pub dir: PathBuf,
     pub url: String,
-    /// The bootstrap administrator's token (from the first start).
+    /// The bootstrap administrator's token and password (from the first start).
     pub token: String,
+    pub password: String,
     config: PathBuf,
 }
 
@@ -76,7 +77,7 @@ impl SupervisorProc {
             dir.join("data").display().to_string()
         );
         std::fs::write(&config, text)?;
-        let mut s = Self { child: Proc::default(), dir: dir.to_owned(), url: format!("http://127.0.0.1:{port}"), token: String::new(), config };
+        let mut s = Self { child: Proc::default(), dir: dir.to_owned(), url: format!("http://127.0.0.1:{port}"), token: String::new(), password: String::new(), config };
         s.spawn()?;
         Ok(s)
     }
@@ -111,11 +112,17 @@ impl SupervisorProc {
                     if let Some(token) = line.trim().strip_prefix("token:") {
                         self.token = token.trim().to_owned();
                     }
+                    if let Some(password) = line.trim().strip_prefix("password:") {
+                        self.password = password.trim().to_owned();
+                    }
                     if line.starts_with("API: http://") {
                         // The bootstrap lines follow the API line on a first start.
                         while let Ok(more) = rx.recv_timeout(Duration::from_millis(300)) {
                             if let Some(token) = more.trim().strip_prefix("token:") {
                                 self.token = token.trim().to_owned();
+                            }
+                            if let Some(password) = more.trim().strip_prefix("password:") {
+                                self.password = password.trim().to_owned();
                             }
                         }
                         return Ok(());

@@ -108,4 +108,18 @@ async fn settings_are_registered_pushed_refused_and_kept_pending_while_offline()
     assert!(!all.contains("s3cret-pass-1"), "secrets are redacted in the audit log");
     assert!(all.contains("client.created") && all.contains("grouping.created"), "{all}");
     assert_eq!(reader.get("/v1/audit").await.expect("audit").status, 403);
+
+    // Sign-ins, refused and accepted, are audited too; the password appears nowhere.
+    let anon = Api::new(&sup.url, "");
+    assert!(!sup.password.is_empty(), "the bootstrap password is printed once");
+    let r = anon.post("/v1/sessions", json!({"name": "admin", "password": "wrong password!"})).await.expect("login");
+    assert_eq!(r.status, 401);
+    let r = anon.post("/v1/sessions", json!({"name": "admin", "password": sup.password})).await.expect("login");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let session = admin.with_token(r.body["token"].as_str().expect("token"));
+    assert_eq!(session.get("/v1/me").await.expect("me").expect_status(200).expect("200")["name"], "admin");
+    let signins = admin.get("/v1/audit?limit=5").await.expect("audit").expect_status(200).expect("200");
+    let actions: Vec<&str> = signins["items"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(&actions[..2], &["session.created", "session.refused"], "{signins}");
+    assert!(!signins.to_string().contains("wrong password!") && !signins.to_string().contains(&sup.password));
 }

@@ -2,7 +2,7 @@
 //! Credentials are kept in `$XDG_CONFIG_HOME/faxhub/client.toml` (or `~/.config/...`), readable by the
 //! owner only.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -93,20 +93,27 @@ pub enum SettingsCommand {
 fn patch_from_pairs(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
     let mut patch = serde_json::json!({});
     for pair in pairs {
-        let (path, value) = pair.split_once('=').with_context(|| format!("{pair:?} is not path=value"))?;
-        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        let (path, value) = pair
+            .split_once('=')
+            .with_context(|| format!("{pair:?} is not path=value"))?;
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
         let mut node = &mut patch;
         let keys: Vec<&str> = path.split('.').collect();
         for (i, key) in keys.iter().enumerate() {
             if key.is_empty() {
                 bail!("{path:?} has an empty part");
             }
-            let map = node.as_object_mut().context("a path goes through a value")?;
+            let map = node
+                .as_object_mut()
+                .context("a path goes through a value")?;
             if i + 1 == keys.len() {
                 map.insert((*key).to_owned(), value.clone());
                 break;
             }
-            node = map.entry((*key).to_owned()).or_insert_with(|| serde_json::json!({}));
+            node = map
+                .entry((*key).to_owned())
+                .or_insert_with(|| serde_json::json!({}));
         }
     }
     Ok(patch)
@@ -140,14 +147,26 @@ pub struct Api {
 impl Api {
     pub fn new(base: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
         let tls = node::tls_client_config(ca_cert)?;
-        let http = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build()?;
-        Ok(Self { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .build()?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+        })
     }
 
     fn load() -> anyhow::Result<Self> {
         let path = config_path()?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("not logged in ({} missing); run `faxhub login`", path.display()))?;
-        let c: ClientConfig = toml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "not logged in ({} missing); run `faxhub login`",
+                path.display()
+            )
+        })?;
+        let c: ClientConfig =
+            toml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))?;
         Self::new(&c.url, &c.token, c.ca_cert.as_deref())
     }
 
@@ -156,45 +175,96 @@ impl Api {
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
             let e = &body["error"];
-            bail!("{status}: {} (request {})", e["message"].as_str().unwrap_or("no message"), e["request_id"].as_str().unwrap_or("?"));
+            bail!(
+                "{status}: {} (request {})",
+                e["message"].as_str().unwrap_or("no message"),
+                e["request_id"].as_str().unwrap_or("?")
+            );
         }
         Ok(body)
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        Self::check(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?).await
+        Self::check(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await
     }
 
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        Self::check(self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await?).await
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        Self::check(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await
     }
 }
 
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
-        ClientCommand::Login { url, token, name, password, ca_cert } => {
+        ClientCommand::Login {
+            url,
+            token,
+            name,
+            password,
+            ca_cert,
+        } => {
             let token = match (token, name) {
                 (Some(t), _) => t,
                 (None, Some(name)) => {
                     let password = password.context("give --password or set FAXHUB_PASSWORD")?;
                     let api = Api::new(&url, "", ca_cert.as_deref())?;
-                    let body = Api::check(api.http.post(format!("{}/v1/sessions", api.base)).json(&serde_json::json!({"name": name, "password": password})).send().await?).await?;
+                    let body = Api::check(
+                        api.http
+                            .post(format!("{}/v1/sessions", api.base))
+                            .json(&serde_json::json!({"name": name, "password": password}))
+                            .send()
+                            .await?,
+                    )
+                    .await?;
                     body["token"].as_str().unwrap_or_default().to_owned()
                 }
                 (None, None) => bail!("give --token, or --name with a password"),
             };
             let api = Api::new(&url, &token, ca_cert.as_deref())?;
-            let me = api.get("/v1/me").await.context("the token was not accepted")?;
+            let me = api
+                .get("/v1/me")
+                .await
+                .context("the token was not accepted")?;
             let path = config_path()?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let text = toml::to_string(&ClientConfig { url, token, ca_cert })?;
+            let text = toml::to_string(&ClientConfig {
+                url,
+                token,
+                ca_cert,
+            })?;
             supervisor::tls::write_private(&path, text.as_bytes())?;
             println!("logged in as {}", me["name"].as_str().unwrap_or("?"));
             Ok(())
         }
-        ClientCommand::Send { files, to, resolution, no_ecm, max_tries, header, wait } => {
+        ClientCommand::Send {
+            files,
+            to,
+            resolution,
+            no_ecm,
+            max_tries,
+            header,
+            wait,
+        } => {
             let api = Api::load()?;
             let request = serde_json::json!({
                 "recipients": to, "resolution": resolution, "ecm": !no_ecm, "max_tries": max_tries, "header": header,
@@ -202,14 +272,40 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             });
             let mut form = reqwest::multipart::Form::new().text("request", request.to_string());
             for f in &files {
-                let bytes = tokio::fs::read(f).await.with_context(|| format!("reading {}", f.display()))?;
-                let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                form = form.part("document", reqwest::multipart::Part::bytes(bytes).file_name(name));
+                let bytes = tokio::fs::read(f)
+                    .await
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                form = form.part(
+                    "document",
+                    reqwest::multipart::Part::bytes(bytes).file_name(name),
+                );
             }
-            let body = Api::check(api.http.post(format!("{}/v1/jobs", api.base)).bearer_auth(&api.token).multipart(form).send().await?).await?;
-            let ids: Vec<String> = body["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_str().map(str::to_owned)).collect();
+            let body = Api::check(
+                api.http
+                    .post(format!("{}/v1/jobs", api.base))
+                    .bearer_auth(&api.token)
+                    .multipart(form)
+                    .send()
+                    .await?,
+            )
+            .await?;
+            let ids: Vec<String> = body["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|j| j["id"].as_str().map(str::to_owned))
+                .collect();
             for j in body["jobs"].as_array().into_iter().flatten() {
-                println!("{}  {}  {}", j["id"].as_str().unwrap_or(""), j["recipient"].as_str().unwrap_or(""), j["status"].as_str().unwrap_or(""));
+                println!(
+                    "{}  {}  {}",
+                    j["id"].as_str().unwrap_or(""),
+                    j["recipient"].as_str().unwrap_or(""),
+                    j["status"].as_str().unwrap_or("")
+                );
             }
             if wait {
                 return follow(&api, ids).await;
@@ -219,11 +315,26 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Status { job } => {
             let api = Api::load()?;
             let j = api.get(&format!("/v1/jobs/{job}")).await?;
-            println!("{}  {}  {}  tries {}/{}  pages {}/{}  {}", j["id"].as_str().unwrap_or(""), j["recipient"].as_str().unwrap_or(""),
-                j["status"].as_str().unwrap_or(""), j["tries"], j["max_tries"], j["pages_sent"], j["pages_total"], j["reason"].as_str().unwrap_or(""));
+            println!(
+                "{}  {}  {}  tries {}/{}  pages {}/{}  {}",
+                j["id"].as_str().unwrap_or(""),
+                j["recipient"].as_str().unwrap_or(""),
+                j["status"].as_str().unwrap_or(""),
+                j["tries"],
+                j["max_tries"],
+                j["pages_sent"],
+                j["pages_total"],
+                j["reason"].as_str().unwrap_or("")
+            );
             for a in j["attempts"].as_array().into_iter().flatten() {
-                println!("  attempt {}  {}  {}  {}  {}", a["number"], a["fax_server_id"].as_str().unwrap_or(""), a["status"].as_str().unwrap_or(""),
-                    a["phase"].as_str().unwrap_or(""), a["reason"].as_str().unwrap_or(""));
+                println!(
+                    "  attempt {}  {}  {}  {}  {}",
+                    a["number"],
+                    a["fax_server_id"].as_str().unwrap_or(""),
+                    a["status"].as_str().unwrap_or(""),
+                    a["phase"].as_str().unwrap_or(""),
+                    a["reason"].as_str().unwrap_or("")
+                );
             }
             Ok(())
         }
@@ -233,36 +344,67 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             if let Some(s) = status {
                 path.push_str(&format!("&status={s}"));
             }
-            for j in api.get(&path).await?["items"].as_array().into_iter().flatten() {
-                println!("{}  {:<16} {:<10} {}", j["id"].as_str().unwrap_or(""), j["recipient"].as_str().unwrap_or(""),
-                    j["status"].as_str().unwrap_or(""), j["created_at"].as_str().unwrap_or(""));
+            for j in api.get(&path).await?["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}  {:<16} {:<10} {}",
+                    j["id"].as_str().unwrap_or(""),
+                    j["recipient"].as_str().unwrap_or(""),
+                    j["status"].as_str().unwrap_or(""),
+                    j["created_at"].as_str().unwrap_or("")
+                );
             }
             Ok(())
         }
         ClientCommand::Cancel { job } => {
             let api = Api::load()?;
-            let j = api.post_json(&format!("/v1/jobs/{job}/cancel"), &serde_json::json!({})).await?;
-            println!("{}  {}", j["id"].as_str().unwrap_or(""), j["status"].as_str().unwrap_or(""));
+            let j = api
+                .post_json(&format!("/v1/jobs/{job}/cancel"), &serde_json::json!({}))
+                .await?;
+            println!(
+                "{}  {}",
+                j["id"].as_str().unwrap_or(""),
+                j["status"].as_str().unwrap_or("")
+            );
             Ok(())
         }
         ClientCommand::Inbox { limit } => {
             let api = Api::load()?;
-            for f in api.get(&format!("/v1/inbox?limit={limit}")).await?["items"].as_array().into_iter().flatten() {
-                println!("{}  from {:<16} tsi {:<20} pages {}  {}", f["id"].as_str().unwrap_or(""), f["caller_number"].as_str().unwrap_or("-"),
-                    f["tsi"].as_str().unwrap_or("-"), f["pages"], f["received_at"].as_str().unwrap_or(""));
+            for f in api.get(&format!("/v1/inbox?limit={limit}")).await?["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}  from {:<16} tsi {:<20} pages {}  {}",
+                    f["id"].as_str().unwrap_or(""),
+                    f["caller_number"].as_str().unwrap_or("-"),
+                    f["tsi"].as_str().unwrap_or("-"),
+                    f["pages"],
+                    f["received_at"].as_str().unwrap_or("")
+                );
             }
             Ok(())
         }
         ClientCommand::Settings(cmd) => settings(cmd).await,
         ClientCommand::Fetch { inbound, output } => {
             let api = Api::load()?;
-            let resp = api.http.get(format!("{}/v1/inbox/{inbound}/document", api.base)).bearer_auth(&api.token).send().await?;
+            let resp = api
+                .http
+                .get(format!("{}/v1/inbox/{inbound}/document", api.base))
+                .bearer_auth(&api.token)
+                .send()
+                .await?;
             if !resp.status().is_success() {
                 Api::check(resp).await?;
                 return Ok(());
             }
             let bytes = resp.bytes().await?;
-            std::fs::write(&output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
             println!("{} bytes written to {}", bytes.len(), output.display());
             Ok(())
         }
@@ -272,34 +414,86 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     let show = |v: &serde_json::Value| {
-        println!("desired version {}  applied version {}{}", v["desired_version"], v["applied_version"],
-            if v["pending"] == true { "  (pending)" } else { "" });
+        println!(
+            "desired version {}  applied version {}{}",
+            v["desired_version"],
+            v["applied_version"],
+            if v["pending"] == true {
+                "  (pending)"
+            } else {
+                ""
+            }
+        );
         if let Some(e) = v["last_error"].as_str() {
             println!("refused version {}: {e}", v["error_version"]);
         }
-        println!("{}", serde_json::to_string_pretty(&v["settings"]).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v["settings"]).unwrap_or_default()
+        );
     };
     match cmd {
-        SettingsCommand::Get { fax_server } => show(&api.get(&format!("/v1/fax-servers/{fax_server}/settings")).await?),
-        SettingsCommand::Set { fax_server, changes, file } => {
+        SettingsCommand::Get { fax_server } => show(
+            &api.get(&format!("/v1/fax-servers/{fax_server}/settings"))
+                .await?,
+        ),
+        SettingsCommand::Set {
+            fax_server,
+            changes,
+            file,
+        } => {
             let path = format!("{}/v1/fax-servers/{fax_server}/settings", api.base);
             let resp = match file {
                 Some(f) => {
-                    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?)
-                        .with_context(|| format!("{} is not JSON", f.display()))?;
-                    api.http.put(&path).bearer_auth(&api.token).json(&doc).send().await?
+                    let doc: serde_json::Value = serde_json::from_slice(
+                        &std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                    )
+                    .with_context(|| format!("{} is not JSON", f.display()))?;
+                    api.http
+                        .put(&path)
+                        .bearer_auth(&api.token)
+                        .json(&doc)
+                        .send()
+                        .await?
                 }
-                None => api.http.patch(&path).bearer_auth(&api.token).json(&patch_from_pairs(&changes)?).send().await?,
+                None => {
+                    api.http
+                        .patch(&path)
+                        .bearer_auth(&api.token)
+                        .json(&patch_from_pairs(&changes)?)
+                        .send()
+                        .await?
+                }
             };
             show(&Api::check(resp).await?);
         }
         SettingsCommand::History { fax_server } => {
-            for v in api.get(&format!("/v1/fax-servers/{fax_server}/settings/history")).await?.as_array().into_iter().flatten() {
-                println!("{:>4}  {}  by {}", v["version"], v["created_at"].as_str().unwrap_or(""), v["created_by"].as_str().unwrap_or(""));
+            for v in api
+                .get(&format!("/v1/fax-servers/{fax_server}/settings/history"))
+                .await?
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{:>4}  {}  by {}",
+                    v["version"],
+                    v["created_at"].as_str().unwrap_or(""),
+                    v["created_by"].as_str().unwrap_or("")
+                );
             }
         }
-        SettingsCommand::Rollback { fax_server, version } => {
-            show(&api.post_json(&format!("/v1/fax-servers/{fax_server}/settings/rollback"), &serde_json::json!({"version": version})).await?);
+        SettingsCommand::Rollback {
+            fax_server,
+            version,
+        } => {
+            show(
+                &api.post_json(
+                    &format!("/v1/fax-servers/{fax_server}/settings/rollback"),
+                    &serde_json::json!({"version": version}),
+                )
+                .await?,
+            );
         }
     }
     Ok(())
@@ -313,30 +507,50 @@ fn uuid_like() -> String {
 mod tests {
     #[test]
     fn pairs_become_a_merge_patch() {
-        let p = super::patch_from_pairs(&["channels=8".into(), "t38.ecm=false".into(), "station_id=+1 555".into(), "sip.user=fax1".into()])
-            .expect("patch");
-        assert_eq!(p, serde_json::json!({"channels": 8, "t38": {"ecm": false}, "station_id": "+1 555", "sip": {"user": "fax1"}}));
+        let p = super::patch_from_pairs(&[
+            "channels=8".into(),
+            "t38.ecm=false".into(),
+            "station_id=+1 555".into(),
+            "sip.user=fax1".into(),
+        ])
+        .expect("patch");
+        assert_eq!(
+            p,
+            serde_json::json!({"channels": 8, "t38": {"ecm": false}, "station_id": "+1 555", "sip": {"user": "fax1"}})
+        );
         assert!(super::patch_from_pairs(&["nothing".into()]).is_err());
         assert!(super::patch_from_pairs(&["a..b=1".into()]).is_err());
     }
 }
 
 fn store_now() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// Follows the event stream until every job has finished, printing progress.
 async fn follow(api: &Api, mut open: Vec<String>) -> anyhow::Result<()> {
-    let resp = api.http.get(format!("{}/v1/events?after=0", api.base)).bearer_auth(&api.token).send().await?;
+    let resp = api
+        .http
+        .get(format!("{}/v1/events?after=0", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await?;
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut failed = false;
     while !open.is_empty() {
-        let Some(chunk) = stream.next().await else { bail!("the event stream ended") };
+        let Some(chunk) = stream.next().await else {
+            bail!("the event stream ended")
+        };
         buf.push_str(&String::from_utf8_lossy(&chunk?));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
+            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else {
+                continue;
+            };
             let ev: serde_json::Value = serde_json::from_str(data.trim()).unwrap_or_default();
             let job = ev["data"]["job_id"].as_str().unwrap_or_default().to_owned();
             if !open.contains(&job) {
@@ -344,10 +558,20 @@ async fn follow(api: &Api, mut open: Vec<String>) -> anyhow::Result<()> {
             }
             let kind = ev["type"].as_str().unwrap_or_default();
             match kind {
-                "job.progress" => println!("{job}: {} {}", ev["data"]["phase"].as_str().unwrap_or(""),
-                    ev["data"]["page"].as_u64().map(|p| format!("page {p}/{}", ev["data"]["pages_total"])).unwrap_or_default()),
+                "job.progress" => println!(
+                    "{job}: {} {}",
+                    ev["data"]["phase"].as_str().unwrap_or(""),
+                    ev["data"]["page"]
+                        .as_u64()
+                        .map(|p| format!("page {p}/{}", ev["data"]["pages_total"]))
+                        .unwrap_or_default()
+                ),
                 "job.sent" | "job.failed" | "job.cancelled" => {
-                    println!("{job}: {} {}", kind.trim_start_matches("job."), ev["data"]["reason"].as_str().unwrap_or(""));
+                    println!(
+                        "{job}: {} {}",
+                        kind.trim_start_matches("job."),
+                        ev["data"]["reason"].as_str().unwrap_or("")
+                    );
                     failed |= kind != "job.sent";
                     open.retain(|j| j != &job);
                 }

@@ -67,8 +67,11 @@ enum Command {
 }
 
 fn init_logs(filter: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -80,7 +83,9 @@ fn parse_listen(flag: &str, v: &str) -> anyhow::Result<Option<std::net::SocketAd
     if v == "off" {
         return Ok(None);
     }
-    v.parse().map(Some).with_context(|| format!("--{flag} {v:?} is not an address like 127.0.0.1:8480"))
+    v.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag} {v:?} is not an address like 127.0.0.1:8480"))
 }
 
 #[tokio::main]
@@ -99,7 +104,12 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config, data_dir, http, https } => {
+        Command::Serve {
+            config,
+            data_dir,
+            http,
+            https,
+        } => {
             let mut cfg = supervisor::Config::load(config.as_deref())?;
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
@@ -118,8 +128,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Node { supervisor, state_dir, enroll, ca_cert } => {
-            let config = node::NodeConfig { supervisor, state_dir, ca_cert, reachable_prefixes: Vec::new(), offer_observer: None };
+        Command::Node {
+            supervisor,
+            state_dir,
+            enroll,
+            ca_cert,
+        } => {
+            let config = node::NodeConfig {
+                supervisor,
+                state_dir,
+                ca_cert,
+                reachable_prefixes: Vec::new(),
+                offer_observer: None,
+            };
             if let Some(token) = enroll {
                 let id = node::enroll(&config, &token).await?;
                 eprintln!("enrolled as fax server {id}");
@@ -131,7 +152,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Dev { data_dir, http, https } => dev(data_dir, &http, &https).await,
+        Command::Dev {
+            data_dir,
+            http,
+            https,
+        } => dev(data_dir, &http, &https).await,
         Command::Client(c) => cli::run(c).await,
     }
 }
@@ -196,7 +221,10 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
         None => std::env::temp_dir().join(format!("faxhub-dev-{}", std::process::id())),
     };
     if data_dir.exists() && std::fs::read_dir(&data_dir)?.next().is_some() {
-        anyhow::bail!("{} is not empty; faxhub dev starts from a fresh data directory", data_dir.display());
+        anyhow::bail!(
+            "{} is not empty; faxhub dev starts from a fresh data directory",
+            data_dir.display()
+        );
     }
     let cfg = supervisor::Config {
         data_dir: data_dir.join("supervisor"),
@@ -205,8 +233,13 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
         ..Default::default()
     };
     let running = supervisor::Supervisor::start(cfg).await?;
-    let https_addr = running.https_addr.context("faxhub dev needs its HTTPS listener")?;
-    let bootstrap = running.bootstrap.clone().context("a fresh data directory has a bootstrap administrator")?;
+    let https_addr = running
+        .https_addr
+        .context("faxhub dev needs its HTTPS listener")?;
+    let bootstrap = running
+        .bootstrap
+        .clone()
+        .context("a fresh data directory has a bootstrap administrator")?;
     let api = format!("https://localhost:{}", https_addr.port());
     let ca = data_dir.join("supervisor/tls/cert.pem");
     let client = cli::Api::new(&api, &bootstrap.token, Some(&ca))?;
@@ -215,9 +248,15 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
     let mut nodes = Vec::new();
     for name in ["fax-a", "fax-b"] {
         let made = client
-            .post_json("/v1/fax-servers", &serde_json::json!({"name": name, "groupings": [default]}))
+            .post_json(
+                "/v1/fax-servers",
+                &serde_json::json!({"name": name, "groupings": [default]}),
+            )
             .await?;
-        let token = made["enrollment_token"].as_str().unwrap_or_default().to_owned();
+        let token = made["enrollment_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let config = node::NodeConfig {
             supervisor: api.clone(),
             state_dir: data_dir.join(name),
@@ -232,8 +271,14 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
     println!("data directory: {}", data_dir.display());
     announce(&running);
     println!("CA certificate for clients: {}", ca.display());
-    println!("try: faxhub login --url {api} --token {} --ca-cert {}", bootstrap.token, ca.display());
-    println!("note: the fax servers have no telephone line configured yet (0 channels); jobs wait in the queue until one is.");
+    println!(
+        "try: faxhub login --url {api} --token {} --ca-cert {}",
+        bootstrap.token,
+        ca.display()
+    );
+    println!(
+        "note: the fax servers have no telephone line configured yet (0 channels); jobs wait in the queue until one is."
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -37,14 +37,18 @@ pub struct Journal {
 impl Journal {
     pub fn open(path: PathBuf) -> std::io::Result<Self> {
         let mut data: Data = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Data::default(),
             Err(e) => return Err(e),
         };
         // Message ids must keep rising even if this file is ever lost: start from the clock.
         let floor = u64::try_from(store_clock_micros()).unwrap_or(0);
         data.next_msg_id = data.next_msg_id.max(floor);
-        let journal = Self { path, data: Mutex::new(data) };
+        let journal = Self {
+            path,
+            data: Mutex::new(data),
+        };
         journal.update(|_| ())?;
         Ok(journal)
     }
@@ -53,7 +57,8 @@ impl Journal {
     pub fn update<T>(&self, f: impl FnOnce(&mut Data) -> T) -> std::io::Result<T> {
         let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut data);
-        let bytes = serde_json::to_vec(&*data).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let bytes = serde_json::to_vec(&*data)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let tmp = self.path.with_extension("tmp");

@@ -10,7 +10,7 @@ pub mod line;
 mod runtime;
 
 pub use line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob};
-pub use runtime::{enroll, run, NodeConfig, NodeHandle, OfferObserver};
+pub use runtime::{NodeConfig, NodeHandle, OfferObserver, enroll, run};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,22 +37,29 @@ pub fn tls_client_config(ca_pem: Option<&Path>) -> Result<Arc<rustls::ClientConf
     let mut roots = rustls::RootCertStore::empty();
     match ca_pem {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| Error::Tls(format!("reading {}: {e}", path.display())))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::Tls(format!("reading {}: {e}", path.display())))?;
             for cert in rustls_pemfile_certs(&pem)? {
-                roots.add(cert).map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+fn rustls_pemfile_certs(
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<_, _>>()
         .map_err(|e| Error::Tls(format!("bad PEM: {e}")))?;

@@ -57,7 +57,12 @@ pub trait Line: Send + Sync + 'static {
     fn answers(&self) -> Vec<String>;
     /// Sends a fax; returns when the call is over. `cancel` turns true when the supervisor cancels the
     /// attempt; the line should then hang up and return a failed outcome with reason `cancelled`.
-    async fn send(&self, job: SendJob, progress: mpsc::UnboundedSender<LineProgress>, cancel: watch::Receiver<bool>) -> LineOutcome;
+    async fn send(
+        &self,
+        job: SendJob,
+        progress: mpsc::UnboundedSender<LineProgress>,
+        cancel: watch::Receiver<bool>,
+    ) -> LineOutcome;
     /// Waits for the next fax received on this line; `None` when the line is shut down.
     async fn next_received(&self) -> Option<ReceivedFax>;
     /// Channels currently receiving.

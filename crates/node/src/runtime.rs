@@ -1,12 +1,12 @@
 //! The fax server's link loop and attempt execution.
 
+use crate::Error;
 use crate::journal::{Held, Journal};
 use crate::line::{Line, LineProgress, SendJob};
-use crate::Error;
 use futures::{SinkExt, StreamExt};
 use protocol::{
-    AttemptState, Body, Capabilities, ChannelState, Envelope, FaultSide, Heartbeat, Hello, InboundFax, JobOffer,
-    JobProgress, JobResult, Outcome, Phase, PROTOCOL_VERSION,
+    AttemptState, Body, Capabilities, ChannelState, Envelope, FaultSide, Heartbeat, Hello,
+    InboundFax, JobOffer, JobProgress, JobResult, Outcome, PROTOCOL_VERSION, Phase,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -45,7 +45,10 @@ const CREDENTIAL_FILE: &str = "credential";
 
 /// Trades an enrollment token for the link credential and stores it in the state directory.
 pub async fn enroll(config: &NodeConfig, enrollment_token: &str) -> Result<String, Error> {
-    let state_error = |e: std::io::Error| Error::State { path: config.state_dir.display().to_string(), message: e.to_string() };
+    let state_error = |e: std::io::Error| Error::State {
+        path: config.state_dir.display().to_string(),
+        message: e.to_string(),
+    };
     std::fs::create_dir_all(&config.state_dir).map_err(state_error)?;
     let http = http_client(config)?;
     let url = format!("{}/v1/node/enroll", config.supervisor.trim_end_matches('/'));
@@ -54,16 +57,31 @@ pub async fn enroll(config: &NodeConfig, enrollment_token: &str) -> Result<Strin
         .json(&serde_json::json!({ "enrollment_token": enrollment_token }))
         .send()
         .await
-        .map_err(|e| Error::Unreachable { url: url.clone(), message: e.to_string() })?;
+        .map_err(|e| Error::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     if !status.is_success() {
-        let msg = body["error"]["message"].as_str().unwrap_or("no reason given").to_owned();
+        let msg = body["error"]["message"]
+            .as_str()
+            .unwrap_or("no reason given")
+            .to_owned();
         return Err(Error::EnrollmentRefused(format!("{status}: {msg}")));
     }
-    let credential = body["credential"].as_str().ok_or_else(|| Error::EnrollmentRefused("no credential in the answer".into()))?;
-    write_private(&config.state_dir.join(CREDENTIAL_FILE), credential.as_bytes()).map_err(state_error)?;
-    Ok(body["fax_server_id"].as_str().unwrap_or_default().to_owned())
+    let credential = body["credential"]
+        .as_str()
+        .ok_or_else(|| Error::EnrollmentRefused("no credential in the answer".into()))?;
+    write_private(
+        &config.state_dir.join(CREDENTIAL_FILE),
+        credential.as_bytes(),
+    )
+    .map_err(state_error)?;
+    Ok(body["fax_server_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// A received fax kept on disk until the supervisor has it.
@@ -80,7 +98,9 @@ struct PendingInbound {
 }
 
 fn pending_inbound(dir: &Path) -> Vec<PendingInbound> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
@@ -100,7 +120,12 @@ fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }
@@ -152,9 +177,13 @@ const SETTINGS_FILE: &str = "settings.json";
 
 /// Starts the fax server: connects (and reconnects) to the supervisor and serves its line.
 pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error> {
-    let state_error = |e: std::io::Error| Error::State { path: config.state_dir.display().to_string(), message: e.to_string() };
+    let state_error = |e: std::io::Error| Error::State {
+        path: config.state_dir.display().to_string(),
+        message: e.to_string(),
+    };
     std::fs::create_dir_all(config.state_dir.join("documents")).map_err(state_error)?;
-    let credential = std::fs::read_to_string(config.state_dir.join(CREDENTIAL_FILE)).map_err(|_| Error::NotEnrolled)?;
+    let credential = std::fs::read_to_string(config.state_dir.join(CREDENTIAL_FILE))
+        .map_err(|_| Error::NotEnrolled)?;
     let journal = Journal::open(config.state_dir.join("journal.json")).map_err(state_error)?;
     let node = Arc::new(Node {
         http: http_client(&config)?,
@@ -195,14 +224,22 @@ impl Node {
     /// Applies the settings kept from the last run, if any.
     fn load_settings(&self) {
         let path = self.config.state_dir.join(SETTINGS_FILE);
-        let Ok(bytes) = std::fs::read(&path) else { return };
+        let Ok(bytes) = std::fs::read(&path) else {
+            return;
+        };
         let Ok(kept) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-            tracing::error!("{} is unreadable; waiting for the supervisor's settings", path.display());
+            tracing::error!(
+                "{} is unreadable; waiting for the supervisor's settings",
+                path.display()
+            );
             return;
         };
         let version = kept["version"].as_u64().unwrap_or(0);
         match self.line.apply_settings(&kept["settings"]) {
-            Ok(()) => *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, kept["settings"].clone()),
+            Ok(()) => {
+                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (version, kept["settings"].clone())
+            }
             Err(e) => tracing::error!(version, "kept settings refused by the line: {e}"),
         }
     }
@@ -213,8 +250,11 @@ impl Node {
         } else {
             self.line.apply_settings(&settings).and_then(|()| {
                 let kept = serde_json::json!({"version": version, "settings": settings});
-                write_durable(&self.config.state_dir.join(SETTINGS_FILE), kept.to_string().as_bytes())
-                    .map_err(|e| format!("storing the settings failed: {e}"))?;
+                write_durable(
+                    &self.config.state_dir.join(SETTINGS_FILE),
+                    kept.to_string().as_bytes(),
+                )
+                .map_err(|e| format!("storing the settings failed: {e}"))?;
                 *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, settings);
                 Ok(())
             })
@@ -224,12 +264,24 @@ impl Node {
             Err(e) => tracing::warn!(version, "settings refused: {e}"),
         }
         let error = result.err();
-        self.send_reliable(Body::SettingsResult { version, applied: error.is_none(), error }, |_| ());
+        self.send_reliable(
+            Body::SettingsResult {
+                version,
+                applied: error.is_none(),
+                error,
+            },
+            |_| (),
+        );
     }
 
     fn fail_interrupted(&self) {
         let result = self.journal.update(|d| {
-            let ids: Vec<String> = d.attempts.iter().filter(|(_, h)| h.result.is_none()).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = d
+                .attempts
+                .iter()
+                .filter(|(_, h)| h.result.is_none())
+                .map(|(id, _)| id.clone())
+                .collect();
             for id in ids {
                 let pages_sent = 0;
                 let result = JobResult {
@@ -274,7 +326,8 @@ impl Node {
 
     fn channel_states(&self) -> Vec<ChannelState> {
         let channels = self.line.channels();
-        let sending = u32::try_from(self.running.lock().unwrap_or_else(|e| e.into_inner()).len()).unwrap_or(u32::MAX);
+        let sending = u32::try_from(self.running.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .unwrap_or(u32::MAX);
         let receiving = self.line.receiving();
         (0..channels)
             .map(|i| {
@@ -299,7 +352,10 @@ impl Node {
             anyhow::bail!("the supervisor URL must start with https:// or http://");
         };
         let mut request = ws_url.as_str().into_client_request()?;
-        request.headers_mut().insert("authorization", format!("Bearer {}", self.credential).parse()?);
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.credential).parse()?,
+        );
         let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
         let (ws, _) = tokio::time::timeout(
             Duration::from_secs(10),
@@ -311,7 +367,11 @@ impl Node {
         let in_flight: Vec<AttemptState> = self.journal.read(|d| {
             d.attempts
                 .iter()
-                .map(|(id, h)| AttemptState { attempt_id: id.clone(), phase: h.phase, result: h.result.clone() })
+                .map(|(id, h)| AttemptState {
+                    attempt_id: id.clone(),
+                    phase: h.phase,
+                    result: h.result.clone(),
+                })
                 .collect()
         });
         let caps = Capabilities {
@@ -330,7 +390,10 @@ impl Node {
             last_applied: 0,
             settings_version: self.settings_version(),
         };
-        sink.send(Message::Text(Envelope::unacked(Body::Hello(hello)).to_json().into())).await?;
+        sink.send(Message::Text(
+            Envelope::unacked(Body::Hello(hello)).to_json().into(),
+        ))
+        .await?;
         let welcome = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => Envelope::from_json(&t)?,
             other => anyhow::bail!("no welcome from the supervisor: {other:?}"),
@@ -342,14 +405,21 @@ impl Node {
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
         // Everything not yet acknowledged goes again, in order.
-        for env in self.journal.read(|d| d.outbox.values().cloned().collect::<Vec<_>>()) {
+        for env in self
+            .journal
+            .read(|d| d.outbox.values().cloned().collect::<Vec<_>>())
+        {
             tx.send(env)?;
         }
         *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         tracing::info!("linked to the supervisor");
         let writer = tokio::spawn(async move {
             while let Some(env) = rx.recv().await {
-                if sink.send(Message::Text(env.to_json().into())).await.is_err() {
+                if sink
+                    .send(Message::Text(env.to_json().into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -361,7 +431,9 @@ impl Node {
                 let mut tick = tokio::time::interval(heartbeat);
                 loop {
                     tick.tick().await;
-                    let hb = Envelope::unacked(Body::Heartbeat(Heartbeat { channels: node.channel_states() }));
+                    let hb = Envelope::unacked(Body::Heartbeat(Heartbeat {
+                        channels: node.channel_states(),
+                    }));
                     if tx.send(hb).is_err() {
                         break;
                     }
@@ -406,15 +478,28 @@ impl Node {
             }
             Body::JobOffer(offer) => self.offer(offer),
             Body::JobCancel { attempt_id } => {
-                if let Some(tx) = self.running.lock().unwrap_or_else(|e| e.into_inner()).get(&attempt_id) {
+                if let Some(tx) = self
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&attempt_id)
+                {
                     let _ = tx.send(true);
                 }
             }
             Body::JobQuery { attempt_id } => {
                 let held = self.journal.read(|d| d.attempts.get(&attempt_id).cloned());
                 let reply = match held {
-                    Some(Held { result: Some(r), .. }) => Body::JobResult(r),
-                    Some(h) => Body::JobProgress(JobProgress { attempt_id, phase: h.phase, page: None, pages_total: None, bit_rate: None }),
+                    Some(Held {
+                        result: Some(r), ..
+                    }) => Body::JobResult(r),
+                    Some(h) => Body::JobProgress(JobProgress {
+                        attempt_id,
+                        phase: h.phase,
+                        page: None,
+                        pages_total: None,
+                        bit_rate: None,
+                    }),
                     None => Body::JobUnknown { attempt_id },
                 };
                 self.send(Envelope::unacked(reply));
@@ -436,21 +521,43 @@ impl Node {
             tracing::debug!(attempt = %id, "repeated offer ignored");
             return;
         }
-        let busy = self.running.lock().unwrap_or_else(|e| e.into_inner()).len() as u32 + self.line.receiving();
+        let busy = self.running.lock().unwrap_or_else(|e| e.into_inner()).len() as u32
+            + self.line.receiving();
         if busy >= self.line.channels() {
-            self.send_reliable(Body::JobReject { attempt_id: id.clone(), reason: "no free channel".into() }, |d| d.remember(&id));
+            self.send_reliable(
+                Body::JobReject {
+                    attempt_id: id.clone(),
+                    reason: "no free channel".into(),
+                },
+                |d| d.remember(&id),
+            );
             return;
         }
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), cancel_tx);
-        let held = Held { offer: offer.clone(), phase: Phase::Accepted, result: None };
-        self.send_reliable(Body::JobAccept { attempt_id: id.clone() }, |d| {
-            d.remember(&id);
-            d.attempts.insert(id.clone(), held);
-        });
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), cancel_tx);
+        let held = Held {
+            offer: offer.clone(),
+            phase: Phase::Accepted,
+            result: None,
+        };
+        self.send_reliable(
+            Body::JobAccept {
+                attempt_id: id.clone(),
+            },
+            |d| {
+                d.remember(&id);
+                d.attempts.insert(id.clone(), held);
+            },
+        );
         tokio::spawn(async move {
             let result = self.execute(offer, cancel_rx).await;
-            self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            self.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             let rid = id.clone();
             self.send_reliable(Body::JobResult(result.clone()), move |d| {
                 if let Some(h) = d.attempts.get_mut(&rid) {
@@ -465,14 +572,21 @@ impl Node {
         let id = offer.attempt_id.clone();
         let failed = |fault, reason: String| JobResult {
             attempt_id: id.clone(),
-            outcome: Outcome::Failed { fault, reason, t30: None, pages_sent: 0 },
+            outcome: Outcome::Failed {
+                fault,
+                reason,
+                t30: None,
+                pages_sent: 0,
+            },
             stats: Default::default(),
         };
         let mut documents = Vec::new();
         for doc in &offer.documents {
             match self.fetch_document(&doc.sha256).await {
                 Ok(path) => documents.push((doc.clone(), path)),
-                Err(e) => return failed(FaultSide::FaxServer, format!("document_unavailable: {e}")),
+                Err(e) => {
+                    return failed(FaultSide::FaxServer, format!("document_unavailable: {e}"));
+                }
             }
         }
         let job = SendJob {
@@ -489,7 +603,11 @@ impl Node {
             self.progress(&id, p);
         }
         match call.await {
-            Ok(outcome) => JobResult { attempt_id: id.clone(), outcome: outcome.outcome, stats: outcome.stats },
+            Ok(outcome) => JobResult {
+                attempt_id: id.clone(),
+                outcome: outcome.outcome,
+                stats: outcome.stats,
+            },
             Err(e) => failed(FaultSide::FaxServer, format!("line_failure: {e}")),
         }
     }
@@ -518,8 +636,17 @@ impl Node {
         if path.exists() {
             return Ok(path);
         }
-        let url = format!("{}/v1/node/documents/{sha256}", self.config.supervisor.trim_end_matches('/'));
-        let resp = self.http.get(&url).bearer_auth(&self.credential).send().await?.error_for_status()?;
+        let url = format!(
+            "{}/v1/node/documents/{sha256}",
+            self.config.supervisor.trim_end_matches('/')
+        );
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.credential)
+            .send()
+            .await?
+            .error_for_status()?;
         let bytes = resp.bytes().await?;
         let got = hex::encode(Sha256::digest(&bytes));
         if got != sha256 {
@@ -555,8 +682,12 @@ impl Node {
                 ended_at: fax.ended_at,
                 stats: fax.stats,
             };
-            let kept = write_durable(&dir.join(format!("{id}.tif")), &fax.tiff)
-                .and_then(|()| write_durable(&dir.join(format!("{id}.json")), &serde_json::to_vec(&meta).unwrap_or_default()));
+            let kept = write_durable(&dir.join(format!("{id}.tif")), &fax.tiff).and_then(|()| {
+                write_durable(
+                    &dir.join(format!("{id}.json")),
+                    &serde_json::to_vec(&meta).unwrap_or_default(),
+                )
+            });
             if let Err(e) = kept {
                 tracing::error!(inbound = %id, "could not keep a received fax on disk: {e}");
             }
@@ -599,17 +730,32 @@ impl Node {
     }
 
     async fn upload(&self, tiff: &[u8]) -> anyhow::Result<protocol::DocumentRef> {
-        let url = format!("{}/v1/node/inbound-documents", self.config.supervisor.trim_end_matches('/'));
-        let resp = self.http.post(&url).bearer_auth(&self.credential).body(tiff.to_vec()).send().await?;
+        let url = format!(
+            "{}/v1/node/inbound-documents",
+            self.config.supervisor.trim_end_matches('/')
+        );
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.credential)
+            .body(tiff.to_vec())
+            .send()
+            .await?;
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
-            anyhow::bail!("{status}: {}", body["error"]["message"].as_str().unwrap_or("no reason"));
+            anyhow::bail!(
+                "{status}: {}",
+                body["error"]["message"].as_str().unwrap_or("no reason")
+            );
         }
         Ok(protocol::DocumentRef {
             sha256: body["sha256"].as_str().unwrap_or_default().to_owned(),
             size: body["size"].as_u64().unwrap_or(0),
-            media_type: body["media_type"].as_str().unwrap_or("image/tiff").to_owned(),
+            media_type: body["media_type"]
+                .as_str()
+                .unwrap_or("image/tiff")
+                .to_owned(),
         })
     }
 }

@@ -74,28 +74,50 @@ pub enum Body {
     // Fax server -> supervisor.
     Hello(Hello),
     Heartbeat(Heartbeat),
-    JobAccept { attempt_id: String },
-    JobReject { attempt_id: String, reason: String },
+    JobAccept {
+        attempt_id: String,
+    },
+    JobReject {
+        attempt_id: String,
+        reason: String,
+    },
     JobProgress(JobProgress),
     JobResult(JobResult),
     InboundFax(InboundFax),
     // Supervisor -> fax server.
     Welcome(Welcome),
     JobOffer(JobOffer),
-    JobCancel { attempt_id: String },
+    JobCancel {
+        attempt_id: String,
+    },
     /// The supervisor asks for the state of an attempt whose deadline passed; answered by a `JobProgress`,
     /// a `JobResult`, or a `JobUnknown`.
-    JobQuery { attempt_id: String },
+    JobQuery {
+        attempt_id: String,
+    },
     /// The fax server holds no such attempt (it never arrived, or it was finished and acknowledged).
-    JobUnknown { attempt_id: String },
+    JobUnknown {
+        attempt_id: String,
+    },
     /// The supervisor's registered settings for this fax server (claim 7), secrets included; answered by
     /// `SettingsResult`.
-    SettingsPush { version: u64, settings: serde_json::Value },
+    SettingsPush {
+        version: u64,
+        settings: serde_json::Value,
+    },
     /// The fax server applied (and stored) the settings of `version`, or refused them with `error`.
-    SettingsResult { version: u64, applied: bool, error: Option<String> },
+    SettingsResult {
+        version: u64,
+        applied: bool,
+        error: Option<String>,
+    },
     // Both ways.
-    Ack { ack: u64 },
-    Goodbye { reason: String },
+    Ack {
+        ack: u64,
+    },
+    Goodbye {
+        reason: String,
+    },
 }
 
 /// What a fax server can do, as it announces it on every connect.
@@ -286,10 +308,18 @@ mod tests {
     #[test]
     fn wire_format_is_stable() {
         check(
-            Envelope::new(7, Body::JobAccept { attempt_id: "a1".into() }),
+            Envelope::new(
+                7,
+                Body::JobAccept {
+                    attempt_id: "a1".into(),
+                },
+            ),
             r#"{"msg_id":7,"type":"job_accept","attempt_id":"a1"}"#,
         );
-        check(Envelope::unacked(Body::Ack { ack: 7 }), r#"{"msg_id":0,"type":"ack","ack":7}"#);
+        check(
+            Envelope::unacked(Body::Ack { ack: 7 }),
+            r#"{"msg_id":0,"type":"ack","ack":7}"#,
+        );
         check(
             Envelope::new(
                 9,
@@ -310,8 +340,17 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_errors_not_panics() {
-        for bad in ["", "{", "[]", r#"{"type":"nope"}"#, r#"{"msg_id":-1,"type":"ack","ack":1}"#] {
-            assert!(Envelope::from_json(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"type":"nope"}"#,
+            r#"{"msg_id":-1,"type":"ack","ack":1}"#,
+        ] {
+            assert!(
+                Envelope::from_json(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 }

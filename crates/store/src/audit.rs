@@ -1,6 +1,6 @@
 //! The audit log: who did what, when, with the state before and after.
 
-use crate::{now_ms, Result, Store};
+use crate::{Result, Store, now_ms};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewAudit {

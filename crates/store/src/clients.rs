@@ -1,6 +1,6 @@
 //! Clients (people and applications) and their API tokens.
 
-use crate::{conflict_on_unique, new_id, now_ms, Result, Store};
+use crate::{Result, Store, conflict_on_unique, new_id, now_ms};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,6 +27,32 @@ impl ClientKind {
     }
 }
 
+/// What a new client starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct NewClient<'a> {
+    pub name: &'a str,
+    pub kind: ClientKind,
+    pub password_hash: Option<&'a str>,
+    pub groupings: &'a [String],
+    /// `(role id, scope kind, scope id)`.
+    pub grants: &'a [(&'a str, &'a str, &'a str)],
+    pub granted_by: Option<&'a str>,
+}
+
+impl<'a> NewClient<'a> {
+    /// An application in no grouping with no grants (tests and tools).
+    pub fn application(name: &'a str) -> Self {
+        NewClient {
+            name,
+            kind: ClientKind::Application,
+            password_hash: None,
+            groupings: &[],
+            grants: &[],
+            granted_by: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Client {
     pub id: String,
@@ -34,42 +60,61 @@ pub struct Client {
     pub kind: String,
     #[sqlx(default)]
     pub password_hash: Option<String>,
-    pub is_admin: bool,
     pub disabled: bool,
     pub created_at: i64,
 }
 
 impl Store {
-    pub async fn create_client(
-        &self,
-        name: &str,
-        kind: ClientKind,
-        password_hash: Option<&str>,
-        is_admin: bool,
-    ) -> Result<Client> {
+    /// Creates a client with its grouping memberships and grants, all or nothing.
+    pub async fn create_client(&self, new: NewClient<'_>) -> Result<Client> {
         let client = Client {
             id: new_id("cli"),
-            name: name.to_owned(),
-            kind: kind.as_str().to_owned(),
-            password_hash: password_hash.map(str::to_owned),
-            is_admin,
+            name: new.name.to_owned(),
+            kind: new.kind.as_str().to_owned(),
+            password_hash: new.password_hash.map(str::to_owned),
             disabled: false,
             created_at: now_ms(),
         };
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT INTO clients (id, name, kind, password_hash, is_admin, disabled, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO clients (id, name, kind, password_hash, disabled, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&client.id)
         .bind(&client.name)
         .bind(&client.kind)
         .bind(&client.password_hash)
-        .bind(client.is_admin)
         .bind(client.disabled)
         .bind(client.created_at)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(conflict_on_unique("a client with that name"))?;
+        for g in new.groupings {
+            sqlx::query(
+                "INSERT INTO grouping_members (grouping_id, member_kind, member_id) VALUES ($1, 'client', $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(g)
+            .bind(&client.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (role, scope_kind, scope_id) in new.grants {
+            sqlx::query(
+                "INSERT INTO client_grants (id, client_id, role_id, scope_kind, scope_id, granted_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(new_id("gr"))
+            .bind(&client.id)
+            .bind(role)
+            .bind(scope_kind)
+            .bind(scope_id)
+            .bind(new.granted_by)
+            .bind(client.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(client)
     }
 
@@ -100,7 +145,12 @@ impl Store {
     }
 
     /// Stores the hash of a new API token; the token itself is never stored.
-    pub async fn create_token(&self, client_id: &str, token_hash: &str, label: &str) -> Result<String> {
+    pub async fn create_token(
+        &self,
+        client_id: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<String> {
         let id = new_id("tok");
         sqlx::query(
             "INSERT INTO api_tokens (id, client_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -131,17 +181,37 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::test_util::store;
-    use crate::{ClientKind, Error};
+    use crate::{ClientKind, Error, NewClient};
 
     #[tokio::test]
     async fn tokens_resolve_to_their_client_and_names_are_unique() {
         let (store, _dir) = store().await;
-        let alice = store.create_client("alice", ClientKind::Person, Some("h"), false).await.expect("create");
-        store.create_token(&alice.id, "abc", "cli").await.expect("token");
-        let found = store.client_by_token_hash("abc").await.expect("query").expect("found");
+        let alice = store
+            .create_client(NewClient {
+                kind: ClientKind::Person,
+                password_hash: Some("h"),
+                ..NewClient::application("alice")
+            })
+            .await
+            .expect("create");
+        store
+            .create_token(&alice.id, "abc", "cli")
+            .await
+            .expect("token");
+        let found = store
+            .client_by_token_hash("abc")
+            .await
+            .expect("query")
+            .expect("found");
         assert_eq!(found.id, alice.id);
-        assert!(store.client_by_token_hash("abd").await.expect("query").is_none());
-        let again = store.create_client("alice", ClientKind::Application, None, false).await;
+        assert!(
+            store
+                .client_by_token_hash("abd")
+                .await
+                .expect("query")
+                .is_none()
+        );
+        let again = store.create_client(NewClient::application("alice")).await;
         assert!(matches!(again, Err(Error::Conflict { .. })), "{again:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! client's stream position and the Server-Sent Events id, `event_id` is shared by every copy so that a
 //! receiver of several channels (SSE and webhook) can drop duplicates.
 
-use crate::{new_id, now_ms, Result, Store};
+use crate::{Result, Store, new_id, now_ms};
 use sqlx::SqliteConnection;
 
 #[derive(Debug, Clone)]
@@ -14,7 +14,11 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(kind: &str, payload: serde_json::Value, audience: Vec<String>) -> Self {
-        Self { kind: kind.to_owned(), payload, audience }
+        Self {
+            kind: kind.to_owned(),
+            payload,
+            audience,
+        }
     }
 }
 
@@ -34,7 +38,11 @@ const ROWS_PER_INSERT: usize = 1000;
 /// Appends events inside the caller's transaction, and queues their webhook deliveries with them. Events
 /// for clients without webhooks go in multi-row INSERTs (one round trip per thousand rows); the others one by
 /// one, since their sequence numbers are needed for the delivery rows.
-pub(crate) async fn append(store: &Store, conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<()> {
+pub(crate) async fn append(
+    store: &Store,
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+) -> Result<()> {
     let now = now_ms();
     let mut plain: Vec<(String, &str, &str, String)> = Vec::new();
     for event in events {
@@ -60,9 +68,15 @@ pub(crate) async fn append(store: &Store, conn: &mut SqliteConnection, events: &
         }
     }
     for chunk in plain.chunks(ROWS_PER_INSERT) {
-        let mut insert = sqlx::QueryBuilder::new("INSERT INTO events (event_id, client_id, kind, payload, created_at) ");
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO events (event_id, client_id, kind, payload, created_at) ",
+        );
         insert.push_values(chunk, |mut row, (event_id, client, kind, payload)| {
-            row.push_bind(event_id).push_bind(*client).push_bind(*kind).push_bind(payload).push_bind(now);
+            row.push_bind(event_id)
+                .push_bind(*client)
+                .push_bind(*kind)
+                .push_bind(payload)
+                .push_bind(now);
         });
         insert.build().execute(&mut *conn).await?;
     }
@@ -78,7 +92,12 @@ impl Store {
     }
 
     /// A client's events after `after_seq`, oldest first.
-    pub async fn events_after(&self, client_id: &str, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+    pub async fn events_after(
+        &self,
+        client_id: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
         Ok(sqlx::query_as(
             "SELECT * FROM events WHERE client_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
@@ -90,11 +109,18 @@ impl Store {
     }
 
     pub async fn event(&self, seq: i64) -> Result<Option<StoredEvent>> {
-        Ok(sqlx::query_as("SELECT * FROM events WHERE seq = $1").bind(seq).fetch_optional(&self.reader).await?)
+        Ok(sqlx::query_as("SELECT * FROM events WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     /// The newest sequence number of any event (0 when there is none).
     pub async fn last_event_seq(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&self.reader).await?)
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+                .fetch_one(&self.reader)
+                .await?,
+        )
     }
 }

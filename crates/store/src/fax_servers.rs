@@ -1,6 +1,6 @@
 //! Fax servers: registration, one-time enrollment and the credential of their link.
 
-use crate::{conflict_on_unique, new_id, now_ms, Error, Result, Store};
+use crate::{Error, Result, Store, conflict_on_unique, new_id, now_ms};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FaxServer {
@@ -13,7 +13,8 @@ pub struct FaxServer {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, name, dial_prefixes, capabilities, enrolled_at, last_seen_at, created_at";
+const COLUMNS: &str =
+    "id, name, dial_prefixes, capabilities, enrolled_at, last_seen_at, created_at";
 
 impl FaxServer {
     pub fn dial_prefixes(&self) -> Vec<String> {
@@ -33,7 +34,8 @@ impl Store {
         let fs = FaxServer {
             id: new_id("fs"),
             name: name.to_owned(),
-            dial_prefixes: serde_json::to_string(dial_prefixes).map_err(|e| Error::Corrupt(e.to_string()))?,
+            dial_prefixes: serde_json::to_string(dial_prefixes)
+                .map_err(|e| Error::Corrupt(e.to_string()))?,
             capabilities: "{}".into(),
             enrolled_at: None,
             last_seen_at: None,
@@ -57,7 +59,11 @@ impl Store {
 
     /// Consumes an enrollment token: the fax server gets its link credential and the token is void.
     /// Returns `None` for an unknown, used or expired token.
-    pub async fn enroll_fax_server(&self, enrollment_token_hash: &str, credential_hash: &str) -> Result<Option<FaxServer>> {
+    pub async fn enroll_fax_server(
+        &self,
+        enrollment_token_hash: &str,
+        credential_hash: &str,
+    ) -> Result<Option<FaxServer>> {
         let now = now_ms();
         let id: Option<String> = sqlx::query_scalar(
             "UPDATE fax_servers SET enrollment_token_hash = NULL, enrollment_expires_at = NULL,
@@ -77,23 +83,32 @@ impl Store {
     }
 
     pub async fn fax_server(&self, id: &str) -> Result<Option<FaxServer>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
-    pub async fn fax_server_by_credential(&self, credential_hash: &str) -> Result<Option<FaxServer>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers WHERE credential_hash = $1"))
-            .bind(credential_hash)
-            .fetch_optional(&self.reader)
-            .await?)
+    pub async fn fax_server_by_credential(
+        &self,
+        credential_hash: &str,
+    ) -> Result<Option<FaxServer>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM fax_servers WHERE credential_hash = $1"
+        ))
+        .bind(credential_hash)
+        .fetch_optional(&self.reader)
+        .await?)
     }
 
     pub async fn fax_servers(&self) -> Result<Vec<FaxServer>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers ORDER BY name"))
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers ORDER BY name"))
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     pub async fn set_fax_server_dial_prefixes(&self, id: &str, prefixes: &[String]) -> Result<()> {
@@ -118,10 +133,11 @@ impl Store {
 
     /// The highest link message id applied from this fax server.
     pub async fn link_last_applied(&self, fax_server_id: &str) -> Result<u64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT last_msg_id FROM link_applied WHERE fax_server_id = $1")
-            .bind(fax_server_id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT last_msg_id FROM link_applied WHERE fax_server_id = $1")
+                .bind(fax_server_id)
+                .fetch_optional(&self.reader)
+                .await?;
         Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
     }
 
@@ -137,7 +153,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_document(&self, sha256: &str, size: u64, media_type: &str, pages: u32, owner_id: Option<&str>) -> Result<()> {
+    pub async fn insert_document(
+        &self,
+        sha256: &str,
+        size: u64,
+        media_type: &str,
+        pages: u32,
+        owner_id: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO documents (sha256, size, media_type, pages, created_at)
@@ -163,14 +186,20 @@ impl Store {
 
     /// (size, media type, pages) of a stored document.
     pub async fn document(&self, sha256: &str) -> Result<Option<(i64, String, i64)>> {
-        Ok(sqlx::query_as("SELECT size, media_type, pages FROM documents WHERE sha256 = $1")
-            .bind(sha256)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT size, media_type, pages FROM documents WHERE sha256 = $1")
+                .bind(sha256)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
     /// (size, media type, pages) of a document this client uploaded; None if it did not.
-    pub async fn owned_document(&self, sha256: &str, client_id: &str) -> Result<Option<(i64, String, i64)>> {
+    pub async fn owned_document(
+        &self,
+        sha256: &str,
+        client_id: &str,
+    ) -> Result<Option<(i64, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT d.size, d.media_type, d.pages FROM documents d JOIN document_owners o ON o.sha256 = d.sha256
              WHERE d.sha256 = $1 AND o.client_id = $2",
@@ -194,7 +223,11 @@ impl Store {
     }
 
     /// Whether a fax server may download this document: one of its attempts carries it.
-    pub async fn document_visible_to_fax_server(&self, sha256: &str, fax_server_id: &str) -> Result<bool> {
+    pub async fn document_visible_to_fax_server(
+        &self,
+        sha256: &str,
+        fax_server_id: &str,
+    ) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM attempts a JOIN job_documents d ON d.job_id = a.job_id
              WHERE d.sha256 = $1 AND a.fax_server_id = $2",

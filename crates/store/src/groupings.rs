@@ -1,6 +1,6 @@
 //! Groupings (claims 13–14): sets of clients and fax servers; data passes only within a shared grouping.
 
-use crate::{conflict_on_unique, new_id, now_ms, Error, Result, Store};
+use crate::{Error, Result, Store, conflict_on_unique, new_id, now_ms};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,7 +28,11 @@ pub struct Grouping {
 
 impl Store {
     pub async fn create_grouping(&self, name: &str) -> Result<Grouping> {
-        let g = Grouping { id: new_id("grp"), name: name.to_owned(), created_at: now_ms() };
+        let g = Grouping {
+            id: new_id("grp"),
+            name: name.to_owned(),
+            created_at: now_ms(),
+        };
         sqlx::query("INSERT INTO groupings (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&g.id)
             .bind(&g.name)
@@ -47,11 +51,18 @@ impl Store {
     }
 
     pub async fn groupings(&self) -> Result<Vec<Grouping>> {
-        Ok(sqlx::query_as("SELECT * FROM groupings ORDER BY name").fetch_all(&self.reader).await?)
+        Ok(sqlx::query_as("SELECT * FROM groupings ORDER BY name")
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     /// Adds a member; adding one twice is not an error.
-    pub async fn add_grouping_member(&self, grouping_id: &str, kind: MemberKind, member_id: &str) -> Result<()> {
+    pub async fn add_grouping_member(
+        &self,
+        grouping_id: &str,
+        kind: MemberKind,
+        member_id: &str,
+    ) -> Result<()> {
         if self.grouping(grouping_id).await?.is_none() {
             return Err(Error::NotFound { what: "grouping" });
         }
@@ -67,7 +78,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn remove_grouping_member(&self, grouping_id: &str, kind: MemberKind, member_id: &str) -> Result<bool> {
+    pub async fn remove_grouping_member(
+        &self,
+        grouping_id: &str,
+        kind: MemberKind,
+        member_id: &str,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM grouping_members WHERE grouping_id = $1 AND member_kind = $2 AND member_id = $3",
         )
@@ -102,8 +118,10 @@ impl Store {
 
     /// Every (grouping, member kind, member id) row: the supervisor keeps this in memory for routing.
     pub async fn all_grouping_members(&self) -> Result<Vec<(String, String, String)>> {
-        Ok(sqlx::query_as("SELECT grouping_id, member_kind, member_id FROM grouping_members")
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT grouping_id, member_kind, member_id FROM grouping_members")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 }

@@ -1,6 +1,6 @@
 //! Received faxes, inbound routing rules and inboxes (claims 3–4).
 
-use crate::{events, new_id, now_ms, NewEvent, Result, Store};
+use crate::{NewEvent, Result, Store, events, new_id, now_ms};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -54,7 +54,12 @@ pub struct InboxEntry {
 impl Store {
     /// Stores a received fax with the inbox entries it was routed to and its events, once: a repeated
     /// `inbound_id` (the fax server re-sending after a reconnect) changes nothing and returns false.
-    pub async fn insert_inbound(&self, fax: &NewInbound, entries: &[InboxEntry], events: &[NewEvent]) -> Result<bool> {
+    pub async fn insert_inbound(
+        &self,
+        fax: &NewInbound,
+        entries: &[InboxEntry],
+        events: &[NewEvent],
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO inbound_faxes (id, fax_server_id, sha256, pages, caller_number, called_number, tsi,
@@ -98,11 +103,19 @@ impl Store {
     }
 
     pub async fn inbound(&self, id: &str) -> Result<Option<InboundFax>> {
-        Ok(sqlx::query_as("SELECT * FROM inbound_faxes WHERE id = $1").bind(id).fetch_optional(&self.reader).await?)
+        Ok(sqlx::query_as("SELECT * FROM inbound_faxes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     /// The inbox of a client: faxes delivered to it, and to the shared inbox of any grouping it is in.
-    pub async fn inbox_of(&self, client_id: &str, before: Option<&str>, limit: i64) -> Result<Vec<InboundFax>> {
+    pub async fn inbox_of(
+        &self,
+        client_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<InboundFax>> {
         Ok(sqlx::query_as(
             "SELECT DISTINCT f.* FROM inbound_faxes f JOIN inbox_entries e ON e.inbound_id = f.id
              WHERE ((e.target_kind = 'client' AND e.target_id = $1)
@@ -133,7 +146,11 @@ impl Store {
         Ok(n > 0)
     }
 
-    pub async fn create_inbound_rule(&self, mut rule: InboundRule, targets: &[RuleTarget]) -> Result<InboundRule> {
+    pub async fn create_inbound_rule(
+        &self,
+        mut rule: InboundRule,
+        targets: &[RuleTarget],
+    ) -> Result<InboundRule> {
         rule.id = new_id("rule");
         rule.created_at = now_ms();
         rule.targets = serde_json::to_string(targets).unwrap_or_else(|_| "[]".into());
@@ -157,13 +174,18 @@ impl Store {
 
     /// Rules in the order they are tried: lower priority number first, then oldest first.
     pub async fn inbound_rules(&self) -> Result<Vec<InboundRule>> {
-        Ok(sqlx::query_as("SELECT * FROM inbound_rules ORDER BY priority, created_at, id")
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM inbound_rules ORDER BY priority, created_at, id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     pub async fn delete_inbound_rule(&self, id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM inbound_rules WHERE id = $1").bind(id).execute(&self.writer).await?;
+        let r = sqlx::query("DELETE FROM inbound_rules WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 }

@@ -6,7 +6,7 @@
 //! `abandoned` | `cancelled`. Every transition is a conditional UPDATE on the expected current status, so a
 //! transition that lost a race (a late result, a duplicated message) changes nothing and says so.
 
-use crate::{events, now_ms, NewEvent, Result, Store};
+use crate::{NewEvent, Result, Store, events, now_ms};
 use sqlx::SqliteConnection;
 
 pub const OPEN_ATTEMPT: &str = "status IN ('offered', 'active')";
@@ -94,7 +94,13 @@ pub struct ProgressRecord {
 
 impl Attempt {
     /// A new attempt, offered to a fax server now.
-    pub fn offered(id: String, job_id: String, number: i64, fax_server_id: String, now: i64) -> Self {
+    pub fn offered(
+        id: String,
+        job_id: String,
+        number: i64,
+        fax_server_id: String,
+        now: i64,
+    ) -> Self {
         Self {
             id,
             job_id,
@@ -143,7 +149,12 @@ pub struct JobFilter {
     pub limit: i64,
 }
 
-async fn apply_job_update(conn: &mut SqliteConnection, job_id: &str, update: &JobUpdate, now: i64) -> Result<()> {
+async fn apply_job_update(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    update: &JobUpdate,
+    now: i64,
+) -> Result<()> {
     let finished = matches!(update.status.as_str(), "sent" | "failed" | "cancelled");
     sqlx::query(
         "UPDATE jobs SET status = $1, reason = COALESCE($2, reason), not_before = COALESCE($3, not_before),
@@ -189,21 +200,31 @@ fn queued_job(j: &NewJob, now: i64) -> Job {
 impl Store {
     /// Inserts the jobs of one submission atomically. With an idempotency key that this client used before,
     /// nothing is inserted and the jobs of the earlier submission are returned with `false`.
-    pub async fn insert_jobs(&self, jobs: &[NewJob], events: &[NewEvent]) -> Result<(bool, Vec<Job>)> {
-        let mut out = self.insert_submissions(&[(jobs.to_vec(), events.to_vec())]).await?;
+    pub async fn insert_jobs(
+        &self,
+        jobs: &[NewJob],
+        events: &[NewEvent],
+    ) -> Result<(bool, Vec<Job>)> {
+        let mut out = self
+            .insert_submissions(&[(jobs.to_vec(), events.to_vec())])
+            .await?;
         Ok(out.pop().unwrap_or((true, Vec::new())))
     }
 
     /// Inserts many submissions in one transaction (group commit): each is all-or-nothing together with
     /// the others, and each with an idempotency key already used returns the earlier jobs with `false`.
     /// Rows go in multi-row INSERTs, so the cost is a few round trips per batch, not per job.
-    pub async fn insert_submissions(&self, submissions: &[(Vec<NewJob>, Vec<NewEvent>)]) -> Result<Vec<(bool, Vec<Job>)>> {
+    pub async fn insert_submissions(
+        &self,
+        submissions: &[(Vec<NewJob>, Vec<NewEvent>)],
+    ) -> Result<Vec<(bool, Vec<Job>)>> {
         let mut tx = self.writer.begin().await?;
         let now = now_ms();
         let mut results = Vec::with_capacity(submissions.len());
         let mut fresh_jobs: Vec<&NewJob> = Vec::new();
         let mut fresh_events: Vec<NewEvent> = Vec::new();
-        let mut keys_in_batch: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+        let mut keys_in_batch: std::collections::HashMap<(&str, &str), usize> =
+            std::collections::HashMap::new();
         for (jobs, events) in submissions {
             let Some(first) = jobs.first() else {
                 results.push((true, Vec::new()));
@@ -221,9 +242,13 @@ impl Store {
                     results.push((false, existing));
                     continue;
                 }
-                if let Some(&earlier) = keys_in_batch.get(&(first.client_id.as_str(), key.as_str())) {
+                if let Some(&earlier) = keys_in_batch.get(&(first.client_id.as_str(), key.as_str()))
+                {
                     // The same key twice in one batch: the first one is stored, the repeat answers with it.
-                    let jobs = results.get(earlier).map(|(_, jobs): &(bool, Vec<Job>)| jobs.clone()).unwrap_or_default();
+                    let jobs = results
+                        .get(earlier)
+                        .map(|(_, jobs): &(bool, Vec<Job>)| jobs.clone())
+                        .unwrap_or_default();
                     results.push((false, jobs));
                     continue;
                 }
@@ -259,10 +284,19 @@ impl Store {
         }
         let documents: Vec<(&str, i64, &str)> = fresh_jobs
             .iter()
-            .flat_map(|j| j.documents.iter().enumerate().map(|(seq, sha)| (j.id.as_str(), i64::try_from(seq).unwrap_or(i64::MAX), sha.as_str())))
+            .flat_map(|j| {
+                j.documents.iter().enumerate().map(|(seq, sha)| {
+                    (
+                        j.id.as_str(),
+                        i64::try_from(seq).unwrap_or(i64::MAX),
+                        sha.as_str(),
+                    )
+                })
+            })
             .collect();
         for chunk in documents.chunks(3000) {
-            let mut insert = sqlx::QueryBuilder::new("INSERT INTO job_documents (job_id, seq, sha256) ");
+            let mut insert =
+                sqlx::QueryBuilder::new("INSERT INTO job_documents (job_id, seq, sha256) ");
             insert.push_values(chunk, |mut row, (job, seq, sha)| {
                 row.push_bind(*job).push_bind(*seq).push_bind(*sha);
             });
@@ -274,7 +308,10 @@ impl Store {
     }
 
     pub async fn job(&self, id: &str) -> Result<Option<Job>> {
-        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.reader).await?)
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     /// A client's jobs, newest first.
@@ -293,7 +330,11 @@ impl Store {
 
     /// Every job waiting for an attempt, for the dispatcher after a start.
     pub async fn queued_jobs(&self) -> Result<Vec<Job>> {
-        Ok(sqlx::query_as("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id").fetch_all(&self.reader).await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM jobs WHERE status = 'queued' ORDER BY id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     pub async fn job_documents(&self, job_id: &str) -> Result<Vec<JobDocument>> {
@@ -307,21 +348,28 @@ impl Store {
     }
 
     pub async fn attempts_of(&self, job_id: &str) -> Result<Vec<Attempt>> {
-        Ok(sqlx::query_as("SELECT * FROM attempts WHERE job_id = $1 ORDER BY number")
-            .bind(job_id)
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM attempts WHERE job_id = $1 ORDER BY number")
+                .bind(job_id)
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     pub async fn attempt(&self, id: &str) -> Result<Option<Attempt>> {
-        Ok(sqlx::query_as("SELECT * FROM attempts WHERE id = $1").bind(id).fetch_optional(&self.writer).await?)
+        Ok(sqlx::query_as("SELECT * FROM attempts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?)
     }
 
     /// Attempts not yet ended, everywhere.
     pub async fn open_attempts(&self) -> Result<Vec<Attempt>> {
-        Ok(sqlx::query_as(&format!("SELECT * FROM attempts WHERE {OPEN_ATTEMPT} ORDER BY started_at"))
-            .fetch_all(&self.writer)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT * FROM attempts WHERE {OPEN_ATTEMPT} ORDER BY started_at"
+        ))
+        .fetch_all(&self.writer)
+        .await?)
     }
 
     /// Records new attempts, each moving its job from `queued` to `dispatched` with its event, in one
@@ -331,8 +379,12 @@ impl Store {
         let now = now_ms();
         let mut moved: std::collections::HashSet<String> = std::collections::HashSet::new();
         for chunk in batch.chunks(1000) {
-            let mut update = sqlx::QueryBuilder::new("UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = ");
-            update.push_bind(now).push(" WHERE status = 'queued' AND id IN (");
+            let mut update = sqlx::QueryBuilder::new(
+                "UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = ",
+            );
+            update
+                .push_bind(now)
+                .push(" WHERE status = 'queued' AND id IN (");
             let mut ids = update.separated(", ");
             for (a, _) in chunk {
                 ids.push_bind(&a.job_id);
@@ -341,8 +393,15 @@ impl Store {
             let rows: Vec<(String,)> = update.build_query_as().fetch_all(&mut *tx).await?;
             moved.extend(rows.into_iter().map(|(id,)| id));
         }
-        let started: Vec<bool> = batch.iter().map(|(a, _)| moved.contains(&a.job_id)).collect();
-        let attempts: Vec<&Attempt> = batch.iter().filter(|(a, _)| moved.contains(&a.job_id)).map(|(a, _)| a).collect();
+        let started: Vec<bool> = batch
+            .iter()
+            .map(|(a, _)| moved.contains(&a.job_id))
+            .collect();
+        let attempts: Vec<&Attempt> = batch
+            .iter()
+            .filter(|(a, _)| moved.contains(&a.job_id))
+            .map(|(a, _)| a)
+            .collect();
         for chunk in attempts.chunks(1000) {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at) ",
@@ -359,8 +418,11 @@ impl Store {
             });
             insert.build().execute(&mut *tx).await?;
         }
-        let events: Vec<NewEvent> =
-            batch.iter().filter(|(a, _)| moved.contains(&a.job_id)).map(|(_, e)| e.clone()).collect();
+        let events: Vec<NewEvent> = batch
+            .iter()
+            .filter(|(a, _)| moved.contains(&a.job_id))
+            .map(|(_, e)| e.clone())
+            .collect();
         events::append(self, &mut tx, &events).await?;
         tx.commit().await?;
         Ok(started)
@@ -372,7 +434,11 @@ impl Store {
     /// change nothing.
     pub async fn record_progress(&self, batch: &[ProgressRecord]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        let activated: Vec<&str> = batch.iter().filter(|r| r.activate).map(|r| r.attempt_id.as_str()).collect();
+        let activated: Vec<&str> = batch
+            .iter()
+            .filter(|r| r.activate)
+            .map(|r| r.attempt_id.as_str())
+            .collect();
         for chunk in activated.chunks(1000) {
             let mut update = sqlx::QueryBuilder::new(format!(
                 "UPDATE attempts SET status = 'active', phase = 'accepted' WHERE {OPEN_ATTEMPT} AND id IN ("
@@ -383,7 +449,8 @@ impl Store {
             }
             update.push(")");
             update.build().execute(&mut *tx).await?;
-            let mut jobs = sqlx::QueryBuilder::new("UPDATE jobs SET status = 'active', updated_at = ");
+            let mut jobs =
+                sqlx::QueryBuilder::new("UPDATE jobs SET status = 'active', updated_at = ");
             jobs.push_bind(now_ms()).push(
                 " WHERE status = 'dispatched' AND id IN (SELECT job_id FROM attempts WHERE status = 'active' AND id IN (",
             );
@@ -426,7 +493,9 @@ impl Store {
         .bind(attempt_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(job_id) = job_id else { return Ok(false) };
+        let Some(job_id) = job_id else {
+            return Ok(false);
+        };
         apply_job_update(&mut tx, &job_id, job, now).await?;
         events::append(self, &mut tx, events).await?;
         tx.commit().await?;
@@ -434,7 +503,13 @@ impl Store {
     }
 
     /// Changes a job that has no open attempt, if its status is one of `from`. Returns false otherwise.
-    pub async fn update_job(&self, job_id: &str, from: &[&str], update: &JobUpdate, events: &[NewEvent]) -> Result<bool> {
+    pub async fn update_job(
+        &self,
+        job_id: &str,
+        from: &[&str],
+        update: &JobUpdate,
+        events: &[NewEvent],
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
             .bind(job_id)
@@ -451,21 +526,29 @@ impl Store {
 
     /// Counts of jobs by status, for metrics.
     pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::new_id;
     use crate::test_util::store;
-    use crate::{new_id, ClientKind};
 
     async fn queued_job(store: &Store) -> Job {
-        let client = store.create_client(&new_id("c"), ClientKind::Application, None, false).await.expect("client");
-        store.insert_document("ab", 10, "image/tiff", 1, Some(&client.id)).await.expect("doc");
+        let client = store
+            .create_client(crate::NewClient::application(&new_id("c")))
+            .await
+            .expect("client");
+        store
+            .insert_document("ab", 10, "image/tiff", 1, Some(&client.id))
+            .await
+            .expect("doc");
         let job = NewJob {
             id: new_id("job"),
             batch_id: new_id("bat"),
@@ -480,34 +563,99 @@ mod tests {
             idempotency_key: Some("k1".into()),
             documents: vec!["ab".into()],
         };
-        let (created, jobs) = store.insert_jobs(std::slice::from_ref(&job), &[]).await.expect("insert");
+        let (created, jobs) = store
+            .insert_jobs(std::slice::from_ref(&job), &[])
+            .await
+            .expect("insert");
         assert!(created);
-        let (created_again, again) = store.insert_jobs(&[NewJob { id: new_id("job"), ..job }], &[]).await.expect("again");
-        assert!(!created_again, "the idempotency key must return the first submission");
+        let (created_again, again) = store
+            .insert_jobs(
+                &[NewJob {
+                    id: new_id("job"),
+                    ..job
+                }],
+                &[],
+            )
+            .await
+            .expect("again");
+        assert!(
+            !created_again,
+            "the idempotency key must return the first submission"
+        );
         assert_eq!(again[0].id, jobs[0].id);
         jobs.into_iter().next().expect("one job")
     }
 
     fn attempt(job: &Job, fs: &str) -> Attempt {
-        Attempt::offered(new_id("att"), job.id.clone(), job.tries + 1, fs.into(), now_ms())
+        Attempt::offered(
+            new_id("att"),
+            job.id.clone(),
+            job.tries + 1,
+            fs.into(),
+            now_ms(),
+        )
     }
 
     #[tokio::test]
     async fn an_attempt_starts_once_and_finishes_once() {
         let (store, _dir) = store().await;
         let job = queued_job(&store).await;
-        let fs = store.create_fax_server("fs1", &[], "enr", i64::MAX).await.expect("fs");
+        let fs = store
+            .create_fax_server("fs1", &[], "enr", i64::MAX)
+            .await
+            .expect("fs");
         let a = attempt(&job, &fs.id);
-        let ev = || NewEvent::new("job.dispatched", serde_json::json!({}), vec![job.client_id.clone()]);
-        assert_eq!(store.start_attempts(&[(a.clone(), ev())]).await.expect("start"), vec![true]);
-        assert_eq!(store.start_attempts(&[(attempt(&job, &fs.id), ev())]).await.expect("second start"), vec![false], "job no longer queued");
+        let ev = || {
+            NewEvent::new(
+                "job.dispatched",
+                serde_json::json!({}),
+                vec![job.client_id.clone()],
+            )
+        };
+        assert_eq!(
+            store
+                .start_attempts(&[(a.clone(), ev())])
+                .await
+                .expect("start"),
+            vec![true]
+        );
+        assert_eq!(
+            store
+                .start_attempts(&[(attempt(&job, &fs.id), ev())])
+                .await
+                .expect("second start"),
+            vec![false],
+            "job no longer queued"
+        );
         assert_eq!(store.open_attempts().await.expect("open").len(), 1);
-        let finish = AttemptFinish { status: "succeeded".into(), pages_sent: 1, ..Default::default() };
-        let update = JobUpdate { status: "sent".into(), pages_sent: Some(1), ..Default::default() };
-        assert!(store.finish_attempt(&a.id, &finish, &update, &[]).await.expect("finish"));
-        assert!(!store.finish_attempt(&a.id, &finish, &update, &[]).await.expect("repeat"), "a repeated result changes nothing");
+        let finish = AttemptFinish {
+            status: "succeeded".into(),
+            pages_sent: 1,
+            ..Default::default()
+        };
+        let update = JobUpdate {
+            status: "sent".into(),
+            pages_sent: Some(1),
+            ..Default::default()
+        };
+        assert!(
+            store
+                .finish_attempt(&a.id, &finish, &update, &[])
+                .await
+                .expect("finish")
+        );
+        assert!(
+            !store
+                .finish_attempt(&a.id, &finish, &update, &[])
+                .await
+                .expect("repeat"),
+            "a repeated result changes nothing"
+        );
         let job = store.job(&job.id).await.expect("get").expect("exists");
-        assert_eq!((job.status.as_str(), job.tries, job.pages_sent), ("sent", 1, 1));
+        assert_eq!(
+            (job.status.as_str(), job.tries, job.pages_sent),
+            ("sent", 1, 1)
+        );
         assert!(job.finished_at.is_some());
     }
 }

@@ -15,6 +15,7 @@ mod audit;
 mod clients;
 mod events;
 mod fax_servers;
+mod grants;
 mod groupings;
 mod inbound;
 mod jobs;
@@ -22,17 +23,20 @@ mod settings;
 mod webhooks;
 
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
-pub use clients::{Client, ClientKind};
+pub use clients::{Client, ClientKind, NewClient};
 pub use events::{NewEvent, StoredEvent};
 pub use fax_servers::FaxServer;
+pub use grants::{Grant, Role};
 pub use groupings::{Grouping, MemberKind};
 pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
-pub use jobs::{Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob, ProgressRecord};
+pub use jobs::{
+    Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob, ProgressRecord,
+};
 pub use settings::{SettingsState, SettingsVersion};
 pub use webhooks::{Delivery, Webhook};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::time::Duration;
 
@@ -100,21 +104,29 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        let store = Self { writer, reader, hooked: Default::default() };
+        let store = Self {
+            writer,
+            reader,
+            hooked: Default::default(),
+        };
         store.reload_hooked().await?;
         Ok(store)
     }
 
     pub(crate) async fn reload_hooked(&self) -> Result<()> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT client_id FROM webhooks WHERE active = 1")
-            .fetch_all(&self.writer)
-            .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT client_id FROM webhooks WHERE active = 1")
+                .fetch_all(&self.writer)
+                .await?;
         *self.hooked.write().unwrap_or_else(|e| e.into_inner()) = ids.into_iter().collect();
         Ok(())
     }
 
     pub(crate) fn has_webhooks(&self, client_id: &str) -> bool {
-        self.hooked.read().unwrap_or_else(|e| e.into_inner()).contains(client_id)
+        self.hooked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(client_id)
     }
 
     pub async fn close(&self) {
@@ -136,7 +148,9 @@ pub(crate) mod test_util {
 
     pub async fn store() -> (Store, tempdir::Dir) {
         let dir = tempdir::Dir::new();
-        let store = Store::open(&dir.path().join("faxhub.db")).await.expect("open store");
+        let store = Store::open(&dir.path().join("faxhub.db"))
+            .await
+            .expect("open store");
         (store, dir)
     }
 

@@ -1,7 +1,7 @@
 //! The settings registry: versioned documents per target (a fax server id), with the desired and the
 //! applied version. Documents are opaque JSON here; the supervisor types and validates them.
 
-use crate::{now_ms, Result, Store};
+use crate::{Result, Store, now_ms};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SettingsVersion {
@@ -24,12 +24,19 @@ pub struct SettingsState {
 
 impl Store {
     /// Stores a new version and makes it the desired one; returns its number.
-    pub async fn put_settings(&self, target: &str, document: &str, created_by: &str) -> Result<i64> {
+    pub async fn put_settings(
+        &self,
+        target: &str,
+        document: &str,
+        created_by: &str,
+    ) -> Result<i64> {
         let mut tx = self.writer.begin().await?;
-        let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM settings_versions WHERE target = $1")
-            .bind(target)
-            .fetch_one(&mut *tx)
-            .await?;
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM settings_versions WHERE target = $1",
+        )
+        .bind(target)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO settings_versions (target, version, document, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(target)
             .bind(version)
@@ -51,27 +58,46 @@ impl Store {
     }
 
     pub async fn settings_state(&self, target: &str) -> Result<Option<SettingsState>> {
-        Ok(sqlx::query_as("SELECT * FROM settings_state WHERE target = $1").bind(target).fetch_optional(&self.writer).await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM settings_state WHERE target = $1")
+                .bind(target)
+                .fetch_optional(&self.writer)
+                .await?,
+        )
     }
 
-    pub async fn settings_version(&self, target: &str, version: i64) -> Result<Option<SettingsVersion>> {
-        Ok(sqlx::query_as("SELECT * FROM settings_versions WHERE target = $1 AND version = $2")
-            .bind(target)
-            .bind(version)
-            .fetch_optional(&self.writer)
-            .await?)
+    pub async fn settings_version(
+        &self,
+        target: &str,
+        version: i64,
+    ) -> Result<Option<SettingsVersion>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM settings_versions WHERE target = $1 AND version = $2")
+                .bind(target)
+                .bind(version)
+                .fetch_optional(&self.writer)
+                .await?,
+        )
     }
 
     /// Every version, newest first.
     pub async fn settings_history(&self, target: &str) -> Result<Vec<SettingsVersion>> {
-        Ok(sqlx::query_as("SELECT * FROM settings_versions WHERE target = $1 ORDER BY version DESC")
-            .bind(target)
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT * FROM settings_versions WHERE target = $1 ORDER BY version DESC",
+        )
+        .bind(target)
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     /// Records what the fax server said of a version: applied, or refused with an error.
-    pub async fn settings_result(&self, target: &str, version: i64, applied: bool, error: Option<&str>) -> Result<()> {
+    pub async fn settings_result(
+        &self,
+        target: &str,
+        version: i64,
+        applied: bool,
+        error: Option<&str>,
+    ) -> Result<()> {
         if applied {
             sqlx::query(
                 "UPDATE settings_state SET applied_version = $1, applied_at = $2,
@@ -84,12 +110,14 @@ impl Store {
             .execute(&self.writer)
             .await?;
         } else {
-            sqlx::query("UPDATE settings_state SET last_error = $1, error_version = $2 WHERE target = $3")
-                .bind(error)
-                .bind(version)
-                .bind(target)
-                .execute(&self.writer)
-                .await?;
+            sqlx::query(
+                "UPDATE settings_state SET last_error = $1, error_version = $2 WHERE target = $3",
+            )
+            .bind(error)
+            .bind(version)
+            .bind(target)
+            .execute(&self.writer)
+            .await?;
         }
         Ok(())
     }
@@ -102,19 +130,72 @@ mod tests {
     #[tokio::test]
     async fn versions_count_up_and_results_are_recorded() {
         let (store, _dir) = store().await;
-        assert_eq!(store.put_settings("fs_1", "{\"a\":1}", "cli_1").await.expect("put"), 1);
-        assert_eq!(store.put_settings("fs_1", "{\"a\":2}", "cli_1").await.expect("put"), 2);
-        assert_eq!(store.put_settings("fs_2", "{}", "cli_1").await.expect("put"), 1);
-        store.settings_result("fs_1", 2, false, Some("too many channels")).await.expect("refused");
-        let st = store.settings_state("fs_1").await.expect("state").expect("exists");
-        assert_eq!((st.desired_version, st.applied_version, st.last_error.as_deref()), (2, 0, Some("too many channels")));
-        store.settings_result("fs_1", 1, true, None).await.expect("applied");
-        let st = store.settings_state("fs_1").await.expect("state").expect("exists");
-        assert_eq!((st.applied_version, st.last_error.as_deref()), (1, Some("too many channels")), "an older success keeps the newer error");
-        store.settings_result("fs_1", 2, true, None).await.expect("applied");
-        let st = store.settings_state("fs_1").await.expect("state").expect("exists");
+        assert_eq!(
+            store
+                .put_settings("fs_1", "{\"a\":1}", "cli_1")
+                .await
+                .expect("put"),
+            1
+        );
+        assert_eq!(
+            store
+                .put_settings("fs_1", "{\"a\":2}", "cli_1")
+                .await
+                .expect("put"),
+            2
+        );
+        assert_eq!(
+            store
+                .put_settings("fs_2", "{}", "cli_1")
+                .await
+                .expect("put"),
+            1
+        );
+        store
+            .settings_result("fs_1", 2, false, Some("too many channels"))
+            .await
+            .expect("refused");
+        let st = store
+            .settings_state("fs_1")
+            .await
+            .expect("state")
+            .expect("exists");
+        assert_eq!(
+            (
+                st.desired_version,
+                st.applied_version,
+                st.last_error.as_deref()
+            ),
+            (2, 0, Some("too many channels"))
+        );
+        store
+            .settings_result("fs_1", 1, true, None)
+            .await
+            .expect("applied");
+        let st = store
+            .settings_state("fs_1")
+            .await
+            .expect("state")
+            .expect("exists");
+        assert_eq!(
+            (st.applied_version, st.last_error.as_deref()),
+            (1, Some("too many channels")),
+            "an older success keeps the newer error"
+        );
+        store
+            .settings_result("fs_1", 2, true, None)
+            .await
+            .expect("applied");
+        let st = store
+            .settings_state("fs_1")
+            .await
+            .expect("state")
+            .expect("exists");
         assert_eq!((st.applied_version, st.last_error), (2, None));
         let history = store.settings_history("fs_1").await.expect("history");
-        assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(
+            history.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Webhooks and their delivery log. A delivery row is queued in the same transaction as the event it
 //! carries, so a committed event is always delivered (at least once) to every matching webhook.
 
-use crate::{new_id, now_ms, Result, Store};
+use crate::{Result, Store, new_id, now_ms};
 use sqlx::SqliteConnection;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -34,15 +34,30 @@ pub struct Delivery {
 }
 
 fn kind_matches(patterns: &[String], kind: &str) -> bool {
-    patterns.iter().any(|p| p == "*" || p == kind || p.strip_suffix(".*").is_some_and(|pre| kind.starts_with(pre)))
+    patterns.iter().any(|p| {
+        p == "*"
+            || p == kind
+            || p.strip_suffix(".*")
+                .is_some_and(|pre| kind.starts_with(pre))
+    })
 }
 
-pub(crate) async fn queue_deliveries(conn: &mut SqliteConnection, client_id: &str, kind: &str, seq: i64, now: i64) -> Result<()> {
-    let hooks: Vec<Webhook> = sqlx::query_as("SELECT * FROM webhooks WHERE client_id = $1 AND active = 1")
-        .bind(client_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    for hook in hooks.iter().filter(|h| kind_matches(&h.event_kinds(), kind)) {
+pub(crate) async fn queue_deliveries(
+    conn: &mut SqliteConnection,
+    client_id: &str,
+    kind: &str,
+    seq: i64,
+    now: i64,
+) -> Result<()> {
+    let hooks: Vec<Webhook> =
+        sqlx::query_as("SELECT * FROM webhooks WHERE client_id = $1 AND active = 1")
+            .bind(client_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    for hook in hooks
+        .iter()
+        .filter(|h| kind_matches(&h.event_kinds(), kind))
+    {
         sqlx::query(
             "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, status, next_at, updated_at)
              VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT DO NOTHING",
@@ -58,7 +73,12 @@ pub(crate) async fn queue_deliveries(conn: &mut SqliteConnection, client_id: &st
 }
 
 impl Store {
-    pub async fn create_webhook(&self, client_id: &str, url: &str, events: &[String]) -> Result<Webhook> {
+    pub async fn create_webhook(
+        &self,
+        client_id: &str,
+        url: &str,
+        events: &[String],
+    ) -> Result<Webhook> {
         let hook = Webhook {
             id: new_id("wh"),
             client_id: client_id.to_owned(),
@@ -80,14 +100,19 @@ impl Store {
     }
 
     pub async fn webhook(&self, id: &str) -> Result<Option<Webhook>> {
-        Ok(sqlx::query_as("SELECT * FROM webhooks WHERE id = $1").bind(id).fetch_optional(&self.reader).await?)
+        Ok(sqlx::query_as("SELECT * FROM webhooks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn webhooks_of(&self, client_id: &str) -> Result<Vec<Webhook>> {
-        Ok(sqlx::query_as("SELECT * FROM webhooks WHERE client_id = $1 ORDER BY created_at")
-            .bind(client_id)
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM webhooks WHERE client_id = $1 ORDER BY created_at")
+                .bind(client_id)
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     pub async fn delete_webhook(&self, id: &str) -> Result<bool> {

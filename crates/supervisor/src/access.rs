@@ -1,15 +1,79 @@
-//! The one place that decides who may see and reach what (claims 13–14). Every face (REST, SSE, webhooks,
-//! the fax server link, routing) asks here. Memberships are cached in memory and reloaded after each change.
+//! The one place that decides who may see, reach and change what: groupings (claims 13–14) and
+//! competences (claims 11–12). Every face (REST, SSE, webhooks, the fax server link, routing, and later the
+//! console and the HylaFAX gateway) asks here; `Access::authorize` is the one authorization function.
+//! Memberships and grants are cached in memory and reloaded after each change.
 
+use crate::competence::{self, Competence, Scope, Target};
+use crate::error::ApiError;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use store::Store;
+
+/// A set of competences as bits (`1 << index in Competence::ALL`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompetenceSet(u16);
+
+impl CompetenceSet {
+    pub fn of(competences: impl IntoIterator<Item = Competence>) -> Self {
+        Self(competences.into_iter().fold(0, |acc, c| acc | Self::bit(c)))
+    }
+
+    fn bit(c: Competence) -> u16 {
+        1 << Competence::ALL.iter().position(|x| *x == c).unwrap_or(0)
+    }
+
+    pub fn contains(self, c: Competence) -> bool {
+        self.0 & Self::bit(c) != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Competence> {
+        Competence::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
+    }
+}
 
 #[derive(Debug, Default)]
 struct Memberships {
     groupings_of_client: HashMap<String, HashSet<String>>,
     groupings_of_server: HashMap<String, HashSet<String>>,
     clients_of_grouping: HashMap<String, HashSet<String>>,
+    /// What each client holds, and where.
+    grants_of_client: HashMap<String, Vec<(CompetenceSet, Scope)>>,
+}
+
+impl competence::Memberships for Memberships {
+    fn server_in_grouping(&self, fax_server: &str, grouping: &str) -> bool {
+        self.groupings_of_server
+            .get(fax_server)
+            .is_some_and(|g| g.contains(grouping))
+    }
+
+    fn client_in_grouping(&self, client: &str, grouping: &str) -> bool {
+        self.groupings_of_client
+            .get(client)
+            .is_some_and(|g| g.contains(grouping))
+    }
+}
+
+impl Memberships {
+    fn holds(&self, client: &str, c: Competence, target: Target<'_>) -> bool {
+        self.grants_of_client.get(client).is_some_and(|grants| {
+            grants
+                .iter()
+                .any(|(set, scope)| set.contains(c) && competence::covers(self, scope, target))
+        })
+    }
+
+    fn shares_grouping(&self, client_id: &str, fax_server_id: &str) -> bool {
+        match (
+            self.groupings_of_client.get(client_id),
+            self.groupings_of_server.get(fax_server_id),
+        ) {
+            (Some(a), Some(b)) => !a.is_disjoint(b),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -20,14 +84,48 @@ pub struct Access {
 impl Access {
     pub async fn reload(&self, store: &Store) -> store::Result<()> {
         let mut m = Memberships::default();
+        let roles: HashMap<String, CompetenceSet> = store
+            .roles()
+            .await?
+            .into_iter()
+            .map(|r| {
+                let set = CompetenceSet::of(
+                    r.competence_names()
+                        .iter()
+                        .filter_map(|n| Competence::parse(n)),
+                );
+                (r.id, set)
+            })
+            .collect();
+        for g in store.all_grants().await? {
+            let (Some(set), Some(scope)) = (
+                roles.get(&g.role_id),
+                Scope::from_parts(&g.scope_kind, &g.scope_id),
+            ) else {
+                continue;
+            };
+            m.grants_of_client
+                .entry(g.client_id)
+                .or_default()
+                .push((*set, scope));
+        }
         for (grouping, kind, member) in store.all_grouping_members().await? {
             match kind.as_str() {
                 "client" => {
-                    m.groupings_of_client.entry(member.clone()).or_default().insert(grouping.clone());
-                    m.clients_of_grouping.entry(grouping).or_default().insert(member);
+                    m.groupings_of_client
+                        .entry(member.clone())
+                        .or_default()
+                        .insert(grouping.clone());
+                    m.clients_of_grouping
+                        .entry(grouping)
+                        .or_default()
+                        .insert(member);
                 }
                 _ => {
-                    m.groupings_of_server.entry(member).or_default().insert(grouping);
+                    m.groupings_of_server
+                        .entry(member)
+                        .or_default()
+                        .insert(grouping);
                 }
             }
         }
@@ -41,40 +139,220 @@ impl Access {
 
     /// Whether data may pass between this client and this fax server: they share a grouping.
     pub fn shares_grouping(&self, client_id: &str, fax_server_id: &str) -> bool {
-        self.read(|m| match (m.groupings_of_client.get(client_id), m.groupings_of_server.get(fax_server_id)) {
-            (Some(a), Some(b)) => !a.is_disjoint(b),
-            _ => false,
+        self.read(|m| m.shares_grouping(client_id, fax_server_id))
+    }
+
+    /// Whether two clients share a grouping.
+    pub fn clients_share_grouping(&self, a: &str, b: &str) -> bool {
+        self.read(
+            |m| match (m.groupings_of_client.get(a), m.groupings_of_client.get(b)) {
+                (Some(x), Some(y)) => !x.is_disjoint(y),
+                _ => false,
+            },
+        )
+    }
+
+    /// Whether a client's fax may go out through this fax server: a shared grouping and the competence to
+    /// send there.
+    pub fn may_send(&self, client_id: &str, fax_server_id: &str) -> bool {
+        self.read(|m| {
+            m.shares_grouping(client_id, fax_server_id)
+                && m.holds(
+                    client_id,
+                    Competence::SendFaxes,
+                    Target::FaxServer(fax_server_id),
+                )
+        })
+    }
+
+    /// Whether a fax this fax server received may be delivered to this client.
+    pub fn may_receive(&self, client_id: &str, fax_server_id: &str) -> bool {
+        self.read(|m| {
+            m.shares_grouping(client_id, fax_server_id)
+                && m.holds(
+                    client_id,
+                    Competence::ReceiveFaxes,
+                    Target::FaxServer(fax_server_id),
+                )
+        })
+    }
+
+    /// Whether a client holds a competence over a target.
+    pub fn holds(&self, client_id: &str, c: Competence, target: Target<'_>) -> bool {
+        self.read(|m| m.holds(client_id, c, target))
+    }
+
+    /// Whether a client holds a competence anywhere at all.
+    pub fn holds_somewhere(&self, client_id: &str, c: Competence) -> bool {
+        self.read(|m| {
+            m.grants_of_client
+                .get(client_id)
+                .is_some_and(|g| g.iter().any(|(set, _)| set.contains(c)))
+        })
+    }
+
+    /// The one authorization function: Ok, or 403 naming the competence that is missing.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        c: Competence,
+        target: Target<'_>,
+    ) -> Result<(), ApiError> {
+        if self.holds(&caller.id, c, target) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the competence {c}{}",
+                describe(target)
+            )))
+        }
+    }
+
+    /// The competences a client holds, with their scopes.
+    pub fn grants_of(&self, client_id: &str) -> Vec<(CompetenceSet, Scope)> {
+        self.read(|m| {
+            m.grants_of_client
+                .get(client_id)
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// Whether `caller` may hand out these competences in this scope: it holds each of them in a scope that
+    /// includes it. Nobody can grant a competence or scope they do not hold.
+    pub fn may_grant(
+        &self,
+        caller: &Caller,
+        set: CompetenceSet,
+        scope: &Scope,
+    ) -> Result<(), ApiError> {
+        self.read(|m| {
+            let held = m
+                .grants_of_client
+                .get(&caller.id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for c in set.iter() {
+                if !held
+                    .iter()
+                    .any(|(s, outer)| s.contains(c) && competence::scope_includes(m, outer, scope))
+                {
+                    return Err(ApiError::forbidden(format!(
+                        "you cannot grant {c} in scope {} {}: you do not hold it there",
+                        scope.kind(),
+                        scope.id()
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Clients holding a competence in scope `all` (the administrators of that competence).
+    pub fn holders_everywhere(&self, c: Competence) -> Vec<String> {
+        self.read(|m| {
+            let mut v: Vec<String> = m
+                .grants_of_client
+                .iter()
+                .filter(|(_, g)| {
+                    g.iter()
+                        .any(|(set, scope)| set.contains(c) && *scope == Scope::All)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            v.sort();
+            v
         })
     }
 
     pub fn client_in_grouping(&self, client_id: &str, grouping_id: &str) -> bool {
-        self.read(|m| m.groupings_of_client.get(client_id).is_some_and(|g| g.contains(grouping_id)))
+        self.read(|m| {
+            m.groupings_of_client
+                .get(client_id)
+                .is_some_and(|g| g.contains(grouping_id))
+        })
     }
 
     pub fn server_in_grouping(&self, fax_server_id: &str, grouping_id: &str) -> bool {
-        self.read(|m| m.groupings_of_server.get(fax_server_id).is_some_and(|g| g.contains(grouping_id)))
+        self.read(|m| {
+            m.groupings_of_server
+                .get(fax_server_id)
+                .is_some_and(|g| g.contains(grouping_id))
+        })
     }
 
     pub fn groupings_of_server(&self, fax_server_id: &str) -> Vec<String> {
         self.read(|m| {
-            let mut v: Vec<String> = m.groupings_of_server.get(fax_server_id).into_iter().flatten().cloned().collect();
+            let mut v: Vec<String> = m
+                .groupings_of_server
+                .get(fax_server_id)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
             v.sort();
             v
         })
     }
 
     pub fn clients_of_grouping(&self, grouping_id: &str) -> Vec<String> {
-        self.read(|m| m.clients_of_grouping.get(grouping_id).into_iter().flatten().cloned().collect())
+        self.read(|m| {
+            m.clients_of_grouping
+                .get(grouping_id)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect()
+        })
     }
 
-    /// Whether a grouping is visible to a client: it is a member (administrators see all).
+    /// Whether a grouping is visible to a client: it is a member, or administers it.
     pub fn grouping_visible(&self, caller: &Caller, grouping_id: &str) -> bool {
-        caller.is_admin || self.client_in_grouping(&caller.id, grouping_id)
+        self.read(|m| {
+            competence::Memberships::client_in_grouping(m, &caller.id, grouping_id)
+                || m.holds(
+                    &caller.id,
+                    Competence::ManageGroupings,
+                    Target::Grouping(grouping_id),
+                )
+        })
     }
 
-    /// Whether a fax server is visible to a client (administrators see all).
+    /// Whether a fax server is visible to a client: they share a grouping, or the client may read its
+    /// settings.
     pub fn fax_server_visible(&self, caller: &Caller, fax_server_id: &str) -> bool {
-        caller.is_admin || self.shares_grouping(&caller.id, fax_server_id)
+        self.read(|m| {
+            m.shares_grouping(&caller.id, fax_server_id)
+                || m.holds(
+                    &caller.id,
+                    Competence::ReadFaxServerSettings,
+                    Target::FaxServer(fax_server_id),
+                )
+                || m.holds(
+                    &caller.id,
+                    Competence::ChangeFaxServerSettings,
+                    Target::FaxServer(fax_server_id),
+                )
+        })
+    }
+
+    /// Whether another client is visible to the caller: itself, or one it manages.
+    pub fn client_visible(&self, caller: &Caller, client_id: &str) -> bool {
+        caller.id == client_id
+            || self.holds(
+                &caller.id,
+                Competence::ManageClients,
+                Target::Client(client_id),
+            )
+    }
+}
+
+fn describe(target: Target<'_>) -> String {
+    match target {
+        Target::System => " for the whole supervisor".to_owned(),
+        Target::Grouping(id) => format!(" for grouping {id}"),
+        Target::FaxServer(id) => format!(" for fax server {id}"),
+        Target::Client(id) => format!(" for client {id}"),
     }
 }
 
@@ -83,18 +361,6 @@ impl Access {
 pub struct Caller {
     pub id: String,
     pub name: String,
-    pub is_admin: bool,
-}
-
-impl Caller {
-    /// Administration (clients, groupings, fax servers, routing rules). Competences refine this later.
-    pub fn require_admin(&self) -> Result<(), crate::error::ApiError> {
-        if self.is_admin {
-            Ok(())
-        } else {
-            Err(crate::error::ApiError::forbidden("this needs an administrator"))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -109,11 +375,26 @@ mod tests {
         let a = store.create_grouping("a").await.expect("a");
         let b = store.create_grouping("b").await.expect("b");
         use store::MemberKind::*;
-        store.add_grouping_member(&a.id, Client, "c1").await.expect("m");
-        store.add_grouping_member(&b.id, Client, "c1").await.expect("m");
-        store.add_grouping_member(&b.id, FaxServer, "f1").await.expect("m");
-        store.add_grouping_member(&a.id, FaxServer, "f2").await.expect("m");
-        store.add_grouping_member(&a.id, Client, "c2").await.expect("m");
+        store
+            .add_grouping_member(&a.id, Client, "c1")
+            .await
+            .expect("m");
+        store
+            .add_grouping_member(&b.id, Client, "c1")
+            .await
+            .expect("m");
+        store
+            .add_grouping_member(&b.id, FaxServer, "f1")
+            .await
+            .expect("m");
+        store
+            .add_grouping_member(&a.id, FaxServer, "f2")
+            .await
+            .expect("m");
+        store
+            .add_grouping_member(&a.id, Client, "c2")
+            .await
+            .expect("m");
         let access = Access::default();
         access.reload(&store).await.expect("reload");
         assert!(access.shares_grouping("c1", "f1"));

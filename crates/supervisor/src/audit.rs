@@ -1,9 +1,9 @@
 //! Recording administrative changes and sign-ins in the audit log. Callers pass states that are already
 //! free of secrets (masked settings, client views without password hashes).
 
+use crate::AppState;
 use crate::access::Caller;
 use crate::error::current_request_id;
-use crate::AppState;
 use serde::Serialize;
 
 /// Records one entry; a failure to record is logged, not returned, so it never undoes the change itself.

@@ -88,14 +88,23 @@ impl Default for Config {
 
 impl Default for DialConfig {
     fn default() -> Self {
-        Self { country_code: "1".into(), international_prefix: "011".into(), national_prefix: "1".into() }
+        Self {
+            country_code: "1".into(),
+            international_prefix: "011".into(),
+            national_prefix: "1".into(),
+        }
     }
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
         // HylaFAX's habit: a few minutes between tries, growing.
-        Self { schedule_secs: vec![180, 300, 600, 900], default_max_tries: 6, default_kill_secs: 3 * 3600, max_failovers: 5 }
+        Self {
+            schedule_secs: vec![180, 300, 600, 900],
+            default_max_tries: 6,
+            default_kill_secs: 3 * 3600,
+            max_failovers: 5,
+        }
     }
 }
 
@@ -126,7 +135,12 @@ impl DeadlineConfig {
 impl RetryConfig {
     pub fn delay_after(&self, recipient_faults: u32) -> Duration {
         let i = usize::try_from(recipient_faults.saturating_sub(1)).unwrap_or(usize::MAX);
-        let secs = self.schedule_secs.get(i).or(self.schedule_secs.last()).copied().unwrap_or(300);
+        let secs = self
+            .schedule_secs
+            .get(i)
+            .or(self.schedule_secs.last())
+            .copied()
+            .unwrap_or(300);
         Duration::from_secs(secs)
     }
 }
@@ -135,9 +149,15 @@ impl RetryConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("configuration file {path} is invalid: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("environment variable {name} is invalid: {message}")]
     Env { name: String, message: String },
 }
@@ -147,9 +167,14 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source,
+                })?
             }
             None => Config::default(),
         };
@@ -162,10 +187,12 @@ impl Config {
             if v.is_empty() || v == "off" {
                 return Ok(None);
             }
-            v.parse().map(Some).map_err(|e: std::net::AddrParseError| ConfigError::Env {
-                name: name.into(),
-                message: format!("{v:?} is not a socket address: {e}"),
-            })
+            v.parse()
+                .map(Some)
+                .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                    name: name.into(),
+                    message: format!("{v:?} is not a socket address: {e}"),
+                })
         }
         if let Some(v) = get("FAXHUB_DATA_DIR") {
             self.data_dir = v.into();
@@ -192,13 +219,21 @@ mod tests {
 
     #[test]
     fn env_overrides_file_and_names_bad_values() {
-        let mut c: Config = toml::from_str("http_listen = \"127.0.0.1:1\"\n[retry]\nschedule_secs = [1, 2]").expect("toml");
-        c.apply_env(|n| (n == "FAXHUB_HTTP_LISTEN").then(|| "127.0.0.1:2".to_string())).expect("env");
+        let mut c: Config =
+            toml::from_str("http_listen = \"127.0.0.1:1\"\n[retry]\nschedule_secs = [1, 2]")
+                .expect("toml");
+        c.apply_env(|n| (n == "FAXHUB_HTTP_LISTEN").then(|| "127.0.0.1:2".to_string()))
+            .expect("env");
         assert_eq!(c.http_listen, Some("127.0.0.1:2".parse().expect("addr")));
         assert_eq!(c.retry.delay_after(1), Duration::from_secs(1));
         assert_eq!(c.retry.delay_after(5), Duration::from_secs(2));
-        let err = c.apply_env(|n| (n == "FAXHUB_HTTPS_LISTEN").then(|| "nope".to_string())).expect_err("bad");
+        let err = c
+            .apply_env(|n| (n == "FAXHUB_HTTPS_LISTEN").then(|| "nope".to_string()))
+            .expect_err("bad");
         assert!(err.to_string().contains("FAXHUB_HTTPS_LISTEN"), "{err}");
-        assert!(toml::from_str::<Config>("unknown_key = 1").is_err(), "unknown keys are errors");
+        assert!(
+            toml::from_str::<Config>("unknown_key = 1").is_err(),
+            "unknown keys are errors"
+        );
     }
 }

@@ -11,15 +11,15 @@ use crate::access::Access;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use protocol::{
-    AttemptState, Body, Capabilities, DocumentRef, Envelope, FaultSide, JobOffer, JobProgress, JobResult, Outcome,
-    Phase, SendOptions,
+    AttemptState, Body, Capabilities, DocumentRef, Envelope, FaultSide, JobOffer, JobProgress,
+    JobResult, Outcome, Phase, SendOptions,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{now_ms, Attempt, AttemptFinish, Job, JobUpdate, NewEvent, ProgressRecord, Store};
-use tokio::sync::{mpsc, Notify};
+use store::{Attempt, AttemptFinish, Job, JobUpdate, NewEvent, ProgressRecord, Store, now_ms};
+use tokio::sync::{Notify, mpsc};
 
 /// Per-job options as stored with the job (JSON in `jobs.options`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, utoipa::ToSchema)]
@@ -88,7 +88,9 @@ impl Pending {
 
 impl Server {
     fn free_channels(&self) -> u32 {
-        let used = u32::try_from(self.open.len()).unwrap_or(u32::MAX).saturating_add(self.receiving);
+        let used = u32::try_from(self.open.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.receiving);
         self.caps.channels.saturating_sub(used)
     }
 
@@ -105,7 +107,11 @@ fn longest_prefix(prefixes: &[String], number: &str) -> Option<usize> {
     if prefixes.is_empty() {
         return Some(0);
     }
-    prefixes.iter().filter(|p| number.starts_with(p.as_str())).map(String::len).max()
+    prefixes
+        .iter()
+        .filter(|p| number.starts_with(p.as_str()))
+        .map(String::len)
+        .max()
 }
 
 /// An attempt that has not ended, as routing and the watchdog need it. Deadlines live here, not in the
@@ -142,7 +148,8 @@ impl Queue {
     fn insert(&mut self, p: Pending, now: i64) {
         self.remove(&p.job_id);
         if p.not_before <= now {
-            self.ready.insert((p.priority, p.not_before, p.job_id.clone()));
+            self.ready
+                .insert((p.priority, p.not_before, p.job_id.clone()));
         } else {
             self.waiting.insert((p.not_before, p.job_id.clone()));
         }
@@ -151,7 +158,8 @@ impl Queue {
 
     fn remove(&mut self, job_id: &str) -> Option<Pending> {
         let p = self.jobs.remove(job_id)?;
-        self.ready.remove(&(p.priority, p.not_before, p.job_id.clone()));
+        self.ready
+            .remove(&(p.priority, p.not_before, p.job_id.clone()));
         self.waiting.remove(&(p.not_before, p.job_id.clone()));
         Some(p)
     }
@@ -203,7 +211,11 @@ enum ProgressMsg {
 
 /// Writes progress reports in batches: they need no acknowledgement, so they are committed together, in
 /// arrival order, a few at a time under load and one by one when quiet.
-async fn progress_writer(store: Store, events: tokio::sync::broadcast::Sender<()>, mut rx: mpsc::UnboundedReceiver<ProgressMsg>) {
+async fn progress_writer(
+    store: Store,
+    events: tokio::sync::broadcast::Sender<()>,
+    mut rx: mpsc::UnboundedReceiver<ProgressMsg>,
+) {
     let mut msgs = Vec::with_capacity(1024);
     while rx.recv_many(&mut msgs, 1024).await > 0 {
         let mut records = Vec::new();
@@ -219,7 +231,10 @@ async fn progress_writer(store: Store, events: tokio::sync::broadcast::Sender<()
                 Ok(()) => {
                     let _ = events.send(());
                 }
-                Err(e) => tracing::warn!(reports = records.len(), "progress reports not recorded: {e}"),
+                Err(e) => tracing::warn!(
+                    reports = records.len(),
+                    "progress reports not recorded: {e}"
+                ),
             }
         }
         for done in flushes {
@@ -254,7 +269,12 @@ pub fn job_event(kind: &str, job: &Job, extra: serde_json::Value) -> NewEvent {
 
 impl Dispatcher {
     /// Must be called within a tokio runtime: it starts the progress writer.
-    pub fn new(store: Store, config: Arc<Config>, access: Arc<Access>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        access: Arc<Access>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let events = tokio::sync::broadcast::channel(64).0;
         let (progress, rx) = mpsc::unbounded_channel();
         tokio::spawn(progress_writer(store.clone(), events.clone(), rx));
@@ -329,7 +349,11 @@ impl Dispatcher {
         for p in pendings {
             st.queue.insert(p, now);
         }
-        tracing::info!(queued = st.queue.len(), fax_servers = st.servers.len(), "dispatcher restored");
+        tracing::info!(
+            queued = st.queue.len(),
+            fax_servers = st.servers.len(),
+            "dispatcher restored"
+        );
         Ok(())
     }
 
@@ -337,14 +361,25 @@ impl Dispatcher {
         let docs = self.store.job_documents(&job.id).await?;
         let attempts = self.store.attempts_of(&job.id).await?;
         let mut avoid = HashMap::new();
-        for a in attempts.iter().filter(|a| a.fault.as_deref() == Some("fax_server")) {
+        for a in attempts
+            .iter()
+            .filter(|a| a.fault.as_deref() == Some("fax_server"))
+        {
             avoid.insert(a.fax_server_id.clone(), a.ended_at.unwrap_or(0) + AVOID_MS);
         }
         let documents = docs
             .into_iter()
-            .map(|d| DocumentRef { sha256: d.sha256, size: u64::try_from(d.size).unwrap_or(0), media_type: d.media_type })
+            .map(|d| DocumentRef {
+                sha256: d.sha256,
+                size: u64::try_from(d.size).unwrap_or(0),
+                media_type: d.media_type,
+            })
             .collect();
-        let mut p = Pending::new(job, documents, serde_json::from_str(&job.options).unwrap_or_default());
+        let mut p = Pending::new(
+            job,
+            documents,
+            serde_json::from_str(&job.options).unwrap_or_default(),
+        );
         p.avoid = avoid;
         p.next_attempt_number = attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
         Ok(p)
@@ -377,9 +412,10 @@ impl Dispatcher {
     /// Whether any fax server (online or not) in the client's groupings may dial this number.
     pub fn reachable(&self, client_id: &str, number: &str) -> bool {
         let st = self.lock();
-        st.servers
-            .iter()
-            .any(|(id, s)| self.access.shares_grouping(client_id, id) && longest_prefix(&s.dial_prefixes, number).is_some())
+        st.servers.iter().any(|(id, s)| {
+            self.access.may_send(client_id, id)
+                && longest_prefix(&s.dial_prefixes, number).is_some()
+        })
     }
 
     pub fn set_dial_prefixes(&self, fax_server_id: &str, prefixes: Vec<String>) {
@@ -390,25 +426,33 @@ impl Dispatcher {
     }
 
     pub fn register_server(&self, id: &str, prefixes: Vec<String>) {
-        self.lock().servers.entry(id.to_owned()).or_insert_with(|| Server {
-            dial_prefixes: prefixes,
-            link: None,
-            caps: Capabilities::default(),
-            open: HashSet::new(),
-            receiving: 0,
-            health: 1.0,
-        });
+        self.lock()
+            .servers
+            .entry(id.to_owned())
+            .or_insert_with(|| Server {
+                dial_prefixes: prefixes,
+                link: None,
+                caps: Capabilities::default(),
+                open: HashSet::new(),
+                receiving: 0,
+                health: 1.0,
+            });
     }
 
     /// A snapshot for the API: (online, free channels, open attempts, health).
     pub fn server_status(&self, id: &str) -> Option<(bool, u32, usize, f64)> {
         let st = self.lock();
-        st.servers.get(id).map(|s| (s.link.is_some(), s.free_channels(), s.open.len(), s.health))
+        st.servers
+            .get(id)
+            .map(|s| (s.link.is_some(), s.free_channels(), s.open.len(), s.health))
     }
 
     /// The live phase and page of an open attempt (the database has them only from its start and end).
     pub fn live_phase(&self, attempt_id: &str) -> Option<(&'static str, Option<u32>)> {
-        self.lock().attempts.get(attempt_id).map(|a| (a.phase, a.page))
+        self.lock()
+            .attempts
+            .get(attempt_id)
+            .map(|a| (a.phase, a.page))
     }
 
     pub fn queue_len(&self) -> usize {
@@ -416,7 +460,11 @@ impl Dispatcher {
     }
 
     pub fn online_servers(&self) -> usize {
-        self.lock().servers.values().filter(|s| s.link.is_some()).count()
+        self.lock()
+            .servers
+            .values()
+            .filter(|s| s.link.is_some())
+            .count()
     }
 
     /// Removes a job from the queue (cancel); true if it was waiting there.
@@ -428,8 +476,14 @@ impl Dispatcher {
     /// result whose reason is `cancelled`.
     pub fn request_cancel(&self, attempt: &Attempt) {
         let st = self.lock();
-        if let Some(link) = st.servers.get(&attempt.fax_server_id).and_then(|s| s.link.as_ref()) {
-            let _ = link.tx.send(Envelope::unacked(Body::JobCancel { attempt_id: attempt.id.clone() }));
+        if let Some(link) = st
+            .servers
+            .get(&attempt.fax_server_id)
+            .and_then(|s| s.link.as_ref())
+        {
+            let _ = link.tx.send(Envelope::unacked(Body::JobCancel {
+                attempt_id: attempt.id.clone(),
+            }));
         }
     }
 
@@ -443,8 +497,11 @@ impl Dispatcher {
                     Some(now_ms() + 1000)
                 }
             };
-            let wait = next_due.map_or(Duration::from_secs(1), |t| Duration::from_millis(u64::try_from(t - now_ms()).unwrap_or(0)));
-            let _ = tokio::time::timeout(wait.min(Duration::from_secs(1)), self.wake.notified()).await;
+            let wait = next_due.map_or(Duration::from_secs(1), |t| {
+                Duration::from_millis(u64::try_from(t - now_ms()).unwrap_or(0))
+            });
+            let _ =
+                tokio::time::timeout(wait.min(Duration::from_secs(1)), self.wake.notified()).await;
         }
     }
 
@@ -454,14 +511,21 @@ impl Dispatcher {
         let (picks, next_due) = {
             let mut st = self.lock();
             let next_due = st.queue.promote(now);
-            let mut capacity: u32 = st.servers.values().filter(|s| s.link.is_some()).map(Server::free_channels).sum();
+            let mut capacity: u32 = st
+                .servers
+                .values()
+                .filter(|s| s.link.is_some())
+                .map(Server::free_channels)
+                .sum();
             let mut chosen = Vec::new();
             let mut taken: HashMap<String, u32> = HashMap::new();
             for (_, _, job_id) in &st.queue.ready {
                 if capacity == 0 {
                     break;
                 }
-                let Some(p) = st.queue.jobs.get(job_id) else { continue };
+                let Some(p) = st.queue.jobs.get(job_id) else {
+                    continue;
+                };
                 if let Some(server_id) = self.select(&st, p, now, &taken) {
                     capacity -= 1;
                     *taken.entry(server_id.clone()).or_default() += 1;
@@ -470,7 +534,9 @@ impl Dispatcher {
             }
             let mut picks = Vec::with_capacity(chosen.len());
             for (job_id, server_id) in chosen {
-                let Some(p) = st.queue.remove(&job_id) else { continue };
+                let Some(p) = st.queue.remove(&job_id) else {
+                    continue;
+                };
                 let attempt_id = store::new_id("att");
                 if let Some(s) = st.servers.get_mut(&server_id) {
                     s.open.insert(attempt_id.clone());
@@ -488,24 +554,36 @@ impl Dispatcher {
     /// The proper fax server for a job: shares a grouping with the client, online, has a free channel, may
     /// dial the number (the most specific route wins), then the least loaded and healthiest.
     /// `taken` counts the channels this round has already promised.
-    fn select(&self, st: &State, p: &Pending, now: i64, taken: &HashMap<String, u32>) -> Option<String> {
+    fn select(
+        &self,
+        st: &State,
+        p: &Pending,
+        now: i64,
+        taken: &HashMap<String, u32>,
+    ) -> Option<String> {
         let mut best: Option<(usize, f64, &String)> = None;
         for (id, s) in &st.servers {
-            let free = s.free_channels().saturating_sub(taken.get(id).copied().unwrap_or(0));
+            let free = s
+                .free_channels()
+                .saturating_sub(taken.get(id).copied().unwrap_or(0));
             if s.link.is_none() || free == 0 || p.avoid.get(id).is_some_and(|until| *until > now) {
                 continue;
             }
-            if !self.access.shares_grouping(&p.client_id, id) {
+            if !self.access.may_send(&p.client_id, id) {
                 continue;
             }
-            let Some(specificity) = s.route_to(&p.recipient) else { continue };
+            let Some(specificity) = s.route_to(&p.recipient) else {
+                continue;
+            };
             let channels = f64::from(s.caps.channels.max(1));
             let load = (channels - f64::from(free)) / channels;
             let score = load + (1.0 - s.health);
             let better = match &best {
                 None => true,
                 Some((bs, bscore, bid)) => {
-                    specificity > *bs || (specificity == *bs && (score < *bscore || (score == *bscore && id < *bid)))
+                    specificity > *bs
+                        || (specificity == *bs
+                            && (score < *bscore || (score == *bscore && id < *bid)))
                 }
             };
             if better {
@@ -612,20 +690,28 @@ impl Dispatcher {
             let mut st = self.lock();
             st.generation += 1;
             let generation = st.generation;
-            let s = st.servers.entry(server_id.to_owned()).or_insert_with(|| Server {
-                dial_prefixes: Vec::new(),
-                link: None,
-                caps: Capabilities::default(),
-                open: HashSet::new(),
-                receiving: 0,
-                health: 1.0,
-            });
+            let s = st
+                .servers
+                .entry(server_id.to_owned())
+                .or_insert_with(|| Server {
+                    dial_prefixes: Vec::new(),
+                    link: None,
+                    caps: Capabilities::default(),
+                    open: HashSet::new(),
+                    receiving: 0,
+                    health: 1.0,
+                });
             s.caps = caps;
             s.link = Some(Link { tx, generation });
             generation
         };
-        let open: Vec<Attempt> =
-            self.store.open_attempts().await?.into_iter().filter(|a| a.fax_server_id == server_id).collect();
+        let open: Vec<Attempt> = self
+            .store
+            .open_attempts()
+            .await?
+            .into_iter()
+            .filter(|a| a.fax_server_id == server_id)
+            .collect();
         let expected: Vec<String> = open.iter().map(|a| a.id.clone()).collect();
         let held: HashSet<String> = in_flight.iter().map(|a| a.attempt_id.clone()).collect();
         for state in in_flight {
@@ -633,12 +719,22 @@ impl Dispatcher {
                 Some(result) => self.on_result(server_id, result).await?,
                 None => {
                     if expected.contains(&state.attempt_id) {
-                        let progress =
-                            JobProgress { attempt_id: state.attempt_id, phase: state.phase, page: None, pages_total: None, bit_rate: None };
+                        let progress = JobProgress {
+                            attempt_id: state.attempt_id,
+                            phase: state.phase,
+                            page: None,
+                            pages_total: None,
+                            bit_rate: None,
+                        };
                         self.on_progress(server_id, progress).await?;
                     } else {
                         // Not open here any more (abandoned after the link grace): the fax server must stop.
-                        self.send_to(server_id, Body::JobCancel { attempt_id: state.attempt_id });
+                        self.send_to(
+                            server_id,
+                            Body::JobCancel {
+                                attempt_id: state.attempt_id,
+                            },
+                        );
                     }
                 }
             }
@@ -653,7 +749,8 @@ impl Dispatcher {
                     self.resend_offer(server_id, &a, p).await?;
                 }
             } else {
-                self.abandon(&a, "the fax server no longer holds the attempt").await?;
+                self.abandon(&a, "the fax server no longer holds the attempt")
+                    .await?;
             }
         }
         self.wake.notify_one();
@@ -672,7 +769,10 @@ impl Dispatcher {
                 open.queried = false;
             }
         }
-        self.send_to(server_id, Body::JobOffer(offer_of(p, a.id.clone(), a.number)));
+        self.send_to(
+            server_id,
+            Body::JobOffer(offer_of(p, a.id.clone(), a.number)),
+        );
         Ok(())
     }
 
@@ -680,13 +780,19 @@ impl Dispatcher {
     pub async fn disconnected(&self, server_id: &str, generation: u64) -> store::Result<()> {
         let deadline = now_ms() + secs(self.config.deadlines.link_grace_secs);
         let mut st = self.lock();
-        let Some(s) = st.servers.get_mut(server_id) else { return Ok(()) };
+        let Some(s) = st.servers.get_mut(server_id) else {
+            return Ok(());
+        };
         if s.link.as_ref().is_none_or(|l| l.generation != generation) {
             return Ok(());
         }
         s.link = None;
         s.receiving = 0;
-        for open in st.attempts.values_mut().filter(|a| a.fax_server_id == server_id) {
+        for open in st
+            .attempts
+            .values_mut()
+            .filter(|a| a.fax_server_id == server_id)
+        {
             open.deadline = deadline;
             open.queried = false;
         }
@@ -694,8 +800,14 @@ impl Dispatcher {
     }
 
     pub fn heartbeat(&self, server_id: &str, channels: &[protocol::ChannelState]) {
-        let receiving = channels.iter().filter(|c| **c == protocol::ChannelState::Receiving).count();
-        let usable = channels.iter().filter(|c| **c != protocol::ChannelState::Down).count();
+        let receiving = channels
+            .iter()
+            .filter(|c| **c == protocol::ChannelState::Receiving)
+            .count();
+        let usable = channels
+            .iter()
+            .filter(|c| **c != protocol::ChannelState::Down)
+            .count();
         let mut st = self.lock();
         if let Some(s) = st.servers.get_mut(server_id) {
             s.receiving = u32::try_from(receiving).unwrap_or(u32::MAX);
@@ -710,7 +822,9 @@ impl Dispatcher {
         let deadline = now_ms() + secs(self.config.deadlines.for_phase(phase).as_secs());
         let (open, activate) = {
             let mut st = self.lock();
-            let Some(open) = st.attempts.get_mut(&progress.attempt_id) else { return Ok(()) };
+            let Some(open) = st.attempts.get_mut(&progress.attempt_id) else {
+                return Ok(());
+            };
             if open.fax_server_id != server_id {
                 return Ok(());
             }
@@ -729,25 +843,43 @@ impl Dispatcher {
                                "pages_total": progress.pages_total, "bit_rate": progress.bit_rate}),
             vec![open.client_id.clone()],
         );
-        let _ = self.progress.send(ProgressMsg::Record(ProgressRecord { attempt_id: progress.attempt_id, activate, event }));
+        let _ = self.progress.send(ProgressMsg::Record(ProgressRecord {
+            attempt_id: progress.attempt_id,
+            activate,
+            event,
+        }));
         Ok(())
     }
 
     /// Applies the end of an attempt as the fax server reports it; a repeated report changes nothing.
     pub async fn on_result(&self, server_id: &str, result: JobResult) -> store::Result<()> {
-        let Some(a) = self.store.attempt(&result.attempt_id).await? else { return Ok(()) };
+        let Some(a) = self.store.attempt(&result.attempt_id).await? else {
+            return Ok(());
+        };
         if a.fax_server_id != server_id {
             tracing::warn!(attempt = %a.id, "result from a fax server that does not hold the attempt; ignored");
             return Ok(());
         }
-        let Some(job) = self.store.job(&a.job_id).await? else { return Ok(()) };
+        let Some(job) = self.store.job(&a.job_id).await? else {
+            return Ok(());
+        };
         let stats = serde_json::to_string(&result.stats).ok();
         let (finish, health) = match &result.outcome {
             Outcome::Sent { pages } => (
-                AttemptFinish { status: "succeeded".into(), pages_sent: i64::from(*pages), stats, ..Default::default() },
+                AttemptFinish {
+                    status: "succeeded".into(),
+                    pages_sent: i64::from(*pages),
+                    stats,
+                    ..Default::default()
+                },
                 1.0,
             ),
-            Outcome::Failed { fault, reason, t30, pages_sent } => (
+            Outcome::Failed {
+                fault,
+                reason,
+                t30,
+                pages_sent,
+            } => (
                 AttemptFinish {
                     status: "failed".into(),
                     fault: Some(fault_name(*fault).into()),
@@ -756,7 +888,11 @@ impl Dispatcher {
                     pages_sent: i64::from(*pages_sent),
                     stats,
                 },
-                if *fault == FaultSide::FaxServer { 0.0 } else { 0.8 },
+                if *fault == FaultSide::FaxServer {
+                    0.0
+                } else {
+                    0.8
+                },
             ),
         };
         let applied = self.finish(&a, &job, finish).await?;
@@ -778,8 +914,16 @@ impl Dispatcher {
         let (update, event, requeue) = if finish.status == "succeeded" {
             let pages = finish.pages_sent;
             (
-                JobUpdate { status: "sent".into(), pages_sent: Some(pages), ..Default::default() },
-                job_event("job.sent", job, serde_json::json!({"attempt_id": a.id, "pages": pages})),
+                JobUpdate {
+                    status: "sent".into(),
+                    pages_sent: Some(pages),
+                    ..Default::default()
+                },
+                job_event(
+                    "job.sent",
+                    job,
+                    serde_json::json!({"attempt_id": a.id, "pages": pages}),
+                ),
                 false,
             )
         } else {
@@ -793,8 +937,16 @@ impl Dispatcher {
             };
             match next {
                 Next::Cancelled => (
-                    JobUpdate { status: "cancelled".into(), reason: Some("cancelled by the client".into()), ..Default::default() },
-                    job_event("job.cancelled", job, serde_json::json!({"attempt_id": a.id})),
+                    JobUpdate {
+                        status: "cancelled".into(),
+                        reason: Some("cancelled by the client".into()),
+                        ..Default::default()
+                    },
+                    job_event(
+                        "job.cancelled",
+                        job,
+                        serde_json::json!({"attempt_id": a.id}),
+                    ),
                     false,
                 ),
                 Next::Retry { not_before } => (
@@ -812,13 +964,25 @@ impl Dispatcher {
                     true,
                 ),
                 Next::Fail(why) => (
-                    JobUpdate { status: "failed".into(), reason: Some(why.clone()), ..Default::default() },
-                    job_event("job.failed", job, serde_json::json!({"attempt_id": a.id, "fault": fault, "reason": why})),
+                    JobUpdate {
+                        status: "failed".into(),
+                        reason: Some(why.clone()),
+                        ..Default::default()
+                    },
+                    job_event(
+                        "job.failed",
+                        job,
+                        serde_json::json!({"attempt_id": a.id, "fault": fault, "reason": why}),
+                    ),
                     false,
                 ),
             }
         };
-        if !self.store.finish_attempt(&a.id, &finish, &update, &[event]).await? {
+        if !self
+            .store
+            .finish_attempt(&a.id, &finish, &update, &[event])
+            .await?
+        {
             return Ok(false);
         }
         {
@@ -846,9 +1010,20 @@ impl Dispatcher {
 
     /// HylaFAX's retry rules: recipient faults wait on the schedule until max tries or the kill time;
     /// fax-server faults move on at once to another fax server; permanent faults end the job.
-    fn next_after_failure(&self, job: &Job, history: &[Attempt], current: &Attempt, fault: &str, reason: &str, now: i64) -> Next {
+    fn next_after_failure(
+        &self,
+        job: &Job,
+        history: &[Attempt],
+        current: &Attempt,
+        fault: &str,
+        reason: &str,
+        now: i64,
+    ) -> Next {
         let ended_with = |f: &str| {
-            let earlier = history.iter().filter(|h| h.id != current.id && h.fault.as_deref() == Some(f)).count();
+            let earlier = history
+                .iter()
+                .filter(|h| h.id != current.id && h.fault.as_deref() == Some(f))
+                .count();
             u32::try_from(earlier + 1).unwrap_or(u32::MAX)
         };
         match fault {
@@ -879,7 +1054,9 @@ impl Dispatcher {
     }
 
     async fn abandon(&self, a: &Attempt, why: &str) -> store::Result<bool> {
-        let Some(job) = self.store.job(&a.job_id).await? else { return Ok(false) };
+        let Some(job) = self.store.job(&a.job_id).await? else {
+            return Ok(false);
+        };
         tracing::warn!(attempt = %a.id, job = %job.id, fax_server = %a.fax_server_id, "abandoning attempt: {why}");
         let finish = AttemptFinish {
             status: "abandoned".into(),
@@ -911,22 +1088,35 @@ impl Dispatcher {
         let mut query = Vec::new();
         {
             let mut st = self.lock();
-            let State { servers, attempts, .. } = &mut *st;
+            let State {
+                servers, attempts, ..
+            } = &mut *st;
             let oldest = now - secs(self.config.deadlines.max_attempt_secs);
-            for (id, open) in attempts.iter_mut().filter(|(_, a)| a.deadline <= now || a.started < oldest) {
-                let online = servers.get(&open.fax_server_id).is_some_and(|s| s.link.is_some());
+            for (id, open) in attempts
+                .iter_mut()
+                .filter(|(_, a)| a.deadline <= now || a.started < oldest)
+            {
+                let online = servers
+                    .get(&open.fax_server_id)
+                    .is_some_and(|s| s.link.is_some());
                 if open.started < oldest {
                     open.deadline = query_deadline;
                     open.started = i64::MAX;
                     let limit = self.config.deadlines.max_attempt_secs;
-                    abandon.push((id.clone(), format!("the attempt was still open after the maximum of {limit} s")));
+                    abandon.push((
+                        id.clone(),
+                        format!("the attempt was still open after the maximum of {limit} s"),
+                    ));
                 } else if online && !open.queried {
                     open.queried = true;
                     open.deadline = query_deadline;
                     query.push((open.fax_server_id.clone(), id.clone()));
                 } else {
                     let why = if online {
-                        format!("no answer from the fax server after the {} deadline", open.phase)
+                        format!(
+                            "no answer from the fax server after the {} deadline",
+                            open.phase
+                        )
                     } else {
                         "the fax server's link was lost and did not come back in time".to_owned()
                     };
@@ -944,14 +1134,32 @@ impl Dispatcher {
                 self.abandon(&a, &why).await?;
             }
         }
-        let expired: Vec<String> =
-            self.lock().queue.jobs.values().filter(|p| p.kill_at <= now).map(|p| p.job_id.clone()).collect();
+        let expired: Vec<String> = self
+            .lock()
+            .queue
+            .jobs
+            .values()
+            .filter(|p| p.kill_at <= now)
+            .map(|p| p.job_id.clone())
+            .collect();
         for job_id in expired {
             self.dequeue(&job_id);
             if let Some(job) = self.store.job(&job_id).await? {
-                let update = JobUpdate { status: "failed".into(), reason: Some("kill time reached".into()), ..Default::default() };
-                let event = job_event("job.failed", &job, serde_json::json!({"reason": "kill time reached"}));
-                if self.store.update_job(&job_id, &["queued"], &update, &[event]).await? {
+                let update = JobUpdate {
+                    status: "failed".into(),
+                    reason: Some("kill time reached".into()),
+                    ..Default::default()
+                };
+                let event = job_event(
+                    "job.failed",
+                    &job,
+                    serde_json::json!({"reason": "kill time reached"}),
+                );
+                if self
+                    .store
+                    .update_job(&job_id, &["queued"], &update, &[event])
+                    .await?
+                {
                     self.metrics.failed.inc();
                     self.events_committed();
                 }
@@ -963,9 +1171,11 @@ impl Dispatcher {
     /// The fax server does not know an attempt it was asked about: it never arrived or was lost.
     pub async fn on_unknown(&self, server_id: &str, attempt_id: &str) -> store::Result<()> {
         if let Some(a) = self.store.attempt(attempt_id).await?
-            && a.fax_server_id == server_id {
-                self.abandon(&a, "the fax server does not know the attempt").await?;
-            }
+            && a.fax_server_id == server_id
+        {
+            self.abandon(&a, "the fax server does not know the attempt")
+                .await?;
+        }
         Ok(())
     }
 }
@@ -979,7 +1189,11 @@ fn open_attempt(job: &Job, a: &Attempt, deadline: i64) -> OpenAttempt {
         client_id: job.client_id.clone(),
         recipient: job.recipient.clone(),
         fax_server_id: a.fax_server_id.clone(),
-        phase: if a.status == "offered" { "offered" } else { "dialling" },
+        phase: if a.status == "offered" {
+            "offered"
+        } else {
+            "dialling"
+        },
         page: None,
         started: a.started_at,
         deadline,
@@ -1006,7 +1220,9 @@ fn offer_of(p: Pending, attempt_id: String, number: i64) -> JobOffer {
 }
 
 fn secs(s: u64) -> i64 {
-    i64::try_from(s).unwrap_or(i64::MAX / 2000).saturating_mul(1000)
+    i64::try_from(s)
+        .unwrap_or(i64::MAX / 2000)
+        .saturating_mul(1000)
 }
 
 pub fn phase_name(p: Phase) -> &'static str {

@@ -45,7 +45,10 @@ impl DocStore {
     }
 
     pub fn path_of(&self, sha256: &str) -> Option<PathBuf> {
-        let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = sha256.len() == 64
+            && sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         valid.then(|| self.root.join(&sha256[..2]).join(sha256))
     }
 
@@ -72,7 +75,9 @@ impl DocStore {
                 hasher.update(&chunk);
                 match file.as_mut() {
                     Some(f) => f.write_all(&chunk).await?,
-                    None if memory.len() + chunk.len() <= IN_MEMORY => memory.extend_from_slice(&chunk),
+                    None if memory.len() + chunk.len() <= IN_MEMORY => {
+                        memory.extend_from_slice(&chunk)
+                    }
                     None => {
                         let mut f = tokio::fs::File::create(&tmp).await?;
                         f.write_all(&memory).await?;
@@ -86,15 +91,21 @@ impl DocStore {
                 return Err(DocError::Empty);
             }
             let sha256 = hex::encode(hasher.finalize());
-            let dest = self.path_of(&sha256).ok_or_else(|| DocError::Corrupt("bad hash".into()))?;
+            let dest = self
+                .path_of(&sha256)
+                .ok_or_else(|| DocError::Corrupt("bad hash".into()))?;
             let (media_type, pages) = match file {
                 Some(mut f) => {
                     f.flush().await?;
                     drop(f);
                     let tmp = tmp.clone();
-                    tokio::task::spawn_blocking(move || std::fs::read(&tmp).map_err(DocError::Io).and_then(|b| inspect(&b)))
-                        .await
-                        .map_err(|e| DocError::Corrupt(format!("inspection failed: {e}")))??
+                    tokio::task::spawn_blocking(move || {
+                        std::fs::read(&tmp)
+                            .map_err(DocError::Io)
+                            .and_then(|b| inspect(&b))
+                    })
+                    .await
+                    .map_err(|e| DocError::Corrupt(format!("inspection failed: {e}")))??
                 }
                 None => {
                     let checked = inspect(&memory)?;
@@ -110,7 +121,12 @@ impl DocStore {
                 }
                 tokio::fs::rename(&tmp, &dest).await?;
             }
-            Ok(StoredDoc { sha256, size, media_type, pages })
+            Ok(StoredDoc {
+                sha256,
+                size,
+                media_type,
+                pages,
+            })
         }
         .await;
         if result.is_err() {
@@ -138,11 +154,17 @@ pub fn inspect(bytes: &[u8]) -> Result<(&'static str, u32), DocError> {
     if let Some(media_type) = media_type {
         // The renderer's own parse: what it cannot open now, the fax server could not send later.
         let options = render::LoadOptions {
-            limits: render::Limits { max_input_bytes: usize::MAX, ..Default::default() },
+            limits: render::Limits {
+                max_input_bytes: usize::MAX,
+                ..Default::default()
+            },
             ..Default::default()
         };
         return match render::load(bytes, &options) {
-            Ok(doc) => Ok((media_type, u32::try_from(doc.page_count()).unwrap_or(u32::MAX))),
+            Ok(doc) => Ok((
+                media_type,
+                u32::try_from(doc.page_count()).unwrap_or(u32::MAX),
+            )),
             Err(e) => Err(DocError::Corrupt(e.to_string())),
         };
     }
@@ -161,13 +183,25 @@ fn tiff_pages(b: &[u8]) -> Result<u32, DocError> {
     let little = b[0] == b'I';
     let corrupt = |m: &str| DocError::Corrupt(format!("TIFF: {m}"));
     let u16_at = |o: usize| -> Result<u16, DocError> {
-        let s = b.get(o..o + 2).ok_or_else(|| corrupt("offset beyond the end of the file"))?;
-        Ok(if little { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) })
+        let s = b
+            .get(o..o + 2)
+            .ok_or_else(|| corrupt("offset beyond the end of the file"))?;
+        Ok(if little {
+            u16::from_le_bytes([s[0], s[1]])
+        } else {
+            u16::from_be_bytes([s[0], s[1]])
+        })
     };
     let u32_at = |o: usize| -> Result<u32, DocError> {
-        let s = b.get(o..o + 4).ok_or_else(|| corrupt("offset beyond the end of the file"))?;
+        let s = b
+            .get(o..o + 4)
+            .ok_or_else(|| corrupt("offset beyond the end of the file"))?;
         let a = [s[0], s[1], s[2], s[3]];
-        Ok(if little { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) })
+        Ok(if little {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        })
     };
     let mut offset = u32_at(4)? as usize;
     let mut pages = 0u32;
@@ -191,7 +225,9 @@ fn tiff_pages(b: &[u8]) -> Result<u32, DocError> {
             }
         }
         if !(width && length && strips) {
-            return Err(corrupt("an image directory lacks ImageWidth, ImageLength or image data"));
+            return Err(corrupt(
+                "an image directory lacks ImageWidth, ImageLength or image data",
+            ));
         }
         pages += 1;
         offset = u32_at(offset + 2 + entries * 12)? as usize;
@@ -224,7 +260,11 @@ mod tests {
                 b.extend_from_slice(&1u32.to_le_bytes());
                 b.extend_from_slice(&val.to_le_bytes());
             }
-            let next = if p + 1 < pages { (ifd + 2 + 36 + 4) as u32 } else { 0 };
+            let next = if p + 1 < pages {
+                (ifd + 2 + 36 + 4) as u32
+            } else {
+                0
+            };
             b.extend_from_slice(&next.to_le_bytes());
         }
         b
@@ -234,16 +274,28 @@ mod tests {
     fn recognises_and_counts() {
         assert_eq!(inspect(&tiny_tiff(3)).expect("tiff"), ("image/tiff", 3));
         assert_eq!(inspect(b"hello\n").expect("text"), ("text/plain", 1));
-        assert!(matches!(inspect(b"%PDF-1.4 truncated"), Err(DocError::Corrupt(_))));
-        assert!(matches!(inspect(b"\x89PNG\r\n\x1a\nnot really"), Err(DocError::Corrupt(_))));
+        assert!(matches!(
+            inspect(b"%PDF-1.4 truncated"),
+            Err(DocError::Corrupt(_))
+        ));
+        assert!(matches!(
+            inspect(b"\x89PNG\r\n\x1a\nnot really"),
+            Err(DocError::Corrupt(_))
+        ));
         let pdf = include_bytes!("../../render/tests/data/sample.pdf");
         let (media_type, pages) = inspect(pdf).expect("a real PDF");
         assert_eq!(media_type, "application/pdf");
         assert!(pages >= 1);
         let mut cut = pdf.to_vec();
         cut.truncate(pdf.len() / 3);
-        assert!(matches!(inspect(&cut), Err(DocError::Corrupt(_))), "a truncated PDF is refused");
-        assert!(matches!(inspect(&[0u8, 159, 146, 150]), Err(DocError::Unsupported)));
+        assert!(
+            matches!(inspect(&cut), Err(DocError::Corrupt(_))),
+            "a truncated PDF is refused"
+        );
+        assert!(matches!(
+            inspect(&[0u8, 159, 146, 150]),
+            Err(DocError::Unsupported)
+        ));
         let mut looping = tiny_tiff(1);
         let n = looping.len();
         looping[n - 4..].copy_from_slice(&8u32.to_le_bytes());

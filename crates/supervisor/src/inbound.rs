@@ -4,7 +4,7 @@
 //! the shared inbox of the fax server's groupings, never dropped.
 
 use crate::AppState;
-use store::{InboxEntry, InboundRule, NewEvent, NewInbound, RuleTarget};
+use store::{InboundRule, InboxEntry, NewEvent, NewInbound, RuleTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InboundError {
@@ -15,20 +15,28 @@ pub enum InboundError {
 }
 
 fn matches(rule: &InboundRule, fs_id: &str, fax: &protocol::InboundFax) -> bool {
-    let eq = |want: &Option<String>, have: &Option<String>| want.as_ref().is_none_or(|w| have.as_ref() == Some(w));
+    let eq = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+    };
     rule.fax_server_id.as_deref().is_none_or(|f| f == fs_id)
         && eq(&rule.called_number, &fax.called_number)
         && eq(&rule.tsi, &fax.tsi.as_ref().map(|t| t.trim().to_owned()))
-        && rule
-            .caller_prefix
-            .as_ref()
-            .is_none_or(|p| fax.caller_number.as_ref().is_some_and(|c| c.starts_with(p.as_str())))
+        && rule.caller_prefix.as_ref().is_none_or(|p| {
+            fax.caller_number
+                .as_ref()
+                .is_some_and(|c| c.starts_with(p.as_str()))
+        })
 }
 
 /// Chooses the inbox entries of a received fax.
-pub fn route(app: &AppState, rules: &[InboundRule], fs_id: &str, fax: &protocol::InboundFax) -> Vec<InboxEntry> {
+pub fn route(
+    app: &AppState,
+    rules: &[InboundRule],
+    fs_id: &str,
+    fax: &protocol::InboundFax,
+) -> Vec<InboxEntry> {
     let allowed = |t: &RuleTarget| match t {
-        RuleTarget::Client(c) => app.access.shares_grouping(c, fs_id),
+        RuleTarget::Client(c) => app.access.may_receive(c, fs_id),
         RuleTarget::Grouping(g) => app.access.server_in_grouping(fs_id, g),
     };
     for rule in rules.iter().filter(|r| matches(r, fs_id, fax)) {
@@ -51,11 +59,18 @@ pub fn route(app: &AppState, rules: &[InboundRule], fs_id: &str, fax: &protocol:
     app.access
         .groupings_of_server(fs_id)
         .into_iter()
-        .map(|g| InboxEntry { target: RuleTarget::Grouping(g), rule_id: None })
+        .map(|g| InboxEntry {
+            target: RuleTarget::Grouping(g),
+            rule_id: None,
+        })
         .collect()
 }
 
-pub async fn receive(app: &AppState, fs_id: &str, fax: protocol::InboundFax) -> Result<(), InboundError> {
+pub async fn receive(
+    app: &AppState,
+    fs_id: &str,
+    fax: protocol::InboundFax,
+) -> Result<(), InboundError> {
     if app.store.document(&fax.document.sha256).await?.is_none() {
         return Err(InboundError::MissingDocument(fax.document.sha256));
     }
@@ -65,14 +80,27 @@ pub async fn receive(app: &AppState, fs_id: &str, fax: protocol::InboundFax) -> 
     for e in &entries {
         match &e.target {
             RuleTarget::Client(c) => audience.push(c.clone()),
-            RuleTarget::Grouping(g) => audience.extend(app.access.clients_of_grouping(g)),
+            RuleTarget::Grouping(g) => {
+                audience.extend(
+                    app.access
+                        .clients_of_grouping(g)
+                        .into_iter()
+                        .filter(|c| app.access.may_receive(c, fs_id)),
+                );
+            }
         }
     }
     if entries.is_empty() {
-        // A fax server in no grouping: keep the fax for the administrators rather than drop it.
-        for c in app.store.clients().await?.into_iter().filter(|c| c.is_admin) {
-            audience.push(c.id.clone());
-            entries.push(InboxEntry { target: RuleTarget::Client(c.id), rule_id: None });
+        // A fax server in no grouping: keep the fax for those who receive faxes everywhere rather than drop it.
+        for c in app
+            .access
+            .holders_everywhere(crate::competence::Competence::ReceiveFaxes)
+        {
+            audience.push(c.clone());
+            entries.push(InboxEntry {
+                target: RuleTarget::Client(c),
+                rule_id: None,
+            });
         }
     }
     audience.sort();
@@ -96,7 +124,11 @@ pub async fn receive(app: &AppState, fs_id: &str, fax: protocol::InboundFax) -> 
             "sha256": fax.document.sha256}),
         audience,
     );
-    if app.store.insert_inbound(&record, &entries, &[event]).await? {
+    if app
+        .store
+        .insert_inbound(&record, &entries, &[event])
+        .await?
+    {
         app.metrics.inbound.inc();
         app.dispatcher.events_committed();
         app.webhook_wake.notify_one();

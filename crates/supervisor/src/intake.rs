@@ -24,17 +24,27 @@ impl Intake {
     }
 
     /// Stores one submission; `false` with the earlier jobs when its idempotency key was used before.
-    pub async fn submit(&self, jobs: Vec<NewJob>, events: Vec<NewEvent>) -> store::Result<(bool, Vec<Job>)> {
+    pub async fn submit(
+        &self,
+        jobs: Vec<NewJob>,
+        events: Vec<NewEvent>,
+    ) -> store::Result<(bool, Vec<Job>)> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((jobs, events, reply)).await.map_err(|_| store::Error::Corrupt("the intake has stopped".into()))?;
-        answer.await.map_err(|_| store::Error::Corrupt("the intake dropped a submission".into()))?
+        self.tx
+            .send((jobs, events, reply))
+            .await
+            .map_err(|_| store::Error::Corrupt("the intake has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| store::Error::Corrupt("the intake dropped a submission".into()))?
     }
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<(Vec<NewJob>, Vec<NewEvent>, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (submissions, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|(j, e, r)| ((j, e), r)).unzip();
+        let (submissions, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|(j, e, r)| ((j, e), r)).unzip();
         match store.insert_submissions(&submissions).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {

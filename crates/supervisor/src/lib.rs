@@ -6,9 +6,10 @@
 //! SQL (that is the `store` crate's).
 
 pub mod access;
-pub mod audit;
 pub mod api;
+pub mod audit;
 pub mod auth;
+pub mod competence;
 pub mod config;
 pub mod dispatch;
 pub mod docstore;

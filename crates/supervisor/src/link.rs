@@ -2,31 +2,44 @@
 //! crate). It authenticates the fax server, reconciles on hello, and hands every message to the dispatcher
 //! or the inbound router; a message is acknowledged only after its effect is committed.
 
+use crate::AppState;
 use crate::auth::{bearer, hash_secret};
 use crate::error::ApiError;
-use crate::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
-use protocol::{Body, Envelope, FaultSide, JobProgress, JobResult, Outcome, Phase, Welcome, PROTOCOL_VERSION};
+use protocol::{
+    Body, Envelope, FaultSide, JobProgress, JobResult, Outcome, PROTOCOL_VERSION, Phase, Welcome,
+};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let Some(credential) = bearer(&headers) else { return ApiError::unauthorized().into_response() };
-    let fs = match app.store.fax_server_by_credential(&hash_secret(credential)).await {
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(credential) = bearer(&headers) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let fs = match app
+        .store
+        .fax_server_by_credential(&hash_secret(credential))
+        .await
+    {
         Ok(Some(fs)) => fs,
         Ok(None) => return ApiError::unauthorized().into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    ws.max_message_size(1 << 20).on_upgrade(move |socket| async move {
-        let id = fs.id.clone();
-        if let Err(e) = serve(app, fs, socket).await {
-            tracing::info!(fax_server = %id, "link closed: {e}");
-        }
-    })
+    ws.max_message_size(1 << 20)
+        .on_upgrade(move |socket| async move {
+            let id = fs.id.clone();
+            if let Err(e) = serve(app, fs, socket).await {
+                tracing::info!(fax_server = %id, "link closed: {e}");
+            }
+        })
 }
 
 async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow::Result<()> {
@@ -44,12 +57,20 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
     };
     if hello.protocol_version != PROTOCOL_VERSION {
         let bye = Envelope::unacked(Body::Goodbye {
-            reason: format!("protocol version {} is not supported; this supervisor speaks {PROTOCOL_VERSION}", hello.protocol_version),
+            reason: format!(
+                "protocol version {} is not supported; this supervisor speaks {PROTOCOL_VERSION}",
+                hello.protocol_version
+            ),
         });
         sink.send(Message::Text(bye.to_json().into())).await?;
-        anyhow::bail!("fax server speaks protocol version {}", hello.protocol_version);
+        anyhow::bail!(
+            "fax server speaks protocol version {}",
+            hello.protocol_version
+        );
     }
-    app.store.record_fax_server_hello(&fs.id, &serde_json::to_string(&hello.capabilities)?).await?;
+    app.store
+        .record_fax_server_hello(&fs.id, &serde_json::to_string(&hello.capabilities)?)
+        .await?;
     let expected: Vec<String> = app
         .store
         .open_attempts()
@@ -84,10 +105,21 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
         let _ = sink.close().await;
     });
     tracing::info!(fax_server = %fs.name, channels = hello.capabilities.channels, "fax server connected");
-    let (generation, _) =
-        app.dispatcher.connected(&fs.id, hello.capabilities.clone(), tx.clone(), hello.in_flight).await?;
+    let (generation, _) = app
+        .dispatcher
+        .connected(
+            &fs.id,
+            hello.capabilities.clone(),
+            tx.clone(),
+            hello.in_flight,
+        )
+        .await?;
     // Settings registered while it was away (or never received) go now.
-    let desired = app.store.settings_state(&fs.id).await?.map_or(0, |s| s.desired_version);
+    let desired = app
+        .store
+        .settings_state(&fs.id)
+        .await?
+        .map_or(0, |s| s.desired_version);
     if desired > 0 && u64::try_from(desired).ok() != Some(hello.settings_version) {
         crate::api::settings::push(&app, &fs.id).await?;
     }
@@ -143,24 +175,51 @@ async fn apply(app: &AppState, fs_id: &str, body: Body) -> anyhow::Result<()> {
     match body {
         Body::Heartbeat(hb) => d.heartbeat(fs_id, &hb.channels),
         Body::JobAccept { attempt_id } => {
-            let progress = JobProgress { attempt_id, phase: Phase::Accepted, page: None, pages_total: None, bit_rate: None };
+            let progress = JobProgress {
+                attempt_id,
+                phase: Phase::Accepted,
+                page: None,
+                pages_total: None,
+                bit_rate: None,
+            };
             d.on_progress(fs_id, progress).await?;
         }
         Body::JobReject { attempt_id, reason } => {
-            let outcome = Outcome::Failed { fault: FaultSide::FaxServer, reason, t30: None, pages_sent: 0 };
-            d.on_result(fs_id, JobResult { attempt_id, outcome, stats: Default::default() }).await?;
+            let outcome = Outcome::Failed {
+                fault: FaultSide::FaxServer,
+                reason,
+                t30: None,
+                pages_sent: 0,
+            };
+            d.on_result(
+                fs_id,
+                JobResult {
+                    attempt_id,
+                    outcome,
+                    stats: Default::default(),
+                },
+            )
+            .await?;
         }
         Body::JobProgress(p) => d.on_progress(fs_id, p).await?,
         Body::JobResult(r) => d.on_result(fs_id, r).await?,
         Body::JobUnknown { attempt_id } => d.on_unknown(fs_id, &attempt_id).await?,
         Body::InboundFax(fax) => crate::inbound::receive(app, fs_id, fax).await?,
-        Body::SettingsResult { version, applied, error } => {
+        Body::SettingsResult {
+            version,
+            applied,
+            error,
+        } => {
             let version = i64::try_from(version).unwrap_or(i64::MAX);
-            app.store.settings_result(fs_id, version, applied, error.as_deref()).await?;
+            app.store
+                .settings_result(fs_id, version, applied, error.as_deref())
+                .await?;
         }
         Body::Ack { .. } => {}
         Body::Goodbye { reason } => anyhow::bail!("fax server said goodbye: {reason}"),
-        other => tracing::warn!(fax_server = %fs_id, "unexpected message from a fax server: {other:?}"),
+        other => {
+            tracing::warn!(fax_server = %fs_id, "unexpected message from a fax server: {other:?}")
+        }
     }
     Ok(())
 }

@@ -49,27 +49,74 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
         let counters = [
-            ("faxhub_jobs_submitted_total", "Jobs accepted through the API.", &self.submitted),
-            ("faxhub_attempts_dispatched_total", "Attempts offered to fax servers.", &self.dispatched),
+            (
+                "faxhub_jobs_submitted_total",
+                "Jobs accepted through the API.",
+                &self.submitted,
+            ),
+            (
+                "faxhub_attempts_dispatched_total",
+                "Attempts offered to fax servers.",
+                &self.dispatched,
+            ),
             ("faxhub_jobs_sent_total", "Jobs confirmed sent.", &self.sent),
-            ("faxhub_jobs_failed_total", "Jobs that failed for good.", &self.failed),
-            ("faxhub_attempts_retried_total", "Failed attempts followed by a retry.", &self.retried),
-            ("faxhub_inbound_faxes_total", "Faxes received from fax servers.", &self.inbound),
-            ("faxhub_webhook_deliveries_ok_total", "Webhook deliveries answered 2xx.", &self.webhook_ok),
-            ("faxhub_webhook_deliveries_failed_total", "Webhook delivery tries that failed.", &self.webhook_failed),
+            (
+                "faxhub_jobs_failed_total",
+                "Jobs that failed for good.",
+                &self.failed,
+            ),
+            (
+                "faxhub_attempts_retried_total",
+                "Failed attempts followed by a retry.",
+                &self.retried,
+            ),
+            (
+                "faxhub_inbound_faxes_total",
+                "Faxes received from fax servers.",
+                &self.inbound,
+            ),
+            (
+                "faxhub_webhook_deliveries_ok_total",
+                "Webhook deliveries answered 2xx.",
+                &self.webhook_ok,
+            ),
+            (
+                "faxhub_webhook_deliveries_failed_total",
+                "Webhook delivery tries that failed.",
+                &self.webhook_failed,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
         }
         let name = "faxhub_dispatch_latency_ms";
-        let _ = writeln!(out, "# HELP {name} Time from a job being due to its offer.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a job being due to its offer.\n# TYPE {name} histogram"
+        );
         for (bound, bucket) in LATENCY_BOUNDS_MS.iter().zip(&self.latency_buckets) {
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.get());
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.latency_count.get());
-        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", self.latency_sum_ms.get(), self.latency_count.get());
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}",
+            self.latency_count.get()
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {}",
+            self.latency_sum_ms.get(),
+            self.latency_count.get()
+        );
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         out
     }

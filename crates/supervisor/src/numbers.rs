@@ -35,14 +35,17 @@ pub fn normalize(input: &str, rules: &DialConfig) -> Result<String, NumberError>
     }
     let international = if plus {
         digits
-    } else if !rules.international_prefix.is_empty() && digits.starts_with(&rules.international_prefix) {
+    } else if !rules.international_prefix.is_empty()
+        && digits.starts_with(&rules.international_prefix)
+    {
         digits[rules.international_prefix.len()..].to_owned()
     } else {
-        let national = if !rules.national_prefix.is_empty() && digits.starts_with(&rules.national_prefix) {
-            &digits[rules.national_prefix.len()..]
-        } else {
-            &digits[..]
-        };
+        let national =
+            if !rules.national_prefix.is_empty() && digits.starts_with(&rules.national_prefix) {
+                &digits[rules.national_prefix.len()..]
+            } else {
+                &digits[..]
+            };
         format!("{}{}", rules.country_code, national)
     };
     if international.starts_with('0') {
@@ -59,13 +62,21 @@ mod tests {
     use super::*;
 
     fn check(input: &str, rules: &DialConfig, expect: Result<&str, NumberError>) {
-        assert_eq!(normalize(input, rules), expect.map(str::to_owned), "input {input:?}");
+        assert_eq!(
+            normalize(input, rules),
+            expect.map(str::to_owned),
+            "input {input:?}"
+        );
     }
 
     #[test]
     fn dial_strings() {
         let us = DialConfig::default();
-        let de = DialConfig { country_code: "49".into(), international_prefix: "00".into(), national_prefix: "0".into() };
+        let de = DialConfig {
+            country_code: "49".into(),
+            international_prefix: "00".into(),
+            national_prefix: "0".into(),
+        };
         check("+81 3-1234-5678", &us, Ok("+81312345678"));
         check("011 81 3 1234 5678", &us, Ok("+81312345678"));
         check("1 (555) 123-4567", &us, Ok("+15551234567"));

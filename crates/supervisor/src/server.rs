@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::docstore::DocStore;
 use crate::metrics::Metrics;
-use crate::{api, auth, tls, AppState};
+use crate::{AppState, api, auth, tls};
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -63,7 +63,9 @@ pub fn install_crypto() {
 
 fn load_or_make_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     if let Ok(bytes) = std::fs::read(path) {
-        return bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+        return bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
     }
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
@@ -76,30 +78,57 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
         return Ok(None);
     }
     let password = auth::new_secret("pw");
-    let hash = auth::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
-    let admin = store.create_client(&config.bootstrap_admin, ClientKind::Person, Some(&hash), true).await?;
+    let hash =
+        auth::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let admin = store
+        .create_client(store::NewClient {
+            name: &config.bootstrap_admin,
+            kind: ClientKind::Person,
+            password_hash: Some(&hash),
+            groupings: &[],
+            grants: &[(crate::competence::ADMINISTRATOR, "all", "")],
+            granted_by: None,
+        })
+        .await?;
     let token = auth::new_secret("fxh");
-    store.create_token(&admin.id, &auth::hash_secret(&token), "bootstrap").await?;
+    store
+        .create_token(&admin.id, &auth::hash_secret(&token), "bootstrap")
+        .await?;
     let grouping = store.create_grouping("default").await?;
-    store.add_grouping_member(&grouping.id, MemberKind::Client, &admin.id).await?;
-    Ok(Some(Bootstrap { name: admin.name, password, token }))
+    store
+        .add_grouping_member(&grouping.id, MemberKind::Client, &admin.id)
+        .await?;
+    Ok(Some(Bootstrap {
+        name: admin.name,
+        password,
+        token,
+    }))
 }
 
 impl Supervisor {
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         install_crypto();
         let config = Arc::new(config);
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
         let db_path = config.data_dir.join("faxhub.db");
-        let store = Store::open(&db_path).await.with_context(|| format!("opening {}", db_path.display()))?;
-        let docs = DocStore::open(crate::docstore::root_of(&config.data_dir)).context("opening the document store")?;
+        let store = Store::open(&db_path)
+            .await
+            .with_context(|| format!("opening {}", db_path.display()))?;
+        let docs = DocStore::open(crate::docstore::root_of(&config.data_dir))
+            .context("opening the document store")?;
         let server_key = Arc::new(load_or_make_key(&config.data_dir.join("server.key"))?);
         let bootstrap = bootstrap(&store, &config).await?;
         let access = Arc::new(Access::default());
         access.reload(&store).await?;
         let metrics = Arc::new(Metrics::default());
-        let dispatcher = Dispatcher::new(store.clone(), config.clone(), access.clone(), metrics.clone());
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            config.clone(),
+            access.clone(),
+            metrics.clone(),
+        );
         dispatcher.restore().await?;
         let state = AppState {
             intake: crate::intake::Intake::start(store.clone()),
@@ -121,7 +150,9 @@ impl Supervisor {
         let router = api::router(state.clone());
         let mut http_addr = None;
         if let Some(addr) = config.http_listen {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTP to {addr}"))?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HTTP to {addr}"))?;
             http_addr = Some(listener.local_addr()?);
             let app = router.clone();
             // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
@@ -143,7 +174,9 @@ impl Supervisor {
             };
             tls_cert_pem = std::fs::read_to_string(&cert).ok();
             let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTPS to {addr}"))?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HTTPS to {addr}"))?;
             https_addr = Some(listener.local_addr()?);
             tasks.push(tokio::spawn(serve_tls(listener, acceptor, router)));
         }
@@ -153,11 +186,22 @@ impl Supervisor {
         if let Some(addr) = https_addr {
             tracing::info!("supervisor listening on https://{addr}");
         }
-        Ok(Running { http_addr, https_addr, bootstrap, state, tls_cert_pem, tasks })
+        Ok(Running {
+            http_addr,
+            https_addr,
+            bootstrap,
+            state,
+            tls_cert_pem,
+            tasks,
+        })
     }
 }
 
-async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, router: axum::Router) {
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -177,9 +221,10 @@ async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, r
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                router.clone().call(req.map(axum::body::Body::new))
-            });
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    router.clone().call(req.map(axum::body::Body::new))
+                });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await

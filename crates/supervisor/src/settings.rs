@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use base64::Engine;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -41,7 +41,14 @@ pub struct SipAccount {
 
 impl Default for SipAccount {
     fn default() -> Self {
-        Self { registrar: String::new(), proxy: None, user: String::new(), auth_user: None, password: Secret::default(), transport: "udp".into() }
+        Self {
+            registrar: String::new(),
+            proxy: None,
+            user: String::new(),
+            auth_user: None,
+            password: Secret::default(),
+            transport: "udp".into(),
+        }
     }
 }
 
@@ -61,7 +68,13 @@ pub struct T38Options {
 
 impl Default for T38Options {
     fn default() -> Self {
-        Self { version: 0, max_bit_rate: 14_400, ecm: true, redundancy_depth: 3, max_datagram: 400 }
+        Self {
+            version: 0,
+            max_bit_rate: 14_400,
+            ecm: true,
+            redundancy_depth: 3,
+            max_datagram: 400,
+        }
     }
 }
 
@@ -85,7 +98,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { step_down_rate: true, ecm_off_on_retry: false }
+        Self {
+            step_down_rate: true,
+            ecm_off_on_retry: false,
+        }
     }
 }
 
@@ -99,7 +115,10 @@ pub struct ReceivePolicy {
 
 impl Default for ReceivePolicy {
     fn default() -> Self {
-        Self { max_pages: 200, resolutions: vec!["standard".into(), "fine".into(), "superfine".into()] }
+        Self {
+            max_pages: 200,
+            resolutions: vec!["standard".into(), "fine".into(), "superfine".into()],
+        }
     }
 }
 
@@ -142,28 +161,44 @@ impl Default for FaxServerSettings {
 }
 
 fn is_e164(n: &str) -> bool {
-    n.strip_prefix('+').is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0'))
+    n.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
 }
 
 fn host_port(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 253
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
 }
 
 impl FaxServerSettings {
     /// Checks every field; the error names the first bad one by its path.
     pub fn validate(&self) -> Result<(), ApiError> {
         let bad = |field: &str, why: &str| Err(ApiError::field(field, why));
-        if self.station_id.chars().count() > 20 || !self.station_id.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '+') {
-            return bad("station_id", "use at most 20 digits, spaces and '+' (the T.30 identity set)");
+        if self.station_id.chars().count() > 20
+            || !self
+                .station_id
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ' ' || c == '+')
+        {
+            return bad(
+                "station_id",
+                "use at most 20 digits, spaces and '+' (the T.30 identity set)",
+            );
         }
-        if self.header_template.chars().count() > 80 || self.header_template.chars().any(char::is_control) {
+        if self.header_template.chars().count() > 80
+            || self.header_template.chars().any(char::is_control)
+        {
             return bad("header_template", "at most 80 printable characters");
         }
         for (i, n) in self.local_numbers.iter().enumerate() {
             if !is_e164(n) {
-                return Err(ApiError::field(&format!("local_numbers[{i}]"), format!("{n:?} is not an E.164 number like +15551234567")));
+                return Err(ApiError::field(
+                    &format!("local_numbers[{i}]"),
+                    format!("{n:?} is not an E.164 number like +15551234567"),
+                ));
             }
         }
         if !(1..=240).contains(&self.channels) {
@@ -190,7 +225,10 @@ impl FaxServerSettings {
             return bad("t38.version", "must be 0 to 3");
         }
         if ![2400, 4800, 7200, 9600, 12000, 14400].contains(&self.t38.max_bit_rate) {
-            return bad("t38.max_bit_rate", "must be 2400, 4800, 7200, 9600, 12000 or 14400");
+            return bad(
+                "t38.max_bit_rate",
+                "must be 2400, 4800, 7200, 9600, 12000 or 14400",
+            );
         }
         if self.t38.redundancy_depth > 5 {
             return bad("t38.redundancy_depth", "must be 0 to 5");
@@ -200,23 +238,44 @@ impl FaxServerSettings {
         }
         for (i, p) in self.dial_rules.prefixes.iter().enumerate() {
             let digits = p.strip_prefix('+').unwrap_or("");
-            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ApiError::field(&format!("dial_rules.prefixes[{i}]"), format!("{p:?} is not an E.164 prefix like \"+81\"")));
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(ApiError::field(
+                    &format!("dial_rules.prefixes[{i}]"),
+                    format!("{p:?} is not an E.164 prefix like \"+81\""),
+                ));
             }
         }
-        if self.dial_rules.access_code.len() > 4 || !self.dial_rules.access_code.bytes().all(|b| b.is_ascii_digit()) {
+        if self.dial_rules.access_code.len() > 4
+            || !self
+                .dial_rules
+                .access_code
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        {
             return bad("dial_rules.access_code", "at most 4 digits");
         }
         if !(1..=1000).contains(&self.receive.max_pages) {
             return bad("receive.max_pages", "must be 1 to 1000");
         }
         for (i, r) in self.receive.resolutions.iter().enumerate() {
-            if !matches!(r.as_str(), "standard" | "fine" | "superfine" | "300" | "r8" | "r16") {
-                return Err(ApiError::field(&format!("receive.resolutions[{i}]"), "must be standard, fine, superfine, 300, r8 or r16"));
+            if !matches!(
+                r.as_str(),
+                "standard" | "fine" | "superfine" | "300" | "r8" | "r16"
+            ) {
+                return Err(ApiError::field(
+                    &format!("receive.resolutions[{i}]"),
+                    "must be standard, fine, superfine, 300, r8 or r16",
+                ));
             }
         }
         let tz = &self.time_zone;
-        if tz.is_empty() || tz.len() > 64 || !tz.chars().all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c)) {
+        if tz.is_empty()
+            || tz.len() > 64
+            || !tz
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c))
+        {
             return bad("time_zone", "an IANA time zone name like Europe/Berlin");
         }
         Ok(())
@@ -244,14 +303,22 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(server_key: &[u8; 32]) -> Self {
-        let derived = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, server_key), b"faxhub settings secrets");
-        let unbound = UnboundKey::new(&AES_256_GCM, derived.as_ref()).unwrap_or_else(|_| unreachable!("HMAC-SHA256 gives 32 bytes"));
-        Self { key: std::sync::Arc::new(LessSafeKey::new(unbound)) }
+        let derived = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, server_key),
+            b"faxhub settings secrets",
+        );
+        let unbound = UnboundKey::new(&AES_256_GCM, derived.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 gives 32 bytes"));
+        Self {
+            key: std::sync::Arc::new(LessSafeKey::new(unbound)),
+        }
     }
 
     fn seal(&self, plain: &str) -> Result<String, ApiError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| ApiError::internal("sealing a secret", "no randomness"))?;
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| ApiError::internal("sealing a secret", "no randomness"))?;
         let mut data = plain.as_bytes().to_vec();
         self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
@@ -262,25 +329,48 @@ impl Sealer {
     }
 
     fn unseal(&self, sealed: &str) -> Option<String> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(sealed).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .ok()?;
         let (nonce, data) = bytes.split_at_checked(NONCE_LEN)?;
         let mut data = data.to_vec();
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let plain = self.key.open_in_place(nonce, Aad::empty(), &mut data).ok()?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::empty(), &mut data)
+            .ok()?;
         String::from_utf8(plain.to_vec()).ok()
     }
 
     /// Prepares a validated document for storage: a new secret is sealed, a masked "keep" takes the stored
     /// sealed value from `current`, a masked "clear" removes it.
-    pub fn for_storage(&self, mut next: FaxServerSettings, current: Option<&FaxServerSettings>) -> Result<FaxServerSettings, ApiError> {
+    pub fn for_storage(
+        &self,
+        mut next: FaxServerSettings,
+        current: Option<&FaxServerSettings>,
+    ) -> Result<FaxServerSettings, ApiError> {
         next.sip.password = match next.sip.password {
-            Secret::Value(v) => Secret::Sealed { sealed: self.seal(&v)? },
+            Secret::Value(v) => Secret::Sealed {
+                sealed: self.seal(&v)?,
+            },
             Secret::Masked { set: true } => match current.map(|c| &c.sip.password) {
-                Some(Secret::Sealed { sealed }) => Secret::Sealed { sealed: sealed.clone() },
-                _ => return Err(ApiError::field("sip.password", "no password is stored to keep; give one")),
+                Some(Secret::Sealed { sealed }) => Secret::Sealed {
+                    sealed: sealed.clone(),
+                },
+                _ => {
+                    return Err(ApiError::field(
+                        "sip.password",
+                        "no password is stored to keep; give one",
+                    ));
+                }
             },
             Secret::Masked { set: false } => Secret::Masked { set: false },
-            Secret::Sealed { .. } => return Err(ApiError::field("sip.password", "give the password itself, or {\"set\": true} to keep it")),
+            Secret::Sealed { .. } => {
+                return Err(ApiError::field(
+                    "sip.password",
+                    "give the password itself, or {\"set\": true} to keep it",
+                ));
+            }
         };
         Ok(next)
     }
@@ -291,7 +381,9 @@ impl Sealer {
             stored.sip.password = match self.unseal(sealed) {
                 Some(plain) => Secret::Value(plain),
                 None => {
-                    tracing::error!("a stored SIP password cannot be unsealed (was the server key replaced?)");
+                    tracing::error!(
+                        "a stored SIP password cannot be unsealed (was the server key replaced?)"
+                    );
                     Secret::Masked { set: false }
                 }
             };
@@ -322,16 +414,30 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
 }
 
 /// The paths whose values differ between two documents (secrets compared masked).
-pub fn diff(a: &serde_json::Value, b: &serde_json::Value, path: &str, out: &mut Vec<(String, serde_json::Value, serde_json::Value)>) {
+pub fn diff(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<(String, serde_json::Value, serde_json::Value)>,
+) {
     match (a, b) {
         (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
             let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
             keys.sort();
             keys.dedup();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 let null = serde_json::Value::Null;
-                diff(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), &p, out);
+                diff(
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    &p,
+                    out,
+                );
             }
         }
         _ if a != b => out.push((path.to_owned(), a.clone(), b.clone())),
@@ -350,13 +456,28 @@ mod tests {
         let cases: Vec<(Box<dyn Fn(&mut FaxServerSettings)>, &str)> = vec![
             (Box::new(|s| s.station_id = "ABC".into()), "station_id"),
             (Box::new(|s| s.channels = 0), "channels"),
-            (Box::new(|s| s.sip.transport = "sctp".into()), "sip.transport"),
+            (
+                Box::new(|s| s.sip.transport = "sctp".into()),
+                "sip.transport",
+            ),
             (Box::new(|s| s.t38.max_bit_rate = 33600), "t38.max_bit_rate"),
             (Box::new(|s| s.t38.version = 4), "t38.version"),
-            (Box::new(|s| s.local_numbers = vec!["+15551234567".into(), "5551234".into()]), "local_numbers[1]"),
-            (Box::new(|s| s.dial_rules.prefixes = vec!["81".into()]), "dial_rules.prefixes[0]"),
-            (Box::new(|s| s.receive.resolutions = vec!["ultra".into()]), "receive.resolutions[0]"),
-            (Box::new(|s| s.time_zone = "Not a zone!".into()), "time_zone"),
+            (
+                Box::new(|s| s.local_numbers = vec!["+15551234567".into(), "5551234".into()]),
+                "local_numbers[1]",
+            ),
+            (
+                Box::new(|s| s.dial_rules.prefixes = vec!["81".into()]),
+                "dial_rules.prefixes[0]",
+            ),
+            (
+                Box::new(|s| s.receive.resolutions = vec!["ultra".into()]),
+                "receive.resolutions[0]",
+            ),
+            (
+                Box::new(|s| s.time_zone = "Not a zone!".into()),
+                "time_zone",
+            ),
         ];
         for (change, field) in cases {
             let mut s = FaxServerSettings::default();
@@ -372,25 +493,53 @@ mod tests {
         let mut s = FaxServerSettings::default();
         s.sip.password = Secret::Value("hunter2hunter2".into());
         let stored = sealer.for_storage(s.clone(), None).expect("seal");
-        let Secret::Sealed { sealed } = &stored.sip.password else { panic!("sealed") };
+        let Secret::Sealed { sealed } = &stored.sip.password else {
+            panic!("sealed")
+        };
         assert!(!sealed.contains("hunter2"));
-        assert_eq!(stored.clone().masked().sip.password, Secret::Masked { set: true });
-        assert_eq!(sealer.for_fax_server(stored.clone()).sip.password, Secret::Value("hunter2hunter2".into()));
+        assert_eq!(
+            stored.clone().masked().sip.password,
+            Secret::Masked { set: true }
+        );
+        assert_eq!(
+            sealer.for_fax_server(stored.clone()).sip.password,
+            Secret::Value("hunter2hunter2".into())
+        );
         let mut keep = FaxServerSettings::default();
         keep.sip.password = Secret::Masked { set: true };
-        let kept = sealer.for_storage(keep.clone(), Some(&stored)).expect("keep");
+        let kept = sealer
+            .for_storage(keep.clone(), Some(&stored))
+            .expect("keep");
         assert_eq!(kept.sip.password, stored.sip.password);
         assert!(sealer.for_storage(keep, None).is_err(), "nothing to keep");
-        assert_eq!(Sealer::new(&[8u8; 32]).for_fax_server(stored).sip.password, Secret::Masked { set: false }, "another key cannot unseal");
+        assert_eq!(
+            Sealer::new(&[8u8; 32]).for_fax_server(stored).sip.password,
+            Secret::Masked { set: false },
+            "another key cannot unseal"
+        );
     }
 
     #[test]
     fn merge_patch_and_diff() {
         let mut doc = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}});
-        merge_patch(&mut doc, &serde_json::json!({"b": {"c": null, "e": 4}, "f": [1]}));
-        assert_eq!(doc, serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": [1]}));
+        merge_patch(
+            &mut doc,
+            &serde_json::json!({"b": {"c": null, "e": 4}, "f": [1]}),
+        );
+        assert_eq!(
+            doc,
+            serde_json::json!({"a": 1, "b": {"d": 3, "e": 4}, "f": [1]})
+        );
         let mut out = Vec::new();
-        diff(&serde_json::json!({"a": 1, "b": {"c": 2}}), &serde_json::json!({"a": 1, "b": {"c": 3}}), "", &mut out);
-        assert_eq!(out, vec![("b.c".to_owned(), serde_json::json!(2), serde_json::json!(3))]);
+        diff(
+            &serde_json::json!({"a": 1, "b": {"c": 2}}),
+            &serde_json::json!({"a": 1, "b": {"c": 3}}),
+            "",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![("b.c".to_owned(), serde_json::json!(2), serde_json::json!(3))]
+        );
     }
 }

@@ -15,18 +15,23 @@ type HmacSha256 = Hmac<Sha256>;
 const BACKOFF_SECS: [i64; 8] = [1, 5, 30, 120, 600, 1800, 3600, 7200];
 
 pub fn secret_for(server_key: &[u8; 32], webhook_id: &str) -> String {
-    let mut mac = HmacSha256::new_from_slice(server_key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = HmacSha256::new_from_slice(server_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(b"faxhub webhook secret\0");
     mac.update(webhook_id.as_bytes());
     format!("whsec_{}", hex::encode(mac.finalize().into_bytes()))
 }
 
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 pub async fn run(app: AppState) {
@@ -51,8 +56,13 @@ pub async fn run(app: AppState) {
 async fn round(app: &AppState, client: &reqwest::Client) -> store::Result<()> {
     let now = store::now_ms();
     for d in app.store.due_deliveries(now, 50).await? {
-        let (Some(hook), Some(event)) = (app.store.webhook(&d.webhook_id).await?, app.store.event(d.event_seq).await?) else {
-            app.store.record_delivery_try(&d.id, None, Some("webhook or event gone"), None, "failed").await?;
+        let (Some(hook), Some(event)) = (
+            app.store.webhook(&d.webhook_id).await?,
+            app.store.event(d.event_seq).await?,
+        ) else {
+            app.store
+                .record_delivery_try(&d.id, None, Some("webhook or event gone"), None, "failed")
+                .await?;
             continue;
         };
         let body = serde_json::json!({
@@ -73,16 +83,26 @@ async fn round(app: &AppState, client: &reqwest::Client) -> store::Result<()> {
             .await;
         let (status, error) = match sent {
             Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-            Ok(r) => (Some(r.status().as_u16()), Some(format!("answered {}", r.status()))),
+            Ok(r) => (
+                Some(r.status().as_u16()),
+                Some(format!("answered {}", r.status())),
+            ),
             Err(e) => (None, Some(format!("request failed: {e}"))),
         };
         if error.is_none() {
             app.metrics.webhook_ok.inc();
-            app.store.record_delivery_try(&d.id, status, None, None, "delivered").await?;
+            app.store
+                .record_delivery_try(&d.id, status, None, None, "delivered")
+                .await?;
         } else {
             app.metrics.webhook_failed.inc();
-            let next = usize::try_from(d.attempts).ok().and_then(|i| BACKOFF_SECS.get(i)).map(|s| now + s * 1000);
-            app.store.record_delivery_try(&d.id, status, error.as_deref(), next, "failed").await?;
+            let next = usize::try_from(d.attempts)
+                .ok()
+                .and_then(|i| BACKOFF_SECS.get(i))
+                .map(|s| now + s * 1000);
+            app.store
+                .record_delivery_try(&d.id, status, error.as_deref(), next, "failed")
+                .await?;
         }
     }
     Ok(())
@@ -100,7 +120,10 @@ mod tests {
         assert_ne!(s1, secret_for(&key, "wh_2"));
         assert_ne!(s1, secret_for(&[8u8; 32], "wh_1"));
         let sig = sign(&s1, 1700000000, b"{}");
-        assert!(sig.starts_with("t=1700000000,v1=") && sig.len() == 16 + 64, "{sig}");
+        assert!(
+            sig.starts_with("t=1700000000,v1=") && sig.len() == 16 + 64,
+            "{sig}"
+        );
         assert_ne!(sig, sign(&s1, 1700000000, b"{ }"));
     }
 }

@@ -1,6 +1,6 @@
 //! Starting the real binaries for end-to-end tests, on loopback only, and talking to them as a client would.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,14 +11,20 @@ pub fn faxhub_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // Tests run from target/<profile>/deps/, tools from target/<profile>/; faxhub is in target/<profile>/.
     let dir = exe.parent().context("executable has no directory")?;
-    let candidates = [dir.join("faxhub"), dir.parent().map(|p| p.join("faxhub")).unwrap_or_default()];
+    let candidates = [
+        dir.join("faxhub"),
+        dir.parent().map(|p| p.join("faxhub")).unwrap_or_default(),
+    ];
     candidates.into_iter().find(|b| b.is_file()).with_context(|| {
         format!("no faxhub binary beside {}: build it first (cargo build -p faxhub, or run the whole workspace's tests)", exe.display())
     })
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// A child process that is killed (SIGKILL, as a crash) when dropped.
@@ -77,7 +83,14 @@ impl SupervisorProc {
             dir.join("data").display().to_string()
         );
         std::fs::write(&config, text)?;
-        let mut s = Self { child: Proc::default(), dir: dir.to_owned(), url: format!("http://127.0.0.1:{port}"), token: String::new(), password: String::new(), config };
+        let mut s = Self {
+            child: Proc::default(),
+            dir: dir.to_owned(),
+            url: format!("http://127.0.0.1:{port}"),
+            token: String::new(),
+            password: String::new(),
+            config,
+        };
         s.spawn()?;
         Ok(s)
     }
@@ -86,7 +99,10 @@ impl SupervisorProc {
         let mut child = Command::new(faxhub_bin()?)
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("FAXHUB_LOG", std::env::var("FAXHUB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "FAXHUB_LOG",
+                std::env::var("FAXHUB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -174,8 +190,14 @@ impl NodeProc {
             .post("/v1/fax-servers", serde_json::json!({"name": name, "dial_prefixes": prefixes, "groupings": groupings}))
             .await?
             .expect_status(201)?;
-        let id = made["fax_server"]["id"].as_str().unwrap_or_default().to_owned();
-        let token = made["enrollment_token"].as_str().unwrap_or_default().to_owned();
+        let id = made["fax_server"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let token = made["enrollment_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let dir = sup.dir.join(format!("node-{name}"));
         std::fs::create_dir_all(&dir)?;
         let script_path = dir.join("script.json");
@@ -183,21 +205,39 @@ impl NodeProc {
         let log = dir.join("executed.log");
         let inject = dir.join("inject");
         let args: Vec<String> = vec![
-            "--supervisor".into(), sup.url.clone(),
-            "--state-dir".into(), dir.join("state").display().to_string(),
-            "--enroll".into(), token,
-            "--channels".into(), channels.to_string(),
-            "--script".into(), script_path.display().to_string(),
-            "--log".into(), log.display().to_string(),
-            "--inject-dir".into(), inject.display().to_string(),
+            "--supervisor".into(),
+            sup.url.clone(),
+            "--state-dir".into(),
+            dir.join("state").display().to_string(),
+            "--enroll".into(),
+            token,
+            "--channels".into(),
+            channels.to_string(),
+            "--script".into(),
+            script_path.display().to_string(),
+            "--log".into(),
+            log.display().to_string(),
+            "--inject-dir".into(),
+            inject.display().to_string(),
         ];
-        let mut node = Self { child: Proc::default(), state_dir: dir, log, inject, args, bin: bin.to_owned() };
+        let mut node = Self {
+            child: Proc::default(),
+            state_dir: dir,
+            log,
+            inject,
+            args,
+            bin: bin.to_owned(),
+        };
         node.spawn()?;
         Ok((node, id))
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = Command::new(&self.bin).args(&self.args).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn()?;
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
         self.child = Proc(Some(child));
         Ok(())
     }
@@ -258,51 +298,106 @@ impl Reply {
 impl Api {
     pub fn new(base: &str, token: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
-        Self { base: base.to_owned(), token: token.to_owned(), http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            http,
+        }
     }
 
     pub fn with_token(&self, token: &str) -> Self {
-        Self { token: token.to_owned(), ..self.clone() }
+        Self {
+            token: token.to_owned(),
+            ..self.clone()
+        }
     }
 
     async fn reply(r: reqwest::RequestBuilder) -> anyhow::Result<Reply> {
         let resp = r.send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
-        Ok(Reply { status, body: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)) })
+        Ok(Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
-        Self::reply(self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token)).await
+        Self::reply(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.token),
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
-        Self::reply(self.http.delete(format!("{}{path}", self.base)).bearer_auth(&self.token)).await
+        Self::reply(
+            self.http
+                .delete(format!("{}{path}", self.base))
+                .bearer_auth(&self.token),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Reply> {
-        Self::reply(self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body)).await
+        Self::reply(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Reply> {
-        Self::reply(self.http.put(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body)).await
+        Self::reply(
+            self.http
+                .put(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn patch(&self, path: &str, body: serde_json::Value) -> anyhow::Result<Reply> {
-        Self::reply(self.http.patch(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body)).await
+        Self::reply(
+            self.http
+                .patch(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(&body),
+        )
+        .await
     }
 
     /// Uploads raw bytes as a document.
     pub async fn upload(&self, bytes: Vec<u8>) -> anyhow::Result<Reply> {
-        Self::reply(self.http.post(format!("{}/v1/documents", self.base)).bearer_auth(&self.token).body(bytes)).await
+        Self::reply(
+            self.http
+                .post(format!("{}/v1/documents", self.base))
+                .bearer_auth(&self.token)
+                .body(bytes),
+        )
+        .await
     }
 
     /// Polls a job until `done(status)` holds or the time is up; returns the last view.
-    pub async fn wait_job(&self, id: &str, within: Duration, done: impl Fn(&str) -> bool) -> anyhow::Result<serde_json::Value> {
+    pub async fn wait_job(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
         let until = Instant::now() + within;
         loop {
-            let job = self.get(&format!("/v1/jobs/{id}")).await?.expect_status(200)?;
+            let job = self
+                .get(&format!("/v1/jobs/{id}"))
+                .await?
+                .expect_status(200)?;
             if done(job["status"].as_str().unwrap_or_default()) {
                 return Ok(job);
             }

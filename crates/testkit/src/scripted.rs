@@ -47,13 +47,32 @@ pub struct ScriptedLine {
 
 impl ScriptedLine {
     /// Returns the line and a sender with which the test "receives" faxes on it.
-    pub fn new(script: Script, channels: u32, log: Option<PathBuf>) -> std::io::Result<(Self, mpsc::UnboundedSender<ReceivedFax>)> {
+    pub fn new(
+        script: Script,
+        channels: u32,
+        log: Option<PathBuf>,
+    ) -> std::io::Result<(Self, mpsc::UnboundedSender<ReceivedFax>)> {
         let log = match log {
-            Some(p) => Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)),
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
             None => None,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        Ok((Self { observer: None, script, channels, calls: Mutex::new(HashMap::new()), log, received: tokio::sync::Mutex::new(rx) }, tx))
+        Ok((
+            Self {
+                observer: None,
+                script,
+                channels,
+                calls: Mutex::new(HashMap::new()),
+                log,
+                received: tokio::sync::Mutex::new(rx),
+            },
+            tx,
+        ))
     }
 
     pub fn with_observer(mut self, observer: SendObserver) -> Self {
@@ -74,7 +93,12 @@ impl ScriptedLine {
 }
 
 fn failed(fault: FaultSide, reason: &str) -> Outcome {
-    Outcome::Failed { fault, reason: reason.into(), t30: None, pages_sent: 0 }
+    Outcome::Failed {
+        fault,
+        reason: reason.into(),
+        t30: None,
+        pages_sent: 0,
+    }
 }
 
 #[async_trait::async_trait]
@@ -92,7 +116,12 @@ impl Line for ScriptedLine {
         Vec::new()
     }
 
-    async fn send(&self, job: SendJob, progress: mpsc::UnboundedSender<LineProgress>, mut cancel: watch::Receiver<bool>) -> LineOutcome {
+    async fn send(
+        &self,
+        job: SendJob,
+        progress: mpsc::UnboundedSender<LineProgress>,
+        mut cancel: watch::Receiver<bool>,
+    ) -> LineOutcome {
         if let Some(observe) = &self.observer {
             observe(&job);
         }
@@ -101,7 +130,12 @@ impl Line for ScriptedLine {
             let _ = writeln!(f, "{} {} {}", job.attempt_id, job.job_id, job.recipient);
         }
         let outcome = self.next_outcome(&job.recipient);
-        let p = |phase, page| LineProgress { phase, page, pages_total: Some(1), bit_rate: Some(14_400) };
+        let p = |phase, page| LineProgress {
+            phase,
+            page,
+            pages_total: Some(1),
+            bit_rate: Some(14_400),
+        };
         let _ = progress.send(p(Phase::Dialling, None));
         let wait = Duration::from_millis(self.script.page_ms);
         let result = match outcome.as_str() {
@@ -128,15 +162,28 @@ impl Line for ScriptedLine {
             "no_answer" => failed(FaultSide::Recipient, "no_answer"),
             "line_down" => failed(FaultSide::FaxServer, "line_down"),
             "bad_number" => failed(FaultSide::Permanent, "bad_number"),
-            other => failed(FaultSide::Permanent, &format!("unknown scripted outcome {other}")),
+            other => failed(
+                FaultSide::Permanent,
+                &format!("unknown scripted outcome {other}"),
+            ),
         };
-        LineOutcome { outcome: result, stats: CallStats { bit_rate: Some(14_400), ecm: Some(true), ..Default::default() } }
+        LineOutcome {
+            outcome: result,
+            stats: CallStats {
+                bit_rate: Some(14_400),
+                ecm: Some(true),
+                ..Default::default()
+            },
+        }
     }
 
     /// Refuses settings that ask for more channels than the line has, as a real line would.
     fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
         match settings["channels"].as_u64() {
-            Some(n) if n > u64::from(self.channels) => Err(format!("channels: this line has {} channels, not {n}", self.channels)),
+            Some(n) if n > u64::from(self.channels) => Err(format!(
+                "channels: this line has {} channels, not {n}",
+                self.channels
+            )),
             _ => Ok(()),
         }
     }

@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use testkit::harness::{faxhub_bin, free_port, tiny_tiff, Api, NodeProc, SupervisorProc, FAST_CONFIG};
+use testkit::harness::{
+    Api, FAST_CONFIG, NodeProc, SupervisorProc, faxhub_bin, free_port, tiny_tiff,
+};
 
 fn faxhub(config: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(faxhub_bin().expect("faxhub binary"))
@@ -14,7 +16,11 @@ fn faxhub(config: &Path, args: &[&str]) -> (bool, String) {
         .env("FAXHUB_LOG", "warn")
         .output()
         .expect("run faxhub");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -23,44 +29,121 @@ async fn client_commands_send_follow_and_fetch() {
     let dir = tempfile::tempdir().expect("dir");
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = admin.get("/v1/groupings").await.expect("g").expect_status(200).expect("200")[0]["id"].as_str().expect("id").to_owned();
-    let (node, fs) = NodeProc::start(&PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode")), &sup, "n", &[], &[&g], 2, json!({"page_ms": 200}))
+    let g = admin
+        .get("/v1/groupings")
         .await
-        .expect("node");
+        .expect("g")
+        .expect_status(200)
+        .expect("200")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (node, fs) = NodeProc::start(
+        &PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode")),
+        &sup,
+        "n",
+        &[],
+        &[&g],
+        2,
+        json!({"page_ms": 200}),
+    )
+    .await
+    .expect("node");
     for _ in 0..100 {
-        let l = admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200");
+        let l = admin
+            .get(&format!("/v1/fax-servers/{fs}"))
+            .await
+            .expect("fs")
+            .expect_status(200)
+            .expect("200");
         if l["online"] == true {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let config = dir.path().join("client.toml");
-    let (ok, out) = faxhub(&config, &["login", "--url", &sup.url, "--token", "fxh_not_valid"]);
+    let (ok, out) = faxhub(
+        &config,
+        &["login", "--url", &sup.url, "--token", "fxh_not_valid"],
+    );
     assert!(!ok && out.contains("not accepted"), "{out}");
-    let (ok, out) = faxhub(&config, &["login", "--url", &sup.url, "--token", &sup.token]);
+    let (ok, out) = faxhub(
+        &config,
+        &["login", "--url", &sup.url, "--token", &sup.token],
+    );
     assert!(ok && out.contains("logged in as admin"), "{out}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).expect("config").permissions());
-    assert_eq!(mode & 0o077, 0, "the client config holds a token: owner only");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&config).expect("config").permissions(),
+    );
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the client config holds a token: owner only"
+    );
 
     let doc = dir.path().join("page.tif");
     std::fs::write(&doc, tiny_tiff()).expect("write");
     let doc = doc.display().to_string();
-    let (ok, out) = faxhub(&config, &["send", &doc, "--to", "+1 555 010 2000", "--header", "ACME", "--wait"]);
+    let (ok, out) = faxhub(
+        &config,
+        &[
+            "send",
+            &doc,
+            "--to",
+            "+1 555 010 2000",
+            "--header",
+            "ACME",
+            "--wait",
+        ],
+    );
     assert!(ok, "{out}");
-    assert!(out.contains("transmitting") && out.contains(": sent"), "send --wait shows progress and the end: {out}");
-    let job = out.split_whitespace().find(|w| w.starts_with("job_")).expect("job id printed").trim_end_matches(':').to_owned();
+    assert!(
+        out.contains("transmitting") && out.contains(": sent"),
+        "send --wait shows progress and the end: {out}"
+    );
+    let job = out
+        .split_whitespace()
+        .find(|w| w.starts_with("job_"))
+        .expect("job id printed")
+        .trim_end_matches(':')
+        .to_owned();
     let (ok, out) = faxhub(&config, &["status", &job]);
-    assert!(ok && out.contains("+15550102000") && out.contains("succeeded"), "{out}");
+    assert!(
+        ok && out.contains("+15550102000") && out.contains("succeeded"),
+        "{out}"
+    );
     let (ok, out) = faxhub(&config, &["jobs"]);
     assert!(ok && out.contains(&job), "{out}");
-    let (ok, out) = faxhub(&config, &["send", "/nonexistent.pdf", "--to", "+15550102000"]);
-    assert!(!ok && out.contains("/nonexistent.pdf"), "a missing file is named: {out}");
+    let (ok, out) = faxhub(
+        &config,
+        &["send", "/nonexistent.pdf", "--to", "+15550102000"],
+    );
+    assert!(
+        !ok && out.contains("/nonexistent.pdf"),
+        "a missing file is named: {out}"
+    );
     let (ok, out) = faxhub(&config, &["send", &doc, "--to", "+1 555 CALL"]);
-    assert!(!ok && out.contains("recipients[0]"), "a bad number is named: {out}");
+    assert!(
+        !ok && out.contains("recipients[0]"),
+        "a bad number is named: {out}"
+    );
 
     // Settings through the CLI.
-    let (ok, out) = faxhub(&config, &["settings", "set", &fs, "channels=2", "station_id=+1 555 0100", "t38.ecm=false"]);
-    assert!(ok && out.contains("desired version 1") && out.contains("\"station_id\": \"+1 555 0100\""), "{out}");
+    let (ok, out) = faxhub(
+        &config,
+        &[
+            "settings",
+            "set",
+            &fs,
+            "channels=2",
+            "station_id=+1 555 0100",
+            "t38.ecm=false",
+        ],
+    );
+    assert!(
+        ok && out.contains("desired version 1") && out.contains("\"station_id\": \"+1 555 0100\""),
+        "{out}"
+    );
     let (ok, out) = faxhub(&config, &["settings", "set", &fs, "t38.max_bit_rate=33600"]);
     assert!(!ok && out.contains("t38.max_bit_rate"), "{out}");
     let (ok, out) = faxhub(&config, &["settings", "history", &fs]);
@@ -68,18 +151,25 @@ async fn client_commands_send_follow_and_fetch() {
 
     // Received faxes: inbox and fetch.
     let bytes = tiny_tiff();
-    node.inject(Path::new(&doc), "+15550103000", "+15550104000", "REMOTE").expect("inject");
+    node.inject(Path::new(&doc), "+15550103000", "+15550104000", "REMOTE")
+        .expect("inject");
     let until = Instant::now() + Duration::from_secs(20);
     let inbound = loop {
         let (_, out) = faxhub(&config, &["inbox"]);
         if let Some(id) = out.split_whitespace().find(|w| w.starts_with("inb_")) {
             break id.to_owned();
         }
-        assert!(Instant::now() < until, "the fax never reached the inbox: {out}");
+        assert!(
+            Instant::now() < until,
+            "the fax never reached the inbox: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let target = dir.path().join("fetched.tif");
-    let (ok, out) = faxhub(&config, &["fetch", &inbound, "-o", &target.display().to_string()]);
+    let (ok, out) = faxhub(
+        &config,
+        &["fetch", &inbound, "-o", &target.display().to_string()],
+    );
     assert!(ok, "{out}");
     assert_eq!(std::fs::read(&target).expect("fetched"), bytes);
 }
@@ -90,7 +180,15 @@ async fn dev_runs_a_supervised_network_over_tls() {
     let data = dir.path().join("dev");
     let (http, https) = (free_port(), free_port());
     let mut child = Command::new(faxhub_bin().expect("faxhub"))
-        .args(["dev", "--data-dir", &data.display().to_string(), "--http", &format!("127.0.0.1:{http}"), "--https", &format!("127.0.0.1:{https}")])
+        .args([
+            "dev",
+            "--data-dir",
+            &data.display().to_string(),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--https",
+            &format!("127.0.0.1:{https}"),
+        ])
         .env("FAXHUB_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -106,7 +204,9 @@ async fn dev_runs_a_supervised_network_over_tls() {
     let mut ca = PathBuf::new();
     let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
         if let Some(t) = line.trim().strip_prefix("token:") {
             token = t.trim().to_owned();
         }
@@ -117,14 +217,34 @@ async fn dev_runs_a_supervised_network_over_tls() {
             break;
         }
     }
-    assert!(token.starts_with("fxh_"), "dev prints an administrator token");
+    assert!(
+        token.starts_with("fxh_"),
+        "dev prints an administrator token"
+    );
     let tls = node::tls_client_config(Some(&ca)).expect("trust the dev certificate");
-    let http_client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().expect("client");
-    let api = Api { base: format!("https://localhost:{https}"), token, http: http_client };
+    let http_client = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .build()
+        .expect("client");
+    let api = Api {
+        base: format!("https://localhost:{https}"),
+        token,
+        http: http_client,
+    };
     let mut online = 0;
     for _ in 0..100 {
-        let list = api.get("/v1/fax-servers").await.expect("https request").expect_status(200).expect("200");
-        online = list.as_array().into_iter().flatten().filter(|f| f["online"] == true).count();
+        let list = api
+            .get("/v1/fax-servers")
+            .await
+            .expect("https request")
+            .expect_status(200)
+            .expect("200");
+        online = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["online"] == true)
+            .count();
         if online == 2 {
             break;
         }

@@ -1,44 +1,73 @@
 //! End-to-end tests: the real `faxhub serve` binary and real fax server processes (the `node` runtime over a
 //! scripted line) on loopback, driven through the REST API as clients would.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use testkit::harness::{tiny_tiff, Api, NodeProc, SupervisorProc, FAST_CONFIG};
+use testkit::harness::{Api, FAST_CONFIG, NodeProc, SupervisorProc, tiny_tiff};
 
 fn testnode() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode"))
 }
 
 fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("faxhub-e2e").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("faxhub-e2e")
+        .tempdir()
+        .expect("temp dir")
 }
 
 async fn default_grouping(api: &Api) -> String {
-    let gs = api.get("/v1/groupings").await.expect("groupings").expect_status(200).expect("200");
+    let gs = api
+        .get("/v1/groupings")
+        .await
+        .expect("groupings")
+        .expect_status(200)
+        .expect("200");
     gs[0]["id"].as_str().expect("default grouping").to_owned()
 }
 
 async fn new_grouping(api: &Api, name: &str) -> String {
-    let g = api.post("/v1/groupings", json!({"name": name})).await.expect("post").expect_status(201).expect("201");
+    let g = api
+        .post("/v1/groupings", json!({"name": name}))
+        .await
+        .expect("post")
+        .expect_status(201)
+        .expect("201");
     g["id"].as_str().expect("id").to_owned()
 }
 
 /// An application client in the given groupings; returns its API.
 async fn new_client(admin: &Api, name: &str, groupings: &[&str]) -> (Api, String) {
     let c = admin
-        .post("/v1/clients", json!({"name": name, "kind": "application", "groupings": groupings}))
+        .post(
+            "/v1/clients",
+            json!({"name": name, "kind": "application", "groupings": groupings}),
+        )
         .await
         .expect("post")
         .expect_status(201)
         .expect("201");
-    (admin.with_token(c["token"].as_str().expect("token")), c["client"]["id"].as_str().expect("id").to_owned())
+    (
+        admin.with_token(c["token"].as_str().expect("token")),
+        c["client"]["id"].as_str().expect("id").to_owned(),
+    )
 }
 
 async fn wait_online(api: &Api, ids: &[&str]) {
     for _ in 0..200 {
-        let list = api.get("/v1/fax-servers").await.expect("list").expect_status(200).expect("200");
-        let online = |id: &str| list.as_array().into_iter().flatten().any(|f| f["id"] == id && f["online"] == true);
+        let list = api
+            .get("/v1/fax-servers")
+            .await
+            .expect("list")
+            .expect_status(200)
+            .expect("200");
+        let online = |id: &str| {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .any(|f| f["id"] == id && f["online"] == true)
+        };
         if ids.iter().all(|id| online(id)) {
             return;
         }
@@ -48,7 +77,12 @@ async fn wait_online(api: &Api, ids: &[&str]) {
 }
 
 async fn upload_tiff(api: &Api) -> String {
-    let d = api.upload(tiny_tiff()).await.expect("upload").expect_status(201).expect("201");
+    let d = api
+        .upload(tiny_tiff())
+        .await
+        .expect("upload")
+        .expect_status(201)
+        .expect("201");
     d["sha256"].as_str().expect("sha").to_owned()
 }
 
@@ -57,12 +91,22 @@ async fn submit(api: &Api, doc: &str, to: &str, extra: Value) -> Value {
     if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
         b.extend(e);
     }
-    let r = api.post("/v1/jobs", body).await.expect("submit").expect_status(201).expect("201");
+    let r = api
+        .post("/v1/jobs", body)
+        .await
+        .expect("submit")
+        .expect_status(201)
+        .expect("201");
     r["jobs"][0].clone()
 }
 
 fn attempt_servers(job: &Value) -> Vec<String> {
-    job["attempts"].as_array().into_iter().flatten().map(|a| a["fax_server_id"].as_str().unwrap_or_default().to_owned()).collect()
+    job["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["fax_server_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 fn sent(s: &str) -> bool {
@@ -80,24 +124,48 @@ async fn routing_by_prefix_and_by_load() {
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
     let script = json!({"default": "sent", "numbers": {"+442012345678": ["hang"]}, "page_ms": 50});
-    let (_jp, jp) = NodeProc::start(&testnode(), &sup, "jp", &["+81"], &[&g], 4, script.clone()).await.expect("jp");
-    let (_us, us) = NodeProc::start(&testnode(), &sup, "us", &["+1"], &[&g], 4, script.clone()).await.expect("us");
-    let (_a1, any1) = NodeProc::start(&testnode(), &sup, "any1", &[], &[&g], 4, script.clone()).await.expect("any1");
-    let (_a2, any2) = NodeProc::start(&testnode(), &sup, "any2", &[], &[&g], 4, script).await.expect("any2");
+    let (_jp, jp) = NodeProc::start(&testnode(), &sup, "jp", &["+81"], &[&g], 4, script.clone())
+        .await
+        .expect("jp");
+    let (_us, us) = NodeProc::start(&testnode(), &sup, "us", &["+1"], &[&g], 4, script.clone())
+        .await
+        .expect("us");
+    let (_a1, any1) = NodeProc::start(&testnode(), &sup, "any1", &[], &[&g], 4, script.clone())
+        .await
+        .expect("any1");
+    let (_a2, any2) = NodeProc::start(&testnode(), &sup, "any2", &[], &[&g], 4, script)
+        .await
+        .expect("any2");
     wait_online(&admin, &[&jp, &us, &any1, &any2]).await;
     let doc = upload_tiff(&admin).await;
 
     // The most specific route wins.
     for (number, want) in [("+81312345678", &jp), ("+15551234567", &us)] {
         let job = submit(&admin, &doc, number, json!({})).await;
-        let done = admin.wait_job(job["id"].as_str().expect("id"), Duration::from_secs(20), sent).await.expect("sent");
-        assert_eq!(attempt_servers(&done), vec![want.clone()], "{number} went to the wrong fax server");
+        let done = admin
+            .wait_job(
+                job["id"].as_str().expect("id"),
+                Duration::from_secs(20),
+                sent,
+            )
+            .await
+            .expect("sent");
+        assert_eq!(
+            attempt_servers(&done),
+            vec![want.clone()],
+            "{number} went to the wrong fax server"
+        );
     }
     // A number no prefix covers goes to a default route; with eight calls that never end, the two default
     // fax servers take four each (least loaded), and the ninth waits for a free channel.
     let mut ids = Vec::new();
     for _ in 0..9 {
-        ids.push(submit(&admin, &doc, "+442012345678", json!({})).await["id"].as_str().expect("id").to_owned());
+        ids.push(
+            submit(&admin, &doc, "+442012345678", json!({})).await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
     }
     let mut per_server = std::collections::HashMap::<String, usize>::new();
     let mut queued = 0;
@@ -106,7 +174,12 @@ async fn routing_by_prefix_and_by_load() {
         per_server.clear();
         queued = 0;
         for id in &ids {
-            let job = admin.get(&format!("/v1/jobs/{id}")).await.expect("get").expect_status(200).expect("200");
+            let job = admin
+                .get(&format!("/v1/jobs/{id}"))
+                .await
+                .expect("get")
+                .expect_status(200)
+                .expect("200");
             match attempt_servers(&job).as_slice() {
                 [] => queued += 1,
                 [one] => *per_server.entry(one.clone()).or_default() += 1,
@@ -119,20 +192,45 @@ async fn routing_by_prefix_and_by_load() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let names = [(&jp, "jp"), (&us, "us"), (&any1, "any1"), (&any2, "any2")];
-    let named: Vec<(&str, usize)> =
-        per_server.iter().map(|(id, n)| (names.iter().find(|(i, _)| *i == id).map_or("?", |(_, name)| *name), *n)).collect();
-    assert_eq!(queued, 1, "exactly one job must wait for a channel: {named:?}");
+    let named: Vec<(&str, usize)> = per_server
+        .iter()
+        .map(|(id, n)| {
+            (
+                names
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map_or("?", |(_, name)| *name),
+                *n,
+            )
+        })
+        .collect();
+    assert_eq!(
+        queued, 1,
+        "exactly one job must wait for a channel: {named:?}"
+    );
     assert_eq!(per_server.get(&any1), Some(&4), "{named:?}");
     assert_eq!(per_server.get(&any2), Some(&4), "{named:?}");
     // Cancelling frees the channels; the ninth job is then dispatched.
     let last = ids.pop().expect("nine");
     for id in &ids {
-        let r = admin.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await.expect("cancel");
+        let r = admin
+            .post(&format!("/v1/jobs/{id}/cancel"), json!({}))
+            .await
+            .expect("cancel");
         assert_eq!(r.status, 202, "{}", r.body);
-        admin.wait_job(id, Duration::from_secs(10), |s| s == "cancelled").await.expect("cancelled");
+        admin
+            .wait_job(id, Duration::from_secs(10), |s| s == "cancelled")
+            .await
+            .expect("cancelled");
     }
-    admin.wait_job(&last, Duration::from_secs(10), |s| s == "active").await.expect("dispatched after channels freed");
-    let r = admin.post(&format!("/v1/jobs/{last}/cancel"), json!({})).await.expect("cancel");
+    admin
+        .wait_job(&last, Duration::from_secs(10), |s| s == "active")
+        .await
+        .expect("dispatched after channels freed");
+    let r = admin
+        .post(&format!("/v1/jobs/{last}/cancel"), json!({}))
+        .await
+        .expect("cancel");
     assert_eq!(r.status, 202);
 }
 
@@ -142,21 +240,50 @@ async fn failover_when_a_fax_server_drops_mid_job() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
-    let (mut a, a_id) =
-        NodeProc::start(&testnode(), &sup, "a", &[], &[&g], 2, json!({"default": "hang"})).await.expect("a");
+    let (mut a, a_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "a",
+        &[],
+        &[&g],
+        2,
+        json!({"default": "hang"}),
+    )
+    .await
+    .expect("a");
     wait_online(&admin, &[&a_id]).await;
     let doc = upload_tiff(&admin).await;
     let job = submit(&admin, &doc, "+15550001111", json!({})).await;
     let id = job["id"].as_str().expect("id").to_owned();
-    admin.wait_job(&id, Duration::from_secs(10), |s| s == "active").await.expect("active on a");
-    let (_b, b_id) = NodeProc::start(&testnode(), &sup, "b", &[], &[&g], 2, json!({"default": "sent"})).await.expect("b");
+    admin
+        .wait_job(&id, Duration::from_secs(10), |s| s == "active")
+        .await
+        .expect("active on a");
+    let (_b, b_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "b",
+        &[],
+        &[&g],
+        2,
+        json!({"default": "sent"}),
+    )
+    .await
+    .expect("b");
     wait_online(&admin, &[&b_id]).await;
     a.kill();
-    let done = admin.wait_job(&id, Duration::from_secs(30), finished).await.expect("finished");
+    let done = admin
+        .wait_job(&id, Duration::from_secs(30), finished)
+        .await
+        .expect("finished");
     assert_eq!(done["status"], "sent", "{done}");
     assert_eq!(attempt_servers(&done), vec![a_id.clone(), b_id.clone()]);
     let first = &done["attempts"][0];
-    assert_eq!((first["status"].as_str(), first["fault"].as_str()), (Some("abandoned"), Some("fax_server")), "{first}");
+    assert_eq!(
+        (first["status"].as_str(), first["fault"].as_str()),
+        (Some("abandoned"), Some("fax_server")),
+        "{first}"
+    );
     assert_eq!(done["attempts"][1]["status"], "succeeded");
     assert_eq!(a.executed().len(), 1);
 }
@@ -168,27 +295,70 @@ async fn retry_schedule_for_recipient_faults() {
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
     let script = json!({"numbers": {"+15550002222": ["busy", "no_answer", "sent"], "+15550003333": ["busy"]}});
-    let (_n, n_id) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 2, script).await.expect("node");
+    let (_n, n_id) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 2, script)
+        .await
+        .expect("node");
     wait_online(&admin, &[&n_id]).await;
     let doc = upload_tiff(&admin).await;
 
-    let job = submit(&admin, &doc, "+15550002222", json!({"retry_delay_secs": 1, "max_tries": 5})).await;
-    let done = admin.wait_job(job["id"].as_str().expect("id"), Duration::from_secs(30), finished).await.expect("done");
+    let job = submit(
+        &admin,
+        &doc,
+        "+15550002222",
+        json!({"retry_delay_secs": 1, "max_tries": 5}),
+    )
+    .await;
+    let done = admin
+        .wait_job(
+            job["id"].as_str().expect("id"),
+            Duration::from_secs(30),
+            finished,
+        )
+        .await
+        .expect("done");
     assert_eq!(done["status"], "sent", "{done}");
     let attempts = done["attempts"].as_array().expect("attempts");
-    let reasons: Vec<&str> = attempts.iter().map(|a| a["reason"].as_str().unwrap_or("-")).collect();
+    let reasons: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap_or("-"))
+        .collect();
     assert_eq!(reasons, vec!["busy", "no_answer", "-"]);
-    let at = |i: usize| time::OffsetDateTime::parse(attempts[i]["started_at"].as_str().expect("t"), &time::format_description::well_known::Rfc3339).expect("rfc3339");
+    let at = |i: usize| {
+        time::OffsetDateTime::parse(
+            attempts[i]["started_at"].as_str().expect("t"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("rfc3339")
+    };
     for i in 1..attempts.len() {
         let gap = at(i) - at(i - 1);
-        assert!(gap >= time::Duration::milliseconds(950), "retry {i} came after {gap}, before the 1 s delay");
+        assert!(
+            gap >= time::Duration::milliseconds(950),
+            "retry {i} came after {gap}, before the 1 s delay"
+        );
     }
 
-    let job = submit(&admin, &doc, "+15550003333", json!({"retry_delay_secs": 1, "max_tries": 2})).await;
-    let done = admin.wait_job(job["id"].as_str().expect("id"), Duration::from_secs(30), finished).await.expect("done");
+    let job = submit(
+        &admin,
+        &doc,
+        "+15550003333",
+        json!({"retry_delay_secs": 1, "max_tries": 2}),
+    )
+    .await;
+    let done = admin
+        .wait_job(
+            job["id"].as_str().expect("id"),
+            Duration::from_secs(30),
+            finished,
+        )
+        .await
+        .expect("done");
     assert_eq!(done["status"], "failed");
     assert_eq!(done["attempts"].as_array().map(Vec::len), Some(2));
-    assert!(done["reason"].as_str().unwrap_or_default().contains("busy"), "{done}");
+    assert!(
+        done["reason"].as_str().unwrap_or_default().contains("busy"),
+        "{done}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,58 +370,151 @@ async fn groupings_isolate_in_both_directions() {
     let g2 = new_grouping(&admin, "g2").await;
     let (c1, c1_id) = new_client(&admin, "c1", &[&g1]).await;
     let (c2, _c2_id) = new_client(&admin, "c2", &[&g2]).await;
-    let (n1, fs1) = NodeProc::start(&testnode(), &sup, "fs1", &["+81"], &[&g1], 2, json!({})).await.expect("fs1");
-    let (n2, fs2) = NodeProc::start(&testnode(), &sup, "fs2", &[], &[&g2], 2, json!({})).await.expect("fs2");
+    let (n1, fs1) = NodeProc::start(&testnode(), &sup, "fs1", &["+81"], &[&g1], 2, json!({}))
+        .await
+        .expect("fs1");
+    let (n2, fs2) = NodeProc::start(&testnode(), &sup, "fs2", &[], &[&g2], 2, json!({}))
+        .await
+        .expect("fs2");
     wait_online(&admin, &[&fs1, &fs2]).await;
 
     // Fax servers outside one's groupings are invisible.
-    let seen = |v: Value| v.as_array().into_iter().flatten().map(|f| f["id"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>();
-    assert_eq!(seen(c1.get("/v1/fax-servers").await.expect("list").expect_status(200).expect("200")), vec![fs1.clone()]);
-    assert_eq!(seen(c2.get("/v1/fax-servers").await.expect("list").expect_status(200).expect("200")), vec![fs2.clone()]);
+    let seen = |v: Value| {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| f["id"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seen(
+            c1.get("/v1/fax-servers")
+                .await
+                .expect("list")
+                .expect_status(200)
+                .expect("200")
+        ),
+        vec![fs1.clone()]
+    );
+    assert_eq!(
+        seen(
+            c2.get("/v1/fax-servers")
+                .await
+                .expect("list")
+                .expect_status(200)
+                .expect("200")
+        ),
+        vec![fs2.clone()]
+    );
 
     // Client -> fax server: c1 may not reach +1 numbers, because only fs2 (not in g1) could dial them.
     let mut own = tiny_tiff();
     if let Some(px) = own.last_mut() {
         *px = 0b0101_0101;
     }
-    let d1 = c1.upload(own).await.expect("upload").expect_status(201).expect("201")["sha256"].as_str().expect("sha").to_owned();
+    let d1 = c1
+        .upload(own)
+        .await
+        .expect("upload")
+        .expect_status(201)
+        .expect("201")["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
     let d2 = upload_tiff(&c2).await;
     assert_ne!(d1, d2);
-    let r = c1.post("/v1/jobs", json!({"recipients": ["+15551234567"], "documents": [d1]})).await.expect("post");
+    let r = c1
+        .post(
+            "/v1/jobs",
+            json!({"recipients": ["+15551234567"], "documents": [d1]}),
+        )
+        .await
+        .expect("post");
     assert_eq!(r.status, 422, "{}", r.body);
     assert_eq!(r.body["error"]["field"], "recipients[0]");
     let j1 = submit(&c1, &d1, "+81312345678", json!({})).await;
     let j2 = submit(&c2, &d2, "+15551234567", json!({})).await;
-    let (j1, j2) = (j1["id"].as_str().expect("id").to_owned(), j2["id"].as_str().expect("id").to_owned());
-    assert_eq!(attempt_servers(&c1.wait_job(&j1, Duration::from_secs(20), sent).await.expect("j1")), vec![fs1.clone()]);
-    assert_eq!(attempt_servers(&c2.wait_job(&j2, Duration::from_secs(20), sent).await.expect("j2")), vec![fs2.clone()]);
+    let (j1, j2) = (
+        j1["id"].as_str().expect("id").to_owned(),
+        j2["id"].as_str().expect("id").to_owned(),
+    );
+    assert_eq!(
+        attempt_servers(
+            &c1.wait_job(&j1, Duration::from_secs(20), sent)
+                .await
+                .expect("j1")
+        ),
+        vec![fs1.clone()]
+    );
+    assert_eq!(
+        attempt_servers(
+            &c2.wait_job(&j2, Duration::from_secs(20), sent)
+                .await
+                .expect("j2")
+        ),
+        vec![fs2.clone()]
+    );
     // c2's document reference is not c1's to use.
-    let r = c1.post("/v1/jobs", json!({"recipients": ["+81312345678"], "documents": ["0".repeat(64)]})).await.expect("post");
+    let r = c1
+        .post(
+            "/v1/jobs",
+            json!({"recipients": ["+81312345678"], "documents": ["0".repeat(64)]}),
+        )
+        .await
+        .expect("post");
     assert_eq!(r.status, 422);
 
     // Fax server -> client: a fax received by fs2 reaches c2 only, even when a rule names c1.
     admin
-        .post("/v1/inbound-rules", json!({"fax_server_id": fs2, "targets": [{"kind": "client", "id": c1_id}]}))
+        .post(
+            "/v1/inbound-rules",
+            json!({"fax_server_id": fs2, "targets": [{"kind": "client", "id": c1_id}]}),
+        )
         .await
         .expect("rule")
         .expect_status(201)
         .expect("201");
     let tiff = dir.path().join("in.tif");
     std::fs::write(&tiff, tiny_tiff()).expect("write");
-    n2.inject(&tiff, "+15557654321", "+15550000002", "REMOTE 2").expect("inject");
-    n1.inject(&tiff, "+15557654321", "+81300000001", "REMOTE 1").expect("inject");
-    let inbox_ids = |v: Value| v["items"].as_array().into_iter().flatten().map(|f| f["id"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>();
+    n2.inject(&tiff, "+15557654321", "+15550000002", "REMOTE 2")
+        .expect("inject");
+    n1.inject(&tiff, "+15557654321", "+81300000001", "REMOTE 1")
+        .expect("inject");
+    let inbox_ids = |v: Value| {
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| f["id"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
     let mut in1 = Vec::new();
     let mut in2 = Vec::new();
     for _ in 0..100 {
-        in1 = inbox_ids(c1.get("/v1/inbox").await.expect("inbox").expect_status(200).expect("200"));
-        in2 = inbox_ids(c2.get("/v1/inbox").await.expect("inbox").expect_status(200).expect("200"));
+        in1 = inbox_ids(
+            c1.get("/v1/inbox")
+                .await
+                .expect("inbox")
+                .expect_status(200)
+                .expect("200"),
+        );
+        in2 = inbox_ids(
+            c2.get("/v1/inbox")
+                .await
+                .expect("inbox")
+                .expect_status(200)
+                .expect("200"),
+        );
         if !in1.is_empty() && !in2.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!((in1.len(), in2.len()), (1, 1), "each client sees exactly its grouping's fax");
+    assert_eq!(
+        (in1.len(), in2.len()),
+        (1, 1),
+        "each client sees exactly its grouping's fax"
+    );
     assert_ne!(in1, in2);
 
     // The matrix of endpoints over the other side's objects: always 404, never 403.
@@ -271,19 +534,46 @@ async fn groupings_isolate_in_both_directions() {
         let r = api.get(path).await.expect("get");
         assert_eq!(r.status, 404, "GET {path}: {}", r.body);
     }
-    for (path, api) in [(format!("/v1/jobs/{j2}/cancel"), &c1), (format!("/v1/jobs/{j2}/resend"), &c1), (format!("/v1/jobs/{j1}/resend"), &c2)] {
+    for (path, api) in [
+        (format!("/v1/jobs/{j2}/cancel"), &c1),
+        (format!("/v1/jobs/{j2}/resend"), &c1),
+        (format!("/v1/jobs/{j1}/resend"), &c2),
+    ] {
         let r = api.post(&path, json!({})).await.expect("post");
         assert_eq!(r.status, 404, "POST {path}: {}", r.body);
     }
     // Own objects are visible, administration is not theirs, and no credentials is 401.
-    assert_eq!(c1.get(&format!("/v1/inbox/{}", in1[0])).await.expect("get").status, 200);
+    assert_eq!(
+        c1.get(&format!("/v1/inbox/{}", in1[0]))
+            .await
+            .expect("get")
+            .status,
+        200
+    );
     assert_eq!(c1.get("/v1/clients").await.expect("get").status, 403);
-    assert_eq!(c1.with_token("fxh_wrong").get("/v1/jobs").await.expect("get").status, 401);
-    assert_eq!(Api::new(&sup.url, "").get("/v1/inbox").await.expect("get").status, 401);
+    assert_eq!(
+        c1.with_token("fxh_wrong")
+            .get("/v1/jobs")
+            .await
+            .expect("get")
+            .status,
+        401
+    );
+    assert_eq!(
+        Api::new(&sup.url, "")
+            .get("/v1/inbox")
+            .await
+            .expect("get")
+            .status,
+        401
+    );
 }
 
 /// Receives webhook POSTs on loopback.
-async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>) {
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/hook",
@@ -295,7 +585,9 @@ async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<(ax
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     (format!("http://{addr}/hook"), rx)
@@ -309,13 +601,22 @@ async fn read_sse(resp: reqwest::Response, kind: &str, want: usize) -> Vec<(Stri
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while out.len() < want {
-        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("SSE event in time").expect("stream open").expect("chunk");
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("SSE event in time")
+            .expect("stream open")
+            .expect("chunk");
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()));
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
             if field("event:").as_deref() == Some(kind) {
-                let data: Value = serde_json::from_str(&field("data:").unwrap_or_default()).expect("json data");
+                let data: Value =
+                    serde_json::from_str(&field("data:").unwrap_or_default()).expect("json data");
                 out.push((field("id:").unwrap_or_default(), data));
             }
         }
@@ -332,61 +633,144 @@ async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
     let g = new_grouping(&admin, "sales").await;
     let (c1, c1_id) = new_client(&admin, "alice", &[&g]).await;
     let (c2, _) = new_client(&admin, "bob", &[&g]).await;
-    let (n, fs) = NodeProc::start(&testnode(), &sup, "fs", &[], &[&g], 2, json!({})).await.expect("fs");
+    let (n, fs) = NodeProc::start(&testnode(), &sup, "fs", &[], &[&g], 2, json!({}))
+        .await
+        .expect("fs");
     wait_online(&admin, &[&fs]).await;
     admin
-        .post("/v1/inbound-rules", json!({"called_number": "+15550001000", "targets": [{"kind": "client", "id": c1_id}]}))
+        .post(
+            "/v1/inbound-rules",
+            json!({"called_number": "+15550001000", "targets": [{"kind": "client", "id": c1_id}]}),
+        )
         .await
         .expect("rule")
         .expect_status(201)
         .expect("201");
     let (hook_url, mut hooks) = webhook_receiver().await;
-    let hook = c1.post("/v1/webhooks", json!({"url": hook_url, "events": ["inbound.*"]})).await.expect("hook").expect_status(201).expect("201");
-    let secret = hook["secret"].as_str().expect("secret shown once").to_owned();
-    let listed = c1.get("/v1/webhooks").await.expect("list").expect_status(200).expect("200");
-    assert!(listed[0].get("secret").is_none(), "the secret is shown only at creation");
-    let sse = c1.http.get(format!("{}/v1/events", c1.base)).bearer_auth(&c1.token).send().await.expect("sse");
+    let hook = c1
+        .post(
+            "/v1/webhooks",
+            json!({"url": hook_url, "events": ["inbound.*"]}),
+        )
+        .await
+        .expect("hook")
+        .expect_status(201)
+        .expect("201");
+    let secret = hook["secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
+    let listed = c1
+        .get("/v1/webhooks")
+        .await
+        .expect("list")
+        .expect_status(200)
+        .expect("200");
+    assert!(
+        listed[0].get("secret").is_none(),
+        "the secret is shown only at creation"
+    );
+    let sse = c1
+        .http
+        .get(format!("{}/v1/events", c1.base))
+        .bearer_auth(&c1.token)
+        .send()
+        .await
+        .expect("sse");
     assert_eq!(sse.status(), 200);
 
     let tiff_bytes = tiny_tiff();
     let tiff = dir.path().join("in.tif");
     std::fs::write(&tiff, &tiff_bytes).expect("write");
-    n.inject(&tiff, "+15557654321", "+15550001000", "+1 555 765 4321").expect("inject");
+    n.inject(&tiff, "+15557654321", "+15550001000", "+1 555 765 4321")
+        .expect("inject");
 
     // The event stream.
     let events = read_sse(sse, "inbound.received", 1).await;
     let (seq, data) = &events[0];
-    let inbound_id = data["data"]["inbound_id"].as_str().expect("inbound id").to_owned();
+    let inbound_id = data["data"]["inbound_id"]
+        .as_str()
+        .expect("inbound id")
+        .to_owned();
     assert_eq!(data["seq"].to_string(), *seq);
     assert_eq!(data["data"]["tsi"], "+1 555 765 4321");
     // The inbox, and the document itself.
-    let item = c1.get(&format!("/v1/inbox/{inbound_id}")).await.expect("get").expect_status(200).expect("200");
-    assert_eq!((item["caller_number"].as_str(), item["called_number"].as_str()), (Some("+15557654321"), Some("+15550001000")));
-    let doc = c1.http.get(format!("{}/v1/inbox/{inbound_id}/document", c1.base)).bearer_auth(&c1.token).send().await.expect("doc");
+    let item = c1
+        .get(&format!("/v1/inbox/{inbound_id}"))
+        .await
+        .expect("get")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(
+        (
+            item["caller_number"].as_str(),
+            item["called_number"].as_str()
+        ),
+        (Some("+15557654321"), Some("+15550001000"))
+    );
+    let doc = c1
+        .http
+        .get(format!("{}/v1/inbox/{inbound_id}/document", c1.base))
+        .bearer_auth(&c1.token)
+        .send()
+        .await
+        .expect("doc");
     assert_eq!(doc.bytes().await.expect("bytes").to_vec(), tiff_bytes);
     // The rule named alice: bob, in the same grouping, does not get it.
-    assert_eq!(c2.get(&format!("/v1/inbox/{inbound_id}")).await.expect("get").status, 404);
+    assert_eq!(
+        c2.get(&format!("/v1/inbox/{inbound_id}"))
+            .await
+            .expect("get")
+            .status,
+        404
+    );
     // The webhook, signed.
-    let (headers, body) = tokio::time::timeout(Duration::from_secs(20), hooks.recv()).await.expect("webhook in time").expect("webhook");
-    let sig = headers.get("x-faxhub-signature").and_then(|v| v.to_str().ok()).expect("signature header").to_owned();
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(20), hooks.recv())
+        .await
+        .expect("webhook in time")
+        .expect("webhook");
+    let sig = headers
+        .get("x-faxhub-signature")
+        .and_then(|v| v.to_str().ok())
+        .expect("signature header")
+        .to_owned();
     let (t, v1) = sig.split_once(",v1=").expect("t=..,v1=..");
     let t = t.strip_prefix("t=").expect("t=");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(format!("{t}.{body}").as_bytes());
-    assert_eq!(hex::encode(mac.finalize().into_bytes()), v1, "signature must verify with the secret");
+    assert_eq!(
+        hex::encode(mac.finalize().into_bytes()),
+        v1,
+        "signature must verify with the secret"
+    );
     let hook_event: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(hook_event["id"], data["event_id"], "webhook and SSE carry the same event id");
+    assert_eq!(
+        hook_event["id"], data["event_id"],
+        "webhook and SSE carry the same event id"
+    );
     assert_eq!(hook_event["data"]["inbound_id"], inbound_id.as_str());
     // Resuming the stream with Last-Event-ID replays from there.
     let prev = seq.parse::<i64>().expect("seq") - 1;
-    let again = c1.http.get(format!("{}/v1/events", c1.base)).bearer_auth(&c1.token).header("last-event-id", prev.to_string()).send().await.expect("sse");
+    let again = c1
+        .http
+        .get(format!("{}/v1/events", c1.base))
+        .bearer_auth(&c1.token)
+        .header("last-event-id", prev.to_string())
+        .send()
+        .await
+        .expect("sse");
     let replay = read_sse(again, "inbound.received", 1).await;
     assert_eq!(replay[0].1["event_id"], data["event_id"]);
     // The delivery log.
     let hook_id = hook["id"].as_str().expect("id");
     let mut delivered = false;
     for _ in 0..50 {
-        let log = c1.get(&format!("/v1/webhooks/{hook_id}/deliveries")).await.expect("log").expect_status(200).expect("200");
+        let log = c1
+            .get(&format!("/v1/webhooks/{hook_id}/deliveries"))
+            .await
+            .expect("log")
+            .expect_status(200)
+            .expect("200");
         if log[0]["status"] == "delivered" && log[0]["last_status"] == 200 {
             delivered = true;
             break;
@@ -403,8 +787,12 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
     let script = json!({"default": "sent", "page_ms": 20});
-    let (n1, f1) = NodeProc::start(&testnode(), &sup, "n1", &[], &[&g], 8, script.clone()).await.expect("n1");
-    let (n2, f2) = NodeProc::start(&testnode(), &sup, "n2", &[], &[&g], 8, script).await.expect("n2");
+    let (n1, f1) = NodeProc::start(&testnode(), &sup, "n1", &[], &[&g], 8, script.clone())
+        .await
+        .expect("n1");
+    let (n2, f2) = NodeProc::start(&testnode(), &sup, "n2", &[], &[&g], 8, script)
+        .await
+        .expect("n2");
     wait_online(&admin, &[&f1, &f2]).await;
     let doc = upload_tiff(&admin).await;
 
@@ -417,7 +805,13 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
             for i in 0..400 {
                 let body = json!({"recipients": [format!("+1555{:07}", i)], "documents": [doc], "idempotency_key": format!("burst-{i}")});
                 match admin.post("/v1/jobs", body).await {
-                    Ok(r) if r.status == 201 => acknowledged.push((i, r.body["jobs"][0]["id"].as_str().unwrap_or_default().to_owned())),
+                    Ok(r) if r.status == 201 => acknowledged.push((
+                        i,
+                        r.body["jobs"][0]["id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )),
                     _ => break,
                 }
             }
@@ -427,12 +821,19 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
     tokio::time::sleep(Duration::from_millis(700)).await;
     sup.kill();
     let acknowledged = burst.await.expect("burst");
-    assert!(acknowledged.len() > 5 && acknowledged.len() < 400, "the kill must land mid-burst ({} acknowledged)", acknowledged.len());
+    assert!(
+        acknowledged.len() > 5 && acknowledged.len() < 400,
+        "the kill must land mid-burst ({} acknowledged)",
+        acknowledged.len()
+    );
     sup.restart().expect("restart");
 
     // Every acknowledged job is there exactly once and ends sent.
     for (_, id) in &acknowledged {
-        admin.wait_job(id, Duration::from_secs(60), sent).await.expect("acknowledged job sent after the crash");
+        admin
+            .wait_job(id, Duration::from_secs(60), sent)
+            .await
+            .expect("acknowledged job sent after the crash");
     }
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
@@ -441,15 +842,29 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
             Some(c) => format!("/v1/jobs?limit=500&cursor={c}"),
             None => "/v1/jobs?limit=500".to_owned(),
         };
-        let page = admin.get(&path).await.expect("list").expect_status(200).expect("200");
-        all.extend(page["items"].as_array().into_iter().flatten().map(|j| (j["id"].as_str().unwrap_or_default().to_owned(), j["recipient"].as_str().unwrap_or_default().to_owned())));
+        let page = admin
+            .get(&path)
+            .await
+            .expect("list")
+            .expect_status(200)
+            .expect("200");
+        all.extend(page["items"].as_array().into_iter().flatten().map(|j| {
+            (
+                j["id"].as_str().unwrap_or_default().to_owned(),
+                j["recipient"].as_str().unwrap_or_default().to_owned(),
+            )
+        }));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
     for (_, id) in &acknowledged {
-        assert_eq!(all.iter().filter(|(j, _)| j == id).count(), 1, "job {id} must be present exactly once");
+        assert_eq!(
+            all.iter().filter(|(j, _)| j == id).count(),
+            1,
+            "job {id} must be present exactly once"
+        );
     }
     let mut recipients: Vec<&String> = all.iter().map(|(_, r)| r).collect();
     recipients.sort();
@@ -472,8 +887,18 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
     executed.dedup();
     assert_eq!(total, executed.len(), "an attempt ran twice");
     for (_, id) in acknowledged.iter().take(50) {
-        let job = admin.get(&format!("/v1/jobs/{id}")).await.expect("get").expect_status(200).expect("200");
-        let ok = job["attempts"].as_array().into_iter().flatten().filter(|a| a["status"] == "succeeded").count();
+        let job = admin
+            .get(&format!("/v1/jobs/{id}"))
+            .await
+            .expect("get")
+            .expect_status(200)
+            .expect("200");
+        let ok = job["attempts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["status"] == "succeeded")
+            .count();
         assert_eq!(ok, 1, "{job}");
     }
 }
@@ -481,14 +906,23 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
 fn documents_stored(data: &Path) -> usize {
     let root = data.join("data/documents");
     std::fs::read_dir(&root)
-        .map(|d| d.flatten().filter(|e| e.file_name() != "tmp").map(|e| std::fs::read_dir(e.path()).map(|f| f.count()).unwrap_or(0)).sum())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name() != "tmp")
+                .map(|e| std::fs::read_dir(e.path()).map(|f| f.count()).unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors_and_stores_nothing() {
     let dir = tempdir();
-    let sup = SupervisorProc::start(dir.path(), &format!("max_upload_bytes = 200000\n{FAST_CONFIG}")).expect("supervisor");
+    let sup = SupervisorProc::start(
+        dir.path(),
+        &format!("max_upload_bytes = 200000\n{FAST_CONFIG}"),
+    )
+    .expect("supervisor");
     let admin = sup.admin();
     let before = documents_stored(dir.path());
     let r = admin.upload(vec![0u8; 300_000]).await.expect("big");
@@ -496,50 +930,149 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     let mut cut = tiny_tiff();
     cut.truncate(40);
     let r = admin.upload(cut).await.expect("corrupt");
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("invalid_field")), "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("TIFF"), "{}", r.body);
-    assert!(r.body["error"]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
-    let r = admin.upload(vec![0u8, 159, 146, 150, 1, 2]).await.expect("binary");
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("invalid_field")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("TIFF"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let r = admin
+        .upload(vec![0u8, 159, 146, 150, 1, 2])
+        .await
+        .expect("binary");
     assert_eq!(r.status, 415, "{}", r.body);
-    let r = admin.upload(include_bytes!("../../render/tests/data/hostile/encrypted.pdf").to_vec()).await.expect("pdf");
+    let r = admin
+        .upload(include_bytes!("../../render/tests/data/hostile/encrypted.pdf").to_vec())
+        .await
+        .expect("pdf");
     assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or_default().contains("encrypt"), "{}", r.body);
-    assert_eq!(documents_stored(dir.path()), before, "rejected uploads leave nothing behind");
-    let r = admin.upload(include_bytes!("../../render/tests/data/sample.pdf").to_vec()).await.expect("pdf");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("encrypt"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        documents_stored(dir.path()),
+        before,
+        "rejected uploads leave nothing behind"
+    );
+    let r = admin
+        .upload(include_bytes!("../../render/tests/data/sample.pdf").to_vec())
+        .await
+        .expect("pdf");
     assert_eq!(r.status, 201, "a real PDF is accepted: {}", r.body);
     assert_eq!(documents_stored(dir.path()), before + 1);
 
     let g = default_grouping(&admin).await;
-    let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");
+    let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
+        .await
+        .expect("node");
     wait_online(&admin, &[&fs]).await;
     let doc = upload_tiff(&admin).await;
     for (body, field) in [
-        (json!({"recipients": ["+1 555 CALL ME"], "documents": [doc]}), "recipients[0]"),
-        (json!({"recipients": ["+1555000111", "12"], "documents": [doc]}), "recipients[1]"),
-        (json!({"recipients": ["+15550001111"], "documents": [doc], "resolution": "ultra"}), "resolution"),
-        (json!({"recipients": ["+15550001111"], "documents": [doc], "tsi": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}), "tsi"),
-        (json!({"recipients": ["+15550001111"], "documents": [doc], "send_at": "tomorrow"}), "send_at"),
-        (json!({"recipients": ["+15550001111"], "documents": []}), "documents"),
+        (
+            json!({"recipients": ["+1 555 CALL ME"], "documents": [doc]}),
+            "recipients[0]",
+        ),
+        (
+            json!({"recipients": ["+1555000111", "12"], "documents": [doc]}),
+            "recipients[1]",
+        ),
+        (
+            json!({"recipients": ["+15550001111"], "documents": [doc], "resolution": "ultra"}),
+            "resolution",
+        ),
+        (
+            json!({"recipients": ["+15550001111"], "documents": [doc], "tsi": "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}),
+            "tsi",
+        ),
+        (
+            json!({"recipients": ["+15550001111"], "documents": [doc], "send_at": "tomorrow"}),
+            "send_at",
+        ),
+        (
+            json!({"recipients": ["+15550001111"], "documents": []}),
+            "documents",
+        ),
     ] {
         let r = admin.post("/v1/jobs", body).await.expect("post");
         assert_eq!(r.status, 422, "{}", r.body);
         assert_eq!(r.body["error"]["field"], field, "{}", r.body);
     }
-    let r = admin.post("/v1/jobs", json!({"recipients": ["+15550001111"], "documents": [doc], "colour": true})).await.expect("post");
+    let r = admin
+        .post(
+            "/v1/jobs",
+            json!({"recipients": ["+15550001111"], "documents": [doc], "colour": true}),
+        )
+        .await
+        .expect("post");
     assert_eq!(r.status, 400, "unknown fields are refused: {}", r.body);
-    assert_eq!(admin.get("/v1/jobs/job_nope").await.expect("get").status, 404);
-    assert_eq!(admin.get("/v1/nothing-here").await.expect("get").status, 404);
-    let r = admin.post("/v1/node/enroll", json!({"enrollment_token": "fxe_wrong"})).await.expect("enroll");
+    assert_eq!(
+        admin.get("/v1/jobs/job_nope").await.expect("get").status,
+        404
+    );
+    assert_eq!(
+        admin.get("/v1/nothing-here").await.expect("get").status,
+        404
+    );
+    let r = admin
+        .post("/v1/node/enroll", json!({"enrollment_token": "fxe_wrong"}))
+        .await
+        .expect("enroll");
     assert_eq!(r.status, 401);
 
     // The OpenAPI document describes every route the API serves.
-    let spec = admin.get("/v1/openapi.json").await.expect("spec").expect_status(200).expect("200");
-    for path in ["/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/cancel", "/v1/jobs/{id}/resend", "/v1/inbox", "/v1/events",
-                 "/v1/webhooks", "/v1/fax-servers", "/v1/groupings", "/v1/clients", "/v1/documents", "/v1/inbound-rules"] {
+    let spec = admin
+        .get("/v1/openapi.json")
+        .await
+        .expect("spec")
+        .expect_status(200)
+        .expect("200");
+    for path in [
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/v1/jobs/{id}/resend",
+        "/v1/inbox",
+        "/v1/events",
+        "/v1/webhooks",
+        "/v1/fax-servers",
+        "/v1/groupings",
+        "/v1/clients",
+        "/v1/documents",
+        "/v1/inbound-rules",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
-    let metrics = admin.http.get(format!("{}/metrics", admin.base)).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("# TYPE faxhub_jobs_submitted_total counter"), "{metrics}");
+    let metrics = admin
+        .http
+        .get(format!("{}/metrics", admin.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("# TYPE faxhub_jobs_submitted_total counter"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -548,18 +1081,52 @@ async fn a_finished_job_can_be_resent() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
-    let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({"page_ms": 1500})).await.expect("node");
+    let (_n, fs) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "n",
+        &[],
+        &[&g],
+        1,
+        json!({"page_ms": 1500}),
+    )
+    .await
+    .expect("node");
     wait_online(&admin, &[&fs]).await;
     let doc = upload_tiff(&admin).await;
-    let job = submit(&admin, &doc, "+15550004444", json!({"header": "ACME Corp", "tsi": "+1 555 000 9999"})).await;
+    let job = submit(
+        &admin,
+        &doc,
+        "+15550004444",
+        json!({"header": "ACME Corp", "tsi": "+1 555 000 9999"}),
+    )
+    .await;
     let id = job["id"].as_str().expect("id");
-    let r = admin.post(&format!("/v1/jobs/{id}/resend"), json!({})).await.expect("resend");
-    assert_eq!(r.status, 409, "a job still in progress cannot be resent: {}", r.body);
-    admin.wait_job(id, Duration::from_secs(20), sent).await.expect("sent");
-    let again = admin.post(&format!("/v1/jobs/{id}/resend"), json!({})).await.expect("resend").expect_status(201).expect("201");
+    let r = admin
+        .post(&format!("/v1/jobs/{id}/resend"), json!({}))
+        .await
+        .expect("resend");
+    assert_eq!(
+        r.status, 409,
+        "a job still in progress cannot be resent: {}",
+        r.body
+    );
+    admin
+        .wait_job(id, Duration::from_secs(20), sent)
+        .await
+        .expect("sent");
+    let again = admin
+        .post(&format!("/v1/jobs/{id}/resend"), json!({}))
+        .await
+        .expect("resend")
+        .expect_status(201)
+        .expect("201");
     let new_id = again["jobs"][0]["id"].as_str().expect("id");
     assert_ne!(new_id, id);
-    let done = admin.wait_job(new_id, Duration::from_secs(20), sent).await.expect("resent job sent");
+    let done = admin
+        .wait_job(new_id, Duration::from_secs(20), sent)
+        .await
+        .expect("resent job sent");
     assert_eq!(done["options"]["header"], "ACME Corp");
     assert_eq!(done["recipient"], "+15550004444");
 }
@@ -570,7 +1137,9 @@ async fn a_received_fax_kept_across_a_fax_server_crash_is_delivered() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
-    let (mut n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");
+    let (mut n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
+        .await
+        .expect("node");
     wait_online(&admin, &[&fs]).await;
     n.kill();
     // What the line had received and kept when the process died (the format `node` writes).
@@ -591,14 +1160,20 @@ async fn a_received_fax_kept_across_a_fax_server_crash_is_delivered() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(found["tsi"], "KEPT", "the kept fax reached the default inbox: {found}");
+    assert_eq!(
+        found["tsi"], "KEPT",
+        "the kept fax reached the default inbox: {found}"
+    );
     for _ in 0..50 {
         if !inbound.join("inb_crashtest.tif").exists() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(!inbound.join("inb_crashtest.tif").exists(), "delivered faxes are removed from the fax server");
+    assert!(
+        !inbound.join("inb_crashtest.tif").exists(),
+        "delivered faxes are removed from the fax server"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,26 +1182,66 @@ async fn fax_server_faults_move_the_job_on_at_once() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
-    let (_a, a_id) = NodeProc::start(&testnode(), &sup, "a", &[], &[&g], 1, json!({"default": "line_down"})).await.expect("a");
+    let (_a, a_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "a",
+        &[],
+        &[&g],
+        1,
+        json!({"default": "line_down"}),
+    )
+    .await
+    .expect("a");
     wait_online(&admin, &[&a_id]).await;
     let doc = upload_tiff(&admin).await;
     // Queued while only `a` is up, so that `a` takes the first attempt.
-    let job = submit(&admin, &doc, "+15550005555", json!({"retry_delay_secs": 600})).await;
+    let job = submit(
+        &admin,
+        &doc,
+        "+15550005555",
+        json!({"retry_delay_secs": 600}),
+    )
+    .await;
     let id = job["id"].as_str().expect("id").to_owned();
     let mut first = Value::Null;
     for _ in 0..100 {
-        first = admin.get(&format!("/v1/jobs/{id}")).await.expect("get").expect_status(200).expect("200");
+        first = admin
+            .get(&format!("/v1/jobs/{id}"))
+            .await
+            .expect("get")
+            .expect_status(200)
+            .expect("200");
         if first["attempts"][0]["status"] == "failed" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(first["attempts"][0]["fault"], "fax_server", "{first}");
-    assert_eq!(first["status"], "queued", "waiting for another fax server, not for the schedule: {first}");
-    let (_b, b_id) = NodeProc::start(&testnode(), &sup, "b", &[], &[&g], 1, json!({"default": "sent"})).await.expect("b");
+    assert_eq!(
+        first["status"], "queued",
+        "waiting for another fax server, not for the schedule: {first}"
+    );
+    let (_b, b_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "b",
+        &[],
+        &[&g],
+        1,
+        json!({"default": "sent"}),
+    )
+    .await
+    .expect("b");
     wait_online(&admin, &[&b_id]).await;
-    let done = admin.wait_job(&id, Duration::from_secs(10), finished).await.expect("done");
-    assert_eq!(done["status"], "sent", "a fax-server fault does not wait for the 600 s retry schedule: {done}");
+    let done = admin
+        .wait_job(&id, Duration::from_secs(10), finished)
+        .await
+        .expect("done");
+    assert_eq!(
+        done["status"], "sent",
+        "a fax-server fault does not wait for the 600 s retry schedule: {done}"
+    );
     let servers = attempt_servers(&done);
     assert_eq!(servers.last(), Some(&b_id), "{done}");
     assert!(servers[..servers.len() - 1].iter().all(|s| *s == a_id));
@@ -641,19 +1256,51 @@ async fn no_attempt_outlives_its_bound() {
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
     // `a` holds the call open for ever and answers every query: only the absolute bound ends it.
-    let (a, a_id) = NodeProc::start(&testnode(), &sup, "a", &[], &[&g], 1, json!({"default": "hang"})).await.expect("a");
+    let (a, a_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "a",
+        &[],
+        &[&g],
+        1,
+        json!({"default": "hang"}),
+    )
+    .await
+    .expect("a");
     wait_online(&admin, &[&a_id]).await;
     let doc = upload_tiff(&admin).await;
     let job = submit(&admin, &doc, "+15550006666", json!({})).await;
     let id = job["id"].as_str().expect("id").to_owned();
-    admin.wait_job(&id, Duration::from_secs(10), |s| s == "active").await.expect("active");
-    let (_b, b_id) = NodeProc::start(&testnode(), &sup, "b", &[], &[&g], 1, json!({"default": "sent"})).await.expect("b");
+    admin
+        .wait_job(&id, Duration::from_secs(10), |s| s == "active")
+        .await
+        .expect("active");
+    let (_b, b_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "b",
+        &[],
+        &[&g],
+        1,
+        json!({"default": "sent"}),
+    )
+    .await
+    .expect("b");
     wait_online(&admin, &[&b_id]).await;
-    let done = admin.wait_job(&id, Duration::from_secs(20), finished).await.expect("done");
+    let done = admin
+        .wait_job(&id, Duration::from_secs(20), finished)
+        .await
+        .expect("done");
     assert_eq!(done["status"], "sent", "{done}");
     let first = &done["attempts"][0];
     assert_eq!(first["status"], "abandoned", "{done}");
-    assert!(first["reason"].as_str().unwrap_or_default().contains("maximum"), "{done}");
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("maximum"),
+        "{done}"
+    );
     assert_eq!(attempt_servers(&done), vec![a_id, b_id]);
     assert_eq!(a.executed().len(), 1);
 }
@@ -664,22 +1311,56 @@ async fn an_attempt_interrupted_by_a_fax_server_restart_moves_on() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
-    let (mut a, a_id) = NodeProc::start(&testnode(), &sup, "a", &[], &[&g], 1, json!({"default": "hang"})).await.expect("a");
+    let (mut a, a_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "a",
+        &[],
+        &[&g],
+        1,
+        json!({"default": "hang"}),
+    )
+    .await
+    .expect("a");
     wait_online(&admin, &[&a_id]).await;
     let doc = upload_tiff(&admin).await;
     let job = submit(&admin, &doc, "+15550007777", json!({})).await;
     let id = job["id"].as_str().expect("id").to_owned();
-    admin.wait_job(&id, Duration::from_secs(10), |s| s == "active").await.expect("active");
+    admin
+        .wait_job(&id, Duration::from_secs(10), |s| s == "active")
+        .await
+        .expect("active");
     // The fax server dies mid-call and comes back at once (within the link grace): its journal reports the
     // interrupted attempt, which the supervisor moves on as a fax-server fault.
     a.restart().expect("restart");
-    let (_b, b_id) = NodeProc::start(&testnode(), &sup, "b", &[], &[&g], 1, json!({"default": "sent"})).await.expect("b");
-    let done = admin.wait_job(&id, Duration::from_secs(20), finished).await.expect("done");
+    let (_b, b_id) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "b",
+        &[],
+        &[&g],
+        1,
+        json!({"default": "sent"}),
+    )
+    .await
+    .expect("b");
+    let done = admin
+        .wait_job(&id, Duration::from_secs(20), finished)
+        .await
+        .expect("done");
     assert_eq!(done["status"], "sent", "{done}");
     let first = &done["attempts"][0];
-    assert_eq!((first["fault"].as_str(), first["reason"].as_str()), (Some("fax_server"), Some("fax_server_restarted")), "{done}");
+    assert_eq!(
+        (first["fault"].as_str(), first["reason"].as_str()),
+        (Some("fax_server"), Some("fax_server_restarted")),
+        "{done}"
+    );
     assert_eq!(attempt_servers(&done).last(), Some(&b_id));
-    assert_eq!(a.executed().len(), 1, "the interrupted attempt is not executed again");
+    assert_eq!(
+        a.executed().len(),
+        1,
+        "the interrupted attempt is not executed again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,7 +1369,9 @@ async fn webhook_deliveries_are_retried_with_backoff_and_logged() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
-    let (n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");
+    let (n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
+        .await
+        .expect("node");
     wait_online(&admin, &[&fs]).await;
     // A receiver that fails twice, then accepts.
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -706,17 +1389,36 @@ async fn webhook_deliveries_are_retried_with_backoff_and_logged() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    let hook = admin.post("/v1/webhooks", json!({"url": url, "events": ["inbound.received"]})).await.expect("hook").expect_status(201).expect("201");
+    let hook = admin
+        .post(
+            "/v1/webhooks",
+            json!({"url": url, "events": ["inbound.received"]}),
+        )
+        .await
+        .expect("hook")
+        .expect_status(201)
+        .expect("201");
     let tiff = dir.path().join("in.tif");
     std::fs::write(&tiff, tiny_tiff()).expect("write");
-    n.inject(&tiff, "+15550001234", "+15550004321", "RETRY").expect("inject");
-    let path = format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().expect("id"));
+    n.inject(&tiff, "+15550001234", "+15550004321", "RETRY")
+        .expect("inject");
+    let path = format!(
+        "/v1/webhooks/{}/deliveries",
+        hook["id"].as_str().expect("id")
+    );
     let mut log = Value::Null;
     for _ in 0..150 {
-        log = admin.get(&path).await.expect("log").expect_status(200).expect("200");
+        log = admin
+            .get(&path)
+            .await
+            .expect("log")
+            .expect_status(200)
+            .expect("200");
         if log[0]["status"] == "delivered" {
             break;
         }
@@ -736,13 +1438,31 @@ async fn an_idle_link_is_not_dropped() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
-    let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({})).await.expect("node");
+    let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
+        .await
+        .expect("node");
     wait_online(&admin, &[&fs]).await;
     let hello = |v: Value| v["last_seen_at"].as_str().unwrap_or_default().to_owned();
-    let first = hello(admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200"));
+    let first = hello(
+        admin
+            .get(&format!("/v1/fax-servers/{fs}"))
+            .await
+            .expect("fs")
+            .expect_status(200)
+            .expect("200"),
+    );
     // Six heartbeat intervals of silence from the supervisor's side.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let now = admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200");
+    let now = admin
+        .get(&format!("/v1/fax-servers/{fs}"))
+        .await
+        .expect("fs")
+        .expect_status(200)
+        .expect("200");
     assert_eq!(now["online"], true);
-    assert_eq!(hello(now), first, "the fax server reconnected (a new hello) although nothing failed");
+    assert_eq!(
+        hello(now),
+        first,
+        "the fax server reconnected (a new hello) although nothing failed"
+    );
 }

@@ -1,15 +1,20 @@
 //! The settings registry (claims 5–8) end to end: registered, versioned, pushed to the real fax server
 //! runtime, applied or refused, pending while it is offline.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use testkit::harness::{Api, NodeProc, SupervisorProc, FAST_CONFIG};
+use testkit::harness::{Api, FAST_CONFIG, NodeProc, SupervisorProc};
 
 async fn wait_settings(api: &Api, fs: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     for _ in 0..150 {
-        last = api.get(&format!("/v1/fax-servers/{fs}/settings")).await.expect("get").expect_status(200).expect("200");
+        last = api
+            .get(&format!("/v1/fax-servers/{fs}/settings"))
+            .await
+            .expect("get")
+            .expect_status(200)
+            .expect("200");
         if done(&last) {
             return last;
         }
@@ -23,10 +28,25 @@ async fn settings_are_registered_pushed_refused_and_kept_pending_while_offline()
     let dir = tempfile::tempdir().expect("dir");
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = admin.get("/v1/groupings").await.expect("g").expect_status(200).expect("200")[0]["id"].as_str().expect("id").to_owned();
-    let other = admin.post("/v1/groupings", json!({"name": "other"})).await.expect("g").expect_status(201).expect("201");
+    let g = admin
+        .get("/v1/groupings")
+        .await
+        .expect("g")
+        .expect_status(200)
+        .expect("200")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let other = admin
+        .post("/v1/groupings", json!({"name": "other"}))
+        .await
+        .expect("g")
+        .expect_status(201)
+        .expect("201");
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode"));
-    let (mut node, fs) = NodeProc::start(&bin, &sup, "fs", &[], &[&g], 2, json!({})).await.expect("node");
+    let (mut node, fs) = NodeProc::start(&bin, &sup, "fs", &[], &[&g], 2, json!({}))
+        .await
+        .expect("node");
     let path = format!("/v1/fax-servers/{fs}/settings");
 
     // Before anything is registered: version 0 and the defaults.
@@ -39,87 +59,305 @@ async fn settings_are_registered_pushed_refused_and_kept_pending_while_offline()
     doc["station_id"] = json!("+1 555 0100");
     doc["sip"] = json!({"registrar": "127.0.0.1:5060", "user": "fax1", "password": "s3cret-pass-1", "transport": "udp"});
     doc["dial_rules"]["prefixes"] = json!(["+1"]);
-    let put = admin.put(&path, doc).await.expect("put").expect_status(200).expect("200");
+    let put = admin
+        .put(&path, doc)
+        .await
+        .expect("put")
+        .expect_status(200)
+        .expect("200");
     assert_eq!(put["desired_version"], 1);
     let applied = wait_settings(&admin, &fs, |v| v["applied_version"] == 1).await;
     assert_eq!(applied["pending"], false);
-    assert_eq!(applied["settings"]["sip"]["password"], json!({"set": true}), "secrets are shown only as set");
+    assert_eq!(
+        applied["settings"]["sip"]["password"],
+        json!({"set": true}),
+        "secrets are shown only as set"
+    );
     assert_eq!(applied["settings"]["station_id"], "+1 555 0100");
-    let kept = std::fs::read_to_string(node.state_dir.join("state/settings.json")).expect("kept by the fax server");
-    assert!(kept.contains("s3cret-pass-1"), "the fax server needs its SIP password");
+    let kept = std::fs::read_to_string(node.state_dir.join("state/settings.json"))
+        .expect("kept by the fax server");
+    assert!(
+        kept.contains("s3cret-pass-1"),
+        "the fax server needs its SIP password"
+    );
     let db = std::fs::read(sup.dir.join("data/faxhub.db")).expect("db");
     let wal = std::fs::read(sup.dir.join("data/faxhub.db-wal")).unwrap_or_default();
     for bytes in [&db, &wal] {
-        assert!(!bytes.windows(13).any(|w| w == b"s3cret-pass-1"), "the password is not stored in the clear");
+        assert!(
+            !bytes.windows(13).any(|w| w == b"s3cret-pass-1"),
+            "the password is not stored in the clear"
+        );
     }
     // The dial rules drive routing.
-    let fsv = admin.get(&format!("/v1/fax-servers/{fs}")).await.expect("fs").expect_status(200).expect("200");
+    let fsv = admin
+        .get(&format!("/v1/fax-servers/{fs}"))
+        .await
+        .expect("fs")
+        .expect_status(200)
+        .expect("200");
     assert_eq!(fsv["dial_prefixes"], json!(["+1"]));
 
     // A setting the fax server refuses: the error reaches the API, the applied version stays.
-    admin.patch(&path, json!({"channels": 8})).await.expect("patch").expect_status(200).expect("200");
+    admin
+        .patch(&path, json!({"channels": 8}))
+        .await
+        .expect("patch")
+        .expect_status(200)
+        .expect("200");
     let refused = wait_settings(&admin, &fs, |v| v["error_version"] == 2).await;
-    assert!(refused["last_error"].as_str().unwrap_or_default().contains("channels"), "{refused}");
-    assert_eq!((refused["applied_version"].clone(), refused["pending"].clone()), (json!(1), json!(true)));
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("channels"),
+        "{refused}"
+    );
+    assert_eq!(
+        (
+            refused["applied_version"].clone(),
+            refused["pending"].clone()
+        ),
+        (json!(1), json!(true))
+    );
 
     // Offline: the new version is pending, and pushed on reconnect.
     node.kill();
-    let patched = admin.patch(&path, json!({"channels": 2, "station_id": "+1 555 0199"})).await.expect("patch").expect_status(200).expect("200");
-    assert_eq!((patched["desired_version"].clone(), patched["pending"].clone()), (json!(3), json!(true)));
+    let patched = admin
+        .patch(&path, json!({"channels": 2, "station_id": "+1 555 0199"}))
+        .await
+        .expect("patch")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(
+        (
+            patched["desired_version"].clone(),
+            patched["pending"].clone()
+        ),
+        (json!(3), json!(true))
+    );
     node.restart().expect("restart");
     let back = wait_settings(&admin, &fs, |v| v["applied_version"] == 3).await;
-    assert_eq!(back["last_error"], Value::Null, "a later success clears the error");
-    assert_eq!(back["settings"]["sip"]["password"], json!({"set": true}), "a patch keeps the secret");
+    assert_eq!(
+        back["last_error"],
+        Value::Null,
+        "a later success clears the error"
+    );
+    assert_eq!(
+        back["settings"]["sip"]["password"],
+        json!({"set": true}),
+        "a patch keeps the secret"
+    );
 
     // History, diff and rollback.
-    let history = admin.get(&format!("{path}/history")).await.expect("h").expect_status(200).expect("200");
-    let versions: Vec<i64> = history.as_array().into_iter().flatten().filter_map(|v| v["version"].as_i64()).collect();
+    let history = admin
+        .get(&format!("{path}/history"))
+        .await
+        .expect("h")
+        .expect_status(200)
+        .expect("200");
+    let versions: Vec<i64> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["version"].as_i64())
+        .collect();
     assert_eq!(versions, vec![3, 2, 1]);
-    let changes = admin.get(&format!("{path}/diff?from=1&to=3")).await.expect("d").expect_status(200).expect("200");
-    let paths: Vec<&str> = changes.as_array().into_iter().flatten().filter_map(|c| c["path"].as_str()).collect();
+    let changes = admin
+        .get(&format!("{path}/diff?from=1&to=3"))
+        .await
+        .expect("d")
+        .expect_status(200)
+        .expect("200");
+    let paths: Vec<&str> = changes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
     assert_eq!(paths, vec!["station_id"], "{changes}");
-    let rolled = admin.post(&format!("{path}/rollback"), json!({"version": 1})).await.expect("rb").expect_status(200).expect("200");
+    let rolled = admin
+        .post(&format!("{path}/rollback"), json!({"version": 1}))
+        .await
+        .expect("rb")
+        .expect_status(200)
+        .expect("200");
     assert_eq!(rolled["desired_version"], 4);
     let applied = wait_settings(&admin, &fs, |v| v["applied_version"] == 4).await;
     assert_eq!(applied["settings"]["station_id"], "+1 555 0100");
 
     // Bad input names the field; clients read only within their groupings and change nothing (claim 6).
-    let r = admin.patch(&path, json!({"t38": {"max_bit_rate": 33600}})).await.expect("patch");
-    assert_eq!((r.status, r.body["error"]["field"].as_str()), (422, Some("t38.max_bit_rate")), "{}", r.body);
-    let r = admin.patch(&path, json!({"colour": true})).await.expect("patch");
+    let r = admin
+        .patch(&path, json!({"t38": {"max_bit_rate": 33600}}))
+        .await
+        .expect("patch");
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("t38.max_bit_rate")),
+        "{}",
+        r.body
+    );
+    let r = admin
+        .patch(&path, json!({"colour": true}))
+        .await
+        .expect("patch");
     assert_eq!(r.status, 422, "unknown settings are refused: {}", r.body);
-    let inside = admin.post("/v1/clients", json!({"name": "reader", "kind": "application", "groupings": [g]})).await.expect("c").expect_status(201).expect("201");
-    let outside = admin.post("/v1/clients", json!({"name": "stranger", "kind": "application", "groupings": [other["id"]]})).await.expect("c").expect_status(201).expect("201");
+    admin.post("/v1/roles", json!({"name": "settings reader", "competences": ["read_fax_server_settings", "send_faxes"]})).await.expect("role").expect_status(201).expect("201");
+    let grants = json!([{"role": "settings reader", "scope": {"kind": "grouping", "id": g}}]);
+    let inside = admin
+        .post(
+            "/v1/clients",
+            json!({"name": "reader", "kind": "application", "groupings": [g], "grants": grants}),
+        )
+        .await
+        .expect("c")
+        .expect_status(201)
+        .expect("201");
+    let plain = admin
+        .post(
+            "/v1/clients",
+            json!({"name": "plain", "kind": "application", "groupings": [g]}),
+        )
+        .await
+        .expect("c")
+        .expect_status(201)
+        .expect("201");
+    let plain = admin.with_token(plain["token"].as_str().expect("t"));
+    assert_eq!(
+        plain.get(&path).await.expect("get").status,
+        403,
+        "a user without read_fax_server_settings"
+    );
+    let outside = admin
+        .post(
+            "/v1/clients",
+            json!({"name": "stranger", "kind": "application", "groupings": [other["id"]]}),
+        )
+        .await
+        .expect("c")
+        .expect_status(201)
+        .expect("201");
     let reader = admin.with_token(inside["token"].as_str().expect("t"));
     let stranger = admin.with_token(outside["token"].as_str().expect("t"));
     assert_eq!(reader.get(&path).await.expect("get").status, 200);
-    assert_eq!(reader.patch(&path, json!({"channels": 1})).await.expect("patch").status, 403);
+    assert_eq!(
+        reader
+            .patch(&path, json!({"channels": 1}))
+            .await
+            .expect("patch")
+            .status,
+        403
+    );
     assert_eq!(stranger.get(&path).await.expect("get").status, 404);
-    assert_eq!(stranger.get(&format!("{path}/history")).await.expect("get").status, 404);
+    assert_eq!(
+        stranger
+            .get(&format!("{path}/history"))
+            .await
+            .expect("get")
+            .status,
+        404
+    );
 
     // The audit log: every change, with before and after, and never a secret.
-    let audit = admin.get(&format!("/v1/audit?target={fs}&limit=500")).await.expect("audit").expect_status(200).expect("200");
-    let actions: Vec<&str> = audit["items"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
-    assert_eq!(actions, vec!["settings.rolled_back", "settings.changed", "settings.changed", "settings.changed", "fax_server.created"], "{audit}");
+    let audit = admin
+        .get(&format!("/v1/audit?target={fs}&limit=500"))
+        .await
+        .expect("audit")
+        .expect_status(200)
+        .expect("200");
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "settings.rolled_back",
+            "settings.changed",
+            "settings.changed",
+            "settings.changed",
+            "fax_server.created"
+        ],
+        "{audit}"
+    );
     let refused_change = &audit["items"][2];
-    assert_eq!((refused_change["before"]["channels"].clone(), refused_change["after"]["settings"]["channels"].clone()), (json!(2), json!(8)));
+    assert_eq!(
+        (
+            refused_change["before"]["channels"].clone(),
+            refused_change["after"]["settings"]["channels"].clone()
+        ),
+        (json!(2), json!(8))
+    );
     assert_eq!(refused_change["actor_name"], "admin");
-    let all = admin.get("/v1/audit?limit=500").await.expect("audit").expect_status(200).expect("200").to_string();
-    assert!(!all.contains("s3cret-pass-1"), "secrets are redacted in the audit log");
-    assert!(all.contains("client.created") && all.contains("grouping.created"), "{all}");
+    let all = admin
+        .get("/v1/audit?limit=500")
+        .await
+        .expect("audit")
+        .expect_status(200)
+        .expect("200")
+        .to_string();
+    assert!(
+        !all.contains("s3cret-pass-1"),
+        "secrets are redacted in the audit log"
+    );
+    assert!(
+        all.contains("client.created") && all.contains("grouping.created"),
+        "{all}"
+    );
     assert_eq!(reader.get("/v1/audit").await.expect("audit").status, 403);
 
     // Sign-ins, refused and accepted, are audited too; the password appears nowhere.
     let anon = Api::new(&sup.url, "");
-    assert!(!sup.password.is_empty(), "the bootstrap password is printed once");
-    let r = anon.post("/v1/sessions", json!({"name": "admin", "password": "wrong password!"})).await.expect("login");
+    assert!(
+        !sup.password.is_empty(),
+        "the bootstrap password is printed once"
+    );
+    let r = anon
+        .post(
+            "/v1/sessions",
+            json!({"name": "admin", "password": "wrong password!"}),
+        )
+        .await
+        .expect("login");
     assert_eq!(r.status, 401);
-    let r = anon.post("/v1/sessions", json!({"name": "admin", "password": sup.password})).await.expect("login");
+    let r = anon
+        .post(
+            "/v1/sessions",
+            json!({"name": "admin", "password": sup.password}),
+        )
+        .await
+        .expect("login");
     assert_eq!(r.status, 201, "{}", r.body);
     let session = admin.with_token(r.body["token"].as_str().expect("token"));
-    assert_eq!(session.get("/v1/me").await.expect("me").expect_status(200).expect("200")["name"], "admin");
-    let signins = admin.get("/v1/audit?limit=5").await.expect("audit").expect_status(200).expect("200");
-    let actions: Vec<&str> = signins["items"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
-    assert_eq!(&actions[..2], &["session.created", "session.refused"], "{signins}");
-    assert!(!signins.to_string().contains("wrong password!") && !signins.to_string().contains(&sup.password));
+    assert_eq!(
+        session
+            .get("/v1/me")
+            .await
+            .expect("me")
+            .expect_status(200)
+            .expect("200")["name"],
+        "admin"
+    );
+    let signins = admin
+        .get("/v1/audit?limit=5")
+        .await
+        .expect("audit")
+        .expect_status(200)
+        .expect("200");
+    let actions: Vec<&str> = signins["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        &actions[..2],
+        &["session.created", "session.refused"],
+        "{signins}"
+    );
+    assert!(
+        !signins.to_string().contains("wrong password!")
+            && !signins.to_string().contains(&sup.password)
+    );
 }

@@ -1,12 +1,12 @@
 //! Document uploads and downloads.
 
+use crate::AppState;
 use crate::access::Caller;
 use crate::docstore::{DocError, StoredDoc};
 use crate::error::{ApiError, ApiResult};
-use crate::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -22,45 +22,83 @@ pub struct DocumentView {
 
 impl From<StoredDoc> for DocumentView {
     fn from(d: StoredDoc) -> Self {
-        Self { sha256: d.sha256, size: d.size, media_type: d.media_type.to_owned(), pages: d.pages }
+        Self {
+            sha256: d.sha256,
+            size: d.size,
+            media_type: d.media_type.to_owned(),
+            pages: d.pages,
+        }
     }
 }
 
 pub fn doc_error(field: &str, e: DocError) -> ApiError {
     match e {
-        DocError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("{field}: {e}")),
+        DocError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{field}: {e}"),
+        ),
         DocError::Unsupported => {
-            let mut err = ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_document", format!("{field}: {e}"));
+            let mut err = ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_document",
+                format!("{field}: {e}"),
+            );
             err.field = Some(field.to_owned());
             err
         }
         DocError::Corrupt(_) | DocError::Empty => ApiError::field(field, e),
-        DocError::Upload(ref m) if m.contains("length limit") => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("{field}: the upload is over the limit"))
-        }
+        DocError::Upload(ref m) if m.contains("length limit") => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{field}: the upload is over the limit"),
+        ),
         DocError::Upload(_) => ApiError::bad_request(format!("{field}: {e}")),
         DocError::Io(io) => ApiError::internal("document store", io),
     }
 }
 
 /// Streams one multipart field into the store.
-pub async fn store_field(app: &AppState, caller: &Caller, field_name: &str, field: axum::extract::multipart::Field<'_>) -> ApiResult<StoredDoc> {
+pub async fn store_field(
+    app: &AppState,
+    caller: &Caller,
+    field_name: &str,
+    field: axum::extract::multipart::Field<'_>,
+) -> ApiResult<StoredDoc> {
     let stream = field.map_err(|e| e.body_text());
-    let doc = app.docs.put_stream(stream, app.config.max_upload_bytes).await.map_err(|e| doc_error(field_name, e))?;
-    app.store.insert_document(&doc.sha256, doc.size, doc.media_type, doc.pages, Some(&caller.id)).await?;
+    let doc = app
+        .docs
+        .put_stream(stream, app.config.max_upload_bytes)
+        .await
+        .map_err(|e| doc_error(field_name, e))?;
+    app.store
+        .insert_document(
+            &doc.sha256,
+            doc.size,
+            doc.media_type,
+            doc.pages,
+            Some(&caller.id),
+        )
+        .await?;
     Ok(doc)
 }
 
 /// Uploads a document (multipart field `file`, or the raw body) to reference in jobs later.
 #[utoipa::path(post, path = "/v1/documents", responses((status = 201, body = DocumentView), (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn upload(State(app): State<AppState>, caller: Caller, req: Request) -> ApiResult<Response> {
+pub async fn upload(
+    State(app): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> ApiResult<Response> {
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let doc = if is_multipart {
-        let mut mp = Multipart::from_request(req, &app).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let mut mp = Multipart::from_request(req, &app)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let field = mp
             .next_field()
             .await
@@ -68,27 +106,55 @@ pub async fn upload(State(app): State<AppState>, caller: Caller, req: Request) -
             .ok_or_else(|| ApiError::field("file", "no file part in the upload"))?;
         store_field(&app, &caller, "file", field).await?
     } else {
-        let stream = req.into_body().into_data_stream().map_err(|e| e.to_string());
-        let doc = app.docs.put_stream(stream, app.config.max_upload_bytes).await.map_err(|e| doc_error("body", e))?;
-        app.store.insert_document(&doc.sha256, doc.size, doc.media_type, doc.pages, Some(&caller.id)).await?;
+        let stream = req
+            .into_body()
+            .into_data_stream()
+            .map_err(|e| e.to_string());
+        let doc = app
+            .docs
+            .put_stream(stream, app.config.max_upload_bytes)
+            .await
+            .map_err(|e| doc_error("body", e))?;
+        app.store
+            .insert_document(
+                &doc.sha256,
+                doc.size,
+                doc.media_type,
+                doc.pages,
+                Some(&caller.id),
+            )
+            .await?;
         doc
     };
     Ok(super::created(DocumentView::from(doc)))
 }
 
 pub async fn file_response(app: &AppState, sha256: &str, media_type: &str) -> ApiResult<Response> {
-    let path = app.docs.path_of(sha256).ok_or_else(|| ApiError::not_found("document"))?;
-    let file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::not_found("document"))?;
+    let path = app
+        .docs
+        .path_of(sha256)
+        .ok_or_else(|| ApiError::not_found("document"))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::not_found("document"))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok(([(header::CONTENT_TYPE, media_type.to_owned())], body).into_response())
 }
 
 /// Downloads a document the caller uploaded.
 #[utoipa::path(get, path = "/v1/documents/{sha256}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn download(State(app): State<AppState>, caller: Caller, Path(sha256): Path<String>) -> ApiResult<Response> {
+pub async fn download(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(sha256): Path<String>,
+) -> ApiResult<Response> {
     if !app.store.document_visible_to(&sha256, &caller.id).await? {
         return Err(ApiError::not_found("document"));
     }
-    let (_, media_type, _) = app.store.document(&sha256).await?.ok_or_else(|| ApiError::not_found("document"))?;
+    let (_, media_type, _) = app
+        .store
+        .document(&sha256)
+        .await?
+        .ok_or_else(|| ApiError::not_found("document"))?;
     file_response(&app, &sha256, &media_type).await
 }

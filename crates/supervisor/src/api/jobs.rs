@@ -1,16 +1,17 @@
 //! Jobs: submission (claims 2 and 23), status, cancel and resend.
 
 use super::documents::store_field;
-use super::{created, rfc3339, Page, Paged};
+use super::{Page, Paged, created, rfc3339};
+use crate::AppState;
 use crate::access::Caller;
-use crate::dispatch::{job_event, JobOptions};
+use crate::competence::Competence;
+use crate::dispatch::{JobOptions, job_event};
 use crate::error::{ApiError, ApiResult};
 use crate::numbers;
-use crate::AppState;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use protocol::DocumentRef;
 use serde::{Deserialize, Serialize};
 use store::{Job, JobFilter, JobUpdate, NewJob};
@@ -134,18 +135,40 @@ pub struct SubmitResponse {
 }
 
 fn validate_tsi(tsi: &str) -> ApiResult<()> {
-    if tsi.chars().count() > 20 || !tsi.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '+') {
-        return Err(ApiError::field("tsi", "use at most 20 digits, spaces and '+' (the T.30 identity set)"));
+    if tsi.chars().count() > 20
+        || !tsi
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '+')
+    {
+        return Err(ApiError::field(
+            "tsi",
+            "use at most 20 digits, spaces and '+' (the T.30 identity set)",
+        ));
     }
     Ok(())
 }
 
 /// Reads a submission: JSON, or multipart with a `request` part and `document` parts.
-async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiResult<(SubmitRequest, Vec<(DocumentRef, u32)>)> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let header_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+async fn read_submission(
+    app: &AppState,
+    caller: &Caller,
+    req: Request,
+) -> ApiResult<(SubmitRequest, Vec<(DocumentRef, u32)>)> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let header_key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (mut submit, mut uploaded) = if content_type.starts_with("multipart/form-data") {
-        let mut mp = Multipart::from_request(req, app).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let mut mp = Multipart::from_request(req, app)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let mut submit: Option<SubmitRequest> = None;
         let mut uploaded = Vec::new();
         let mut index = 0usize;
@@ -153,19 +176,39 @@ async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiRe
             match field.name() {
                 Some("request") => {
                     let text = field.text().await.map_err(|e| multipart_error(&e))?;
-                    submit = Some(serde_json::from_str(&text).map_err(|e| ApiError::field("request", e))?);
+                    submit = Some(
+                        serde_json::from_str(&text).map_err(|e| ApiError::field("request", e))?,
+                    );
                 }
                 Some("document") => {
-                    let doc = store_field(app, caller, &format!("document[{index}]"), field).await?;
+                    let doc =
+                        store_field(app, caller, &format!("document[{index}]"), field).await?;
                     index += 1;
-                    uploaded.push((DocumentRef { sha256: doc.sha256, size: doc.size, media_type: doc.media_type.to_owned() }, doc.pages));
+                    uploaded.push((
+                        DocumentRef {
+                            sha256: doc.sha256,
+                            size: doc.size,
+                            media_type: doc.media_type.to_owned(),
+                        },
+                        doc.pages,
+                    ));
                 }
-                other => return Err(ApiError::field(other.unwrap_or("(unnamed)"), "unknown part; send `request` and `document` parts")),
+                other => {
+                    return Err(ApiError::field(
+                        other.unwrap_or("(unnamed)"),
+                        "unknown part; send `request` and `document` parts",
+                    ));
+                }
             }
         }
-        (submit.ok_or_else(|| ApiError::field("request", "the `request` part is missing"))?, uploaded)
+        (
+            submit.ok_or_else(|| ApiError::field("request", "the `request` part is missing"))?,
+            uploaded,
+        )
     } else {
-        let Json(submit) = Json::<SubmitRequest>::from_request(req, app).await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let Json(submit) = Json::<SubmitRequest>::from_request(req, app)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
         (submit, Vec::new())
     };
     if submit.idempotency_key.is_none() {
@@ -177,8 +220,17 @@ async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiRe
             .store
             .owned_document(sha, &caller.id)
             .await?
-            .ok_or_else(|| ApiError::field(&format!("documents[{i}]"), format!("no uploaded document {sha}")))?;
-        let doc = DocumentRef { sha256: sha.clone(), size: u64::try_from(size).unwrap_or(0), media_type };
+            .ok_or_else(|| {
+                ApiError::field(
+                    &format!("documents[{i}]"),
+                    format!("no uploaded document {sha}"),
+                )
+            })?;
+        let doc = DocumentRef {
+            sha256: sha.clone(),
+            size: u64::try_from(size).unwrap_or(0),
+            media_type,
+        };
         documents.push((doc, u32::try_from(pages).unwrap_or(0)));
     }
     documents.append(&mut uploaded);
@@ -187,7 +239,11 @@ async fn read_submission(app: &AppState, caller: &Caller, req: Request) -> ApiRe
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the upload is over the limit")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the upload is over the limit",
+        )
     } else {
         ApiError::bad_request(e.body_text())
     }
@@ -198,7 +254,17 @@ fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
 #[utoipa::path(post, path = "/v1/jobs", request_body = SubmitRequest,
     responses((status = 201, body = SubmitResponse), (status = 200, description = "repeated idempotency key", body = SubmitResponse),
               (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -> ApiResult<Response> {
+pub async fn submit(
+    State(app): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> ApiResult<Response> {
+    if !app
+        .access
+        .holds_somewhere(&caller.id, Competence::SendFaxes)
+    {
+        return Err(ApiError::forbidden("this needs the competence send_faxes"));
+    }
     let (submit, documents) = read_submission(&app, &caller, req).await?;
     let pages_total: i64 = documents.iter().map(|(_, pages)| i64::from(*pages)).sum();
     let documents: Vec<DocumentRef> = documents.into_iter().map(|(d, _)| d).collect();
@@ -211,23 +277,36 @@ pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -
     let mut recipients = Vec::with_capacity(submit.recipients.len());
     for (i, r) in submit.recipients.iter().enumerate() {
         let field = format!("recipients[{i}]");
-        let number = numbers::normalize(r, &app.config.dial).map_err(|e| ApiError::field(&field, format!("{r:?} {e}")))?;
+        let number = numbers::normalize(r, &app.config.dial)
+            .map_err(|e| ApiError::field(&field, format!("{r:?} {e}")))?;
         if !app.dispatcher.reachable(&caller.id, &number) {
-            return Err(ApiError::field(&field, format!("no fax server in your groupings may dial {number}")));
+            return Err(ApiError::field(
+                &field,
+                format!("no fax server in your groupings may dial {number}"),
+            ));
         }
         recipients.push(number);
     }
     let resolution = submit.resolution.clone().unwrap_or_else(|| "fine".into());
     if !matches!(resolution.as_str(), "standard" | "fine" | "superfine") {
-        return Err(ApiError::field("resolution", "must be standard, fine or superfine"));
+        return Err(ApiError::field(
+            "resolution",
+            "must be standard, fine or superfine",
+        ));
     }
     if let Some(tsi) = &submit.tsi {
         validate_tsi(tsi)?;
     }
-    if submit.header.as_ref().is_some_and(|h| h.chars().count() > 60) {
+    if submit
+        .header
+        .as_ref()
+        .is_some_and(|h| h.chars().count() > 60)
+    {
         return Err(ApiError::field("header", "at most 60 characters"));
     }
-    let max_tries = submit.max_tries.unwrap_or(app.config.retry.default_max_tries);
+    let max_tries = submit
+        .max_tries
+        .unwrap_or(app.config.retry.default_max_tries);
     if !(1..=100).contains(&max_tries) {
         return Err(ApiError::field("max_tries", "must be 1 to 100"));
     }
@@ -237,12 +316,19 @@ pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -
         Some(t) => {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| ApiError::field("send_at", format!("not an RFC 3339 time: {e}")))?;
-            i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(now).max(now)
+            i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or(now)
+                .max(now)
         }
     };
-    let kill_secs = submit.kill_after_secs.unwrap_or(app.config.retry.default_kill_secs);
+    let kill_secs = submit
+        .kill_after_secs
+        .unwrap_or(app.config.retry.default_kill_secs);
     if kill_secs == 0 || kill_secs > 30 * 86_400 {
-        return Err(ApiError::field("kill_after_secs", "must be 1 second to 30 days"));
+        return Err(ApiError::field(
+            "kill_after_secs",
+            "must be 1 second to 30 days",
+        ));
     }
     let kill_at = not_before.max(now) + i64::try_from(kill_secs).unwrap_or(0) * 1000;
     let options = JobOptions {
@@ -252,11 +338,19 @@ pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -
         tsi: submit.tsi.clone(),
         retry_delay_secs: submit.retry_delay_secs,
     };
-    if submit.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
-        return Err(ApiError::field("idempotency_key", "must be 1 to 200 characters"));
+    if submit
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 200)
+    {
+        return Err(ApiError::field(
+            "idempotency_key",
+            "must be 1 to 200 characters",
+        ));
     }
     let batch_id = store::new_id("bat");
-    let options_json = serde_json::to_string(&options).map_err(|e| ApiError::internal("encoding options", e))?;
+    let options_json =
+        serde_json::to_string(&options).map_err(|e| ApiError::internal("encoding options", e))?;
     let new_jobs: Vec<NewJob> = recipients
         .iter()
         .map(|r| NewJob {
@@ -289,12 +383,20 @@ pub async fn submit(State(app): State<AppState>, caller: Caller, req: Request) -
         app.metrics.submitted.inc();
         app.dispatcher.events_committed();
         for job in &jobs {
-            app.dispatcher.enqueue_new(job, documents.clone(), options.clone());
+            app.dispatcher
+                .enqueue_new(job, documents.clone(), options.clone());
         }
     }
     let batch_id = jobs.first().map(|j| j.batch_id.clone()).unwrap_or(batch_id);
-    let body = SubmitResponse { batch_id, jobs: jobs.into_iter().map(|j| job_view(j, None)).collect() };
-    Ok(if fresh { created(body) } else { (StatusCode::OK, Json(body)).into_response() })
+    let body = SubmitResponse {
+        batch_id,
+        jobs: jobs.into_iter().map(|j| job_view(j, None)).collect(),
+    };
+    Ok(if fresh {
+        created(body)
+    } else {
+        (StatusCode::OK, Json(body)).into_response()
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -306,15 +408,38 @@ pub struct ListQuery {
 
 /// The caller's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", params(ListQuery), responses((status = 200, body = Paged<JobView>)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> ApiResult<Json<Paged<JobView>>> {
-    let limit = Page { limit: q.limit, cursor: None }.limit()?;
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Paged<JobView>>> {
+    let limit = Page {
+        limit: q.limit,
+        cursor: None,
+    }
+    .limit()?;
     if let Some(s) = &q.status
-        && !matches!(s.as_str(), "queued" | "dispatched" | "active" | "sent" | "failed" | "cancelled") {
-            return Err(ApiError::field("status", "must be queued, dispatched, active, sent, failed or cancelled"));
-        }
-    let filter = JobFilter { status: q.status, before: q.cursor, limit };
+        && !matches!(
+            s.as_str(),
+            "queued" | "dispatched" | "active" | "sent" | "failed" | "cancelled"
+        )
+    {
+        return Err(ApiError::field(
+            "status",
+            "must be queued, dispatched, active, sent, failed or cancelled",
+        ));
+    }
+    let filter = JobFilter {
+        status: q.status,
+        before: q.cursor,
+        limit,
+    };
     let jobs = app.store.jobs_of_client(&caller.id, &filter).await?;
-    Ok(Json(Paged::new(jobs.into_iter().map(|j| job_view(j, None)).collect(), limit, |j| j.id.clone())))
+    Ok(Json(Paged::new(
+        jobs.into_iter().map(|j| job_view(j, None)).collect(),
+        limit,
+        |j| j.id.clone(),
+    )))
 }
 
 async fn own_job(app: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
@@ -326,7 +451,11 @@ async fn own_job(app: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
 
 /// One job with the history of its attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_job(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+pub async fn get_job(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
     let job = own_job(&app, &caller, &id).await?;
     let mut attempts = app.store.attempts_of(&job.id).await?;
     for a in attempts.iter_mut().filter(|a| a.ended_at.is_none()) {
@@ -341,22 +470,43 @@ pub async fn get_job(State(app): State<AppState>, caller: Caller, Path(id): Path
 /// Cancels a job. A queued job is cancelled at once; one on a fax server is told to stop, and ends as
 /// `cancelled` when the fax server confirms (202).
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 200, body = JobView), (status = 202, body = JobView), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn cancel(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let job = own_job(&app, &caller, &id).await?;
     if job.is_finished() {
-        return Err(ApiError::conflict(format!("the job is already {}", job.status)));
+        return Err(ApiError::conflict(format!(
+            "the job is already {}",
+            job.status
+        )));
     }
     if job.status == "queued" {
-        let update = JobUpdate { status: "cancelled".into(), reason: Some("cancelled by the client".into()), ..Default::default() };
+        let update = JobUpdate {
+            status: "cancelled".into(),
+            reason: Some("cancelled by the client".into()),
+            ..Default::default()
+        };
         let event = job_event("job.cancelled", &job, serde_json::json!({}));
-        if app.store.update_job(&job.id, &["queued"], &update, &[event]).await? {
+        if app
+            .store
+            .update_job(&job.id, &["queued"], &update, &[event])
+            .await?
+        {
             app.dispatcher.dequeue(&job.id);
             app.dispatcher.events_committed();
             let job = own_job(&app, &caller, &id).await?;
             return Ok(Json(job_view(job, None)).into_response());
         }
     }
-    for a in app.store.attempts_of(&job.id).await?.iter().filter(|a| a.ended_at.is_none()) {
+    for a in app
+        .store
+        .attempts_of(&job.id)
+        .await?
+        .iter()
+        .filter(|a| a.ended_at.is_none())
+    {
         app.dispatcher.request_cancel(a);
     }
     let job = own_job(&app, &caller, &id).await?;
@@ -365,13 +515,29 @@ pub async fn cancel(State(app): State<AppState>, caller: Caller, Path(id): Path<
 
 /// Sends a finished job again, as a new job with the same documents, recipient and options.
 #[utoipa::path(post, path = "/v1/jobs/{id}/resend", responses((status = 201, body = SubmitResponse), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn resend(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn resend(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let job = own_job(&app, &caller, &id).await?;
+    if !app
+        .access
+        .holds_somewhere(&caller.id, Competence::SendFaxes)
+    {
+        return Err(ApiError::forbidden("this needs the competence send_faxes"));
+    }
     if !job.is_finished() {
-        return Err(ApiError::conflict(format!("the job is still {}; cancel it or wait for it to finish", job.status)));
+        return Err(ApiError::conflict(format!(
+            "the job is still {}; cancel it or wait for it to finish",
+            job.status
+        )));
     }
     if !app.dispatcher.reachable(&caller.id, &job.recipient) {
-        return Err(ApiError::field("recipient", format!("no fax server in your groupings may dial {}", job.recipient)));
+        return Err(ApiError::field(
+            "recipient",
+            format!("no fax server in your groupings may dial {}", job.recipient),
+        ));
     }
     let docs = app.store.job_documents(&job.id).await?;
     let now = store::now_ms();
@@ -394,10 +560,16 @@ pub async fn resend(State(app): State<AppState>, caller: Caller, Path(id): Path<
         serde_json::json!({"job_id": new.id, "batch_id": new.batch_id, "recipient": new.recipient, "resend_of": job.id}),
         vec![caller.id.clone()],
     );
-    let (_, jobs) = app.store.insert_jobs(std::slice::from_ref(&new), &[event]).await?;
+    let (_, jobs) = app
+        .store
+        .insert_jobs(std::slice::from_ref(&new), &[event])
+        .await?;
     app.metrics.submitted.inc();
     app.dispatcher.events_committed();
     app.dispatcher.enqueue(&jobs).await?;
     let batch_id = new.batch_id;
-    Ok(created(SubmitResponse { batch_id, jobs: jobs.into_iter().map(|j| job_view(j, None)).collect() }))
+    Ok(created(SubmitResponse {
+        batch_id,
+        jobs: jobs.into_iter().map(|j| job_view(j, None)).collect(),
+    }))
 }

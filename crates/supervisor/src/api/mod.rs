@@ -4,16 +4,17 @@
 
 mod admin;
 mod audit;
+mod clients;
 mod documents;
 mod events;
 mod jobs;
 mod node;
 pub mod settings;
 
+use crate::AppState;
 use crate::access::Caller;
 use crate::auth::{bearer, hash_secret};
 use crate::error::{ApiError, REQUEST_ID};
-use crate::AppState;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -27,10 +28,20 @@ use utoipa::OpenApi;
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let client = app.store.client_by_token_hash(&hash_secret(token)).await?.ok_or_else(ApiError::unauthorized)?;
-        Ok(Caller { id: client.id, name: client.name, is_admin: client.is_admin })
+        let client = app
+            .store
+            .client_by_token_hash(&hash_secret(token))
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(Caller {
+            id: client.id,
+            name: client.name,
+        })
     }
 }
 
@@ -38,7 +49,10 @@ impl FromRequestParts<AppState> for Caller {
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -70,7 +84,11 @@ pub struct Paged<T> {
 impl<T> Paged<T> {
     pub fn new(items: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
         let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= limit;
-        let next_cursor = if full { items.last().map(cursor_of) } else { None };
+        let next_cursor = if full {
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
         Self { items, next_cursor }
     }
 }
@@ -84,8 +102,14 @@ async fn request_id(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = REQUEST_ID.scope(id.clone(), tracing::Instrument::instrument(next.run(req), span)).await;
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = REQUEST_ID
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span),
+        )
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -98,8 +122,16 @@ async fn not_found() -> ApiError {
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let gauges = [
-        ("faxhub_jobs_queued", "Jobs waiting for an attempt.", app.dispatcher.queue_len() as f64),
-        ("faxhub_fax_servers_online", "Fax servers with a live link.", app.dispatcher.online_servers() as f64),
+        (
+            "faxhub_jobs_queued",
+            "Jobs waiting for an attempt.",
+            app.dispatcher.queue_len() as f64,
+        ),
+        (
+            "faxhub_fax_servers_online",
+            "Fax servers with a live link.",
+            app.dispatcher.online_servers() as f64,
+        ),
     ];
     let counts = app.store.job_counts().await.unwrap_or_default();
     let mut body = app.metrics.render(&gauges);
@@ -107,7 +139,14 @@ async fn metrics(State(app): State<AppState>) -> Response {
     for (status, n) in counts {
         body.push_str(&format!("faxhub_jobs{{status=\"{status}\"}} {n}\n"));
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn health() -> &'static str {
@@ -116,21 +155,62 @@ async fn health() -> &'static str {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "faxhub supervising server", version = "1", description = "Send and receive faxes through the supervising server. Authenticate with `Authorization: Bearer <token>`."),
+    info(
+        title = "faxhub supervising server",
+        version = "1",
+        description = "Send and receive faxes through the supervising server. Authenticate with `Authorization: Bearer <token>`."
+    ),
     paths(
-        admin::login, admin::me, admin::create_client, admin::list_clients, admin::create_token,
-        admin::create_grouping, admin::list_groupings, admin::get_grouping, admin::add_member, admin::remove_member,
-        admin::create_fax_server, admin::list_fax_servers, admin::get_fax_server, admin::patch_fax_server,
-        admin::create_rule, admin::list_rules, admin::delete_rule,
-        documents::upload, documents::download,
-        jobs::submit, jobs::list, jobs::get_job, jobs::cancel, jobs::resend,
-        events::inbox, events::inbox_item, events::inbox_document, events::stream,
-        events::create_webhook, events::list_webhooks, events::delete_webhook, events::deliveries,
-        node::enroll, node::document, node::upload_inbound,
-        settings::get, settings::put, settings::patch, settings::history, settings::changes, settings::rollback,
+        clients::login,
+        clients::me,
+        clients::create_client,
+        clients::list_clients,
+        clients::get_client,
+        clients::create_token,
+        clients::add_grant,
+        clients::remove_grant,
+        clients::list_roles,
+        clients::create_role,
+        clients::delete_role,
+        admin::create_grouping,
+        admin::list_groupings,
+        admin::get_grouping,
+        admin::add_member,
+        admin::remove_member,
+        admin::create_fax_server,
+        admin::list_fax_servers,
+        admin::get_fax_server,
+        admin::patch_fax_server,
+        admin::create_rule,
+        admin::list_rules,
+        admin::delete_rule,
+        documents::upload,
+        documents::download,
+        jobs::submit,
+        jobs::list,
+        jobs::get_job,
+        jobs::cancel,
+        jobs::resend,
+        events::inbox,
+        events::inbox_item,
+        events::inbox_document,
+        events::stream,
+        events::create_webhook,
+        events::list_webhooks,
+        events::delete_webhook,
+        events::deliveries,
+        node::enroll,
+        node::document,
+        node::upload_inbound,
+        settings::get,
+        settings::put,
+        settings::patch,
+        settings::history,
+        settings::changes,
+        settings::rollback,
         audit::list,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
 )]
 pub struct ApiDoc;
 
@@ -141,7 +221,9 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 pub fn router(app: AppState) -> Router {
     // Uploads may be as large as the limit plus multipart framing; the limit itself is enforced while
     // streaming so that nothing over it is buffered or stored.
-    let upload_limit = usize::try_from(app.config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    let upload_limit = usize::try_from(app.config.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
     let uploads = Router::new()
         .route("/v1/documents", post(documents::upload))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
@@ -152,22 +234,60 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/sessions", post(admin::login))
-        .route("/v1/me", get(admin::me))
-        .route("/v1/clients", post(admin::create_client).get(admin::list_clients))
-        .route("/v1/clients/{id}/tokens", post(admin::create_token))
-        .route("/v1/groupings", post(admin::create_grouping).get(admin::list_groupings))
+        .route("/v1/sessions", post(clients::login))
+        .route("/v1/me", get(clients::me))
+        .route(
+            "/v1/clients",
+            post(clients::create_client).get(clients::list_clients),
+        )
+        .route("/v1/clients/{id}", get(clients::get_client))
+        .route("/v1/clients/{id}/tokens", post(clients::create_token))
+        .route("/v1/clients/{id}/grants", post(clients::add_grant))
+        .route(
+            "/v1/clients/{id}/grants/{grant_id}",
+            delete(clients::remove_grant),
+        )
+        .route(
+            "/v1/roles",
+            get(clients::list_roles).post(clients::create_role),
+        )
+        .route("/v1/roles/{id}", delete(clients::delete_role))
+        .route(
+            "/v1/groupings",
+            post(admin::create_grouping).get(admin::list_groupings),
+        )
         .route("/v1/groupings/{id}", get(admin::get_grouping))
         .route("/v1/groupings/{id}/members", put(admin::add_member))
-        .route("/v1/groupings/{id}/members/{kind}/{member_id}", delete(admin::remove_member))
-        .route("/v1/fax-servers", post(admin::create_fax_server).get(admin::list_fax_servers))
-        .route("/v1/fax-servers/{id}", get(admin::get_fax_server).patch(admin::patch_fax_server))
-        .route("/v1/fax-servers/{id}/settings", get(settings::get).put(settings::put).patch(settings::patch))
-        .route("/v1/fax-servers/{id}/settings/history", get(settings::history))
+        .route(
+            "/v1/groupings/{id}/members/{kind}/{member_id}",
+            delete(admin::remove_member),
+        )
+        .route(
+            "/v1/fax-servers",
+            post(admin::create_fax_server).get(admin::list_fax_servers),
+        )
+        .route(
+            "/v1/fax-servers/{id}",
+            get(admin::get_fax_server).patch(admin::patch_fax_server),
+        )
+        .route(
+            "/v1/fax-servers/{id}/settings",
+            get(settings::get).put(settings::put).patch(settings::patch),
+        )
+        .route(
+            "/v1/fax-servers/{id}/settings/history",
+            get(settings::history),
+        )
         .route("/v1/fax-servers/{id}/settings/diff", get(settings::changes))
-        .route("/v1/fax-servers/{id}/settings/rollback", post(settings::rollback))
+        .route(
+            "/v1/fax-servers/{id}/settings/rollback",
+            post(settings::rollback),
+        )
         .route("/v1/audit", get(audit::list))
-        .route("/v1/inbound-rules", post(admin::create_rule).get(admin::list_rules))
+        .route(
+            "/v1/inbound-rules",
+            post(admin::create_rule).get(admin::list_rules),
+        )
         .route("/v1/inbound-rules/{id}", delete(admin::delete_rule))
         .route("/v1/documents/{sha256}", get(documents::download))
         .route("/v1/jobs/{id}", get(jobs::get_job))
@@ -177,7 +297,10 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/inbox/{id}", get(events::inbox_item))
         .route("/v1/inbox/{id}/document", get(events::inbox_document))
         .route("/v1/events", get(events::stream))
-        .route("/v1/webhooks", post(events::create_webhook).get(events::list_webhooks))
+        .route(
+            "/v1/webhooks",
+            post(events::create_webhook).get(events::list_webhooks),
+        )
         .route("/v1/webhooks/{id}", delete(events::delete_webhook))
         .route("/v1/webhooks/{id}/deliveries", get(events::deliveries))
         .route("/v1/node/enroll", post(node::enroll))

@@ -1,12 +1,12 @@
 //! The fax server's HTTP endpoints beside its link: enrollment, document download, inbound upload.
 
-use super::documents::{doc_error, file_response, DocumentView};
+use super::documents::{DocumentView, doc_error, file_response};
+use crate::AppState;
 use crate::auth::{bearer, hash_secret, new_secret};
 use crate::error::{ApiError, ApiResult};
-use crate::AppState;
+use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
-use axum::Json;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -26,30 +26,64 @@ pub struct EnrollResponse {
 
 /// A fax server trades its one-time enrollment token for its link credential.
 #[utoipa::path(post, path = "/v1/node/enroll", request_body = EnrollRequest, responses((status = 201, body = EnrollResponse), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn enroll(State(app): State<AppState>, Json(req): Json<EnrollRequest>) -> ApiResult<Response> {
+pub async fn enroll(
+    State(app): State<AppState>,
+    Json(req): Json<EnrollRequest>,
+) -> ApiResult<Response> {
     let credential = new_secret("fxs");
     let fs = app
         .store
-        .enroll_fax_server(&hash_secret(&req.enrollment_token), &hash_secret(&credential))
+        .enroll_fax_server(
+            &hash_secret(&req.enrollment_token),
+            &hash_secret(&credential),
+        )
         .await?
-        .ok_or_else(|| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "enrollment_refused", "the enrollment token is unknown, used or expired"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "enrollment_refused",
+                "the enrollment token is unknown, used or expired",
+            )
+        })?;
     tracing::info!(fax_server = %fs.name, "fax server enrolled");
-    Ok(super::created(EnrollResponse { fax_server_id: fs.id, name: fs.name, credential }))
+    Ok(super::created(EnrollResponse {
+        fax_server_id: fs.id,
+        name: fs.name,
+        credential,
+    }))
 }
 
-async fn fax_server(app: &AppState, headers: &axum::http::HeaderMap) -> ApiResult<store::FaxServer> {
+async fn fax_server(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<store::FaxServer> {
     let credential = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    app.store.fax_server_by_credential(&hash_secret(credential)).await?.ok_or_else(ApiError::unauthorized)
+    app.store
+        .fax_server_by_credential(&hash_secret(credential))
+        .await?
+        .ok_or_else(ApiError::unauthorized)
 }
 
 /// A fax server downloads a document of an attempt offered to it.
 #[utoipa::path(get, path = "/v1/node/documents/{sha256}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn document(State(app): State<AppState>, headers: axum::http::HeaderMap, Path(sha256): Path<String>) -> ApiResult<Response> {
+pub async fn document(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(sha256): Path<String>,
+) -> ApiResult<Response> {
     let fs = fax_server(&app, &headers).await?;
-    if !app.store.document_visible_to_fax_server(&sha256, &fs.id).await? {
+    if !app
+        .store
+        .document_visible_to_fax_server(&sha256, &fs.id)
+        .await?
+    {
         return Err(ApiError::not_found("document"));
     }
-    let (_, media_type, _) = app.store.document(&sha256).await?.ok_or_else(|| ApiError::not_found("document"))?;
+    let (_, media_type, _) = app
+        .store
+        .document(&sha256)
+        .await?
+        .ok_or_else(|| ApiError::not_found("document"))?;
     file_response(&app, &sha256, &media_type).await
 }
 
@@ -57,9 +91,18 @@ pub async fn document(State(app): State<AppState>, headers: axum::http::HeaderMa
 #[utoipa::path(post, path = "/v1/node/inbound-documents", responses((status = 201, body = DocumentView)))]
 pub async fn upload_inbound(State(app): State<AppState>, req: Request) -> ApiResult<Response> {
     let fs = fax_server(&app, req.headers()).await?;
-    let stream = req.into_body().into_data_stream().map_err(|e| e.to_string());
-    let doc = app.docs.put_stream(stream, app.config.max_upload_bytes).await.map_err(|e| doc_error("body", e))?;
-    app.store.insert_document(&doc.sha256, doc.size, doc.media_type, doc.pages, None).await?;
+    let stream = req
+        .into_body()
+        .into_data_stream()
+        .map_err(|e| e.to_string());
+    let doc = app
+        .docs
+        .put_stream(stream, app.config.max_upload_bytes)
+        .await
+        .map_err(|e| doc_error("body", e))?;
+    app.store
+        .insert_document(&doc.sha256, doc.size, doc.media_type, doc.pages, None)
+        .await?;
     tracing::debug!(fax_server = %fs.name, sha256 = %doc.sha256, "inbound document stored");
     Ok(super::created(DocumentView::from(doc)))
 }

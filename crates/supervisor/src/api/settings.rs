@@ -2,12 +2,13 @@
 //! administrators, which stores a new version and pushes it to the fax server.
 
 use super::rfc3339;
-use crate::access::Caller;
-use crate::error::{ApiError, ApiResult};
-use crate::settings::{diff, merge_patch, FaxServerSettings};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use crate::access::Caller;
+use crate::competence::{Competence, Target};
+use crate::error::{ApiError, ApiResult};
+use crate::settings::{FaxServerSettings, diff, merge_patch};
 use axum::Json;
+use axum::extract::{Path, Query, State};
 use protocol::Body;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -29,11 +30,13 @@ pub struct SettingsView {
     pub settings: FaxServerSettings,
 }
 
-async fn visible(app: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+/// 404 unless the fax server exists and is visible to the caller, then 403 unless the caller holds the
+/// competence over it.
+async fn visible(app: &AppState, caller: &Caller, id: &str, needs: Competence) -> ApiResult<()> {
     if !app.access.fax_server_visible(caller, id) || app.store.fax_server(id).await?.is_none() {
         return Err(ApiError::not_found("fax server"));
     }
-    Ok(())
+    app.access.authorize(caller, needs, Target::FaxServer(id))
 }
 
 fn parse(document: &str) -> ApiResult<FaxServerSettings> {
@@ -42,14 +45,26 @@ fn parse(document: &str) -> ApiResult<FaxServerSettings> {
 
 /// The stored (sealed) document of the desired version, if any.
 async fn current(app: &AppState, id: &str) -> ApiResult<Option<(i64, FaxServerSettings)>> {
-    let Some(state) = app.store.settings_state(id).await? else { return Ok(None) };
-    let Some(v) = app.store.settings_version(id, state.desired_version).await? else { return Ok(None) };
+    let Some(state) = app.store.settings_state(id).await? else {
+        return Ok(None);
+    };
+    let Some(v) = app
+        .store
+        .settings_version(id, state.desired_version)
+        .await?
+    else {
+        return Ok(None);
+    };
     Ok(Some((v.version, parse(&v.document)?)))
 }
 
 async fn view(app: &AppState, id: &str) -> ApiResult<SettingsView> {
     let state = app.store.settings_state(id).await?.unwrap_or_default();
-    let settings = current(app, id).await?.map(|(_, s)| s).unwrap_or_default().masked();
+    let settings = current(app, id)
+        .await?
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+        .masked();
     Ok(SettingsView {
         fax_server_id: id.to_owned(),
         pending: state.desired_version != state.applied_version,
@@ -64,8 +79,16 @@ async fn view(app: &AppState, id: &str) -> ApiResult<SettingsView> {
 
 /// Pushes the desired version to the fax server if it is connected (else on its next connect).
 pub async fn push(app: &AppState, id: &str) -> store::Result<()> {
-    let Some(state) = app.store.settings_state(id).await? else { return Ok(()) };
-    let Some(v) = app.store.settings_version(id, state.desired_version).await? else { return Ok(()) };
+    let Some(state) = app.store.settings_state(id).await? else {
+        return Ok(());
+    };
+    let Some(v) = app
+        .store
+        .settings_version(id, state.desired_version)
+        .await?
+    else {
+        return Ok(());
+    };
     let Ok(stored) = serde_json::from_str::<FaxServerSettings>(&v.document) else {
         tracing::error!(fax_server = %id, version = v.version, "stored settings unreadable; not pushed");
         return Ok(());
@@ -73,53 +96,91 @@ pub async fn push(app: &AppState, id: &str) -> store::Result<()> {
     let plain = app.sealer.for_fax_server(stored);
     let settings = serde_json::to_value(&plain).unwrap_or_default();
     let version = u64::try_from(v.version).unwrap_or(0);
-    app.dispatcher.push(id, Body::SettingsPush { version, settings });
+    app.dispatcher
+        .push(id, Body::SettingsPush { version, settings });
     Ok(())
 }
 
-async fn store_version(app: &AppState, caller: &Caller, id: &str, next: FaxServerSettings) -> ApiResult<SettingsView> {
+async fn store_version(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    next: FaxServerSettings,
+) -> ApiResult<SettingsView> {
     next.validate()?;
     let current = current(app, id).await?;
     let before = current.as_ref().map(|(_, s)| s.clone().masked());
-    let stored = app.sealer.for_storage(next, current.as_ref().map(|(_, s)| s))?;
-    let document = serde_json::to_string(&stored).map_err(|e| ApiError::internal("encoding settings", e))?;
+    let stored = app
+        .sealer
+        .for_storage(next, current.as_ref().map(|(_, s)| s))?;
+    let document =
+        serde_json::to_string(&stored).map_err(|e| ApiError::internal("encoding settings", e))?;
     let version = app.store.put_settings(id, &document, &caller.id).await?;
     // Dial rules drive routing.
-    app.store.set_fax_server_dial_prefixes(id, &stored.dial_rules.prefixes).await?;
-    app.dispatcher.set_dial_prefixes(id, stored.dial_rules.prefixes.clone());
+    app.store
+        .set_fax_server_dial_prefixes(id, &stored.dial_rules.prefixes)
+        .await?;
+    app.dispatcher
+        .set_dial_prefixes(id, stored.dial_rules.prefixes.clone());
     tracing::info!(by = %caller.name, fax_server = %id, version, "settings registered");
     let after = serde_json::json!({"version": version, "settings": stored.masked()});
-    crate::audit::record(app, Ok(caller), "settings.changed", Some(id), before.as_ref(), Some(&after)).await;
+    crate::audit::record(
+        app,
+        Ok(caller),
+        "settings.changed",
+        Some(id),
+        before.as_ref(),
+        Some(&after),
+    )
+    .await;
     push(app, id).await?;
     view(app, id).await
 }
 
 /// A fax server's settings, desired and applied versions side by side.
 #[utoipa::path(get, path = "/v1/fax-servers/{id}/settings", responses((status = 200, body = SettingsView), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id).await?;
+pub async fn get(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SettingsView>> {
+    visible(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
     Ok(Json(view(&app, &id).await?))
 }
 
 /// Replaces a fax server's settings (administrators): validated, stored as a new version, pushed.
 #[utoipa::path(put, path = "/v1/fax-servers/{id}/settings", request_body = FaxServerSettings,
     responses((status = 200, body = SettingsView), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn put(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, Json(next): Json<FaxServerSettings>) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id).await?;
-    caller.require_admin()?;
+pub async fn put(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(next): Json<FaxServerSettings>,
+) -> ApiResult<Json<SettingsView>> {
+    visible(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
     Ok(Json(store_version(&app, &caller, &id, next).await?))
 }
 
 /// Changes some settings (administrators), as an RFC 7396 merge patch over the current ones.
 #[utoipa::path(patch, path = "/v1/fax-servers/{id}/settings", request_body = serde_json::Value,
     responses((status = 200, body = SettingsView), (status = 422, body = crate::error::ErrorBody)))]
-pub async fn patch(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, Json(patch): Json<serde_json::Value>) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id).await?;
-    caller.require_admin()?;
-    let base = current(&app, &id).await?.map(|(_, s)| s).unwrap_or_default().masked();
-    let mut doc = serde_json::to_value(&base).map_err(|e| ApiError::internal("encoding settings", e))?;
+pub async fn patch(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(patch): Json<serde_json::Value>,
+) -> ApiResult<Json<SettingsView>> {
+    visible(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
+    let base = current(&app, &id)
+        .await?
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+        .masked();
+    let mut doc =
+        serde_json::to_value(&base).map_err(|e| ApiError::internal("encoding settings", e))?;
     merge_patch(&mut doc, &patch);
-    let next: FaxServerSettings = serde_json::from_value(doc).map_err(|e| ApiError::field("body", e))?;
+    let next: FaxServerSettings =
+        serde_json::from_value(doc).map_err(|e| ApiError::field("body", e))?;
     Ok(Json(store_version(&app, &caller, &id, next).await?))
 }
 
@@ -133,11 +194,20 @@ pub struct VersionView {
 
 /// Every version of a fax server's settings, newest first.
 #[utoipa::path(get, path = "/v1/fax-servers/{id}/settings/history", responses((status = 200, body = [VersionView])))]
-pub async fn history(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Vec<VersionView>>> {
-    visible(&app, &caller, &id).await?;
+pub async fn history(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<VersionView>>> {
+    visible(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
     let mut out = Vec::new();
     for v in app.store.settings_history(&id).await? {
-        out.push(VersionView { version: v.version, created_by: v.created_by, created_at: rfc3339(v.created_at), settings: parse(&v.document)?.masked() });
+        out.push(VersionView {
+            version: v.version,
+            created_by: v.created_by,
+            created_at: rfc3339(v.created_at),
+            settings: parse(&v.document)?.masked(),
+        });
     }
     Ok(Json(out))
 }
@@ -155,19 +225,41 @@ pub struct Change {
     pub to: serde_json::Value,
 }
 
-async fn version_doc(app: &AppState, id: &str, field: &str, version: i64) -> ApiResult<serde_json::Value> {
-    let v = app.store.settings_version(id, version).await?.ok_or_else(|| ApiError::field(field, format!("no version {version}")))?;
-    serde_json::to_value(parse(&v.document)?.masked()).map_err(|e| ApiError::internal("encoding settings", e))
+async fn version_doc(
+    app: &AppState,
+    id: &str,
+    field: &str,
+    version: i64,
+) -> ApiResult<serde_json::Value> {
+    let v = app
+        .store
+        .settings_version(id, version)
+        .await?
+        .ok_or_else(|| ApiError::field(field, format!("no version {version}")))?;
+    serde_json::to_value(parse(&v.document)?.masked())
+        .map_err(|e| ApiError::internal("encoding settings", e))
 }
 
 /// What changed between two versions (secrets as set / not set).
 #[utoipa::path(get, path = "/v1/fax-servers/{id}/settings/diff", params(DiffQuery), responses((status = 200, body = [Change])))]
-pub async fn changes(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, Query(q): Query<DiffQuery>) -> ApiResult<Json<Vec<Change>>> {
-    visible(&app, &caller, &id).await?;
-    let (a, b) = (version_doc(&app, &id, "from", q.from).await?, version_doc(&app, &id, "to", q.to).await?);
+pub async fn changes(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Json<Vec<Change>>> {
+    visible(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
+    let (a, b) = (
+        version_doc(&app, &id, "from", q.from).await?,
+        version_doc(&app, &id, "to", q.to).await?,
+    );
     let mut out = Vec::new();
     diff(&a, &b, "", &mut out);
-    Ok(Json(out.into_iter().map(|(path, from, to)| Change { path, from, to }).collect()))
+    Ok(Json(
+        out.into_iter()
+            .map(|(path, from, to)| Change { path, from, to })
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -177,17 +269,39 @@ pub struct Rollback {
 
 /// Registers an earlier version again, as a new version (administrators).
 #[utoipa::path(post, path = "/v1/fax-servers/{id}/settings/rollback", request_body = Rollback, responses((status = 200, body = SettingsView)))]
-pub async fn rollback(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, Json(req): Json<Rollback>) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id).await?;
-    caller.require_admin()?;
-    let old = app.store.settings_version(&id, req.version).await?.ok_or_else(|| ApiError::field("version", format!("no version {}", req.version)))?;
+pub async fn rollback(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<Rollback>,
+) -> ApiResult<Json<SettingsView>> {
+    visible(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
+    let old = app
+        .store
+        .settings_version(&id, req.version)
+        .await?
+        .ok_or_else(|| ApiError::field("version", format!("no version {}", req.version)))?;
     let stored = parse(&old.document)?;
-    let version = app.store.put_settings(&id, &old.document, &caller.id).await?;
-    app.store.set_fax_server_dial_prefixes(&id, &stored.dial_rules.prefixes).await?;
-    app.dispatcher.set_dial_prefixes(&id, stored.dial_rules.prefixes.clone());
+    let version = app
+        .store
+        .put_settings(&id, &old.document, &caller.id)
+        .await?;
+    app.store
+        .set_fax_server_dial_prefixes(&id, &stored.dial_rules.prefixes)
+        .await?;
+    app.dispatcher
+        .set_dial_prefixes(&id, stored.dial_rules.prefixes.clone());
     tracing::info!(by = %caller.name, fax_server = %id, version, from = req.version, "settings rolled back");
     let after = serde_json::json!({"version": version, "rolled_back_to": req.version});
-    crate::audit::record(&app, Ok(&caller), "settings.rolled_back", Some(&id), crate::audit::NONE, Some(&after)).await;
+    crate::audit::record(
+        &app,
+        Ok(&caller),
+        "settings.rolled_back",
+        Some(&id),
+        crate::audit::NONE,
+        Some(&after),
+    )
+    .await;
     push(&app, &id).await?;
     Ok(Json(view(&app, &id).await?))
 }

@@ -25,7 +25,10 @@ struct Args {
 }
 
 fn parse() -> anyhow::Result<Args> {
-    let mut a = Args { channels: 4, ..Default::default() };
+    let mut a = Args {
+        channels: 4,
+        ..Default::default()
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -47,7 +50,10 @@ fn parse() -> anyhow::Result<Args> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(std::env::var("FAXHUB_LOG").unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("FAXHUB_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = parse()?;
     let script: Script = match &args.script {
@@ -62,9 +68,10 @@ async fn main() -> anyhow::Result<()> {
         offer_observer: None,
     };
     if let Some(token) = &args.enroll
-        && !args.state_dir.join("credential").exists() {
-            node::enroll(&config, token).await?;
-        }
+        && !args.state_dir.join("credential").exists()
+    {
+        node::enroll(&config, token).await?;
+    }
     let (line, inject) = ScriptedLine::new(script, args.channels, args.log.clone())?;
     let handle = node::run(config, Arc::new(line))?;
     if let Some(dir) = args.inject {
@@ -93,7 +100,9 @@ async fn main() -> anyhow::Result<()> {
 fn read_injected(path: &std::path::Path) -> Option<node::ReceivedFax> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let tiff = std::fs::read(v["tiff"].as_str()?).ok()?;
-    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok()?;
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()?;
     Some(node::ReceivedFax {
         tiff,
         pages: u32::try_from(v["pages"].as_u64().unwrap_or(1)).unwrap_or(1),

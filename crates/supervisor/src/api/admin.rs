@@ -283,7 +283,7 @@ pub async fn create_fax_server(
 ) -> ApiResult<Response> {
     valid_name("name", &req.name)?;
     valid_prefixes("dial_prefixes", &req.dial_prefixes)?;
-    check_groupings(&app, "groupings", &req.groupings).await?;
+    check_groupings(&app, &caller, "groupings", &req.groupings).await?;
     if req.groupings.is_empty() {
         app.access
             .authorize(&caller, Competence::ChangeFaxServerSettings, Target::System)?;

@@ -223,9 +223,10 @@ pub(super) fn valid_name(field: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub(super) async fn check_groupings(app: &AppState, field: &str, ids: &[String]) -> ApiResult<()> {
+/// Every grouping named exists and is visible to the caller (an invisible one reads as missing).
+pub(super) async fn check_groupings(app: &AppState, caller: &Caller, field: &str, ids: &[String]) -> ApiResult<()> {
     for (i, g) in ids.iter().enumerate() {
-        if app.store.grouping(g).await?.is_none() {
+        if !app.access.grouping_visible(caller, g) || app.store.grouping(g).await?.is_none() {
             return Err(ApiError::field(
                 &format!("{field}[{i}]"),
                 format!("no grouping {g}"),
@@ -293,14 +294,6 @@ pub async fn create_client(
     caller: Caller,
     Json(req): Json<NewClient>,
 ) -> ApiResult<Response> {
-    if !app
-        .access
-        .holds_somewhere(&caller.id, Competence::ManageClients)
-    {
-        return Err(ApiError::forbidden(
-            "this needs the competence manage_clients",
-        ));
-    }
     valid_name("name", &req.name)?;
     let kind = ClientKind::parse(&req.kind)
         .ok_or_else(|| ApiError::field("kind", "must be \"person\" or \"application\""))?;
@@ -322,7 +315,7 @@ pub async fn create_client(
         }
         (ClientKind::Application, None) => None,
     };
-    check_groupings(&app, "groupings", &req.groupings).await?;
+    check_groupings(&app, &caller, "groupings", &req.groupings).await?;
     if req.groupings.is_empty() {
         app.access
             .authorize(&caller, Competence::ManageClients, Target::System)?;

@@ -63,6 +63,15 @@ pub enum ClientCommand {
     /// Read and change fax server settings.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    /// Administer clients, their grants and tokens.
+    #[command(subcommand)]
+    Clients(crate::admin_cli::ClientsCommand),
+    /// Define and list roles (named bundles of competences).
+    #[command(subcommand)]
+    Roles(crate::admin_cli::RolesCommand),
+    /// Administer groupings and their members.
+    #[command(subcommand)]
+    Groupings(crate::admin_cli::GroupingsCommand),
     /// Download a received fax as TIFF.
     Fetch {
         inbound: String,
@@ -157,7 +166,7 @@ impl Api {
         })
     }
 
-    fn load() -> anyhow::Result<Self> {
+    pub fn load() -> anyhow::Result<Self> {
         let path = config_path()?;
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -193,6 +202,35 @@ impl Api {
                 .await?,
         )
         .await
+    }
+
+    /// Sends a JSON body (or none) with any method and checks the answer.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        Self::check(req.send().await?).await
+    }
+
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(reqwest::Method::DELETE, path, None).await
     }
 
     pub async fn post_json(
@@ -390,6 +428,9 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClientCommand::Settings(cmd) => settings(cmd).await,
+        ClientCommand::Clients(cmd) => crate::admin_cli::clients(cmd).await,
+        ClientCommand::Roles(cmd) => crate::admin_cli::roles(cmd).await,
+        ClientCommand::Groupings(cmd) => crate::admin_cli::groupings(cmd).await,
         ClientCommand::Fetch { inbound, output } => {
             let api = Api::load()?;
             let resp = api

@@ -2,6 +2,7 @@
 //! supervised network on loopback; the other commands are the client CLI in the spirit of HylaFAX's
 //! sendfax / faxstat / faxrm.
 
+mod admin_cli;
 mod cli;
 
 use anyhow::Context;

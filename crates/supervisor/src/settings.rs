@@ -216,10 +216,10 @@ impl FaxServerSettings {
         if !self.sip.registrar.is_empty() && self.sip.user.is_empty() {
             return bad("sip.user", "a registrar needs a user");
         }
-        if let Secret::Value(p) = &self.sip.password {
-            if p.is_empty() || p.len() > 256 {
-                return bad("sip.password", "must be 1 to 256 characters");
-            }
+        if let Secret::Value(p) = &self.sip.password
+            && (p.is_empty() || p.len() > 256)
+        {
+            return bad("sip.password", "must be 1 to 256 characters");
         }
         if self.t38.version > 3 {
             return bad("t38.version", "must be 0 to 3");

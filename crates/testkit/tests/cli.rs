@@ -254,3 +254,88 @@ async fn dev_runs_a_supervised_network_over_tls() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administration_commands_manage_groupings_clients_roles_and_grants() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let config = dir.path().join("client.toml");
+    let (ok, out) = faxhub(
+        &config,
+        &["login", "--url", &sup.url, "--token", &sup.token],
+    );
+    assert!(ok, "{out}");
+    let run = |args: &[&str]| {
+        let (ok, out) = faxhub(&config, args);
+        assert!(ok, "faxhub {args:?}: {out}");
+        out
+    };
+    let made = run(&["groupings", "create", "sales"]);
+    let g = made
+        .split_whitespace()
+        .nth(1)
+        .expect("grouping id")
+        .to_owned();
+    assert!(g.starts_with("grp_"), "{made}");
+    assert!(run(&["roles", "list"]).contains("grouping administrator (built in)"));
+    run(&[
+        "roles",
+        "create",
+        "dispatcher",
+        "send_faxes",
+        "read_phonebook",
+    ]);
+    let grant = format!("dispatcher@grouping:{g}");
+    let made = run(&[
+        "clients",
+        "create",
+        "bot",
+        "--grouping",
+        &g,
+        "--grant",
+        &grant,
+    ]);
+    let client = made
+        .split_whitespace()
+        .next()
+        .expect("client id")
+        .to_owned();
+    assert!(made.contains("token (shown once): fxh_"), "{made}");
+    assert!(
+        made.contains(&format!("dispatcher in grouping:{g}")),
+        "{made}"
+    );
+    let out = run(&[
+        "clients",
+        "grant",
+        &client,
+        "user",
+        &format!("grouping:{g}"),
+    ]);
+    let grant_id = out
+        .split_whitespace()
+        .nth(1)
+        .expect("grant id")
+        .trim_end_matches(':')
+        .to_owned();
+    let shown = run(&["clients", "show", &client]);
+    assert!(
+        shown.contains(&format!("user in grouping:{g}"))
+            && shown.contains(&format!("groupings: {g}")),
+        "{shown}"
+    );
+    run(&["clients", "revoke", &client, &grant_id]);
+    assert!(!run(&["clients", "show", &client]).contains("user in"));
+    let shown = run(&["groupings", "show", &g]);
+    assert!(shown.contains(&format!("client {client}")), "{shown}");
+    run(&["groupings", "remove", &g, "client", &client]);
+    assert!(!run(&["groupings", "show", &g]).contains(&client));
+    // Refusals name what was wrong.
+    let (ok, out) = faxhub(&config, &["clients", "grant", &client, "user", "planet:x"]);
+    assert!(
+        !ok && out.contains("use all, grouping:ID or fax-server:ID"),
+        "{out}"
+    );
+    let (ok, out) = faxhub(&config, &["roles", "create", "odd", "fly"]);
+    assert!(!ok && out.contains("no competence \"fly\""), "{out}");
+}

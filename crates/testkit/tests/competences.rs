@@ -77,44 +77,143 @@ struct Case {
     denied_out_of_scope: u16,
 }
 
-fn case(name: &'static str, needs: Option<&'static str>, allowed: u16, denied_in: u16, denied_out: u16) -> Case {
-    Case { name, needs, system: false, allowed, denied_in_scope: denied_in, denied_out_of_scope: denied_out }
+fn case(
+    name: &'static str,
+    needs: Option<&'static str>,
+    allowed: u16,
+    denied_in: u16,
+    denied_out: u16,
+) -> Case {
+    Case {
+        name,
+        needs,
+        system: false,
+        allowed,
+        denied_in_scope: denied_in,
+        denied_out_of_scope: denied_out,
+    }
 }
 
 fn system_case(name: &'static str, needs: &'static str, allowed: u16) -> Case {
-    Case { name, needs: Some(needs), system: true, allowed, denied_in_scope: 403, denied_out_of_scope: 403 }
+    Case {
+        name,
+        needs: Some(needs),
+        system: true,
+        allowed,
+        denied_in_scope: 403,
+        denied_out_of_scope: 403,
+    }
 }
 
 fn cases() -> Vec<Case> {
     vec![
-        case("get settings", Some("read_fax_server_settings"), 200, 403, 404),
-        case("settings history", Some("read_fax_server_settings"), 200, 403, 404),
-        case("settings diff", Some("read_fax_server_settings"), 200, 403, 404),
-        case("patch settings", Some("change_fax_server_settings"), 200, 403, 404),
-        case("put settings", Some("change_fax_server_settings"), 200, 403, 404),
-        case("rollback settings", Some("change_fax_server_settings"), 200, 403, 404),
-        case("patch fax server", Some("change_fax_server_settings"), 200, 403, 404),
-        case("create fax server", Some("change_fax_server_settings"), 201, 403, 422),
+        case(
+            "get settings",
+            Some("read_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "settings history",
+            Some("read_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "settings diff",
+            Some("read_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "patch settings",
+            Some("change_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "put settings",
+            Some("change_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "rollback settings",
+            Some("change_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "patch fax server",
+            Some("change_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "create fax server",
+            Some("change_fax_server_settings"),
+            201,
+            403,
+            422,
+        ),
         case("get fax server", None, 200, 0, 404),
         case("get grouping", None, 200, 0, 404),
-        case("add grouping member", Some("manage_groupings"), 204, 403, 404),
-        case("remove grouping member", Some("manage_groupings"), 204, 403, 404),
+        case(
+            "add grouping member",
+            Some("manage_groupings"),
+            204,
+            403,
+            404,
+        ),
+        case(
+            "remove grouping member",
+            Some("manage_groupings"),
+            204,
+            403,
+            404,
+        ),
         case("create client", Some("manage_clients"), 201, 403, 422),
         case("get client", Some("manage_clients"), 200, 404, 404),
         case("create token", Some("manage_clients"), 201, 404, 404),
         case("grant role", Some("manage_clients"), 201, 404, 404),
-        case("create inbound rule", Some("manage_inbound_rules"), 201, 403, 422),
-        case("delete inbound rule", Some("manage_inbound_rules"), 204, 404, 404),
+        case(
+            "create inbound rule",
+            Some("manage_inbound_rules"),
+            201,
+            403,
+            422,
+        ),
+        case(
+            "delete inbound rule",
+            Some("manage_inbound_rules"),
+            204,
+            404,
+            404,
+        ),
         case("send fax", Some("send_faxes"), 201, 403, 422),
         system_case("create grouping", "manage_groupings", 201),
         system_case("create role", "manage_clients", 201),
         system_case("create client in no grouping", "manage_clients", 201),
-        system_case("inbound rule for every fax server", "manage_inbound_rules", 201),
+        system_case(
+            "inbound rule for every fax server",
+            "manage_inbound_rules",
+            201,
+        ),
     ]
 }
 
 fn id(v: &Value, pointer: &str) -> String {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_else(|| panic!("no {pointer} in {v}")).to_owned()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no {pointer} in {v}"))
+        .to_owned()
 }
 
 async fn made(api: &Api, path: &str, body: Value) -> Value {
@@ -125,13 +224,40 @@ async fn made(api: &Api, path: &str, body: Value) -> Value {
 
 /// Makes a fresh side: grouping, fax server, a client, an inbound rule.
 async fn side(admin: &Api, name: &str, number: &'static str, prefix: &str) -> Side {
-    let grouping = id(&made(admin, "/v1/groupings", json!({"name": name})).await, "/id");
-    let fs = made(admin, "/v1/fax-servers", json!({"name": format!("fs-{name}"), "dial_prefixes": [prefix], "groupings": [grouping]})).await;
+    let grouping = id(
+        &made(admin, "/v1/groupings", json!({"name": name})).await,
+        "/id",
+    );
+    let fs = made(
+        admin,
+        "/v1/fax-servers",
+        json!({"name": format!("fs-{name}"), "dial_prefixes": [prefix], "groupings": [grouping]}),
+    )
+    .await;
     let fax_server = id(&fs, "/fax_server/id");
-    admin.patch(&format!("/v1/fax-servers/{fax_server}/settings"), json!({"station_id": "+1 555 0001"})).await.expect("v1").expect_status(200).expect("200");
+    admin
+        .patch(
+            &format!("/v1/fax-servers/{fax_server}/settings"),
+            json!({"station_id": "+1 555 0001"}),
+        )
+        .await
+        .expect("v1")
+        .expect_status(200)
+        .expect("200");
     let client = id(&made(admin, "/v1/clients", json!({"name": format!("member-{name}"), "kind": "application", "groupings": [grouping]})).await, "/client/id");
-    let rule = made(admin, "/v1/inbound-rules", json!({"fax_server_id": fax_server, "targets": [{"kind": "grouping", "id": grouping}]})).await;
-    Side { grouping, fax_server, client, rule: id(&rule, "/id"), number }
+    let rule = made(
+        admin,
+        "/v1/inbound-rules",
+        json!({"fax_server_id": fax_server, "targets": [{"kind": "grouping", "id": grouping}]}),
+    )
+    .await;
+    Side {
+        grouping,
+        fax_server,
+        client,
+        rule: id(&rule, "/id"),
+        number,
+    }
 }
 
 /// Runs one endpoint against one side as `api`; answers the status. Each call makes the fresh objects it
@@ -214,12 +340,27 @@ async fn every_endpoint_by_every_role_in_and_out_of_scope() {
         let grants = json!([{"role": role, "scope": {"kind": "grouping", "id": a.grouping}}]);
         let name = format!("as-{}", role.replace(' ', "-"));
         let c = made(&admin, "/v1/clients", json!({"name": name, "kind": "application", "groupings": [a.grouping], "grants": grants})).await;
-        callers.push((format!("{role} in A"), competences, false, admin.with_token(&id(&c, "/token"))));
+        callers.push((
+            format!("{role} in A"),
+            competences,
+            false,
+            admin.with_token(&id(&c, "/token")),
+        ));
     }
     let grants = json!([{"role": "administrator", "scope": {"kind": "all"}}]);
     let both = [&a.grouping, &b.grouping];
-    let c = made(&admin, "/v1/clients", json!({"name": "as-admin-all", "kind": "application", "groupings": both, "grants": grants})).await;
-    callers.push(("administrator everywhere".into(), ROLES[0].1, true, admin.with_token(&id(&c, "/token"))));
+    let c = made(
+        &admin,
+        "/v1/clients",
+        json!({"name": "as-admin-all", "kind": "application", "groupings": both, "grants": grants}),
+    )
+    .await;
+    callers.push((
+        "administrator everywhere".into(),
+        ROLES[0].1,
+        true,
+        admin.with_token(&id(&c, "/token")),
+    ));
 
     let mut n = 0;
     let mut failures = Vec::new();
@@ -241,12 +382,20 @@ async fn every_endpoint_by_every_role_in_and_out_of_scope() {
                 checked += 1;
                 if got != want {
                     let side = if in_scope { "in scope" } else { "out of scope" };
-                    failures.push(format!("{} as {who}, {side}: want {want}, got {got} {body}", case.name));
+                    failures.push(format!(
+                        "{} as {who}, {side}: want {want}, got {got} {body}",
+                        case.name
+                    ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} checks failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(checked, cases().len() * callers.len() * 2);
 }
 
@@ -258,7 +407,12 @@ async fn nobody_grants_what_they_do_not_hold() {
     let a = side(&admin, "A", "+15550000001", "+1").await;
     let b = side(&admin, "B", "+445550000001", "+44").await;
     let grants = json!([{"role": "grouping administrator", "scope": {"kind": "grouping", "id": a.grouping}}]);
-    let ga = made(&admin, "/v1/clients", json!({"name": "ga", "kind": "application", "groupings": [a.grouping], "grants": grants})).await;
+    let ga = made(
+        &admin,
+        "/v1/clients",
+        json!({"name": "ga", "kind": "application", "groupings": [a.grouping], "grants": grants}),
+    )
+    .await;
     let ga = admin.with_token(&id(&ga, "/token"));
     let target = &a.client;
     let grant = |role: &str, scope: Value| json!({"role": role, "scope": scope});
@@ -266,18 +420,59 @@ async fn nobody_grants_what_they_do_not_hold() {
 
     // A competence it lacks (change_supervisor_settings, inside "administrator"), a wider scope, a scope
     // it cannot see.
-    let r = ga.post(&format!("/v1/clients/{target}/grants"), grant("administrator", in_a.clone())).await.expect("r");
+    let r = ga
+        .post(
+            &format!("/v1/clients/{target}/grants"),
+            grant("administrator", in_a.clone()),
+        )
+        .await
+        .expect("r");
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(r.body["error"]["message"].as_str().unwrap_or("").contains("change_supervisor_settings"), "{}", r.body);
-    let r = ga.post(&format!("/v1/clients/{target}/grants"), grant("operator", json!({"kind": "all"}))).await.expect("r");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("change_supervisor_settings"),
+        "{}",
+        r.body
+    );
+    let r = ga
+        .post(
+            &format!("/v1/clients/{target}/grants"),
+            grant("operator", json!({"kind": "all"})),
+        )
+        .await
+        .expect("r");
     assert_eq!(r.status, 403, "{}", r.body);
-    let r = ga.post(&format!("/v1/clients/{target}/grants"), grant("operator", json!({"kind": "grouping", "id": b.grouping}))).await.expect("r");
-    assert_eq!(r.status, 422, "an invisible scope reads as missing: {}", r.body);
+    let r = ga
+        .post(
+            &format!("/v1/clients/{target}/grants"),
+            grant("operator", json!({"kind": "grouping", "id": b.grouping})),
+        )
+        .await
+        .expect("r");
+    assert_eq!(
+        r.status, 422,
+        "an invisible scope reads as missing: {}",
+        r.body
+    );
     // What it holds, where it holds it: allowed, narrowing to one fax server too.
-    let r = ga.post(&format!("/v1/clients/{target}/grants"), grant("operator", in_a.clone())).await.expect("r");
+    let r = ga
+        .post(
+            &format!("/v1/clients/{target}/grants"),
+            grant("operator", in_a.clone()),
+        )
+        .await
+        .expect("r");
     assert_eq!(r.status, 201, "{}", r.body);
     let r = ga
-        .post(&format!("/v1/clients/{target}/grants"), grant("operator", json!({"kind": "fax_server", "id": a.fax_server})))
+        .post(
+            &format!("/v1/clients/{target}/grants"),
+            grant(
+                "operator",
+                json!({"kind": "fax_server", "id": a.fax_server}),
+            ),
+        )
         .await
         .expect("r");
     assert_eq!(r.status, 201, "{}", r.body);
@@ -287,35 +482,118 @@ async fn nobody_grants_what_they_do_not_hold() {
         .await
         .expect("r");
     assert_eq!(r.status, 403, "{}", r.body);
-    let names: Vec<String> = admin.get("/v1/clients").await.expect("l").expect_status(200).expect("200").as_array().expect("list").iter().map(|c| id(c, "/name")).collect();
+    let names: Vec<String> = admin
+        .get("/v1/clients")
+        .await
+        .expect("l")
+        .expect_status(200)
+        .expect("200")
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| id(c, "/name"))
+        .collect();
     assert!(!names.contains(&"sneaky".to_owned()), "{names:?}");
     // Roles: only an administrator everywhere defines them.
-    let r = ga.post("/v1/roles", json!({"name": "mine", "competences": ["send_faxes"]})).await.expect("r");
+    let r = ga
+        .post(
+            "/v1/roles",
+            json!({"name": "mine", "competences": ["send_faxes"]}),
+        )
+        .await
+        .expect("r");
     assert_eq!(r.status, 403, "{}", r.body);
-    let r = admin.post("/v1/roles", json!({"name": "odd", "competences": ["fly"]})).await.expect("r");
-    assert_eq!((r.status, r.body["error"]["field"].as_str()), (422, Some("competences[0]")), "{}", r.body);
+    let r = admin
+        .post("/v1/roles", json!({"name": "odd", "competences": ["fly"]}))
+        .await
+        .expect("r");
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("competences[0]")),
+        "{}",
+        r.body
+    );
 
     // Withdrawing a competence takes effect at once: the operator grant in A made the target able to read
     // settings; the grouping administrator withdraws it again.
     let target_api = {
-        let t = ga.post(&format!("/v1/clients/{target}/tokens"), json!({"label": "t"})).await.expect("t").expect_status(201).expect("201");
+        let t = ga
+            .post(
+                &format!("/v1/clients/{target}/tokens"),
+                json!({"label": "t"}),
+            )
+            .await
+            .expect("t")
+            .expect_status(201)
+            .expect("201");
         admin.with_token(&id(&t, "/token"))
     };
-    assert_eq!(target_api.get(&format!("/v1/fax-servers/{}/settings", a.fax_server)).await.expect("g").status, 200);
-    let detail = ga.get(&format!("/v1/clients/{target}")).await.expect("d").expect_status(200).expect("200");
-    for g in detail["grants"].as_array().expect("grants").iter().filter(|g| g["role"] == "operator") {
+    assert_eq!(
+        target_api
+            .get(&format!("/v1/fax-servers/{}/settings", a.fax_server))
+            .await
+            .expect("g")
+            .status,
+        200
+    );
+    let detail = ga
+        .get(&format!("/v1/clients/{target}"))
+        .await
+        .expect("d")
+        .expect_status(200)
+        .expect("200");
+    for g in detail["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .filter(|g| g["role"] == "operator")
+    {
         let gid = id(g, "/id");
-        ga.delete(&format!("/v1/clients/{target}/grants/{gid}")).await.expect("d").expect_status(204).expect("204");
+        ga.delete(&format!("/v1/clients/{target}/grants/{gid}"))
+            .await
+            .expect("d")
+            .expect_status(204)
+            .expect("204");
     }
-    assert_eq!(target_api.get(&format!("/v1/fax-servers/{}/settings", a.fax_server)).await.expect("g").status, 403);
+    assert_eq!(
+        target_api
+            .get(&format!("/v1/fax-servers/{}/settings", a.fax_server))
+            .await
+            .expect("g")
+            .status,
+        403
+    );
 
     // The grouping administrator's audit log covers grouping A's objects, not B's.
-    let log = ga.get("/v1/audit?limit=500").await.expect("a").expect_status(200).expect("200");
-    let targets: Vec<String> = log["items"].as_array().expect("items").iter().filter_map(|e| e["target"].as_str().map(str::to_owned)).collect();
+    let log = ga
+        .get("/v1/audit?limit=500")
+        .await
+        .expect("a")
+        .expect_status(200)
+        .expect("200");
+    let targets: Vec<String> = log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["target"].as_str().map(str::to_owned))
+        .collect();
     assert!(targets.contains(&a.fax_server), "{targets:?}");
-    assert!(!targets.contains(&b.fax_server) && !targets.contains(&b.grouping), "{targets:?}");
+    assert!(
+        !targets.contains(&b.fax_server) && !targets.contains(&b.grouping),
+        "{targets:?}"
+    );
     // Its inbound-rule list likewise.
-    let rules = ga.get("/v1/inbound-rules").await.expect("r").expect_status(200).expect("200");
-    let ids: Vec<String> = rules.as_array().expect("rules").iter().map(|r| id(r, "/id")).collect();
+    let rules = ga
+        .get("/v1/inbound-rules")
+        .await
+        .expect("r")
+        .expect_status(200)
+        .expect("200");
+    let ids: Vec<String> = rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| id(r, "/id"))
+        .collect();
     assert!(ids.contains(&a.rule) && !ids.contains(&b.rule), "{ids:?}");
 }

@@ -224,7 +224,12 @@ pub(super) fn valid_name(field: &str, name: &str) -> ApiResult<()> {
 }
 
 /// Every grouping named exists and is visible to the caller (an invisible one reads as missing).
-pub(super) async fn check_groupings(app: &AppState, caller: &Caller, field: &str, ids: &[String]) -> ApiResult<()> {
+pub(super) async fn check_groupings(
+    app: &AppState,
+    caller: &Caller,
+    field: &str,
+    ids: &[String],
+) -> ApiResult<()> {
     for (i, g) in ids.iter().enumerate() {
         if !app.access.grouping_visible(caller, g) || app.store.grouping(g).await?.is_none() {
             return Err(ApiError::field(

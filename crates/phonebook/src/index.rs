@@ -225,14 +225,9 @@ impl Index {
             })
         };
         let first = tokens.first().copied().unwrap_or_default();
-        let plan: [(Tier, &str, &dyn Fn(&Entry) -> bool); 3] = [
-            (Tier::Name, first, &all_tokens_match),
-            (Tier::NameWord, first, &all_tokens_match),
-            (Tier::Company, first, &all_tokens_match),
-        ];
-        for (tier, prefix, accept) in plan {
-            for slot in self.scan(tier, prefix) {
-                if take(slot, tier, accept, &mut out) {
+        for tier in [Tier::Name, Tier::NameWord, Tier::Company] {
+            for slot in self.scan(tier, first) {
+                if take(slot, tier, &all_tokens_match, &mut out) {
                     return out;
                 }
             }

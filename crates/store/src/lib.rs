@@ -19,6 +19,7 @@ mod grants;
 mod groupings;
 mod inbound;
 mod jobs;
+mod phonebook;
 mod settings;
 mod webhooks;
 

@@ -19,6 +19,7 @@ pub mod intake;
 pub mod link;
 pub mod metrics;
 pub mod numbers;
+pub mod phonebook;
 pub mod server;
 pub mod settings;
 pub mod tls;
@@ -43,4 +44,5 @@ pub struct AppState {
     pub webhook_wake: Arc<tokio::sync::Notify>,
     pub intake: intake::Intake,
     pub sealer: settings::Sealer,
+    pub phonebook: Arc<phonebook::Phonebook>,
 }

@@ -130,7 +130,9 @@ impl Supervisor {
             metrics.clone(),
         );
         dispatcher.restore().await?;
+        let phonebook = Arc::new(crate::phonebook::Phonebook::load(&store).await?);
         let state = AppState {
+            phonebook,
             intake: crate::intake::Intake::start(store.clone()),
             sealer: crate::settings::Sealer::new(&server_key),
             store,

@@ -24,7 +24,11 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// E.164 numbers or local dial strings.
+    #[serde(default)]
     pub recipients: Vec<String>,
+    /// Phonebook entry ids: each sends to the entry's fax number, if the caller may refer to the entry.
+    #[serde(default)]
+    pub recipient_entries: Vec<String>,
     /// SHA-256 of documents uploaded before; sent before any uploaded in the same request.
     #[serde(default)]
     pub documents: Vec<String>,
@@ -268,8 +272,12 @@ pub async fn submit(
     let (submit, documents) = read_submission(&app, &caller, req).await?;
     let pages_total: i64 = documents.iter().map(|(_, pages)| i64::from(*pages)).sum();
     let documents: Vec<DocumentRef> = documents.into_iter().map(|(d, _)| d).collect();
-    if submit.recipients.is_empty() || submit.recipients.len() > 100 {
-        return Err(ApiError::field("recipients", "give 1 to 100 recipients"));
+    let total = submit.recipients.len() + submit.recipient_entries.len();
+    if total == 0 || total > 100 {
+        return Err(ApiError::field(
+            "recipients",
+            "give 1 to 100 recipients (numbers and phonebook entries together)",
+        ));
     }
     if documents.is_empty() {
         return Err(ApiError::field("documents", "give at least one document"));
@@ -282,6 +290,17 @@ pub async fn submit(
         if !app.dispatcher.reachable(&caller.id, &number) {
             return Err(ApiError::field(
                 &field,
+                format!("no fax server in your groupings may dial {number}"),
+            ));
+        }
+        recipients.push(number);
+    }
+    let from_phonebook =
+        super::phonebook::recipient_numbers(&app, &caller, &submit.recipient_entries)?;
+    for (i, number) in from_phonebook.into_iter().enumerate() {
+        if !app.dispatcher.reachable(&caller.id, &number) {
+            return Err(ApiError::field(
+                &format!("recipient_entries[{i}]"),
                 format!("no fax server in your groupings may dial {number}"),
             ));
         }

@@ -9,6 +9,7 @@ mod documents;
 mod events;
 mod jobs;
 mod node;
+mod phonebook;
 pub mod settings;
 
 use crate::AppState;
@@ -209,6 +210,13 @@ async fn health() -> &'static str {
         settings::changes,
         settings::rollback,
         audit::list,
+        phonebook::search,
+        phonebook::create,
+        phonebook::get,
+        phonebook::patch,
+        phonebook::delete,
+        phonebook::import,
+        phonebook::export,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
 )]
@@ -228,6 +236,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/documents", post(documents::upload))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/node/inbound-documents", post(node::upload_inbound))
+        .route("/v1/phonebook/import", post(phonebook::import))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(upload_limit));
     Router::new()
@@ -284,6 +293,17 @@ pub fn router(app: AppState) -> Router {
             post(settings::rollback),
         )
         .route("/v1/audit", get(audit::list))
+        .route(
+            "/v1/phonebook",
+            get(phonebook::search).post(phonebook::create),
+        )
+        .route("/v1/phonebook/export", get(phonebook::export))
+        .route(
+            "/v1/phonebook/{id}",
+            get(phonebook::get)
+                .patch(phonebook::patch)
+                .delete(phonebook::delete),
+        )
         .route(
             "/v1/inbound-rules",
             post(admin::create_rule).get(admin::list_rules),

@@ -1,0 +1,125 @@
+//! The phonebook (claims 17–22) as the supervisor runs it: the store holds the entries, an in-memory index
+//! answers searches, and `Access` decides who may refer to and change which entry.
+//!
+//! Rules:
+//! - Reading needs `read_phonebook` (anywhere). An entry is visible to its owner; to every client sharing a
+//!   grouping with the owner when labelled `everyone`; to named clients; to members of named groupings.
+//! - Personal entries (no labels) belong to their owner. Creating or changing a shared entry needs
+//!   `edit_shared_phonebook` over every label it carries before and after the change.
+//! - Writes go to the store first, then to the index, under one lock so the two never disagree.
+
+use crate::access::{Access, Caller};
+use crate::competence::{Competence, Target};
+use crate::error::ApiError;
+use phonebook::{Entry, Index, Label};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use store::Store;
+
+#[derive(Debug)]
+pub struct Phonebook {
+    index: RwLock<Index>,
+    /// Serializes writes so the store and the index change in the same order.
+    write: tokio::sync::Mutex<()>,
+}
+
+impl Phonebook {
+    pub async fn load(store: &Store) -> store::Result<Self> {
+        let entries = store.phonebook_entries().await?;
+        tracing::info!(entries = entries.len(), "phonebook loaded");
+        Ok(Self {
+            index: RwLock::new(Index::build(entries)),
+            write: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub async fn insert(&self, store: &Store, entries: Vec<Entry>) -> store::Result<()> {
+        let _w = self.write.lock().await;
+        store.insert_phonebook_entries(&entries).await?;
+        let mut index = self.index_mut();
+        for e in entries {
+            index.upsert(e);
+        }
+        Ok(())
+    }
+
+    pub async fn replace(&self, store: &Store, entry: Entry) -> store::Result<()> {
+        let _w = self.write.lock().await;
+        store.replace_phonebook_entry(&entry).await?;
+        self.index_mut().upsert(entry);
+        Ok(())
+    }
+
+    pub async fn delete(&self, store: &Store, id: &str) -> store::Result<bool> {
+        let _w = self.write.lock().await;
+        let gone = store.delete_phonebook_entry(id).await?;
+        self.index_mut().remove(id);
+        Ok(gone)
+    }
+
+    /// The entry if the caller may refer to it.
+    pub fn visible_entry(&self, access: &Access, caller: &Caller, id: &str) -> Option<Arc<Entry>> {
+        self.read()
+            .get(id)
+            .filter(|e| visible(access, &caller.id, e))
+    }
+}
+
+/// Whether a client may refer to an entry (claims 18–22).
+pub fn visible(access: &Access, client_id: &str, e: &Entry) -> bool {
+    e.owner_id == client_id
+        || e.labels.iter().any(|l| match l {
+            Label::Everyone => access.clients_share_grouping(&e.owner_id, client_id),
+            Label::Client(c) => c == client_id,
+            Label::Grouping(g) => access.client_in_grouping(client_id, g),
+        })
+}
+
+/// 403 unless the caller may read the phonebook at all.
+pub fn require_reader(access: &Access, caller: &Caller) -> Result<(), ApiError> {
+    if access.holds_somewhere(&caller.id, Competence::ReadPhonebook) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "this needs the competence read_phonebook",
+        ))
+    }
+}
+
+/// Whether the caller may give an entry these labels (or take them away): personal entries need nothing
+/// more; each label of a shared one needs `edit_shared_phonebook` over what it reaches.
+pub fn may_label(
+    access: &Access,
+    caller: &Caller,
+    owner_id: &str,
+    labels: &[Label],
+) -> Result<(), ApiError> {
+    for l in labels {
+        let target = match l {
+            Label::Everyone => Target::Client(owner_id),
+            Label::Client(c) => Target::Client(c),
+            Label::Grouping(g) => Target::Grouping(g),
+        };
+        access.authorize(caller, Competence::EditSharedPhonebook, target)?;
+    }
+    Ok(())
+}
+
+/// Whether the caller may change or delete an existing entry it can see.
+pub fn may_edit(access: &Access, caller: &Caller, e: &Entry) -> Result<(), ApiError> {
+    if !e.is_shared() && e.owner_id != caller.id {
+        // Another client's personal entry: only its owner sees it, so it reads as missing.
+        return Err(ApiError::not_found("phonebook entry"));
+    }
+    if e.is_shared() {
+        may_label(access, caller, &e.owner_id, &e.labels)?;
+    }
+    Ok(())
+}

@@ -82,7 +82,8 @@ pub enum ClientCommand {
 
 #[derive(Subcommand)]
 pub enum SettingsCommand {
-    /// Show a fax server's settings with the desired and applied versions.
+    /// Show a fax server's settings with the desired and applied versions (`supervisor` for the
+    /// supervisor's own).
     Get { fax_server: String },
     /// Change settings: `path=value` pairs (values are JSON, else strings), e.g. `channels=8
     /// station_id="+1 555 0100" t38.ecm=false`; or a whole document with --file.
@@ -455,16 +456,20 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     let show = |v: &serde_json::Value| {
-        println!(
-            "desired version {}  applied version {}{}",
-            v["desired_version"],
-            v["applied_version"],
-            if v["pending"] == true {
-                "  (pending)"
-            } else {
-                ""
-            }
-        );
+        if v.get("desired_version").is_none() {
+            println!("version {}", v["version"]);
+        } else {
+            println!(
+                "desired version {}  applied version {}{}",
+                v["desired_version"],
+                v["applied_version"],
+                if v["pending"] == true {
+                    "  (pending)"
+                } else {
+                    ""
+                }
+            );
+        }
         if let Some(e) = v["last_error"].as_str() {
             println!("refused version {}: {e}", v["error_version"]);
         }
@@ -473,17 +478,22 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&v["settings"]).unwrap_or_default()
         );
     };
+    // "supervisor" names the supervisor's own settings; anything else is a fax server id.
+    let base = |target: &str| {
+        if target == "supervisor" {
+            "/v1/settings".to_owned()
+        } else {
+            format!("/v1/fax-servers/{target}/settings")
+        }
+    };
     match cmd {
-        SettingsCommand::Get { fax_server } => show(
-            &api.get(&format!("/v1/fax-servers/{fax_server}/settings"))
-                .await?,
-        ),
+        SettingsCommand::Get { fax_server } => show(&api.get(&base(&fax_server)).await?),
         SettingsCommand::Set {
             fax_server,
             changes,
             file,
         } => {
-            let path = format!("{}/v1/fax-servers/{fax_server}/settings", api.base);
+            let path = format!("{}{}", api.base, base(&fax_server));
             let resp = match file {
                 Some(f) => {
                     let doc: serde_json::Value = serde_json::from_slice(
@@ -510,7 +520,7 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
         }
         SettingsCommand::History { fax_server } => {
             for v in api
-                .get(&format!("/v1/fax-servers/{fax_server}/settings/history"))
+                .get(&format!("{}/history", base(&fax_server)))
                 .await?
                 .as_array()
                 .into_iter()
@@ -530,7 +540,7 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
         } => {
             show(
                 &api.post_json(
-                    &format!("/v1/fax-servers/{fax_server}/settings/rollback"),
+                    &format!("{}/rollback", base(&fax_server)),
                     &serde_json::json!({"version": version}),
                 )
                 .await?,

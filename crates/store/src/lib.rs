@@ -20,6 +20,7 @@ mod groupings;
 mod inbound;
 mod jobs;
 mod phonebook;
+mod retention;
 mod settings;
 mod webhooks;
 
@@ -33,6 +34,7 @@ pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
 pub use jobs::{
     Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob, ProgressRecord,
 };
+pub use retention::{Cutoffs, Purged};
 pub use settings::{SettingsState, SettingsVersion};
 pub use webhooks::{Delivery, Webhook};
 

@@ -196,6 +196,8 @@ pub struct Dispatcher {
     config: Arc<Config>,
     access: Arc<Access>,
     metrics: Arc<Metrics>,
+    /// The supervisor's settings in force (retry policy).
+    live: Arc<crate::supervisor_settings::Live>,
     state: Mutex<State>,
     wake: Notify,
     /// Told whenever events were committed, so SSE streams look for new rows.
@@ -274,6 +276,7 @@ impl Dispatcher {
         config: Arc<Config>,
         access: Arc<Access>,
         metrics: Arc<Metrics>,
+        live: Arc<crate::supervisor_settings::Live>,
     ) -> Arc<Self> {
         let events = tokio::sync::broadcast::channel(64).0;
         let (progress, rx) = mpsc::unbounded_channel();
@@ -283,6 +286,7 @@ impl Dispatcher {
             config,
             access,
             metrics,
+            live,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             events,
@@ -1033,9 +1037,10 @@ impl Dispatcher {
                     return Next::Fail(format!("{reason} (gave up after {tries} tries)"));
                 }
                 let options: JobOptions = serde_json::from_str(&job.options).unwrap_or_default();
-                let delay = options
-                    .retry_delay_secs
-                    .map_or_else(|| self.config.retry.delay_after(tries), Duration::from_secs);
+                let delay = options.retry_delay_secs.map_or_else(
+                    || self.live.with(|s| s.retry_delay(tries)),
+                    Duration::from_secs,
+                );
                 let not_before = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                 if not_before >= job.kill_at {
                     return Next::Fail(format!("{reason} (kill time reached before the next try)"));
@@ -1044,7 +1049,7 @@ impl Dispatcher {
             }
             "fax_server" => {
                 let failovers = ended_with("fax_server");
-                if failovers > self.config.retry.max_failovers || now >= job.kill_at {
+                if failovers > self.live.with(|s| s.retry.max_failovers) || now >= job.kill_at {
                     return Next::Fail(format!("{reason} (no fax server could take the job)"));
                 }
                 Next::Retry { not_before: now }

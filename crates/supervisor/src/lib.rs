@@ -20,8 +20,10 @@ pub mod link;
 pub mod metrics;
 pub mod numbers;
 pub mod phonebook;
+pub mod retention;
 pub mod server;
 pub mod settings;
+pub mod supervisor_settings;
 pub mod tls;
 pub mod webhooks;
 
@@ -45,4 +47,8 @@ pub struct AppState {
     pub intake: intake::Intake,
     pub sealer: settings::Sealer,
     pub phonebook: Arc<phonebook::Phonebook>,
+    /// The supervisor's own settings in force.
+    pub live: Arc<supervisor_settings::Live>,
+    /// Wakes the retention worker after its settings change.
+    pub retention_wake: Arc<tokio::sync::Notify>,
 }

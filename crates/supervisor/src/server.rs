@@ -123,16 +123,22 @@ impl Supervisor {
         let access = Arc::new(Access::default());
         access.reload(&store).await?;
         let metrics = Arc::new(Metrics::default());
+        let live = Arc::new(crate::supervisor_settings::Live::new(
+            crate::api::supervisor_settings::load(&store, &config).await?,
+        ));
         let dispatcher = Dispatcher::new(
             store.clone(),
             config.clone(),
             access.clone(),
             metrics.clone(),
+            live.clone(),
         );
         dispatcher.restore().await?;
         let phonebook = Arc::new(crate::phonebook::Phonebook::load(&store).await?);
         let state = AppState {
             phonebook,
+            live,
+            retention_wake: Arc::new(tokio::sync::Notify::new()),
             intake: crate::intake::Intake::start(store.clone()),
             sealer: crate::settings::Sealer::new(&server_key),
             store,
@@ -148,6 +154,7 @@ impl Supervisor {
             tokio::spawn(dispatcher.clone().run()),
             tokio::spawn(dispatcher.clone().run_watchdog()),
             tokio::spawn(crate::webhooks::run(state.clone())),
+            tokio::spawn(crate::retention::run(state.clone())),
         ];
         let router = api::router(state.clone());
         let mut http_addr = None;

@@ -96,9 +96,12 @@ async fn round(app: &AppState, client: &reqwest::Client) -> store::Result<()> {
                 .await?;
         } else {
             app.metrics.webhook_failed.inc();
+            // d.attempts counts the tries before this one; the policy caps them all.
+            let max_attempts = app.live.with(|s| i64::from(s.webhooks.max_attempts));
             let next = usize::try_from(d.attempts)
                 .ok()
-                .and_then(|i| BACKOFF_SECS.get(i))
+                .filter(|_| d.attempts + 1 < max_attempts)
+                .and_then(|i| BACKOFF_SECS.get(i).or(BACKOFF_SECS.last()))
                 .map(|s| now + s * 1000);
             app.store
                 .record_delivery_try(&d.id, status, error.as_deref(), next, "failed")

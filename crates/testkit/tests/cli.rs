@@ -338,4 +338,28 @@ async fn administration_commands_manage_groupings_clients_roles_and_grants() {
     );
     let (ok, out) = faxhub(&config, &["roles", "create", "odd", "fly"]);
     assert!(!ok && out.contains("no competence \"fly\""), "{out}");
+    // The supervisor's own settings through the same commands.
+    let out = run(&[
+        "settings",
+        "set",
+        "supervisor",
+        "retry.max_tries=4",
+        "retention.audit_days=400",
+    ]);
+    assert!(
+        out.contains("version 1") && out.contains("\"max_tries\": 4"),
+        "{out}"
+    );
+    let history = run(&["settings", "history", "supervisor"]);
+    assert!(
+        history
+            .lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains(" by cli_")),
+        "{history}"
+    );
+    let (ok, out) = faxhub(
+        &config,
+        &["settings", "set", "supervisor", "retry.max_tries=0"],
+    );
+    assert!(!ok && out.contains("retry.max_tries"), "{out}");
 }

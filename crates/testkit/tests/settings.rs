@@ -361,3 +361,227 @@ async fn settings_are_registered_pushed_refused_and_kept_pending_while_offline()
             && !signins.to_string().contains(&sup.password)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_settings_are_versioned_guarded_and_in_force_at_once() {
+    use testkit::harness::tiny_tiff;
+    let dir = tempfile::tempdir().expect("dir");
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = admin
+        .get("/v1/groupings")
+        .await
+        .expect("g")
+        .expect_status(200)
+        .expect("200")[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    admin
+        .post("/v1/fax-servers", json!({"name": "fs", "groupings": [g]}))
+        .await
+        .expect("fs")
+        .expect_status(201)
+        .expect("201");
+
+    let first = admin
+        .get("/v1/settings")
+        .await
+        .expect("get")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(first["version"], 0, "{first}");
+    assert_eq!(
+        first["settings"]["retry"]["max_tries"], 3,
+        "the configuration file's value: {first}"
+    );
+
+    // Only an administrator everywhere changes them (claim 11).
+    let grants =
+        json!([{"role": "grouping administrator", "scope": {"kind": "grouping", "id": g}}]);
+    let ga = admin
+        .post(
+            "/v1/clients",
+            json!({"name": "ga", "kind": "application", "groupings": [g], "grants": grants}),
+        )
+        .await
+        .expect("c")
+        .expect_status(201)
+        .expect("201");
+    let ga = admin.with_token(ga["token"].as_str().expect("token"));
+    assert_eq!(ga.get("/v1/settings").await.expect("get").status, 403);
+    assert_eq!(
+        ga.patch("/v1/settings", json!({"retry": {"max_tries": 9}}))
+            .await
+            .expect("patch")
+            .status,
+        403
+    );
+
+    // Bad values name their field and change nothing.
+    for (patch, field) in [
+        (json!({"retry": {"max_tries": 0}}), "retry.max_tries"),
+        (
+            json!({"uploads": {"max_upload_bytes": 1u64 << 40}}),
+            "uploads.max_upload_bytes",
+        ),
+        (
+            json!({"retention": {"audit_days": 99999}}),
+            "retention.audit_days",
+        ),
+    ] {
+        let r = admin.patch("/v1/settings", patch).await.expect("patch");
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{}",
+            r.body
+        );
+    }
+    let r = admin
+        .patch("/v1/settings", json!({"colour": "blue"}))
+        .await
+        .expect("patch");
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // In force at once: default retry policy, page and upload limits, webhook policy.
+    let v = admin
+        .patch("/v1/settings", json!({"retry": {"max_tries": 2}, "uploads": {"max_pages_per_job": 1, "max_upload_bytes": 2048}}))
+        .await
+        .expect("patch")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(v["version"], 1, "{v}");
+    let doc = admin
+        .upload(tiny_tiff())
+        .await
+        .expect("upload")
+        .expect_status(201)
+        .expect("201");
+    let sha = doc["sha256"].as_str().expect("sha").to_owned();
+    let job = admin
+        .post(
+            "/v1/jobs",
+            json!({"documents": [sha], "recipients": ["+15550100001"]}),
+        )
+        .await
+        .expect("job")
+        .expect_status(201)
+        .expect("201");
+    assert_eq!(job["jobs"][0]["max_tries"], 2);
+    let r = admin
+        .post(
+            "/v1/jobs",
+            json!({"documents": [sha, sha], "recipients": ["+15550100001"]}),
+        )
+        .await
+        .expect("job");
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("documents")),
+        "{}",
+        r.body
+    );
+    let r = admin.upload(vec![0u8; 8192]).await.expect("upload");
+    assert_eq!(r.status, 413, "{}", r.body);
+    admin
+        .patch(
+            "/v1/settings",
+            json!({"webhooks": {"require_https": true, "max_per_client": 1}}),
+        )
+        .await
+        .expect("p")
+        .expect_status(200)
+        .expect("200");
+    let r = admin
+        .post(
+            "/v1/webhooks",
+            json!({"url": "http://hooks.example.com/fax"}),
+        )
+        .await
+        .expect("wh");
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("url")),
+        "{}",
+        r.body
+    );
+    admin
+        .post("/v1/webhooks", json!({"url": "http://127.0.0.1:9/fax"}))
+        .await
+        .expect("wh")
+        .expect_status(201)
+        .expect("loopback may stay plain");
+    assert_eq!(
+        admin
+            .post(
+                "/v1/webhooks",
+                json!({"url": "https://hooks.example.com/fax"})
+            )
+            .await
+            .expect("wh")
+            .status,
+        409
+    );
+
+    // Versioned: history, rollback, audit.
+    let history = admin
+        .get("/v1/settings/history")
+        .await
+        .expect("h")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(history.as_array().expect("list").len(), 2);
+    let back = admin
+        .post("/v1/settings/rollback", json!({"version": 1}))
+        .await
+        .expect("rb")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(
+        (
+            back["version"].as_i64(),
+            back["settings"]["webhooks"]["require_https"].as_bool()
+        ),
+        (Some(3), Some(false))
+    );
+    let log = admin
+        .get("/v1/audit?target=supervisor")
+        .await
+        .expect("a")
+        .expect_status(200)
+        .expect("200");
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "supervisor_settings.rolled_back",
+            "supervisor_settings.changed",
+            "supervisor_settings.changed"
+        ]
+    );
+
+    // They survive a restart.
+    let mut sup = sup;
+    sup.kill();
+    sup.restart().expect("restart");
+    let again = sup
+        .admin()
+        .get("/v1/settings")
+        .await
+        .expect("get")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(
+        (
+            again["version"].as_i64(),
+            again["settings"]["retry"]["max_tries"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+}

@@ -68,7 +68,7 @@ pub async fn store_field(
     let stream = field.map_err(|e| e.body_text());
     let doc = app
         .docs
-        .put_stream(stream, app.config.max_upload_bytes)
+        .put_stream(stream, app.live.with(|s| s.uploads.max_upload_bytes))
         .await
         .map_err(|e| doc_error(field_name, e))?;
     app.store
@@ -112,7 +112,7 @@ pub async fn upload(
             .map_err(|e| e.to_string());
         let doc = app
             .docs
-            .put_stream(stream, app.config.max_upload_bytes)
+            .put_stream(stream, app.live.with(|s| s.uploads.max_upload_bytes))
             .await
             .map_err(|e| doc_error("body", e))?;
         app.store

@@ -259,6 +259,26 @@ pub async fn create_webhook(
             "must be an http or https URL with a host",
         ));
     }
+    let policy = app.live.with(|s| s.webhooks.clone());
+    let loopback = url.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+    });
+    if policy.require_https && url.scheme() == "http" && !loopback {
+        return Err(ApiError::field(
+            "url",
+            "the supervisor's webhook policy requires https",
+        ));
+    }
+    let held = app.store.webhooks_of(&caller.id).await?.len();
+    if held >= usize::try_from(policy.max_per_client).unwrap_or(usize::MAX) {
+        return Err(ApiError::conflict(format!(
+            "you have {held} webhooks; the supervisor's policy allows {}",
+            policy.max_per_client
+        )));
+    }
     let events = if req.events.is_empty() {
         vec!["*".to_owned()]
     } else {

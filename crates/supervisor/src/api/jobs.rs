@@ -282,6 +282,13 @@ pub async fn submit(
     if documents.is_empty() {
         return Err(ApiError::field("documents", "give at least one document"));
     }
+    let max_pages = app.live.with(|s| s.uploads.max_pages_per_job);
+    if pages_total > i64::from(max_pages) {
+        return Err(ApiError::field(
+            "documents",
+            format!("{pages_total} pages; a job may have at most {max_pages}"),
+        ));
+    }
     let mut recipients = Vec::with_capacity(submit.recipients.len());
     for (i, r) in submit.recipients.iter().enumerate() {
         let field = format!("recipients[{i}]");
@@ -325,7 +332,7 @@ pub async fn submit(
     }
     let max_tries = submit
         .max_tries
-        .unwrap_or(app.config.retry.default_max_tries);
+        .unwrap_or_else(|| app.live.with(|s| s.retry.max_tries));
     if !(1..=100).contains(&max_tries) {
         return Err(ApiError::field("max_tries", "must be 1 to 100"));
     }
@@ -342,7 +349,7 @@ pub async fn submit(
     };
     let kill_secs = submit
         .kill_after_secs
-        .unwrap_or(app.config.retry.default_kill_secs);
+        .unwrap_or_else(|| app.live.with(|s| s.retry.kill_secs));
     if kill_secs == 0 || kill_secs > 30 * 86_400 {
         return Err(ApiError::field(
             "kill_after_secs",

@@ -11,6 +11,7 @@ mod jobs;
 mod node;
 mod phonebook;
 pub mod settings;
+pub mod supervisor_settings;
 
 use crate::AppState;
 use crate::access::Caller;
@@ -210,6 +211,11 @@ async fn health() -> &'static str {
         settings::changes,
         settings::rollback,
         audit::list,
+        supervisor_settings::get,
+        supervisor_settings::put,
+        supervisor_settings::patch,
+        supervisor_settings::history,
+        supervisor_settings::rollback,
         phonebook::search,
         phonebook::create,
         phonebook::get,
@@ -293,6 +299,14 @@ pub fn router(app: AppState) -> Router {
             post(settings::rollback),
         )
         .route("/v1/audit", get(audit::list))
+        .route(
+            "/v1/settings",
+            get(supervisor_settings::get)
+                .put(supervisor_settings::put)
+                .patch(supervisor_settings::patch),
+        )
+        .route("/v1/settings/history", get(supervisor_settings::history))
+        .route("/v1/settings/rollback", post(supervisor_settings::rollback))
         .route(
             "/v1/phonebook",
             get(phonebook::search).post(phonebook::create),

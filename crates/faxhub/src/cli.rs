@@ -69,6 +69,9 @@ pub enum ClientCommand {
     /// Define and list roles (named bundles of competences).
     #[command(subcommand)]
     Roles(crate::admin_cli::RolesCommand),
+    /// Search and keep the phonebook.
+    #[command(subcommand)]
+    Phonebook(crate::phonebook_cli::PhonebookCommand),
     /// Administer groupings and their members.
     #[command(subcommand)]
     Groupings(crate::admin_cli::GroupingsCommand),
@@ -220,6 +223,32 @@ impl Api {
             req = req.json(b);
         }
         Self::check(req.send().await?).await
+    }
+
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .body(body)
+            .send()
+            .await?;
+        Self::check(resp).await
+    }
+
+    /// A text answer (exports).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            Self::check(resp).await?;
+            bail!("the request failed");
+        }
+        Ok(resp.text().await?)
     }
 
     pub async fn put_json(
@@ -432,6 +461,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Clients(cmd) => crate::admin_cli::clients(cmd).await,
         ClientCommand::Roles(cmd) => crate::admin_cli::roles(cmd).await,
         ClientCommand::Groupings(cmd) => crate::admin_cli::groupings(cmd).await,
+        ClientCommand::Phonebook(cmd) => crate::phonebook_cli::run(cmd).await,
         ClientCommand::Fetch { inbound, output } => {
             let api = Api::load()?;
             let resp = api

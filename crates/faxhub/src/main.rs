@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod cli;
+mod phonebook_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

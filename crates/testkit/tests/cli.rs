@@ -363,3 +363,77 @@ async fn administration_commands_manage_groupings_clients_roles_and_grants() {
     );
     assert!(!ok && out.contains("retry.max_tries"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phonebook_commands_search_add_edit_import_and_export() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let config = dir.path().join("client.toml");
+    let (ok, out) = faxhub(
+        &config,
+        &["login", "--url", &sup.url, "--token", &sup.token],
+    );
+    assert!(ok, "{out}");
+    let run = |args: &[&str]| {
+        let (ok, out) = faxhub(&config, args);
+        assert!(ok, "faxhub {args:?}: {out}");
+        out
+    };
+    let out = run(&[
+        "phonebook",
+        "add",
+        "Ann Lee",
+        "--fax",
+        "+1 555 010 3000",
+        "--company",
+        "Acme",
+        "--visible-to",
+        "everyone",
+    ]);
+    assert!(
+        out.contains("Ann Lee (Acme)  fax +15550103000  [everyone]"),
+        "{out}"
+    );
+    let entry = out.split_whitespace().next().expect("id").to_owned();
+    run(&["phonebook", "edit", &entry, "company=Globex"]);
+    assert!(run(&["phonebook", "search", "glob"]).contains("Ann Lee (Globex)"));
+    let csv = dir.path().join("in.csv");
+    std::fs::write(&csv, "name,fax_number\nBo Diaz,+15550103001\nNo Number,\n").expect("csv");
+    let out = run(&["phonebook", "import", csv.to_str().expect("path")]);
+    assert!(
+        out.contains("1 imported, 1 refused") && out.contains("line 3: fax_number"),
+        "{out}"
+    );
+    let vcf = dir.path().join("out.vcf");
+    run(&[
+        "phonebook",
+        "export",
+        "--format",
+        "vcard4",
+        "-o",
+        vcf.to_str().expect("path"),
+    ]);
+    let text = std::fs::read_to_string(&vcf).expect("vcf");
+    assert!(
+        text.contains("FN:Bo Diaz\r\n") && text.contains("VERSION:4.0"),
+        "{text}"
+    );
+    run(&["phonebook", "rm", &entry]);
+    assert!(!run(&["phonebook", "search"]).contains("Ann Lee"));
+    let (ok, out) = faxhub(
+        &config,
+        &[
+            "phonebook",
+            "add",
+            "X",
+            "--fax",
+            "12",
+            "--visible-to",
+            "planet",
+        ],
+    );
+    assert!(
+        !ok && out.contains("use everyone, client:ID or grouping:ID"),
+        "{out}"
+    );
+}

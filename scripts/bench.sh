@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Supervisor benchmark: builds faxhub and the bench harness in release and runs it (loopback only).
-# Extra arguments go to faxhub-bench (e.g. --jobs 5000 --multipart).
+# Supervisor benchmarks: builds faxhub and the bench harnesses in release and runs one (loopback only).
+#   scripts/bench.sh [ARGS]         submissions and dispatch latency (faxhub-bench; e.g. --jobs 5000 --multipart)
+#   scripts/bench.sh admin [ARGS]   phonebook search and settings push (faxhub-bench-admin; e.g. --entries 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p faxhub -p testkit --bins
+if [[ "${1:-}" == admin ]]; then
+  shift
+  exec ./target/release/faxhub-bench-admin "$@"
+fi
 exec ./target/release/faxhub-bench "$@"

@@ -72,6 +72,8 @@ struct Case {
     needs: Option<&'static str>,
     /// Whether the check is against the whole supervisor (no grouping scope can pass it).
     system: bool,
+    /// Whether holding the competence anywhere suffices (lists filtered by scope, the caller's own data).
+    unscoped: bool,
     allowed: u16,
     denied_in_scope: u16,
     denied_out_of_scope: u16,
@@ -88,9 +90,22 @@ fn case(
         name,
         needs,
         system: false,
+        unscoped: false,
         allowed,
         denied_in_scope: denied_in,
         denied_out_of_scope: denied_out,
+    }
+}
+
+fn unscoped_case(name: &'static str, needs: &'static str, allowed: u16) -> Case {
+    Case {
+        name,
+        needs: Some(needs),
+        system: false,
+        unscoped: true,
+        allowed,
+        denied_in_scope: 403,
+        denied_out_of_scope: 403,
     }
 }
 
@@ -99,6 +114,7 @@ fn system_case(name: &'static str, needs: &'static str, allowed: u16) -> Case {
         name,
         needs: Some(needs),
         system: true,
+        unscoped: false,
         allowed,
         denied_in_scope: 403,
         denied_out_of_scope: 403,
@@ -198,6 +214,22 @@ fn cases() -> Vec<Case> {
             404,
         ),
         case("send fax", Some("send_faxes"), 201, 403, 422),
+        case(
+            "share phonebook entry with grouping",
+            Some("edit_shared_phonebook"),
+            201,
+            403,
+            422,
+        ),
+        unscoped_case("search phonebook", "read_phonebook", 200),
+        unscoped_case("list clients", "manage_clients", 200),
+        unscoped_case("list inbound rules", "manage_inbound_rules", 200),
+        unscoped_case("read audit log", "read_audit_log", 200),
+        system_case(
+            "change supervisor settings",
+            "change_supervisor_settings",
+            200,
+        ),
         system_case("create grouping", "manage_groupings", 201),
         system_case("create role", "manage_clients", 201),
         system_case("create client in no grouping", "manage_clients", 201),
@@ -313,6 +345,15 @@ async fn run(admin: &Api, api: &Api, case: &Case, s: &Side, n: usize) -> (u16, V
                 None => Ok(doc),
             }
         }
+        "share phonebook entry with grouping" => {
+            let vis = json!([{"kind": "grouping", "id": g}]);
+            api.post("/v1/phonebook", json!({"name": format!("Shared {n}"), "fax_number": "+15550100009", "visibility": vis})).await
+        }
+        "search phonebook" => api.get("/v1/phonebook?q=shared").await,
+        "list clients" => api.get("/v1/clients").await,
+        "list inbound rules" => api.get("/v1/inbound-rules").await,
+        "read audit log" => api.get("/v1/audit?limit=5").await,
+        "change supervisor settings" => api.patch("/v1/settings", json!({"retention": {"audit_days": 365 + n}})).await,
         "create grouping" => api.post("/v1/groupings", json!({"name": format!("new-g-{n}")})).await,
         "create role" => api.post("/v1/roles", json!({"name": format!("role-{n}"), "competences": ["send_faxes"]})).await,
         "create client in no grouping" => api.post("/v1/clients", json!({"name": format!("loose-{n}"), "kind": "application", "groupings": []})).await,
@@ -370,7 +411,7 @@ async fn every_endpoint_by_every_role_in_and_out_of_scope() {
             for (in_scope, s) in [(true, &a), (false, &b)] {
                 n += 1;
                 let holds = case.needs.is_none_or(|c| competences.contains(&c));
-                let reaches = *everywhere || (in_scope && !case.system);
+                let reaches = *everywhere || case.unscoped || (in_scope && !case.system);
                 let want = if holds && reaches {
                     case.allowed
                 } else if case.system || in_scope {

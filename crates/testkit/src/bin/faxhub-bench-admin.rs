@@ -26,7 +26,13 @@ struct Opts {
 }
 
 fn opts() -> anyhow::Result<Opts> {
-    let mut o = Opts { entries: 100_000, searches: 3000, clients: 8, fax_servers: 100, pushes: 500 };
+    let mut o = Opts {
+        entries: 100_000,
+        searches: 3000,
+        clients: 8,
+        fax_servers: 100,
+        pushes: 500,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let n: usize = it.next().context("value missing")?.parse()?;
@@ -63,9 +69,24 @@ fn report(what: &str, mut v: Vec<Duration>) {
     );
 }
 
-const FIRST: [&str; 16] = ["John", "Anna", "Maria", "Wei", "Olga", "Pedro", "Aiko", "Liam", "Noah", "Emma", "Yusuf", "Chloe", "Ivan", "Sara", "Omar", "Lena"];
-const LAST: [&str; 16] = ["Smith", "Muller", "Tanaka", "Garcia", "Rossi", "Kowalski", "Nguyen", "Brown", "Dubois", "Silva", "Jensen", "Kim", "Novak", "Ahmed", "Lopez", "Berg"];
-const CORP: [&str; 8] = ["Acme Corp", "Globex", "Initech", "Umbrella Health", "Stark Industries", "Wayne Enterprises", "Hooli", "Vandelay Imports"];
+const FIRST: [&str; 16] = [
+    "John", "Anna", "Maria", "Wei", "Olga", "Pedro", "Aiko", "Liam", "Noah", "Emma", "Yusuf",
+    "Chloe", "Ivan", "Sara", "Omar", "Lena",
+];
+const LAST: [&str; 16] = [
+    "Smith", "Muller", "Tanaka", "Garcia", "Rossi", "Kowalski", "Nguyen", "Brown", "Dubois",
+    "Silva", "Jensen", "Kim", "Novak", "Ahmed", "Lopez", "Berg",
+];
+const CORP: [&str; 8] = [
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella Health",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Hooli",
+    "Vandelay Imports",
+];
 
 struct Rng(u64);
 impl Rng {
@@ -82,7 +103,12 @@ impl Rng {
 
 /// What people type: a few letters of a name or company, a full name, a number prefix.
 fn query(r: &mut Rng) -> String {
-    let prefix = |s: &str, n: u64| s.chars().take(n as usize).collect::<String>().to_lowercase();
+    let prefix = |s: &str, n: u64| {
+        s.chars()
+            .take(n as usize)
+            .collect::<String>()
+            .to_lowercase()
+    };
     match r.next() % 6 {
         0 => prefix(r.pick(&FIRST), 1 + r.next() % 4),
         1 => prefix(r.pick(&LAST), 2 + r.next() % 4),
@@ -99,7 +125,12 @@ async fn timed_searches(api: &Api, n: usize, seed: u64) -> anyhow::Result<Vec<Du
     for _ in 0..n {
         let q = query(&mut r);
         let t0 = Instant::now();
-        let resp = api.http.get(format!("{}/v1/phonebook?limit=20&q={q}", api.base)).bearer_auth(&api.token).send().await?;
+        let resp = api
+            .http
+            .get(format!("{}/v1/phonebook?limit=20&q={q}", api.base))
+            .bearer_auth(&api.token)
+            .send()
+            .await?;
         let status = resp.status();
         let _ = resp.bytes().await?;
         out.push(t0.elapsed());
@@ -111,7 +142,13 @@ async fn timed_searches(api: &Api, n: usize, seed: u64) -> anyhow::Result<Vec<Du
 async fn push(api: &Api, fs: &str, n: usize) -> anyhow::Result<Duration> {
     let path = format!("/v1/fax-servers/{fs}/settings");
     let t0 = Instant::now();
-    let v = api.patch(&path, serde_json::json!({"header_template": format!("bench {n} {{page}}/{{pages}}")})).await?.expect_status(200)?;
+    let v = api
+        .patch(
+            &path,
+            serde_json::json!({"header_template": format!("bench {n} {{page}}/{{pages}}")}),
+        )
+        .await?
+        .expect_status(200)?;
     let want = v["desired_version"].as_i64().context("version")?;
     for _ in 0..5000 {
         let s = api.get(&path).await?.expect_status(200)?;
@@ -130,10 +167,15 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let o = opts()?;
-    let dir = tempfile::Builder::new().prefix("faxhub-bench-admin").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("faxhub-bench-admin")
+        .tempdir()?;
     let sup = SupervisorProc::start(dir.path(), "[deadlines]\nheartbeat_secs = 5\n")?;
     let admin = sup.admin();
-    let g = admin.get("/v1/groupings").await?.expect_status(200)?[0]["id"].as_str().context("grouping")?.to_owned();
+    let g = admin.get("/v1/groupings").await?.expect_status(200)?[0]["id"]
+        .as_str()
+        .context("grouping")?
+        .to_owned();
 
     // The phonebook: three in four entries shared with everyone, the rest personal to the administrator.
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
@@ -141,7 +183,11 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..o.entries {
         let vis = if r.next() % 4 == 0 { "" } else { "everyone" };
         let (first, last, corp) = (r.pick(&FIRST), r.pick(&LAST), r.pick(&CORP));
-        csv.push_str(&format!("{first} {last}{},{corp},+1555{:07},{vis}\n", i % 1000, r.next() % 10_000_000));
+        csv.push_str(&format!(
+            "{first} {last}{},{corp},+1555{:07},{vis}\n",
+            i % 1000,
+            r.next() % 10_000_000
+        ));
     }
     let t0 = Instant::now();
     let resp = admin
@@ -152,21 +198,36 @@ async fn main() -> anyhow::Result<()> {
         .send()
         .await?;
     let imported: serde_json::Value = resp.json().await?;
-    anyhow::ensure!(imported["imported"].as_u64() == Some(o.entries as u64), "import: {imported}");
+    anyhow::ensure!(
+        imported["imported"].as_u64() == Some(o.entries as u64),
+        "import: {imported}"
+    );
     println!("faxhub-bench-admin: supervisor on SQLite, loopback");
-    println!("phonebook: {} entries imported as CSV in {:.2} s", o.entries, t0.elapsed().as_secs_f64());
+    println!(
+        "phonebook: {} entries imported as CSV in {:.2} s",
+        o.entries,
+        t0.elapsed().as_secs_f64()
+    );
     let user = admin
-        .post("/v1/clients", serde_json::json!({"name": "reader", "kind": "application", "groupings": [g]}))
+        .post(
+            "/v1/clients",
+            serde_json::json!({"name": "reader", "kind": "application", "groupings": [g]}),
+        )
         .await?
         .expect_status(201)?;
     let user = admin.with_token(user["token"].as_str().context("token")?);
     timed_searches(&user, 200, 1).await?;
-    report("search, 1 client (user; shared entries only)", timed_searches(&user, o.searches, 2).await?);
+    report(
+        "search, 1 client (user; shared entries only)",
+        timed_searches(&user, o.searches, 2).await?,
+    );
     let mut tasks = Vec::new();
     for c in 0..o.clients {
         let api = user.clone();
         let n = o.searches / o.clients.max(1);
-        tasks.push(tokio::spawn(async move { timed_searches(&api, n, 100 + c as u64).await }));
+        tasks.push(tokio::spawn(async move {
+            timed_searches(&api, n, 100 + c as u64).await
+        }));
     }
     let mut all = Vec::new();
     for t in tasks {
@@ -176,15 +237,27 @@ async fn main() -> anyhow::Result<()> {
 
     // Settings pushes to connected fax servers.
     let shm = std::path::Path::new("/dev/shm");
-    let node_root = if shm.is_dir() { tempfile::Builder::new().prefix("faxhub-bench-nodes").tempdir_in(shm)? } else { tempfile::tempdir()? };
+    let node_root = if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("faxhub-bench-nodes")
+            .tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    };
     let mut nodes = Vec::new();
     let mut ids = Vec::new();
     for i in 0..o.fax_servers {
         let made = admin
-            .post("/v1/fax-servers", serde_json::json!({"name": format!("bench-{i}"), "groupings": [g]}))
+            .post(
+                "/v1/fax-servers",
+                serde_json::json!({"name": format!("bench-{i}"), "groupings": [g]}),
+            )
             .await?
             .expect_status(201)?;
-        let id = made["fax_server"]["id"].as_str().unwrap_or_default().to_owned();
+        let id = made["fax_server"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let config = node::NodeConfig {
             supervisor: sup.url.clone(),
             state_dir: node_root.path().join(format!("node-{i}")),
@@ -192,14 +265,32 @@ async fn main() -> anyhow::Result<()> {
             reachable_prefixes: Vec::new(),
             offer_observer: None,
         };
-        node::enroll(&config, made["enrollment_token"].as_str().unwrap_or_default()).await?;
-        let (line, _inject) = ScriptedLine::new(Script { page_ms: 0, ..serde_json::from_str("{}")? }, 4, None)?;
+        node::enroll(
+            &config,
+            made["enrollment_token"].as_str().unwrap_or_default(),
+        )
+        .await?;
+        let (line, _inject) = ScriptedLine::new(
+            Script {
+                page_ms: 0,
+                ..serde_json::from_str("{}")?
+            },
+            4,
+            None,
+        )?;
         nodes.push(node::run(config, Arc::new(line))?);
         ids.push(id);
     }
     for _ in 0..600 {
         let list = admin.get("/v1/fax-servers").await?.expect_status(200)?;
-        if list.as_array().into_iter().flatten().filter(|f| f["online"] == true).count() == o.fax_servers {
+        if list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["online"] == true)
+            .count()
+            == o.fax_servers
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -211,7 +302,10 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..o.pushes {
         one.push(push(&admin, &ids[i % ids.len()], 1000 + i).await?);
     }
-    println!("settings push, PATCH to the fax server's applied acknowledgement ({} fax servers connected):", o.fax_servers);
+    println!(
+        "settings push, PATCH to the fax server's applied acknowledgement ({} fax servers connected):",
+        o.fax_servers
+    );
     report("one push at a time", one);
     let mut burst = Vec::new();
     for round in 0..5 {
@@ -226,7 +320,10 @@ async fn main() -> anyhow::Result<()> {
             burst.push(t.await??);
         }
     }
-    report(&format!("every fax server at once (5 rounds of {})", o.fax_servers), burst);
+    report(
+        &format!("every fax server at once (5 rounds of {})", o.fax_servers),
+        burst,
+    );
     for n in &nodes {
         n.abort();
     }

@@ -30,9 +30,16 @@ pub struct Hit {
     pub tier: Tier,
 }
 
+/// An entry with its name and company normalized once, for matching the words of a query.
+#[derive(Debug)]
+struct Slot {
+    entry: Arc<Entry>,
+    text: Box<str>,
+}
+
 #[derive(Debug, Default)]
 pub struct Index {
-    slots: Vec<Option<Arc<Entry>>>,
+    slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     by_id: HashMap<String, u32>,
     keys: [Vec<(Box<str>, u32)>; TIERS],
@@ -96,12 +103,24 @@ impl Index {
     }
 
     fn slot(&self, slot: u32) -> Option<&Arc<Entry>> {
-        self.slots.get(slot as usize).and_then(Option::as_ref)
+        self.slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .map(|s| &s.entry)
     }
 
     fn take_slot(&mut self, e: Entry) -> u32 {
         let id = e.id.clone();
-        let entry = Some(Arc::new(e));
+        let text = format!(
+            "{} {}",
+            normalize_text(&e.fields.name),
+            normalize_text(&e.fields.company)
+        )
+        .into_boxed_str();
+        let entry = Some(Slot {
+            entry: Arc::new(e),
+            text,
+        });
         let slot = match self.free.pop() {
             Some(s) => {
                 if let Some(place) = self.slots.get_mut(s as usize) {
@@ -145,7 +164,7 @@ impl Index {
 
     pub fn remove(&mut self, id: &str) -> Option<Arc<Entry>> {
         let slot = self.by_id.remove(id)?;
-        let e = self.slots.get_mut(slot as usize)?.take()?;
+        let e = self.slots.get_mut(slot as usize)?.take()?.entry;
         for (tier, keys) in keys_of(&e).into_iter().enumerate() {
             let list = &mut self.keys[tier];
             for k in keys {
@@ -162,7 +181,14 @@ impl Index {
 
     /// Every entry, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
-        self.slots.iter().flatten()
+        self.slots.iter().flatten().map(|s| &s.entry)
+    }
+
+    /// How many keys of `tier` start with `prefix` (two binary searches).
+    fn range_len(&self, tier: Tier, prefix: &str) -> usize {
+        let list = &self.keys[tier as usize];
+        let start = list.partition_point(|(k, _)| &**k < prefix);
+        list[start..].partition_point(|(k, _)| k.starts_with(prefix))
     }
 
     /// Slots whose key in `tier` starts with `prefix`, in key order.
@@ -214,20 +240,44 @@ impl Index {
             }
             return out;
         }
+        // Names that start with the whole query, as a phrase: one contiguous range.
+        for slot in self.scan(Tier::Name, &q) {
+            if take(slot, Tier::Name, &|_| true, &mut out) {
+                return out;
+            }
+        }
+        // Then entries where every word of the query starts a word of the name or company, found through
+        // the query word with the fewest keys, so that a common first word does not make a rare
+        // combination slow.
         let tokens: Vec<&str> = q.split(' ').collect();
-        let all_tokens_match = |e: &Entry| {
-            let name = normalize_text(&e.fields.name);
-            let company = normalize_text(&e.fields.company);
-            tokens.iter().all(|t| {
-                words(&name)
-                    .chain(words(&company))
-                    .any(|w| w.starts_with(t))
-            })
+        let all_tokens_match = |slot: u32| {
+            self.slots
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| {
+                    tokens
+                        .iter()
+                        .all(|t| words(&s.text).any(|w| w.starts_with(t)))
+                })
         };
-        let first = tokens.first().copied().unwrap_or_default();
-        for tier in [Tier::Name, Tier::NameWord, Tier::Company] {
-            for slot in self.scan(tier, first) {
-                if take(slot, tier, &all_tokens_match, &mut out) {
+        let tiers = [Tier::Name, Tier::NameWord, Tier::Company];
+        let rarest = tokens
+            .iter()
+            .copied()
+            .min_by_key(|t| {
+                tiers
+                    .iter()
+                    .map(|tier| self.range_len(*tier, t))
+                    .sum::<usize>()
+            })
+            .unwrap_or_default();
+        for tier in tiers {
+            if tier == Tier::Name && tokens.len() == 1 {
+                // The phrase scan above covered exactly this range.
+                continue;
+            }
+            for slot in self.scan(tier, rarest) {
+                if take(slot, tier, &|_| all_tokens_match(slot), &mut out) {
                     return out;
                 }
             }

@@ -7,8 +7,8 @@
 //! phonebook through the REST API as CSV, then times searches from a user who sees the shared entries only
 //! (so every search also runs the visibility check), one client at a time and then `--clients` at once.
 //! Then connects `--fax-servers` fax servers (the real `node` runtime in this process) and times
-//! settings pushes: a PATCH, then polling the settings every 2 ms until the fax server's applied version
-//! reaches the new one; one push at a time, then all fax servers at once. Loopback only; every loop is
+//! settings pushes from the PATCH to the supervisor recording the fax server's applied acknowledgement
+//! (its `applied_at`, read back afterwards); one push at a time, then all fax servers at once. Loopback only; every loop is
 //! bounded.
 
 use anyhow::Context;
@@ -139,9 +139,18 @@ async fn timed_searches(api: &Api, n: usize, seed: u64) -> anyhow::Result<Vec<Du
     Ok(out)
 }
 
+fn unix_ms() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i128)
+}
+
+/// One settings push: from just before the PATCH to the supervisor recording the fax server's applied
+/// acknowledgement (`applied_at`, same machine clock). Polls slowly so that watching does not load the
+/// supervisor it measures.
 async fn push(api: &Api, fs: &str, n: usize) -> anyhow::Result<Duration> {
     let path = format!("/v1/fax-servers/{fs}/settings");
-    let t0 = Instant::now();
+    let t0 = unix_ms();
     let v = api
         .patch(
             &path,
@@ -150,12 +159,16 @@ async fn push(api: &Api, fs: &str, n: usize) -> anyhow::Result<Duration> {
         .await?
         .expect_status(200)?;
     let want = v["desired_version"].as_i64().context("version")?;
-    for _ in 0..5000 {
+    for _ in 0..1000 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
         let s = api.get(&path).await?.expect_status(200)?;
         if s["applied_version"].as_i64() >= Some(want) {
-            return Ok(t0.elapsed());
+            let at = s["applied_at"].as_str().context("applied_at")?;
+            let at =
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)?;
+            let ms = at.unix_timestamp_nanos() / 1_000_000 - t0;
+            return Ok(Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0)));
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     anyhow::bail!("fax server {fs} never applied version {want}")
 }

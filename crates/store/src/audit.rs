@@ -36,23 +36,28 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+pub(crate) async fn insert(conn: &mut sqlx::SqliteConnection, entry: NewAudit) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, actor_name, action, target, before, after, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(now_ms())
+    .bind(&entry.actor_id)
+    .bind(&entry.actor_name)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(entry.before.map(|v| v.to_string()))
+    .bind(entry.after.map(|v| v.to_string()))
+    .bind(&entry.request_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn audit(&self, entry: NewAudit) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor_id, actor_name, action, target, before, after, request_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(now_ms())
-        .bind(&entry.actor_id)
-        .bind(&entry.actor_name)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.before.map(|v| v.to_string()))
-        .bind(entry.after.map(|v| v.to_string()))
-        .bind(&entry.request_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let mut conn = self.writer.acquire().await?;
+        insert(&mut conn, entry).await
     }
 
     /// Entries, newest first.

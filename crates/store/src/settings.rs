@@ -30,6 +30,20 @@ impl Store {
         document: &str,
         created_by: &str,
     ) -> Result<i64> {
+        self.register_settings(target, document, created_by, None, |_| None)
+            .await
+    }
+
+    /// Stores a new version, makes it the desired one, sets the fax server's dial prefixes when given, and
+    /// records the audit entry made from the new version number, all in one transaction.
+    pub async fn register_settings(
+        &self,
+        target: &str,
+        document: &str,
+        created_by: &str,
+        dial_prefixes: Option<&[String]>,
+        audit: impl FnOnce(i64) -> Option<crate::NewAudit>,
+    ) -> Result<i64> {
         let mut tx = self.writer.begin().await?;
         let version: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM settings_versions WHERE target = $1",
@@ -53,6 +67,18 @@ impl Store {
         .bind(version)
         .execute(&mut *tx)
         .await?;
+        if let Some(prefixes) = dial_prefixes {
+            let json = serde_json::to_string(prefixes)
+                .map_err(|e| crate::Error::Corrupt(e.to_string()))?;
+            sqlx::query("UPDATE fax_servers SET dial_prefixes = $1 WHERE id = $2")
+                .bind(json)
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(entry) = audit(version) {
+            crate::audit::insert(&mut tx, entry).await?;
+        }
         tx.commit().await?;
         Ok(version)
     }

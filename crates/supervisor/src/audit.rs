@@ -7,6 +7,7 @@ use crate::error::current_request_id;
 use serde::Serialize;
 
 /// Records one entry; a failure to record is logged, not returned, so it never undoes the change itself.
+/// Records one entry; a failure to record is logged, not returned, so it never undoes the change itself.
 pub async fn record<B: Serialize, A: Serialize>(
     app: &AppState,
     actor: Result<&Caller, &str>,
@@ -15,11 +16,28 @@ pub async fn record<B: Serialize, A: Serialize>(
     before: Option<&B>,
     after: Option<&A>,
 ) {
+    if let Err(e) = app
+        .store
+        .audit(entry(actor, action, target, before, after))
+        .await
+    {
+        tracing::error!(action, "audit log write failed: {e}");
+    }
+}
+
+/// An entry to store together with the change it records (in the change's own transaction).
+pub fn entry<B: Serialize, A: Serialize>(
+    actor: Result<&Caller, &str>,
+    action: &str,
+    target: Option<&str>,
+    before: Option<&B>,
+    after: Option<&A>,
+) -> store::NewAudit {
     let (actor_id, actor_name) = match actor {
         Ok(c) => (Some(c.id.clone()), c.name.clone()),
         Err(name) => (None, name.to_owned()),
     };
-    let entry = store::NewAudit {
+    store::NewAudit {
         actor_id,
         actor_name,
         action: action.to_owned(),
@@ -27,9 +45,6 @@ pub async fn record<B: Serialize, A: Serialize>(
         before: before.and_then(|b| serde_json::to_value(b).ok()),
         after: after.and_then(|a| serde_json::to_value(a).ok()),
         request_id: Some(current_request_id()).filter(|r| !r.is_empty()),
-    };
-    if let Err(e) = app.store.audit(entry).await {
-        tracing::error!(action, "audit log write failed: {e}");
     }
 }
 

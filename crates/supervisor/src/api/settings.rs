@@ -93,12 +93,52 @@ pub async fn push(app: &AppState, id: &str) -> store::Result<()> {
         tracing::error!(fax_server = %id, version = v.version, "stored settings unreadable; not pushed");
         return Ok(());
     };
+    send(app, id, v.version, stored);
+    Ok(())
+}
+
+/// Sends one version over the link, secrets unsealed for the fax server alone.
+fn send(app: &AppState, id: &str, version: i64, stored: FaxServerSettings) {
     let plain = app.sealer.for_fax_server(stored);
     let settings = serde_json::to_value(&plain).unwrap_or_default();
-    let version = u64::try_from(v.version).unwrap_or(0);
+    let version = u64::try_from(version).unwrap_or(0);
     app.dispatcher
         .push(id, Body::SettingsPush { version, settings });
-    Ok(())
+}
+
+/// Registers a validated document as the next version (with its dial prefixes and audit entry, in one
+/// transaction) and pushes it.
+async fn register(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    stored: FaxServerSettings,
+    action: &str,
+    before: Option<FaxServerSettings>,
+    extra: serde_json::Value,
+) -> ApiResult<i64> {
+    let document =
+        serde_json::to_string(&stored).map_err(|e| ApiError::internal("encoding settings", e))?;
+    let prefixes = stored.dial_rules.prefixes.clone();
+    let masked = stored.clone().masked();
+    let version = app
+        .store
+        .register_settings(id, &document, &caller.id, Some(&prefixes), |version| {
+            let mut after = serde_json::json!({"version": version, "settings": masked});
+            crate::settings::merge_patch(&mut after, &extra);
+            Some(crate::audit::entry(
+                Ok(caller),
+                action,
+                Some(id),
+                before.as_ref(),
+                Some(&after),
+            ))
+        })
+        .await?;
+    // Dial rules drive routing.
+    app.dispatcher.set_dial_prefixes(id, prefixes);
+    send(app, id, version, stored);
+    Ok(version)
 }
 
 async fn store_version(
@@ -113,27 +153,17 @@ async fn store_version(
     let stored = app
         .sealer
         .for_storage(next, current.as_ref().map(|(_, s)| s))?;
-    let document =
-        serde_json::to_string(&stored).map_err(|e| ApiError::internal("encoding settings", e))?;
-    let version = app.store.put_settings(id, &document, &caller.id).await?;
-    // Dial rules drive routing.
-    app.store
-        .set_fax_server_dial_prefixes(id, &stored.dial_rules.prefixes)
-        .await?;
-    app.dispatcher
-        .set_dial_prefixes(id, stored.dial_rules.prefixes.clone());
-    tracing::info!(by = %caller.name, fax_server = %id, version, "settings registered");
-    let after = serde_json::json!({"version": version, "settings": stored.masked()});
-    crate::audit::record(
+    let version = register(
         app,
-        Ok(caller),
+        caller,
+        id,
+        stored,
         "settings.changed",
-        Some(id),
-        before.as_ref(),
-        Some(&after),
+        before,
+        serde_json::json!({}),
     )
-    .await;
-    push(app, id).await?;
+    .await?;
+    tracing::info!(by = %caller.name, fax_server = %id, version, "settings registered");
     view(app, id).await
 }
 
@@ -282,26 +312,17 @@ pub async fn rollback(
         .await?
         .ok_or_else(|| ApiError::field("version", format!("no version {}", req.version)))?;
     let stored = parse(&old.document)?;
-    let version = app
-        .store
-        .put_settings(&id, &old.document, &caller.id)
-        .await?;
-    app.store
-        .set_fax_server_dial_prefixes(&id, &stored.dial_rules.prefixes)
-        .await?;
-    app.dispatcher
-        .set_dial_prefixes(&id, stored.dial_rules.prefixes.clone());
-    tracing::info!(by = %caller.name, fax_server = %id, version, from = req.version, "settings rolled back");
-    let after = serde_json::json!({"version": version, "rolled_back_to": req.version});
-    crate::audit::record(
+    let extra = serde_json::json!({"rolled_back_to": req.version});
+    let version = register(
         &app,
-        Ok(&caller),
+        &caller,
+        &id,
+        stored,
         "settings.rolled_back",
-        Some(&id),
-        crate::audit::NONE,
-        Some(&after),
+        None,
+        extra,
     )
-    .await;
-    push(&app, &id).await?;
+    .await?;
+    tracing::info!(by = %caller.name, fax_server = %id, version, from = req.version, "settings rolled back");
     Ok(Json(view(&app, &id).await?))
 }

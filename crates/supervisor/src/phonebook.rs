@@ -44,8 +44,12 @@ impl Phonebook {
         let _w = self.write.lock().await;
         store.insert_phonebook_entries(&entries).await?;
         let mut index = self.index_mut();
-        for e in entries {
-            index.upsert(e);
+        if entries.len() > 64 {
+            index.extend(entries);
+        } else {
+            for e in entries {
+                index.upsert(e);
+            }
         }
         Ok(())
     }

@@ -1,0 +1,216 @@
+//! Bit streams, most significant bit first (FillOrder 1; T.4 sends each byte's first bit first).
+
+/// Appends codes to a byte vector.
+#[derive(Debug, Default)]
+pub struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    /// Bits waiting in `acc` (always < 32 between calls).
+    n: u32,
+}
+
+impl BitWriter {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            out: Vec::with_capacity(bytes),
+            acc: 0,
+            n: 0,
+        }
+    }
+
+    /// Writes the low `len` bits of `code` (len ≤ 32).
+    #[inline]
+    pub fn put(&mut self, code: u32, len: u32) {
+        debug_assert!(len <= 32);
+        if len == 0 {
+            return;
+        }
+        self.acc = (self.acc << len) | u64::from(code & (u32::MAX >> (32 - len)));
+        self.n += len;
+        if self.n >= 32 {
+            self.n -= 32;
+            let word = (self.acc >> self.n) as u32;
+            self.out.extend_from_slice(&word.to_be_bytes());
+        }
+    }
+
+    /// Writes `count` zero bits.
+    pub fn zeros(&mut self, mut count: u32) {
+        while count > 0 {
+            let n = count.min(32);
+            self.put(0, n);
+            count -= n;
+        }
+    }
+
+    /// Bits written so far.
+    pub fn bit_len(&self) -> u64 {
+        self.out.len() as u64 * 8 + u64::from(self.n)
+    }
+
+    /// Pads with zero bits to a byte boundary.
+    pub fn align(&mut self) {
+        let pad = (8 - self.n % 8) % 8;
+        self.put(0, pad);
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.align();
+        while self.n >= 8 {
+            self.n -= 8;
+            self.out.push((self.acc >> self.n) as u8);
+        }
+        self.out
+    }
+}
+
+/// Reads codes from a byte slice. Reading past the end yields zero bits and sets `overrun`, so decoders
+/// need no bounds checks on their hot path and still notice truncated data.
+#[derive(Debug)]
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    /// Next byte of `data` to load.
+    next: usize,
+    acc: u64,
+    /// Valid bits in `acc`, left-aligned.
+    n: u32,
+    /// Bits consumed in total.
+    pos: u64,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        let mut r = Self {
+            data,
+            next: 0,
+            acc: 0,
+            n: 0,
+            pos: 0,
+        };
+        r.refill();
+        r
+    }
+
+    #[inline]
+    fn refill(&mut self) {
+        while self.n <= 56 {
+            let byte = match self.data.get(self.next) {
+                Some(b) => *b,
+                None => {
+                    // Past the end: pretend zeros, tracked by `pos` against `total_bits`.
+                    if self.n > 32 {
+                        return;
+                    }
+                    0
+                }
+            };
+            self.next += 1;
+            self.acc |= u64::from(byte) << (56 - self.n);
+            self.n += 8;
+        }
+    }
+
+    /// The next `len` bits (len ≤ 32) without consuming them.
+    #[inline]
+    pub fn peek(&mut self, len: u32) -> u32 {
+        if self.n < len {
+            self.refill();
+        }
+        (self.acc >> (64 - len)) as u32
+    }
+
+    #[inline]
+    pub fn consume(&mut self, len: u32) {
+        if self.n < len {
+            self.refill();
+        }
+        self.acc <<= len;
+        self.n = self.n.saturating_sub(len);
+        self.pos += u64::from(len);
+    }
+
+    #[inline]
+    pub fn bit(&mut self) -> u32 {
+        let b = self.peek(1);
+        self.consume(1);
+        b
+    }
+
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn total_bits(&self) -> u64 {
+        self.data.len() as u64 * 8
+    }
+
+    /// Whether every real bit has been consumed.
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.total_bits()
+    }
+
+    /// Skips to the next byte boundary.
+    pub fn align(&mut self) {
+        let pad = ((8 - self.pos % 8) % 8) as u32;
+        self.consume(pad);
+    }
+
+    /// Skips zero bits; answers how many.
+    pub fn skip_zeros(&mut self) -> u64 {
+        let mut count = 0;
+        while !self.at_end() {
+            let w = self.peek(32);
+            if w != 0 {
+                let z = w.leading_zeros();
+                self.consume(z);
+                return count + u64::from(z);
+            }
+            self.consume(32);
+            count += 32;
+        }
+        count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_back() {
+        let mut w = BitWriter::default();
+        let codes = [
+            (0b1, 1),
+            (0b0101, 4),
+            (0xABCDE, 20),
+            (0, 11),
+            (1, 1),
+            (0xFFFF_FFFF, 32),
+            (0b10, 2),
+        ];
+        for (c, l) in codes {
+            w.put(c, l);
+        }
+        let bits = w.bit_len();
+        assert_eq!(bits, 71);
+        let data = w.finish();
+        assert_eq!(data.len(), 9);
+        let mut r = BitReader::new(&data);
+        for (c, l) in codes {
+            assert_eq!(r.peek(l), c, "{l}");
+            r.consume(l);
+        }
+        assert!(!r.at_end());
+        r.align();
+        assert!(r.at_end());
+        assert_eq!(r.peek(8), 0, "zeros past the end");
+    }
+
+    #[test]
+    fn skips_zero_runs() {
+        let data = [0, 0, 0, 0, 0, 0b0001_0000];
+        let mut r = BitReader::new(&data);
+        assert_eq!(r.skip_zeros(), 43);
+        assert_eq!(r.bit(), 1);
+    }
+}

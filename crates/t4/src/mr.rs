@@ -1,0 +1,212 @@
+//! Two-dimensional line coding (T.4 §4.2.1.3, used by MR and by T.6 MMR): each changing element of the
+//! coding line is coded relative to the reference line above, in pass, horizontal or vertical mode.
+
+use crate::bits::{BitReader, BitWriter};
+use crate::codes;
+use crate::runs::{get_run, put_run};
+use std::sync::OnceLock;
+
+/// Position of b1: the first changing element of the reference line to the right of `a0` whose colour
+/// change is to the opposite of `black` (even entries start black runs). `bi` is a cursor kept between
+/// calls; it may step back one place, because a vertical mode can move a0 left of the previous b1.
+#[inline]
+fn find_b1(reference: &[u32], bi: &mut usize, a0: i64, black: bool, width: u32) -> (u32, u32) {
+    *bi = bi.saturating_sub(1);
+    let want_odd = usize::from(black);
+    while *bi < reference.len() && (i64::from(reference[*bi]) <= a0 || *bi % 2 != want_odd) {
+        *bi += 1;
+    }
+    let b1 = reference.get(*bi).copied().unwrap_or(width);
+    let b2 = reference.get(*bi + 1).copied().unwrap_or(width);
+    (b1, b2)
+}
+
+/// Codes one line two-dimensionally against `reference` (both as changing elements).
+pub fn encode_line(w: &mut BitWriter, coding: &[u32], reference: &[u32], width: u32) {
+    let mut a0: i64 = -1;
+    let mut black = false;
+    let mut ai = 0usize;
+    let mut bi = 0usize;
+    while a0 < i64::from(width) {
+        while ai < coding.len() && i64::from(coding[ai]) <= a0 {
+            ai += 1;
+        }
+        let a1 = coding.get(ai).copied().unwrap_or(width);
+        let (b1, b2) = find_b1(reference, &mut bi, a0, black, width);
+        if b2 < a1 {
+            let (c, l) = codes::PASS;
+            w.put(u32::from(c), u32::from(l));
+            a0 = i64::from(b2);
+            continue;
+        }
+        let d = i64::from(a1) - i64::from(b1);
+        if d.abs() <= 3 {
+            let (c, l) = codes::VERTICAL[(d + 3) as usize];
+            w.put(u32::from(c), u32::from(l));
+            a0 = i64::from(a1);
+            black = !black;
+            continue;
+        }
+        let a2 = coding.get(ai + 1).copied().unwrap_or(width);
+        let start = a0.max(0) as u32;
+        let (c, l) = codes::HORIZONTAL;
+        w.put(u32::from(c), u32::from(l));
+        put_run(w, a1 - start, black);
+        put_run(w, a2 - a1, !black);
+        a0 = i64::from(a2);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Invalid,
+    Pass,
+    Horizontal,
+    /// a1 − b1.
+    Vertical(i8),
+    /// Seven or more zeros: EOL, EOFB or an extension code, none of which may appear inside a line.
+    Zeros,
+}
+
+const MODE_PEEK: u32 = 7;
+
+fn mode_table() -> &'static [(Mode, u8); 128] {
+    static T: OnceLock<[(Mode, u8); 128]> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = [(Mode::Invalid, 0u8); 128];
+        let mut fill = |(code, len): (u16, u8), m: Mode| {
+            let shift = MODE_PEEK - u32::from(len);
+            let base = usize::from(code) << shift;
+            for e in &mut t[base..base + (1 << shift)] {
+                *e = (m, len);
+            }
+        };
+        fill(codes::PASS, Mode::Pass);
+        fill(codes::HORIZONTAL, Mode::Horizontal);
+        for (i, code) in codes::VERTICAL.iter().enumerate() {
+            fill(*code, Mode::Vertical(i as i8 - 3));
+        }
+        t[0] = (Mode::Zeros, 0);
+        t[1] = (Mode::Zeros, 0);
+        t
+    })
+}
+
+/// Why a two-dimensional line could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineError {
+    /// A code that is not in the tables, or a run past the line's end.
+    Corrupt,
+    /// Zeros where a mode code was expected: the line ended early (an EOL or EOFB follows).
+    Interrupted,
+}
+
+/// Decodes one line against `reference` into `out` (changing elements).
+pub fn decode_line(
+    r: &mut BitReader<'_>,
+    reference: &[u32],
+    width: u32,
+    out: &mut Vec<u32>,
+) -> Result<(), LineError> {
+    out.clear();
+    let table = mode_table();
+    let mut a0: i64 = -1;
+    let mut black = false;
+    let mut bi = 0usize;
+    let w = i64::from(width);
+    while a0 < w {
+        let (mode, len) = table[r.peek(MODE_PEEK) as usize];
+        r.consume(u32::from(len));
+        match mode {
+            Mode::Pass => {
+                let (_, b2) = find_b1(reference, &mut bi, a0, black, width);
+                if i64::from(b2) <= a0 {
+                    return Err(LineError::Corrupt);
+                }
+                a0 = i64::from(b2);
+            }
+            Mode::Vertical(d) => {
+                let (b1, _) = find_b1(reference, &mut bi, a0, black, width);
+                let a1 = i64::from(b1) + i64::from(d);
+                if a1 < a0.max(0) || a1 > w || (a1 == a0 && a0 >= 0) {
+                    return Err(LineError::Corrupt);
+                }
+                if a1 < w {
+                    out.push(a1 as u32);
+                }
+                a0 = a1;
+                black = !black;
+            }
+            Mode::Horizontal => {
+                let start = a0.max(0);
+                let run1 = get_run(r, black).ok_or(LineError::Corrupt)?;
+                let run2 = get_run(r, !black).ok_or(LineError::Corrupt)?;
+                let a1 = start + i64::from(run1);
+                let a2 = a1 + i64::from(run2);
+                if a2 > w {
+                    return Err(LineError::Corrupt);
+                }
+                // A zero-length first run at the line start is an ordinary change at 0.
+                if a1 < w {
+                    out.push(a1 as u32);
+                }
+                if a2 < w {
+                    out.push(a2 as u32);
+                }
+                a0 = a2;
+                if a0 == start && run1 == 0 && run2 == 0 {
+                    return Err(LineError::Corrupt);
+                }
+            }
+            Mode::Zeros => return Err(LineError::Interrupted),
+            Mode::Invalid => return Err(LineError::Corrupt),
+        }
+    }
+    normalize(out);
+    Ok(())
+}
+
+/// Removes pairs of equal changing elements (zero-length runs), which would confuse the next line's b1.
+fn normalize(out: &mut Vec<u32>) {
+    if out.windows(2).all(|p| p[0] < p[1]) {
+        return;
+    }
+    let mut v: Vec<u32> = Vec::with_capacity(out.len());
+    for &c in out.iter() {
+        if v.last() == Some(&c) {
+            v.pop();
+        } else {
+            v.push(c);
+        }
+    }
+    *out = v;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(coding: &[u32], reference: &[u32], width: u32) {
+        let mut w = BitWriter::default();
+        encode_line(&mut w, coding, reference, width);
+        let data = w.finish();
+        let mut r = BitReader::new(&data);
+        let mut out = Vec::new();
+        decode_line(&mut r, reference, width, &mut out).expect("decodes");
+        assert_eq!(out, coding, "coding {coding:?} reference {reference:?}");
+    }
+
+    #[test]
+    fn modes_round_trip() {
+        let w = 1728;
+        round_trip(&[], &[], w);
+        round_trip(&[0], &[], w);
+        round_trip(&[10, 20], &[10, 20], w);
+        round_trip(&[8, 21], &[10, 20], w);
+        round_trip(&[100, 200], &[10, 20], w);
+        round_trip(&[100, 200], &[10, 20, 30, 40, 150, 160], w);
+        round_trip(&[0, 1727], &[5, 6], w);
+        round_trip(&[5, 7, 9, 11], &[6, 8, 10, 12], w);
+        round_trip(&[1, 2], &[0, 3], w);
+    }
+}

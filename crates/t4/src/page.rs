@@ -1,0 +1,416 @@
+//! Whole pages: T.4 MH and MR with their EOL framing, fill and RTC (§4.1, §4.2), and T.6 MMR with EOFB; the
+//! decoder recovers from corrupt lines as a fax receiver does.
+
+use crate::bits::{BitReader, BitWriter};
+use crate::runs::{changes_to_row, get_run, put_run, row_to_changes};
+use crate::{Error, codes, mr};
+
+/// How a page is coded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// T.4 one-dimensional (Modified Huffman).
+    Mh,
+    /// T.4 two-dimensional (Modified READ): one line in `k` is coded one-dimensionally (K = 2 at standard
+    /// resolution, 4 at fine).
+    Mr { k: u32 },
+    /// T.6 (Modified Modified READ): every line two-dimensional, no EOL.
+    Mmr,
+}
+
+/// A bilevel page in the shared bitmap convention (1 bit per pixel, rows padded to whole bytes, most
+/// significant bit leftmost, 1 = black).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRef<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub data: &'a [u8],
+}
+
+pub fn stride(width: u32) -> usize {
+    (width as usize).div_ceil(8)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOptions {
+    pub coding: Coding,
+    /// An EOL before each line (T.4 transmission, TIFF compression 3). MR always has them (each carries
+    /// the tag bit saying how the line is coded); MMR never does.
+    pub eol: bool,
+    /// Fill bits so that every EOL ends on a byte boundary (TIFF T4Options bit 2).
+    pub align_eol: bool,
+    /// Each coded line (from its EOL to the next) at least this many bits: the minimum scan-line time of
+    /// non-ECM transmission times the bit rate.
+    pub min_line_bits: u32,
+    /// End the page with RTC (T.4) or EOFB (T.6).
+    pub end_marker: bool,
+}
+
+impl EncodeOptions {
+    /// For fax transmission: EOLs, RTC / EOFB, no minimum.
+    pub fn fax(coding: Coding) -> Self {
+        Self {
+            coding,
+            eol: true,
+            align_eol: false,
+            min_line_bits: 0,
+            end_marker: true,
+        }
+    }
+}
+
+fn check_page(page: &PageRef<'_>) -> Result<(), Error> {
+    if page.width == 0 || page.width > crate::MAX_WIDTH {
+        return Err(Error::BadWidth(page.width));
+    }
+    let need = stride(page.width)
+        .checked_mul(page.height as usize)
+        .ok_or(Error::TooLarge)?;
+    if page.data.len() < need {
+        return Err(Error::ShortBitmap {
+            need,
+            got: page.data.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Encodes a page.
+pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
+    check_page(&page)?;
+    let s = stride(page.width);
+    let mut w = BitWriter::with_capacity(page.data.len() / 8 + 64);
+    let mut cur = Vec::with_capacity(64);
+    let mut reference: Vec<u32> = Vec::with_capacity(64);
+    let framed = match o.coding {
+        Coding::Mh => o.eol,
+        Coding::Mr { .. } => true,
+        Coding::Mmr => false,
+    };
+    let mut line_start = 0u64;
+    let put_eol = |w: &mut BitWriter, line_start: &mut u64, tag: Option<bool>| {
+        let used = w.bit_len() - *line_start;
+        if *line_start > 0 && used < u64::from(o.min_line_bits) {
+            w.zeros(u32::try_from(u64::from(o.min_line_bits) - used).unwrap_or(0));
+        }
+        if o.align_eol {
+            let pad = (8 - (w.bit_len() + 12) % 8) % 8;
+            w.zeros(pad as u32);
+        }
+        *line_start = w.bit_len().max(1);
+        w.put(u32::from(codes::EOL.0), u32::from(codes::EOL.1));
+        if let Some(one_d) = tag {
+            w.put(u32::from(one_d), 1);
+        }
+    };
+    for y in 0..page.height as usize {
+        let row = &page.data[y * s..(y + 1) * s];
+        row_to_changes(row, page.width, &mut cur);
+        let one_d = match o.coding {
+            Coding::Mh => true,
+            Coding::Mr { k } => y % k.max(1) as usize == 0,
+            Coding::Mmr => false,
+        };
+        if framed {
+            let tag = matches!(o.coding, Coding::Mr { .. }).then_some(one_d);
+            put_eol(&mut w, &mut line_start, tag);
+        }
+        if one_d {
+            encode_1d(&mut w, &cur, page.width);
+        } else {
+            mr::encode_line(&mut w, &cur, &reference, page.width);
+        }
+        std::mem::swap(&mut cur, &mut reference);
+    }
+    if o.end_marker {
+        match o.coding {
+            Coding::Mmr => {
+                w.put(u32::from(codes::EOL.0), u32::from(codes::EOL.1));
+                w.put(u32::from(codes::EOL.0), u32::from(codes::EOL.1));
+            }
+            Coding::Mh | Coding::Mr { .. } => {
+                let tag = matches!(o.coding, Coding::Mr { .. }).then_some(true);
+                for _ in 0..6 {
+                    put_eol(&mut w, &mut line_start, tag);
+                }
+            }
+        }
+    }
+    Ok(w.finish())
+}
+
+/// Codes one line one-dimensionally: alternating white and black runs, starting white.
+fn encode_1d(w: &mut BitWriter, changes: &[u32], width: u32) {
+    let mut a0 = 0u32;
+    let mut black = false;
+    for &c in changes.iter().chain(std::iter::once(&width)) {
+        put_run(w, c - a0, black);
+        a0 = c;
+        black = !black;
+    }
+}
+
+/// Decodes one one-dimensional line into changing elements.
+fn decode_1d(r: &mut BitReader<'_>, width: u32, out: &mut Vec<u32>) -> bool {
+    out.clear();
+    let mut a0 = 0u32;
+    let mut black = false;
+    loop {
+        let Some(run) = get_run(r, black) else {
+            return false;
+        };
+        let Some(next) = a0.checked_add(run).filter(|n| *n <= width) else {
+            return false;
+        };
+        a0 = next;
+        if a0 == width {
+            return true;
+        }
+        out.push(a0);
+        black = !black;
+    }
+}
+
+/// How the coded data is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    pub coding: Coding,
+    pub width: u32,
+    /// Lines expected (TIFF strips); `None` for a fax page, which ends at RTC / EOFB or the data's end.
+    pub height: Option<u32>,
+    /// Each line starts on a byte boundary and has no EOL (TIFF compression 2).
+    pub aligned_rows: bool,
+    /// At most this many lines, whatever the data says (decompression bombs).
+    pub max_height: u32,
+}
+
+impl DecodeOptions {
+    /// A fax page of unknown length.
+    pub fn fax(coding: Coding, width: u32) -> Self {
+        Self {
+            coding,
+            width,
+            height: None,
+            aligned_rows: false,
+            max_height: crate::MAX_HEIGHT,
+        }
+    }
+}
+
+/// A decoded page and what a receiver's copy-quality check needs (T.30 §5.3.6.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+    /// Lines that could not be decoded (each replaced by the line above).
+    pub bad_lines: u32,
+    /// The longest run of consecutive bad lines.
+    pub max_consecutive_bad: u32,
+    /// The page ended with RTC / EOFB, or with all the lines expected.
+    pub complete: bool,
+}
+
+struct Out {
+    width: u32,
+    stride: usize,
+    data: Vec<u8>,
+    rows: u32,
+    bad: u32,
+    run_bad: u32,
+    max_run_bad: u32,
+    max_rows: u32,
+}
+
+impl Out {
+    fn push_good(&mut self, changes: &[u32]) -> bool {
+        if self.rows >= self.max_rows {
+            return false;
+        }
+        let start = self.data.len();
+        self.data.resize(start + self.stride, 0);
+        changes_to_row(changes, self.width, &mut self.data[start..]);
+        self.rows += 1;
+        self.run_bad = 0;
+        true
+    }
+
+    /// A bad line: the line above again (white for the first).
+    fn push_bad(&mut self) -> bool {
+        if self.rows >= self.max_rows {
+            return false;
+        }
+        let start = self.data.len();
+        if start >= self.stride {
+            self.data.extend_from_within(start - self.stride..start);
+        } else {
+            self.data.resize(start + self.stride, 0);
+        }
+        self.rows += 1;
+        self.bad += 1;
+        self.run_bad += 1;
+        self.max_run_bad = self.max_run_bad.max(self.run_bad);
+        true
+    }
+
+    fn finish(self, complete: bool) -> Decoded {
+        Decoded {
+            width: self.width,
+            height: self.rows,
+            data: self.data,
+            bad_lines: self.bad,
+            max_consecutive_bad: self.max_run_bad,
+            complete,
+        }
+    }
+}
+
+/// Consumes fill and an EOL if they come next; answers whether one did.
+fn take_eol(r: &mut BitReader<'_>) -> bool {
+    if r.peek(11) != 0 {
+        return false;
+    }
+    r.skip_zeros();
+    if r.at_end() {
+        return false;
+    }
+    r.consume(1);
+    true
+}
+
+/// Skips to just after the next EOL (eleven or more zeros and a 1); false at the end of the data.
+fn resync(r: &mut BitReader<'_>) -> bool {
+    while !r.at_end() {
+        let z = r.skip_zeros();
+        if r.at_end() {
+            return false;
+        }
+        r.consume(1);
+        if z >= 11 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Decodes a page.
+pub fn decode(data: &[u8], o: &DecodeOptions) -> Result<Decoded, Error> {
+    if o.width == 0 || o.width > crate::MAX_WIDTH {
+        return Err(Error::BadWidth(o.width));
+    }
+    let max_rows = o.height.unwrap_or(u32::MAX).min(o.max_height);
+    let mut out = Out {
+        width: o.width,
+        stride: stride(o.width),
+        data: Vec::with_capacity(
+            stride(o.width) * o.height.unwrap_or(0).min(o.max_height).min(8192) as usize,
+        ),
+        rows: 0,
+        bad: 0,
+        run_bad: 0,
+        max_run_bad: 0,
+        max_rows,
+    };
+    let mut r = BitReader::new(data);
+    let complete = match o.coding {
+        Coding::Mmr => decode_mmr(&mut r, o, &mut out),
+        Coding::Mh | Coding::Mr { .. } => decode_t4(&mut r, o, &mut out),
+    };
+    // Lines a TIFF strip promised but the data did not hold count as bad, as a receiver would print them.
+    let complete = complete || o.height.is_some_and(|h| out.rows >= h);
+    if let Some(h) = o.height {
+        while out.rows < h.min(o.max_height) {
+            out.push_bad();
+        }
+    }
+    if out.rows == 0 && !complete {
+        return Err(Error::NoLines);
+    }
+    Ok(out.finish(complete))
+}
+
+fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out) -> bool {
+    let two_d = matches!(o.coding, Coding::Mr { .. });
+    let mut cur = Vec::with_capacity(64);
+    let mut reference: Vec<u32> = Vec::new();
+    // After a corrupt line, two-dimensional lines cannot be trusted until a one-dimensional one.
+    let mut lost = false;
+    // Set when resynchronisation has just consumed an EOL.
+    let mut resynced = false;
+    loop {
+        if out.rows >= out.max_rows {
+            return true;
+        }
+        if o.aligned_rows {
+            r.align();
+        }
+        let mut saw_eol = std::mem::take(&mut resynced);
+        if !o.aligned_rows && take_eol(r) {
+            if saw_eol {
+                return true;
+            }
+            saw_eol = true;
+        }
+        if r.at_end() {
+            return false;
+        }
+        let one_d = !two_d || r.bit() == 1;
+        // No code starts with eleven zeros: an EOL straight after an EOL (and tag) is RTC.
+        if saw_eol && r.peek(11) == 0 {
+            return true;
+        }
+        let ok = if one_d {
+            decode_1d(r, o.width, &mut cur)
+        } else {
+            !lost && mr::decode_line(r, &reference, o.width, &mut cur).is_ok()
+        };
+        // With EOLs, a good line is followed by fill and an EOL, or by the data's end.
+        let framed = !saw_eol || r.at_end() || r.peek(11) == 0;
+        if ok && framed {
+            lost = false;
+            if !out.push_good(&cur) {
+                return true;
+            }
+            std::mem::swap(&mut cur, &mut reference);
+            continue;
+        }
+        lost |= two_d;
+        if !out.push_bad() {
+            return true;
+        }
+        if !o.aligned_rows {
+            if !resync(r) {
+                return false;
+            }
+            resynced = true;
+        }
+    }
+}
+
+fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out) -> bool {
+    let mut cur = Vec::with_capacity(64);
+    let mut reference: Vec<u32> = Vec::new();
+    loop {
+        if out.rows >= out.max_rows {
+            return true;
+        }
+        if r.peek(24) == (u32::from(codes::EOL.0) << 12 | u32::from(codes::EOL.0)) {
+            return true;
+        }
+        if r.at_end() {
+            return o.height.is_none();
+        }
+        match mr::decode_line(r, &reference, o.width, &mut cur) {
+            Ok(()) => {
+                if !out.push_good(&cur) {
+                    return true;
+                }
+                std::mem::swap(&mut cur, &mut reference);
+            }
+            // T.6 has no resynchronisation point: the rest of the page is lost.
+            Err(_) => {
+                out.push_bad();
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Runs and changing elements. A coded line is a list of changing elements (T.4 §4.2.1.3.1): the positions
+//! where the colour changes, starting from an imaginary white pixel before the line, so even entries start
+//! black runs and odd entries start white runs. Rows are the shared bitmap convention: 1 bit per pixel, most
+//! significant bit leftmost, 1 = black.
+
+use crate::bits::{BitReader, BitWriter};
+use crate::codes;
+use std::sync::OnceLock;
+
+/// Appends the changing elements of a row of `width` pixels.
+pub fn row_to_changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
+    out.clear();
+    let mut pos = 0u32;
+    let mut black = false;
+    while pos < width {
+        pos = next_change(row, pos, width, black);
+        if pos < width {
+            out.push(pos);
+            black = !black;
+        }
+    }
+}
+
+/// The first position ≥ `from` whose pixel is not `black`, or `width`.
+#[inline]
+fn next_change(row: &[u8], from: u32, width: u32, black: bool) -> u32 {
+    let inv = if black { 0xFF } else { 0 };
+    let mut i = (from / 8) as usize;
+    let Some(first) = row.get(i) else {
+        return width;
+    };
+    let byte = (first ^ inv) & (0xFF >> (from % 8));
+    if byte != 0 {
+        return (i as u32 * 8 + byte.leading_zeros()).min(width);
+    }
+    i += 1;
+    let end = (width as usize).div_ceil(8).min(row.len());
+    // Eight bytes at a time across long runs.
+    let inv64 = if black { u64::MAX } else { 0 };
+    while i + 8 <= end {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&row[i..i + 8]);
+        let word = u64::from_be_bytes(w) ^ inv64;
+        if word != 0 {
+            return (i as u32 * 8 + word.leading_zeros()).min(width);
+        }
+        i += 8;
+    }
+    while i < end {
+        let byte = row[i] ^ inv;
+        if byte != 0 {
+            return (i as u32 * 8 + byte.leading_zeros()).min(width);
+        }
+        i += 1;
+    }
+    width
+}
+
+/// Paints a row (already zeroed, i.e. white) from its changing elements.
+pub fn changes_to_row(changes: &[u32], width: u32, row: &mut [u8]) {
+    let mut it = changes.chunks(2);
+    for pair in &mut it {
+        let start = pair[0].min(width);
+        let end = pair.get(1).copied().unwrap_or(width).min(width);
+        set_bits(row, start, end);
+    }
+}
+
+/// Sets pixels `start..end` to black.
+fn set_bits(row: &mut [u8], start: u32, end: u32) {
+    if start >= end {
+        return;
+    }
+    let (s, e) = (start as usize, end as usize);
+    let (sb, eb) = (s / 8, (e - 1) / 8);
+    let head = 0xFFu8 >> (s % 8);
+    let tail = 0xFFu8 << (7 - (e - 1) % 8);
+    if sb == eb {
+        if let Some(b) = row.get_mut(sb) {
+            *b |= head & tail;
+        }
+        return;
+    }
+    if let Some(b) = row.get_mut(sb) {
+        *b |= head;
+    }
+    if let Some(mid) = row.get_mut(sb + 1..eb) {
+        mid.fill(0xFF);
+    }
+    if let Some(b) = row.get_mut(eb) {
+        *b |= tail;
+    }
+}
+
+/// Writes a run of one colour: make-up codes as needed, then a terminating code (T.4 §4.1.1).
+#[inline]
+pub fn put_run(w: &mut BitWriter, mut run: u32, black: bool) {
+    let (term, makeup) = if black {
+        (&codes::BLACK_TERM, &codes::BLACK_MAKEUP)
+    } else {
+        (&codes::WHITE_TERM, &codes::WHITE_MAKEUP)
+    };
+    while run >= 2560 + 64 {
+        let (c, l) = codes::EXT_MAKEUP[12];
+        w.put(u32::from(c), u32::from(l));
+        run -= 2560;
+    }
+    if run >= 64 {
+        let m = run / 64;
+        let (c, l) = if m <= 27 {
+            makeup[(m - 1) as usize]
+        } else {
+            codes::EXT_MAKEUP[(m - 28) as usize]
+        };
+        w.put(u32::from(c), u32::from(l));
+        run %= 64;
+    }
+    let (c, l) = term[run as usize];
+    w.put(u32::from(c), u32::from(l));
+}
+
+/// What a run-length code decodes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCode {
+    Invalid,
+    /// A terminating code: the run ends.
+    Term(u16),
+    /// A make-up code: more follows.
+    Makeup(u16),
+    /// Eleven or more zeros: an EOL (or fill before one) where a run code was expected.
+    Eol,
+}
+
+const PEEK: u32 = 13;
+
+/// Lookup tables indexed by the next 13 bits: (code, length).
+struct RunTables {
+    white: Vec<(RunCode, u8)>,
+    black: Vec<(RunCode, u8)>,
+}
+
+fn build(term: &[(u16, u8)], makeup: &[(u16, u8)]) -> Vec<(RunCode, u8)> {
+    let mut t = vec![(RunCode::Invalid, 0u8); 1 << PEEK];
+    let mut fill = |code: u16, len: u8, v: RunCode| {
+        let shift = PEEK - u32::from(len);
+        let base = usize::from(code) << shift;
+        for e in &mut t[base..base + (1 << shift)] {
+            *e = (v, len);
+        }
+    };
+    for (run, (c, l)) in term.iter().enumerate() {
+        fill(*c, *l, RunCode::Term(run as u16));
+    }
+    for (i, (c, l)) in makeup.iter().enumerate() {
+        fill(*c, *l, RunCode::Makeup((i as u16 + 1) * 64));
+    }
+    for (i, (c, l)) in codes::EXT_MAKEUP.iter().enumerate() {
+        fill(*c, *l, RunCode::Makeup(1792 + i as u16 * 64));
+    }
+    // Eleven leading zeros cannot start a run code: an EOL, possibly after fill.
+    for e in &mut t[..1 << (PEEK - 11)] {
+        *e = (RunCode::Eol, 0);
+    }
+    t
+}
+
+fn tables() -> &'static RunTables {
+    static T: OnceLock<RunTables> = OnceLock::new();
+    T.get_or_init(|| RunTables {
+        white: build(&codes::WHITE_TERM, &codes::WHITE_MAKEUP),
+        black: build(&codes::BLACK_TERM, &codes::BLACK_MAKEUP),
+    })
+}
+
+/// Reads one run of a colour (make-ups and a terminating code). `None` at an invalid code or an EOL.
+#[inline]
+pub fn get_run(r: &mut BitReader<'_>, black: bool) -> Option<u32> {
+    let t = tables();
+    let table = if black { &t.black } else { &t.white };
+    let mut total = 0u32;
+    loop {
+        let (code, len) = table[r.peek(PEEK) as usize];
+        match code {
+            RunCode::Term(n) => {
+                r.consume(u32::from(len));
+                return Some(total + u32::from(n));
+            }
+            RunCode::Makeup(n) => {
+                r.consume(u32::from(len));
+                total += u32::from(n);
+                if total > 1 << 20 {
+                    return None;
+                }
+            }
+            RunCode::Invalid | RunCode::Eol => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(bits: &str) -> (Vec<u8>, u32) {
+        let width = bits.len() as u32;
+        let mut v = vec![0u8; bits.len().div_ceil(8)];
+        for (i, c) in bits.chars().enumerate() {
+            if c == '1' {
+                v[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        (v, width)
+    }
+
+    #[test]
+    fn changes_round_trip_rows() {
+        for bits in [
+            "0000",
+            "1111",
+            "0110",
+            "1000000000000000000000001",
+            "01".repeat(40).as_str(),
+            &("0".repeat(100) + &"1".repeat(70) + "0"),
+        ] {
+            let (r, width) = row(bits);
+            let mut ch = Vec::new();
+            row_to_changes(&r, width, &mut ch);
+            let mut back = vec![0u8; r.len()];
+            changes_to_row(&ch, width, &mut back);
+            assert_eq!(back, r, "{bits}");
+        }
+        let (r, w) = row("0011100");
+        let mut ch = Vec::new();
+        row_to_changes(&r, w, &mut ch);
+        assert_eq!(ch, [2, 5]);
+        let (r, w) = row("1100");
+        row_to_changes(&r, w, &mut ch);
+        assert_eq!(ch, [0, 2]);
+    }
+
+    #[test]
+    fn every_run_length_round_trips() {
+        for black in [false, true] {
+            let mut w = BitWriter::default();
+            let runs: Vec<u32> = (0..3000).chain([5000, 2560, 2623, 2624, 9999]).collect();
+            for &run in &runs {
+                put_run(&mut w, run, black);
+            }
+            let data = w.finish();
+            let mut r = BitReader::new(&data);
+            for &run in &runs {
+                assert_eq!(get_run(&mut r, black), Some(run), "black {black} run {run}");
+            }
+        }
+    }
+
+    #[test]
+    fn codes_are_prefix_free() {
+        for (term, makeup) in [
+            (&codes::WHITE_TERM, &codes::WHITE_MAKEUP),
+            (&codes::BLACK_TERM, &codes::BLACK_MAKEUP),
+        ] {
+            let all: Vec<(u16, u8)> = term
+                .iter()
+                .chain(makeup.iter())
+                .chain(codes::EXT_MAKEUP.iter())
+                .chain([codes::EOL].iter())
+                .copied()
+                .collect();
+            for (i, a) in all.iter().enumerate() {
+                for (j, b) in all.iter().enumerate() {
+                    if i != j && a.1 <= b.1 {
+                        assert_ne!(b.0 >> (b.1 - a.1), a.0, "{a:?} is a prefix of {b:?}");
+                    }
+                }
+            }
+        }
+    }
+}

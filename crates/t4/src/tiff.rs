@@ -7,8 +7,8 @@
 //! with the Class F fields (resolution, PageNumber, BadFaxLines, CleanFaxData, ConsecutiveBadFaxLines,
 //! Software, DateTime).
 
-use crate::page::{decode, encode, stride, Coding, DecodeOptions, EncodeOptions, PageRef};
 use crate::Error;
+use crate::page::{Coding, DecodeOptions, EncodeOptions, PageRef, decode, encode, stride};
 use std::collections::HashSet;
 
 /// Bounds on what a file may make the reader allocate or do.
@@ -22,7 +22,10 @@ pub struct ReadLimits {
 impl Default for ReadLimits {
     fn default() -> Self {
         // 1000 pages; A3 at 400 dpi is about 31 M pixels.
-        Self { max_pages: 1000, max_pixels: 64 * 1024 * 1024 }
+        Self {
+            max_pages: 1000,
+            max_pixels: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -51,7 +54,11 @@ pub struct TiffPage {
 
 impl TiffPage {
     pub fn as_page(&self) -> PageRef<'_> {
-        PageRef { width: self.width, height: self.height, data: &self.data }
+        PageRef {
+            width: self.width,
+            height: self.height,
+            data: &self.data,
+        }
     }
 
     /// Vertical resolution in lines per inch, whatever unit the file used.
@@ -77,15 +84,29 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn u16_at(&self, off: usize) -> Result<u16, Error> {
-        let b = self.data.get(off..off + 2).ok_or_else(|| bad(format!("offset {off} is past the end of the file")))?;
+        let b = self
+            .data
+            .get(off..off + 2)
+            .ok_or_else(|| bad(format!("offset {off} is past the end of the file")))?;
         let b = [b[0], b[1]];
-        Ok(if self.big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+        Ok(if self.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
     }
 
     fn u32_at(&self, off: usize) -> Result<u32, Error> {
-        let b = self.data.get(off..off + 4).ok_or_else(|| bad(format!("offset {off} is past the end of the file")))?;
+        let b = self
+            .data
+            .get(off..off + 4)
+            .ok_or_else(|| bad(format!("offset {off} is past the end of the file")))?;
         let b = [b[0], b[1], b[2], b[3]];
-        Ok(if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+        Ok(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
     }
 }
 
@@ -111,27 +132,58 @@ fn read_entry(r: &Reader<'_>, at: usize) -> Result<Option<Entry>, Error> {
     let tag = r.u16_at(at)?;
     let typ = r.u16_at(at + 2)?;
     let count = r.u32_at(at + 4)? as usize;
-    let Some(size) = type_size(typ) else { return Ok(None) };
+    let Some(size) = type_size(typ) else {
+        return Ok(None);
+    };
     // Bounded by the file: a value array cannot be larger than the file holding it.
-    let total = size.checked_mul(count).filter(|t| *t <= r.data.len()).ok_or_else(|| bad(format!("tag {tag} claims {count} values")))?;
-    let base = if total <= 4 { at + 8 } else { r.u32_at(at + 8)? as usize };
+    let total = size
+        .checked_mul(count)
+        .filter(|t| *t <= r.data.len())
+        .ok_or_else(|| bad(format!("tag {tag} claims {count} values")))?;
+    let base = if total <= 4 {
+        at + 8
+    } else {
+        r.u32_at(at + 8)? as usize
+    };
     if base.checked_add(total).is_none_or(|end| end > r.data.len()) {
         return Err(bad(format!("tag {tag} points past the end of the file")));
     }
-    let mut e = Entry { tag, values: Vec::new(), rationals: Vec::new(), text: None };
+    let mut e = Entry {
+        tag,
+        values: Vec::new(),
+        rationals: Vec::new(),
+        text: None,
+    };
     match typ {
         2 => {
             let raw = &r.data[base..base + total];
             let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
             e.text = Some(String::from_utf8_lossy(&raw[..end]).into_owned());
         }
-        1 | 6 | 7 => e.values = r.data[base..base + total].iter().map(|b| u64::from(*b)).collect(),
-        3 | 8 => e.values = (0..count).map(|i| r.u16_at(base + 2 * i).map(u64::from)).collect::<Result<_, _>>()?,
-        4 | 9 => e.values = (0..count).map(|i| r.u32_at(base + 4 * i).map(u64::from)).collect::<Result<_, _>>()?,
+        1 | 6 | 7 => {
+            e.values = r.data[base..base + total]
+                .iter()
+                .map(|b| u64::from(*b))
+                .collect()
+        }
+        3 | 8 => {
+            e.values = (0..count)
+                .map(|i| r.u16_at(base + 2 * i).map(u64::from))
+                .collect::<Result<_, _>>()?
+        }
+        4 | 9 => {
+            e.values = (0..count)
+                .map(|i| r.u32_at(base + 4 * i).map(u64::from))
+                .collect::<Result<_, _>>()?
+        }
         5 | 10 => {
             for i in 0..count {
                 let (n, d) = (r.u32_at(base + 8 * i)?, r.u32_at(base + 8 * i + 4)?);
-                e.rationals.push(if d == 0 { 0.0 } else { f64::from(n) / f64::from(d) });
+                e.rationals.push(if d == 0 {
+                    0.0
+                } else {
+                    f64::from(n) / f64::from(d)
+                });
             }
         }
         _ => {}
@@ -140,11 +192,17 @@ fn read_entry(r: &Reader<'_>, at: usize) -> Result<Option<Entry>, Error> {
 }
 
 fn first(entries: &[Entry], tag: u16) -> Option<u64> {
-    entries.iter().find(|e| e.tag == tag).and_then(|e| e.values.first().copied())
+    entries
+        .iter()
+        .find(|e| e.tag == tag)
+        .and_then(|e| e.values.first().copied())
 }
 
 fn all(entries: &[Entry], tag: u16) -> Option<&[u64]> {
-    entries.iter().find(|e| e.tag == tag).map(|e| e.values.as_slice())
+    entries
+        .iter()
+        .find(|e| e.tag == tag)
+        .map(|e| e.values.as_slice())
 }
 
 /// Reads every page of a bilevel TIFF.
@@ -152,7 +210,9 @@ pub fn read(data: &[u8], limits: &ReadLimits) -> Result<Vec<TiffPage>, Error> {
     let big_endian = match data.get(..4) {
         Some([b'I', b'I', 42, 0]) => false,
         Some([b'M', b'M', 0, 42]) => true,
-        Some([b'I', b'I', 43, 0] | [b'M', b'M', 0, 43]) => return Err(Error::Unsupported("BigTIFF".into())),
+        Some([b'I', b'I', 43, 0] | [b'M', b'M', 0, 43]) => {
+            return Err(Error::Unsupported("BigTIFF".into()));
+        }
         _ => return Err(bad("not a TIFF file (no II*/MM* header)")),
     };
     let r = Reader { data, big_endian };
@@ -190,14 +250,21 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
     let width = first(e, 256).ok_or_else(|| bad("ImageWidth is missing"))?;
     let height = first(e, 257).ok_or_else(|| bad("ImageLength is missing"))?;
     if width == 0 || width > u64::from(crate::MAX_WIDTH) || height == 0 {
-        return Err(bad(format!("image size {width} x {height} is not supported")));
+        return Err(bad(format!(
+            "image size {width} x {height} is not supported"
+        )));
     }
     if width.saturating_mul(height) > limits.max_pixels {
-        return Err(bad(format!("{width} x {height} pixels is over the limit of {}", limits.max_pixels)));
+        return Err(bad(format!(
+            "{width} x {height} pixels is over the limit of {}",
+            limits.max_pixels
+        )));
     }
     let (width, height) = (width as u32, height as u32);
     if first(e, 258).unwrap_or(1) != 1 || first(e, 277).unwrap_or(1) != 1 {
-        return Err(Error::Unsupported("a TIFF that is not bilevel (BitsPerSample and SamplesPerPixel must be 1)".into()));
+        return Err(Error::Unsupported(
+            "a TIFF that is not bilevel (BitsPerSample and SamplesPerPixel must be 1)".into(),
+        ));
     }
     if all(e, 322).is_some() || all(e, 324).is_some() {
         return Err(Error::Unsupported("tiled TIFF".into()));
@@ -206,12 +273,17 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
     let photometric = first(e, 262).unwrap_or(0);
     let fill_order = first(e, 266).unwrap_or(1);
     let t4_options = first(e, 292).unwrap_or(0);
-    let rows_per_strip = first(e, 278).unwrap_or(u64::from(u32::MAX)).clamp(1, u64::from(height)) as u32;
+    let rows_per_strip = first(e, 278)
+        .unwrap_or(u64::from(u32::MAX))
+        .clamp(1, u64::from(height)) as u32;
     let offsets = all(e, 273).ok_or_else(|| bad("StripOffsets is missing"))?;
     let counts = all(e, 279).ok_or_else(|| bad("StripByteCounts is missing"))?;
     let strips = height.div_ceil(rows_per_strip) as usize;
     if offsets.len() < strips || counts.len() < strips {
-        return Err(bad(format!("{strips} strips are needed; the file lists {}", offsets.len().min(counts.len()))));
+        return Err(bad(format!(
+            "{strips} strips are needed; the file lists {}",
+            offsets.len().min(counts.len())
+        )));
     }
     let st = stride(width);
     let mut out = Vec::with_capacity(st * height as usize);
@@ -219,7 +291,10 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
     for s in 0..strips {
         let rows = rows_per_strip.min(height - s as u32 * rows_per_strip);
         let (off, len) = (offsets[s] as usize, counts[s] as usize);
-        let raw = r.data.get(off..off.saturating_add(len)).ok_or_else(|| bad(format!("strip {s} lies past the end of the file")))?;
+        let raw = r
+            .data
+            .get(off..off.saturating_add(len))
+            .ok_or_else(|| bad(format!("strip {s} lies past the end of the file")))?;
         let reversed: Vec<u8>;
         let raw = if fill_order == 2 {
             reversed = raw.iter().map(|b| b.reverse_bits()).collect();
@@ -230,11 +305,14 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
         let want = st * rows as usize;
         match compression {
             1 => {
-                let got = raw.get(..want).ok_or_else(|| bad(format!("strip {s} is shorter than its rows")))?;
+                let got = raw
+                    .get(..want)
+                    .ok_or_else(|| bad(format!("strip {s} is shorter than its rows")))?;
                 out.extend_from_slice(got);
             }
             32773 => {
-                let got = unpack_bits(raw, want).ok_or_else(|| bad(format!("strip {s}: corrupt PackBits data")))?;
+                let got = unpack_bits(raw, want)
+                    .ok_or_else(|| bad(format!("strip {s}: corrupt PackBits data")))?;
                 out.extend_from_slice(&got);
             }
             2..=4 => {
@@ -272,9 +350,15 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
             }
         }
     } else if photometric != 0 {
-        return Err(Error::Unsupported(format!("photometric interpretation {photometric} for a bilevel page")));
+        return Err(Error::Unsupported(format!(
+            "photometric interpretation {photometric} for a bilevel page"
+        )));
     }
-    let rational = |tag| e.iter().find(|x| x.tag == tag).and_then(|x| x.rationals.first().copied());
+    let rational = |tag| {
+        e.iter()
+            .find(|x| x.tag == tag)
+            .and_then(|x| x.rationals.first().copied())
+    };
     let text = |tag| e.iter().find(|x| x.tag == tag).and_then(|x| x.text.clone());
     Ok(TiffPage {
         width,
@@ -284,7 +368,9 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
         x_resolution: rational(282),
         y_resolution: rational(283),
         resolution_unit: first(e, 296).unwrap_or(2) as u16,
-        page_number: all(e, 297).filter(|v| v.len() >= 2).map(|v| (v[0] as u16, v[1] as u16)),
+        page_number: all(e, 297)
+            .filter(|v| v.len() >= 2)
+            .map(|v| (v[0] as u16, v[1] as u16)),
         bad_fax_lines: first(e, 326).map(|v| v as u32),
         clean_fax_data: first(e, 327).map(|v| v as u16),
         consecutive_bad_fax_lines: first(e, 328).map(|v| v as u32),
@@ -389,7 +475,13 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
     out.u32(0); // first IFD, patched below
     let mut link_at = 4usize;
     for (i, p) in pages.iter().enumerate() {
-        let opts = EncodeOptions { coding: o.coding, eol: true, align_eol: true, min_line_bits: 0, end_marker: o.coding == Coding::Mmr };
+        let opts = EncodeOptions {
+            coding: o.coding,
+            eol: true,
+            align_eol: true,
+            min_line_bits: 0,
+            end_marker: o.coding == Coding::Mmr,
+        };
         let strip = encode(p.page, &opts)?;
         let strip_at = out.pos()?;
         out.buf.extend_from_slice(&strip);
@@ -412,7 +504,10 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
             (273, Val::Long(strip_at)),
             (277, Val::Short(vec![1])),
             (278, Val::Long(p.page.height)),
-            (279, Val::Long(u32::try_from(strip.len()).map_err(|_| Error::TooLarge)?)),
+            (
+                279,
+                Val::Long(u32::try_from(strip.len()).map_err(|_| Error::TooLarge)?),
+            ),
             (282, Val::Rational(xn, xd)),
             (283, Val::Rational(yn, yd)),
             (options_tag, Val::Long(options)),
@@ -441,7 +536,9 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
             let bytes: Option<Vec<u8>> = match v {
                 Val::Rational(n, d) => Some([n.to_le_bytes(), d.to_le_bytes()].concat()),
                 Val::Ascii(s) if s.len() + 1 > 4 => Some([s.as_bytes(), &[0]].concat()),
-                Val::Short(v) if v.len() > 2 => Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                Val::Short(v) if v.len() > 2 => {
+                    Some(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
                 _ => None,
             };
             remote.push(match bytes {
@@ -526,21 +623,40 @@ mod tests {
         }
         for coding in [Coding::Mh, Coding::Mr { k: 4 }, Coding::Mmr] {
             let page = WritePage {
-                page: PageRef { width: w, height: h, data: &data },
+                page: PageRef {
+                    width: w,
+                    height: h,
+                    data: &data,
+                },
                 x_dpi: 204.0,
                 y_dpi: 196.0,
                 bad_fax_lines: Some(3),
                 consecutive_bad_fax_lines: Some(2),
                 clean_fax_data: Some(1),
             };
-            let file = write(&[page, page], &WriteOptions { coding, software: Some("faxhub".into()), date_time: Some("2026:11:24 12:00:00".into()) }).expect("write");
+            let file = write(
+                &[page, page],
+                &WriteOptions {
+                    coding,
+                    software: Some("faxhub".into()),
+                    date_time: Some("2026:11:24 12:00:00".into()),
+                },
+            )
+            .expect("write");
             let pages = read(&file, &ReadLimits::default()).expect("read");
             assert_eq!(pages.len(), 2);
             let p = &pages[1];
             assert_eq!((p.width, p.height, p.page_number), (w, h, Some((1, 2))));
             assert_eq!(p.data, data, "{coding:?}");
             assert_eq!((p.x_dpi(), p.y_dpi()), (Some(204.0), Some(196.0)));
-            assert_eq!((p.bad_fax_lines, p.consecutive_bad_fax_lines, p.clean_fax_data), (Some(3), Some(2), Some(1)));
+            assert_eq!(
+                (
+                    p.bad_fax_lines,
+                    p.consecutive_bad_fax_lines,
+                    p.clean_fax_data
+                ),
+                (Some(3), Some(2), Some(1))
+            );
             assert_eq!(p.software.as_deref(), Some("faxhub"));
             assert_eq!(p.date_time.as_deref(), Some("2026:11:24 12:00:00"));
         }
@@ -555,9 +671,31 @@ mod tests {
         looped.extend_from_slice(&[0; 8]);
         assert!(read(&looped, &ReadLimits::default()).is_err());
         // A page far over the pixel limit is refused before anything is allocated.
-        let page = WritePage { page: PageRef { width: 8, height: 1, data: &[0] }, x_dpi: 204.0, y_dpi: 98.0, bad_fax_lines: None, consecutive_bad_fax_lines: None, clean_fax_data: None };
-        let file = write(&[page], &WriteOptions { coding: Coding::Mh, software: None, date_time: None }).expect("write");
-        let tight = ReadLimits { max_pages: 1, max_pixels: 4 };
+        let page = WritePage {
+            page: PageRef {
+                width: 8,
+                height: 1,
+                data: &[0],
+            },
+            x_dpi: 204.0,
+            y_dpi: 98.0,
+            bad_fax_lines: None,
+            consecutive_bad_fax_lines: None,
+            clean_fax_data: None,
+        };
+        let file = write(
+            &[page],
+            &WriteOptions {
+                coding: Coding::Mh,
+                software: None,
+                date_time: None,
+            },
+        )
+        .expect("write");
+        let tight = ReadLimits {
+            max_pages: 1,
+            max_pixels: 4,
+        };
         assert!(read(&file, &tight).is_err());
     }
 }

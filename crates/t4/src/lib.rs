@@ -7,6 +7,7 @@
 //!   result carries the bad-line count and the longest run of bad lines for T.30's copy-quality check.
 //! - [`tiff`]: reading any bilevel TIFF libtiff writes (strips, both fill orders, both byte orders;
 //!   uncompressed, PackBits, CCITT RLE, G3 and G4) and writing multi-page TIFF Class F.
+//! - [`pbm`]: raw PBM, the plain bitmap format the reference tools exchange.
 //!
 //! Pages use the shared bitmap convention: 1 bit per pixel, rows padded to whole bytes, the most
 //! significant bit is the leftmost pixel, 1 is black.
@@ -17,6 +18,7 @@ pub mod bits;
 mod codes;
 mod mr;
 mod page;
+pub mod pbm;
 mod runs;
 pub mod tiff;
 
@@ -40,6 +42,8 @@ pub enum Error {
     NoLines,
     #[error("TIFF: {0}")]
     Tiff(String),
+    #[error("PBM: {0}")]
+    Pbm(String),
     #[error("TIFF: {0} is not supported")]
     Unsupported(String),
 }

@@ -417,8 +417,9 @@ pub struct WritePage<'a> {
 
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
-    /// MH or MR become compression 3 (with byte-aligned EOLs), MMR compression 4.
-    pub coding: Coding,
+    /// MH or MR become compression 3 (with byte-aligned EOLs), MMR compression 4; `None` writes the
+    /// bitmaps uncompressed (compression 1, for tools that read nothing else).
+    pub coding: Option<Coding>,
     pub software: Option<String>,
     /// "YYYY:MM:DD HH:MM:SS" as TIFF wants it.
     pub date_time: Option<String>,
@@ -475,22 +476,38 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
     out.u32(0); // first IFD, patched below
     let mut link_at = 4usize;
     for (i, p) in pages.iter().enumerate() {
-        let opts = EncodeOptions {
-            coding: o.coding,
-            eol: true,
-            align_eol: true,
-            min_line_bits: 0,
-            end_marker: o.coding == Coding::Mmr,
-        };
-        let strip = encode(p.page, &opts)?;
         let strip_at = out.pos()?;
-        out.buf.extend_from_slice(&strip);
-        out.align();
-        let (compression, options_tag, options) = match o.coding {
-            Coding::Mh => (3u16, 292u16, 0b100u32),
-            Coding::Mr { .. } => (3, 292, 0b101),
-            Coding::Mmr => (4, 293, 0),
+        let before = out.buf.len();
+        let (compression, options) = match o.coding {
+            None => {
+                let len = stride(p.page.width)
+                    .checked_mul(p.page.height as usize)
+                    .ok_or(Error::TooLarge)?;
+                let data = p.page.data.get(..len).ok_or(Error::ShortBitmap {
+                    need: len,
+                    got: p.page.data.len(),
+                })?;
+                out.buf.extend_from_slice(data);
+                (1u16, None)
+            }
+            Some(coding) => {
+                let opts = EncodeOptions {
+                    coding,
+                    eol: true,
+                    align_eol: true,
+                    min_line_bits: 0,
+                    end_marker: coding == Coding::Mmr,
+                };
+                out.buf.extend_from_slice(&encode(p.page, &opts)?);
+                match coding {
+                    Coding::Mh => (3u16, Some((292u16, 0b100u32))),
+                    Coding::Mr { .. } => (3, Some((292, 0b101))),
+                    Coding::Mmr => (4, Some((293, 0))),
+                }
+            }
         };
+        let strip_len = out.buf.len() - before;
+        out.align();
         let (xn, xd) = rational(p.x_dpi);
         let (yn, yd) = rational(p.y_dpi);
         let mut fields: Vec<(u16, Val)> = vec![
@@ -506,14 +523,16 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
             (278, Val::Long(p.page.height)),
             (
                 279,
-                Val::Long(u32::try_from(strip.len()).map_err(|_| Error::TooLarge)?),
+                Val::Long(u32::try_from(strip_len).map_err(|_| Error::TooLarge)?),
             ),
             (282, Val::Rational(xn, xd)),
             (283, Val::Rational(yn, yd)),
-            (options_tag, Val::Long(options)),
             (296, Val::Short(vec![2])),
             (297, Val::Short(vec![i as u16, total])),
         ];
+        if let Some((tag, value)) = options {
+            fields.push((tag, Val::Long(value)));
+        }
         if let Some(s) = &o.software {
             fields.push((305, Val::Ascii(s.clone())));
         }
@@ -621,7 +640,12 @@ mod tests {
                 data[y * stride(w) + x / 8] |= 0x80 >> (x % 8);
             }
         }
-        for coding in [Coding::Mh, Coding::Mr { k: 4 }, Coding::Mmr] {
+        for coding in [
+            None,
+            Some(Coding::Mh),
+            Some(Coding::Mr { k: 4 }),
+            Some(Coding::Mmr),
+        ] {
             let page = WritePage {
                 page: PageRef {
                     width: w,
@@ -686,7 +710,7 @@ mod tests {
         let file = write(
             &[page],
             &WriteOptions {
-                coding: Coding::Mh,
+                coding: Some(Coding::Mh),
                 software: None,
                 date_time: None,
             },

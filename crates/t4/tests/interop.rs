@@ -106,37 +106,11 @@ fn read(path: &Path) -> Vec<TiffPage> {
 /// Reads the pages of a multi-image raw PBM (P4) file, as ghostscript's `pbmraw` writes them.
 fn read_pbm(path: &Path) -> Vec<(u32, u32, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
-    let mut pages = Vec::new();
-    let mut at = 0;
-    let token = |at: &mut usize| -> String {
-        loop {
-            while bytes[*at].is_ascii_whitespace() {
-                *at += 1;
-            }
-            if bytes[*at] == b'#' {
-                while bytes[*at] != b'\n' {
-                    *at += 1;
-                }
-            } else {
-                break;
-            }
-        }
-        let start = *at;
-        while !bytes[*at].is_ascii_whitespace() {
-            *at += 1;
-        }
-        String::from_utf8(bytes[start..*at].to_vec()).unwrap()
-    };
-    while at < bytes.len() {
-        assert_eq!(token(&mut at), "P4");
-        let w: u32 = token(&mut at).parse().unwrap();
-        let h: u32 = token(&mut at).parse().unwrap();
-        at += 1; // the single whitespace before the raster
-        let len = t4::stride(w) * h as usize;
-        pages.push((w, h, bytes[at..at + len].to_vec()));
-        at += len;
-    }
-    pages
+    t4::pbm::read(&bytes, u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.width, p.height, p.data))
+        .collect()
 }
 
 /// Asserts two page lists are the same bitmaps, naming the first differing page and line.
@@ -294,10 +268,11 @@ fn libtiff_reads_what_we_write_exactly_and_tiffinfo_has_no_warnings() {
         })
         .collect();
     for (name, coding) in [
-        ("mh", Coding::Mh),
-        ("mr2", Coding::Mr { k: 2 }),
-        ("mr4", Coding::Mr { k: 4 }),
-        ("mmr", Coding::Mmr),
+        ("none", None),
+        ("mh", Some(Coding::Mh)),
+        ("mr2", Some(Coding::Mr { k: 2 })),
+        ("mr4", Some(Coding::Mr { k: 4 })),
+        ("mmr", Some(Coding::Mmr)),
     ] {
         let bytes = tiff::write(
             &ours,
@@ -323,10 +298,10 @@ fn libtiff_reads_what_we_write_exactly_and_tiffinfo_has_no_warnings() {
             pages.len(),
             "{name}: {stdout}"
         );
-        let scheme = if coding == Coding::Mmr {
-            "CCITT Group 4"
-        } else {
-            "CCITT Group 3"
+        let scheme = match coding {
+            None => "Compression Scheme: None",
+            Some(Coding::Mmr) => "CCITT Group 4",
+            Some(_) => "CCITT Group 3",
         };
         assert_eq!(
             stdout.matches(scheme).count(),

@@ -152,6 +152,11 @@ mod tests {
             read(b"P4 # comment\n8 1\n\x0f", 1000).unwrap()[0].data,
             vec![0x0f]
         );
+        assert_eq!(
+            read(b"P4\n3 1\n\xff", 1000).unwrap()[0].data,
+            vec![0xe0],
+            "padding is cleared"
+        );
         assert!(
             read(b"P1\n1 1\n1", 1000)
                 .unwrap_err()

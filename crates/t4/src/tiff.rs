@@ -340,19 +340,20 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
         for b in &mut out {
             *b = !*b;
         }
-        // Pixels past the width in each row stay white.
-        if width % 8 != 0 {
-            let keep = 0xFFu8 << (8 - width % 8);
-            for row in out.chunks_mut(st) {
-                if let Some(last) = row.last_mut() {
-                    *last &= keep;
-                }
-            }
-        }
     } else if photometric != 0 {
         return Err(Error::Unsupported(format!(
             "photometric interpretation {photometric} for a bilevel page"
         )));
+    }
+    // Pixels past the width in each row are white, whatever an uncompressed file or the inversion left
+    // there: pages compare and encode the same however they were stored.
+    if width % 8 != 0 {
+        let keep = 0xFFu8 << (8 - width % 8);
+        for row in out.chunks_mut(st) {
+            if let Some(last) = row.last_mut() {
+                *last &= keep;
+            }
+        }
     }
     let rational = |tag| {
         e.iter()

@@ -95,10 +95,20 @@ pub fn read(data: &[u8], max_pixels: u64) -> Result<Vec<PbmPage>, Error> {
                 pages.len() + 1
             ))
         })?;
+        let mut data = raster.to_vec();
+        // Bits past the width are white, whatever the writer left there.
+        if width % 8 != 0 {
+            let keep = 0xFFu8 << (8 - width % 8);
+            for row in data.chunks_mut(stride(width)) {
+                if let Some(last) = row.last_mut() {
+                    *last &= keep;
+                }
+            }
+        }
         pages.push(PbmPage {
             width,
             height,
-            data: raster.to_vec(),
+            data,
         });
         c.at += len;
     }

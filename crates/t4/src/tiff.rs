@@ -205,48 +205,105 @@ fn all(entries: &[Entry], tag: u16) -> Option<&[u64]> {
         .map(|e| e.values.as_slice())
 }
 
-/// Reads every page of a bilevel TIFF.
-pub fn read(data: &[u8], limits: &ReadLimits) -> Result<Vec<TiffPage>, Error> {
-    let big_endian = match data.get(..4) {
-        Some([b'I', b'I', 42, 0]) => false,
-        Some([b'M', b'M', 0, 42]) => true,
-        Some([b'I', b'I', 43, 0] | [b'M', b'M', 0, 43]) => {
-            return Err(Error::Unsupported("BigTIFF".into()));
-        }
-        _ => return Err(bad("not a TIFF file (no II*/MM* header)")),
-    };
-    let r = Reader { data, big_endian };
-    let mut next = r.u32_at(4)? as usize;
-    let mut seen = HashSet::new();
-    let mut pages = Vec::new();
-    while next != 0 {
-        if !seen.insert(next) {
-            return Err(bad("the directory chain loops"));
-        }
-        if pages.len() >= limits.max_pages {
-            return Err(bad(format!("more than {} pages", limits.max_pages)));
-        }
-        let n = usize::from(r.u16_at(next)?);
-        let mut entries = Vec::with_capacity(n);
-        for i in 0..n {
-            if let Some(e) = read_entry(&r, next + 2 + 12 * i)? {
-                entries.push(e);
-            }
-        }
-        next = r.u32_at(next + 2 + 12 * n)? as usize;
-        // Thumbnails and masks (NewSubfileType bit 0 or 2) are not pages.
-        if first(&entries, 254).is_some_and(|t| t & 0b101 != 0) {
-            continue;
-        }
-        pages.push(read_page(&r, &entries, limits)?);
-    }
-    if pages.is_empty() {
-        return Err(bad("the file has no pages"));
-    }
-    Ok(pages)
+/// A TIFF whose directories have been walked and checked; pages are decoded one at a time with
+/// [`TiffFile::page`], so a long document never needs all its bitmaps in memory.
+pub struct TiffFile<'a> {
+    r: Reader<'a>,
+    limits: ReadLimits,
+    pages: Vec<Vec<Entry>>,
 }
 
-fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPage, Error> {
+impl std::fmt::Debug for TiffFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TiffFile")
+            .field("pages", &self.pages.len())
+            .finish()
+    }
+}
+
+impl<'a> TiffFile<'a> {
+    /// Walks the directory chain, checking every page's size, sample layout and strips against the limits
+    /// before anything is decoded.
+    pub fn open(data: &'a [u8], limits: &ReadLimits) -> Result<Self, Error> {
+        let big_endian = match data.get(..4) {
+            Some([b'I', b'I', 42, 0]) => false,
+            Some([b'M', b'M', 0, 42]) => true,
+            Some([b'I', b'I', 43, 0] | [b'M', b'M', 0, 43]) => {
+                return Err(Error::Unsupported("BigTIFF".into()));
+            }
+            _ => return Err(bad("not a TIFF file (no II*/MM* header)")),
+        };
+        let r = Reader { data, big_endian };
+        let mut next = r.u32_at(4)? as usize;
+        let mut seen = HashSet::new();
+        let mut pages = Vec::new();
+        while next != 0 {
+            if !seen.insert(next) {
+                return Err(bad("the directory chain loops"));
+            }
+            if pages.len() >= limits.max_pages {
+                return Err(bad(format!("more than {} pages", limits.max_pages)));
+            }
+            let n = usize::from(r.u16_at(next)?);
+            let mut entries = Vec::with_capacity(n);
+            for i in 0..n {
+                if let Some(e) = read_entry(&r, next + 2 + 12 * i)? {
+                    entries.push(e);
+                }
+            }
+            next = r.u32_at(next + 2 + 12 * n)? as usize;
+            // Thumbnails and masks (NewSubfileType bit 0 or 2) are not pages.
+            if first(&entries, 254).is_some_and(|t| t & 0b101 != 0) {
+                continue;
+            }
+            layout(&entries, limits)?;
+            pages.push(entries);
+        }
+        if pages.is_empty() {
+            return Err(bad("the file has no pages"));
+        }
+        Ok(TiffFile {
+            r,
+            limits: *limits,
+            pages,
+        })
+    }
+
+    pub fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Decodes page `index` (from 0).
+    pub fn page(&self, index: usize) -> Result<TiffPage, Error> {
+        let e = self
+            .pages
+            .get(index)
+            .ok_or_else(|| bad(format!("there is no page {}", index + 1)))?;
+        read_page(&self.r, e, &self.limits)
+    }
+}
+
+/// Reads every page of a bilevel TIFF.
+pub fn read(data: &[u8], limits: &ReadLimits) -> Result<Vec<TiffPage>, Error> {
+    let file = TiffFile::open(data, limits)?;
+    (0..file.page_count()).map(|i| file.page(i)).collect()
+}
+
+/// What decoding a page needs, checked.
+struct Layout<'e> {
+    width: u32,
+    height: u32,
+    compression: u16,
+    photometric: u64,
+    fill_order: u64,
+    t4_options: u64,
+    rows_per_strip: u32,
+    strips: usize,
+    offsets: &'e [u64],
+    counts: &'e [u64],
+}
+
+fn layout<'e>(e: &'e [Entry], limits: &ReadLimits) -> Result<Layout<'e>, Error> {
     let width = first(e, 256).ok_or_else(|| bad("ImageWidth is missing"))?;
     let height = first(e, 257).ok_or_else(|| bad("ImageLength is missing"))?;
     if width == 0 || width > u64::from(crate::MAX_WIDTH) || height == 0 {
@@ -285,6 +342,41 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
             offsets.len().min(counts.len())
         )));
     }
+    if !matches!(compression, 1..=4 | 32773) {
+        return Err(Error::Unsupported(format!("compression {compression}")));
+    }
+    if photometric > 1 {
+        return Err(Error::Unsupported(format!(
+            "photometric interpretation {photometric} for a bilevel page"
+        )));
+    }
+    Ok(Layout {
+        width,
+        height,
+        compression,
+        photometric,
+        fill_order,
+        t4_options,
+        rows_per_strip,
+        strips,
+        offsets,
+        counts,
+    })
+}
+
+fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPage, Error> {
+    let Layout {
+        width,
+        height,
+        compression,
+        photometric,
+        fill_order,
+        t4_options,
+        rows_per_strip,
+        strips,
+        offsets,
+        counts,
+    } = layout(e, limits)?;
     let st = stride(width);
     let mut out = Vec::with_capacity(st * height as usize);
     let mut decode_bad_lines = 0;

@@ -15,11 +15,13 @@
 //! picture pixels are checked before anything large is allocated, and the third-party
 //! PDF rasterizer runs inside `catch_unwind` as a last line of defence.
 //!
-//! CCITT (G3/G4) TIFF input is refused with [`Error::Unsupported`] until the `t4`
-//! crate's reader is connected.
+//! Bilevel TIFFs (fax files in G3 or G4, and any 1-bit TIFF) are read by the `t4` crate;
+//! a page already on the requested fax grid keeps its bits and its length (see `fax`).
+//! Grey and colour TIFFs are read by the `tiff` crate like other pictures.
 
 pub mod cover;
 mod error;
+mod fax;
 mod font;
 pub mod geometry;
 mod gs;
@@ -129,6 +131,7 @@ enum Kind {
     Gs(gs::GsDoc),
     Picture(raster::Picture, Format),
     Tiff(raster::Tiff),
+    Fax(fax::FaxTiff),
     Text(text::TextDoc),
 }
 
@@ -190,7 +193,10 @@ pub fn load(bytes: &[u8], options: &LoadOptions) -> Result<Document, Error> {
         f @ (Format::Png | Format::Jpeg | Format::Gif) => {
             Kind::Picture(raster::decode_image(bytes, f, &limits)?, f)
         }
-        Format::Tiff => Kind::Tiff(raster::Tiff::open(bytes.to_vec(), &limits)?),
+        Format::Tiff => match fax::FaxTiff::open(bytes, &limits)? {
+            Some(f) => Kind::Fax(f),
+            None => Kind::Tiff(raster::Tiff::open(bytes.to_vec(), &limits)?),
+        },
         Format::Text => {
             let s = std::str::from_utf8(bytes).map_err(|_| Error::UnknownFormat)?;
             let doc = text::TextDoc::layout(s, options.text_paper, options.text, limits.max_pages)
@@ -214,7 +220,7 @@ impl Document {
         match &self.kind {
             Kind::Pdf(_) | Kind::Gs(_) => Format::Pdf,
             Kind::Picture(_, f) => *f,
-            Kind::Tiff(_) => Format::Tiff,
+            Kind::Tiff(_) | Kind::Fax(_) => Format::Tiff,
             Kind::Text(_) => Format::Text,
         }
     }
@@ -226,6 +232,7 @@ impl Document {
             Kind::Gs(d) => d.page_count(),
             Kind::Picture(..) => 1,
             Kind::Tiff(t) => t.page_count(),
+            Kind::Fax(f) => f.page_count(),
             Kind::Text(t) => t.page_count(),
         }
     }
@@ -241,6 +248,7 @@ impl Document {
             Kind::Gs(d) => d.render(index, spec),
             Kind::Picture(p, _) => Ok(p.render(spec)),
             Kind::Tiff(t) => Ok(t.picture(index, &self.limits)?.render(spec)),
+            Kind::Fax(f) => f.render(index, spec),
             Kind::Text(t) => t
                 .render(index, spec)
                 .ok_or(Error::PageOutOfRange { index, count }),

@@ -1,4 +1,4 @@
-//! Raster pictures: PNG, JPEG and GIF through `image`, TIFF through `tiff`.
+//! Raster pictures: PNG, JPEG and GIF through `image`, grey and colour TIFF through `tiff`.
 
 use std::io::Cursor;
 
@@ -175,12 +175,11 @@ fn check_directory(
         .find_tag_unsigned::<u32>(tiff::tags::Tag::Compression)
         .map_err(tiff_error)?
         .unwrap_or(1);
+    // Fax codings only exist for 1-bit pages, which the t4 reader takes; here they mean a broken file.
     if CCITT.contains(&compression) {
         return Err(Error::unsupported(
             Format::Tiff,
-            format!(
-                "CCITT fax coding (Compression {compression}) is read by the t4 crate, not yet connected"
-            ),
+            format!("CCITT fax coding (Compression {compression}) on a page that is not 1-bit"),
         ));
     }
     Ok((w, h))

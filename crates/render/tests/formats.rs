@@ -168,17 +168,170 @@ fn fax_sized_tiff_maps_one_to_one_at_its_own_resolution() {
 }
 
 #[test]
-fn g4_tiff_is_refused_until_t4_is_connected() {
-    let err = load(&common::data("g4.tif"), &opts()).expect_err("G4 not read here");
+fn g4_tiff_at_its_own_resolution_is_scaled_to_the_fax_grid() {
+    // Ghostscript's G4 of an A4 page at 50 dpi: 413 x 585 pixels, two pages.
+    let doc = load(&common::data("g4.tif"), &opts()).expect("G4 TIFF loads");
+    assert_eq!((doc.format(), doc.page_count()), (Format::Tiff, 2));
+    let spec = PageSpec::new(Resolution::Fine, PaperSize::A4);
+    let page = doc.render_page(0, &spec).expect("page 1");
+    assert_eq!((page.width, page.height), (spec.width(), spec.height()));
+    // The ink keeps its place on the page: the A4 picture fills the A4 content box, centred on the line.
+    let raw = t4::tiff::read(&common::data("g4.tif"), &Default::default()).expect("t4 reads it");
+    let src = &raw[0];
+    let (sx0, sy0, sx1, sy1) = (0..src.height)
+        .flat_map(|y| (0..src.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            src.data[y as usize * t4::stride(src.width) + x as usize / 8] & (0x80 >> (x % 8)) != 0
+        })
+        .fold((u32::MAX, u32::MAX, 0, 0), |(a, b, c, d), (x, y)| {
+            (a.min(x), b.min(y), c.max(x + 1), d.max(y + 1))
+        });
+    let (x0, y0, x1, y1) = ink_box(&page).expect("ink");
+    let (cw, ch) = spec.content_box();
+    let kx = f64::from(cw) / f64::from(src.width);
+    let ky = f64::from(ch) / f64::from(src.height);
+    let off = f64::from(spec.width() - cw) / 2.0;
+    for (got, want) in [
+        (x0, off + f64::from(sx0) * kx),
+        (x1, off + f64::from(sx1) * kx),
+        (y0, f64::from(sy0) * ky),
+        (y1, f64::from(sy1) * ky),
+    ] {
+        assert!(
+            (f64::from(got) - want).abs() <= 8.0,
+            "ink edge {got}, expected about {want}"
+        );
+    }
+}
+
+/// A TIFF-F page on the 1728-pixel line with rules one line high and random text-like runs.
+fn fax_page(height: u32) -> Vec<u8> {
+    let s = t4::stride(1728);
+    let mut data = vec![0u8; s * height as usize];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for y in 0..height as usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if y % 37 == 0 {
+            data[y * s..(y + 1) * s].fill(0xff);
+        } else if y % 3 == 0 {
+            for (i, b) in data[y * s..(y + 1) * s].iter_mut().enumerate() {
+                *b = (x.rotate_left(i as u32) & 0x81) as u8;
+            }
+        }
+    }
+    data
+}
+
+fn tiff_f(data: &[u8], height: u32, y_dpi: f64, coding: t4::Coding) -> Vec<u8> {
+    let page = t4::tiff::WritePage {
+        page: t4::PageRef {
+            width: 1728,
+            height,
+            data,
+        },
+        x_dpi: 204.0,
+        y_dpi,
+        bad_fax_lines: None,
+        consecutive_bad_fax_lines: None,
+        clean_fax_data: None,
+    };
+    t4::tiff::write(
+        &[page],
+        &t4::tiff::WriteOptions {
+            coding: Some(coding),
+            software: None,
+            date_time: None,
+        },
+    )
+    .expect("write")
+}
+
+#[test]
+fn fax_tiff_on_the_fax_grid_keeps_its_bits_and_converts_lines() {
+    let s = t4::stride(1728);
+    let fine = fax_page(2200);
+    for coding in [t4::Coding::Mh, t4::Coding::Mr { k: 4 }, t4::Coding::Mmr] {
+        let doc = load(&tiff_f(&fine, 2200, 196.0, coding), &opts()).expect("TIFF-F loads");
+        // Fine to fine: the very bits, and the page's own length.
+        let same = doc
+            .render_page(0, &PageSpec::new(Resolution::Fine, PaperSize::A4))
+            .expect("fine");
+        assert_eq!((same.width, same.height, same.y_dpi), (1728, 2200, 196));
+        assert!(same.data == fine, "{coding:?}: bits changed");
+        // Fine to standard: each pair of lines merged, so one-line rules survive.
+        let std = doc
+            .render_page(0, &PageSpec::new(Resolution::Standard, PaperSize::A4))
+            .expect("standard");
+        assert_eq!((std.height, std.y_dpi), (1100, 98));
+        for y in 0..1100 {
+            let want: Vec<u8> = (0..s)
+                .map(|i| fine[2 * y * s + i] | fine[(2 * y + 1) * s + i])
+                .collect();
+            assert_eq!(
+                &std.data[y * s..(y + 1) * s],
+                &want[..],
+                "standard line {y}"
+            );
+        }
+        // Fine to superfine: each line twice.
+        let sup = doc
+            .render_page(0, &PageSpec::new(Resolution::Superfine, PaperSize::A4))
+            .expect("superfine");
+        assert_eq!(sup.height, 4400);
+        for y in 0..4400 {
+            assert_eq!(
+                &sup.data[y * s..(y + 1) * s],
+                &fine[(y / 2) * s..(y / 2 + 1) * s],
+                "superfine line {y}"
+            );
+        }
+    }
+    // A standard-resolution fax sent at fine: lines doubled.
+    let standard = fax_page(1100);
+    let doc = load(&tiff_f(&standard, 1100, 98.0, t4::Coding::Mh), &opts()).expect("loads");
+    let up = doc
+        .render_page(0, &PageSpec::new(Resolution::Fine, PaperSize::A4))
+        .expect("fine");
+    assert_eq!(up.height, 2200);
+    assert!(
+        (0..2200).all(|y| up.data[y * s..(y + 1) * s] == standard[(y / 2) * s..(y / 2 + 1) * s])
+    );
+}
+
+#[test]
+fn corrupt_and_oversized_fax_tiffs_get_typed_errors() {
+    let mut bytes = tiff_f(&fax_page(400), 400, 196.0, t4::Coding::Mmr);
+    // Strip offsets past the end of the file.
+    let tight = LoadOptions {
+        limits: render::Limits {
+            max_image_pixels: 1728 * 100,
+            ..render::Limits::default()
+        },
+        ..opts()
+    };
+    assert!(matches!(
+        load(&bytes, &tight),
+        Err(Error::ImageTooLarge {
+            width: 1728,
+            height: 400,
+            ..
+        })
+    ));
+    let len = bytes.len();
+    bytes.truncate(len - 200);
+    let err = load(&bytes, &opts())
+        .and_then(|d| d.render_page(0, &PageSpec::new(Resolution::Fine, PaperSize::A4)));
     assert!(
         matches!(
             err,
-            Error::Unsupported {
+            Err(Error::Corrupt {
                 format: Format::Tiff,
                 ..
-            }
+            })
         ),
-        "{err}"
+        "{err:?}"
     );
 }
 

@@ -42,6 +42,10 @@ pub enum Error {
     NoLines,
     #[error("TIFF: {0}")]
     Tiff(String),
+    #[error("a page of {width} x {height} pixels is over the limit of {limit}")]
+    PageTooLarge { width: u64, height: u64, limit: u64 },
+    #[error("more than {limit} pages")]
+    TooManyPages { limit: usize },
     #[error("PBM: {0}")]
     Pbm(String),
     #[error("TIFF: {0} is not supported")]

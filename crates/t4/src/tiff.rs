@@ -242,7 +242,9 @@ impl<'a> TiffFile<'a> {
                 return Err(bad("the directory chain loops"));
             }
             if pages.len() >= limits.max_pages {
-                return Err(bad(format!("more than {} pages", limits.max_pages)));
+                return Err(Error::TooManyPages {
+                    limit: limits.max_pages,
+                });
             }
             let n = usize::from(r.u16_at(next)?);
             let mut entries = Vec::with_capacity(n);
@@ -306,16 +308,18 @@ struct Layout<'e> {
 fn layout<'e>(e: &'e [Entry], limits: &ReadLimits) -> Result<Layout<'e>, Error> {
     let width = first(e, 256).ok_or_else(|| bad("ImageWidth is missing"))?;
     let height = first(e, 257).ok_or_else(|| bad("ImageLength is missing"))?;
-    if width == 0 || width > u64::from(crate::MAX_WIDTH) || height == 0 {
-        return Err(bad(format!(
-            "image size {width} x {height} is not supported"
-        )));
+    if width == 0 || height == 0 {
+        return Err(bad(format!("the page is {width} x {height} pixels")));
     }
     if width.saturating_mul(height) > limits.max_pixels {
-        return Err(bad(format!(
-            "{width} x {height} pixels is over the limit of {}",
-            limits.max_pixels
-        )));
+        return Err(Error::PageTooLarge {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
+    }
+    if width > u64::from(crate::MAX_WIDTH) || height > u64::from(u32::MAX) {
+        return Err(Error::Unsupported(format!("lines of {width} pixels")));
     }
     let (width, height) = (width as u32, height as u32);
     if first(e, 258).unwrap_or(1) != 1 || first(e, 277).unwrap_or(1) != 1 {

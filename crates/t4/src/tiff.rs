@@ -523,6 +523,7 @@ pub struct WriteOptions {
 }
 
 /// Little-endian TIFF writer state.
+#[derive(Debug)]
 struct Out {
     buf: Vec<u8>,
 }
@@ -561,21 +562,44 @@ fn rational(v: f64) -> (u32, u32) {
     }
 }
 
-/// Writes pages as one TIFF Class F file.
-pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error> {
-    if pages.is_empty() {
-        return Err(bad("no pages to write"));
+/// Writes a TIFF Class F file page by page, so a long document is coded as it is rendered and only its coded
+/// form is held. PageNumber's total is filled in by [`Writer::finish`].
+#[derive(Debug)]
+pub struct Writer {
+    out: Out,
+    options: WriteOptions,
+    /// Where the next directory's offset goes.
+    link_at: usize,
+    /// Where each page's inline PageNumber value is.
+    page_numbers: Vec<usize>,
+}
+
+impl Writer {
+    pub fn new(options: WriteOptions) -> Self {
+        let mut out = Out { buf: Vec::new() };
+        out.buf.extend_from_slice(b"II");
+        out.u16(42);
+        out.u32(0); // first IFD, patched by the first page
+        Writer {
+            out,
+            options,
+            link_at: 4,
+            page_numbers: Vec::new(),
+        }
     }
-    let total = u16::try_from(pages.len()).map_err(|_| bad("more than 65535 pages"))?;
-    let mut out = Out { buf: Vec::new() };
-    out.buf.extend_from_slice(b"II");
-    out.u16(42);
-    out.u32(0); // first IFD, patched below
-    let mut link_at = 4usize;
-    for (i, p) in pages.iter().enumerate() {
-        let strip_at = out.pos()?;
-        let before = out.buf.len();
-        let (compression, options) = match o.coding {
+
+    /// Pages added so far.
+    pub fn pages(&self) -> usize {
+        self.page_numbers.len()
+    }
+
+    /// Codes and appends one page.
+    pub fn add(&mut self, p: &WritePage<'_>) -> Result<(), Error> {
+        let index =
+            u16::try_from(self.page_numbers.len()).map_err(|_| bad("more than 65535 pages"))?;
+        let strip_at = self.out.pos()?;
+        let before = self.out.buf.len();
+        let (compression, options) = match self.options.coding {
             None => {
                 let len = stride(p.page.width)
                     .checked_mul(p.page.height as usize)
@@ -584,7 +608,7 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
                     need: len,
                     got: p.page.data.len(),
                 })?;
-                out.buf.extend_from_slice(data);
+                self.out.buf.extend_from_slice(data);
                 (1u16, None)
             }
             Some(coding) => {
@@ -595,7 +619,7 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
                     min_line_bits: 0,
                     end_marker: coding == Coding::Mmr,
                 };
-                out.buf.extend_from_slice(&encode(p.page, &opts)?);
+                self.out.buf.extend_from_slice(&encode(p.page, &opts)?);
                 match coding {
                     Coding::Mh => (3u16, Some((292u16, 0b100u32))),
                     Coding::Mr { .. } => (3, Some((292, 0b101))),
@@ -603,8 +627,8 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
                 }
             }
         };
-        let strip_len = out.buf.len() - before;
-        out.align();
+        let strip_len = self.out.buf.len() - before;
+        self.out.align();
         let (xn, xd) = rational(p.x_dpi);
         let (yn, yd) = rational(p.y_dpi);
         let mut fields: Vec<(u16, Val)> = vec![
@@ -625,15 +649,15 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
             (282, Val::Rational(xn, xd)),
             (283, Val::Rational(yn, yd)),
             (296, Val::Short(vec![2])),
-            (297, Val::Short(vec![i as u16, total])),
+            (297, Val::Short(vec![index, 0])),
         ];
         if let Some((tag, value)) = options {
             fields.push((tag, Val::Long(value)));
         }
-        if let Some(s) = &o.software {
+        if let Some(s) = &self.options.software {
             fields.push((305, Val::Ascii(s.clone())));
         }
-        if let Some(d) = &o.date_time {
+        if let Some(d) = &self.options.date_time {
             fields.push((306, Val::Ascii(d.clone())));
         }
         if let Some(v) = p.bad_fax_lines {
@@ -659,62 +683,86 @@ pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error
             };
             remote.push(match bytes {
                 Some(b) => {
-                    let at = out.pos()?;
-                    out.buf.extend_from_slice(&b);
-                    out.align();
+                    let at = self.out.pos()?;
+                    self.out.buf.extend_from_slice(&b);
+                    self.out.align();
                     Some(at)
                 }
                 None => None,
             });
         }
-        let ifd_at = out.pos()?;
-        out.buf[link_at..link_at + 4].copy_from_slice(&ifd_at.to_le_bytes());
-        out.u16(fields.len() as u16);
+        let ifd_at = self.out.pos()?;
+        self.out.buf[self.link_at..self.link_at + 4].copy_from_slice(&ifd_at.to_le_bytes());
+        self.out.u16(fields.len() as u16);
         for ((tag, v), far) in fields.iter().zip(&remote) {
-            out.u16(*tag);
+            self.out.u16(*tag);
             match v {
                 Val::Short(s) => {
-                    out.u16(3);
-                    out.u32(s.len() as u32);
+                    self.out.u16(3);
+                    self.out.u32(s.len() as u32);
                     match far {
-                        Some(at) => out.u32(*at),
+                        Some(at) => self.out.u32(*at),
                         None => {
+                            if *tag == 297 {
+                                self.page_numbers.push(self.out.buf.len());
+                            }
                             let mut inline = [0u8; 4];
                             for (k, x) in s.iter().take(2).enumerate() {
                                 inline[2 * k..2 * k + 2].copy_from_slice(&x.to_le_bytes());
                             }
-                            out.buf.extend_from_slice(&inline);
+                            self.out.buf.extend_from_slice(&inline);
                         }
                     }
                 }
                 Val::Long(x) => {
-                    out.u16(4);
-                    out.u32(1);
-                    out.u32(*x);
+                    self.out.u16(4);
+                    self.out.u32(1);
+                    self.out.u32(*x);
                 }
                 Val::Rational(..) => {
-                    out.u16(5);
-                    out.u32(1);
-                    out.u32(far.unwrap_or(0));
+                    self.out.u16(5);
+                    self.out.u32(1);
+                    self.out.u32(far.unwrap_or(0));
                 }
                 Val::Ascii(s) => {
-                    out.u16(2);
-                    out.u32(s.len() as u32 + 1);
+                    self.out.u16(2);
+                    self.out.u32(s.len() as u32 + 1);
                     match far {
-                        Some(at) => out.u32(*at),
+                        Some(at) => self.out.u32(*at),
                         None => {
                             let mut inline = [0u8; 4];
                             inline[..s.len()].copy_from_slice(s.as_bytes());
-                            out.buf.extend_from_slice(&inline);
+                            self.out.buf.extend_from_slice(&inline);
                         }
                     }
                 }
             }
         }
-        link_at = out.buf.len();
-        out.u32(0);
+        self.link_at = self.out.buf.len();
+        self.out.u32(0);
+        Ok(())
     }
-    Ok(out.buf)
+
+    /// The finished file, with every page's PageNumber total set.
+    pub fn finish(mut self) -> Result<Vec<u8>, Error> {
+        if self.page_numbers.is_empty() {
+            return Err(bad("no pages to write"));
+        }
+        let total = self.page_numbers.len() as u16;
+        for at in &self.page_numbers {
+            self.out.buf[at + 2..at + 4].copy_from_slice(&total.to_le_bytes());
+        }
+        Ok(self.out.buf)
+    }
+}
+
+/// Writes pages as one TIFF Class F file.
+pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error> {
+    let mut w = Writer::new(o.clone());
+    for p in pages {
+        w.add(p)?;
+    }
+    w.finish()
 }
 
 #[cfg(test)]

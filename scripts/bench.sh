@@ -2,9 +2,14 @@
 # Supervisor benchmarks: builds faxhub and the bench harnesses in release and runs one (loopback only).
 #   scripts/bench.sh [ARGS]         submissions and dispatch latency (faxhub-bench; e.g. --jobs 5000 --multipart)
 #   scripts/bench.sh admin [ARGS]   phonebook search and settings push (faxhub-bench-admin; e.g. --entries 100000)
+#   scripts/bench.sh codecs|pdf     faxhub convert side by side with tiffcp / ghostscript (faxhub-bench-imaging)
+# Criterion benchmarks of the parts: cargo bench -p t4 (codecs), cargo bench -p render (PDF to pages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p faxhub -p testkit --bins
+if [[ "${1:-}" == codecs || "${1:-}" == pdf ]]; then
+  exec ./target/release/faxhub-bench-imaging "$@"
+fi
 if [[ "${1:-}" == admin ]]; then
   shift
   exec ./target/release/faxhub-bench-admin "$@"

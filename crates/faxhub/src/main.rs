@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod cli;
+mod imaging_cli;
 mod phonebook_cli;
 
 use anyhow::Context;
@@ -64,6 +65,10 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         https: String,
     },
+    /// Render documents to a TIFF Class F file as they would be faxed.
+    Convert(imaging_cli::ConvertArgs),
+    /// Render one page of a document on the fax grid to a PNG.
+    Preview(imaging_cli::PreviewArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -159,6 +164,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             http,
             https,
         } => dev(data_dir, &http, &https).await,
+        Command::Convert(a) => tokio::task::spawn_blocking(move || imaging_cli::convert(a)).await?,
+        Command::Preview(a) => tokio::task::spawn_blocking(move || imaging_cli::preview(a)).await?,
         Command::Client(c) => cli::run(c).await,
     }
 }

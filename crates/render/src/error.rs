@@ -129,6 +129,9 @@ pub enum Error {
     /// A PNG preview could not be encoded.
     #[error("PNG encoding failed: {0}")]
     PngEncode(String),
+    /// Coding the pages as TIFF-F failed (a page the coder cannot take).
+    #[error("coding the fax pages failed: {0}")]
+    Encode(String),
 }
 
 impl Error {

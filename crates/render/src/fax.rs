@@ -33,35 +33,21 @@ fn t4_error(e: t4::Error) -> Error {
 }
 
 impl FaxTiff {
-    /// `Ok(None)` when the file is a TIFF the bilevel reader does not take (colour, grey, tiled, BigTIFF):
-    /// the general TIFF reader gets it.
-    pub fn open(bytes: &[u8], limits: &Limits) -> Result<Option<FaxTiff>, Error> {
+    /// `Err(bytes)` gives the file back when it is a TIFF the bilevel reader does not take (colour, grey,
+    /// tiled, BigTIFF): the general TIFF reader gets it.
+    pub fn open(bytes: Vec<u8>, limits: &Limits) -> Result<Result<FaxTiff, Vec<u8>>, Error> {
         let rl = read_limits(limits);
-        match t4::tiff::TiffFile::open(bytes, &rl) {
-            Ok(file) => {
-                limits.check_pages(Format::Tiff, file.page_count())?;
-                Ok(Some(FaxTiff {
-                    pages: file.page_count(),
-                    bytes: bytes.to_vec(),
-                    limits: rl,
-                }))
-            }
-            Err(t4::Error::Unsupported(_)) => Ok(None),
-            Err(t4::Error::PageTooLarge {
-                width,
-                height,
-                limit,
-            }) => Err(Error::ImageTooLarge {
-                width,
-                height,
-                limit,
-            }),
-            Err(t4::Error::TooManyPages { limit }) => Err(Error::TooManyPages {
-                pages: limit + 1,
-                limit,
-            }),
-            Err(e) => Err(t4_error(e)),
-        }
+        let pages = match t4::tiff::TiffFile::open(&bytes, &rl) {
+            Ok(file) => file.page_count(),
+            Err(t4::Error::Unsupported(_)) => return Ok(Err(bytes)),
+            Err(e) => return Err(open_error(e)),
+        };
+        limits.check_pages(Format::Tiff, pages)?;
+        Ok(Ok(FaxTiff {
+            bytes,
+            limits: rl,
+            pages,
+        }))
     }
 
     pub fn page_count(&self) -> usize {
@@ -75,7 +61,26 @@ impl FaxTiff {
     }
 
     pub fn render(&self, index: usize, spec: &PageSpec) -> Result<Page, Error> {
-        Ok(fit(&self.raw_page(index)?, spec))
+        Ok(fit(self.raw_page(index)?, spec))
+    }
+}
+
+fn open_error(e: t4::Error) -> Error {
+    match e {
+        t4::Error::PageTooLarge {
+            width,
+            height,
+            limit,
+        } => Error::ImageTooLarge {
+            width,
+            height,
+            limit,
+        },
+        t4::Error::TooManyPages { limit } => Error::TooManyPages {
+            pages: limit + 1,
+            limit,
+        },
+        other => t4_error(other),
     }
 }
 
@@ -97,8 +102,8 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Fits a bilevel page to the fax grid of `spec`.
-pub(crate) fn fit(p: &t4::tiff::TiffPage, spec: &PageSpec) -> Page {
-    let (x_dpi, y_dpi) = dpi(p);
+pub(crate) fn fit(p: t4::tiff::TiffPage, spec: &PageSpec) -> Page {
+    let (x_dpi, y_dpi) = dpi(&p);
     let (sx, sy) = (f64::from(spec.x_dpi()), f64::from(spec.y_dpi()));
     if p.width == spec.width() && close(x_dpi, sx) {
         let ratio = sy / y_dpi;
@@ -107,7 +112,7 @@ pub(crate) fn fit(p: &t4::tiff::TiffPage, spec: &PageSpec) -> Page {
                 return repeat_lines(p, k, spec);
             }
             if k > 1 && close(1.0 / ratio, f64::from(k)) {
-                return merge_lines(p, k, spec);
+                return merge_lines(&p, k, spec);
             }
         }
     }
@@ -134,7 +139,16 @@ pub(crate) fn fit(p: &t4::tiff::TiffPage, spec: &PageSpec) -> Page {
     .render(spec)
 }
 
-fn repeat_lines(p: &t4::tiff::TiffPage, k: u32, spec: &PageSpec) -> Page {
+fn repeat_lines(p: t4::tiff::TiffPage, k: u32, spec: &PageSpec) -> Page {
+    if k == 1 {
+        return Page {
+            width: p.width,
+            height: p.height,
+            x_dpi: spec.x_dpi(),
+            y_dpi: spec.y_dpi(),
+            data: p.data,
+        };
+    }
     let s = t4::stride(p.width);
     let mut data = Vec::with_capacity(p.data.len() * k as usize);
     for row in p.data.chunks_exact(s) {

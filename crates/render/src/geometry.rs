@@ -49,6 +49,17 @@ impl Resolution {
         }
     }
 
+    /// T.4's K parameter for two-dimensional (MR) coding: at most K - 1 lines in a row are coded
+    /// two-dimensionally (T.4 §4.2.1: 2 at 3.85 lines/mm, 4 at 7.7, 6 at 300 lines/inch, 8 at 15.4).
+    pub fn mr_k(self) -> u32 {
+        match self {
+            Resolution::Standard => 2,
+            Resolution::Fine => 4,
+            Resolution::R300 => 6,
+            Resolution::Superfine | Resolution::R16 => 8,
+        }
+    }
+
     /// Pixels in one scan line for a recording width (T.4 §2.2, Table 1 and 2).
     pub fn line_width(self, width: FaxWidth) -> u32 {
         match (self, width) {

@@ -19,6 +19,7 @@
 //! a page already on the requested fax grid keeps its bits and its length (see `fax`).
 //! Grey and colour TIFFs are read by the `tiff` crate like other pictures.
 
+pub mod convert;
 pub mod cover;
 mod error;
 mod fax;
@@ -35,6 +36,7 @@ mod text;
 
 use std::time::Duration;
 
+pub use convert::{FaxOptions, HeaderLine};
 pub use error::{Error, Format};
 pub use geometry::{FaxWidth, Halftone, PageSpec, PaperSize, Resolution};
 pub use page::Page;
@@ -173,6 +175,11 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
 
 /// Loads a document, sniffing its format.
 pub fn load(bytes: &[u8], options: &LoadOptions) -> Result<Document, Error> {
+    load_owned(bytes.to_vec(), options)
+}
+
+/// [`load`] for bytes the caller can give away: PDFs and TIFFs keep them without a copy.
+pub fn load_owned(bytes: Vec<u8>, options: &LoadOptions) -> Result<Document, Error> {
     let limits = options.limits;
     if bytes.is_empty() {
         return Err(Error::Empty);
@@ -183,22 +190,22 @@ pub fn load(bytes: &[u8], options: &LoadOptions) -> Result<Document, Error> {
             limit: limits.max_input_bytes,
         });
     }
-    let kind = match sniff(bytes).ok_or(Error::UnknownFormat)? {
+    let kind = match sniff(&bytes).ok_or(Error::UnknownFormat)? {
         Format::Pdf => match &options.pdf_backend {
-            PdfBackend::Hayro => Kind::Pdf(pdf::PdfDoc::open(bytes.to_vec(), &limits)?),
+            PdfBackend::Hayro => Kind::Pdf(pdf::PdfDoc::open(bytes, &limits)?),
             PdfBackend::Ghostscript { program, timeout } => {
-                Kind::Gs(gs::GsDoc::open(bytes, program, *timeout, &limits)?)
+                Kind::Gs(gs::GsDoc::open(&bytes, program, *timeout, &limits)?)
             }
         },
         f @ (Format::Png | Format::Jpeg | Format::Gif) => {
-            Kind::Picture(raster::decode_image(bytes, f, &limits)?, f)
+            Kind::Picture(raster::decode_image(&bytes, f, &limits)?, f)
         }
         Format::Tiff => match fax::FaxTiff::open(bytes, &limits)? {
-            Some(f) => Kind::Fax(f),
-            None => Kind::Tiff(raster::Tiff::open(bytes.to_vec(), &limits)?),
+            Ok(f) => Kind::Fax(f),
+            Err(bytes) => Kind::Tiff(raster::Tiff::open(bytes, &limits)?),
         },
         Format::Text => {
-            let s = std::str::from_utf8(bytes).map_err(|_| Error::UnknownFormat)?;
+            let s = std::str::from_utf8(&bytes).map_err(|_| Error::UnknownFormat)?;
             let doc = text::TextDoc::layout(s, options.text_paper, options.text, limits.max_pages)
                 .map_err(|pages| Error::TooManyPages {
                     pages,

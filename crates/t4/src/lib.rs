@@ -12,7 +12,7 @@
 //! Pages use the shared bitmap convention: 1 bit per pixel, rows padded to whole bytes, the most
 //! significant bit is the leftmost pixel, 1 is black.
 //!
-//! Pure: no I/O, no clock. Untrusted input never panics; sizes are bounded before allocation.
+//! Pure: no file system, no clock (the TIFF writer writes to any `io::Write` it is given). Untrusted input never panics; sizes are bounded before allocation.
 
 pub mod bits;
 mod codes;
@@ -46,6 +46,8 @@ pub enum Error {
     PageTooLarge { width: u64, height: u64, limit: u64 },
     #[error("more than {limit} pages")]
     TooManyPages { limit: usize },
+    #[error("writing: {0}")]
+    Io(String),
     #[error("PBM: {0}")]
     Pbm(String),
     #[error("TIFF: {0} is not supported")]

@@ -522,35 +522,28 @@ pub struct WriteOptions {
     pub date_time: Option<String>,
 }
 
-/// Little-endian TIFF writer state.
-#[derive(Debug)]
-struct Out {
-    buf: Vec<u8>,
-}
-
-impl Out {
-    fn u16(&mut self, v: u16) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn pos(&self) -> Result<u32, Error> {
-        u32::try_from(self.buf.len()).map_err(|_| Error::TooLarge)
-    }
-    fn align(&mut self) {
-        if self.buf.len() % 2 == 1 {
-            self.buf.push(0);
-        }
-    }
-}
-
 /// A field value for the writer.
 enum Val {
     Short(Vec<u16>),
     Long(u32),
     Rational(u32, u32),
     Ascii(String),
+}
+
+impl Val {
+    /// (type, count, bytes of the value); values over 4 bytes are stored outside the directory.
+    fn encode(&self) -> (u16, u32, Vec<u8>) {
+        match self {
+            Val::Short(v) => (
+                3,
+                v.len() as u32,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            Val::Long(x) => (4, 1, x.to_le_bytes().to_vec()),
+            Val::Rational(n, d) => (5, 1, [n.to_le_bytes(), d.to_le_bytes()].concat()),
+            Val::Ascii(s) => (2, s.len() as u32 + 1, [s.as_bytes(), &[0]].concat()),
+        }
+    }
 }
 
 fn rational(v: f64) -> (u32, u32) {
@@ -562,73 +555,79 @@ fn rational(v: f64) -> (u32, u32) {
     }
 }
 
-/// Writes a TIFF Class F file page by page, so a long document is coded as it is rendered and only its coded
-/// form is held. PageNumber's total is filled in by [`Writer::finish`].
-#[derive(Debug)]
-pub struct Writer {
-    out: Out,
-    options: WriteOptions,
-    /// Where the next directory's offset goes.
-    link_at: usize,
-    /// Where each page's inline PageNumber value is.
-    page_numbers: Vec<usize>,
+fn io(e: std::io::Error) -> Error {
+    Error::Io(e.to_string())
 }
 
-impl Writer {
-    pub fn new(options: WriteOptions) -> Self {
-        let mut out = Out { buf: Vec::new() };
-        out.buf.extend_from_slice(b"II");
-        out.u16(42);
-        out.u32(0); // first IFD, patched by the first page
-        Writer {
+/// Writes a TIFF Class F file page by page into any byte sink, never seeking back: each page is laid out as
+/// its directory, the directory's long values, then its strip, so every offset is known when it is written.
+/// Only one page's coded strip is held at a time. The page count is given up front (PageNumber carries it and
+/// the last directory ends the chain); [`Writer::finish`] checks it was kept.
+#[derive(Debug)]
+pub struct Writer<W: std::io::Write> {
+    out: W,
+    options: WriteOptions,
+    total: u16,
+    written: u16,
+    pos: u64,
+}
+
+impl<W: std::io::Write> Writer<W> {
+    pub fn new(mut out: W, options: WriteOptions, total_pages: usize) -> Result<Self, Error> {
+        let total = u16::try_from(total_pages).map_err(|_| bad("more than 65535 pages"))?;
+        if total == 0 {
+            return Err(bad("no pages to write"));
+        }
+        out.write_all(b"II\x2a\x00\x08\x00\x00\x00").map_err(io)?;
+        Ok(Writer {
             out,
             options,
-            link_at: 4,
-            page_numbers: Vec::new(),
-        }
-    }
-
-    /// Pages added so far.
-    pub fn pages(&self) -> usize {
-        self.page_numbers.len()
+            total,
+            written: 0,
+            pos: 8,
+        })
     }
 
     /// Codes and appends one page.
     pub fn add(&mut self, p: &WritePage<'_>) -> Result<(), Error> {
-        let index =
-            u16::try_from(self.page_numbers.len()).map_err(|_| bad("more than 65535 pages"))?;
-        let strip_at = self.out.pos()?;
-        let before = self.out.buf.len();
-        let (compression, options) = match self.options.coding {
-            None => {
-                let len = stride(p.page.width)
-                    .checked_mul(p.page.height as usize)
-                    .ok_or(Error::TooLarge)?;
-                let data = p.page.data.get(..len).ok_or(Error::ShortBitmap {
-                    need: len,
-                    got: p.page.data.len(),
-                })?;
-                self.out.buf.extend_from_slice(data);
-                (1u16, None)
-            }
-            Some(coding) => {
-                let opts = EncodeOptions {
-                    coding,
-                    eol: true,
-                    align_eol: true,
-                    min_line_bits: 0,
-                    end_marker: coding == Coding::Mmr,
-                };
-                self.out.buf.extend_from_slice(&encode(p.page, &opts)?);
-                match coding {
-                    Coding::Mh => (3u16, Some((292u16, 0b100u32))),
-                    Coding::Mr { .. } => (3, Some((292, 0b101))),
-                    Coding::Mmr => (4, Some((293, 0))),
+        if self.written == self.total {
+            return Err(bad(format!("more pages than the {} announced", self.total)));
+        }
+        let coded;
+        let (strip, compression, options): (&[u8], u16, Option<(u16, u32)>) =
+            match self.options.coding {
+                None => {
+                    let len = stride(p.page.width)
+                        .checked_mul(p.page.height as usize)
+                        .ok_or(Error::TooLarge)?;
+                    let data = p.page.data.get(..len).ok_or(Error::ShortBitmap {
+                        need: len,
+                        got: p.page.data.len(),
+                    })?;
+                    (data, 1, None)
                 }
-            }
-        };
-        let strip_len = self.out.buf.len() - before;
-        self.out.align();
+                Some(coding) => {
+                    let opts = EncodeOptions {
+                        coding,
+                        eol: true,
+                        align_eol: true,
+                        min_line_bits: 0,
+                        end_marker: coding == Coding::Mmr,
+                    };
+                    coded = encode(p.page, &opts)?;
+                    let options = match coding {
+                        Coding::Mh => (292, 0b100),
+                        Coding::Mr { .. } => (292, 0b101),
+                        Coding::Mmr => (293, 0),
+                    };
+                    (
+                        &coded,
+                        if coding == Coding::Mmr { 4 } else { 3 },
+                        Some(options),
+                    )
+                }
+            };
+        let strip_len = u32::try_from(strip.len()).map_err(|_| Error::TooLarge)?;
         let (xn, xd) = rational(p.x_dpi);
         let (yn, yd) = rational(p.y_dpi);
         let mut fields: Vec<(u16, Val)> = vec![
@@ -639,17 +638,14 @@ impl Writer {
             (259, Val::Short(vec![compression])),
             (262, Val::Short(vec![0])),
             (266, Val::Short(vec![1])),
-            (273, Val::Long(strip_at)),
+            (273, Val::Long(0)), // StripOffsets, known once the layout is
             (277, Val::Short(vec![1])),
             (278, Val::Long(p.page.height)),
-            (
-                279,
-                Val::Long(u32::try_from(strip_len).map_err(|_| Error::TooLarge)?),
-            ),
+            (279, Val::Long(strip_len)),
             (282, Val::Rational(xn, xd)),
             (283, Val::Rational(yn, yd)),
             (296, Val::Short(vec![2])),
-            (297, Val::Short(vec![index, 0])),
+            (297, Val::Short(vec![self.written, self.total])),
         ];
         if let Some((tag, value)) = options {
             fields.push((tag, Val::Long(value)));
@@ -670,95 +666,75 @@ impl Writer {
             fields.push((328, Val::Long(v)));
         }
         fields.sort_by_key(|(t, _)| *t);
-        // Values that do not fit in an entry go before the directory.
-        let mut remote: Vec<Option<u32>> = Vec::with_capacity(fields.len());
-        for (_, v) in &fields {
-            let bytes: Option<Vec<u8>> = match v {
-                Val::Rational(n, d) => Some([n.to_le_bytes(), d.to_le_bytes()].concat()),
-                Val::Ascii(s) if s.len() + 1 > 4 => Some([s.as_bytes(), &[0]].concat()),
-                Val::Short(v) if v.len() > 2 => {
-                    Some(v.iter().flat_map(|x| x.to_le_bytes()).collect())
-                }
-                _ => None,
-            };
-            remote.push(match bytes {
-                Some(b) => {
-                    let at = self.out.pos()?;
-                    self.out.buf.extend_from_slice(&b);
-                    self.out.align();
-                    Some(at)
-                }
-                None => None,
-            });
-        }
-        let ifd_at = self.out.pos()?;
-        self.out.buf[self.link_at..self.link_at + 4].copy_from_slice(&ifd_at.to_le_bytes());
-        self.out.u16(fields.len() as u16);
-        for ((tag, v), far) in fields.iter().zip(&remote) {
-            self.out.u16(*tag);
-            match v {
-                Val::Short(s) => {
-                    self.out.u16(3);
-                    self.out.u32(s.len() as u32);
-                    match far {
-                        Some(at) => self.out.u32(*at),
-                        None => {
-                            if *tag == 297 {
-                                self.page_numbers.push(self.out.buf.len());
-                            }
-                            let mut inline = [0u8; 4];
-                            for (k, x) in s.iter().take(2).enumerate() {
-                                inline[2 * k..2 * k + 2].copy_from_slice(&x.to_le_bytes());
-                            }
-                            self.out.buf.extend_from_slice(&inline);
-                        }
-                    }
-                }
-                Val::Long(x) => {
-                    self.out.u16(4);
-                    self.out.u32(1);
-                    self.out.u32(*x);
-                }
-                Val::Rational(..) => {
-                    self.out.u16(5);
-                    self.out.u32(1);
-                    self.out.u32(far.unwrap_or(0));
-                }
-                Val::Ascii(s) => {
-                    self.out.u16(2);
-                    self.out.u32(s.len() as u32 + 1);
-                    match far {
-                        Some(at) => self.out.u32(*at),
-                        None => {
-                            let mut inline = [0u8; 4];
-                            inline[..s.len()].copy_from_slice(s.as_bytes());
-                            self.out.buf.extend_from_slice(&inline);
-                        }
-                    }
-                }
+        // Layout: directory, long values (each at an even offset), strip, padding to even.
+        let ifd_len = 2 + 12 * fields.len() as u64 + 4;
+        let encoded: Vec<(u16, u32, Vec<u8>)> = fields.iter().map(|(_, v)| v.encode()).collect();
+        let mut remote_len = 0u64;
+        for (_, _, bytes) in &encoded {
+            if bytes.len() > 4 {
+                remote_len += bytes.len().next_multiple_of(2) as u64;
             }
         }
-        self.link_at = self.out.buf.len();
-        self.out.u32(0);
+        let strip_at = self.pos + ifd_len + remote_len;
+        let end = strip_at + u64::from(strip_len).next_multiple_of(2);
+        let fits = |v: u64| u32::try_from(v).map_err(|_| Error::TooLarge);
+        let strip_at32 = fits(strip_at)?;
+        let next = if self.written + 1 == self.total {
+            0
+        } else {
+            fits(end)?
+        };
+        let mut head = Vec::with_capacity((ifd_len + remote_len) as usize);
+        head.extend_from_slice(&(fields.len() as u16).to_le_bytes());
+        let mut remote_at = self.pos + ifd_len;
+        let mut remote = Vec::new();
+        for ((tag, _), (typ, count, bytes)) in fields.iter().zip(&encoded) {
+            head.extend_from_slice(&tag.to_le_bytes());
+            head.extend_from_slice(&typ.to_le_bytes());
+            head.extend_from_slice(&count.to_le_bytes());
+            if *tag == 273 {
+                head.extend_from_slice(&strip_at32.to_le_bytes());
+            } else if bytes.len() > 4 {
+                head.extend_from_slice(&fits(remote_at)?.to_le_bytes());
+                remote.extend_from_slice(bytes);
+                if bytes.len() % 2 == 1 {
+                    remote.push(0);
+                }
+                remote_at += bytes.len().next_multiple_of(2) as u64;
+            } else {
+                let mut inline = [0u8; 4];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                head.extend_from_slice(&inline);
+            }
+        }
+        head.extend_from_slice(&next.to_le_bytes());
+        head.extend_from_slice(&remote);
+        self.out.write_all(&head).map_err(io)?;
+        self.out.write_all(strip).map_err(io)?;
+        if strip.len() % 2 == 1 {
+            self.out.write_all(&[0]).map_err(io)?;
+        }
+        self.pos = end;
+        self.written += 1;
         Ok(())
     }
 
-    /// The finished file, with every page's PageNumber total set.
-    pub fn finish(mut self) -> Result<Vec<u8>, Error> {
-        if self.page_numbers.is_empty() {
-            return Err(bad("no pages to write"));
+    /// Flushes and returns the sink; every announced page must have been added.
+    pub fn finish(mut self) -> Result<W, Error> {
+        if self.written != self.total {
+            return Err(bad(format!(
+                "{} pages were announced and {} written",
+                self.total, self.written
+            )));
         }
-        let total = self.page_numbers.len() as u16;
-        for at in &self.page_numbers {
-            self.out.buf[at + 2..at + 4].copy_from_slice(&total.to_le_bytes());
-        }
-        Ok(self.out.buf)
+        self.out.flush().map_err(io)?;
+        Ok(self.out)
     }
 }
 
 /// Writes pages as one TIFF Class F file.
 pub fn write(pages: &[WritePage<'_>], o: &WriteOptions) -> Result<Vec<u8>, Error> {
-    let mut w = Writer::new(o.clone());
+    let mut w = Writer::new(Vec::new(), o.clone(), pages.len())?;
     for p in pages {
         w.add(p)?;
     }

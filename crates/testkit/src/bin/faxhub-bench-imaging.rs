@@ -1,0 +1,257 @@
+//! Imaging benchmarks side by side with the reference tools, on the same input, as whole processes (both
+//! sides pay their start-up and their file I/O). Prints medians, pages per second, peak memory and ratios.
+//!
+//!   faxhub-bench-imaging codecs [--runs 7]   MH / MR / MMR encode and decode of the 50-page fine document
+//!                                            (crates/t4/benches/document.ps): `faxhub convert` against
+//!                                            libtiff's `tiffcp`.
+//!   faxhub-bench-imaging pdf [--runs 7]      the 20-page text-and-graphics PDF (crates/render/benches/data)
+//!                                            to G4 TIFF-F at 204x196: `faxhub convert` against
+//!                                            `gs -sDEVICE=tiffg4 -r204x196`.
+//!
+//! `faxhub` is the binary beside this one (scripts/bench.sh builds both in release).
+#![allow(unsafe_code)] // one wait4(2) call, for the child's peak memory
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Run {
+    wall: Duration,
+    peak_kib: u64,
+}
+
+/// Runs a command to completion, measuring its wall time and peak resident memory.
+fn measure(cmd: &mut Command) -> anyhow::Result<Run> {
+    use std::os::unix::process::ExitStatusExt;
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `status` and `usage` are valid for writes; the pid is our own child, reaped exactly once here.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    if r != pid {
+        bail!("wait4 on {cmd:?}: {}", std::io::Error::last_os_error());
+    }
+    let exit = std::process::ExitStatus::from_raw(status);
+    if !exit.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("{cmd:?} failed ({exit}): {err}");
+    }
+    Ok(Run {
+        wall,
+        peak_kib: usage.ru_maxrss as u64,
+    })
+}
+
+fn median(mut v: Vec<Run>) -> Run {
+    v.sort_by_key(|r| r.wall);
+    let peak = v.iter().map(|r| r.peak_kib).max().unwrap_or(0);
+    let mid = v.swap_remove(v.len() / 2);
+    Run {
+        wall: mid.wall,
+        peak_kib: peak,
+    }
+}
+
+fn run_n(n: usize, mut make: impl FnMut() -> Command) -> anyhow::Result<Run> {
+    // One unmeasured run warms the page cache for both sides alike.
+    measure(&mut make())?;
+    let runs = (0..n)
+        .map(|_| measure(&mut make()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(median(runs))
+}
+
+fn tool(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("{cmd:?} (install ghostscript and libtiff-tools)"))?;
+    if !out.status.success() {
+        bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn faxhub() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let f = me.with_file_name("faxhub");
+    if !f.exists() {
+        bail!(
+            "{} is missing: build it (scripts/bench.sh does)",
+            f.display()
+        );
+    }
+    Ok(f)
+}
+
+fn row(what: &str, pages: usize, peer_name: &str, peer: &Run, ours: &Run) {
+    let pps = |r: &Run| pages as f64 / r.wall.as_secs_f64();
+    println!(
+        "{what:<22} {peer_name} {:>8.1} ms {:>7.0} p/s {:>7} KiB | faxhub {:>8.1} ms {:>7.0} p/s {:>7} KiB | {:>5.2}x",
+        peer.wall.as_secs_f64() * 1e3,
+        pps(peer),
+        peer.peak_kib,
+        ours.wall.as_secs_f64() * 1e3,
+        pps(ours),
+        ours.peak_kib,
+        peer.wall.as_secs_f64() / ours.wall.as_secs_f64(),
+    );
+}
+
+fn codecs(runs: usize, dir: &Path) -> anyhow::Result<()> {
+    let fax = faxhub()?;
+    let g4 = dir.join("gs.tif");
+    tool(
+        Command::new("gs")
+            .args([
+                "-q",
+                "-dNOPAUSE",
+                "-dBATCH",
+                "-dSAFER",
+                "-sDEVICE=tiffg4",
+                "-r204x196",
+                "-g1728x2292",
+            ])
+            .arg(format!("-sOutputFile={}", g4.display()))
+            .arg(root().join("crates/t4/benches/document.ps")),
+    )?;
+    let none = dir.join("none.tif");
+    tool(
+        Command::new("tiffcp")
+            .args(["-c", "none"])
+            .arg(&g4)
+            .arg(&none),
+    )?;
+    let codings = [
+        ("mh", "g3:1d:fill", "mh"),
+        ("mr", "g3:2d:fill", "mr"),
+        ("mmr", "g4", "mmr"),
+    ];
+    println!("50 fine pages (1728 x 2292), median of {runs} runs, whole processes");
+    for (name, libtiff, ours) in codings {
+        let coded = dir.join(format!("{name}.tif"));
+        tool(
+            Command::new("tiffcp")
+                .args(["-c", libtiff])
+                .arg(&none)
+                .arg(&coded),
+        )?;
+        let out = dir.join("out.tif");
+        let peer = run_n(runs, || {
+            let mut c = Command::new("tiffcp");
+            c.args(["-c", libtiff]).arg(&none).arg(&out);
+            c
+        })?;
+        let mine = run_n(runs, || {
+            let mut c = Command::new(&fax);
+            c.args(["convert", "--compression", ours])
+                .arg(&none)
+                .arg("-o")
+                .arg(&out);
+            c
+        })?;
+        row(&format!("encode {name}"), 50, "tiffcp", &peer, &mine);
+        let peer = run_n(runs, || {
+            let mut c = Command::new("tiffcp");
+            c.args(["-c", "none"]).arg(&coded).arg(&out);
+            c
+        })?;
+        let mine = run_n(runs, || {
+            let mut c = Command::new(&fax);
+            c.args(["convert", "--compression", "none"])
+                .arg(&coded)
+                .arg("-o")
+                .arg(&out);
+            c
+        })?;
+        row(&format!("decode {name}"), 50, "tiffcp", &peer, &mine);
+    }
+    Ok(())
+}
+
+fn pdf(runs: usize, dir: &Path) -> anyhow::Result<()> {
+    let fax = faxhub()?;
+    let input = root().join("crates/render/benches/data/bench20.pdf");
+    let out = dir.join("out.tif");
+    println!(
+        "20-page text-and-graphics PDF to G4 TIFF-F at 204 x 196, median of {runs} runs, whole processes"
+    );
+    let peer = run_n(runs, || {
+        let mut c = Command::new("gs");
+        c.args([
+            "-q",
+            "-dNOPAUSE",
+            "-dBATCH",
+            "-dSAFER",
+            "-sDEVICE=tiffg4",
+            "-r204x196",
+        ])
+        .arg(format!("-sOutputFile={}", out.display()))
+        .arg(&input);
+        c
+    })?;
+    for threads in [1, 2] {
+        let mine = run_n(runs, || {
+            let mut c = Command::new(&fax);
+            c.args([
+                "convert",
+                "--compression",
+                "mmr",
+                "--threads",
+                &threads.to_string(),
+            ])
+            .arg(&input)
+            .arg("-o")
+            .arg(&out);
+            c
+        })?;
+        row(
+            &format!("pdf->g4 {threads} thread(s)"),
+            20,
+            "gs    ",
+            &peer,
+            &mine,
+        );
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_default();
+    let mut runs = 7usize;
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--runs" => {
+                runs = args
+                    .next()
+                    .context("--runs needs a number")?
+                    .parse()
+                    .context("--runs")?
+            }
+            other => bail!("unknown option {other}"),
+        }
+    }
+    let runs = runs.clamp(1, 100);
+    let dir = tempfile::tempdir()?;
+    match what.as_str() {
+        "codecs" => codecs(runs, dir.path()),
+        "pdf" => pdf(runs, dir.path()),
+        _ => bail!("usage: faxhub-bench-imaging codecs|pdf [--runs N]"),
+    }
+}

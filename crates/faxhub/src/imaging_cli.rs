@@ -207,6 +207,7 @@ pub fn convert(a: ConvertArgs) -> anyhow::Result<()> {
     };
     let fax = render::FaxOptions {
         spec: spec(&a.render),
+        coder_threads: options.threads,
         header: a.header.map(|from| render::HeaderLine {
             from,
             date: date.clone(),

@@ -270,13 +270,57 @@ impl Document {
         spec: &PageSpec,
         mut each: impl FnMut(usize, Result<Page, Error>) -> bool,
     ) {
-        if let Kind::Pdf(d) = &self.kind {
-            return d.render_all(spec, self.threads, each);
-        }
-        for i in 0..self.page_count() {
-            if !each(i, self.render_page(i, spec)) {
-                break;
+        let lanes = self.threads.clamp(1, self.page_count());
+        match &self.kind {
+            Kind::Pdf(d) => d.render_all(spec, self.threads, each),
+            Kind::Fax(_) | Kind::Text(_) if lanes > 1 => self.render_lanes(spec, lanes, each),
+            _ => {
+                for i in 0..self.page_count() {
+                    if !each(i, self.render_page(i, spec)) {
+                        break;
+                    }
+                }
             }
         }
+    }
+
+    /// Page `i` on lane `i % lanes`, each lane a thread one page ahead; delivered in order.
+    fn render_lanes(
+        &self,
+        spec: &PageSpec,
+        lanes: usize,
+        mut each: impl FnMut(usize, Result<Page, Error>) -> bool,
+    ) {
+        std::thread::scope(|scope| {
+            let mut rxs = Vec::with_capacity(lanes);
+            for k in 0..lanes {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Page, Error>>(1);
+                let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
+                    for i in (k..self.page_count()).step_by(lanes) {
+                        // A closed channel means the caller stopped early.
+                        if tx.send(self.render_page(i, spec)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                if spawned.is_err() {
+                    break;
+                }
+                rxs.push(rx);
+            }
+            for i in 0..self.page_count() {
+                let page = match rxs.get(i % lanes.max(1)).filter(|_| rxs.len() == lanes) {
+                    Some(rx) => rx.recv().unwrap_or(Err(Error::RendererFailed {
+                        format: self.format(),
+                        page: i,
+                    })),
+                    // Could not start every thread: render here.
+                    None => self.render_page(i, spec),
+                };
+                if !each(i, page) {
+                    break;
+                }
+            }
+        });
     }
 }

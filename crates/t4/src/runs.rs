@@ -8,52 +8,47 @@ use crate::codes;
 use std::sync::OnceLock;
 
 /// Appends the changing elements of a row of `width` pixels.
+///
+/// Sixty-four pixels at a time: XOR-ing a word with itself shifted right by one pixel (the previous word's
+/// last pixel shifted in) leaves a 1 exactly where the colour changes, so a white word costs one compare
+/// and each change one leading-zero count.
 pub fn row_to_changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
     out.clear();
-    let mut pos = 0u32;
-    let mut black = false;
-    while pos < width {
-        pos = next_change(row, pos, width, black);
-        if pos < width {
-            out.push(pos);
-            black = !black;
-        }
+    let bytes = (width as usize).div_ceil(8).min(row.len());
+    let row = &row[..bytes];
+    let mut carry = 0u64; // the last pixel of the previous word, white before the line
+    let mut base = 0u32;
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let word = u64::from_be_bytes(w);
+        let diff = word ^ ((word >> 1) | (carry << 63));
+        carry = word & 1;
+        push_changes(diff, base, width, out);
+        base += 64;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        let word = u64::from_be_bytes(w);
+        push_changes(word ^ ((word >> 1) | (carry << 63)), base, width, out);
     }
 }
 
-/// The first position ≥ `from` whose pixel is not `black`, or `width`.
 #[inline]
-fn next_change(row: &[u8], from: u32, width: u32, black: bool) -> u32 {
-    let inv = if black { 0xFF } else { 0 };
-    let mut i = (from / 8) as usize;
-    let Some(first) = row.get(i) else {
-        return width;
-    };
-    let byte = (first ^ inv) & (0xFF >> (from % 8));
-    if byte != 0 {
-        return (i as u32 * 8 + byte.leading_zeros()).min(width);
-    }
-    i += 1;
-    let end = (width as usize).div_ceil(8).min(row.len());
-    // Eight bytes at a time across long runs.
-    let inv64 = if black { u64::MAX } else { 0 };
-    while i + 8 <= end {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&row[i..i + 8]);
-        let word = u64::from_be_bytes(w) ^ inv64;
-        if word != 0 {
-            return (i as u32 * 8 + word.leading_zeros()).min(width);
+fn push_changes(mut diff: u64, base: u32, width: u32, out: &mut Vec<u32>) {
+    while diff != 0 {
+        let lz = diff.leading_zeros();
+        let pos = base + lz;
+        if pos >= width {
+            // Bits past the width (padding) are not pixels.
+            return;
         }
-        i += 8;
+        out.push(pos);
+        diff &= !(0x8000_0000_0000_0000u64 >> lz);
     }
-    while i < end {
-        let byte = row[i] ^ inv;
-        if byte != 0 {
-            return (i as u32 * 8 + byte.leading_zeros()).min(width);
-        }
-        i += 1;
-    }
-    width
 }
 
 /// Paints a row (already zeroed, i.e. white) from its changing elements.

@@ -559,6 +559,36 @@ fn io(e: std::io::Error) -> Error {
     Error::Io(e.to_string())
 }
 
+/// A page's strip as [`Writer`] stores it with `coding`: T.4 with byte-aligned EOLs (compression 3), T.6
+/// with EOFB (compression 4), or the bitmap itself, borrowed (compression 1).
+pub fn strip(
+    page: PageRef<'_>,
+    coding: Option<Coding>,
+) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+    match coding {
+        None => {
+            let len = stride(page.width)
+                .checked_mul(page.height as usize)
+                .ok_or(Error::TooLarge)?;
+            let data = page.data.get(..len).ok_or(Error::ShortBitmap {
+                need: len,
+                got: page.data.len(),
+            })?;
+            Ok(std::borrow::Cow::Borrowed(data))
+        }
+        Some(coding) => {
+            let opts = EncodeOptions {
+                coding,
+                eol: true,
+                align_eol: true,
+                min_line_bits: 0,
+                end_marker: coding == Coding::Mmr,
+            };
+            encode(page, &opts).map(std::borrow::Cow::Owned)
+        }
+    }
+}
+
 /// Writes a TIFF Class F file page by page into any byte sink, never seeking back: each page is laid out as
 /// its directory, the directory's long values, then its strip, so every offset is known when it is written.
 /// Only one page's coded strip is held at a time. The page count is given up front (PageNumber carries it and
@@ -590,43 +620,22 @@ impl<W: std::io::Write> Writer<W> {
 
     /// Codes and appends one page.
     pub fn add(&mut self, p: &WritePage<'_>) -> Result<(), Error> {
+        let strip = strip(p.page, self.options.coding)?;
+        self.add_strip(p, &strip)
+    }
+
+    /// Appends a page whose strip was coded by [`strip`] with this writer's coding (so pages can be coded
+    /// on other threads and written in order here).
+    pub fn add_strip(&mut self, p: &WritePage<'_>, strip: &[u8]) -> Result<(), Error> {
         if self.written == self.total {
             return Err(bad(format!("more pages than the {} announced", self.total)));
         }
-        let coded;
-        let (strip, compression, options): (&[u8], u16, Option<(u16, u32)>) =
-            match self.options.coding {
-                None => {
-                    let len = stride(p.page.width)
-                        .checked_mul(p.page.height as usize)
-                        .ok_or(Error::TooLarge)?;
-                    let data = p.page.data.get(..len).ok_or(Error::ShortBitmap {
-                        need: len,
-                        got: p.page.data.len(),
-                    })?;
-                    (data, 1, None)
-                }
-                Some(coding) => {
-                    let opts = EncodeOptions {
-                        coding,
-                        eol: true,
-                        align_eol: true,
-                        min_line_bits: 0,
-                        end_marker: coding == Coding::Mmr,
-                    };
-                    coded = encode(p.page, &opts)?;
-                    let options = match coding {
-                        Coding::Mh => (292, 0b100),
-                        Coding::Mr { .. } => (292, 0b101),
-                        Coding::Mmr => (293, 0),
-                    };
-                    (
-                        &coded,
-                        if coding == Coding::Mmr { 4 } else { 3 },
-                        Some(options),
-                    )
-                }
-            };
+        let (compression, options): (u16, Option<(u16, u32)>) = match self.options.coding {
+            None => (1, None),
+            Some(Coding::Mh) => (3, Some((292, 0b100))),
+            Some(Coding::Mr { .. }) => (3, Some((292, 0b101))),
+            Some(Coding::Mmr) => (4, Some((293, 0))),
+        };
         let strip_len = u32::try_from(strip.len()).map_err(|_| Error::TooLarge)?;
         let (xn, xd) = rational(p.x_dpi);
         let (yn, yd) = rational(p.y_dpi);

@@ -1,0 +1,1270 @@
+//! The T.30 procedure (T.30 §5 and the flow charts of Annex A; ECM from T.30 Annex A and T.4 Annex A).
+//!
+//! One [`Session`] is either a sender that called (CNG, waits for DIS, DCS + TCF, pages, DCN) or a
+//! receiver that answered (CED, CSI + DIS, checks TCF, receives pages, answers post-message commands).
+//! Every wait has its T.30 timer; commands are repeated up to `max_retries` times.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use t38::Ifp;
+use tracing::debug;
+
+use crate::dis_dcs::{Capabilities, Compression, Dcs, Fif, Modem, Resolution, bit, min_scan_for};
+use crate::fcf::{self, Frame};
+use crate::t38_terminal::{Receiver, RxEvent, Signal, Transmitter};
+use crate::{Config, Event, Failure, Outcome, Output, Page, ReceivedPage, Role, Stats};
+
+/// TCF lasts 1.5 s (T.30 §5.3.6.1.3); the receiver wants at least 1 s of unbroken zeros.
+const TCF_SECONDS_X2: u32 = 3;
+/// ECM: partial page requests before CTC (T.30 §A.4.3).
+const PPR_BEFORE_CTC: u32 = 4;
+/// ECM: CTC rounds before giving up on a block.
+const MAX_CTC: u32 = 2;
+/// Non-ECM pages sent again after RTN.
+const MAX_PAGE_RETRIES: u32 = 2;
+/// Largest non-ECM page data accepted (a page of noise at 2432 pels is far smaller).
+const MAX_PAGE_OCTETS: usize = 32 << 20;
+
+/// The T.30 timers as one closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Waiting for a response to a command.
+    T4,
+    /// Waiting for a command, TCF or image data.
+    T2,
+}
+
+/// What to do when the burst being sent has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Nothing,
+    /// DCS sent: the TCF follows.
+    SendTcf,
+    /// A command sent: wait T4 for the response.
+    AwaitResponse,
+    /// Image (non-ECM page or ECM block) sent: the post-message command follows.
+    PostMessage,
+    /// CED sent: DIS follows.
+    SendDis,
+    /// A response sent: wait T2 for the next command.
+    AwaitCommand,
+    /// CFR, MCF or CTR sent: wait T2 for image data.
+    AwaitPage,
+    /// MCF to EOP sent: wait for DCN.
+    AwaitDcn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Sending something; see `after`.
+    Busy,
+    /// Sender: CNG sent, waiting for DIS (T1).
+    WaitDis,
+    /// Sender: waiting for CFR / FTT.
+    WaitCfr,
+    /// Sender: waiting for the response to a post-message command (or PPS, RR).
+    WaitPostResponse,
+    /// Sender: waiting for CTR.
+    WaitCtr,
+    /// Receiver: waiting for a command (DCS, post-message, DCN).
+    WaitCommand,
+    /// Receiver: DCS received, the TCF comes.
+    WaitTcf,
+    /// Receiver: waiting for or receiving image data.
+    Image,
+    /// Receiver: all pages in, waiting for DCN.
+    WaitDcn,
+    Done,
+}
+
+/// Sender: the current page in ECM frames.
+#[derive(Debug, Default)]
+struct EcmTx {
+    /// The page's frames (each `frame_size` octets of T.4 data, in line order).
+    frames: Vec<Vec<u8>>,
+    /// First frame of the current block.
+    block_start: usize,
+    block: u8,
+    /// Frames of the block still to send (after PPR).
+    resend: Vec<bool>,
+    pprs: u32,
+    ctcs: u32,
+}
+
+impl EcmTx {
+    fn block_len(&self) -> usize {
+        (self.frames.len() - self.block_start).min(256)
+    }
+
+    fn last_block(&self) -> bool {
+        self.block_start + self.block_len() >= self.frames.len()
+    }
+}
+
+/// The T.30 session. See the crate documentation for the calling contract.
+#[derive(Debug)]
+pub struct Session {
+    cfg: Config,
+    start: Duration,
+    state: State,
+    after: After,
+    tx: Transmitter,
+    rx: Receiver,
+    rx_events: Vec<RxEvent>,
+    events: VecDeque<Event>,
+    timer: Option<(Duration, Timer)>,
+    /// Phase B must be done by T1.
+    t1_deadline: Option<Duration>,
+    t5_deadline: Option<Duration>,
+    finished: Option<Outcome>,
+    finishing: Option<Result<(), Failure>>,
+    stats: Stats,
+    /// The last command or response sent, for repeats (timeout, CRP, repeated commands).
+    last_sent: Vec<Frame>,
+    last_sent_name: &'static str,
+    last_after: After,
+    retries: u32,
+    /// Frames of the burst being received, before its final frame.
+    pending: Vec<Frame>,
+    local: Capabilities,
+    // Sender.
+    pages: Vec<Page>,
+    page: usize,
+    page_retries: u32,
+    far: Option<Capabilities>,
+    modems: Vec<Modem>,
+    fallback: usize,
+    dcs: Option<Dcs>,
+    retrain: bool,
+    post_fcf: u8,
+    ecm_tx: EcmTx,
+    // Receiver.
+    tcf_zeros: u32,
+    tcf_best: u32,
+    tcf_bits: u64,
+    page_data: Vec<u8>,
+    new_data: bool,
+    ecm_rx: Vec<Option<Vec<u8>>>,
+    ecm_rx_new: bool,
+    /// ECM: the last (page, block) confirmed with MCF.
+    confirmed: Option<(u8, u8)>,
+    rx_page_counter: u8,
+    eop_seen: bool,
+}
+
+impl Session {
+    /// A new session starting at `now`.
+    pub fn new(cfg: Config, now: Duration) -> Self {
+        let tx = Transmitter::new(cfg.pacing);
+        let local = Capabilities {
+            receive: matches!(cfg.role, Role::Receive),
+            transmit: false,
+            v27ter: true,
+            v29: cfg.max_rate >= 7200,
+            v17: cfg.max_rate >= 12000,
+            fine: true,
+            superfine: true,
+            mr: cfg.mr,
+            mmr: cfg.mmr && cfg.ecm,
+            ecm: cfg.ecm,
+            max_width: 2432,
+            unlimited_length: true,
+            b4_length: true,
+            min_scan_ms: 0,
+            min_scan_halves: false,
+        };
+        let pages = match &cfg.role {
+            Role::Send(p) => p.clone(),
+            Role::Receive => Vec::new(),
+        };
+        let mut s = Self {
+            start: now,
+            state: State::Busy,
+            after: After::Nothing,
+            tx,
+            rx: Receiver::new(),
+            rx_events: Vec::new(),
+            events: VecDeque::new(),
+            timer: None,
+            t1_deadline: Some(now + cfg.timers.t1),
+            t5_deadline: None,
+            finished: None,
+            finishing: None,
+            stats: Stats::default(),
+            last_sent: Vec::new(),
+            last_sent_name: "",
+            last_after: After::Nothing,
+            retries: 0,
+            pending: Vec::new(),
+            local,
+            pages,
+            page: 0,
+            page_retries: 0,
+            far: None,
+            modems: Vec::new(),
+            fallback: 0,
+            dcs: None,
+            retrain: false,
+            post_fcf: fcf::EOP,
+            ecm_tx: EcmTx::default(),
+            tcf_zeros: 0,
+            tcf_best: 0,
+            tcf_bits: 0,
+            page_data: Vec::new(),
+            new_data: false,
+            ecm_rx: vec![None; 256],
+            ecm_rx_new: false,
+            confirmed: None,
+            rx_page_counter: 0,
+            eop_seen: false,
+            cfg,
+        };
+        s.begin(now);
+        s
+    }
+
+    fn begin(&mut self, now: Duration) {
+        match (&self.cfg.role, self.cfg.calling) {
+            (Role::Send(pages), true) => {
+                if pages.is_empty() {
+                    self.fail_now(Failure::BadPage { reason: "no pages to send".into() });
+                    return;
+                }
+                if let Some(p) = pages.iter().find(|p| ![1728, 2048, 2432].contains(&p.width)) {
+                    let reason = format!("page width {} is not a fax width (1728, 2048 or 2432)", p.width);
+                    self.fail_now(Failure::BadPage { reason });
+                    return;
+                }
+                self.tx.send(now, Signal::Cng);
+                self.state = State::WaitDis;
+            }
+            (Role::Receive, false) => {
+                self.tx.send(now, Signal::Ced);
+                self.state = State::Busy;
+                self.after = After::SendDis;
+            }
+            (Role::Send(_), false) => self.fail_now(Failure::Incompatible {
+                reason: "sending on a call we answered (polling) is not supported".into(),
+            }),
+            (Role::Receive, true) => self.fail_now(Failure::Incompatible {
+                reason: "receiving on a call we placed (polling) is not supported".into(),
+            }),
+        }
+    }
+
+    /// Statistics so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether the session has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished.is_some()
+    }
+
+    /// Handles a received IFP; `seq` is its UDPTL sequence number.
+    pub fn handle_ifp(&mut self, now: Duration, seq: Option<u16>, ifp: &Ifp) {
+        if self.finished.is_some() || self.finishing.is_some() {
+            return;
+        }
+        let mut evs = std::mem::take(&mut self.rx_events);
+        self.rx.handle(seq, ifp, &mut evs);
+        for ev in evs.drain(..) {
+            if self.finishing.is_some() {
+                break;
+            }
+            self.on_rx(now, ev);
+        }
+        self.rx_events = evs;
+    }
+
+    /// The next output; see the crate documentation.
+    pub fn poll_output(&mut self, now: Duration) -> Output {
+        loop {
+            if let Some(o) = &self.finished {
+                if let Some(e) = self.events.pop_front() {
+                    return Output::Event(e);
+                }
+                return Output::Finished(o.clone());
+            }
+            if let Some(e) = self.events.pop_front() {
+                return Output::Event(e);
+            }
+            match self.tx.poll(now) {
+                Some(Ok(ifp)) => return Output::Transmit(ifp),
+                Some(Err(())) => {
+                    self.on_tx_done(now);
+                    continue;
+                }
+                None => {}
+            }
+            if self.finishing.is_some() {
+                if self.tx.idle() {
+                    self.finish(now);
+                    continue;
+                }
+            } else if let Some(t) = self.expired(now) {
+                self.on_timer(now, t);
+                continue;
+            }
+            let mut next = self.tx.next_due();
+            if self.finishing.is_none() {
+                for d in [self.timer.map(|t| t.0), self.t1_deadline, self.t5_deadline].into_iter().flatten() {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
+            }
+            return Output::Timeout(next.unwrap_or(now + Duration::from_secs(1)));
+        }
+    }
+
+    fn expired(&mut self, now: Duration) -> Option<TimerFired> {
+        if let Some((at, t)) = self.timer
+            && at <= now
+        {
+            self.timer = None;
+            return Some(TimerFired::Wait(t));
+        }
+        if self.t1_deadline.is_some_and(|d| d <= now) {
+            self.t1_deadline = None;
+            return Some(TimerFired::T1);
+        }
+        if self.t5_deadline.is_some_and(|d| d <= now) {
+            self.t5_deadline = None;
+            return Some(TimerFired::T5);
+        }
+        None
+    }
+
+    // ----- output helpers -----
+
+    fn set_timer(&mut self, now: Duration, t: Timer) {
+        let d = match t {
+            Timer::T2 => self.cfg.timers.t2,
+            Timer::T4 => self.cfg.timers.t4,
+        };
+        self.timer = Some((now + d, t));
+    }
+
+    fn send_frames(&mut self, now: Duration, frames: Vec<Frame>, name: &'static str, after: After) {
+        debug!(frames = %frames.iter().map(|f| fcf::name(f.fcf())).collect::<Vec<_>>().join(","), "T.30 send");
+        self.last_sent = frames.clone();
+        self.last_sent_name = name;
+        self.last_after = after;
+        self.timer = None;
+        self.tx.send(now, Signal::Hdlc { modem: None, frames, long_training: false });
+        self.state = State::Busy;
+        self.after = after;
+    }
+
+    /// A command from the sender (X bit set: we received the DIS).
+    fn command(&self, fcf: u8, fif: &[u8], last: bool) -> Frame {
+        let x = if self.cfg.calling { fcf::X_BIT } else { 0 };
+        Frame::new(fcf | x, fif, last)
+    }
+
+    fn response(&self, fcf: u8, fif: &[u8]) -> Frame {
+        Frame::new(fcf, fif, true)
+    }
+
+    fn fail_now(&mut self, f: Failure) {
+        self.finishing = Some(Err(f));
+        self.after = After::Nothing;
+        self.tx.clear();
+    }
+
+    /// Ends the call: DCN then the outcome.
+    fn end(&mut self, now: Duration, result: Result<(), Failure>) {
+        if self.finishing.is_some() {
+            return;
+        }
+        let dcn = self.command(fcf::DCN, &[], true);
+        self.timer = None;
+        self.after = After::Nothing;
+        self.tx.send(now, Signal::Hdlc { modem: None, frames: vec![dcn], long_training: false });
+        self.finishing = Some(result);
+    }
+
+    fn finish(&mut self, now: Duration) {
+        let result = self.finishing.take().unwrap_or(Ok(()));
+        self.state = State::Done;
+        self.stats.image_octets = self.tx.image_octets;
+        self.stats.lost_packets = self.rx.lost_packets;
+        let detail = match &result {
+            Ok(()) => format!("{} page(s), last frame {}", self.stats.pages, self.last_sent_name),
+            Err(f) => format!("{f}; last sent {}", if self.last_sent_name.is_empty() { "-" } else { self.last_sent_name }),
+        };
+        self.finished = Some(Outcome {
+            result,
+            detail,
+            stats: self.stats.clone(),
+            duration: now.saturating_sub(self.start),
+        });
+    }
+
+    // ----- events -----
+
+    fn on_tx_done(&mut self, now: Duration) {
+        let after = std::mem::replace(&mut self.after, After::Nothing);
+        match after {
+            After::Nothing => {}
+            After::SendTcf => self.send_tcf(now),
+            After::AwaitResponse => {
+                self.state = match self.last_sent_name {
+                    "DCS" => State::WaitCfr,
+                    "CTC" => State::WaitCtr,
+                    _ => State::WaitPostResponse,
+                };
+                self.set_timer(now, Timer::T4);
+            }
+            After::PostMessage => self.send_post_message(now),
+            After::SendDis => self.send_dis(now),
+            After::AwaitCommand => {
+                self.state = State::WaitCommand;
+                self.set_timer(now, Timer::T2);
+            }
+            After::AwaitPage => {
+                self.state = State::Image;
+                self.set_timer(now, Timer::T2);
+            }
+            After::AwaitDcn => {
+                self.state = State::WaitDcn;
+                self.set_timer(now, Timer::T2);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now: Duration, t: TimerFired) {
+        match (t, self.state) {
+            (TimerFired::T1, State::WaitDis) => self.fail_now(Failure::NoFaxTone),
+            (TimerFired::T1, _) => {
+                // Phase B is over once pages flow; T1 only bounds reaching it.
+                if self.stats.pages == 0 && self.dcs.is_none() && self.state == State::WaitCommand {
+                    self.end(now, Err(Failure::NoFaxTone));
+                }
+            }
+            (TimerFired::T5, _) => {
+                self.end(now, Err(Failure::RetriesExhausted { command: "RR" }));
+            }
+            (TimerFired::Wait(Timer::T4), State::WaitCfr | State::WaitPostResponse | State::WaitCtr) => {
+                self.repeat(now);
+            }
+            (TimerFired::Wait(_), State::WaitCommand) if !self.cfg.calling && self.dcs.is_none() => {
+                // No DCS yet: say DIS again until T1.
+                self.send_dis(now);
+            }
+            (TimerFired::Wait(_), State::WaitTcf) => {
+                // No TCF: the sender will repeat DCS.
+                self.state = State::WaitCommand;
+                self.set_timer(now, Timer::T2);
+            }
+            (TimerFired::Wait(_), State::WaitDcn) => {
+                // The sender left without DCN; every page is in.
+                self.finishing = Some(Ok(()));
+            }
+            (TimerFired::Wait(_), State::WaitCommand | State::Image) => {
+                let during = if self.state == State::Image { "image data" } else { "a command" };
+                self.end(now, Err(Failure::ReceiveTimeout { during }));
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends the last command again, or gives up after `max_retries`.
+    fn repeat(&mut self, now: Duration) {
+        self.retries += 1;
+        if self.retries > self.cfg.max_retries {
+            let command = self.last_sent_name;
+            self.end(now, Err(Failure::RetriesExhausted { command }));
+            return;
+        }
+        self.stats.repeats += 1;
+        let frames = self.last_sent.clone();
+        let name = self.last_sent_name;
+        if name == "DCS" {
+            // DCS is always followed by its TCF.
+            self.send_frames(now, frames, name, After::SendTcf);
+        } else {
+            self.send_frames(now, frames, name, After::AwaitResponse);
+        }
+    }
+
+    fn on_rx(&mut self, now: Duration, ev: RxEvent) {
+        match ev {
+            RxEvent::SignalStart { hdlc_v21 } => {
+                // Something is arriving: give it time (the response timer would cut a slow burst).
+                if let Some((at, t)) = self.timer {
+                    let until = now + self.cfg.timers.t2.max(Duration::from_secs(6));
+                    if at < until {
+                        self.timer = Some((until, t));
+                    }
+                }
+                if !hdlc_v21 && self.state == State::WaitTcf {
+                    self.tcf_zeros = 0;
+                    self.tcf_best = 0;
+                    self.tcf_bits = 0;
+                }
+            }
+            RxEvent::Frame { frame, ok, v21 } => {
+                if v21 {
+                    self.on_control(now, frame, ok);
+                } else {
+                    self.on_ecm_frame(now, frame, ok);
+                }
+            }
+            RxEvent::Data(d) => self.on_data(now, &d),
+            RxEvent::SignalEnd => {
+                if self.state == State::WaitTcf && self.tcf_bits > 0 {
+                    self.tcf_decide(now);
+                }
+            }
+        }
+    }
+
+    fn on_control(&mut self, now: Duration, frame: Frame, ok: bool) {
+        if !ok {
+            // A damaged command: ask for it again (CRP) once the burst is over.
+            if !self.cfg.calling && frame.is_final() && matches!(self.state, State::WaitCommand | State::Image | State::WaitDcn) {
+                let crp = self.response(fcf::CRP, &[]);
+                self.stats.repeats += 1;
+                let after = if self.state == State::WaitDcn { After::AwaitDcn } else { After::AwaitCommand };
+                self.tx.send(now, Signal::Hdlc { modem: None, frames: vec![crp], long_training: false });
+                self.state = State::Busy;
+                self.after = after;
+            }
+            self.pending.clear();
+            return;
+        }
+        let f = frame.fcf();
+        debug!(frame = fcf::name(f), "T.30 received");
+        if fcf::same(f, fcf::DCN) {
+            self.on_dcn(now);
+            return;
+        }
+        if !frame.is_final() {
+            self.pending.push(frame);
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for p in &pending {
+            if fcf::same(p.fcf(), fcf::CSI) || fcf::same(p.fcf(), fcf::TSI) {
+                self.stats.remote_ident = fcf::decode_ident(p.fif());
+            }
+        }
+        if self.cfg.calling {
+            self.sender_frame(now, &frame);
+        } else {
+            self.receiver_frame(now, &frame);
+        }
+    }
+
+    fn on_dcn(&mut self, _now: Duration) {
+        self.timer = None;
+        if !self.cfg.calling && (self.eop_seen || self.state == State::WaitDcn) {
+            self.finishing = Some(Ok(()));
+        } else {
+            let during = match self.state {
+                State::WaitDis | State::WaitCfr | State::WaitTcf => "phase B (negotiation)",
+                State::WaitPostResponse | State::WaitCtr => "phase D (post-message)",
+                State::Image => "phase C (image)",
+                _ => "the call",
+            };
+            self.finishing = Some(Err(Failure::RemoteHungUp { during }));
+        }
+        self.tx.clear();
+    }
+
+    // ----- sender -----
+
+    fn sender_frame(&mut self, now: Duration, frame: &Frame) {
+        let f = frame.fcf();
+        match self.state {
+            State::WaitDis | State::WaitCfr if f == fcf::DIS => {
+                if self.state == State::WaitCfr {
+                    // Our DCS was not heard: the receiver says DIS again.
+                    self.retries += 1;
+                    if self.retries > self.cfg.max_retries {
+                        self.end(now, Err(Failure::RetriesExhausted { command: "DCS" }));
+                        return;
+                    }
+                }
+                self.on_dis(now, frame);
+            }
+            State::WaitCfr => {
+                if fcf::same(f, fcf::CFR) {
+                    self.retries = 0;
+                    if let Some(d) = self.dcs {
+                        self.events.push_back(Event::Trained(d));
+                    }
+                    self.retrain = false;
+                    self.start_page(now);
+                } else if fcf::same(f, fcf::FTT) {
+                    self.stats.ftts += 1;
+                    self.retries = 0;
+                    self.fallback += 1;
+                    if self.fallback >= self.modems.len() {
+                        self.end(now, Err(Failure::TrainingFailed));
+                    } else {
+                        self.send_dcs(now);
+                    }
+                } else if fcf::same(f, fcf::CRP) {
+                    self.repeat(now);
+                }
+            }
+            State::WaitPostResponse => self.post_response(now, f, frame),
+            State::WaitCtr => {
+                if fcf::same(f, fcf::CTR) {
+                    self.retries = 0;
+                    self.ecm_tx.pprs = 0;
+                    self.send_ecm_block(now, true);
+                } else if fcf::same(f, fcf::CRP) {
+                    self.repeat(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_dis(&mut self, now: Duration, frame: &Frame) {
+        let far = Capabilities::from_dis(&Fif(frame.fif().to_vec()));
+        if !far.receive {
+            self.end(now, Err(Failure::Incompatible { reason: "the far end cannot receive (DIS bit 10 clear)".into() }));
+            return;
+        }
+        let modems = self.local.common_modems(&far, self.cfg.max_rate);
+        if modems.is_empty() {
+            let reason = format!("no modem at or below {} bit/s", self.cfg.max_rate);
+            self.end(now, Err(Failure::Incompatible { reason }));
+            return;
+        }
+        let width = self.pages.first().map_or(1728, |p| p.width);
+        if width > far.max_width {
+            let reason = format!("page width {width} pels but the far end takes at most {}", far.max_width);
+            self.end(now, Err(Failure::Incompatible { reason }));
+            return;
+        }
+        // One resolution for the document: the first page's, or the finest the far end has below it.
+        let want = self.pages.first().map_or(Resolution::Fine, |p| p.resolution);
+        let res = [Resolution::Superfine, Resolution::Fine, Resolution::Standard]
+            .into_iter()
+            .filter(|r| *r <= want)
+            .find(|r| match r {
+                Resolution::Superfine => far.superfine,
+                Resolution::Fine => far.fine,
+                Resolution::Standard => true,
+            })
+            .unwrap_or(Resolution::Standard);
+        for p in &mut self.pages {
+            if p.resolution != res {
+                *p = convert_resolution(p, res);
+            }
+        }
+        let ecm = self.cfg.ecm && far.ecm;
+        let compression = if ecm && self.cfg.mmr && far.mmr {
+            Compression::Mmr
+        } else if self.cfg.mr && far.mr {
+            Compression::Mr
+        } else {
+            Compression::Mh
+        };
+        let max_h = self.pages.iter().map(|p| p.height).max().unwrap_or(0);
+        // A4 is 297 mm, B4 364 mm: lines at 3.85 / 7.7 / 15.4 per mm.
+        let per_mm = match res {
+            Resolution::Standard => 3.85,
+            Resolution::Fine => 7.7,
+            Resolution::Superfine => 15.4,
+        };
+        let a4 = (297.0 * per_mm) as u32;
+        self.far = Some(far.clone());
+        self.modems = modems;
+        self.fallback = 0;
+        self.dcs = Some(Dcs {
+            modem: self.modems[0],
+            resolution: res,
+            compression,
+            ecm,
+            ecm_frame: if self.cfg.ecm_frame == 64 { 64 } else { 256 },
+            width,
+            min_scan_ms: if ecm { 0 } else { min_scan_for(&far, res) },
+            unlimited_length: far.unlimited_length && max_h > a4,
+            b4_length: far.b4_length && !far.unlimited_length && max_h > a4,
+        });
+        self.t1_deadline = None;
+        self.send_dcs(now);
+    }
+
+    fn send_dcs(&mut self, now: Duration) {
+        let Some(mut d) = self.dcs else { return };
+        d.modem = self.modems[self.fallback.min(self.modems.len() - 1)];
+        self.dcs = Some(d);
+        self.stats.dcs = Some(d);
+        let tsi = self.command(fcf::TSI, &fcf::encode_ident(&self.cfg.ident), false);
+        let dcs = self.command(fcf::DCS, &d.to_fif().0, true);
+        self.send_frames(now, vec![tsi, dcs], "DCS", After::SendTcf);
+    }
+
+    fn send_tcf(&mut self, now: Duration) {
+        let Some(d) = self.dcs else { return };
+        let octets = (d.modem.bit_rate() * TCF_SECONDS_X2 / 16) as usize;
+        self.tx.send(now, Signal::NonEcm { modem: d.modem, data: vec![0; octets], long_training: true });
+        self.state = State::Busy;
+        self.after = After::AwaitResponse;
+    }
+
+    fn encode_page(&self, index: usize) -> Result<Vec<u8>, Failure> {
+        let (Some(d), Some(p)) = (self.dcs, self.pages.get(index)) else {
+            return Err(Failure::BadPage { reason: "no page".into() });
+        };
+        let mut o = t4::EncodeOptions::fax(d.compression.coding(d.resolution));
+        o.min_line_bits = d.min_line_bits();
+        let page = t4::PageRef { width: p.width, height: p.height, data: &p.data };
+        t4::encode(page, &o).map_err(|e| Failure::BadPage { reason: e.to_string() })
+    }
+
+    fn start_page(&mut self, now: Duration) {
+        if self.retrain {
+            self.retrain = false;
+            self.send_dcs(now);
+            return;
+        }
+        let Some(d) = self.dcs else { return };
+        let data = match self.encode_page(self.page) {
+            Ok(v) => v,
+            Err(f) => {
+                self.end(now, Err(f));
+                return;
+            }
+        };
+        self.post_fcf = if self.page + 1 < self.pages.len() { fcf::MPS } else { fcf::EOP };
+        if d.ecm {
+            // T.4 data in HDLC octet order (see fcf), cut into frames; the last frame zero-padded.
+            let size = d.ecm_frame;
+            let frames = data
+                .chunks(size)
+                .map(|c| {
+                    let mut v: Vec<u8> = c.iter().map(|b| b.reverse_bits()).collect();
+                    v.resize(size, 0);
+                    v
+                })
+                .collect();
+            self.ecm_tx = EcmTx { frames, ..EcmTx::default() };
+            self.send_ecm_block(now, false);
+        } else {
+            self.tx.send(now, Signal::NonEcm { modem: d.modem, data, long_training: false });
+            self.state = State::Busy;
+            self.after = After::PostMessage;
+        }
+    }
+
+    /// Sends the current ECM block, or its frames flagged for retransmission.
+    fn send_ecm_block(&mut self, now: Duration, resend_only: bool) {
+        let Some(d) = self.dcs else { return };
+        let n = self.ecm_tx.block_len();
+        if !resend_only {
+            self.ecm_tx.resend = vec![true; n];
+        }
+        let mut frames = Vec::new();
+        for i in 0..n {
+            if self.ecm_tx.resend.get(i).copied().unwrap_or(false) {
+                let data = &self.ecm_tx.frames[self.ecm_tx.block_start + i];
+                let mut fif = Vec::with_capacity(1 + data.len());
+                fif.push(i as u8);
+                fif.extend_from_slice(data);
+                frames.push(Frame::new(fcf::FCD, &fif, false));
+                if resend_only {
+                    self.stats.retransmitted_frames += 1;
+                }
+            }
+        }
+        for _ in 0..3 {
+            frames.push(Frame::new(fcf::RCP, &[], false));
+        }
+        self.tx.send(now, Signal::Hdlc { modem: Some(d.modem), frames, long_training: false });
+        self.state = State::Busy;
+        self.after = After::PostMessage;
+    }
+
+    fn send_post_message(&mut self, now: Duration) {
+        let Some(d) = self.dcs else { return };
+        self.retries = 0;
+        if d.ecm {
+            let last = self.ecm_tx.last_block();
+            let fcf2 = if last { self.post_fcf | fcf::X_BIT } else { fcf::PPS_NULL };
+            let n = self.ecm_tx.block_len();
+            let fif = [fcf2, self.page as u8, self.ecm_tx.block, (n.max(1) - 1) as u8];
+            let pps = self.command(fcf::PPS, &fif, true);
+            self.send_frames(now, vec![pps], "PPS", After::AwaitResponse);
+        } else {
+            let name = if self.post_fcf == fcf::MPS { "MPS" } else { "EOP" };
+            let cmd = self.command(self.post_fcf, &[], true);
+            self.send_frames(now, vec![cmd], name, After::AwaitResponse);
+        }
+    }
+
+    fn page_confirmed(&mut self, now: Duration) {
+        self.events.push_back(Event::PageSent { index: self.page as u32 });
+        self.stats.pages += 1;
+        self.page += 1;
+        self.page_retries = 0;
+        if self.page >= self.pages.len() {
+            self.end(now, Ok(()));
+        } else {
+            self.start_page(now);
+        }
+    }
+
+    fn post_response(&mut self, now: Duration, f: u8, frame: &Frame) {
+        let ecm = self.dcs.is_some_and(|d| d.ecm);
+        if fcf::same(f, fcf::CRP) {
+            self.repeat(now);
+            return;
+        }
+        if fcf::same(f, fcf::RNR) {
+            // Not ready: ask again (RR) until T5.
+            if self.t5_deadline.is_none() {
+                self.t5_deadline = Some(now + self.cfg.timers.t5);
+            }
+            let rr = self.command(fcf::RR, &[], true);
+            self.retries = 0;
+            self.send_frames(now, vec![rr], "RR", After::AwaitResponse);
+            return;
+        }
+        self.t5_deadline = None;
+        if ecm {
+            if fcf::same(f, fcf::MCF) || fcf::same(f, fcf::PIP) {
+                self.retries = 0;
+                if self.ecm_tx.last_block() {
+                    self.page_confirmed(now);
+                } else {
+                    self.ecm_tx.block_start += self.ecm_tx.block_len();
+                    self.ecm_tx.block = self.ecm_tx.block.wrapping_add(1);
+                    self.ecm_tx.pprs = 0;
+                    self.ecm_tx.ctcs = 0;
+                    self.send_ecm_block(now, false);
+                }
+            } else if fcf::same(f, fcf::PPR) {
+                self.retries = 0;
+                self.stats.pprs += 1;
+                let map = frame.fif();
+                let n = self.ecm_tx.block_len();
+                self.ecm_tx.resend = (0..n).map(|i| map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)).collect();
+                if !self.ecm_tx.resend.iter().any(|r| *r) {
+                    // A PPR that asks for nothing: treat as confirmation of the block.
+                    self.post_response(now, fcf::MCF, frame);
+                    return;
+                }
+                self.ecm_tx.pprs += 1;
+                if self.ecm_tx.pprs >= PPR_BEFORE_CTC {
+                    self.ecm_tx.ctcs += 1;
+                    if self.ecm_tx.ctcs > MAX_CTC {
+                        self.end(now, Err(Failure::RetriesExhausted { command: "PPS" }));
+                        return;
+                    }
+                    // Continue to correct, one rate lower if there is one.
+                    if self.fallback + 1 < self.modems.len() {
+                        self.fallback += 1;
+                    }
+                    let modem = self.modems[self.fallback];
+                    if let Some(d) = &mut self.dcs {
+                        d.modem = modem;
+                        self.stats.dcs = Some(*d);
+                    }
+                    let fif = modem_fif(modem);
+                    let ctc = self.command(fcf::CTC, &fif.0, true);
+                    self.send_frames(now, vec![ctc], "CTC", After::AwaitResponse);
+                } else {
+                    self.send_ecm_block(now, true);
+                }
+            } else if fcf::same(f, fcf::PIN) || fcf::same(f, fcf::RTN) {
+                self.end(now, Err(Failure::PageRejected { page: self.page as u32 + 1 }));
+            }
+            return;
+        }
+        if fcf::same(f, fcf::MCF) || fcf::same(f, fcf::PIP) {
+            self.retries = 0;
+            self.page_confirmed(now);
+        } else if fcf::same(f, fcf::RTP) {
+            self.retries = 0;
+            self.retrain = true;
+            self.page_confirmed(now);
+        } else if fcf::same(f, fcf::RTN) || fcf::same(f, fcf::PIN) {
+            self.retries = 0;
+            self.page_retries += 1;
+            if self.page_retries > MAX_PAGE_RETRIES {
+                self.end(now, Err(Failure::PageRejected { page: self.page as u32 + 1 }));
+                return;
+            }
+            // Retrain at a lower rate if there is one, then send the page again.
+            if self.fallback + 1 < self.modems.len() {
+                self.fallback += 1;
+            }
+            self.retrain = true;
+            self.start_page(now);
+        }
+    }
+
+    // ----- receiver -----
+
+    fn send_dis(&mut self, now: Duration) {
+        if let Some(t1) = self.t1_deadline
+            && now >= t1
+        {
+            self.end(now, Err(Failure::NoFaxTone));
+            return;
+        }
+        let csi = Frame::new(fcf::CSI, &fcf::encode_ident(&self.cfg.ident), false);
+        let dis = Frame::new(fcf::DIS, &self.local.to_dis().0, true);
+        self.send_frames(now, vec![csi, dis], "DIS", After::AwaitCommand);
+    }
+
+    fn respond(&mut self, now: Duration, fcf_value: u8, fif: &[u8], name: &'static str, after: After) {
+        let r = self.response(fcf_value, fif);
+        self.send_frames(now, vec![r], name, after);
+    }
+
+    fn repeat_response(&mut self, now: Duration) {
+        if self.last_sent.is_empty() {
+            return;
+        }
+        self.stats.repeats += 1;
+        let frames = self.last_sent.clone();
+        let after = self.last_after;
+        let name = self.last_sent_name;
+        self.send_frames(now, frames, name, after);
+    }
+
+    fn receiver_frame(&mut self, now: Duration, frame: &Frame) {
+        let f = frame.fcf();
+        if fcf::same(f, fcf::DCS) {
+            match Dcs::from_fif(&Fif(frame.fif().to_vec())) {
+                Some(d) if !(d.compression == Compression::Mmr && !d.ecm) && (!d.ecm || self.cfg.ecm) => {
+                    self.dcs = Some(d);
+                    self.stats.dcs = Some(d);
+                    self.t1_deadline = None;
+                    self.state = State::WaitTcf;
+                    self.tcf_zeros = 0;
+                    self.tcf_best = 0;
+                    self.tcf_bits = 0;
+                    self.set_timer(now, Timer::T2);
+                }
+                _ => {
+                    // DCS we cannot honour: say what we can again.
+                    self.send_dis(now);
+                }
+            }
+            return;
+        }
+        let Some(d) = self.dcs else {
+            return;
+        };
+        if fcf::same(f, fcf::CRP) || fcf::same(f, fcf::RR) {
+            self.repeat_response(now);
+            return;
+        }
+        if !d.ecm {
+            let post = [fcf::MPS, fcf::EOP, fcf::EOM, fcf::PRI_MPS, fcf::PRI_EOP, fcf::PRI_EOM];
+            if post.iter().any(|p| fcf::same(f, *p)) {
+                self.non_ecm_post_message(now, f);
+            }
+            return;
+        }
+        if fcf::same(f, fcf::PPS) {
+            self.pps(now, frame);
+        } else if fcf::same(f, fcf::CTC) {
+            if let Some(m) = modem_from_fif(&Fif(frame.fif().to_vec()))
+                && let Some(d) = &mut self.dcs
+            {
+                d.modem = m;
+            }
+            self.respond(now, fcf::CTR, &[], "CTR", After::AwaitPage);
+        } else if fcf::same(f, fcf::EOR) {
+            // The sender gives up on the missing frames: keep what came.
+            let fcf2 = frame.fif().first().copied().unwrap_or(0);
+            self.take_block(None);
+            if fcf2 != fcf::PPS_NULL {
+                self.page_complete(now, fcf2, true);
+                return;
+            }
+            self.respond(now, fcf::ERR, &[], "ERR", After::AwaitPage);
+        }
+    }
+
+    fn post_kind(fcf2: u8) -> (bool, &'static str, After) {
+        if fcf::same(fcf2, fcf::EOP) || fcf::same(fcf2, fcf::PRI_EOP) {
+            (true, "MCF-EOP", After::AwaitDcn)
+        } else {
+            (false, "MCF", After::AwaitPage)
+        }
+    }
+
+    fn non_ecm_post_message(&mut self, now: Duration, f: u8) {
+        if !self.new_data {
+            // The sender did not hear our response: say it again.
+            self.repeat_response(now);
+            return;
+        }
+        self.new_data = false;
+        let Some(d) = self.dcs else { return };
+        let data = std::mem::take(&mut self.page_data);
+        let decoded = decode(&data, &d, self.cfg.max_page_lines);
+        let (eop, mcf_name, mcf_after) = Self::post_kind(f);
+        let quality = match &decoded {
+            Some(p) if p.height > 0 => {
+                let bad = u64::from(p.bad_lines);
+                let h = u64::from(p.height);
+                if bad * 50 <= h && p.max_consecutive_bad <= 4 {
+                    Quality::Good
+                } else if bad * 10 <= h && p.max_consecutive_bad <= 16 {
+                    Quality::Retrain
+                } else {
+                    Quality::Bad
+                }
+            }
+            _ => Quality::Bad,
+        };
+        match (quality, decoded) {
+            (Quality::Bad, _) | (_, None) => {
+                // Rejected: the sender retrains and sends the page again (or gives up).
+                let after = After::AwaitCommand;
+                self.respond(now, fcf::RTN, &[], "RTN", after);
+            }
+            (q, Some(p)) => {
+                if !self.accept_page(now, p, d) {
+                    return;
+                }
+                if eop {
+                    self.eop_seen = true;
+                }
+                match q {
+                    Quality::Good => self.respond(now, fcf::MCF, &[], mcf_name, mcf_after),
+                    _ => {
+                        let after = if eop { After::AwaitDcn } else { After::AwaitCommand };
+                        self.respond(now, fcf::RTP, &[], "RTP", after);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps a page; false when a limit stops the call.
+    fn accept_page(&mut self, now: Duration, p: t4::Decoded, d: Dcs) -> bool {
+        if self.stats.pages >= self.cfg.max_pages {
+            let what = format!("more than {} pages", self.cfg.max_pages);
+            self.end(now, Err(Failure::LimitExceeded { what }));
+            return false;
+        }
+        self.stats.pages += 1;
+        self.stats.bad_lines += p.bad_lines;
+        let page = ReceivedPage {
+            page: Page { width: p.width, height: p.height, resolution: d.resolution, data: p.data },
+            dcs: d,
+            bad_lines: p.bad_lines,
+            max_consecutive_bad: p.max_consecutive_bad,
+        };
+        self.events.push_back(Event::PageReceived(Box::new(page)));
+        true
+    }
+
+    fn on_data(&mut self, now: Duration, data: &[u8]) {
+        match self.state {
+            State::WaitTcf => {
+                for &b in data {
+                    self.tcf_bits += 8;
+                    if b == 0 {
+                        self.tcf_zeros += 8;
+                    } else {
+                        // The run ends at the first one bit.
+                        self.tcf_zeros += b.leading_zeros();
+                        self.tcf_best = self.tcf_best.max(self.tcf_zeros);
+                        self.tcf_zeros = b.trailing_zeros();
+                    }
+                }
+                self.tcf_best = self.tcf_best.max(self.tcf_zeros);
+            }
+            State::Image | State::WaitCommand if self.dcs.is_some_and(|d| !d.ecm) => {
+                if self.page_data.len() + data.len() > MAX_PAGE_OCTETS {
+                    self.end(now, Err(Failure::LimitExceeded { what: format!("page data over {MAX_PAGE_OCTETS} octets") }));
+                    return;
+                }
+                self.state = State::Image;
+                self.page_data.extend_from_slice(data);
+                self.new_data = true;
+                self.set_timer(now, Timer::T2);
+            }
+            _ => {}
+        }
+    }
+
+    fn tcf_decide(&mut self, now: Duration) {
+        let Some(d) = self.dcs else { return };
+        let good = self.tcf_best >= d.modem.bit_rate();
+        self.tcf_bits = 0;
+        if good {
+            self.page_data.clear();
+            self.ecm_rx.iter_mut().for_each(|f| *f = None);
+            self.respond(now, fcf::CFR, &[], "CFR", After::AwaitPage);
+        } else {
+            self.respond(now, fcf::FTT, &[], "FTT", After::AwaitCommand);
+        }
+    }
+
+    fn on_ecm_frame(&mut self, now: Duration, frame: Frame, ok: bool) {
+        if !ok || !self.dcs.is_some_and(|d| d.ecm) {
+            return;
+        }
+        if fcf::same(frame.fcf(), fcf::FCD) {
+            let fif = frame.fif();
+            if let Some((&n, data)) = fif.split_first() {
+                let slot = &mut self.ecm_rx[usize::from(n)];
+                if slot.is_none() {
+                    *slot = Some(data.iter().map(|b| b.reverse_bits()).collect());
+                    self.ecm_rx_new = true;
+                }
+            }
+            self.state = State::Image;
+            self.set_timer(now, Timer::T2);
+        }
+    }
+
+    /// Appends the block's frames to the page; with `count`, only when all of the first `count` are in.
+    fn take_block(&mut self, count: Option<usize>) {
+        let n = count.unwrap_or_else(|| self.ecm_rx.iter().rposition(Option::is_some).map_or(0, |i| i + 1));
+        for slot in self.ecm_rx.iter_mut().take(n) {
+            if let Some(d) = slot.take() {
+                self.page_data.extend_from_slice(&d);
+            }
+        }
+        self.ecm_rx.iter_mut().for_each(|f| *f = None);
+        self.ecm_rx_new = false;
+    }
+
+    fn pps(&mut self, now: Duration, frame: &Frame) {
+        let fif = frame.fif();
+        if fif.len() < 4 {
+            self.respond(now, fcf::CRP, &[], "CRP", After::AwaitCommand);
+            return;
+        }
+        let (fcf2, page, block, count) = (fif[0], fif[1], fif[2], usize::from(fif[3]) + 1);
+        if self.confirmed == Some((page, block)) && !self.ecm_rx_new {
+            self.repeat_response(now);
+            return;
+        }
+        let missing: Vec<usize> = (0..count).filter(|&i| self.ecm_rx[i].is_none()).collect();
+        if !missing.is_empty() {
+            self.stats.pprs += 1;
+            self.stats.retransmitted_frames += missing.len() as u32;
+            let mut map = [0u8; 32];
+            for i in missing {
+                map[i / 8] |= 1 << (i % 8);
+            }
+            self.respond(now, fcf::PPR, &map, "PPR", After::AwaitPage);
+            return;
+        }
+        self.take_block(Some(count));
+        self.confirmed = Some((page, block));
+        if fcf2 == fcf::PPS_NULL {
+            self.respond(now, fcf::MCF, &[], "MCF", After::AwaitPage);
+        } else {
+            self.rx_page_counter = page.wrapping_add(1);
+            self.page_complete(now, fcf2, false);
+        }
+    }
+
+    fn page_complete(&mut self, now: Duration, fcf2: u8, after_eor: bool) {
+        let Some(d) = self.dcs else { return };
+        let data = std::mem::take(&mut self.page_data);
+        let (eop, name, after) = Self::post_kind(fcf2);
+        match decode(&data, &d, self.cfg.max_page_lines) {
+            Some(p) if p.height > 0 => {
+                if !self.accept_page(now, p, d) {
+                    return;
+                }
+            }
+            _ => {
+                self.end(now, Err(Failure::BadPage { reason: "an ECM page did not decode".into() }));
+                return;
+            }
+        }
+        if eop {
+            self.eop_seen = true;
+        }
+        if after_eor {
+            let after = if eop { After::AwaitDcn } else { After::AwaitPage };
+            self.respond(now, fcf::ERR, &[], "ERR", after);
+        } else {
+            self.respond(now, fcf::MCF, &[], name, after);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerFired {
+    Wait(Timer),
+    T1,
+    T5,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quality {
+    Good,
+    Retrain,
+    Bad,
+}
+
+/// Decodes a received page; `None` when nothing could be made of it.
+fn decode(data: &[u8], d: &Dcs, max_lines: u32) -> Option<t4::Decoded> {
+    let mut o = t4::DecodeOptions::fax(d.compression.coding(d.resolution), d.width);
+    o.max_height = max_lines;
+    t4::decode(data, &o).ok()
+}
+
+/// The FIF of CTC: DCS octets 1 and 2 with the new modem (T.30 §5.3.6.2.12).
+fn modem_fif(m: Modem) -> Fif {
+    let mut f = Fif(vec![0, 0]);
+    for (i, on) in m.dcs_bits().iter().enumerate() {
+        if *on {
+            f.set(bit::MODEM_1 + i as u32);
+        }
+    }
+    f
+}
+
+fn modem_from_fif(f: &Fif) -> Option<Modem> {
+    Modem::from_dcs_bits([f.get(bit::MODEM_1), f.get(bit::MODEM_2), f.get(bit::MODEM_3), f.get(bit::MODEM_4)])
+}
+
+/// A page at another vertical resolution: lines repeated going finer, OR-merged going coarser.
+fn convert_resolution(p: &Page, to: Resolution) -> Page {
+    let stride = t4::stride(p.width);
+    let lpi = |r: Resolution| match r {
+        Resolution::Standard => 1u32,
+        Resolution::Fine => 2,
+        Resolution::Superfine => 4,
+    };
+    let (from, into) = (lpi(p.resolution), lpi(to));
+    let mut data = Vec::new();
+    let height;
+    if into > from {
+        let k = (into / from) as usize;
+        for row in p.data.chunks(stride).take(p.height as usize) {
+            for _ in 0..k {
+                data.extend_from_slice(row);
+            }
+        }
+        height = p.height * (into / from);
+    } else {
+        let k = (from / into) as usize;
+        let rows: Vec<&[u8]> = p.data.chunks(stride).take(p.height as usize).collect();
+        for group in rows.chunks(k) {
+            let mut merged = vec![0u8; stride];
+            for r in group {
+                for (m, b) in merged.iter_mut().zip(r.iter()) {
+                    *m |= b;
+                }
+            }
+            data.extend_from_slice(&merged);
+        }
+        height = p.height.div_ceil(from / into);
+    }
+    Page { width: p.width, height, resolution: to, data }
+}

@@ -1,0 +1,263 @@
+//! A simulated pair: our sender and our receiver over UDPTL datagrams on a link that drops, duplicates,
+//! delays and reorders by seed, with a clock that jumps to the next deadline.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use t30::{Config, Event, Output, Page, ReceivedPage, Resolution, Role, Session};
+use t38::{ErrorRecovery, ReceiverConfig, SenderConfig, UdptlReceiver, UdptlSender};
+
+/// xorshift64*: small, seeded, good enough for a network model.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One direction of the network.
+#[derive(Debug, Clone)]
+pub struct LinkModel {
+    pub loss: f64,
+    pub duplicate: f64,
+    pub reorder: f64,
+    pub latency: Duration,
+    pub jitter: Duration,
+}
+
+impl LinkModel {
+    pub fn clean() -> Self {
+        Self { loss: 0.0, duplicate: 0.0, reorder: 0.0, latency: Duration::from_millis(20), jitter: Duration::ZERO }
+    }
+}
+
+struct Link {
+    model: LinkModel,
+    rng: Rng,
+    in_flight: Vec<(Duration, u64, Vec<u8>)>,
+    order: u64,
+}
+
+impl Link {
+    fn send(&mut self, now: Duration, datagram: Vec<u8>) {
+        if self.rng.unit() < self.model.loss {
+            return;
+        }
+        let copies = if self.rng.unit() < self.model.duplicate { 2 } else { 1 };
+        for _ in 0..copies {
+            let jitter = if self.model.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(self.rng.below(self.model.jitter.as_micros() as u64))
+            };
+            let extra = if self.rng.unit() < self.model.reorder { Duration::from_millis(40) } else { Duration::ZERO };
+            self.order += 1;
+            self.in_flight.push((now + self.model.latency + jitter + extra, self.order, datagram.clone()));
+        }
+    }
+
+    fn due(&mut self, now: Duration) -> Vec<Vec<u8>> {
+        self.in_flight.sort_by_key(|(t, o, _)| (*t, *o));
+        let n = self.in_flight.iter().take_while(|(t, _, _)| *t <= now).count();
+        self.in_flight.drain(..n).map(|(_, _, d)| d).collect()
+    }
+
+    fn next(&self) -> Option<Duration> {
+        self.in_flight.iter().map(|(t, _, _)| *t).min()
+    }
+}
+
+struct End {
+    session: Session,
+    tx: UdptlSender,
+    rx: UdptlReceiver,
+    outcome: Option<t30::Outcome>,
+    pages: Vec<ReceivedPage>,
+    sent: Vec<u32>,
+    wake: Duration,
+    last_rx: Option<Duration>,
+    session_is_sender: bool,
+}
+
+impl End {
+    fn new(cfg: Config, redundancy: u8) -> Self {
+        let session_is_sender = cfg.calling;
+        Self {
+            session_is_sender,
+            session: Session::new(cfg, Duration::ZERO),
+            tx: UdptlSender::new(SenderConfig {
+                recovery: ErrorRecovery::Redundancy { depth: redundancy.into() },
+                max_datagram: 1400,
+                ..SenderConfig::default()
+            }),
+            rx: UdptlReceiver::new(ReceiverConfig::default()),
+            outcome: None,
+            pages: Vec::new(),
+            sent: Vec::new(),
+            wake: Duration::ZERO,
+            last_rx: None,
+        }
+    }
+
+    fn drive(&mut self, now: Duration, link: &mut Link) {
+        loop {
+            match self.session.poll_output(now) {
+                Output::Transmit(ifp) => {
+                    if std::env::var_os("T30_TRACE").is_some() {
+                        let what = match (&ifp.msg_type, ifp.fields().first()) {
+                            (t38::IfpType::Data(_), Some(f)) if f.field_type == t38::FieldType::HdlcData => {
+                                format!("frame {}", t30::fcf::name(f.data.get(2).map_or(0, |b| b.reverse_bits())))
+                            }
+                            (t, f) => format!("{t:?} {:?}", f.map(|f| f.field_type)),
+                        };
+                        eprintln!("{:>10.3} {} {what}", now.as_secs_f64(), if self.session_is_sender { "S>" } else { "   <R" });
+                    }
+                    let d = self.tx.build(&ifp).expect("IFP fits");
+                    link.send(now, d);
+                }
+                Output::Event(Event::PageReceived(p)) => self.pages.push(*p),
+                Output::Event(Event::PageSent { index }) => self.sent.push(index),
+                Output::Event(_) => {}
+                Output::Timeout(t) => {
+                    self.wake = t;
+                    return;
+                }
+                Output::Finished(o) => {
+                    self.outcome = Some(o);
+                    self.wake = Duration::MAX;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, now: Duration, datagrams: Vec<Vec<u8>>, flush: bool) {
+        if !datagrams.is_empty() {
+            self.last_rx = Some(now);
+        }
+        for d in datagrams {
+            let _ = self.rx.handle_datagram(&d);
+        }
+        if flush {
+            self.rx.flush();
+            self.last_rx = None;
+        }
+        while let Some(r) = self.rx.poll_ifp() {
+            self.session.handle_ifp(now, Some(r.seq), &r.ifp);
+        }
+    }
+}
+
+/// What a simulated call gave.
+pub struct Run {
+    pub sender: t30::Outcome,
+    pub receiver: t30::Outcome,
+    pub received: Vec<ReceivedPage>,
+    pub confirmed: Vec<u32>,
+    pub steps: u64,
+}
+
+/// Runs a call to its end, or panics after `max_sim` of simulated time (a hang).
+pub fn run(
+    sender: Config,
+    receiver: Config,
+    forward: LinkModel,
+    backward: LinkModel,
+    redundancy: u8,
+    seed: u64,
+) -> Run {
+    let mut a = End::new(sender, redundancy);
+    let mut b = End::new(receiver, redundancy);
+    let mut ab = Link { model: forward, rng: Rng::new(seed * 2 + 1), in_flight: Vec::new(), order: 0 };
+    let mut ba = Link { model: backward, rng: Rng::new(seed * 2 + 2), in_flight: Vec::new(), order: 0 };
+    let max_sim = Duration::from_secs(900);
+    let hold = Duration::from_millis(200);
+    let mut now = Duration::ZERO;
+    let mut steps = 0u64;
+    loop {
+        steps += 1;
+        let to_b = ab.due(now);
+        let flush_b = b.last_rx.is_some_and(|t| now >= t + hold);
+        b.deliver(now, to_b, flush_b);
+        let to_a = ba.due(now);
+        let flush_a = a.last_rx.is_some_and(|t| now >= t + hold);
+        a.deliver(now, to_a, flush_a);
+        a.drive(now, &mut ab);
+        b.drive(now, &mut ba);
+        if a.outcome.is_some() && b.outcome.is_some() {
+            break;
+        }
+        let mut next = a.wake.min(b.wake);
+        for t in [ab.next(), ba.next(), a.last_rx.map(|t| t + hold), b.last_rx.map(|t| t + hold)].into_iter().flatten() {
+            next = next.min(t);
+        }
+        assert!(next > now || next == now && steps < 10_000_000, "no progress at {now:?}");
+        now = next.max(now);
+        assert!(now < max_sim, "seed {seed}: the call hung (simulated time {now:?}, steps {steps})");
+        assert!(steps < 5_000_000, "seed {seed}: too many steps");
+    }
+    Run {
+        sender: a.outcome.expect("sender outcome"),
+        receiver: b.outcome.expect("receiver outcome"),
+        received: b.pages,
+        confirmed: a.sent,
+        steps,
+    }
+}
+
+/// A page that looks like a business letter: text-like runs on a white page, from a seed.
+pub fn letter(seed: u64, lines: u32, resolution: Resolution) -> Page {
+    let width = 1728u32;
+    let stride = t4::stride(width);
+    let mut data = vec![0u8; stride * lines as usize];
+    let mut rng = Rng::new(seed + 7);
+    let mut y = 10usize;
+    while y + 12 < lines as usize {
+        // A line of "words": blocks of noise 8-16 pixels tall.
+        let h = 8 + rng.below(8) as usize;
+        let mut x = 80 + rng.below(40) as usize;
+        while x + 64 < width as usize - 80 {
+            let w = 16 + rng.below(64) as usize;
+            for yy in y..y + h {
+                for xx in x..x + w {
+                    if (xx / 3 + yy / 4) % 3 == 0 || yy == y + h - 1 {
+                        data[yy * stride + xx / 8] |= 0x80 >> (xx % 8);
+                    }
+                }
+            }
+            x += w + 8 + rng.below(16) as usize;
+        }
+        y += h + 6 + rng.below(10) as usize;
+    }
+    Page { width, height: lines, resolution, data }
+}
+
+pub fn sender_config(pages: Vec<Page>) -> Config {
+    let mut c = Config::new(Role::Send(pages), true);
+    c.ident = "+1 555 0100".into();
+    c
+}
+
+pub fn receiver_config() -> Config {
+    let mut c = Config::new(Role::Receive, false);
+    c.ident = "+1 555 0199".into();
+    c
+}

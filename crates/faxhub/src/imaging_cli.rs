@@ -82,10 +82,10 @@ pub enum PdfArg {
 }
 
 /// How pages are rendered; shared by `convert` and `preview`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
     #[arg(long, value_enum, default_value = "fine")]
-    resolution: ResolutionArg,
+    pub(crate) resolution: ResolutionArg,
     #[arg(long, value_enum, default_value = "a4")]
     paper: PaperArg,
     #[arg(long, value_enum, default_value = "auto")]
@@ -151,7 +151,7 @@ pub struct PreviewArgs {
     render: RenderArgs,
 }
 
-fn load_options(r: &RenderArgs) -> render::LoadOptions {
+pub(crate) fn load_options(r: &RenderArgs) -> render::LoadOptions {
     let threads = if r.threads == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
     } else {
@@ -168,7 +168,7 @@ fn load_options(r: &RenderArgs) -> render::LoadOptions {
     }
 }
 
-fn spec(r: &RenderArgs) -> render::PageSpec {
+pub(crate) fn spec(r: &RenderArgs) -> render::PageSpec {
     render::PageSpec {
         halftone: match r.halftone {
             HalftoneArg::Auto => render::Halftone::Auto,
@@ -179,7 +179,7 @@ fn spec(r: &RenderArgs) -> render::PageSpec {
     }
 }
 
-fn load(path: &Path, options: &render::LoadOptions) -> anyhow::Result<render::Document> {
+pub(crate) fn load(path: &Path, options: &render::LoadOptions) -> anyhow::Result<render::Document> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     render::load_owned(bytes, options)
         .with_context(|| format!("{} cannot be faxed", path.display()))

@@ -5,6 +5,7 @@
 mod admin_cli;
 mod cli;
 mod imaging_cli;
+mod t38_cli;
 mod phonebook_cli;
 
 use anyhow::Context;
@@ -69,6 +70,9 @@ enum Command {
     Convert(imaging_cli::ConvertArgs),
     /// Render one page of a document on the fax grid to a PNG.
     Preview(imaging_cli::PreviewArgs),
+    /// Fax over T.38 UDPTL directly between two UDP addresses (no SIP): a diagnostic for operators.
+    #[command(subcommand)]
+    T38(t38_cli::T38Command),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -166,6 +170,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => dev(data_dir, &http, &https).await,
         Command::Convert(a) => tokio::task::spawn_blocking(move || imaging_cli::convert(a)).await?,
         Command::Preview(a) => tokio::task::spawn_blocking(move || imaging_cli::preview(a)).await?,
+        Command::T38(c) => t38_cli::run(c).await,
         Command::Client(c) => cli::run(c).await,
     }
 }

@@ -150,6 +150,9 @@ fn thousand_seeds_of_loss_end_identical_or_typed() {
                 assert_eq!(r.received.len(), sent.len(), "seed {seed}: sender says sent, receiver has fewer pages");
             }
             Err(f) => {
+                if redundancy >= 2 && loss <= 0.10 {
+                    eprintln!("seed {seed}: loss {loss} redundancy {redundancy} ecm {ecm}: {f:?} ({})", r.sender.detail);
+                }
                 let key = format!("{f:?}");
                 let key = key.split([' ', '{', '(']).next().unwrap_or("").to_string();
                 *failures.entry(key).or_default() += 1;

@@ -481,6 +481,11 @@ impl UdptlReceiver {
         &self.stats
     }
 
+    /// How many IFPs are held behind a gap, waiting for it to be filled or given up.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
     /// Takes one datagram. A datagram that does not parse is counted and
     /// its error returned; the receiver's state is unchanged by it, so the
     /// caller may just log the error and go on.

@@ -1,0 +1,213 @@
+//! One fax line for faxhub: a [`t30::Session`] carried as T.38 IFPs in UDPTL datagrams over a real UDP
+//! socket, with the clock and the pacing of real time.
+//!
+//! This is the only crate of the fax engine that touches sockets and the clock. It owns:
+//! * the UDPTL framing of the negotiated call ([`Transport`]: T.38 version, redundancy depth, the far
+//!   end's maximum datagram), with loss, duplication and reordering undone by [`t38::UdptlReceiver`];
+//! * the loop that feeds datagrams and deadlines to the session and sends what it says when it says it.
+//!
+//! [`run`] returns the session's [`t30::Outcome`] (a failed fax is an outcome, not an error) with the
+//! [`CallStats`] a fax server reports; only a broken socket is an [`Error`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use t30::{Event, Output, Session};
+use t38::{ErrorRecovery, ReceiverConfig, SenderConfig, T38Version, UdptlReceiver, UdptlSender};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+/// The UDPTL side of a call, from the SDP both ends agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// `T38FaxVersion`.
+    pub version: T38Version,
+    /// `T38FaxUdpEC:t38UDPRedundancy` depth (0: none).
+    pub redundancy: usize,
+    /// The far end's `T38FaxMaxDatagram`.
+    pub max_datagram: usize,
+    /// How long the receiver holds IFPs after a gap before giving the gap up.
+    pub hold: Duration,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            version: T38Version::V0,
+            redundancy: 3,
+            max_datagram: 400,
+            hold: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Transport {
+    /// The largest image-data payload that still fits a datagram with all its redundancy (each IFP also
+    /// carries about 6 octets of headers).
+    pub fn max_chunk(&self) -> usize {
+        (self.max_datagram.saturating_sub(8) / (self.redundancy + 1)).saturating_sub(8).clamp(16, 1400)
+    }
+}
+
+/// Socket failures: the fax itself never fails with these.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("UDP socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("an IFP does not fit the far end's maximum datagram: {0}")]
+    Encode(t38::Error),
+    #[error("nothing arrived from any far end within {0:?}")]
+    NoPeer(Duration),
+}
+
+/// What a fax server reports about a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStats {
+    pub bit_rate: u32,
+    pub ecm: bool,
+    pub compression: Option<t30::Compression>,
+    pub resolution: Option<t30::Resolution>,
+    pub pages: u32,
+    pub bad_lines: u32,
+    pub retransmitted_frames: u32,
+    pub pprs: u32,
+    pub duration: Duration,
+    pub datagrams_sent: u64,
+    pub datagrams_received: u64,
+    pub ifps_recovered: u64,
+    pub ifps_lost: u64,
+    pub remote_ident: String,
+}
+
+impl CallStats {
+    fn new(o: &t30::Outcome, rx: &t38::ReceiverStats, sent: u64) -> Self {
+        let d = o.stats.dcs;
+        Self {
+            bit_rate: d.map_or(0, |d| d.modem.bit_rate()),
+            ecm: d.is_some_and(|d| d.ecm),
+            compression: d.map(|d| d.compression),
+            resolution: d.map(|d| d.resolution),
+            pages: o.stats.pages,
+            bad_lines: o.stats.bad_lines,
+            retransmitted_frames: o.stats.retransmitted_frames,
+            pprs: o.stats.pprs,
+            duration: o.duration,
+            datagrams_sent: sent,
+            datagrams_received: rx.received,
+            ifps_recovered: rx.recovered,
+            ifps_lost: rx.lost,
+            remote_ident: o.stats.remote_ident.clone(),
+        }
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    pub outcome: t30::Outcome,
+    pub stats: CallStats,
+    /// The pages received, in order (receiving sessions).
+    pub pages: Vec<t30::ReceivedPage>,
+}
+
+/// Runs a session to its end on `socket`. With `remote` unknown (a receiver waiting for the caller), the
+/// first datagram that arrives names the far end, and the session starts then; `wait_for_peer` bounds
+/// that wait. `on_event` sees progress as it happens.
+pub async fn run(
+    socket: &UdpSocket,
+    remote: Option<SocketAddr>,
+    cfg: t30::Config,
+    transport: Transport,
+    wait_for_peer: Duration,
+    mut on_event: impl FnMut(&Event),
+) -> Result<CallResult, Error> {
+    let mut cfg = cfg;
+    cfg.pacing.max_chunk = transport.max_chunk();
+    let mut tx = UdptlSender::new(SenderConfig {
+        version: transport.version,
+        recovery: ErrorRecovery::Redundancy { depth: transport.redundancy },
+        max_datagram: transport.max_datagram,
+        first_seq: 0,
+    });
+    let mut rx = UdptlReceiver::new(ReceiverConfig { version: transport.version, ..ReceiverConfig::default() });
+    let mut buf = vec![0u8; 65_536];
+    let mut first: Option<(usize, SocketAddr)> = None;
+    let remote = match remote {
+        Some(r) => r,
+        None => {
+            let (n, from) = tokio::time::timeout(wait_for_peer, socket.recv_from(&mut buf))
+                .await
+                .map_err(|_| Error::NoPeer(wait_for_peer))??;
+            first = Some((n, from));
+            from
+        }
+    };
+    let origin = Instant::now();
+    let now = || Instant::now().duration_since(origin);
+    let mut session = Session::new(cfg, now());
+    let mut pages = Vec::new();
+    let mut sent = 0u64;
+    let mut last_datagram: Option<Instant> = None;
+    if let Some((n, _)) = first {
+        feed(&mut rx, &mut session, &buf[..n], now());
+        last_datagram = Some(Instant::now());
+    }
+    loop {
+        // Drain the session.
+        let deadline = loop {
+            match session.poll_output(now()) {
+                Output::Transmit(ifp) => {
+                    let d = tx.build(&ifp).map_err(Error::Encode)?;
+                    socket.send_to(&d, remote).await?;
+                    sent += 1;
+                }
+                Output::Event(e) => {
+                    on_event(&e);
+                    if let Event::PageReceived(p) = e {
+                        pages.push(*p);
+                    }
+                }
+                Output::Timeout(t) => break origin + t,
+                Output::Finished(outcome) => {
+                    // Let the far end's last datagrams drain (and the gap hold lapse) before closing.
+                    let stats = CallStats::new(&outcome, &rx.stats(), sent);
+                    debug!(?stats, "call finished");
+                    return Ok(CallResult { outcome, stats, pages });
+                }
+            }
+        };
+        let hold_until = last_datagram.filter(|_| rx.held() > 0).map(|t| t + transport.hold);
+        let wake = hold_until.map_or(deadline, |h| h.min(deadline));
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let (n, from) = r?;
+                if from != remote {
+                    warn!(%from, "datagram from an unexpected address ignored");
+                    continue;
+                }
+                last_datagram = Some(Instant::now());
+                feed(&mut rx, &mut session, &buf[..n], now());
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if hold_until.is_some_and(|h| Instant::now() >= h) {
+                    rx.flush();
+                    deliver(&mut rx, &mut session, now());
+                }
+            }
+        }
+    }
+}
+
+fn feed(rx: &mut UdptlReceiver, session: &mut Session, datagram: &[u8], now: Duration) {
+    if let Err(e) = rx.handle_datagram(datagram) {
+        debug!(error = %e, "malformed UDPTL datagram ignored");
+    }
+    deliver(rx, session, now);
+}
+
+fn deliver(rx: &mut UdptlReceiver, session: &mut Session, now: Duration) {
+    while let Some(r) = rx.poll_ifp() {
+        session.handle_ifp(now, Some(r.seq), &r.ifp);
+    }
+}

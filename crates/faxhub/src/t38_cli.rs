@@ -55,6 +55,12 @@ pub struct LineArgs {
     /// ECM frame size (256 or 64 octets).
     #[arg(long, default_value_t = 256)]
     ecm_frame: usize,
+    /// Drop this share of outgoing datagrams on purpose (0 to 1), to check that the redundancy copes.
+    #[arg(long, default_value_t = 0.0)]
+    simulate_loss: f64,
+    /// Seed of --simulate-loss.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -113,8 +119,13 @@ fn config(role: t30::Role, calling: bool, a: &LineArgs) -> anyhow::Result<(t30::
     if a.max_datagram < 100 {
         bail!("--max-datagram {} is too small for T.38 (at least 100)", a.max_datagram);
     }
+    if !(0.0..=1.0).contains(&a.simulate_loss) {
+        bail!("--simulate-loss must be between 0 and 1, not {}", a.simulate_loss);
+    }
     let transport = line::Transport {
         version,
+        loss: a.simulate_loss,
+        loss_seed: a.seed,
         redundancy: a.redundancy,
         max_datagram: a.max_datagram,
         ..line::Transport::default()

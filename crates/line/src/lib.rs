@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// The UDPTL side of a call, from the SDP both ends agreed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transport {
     /// `T38FaxVersion`.
     pub version: T38Version,
@@ -29,6 +29,10 @@ pub struct Transport {
     pub max_datagram: usize,
     /// How long the receiver holds IFPs after a gap before giving the gap up.
     pub hold: Duration,
+    /// Drop this share of outgoing datagrams on purpose (0.0 to 1.0), with `loss_seed`: a diagnostic for
+    /// checking that a path's redundancy setting survives loss.
+    pub loss: f64,
+    pub loss_seed: u64,
 }
 
 impl Default for Transport {
@@ -38,6 +42,8 @@ impl Default for Transport {
             redundancy: 3,
             max_datagram: 400,
             hold: Duration::from_millis(200),
+            loss: 0.0,
+            loss_seed: 1,
         }
     }
 }
@@ -149,6 +155,7 @@ pub async fn run(
     let mut pages = Vec::new();
     let mut sent = 0u64;
     let mut last_datagram: Option<Instant> = None;
+    let mut loss_rng = transport.loss_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     if let Some((n, _)) = first {
         feed(&mut rx, &mut session, &buf[..n], now());
         last_datagram = Some(Instant::now());
@@ -159,8 +166,11 @@ pub async fn run(
             match session.poll_output(now()) {
                 Output::Transmit(ifp) => {
                     let d = tx.build(&ifp).map_err(Error::Encode)?;
-                    socket.send_to(&d, remote).await?;
                     sent += 1;
+                    if transport.loss > 0.0 && unit(&mut loss_rng) < transport.loss {
+                        continue;
+                    }
+                    socket.send_to(&d, remote).await?;
                 }
                 Output::Event(e) => {
                     on_event(&e);
@@ -197,6 +207,16 @@ pub async fn run(
             }
         }
     }
+}
+
+/// xorshift64*, uniform in [0, 1).
+fn unit(state: &mut u64) -> f64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn feed(rx: &mut UdptlReceiver, session: &mut Session, datagram: &[u8], now: Duration) {

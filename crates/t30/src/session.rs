@@ -1081,7 +1081,8 @@ impl Session {
                 }
                 self.tcf_best = self.tcf_best.max(self.tcf_zeros);
             }
-            State::Image | State::WaitCommand if self.dcs.is_some_and(|d| !d.ecm) => {
+            // Image data may start while our CFR's carrier is still winding down (Busy).
+            State::Image | State::WaitCommand | State::Busy if self.dcs.is_some_and(|d| !d.ecm) => {
                 if self.page_data.len() + data.len() > MAX_PAGE_OCTETS {
                     self.end(now, Err(Failure::LimitExceeded { what: format!("page data over {MAX_PAGE_OCTETS} octets") }));
                     return;

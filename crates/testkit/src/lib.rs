@@ -2,9 +2,12 @@
 //!
 //! - [`ScriptedLine`]: a test double of the fax server's line whose outcomes a test scripts per number.
 //! - `faxhub-testnode`: the real fax server runtime (`node` crate) over a `ScriptedLine`, as a process.
+//! - [`spandsp`]: the SpanDSP reference fax peer (`spandsp/faxpeer.c`), built at test time, and page
+//!   comparison of TIFF files.
 //! - [`harness`]: starting the real `faxhub` supervisor binary and test fax servers, and a REST client.
 
 pub mod harness;
 pub mod scripted;
+pub mod spandsp;
 
 pub use scripted::{Script, ScriptedLine};

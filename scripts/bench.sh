@@ -3,12 +3,17 @@
 #   scripts/bench.sh [ARGS]         submissions and dispatch latency (faxhub-bench; e.g. --jobs 5000 --multipart)
 #   scripts/bench.sh admin [ARGS]   phonebook search and settings push (faxhub-bench-admin; e.g. --entries 100000)
 #   scripts/bench.sh codecs|pdf     faxhub convert side by side with tiffcp / ghostscript (faxhub-bench-imaging)
+#   scripts/bench.sh t38 [ARGS]     concurrent paced T.38 sessions and the SpanDSP pair (faxhub-bench-t38)
 # Criterion benchmarks of the parts: cargo bench -p t4 (codecs), cargo bench -p render (PDF to pages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p faxhub -p testkit --bins
 if [[ "${1:-}" == codecs || "${1:-}" == pdf ]]; then
   exec ./target/release/faxhub-bench-imaging "$@"
+fi
+if [[ "${1:-}" == t38 ]]; then
+  shift
+  exec ./target/release/faxhub-bench-t38 "$@"
 fi
 if [[ "${1:-}" == admin ]]; then
   shift

@@ -142,6 +142,20 @@ static void deliver(t38_core_state_t *t38, int seq, const uint8_t *ifp, int len)
     t38_core_rx_ifp_packet(t38, ifp, len, (uint16_t) seq);
 }
 
+/* Delivers held IFPs in order while the next one is there. */
+static void drain_in_order(t38_core_state_t *t38)
+{
+    for (;;)
+    {
+        int slot = rx_next % (HISTORY * 4);
+        if (pend_seq[slot] != rx_next || pend_len[slot] <= 0)
+            break;
+        deliver(t38, rx_next, pend[slot], pend_len[slot]);
+        pend_len[slot] = 0;
+        rx_next = (uint16_t) (rx_next + 1);
+    }
+}
+
 static int get_len(const uint8_t *d, int n, int *pos, int *len)
 {
     if (*pos >= n)
@@ -215,16 +229,7 @@ static void rx_datagram(t38_core_state_t *t38, const uint8_t *d, int n)
             pos += l;
         }
     }
-    /* Deliver in order while we have the next one. */
-    for (;;)
-    {
-        int slot = rx_next % (HISTORY * 4);
-        if (pend_seq[slot] != rx_next || pend_len[slot] <= 0)
-            break;
-        deliver(t38, rx_next, pend[slot], pend_len[slot]);
-        pend_len[slot] = 0;
-        rx_next = (uint16_t) (rx_next + 1);
-    }
+    drain_in_order(t38);
     /* A gap that redundancy cannot fill any more: skip it. */
     if ((uint16_t) (seq - rx_next) < 0x8000 && (uint16_t) (seq - rx_next) > (unsigned) redundancy + 1)
     {
@@ -238,15 +243,7 @@ static void rx_datagram(t38_core_state_t *t38, const uint8_t *d, int n)
             }
             rx_next = (uint16_t) (rx_next + 1);
         }
-        for (;;)
-        {
-            int slot = rx_next % (HISTORY * 4);
-            if (pend_seq[slot] != rx_next || pend_len[slot] <= 0)
-                break;
-            deliver(t38, rx_next, pend[slot], pend_len[slot]);
-            pend_len[slot] = 0;
-            rx_next = (uint16_t) (rx_next + 1);
-        }
+        drain_in_order(t38);
     }
 }
 

@@ -61,6 +61,9 @@ pub struct LineArgs {
     /// Seed of --simulate-loss.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Sending: the password given to the receiver (SID); receiving: the password a sender must give.
+    #[arg(long, env = "FAXHUB_T38_PASSWORD", hide_env_values = true, default_value = "")]
+    password: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -70,6 +73,9 @@ pub struct SendArgs {
     /// The far end's UDP address.
     #[arg(long)]
     remote: SocketAddr,
+    /// A subaddress for the receiver's routing (SUB).
+    #[arg(long, default_value = "")]
+    sub_address: String,
     /// Documents to send (TIFF, PDF, images, text).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -114,6 +120,7 @@ fn config(role: t30::Role, calling: bool, a: &LineArgs) -> anyhow::Result<(t30::
         bail!("--ecm-frame must be 256 or 64, not {}", a.ecm_frame);
     }
     c.ecm_frame = a.ecm_frame;
+    c.password = a.password.clone();
     c.pacing.paced = !a.unpaced;
     let version = t38::T38Version::from_number(a.t38_version).context("--t38-version")?;
     if a.max_datagram < 100 {
@@ -142,7 +149,8 @@ fn print_result(r: &line::CallResult) {
     println!("detail: {}", r.outcome.detail);
     println!(
         "pages={} bit_rate={} ecm={} compression={} resolution={} bad_lines={} retransmitted_frames={} pprs={} \
-         duration_ms={} datagrams_sent={} datagrams_received={} ifps_recovered={} ifps_lost={} remote_ident={:?}",
+         duration_ms={} datagrams_sent={} datagrams_received={} ifps_recovered={} ifps_lost={} remote_ident={:?} \
+         sub_address={:?}",
         s.pages,
         s.bit_rate,
         s.ecm,
@@ -157,6 +165,7 @@ fn print_result(r: &line::CallResult) {
         s.ifps_recovered,
         s.ifps_lost,
         s.remote_ident,
+        r.outcome.stats.sub_address,
     );
 }
 
@@ -189,7 +198,8 @@ pub async fn run(cmd: T38Command) -> anyhow::Result<()> {
                 let a2 = a.clone();
                 tokio::task::spawn_blocking(move || pages(&a2)).await??
             };
-            let (cfg, transport) = config(t30::Role::Send(pages), true, &a.line)?;
+            let (mut cfg, transport) = config(t30::Role::Send(pages), true, &a.line)?;
+            cfg.sub_address = a.sub_address.clone();
             let socket = tokio::net::UdpSocket::bind(a.line.local).await.with_context(|| format!("binding {}", a.line.local))?;
             let r = line::run(&socket, Some(a.remote), cfg, transport, Duration::ZERO, |e| {
                 if let t30::Event::PageSent { index } = e {

@@ -28,6 +28,10 @@ pub mod bit {
     pub const MMR: u32 = 31;
     pub const SUPERFINE: u32 = 41;
     pub const MIN_SCAN_HALVES: u32 = 46;
+    /// DIS: subaddressing capability; DCS: a SUB frame is sent.
+    pub const SUBADDRESS: u32 = 49;
+    /// DIS: password capability; DCS: a SID frame (sender identification / password) is sent.
+    pub const PASSWORD: u32 = 50;
 }
 
 /// A facsimile information field with T.30's bit numbering.
@@ -231,6 +235,9 @@ pub struct Capabilities {
     /// finer resolutions may halve it.
     pub min_scan_ms: u32,
     pub min_scan_halves: bool,
+    /// Takes SUB (bit 49) and SID / PWD (bit 50).
+    pub subaddressing: bool,
+    pub password: bool,
 }
 
 impl Capabilities {
@@ -285,6 +292,8 @@ impl Capabilities {
             b4_length: fif.get(bit::LENGTH_B4),
             min_scan_ms: ms,
             min_scan_halves: halves || fif.get(bit::MIN_SCAN_HALVES),
+            subaddressing: fif.get(bit::SUBADDRESS),
+            password: fif.get(bit::PASSWORD),
         }
     }
 
@@ -342,6 +351,12 @@ impl Capabilities {
         if self.superfine {
             f.set(bit::SUPERFINE);
         }
+        if self.subaddressing {
+            f.set(bit::SUBADDRESS);
+        }
+        if self.password {
+            f.set(bit::PASSWORD);
+        }
         f
     }
 
@@ -375,6 +390,9 @@ pub struct Dcs {
     pub min_scan_ms: u32,
     pub unlimited_length: bool,
     pub b4_length: bool,
+    /// A SUB frame comes with this DCS (bit 49), and a SID frame (bit 50).
+    pub sub: bool,
+    pub sid: bool,
 }
 
 impl Dcs {
@@ -426,6 +444,12 @@ impl Dcs {
             if self.ecm_frame == 64 {
                 f.set(bit::ECM_64);
             }
+        }
+        if self.sub {
+            f.set(bit::SUBADDRESS);
+        }
+        if self.sid {
+            f.set(bit::PASSWORD);
         }
         f
     }
@@ -480,6 +504,8 @@ impl Dcs {
             min_scan_ms,
             unlimited_length: f.get(bit::LENGTH_UNLIMITED),
             b4_length: f.get(bit::LENGTH_B4),
+            sub: f.get(bit::SUBADDRESS),
+            sid: f.get(bit::PASSWORD),
         })
     }
 
@@ -523,6 +549,8 @@ mod tests {
             b4_length: true,
             min_scan_ms: 0,
             min_scan_halves: false,
+            subaddressing: true,
+            password: true,
         }
     }
 
@@ -530,9 +558,9 @@ mod tests {
     fn dis_round_trips_and_extends_to_bit_41() {
         let c = ours();
         let f = c.to_dis();
-        assert_eq!(f.0.len(), 6);
-        // Extend bits 24, 32 and 40 set, 48 clear.
-        assert!(f.get(24) && f.get(32) && f.get(40) && !f.get(48));
+        // Extend bits 24, 32, 40 and 48 set (bits 49 and 50 are in the seventh octet), 56 clear.
+        assert_eq!(f.0.len(), 7);
+        assert!(f.get(24) && f.get(32) && f.get(40) && f.get(48) && !f.get(56));
         assert_eq!(Capabilities::from_dis(&f), c);
     }
 
@@ -550,6 +578,8 @@ mod tests {
                     min_scan_ms: 10,
                     unlimited_length: true,
                     b4_length: false,
+                    sub: compression == Compression::Mr,
+                    sid: compression == Compression::Mmr,
                 };
                 assert_eq!(Dcs::from_fif(&d.to_fif()), Some(d));
             }
@@ -571,6 +601,8 @@ mod tests {
             min_scan_ms: 20,
             unlimited_length: false,
             b4_length: false,
+            sub: false,
+            sid: false,
         }
         .to_fif();
         assert!(!d.get(11) && !d.get(12) && !d.get(13) && d.get(14));

@@ -113,6 +113,12 @@ pub struct Config {
     pub max_pages: u32,
     /// Command repeats before giving up (T.30: 3).
     pub max_retries: u32,
+    /// Sending: a subaddress for the receiver's routing (SUB, T.30 §5.3.6.2.11), sent when the far end
+    /// takes one.
+    pub sub_address: String,
+    /// Sending: a password for the receiver (SID, §5.3.6.2.x); receiving: the password a sender must give
+    /// (a call without it, or with another, is refused with DCN).
+    pub password: String,
 }
 
 impl Config {
@@ -132,6 +138,8 @@ impl Config {
             max_page_lines: 16_384,
             max_pages: 1000,
             max_retries: 3,
+            sub_address: String::new(),
+            password: String::new(),
         }
     }
 }
@@ -157,6 +165,8 @@ pub enum Failure {
     LimitExceeded { what: String },
     /// The page could not be coded (a bitmap of the wrong size).
     BadPage { reason: String },
+    /// The sender gave no password, or the wrong one (SID).
+    PasswordRejected,
 }
 
 impl fmt::Display for Failure {
@@ -171,6 +181,7 @@ impl fmt::Display for Failure {
             Failure::ReceiveTimeout { during } => write!(f, "nothing received during {during} (T2 expired)"),
             Failure::LimitExceeded { what } => write!(f, "limit exceeded: {what}"),
             Failure::BadPage { reason } => write!(f, "page could not be coded: {reason}"),
+            Failure::PasswordRejected => write!(f, "the sender's password (SID) was missing or wrong"),
         }
     }
 }
@@ -180,6 +191,8 @@ impl fmt::Display for Failure {
 pub struct Stats {
     /// The far end's identity (CSI or TSI).
     pub remote_ident: String,
+    /// The subaddress the sender gave (SUB), for inbound routing.
+    pub sub_address: String,
     /// Last negotiated parameters.
     pub dcs: Option<Dcs>,
     /// Pages sent and confirmed, or received and kept.

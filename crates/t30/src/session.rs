@@ -173,6 +173,8 @@ impl Session {
             b4_length: true,
             min_scan_ms: 0,
             min_scan_halves: false,
+            subaddressing: true,
+            password: true,
         };
         let pages = match &cfg.role {
             Role::Send(p) => p.clone(),
@@ -546,9 +548,21 @@ impl Session {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
+        let mut sid = None;
         for p in &pending {
             if fcf::same(p.fcf(), fcf::CSI) || fcf::same(p.fcf(), fcf::TSI) {
                 self.stats.remote_ident = fcf::decode_ident(p.fif());
+            } else if fcf::same(p.fcf(), fcf::SUB) {
+                self.stats.sub_address = fcf::decode_ident(p.fif());
+            } else if fcf::same(p.fcf(), fcf::SID) {
+                sid = Some(fcf::decode_ident(p.fif()));
+            }
+        }
+        if !self.cfg.calling && fcf::same(frame.fcf(), fcf::DCS) && !self.cfg.password.is_empty() {
+            // A receive password (T.30 §5.3.6.2.x, SID): no fax without it.
+            if sid.as_deref() != Some(self.cfg.password.as_str()) {
+                self.end(now, Err(Failure::PasswordRejected));
+                return;
             }
         }
         if self.cfg.calling {
@@ -688,6 +702,8 @@ impl Session {
             min_scan_ms: if ecm { 0 } else { min_scan_for(&far, res) },
             unlimited_length: far.unlimited_length && max_h > a4,
             b4_length: far.b4_length && !far.unlimited_length && max_h > a4,
+            sub: !self.cfg.sub_address.is_empty() && far.subaddressing,
+            sid: !self.cfg.password.is_empty() && far.password,
         });
         self.t1_deadline = None;
         self.send_dcs(now);
@@ -698,9 +714,15 @@ impl Session {
         d.modem = self.modems[self.fallback.min(self.modems.len() - 1)];
         self.dcs = Some(d);
         self.stats.dcs = Some(d);
-        let tsi = self.command(fcf::TSI, &fcf::encode_ident(&self.cfg.ident), false);
-        let dcs = self.command(fcf::DCS, &d.to_fif().0, true);
-        self.send_frames(now, vec![tsi, dcs], "DCS", After::SendTcf);
+        let mut frames = vec![self.command(fcf::TSI, &fcf::encode_ident(&self.cfg.ident), false)];
+        if d.sub {
+            frames.push(self.command(fcf::SUB, &fcf::encode_ident(&self.cfg.sub_address), false));
+        }
+        if d.sid {
+            frames.push(self.command(fcf::SID, &fcf::encode_ident(&self.cfg.password), false));
+        }
+        frames.push(self.command(fcf::DCS, &d.to_fif().0, true));
+        self.send_frames(now, frames, "DCS", After::SendTcf);
     }
 
     fn send_tcf(&mut self, now: Duration) {

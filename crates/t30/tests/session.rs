@@ -163,3 +163,26 @@ fn thousand_seeds_of_loss_end_identical_or_typed() {
     // With redundancy on most seeds and at most 20 % loss, most calls must get through.
     assert!(ok * 10 >= seeds * 6, "only {ok} of {seeds} calls completed: {failures:?}");
 }
+
+#[test]
+fn subaddress_reaches_the_receiver_and_a_wrong_password_is_refused() {
+    let mut s = sender_config(pages(1, 100));
+    s.sub_address = "4711".into();
+    s.password = "1234".into();
+    let mut rc = receiver_config();
+    rc.password = "1234".into();
+    let r = run(s.clone(), rc.clone(), LinkModel::clean(), LinkModel::clean(), 3, 8);
+    assert_eq!(r.sender.result, Ok(()), "{}", r.sender.detail);
+    assert_eq!(r.receiver.stats.sub_address, "4711");
+    assert_eq!(r.received.len(), 1);
+
+    s.password = "9999".into();
+    let r = run(s, rc.clone(), LinkModel::clean(), LinkModel::clean(), 3, 9);
+    assert_eq!(r.receiver.result, Err(Failure::PasswordRejected));
+    assert!(matches!(r.sender.result, Err(Failure::RemoteHungUp { .. })), "{:?}", r.sender.result);
+    assert!(r.received.is_empty());
+
+    // No password at all is refused too.
+    let r = run(sender_config(pages(1, 100)), rc, LinkModel::clean(), LinkModel::clean(), 3, 10);
+    assert_eq!(r.receiver.result, Err(Failure::PasswordRejected));
+}

@@ -440,8 +440,9 @@ impl Session {
         match (t, self.state) {
             (TimerFired::T1, State::WaitDis) => self.fail_now(Failure::NoFaxTone),
             (TimerFired::T1, _) => {
-                // Phase B is over once pages flow; T1 only bounds reaching it.
-                if self.stats.pages == 0 && self.dcs.is_none() && self.state == State::WaitCommand {
+                // An answering receiver that never got a DCS gives up, whatever it is doing (even in the
+                // middle of saying DIS again). T1 is cleared once DIS (sender) or DCS (receiver) arrives.
+                if !self.cfg.calling && self.dcs.is_none() {
                     self.end(now, Err(Failure::NoFaxTone));
                 }
             }

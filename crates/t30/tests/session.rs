@@ -186,3 +186,29 @@ fn subaddress_reaches_the_receiver_and_a_wrong_password_is_refused() {
     let r = run(sender_config(pages(1, 100)), rc, LinkModel::clean(), LinkModel::clean(), 3, 10);
     assert_eq!(r.receiver.result, Err(Failure::PasswordRejected));
 }
+
+#[test]
+fn an_answering_receiver_with_no_caller_gives_up_at_t1_even_mid_dis() {
+    // Found by the `session` fuzz target: T1 expiring while DIS was being said again was dropped, and
+    // the receiver said DIS for ever.
+    for t1 in [35_000u64, 36_500, 37_250, 38_000, 41_100] {
+        let mut c = receiver_config();
+        c.timers.t1 = Duration::from_millis(t1);
+        let mut s = t30::Session::new(c, Duration::ZERO);
+        let mut now = Duration::ZERO;
+        let mut ended = false;
+        for _ in 0..10_000 {
+            match s.poll_output(now) {
+                t30::Output::Timeout(t) => now = t.max(now),
+                t30::Output::Finished(o) => {
+                    assert_eq!(o.result, Err(Failure::NoFaxTone));
+                    assert!(now < Duration::from_millis(t1) + Duration::from_secs(10), "{now:?}");
+                    ended = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(ended, "T1 {t1} ms: the receiver never gave up");
+    }
+}

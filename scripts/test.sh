@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libtiff-tools ghostscript libspandsp-dev libtiff-dev pkg-config sqlite3 poppler-utils)
+packages=(libtiff-tools ghostscript libspandsp-dev libtiff-dev pkg-config sqlite3 poppler-utils kamailio)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

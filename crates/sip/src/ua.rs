@@ -1,0 +1,929 @@
+//! A SIP user agent on a tokio UDP socket, for a fax server: registers its account (digest, refresh),
+//! places calls with an SDP offer, answers incoming calls, keeps their dialogs (ACK, re-INVITE, BYE,
+//! CANCEL) and answers OPTIONS. One task owns the socket and every transaction; [`UserAgent`] talks to it
+//! through channels.
+//!
+//! Through a proxy every request goes to the account's proxy address with the dialog's route set (loose
+//! routing); without one, to the host of the Request-URI.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::digest::Challenge;
+use crate::message::{Message, addr_uri, param};
+use crate::sdp::Sdp;
+use crate::transaction::{ClientEvent, ClientTx, ServerTx, Timers};
+
+/// The SIP account of a fax server.
+#[derive(Clone)]
+pub struct Account {
+    /// Where requests go: the registrar / outbound proxy.
+    pub proxy: SocketAddr,
+    /// The domain of our address of record (`sip:user@domain`).
+    pub domain: String,
+    pub user: String,
+    /// The digest user name (often the same as `user`).
+    pub auth_user: String,
+    pub password: String,
+    /// Registration lifetime asked for, in seconds.
+    pub expires: u32,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("proxy", &self.proxy)
+            .field("domain", &self.domain)
+            .field("user", &self.user)
+            .field("auth_user", &self.auth_user)
+            .field("password", &"<redacted>")
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// User agent settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind.
+    pub bind: SocketAddr,
+    pub account: Account,
+    pub timers: Timers,
+    pub user_agent: String,
+}
+
+/// Why a registration failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the registrar refused our credentials ({code} {reason}): check the SIP user and password")]
+    Credentials { code: u16, reason: String },
+    #[error("the registrar answered {code} {reason}")]
+    Refused { code: u16, reason: String },
+    #[error("no answer from the registrar at {0} (timer F)")]
+    Timeout(SocketAddr),
+    #[error("the registrar's challenge cannot be answered: {0}")]
+    Challenge(String),
+    #[error("the user agent has stopped")]
+    Stopped,
+}
+
+/// How an outgoing call ended before it was answered; each maps to a fax job outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("busy ({code})")]
+    Busy { code: u16 },
+    #[error("no answer ({code})")]
+    NoAnswer { code: u16 },
+    #[error("bad number ({code})")]
+    BadNumber { code: u16 },
+    #[error("the far end does not accept T.38 ({code})")]
+    NoT38 { code: u16 },
+    #[error("trunk down ({code}): try another fax server")]
+    TrunkDown { code: u16 },
+    #[error("call refused: {code} {reason}")]
+    Other { code: u16, reason: String },
+    #[error("no final response (timer B)")]
+    Timeout,
+    #[error("the answer has no usable SDP: {0}")]
+    BadAnswer(String),
+    #[error("the proxy refused our credentials ({code})")]
+    Credentials { code: u16 },
+    #[error("the user agent has stopped")]
+    Stopped,
+}
+
+impl CallError {
+    fn from_response(code: u16, reason: &str) -> Self {
+        match code {
+            486 | 600 => CallError::Busy { code },
+            408 | 480 | 487 => CallError::NoAnswer { code },
+            404 | 484 | 604 => CallError::BadNumber { code },
+            488 | 415 | 606 => CallError::NoT38 { code },
+            503 => CallError::TrunkDown { code },
+            401 | 403 | 407 => CallError::Credentials { code },
+            _ => CallError::Other { code, reason: reason.to_string() },
+        }
+    }
+}
+
+/// What happens in an established call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// The far end sent a re-INVITE: with a new media description (e.g. switching audio to T.38), or the
+    /// same one (a session refresh, already answered with our current SDP).
+    ReInvite { sdp: Option<Sdp>, refresh: bool },
+    /// The far end hung up (BYE).
+    Bye,
+}
+
+/// An established call (a dialog).
+#[derive(Debug)]
+pub struct Call {
+    pub call_id: String,
+    /// The far end's SDP as answered (outgoing) or offered (incoming).
+    pub remote_sdp: Sdp,
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Call {
+    /// Hangs up (BYE) and waits for the far end's answer (or timer F).
+    pub async fn hang_up(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Cmd::Bye { call_id: self.call_id.clone(), done: tx }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The T.38 SDP to answer with if the far end re-INVITEs this call to T.38.
+    pub fn prepare_t38(&self, sdp: Vec<u8>) {
+        let _ = self.cmd.send(Cmd::PrepareT38 { call_id: self.call_id.clone(), sdp });
+    }
+
+    /// Sends a re-INVITE with a new offer (e.g. to switch to T.38) and returns the answer.
+    pub async fn reinvite(&self, sdp: Vec<u8>) -> Result<Sdp, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::ReInvite { call_id: self.call_id.clone(), sdp, done: tx }).map_err(|_| CallError::Stopped)?;
+        rx.await.map_err(|_| CallError::Stopped)?
+    }
+}
+
+/// An incoming call waiting for an answer.
+#[derive(Debug)]
+pub struct Incoming {
+    pub call_id: String,
+    /// The called user / number (Request-URI user).
+    pub to_user: String,
+    /// The caller's user part (From).
+    pub from_user: String,
+    pub offer: Option<Sdp>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Incoming {
+    /// Answers 200 OK with our SDP.
+    pub async fn accept(self, sdp: Vec<u8>) -> Result<Call, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Accept { call_id: self.call_id.clone(), sdp, done: tx }).map_err(|_| CallError::Stopped)?;
+        rx.await.map_err(|_| CallError::Stopped)?
+    }
+
+    /// Refuses with a final response (486 busy, 488 not acceptable, ...).
+    pub fn reject(self, code: u16, reason: &str) {
+        let _ = self.cmd.send(Cmd::Reject { call_id: self.call_id.clone(), code, reason: reason.to_string() });
+    }
+}
+
+enum Cmd {
+    Register { done: oneshot::Sender<Result<u32, RegisterError>> },
+    Invite { to: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Call, CallError>> },
+    Accept { call_id: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Call, CallError>> },
+    Reject { call_id: String, code: u16, reason: String },
+    ReInvite { call_id: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Sdp, CallError>> },
+    Bye { call_id: String, done: oneshot::Sender<()> },
+    PrepareT38 { call_id: String, sdp: Vec<u8> },
+}
+
+/// The user agent's handle.
+#[derive(Debug, Clone)]
+pub struct UserAgent {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    pub local: SocketAddr,
+}
+
+impl UserAgent {
+    /// Binds the socket and starts the agent; incoming calls arrive on the returned receiver.
+    pub async fn start(cfg: Config) -> std::io::Result<(Self, mpsc::UnboundedReceiver<Incoming>)> {
+        let socket = Arc::new(UdpSocket::bind(cfg.bind).await?);
+        let local = socket.local_addr()?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let engine = Engine::new(cfg, local, cmd_tx.clone(), in_tx);
+        tokio::spawn(engine.run(socket, cmd_rx));
+        Ok((Self { cmd: cmd_tx, local }, in_rx))
+    }
+
+    /// Registers (answering a digest challenge once); the agent refreshes before expiry. Returns the
+    /// lifetime the registrar granted.
+    pub async fn register(&self) -> Result<u32, RegisterError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Register { done: tx }).map_err(|_| RegisterError::Stopped)?;
+        rx.await.map_err(|_| RegisterError::Stopped)?
+    }
+
+    /// Calls `to` (a number or user at the account's domain) with an SDP offer; returns when answered.
+    pub async fn call(&self, to: &str, sdp: Vec<u8>) -> Result<Call, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Invite { to: to.to_string(), sdp, done: tx }).map_err(|_| CallError::Stopped)?;
+        rx.await.map_err(|_| CallError::Stopped)?
+    }
+}
+
+/// What a client transaction is for.
+enum Purpose {
+    Register { done: Option<oneshot::Sender<Result<u32, RegisterError>>>, authed: bool },
+    Invite { done: Option<oneshot::Sender<Result<Call, CallError>>>, authed: bool, call_id: String },
+    ReInvite { done: Option<oneshot::Sender<Result<Sdp, CallError>>>, call_id: String },
+    Bye { done: Option<oneshot::Sender<()>> },
+    Other,
+}
+
+struct Client {
+    tx: ClientTx,
+    request: Message,
+    purpose: Purpose,
+}
+
+/// A dialog (RFC 3261 §12).
+struct Dialog {
+    local_tag: String,
+    remote_tag: String,
+    /// Our From / To values as sent in this dialog.
+    local_uri: String,
+    remote_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    events: mpsc::UnboundedSender<CallEvent>,
+    /// Our current SDP (answered to refreshes).
+    local_sdp: Vec<u8>,
+    /// Our T.38 SDP, answered when the far end switches the call to T.38.
+    t38_local: Option<Vec<u8>>,
+    sdp_version: u64,
+    /// UAS: the 2xx we retransmit until ACK (timer G-like with T1 doubling to T2, up to 64 T1).
+    pending_2xx: Option<(Vec<u8>, Duration, Duration, Duration)>,
+}
+
+/// An INVITE we received and have not answered yet.
+struct Pending {
+    request: Message,
+    server: String,
+    local_tag: String,
+}
+
+struct Engine {
+    cfg: Config,
+    local: SocketAddr,
+    origin: Instant,
+    clients: HashMap<String, Client>,
+    servers: HashMap<String, ServerTx>,
+    /// Where each server transaction's responses go (the request's source).
+    reply_to: HashMap<String, SocketAddr>,
+    dialogs: HashMap<String, Dialog>,
+    pending: HashMap<String, Pending>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    register_cseq: u32,
+    register_call_id: String,
+    refresh_at: Option<Duration>,
+    nc: u32,
+    out: Vec<(Vec<u8>, SocketAddr)>,
+}
+
+fn token() -> String {
+    use rand::Rng;
+    let mut r = rand::thread_rng();
+    (0..12).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.gen_range(0..36)])).collect()
+}
+
+impl Engine {
+    fn new(cfg: Config, local: SocketAddr, cmd: mpsc::UnboundedSender<Cmd>, incoming: mpsc::UnboundedSender<Incoming>) -> Self {
+        Self {
+            cfg,
+            local,
+            origin: Instant::now(),
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            reply_to: HashMap::new(),
+            dialogs: HashMap::new(),
+            pending: HashMap::new(),
+            cmd,
+            incoming,
+            register_cseq: 0,
+            register_call_id: format!("{}@faxhub", token()),
+            refresh_at: None,
+            nc: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn aor(&self) -> String {
+        format!("sip:{}@{}", self.cfg.account.user, self.cfg.account.domain)
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}@{}>", self.cfg.account.user, self.local)
+    }
+
+    fn via(&self, branch: &str) -> String {
+        format!("SIP/2.0/UDP {};branch={branch};rport", self.local)
+    }
+
+    fn base_request(&self, method: &str, uri: &str, from: &str, to: &str, call_id: &str, cseq: u32) -> Message {
+        let mut m = Message::request(method, uri);
+        m.add_header("Via", self.via(&format!("z9hG4bK{}", token())));
+        m.add_header("Max-Forwards", "70");
+        m.add_header("From", from);
+        m.add_header("To", to);
+        m.add_header("Call-ID", call_id);
+        m.add_header("CSeq", format!("{cseq} {method}"));
+        m.add_header("User-Agent", self.cfg.user_agent.clone());
+        m
+    }
+
+    fn start_client(&mut self, request: Message, purpose: Purpose) {
+        let now = self.now();
+        let mut tx = ClientTx::new(&request, false, self.cfg.timers, now);
+        while let Some(b) = tx.poll_transmit() {
+            self.out.push((b, self.cfg.account.proxy));
+        }
+        self.clients.insert(tx.branch.clone(), Client { tx, request, purpose });
+    }
+
+    fn register(&mut self, done: Option<oneshot::Sender<Result<u32, RegisterError>>>, auth: Option<String>) {
+        self.register_cseq += 1;
+        let aor = self.aor();
+        let uri = format!("sip:{}", self.cfg.account.domain);
+        let mut m = self.base_request(
+            "REGISTER",
+            &uri,
+            &format!("<{aor}>;tag={}", token()),
+            &format!("<{aor}>"),
+            &self.register_call_id.clone(),
+            self.register_cseq,
+        );
+        m.add_header("Contact", self.contact());
+        m.add_header("Expires", self.cfg.account.expires.to_string());
+        let authed = auth.is_some();
+        if let Some(a) = auth {
+            m.add_header("Authorization", a);
+        }
+        self.start_client(m, Purpose::Register { done, authed });
+    }
+
+    fn authorize(&mut self, resp: &Message, request: &Message) -> Result<(String, &'static str), String> {
+        let (hdr, out) = if resp.code() == Some(407) {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let v = resp.header(hdr).ok_or_else(|| format!("{} without {hdr}", resp.code().unwrap_or(0)))?;
+        let c = Challenge::parse(v).map_err(|e| e.to_string())?;
+        let uri = match &request.start {
+            crate::message::StartLine::Request { uri, .. } => uri.clone(),
+            crate::message::StartLine::Response { .. } => String::new(),
+        };
+        self.nc += 1;
+        let a = &self.cfg.account;
+        Ok((c.answer(request.method().unwrap_or(""), &uri, &a.auth_user, &a.password, &token(), self.nc), out))
+    }
+
+    fn invite(&mut self, to: &str, sdp: Vec<u8>, done: Option<oneshot::Sender<Result<Call, CallError>>>, call_id: Option<String>, auth: Option<(String, &'static str)>) {
+        let call_id = call_id.unwrap_or_else(|| format!("{}@faxhub", token()));
+        let uri = if to.starts_with("sip:") { to.to_string() } else { format!("sip:{to}@{}", self.cfg.account.domain) };
+        let tag = token();
+        let cseq = if auth.is_some() { 2 } else { 1 };
+        let mut m = self.base_request("INVITE", &uri, &format!("<{}>;tag={tag}", self.aor()), &format!("<{uri}>"), &call_id, cseq);
+        m.add_header("Contact", self.contact());
+        m.add_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE");
+        m.add_header("Content-Type", "application/sdp");
+        let authed = auth.is_some();
+        if let Some((a, h)) = auth {
+            m.add_header(h, a);
+        }
+        m.body = sdp;
+        self.start_client(m, Purpose::Invite { done, authed, call_id });
+    }
+
+    fn send_to_target(&mut self, bytes: Vec<u8>) {
+        self.out.push((bytes, self.cfg.account.proxy));
+    }
+
+    /// A request inside a dialog: Request-URI the remote target, Route the route set.
+    fn in_dialog(&mut self, call_id: &str, method: &str) -> Option<Message> {
+        let d = self.dialogs.get_mut(call_id)?;
+        d.local_cseq += 1;
+        let (target, from, to, cseq, routes) = (
+            d.remote_target.clone(),
+            format!("{};tag={}", d.local_uri, d.local_tag),
+            format!("{};tag={}", d.remote_uri, d.remote_tag),
+            d.local_cseq,
+            d.route_set.clone(),
+        );
+        let mut m = self.base_request(method, &target, &from, &to, call_id, cseq);
+        for r in routes {
+            m.add_header("Route", r);
+        }
+        Some(m)
+    }
+
+    fn make_call(&self, call_id: &str, remote_sdp: Sdp, events: mpsc::UnboundedReceiver<CallEvent>) -> Call {
+        Call { call_id: call_id.to_string(), remote_sdp, events, cmd: self.cmd.clone() }
+    }
+
+    fn on_command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Register { done } => self.register(Some(done), None),
+            Cmd::Invite { to, sdp, done } => self.invite(&to, sdp, Some(done), None, None),
+            Cmd::Accept { call_id, sdp, done } => {
+                let Some(p) = self.pending.remove(&call_id) else {
+                    let _ = done.send(Err(CallError::Other { code: 481, reason: "the call is gone".into() }));
+                    return;
+                };
+                let offer = Sdp::parse(&p.request.body);
+                let mut ok = Message::response_to(&p.request, 200, "OK", Some(&p.local_tag));
+                ok.add_header("Contact", self.contact());
+                ok.add_header("Content-Type", "application/sdp");
+                ok.body = sdp.clone();
+                let (tx, rx) = mpsc::unbounded_channel();
+                let req = &p.request;
+                let remote_target = req.header("Contact").and_then(addr_uri).map_or_else(|| req.header("From").and_then(addr_uri).map(|u| u.to_string()).unwrap_or_default(), |u| u.to_string());
+                let from = req.header("From").unwrap_or("");
+                let to = req.header("To").unwrap_or("");
+                let strip = |v: &str| v.split(";tag=").next().unwrap_or(v).to_string();
+                let now = self.now();
+                let bytes = ok.to_bytes();
+                self.dialogs.insert(
+                    call_id.clone(),
+                    Dialog {
+                        local_tag: p.local_tag.clone(),
+                        remote_tag: req.from_tag().unwrap_or_default(),
+                        local_uri: strip(to),
+                        remote_uri: strip(from),
+                        remote_target,
+                        route_set: req.header_values("Record-Route"),
+                        local_cseq: 0,
+                        events: tx,
+                        local_sdp: sdp,
+                        t38_local: None,
+                        sdp_version: 1,
+                        pending_2xx: Some((bytes.clone(), now + self.cfg.timers.t1, self.cfg.timers.t1, now + self.cfg.timers.t1 * 64)),
+                    },
+                );
+                self.respond_server(&p.server, &ok);
+                let _ = bytes;
+                match offer {
+                    Ok(sdp) => {
+                        let call = self.make_call(&call_id, sdp, rx);
+                        let _ = done.send(Ok(call));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(CallError::BadAnswer(e.to_string())));
+                    }
+                }
+            }
+            Cmd::Reject { call_id, code, reason } => {
+                if let Some(p) = self.pending.remove(&call_id) {
+                    let r = Message::response_to(&p.request, code, &reason, Some(&p.local_tag));
+                    self.respond_server(&p.server, &r);
+                }
+            }
+            Cmd::ReInvite { call_id, sdp, done } => {
+                let Some(mut m) = self.in_dialog(&call_id, "INVITE") else {
+                    let _ = done.send(Err(CallError::Other { code: 481, reason: "no such call".into() }));
+                    return;
+                };
+                m.add_header("Contact", self.contact());
+                m.add_header("Content-Type", "application/sdp");
+                m.body = sdp.clone();
+                if let Some(d) = self.dialogs.get_mut(&call_id) {
+                    d.local_sdp = sdp;
+                }
+                self.start_client(m, Purpose::ReInvite { done: Some(done), call_id });
+            }
+            Cmd::PrepareT38 { call_id, sdp } => {
+                if let Some(d) = self.dialogs.get_mut(&call_id) {
+                    d.t38_local = Some(sdp);
+                }
+            }
+            Cmd::Bye { call_id, done } => match self.in_dialog(&call_id, "BYE") {
+                Some(m) => {
+                    self.dialogs.remove(&call_id);
+                    self.start_client(m, Purpose::Bye { done: Some(done) });
+                }
+                None => {
+                    let _ = done.send(());
+                }
+            },
+        }
+    }
+
+    fn respond_server(&mut self, key: &str, r: &Message) {
+        let now = self.now();
+        let to = self.reply_to.get(key).copied().unwrap_or(self.cfg.account.proxy);
+        if let Some(st) = self.servers.get_mut(key) {
+            st.respond(now, r);
+            while let Some(b) = st.poll_transmit() {
+                self.out.push((b, to));
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
+        let m = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(%from, error = %e, "unparsable SIP datagram ignored");
+                return;
+            }
+        };
+        if m.check().is_err() {
+            debug!(%from, "SIP message without its mandatory headers ignored");
+            return;
+        }
+        if m.code().is_some() {
+            self.on_response(m);
+        } else {
+            self.on_request(m, from);
+        }
+    }
+
+    fn on_response(&mut self, resp: Message) {
+        let Some(branch) = resp.branch() else { return };
+        let now = self.now();
+        let Some(mut c) = self.clients.remove(&branch) else {
+            // A retransmitted 2xx to an INVITE whose transaction ended: ACK it again.
+            if resp.code().is_some_and(|c| (200..300).contains(&c))
+                && resp.cseq().is_some_and(|(_, m)| m == "INVITE")
+                && let Some(call_id) = resp.call_id().map(str::to_string)
+                && let Some(ack) = self.ack_2xx(&call_id, &resp)
+            {
+                self.send_to_target(ack);
+            }
+            return;
+        };
+        let ev = c.tx.on_response(now, &resp, &c.request);
+        while let Some(b) = c.tx.poll_transmit() {
+            self.out.push((b, self.cfg.account.proxy));
+        }
+        match ev {
+            Some(ClientEvent::Final(r)) => self.on_final(c, r),
+            Some(_) | None => {
+                if !c.tx.is_terminated() {
+                    self.clients.insert(branch, c);
+                }
+            }
+        }
+    }
+
+    /// The ACK for a 2xx (RFC 3261 §13.2.2.4): a new transaction in the dialog, same CSeq number.
+    fn ack_2xx(&mut self, call_id: &str, resp: &Message) -> Option<Vec<u8>> {
+        let d = self.dialogs.get(call_id)?;
+        let n = resp.cseq()?.0;
+        let mut m = self.base_request(
+            "ACK",
+            &d.remote_target,
+            &format!("{};tag={}", d.local_uri, d.local_tag),
+            &format!("{};tag={}", d.remote_uri, d.remote_tag),
+            call_id,
+            n,
+        );
+        for r in d.route_set.clone() {
+            m.add_header("Route", r);
+        }
+        Some(m.to_bytes())
+    }
+
+    fn on_final(&mut self, mut c: Client, resp: Message) {
+        let code = resp.code().unwrap_or(500);
+        let reason = match &resp.start {
+            crate::message::StartLine::Response { reason, .. } => reason.clone(),
+            crate::message::StartLine::Request { .. } => String::new(),
+        };
+        let keep = !c.tx.is_terminated();
+        match std::mem::replace(&mut c.purpose, Purpose::Other) {
+            Purpose::Register { done, authed } => {
+                if (code == 401 || code == 407) && !authed {
+                    match self.authorize(&resp, &c.request) {
+                        Ok((a, _)) => self.register(done, Some(a)),
+                        Err(e) => {
+                            if let Some(d) = done {
+                                let _ = d.send(Err(RegisterError::Challenge(e)));
+                            }
+                        }
+                    }
+                } else if (200..300).contains(&code) {
+                    let granted = resp
+                        .header_values("Contact")
+                        .iter()
+                        .find_map(|c| param(c, "expires").and_then(|e| e.parse().ok()))
+                        .or_else(|| resp.header("Expires").and_then(|e| e.trim().parse().ok()))
+                        .unwrap_or(self.cfg.account.expires);
+                    // Refresh well before expiry.
+                    self.refresh_at = Some(self.now() + Duration::from_secs(u64::from(granted.max(10)) * 8 / 10));
+                    if let Some(d) = done {
+                        let _ = d.send(Ok(granted));
+                    }
+                } else if let Some(d) = done {
+                    let e = if matches!(code, 401 | 403 | 407) {
+                        RegisterError::Credentials { code, reason }
+                    } else {
+                        RegisterError::Refused { code, reason }
+                    };
+                    warn!(%e, "registration failed");
+                    let _ = d.send(Err(e));
+                }
+            }
+            Purpose::Invite { done, authed, call_id } => {
+                if (code == 401 || code == 407) && !authed {
+                    let to = match &c.request.start {
+                        crate::message::StartLine::Request { uri, .. } => uri.clone(),
+                        crate::message::StartLine::Response { .. } => String::new(),
+                    };
+                    match self.authorize(&resp, &c.request) {
+                        Ok(a) => self.invite(&to, c.request.body.clone(), done, Some(call_id), Some(a)),
+                        Err(_) => {
+                            if let Some(d) = done {
+                                let _ = d.send(Err(CallError::Credentials { code }));
+                            }
+                        }
+                    }
+                } else if (200..300).contains(&code) {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let req = &c.request;
+                    let strip = |v: &str| v.split(";tag=").next().unwrap_or(v).to_string();
+                    let mut routes = resp.header_values("Record-Route");
+                    routes.reverse();
+                    let dialog = Dialog {
+                        local_tag: req.from_tag().unwrap_or_default(),
+                        remote_tag: resp.to_tag().unwrap_or_default(),
+                        local_uri: strip(req.header("From").unwrap_or("")),
+                        remote_uri: strip(req.header("To").unwrap_or("")),
+                        remote_target: resp.header("Contact").and_then(addr_uri).map(|u| u.to_string()).unwrap_or_default(),
+                        route_set: routes,
+                        local_cseq: req.cseq().map_or(1, |c| c.0),
+                        events: tx,
+                        local_sdp: req.body.clone(),
+                        t38_local: None,
+                        sdp_version: 1,
+                        pending_2xx: None,
+                    };
+                    self.dialogs.insert(call_id.clone(), dialog);
+                    if let Some(ack) = self.ack_2xx(&call_id, &resp) {
+                        self.send_to_target(ack);
+                    }
+                    let result = Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())).map(|sdp| self.make_call(&call_id, sdp, rx));
+                    if let Some(d) = done {
+                        let _ = d.send(result);
+                    }
+                } else if let Some(d) = done {
+                    let _ = d.send(Err(CallError::from_response(code, &reason)));
+                }
+            }
+            Purpose::ReInvite { done, call_id } => {
+                if (200..300).contains(&code) {
+                    if let Some(ack) = self.ack_2xx(&call_id, &resp) {
+                        self.send_to_target(ack);
+                    }
+                    if let Some(d) = done {
+                        let _ = d.send(Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())));
+                    }
+                } else if let Some(d) = done {
+                    let _ = d.send(Err(CallError::from_response(code, &reason)));
+                }
+            }
+            Purpose::Bye { done } => {
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
+            Purpose::Other => {}
+        }
+        if keep {
+            let branch = c.tx.branch.clone();
+            self.clients.insert(branch, c);
+        }
+    }
+
+    fn on_request(&mut self, req: Message, from: SocketAddr) {
+        let now = self.now();
+        let method = req.method().unwrap_or("").to_string();
+        let branch = req.branch().unwrap_or_default();
+        let call_id = req.call_id().unwrap_or("").to_string();
+        // Retransmissions and the ACK of a non-2xx response belong to a server transaction.
+        let key = format!("{branch}/{}", if method == "ACK" { "INVITE" } else { method.as_str() });
+        if let Some(st) = self.servers.get_mut(&key) {
+            st.on_request(now, &req);
+            while let Some(b) = st.poll_transmit() {
+                self.out.push((b, from));
+            }
+            if method != "ACK" {
+                return;
+            }
+        }
+        if method == "ACK" {
+            // The ACK of our 2xx: stop retransmitting it.
+            if let Some(d) = self.dialogs.get_mut(&call_id) {
+                d.pending_2xx = None;
+            }
+            return;
+        }
+        let mut st = ServerTx::new(&req, false, self.cfg.timers);
+        let has_to_tag = req.to_tag().is_some();
+        let local_tag = token();
+        let response = |code: u16, reason: &str| Message::response_to(&req, code, reason, Some(&local_tag));
+        let mut reply: Option<Message>;
+        match method.as_str() {
+            "OPTIONS" => {
+                let mut r = response(200, "OK");
+                r.add_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE");
+                r.add_header("Accept", "application/sdp");
+                reply = Some(r);
+            }
+            "INVITE" if !has_to_tag => {
+                reply = Some(response(100, "Trying"));
+                let to_user = match &req.start {
+                    crate::message::StartLine::Request { uri, .. } => crate::message::Uri::parse(uri).and_then(|u| u.user).unwrap_or_default(),
+                    crate::message::StartLine::Response { .. } => String::new(),
+                };
+                let from_user = req.header("From").and_then(addr_uri).and_then(|u| u.user).unwrap_or_default();
+                let offer = Sdp::parse(&req.body).ok();
+                self.pending.insert(call_id.clone(), Pending { request: req.clone(), server: key.clone(), local_tag: local_tag.clone() });
+                let inc = Incoming { call_id: call_id.clone(), to_user, from_user, offer, cmd: self.cmd.clone() };
+                if self.incoming.send(inc).is_err() {
+                    reply = Some(response(486, "Busy Here"));
+                    self.pending.remove(&call_id);
+                }
+            }
+            "INVITE" | "UPDATE" => {
+                // A re-INVITE or UPDATE in a dialog: answer with our current SDP, so that a session
+                // refresh changes nothing; tell the call when the media description changed.
+                if let Some(d) = self.dialogs.get_mut(&call_id) {
+                    let sdp = Sdp::parse(&req.body).ok();
+                    let offers_t38 = sdp.as_ref().and_then(Sdp::t38).is_some();
+                    let ours_t38 = Sdp::parse(&d.local_sdp).ok().and_then(|s| s.t38()).is_some();
+                    // A refresh: no SDP, or the same kind of media we already have.
+                    let refresh = req.body.is_empty() || offers_t38 == ours_t38;
+                    if offers_t38
+                        && !ours_t38
+                        && let Some(t) = d.t38_local.clone()
+                    {
+                        d.local_sdp = t;
+                    }
+                    d.sdp_version += 1;
+                    let mut r = Message::response_to(&req, 200, "OK", Some(&d.local_tag));
+                    r.add_header("Contact", format!("<sip:{}@{}>", self.cfg.account.user, self.local));
+                    if !d.local_sdp.is_empty() && method == "INVITE" {
+                        r.add_header("Content-Type", "application/sdp");
+                        r.body = d.local_sdp.clone();
+                    }
+                    let _ = d.events.send(CallEvent::ReInvite { sdp, refresh });
+                    reply = Some(r);
+                } else {
+                    reply = Some(response(481, "Call/Transaction Does Not Exist"));
+                }
+            }
+            "BYE" => {
+                if let Some(d) = self.dialogs.remove(&call_id) {
+                    let _ = d.events.send(CallEvent::Bye);
+                    reply = Some(response(200, "OK"));
+                } else {
+                    reply = Some(response(481, "Call/Transaction Does Not Exist"));
+                }
+            }
+            "CANCEL" => {
+                reply = Some(response(200, "OK"));
+                if let Some(p) = self.pending.remove(&call_id) {
+                    let r = Message::response_to(&p.request, 487, "Request Terminated", Some(&p.local_tag));
+                    self.respond_server(&p.server.clone(), &r);
+                }
+            }
+            _ => reply = Some(response(405, "Method Not Allowed")),
+        }
+        if let Some(r) = reply {
+            st.respond(now, &r);
+        }
+        while let Some(b) = st.poll_transmit() {
+            self.out.push((b, from));
+        }
+        self.reply_to.insert(key.clone(), from);
+        self.servers.insert(key, st);
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now();
+        let mut ended = Vec::new();
+        for (k, c) in self.clients.iter_mut() {
+            if c.tx.deadline().is_some_and(|d| d <= now) {
+                if let Some(ev) = c.tx.on_timer(now) {
+                    ended.push((k.clone(), ev));
+                }
+                while let Some(b) = c.tx.poll_transmit() {
+                    self.out.push((b, self.cfg.account.proxy));
+                }
+            }
+        }
+        for (k, ev) in ended {
+            let Some(c) = self.clients.remove(&k) else { continue };
+            if ev == ClientEvent::Timeout {
+                match c.purpose {
+                    Purpose::Register { done: Some(d), .. } => {
+                        let _ = d.send(Err(RegisterError::Timeout(self.cfg.account.proxy)));
+                    }
+                    Purpose::Invite { done: Some(d), .. } => {
+                        let _ = d.send(Err(CallError::Timeout));
+                    }
+                    Purpose::ReInvite { done: Some(d), .. } => {
+                        let _ = d.send(Err(CallError::Timeout));
+                    }
+                    Purpose::Bye { done: Some(d) } => {
+                        let _ = d.send(());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        self.servers.retain(|k, st| {
+            if st.deadline().is_some_and(|d| d <= now) {
+                st.on_timer(now);
+                while let Some(b) = st.poll_transmit() {
+                    out.push((b, k.clone()));
+                }
+            }
+            !st.is_terminated()
+        });
+        for (b, k) in out {
+            let to = self.reply_to.get(&k).copied().unwrap_or(self.cfg.account.proxy);
+            self.out.push((b, to));
+        }
+        let servers = &self.servers;
+        self.reply_to.retain(|k, _| servers.contains_key(k));
+        let mut resend = Vec::new();
+        for d in self.dialogs.values_mut() {
+            if let Some((bytes, at, interval, until)) = &mut d.pending_2xx
+                && *at <= now
+            {
+                if now >= *until {
+                    d.pending_2xx = None;
+                    continue;
+                }
+                resend.push(bytes.clone());
+                *interval = (*interval * 2).min(self.cfg.timers.t2);
+                *at = now + *interval;
+            }
+        }
+        for b in resend {
+            self.send_to_target(b);
+        }
+        if self.refresh_at.is_some_and(|t| t <= now) {
+            self.refresh_at = None;
+            self.register(None, None);
+        }
+    }
+
+    fn next_deadline(&self) -> Duration {
+        let mut next = self.now() + Duration::from_secs(1);
+        for d in self.clients.values().filter_map(|c| c.tx.deadline()) {
+            next = next.min(d);
+        }
+        for d in self.servers.values().filter_map(ServerTx::deadline) {
+            next = next.min(d);
+        }
+        for d in self.dialogs.values().filter_map(|d| d.pending_2xx.as_ref().map(|p| p.1)) {
+            next = next.min(d);
+        }
+        if let Some(r) = self.refresh_at {
+            next = next.min(r);
+        }
+        next
+    }
+
+    async fn flush(&mut self, socket: &UdpSocket) {
+        for (b, to) in self.out.drain(..) {
+            if let Err(e) = socket.send_to(&b, to).await {
+                warn!(%to, error = %e, "SIP send failed");
+            }
+        }
+    }
+
+    async fn run(mut self, socket: Arc<UdpSocket>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            self.flush(&socket).await;
+            let wake = self.origin + self.next_deadline();
+            tokio::select! {
+                c = cmds.recv() => match c {
+                    Some(c) => self.on_command(c),
+                    None => return,
+                },
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                    Err(e) => warn!(error = %e, "SIP receive failed"),
+                },
+                _ = tokio::time::sleep_until(wake) => self.on_timers(),
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Our user agent against a real Kamailio (Debian package `kamailio`) started on 127.0.0.1 as registrar
+//! and proxy with digest authentication: registration (and a wrong password), T.38 calls through the
+//! proxy with a session-refresh re-INVITE and BYE, a callee refusing T.38 (488) or busy (486), and an
+//! audio call switched to T.38 by the callee's re-INVITE.
+//!
+//! Skipped when kamailio is missing, unless FAXHUB_SLOW_TESTS=1, when it fails.
+
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sip::sdp::{self, T38Params};
+use sip::ua::{Account, CallError, CallEvent, Config, RegisterError, UserAgent};
+
+struct Kamailio {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kamailio_bin() -> Option<String> {
+    for p in ["/usr/sbin/kamailio", "/usr/bin/kamailio", "/usr/local/sbin/kamailio"] {
+        if std::path::Path::new(p).exists() {
+            return Some(p.to_string());
+        }
+    }
+    None
+}
+
+const CFG: &str = r#"#!KAMAILIO
+debug=1
+log_stderror=yes
+children=2
+disable_tcp=yes
+listen=udp:127.0.0.1:PORT
+alias="127.0.0.1:PORT"
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "auth.so"
+modparam("usrloc", "db_mode", 0)
+modparam("rr", "enable_full_lr", 1)
+
+route[PASSWORD] {
+    $var(pw) = "";
+    if ($fU == "15550101") { $var(pw) = "secret-one"; }
+    if ($fU == "15550102") { $var(pw) = "secret-two"; }
+}
+
+request_route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (has_totag()) {
+        if (loose_route()) { t_relay(); exit; }
+        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+        sl_send_reply("404", "Not here");
+        exit;
+    }
+    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+    if (is_method("OPTIONS") && $rU == $null) { sl_send_reply("200", "OK"); exit; }
+    route(PASSWORD);
+    if (is_method("REGISTER")) {
+        if (!pv_auth_check("$fd", "$var(pw)", "0", "1")) { auth_challenge("$fd", "1"); exit; }
+        consume_credentials();
+        if (!save("location")) { sl_reply_error(); }
+        exit;
+    }
+    if (is_method("INVITE")) {
+        if (!pv_auth_check("$fd", "$var(pw)", "0", "1")) { auth_challenge("$fd", "1"); exit; }
+        consume_credentials();
+        record_route();
+    }
+    if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }
+    t_relay();
+}
+"#;
+
+fn start_kamailio() -> Option<Kamailio> {
+    let Some(bin) = kamailio_bin() else {
+        assert!(std::env::var_os("FAXHUB_SLOW_TESTS").is_none(), "FAXHUB_SLOW_TESTS=1 but kamailio is not installed");
+        eprintln!("skipping: kamailio not installed");
+        return None;
+    };
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kamailio.cfg");
+    std::fs::write(&cfg, CFG.replace("PORT", &port.to_string())).unwrap();
+    let check = Command::new(&bin).arg("-c").arg("-f").arg(&cfg).output().unwrap();
+    assert!(check.status.success(), "kamailio rejects the config: {}", String::from_utf8_lossy(&check.stderr));
+    let child = Command::new(&bin)
+        .arg("-f")
+        .arg(&cfg)
+        .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Some(Kamailio { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), _dir: dir })
+}
+
+fn account(k: &Kamailio, user: &str, password: &str) -> Account {
+    Account {
+        proxy: k.addr,
+        domain: k.addr.to_string(),
+        user: user.into(),
+        auth_user: user.into(),
+        password: password.into(),
+        expires: 300,
+    }
+}
+
+async fn ua(k: &Kamailio, user: &str, password: &str) -> (UserAgent, tokio::sync::mpsc::UnboundedReceiver<sip::ua::Incoming>) {
+    let cfg = Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        account: account(k, user, password),
+        timers: sip::transaction::Timers::default(),
+        user_agent: "faxhub-test".into(),
+    };
+    UserAgent::start(cfg).await.unwrap()
+}
+
+/// Registers, retrying while Kamailio starts up.
+async fn register(a: &UserAgent) -> Result<u32, RegisterError> {
+    for _ in 0..20 {
+        match tokio::time::timeout(Duration::from_millis(700), a.register()).await {
+            Ok(r) => return r,
+            Err(_) => continue,
+        }
+    }
+    Err(RegisterError::Timeout("127.0.0.1:0".parse().unwrap()))
+}
+
+fn t38_sdp(port: u16) -> Vec<u8> {
+    sdp::t38(1, 1, SocketAddr::from(([127, 0, 0, 1], port)), &T38Params::default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
+    let Some(k) = start_kamailio() else { return };
+    let (one, _in_one) = ua(&k, "15550101", "secret-one").await;
+    let (two, mut in_two) = ua(&k, "15550102", "secret-two").await;
+    assert_eq!(register(&one).await, Ok(300));
+    assert_eq!(register(&two).await, Ok(300));
+
+    // A wrong password: a clear credentials error.
+    let (bad, _) = ua(&k, "15550101", "wrong").await;
+    let e = register(&bad).await.unwrap_err();
+    assert!(matches!(e, RegisterError::Credentials { code: 401 | 403, .. }), "{e:?}");
+    assert!(e.to_string().contains("password"), "{e}");
+
+    // 1. A T.38 call through the proxy, a session refresh, then BYE.
+    let callee = tokio::spawn(async move {
+        let inc = in_two.recv().await.unwrap();
+        assert_eq!(inc.to_user, "15550102");
+        assert_eq!(inc.from_user, "15550101");
+        let offer = inc.offer.clone().unwrap().t38().unwrap();
+        assert_eq!(offer.0.port(), 40000);
+        let mut call = inc.accept(t38_sdp(41000)).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap().unwrap() {
+            CallEvent::ReInvite { refresh, .. } => assert!(refresh, "a refresh must be seen as one"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap(), Some(CallEvent::Bye));
+        in_two
+    });
+    let call = one.call("15550102", t38_sdp(40000)).await.unwrap();
+    let (remote, params) = call.remote_sdp.t38().unwrap();
+    assert_eq!(remote, SocketAddr::from(([127, 0, 0, 1], 41000)));
+    assert_eq!(params.max_datagram, 400);
+    // The session refresh is answered with the callee's unchanged T.38 SDP.
+    let again = call.reinvite(t38_sdp(40000)).await.unwrap();
+    assert_eq!(again.t38().unwrap().0, remote);
+    call.hang_up().await;
+    let mut in_two = callee.await.unwrap();
+
+    // 2. The callee does not take T.38: 488 becomes a typed outcome.
+    let callee = tokio::spawn(async move {
+        let inc = in_two.recv().await.unwrap();
+        inc.reject(488, "Not Acceptable Here");
+        in_two
+    });
+    let e = one.call("15550102", t38_sdp(40002)).await.unwrap_err();
+    assert_eq!(e, CallError::NoT38 { code: 488 });
+    let mut in_two = callee.await.unwrap();
+
+    // 3. Busy.
+    let callee = tokio::spawn(async move {
+        let inc = in_two.recv().await.unwrap();
+        inc.reject(486, "Busy Here");
+        in_two
+    });
+    assert_eq!(one.call("15550102", t38_sdp(40004)).await.unwrap_err(), CallError::Busy { code: 486 });
+    let mut in_two = callee.await.unwrap();
+
+    // 4. An audio call that the callee switches to T.38 with a re-INVITE.
+    let callee = tokio::spawn(async move {
+        let inc = in_two.recv().await.unwrap();
+        assert!(inc.offer.as_ref().unwrap().audio().is_some());
+        let call = inc.accept(sdp::audio(2, 1, SocketAddr::from(([127, 0, 0, 1], 42000)))).await.unwrap();
+        let answer = call.reinvite(t38_sdp(42002)).await.unwrap();
+        let t38 = answer.t38().unwrap();
+        call.hang_up().await;
+        t38
+    });
+    let mut call = one.call("15550102", sdp::audio(3, 1, SocketAddr::from(([127, 0, 0, 1], 43000)))).await.unwrap();
+    call.prepare_t38(t38_sdp(43002));
+    assert!(call.remote_sdp.audio().is_some());
+    match tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap().unwrap() {
+        CallEvent::ReInvite { sdp, refresh } => {
+            assert!(!refresh);
+            assert_eq!(sdp.unwrap().t38().unwrap().0.port(), 42002);
+        }
+        other => panic!("{other:?}"),
+    }
+    let t38 = callee.await.unwrap();
+    assert_eq!(t38.0.port(), 43002, "the caller answered the switch with its T.38 port");
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap(), Some(CallEvent::Bye));
+
+    // 5. A number nobody registered.
+    assert_eq!(one.call("15559999", t38_sdp(40006)).await.unwrap_err(), CallError::BadNumber { code: 404 });
+}

@@ -56,6 +56,12 @@ enum Command {
         /// PEM certificate (or CA) of the supervisor to trust.
         #[arg(long, env = "FAXHUB_CA_CERT")]
         ca_cert: Option<PathBuf>,
+        /// UDP address of this fax server's SIP socket (a concrete IP: it goes into Via and Contact).
+        #[arg(long, env = "FAXHUB_SIP_LISTEN", default_value = "127.0.0.1:5060")]
+        sip_listen: std::net::SocketAddr,
+        /// IP address for T.38 media (UDPTL) sockets; by default the SIP address's.
+        #[arg(long, env = "FAXHUB_MEDIA_IP")]
+        media_ip: Option<std::net::IpAddr>,
     },
     /// A supervisor and two fax servers in one process on loopback, in a fresh data directory.
     Dev {
@@ -144,7 +150,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             state_dir,
             enroll,
             ca_cert,
+            sip_listen,
+            media_ip,
         } => {
+            let media_ip = media_ip.unwrap_or(sip_listen.ip());
+            if sip_listen.ip().is_unspecified() || media_ip.is_unspecified() {
+                anyhow::bail!("--sip-listen and --media-ip need a concrete IP address (it is sent in SIP and SDP), not {}", sip_listen.ip());
+            }
             let config = node::NodeConfig {
                 supervisor,
                 state_dir,
@@ -156,7 +168,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let id = node::enroll(&config, &token).await?;
                 eprintln!("enrolled as fax server {id}");
             }
-            let handle = node::run(config, Arc::new(NoLine))?;
+            let line = node::SipLine::new(node::SipLineConfig { sip_bind: sip_listen, media_ip });
+            let handle = node::run(config, Arc::new(line))?;
             tokio::select! {
                 _ = handle.wait() => {}
                 _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
@@ -190,45 +203,6 @@ fn announce(running: &supervisor::Running) {
     }
 }
 
-/// The line of a fax server whose telephony is not configured: it has no channels, so the supervisor
-/// routes nothing to it and says so. The SIP + T.38 line replaces it when telephony is set up.
-struct NoLine;
-
-#[async_trait::async_trait]
-impl node::Line for NoLine {
-    fn channels(&self) -> u32 {
-        0
-    }
-    fn max_bit_rate(&self) -> u32 {
-        14_400
-    }
-    fn ecm(&self) -> bool {
-        true
-    }
-    fn answers(&self) -> Vec<String> {
-        Vec::new()
-    }
-    async fn send(
-        &self,
-        _job: node::SendJob,
-        _progress: tokio::sync::mpsc::UnboundedSender<node::LineProgress>,
-        _cancel: tokio::sync::watch::Receiver<bool>,
-    ) -> node::LineOutcome {
-        node::LineOutcome {
-            outcome: protocol::Outcome::Failed {
-                fault: protocol::FaultSide::FaxServer,
-                reason: "no_line_configured".into(),
-                t30: None,
-                pages_sent: 0,
-            },
-            stats: Default::default(),
-        }
-    }
-    async fn next_received(&self) -> Option<node::ReceivedFax> {
-        std::future::pending().await
-    }
-}
-
 async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Result<()> {
     let data_dir = match data_dir {
         Some(d) => d,
@@ -259,8 +233,13 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
     let client = cli::Api::new(&api, &bootstrap.token, Some(&ca))?;
     let groupings = client.get("/v1/groupings").await?;
     let default = groupings[0]["id"].as_str().unwrap_or_default().to_owned();
+    // Two fax servers calling each other over SIP on loopback, each the other's proxy (no registrar):
+    // fax-a answers +15550101 and may dial +15550102; fax-b the other way round.
+    let free_port = || -> anyhow::Result<u16> { Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let sip_ports = [free_port()?, free_port()?];
+    let numbers = ["+15550101", "+15550102"];
     let mut nodes = Vec::new();
-    for name in ["fax-a", "fax-b"] {
+    for (i, name) in ["fax-a", "fax-b"].into_iter().enumerate() {
         let made = client
             .post_json(
                 "/v1/fax-servers",
@@ -271,6 +250,19 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        let id = made["fax_server"]["id"].as_str().unwrap_or_default().to_owned();
+        let (me, other) = (i, 1 - i);
+        let settings = serde_json::json!({
+            "station_id": numbers[me],
+            "local_numbers": [numbers[me]],
+            "channels": 4,
+            "sip": {"registrar": "", "proxy": format!("127.0.0.1:{}", sip_ports[other]), "user": numbers[me].trim_start_matches('+'), "transport": "udp"},
+            "dial_rules": {"prefixes": [numbers[other]], "access_code": ""},
+        });
+        client
+            .put_json(&format!("/v1/fax-servers/{id}/settings"), &settings)
+            .await
+            .with_context(|| format!("setting up {name}"))?;
         let config = node::NodeConfig {
             supervisor: api.clone(),
             state_dir: data_dir.join(name),
@@ -279,9 +271,14 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
             offer_observer: None,
         };
         node::enroll(&config, &token).await?;
-        nodes.push(node::run(config, Arc::new(NoLine))?);
+        let line = node::SipLine::new(node::SipLineConfig {
+            sip_bind: std::net::SocketAddr::from(([127, 0, 0, 1], sip_ports[me])),
+            media_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        });
+        nodes.push(node::run(config, Arc::new(line))?);
     }
-    println!("faxhub dev: a supervisor and two fax servers (fax-a, fax-b) on loopback");
+    println!("faxhub dev: a supervisor and two fax servers on loopback calling each other over SIP and T.38");
+    println!("  fax-a answers {} (SIP 127.0.0.1:{}), fax-b answers {} (SIP 127.0.0.1:{})", numbers[0], sip_ports[0], numbers[1], sip_ports[1]);
     println!("data directory: {}", data_dir.display());
     announce(&running);
     println!("CA certificate for clients: {}", ca.display());
@@ -290,9 +287,7 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
         bootstrap.token,
         ca.display()
     );
-    println!(
-        "note: the fax servers have no telephone line configured yet (0 channels); jobs wait in the queue until one is."
-    );
+    println!("     faxhub send --to {} --wait YOUR.pdf    (fax-a calls fax-b; the fax lands in the inbox: faxhub inbox)", numbers[1]);
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -8,9 +8,11 @@
 mod journal;
 pub mod line;
 mod runtime;
+pub mod sip_line;
 
 pub use line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob};
 pub use runtime::{NodeConfig, NodeHandle, OfferObserver, enroll, run};
+pub use sip_line::{SipLine, SipLineConfig};
 
 use std::path::Path;
 use std::sync::Arc;

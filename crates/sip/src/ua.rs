@@ -189,6 +189,7 @@ enum Cmd {
     ReInvite { call_id: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Sdp, CallError>> },
     Bye { call_id: String, done: oneshot::Sender<()> },
     PrepareT38 { call_id: String, sdp: Vec<u8> },
+    Shutdown,
 }
 
 /// The user agent's handle.
@@ -216,6 +217,11 @@ impl UserAgent {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Register { done: tx }).map_err(|_| RegisterError::Stopped)?;
         rx.await.map_err(|_| RegisterError::Stopped)?
+    }
+
+    /// Stops the agent and closes its socket (calls in progress are abandoned).
+    pub fn shutdown(&self) {
+        let _ = self.cmd.send(Cmd::Shutdown);
     }
 
     /// Calls `to` (a number or user at the account's domain) with an SDP offer; returns when answered.
@@ -502,6 +508,7 @@ impl Engine {
                 }
                 self.start_client(m, Purpose::ReInvite { done: Some(done), call_id });
             }
+            Cmd::Shutdown => {}
             Cmd::PrepareT38 { call_id, sdp } => {
                 if let Some(d) = self.dialogs.get_mut(&call_id) {
                     d.t38_local = Some(sdp);
@@ -915,8 +922,8 @@ impl Engine {
             let wake = self.origin + self.next_deadline();
             tokio::select! {
                 c = cmds.recv() => match c {
+                    Some(Cmd::Shutdown) | None => return,
                     Some(c) => self.on_command(c),
-                    None => return,
                 },
                 r = socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => self.on_datagram(&buf[..n], from),

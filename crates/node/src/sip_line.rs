@@ -1,0 +1,638 @@
+//! The fax server's real line: SIP signalling (`sip`) and T.30 over T.38/UDPTL (`t30`, `line`), set up by
+//! the settings the supervisor pushes (SIP account, T.38 options, station identity, channels, local
+//! numbers, dial rules, receive policy).
+//!
+//! Channels count both directions: a call being received holds one, and an incoming call beyond the
+//! limit is refused with 486. Without a registrar the account's proxy is used directly (two fax servers
+//! can call each other, as `faxhub dev` does); with one, a failed registration takes the line down (no
+//! channels), so the supervisor routes jobs elsewhere.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::{CallStats, FaultSide, Outcome, Phase};
+use serde::Deserialize;
+use sip::sdp::{self, Sdp, T38Params, UdpEc};
+use sip::ua::{Account, CallError, CallEvent, Incoming, UserAgent};
+use tokio::net::UdpSocket;
+use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
+
+use crate::line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob};
+
+/// Where the line listens (not pushed by the supervisor: it is this machine's business).
+#[derive(Debug, Clone)]
+pub struct SipLineConfig {
+    /// SIP socket.
+    pub sip_bind: SocketAddr,
+    /// Address for UDPTL media sockets (ports are chosen per call).
+    pub media_ip: IpAddr,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+struct Settings {
+    station_id: String,
+    local_numbers: Vec<String>,
+    channels: u32,
+    sip: SipSettings,
+    t38: T38Settings,
+    dial_rules: DialRules,
+    receive: ReceivePolicy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+struct SipSettings {
+    registrar: String,
+    proxy: Option<String>,
+    user: String,
+    auth_user: Option<String>,
+    /// A string once pushed; `{ "set": .. }` when masked.
+    password: serde_json::Value,
+    transport: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+struct T38Settings {
+    version: u8,
+    max_bit_rate: u32,
+    ecm: bool,
+    redundancy_depth: u8,
+    max_datagram: u16,
+}
+
+impl Default for T38Settings {
+    fn default() -> Self {
+        Self { version: 0, max_bit_rate: 14_400, ecm: true, redundancy_depth: 3, max_datagram: 400 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+struct DialRules {
+    access_code: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+struct ReceivePolicy {
+    max_pages: u32,
+}
+
+impl Default for ReceivePolicy {
+    fn default() -> Self {
+        Self { max_pages: 200 }
+    }
+}
+
+struct Inner {
+    cfg: SipLineConfig,
+    settings: Mutex<Settings>,
+    ua: AsyncMutex<Option<UserAgent>>,
+    /// The line can place and take calls (registered, or no registrar needed).
+    up: AtomicBool,
+    busy: AtomicU32,
+    receiving: AtomicU32,
+    received_tx: mpsc::UnboundedSender<ReceivedFax>,
+    received_rx: AsyncMutex<mpsc::UnboundedReceiver<ReceivedFax>>,
+    /// Bumped by each settings change; an older start-up task gives way.
+    generation: AtomicU32,
+}
+
+/// The SIP + T.38 line.
+#[derive(Clone)]
+pub struct SipLine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SipLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipLine").field("sip_bind", &self.inner.cfg.sip_bind).finish()
+    }
+}
+
+/// Holds a channel until dropped.
+struct ChannelGuard<'a>(&'a AtomicU32, Option<&'a AtomicU32>);
+
+impl Drop for ChannelGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+        if let Some(r) = self.1 {
+            r.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn failed(fault: FaultSide, reason: &str, t30: Option<String>, pages_sent: u32) -> Outcome {
+    Outcome::Failed { fault, reason: reason.into(), t30, pages_sent }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl SipLine {
+    pub fn new(cfg: SipLineConfig) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                settings: Mutex::new(Settings::default()),
+                ua: AsyncMutex::new(None),
+                up: AtomicBool::new(false),
+                busy: AtomicU32::new(0),
+                receiving: AtomicU32::new(0),
+                received_tx: tx,
+                received_rx: AsyncMutex::new(rx),
+                generation: AtomicU32::new(0),
+            }),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        self.inner.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes a channel if one is free.
+    fn take_channel(&self, receiving: bool) -> Option<ChannelGuard<'_>> {
+        let limit = self.channels();
+        let busy = &self.inner.busy;
+        let mut cur = busy.load(Ordering::SeqCst);
+        loop {
+            if cur >= limit {
+                return None;
+            }
+            match busy.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        if receiving {
+            self.inner.receiving.fetch_add(1, Ordering::SeqCst);
+        }
+        Some(ChannelGuard(busy, receiving.then_some(&self.inner.receiving)))
+    }
+
+    /// (Re)starts the user agent for the current settings; registers when there is a registrar.
+    async fn start_ua(self, generation: u32) {
+        let s = self.settings();
+        let old = self.inner.ua.lock().await.take();
+        if let Some(old) = old {
+            old.shutdown();
+            // Let the old agent release its socket.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.inner.up.store(false, Ordering::SeqCst);
+        if s.sip.user.is_empty() || (s.sip.registrar.is_empty() && s.sip.proxy.as_deref().unwrap_or("").is_empty()) {
+            tracing::info!("no SIP account configured: the line stays down");
+            return;
+        }
+        let target = s.sip.proxy.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| s.sip.registrar.clone());
+        let target = if target.contains(':') { target } else { format!("{target}:5060") };
+        let proxy = match tokio::net::lookup_host(&target).await.ok().and_then(|mut a| a.next()) {
+            Some(a) => a,
+            None => {
+                tracing::error!(%target, "the SIP proxy / registrar address does not resolve");
+                return;
+            }
+        };
+        let domain = if s.sip.registrar.is_empty() { target.clone() } else { s.sip.registrar.clone() };
+        let password = s.sip.password.as_str().unwrap_or("").to_string();
+        let account = Account {
+            proxy,
+            domain,
+            user: s.sip.user.clone(),
+            auth_user: s.sip.auth_user.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| s.sip.user.clone()),
+            password,
+            expires: 600,
+        };
+        let cfg = sip::ua::Config {
+            bind: self.inner.cfg.sip_bind,
+            account,
+            timers: sip::transaction::Timers::default(),
+            user_agent: format!("faxhub {}", env!("CARGO_PKG_VERSION")),
+        };
+        let mut tries = 0;
+        let (ua, incoming) = loop {
+            match UserAgent::start(cfg.clone()).await {
+                Ok(x) => break x,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "SIP socket busy, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    tracing::error!(bind = %cfg.bind, error = %e, "the SIP socket cannot be bound");
+                    return;
+                }
+            }
+        };
+        if self.inner.generation.load(Ordering::SeqCst) != generation {
+            ua.shutdown();
+            return;
+        }
+        *self.inner.ua.lock().await = Some(ua.clone());
+        tokio::spawn(self.clone().answer_calls(incoming));
+        if !s.sip.registrar.is_empty() {
+            match ua.register().await {
+                Ok(expires) => tracing::info!(user = %s.sip.user, expires, "registered"),
+                Err(e) => {
+                    tracing::error!(user = %s.sip.user, "SIP registration failed: {e}");
+                    return;
+                }
+            }
+        }
+        self.inner.up.store(true, Ordering::SeqCst);
+    }
+
+    async fn answer_calls(self, mut incoming: mpsc::UnboundedReceiver<Incoming>) {
+        while let Some(inc) = incoming.recv().await {
+            let s = self.settings();
+            let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
+            if !s.local_numbers.is_empty() && !s.local_numbers.iter().any(|n| digits(n) == digits(&inc.to_user)) {
+                inc.reject(404, "Not Found");
+                continue;
+            }
+            let this = self.clone();
+            tokio::spawn(async move { this.receive(inc).await });
+        }
+    }
+
+    fn t38_params(s: &Settings) -> T38Params {
+        T38Params {
+            version: s.t38.version.min(3),
+            max_bit_rate: s.t38.max_bit_rate,
+            max_buffer: 2000,
+            max_datagram: u32::from(s.t38.max_datagram),
+            udp_ec: if s.t38.redundancy_depth > 0 { UdpEc::Redundancy } else { UdpEc::None },
+        }
+    }
+
+    fn transport(s: &Settings, far: &T38Params) -> line::Transport {
+        line::Transport {
+            version: t38::T38Version::from_number(far.version.min(s.t38.version)).unwrap_or_default(),
+            redundancy: if far.udp_ec == UdpEc::Redundancy { usize::from(s.t38.redundancy_depth) } else { 0 },
+            max_datagram: (far.max_datagram as usize).clamp(100, 1400),
+            ..line::Transport::default()
+        }
+    }
+
+    async fn receive(self, inc: Incoming) {
+        let Some(_guard) = self.take_channel(true) else {
+            inc.reject(486, "Busy Here");
+            return;
+        };
+        let s = self.settings();
+        let socket = match UdpSocket::bind(SocketAddr::new(self.inner.cfg.media_ip, 0)).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "no UDP port for T.38");
+                inc.reject(503, "Service Unavailable");
+                return;
+            }
+        };
+        let local = socket.local_addr().unwrap_or(SocketAddr::new(self.inner.cfg.media_ip, 0));
+        let ours = Self::t38_params(&s);
+        let started = now_rfc3339();
+        let (caller, called) = (inc.from_user.clone(), inc.to_user.clone());
+        let offered = inc.offer.as_ref().and_then(Sdp::t38);
+        let audio = inc.offer.as_ref().and_then(Sdp::audio).is_some();
+        let (mut call, remote, far) = if let Some((remote, far)) = offered {
+            let answer = sdp::answer_params(&far, &ours);
+            match inc.accept(sdp::t38(1, 1, local, &answer)).await {
+                Ok(c) => (c, remote, far),
+                Err(e) => {
+                    tracing::warn!("answering failed: {e}");
+                    return;
+                }
+            }
+        } else if audio {
+            // Voice first: answer, then switch the call to T.38 ourselves.
+            let call = match inc.accept(sdp::audio(1, 1, local)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("answering failed: {e}");
+                    return;
+                }
+            };
+            match call.reinvite(sdp::t38(1, 2, local, &ours)).await.map(|a| a.t38()) {
+                Ok(Some((remote, far))) => (call, remote, far),
+                other => {
+                    tracing::warn!("the caller did not switch to T.38: {other:?}");
+                    call.hang_up().await;
+                    return;
+                }
+            }
+        } else {
+            inc.reject(488, "Not Acceptable Here");
+            return;
+        };
+        let mut c = t30::Config::new(t30::Role::Receive, false);
+        c.ident = s.station_id.clone();
+        c.max_rate = s.t38.max_bit_rate.min(far.max_bit_rate.max(2400));
+        c.ecm = s.t38.ecm;
+        c.max_pages = s.receive.max_pages.max(1);
+        let transport = Self::transport(&s, &far);
+        // A BYE that comes while the session ends stays queued in the call's events and is seen below.
+        let result = line::run(&socket, Some(remote), c, transport, Duration::from_secs(5), |_| {}).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("T.38 receive failed: {e}");
+                call.hang_up().await;
+                return;
+            }
+        };
+        // Give the sender a moment to hang up first, as it should after DCN.
+        let bye = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(ev) = call.events.recv().await {
+                if ev == CallEvent::Bye {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        if !bye {
+            call.hang_up().await;
+        }
+        tracing::info!(pages = result.pages.len(), outcome = ?result.outcome.result, "fax received");
+        if result.pages.is_empty() {
+            return;
+        }
+        let tiff = match encode_tiff(&result.pages) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("received pages could not be stored: {e}");
+                return;
+            }
+        };
+        let fax = ReceivedFax {
+            tiff,
+            pages: result.pages.len() as u32,
+            caller_number: Some(caller).filter(|c| !c.is_empty()),
+            called_number: Some(called).filter(|c| !c.is_empty()),
+            tsi: Some(result.stats.remote_ident.clone()).filter(|t| !t.is_empty()),
+            started_at: started,
+            ended_at: now_rfc3339(),
+            stats: stats(&result.stats),
+        };
+        let _ = self.inner.received_tx.send(fax);
+    }
+}
+
+fn stats(s: &line::CallStats) -> CallStats {
+    CallStats {
+        bit_rate: (s.bit_rate > 0).then_some(s.bit_rate),
+        ecm: Some(s.ecm),
+        coding: s.compression.map(|c| c.name().to_string()),
+        duration_ms: s.duration.as_millis() as u64,
+        bad_lines: s.bad_lines,
+        retransmissions: s.retransmitted_frames,
+    }
+}
+
+fn encode_tiff(pages: &[t30::ReceivedPage]) -> Result<Vec<u8>, t4::Error> {
+    let wp: Vec<t4::tiff::WritePage<'_>> = pages
+        .iter()
+        .map(|p| t4::tiff::WritePage {
+            page: t4::PageRef { width: p.page.width, height: p.page.height, data: &p.page.data },
+            x_dpi: 204.0,
+            y_dpi: p.page.resolution.lines_per_inch(),
+            bad_fax_lines: Some(p.bad_lines),
+            consecutive_bad_fax_lines: Some(p.max_consecutive_bad),
+            clean_fax_data: Some(if p.bad_lines == 0 { 0 } else { 1 }),
+        })
+        .collect();
+    let o = t4::tiff::WriteOptions {
+        coding: Some(t4::Coding::Mmr),
+        software: Some(format!("faxhub {}", env!("CARGO_PKG_VERSION"))),
+        date_time: None,
+    };
+    t4::tiff::write(&wp, &o)
+}
+
+/// Renders the job's documents to fax pages at the asked resolution.
+fn render_pages(job: &SendJob, station: &str) -> Result<Vec<t30::Page>, String> {
+    let resolution = match job.options.resolution.as_str() {
+        "standard" => render::Resolution::Standard,
+        "superfine" => render::Resolution::Superfine,
+        _ => render::Resolution::Fine,
+    };
+    let options = render::LoadOptions { threads: 1, ..render::LoadOptions::default() };
+    let docs = job
+        .documents
+        .iter()
+        .map(|(_, path)| {
+            let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            render::load_owned(bytes, &options).map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let date = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .unwrap_or_default();
+    let header = job.options.header.clone().or_else(|| (!station.is_empty()).then(|| station.to_string()));
+    let o = render::FaxOptions {
+        spec: render::PageSpec::new(resolution, render::PaperSize::A4),
+        header: header.map(|from| render::HeaderLine { from, date }),
+        ..render::FaxOptions::default()
+    };
+    let mut out = Vec::new();
+    render::convert::pages(&docs, &o, |p| {
+        out.push(p);
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    out.into_iter()
+        .map(|p| {
+            let r = t30::Resolution::from_dpi(f64::from(p.y_dpi)).ok_or_else(|| format!("{} dpi is not a fax resolution", p.y_dpi))?;
+            Ok(t30::Page { width: p.width, height: p.height, resolution: r, data: p.data })
+        })
+        .collect()
+}
+
+/// Resolves once the supervisor cancels the attempt (never, if the sender of `rx` is gone).
+async fn cancelled(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn call_failure(e: &CallError) -> Outcome {
+    let (fault, reason) = match e {
+        CallError::Busy { .. } => (FaultSide::Recipient, "busy"),
+        CallError::NoAnswer { .. } => (FaultSide::Recipient, "no_answer"),
+        CallError::BadNumber { .. } => (FaultSide::Permanent, "bad_number"),
+        CallError::NoT38 { .. } => (FaultSide::Recipient, "no_t38"),
+        CallError::TrunkDown { .. } => (FaultSide::FaxServer, "trunk_down"),
+        CallError::Timeout => (FaultSide::FaxServer, "sip_timeout"),
+        CallError::Credentials { .. } => (FaultSide::FaxServer, "sip_credentials"),
+        CallError::BadAnswer(_) => (FaultSide::Recipient, "bad_answer"),
+        CallError::Other { .. } => (FaultSide::Recipient, "call_refused"),
+        CallError::Stopped => (FaultSide::FaxServer, "line_down"),
+    };
+    failed(fault, reason, Some(e.to_string()), 0)
+}
+
+fn fax_failure(f: &t30::Failure, detail: &str, pages: u32) -> Outcome {
+    use t30::Failure as F;
+    let (fault, reason) = match f {
+        F::NoFaxTone => (FaultSide::Recipient, "no_fax_tone"),
+        F::TrainingFailed => (FaultSide::Recipient, "training_failed"),
+        F::RemoteHungUp { .. } => (FaultSide::Recipient, "remote_hung_up"),
+        F::RetriesExhausted { .. } => (FaultSide::Recipient, "retries_exhausted"),
+        F::Incompatible { .. } => (FaultSide::Permanent, "incompatible"),
+        F::PageRejected { .. } => (FaultSide::Recipient, "page_rejected"),
+        F::ReceiveTimeout { .. } => (FaultSide::Recipient, "timeout"),
+        F::LimitExceeded { .. } => (FaultSide::Permanent, "limit_exceeded"),
+        F::BadPage { .. } => (FaultSide::Permanent, "document_rejected"),
+        F::PasswordRejected => (FaultSide::Permanent, "password_rejected"),
+    };
+    failed(fault, reason, Some(format!("{f}; {detail}")), pages)
+}
+
+#[async_trait::async_trait]
+impl Line for SipLine {
+    fn channels(&self) -> u32 {
+        if self.inner.up.load(Ordering::SeqCst) { self.settings().channels } else { 0 }
+    }
+
+    fn max_bit_rate(&self) -> u32 {
+        self.settings().t38.max_bit_rate
+    }
+
+    fn ecm(&self) -> bool {
+        self.settings().t38.ecm
+    }
+
+    fn answers(&self) -> Vec<String> {
+        self.settings().local_numbers
+    }
+
+    fn receiving(&self) -> u32 {
+        self.inner.receiving.load(Ordering::SeqCst)
+    }
+
+    async fn next_received(&self) -> Option<ReceivedFax> {
+        self.inner.received_rx.lock().await.recv().await
+    }
+
+    fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
+        let new: Settings = serde_json::from_value(settings.clone()).map_err(|e| format!("settings do not parse: {e}"))?;
+        if new.sip.transport.eq_ignore_ascii_case("tcp") || new.sip.transport.eq_ignore_ascii_case("tls") {
+            return Err(format!("sip.transport {} is not supported by this fax server yet (use udp)", new.sip.transport));
+        }
+        if !new.sip.user.is_empty() && !new.sip.password.is_string() && !new.sip.registrar.is_empty() {
+            return Err("sip.password did not arrive with the settings".into());
+        }
+        let changed = {
+            let mut cur = self.inner.settings.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = cur.sip != new.sip;
+            *cur = new;
+            changed
+        };
+        if changed || !self.inner.up.load(Ordering::SeqCst) {
+            let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn(self.clone().start_ua(generation));
+                }
+                Err(_) => return Err("the line needs a tokio runtime".into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, job: SendJob, progress: mpsc::UnboundedSender<LineProgress>, mut cancel: watch::Receiver<bool>) -> LineOutcome {
+        let no_stats = CallStats::default();
+        let Some(_guard) = self.take_channel(false) else {
+            return LineOutcome { outcome: failed(FaultSide::FaxServer, "no_free_channel", None, 0), stats: no_stats };
+        };
+        let s = self.settings();
+        let report = |phase: Phase, page: Option<u32>, total: Option<u32>, rate: Option<u32>| {
+            let _ = progress.send(LineProgress { phase, page, pages_total: total, bit_rate: rate });
+        };
+        report(Phase::Preparing, None, None, None);
+        let station = s.station_id.clone();
+        let job2 = job.clone();
+        let pages = match tokio::task::spawn_blocking(move || render_pages(&job2, &station)).await {
+            Ok(Ok(p)) if !p.is_empty() => p,
+            Ok(Ok(_)) => return LineOutcome { outcome: failed(FaultSide::Permanent, "document_rejected", Some("no pages".into()), 0), stats: no_stats },
+            Ok(Err(e)) => return LineOutcome { outcome: failed(FaultSide::Permanent, "document_rejected", Some(e), 0), stats: no_stats },
+            Err(e) => return LineOutcome { outcome: failed(FaultSide::FaxServer, "render_failed", Some(e.to_string()), 0), stats: no_stats },
+        };
+        let total = pages.len() as u32;
+        let Some(ua) = self.inner.ua.lock().await.clone() else {
+            return LineOutcome { outcome: failed(FaultSide::FaxServer, "line_down", None, 0), stats: no_stats };
+        };
+        let socket = match UdpSocket::bind(SocketAddr::new(self.inner.cfg.media_ip, 0)).await {
+            Ok(x) => x,
+            Err(e) => return LineOutcome { outcome: failed(FaultSide::FaxServer, "no_media_port", Some(e.to_string()), 0), stats: no_stats },
+        };
+        let local = socket.local_addr().unwrap_or(SocketAddr::new(self.inner.cfg.media_ip, 0));
+        report(Phase::Dialling, None, Some(total), None);
+        let number = format!("{}{}", s.dial_rules.access_code, job.recipient.trim_start_matches('+'));
+        let ours = Self::t38_params(&s);
+        let call = tokio::select! {
+            r = ua.call(&number, sdp::t38(1, 1, local, &ours)) => r,
+            _ = cancelled(&mut cancel) => {
+                return LineOutcome { outcome: failed(FaultSide::Recipient, "cancelled", None, 0), stats: no_stats };
+            }
+        };
+        let call = match call {
+            Ok(c) => c,
+            Err(e) => return LineOutcome { outcome: call_failure(&e), stats: no_stats },
+        };
+        let Some((remote, far)) = call.remote_sdp.t38() else {
+            call.hang_up().await;
+            return LineOutcome { outcome: failed(FaultSide::Recipient, "no_t38", Some("the answer has no T.38 stream".into()), 0), stats: no_stats };
+        };
+        report(Phase::Negotiating, None, Some(total), None);
+        let mut c = t30::Config::new(t30::Role::Send(pages), true);
+        c.ident = job.options.tsi.clone().unwrap_or_else(|| s.station_id.clone());
+        c.max_rate = [Some(s.t38.max_bit_rate), job.options.max_bit_rate, Some(far.max_bit_rate.max(2400))].into_iter().flatten().min().unwrap_or(14_400);
+        c.ecm = s.t38.ecm && job.options.ecm;
+        let transport = Self::transport(&s, &far);
+        let sent = AtomicU32::new(0);
+        let run = line::run(&socket, Some(remote), c, transport, Duration::ZERO, |e| match e {
+            t30::Event::Trained(d) => report(Phase::Transmitting, Some(1), Some(total), Some(d.modem.bit_rate())),
+            t30::Event::PageSent { index } => {
+                sent.store(index + 1, Ordering::SeqCst);
+                if index + 1 < total {
+                    report(Phase::Transmitting, Some(index + 2), Some(total), None);
+                }
+            }
+            t30::Event::PageReceived(_) => {}
+        });
+        let result = tokio::select! {
+            r = run => r,
+            _ = cancelled(&mut cancel) => {
+                call.hang_up().await;
+                let pages = sent.load(Ordering::SeqCst);
+                return LineOutcome { outcome: failed(FaultSide::Recipient, "cancelled", None, pages), stats: no_stats };
+            }
+        };
+        call.hang_up().await;
+        report(Phase::Finished, None, Some(total), None);
+        match result {
+            Ok(r) => {
+                let stats = stats(&r.stats);
+                let outcome = match &r.outcome.result {
+                    Ok(()) => Outcome::Sent { pages: r.stats.pages },
+                    Err(f) => fax_failure(f, &r.outcome.detail, r.stats.pages),
+                };
+                LineOutcome { outcome, stats }
+            }
+            Err(e) => LineOutcome { outcome: failed(FaultSide::FaxServer, "media_error", Some(e.to_string()), 0), stats: no_stats },
+        }
+    }
+}

@@ -236,23 +236,7 @@ pub async fn run(cmd: T38Command) -> anyhow::Result<()> {
 
 /// Writes received pages as TIFF Class F (MMR), through a temporary file renamed into place.
 pub fn write_tiff(path: &std::path::Path, pages: &[t30::ReceivedPage]) -> anyhow::Result<()> {
-    let wp: Vec<t4::tiff::WritePage<'_>> = pages
-        .iter()
-        .map(|p| t4::tiff::WritePage {
-            page: t4::PageRef { width: p.page.width, height: p.page.height, data: &p.page.data },
-            x_dpi: 204.0,
-            y_dpi: p.page.resolution.lines_per_inch(),
-            bad_fax_lines: Some(p.bad_lines),
-            consecutive_bad_fax_lines: Some(p.max_consecutive_bad),
-            clean_fax_data: Some(if p.bad_lines == 0 { 0 } else { 1 }),
-        })
-        .collect();
-    let o = t4::tiff::WriteOptions {
-        coding: Some(t4::Coding::Mmr),
-        software: Some(format!("faxhub {}", env!("CARGO_PKG_VERSION"))),
-        date_time: None,
-    };
-    let bytes = t4::tiff::write(&wp, &o).context("coding the received pages")?;
+    let bytes = line::received_tiff(pages, concat!("faxhub ", env!("CARGO_PKG_VERSION"))).context("coding the received pages")?;
     let tmp = path.with_extension("tif.partial");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

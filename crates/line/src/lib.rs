@@ -231,3 +231,21 @@ fn deliver(rx: &mut UdptlReceiver, session: &mut Session, now: Duration) {
         session.handle_ifp(now, Some(r.seq), &r.ifp);
     }
 }
+
+/// Received pages as one TIFF Class F file (MMR), with the copy-quality tags (BadFaxLines,
+/// ConsecutiveBadFaxLines, CleanFaxData) each page earned.
+pub fn received_tiff(pages: &[t30::ReceivedPage], software: &str) -> Result<Vec<u8>, t4::Error> {
+    let wp: Vec<t4::tiff::WritePage<'_>> = pages
+        .iter()
+        .map(|p| t4::tiff::WritePage {
+            page: t4::PageRef { width: p.page.width, height: p.page.height, data: &p.page.data },
+            x_dpi: 204.0,
+            y_dpi: p.page.resolution.lines_per_inch(),
+            bad_fax_lines: Some(p.bad_lines),
+            consecutive_bad_fax_lines: Some(p.max_consecutive_bad),
+            clean_fax_data: Some(if p.bad_lines == 0 { 0 } else { 1 }),
+        })
+        .collect();
+    let o = t4::tiff::WriteOptions { coding: Some(t4::Coding::Mmr), software: Some(software.to_string()), date_time: None };
+    t4::tiff::write(&wp, &o)
+}

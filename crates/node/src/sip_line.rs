@@ -364,7 +364,7 @@ impl SipLine {
         if result.pages.is_empty() {
             return;
         }
-        let tiff = match encode_tiff(&result.pages) {
+        let tiff = match line::received_tiff(&result.pages, concat!("faxhub ", env!("CARGO_PKG_VERSION"))) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("received pages could not be stored: {e}");
@@ -394,26 +394,6 @@ fn stats(s: &line::CallStats) -> CallStats {
         bad_lines: s.bad_lines,
         retransmissions: s.retransmitted_frames,
     }
-}
-
-fn encode_tiff(pages: &[t30::ReceivedPage]) -> Result<Vec<u8>, t4::Error> {
-    let wp: Vec<t4::tiff::WritePage<'_>> = pages
-        .iter()
-        .map(|p| t4::tiff::WritePage {
-            page: t4::PageRef { width: p.page.width, height: p.page.height, data: &p.page.data },
-            x_dpi: 204.0,
-            y_dpi: p.page.resolution.lines_per_inch(),
-            bad_fax_lines: Some(p.bad_lines),
-            consecutive_bad_fax_lines: Some(p.max_consecutive_bad),
-            clean_fax_data: Some(if p.bad_lines == 0 { 0 } else { 1 }),
-        })
-        .collect();
-    let o = t4::tiff::WriteOptions {
-        coding: Some(t4::Coding::Mmr),
-        software: Some(format!("faxhub {}", env!("CARGO_PKG_VERSION"))),
-        date_time: None,
-    };
-    t4::tiff::write(&wp, &o)
 }
 
 /// Renders the job's documents to fax pages at the asked resolution.

@@ -4,9 +4,11 @@
 //! - `faxhub-testnode`: the real fax server runtime (`node` crate) over a `ScriptedLine`, as a process.
 //! - [`spandsp`]: the SpanDSP reference fax peer (`spandsp/faxpeer.c`), built at test time, and page
 //!   comparison of TIFF files.
+//! - [`kamailio`]: a Kamailio registrar and proxy with digest authentication, started on 127.0.0.1.
 //! - [`harness`]: starting the real `faxhub` supervisor binary and test fax servers, and a REST client.
 
 pub mod harness;
+pub mod kamailio;
 pub mod scripted;
 pub mod spandsp;
 

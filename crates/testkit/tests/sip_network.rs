@@ -1,0 +1,244 @@
+//! The supervised network faxing for real: the supervisor (`faxhub serve`), two fax servers
+//! (`faxhub node`, each with the SIP + T.38 line) registered to Kamailio with digest authentication, and
+//! a client. 20 faxes at once from one fax server to the other (10 channels each) all reach the right
+//! client's inbox with the pages sent; a wrong SIP password gives a clear registration error and no
+//! channels; a callee that refuses T.38 (488) gives a clear job outcome.
+//!
+//! Real time (paced T.38): about a minute. Skipped without kamailio unless FAXHUB_SLOW_TESTS=1.
+
+// Tests panic on purpose when an expectation fails.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use testkit::harness::{Api, SupervisorProc, faxhub_bin};
+use testkit::kamailio::Kamailio;
+
+const CONFIG: &str = r#"
+[deadlines]
+offered_secs = 10
+dialling_secs = 60
+transmitting_secs = 120
+query_secs = 2
+link_grace_secs = 5
+heartbeat_secs = 1
+
+[retry]
+schedule_secs = [2]
+default_max_tries = 1
+max_failovers = 2
+"#;
+
+struct Node {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Registers a fax server with the supervisor, gives it its settings and starts `faxhub node`.
+async fn fax_server(sup: &SupervisorProc, k: &Kamailio, grouping: &str, name: &str, number: &str, password: &str, dials: &[&str]) -> (Node, String) {
+    let admin = sup.admin();
+    let made = admin
+        .post("/v1/fax-servers", json!({"name": name, "dial_prefixes": dials, "groupings": [grouping]}))
+        .await
+        .unwrap()
+        .expect_status(201)
+        .unwrap();
+    let id = made["fax_server"]["id"].as_str().unwrap().to_owned();
+    let token = made["enrollment_token"].as_str().unwrap().to_owned();
+    let settings = json!({
+        "station_id": number,
+        "local_numbers": [number],
+        "channels": 10,
+        "sip": {"registrar": k.addr.to_string(), "user": number.trim_start_matches('+'), "password": password, "transport": "udp"},
+        "dial_rules": {"prefixes": dials, "access_code": ""},
+    });
+    admin.put(&format!("/v1/fax-servers/{id}/settings"), settings).await.unwrap().expect_status(200).unwrap();
+    let dir = sup.dir.join(format!("node-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("stderr.log");
+    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(faxhub_bin().unwrap())
+        .args(["node", "--supervisor", &sup.url, "--state-dir"])
+        .arg(dir.join("state"))
+        .args(["--enroll", &token, "--sip-listen", &format!("127.0.0.1:{sip_port}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Node { child, log }, id)
+}
+
+async fn free_channels(api: &Api, id: &str) -> (bool, u64) {
+    let f = api.get(&format!("/v1/fax-servers/{id}")).await.unwrap().expect_status(200).unwrap();
+    (f["online"] == true, f["free_channels"].as_u64().unwrap_or(0))
+}
+
+fn document(dir: &Path) -> Vec<u8> {
+    let t = dir.join("letter.txt");
+    let body: String = (0..30).map(|i| format!("Line {i}: faxhub over SIP and T.38 through Kamailio.\n")).collect();
+    std::fs::write(&t, body).unwrap();
+    std::fs::read(&t).unwrap()
+}
+
+/// Rows of every page below the header line band (its date may differ between faxes).
+fn pages_below_header(tiff: &[u8]) -> Vec<(u32, u32, Vec<u8>)> {
+    let pages = t4::tiff::read(tiff, &t4::tiff::ReadLimits::default()).unwrap();
+    pages
+        .iter()
+        .map(|p| {
+            let r = p.as_page();
+            let stride = t4::stride(r.width);
+            (r.width, r.height, r.data[stride * 80..].to_vec())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
+    let Some(k) = Kamailio::start(&[("15550201", "pw-a"), ("15550202", "pw-b"), ("15550203", "pw-c"), ("15550299", "pw-z")]).unwrap() else {
+        eprintln!("skipping: kamailio not installed");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sup = SupervisorProc::start(tmp.path(), CONFIG).unwrap();
+    let admin = sup.admin();
+    let groupings = admin.get("/v1/groupings").await.unwrap().expect_status(200).unwrap();
+    let grouping = groupings[0]["id"].as_str().unwrap().to_owned();
+
+    let (_a, a_id) = fax_server(&sup, &k, &grouping, "fax-a", "+15550201", "pw-a", &["+15550202", "+15550299"]).await;
+    let (_b, b_id) = fax_server(&sup, &k, &grouping, "fax-b", "+15550202", "pw-b", &["+15550201"]).await;
+    // Wrong password: the registration fails clearly and the fax server offers no channels.
+    let (c, c_id) = fax_server(&sup, &k, &grouping, "fax-c", "+15550203", "not-the-password", &["+15550203"]).await;
+
+    let mut ready = false;
+    for _ in 0..200 {
+        let (a_on, a_free) = free_channels(&admin, &a_id).await;
+        let (b_on, b_free) = free_channels(&admin, &b_id).await;
+        if a_on && b_on && a_free == 10 && b_free == 10 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "fax-a and fax-b did not come up with 10 channels each");
+    let (c_on, c_free) = free_channels(&admin, &c_id).await;
+    assert!(c_on, "fax-c is linked to the supervisor");
+    assert_eq!(c_free, 0, "a fax server that cannot register offers no channels");
+    let c_log = std::fs::read_to_string(&c.log).unwrap();
+    assert!(
+        c_log.contains("SIP registration failed") && c_log.contains("check the SIP user and password"),
+        "no clear registration error in fax-c's log:\n{c_log}"
+    );
+    assert!(!c_log.contains("not-the-password"), "the password leaked into the log");
+
+    // A callee that refuses T.38 (our own SIP user agent, registered as +15550299).
+    let (z, mut z_in) = sip::ua::UserAgent::start(sip::ua::Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        account: sip::ua::Account {
+            proxy: k.addr,
+            domain: k.addr.to_string(),
+            user: "15550299".into(),
+            auth_user: "15550299".into(),
+            password: "pw-z".into(),
+            expires: 300,
+        },
+        timers: sip::transaction::Timers::default(),
+        user_agent: "refuses-t38".into(),
+    })
+    .await
+    .unwrap();
+    z.register().await.unwrap();
+    tokio::spawn(async move {
+        while let Some(inc) = z_in.recv().await {
+            inc.reject(488, "Not Acceptable Here");
+        }
+    });
+
+    // 20 faxes at once from fax-a to fax-b's number.
+    let doc = document(tmp.path());
+    let up = admin.upload(doc).await.unwrap().expect_status(201).unwrap();
+    let sha = up["sha256"].as_str().unwrap().to_owned();
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        let r = admin
+            .post("/v1/jobs", json!({"recipients": ["+15550202"], "documents": [sha]}))
+            .await
+            .unwrap()
+            .expect_status(201)
+            .unwrap();
+        jobs.push(r["jobs"][0]["id"].as_str().unwrap().to_owned());
+    }
+    let refused = admin
+        .post("/v1/jobs", json!({"recipients": ["+15550299"], "documents": [sha]}))
+        .await
+        .unwrap()
+        .expect_status(201)
+        .unwrap();
+    let refused_id = refused["jobs"][0]["id"].as_str().unwrap().to_owned();
+
+    for id in &jobs {
+        let j = admin.wait_job(id, Duration::from_secs(240), |s| matches!(s, "sent" | "failed" | "cancelled")).await.unwrap();
+        assert_eq!(j["status"], "sent", "job {id}: {j}");
+        let servers: Vec<&str> = j["attempts"].as_array().unwrap().iter().map(|a| a["fax_server_id"].as_str().unwrap_or("")).collect();
+        assert_eq!(servers.last(), Some(&a_id.as_str()), "sent by fax-a");
+    }
+    let j = admin.wait_job(&refused_id, Duration::from_secs(60), |s| matches!(s, "sent" | "failed" | "cancelled")).await.unwrap();
+    assert_eq!(j["status"], "failed", "{j}");
+    let reasons: Vec<&str> = j["attempts"].as_array().unwrap().iter().map(|a| a["reason"].as_str().unwrap_or("")).collect();
+    assert!(reasons.contains(&"no_t38"), "the 488 should read as no_t38: {j}");
+
+    // Every fax reached the inbox of the grouping, from fax-a's number, with the same pages.
+    let mut items = Vec::new();
+    for _ in 0..300 {
+        let inbox = admin.get("/v1/inbox?limit=100").await.unwrap().expect_status(200).unwrap();
+        items = inbox["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(items.len(), 20, "faxes in the inbox");
+    let mut first: Option<Vec<(u32, u32, Vec<u8>)>> = None;
+    for it in &items {
+        let id = it["id"].as_str().unwrap();
+        let caller = it["caller_number"].as_str().unwrap_or_default();
+        assert!(caller.ends_with("15550201"), "{it}");
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/inbox/{id}/document", sup.url))
+            .bearer_auth(&sup.token)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "fetching fax {id}: {}", r.status());
+        let tiff = r.bytes().await.unwrap().to_vec();
+        let pages = pages_below_header(&tiff);
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].0, 1728);
+        match &first {
+            None => first = Some(pages),
+            Some(f) => assert_eq!(f, &pages, "fax {id} differs from the first one below the header line"),
+        }
+    }
+    // And the pages are the document's: our own rendering of it (no header) below the header band.
+    let rendered = tmp.path().join("rendered.tif");
+    let st = Command::new(faxhub_bin().unwrap())
+        .arg("convert")
+        .arg(tmp.path().join("letter.txt"))
+        .arg("-o")
+        .arg(&rendered)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let want = pages_below_header(&std::fs::read(&rendered).unwrap());
+    assert_eq!(first.unwrap(), want, "received pages are not the document's pages");
+}

@@ -3,117 +3,25 @@
 //! proxy with a session-refresh re-INVITE and BYE, a callee refusing T.38 (488) or busy (486), and an
 //! audio call switched to T.38 by the callee's re-INVITE.
 //!
-//! Skipped when kamailio is missing, unless FAXHUB_SLOW_TESTS=1, when it fails.
+//! Skipped when kamailio is missing, unless FAXHUB_SLOW_TESTS=1, when it fails. (It lives in testkit,
+//! which starts Kamailio; the `sip` crate itself has no test-only dependencies.)
 
 // Tests panic on purpose when an expectation fails.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sip::sdp::{self, T38Params};
 use sip::ua::{Account, CallError, CallEvent, Config, RegisterError, UserAgent};
-
-struct Kamailio {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kamailio_bin() -> Option<String> {
-    for p in ["/usr/sbin/kamailio", "/usr/bin/kamailio", "/usr/local/sbin/kamailio"] {
-        if std::path::Path::new(p).exists() {
-            return Some(p.to_string());
-        }
-    }
-    None
-}
-
-const CFG: &str = r#"#!KAMAILIO
-debug=1
-log_stderror=yes
-children=2
-disable_tcp=yes
-listen=udp:127.0.0.1:PORT
-alias="127.0.0.1:PORT"
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "pv.so"
-loadmodule "xlog.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "auth.so"
-modparam("usrloc", "db_mode", 0)
-modparam("rr", "enable_full_lr", 1)
-
-route[PASSWORD] {
-    $var(pw) = "";
-    if ($fU == "15550101") { $var(pw) = "secret-one"; }
-    if ($fU == "15550102") { $var(pw) = "secret-two"; }
-}
-
-request_route {
-    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
-    if (has_totag()) {
-        if (loose_route()) { t_relay(); exit; }
-        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
-        sl_send_reply("404", "Not here");
-        exit;
-    }
-    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
-    if (is_method("OPTIONS") && $rU == $null) { sl_send_reply("200", "OK"); exit; }
-    route(PASSWORD);
-    if (is_method("REGISTER")) {
-        if (!pv_auth_check("$fd", "$var(pw)", "0", "1")) { auth_challenge("$fd", "1"); exit; }
-        consume_credentials();
-        if (!save("location")) { sl_reply_error(); }
-        exit;
-    }
-    if (is_method("INVITE")) {
-        if (!pv_auth_check("$fd", "$var(pw)", "0", "1")) { auth_challenge("$fd", "1"); exit; }
-        consume_credentials();
-        record_route();
-    }
-    if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }
-    t_relay();
-}
-"#;
+use testkit::kamailio::Kamailio;
 
 fn start_kamailio() -> Option<Kamailio> {
-    let Some(bin) = kamailio_bin() else {
-        assert!(std::env::var_os("FAXHUB_SLOW_TESTS").is_none(), "FAXHUB_SLOW_TESTS=1 but kamailio is not installed");
+    let k = Kamailio::start(&[("15550101", "secret-one"), ("15550102", "secret-two")]).unwrap();
+    if k.is_none() {
         eprintln!("skipping: kamailio not installed");
-        return None;
-    };
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("kamailio.cfg");
-    std::fs::write(&cfg, CFG.replace("PORT", &port.to_string())).unwrap();
-    let check = Command::new(&bin).arg("-c").arg("-f").arg(&cfg).output().unwrap();
-    assert!(check.status.success(), "kamailio rejects the config: {}", String::from_utf8_lossy(&check.stderr));
-    let child = Command::new(&bin)
-        .arg("-f")
-        .arg(&cfg)
-        .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some(Kamailio { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), _dir: dir })
+    }
+    k
 }
 
 fn account(k: &Kamailio, user: &str, password: &str) -> Account {

@@ -56,12 +56,17 @@ enum Command {
         /// PEM certificate (or CA) of the supervisor to trust.
         #[arg(long, env = "FAXHUB_CA_CERT")]
         ca_cert: Option<PathBuf>,
-        /// UDP address of this fax server's SIP socket (a concrete IP: it goes into Via and Contact).
+        /// Address of this fax server's SIP sockets, UDP and TCP on the same port (a concrete IP: it goes
+        /// into Via and Contact).
         #[arg(long, env = "FAXHUB_SIP_LISTEN", default_value = "127.0.0.1:5060")]
         sip_listen: std::net::SocketAddr,
         /// IP address for T.38 media (UDPTL) sockets; by default the SIP address's.
         #[arg(long, env = "FAXHUB_MEDIA_IP")]
         media_ip: Option<std::net::IpAddr>,
+        /// Seconds between OPTIONS keep-alives to the SIP proxy; while they go unanswered the fax server
+        /// offers no channels.
+        #[arg(long, env = "FAXHUB_SIP_KEEPALIVE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        sip_keepalive: u64,
     },
     /// A supervisor and two fax servers in one process on loopback, in a fresh data directory.
     Dev {
@@ -88,6 +93,8 @@ fn init_logs(filter: &str, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: logs written to files and journals stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -152,6 +159,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ca_cert,
             sip_listen,
             media_ip,
+            sip_keepalive,
         } => {
             let media_ip = media_ip.unwrap_or(sip_listen.ip());
             if sip_listen.ip().is_unspecified() || media_ip.is_unspecified() {
@@ -168,7 +176,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let id = node::enroll(&config, &token).await?;
                 eprintln!("enrolled as fax server {id}");
             }
-            let line = node::SipLine::new(node::SipLineConfig { sip_bind: sip_listen, media_ip });
+            let line = node::SipLine::new(node::SipLineConfig {
+                sip_bind: sip_listen,
+                media_ip,
+                keepalive: std::time::Duration::from_secs(sip_keepalive),
+            });
             let handle = node::run(config, Arc::new(line))?;
             tokio::select! {
                 _ = handle.wait() => {}
@@ -274,6 +286,7 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
         let line = node::SipLine::new(node::SipLineConfig {
             sip_bind: std::net::SocketAddr::from(([127, 0, 0, 1], sip_ports[me])),
             media_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            keepalive: std::time::Duration::from_secs(30),
         });
         nodes.push(node::run(config, Arc::new(line))?);
     }

@@ -16,6 +16,8 @@ pub struct SendJob {
     /// The documents in order, downloaded and verified, with their local files.
     pub documents: Vec<(DocumentRef, PathBuf)>,
     pub options: SendOptions,
+    /// 1 for the job's first attempt; later attempts may step down (the retry policy).
+    pub attempt_number: u32,
 }
 
 /// Progress a line reports while sending.

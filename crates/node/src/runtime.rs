@@ -595,6 +595,7 @@ impl Node {
             recipient: offer.recipient.clone(),
             documents,
             options: offer.options.clone(),
+            attempt_number: offer.attempt_number,
         };
         let (ptx, mut prx) = mpsc::unbounded_channel::<LineProgress>();
         let line = self.line.clone();

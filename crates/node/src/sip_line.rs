@@ -28,6 +28,8 @@ pub struct SipLineConfig {
     pub sip_bind: SocketAddr,
     /// Address for UDPTL media sockets (ports are chosen per call).
     pub media_ip: IpAddr,
+    /// How often to send OPTIONS keep-alives to the proxy.
+    pub keepalive: Duration,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -40,6 +42,14 @@ struct Settings {
     t38: T38Settings,
     dial_rules: DialRules,
     receive: ReceivePolicy,
+    retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+struct RetryPolicy {
+    step_down_rate: bool,
+    ecm_off_on_retry: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -94,6 +104,8 @@ struct Inner {
     ua: AsyncMutex<Option<UserAgent>>,
     /// The line can place and take calls (registered, or no registrar needed).
     up: AtomicBool,
+    /// The proxy answers keep-alives (or none has gone unanswered yet).
+    reachable: AtomicBool,
     busy: AtomicU32,
     receiving: AtomicU32,
     received_tx: mpsc::UnboundedSender<ReceivedFax>,
@@ -143,6 +155,7 @@ impl SipLine {
                 settings: Mutex::new(Settings::default()),
                 ua: AsyncMutex::new(None),
                 up: AtomicBool::new(false),
+                reachable: AtomicBool::new(true),
                 busy: AtomicU32::new(0),
                 receiving: AtomicU32::new(0),
                 received_tx: tx,
@@ -209,11 +222,20 @@ impl SipLine {
             password,
             expires: 600,
         };
+        let transport = match s.sip.transport.parse::<sip::ua::Transport>() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("{e}: the line stays down");
+                return;
+            }
+        };
         let cfg = sip::ua::Config {
             bind: self.inner.cfg.sip_bind,
             account,
+            transport,
             timers: sip::transaction::Timers::default(),
             user_agent: format!("faxhub {}", env!("CARGO_PKG_VERSION")),
+            keepalive: Some(self.inner.cfg.keepalive),
         };
         let mut tries = 0;
         let (ua, incoming) = loop {
@@ -236,9 +258,10 @@ impl SipLine {
         }
         *self.inner.ua.lock().await = Some(ua.clone());
         tokio::spawn(self.clone().answer_calls(incoming));
+        tokio::spawn(self.clone().watch_trunk(ua.trunk()));
         if !s.sip.registrar.is_empty() {
             match ua.register().await {
-                Ok(expires) => tracing::info!(user = %s.sip.user, expires, "registered"),
+                Ok(expires) => tracing::info!(user = %s.sip.user, transport = transport.name(), expires, "registered"),
                 Err(e) => {
                     tracing::error!(user = %s.sip.user, "SIP registration failed: {e}");
                     return;
@@ -246,6 +269,21 @@ impl SipLine {
             }
         }
         self.inner.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes the line's channels away while the proxy does not answer keep-alives, and gives them back
+    /// when it does again.
+    async fn watch_trunk(self, mut trunk: watch::Receiver<sip::ua::TrunkState>) {
+        while trunk.changed().await.is_ok() {
+            let reachable = *trunk.borrow_and_update() != sip::ua::TrunkState::Unreachable;
+            if self.inner.reachable.swap(reachable, Ordering::SeqCst) != reachable {
+                if reachable {
+                    tracing::info!("the SIP proxy answers again: the line is back");
+                } else {
+                    tracing::error!("the SIP proxy does not answer keep-alives: the line offers no channels until it does");
+                }
+            }
+        }
     }
 
     async fn answer_calls(self, mut incoming: mpsc::UnboundedReceiver<Incoming>) {
@@ -385,6 +423,19 @@ impl SipLine {
     }
 }
 
+/// The highest rate and whether to use ECM for one attempt: the settings, the job and the far end's
+/// T38MaxBitRate, and on a retry the step-down of the retry policy (9600 bit/s, ECM off).
+fn attempt_limits(s: &Settings, job: &SendJob, far_max: u32) -> (u32, bool) {
+    let retry = job.attempt_number > 1;
+    let step = (retry && s.retry.step_down_rate).then_some(9600);
+    let rate = [Some(s.t38.max_bit_rate), job.options.max_bit_rate, Some(far_max.max(2400)), step].into_iter().flatten().min().unwrap_or(14_400);
+    let ecm = s.t38.ecm && job.options.ecm && !(retry && s.retry.ecm_off_on_retry);
+    if retry && (step.is_some() || s.retry.ecm_off_on_retry) {
+        tracing::info!(attempt = job.attempt_number, rate, ecm, "retry stepped down");
+    }
+    (rate, ecm)
+}
+
 fn stats(s: &line::CallStats) -> CallStats {
     CallStats {
         bit_rate: (s.bit_rate > 0).then_some(s.bit_rate),
@@ -483,7 +534,7 @@ fn fax_failure(f: &t30::Failure, detail: &str, pages: u32) -> Outcome {
 #[async_trait::async_trait]
 impl Line for SipLine {
     fn channels(&self) -> u32 {
-        if self.inner.up.load(Ordering::SeqCst) { self.settings().channels } else { 0 }
+        if self.inner.up.load(Ordering::SeqCst) && self.inner.reachable.load(Ordering::SeqCst) { self.settings().channels } else { 0 }
     }
 
     fn max_bit_rate(&self) -> u32 {
@@ -508,8 +559,8 @@ impl Line for SipLine {
 
     fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
         let new: Settings = serde_json::from_value(settings.clone()).map_err(|e| format!("settings do not parse: {e}"))?;
-        if new.sip.transport.eq_ignore_ascii_case("tcp") || new.sip.transport.eq_ignore_ascii_case("tls") {
-            return Err(format!("sip.transport {} is not supported by this fax server yet (use udp)", new.sip.transport));
+        if let Err(e) = new.sip.transport.parse::<sip::ua::Transport>() {
+            return Err(format!("sip.transport: {e}"));
         }
         if !new.sip.user.is_empty() && !new.sip.password.is_string() && !new.sip.registrar.is_empty() {
             return Err("sip.password did not arrive with the settings".into());
@@ -579,8 +630,7 @@ impl Line for SipLine {
         report(Phase::Negotiating, None, Some(total), None);
         let mut c = t30::Config::new(t30::Role::Send(pages), true);
         c.ident = job.options.tsi.clone().unwrap_or_else(|| s.station_id.clone());
-        c.max_rate = [Some(s.t38.max_bit_rate), job.options.max_bit_rate, Some(far.max_bit_rate.max(2400))].into_iter().flatten().min().unwrap_or(14_400);
-        c.ecm = s.t38.ecm && job.options.ecm;
+        (c.max_rate, c.ecm) = attempt_limits(&s, &job, far.max_bit_rate);
         let transport = Self::transport(&s, &far);
         let sent = AtomicU32::new(0);
         let run = line::run(&socket, Some(remote), c, transport, Duration::ZERO, |e| match e {
@@ -614,5 +664,57 @@ impl Line for SipLine {
             }
             Err(e) => LineOutcome { outcome: failed(FaultSide::FaxServer, "media_error", Some(e.to_string()), 0), stats: no_stats },
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job(attempt_number: u32) -> SendJob {
+        SendJob {
+            attempt_id: "a".into(),
+            job_id: "j".into(),
+            recipient: "+15550102".into(),
+            documents: Vec::new(),
+            options: protocol::SendOptions { resolution: "fine".into(), ecm: true, ..Default::default() },
+            attempt_number,
+        }
+    }
+
+    fn settings(step_down_rate: bool, ecm_off_on_retry: bool) -> Settings {
+        Settings { retry: RetryPolicy { step_down_rate, ecm_off_on_retry }, ..Settings::default() }
+    }
+
+    #[test]
+    fn first_attempts_use_the_settings_and_the_far_end() {
+        assert_eq!(attempt_limits(&settings(true, true), &job(1), 14_400), (14_400, true));
+        assert_eq!(attempt_limits(&settings(true, true), &job(1), 9600), (9600, true));
+        let mut s = settings(false, false);
+        s.t38.ecm = false;
+        s.t38.max_bit_rate = 7200;
+        assert_eq!(attempt_limits(&s, &job(1), 14_400), (7200, false));
+    }
+
+    #[test]
+    fn retries_step_down_as_the_retry_policy_says() {
+        assert_eq!(attempt_limits(&settings(true, false), &job(2), 14_400), (9600, true));
+        assert_eq!(attempt_limits(&settings(false, true), &job(2), 14_400), (14_400, false));
+        assert_eq!(attempt_limits(&settings(true, true), &job(3), 14_400), (9600, false));
+        assert_eq!(attempt_limits(&settings(false, false), &job(2), 14_400), (14_400, true));
+        // Never above what the far end takes.
+        assert_eq!(attempt_limits(&settings(true, false), &job(2), 4800), (4800, true));
+    }
+
+    #[test]
+    fn the_policy_arrives_in_the_pushed_settings() {
+        let s: Settings = serde_json::from_value(serde_json::json!({
+            "retry": {"step_down_rate": true, "ecm_off_on_retry": true},
+            "sip": {"transport": "tcp"}
+        }))
+        .unwrap();
+        assert_eq!(s.retry, RetryPolicy { step_down_rate: true, ecm_off_on_retry: true });
+        assert_eq!(s.sip.transport.parse::<sip::ua::Transport>(), Ok(sip::ua::Transport::Tcp));
     }
 }

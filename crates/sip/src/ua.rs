@@ -1,18 +1,21 @@
-//! A SIP user agent on a tokio UDP socket, for a fax server: registers its account (digest, refresh),
-//! places calls with an SDP offer, answers incoming calls, keeps their dialogs (ACK, re-INVITE, BYE,
-//! CANCEL) and answers OPTIONS. One task owns the socket and every transaction; [`UserAgent`] talks to it
-//! through channels.
+//! A SIP user agent for a fax server, over UDP and TCP: registers its account (digest, refresh), places
+//! calls with an SDP offer, answers incoming calls, keeps their dialogs (ACK, re-INVITE, UPDATE, BYE,
+//! CANCEL), answers OPTIONS and sends OPTIONS keep-alives to its proxy. One task owns the sockets and
+//! every transaction; [`UserAgent`] talks to it through channels.
 //!
-//! Through a proxy every request goes to the account's proxy address with the dialog's route set (loose
-//! routing); without one, to the host of the Request-URI.
+//! The agent listens on UDP and TCP on the same port. Its own requests go to the account's proxy over
+//! the account's transport with the dialog's route set (loose routing); responses go back the way the
+//! request came (over TCP, on the same connection). TCP connections are framed by Content-Length, kept
+//! open for reuse, and dropped when the peer closes them or sends what cannot be framed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -49,14 +52,64 @@ impl std::fmt::Debug for Account {
     }
 }
 
+/// The transport of the agent's own requests (both are always listened on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// The Via token.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "udp" => Ok(Transport::Udp),
+            "tcp" => Ok(Transport::Tcp),
+            other => Err(format!("SIP transport {other:?} is not supported (udp or tcp)")),
+        }
+    }
+}
+
 /// User agent settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to bind.
+    /// Address to bind (UDP and TCP on the same port).
     pub bind: SocketAddr,
     pub account: Account,
+    /// How our requests travel to the proxy.
+    pub transport: Transport,
     pub timers: Timers,
     pub user_agent: String,
+    /// Send OPTIONS to the proxy this often and report whether it answers ([`UserAgent::trunk`]).
+    pub keepalive: Option<Duration>,
+}
+
+impl Config {
+    /// UDP, default timers, no keep-alive.
+    pub fn new(bind: SocketAddr, account: Account, user_agent: impl Into<String>) -> Self {
+        Self { bind, account, transport: Transport::Udp, timers: Timers::default(), user_agent: user_agent.into(), keepalive: None }
+    }
+}
+
+/// Whether the proxy answers our keep-alives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkState {
+    /// No keep-alive answered or missed yet.
+    Unknown,
+    Reachable,
+    /// The last keep-alive went unanswered (timer F).
+    Unreachable,
 }
 
 /// Why a registration failed.
@@ -147,6 +200,14 @@ impl Call {
         let _ = self.cmd.send(Cmd::PrepareT38 { call_id: self.call_id.clone(), sdp });
     }
 
+    /// Refreshes the session without changing it (RFC 4028): a re-INVITE offering our current SDP
+    /// unchanged, or an UPDATE without a body. The media goes on untouched.
+    pub async fn refresh(&self, update: bool) -> Result<(), CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Refresh { call_id: self.call_id.clone(), update, done: tx }).map_err(|_| CallError::Stopped)?;
+        rx.await.map_err(|_| CallError::Stopped)?
+    }
+
     /// Sends a re-INVITE with a new offer (e.g. to switch to T.38) and returns the answer.
     pub async fn reinvite(&self, sdp: Vec<u8>) -> Result<Sdp, CallError> {
         let (tx, rx) = oneshot::channel();
@@ -183,10 +244,11 @@ impl Incoming {
 
 enum Cmd {
     Register { done: oneshot::Sender<Result<u32, RegisterError>> },
-    Invite { to: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Call, CallError>> },
+    Invite { to: String, sdp: Vec<u8>, t38: Option<Vec<u8>>, done: oneshot::Sender<Result<Call, CallError>> },
     Accept { call_id: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Call, CallError>> },
     Reject { call_id: String, code: u16, reason: String },
     ReInvite { call_id: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Sdp, CallError>> },
+    Refresh { call_id: String, update: bool, done: oneshot::Sender<Result<(), CallError>> },
     Bye { call_id: String, done: oneshot::Sender<()> },
     PrepareT38 { call_id: String, sdp: Vec<u8> },
     Shutdown,
@@ -197,18 +259,26 @@ enum Cmd {
 pub struct UserAgent {
     cmd: mpsc::UnboundedSender<Cmd>,
     pub local: SocketAddr,
+    trunk: watch::Receiver<TrunkState>,
 }
 
 impl UserAgent {
-    /// Binds the socket and starts the agent; incoming calls arrive on the returned receiver.
+    /// Binds the UDP socket and the TCP listener (same port) and starts the agent; incoming calls
+    /// arrive on the returned receiver.
     pub async fn start(cfg: Config) -> std::io::Result<(Self, mpsc::UnboundedReceiver<Incoming>)> {
-        let socket = Arc::new(UdpSocket::bind(cfg.bind).await?);
-        let local = socket.local_addr()?;
+        let (udp, tcp) = bind_both(cfg.bind).await?;
+        let local = udp.local_addr()?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let engine = Engine::new(cfg, local, cmd_tx.clone(), in_tx);
-        tokio::spawn(engine.run(socket, cmd_rx));
-        Ok((Self { cmd: cmd_tx, local }, in_rx))
+        let (trunk_tx, trunk_rx) = watch::channel(TrunkState::Unknown);
+        let engine = Engine::new(cfg, local, cmd_tx.clone(), in_tx, trunk_tx);
+        tokio::spawn(engine.run(Arc::new(udp), tcp, cmd_rx));
+        Ok((Self { cmd: cmd_tx, local, trunk: trunk_rx }, in_rx))
+    }
+
+    /// Whether the proxy answers our OPTIONS keep-alives (stays `Unknown` without keep-alives).
+    pub fn trunk(&self) -> watch::Receiver<TrunkState> {
+        self.trunk.clone()
     }
 
     /// Registers (answering a digest challenge once); the agent refreshes before expiry. Returns the
@@ -226,8 +296,18 @@ impl UserAgent {
 
     /// Calls `to` (a number or user at the account's domain) with an SDP offer; returns when answered.
     pub async fn call(&self, to: &str, sdp: Vec<u8>) -> Result<Call, CallError> {
+        self.call_with(to, sdp, None).await
+    }
+
+    /// Calls `to` with an audio offer, ready to answer a switch to T.38 with `t38` from the first moment
+    /// of the call (the callee may re-INVITE before this returns).
+    pub async fn call_audio(&self, to: &str, audio: Vec<u8>, t38: Vec<u8>) -> Result<Call, CallError> {
+        self.call_with(to, audio, Some(t38)).await
+    }
+
+    async fn call_with(&self, to: &str, sdp: Vec<u8>, t38: Option<Vec<u8>>) -> Result<Call, CallError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Invite { to: to.to_string(), sdp, done: tx }).map_err(|_| CallError::Stopped)?;
+        self.cmd.send(Cmd::Invite { to: to.to_string(), sdp, t38, done: tx }).map_err(|_| CallError::Stopped)?;
         rx.await.map_err(|_| CallError::Stopped)?
     }
 }
@@ -235,10 +315,19 @@ impl UserAgent {
 /// What a client transaction is for.
 enum Purpose {
     Register { done: Option<oneshot::Sender<Result<u32, RegisterError>>>, authed: bool },
-    Invite { done: Option<oneshot::Sender<Result<Call, CallError>>>, authed: bool, call_id: String },
+    Invite { done: Option<oneshot::Sender<Result<Call, CallError>>>, authed: bool, call_id: String, t38: Option<Vec<u8>> },
     ReInvite { done: Option<oneshot::Sender<Result<Sdp, CallError>>>, call_id: String },
+    Refresh { done: Option<oneshot::Sender<Result<(), CallError>>>, call_id: String },
+    KeepAlive,
     Bye { done: Option<oneshot::Sender<()>> },
     Other,
+}
+
+/// A message to send and where: over TCP it goes on the connection to (or from) that address.
+struct Outgoing {
+    bytes: Vec<u8>,
+    to: SocketAddr,
+    tcp: bool,
 }
 
 struct Client {
@@ -280,8 +369,8 @@ struct Engine {
     origin: Instant,
     clients: HashMap<String, Client>,
     servers: HashMap<String, ServerTx>,
-    /// Where each server transaction's responses go (the request's source).
-    reply_to: HashMap<String, SocketAddr>,
+    /// Where each server transaction's responses go (the request's source, and whether over TCP).
+    reply_to: HashMap<String, (SocketAddr, bool)>,
     dialogs: HashMap<String, Dialog>,
     pending: HashMap<String, Pending>,
     cmd: mpsc::UnboundedSender<Cmd>,
@@ -289,8 +378,11 @@ struct Engine {
     register_cseq: u32,
     register_call_id: String,
     refresh_at: Option<Duration>,
+    keepalive_at: Option<Duration>,
+    keepalive_pending: bool,
+    trunk: watch::Sender<TrunkState>,
     nc: u32,
-    out: Vec<(Vec<u8>, SocketAddr)>,
+    out: Vec<Outgoing>,
 }
 
 fn token() -> String {
@@ -300,8 +392,11 @@ fn token() -> String {
 }
 
 impl Engine {
-    fn new(cfg: Config, local: SocketAddr, cmd: mpsc::UnboundedSender<Cmd>, incoming: mpsc::UnboundedSender<Incoming>) -> Self {
+    fn new(cfg: Config, local: SocketAddr, cmd: mpsc::UnboundedSender<Cmd>, incoming: mpsc::UnboundedSender<Incoming>, trunk: watch::Sender<TrunkState>) -> Self {
         Self {
+            keepalive_at: cfg.keepalive.map(|_| Duration::ZERO),
+            keepalive_pending: false,
+            trunk,
             cfg,
             local,
             origin: Instant::now(),
@@ -328,12 +423,26 @@ impl Engine {
         format!("sip:{}@{}", self.cfg.account.user, self.cfg.account.domain)
     }
 
+    fn tcp(&self) -> bool {
+        self.cfg.transport == Transport::Tcp
+    }
+
     fn contact(&self) -> String {
-        format!("<sip:{}@{}>", self.cfg.account.user, self.local)
+        if self.tcp() {
+            format!("<sip:{}@{};transport=tcp>", self.cfg.account.user, self.local)
+        } else {
+            format!("<sip:{}@{}>", self.cfg.account.user, self.local)
+        }
     }
 
     fn via(&self, branch: &str) -> String {
-        format!("SIP/2.0/UDP {};branch={branch};rport", self.local)
+        format!("SIP/2.0/{} {};branch={branch};rport", self.cfg.transport.name(), self.local)
+    }
+
+    /// Queues bytes for the proxy over the account's transport.
+    fn send_proxy(&mut self, bytes: Vec<u8>) {
+        let tcp = self.tcp();
+        self.out.push(Outgoing { bytes, to: self.cfg.account.proxy, tcp });
     }
 
     fn base_request(&self, method: &str, uri: &str, from: &str, to: &str, call_id: &str, cseq: u32) -> Message {
@@ -350,9 +459,9 @@ impl Engine {
 
     fn start_client(&mut self, request: Message, purpose: Purpose) {
         let now = self.now();
-        let mut tx = ClientTx::new(&request, false, self.cfg.timers, now);
+        let mut tx = ClientTx::new(&request, self.tcp(), self.cfg.timers, now);
         while let Some(b) = tx.poll_transmit() {
-            self.out.push((b, self.cfg.account.proxy));
+            self.send_proxy(b);
         }
         self.clients.insert(tx.branch.clone(), Client { tx, request, purpose });
     }
@@ -395,7 +504,7 @@ impl Engine {
         Ok((c.answer(request.method().unwrap_or(""), &uri, &a.auth_user, &a.password, &token(), self.nc), out))
     }
 
-    fn invite(&mut self, to: &str, sdp: Vec<u8>, done: Option<oneshot::Sender<Result<Call, CallError>>>, call_id: Option<String>, auth: Option<(String, &'static str)>) {
+    fn invite(&mut self, to: &str, sdp: Vec<u8>, t38: Option<Vec<u8>>, done: Option<oneshot::Sender<Result<Call, CallError>>>, call_id: Option<String>, auth: Option<(String, &'static str)>) {
         let call_id = call_id.unwrap_or_else(|| format!("{}@faxhub", token()));
         let uri = if to.starts_with("sip:") { to.to_string() } else { format!("sip:{to}@{}", self.cfg.account.domain) };
         let tag = token();
@@ -409,11 +518,31 @@ impl Engine {
             m.add_header(h, a);
         }
         m.body = sdp;
-        self.start_client(m, Purpose::Invite { done, authed, call_id });
+        self.start_client(m, Purpose::Invite { done, authed, call_id, t38 });
     }
 
     fn send_to_target(&mut self, bytes: Vec<u8>) {
-        self.out.push((bytes, self.cfg.account.proxy));
+        self.send_proxy(bytes);
+    }
+
+    /// An OPTIONS keep-alive to the proxy (out of any dialog).
+    fn keepalive(&mut self) {
+        let aor = self.aor();
+        let uri = format!("sip:{}", self.cfg.account.proxy);
+        let mut m = self.base_request("OPTIONS", &uri, &format!("<{aor}>;tag={}", token()), &format!("<{uri}>"), &format!("{}@faxhub", token()), 1);
+        m.add_header("Accept", "application/sdp");
+        self.keepalive_pending = true;
+        self.start_client(m, Purpose::KeepAlive);
+    }
+
+    fn set_trunk(&mut self, state: TrunkState) {
+        if *self.trunk.borrow() != state {
+            match state {
+                TrunkState::Unreachable => warn!(proxy = %self.cfg.account.proxy, "the SIP proxy does not answer keep-alives"),
+                _ => debug!(proxy = %self.cfg.account.proxy, ?state, "SIP proxy keep-alive"),
+            }
+            self.trunk.send_replace(state);
+        }
     }
 
     /// A request inside a dialog: Request-URI the remote target, Route the route set.
@@ -441,7 +570,7 @@ impl Engine {
     fn on_command(&mut self, c: Cmd) {
         match c {
             Cmd::Register { done } => self.register(Some(done), None),
-            Cmd::Invite { to, sdp, done } => self.invite(&to, sdp, Some(done), None, None),
+            Cmd::Invite { to, sdp, t38, done } => self.invite(&to, sdp, t38, Some(done), None, None),
             Cmd::Accept { call_id, sdp, done } => {
                 let Some(p) = self.pending.remove(&call_id) else {
                     let _ = done.send(Err(CallError::Other { code: 481, reason: "the call is gone".into() }));
@@ -508,6 +637,20 @@ impl Engine {
                 }
                 self.start_client(m, Purpose::ReInvite { done: Some(done), call_id });
             }
+            Cmd::Refresh { call_id, update, done } => {
+                let method = if update { "UPDATE" } else { "INVITE" };
+                let Some(mut m) = self.in_dialog(&call_id, method) else {
+                    let _ = done.send(Err(CallError::Other { code: 481, reason: "no such call".into() }));
+                    return;
+                };
+                m.add_header("Contact", self.contact());
+                m.add_header("Session-Expires", "1800;refresher=uac");
+                if !update && let Some(d) = self.dialogs.get(&call_id) {
+                    m.add_header("Content-Type", "application/sdp");
+                    m.body = d.local_sdp.clone();
+                }
+                self.start_client(m, Purpose::Refresh { done: Some(done), call_id });
+            }
             Cmd::Shutdown => {}
             Cmd::PrepareT38 { call_id, sdp } => {
                 if let Some(d) = self.dialogs.get_mut(&call_id) {
@@ -528,23 +671,23 @@ impl Engine {
 
     fn respond_server(&mut self, key: &str, r: &Message) {
         let now = self.now();
-        let to = self.reply_to.get(key).copied().unwrap_or(self.cfg.account.proxy);
+        let (to, tcp) = self.reply_to.get(key).copied().unwrap_or((self.cfg.account.proxy, self.tcp()));
         if let Some(st) = self.servers.get_mut(key) {
             st.respond(now, r);
-            while let Some(b) = st.poll_transmit() {
-                self.out.push((b, to));
+            while let Some(bytes) = st.poll_transmit() {
+                self.out.push(Outgoing { bytes, to, tcp });
             }
         }
     }
 
     fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
-        let m = match Message::parse(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                debug!(%from, error = %e, "unparsable SIP datagram ignored");
-                return;
-            }
-        };
+        match Message::parse(bytes) {
+            Ok(m) => self.on_message(m, from, false),
+            Err(e) => debug!(%from, error = %e, "unparsable SIP datagram ignored"),
+        }
+    }
+
+    fn on_message(&mut self, m: Message, from: SocketAddr, tcp: bool) {
         if m.check().is_err() {
             debug!(%from, "SIP message without its mandatory headers ignored");
             return;
@@ -552,7 +695,7 @@ impl Engine {
         if m.code().is_some() {
             self.on_response(m);
         } else {
-            self.on_request(m, from);
+            self.on_request(m, from, tcp);
         }
     }
 
@@ -572,7 +715,7 @@ impl Engine {
         };
         let ev = c.tx.on_response(now, &resp, &c.request);
         while let Some(b) = c.tx.poll_transmit() {
-            self.out.push((b, self.cfg.account.proxy));
+            self.send_proxy(b);
         }
         match ev {
             Some(ClientEvent::Final(r)) => self.on_final(c, r),
@@ -642,14 +785,14 @@ impl Engine {
                     let _ = d.send(Err(e));
                 }
             }
-            Purpose::Invite { done, authed, call_id } => {
+            Purpose::Invite { done, authed, call_id, t38 } => {
                 if (code == 401 || code == 407) && !authed {
                     let to = match &c.request.start {
                         crate::message::StartLine::Request { uri, .. } => uri.clone(),
                         crate::message::StartLine::Response { .. } => String::new(),
                     };
                     match self.authorize(&resp, &c.request) {
-                        Ok(a) => self.invite(&to, c.request.body.clone(), done, Some(call_id), Some(a)),
+                        Ok(a) => self.invite(&to, c.request.body.clone(), t38, done, Some(call_id), Some(a)),
                         Err(_) => {
                             if let Some(d) = done {
                                 let _ = d.send(Err(CallError::Credentials { code }));
@@ -672,7 +815,7 @@ impl Engine {
                         local_cseq: req.cseq().map_or(1, |c| c.0),
                         events: tx,
                         local_sdp: req.body.clone(),
-                        t38_local: None,
+                        t38_local: t38,
                         sdp_version: 1,
                         pending_2xx: None,
                     };
@@ -700,6 +843,22 @@ impl Engine {
                     let _ = d.send(Err(CallError::from_response(code, &reason)));
                 }
             }
+            Purpose::Refresh { done, call_id } => {
+                if (200..300).contains(&code)
+                    && resp.cseq().is_some_and(|(_, m)| m == "INVITE")
+                    && let Some(ack) = self.ack_2xx(&call_id, &resp)
+                {
+                    self.send_to_target(ack);
+                }
+                if let Some(d) = done {
+                    let _ = d.send(if (200..300).contains(&code) { Ok(()) } else { Err(CallError::from_response(code, &reason)) });
+                }
+            }
+            Purpose::KeepAlive => {
+                // Any answer, even 404 or 405, shows the proxy is there.
+                self.keepalive_pending = false;
+                self.set_trunk(TrunkState::Reachable);
+            }
             Purpose::Bye { done } => {
                 if let Some(d) = done {
                     let _ = d.send(());
@@ -713,7 +872,7 @@ impl Engine {
         }
     }
 
-    fn on_request(&mut self, req: Message, from: SocketAddr) {
+    fn on_request(&mut self, req: Message, from: SocketAddr, tcp: bool) {
         let now = self.now();
         let method = req.method().unwrap_or("").to_string();
         let branch = req.branch().unwrap_or_default();
@@ -722,8 +881,8 @@ impl Engine {
         let key = format!("{branch}/{}", if method == "ACK" { "INVITE" } else { method.as_str() });
         if let Some(st) = self.servers.get_mut(&key) {
             st.on_request(now, &req);
-            while let Some(b) = st.poll_transmit() {
-                self.out.push((b, from));
+            while let Some(bytes) = st.poll_transmit() {
+                self.out.push(Outgoing { bytes, to: from, tcp });
             }
             if method != "ACK" {
                 return;
@@ -736,7 +895,7 @@ impl Engine {
             }
             return;
         }
-        let mut st = ServerTx::new(&req, false, self.cfg.timers);
+        let mut st = ServerTx::new(&req, tcp, self.cfg.timers);
         let has_to_tag = req.to_tag().is_some();
         let local_tag = token();
         let response = |code: u16, reason: &str| Message::response_to(&req, code, reason, Some(&local_tag));
@@ -811,10 +970,10 @@ impl Engine {
         if let Some(r) = reply {
             st.respond(now, &r);
         }
-        while let Some(b) = st.poll_transmit() {
-            self.out.push((b, from));
+        while let Some(bytes) = st.poll_transmit() {
+            self.out.push(Outgoing { bytes, to: from, tcp });
         }
-        self.reply_to.insert(key.clone(), from);
+        self.reply_to.insert(key.clone(), (from, tcp));
         self.servers.insert(key, st);
     }
 
@@ -827,7 +986,7 @@ impl Engine {
                     ended.push((k.clone(), ev));
                 }
                 while let Some(b) = c.tx.poll_transmit() {
-                    self.out.push((b, self.cfg.account.proxy));
+                    self.out.push(Outgoing { bytes: b, to: self.cfg.account.proxy, tcp: self.cfg.transport == Transport::Tcp });
                 }
             }
         }
@@ -843,6 +1002,13 @@ impl Engine {
                     }
                     Purpose::ReInvite { done: Some(d), .. } => {
                         let _ = d.send(Err(CallError::Timeout));
+                    }
+                    Purpose::Refresh { done: Some(d), .. } => {
+                        let _ = d.send(Err(CallError::Timeout));
+                    }
+                    Purpose::KeepAlive => {
+                        self.keepalive_pending = false;
+                        self.set_trunk(TrunkState::Unreachable);
                     }
                     Purpose::Bye { done: Some(d) } => {
                         let _ = d.send(());
@@ -861,9 +1027,9 @@ impl Engine {
             }
             !st.is_terminated()
         });
-        for (b, k) in out {
-            let to = self.reply_to.get(&k).copied().unwrap_or(self.cfg.account.proxy);
-            self.out.push((b, to));
+        for (bytes, k) in out {
+            let (to, tcp) = self.reply_to.get(&k).copied().unwrap_or((self.cfg.account.proxy, self.tcp()));
+            self.out.push(Outgoing { bytes, to, tcp });
         }
         let servers = &self.servers;
         self.reply_to.retain(|k, _| servers.contains_key(k));
@@ -888,6 +1054,14 @@ impl Engine {
             self.refresh_at = None;
             self.register(None, None);
         }
+        if let Some(every) = self.cfg.keepalive
+            && self.keepalive_at.is_some_and(|t| t <= now)
+        {
+            self.keepalive_at = Some(now + every);
+            if !self.keepalive_pending {
+                self.keepalive();
+            }
+        }
     }
 
     fn next_deadline(&self) -> Duration {
@@ -901,36 +1075,201 @@ impl Engine {
         for d in self.dialogs.values().filter_map(|d| d.pending_2xx.as_ref().map(|p| p.1)) {
             next = next.min(d);
         }
-        if let Some(r) = self.refresh_at {
+        for r in [self.refresh_at, self.keepalive_at].into_iter().flatten() {
             next = next.min(r);
         }
         next
     }
 
-    async fn flush(&mut self, socket: &UdpSocket) {
-        for (b, to) in self.out.drain(..) {
-            if let Err(e) = socket.send_to(&b, to).await {
-                warn!(%to, error = %e, "SIP send failed");
+    /// Sends what is queued: datagrams at once, TCP messages to their connection's writer (connecting
+    /// first when there is none).
+    async fn flush(&mut self, udp: &UdpSocket, conns: &mut Connections) {
+        for o in std::mem::take(&mut self.out) {
+            if o.tcp {
+                conns.send(o.to, o.bytes);
+            } else if let Err(e) = udp.send_to(&o.bytes, o.to).await {
+                warn!(to = %o.to, error = %e, "SIP send failed");
             }
         }
     }
 
-    async fn run(mut self, socket: Arc<UdpSocket>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(mut self, udp: Arc<UdpSocket>, tcp: TcpListener, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         let mut buf = vec![0u8; 65_536];
+        let (stream_tx, mut stream_rx) = mpsc::unbounded_channel();
+        let mut conns = Connections { map: HashMap::new(), next_id: 0, events: stream_tx };
         loop {
-            self.flush(&socket).await;
+            self.flush(&udp, &mut conns).await;
             let wake = self.origin + self.next_deadline();
             tokio::select! {
                 c = cmds.recv() => match c {
-                    Some(Cmd::Shutdown) | None => return,
+                    Some(Cmd::Shutdown) | None => break,
                     Some(c) => self.on_command(c),
                 },
-                r = socket.recv_from(&mut buf) => match r {
+                r = udp.recv_from(&mut buf) => match r {
                     Ok((n, from)) => self.on_datagram(&buf[..n], from),
                     Err(e) => warn!(error = %e, "SIP receive failed"),
+                },
+                r = tcp.accept() => match r {
+                    Ok((stream, peer)) => conns.adopt(stream, peer),
+                    Err(e) => warn!(error = %e, "SIP TCP accept failed"),
+                },
+                Some(ev) = stream_rx.recv() => match ev {
+                    StreamEvent::Message(m, from) => self.on_message(m, from, true),
+                    StreamEvent::Closed { peer, id } => conns.closed(peer, id),
                 },
                 _ = tokio::time::sleep_until(wake) => self.on_timers(),
             }
         }
+        conns.close_all();
     }
+}
+
+/// Binds UDP and TCP on the same port (when the port is 0, on one both have free).
+async fn bind_both(bind: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..if bind.port() == 0 { 20 } else { 1 } {
+        let udp = UdpSocket::bind(bind).await?;
+        let port = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(bind.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no port free for both UDP and TCP")))
+}
+
+/// What the TCP connection tasks tell the agent.
+enum StreamEvent {
+    Message(Message, SocketAddr),
+    Closed { peer: SocketAddr, id: u64 },
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+/// The agent's TCP connections, by peer address (accepted or connected).
+struct Connections {
+    map: HashMap<SocketAddr, Conn>,
+    next_id: u64,
+    events: mpsc::UnboundedSender<StreamEvent>,
+}
+
+/// The longest a message may grow on a stream before the connection is dropped.
+const MAX_STREAM_BUFFER: usize = 256 * 1024;
+
+impl Connections {
+    fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        if let Some(c) = self.map.get(&to)
+            && c.tx.send(bytes.clone()).is_ok()
+        {
+            return;
+        }
+        // No connection (or a dead one): connect, then write what was queued.
+        let id = self.bump();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(bytes);
+        let events = self.events.clone();
+        let task = tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(to)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    serve(stream, to, id, rx, events).await;
+                }
+                Ok(Err(e)) => {
+                    warn!(%to, error = %e, "SIP TCP connection failed");
+                    let _ = events.send(StreamEvent::Closed { peer: to, id });
+                }
+                Err(_) => {
+                    warn!(%to, "SIP TCP connection timed out");
+                    let _ = events.send(StreamEvent::Closed { peer: to, id });
+                }
+            }
+        });
+        self.map.insert(to, Conn { id, tx, tasks: vec![task.abort_handle()] });
+    }
+
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let id = self.bump();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(serve(stream, peer, id, rx, self.events.clone()));
+        if let Some(old) = self.map.insert(peer, Conn { id, tx, tasks: vec![task.abort_handle()] }) {
+            old.tasks.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+    }
+
+    fn closed(&mut self, peer: SocketAddr, id: u64) {
+        if self.map.get(&peer).is_some_and(|c| c.id == id) {
+            self.map.remove(&peer);
+        }
+    }
+
+    fn close_all(&mut self) {
+        for (_, c) in self.map.drain() {
+            c.tasks.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// Runs one TCP connection: writes what the agent queues, frames what arrives into messages.
+async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, events: mpsc::UnboundedSender<StreamEvent>) {
+    let (mut reader, mut writer) = stream.into_split();
+    let write = async move {
+        while let Some(b) = rx.recv().await {
+            if let Err(e) = writer.write_all(&b).await {
+                debug!(%peer, error = %e, "SIP TCP write failed");
+                break;
+            }
+        }
+    };
+    let ev = events.clone();
+    let read = async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = vec![0u8; 16_384];
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            loop {
+                match Message::parse_prefix(&buf) {
+                    Ok(Some((m, used))) => {
+                        buf.drain(..used);
+                        if ev.send(StreamEvent::Message(m, peer)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        // Keep-alive CRLFs alone are consumed.
+                        if buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                            buf.clear();
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(%peer, error = %e, "unframeable SIP stream: closing the connection");
+                        return;
+                    }
+                }
+            }
+            if buf.len() > MAX_STREAM_BUFFER {
+                debug!(%peer, "SIP message on the stream too large: closing the connection");
+                return;
+            }
+        }
+    };
+    // The connection ends when either direction does.
+    tokio::select! {
+        () = write => {},
+        () = read => {},
+    }
+    let _ = events.send(StreamEvent::Closed { peer, id });
 }

@@ -1,6 +1,7 @@
 //! Kamailio (Debian package `kamailio`) as the SIP registrar and proxy of a test: started on 127.0.0.1
 //! with a generated configuration that authenticates REGISTER and INVITE by digest against the users a
-//! test names, keeps registrations in memory, record-routes calls and relays them to registered users.
+//! test names, keeps registrations in memory, record-routes calls and relays them to registered users,
+//! over UDP and TCP on one port.
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
@@ -21,6 +22,17 @@ impl Drop for Kamailio {
     }
 }
 
+/// A port free on 127.0.0.1 for both UDP and TCP.
+pub fn free_port_both() -> anyhow::Result<u16> {
+    for _ in 0..50 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no port free for both UDP and TCP on 127.0.0.1")
+}
+
 /// The kamailio binary, if installed.
 pub fn binary() -> Option<&'static str> {
     ["/usr/sbin/kamailio", "/usr/bin/kamailio", "/usr/local/sbin/kamailio"].into_iter().find(|p| Path::new(p).exists())
@@ -36,7 +48,7 @@ impl Kamailio {
             }
             return Ok(None);
         };
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port_both()?;
         let dir = tempfile::tempdir()?;
         let passwords: String = users
             .iter()
@@ -47,8 +59,9 @@ impl Kamailio {
 debug=1
 log_stderror=yes
 children=4
-disable_tcp=yes
+tcp_children=2
 listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
 alias="127.0.0.1:{port}"
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tm.so"

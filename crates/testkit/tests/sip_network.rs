@@ -1,6 +1,6 @@
 //! The supervised network faxing for real: the supervisor (`faxhub serve`), two fax servers
-//! (`faxhub node`, each with the SIP + T.38 line) registered to Kamailio with digest authentication, and
-//! a client. 20 faxes at once from one fax server to the other (10 channels each) all reach the right
+//! (`faxhub node`, each with the SIP + T.38 line) registered to Kamailio with digest authentication, one
+//! over UDP and one over TCP, and a client. 20 faxes at once from one fax server to the other (10 channels each) all reach the right
 //! client's inbox with the pages sent; a wrong SIP password gives a clear registration error and no
 //! channels; a callee that refuses T.38 (488) gives a clear job outcome.
 //!
@@ -45,7 +45,8 @@ impl Drop for Node {
 }
 
 /// Registers a fax server with the supervisor, gives it its settings and starts `faxhub node`.
-async fn fax_server(sup: &SupervisorProc, k: &Kamailio, grouping: &str, name: &str, number: &str, password: &str, dials: &[&str]) -> (Node, String) {
+#[allow(clippy::too_many_arguments)]
+async fn fax_server(sup: &SupervisorProc, k: &Kamailio, grouping: &str, name: &str, number: &str, password: &str, transport: &str, dials: &[&str]) -> (Node, String) {
     let admin = sup.admin();
     let made = admin
         .post("/v1/fax-servers", json!({"name": name, "dial_prefixes": dials, "groupings": [grouping]}))
@@ -59,7 +60,7 @@ async fn fax_server(sup: &SupervisorProc, k: &Kamailio, grouping: &str, name: &s
         "station_id": number,
         "local_numbers": [number],
         "channels": 10,
-        "sip": {"registrar": k.addr.to_string(), "user": number.trim_start_matches('+'), "password": password, "transport": "udp"},
+        "sip": {"registrar": k.addr.to_string(), "user": number.trim_start_matches('+'), "password": password, "transport": transport},
         "dial_rules": {"prefixes": dials, "access_code": ""},
     });
     admin.put(&format!("/v1/fax-servers/{id}/settings"), settings).await.unwrap().expect_status(200).unwrap();
@@ -115,10 +116,11 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     let groupings = admin.get("/v1/groupings").await.unwrap().expect_status(200).unwrap();
     let grouping = groupings[0]["id"].as_str().unwrap().to_owned();
 
-    let (_a, a_id) = fax_server(&sup, &k, &grouping, "fax-a", "+15550201", "pw-a", &["+15550202", "+15550299"]).await;
-    let (_b, b_id) = fax_server(&sup, &k, &grouping, "fax-b", "+15550202", "pw-b", &["+15550201"]).await;
+    let (_a, a_id) = fax_server(&sup, &k, &grouping, "fax-a", "+15550201", "pw-a", "udp", &["+15550202", "+15550299"]).await;
+    // fax-b's SIP goes over TCP: Kamailio relays between the two transports.
+    let (b, b_id) = fax_server(&sup, &k, &grouping, "fax-b", "+15550202", "pw-b", "tcp", &["+15550201"]).await;
     // Wrong password: the registration fails clearly and the fax server offers no channels.
-    let (c, c_id) = fax_server(&sup, &k, &grouping, "fax-c", "+15550203", "not-the-password", &["+15550203"]).await;
+    let (c, c_id) = fax_server(&sup, &k, &grouping, "fax-c", "+15550203", "not-the-password", "udp", &["+15550203"]).await;
 
     let mut ready = false;
     for _ in 0..200 {
@@ -131,6 +133,8 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "fax-a and fax-b did not come up with 10 channels each");
+    let b_log = std::fs::read_to_string(&b.log).unwrap();
+    assert!(b_log.contains("registered") && b_log.contains("transport=\"TCP\""), "fax-b registered over TCP:\n{b_log}");
     let (c_on, c_free) = free_channels(&admin, &c_id).await;
     assert!(c_on, "fax-c is linked to the supervisor");
     assert_eq!(c_free, 0, "a fax server that cannot register offers no channels");
@@ -152,8 +156,10 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
             password: "pw-z".into(),
             expires: 300,
         },
+        transport: sip::ua::Transport::Udp,
         timers: sip::transaction::Timers::default(),
         user_agent: "refuses-t38".into(),
+        keepalive: None,
     })
     .await
     .unwrap();

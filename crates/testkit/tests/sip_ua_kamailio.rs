@@ -36,12 +36,7 @@ fn account(k: &Kamailio, user: &str, password: &str) -> Account {
 }
 
 async fn ua(k: &Kamailio, user: &str, password: &str) -> (UserAgent, tokio::sync::mpsc::UnboundedReceiver<sip::ua::Incoming>) {
-    let cfg = Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        account: account(k, user, password),
-        timers: sip::transaction::Timers::default(),
-        user_agent: "faxhub-test".into(),
-    };
+    let cfg = Config::new("127.0.0.1:0".parse().unwrap(), account(k, user, password), "faxhub-test");
     UserAgent::start(cfg).await.unwrap()
 }
 
@@ -128,8 +123,7 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
         call.hang_up().await;
         t38
     });
-    let mut call = one.call("15550102", sdp::audio(3, 1, SocketAddr::from(([127, 0, 0, 1], 43000)))).await.unwrap();
-    call.prepare_t38(t38_sdp(43002));
+    let mut call = one.call_audio("15550102", sdp::audio(3, 1, SocketAddr::from(([127, 0, 0, 1], 43000))), t38_sdp(43002)).await.unwrap();
     assert!(call.remote_sdp.audio().is_some());
     match tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap().unwrap() {
         CallEvent::ReInvite { sdp, refresh } => {
@@ -144,4 +138,94 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
 
     // 5. A number nobody registered.
     assert_eq!(one.call("15559999", t38_sdp(40006)).await.unwrap_err(), CallError::BadNumber { code: 404 });
+}
+
+fn page(seed: usize) -> t30::Page {
+    let width = 1728;
+    let stride = t4::stride(width);
+    let height = 500;
+    let mut data = vec![0u8; stride * height as usize];
+    for y in 0..height as usize {
+        for x in (64..1664).step_by(5 + seed) {
+            if (y / 9 + x / 31 + seed).is_multiple_of(3) {
+                data[y * stride + x / 8] |= 0x80 >> (x % 8);
+            }
+        }
+    }
+    t30::Page { width, height, resolution: t30::Resolution::Fine, data }
+}
+
+/// Refreshes the session four times, `every` apart (UPDATE or re-INVITE); returns how many succeeded.
+async fn refresh_four_times(call: &sip::ua::Call, every: Duration, update: bool) -> usize {
+    let mut ok = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(every).await;
+        call.refresh(update).await.unwrap();
+        ok += 1;
+    }
+    ok
+}
+
+/// A T.38 fax in real time over a call set up through Kamailio, the callee on TCP and the caller on UDP,
+/// while the caller refreshes the session with re-INVITEs and the callee with UPDATEs (RFC 4028): the
+/// refreshes are answered with the unchanged media and every page arrives identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_refreshes_during_a_t38_fax_over_udp_and_tcp_lose_no_page() {
+    let Some(k) = start_kamailio() else { return };
+    let (one, _in_one) = ua(&k, "15550101", "secret-one").await;
+    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), account(&k, "15550102", "secret-two"), "faxhub-test-tcp");
+    cfg.transport = sip::ua::Transport::Tcp;
+    let (two, mut in_two) = UserAgent::start(cfg).await.unwrap();
+    assert_eq!(register(&one).await, Ok(300));
+    assert_eq!(register(&two).await, Ok(300), "registration over TCP");
+
+    let pages: Vec<t30::Page> = (0..3).map(page).collect();
+    let caller_media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let callee_media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let callee_port = callee_media.local_addr().unwrap().port();
+
+    let callee = tokio::spawn(async move {
+        let inc = in_two.recv().await.unwrap();
+        let (remote, _) = inc.offer.clone().unwrap().t38().unwrap();
+        let mut call = inc.accept(t38_sdp(callee_port)).await.unwrap();
+        let mut rc = t30::Config::new(t30::Role::Receive, false);
+        rc.pacing.paced = true;
+        let fax = line::run(&callee_media, Some(remote), rc, line::Transport { redundancy: 3, ..line::Transport::default() }, Duration::from_secs(10), |_| {});
+        let (fax, updates) = tokio::join!(fax, refresh_four_times(&call, Duration::from_millis(1500), true));
+        let mut seen = Vec::new();
+        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), call.events.recv()).await {
+            let bye = ev == CallEvent::Bye;
+            seen.push(ev);
+            if bye {
+                break;
+            }
+        }
+        (fax.unwrap(), updates, seen)
+    });
+
+    let port = caller_media.local_addr().unwrap().port();
+    let mut call = one.call("15550102", t38_sdp(port)).await.unwrap();
+    let (remote, _) = call.remote_sdp.t38().unwrap();
+    let mut sc = t30::Config::new(t30::Role::Send(pages.clone()), true);
+    sc.pacing.paced = true;
+    let fax = line::run(&caller_media, Some(remote), sc, line::Transport { redundancy: 3, ..line::Transport::default() }, Duration::ZERO, |_| {});
+    let (sent, reinvites) = tokio::join!(fax, refresh_four_times(&call, Duration::from_millis(1000), false));
+    let sent = sent.unwrap();
+    call.hang_up().await;
+    let (received, updates, seen) = callee.await.unwrap();
+
+    assert_eq!(sent.outcome.result, Ok(()), "{}", sent.outcome.detail);
+    assert!(sent.stats.duration > Duration::from_secs(5), "the refreshes came during the fax: {:?}", sent.stats.duration);
+    assert_eq!(received.outcome.result, Ok(()), "{}", received.outcome.detail);
+    assert_eq!(received.pages.len(), 3);
+    for (got, want) in received.pages.iter().zip(&pages) {
+        assert_eq!(got.page, *want, "a page changed");
+    }
+    assert_eq!((reinvites, updates), (4, 4));
+    let refreshes_seen = seen.iter().filter(|e| matches!(e, CallEvent::ReInvite { refresh: true, .. })).count();
+    assert_eq!(refreshes_seen, 4, "the callee saw the caller's re-INVITEs as refreshes: {seen:?}");
+    assert!(!seen.iter().any(|e| matches!(e, CallEvent::ReInvite { refresh: false, .. })), "{seen:?}");
+    assert_eq!(seen.last(), Some(&CallEvent::Bye));
+    let caller_saw = std::iter::from_fn(|| call.events.try_recv().ok()).filter(|e| matches!(e, CallEvent::ReInvite { refresh: true, .. })).count();
+    assert_eq!(caller_saw, 4, "the caller saw the callee's UPDATEs as refreshes");
 }

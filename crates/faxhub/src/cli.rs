@@ -152,9 +152,9 @@ fn config_path() -> anyhow::Result<PathBuf> {
 
 /// A small authenticated JSON client for the REST API.
 pub struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) token: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Api {
@@ -183,7 +183,7 @@ impl Api {
         Self::new(&c.url, &c.token, c.ca_cert.as_deref())
     }
 
-    async fn check(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+    pub(crate) async fn check(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {

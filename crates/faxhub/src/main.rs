@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod cli;
+mod dev_demo;
 mod imaging_cli;
 mod t38_cli;
 mod phonebook_cli;
@@ -76,6 +77,9 @@ enum Command {
         http: String,
         #[arg(long, default_value = "127.0.0.1:8443")]
         https: String,
+        /// Do not send the demo fax (a PDF from fax-a to fax-b, into the inbox) once the network is up.
+        #[arg(long)]
+        no_demo: bool,
     },
     /// Render documents to a TIFF Class F file as they would be faxed.
     Convert(imaging_cli::ConvertArgs),
@@ -192,7 +196,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             http,
             https,
-        } => dev(data_dir, &http, &https).await,
+            no_demo,
+        } => dev(data_dir, &http, &https, !no_demo).await,
         Command::Convert(a) => tokio::task::spawn_blocking(move || imaging_cli::convert(a)).await?,
         Command::Preview(a) => tokio::task::spawn_blocking(move || imaging_cli::preview(a)).await?,
         Command::T38(c) => t38_cli::run(c).await,
@@ -215,7 +220,7 @@ fn announce(running: &supervisor::Running) {
     }
 }
 
-async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Result<()> {
+async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> anyhow::Result<()> {
     let data_dir = match data_dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("faxhub-dev-{}", std::process::id())),
@@ -251,6 +256,7 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
     let sip_ports = [free_port()?, free_port()?];
     let numbers = ["+15550101", "+15550102"];
     let mut nodes = Vec::new();
+    let mut server_ids = Vec::new();
     for (i, name) in ["fax-a", "fax-b"].into_iter().enumerate() {
         let made = client
             .post_json(
@@ -263,6 +269,7 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
             .unwrap_or_default()
             .to_owned();
         let id = made["fax_server"]["id"].as_str().unwrap_or_default().to_owned();
+        server_ids.push(id.clone());
         let (me, other) = (i, 1 - i);
         let settings = serde_json::json!({
             "station_id": numbers[me],
@@ -301,6 +308,16 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str) -> anyhow::Resu
         ca.display()
     );
     println!("     faxhub send --to {} --wait YOUR.pdf    (fax-a calls fax-b; the fax lands in the inbox: faxhub inbox)", numbers[1]);
+    if demo {
+        let saved = data_dir.join("demo-received.tif");
+        tokio::select! {
+            r = dev_demo::run(&client, &server_ids, numbers[1], &saved) => match r {
+                Ok(()) => println!("demo: done; the network keeps running (Ctrl-C stops it)"),
+                Err(e) => println!("demo: FAILED: {e:#}"),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

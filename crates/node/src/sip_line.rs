@@ -335,7 +335,10 @@ impl SipLine {
         let local = socket.local_addr().unwrap_or(SocketAddr::new(self.inner.cfg.media_ip, 0));
         let ours = Self::t38_params(&s);
         let started = now_rfc3339();
-        let (caller, called) = (inc.from_user.clone(), inc.to_user.clone());
+        // The called number as the settings spell it (E.164 with '+'), when it is one of ours.
+        let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
+        let called = s.local_numbers.iter().find(|n| digits(n) == digits(&inc.to_user)).cloned().unwrap_or_else(|| inc.to_user.clone());
+        let caller = inc.from_user.clone();
         let offered = inc.offer.as_ref().and_then(Sdp::t38);
         let audio = inc.offer.as_ref().and_then(Sdp::audio).is_some();
         let (mut call, remote, far) = if let Some((remote, far)) = offered {

@@ -435,3 +435,17 @@ pub fn tiny_tiff() -> Vec<u8> {
     b.push(0b1010_1010);
     b
 }
+
+/// The rows of every page of a TIFF-F below the header line band (80 rows at fine resolution), with each
+/// page's width and height: two sendings of one document compare equal though their header dates differ.
+pub fn pages_below_header(tiff: &[u8]) -> anyhow::Result<Vec<(u32, u32, Vec<u8>)>> {
+    let pages = t4::tiff::read(tiff, &t4::tiff::ReadLimits::default())?;
+    Ok(pages
+        .iter()
+        .map(|p| {
+            let r = p.as_page();
+            let stride = t4::stride(r.width);
+            (r.width, r.height, r.data[(stride * 80).min(r.data.len())..].to_vec())
+        })
+        .collect())
+}

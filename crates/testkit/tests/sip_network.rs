@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use testkit::harness::{Api, SupervisorProc, faxhub_bin};
+use testkit::harness::{Api, SupervisorProc, faxhub_bin, pages_below_header};
 use testkit::kamailio::Kamailio;
 
 const CONFIG: &str = r#"
@@ -89,19 +89,6 @@ fn document(dir: &Path) -> Vec<u8> {
     let body: String = (0..30).map(|i| format!("Line {i}: faxhub over SIP and T.38 through Kamailio.\n")).collect();
     std::fs::write(&t, body).unwrap();
     std::fs::read(&t).unwrap()
-}
-
-/// Rows of every page below the header line band (its date may differ between faxes).
-fn pages_below_header(tiff: &[u8]) -> Vec<(u32, u32, Vec<u8>)> {
-    let pages = t4::tiff::read(tiff, &t4::tiff::ReadLimits::default()).unwrap();
-    pages
-        .iter()
-        .map(|p| {
-            let r = p.as_page();
-            let stride = t4::stride(r.width);
-            (r.width, r.height, r.data[stride * 80..].to_vec())
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +214,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
             .unwrap();
         assert!(r.status().is_success(), "fetching fax {id}: {}", r.status());
         let tiff = r.bytes().await.unwrap().to_vec();
-        let pages = pages_below_header(&tiff);
+        let pages = pages_below_header(&tiff).unwrap();
         assert_eq!(pages.len(), 1);
         assert_eq!(pages[0].0, 1728);
         match &first {
@@ -245,6 +232,6 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         .status()
         .unwrap();
     assert!(st.success());
-    let want = pages_below_header(&std::fs::read(&rendered).unwrap());
+    let want = pages_below_header(&std::fs::read(&rendered).unwrap()).unwrap();
     assert_eq!(first.unwrap(), want, "received pages are not the document's pages");
 }

@@ -67,6 +67,10 @@ pub trait Line: Send + Sync + 'static {
     ) -> LineOutcome;
     /// Waits for the next fax received on this line; `None` when the line is shut down.
     async fn next_received(&self) -> Option<ReceivedFax>;
+    /// Why the line offers fewer channels than configured, for operators (`None` when all is well).
+    fn status(&self) -> Option<String> {
+        None
+    }
     /// Channels currently receiving.
     fn receiving(&self) -> u32 {
         0

@@ -433,6 +433,7 @@ impl Node {
                     tick.tick().await;
                     let hb = Envelope::unacked(Body::Heartbeat(Heartbeat {
                         channels: node.channel_states(),
+                        line_status: node.line.status(),
                     }));
                     if tx.send(hb).is_err() {
                         break;

@@ -106,6 +106,8 @@ struct Inner {
     up: AtomicBool,
     /// The proxy answers keep-alives (or none has gone unanswered yet).
     reachable: AtomicBool,
+    /// Why the line is down, for the supervisor's API (None when it is up or starting).
+    status: Mutex<Option<String>>,
     busy: AtomicU32,
     receiving: AtomicU32,
     received_tx: mpsc::UnboundedSender<ReceivedFax>,
@@ -156,6 +158,7 @@ impl SipLine {
                 ua: AsyncMutex::new(None),
                 up: AtomicBool::new(false),
                 reachable: AtomicBool::new(true),
+                status: Mutex::new(Some("the line is starting".into())),
                 busy: AtomicU32::new(0),
                 receiving: AtomicU32::new(0),
                 received_tx: tx,
@@ -163,6 +166,14 @@ impl SipLine {
                 generation: AtomicU32::new(0),
             }),
         }
+    }
+
+    /// Records why the line is down (logged once as an error), or that it is up.
+    fn set_status(&self, why: Option<String>) {
+        if let Some(w) = &why {
+            tracing::error!("{w}");
+        }
+        *self.inner.status.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
     fn settings(&self) -> Settings {
@@ -200,7 +211,7 @@ impl SipLine {
         }
         self.inner.up.store(false, Ordering::SeqCst);
         if s.sip.user.is_empty() || (s.sip.registrar.is_empty() && s.sip.proxy.as_deref().unwrap_or("").is_empty()) {
-            tracing::info!("no SIP account configured: the line stays down");
+            self.set_status(Some("no SIP account configured (settings sip.user, and sip.registrar or sip.proxy): the line stays down".into()));
             return;
         }
         let target = s.sip.proxy.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| s.sip.registrar.clone());
@@ -208,7 +219,7 @@ impl SipLine {
         let proxy = match tokio::net::lookup_host(&target).await.ok().and_then(|mut a| a.next()) {
             Some(a) => a,
             None => {
-                tracing::error!(%target, "the SIP proxy / registrar address does not resolve");
+                self.set_status(Some(format!("the SIP proxy / registrar address {target} does not resolve")));
                 return;
             }
         };
@@ -225,7 +236,7 @@ impl SipLine {
         let transport = match s.sip.transport.parse::<sip::ua::Transport>() {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!("{e}: the line stays down");
+                self.set_status(Some(format!("{e}: the line stays down")));
                 return;
             }
         };
@@ -247,7 +258,7 @@ impl SipLine {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => {
-                    tracing::error!(bind = %cfg.bind, error = %e, "the SIP socket cannot be bound");
+                    self.set_status(Some(format!("the SIP socket {} cannot be bound: {e}", cfg.bind)));
                     return;
                 }
             }
@@ -263,11 +274,12 @@ impl SipLine {
             match ua.register().await {
                 Ok(expires) => tracing::info!(user = %s.sip.user, transport = transport.name(), expires, "registered"),
                 Err(e) => {
-                    tracing::error!(user = %s.sip.user, "SIP registration failed: {e}");
+                    self.set_status(Some(format!("SIP registration of {} at {} failed: {e}", s.sip.user, s.sip.registrar)));
                     return;
                 }
             }
         }
+        self.set_status(None);
         self.inner.up.store(true, Ordering::SeqCst);
     }
 
@@ -554,6 +566,13 @@ impl Line for SipLine {
 
     fn receiving(&self) -> u32 {
         self.inner.receiving.load(Ordering::SeqCst)
+    }
+
+    fn status(&self) -> Option<String> {
+        if !self.inner.reachable.load(Ordering::SeqCst) {
+            return Some("the SIP proxy does not answer keep-alives (OPTIONS): no channels until it does".into());
+        }
+        self.inner.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     async fn next_received(&self) -> Option<ReceivedFax> {

@@ -179,6 +179,10 @@ pub enum ChannelState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub channels: Vec<ChannelState>,
+    /// Why the line offers fewer channels than configured (a failed SIP registration, a silent proxy),
+    /// in words for an operator; absent when all is well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_status: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -60,6 +60,8 @@ struct Server {
     receiving: u32,
     /// 0..1, an exponentially weighted average of recent results.
     health: f64,
+    /// What the fax server last said is wrong with its line.
+    line_status: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +342,7 @@ impl Dispatcher {
                     open: HashSet::new(),
                     receiving: 0,
                     health: 1.0,
+                    line_status: None,
                 },
             );
         }
@@ -440,7 +443,13 @@ impl Dispatcher {
                 open: HashSet::new(),
                 receiving: 0,
                 health: 1.0,
+                line_status: None,
             });
+    }
+
+    /// What the fax server last reported as wrong with its line, if anything.
+    pub fn line_status(&self, id: &str) -> Option<String> {
+        self.lock().servers.get(id).and_then(|s| s.line_status.clone())
     }
 
     /// A snapshot for the API: (online, free channels, open attempts, health).
@@ -704,6 +713,7 @@ impl Dispatcher {
                     open: HashSet::new(),
                     receiving: 0,
                     health: 1.0,
+                    line_status: None,
                 });
             s.caps = caps;
             s.link = Some(Link { tx, generation });
@@ -803,7 +813,7 @@ impl Dispatcher {
         Ok(())
     }
 
-    pub fn heartbeat(&self, server_id: &str, channels: &[protocol::ChannelState]) {
+    pub fn heartbeat(&self, server_id: &str, channels: &[protocol::ChannelState], line_status: Option<String>) {
         let receiving = channels
             .iter()
             .filter(|c| **c == protocol::ChannelState::Receiving)
@@ -816,6 +826,7 @@ impl Dispatcher {
         if let Some(s) = st.servers.get_mut(server_id) {
             s.receiving = u32::try_from(receiving).unwrap_or(u32::MAX);
             s.caps.channels = u32::try_from(usable).unwrap_or(u32::MAX);
+            s.line_status = line_status;
         }
         drop(st);
         self.wake.notify_one();

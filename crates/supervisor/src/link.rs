@@ -173,7 +173,7 @@ async fn read_loop(
 async fn apply(app: &AppState, fs_id: &str, body: Body) -> anyhow::Result<()> {
     let d = &app.dispatcher;
     match body {
-        Body::Heartbeat(hb) => d.heartbeat(fs_id, &hb.channels),
+        Body::Heartbeat(hb) => d.heartbeat(fs_id, &hb.channels, hb.line_status),
         Body::JobAccept { attempt_id } => {
             let progress = JobProgress {
                 attempt_id,

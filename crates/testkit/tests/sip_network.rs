@@ -125,9 +125,23 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     let (c_on, c_free) = free_channels(&admin, &c_id).await;
     assert!(c_on, "fax-c is linked to the supervisor");
     assert_eq!(c_free, 0, "a fax server that cannot register offers no channels");
+    // The reason reaches the supervisor's API with the fax server's heartbeat.
+    let mut line_status = String::new();
+    for _ in 0..100 {
+        let f = admin.get(&format!("/v1/fax-servers/{c_id}")).await.unwrap().expect_status(200).unwrap();
+        line_status = f["line_status"].as_str().unwrap_or_default().to_owned();
+        if !line_status.is_empty() && line_status != "the line is starting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(line_status.contains("SIP registration of 15550203") && line_status.contains("check the SIP user and password"), "line_status: {line_status:?}");
+    assert!(!line_status.contains("not-the-password"));
+    let a_view = admin.get(&format!("/v1/fax-servers/{a_id}")).await.unwrap().expect_status(200).unwrap();
+    assert!(a_view.get("line_status").is_none(), "a working line has no line_status: {a_view}");
     let c_log = std::fs::read_to_string(&c.log).unwrap();
     assert!(
-        c_log.contains("SIP registration failed") && c_log.contains("check the SIP user and password"),
+        c_log.contains("SIP registration of 15550203") && c_log.contains("check the SIP user and password"),
         "no clear registration error in fax-c's log:\n{c_log}"
     );
     assert!(!c_log.contains("not-the-password"), "the password leaked into the log");

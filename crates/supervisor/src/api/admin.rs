@@ -228,6 +228,10 @@ pub struct FaxServerView {
     pub free_channels: u32,
     pub open_attempts: usize,
     pub health: f64,
+    /// Why the fax server's line offers fewer channels than configured, as it reported it (for example a
+    /// failed SIP registration); absent when its line is well.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_status: Option<String>,
     pub capabilities: serde_json::Value,
     pub enrolled_at: Option<String>,
     pub last_seen_at: Option<String>,
@@ -248,6 +252,7 @@ fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
         .unwrap_or((false, 0, 0, 1.0));
     FaxServerView {
         groupings: app.access.groupings_of_server(&fs.id),
+        line_status: app.dispatcher.line_status(&fs.id),
         dial_prefixes: fs.dial_prefixes(),
         capabilities: serde_json::from_str(&fs.capabilities).unwrap_or_default(),
         id: fs.id,

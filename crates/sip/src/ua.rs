@@ -1,6 +1,6 @@
 //! A SIP user agent for a fax server, over UDP and TCP: registers its account (digest, refresh), places
-//! calls with an SDP offer, answers incoming calls, keeps their dialogs (ACK, re-INVITE, UPDATE, BYE,
-//! CANCEL), answers OPTIONS and sends OPTIONS keep-alives to its proxy. One task owns the sockets and
+//! calls with an SDP offer (and CANCELs them when the caller drops the `call` future before the answer),
+//! answers incoming calls, keeps their dialogs (ACK, re-INVITE, UPDATE, BYE, CANCEL), answers OPTIONS and sends OPTIONS keep-alives to its proxy. One task owns the sockets and
 //! every transaction; [`UserAgent`] talks to it through channels.
 //!
 //! The agent listens on UDP and TCP on the same port. Its own requests go to the account's proxy over
@@ -315,7 +315,15 @@ impl UserAgent {
 /// What a client transaction is for.
 enum Purpose {
     Register { done: Option<oneshot::Sender<Result<u32, RegisterError>>>, authed: bool },
-    Invite { done: Option<oneshot::Sender<Result<Call, CallError>>>, authed: bool, call_id: String, t38: Option<Vec<u8>> },
+    Invite {
+        done: Option<oneshot::Sender<Result<Call, CallError>>>,
+        authed: bool,
+        call_id: String,
+        t38: Option<Vec<u8>>,
+        /// A provisional response came (a CANCEL may be sent from then on).
+        provisional: bool,
+        cancelled: bool,
+    },
     ReInvite { done: Option<oneshot::Sender<Result<Sdp, CallError>>>, call_id: String },
     Refresh { done: Option<oneshot::Sender<Result<(), CallError>>>, call_id: String },
     KeepAlive,
@@ -383,6 +391,11 @@ struct Engine {
     trunk: watch::Sender<TrunkState>,
     nc: u32,
     out: Vec<Outgoing>,
+}
+
+/// Client transactions are keyed by branch and method: a CANCEL shares its INVITE's branch.
+fn client_key(branch: &str, method: &str) -> String {
+    format!("{branch}/{method}")
 }
 
 fn token() -> String {
@@ -463,7 +476,50 @@ impl Engine {
         while let Some(b) = tx.poll_transmit() {
             self.send_proxy(b);
         }
-        self.clients.insert(tx.branch.clone(), Client { tx, request, purpose });
+        let key = client_key(&tx.branch, request.method().unwrap_or(""));
+        self.clients.insert(key, Client { tx, request, purpose });
+    }
+
+    /// CANCELs an INVITE whose caller went away (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, Route
+    /// and CSeq number, one Via equal to the INVITE's top Via (so the same branch).
+    fn cancel(&mut self, invite: &Message) {
+        let uri = match &invite.start {
+            crate::message::StartLine::Request { uri, .. } => uri.clone(),
+            crate::message::StartLine::Response { .. } => return,
+        };
+        let mut m = Message::request("CANCEL", &uri);
+        if let Some(v) = invite.header_values("Via").first() {
+            m.add_header("Via", v.clone());
+        }
+        m.add_header("Max-Forwards", "70");
+        for h in ["From", "To", "Call-ID"] {
+            if let Some(v) = invite.header(h) {
+                m.add_header(h, v.to_string());
+            }
+        }
+        m.add_header("CSeq", format!("{} CANCEL", invite.cseq().map_or(1, |c| c.0)));
+        for r in invite.header_values("Route") {
+            m.add_header("Route", r);
+        }
+        debug!(call_id = invite.call_id().unwrap_or(""), "the caller gave up: CANCEL");
+        self.start_client(m, Purpose::Other);
+    }
+
+    /// INVITEs whose caller went away and that have had a provisional answer: CANCEL them now.
+    fn cancel_abandoned(&mut self) {
+        let mut cancel = Vec::new();
+        for c in self.clients.values_mut() {
+            if let Purpose::Invite { done: Some(d), provisional: true, cancelled, .. } = &mut c.purpose
+                && d.is_closed()
+                && !*cancelled
+            {
+                *cancelled = true;
+                cancel.push(c.request.clone());
+            }
+        }
+        for r in cancel {
+            self.cancel(&r);
+        }
     }
 
     fn register(&mut self, done: Option<oneshot::Sender<Result<u32, RegisterError>>>, auth: Option<String>) {
@@ -518,7 +574,7 @@ impl Engine {
             m.add_header(h, a);
         }
         m.body = sdp;
-        self.start_client(m, Purpose::Invite { done, authed, call_id, t38 });
+        self.start_client(m, Purpose::Invite { done, authed, call_id, t38, provisional: false, cancelled: false });
     }
 
     fn send_to_target(&mut self, bytes: Vec<u8>) {
@@ -701,8 +757,10 @@ impl Engine {
 
     fn on_response(&mut self, resp: Message) {
         let Some(branch) = resp.branch() else { return };
+        let Some((_, method)) = resp.cseq() else { return };
+        let key = client_key(&branch, &method);
         let now = self.now();
-        let Some(mut c) = self.clients.remove(&branch) else {
+        let Some(mut c) = self.clients.remove(&key) else {
             // A retransmitted 2xx to an INVITE whose transaction ended: ACK it again.
             if resp.code().is_some_and(|c| (200..300).contains(&c))
                 && resp.cseq().is_some_and(|(_, m)| m == "INVITE")
@@ -717,14 +775,20 @@ impl Engine {
         while let Some(b) = c.tx.poll_transmit() {
             self.send_proxy(b);
         }
+        if resp.code().is_some_and(|code| code < 200)
+            && let Purpose::Invite { provisional, .. } = &mut c.purpose
+        {
+            *provisional = true;
+        }
         match ev {
             Some(ClientEvent::Final(r)) => self.on_final(c, r),
             Some(_) | None => {
                 if !c.tx.is_terminated() {
-                    self.clients.insert(branch, c);
+                    self.clients.insert(key, c);
                 }
             }
         }
+        self.cancel_abandoned();
     }
 
     /// The ACK for a 2xx (RFC 3261 §13.2.2.4): a new transaction in the dialog, same CSeq number.
@@ -785,7 +849,7 @@ impl Engine {
                     let _ = d.send(Err(e));
                 }
             }
-            Purpose::Invite { done, authed, call_id, t38 } => {
+            Purpose::Invite { done, authed, call_id, t38, .. } => {
                 if (code == 401 || code == 407) && !authed {
                     let to = match &c.request.start {
                         crate::message::StartLine::Request { uri, .. } => uri.clone(),
@@ -824,8 +888,17 @@ impl Engine {
                         self.send_to_target(ack);
                     }
                     let result = Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())).map(|sdp| self.make_call(&call_id, sdp, rx));
-                    if let Some(d) = done {
-                        let _ = d.send(result);
+                    let taken = match done {
+                        Some(d) => d.send(result).is_ok(),
+                        None => false,
+                    };
+                    if !taken {
+                        // Answered after the caller gave up (CANCEL and 200 crossed): hang up at once.
+                        debug!(%call_id, "answered after the caller gave up: BYE");
+                        if let Some(m) = self.in_dialog(&call_id, "BYE") {
+                            self.dialogs.remove(&call_id);
+                            self.start_client(m, Purpose::Bye { done: None });
+                        }
                     }
                 } else if let Some(d) = done {
                     let _ = d.send(Err(CallError::from_response(code, &reason)));
@@ -867,8 +940,8 @@ impl Engine {
             Purpose::Other => {}
         }
         if keep {
-            let branch = c.tx.branch.clone();
-            self.clients.insert(branch, c);
+            let key = client_key(&c.tx.branch, c.request.method().unwrap_or(""));
+            self.clients.insert(key, c);
         }
     }
 
@@ -1054,6 +1127,7 @@ impl Engine {
             self.refresh_at = None;
             self.register(None, None);
         }
+        self.cancel_abandoned();
         if let Some(every) = self.cfg.keepalive
             && self.keepalive_at.is_some_and(|t| t <= now)
         {

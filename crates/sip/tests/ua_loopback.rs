@@ -119,3 +119,23 @@ async fn garbage_on_a_tcp_connection_closes_it_and_the_agent_goes_on() {
     assert_eq!(call.remote_sdp.t38().unwrap().0.port(), 41002);
     callee.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_caller_that_gives_up_cancels_the_call() {
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let (a, _a_in, b, mut b_in) = pair(transport).await;
+        // The callee lets it ring (our agent has answered 100 Trying).
+        let callee = tokio::spawn(async move {
+            let inc = b_in.recv().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            inc.accept(t38(41004)).await
+        });
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), a.call("15550102", t38(40020))).await;
+        assert!(gave_up.is_err(), "{transport:?}: the call was not answered");
+        // The CANCEL reached the callee: its INVITE was ended with 487, so it can no longer answer.
+        let answered = callee.await.unwrap();
+        assert!(matches!(answered, Err(sip::ua::CallError::Other { code: 481, .. })), "{transport:?}: {answered:?}");
+        a.shutdown();
+        b.shutdown();
+    }
+}

@@ -6,17 +6,22 @@
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
-/// A running Kamailio, killed when dropped.
+/// A running Kamailio, killed with all its worker processes when dropped.
 pub struct Kamailio {
     child: Child,
     pub addr: SocketAddr,
+    /// Kamailio's own log (errors and notices).
+    pub log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
+        // Kamailio forks its workers; they share its process group (its own, see `start`).
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -113,15 +118,17 @@ request_route {{
         if !check.status.success() {
             bail!("kamailio rejects its configuration: {}", String::from_utf8_lossy(&check.stderr));
         }
+        let log = dir.path().join("kamailio.log");
         let child = Command::new(bin)
             .arg("-f")
             .arg(&path)
-            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .args(["-DD", "-E", "-m", "256", "-M", "16", "-Y"])
             .arg(dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .process_group(0)
             .spawn()
             .context("starting kamailio")?;
-        Ok(Some(Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), _dir: dir }))
+        Ok(Some(Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log, _dir: dir }))
     }
 }

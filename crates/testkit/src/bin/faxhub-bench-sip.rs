@@ -85,6 +85,11 @@ fn t38(port: u16) -> Vec<u8> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
+    // Warnings only, unless RUST_LOG says more.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
     let users: Vec<(String, String)> = (0..a.pairs * 2).map(|i| (format!("1555{i:07}"), format!("pw-1555{i:07}"))).collect();
     let refs: Vec<(&str, &str)> = users.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
     let k = Kamailio::start(&refs)?.context("kamailio is not installed (apt-get install kamailio)")?;
@@ -147,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
     setup.sort();
     teardown.sort();
     let done = setup.len();
-    println!("SIP calls through Kamailio over {}: {} pairs, {} calls", a.transport.name(), a.pairs, a.calls);
+    println!("SIP calls through Kamailio ({}) over {}: {} pairs, {} calls", k.addr, a.transport.name(), a.pairs, a.calls);
     println!("  completed {done}, failed {} in {:.2} s: {:.0} calls set up and torn down per second", failed.len(), wall.as_secs_f64(), done as f64 / wall.as_secs_f64());
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -160,6 +165,10 @@ async fn main() -> anyhow::Result<()> {
     println!("  user agents' CPU (callers and callees, this process): {:.3} ms per call", ms(cpu) / done.max(1) as f64);
     if let Some(f) = failed.first() {
         println!("  first failure: {f}");
+        if let Ok(log) = std::fs::read_to_string(&k.log) {
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            println!("  Kamailio's log ends:\n    {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n    "));
+        }
     }
     Ok(())
 }

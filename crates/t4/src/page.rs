@@ -2,7 +2,7 @@
 //! decoder recovers from corrupt lines as a fax receiver does.
 
 use crate::bits::{BitReader, BitWriter};
-use crate::runs::{changes_to_row, get_run, put_run, row_to_changes};
+use crate::runs::{changes_to_row, encode_row_1d, get_run, put_run, row_to_changes};
 use crate::{Error, codes, mr};
 
 /// How a page is coded.
@@ -104,6 +104,14 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
     };
     for y in 0..page.height as usize {
         let row = &page.data[y * s..(y + 1) * s];
+        if o.coding == Coding::Mh {
+            // No reference line to keep: code straight from the pixels.
+            if framed {
+                put_eol(&mut w, &mut line_start, None);
+            }
+            encode_row_1d(&mut w, row, page.width);
+            continue;
+        }
         row_to_changes(row, page.width, &mut cur);
         let one_d = match o.coding {
             Coding::Mh => true,

@@ -14,6 +14,12 @@ use std::sync::OnceLock;
 /// and each change one leading-zero count.
 pub fn row_to_changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
     out.clear();
+    for_each_change(row, width, |pos| out.push(pos));
+}
+
+/// Calls `f` with each changing element of a row, left to right (see [`row_to_changes`]).
+#[inline(always)]
+pub fn for_each_change(row: &[u8], width: u32, mut f: impl FnMut(u32)) {
     let bytes = (width as usize).div_ceil(8).min(row.len());
     let row = &row[..bytes];
     let mut carry = 0u64; // the last pixel of the previous word, white before the line
@@ -25,7 +31,7 @@ pub fn row_to_changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
         let word = u64::from_be_bytes(w);
         let diff = word ^ ((word >> 1) | (carry << 63));
         carry = word & 1;
-        push_changes(diff, base, width, out);
+        push_changes(diff, base, width, &mut f);
         base += 64;
     }
     let rest = chunks.remainder();
@@ -33,12 +39,12 @@ pub fn row_to_changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
         let mut w = [0u8; 8];
         w[..rest.len()].copy_from_slice(rest);
         let word = u64::from_be_bytes(w);
-        push_changes(word ^ ((word >> 1) | (carry << 63)), base, width, out);
+        push_changes(word ^ ((word >> 1) | (carry << 63)), base, width, &mut f);
     }
 }
 
-#[inline]
-fn push_changes(mut diff: u64, base: u32, width: u32, out: &mut Vec<u32>) {
+#[inline(always)]
+fn push_changes(mut diff: u64, base: u32, width: u32, f: &mut impl FnMut(u32)) {
     while diff != 0 {
         let lz = diff.leading_zeros();
         let pos = base + lz;
@@ -46,10 +52,47 @@ fn push_changes(mut diff: u64, base: u32, width: u32, out: &mut Vec<u32>) {
             // Bits past the width (padding) are not pixels.
             return;
         }
-        out.push(pos);
+        f(pos);
         diff &= !(0x8000_0000_0000_0000u64 >> lz);
     }
 }
+
+/// Codes one row one-dimensionally (MH) straight from its pixels: each run is coded as soon as its end
+/// is found, with no list of changing elements in between.
+pub fn encode_row_1d(w: &mut BitWriter, row: &[u8], width: u32) {
+    let mut a0 = 0u32;
+    let mut black = false;
+    for_each_change(row, width, |pos| {
+        put_run(w, pos - a0, black);
+        a0 = pos;
+        black = !black;
+    });
+    put_run(w, width - a0, black);
+}
+
+const RUN_TABLE_LEN: usize = 2560 + 64;
+
+/// The whole code of every run 0..2624 (make-up code then terminating code, up to 25 bits), built at
+/// compile time from T.4's tables, so a run is one lookup and one write.
+const fn run_codes(term: &[(u16, u8); 64], makeup: &[(u16, u8); 27]) -> [(u32, u8); RUN_TABLE_LEN] {
+    let mut t = [(0u32, 0u8); RUN_TABLE_LEN];
+    let mut run = 0;
+    while run < RUN_TABLE_LEN {
+        let (m, r) = (run / 64, run % 64);
+        let (tc, tl) = term[r];
+        t[run] = if m == 0 {
+            (tc as u32, tl)
+        } else {
+            let (mc, ml) = if m <= 27 { makeup[m - 1] } else { codes::EXT_MAKEUP[m - 28] };
+            (((mc as u32) << tl) | tc as u32, ml + tl)
+        };
+        run += 1;
+    }
+    t
+}
+
+static WHITE_RUNS: [(u32, u8); RUN_TABLE_LEN] = run_codes(&codes::WHITE_TERM, &codes::WHITE_MAKEUP);
+static BLACK_RUNS: [(u32, u8); RUN_TABLE_LEN] = run_codes(&codes::BLACK_TERM, &codes::BLACK_MAKEUP);
 
 /// Paints a row (already zeroed, i.e. white) from its changing elements.
 pub fn changes_to_row(changes: &[u32], width: u32, row: &mut [u8]) {
@@ -90,28 +133,13 @@ fn set_bits(row: &mut [u8], start: u32, end: u32) {
 /// Writes a run of one colour: make-up codes as needed, then a terminating code (T.4 §4.1.1).
 #[inline]
 pub fn put_run(w: &mut BitWriter, mut run: u32, black: bool) {
-    let (term, makeup) = if black {
-        (&codes::BLACK_TERM, &codes::BLACK_MAKEUP)
-    } else {
-        (&codes::WHITE_TERM, &codes::WHITE_MAKEUP)
-    };
-    while run >= 2560 + 64 {
+    while run >= RUN_TABLE_LEN as u32 {
         let (c, l) = codes::EXT_MAKEUP[12];
         w.put(u32::from(c), u32::from(l));
         run -= 2560;
     }
-    if run >= 64 {
-        let m = run / 64;
-        let (c, l) = if m <= 27 {
-            makeup[(m - 1) as usize]
-        } else {
-            codes::EXT_MAKEUP[(m - 28) as usize]
-        };
-        w.put(u32::from(c), u32::from(l));
-        run %= 64;
-    }
-    let (c, l) = term[run as usize];
-    w.put(u32::from(c), u32::from(l));
+    let (c, l) = if black { BLACK_RUNS[run as usize] } else { WHITE_RUNS[run as usize] };
+    w.put(c, u32::from(l));
 }
 
 /// What a run-length code decodes to.

@@ -390,27 +390,22 @@ impl SipLine {
         c.max_pages = s.receive.max_pages.max(1);
         let transport = Self::transport(&s, &far);
         // A BYE that comes while the session ends stays queued in the call's events and is seen below.
-        let result = line::run(&socket, Some(remote), c, transport, Duration::from_secs(5), |_| {}).await;
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
+        let mut hung_up = false;
+        let run = line::run(&socket, Some(remote), c, transport, Duration::from_secs(5), |_| {});
+        let result = match until_hang_up(run, &mut call.events, &mut hung_up).await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
                 tracing::error!("T.38 receive failed: {e}");
                 call.hang_up().await;
                 return;
             }
+            None => {
+                tracing::info!(caller = %caller, "the caller hung up before the fax was complete: channel released");
+                return;
+            }
         };
         // Give the sender a moment to hang up first, as it should after DCN.
-        let bye = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(ev) = call.events.recv().await {
-                if ev == CallEvent::Bye {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false);
-        if !bye {
+        if !hung_up && tokio::time::timeout(Duration::from_secs(2), far_end_hung_up(&mut call.events)).await.is_err() {
             call.hang_up().await;
         }
         tracing::info!(pages = result.pages.len(), outcome = ?result.outcome.result, "fax received");
@@ -511,6 +506,31 @@ async fn cancelled(rx: &mut watch::Receiver<bool>) {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Resolves when the far end hangs up (BYE); never if the call's events end otherwise.
+async fn far_end_hung_up(events: &mut mpsc::UnboundedReceiver<CallEvent>) {
+    while let Some(ev) = events.recv().await {
+        if ev == CallEvent::Bye {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// How long a T.30 session may go on after the far end's BYE: a sender says DCN over UDPTL just before
+/// its BYE, so the session usually ends on its own within this; past it the call is over.
+const AFTER_BYE: Duration = Duration::from_secs(3);
+
+/// Runs a T.30 session to its end; when the far end hangs up first (`hung_up` is set), gives it
+/// [`AFTER_BYE`] to finish and then gives up on it (`None`), so the channel is not held by T.30's timers.
+async fn until_hang_up<F: std::future::Future>(run: F, events: &mut mpsc::UnboundedReceiver<CallEvent>, hung_up: &mut bool) -> Option<F::Output> {
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => return Some(r),
+        () = far_end_hung_up(events) => *hung_up = true,
+    }
+    tokio::time::timeout(AFTER_BYE, run).await.ok()
 }
 
 fn call_failure(e: &CallError) -> Outcome {
@@ -641,7 +661,7 @@ impl Line for SipLine {
                 return LineOutcome { outcome: failed(FaultSide::Recipient, "cancelled", None, 0), stats: no_stats };
             }
         };
-        let call = match call {
+        let mut call = match call {
             Ok(c) => c,
             Err(e) => return LineOutcome { outcome: call_failure(&e), stats: no_stats },
         };
@@ -665,15 +685,23 @@ impl Line for SipLine {
             }
             t30::Event::PageReceived(_) => {}
         });
-        let result = tokio::select! {
-            r = run => r,
-            _ = cancelled(&mut cancel) => {
-                call.hang_up().await;
-                let pages = sent.load(Ordering::SeqCst);
-                return LineOutcome { outcome: failed(FaultSide::Recipient, "cancelled", None, pages), stats: no_stats };
-            }
+        let mut hung_up = false;
+        let ended = tokio::select! {
+            r = until_hang_up(run, &mut call.events, &mut hung_up) => Some(r),
+            _ = cancelled(&mut cancel) => None,
         };
-        call.hang_up().await;
+        if !hung_up {
+            call.hang_up().await;
+        }
+        let pages_sent = sent.load(Ordering::SeqCst);
+        let result = match ended {
+            None => return LineOutcome { outcome: failed(FaultSide::Recipient, "cancelled", None, pages_sent), stats: no_stats },
+            Some(None) => {
+                let detail = "the far end hung up (BYE) before the fax was complete".to_string();
+                return LineOutcome { outcome: failed(FaultSide::Recipient, "remote_hung_up", Some(detail), pages_sent), stats: no_stats };
+            }
+            Some(Some(r)) => r,
+        };
         report(Phase::Finished, None, Some(total), None);
         match result {
             Ok(r) => {

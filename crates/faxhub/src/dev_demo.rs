@@ -73,11 +73,12 @@ pub async fn run(api: &Api, servers: &[String], to: &str, save: &std::path::Path
         bail!("the fax servers did not come up within 30 s");
     }
     let sent = save.with_file_name("demo.pdf");
-    std::fs::write(&sent, pdf()).with_context(|| format!("writing {}", sent.display()))?;
+    let document = pdf();
+    std::fs::write(&sent, &document).with_context(|| format!("writing {}", sent.display()))?;
     let request = serde_json::json!({"recipients": [to], "resolution": "fine", "header": "faxhub demo"});
     let form = reqwest::multipart::Form::new()
         .text("request", request.to_string())
-        .part("document", reqwest::multipart::Part::bytes(pdf()).file_name("demo.pdf").mime_str("application/pdf")?);
+        .part("document", reqwest::multipart::Part::bytes(document).file_name("demo.pdf").mime_str("application/pdf")?);
     let body = Api::check(api.http.post(format!("{}/v1/jobs", api.base)).bearer_auth(&api.token).multipart(form).send().await?).await?;
     let job = body["jobs"][0]["id"].as_str().context("the supervisor returned no job")?.to_owned();
     println!("demo: a client sent {} (2 pages) to {to}: job {job}", sent.display());

@@ -301,8 +301,7 @@ impl SipLine {
     async fn answer_calls(self, mut incoming: mpsc::UnboundedReceiver<Incoming>) {
         while let Some(inc) = incoming.recv().await {
             let s = self.settings();
-            let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
-            if !s.local_numbers.is_empty() && !s.local_numbers.iter().any(|n| digits(n) == digits(&inc.to_user)) {
+            if !s.local_numbers.is_empty() && own_number(&s, &inc.to_user).is_none() {
                 inc.reject(404, "Not Found");
                 continue;
             }
@@ -348,8 +347,7 @@ impl SipLine {
         let ours = Self::t38_params(&s);
         let started = now_rfc3339();
         // The called number as the settings spell it (E.164 with '+'), when it is one of ours.
-        let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
-        let called = s.local_numbers.iter().find(|n| digits(n) == digits(&inc.to_user)).cloned().unwrap_or_else(|| inc.to_user.clone());
+        let called = own_number(&s, &inc.to_user).cloned().unwrap_or_else(|| inc.to_user.clone());
         let caller = inc.from_user.clone();
         let offered = inc.offer.as_ref().and_then(Sdp::t38);
         let audio = inc.offer.as_ref().and_then(Sdp::audio).is_some();
@@ -431,6 +429,13 @@ impl SipLine {
         };
         let _ = self.inner.received_tx.send(fax);
     }
+}
+
+/// The line's local number a called SIP user stands for (digits compared, so `15550102` is `+15550102`).
+fn own_number<'a>(s: &'a Settings, user: &str) -> Option<&'a String> {
+    let digits = |n: &str| n.chars().filter(char::is_ascii_digit).collect::<String>();
+    let wanted = digits(user);
+    s.local_numbers.iter().find(|n| digits(n) == wanted)
 }
 
 /// The highest rate and whether to use ECM for one attempt: the settings, the job and the far end's

@@ -387,7 +387,6 @@ struct Engine {
     register_call_id: String,
     refresh_at: Option<Duration>,
     keepalive_at: Option<Duration>,
-    keepalive_pending: bool,
     trunk: watch::Sender<TrunkState>,
     nc: u32,
     out: Vec<Outgoing>,
@@ -408,7 +407,6 @@ impl Engine {
     fn new(cfg: Config, local: SocketAddr, cmd: mpsc::UnboundedSender<Cmd>, incoming: mpsc::UnboundedSender<Incoming>, trunk: watch::Sender<TrunkState>) -> Self {
         Self {
             keepalive_at: cfg.keepalive.map(|_| Duration::ZERO),
-            keepalive_pending: false,
             trunk,
             cfg,
             local,
@@ -577,17 +575,12 @@ impl Engine {
         self.start_client(m, Purpose::Invite { done, authed, call_id, t38, provisional: false, cancelled: false });
     }
 
-    fn send_to_target(&mut self, bytes: Vec<u8>) {
-        self.send_proxy(bytes);
-    }
-
     /// An OPTIONS keep-alive to the proxy (out of any dialog).
     fn keepalive(&mut self) {
         let aor = self.aor();
         let uri = format!("sip:{}", self.cfg.account.proxy);
         let mut m = self.base_request("OPTIONS", &uri, &format!("<{aor}>;tag={}", token()), &format!("<{uri}>"), &format!("{}@faxhub", token()), 1);
         m.add_header("Accept", "application/sdp");
-        self.keepalive_pending = true;
         self.start_client(m, Purpose::KeepAlive);
     }
 
@@ -767,7 +760,7 @@ impl Engine {
                 && let Some(call_id) = resp.call_id().map(str::to_string)
                 && let Some(ack) = self.ack_2xx(&call_id, &resp)
             {
-                self.send_to_target(ack);
+                self.send_proxy(ack);
             }
             return;
         };
@@ -885,7 +878,7 @@ impl Engine {
                     };
                     self.dialogs.insert(call_id.clone(), dialog);
                     if let Some(ack) = self.ack_2xx(&call_id, &resp) {
-                        self.send_to_target(ack);
+                        self.send_proxy(ack);
                     }
                     let result = Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())).map(|sdp| self.make_call(&call_id, sdp, rx));
                     let taken = match done {
@@ -907,7 +900,7 @@ impl Engine {
             Purpose::ReInvite { done, call_id } => {
                 if (200..300).contains(&code) {
                     if let Some(ack) = self.ack_2xx(&call_id, &resp) {
-                        self.send_to_target(ack);
+                        self.send_proxy(ack);
                     }
                     if let Some(d) = done {
                         let _ = d.send(Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())));
@@ -921,7 +914,7 @@ impl Engine {
                     && resp.cseq().is_some_and(|(_, m)| m == "INVITE")
                     && let Some(ack) = self.ack_2xx(&call_id, &resp)
                 {
-                    self.send_to_target(ack);
+                    self.send_proxy(ack);
                 }
                 if let Some(d) = done {
                     let _ = d.send(if (200..300).contains(&code) { Ok(()) } else { Err(CallError::from_response(code, &reason)) });
@@ -929,7 +922,6 @@ impl Engine {
             }
             Purpose::KeepAlive => {
                 // Any answer, even 404 or 405, shows the proxy is there.
-                self.keepalive_pending = false;
                 self.set_trunk(TrunkState::Reachable);
             }
             Purpose::Bye { done } => {
@@ -1052,6 +1044,7 @@ impl Engine {
 
     fn on_timers(&mut self) {
         let now = self.now();
+        let (proxy, tcp) = (self.cfg.account.proxy, self.tcp());
         let mut ended = Vec::new();
         for (k, c) in self.clients.iter_mut() {
             if c.tx.deadline().is_some_and(|d| d <= now) {
@@ -1059,7 +1052,7 @@ impl Engine {
                     ended.push((k.clone(), ev));
                 }
                 while let Some(b) = c.tx.poll_transmit() {
-                    self.out.push(Outgoing { bytes: b, to: self.cfg.account.proxy, tcp: self.cfg.transport == Transport::Tcp });
+                    self.out.push(Outgoing { bytes: b, to: proxy, tcp });
                 }
             }
         }
@@ -1079,10 +1072,7 @@ impl Engine {
                     Purpose::Refresh { done: Some(d), .. } => {
                         let _ = d.send(Err(CallError::Timeout));
                     }
-                    Purpose::KeepAlive => {
-                        self.keepalive_pending = false;
-                        self.set_trunk(TrunkState::Unreachable);
-                    }
+                    Purpose::KeepAlive => self.set_trunk(TrunkState::Unreachable),
                     Purpose::Bye { done: Some(d) } => {
                         let _ = d.send(());
                     }
@@ -1121,7 +1111,7 @@ impl Engine {
             }
         }
         for b in resend {
-            self.send_to_target(b);
+            self.send_proxy(b);
         }
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = None;
@@ -1132,7 +1122,8 @@ impl Engine {
             && self.keepalive_at.is_some_and(|t| t <= now)
         {
             self.keepalive_at = Some(now + every);
-            if !self.keepalive_pending {
+            // One keep-alive at a time: the last one is still waiting for its answer (or timer F).
+            if !self.clients.values().any(|c| matches!(c.purpose, Purpose::KeepAlive)) {
                 self.keepalive();
             }
         }
@@ -1221,7 +1212,8 @@ enum StreamEvent {
 struct Conn {
     id: u64,
     tx: mpsc::UnboundedSender<Vec<u8>>,
-    tasks: Vec<tokio::task::AbortHandle>,
+    /// The task serving the connection (or connecting first).
+    task: tokio::task::AbortHandle,
 }
 
 /// The agent's TCP connections, by peer address (accepted or connected).
@@ -1236,11 +1228,14 @@ const MAX_STREAM_BUFFER: usize = 256 * 1024;
 
 impl Connections {
     fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
-        if let Some(c) = self.map.get(&to)
-            && c.tx.send(bytes.clone()).is_ok()
-        {
-            return;
-        }
+        let bytes = match self.map.get(&to) {
+            Some(c) => match c.tx.send(bytes) {
+                Ok(()) => return,
+                // The connection is gone: take the message back and connect again.
+                Err(mpsc::error::SendError(b)) => b,
+            },
+            None => bytes,
+        };
         // No connection (or a dead one): connect, then write what was queued.
         let id = self.bump();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -1262,7 +1257,7 @@ impl Connections {
                 }
             }
         });
-        self.map.insert(to, Conn { id, tx, tasks: vec![task.abort_handle()] });
+        self.map.insert(to, Conn { id, tx, task: task.abort_handle() });
     }
 
     fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
@@ -1270,8 +1265,8 @@ impl Connections {
         let id = self.bump();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(serve(stream, peer, id, rx, self.events.clone()));
-        if let Some(old) = self.map.insert(peer, Conn { id, tx, tasks: vec![task.abort_handle()] }) {
-            old.tasks.iter().for_each(tokio::task::AbortHandle::abort);
+        if let Some(old) = self.map.insert(peer, Conn { id, tx, task: task.abort_handle() }) {
+            old.task.abort();
         }
     }
 
@@ -1283,7 +1278,7 @@ impl Connections {
 
     fn close_all(&mut self) {
         for (_, c) in self.map.drain() {
-            c.tasks.iter().for_each(tokio::task::AbortHandle::abort);
+            c.task.abort();
         }
     }
 

@@ -29,9 +29,13 @@ pub fn free_port() -> u16 {
 
 /// A child process that is killed (SIGKILL, as a crash) when dropped.
 #[derive(Default)]
-struct Proc(Option<Child>);
+pub struct Proc(Option<Child>);
 
 impl Proc {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.0.take() {
             let _ = c.kill();

@@ -38,6 +38,16 @@ pub fn free_port_both() -> anyhow::Result<u16> {
     bail!("no port free for both UDP and TCP on 127.0.0.1")
 }
 
+/// Registers `ua`, retrying while Kamailio starts up (up to 20 tries of 700 ms).
+pub async fn register(ua: &sip::ua::UserAgent) -> Result<u32, sip::ua::RegisterError> {
+    for _ in 0..20 {
+        if let Ok(r) = tokio::time::timeout(std::time::Duration::from_millis(700), ua.register()).await {
+            return r;
+        }
+    }
+    Err(sip::ua::RegisterError::Timeout(SocketAddr::from(([127, 0, 0, 1], 0))))
+}
+
 /// The kamailio binary, if installed.
 pub fn binary() -> Option<&'static str> {
     ["/usr/sbin/kamailio", "/usr/bin/kamailio", "/usr/local/sbin/kamailio"].into_iter().find(|p| Path::new(p).exists())

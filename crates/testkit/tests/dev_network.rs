@@ -6,23 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::harness::{faxhub_bin, pages_below_header};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use testkit::harness::{Proc, faxhub_bin, free_port, pages_below_header};
 
 #[test]
 fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
@@ -31,13 +18,13 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
     let mut child = Command::new(faxhub_bin().unwrap())
         .args(["dev", "--data-dir"])
         .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{}", free_tcp_port()), "--https", &format!("127.0.0.1:{}", free_tcp_port())])
+        .args(["--http", &format!("127.0.0.1:{}", free_port()), "--https", &format!("127.0.0.1:{}", free_port())])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
+    let _guard = Proc::new(child);
     // Read its output on a thread, bounded by a deadline.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sip::sdp::{self, T38Params};
 use sip::ua::{Account, CallError, CallEvent, Config, RegisterError, UserAgent};
-use testkit::kamailio::Kamailio;
+use testkit::kamailio::{Kamailio, register};
 
 fn start_kamailio() -> Option<Kamailio> {
     let k = Kamailio::start(&[("15550101", "secret-one"), ("15550102", "secret-two")]).unwrap();
@@ -38,17 +38,6 @@ fn account(k: &Kamailio, user: &str, password: &str) -> Account {
 async fn ua(k: &Kamailio, user: &str, password: &str) -> (UserAgent, tokio::sync::mpsc::UnboundedReceiver<sip::ua::Incoming>) {
     let cfg = Config::new("127.0.0.1:0".parse().unwrap(), account(k, user, password), "faxhub-test");
     UserAgent::start(cfg).await.unwrap()
-}
-
-/// Registers, retrying while Kamailio starts up.
-async fn register(a: &UserAgent) -> Result<u32, RegisterError> {
-    for _ in 0..20 {
-        match tokio::time::timeout(Duration::from_millis(700), a.register()).await {
-            Ok(r) => return r,
-            Err(_) => continue,
-        }
-    }
-    Err(RegisterError::Timeout("127.0.0.1:0".parse().unwrap()))
 }
 
 fn t38_sdp(port: u16) -> Vec<u8> {

@@ -66,16 +66,8 @@ async fn agent(k: &Kamailio, user: &str, transport: Transport) -> anyhow::Result
     let mut cfg = Config::new("127.0.0.1:0".parse()?, account, "faxhub-bench-sip");
     cfg.transport = transport;
     let (ua, incoming) = UserAgent::start(cfg).await?;
-    // Kamailio may still be starting: a bounded number of tries.
-    for attempt in 0..20 {
-        match tokio::time::timeout(Duration::from_millis(700), ua.register()).await {
-            Ok(Ok(_)) => return Ok((ua, incoming)),
-            Ok(Err(e)) => bail!("{user} cannot register: {e}"),
-            Err(_) if attempt < 19 => continue,
-            Err(_) => bail!("{user}: no answer from Kamailio"),
-        }
-    }
-    bail!("{user}: no registration")
+    testkit::kamailio::register(&ua).await.with_context(|| format!("{user} cannot register"))?;
+    Ok((ua, incoming))
 }
 
 fn t38(port: u16) -> Vec<u8> {

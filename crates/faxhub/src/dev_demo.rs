@@ -9,7 +9,9 @@ use crate::cli::Api;
 /// A small two-page PDF (standard Helvetica, lines and a frame), written by hand with a correct xref.
 pub fn pdf() -> Vec<u8> {
     let page_text = |n: u32| {
-        let mut s = String::from("q 2 w 50 50 495 742 re S Q\nBT /F1 28 Tf 72 740 Td (faxhub demo fax) Tj ET\n");
+        let mut s = String::from(
+            "q 2 w 50 50 495 742 re S Q\nBT /F1 28 Tf 72 740 Td (faxhub demo fax) Tj ET\n",
+        );
         s.push_str(&format!("BT /F1 14 Tf 72 700 Td (Page {n} of 2, sent by a client through the supervisor) Tj ET\n"));
         for (i, line) in [
             "fax-a placed a SIP call to +15550102 and sent this page over T.38.",
@@ -19,12 +21,19 @@ pub fn pdf() -> Vec<u8> {
         .iter()
         .enumerate()
         {
-            s.push_str(&format!("BT /F1 12 Tf 72 {} Td ({line}) Tj ET\n", 660 - 20 * i));
+            s.push_str(&format!(
+                "BT /F1 12 Tf 72 {} Td ({line}) Tj ET\n",
+                660 - 20 * i
+            ));
         }
         for i in 0..10 {
             let y = 560 - 40 * i;
             s.push_str(&format!("q 0.5 w 72 {y} m 523 {y} l S Q\n"));
-            s.push_str(&format!("BT /F1 10 Tf 80 {} Td (Row {} of a ruled table on page {n}) Tj ET\n", y + 8, i + 1));
+            s.push_str(&format!(
+                "BT /F1 10 Tf 80 {} Td (Row {} of a ruled table on page {n}) Tj ET\n",
+                y + 8,
+                i + 1
+            ));
         }
         s
     };
@@ -45,17 +54,30 @@ pub fn pdf() -> Vec<u8> {
         out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for off in offsets {
         out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
     }
-    out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
     out
 }
 
 /// Waits until both fax servers offer channels, sends the demo PDF to `to` and follows it into the
 /// inbox; prints each step. Every wait is bounded.
-pub async fn run(api: &Api, servers: &[String], to: &str, save: &std::path::Path) -> anyhow::Result<()> {
+pub async fn run(
+    api: &Api,
+    servers: &[String],
+    to: &str,
+    save: &std::path::Path,
+) -> anyhow::Result<()> {
     let mut ready = false;
     for _ in 0..150 {
         let mut all = true;
@@ -75,19 +97,43 @@ pub async fn run(api: &Api, servers: &[String], to: &str, save: &std::path::Path
     let sent = save.with_file_name("demo.pdf");
     let document = pdf();
     std::fs::write(&sent, &document).with_context(|| format!("writing {}", sent.display()))?;
-    let request = serde_json::json!({"recipients": [to], "resolution": "fine", "header": "faxhub demo"});
+    let request =
+        serde_json::json!({"recipients": [to], "resolution": "fine", "header": "faxhub demo"});
     let form = reqwest::multipart::Form::new()
         .text("request", request.to_string())
-        .part("document", reqwest::multipart::Part::bytes(document).file_name("demo.pdf").mime_str("application/pdf")?);
-    let body = Api::check(api.http.post(format!("{}/v1/jobs", api.base)).bearer_auth(&api.token).multipart(form).send().await?).await?;
-    let job = body["jobs"][0]["id"].as_str().context("the supervisor returned no job")?.to_owned();
-    println!("demo: a client sent {} (2 pages) to {to}: job {job}", sent.display());
+        .part(
+            "document",
+            reqwest::multipart::Part::bytes(document)
+                .file_name("demo.pdf")
+                .mime_str("application/pdf")?,
+        );
+    let body = Api::check(
+        api.http
+            .post(format!("{}/v1/jobs", api.base))
+            .bearer_auth(&api.token)
+            .multipart(form)
+            .send()
+            .await?,
+    )
+    .await?;
+    let job = body["jobs"][0]["id"]
+        .as_str()
+        .context("the supervisor returned no job")?
+        .to_owned();
+    println!(
+        "demo: a client sent {} (2 pages) to {to}: job {job}",
+        sent.display()
+    );
     let mut last = String::new();
     let mut done = None;
     for _ in 0..600 {
         let j = api.get(&format!("/v1/jobs/{job}")).await?;
         let status = j["status"].as_str().unwrap_or("").to_owned();
-        let attempt = j["attempts"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
+        let attempt = j["attempts"]
+            .as_array()
+            .and_then(|a| a.last())
+            .cloned()
+            .unwrap_or_default();
         let line = format!("{status} {}", attempt["phase"].as_str().unwrap_or(""));
         if line != last {
             println!("demo:   job {job}: {line}");
@@ -101,15 +147,24 @@ pub async fn run(api: &Api, servers: &[String], to: &str, save: &std::path::Path
     }
     let j = done.context("the demo fax did not finish within 2 minutes")?;
     if j["status"] != "sent" {
-        bail!("the demo fax failed: {}", j["reason"].as_str().unwrap_or("no reason given"));
+        bail!(
+            "the demo fax failed: {}",
+            j["reason"].as_str().unwrap_or("no reason given")
+        );
     }
     for _ in 0..150 {
         let inbox = api.get("/v1/inbox?limit=10").await?;
         if let Some(f) = inbox["items"].as_array().and_then(|i| i.first()) {
             let id = f["id"].as_str().unwrap_or("").to_owned();
-            let resp = api.http.get(format!("{}/v1/inbox/{id}/document", api.base)).bearer_auth(&api.token).send().await?;
+            let resp = api
+                .http
+                .get(format!("{}/v1/inbox/{id}/document", api.base))
+                .bearer_auth(&api.token)
+                .send()
+                .await?;
             if resp.status().is_success() {
-                std::fs::write(save, resp.bytes().await?).with_context(|| format!("writing {}", save.display()))?;
+                std::fs::write(save, resp.bytes().await?)
+                    .with_context(|| format!("writing {}", save.display()))?;
             }
             println!(
                 "demo: received by the fax server answering {}, delivered to the inbox as {id}: {} pages from {} (TSI {}); saved to {}",
@@ -130,7 +185,8 @@ pub async fn run(api: &Api, servers: &[String], to: &str, save: &std::path::Path
 mod tests {
     #[test]
     fn the_demo_pdf_renders_to_two_fax_pages() {
-        let doc = render::load_owned(super::pdf(), &render::LoadOptions::default()).expect("the demo PDF loads");
+        let doc = render::load_owned(super::pdf(), &render::LoadOptions::default())
+            .expect("the demo PDF loads");
         let o = render::FaxOptions::default();
         let mut pages = 0;
         render::convert::pages(&[doc], &o, |p| {

@@ -6,8 +6,8 @@ mod admin_cli;
 mod cli;
 mod dev_demo;
 mod imaging_cli;
-mod t38_cli;
 mod phonebook_cli;
+mod t38_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -167,7 +167,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let media_ip = media_ip.unwrap_or(sip_listen.ip());
             if sip_listen.ip().is_unspecified() || media_ip.is_unspecified() {
-                anyhow::bail!("--sip-listen and --media-ip need a concrete IP address (it is sent in SIP and SDP), not {}", sip_listen.ip());
+                anyhow::bail!(
+                    "--sip-listen and --media-ip need a concrete IP address (it is sent in SIP and SDP), not {}",
+                    sip_listen.ip()
+                );
             }
             let config = node::NodeConfig {
                 supervisor,
@@ -252,7 +255,11 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     let default = groupings[0]["id"].as_str().unwrap_or_default().to_owned();
     // Two fax servers calling each other over SIP on loopback, each the other's proxy (no registrar):
     // fax-a answers +15550101 and may dial +15550102; fax-b the other way round.
-    let free_port = || -> anyhow::Result<u16> { Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let free_port = || -> anyhow::Result<u16> {
+        Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
     let sip_ports = [free_port()?, free_port()?];
     let numbers = ["+15550101", "+15550102"];
     let mut nodes = Vec::new();
@@ -268,7 +275,10 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let id = made["fax_server"]["id"].as_str().unwrap_or_default().to_owned();
+        let id = made["fax_server"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         server_ids.push(id.clone());
         let (me, other) = (i, 1 - i);
         let settings = serde_json::json!({
@@ -297,8 +307,13 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
         });
         nodes.push(node::run(config, Arc::new(line))?);
     }
-    println!("faxhub dev: a supervisor and two fax servers on loopback calling each other over SIP and T.38");
-    println!("  fax-a answers {} (SIP 127.0.0.1:{}), fax-b answers {} (SIP 127.0.0.1:{})", numbers[0], sip_ports[0], numbers[1], sip_ports[1]);
+    println!(
+        "faxhub dev: a supervisor and two fax servers on loopback calling each other over SIP and T.38"
+    );
+    println!(
+        "  fax-a answers {} (SIP 127.0.0.1:{}), fax-b answers {} (SIP 127.0.0.1:{})",
+        numbers[0], sip_ports[0], numbers[1], sip_ports[1]
+    );
     println!("data directory: {}", data_dir.display());
     announce(&running);
     println!("CA certificate for clients: {}", ca.display());
@@ -307,7 +322,10 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
         bootstrap.token,
         ca.display()
     );
-    println!("     faxhub send --to {} --wait YOUR.pdf    (fax-a calls fax-b; the fax lands in the inbox: faxhub inbox)", numbers[1]);
+    println!(
+        "     faxhub send --to {} --wait YOUR.pdf    (fax-a calls fax-b; the fax lands in the inbox: faxhub inbox)",
+        numbers[1]
+    );
     if demo {
         let saved = data_dir.join("demo-received.tif");
         tokio::select! {

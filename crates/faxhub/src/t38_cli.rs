@@ -62,7 +62,12 @@ pub struct LineArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Sending: the password given to the receiver (SID); receiving: the password a sender must give.
-    #[arg(long, env = "FAXHUB_T38_PASSWORD", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "FAXHUB_T38_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
     password: String,
 }
 
@@ -98,9 +103,16 @@ pub struct ReceiveArgs {
     wait: u64,
 }
 
-fn config(role: t30::Role, calling: bool, a: &LineArgs) -> anyhow::Result<(t30::Config, line::Transport)> {
+fn config(
+    role: t30::Role,
+    calling: bool,
+    a: &LineArgs,
+) -> anyhow::Result<(t30::Config, line::Transport)> {
     if ![14400, 12000, 9600, 7200, 4800, 2400].contains(&a.max_rate) {
-        bail!("--max-rate {} is not a fax rate (14400, 12000, 9600, 7200, 4800 or 2400)", a.max_rate);
+        bail!(
+            "--max-rate {} is not a fax rate (14400, 12000, 9600, 7200, 4800 or 2400)",
+            a.max_rate
+        );
     }
     let mut c = t30::Config::new(role, calling);
     c.ident = a.ident.clone();
@@ -124,10 +136,16 @@ fn config(role: t30::Role, calling: bool, a: &LineArgs) -> anyhow::Result<(t30::
     c.pacing.paced = !a.unpaced;
     let version = t38::T38Version::from_number(a.t38_version).context("--t38-version")?;
     if a.max_datagram < 100 {
-        bail!("--max-datagram {} is too small for T.38 (at least 100)", a.max_datagram);
+        bail!(
+            "--max-datagram {} is too small for T.38 (at least 100)",
+            a.max_datagram
+        );
     }
     if !(0.0..=1.0).contains(&a.simulate_loss) {
-        bail!("--simulate-loss must be between 0 and 1, not {}", a.simulate_loss);
+        bail!(
+            "--simulate-loss must be between 0 and 1, not {}",
+            a.simulate_loss
+        );
     }
     let transport = line::Transport {
         version,
@@ -155,7 +173,8 @@ fn print_result(r: &line::CallResult) {
         s.bit_rate,
         s.ecm,
         s.compression.map_or("-", |c| c.name()),
-        s.resolution.map_or("-".to_string(), |r| format!("{r:?}").to_lowercase()),
+        s.resolution
+            .map_or("-".to_string(), |r| format!("{r:?}").to_lowercase()),
         s.bad_lines,
         s.retransmitted_frames,
         s.pprs,
@@ -171,8 +190,15 @@ fn print_result(r: &line::CallResult) {
 
 fn pages(a: &SendArgs) -> anyhow::Result<Vec<t30::Page>> {
     let options = load_options(&a.render);
-    let docs = a.inputs.iter().map(|p| load(p, &options)).collect::<anyhow::Result<Vec<_>>>()?;
-    let o = render::FaxOptions { spec: spec(&a.render), ..render::FaxOptions::default() };
+    let docs = a
+        .inputs
+        .iter()
+        .map(|p| load(p, &options))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let o = render::FaxOptions {
+        spec: spec(&a.render),
+        ..render::FaxOptions::default()
+    };
     let mut out = Vec::new();
     render::convert::pages(&docs, &o, |p| {
         out.push(p);
@@ -200,12 +226,21 @@ pub async fn run(cmd: T38Command) -> anyhow::Result<()> {
             };
             let (mut cfg, transport) = config(t30::Role::Send(pages), true, &a.line)?;
             cfg.sub_address = a.sub_address.clone();
-            let socket = tokio::net::UdpSocket::bind(a.line.local).await.with_context(|| format!("binding {}", a.line.local))?;
-            let r = line::run(&socket, Some(a.remote), cfg, transport, Duration::ZERO, |e| {
-                if let t30::Event::PageSent { index } = e {
-                    eprintln!("page {} confirmed", index + 1);
-                }
-            })
+            let socket = tokio::net::UdpSocket::bind(a.line.local)
+                .await
+                .with_context(|| format!("binding {}", a.line.local))?;
+            let r = line::run(
+                &socket,
+                Some(a.remote),
+                cfg,
+                transport,
+                Duration::ZERO,
+                |e| {
+                    if let t30::Event::PageSent { index } = e {
+                        eprintln!("page {} confirmed", index + 1);
+                    }
+                },
+            )
             .await?;
             print_result(&r);
             if let Err(f) = &r.outcome.result {
@@ -215,19 +250,34 @@ pub async fn run(cmd: T38Command) -> anyhow::Result<()> {
         }
         T38Command::Receive(a) => {
             let (cfg, transport) = config(t30::Role::Receive, false, &a.line)?;
-            let socket = tokio::net::UdpSocket::bind(a.line.local).await.with_context(|| format!("binding {}", a.line.local))?;
-            let r = line::run(&socket, a.remote, cfg, transport, Duration::from_secs(a.wait), |e| {
-                if let t30::Event::PageReceived(p) = e {
-                    eprintln!("page received: {} x {} ({} bad lines)", p.page.width, p.page.height, p.bad_lines);
-                }
-            })
+            let socket = tokio::net::UdpSocket::bind(a.line.local)
+                .await
+                .with_context(|| format!("binding {}", a.line.local))?;
+            let r = line::run(
+                &socket,
+                a.remote,
+                cfg,
+                transport,
+                Duration::from_secs(a.wait),
+                |e| {
+                    if let t30::Event::PageReceived(p) = e {
+                        eprintln!(
+                            "page received: {} x {} ({} bad lines)",
+                            p.page.width, p.page.height, p.bad_lines
+                        );
+                    }
+                },
+            )
             .await?;
             if !r.pages.is_empty() {
                 write_tiff(&a.out, &r.pages)?;
             }
             print_result(&r);
             if let Err(f) = &r.outcome.result {
-                bail!("fax not received completely: {f} ({} page(s) kept)", r.pages.len());
+                bail!(
+                    "fax not received completely: {f} ({} page(s) kept)",
+                    r.pages.len()
+                );
             }
             Ok(())
         }
@@ -236,7 +286,8 @@ pub async fn run(cmd: T38Command) -> anyhow::Result<()> {
 
 /// Writes received pages as TIFF Class F (MMR), through a temporary file renamed into place.
 pub fn write_tiff(path: &std::path::Path, pages: &[t30::ReceivedPage]) -> anyhow::Result<()> {
-    let bytes = line::received_tiff(pages, concat!("faxhub ", env!("CARGO_PKG_VERSION"))).context("coding the received pages")?;
+    let bytes = line::received_tiff(pages, concat!("faxhub ", env!("CARGO_PKG_VERSION")))
+        .context("coding the received pages")?;
     let tmp = path.with_extension("tif.partial");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

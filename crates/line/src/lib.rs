@@ -52,7 +52,9 @@ impl Transport {
     /// The largest image-data payload that still fits a datagram with all its redundancy (each IFP also
     /// carries about 6 octets of headers).
     pub fn max_chunk(&self) -> usize {
-        (self.max_datagram.saturating_sub(8) / (self.redundancy + 1)).saturating_sub(8).clamp(16, 1400)
+        (self.max_datagram.saturating_sub(8) / (self.redundancy + 1))
+            .saturating_sub(8)
+            .clamp(16, 1400)
     }
 }
 
@@ -132,11 +134,16 @@ pub async fn run(
     cfg.pacing.max_chunk = transport.max_chunk();
     let mut tx = UdptlSender::new(SenderConfig {
         version: transport.version,
-        recovery: ErrorRecovery::Redundancy { depth: transport.redundancy },
+        recovery: ErrorRecovery::Redundancy {
+            depth: transport.redundancy,
+        },
         max_datagram: transport.max_datagram,
         first_seq: 0,
     });
-    let mut rx = UdptlReceiver::new(ReceiverConfig { version: transport.version, ..ReceiverConfig::default() });
+    let mut rx = UdptlReceiver::new(ReceiverConfig {
+        version: transport.version,
+        ..ReceiverConfig::default()
+    });
     let mut buf = vec![0u8; 65_536];
     let mut first: Option<(usize, SocketAddr)> = None;
     let remote = match remote {
@@ -183,11 +190,17 @@ pub async fn run(
                     // Let the far end's last datagrams drain (and the gap hold lapse) before closing.
                     let stats = CallStats::new(&outcome, &rx.stats(), sent);
                     debug!(?stats, "call finished");
-                    return Ok(CallResult { outcome, stats, pages });
+                    return Ok(CallResult {
+                        outcome,
+                        stats,
+                        pages,
+                    });
                 }
             }
         };
-        let hold_until = last_datagram.filter(|_| rx.held() > 0).map(|t| t + transport.hold);
+        let hold_until = last_datagram
+            .filter(|_| rx.held() > 0)
+            .map(|t| t + transport.hold);
         let wake = hold_until.map_or(deadline, |h| h.min(deadline));
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
@@ -238,7 +251,11 @@ pub fn received_tiff(pages: &[t30::ReceivedPage], software: &str) -> Result<Vec<
     let wp: Vec<t4::tiff::WritePage<'_>> = pages
         .iter()
         .map(|p| t4::tiff::WritePage {
-            page: t4::PageRef { width: p.page.width, height: p.page.height, data: &p.page.data },
+            page: t4::PageRef {
+                width: p.page.width,
+                height: p.page.height,
+                data: &p.page.data,
+            },
             x_dpi: 204.0,
             y_dpi: p.page.resolution.lines_per_inch(),
             bad_fax_lines: Some(p.bad_lines),
@@ -246,6 +263,10 @@ pub fn received_tiff(pages: &[t30::ReceivedPage], software: &str) -> Result<Vec<
             clean_fax_data: Some(if p.bad_lines == 0 { 0 } else { 1 }),
         })
         .collect();
-    let o = t4::tiff::WriteOptions { coding: Some(t4::Coding::Mmr), software: Some(software.to_string()), date_time: None };
+    let o = t4::tiff::WriteOptions {
+        coding: Some(t4::Coding::Mmr),
+        software: Some(software.to_string()),
+        date_time: None,
+    };
     t4::tiff::write(&wp, &o)
 }

@@ -20,7 +20,12 @@ fn page(seed: u32) -> Page {
             }
         }
     }
-    Page { width, height, resolution: Resolution::Fine, data }
+    Page {
+        width,
+        height,
+        resolution: Resolution::Fine,
+        data,
+    }
 }
 
 async fn call(ecm: bool, paced: bool, pages: Vec<Page>) -> (line::CallResult, line::CallResult) {
@@ -35,9 +40,18 @@ async fn call(ecm: bool, paced: bool, pages: Vec<Page>) -> (line::CallResult, li
     r.pacing.paced = paced;
     r.ident = "receiver".into();
     let t = line::Transport::default();
-    let rx = tokio::spawn(async move { line::run(&b, None, r, t, Duration::from_secs(10), |_| {}).await });
-    let tx = line::run(&a, Some(b_addr), s, t, Duration::ZERO, |_| {}).await.unwrap();
-    let rx = tokio::time::timeout(Duration::from_secs(60), rx).await.unwrap().unwrap().unwrap();
+    let rx =
+        tokio::spawn(
+            async move { line::run(&b, None, r, t, Duration::from_secs(10), |_| {}).await },
+        );
+    let tx = line::run(&a, Some(b_addr), s, t, Duration::ZERO, |_| {})
+        .await
+        .unwrap();
+    let rx = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     (tx, rx)
 }
 
@@ -66,12 +80,24 @@ async fn paced_fax_takes_line_time() {
     assert_eq!(tx.outcome.result, Ok(()), "{}", tx.outcome.detail);
     assert_eq!(rx.pages.len(), 1);
     // CED (2.6 s), DIS, DCS, 1.5 s of TCF and the V.21 preambles: well over 6 s in real time.
-    assert!(tx.stats.duration > Duration::from_secs(6), "{:?}", tx.stats.duration);
+    assert!(
+        tx.stats.duration > Duration::from_secs(6),
+        "{:?}",
+        tx.stats.duration
+    );
 }
 
 #[tokio::test]
 async fn a_receiver_with_no_caller_says_so() {
     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let r = line::run(&b, None, Config::new(Role::Receive, false), line::Transport::default(), Duration::from_millis(200), |_| {}).await;
+    let r = line::run(
+        &b,
+        None,
+        Config::new(Role::Receive, false),
+        line::Transport::default(),
+        Duration::from_millis(200),
+        |_| {},
+    )
+    .await;
     assert!(matches!(r, Err(line::Error::NoPeer(_))));
 }

@@ -76,7 +76,13 @@ struct T38Settings {
 
 impl Default for T38Settings {
     fn default() -> Self {
-        Self { version: 0, max_bit_rate: 14_400, ecm: true, redundancy_depth: 3, max_datagram: 400 }
+        Self {
+            version: 0,
+            max_bit_rate: 14_400,
+            ecm: true,
+            redundancy_depth: 3,
+            max_datagram: 400,
+        }
     }
 }
 
@@ -124,7 +130,9 @@ pub struct SipLine {
 
 impl std::fmt::Debug for SipLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SipLine").field("sip_bind", &self.inner.cfg.sip_bind).finish()
+        f.debug_struct("SipLine")
+            .field("sip_bind", &self.inner.cfg.sip_bind)
+            .finish()
     }
 }
 
@@ -141,11 +149,18 @@ impl Drop for ChannelGuard<'_> {
 }
 
 fn failed(fault: FaultSide, reason: &str, t30: Option<String>, pages_sent: u32) -> Outcome {
-    Outcome::Failed { fault, reason: reason.into(), t30, pages_sent }
+    Outcome::Failed {
+        fault,
+        reason: reason.into(),
+        t30,
+        pages_sent,
+    }
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 impl SipLine {
@@ -177,7 +192,11 @@ impl SipLine {
     }
 
     fn settings(&self) -> Settings {
-        self.inner.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Takes a channel if one is free.
@@ -197,7 +216,10 @@ impl SipLine {
         if receiving {
             self.inner.receiving.fetch_add(1, Ordering::SeqCst);
         }
-        Some(ChannelGuard(busy, receiving.then_some(&self.inner.receiving)))
+        Some(ChannelGuard(
+            busy,
+            receiving.then_some(&self.inner.receiving),
+        ))
     }
 
     /// (Re)starts the user agent for the current settings; registers when there is a registrar.
@@ -210,26 +232,52 @@ impl SipLine {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.inner.up.store(false, Ordering::SeqCst);
-        if s.sip.user.is_empty() || (s.sip.registrar.is_empty() && s.sip.proxy.as_deref().unwrap_or("").is_empty()) {
+        if s.sip.user.is_empty()
+            || (s.sip.registrar.is_empty() && s.sip.proxy.as_deref().unwrap_or("").is_empty())
+        {
             self.set_status(Some("no SIP account configured (settings sip.user, and sip.registrar or sip.proxy): the line stays down".into()));
             return;
         }
-        let target = s.sip.proxy.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| s.sip.registrar.clone());
-        let target = if target.contains(':') { target } else { format!("{target}:5060") };
-        let proxy = match tokio::net::lookup_host(&target).await.ok().and_then(|mut a| a.next()) {
+        let target = s
+            .sip
+            .proxy
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| s.sip.registrar.clone());
+        let target = if target.contains(':') {
+            target
+        } else {
+            format!("{target}:5060")
+        };
+        let proxy = match tokio::net::lookup_host(&target)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+        {
             Some(a) => a,
             None => {
-                self.set_status(Some(format!("the SIP proxy / registrar address {target} does not resolve")));
+                self.set_status(Some(format!(
+                    "the SIP proxy / registrar address {target} does not resolve"
+                )));
                 return;
             }
         };
-        let domain = if s.sip.registrar.is_empty() { target.clone() } else { s.sip.registrar.clone() };
+        let domain = if s.sip.registrar.is_empty() {
+            target.clone()
+        } else {
+            s.sip.registrar.clone()
+        };
         let password = s.sip.password.as_str().unwrap_or("").to_string();
         let account = Account {
             proxy,
             domain,
             user: s.sip.user.clone(),
-            auth_user: s.sip.auth_user.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| s.sip.user.clone()),
+            auth_user: s
+                .sip
+                .auth_user
+                .clone()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| s.sip.user.clone()),
             password,
             expires: 600,
         };
@@ -258,7 +306,10 @@ impl SipLine {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => {
-                    self.set_status(Some(format!("the SIP socket {} cannot be bound: {e}", cfg.bind)));
+                    self.set_status(Some(format!(
+                        "the SIP socket {} cannot be bound: {e}",
+                        cfg.bind
+                    )));
                     return;
                 }
             }
@@ -272,9 +323,14 @@ impl SipLine {
         tokio::spawn(self.clone().watch_trunk(ua.trunk()));
         if !s.sip.registrar.is_empty() {
             match ua.register().await {
-                Ok(expires) => tracing::info!(user = %s.sip.user, transport = transport.name(), expires, "registered"),
+                Ok(expires) => {
+                    tracing::info!(user = %s.sip.user, transport = transport.name(), expires, "registered")
+                }
                 Err(e) => {
-                    self.set_status(Some(format!("SIP registration of {} at {} failed: {e}", s.sip.user, s.sip.registrar)));
+                    self.set_status(Some(format!(
+                        "SIP registration of {} at {} failed: {e}",
+                        s.sip.user, s.sip.registrar
+                    )));
                     return;
                 }
             }
@@ -292,7 +348,9 @@ impl SipLine {
                 if reachable {
                     tracing::info!("the SIP proxy answers again: the line is back");
                 } else {
-                    tracing::error!("the SIP proxy does not answer keep-alives: the line offers no channels until it does");
+                    tracing::error!(
+                        "the SIP proxy does not answer keep-alives: the line offers no channels until it does"
+                    );
                 }
             }
         }
@@ -316,14 +374,23 @@ impl SipLine {
             max_bit_rate: s.t38.max_bit_rate,
             max_buffer: 2000,
             max_datagram: u32::from(s.t38.max_datagram),
-            udp_ec: if s.t38.redundancy_depth > 0 { UdpEc::Redundancy } else { UdpEc::None },
+            udp_ec: if s.t38.redundancy_depth > 0 {
+                UdpEc::Redundancy
+            } else {
+                UdpEc::None
+            },
         }
     }
 
     fn transport(s: &Settings, far: &T38Params) -> line::Transport {
         line::Transport {
-            version: t38::T38Version::from_number(far.version.min(s.t38.version)).unwrap_or_default(),
-            redundancy: if far.udp_ec == UdpEc::Redundancy { usize::from(s.t38.redundancy_depth) } else { 0 },
+            version: t38::T38Version::from_number(far.version.min(s.t38.version))
+                .unwrap_or_default(),
+            redundancy: if far.udp_ec == UdpEc::Redundancy {
+                usize::from(s.t38.redundancy_depth)
+            } else {
+                0
+            },
             max_datagram: (far.max_datagram as usize).clamp(100, 1400),
             ..line::Transport::default()
         }
@@ -343,11 +410,15 @@ impl SipLine {
                 return;
             }
         };
-        let local = socket.local_addr().unwrap_or(SocketAddr::new(self.inner.cfg.media_ip, 0));
+        let local = socket
+            .local_addr()
+            .unwrap_or(SocketAddr::new(self.inner.cfg.media_ip, 0));
         let ours = Self::t38_params(&s);
         let started = now_rfc3339();
         // The called number as the settings spell it (E.164 with '+'), when it is one of ours.
-        let called = own_number(&s, &inc.to_user).cloned().unwrap_or_else(|| inc.to_user.clone());
+        let called = own_number(&s, &inc.to_user)
+            .cloned()
+            .unwrap_or_else(|| inc.to_user.clone());
         let caller = inc.from_user.clone();
         let offered = inc.offer.as_ref().and_then(Sdp::t38);
         let audio = inc.offer.as_ref().and_then(Sdp::audio).is_some();
@@ -369,7 +440,11 @@ impl SipLine {
                     return;
                 }
             };
-            match call.reinvite(sdp::t38(1, 2, local, &ours)).await.map(|a| a.t38()) {
+            match call
+                .reinvite(sdp::t38(1, 2, local, &ours))
+                .await
+                .map(|a| a.t38())
+            {
                 Ok(Some((remote, far))) => (call, remote, far),
                 other => {
                     tracing::warn!("the caller did not switch to T.38: {other:?}");
@@ -389,7 +464,14 @@ impl SipLine {
         let transport = Self::transport(&s, &far);
         // A BYE that comes while the session ends stays queued in the call's events and is seen below.
         let mut hung_up = false;
-        let run = line::run(&socket, Some(remote), c, transport, Duration::from_secs(5), |_| {});
+        let run = line::run(
+            &socket,
+            Some(remote),
+            c,
+            transport,
+            Duration::from_secs(5),
+            |_| {},
+        );
         let result = match until_hang_up(run, &mut call.events, &mut hung_up).await {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
@@ -403,20 +485,26 @@ impl SipLine {
             }
         };
         // Give the sender a moment to hang up first, as it should after DCN.
-        if !hung_up && tokio::time::timeout(Duration::from_secs(2), far_end_hung_up(&mut call.events)).await.is_err() {
+        if !hung_up
+            && tokio::time::timeout(Duration::from_secs(2), far_end_hung_up(&mut call.events))
+                .await
+                .is_err()
+        {
             call.hang_up().await;
         }
         tracing::info!(pages = result.pages.len(), outcome = ?result.outcome.result, "fax received");
         if result.pages.is_empty() {
             return;
         }
-        let tiff = match line::received_tiff(&result.pages, concat!("faxhub ", env!("CARGO_PKG_VERSION"))) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!("received pages could not be stored: {e}");
-                return;
-            }
-        };
+        let tiff =
+            match line::received_tiff(&result.pages, concat!("faxhub ", env!("CARGO_PKG_VERSION")))
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!("received pages could not be stored: {e}");
+                    return;
+                }
+            };
         let fax = ReceivedFax {
             tiff,
             pages: result.pages.len() as u32,
@@ -443,10 +531,24 @@ fn own_number<'a>(s: &'a Settings, user: &str) -> Option<&'a String> {
 fn attempt_limits(s: &Settings, job: &SendJob, far_max: u32) -> (u32, bool) {
     let retry = job.attempt_number > 1;
     let step = (retry && s.retry.step_down_rate).then_some(9600);
-    let rate = [Some(s.t38.max_bit_rate), job.options.max_bit_rate, Some(far_max.max(2400)), step].into_iter().flatten().min().unwrap_or(14_400);
+    let rate = [
+        Some(s.t38.max_bit_rate),
+        job.options.max_bit_rate,
+        Some(far_max.max(2400)),
+        step,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(14_400);
     let ecm = s.t38.ecm && job.options.ecm && !(retry && s.retry.ecm_off_on_retry);
     if retry && (step.is_some() || s.retry.ecm_off_on_retry) {
-        tracing::info!(attempt = job.attempt_number, rate, ecm, "retry stepped down");
+        tracing::info!(
+            attempt = job.attempt_number,
+            rate,
+            ecm,
+            "retry stepped down"
+        );
     }
     (rate, ecm)
 }
@@ -469,19 +571,29 @@ fn render_pages(job: &SendJob, station: &str) -> Result<Vec<t30::Page>, String> 
         "superfine" => render::Resolution::Superfine,
         _ => render::Resolution::Fine,
     };
-    let options = render::LoadOptions { threads: 1, ..render::LoadOptions::default() };
+    let options = render::LoadOptions {
+        threads: 1,
+        ..render::LoadOptions::default()
+    };
     let docs = job
         .documents
         .iter()
         .map(|(_, path)| {
-            let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
             render::load_owned(bytes, &options).map_err(|e| format!("{}: {e}", path.display()))
         })
         .collect::<Result<Vec<_>, String>>()?;
     let date = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute] UTC"
+        ))
         .unwrap_or_default();
-    let header = job.options.header.clone().or_else(|| (!station.is_empty()).then(|| station.to_string()));
+    let header = job
+        .options
+        .header
+        .clone()
+        .or_else(|| (!station.is_empty()).then(|| station.to_string()));
     let o = render::FaxOptions {
         spec: render::PageSpec::new(resolution, render::PaperSize::A4),
         header: header.map(|from| render::HeaderLine { from, date }),
@@ -495,8 +607,14 @@ fn render_pages(job: &SendJob, station: &str) -> Result<Vec<t30::Page>, String> 
     .map_err(|e| e.to_string())?;
     out.into_iter()
         .map(|p| {
-            let r = t30::Resolution::from_dpi(f64::from(p.y_dpi)).ok_or_else(|| format!("{} dpi is not a fax resolution", p.y_dpi))?;
-            Ok(t30::Page { width: p.width, height: p.height, resolution: r, data: p.data })
+            let r = t30::Resolution::from_dpi(f64::from(p.y_dpi))
+                .ok_or_else(|| format!("{} dpi is not a fax resolution", p.y_dpi))?;
+            Ok(t30::Page {
+                width: p.width,
+                height: p.height,
+                resolution: r,
+                data: p.data,
+            })
         })
         .collect()
 }
@@ -529,7 +647,11 @@ const AFTER_BYE: Duration = Duration::from_secs(3);
 
 /// Runs a T.30 session to its end; when the far end hangs up first (`hung_up` is set), gives it
 /// [`AFTER_BYE`] to finish and then gives up on it (`None`), so the channel is not held by T.30's timers.
-async fn until_hang_up<F: std::future::Future>(run: F, events: &mut mpsc::UnboundedReceiver<CallEvent>, hung_up: &mut bool) -> Option<F::Output> {
+async fn until_hang_up<F: std::future::Future>(
+    run: F,
+    events: &mut mpsc::UnboundedReceiver<CallEvent>,
+    hung_up: &mut bool,
+) -> Option<F::Output> {
     tokio::pin!(run);
     tokio::select! {
         r = &mut run => return Some(r),
@@ -574,7 +696,11 @@ fn fax_failure(f: &t30::Failure, detail: &str, pages: u32) -> Outcome {
 #[async_trait::async_trait]
 impl Line for SipLine {
     fn channels(&self) -> u32 {
-        if self.inner.up.load(Ordering::SeqCst) && self.inner.reachable.load(Ordering::SeqCst) { self.settings().channels } else { 0 }
+        if self.inner.up.load(Ordering::SeqCst) && self.inner.reachable.load(Ordering::SeqCst) {
+            self.settings().channels
+        } else {
+            0
+        }
     }
 
     fn max_bit_rate(&self) -> u32 {
@@ -595,9 +721,16 @@ impl Line for SipLine {
 
     fn status(&self) -> Option<String> {
         if !self.inner.reachable.load(Ordering::SeqCst) {
-            return Some("the SIP proxy does not answer keep-alives (OPTIONS): no channels until it does".into());
+            return Some(
+                "the SIP proxy does not answer keep-alives (OPTIONS): no channels until it does"
+                    .into(),
+            );
         }
-        self.inner.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     async fn next_received(&self) -> Option<ReceivedFax> {
@@ -605,15 +738,23 @@ impl Line for SipLine {
     }
 
     fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
-        let new: Settings = serde_json::from_value(settings.clone()).map_err(|e| format!("settings do not parse: {e}"))?;
+        let new: Settings = serde_json::from_value(settings.clone())
+            .map_err(|e| format!("settings do not parse: {e}"))?;
         if let Err(e) = new.sip.transport.parse::<sip::ua::Transport>() {
             return Err(format!("sip.transport: {e}"));
         }
-        if !new.sip.user.is_empty() && !new.sip.password.is_string() && !new.sip.registrar.is_empty() {
+        if !new.sip.user.is_empty()
+            && !new.sip.password.is_string()
+            && !new.sip.registrar.is_empty()
+        {
             return Err("sip.password did not arrive with the settings".into());
         }
         let changed = {
-            let mut cur = self.inner.settings.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cur = self
+                .inner
+                .settings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let changed = cur.sip != new.sip;
             *cur = new;
             changed
@@ -630,35 +771,92 @@ impl Line for SipLine {
         Ok(())
     }
 
-    async fn send(&self, job: SendJob, progress: mpsc::UnboundedSender<LineProgress>, mut cancel: watch::Receiver<bool>) -> LineOutcome {
+    async fn send(
+        &self,
+        job: SendJob,
+        progress: mpsc::UnboundedSender<LineProgress>,
+        mut cancel: watch::Receiver<bool>,
+    ) -> LineOutcome {
         let no_stats = CallStats::default();
         let Some(_guard) = self.take_channel(false) else {
-            return LineOutcome { outcome: failed(FaultSide::FaxServer, "no_free_channel", None, 0), stats: no_stats };
+            return LineOutcome {
+                outcome: failed(FaultSide::FaxServer, "no_free_channel", None, 0),
+                stats: no_stats,
+            };
         };
         let s = self.settings();
         let report = |phase: Phase, page: Option<u32>, total: Option<u32>, rate: Option<u32>| {
-            let _ = progress.send(LineProgress { phase, page, pages_total: total, bit_rate: rate });
+            let _ = progress.send(LineProgress {
+                phase,
+                page,
+                pages_total: total,
+                bit_rate: rate,
+            });
         };
         report(Phase::Preparing, None, None, None);
         let station = s.station_id.clone();
         let job2 = job.clone();
         let pages = match tokio::task::spawn_blocking(move || render_pages(&job2, &station)).await {
             Ok(Ok(p)) if !p.is_empty() => p,
-            Ok(Ok(_)) => return LineOutcome { outcome: failed(FaultSide::Permanent, "document_rejected", Some("no pages".into()), 0), stats: no_stats },
-            Ok(Err(e)) => return LineOutcome { outcome: failed(FaultSide::Permanent, "document_rejected", Some(e), 0), stats: no_stats },
-            Err(e) => return LineOutcome { outcome: failed(FaultSide::FaxServer, "render_failed", Some(e.to_string()), 0), stats: no_stats },
+            Ok(Ok(_)) => {
+                return LineOutcome {
+                    outcome: failed(
+                        FaultSide::Permanent,
+                        "document_rejected",
+                        Some("no pages".into()),
+                        0,
+                    ),
+                    stats: no_stats,
+                };
+            }
+            Ok(Err(e)) => {
+                return LineOutcome {
+                    outcome: failed(FaultSide::Permanent, "document_rejected", Some(e), 0),
+                    stats: no_stats,
+                };
+            }
+            Err(e) => {
+                return LineOutcome {
+                    outcome: failed(
+                        FaultSide::FaxServer,
+                        "render_failed",
+                        Some(e.to_string()),
+                        0,
+                    ),
+                    stats: no_stats,
+                };
+            }
         };
         let total = pages.len() as u32;
         let Some(ua) = self.inner.ua.lock().await.clone() else {
-            return LineOutcome { outcome: failed(FaultSide::FaxServer, "line_down", None, 0), stats: no_stats };
+            return LineOutcome {
+                outcome: failed(FaultSide::FaxServer, "line_down", None, 0),
+                stats: no_stats,
+            };
         };
         let socket = match UdpSocket::bind(SocketAddr::new(self.inner.cfg.media_ip, 0)).await {
             Ok(x) => x,
-            Err(e) => return LineOutcome { outcome: failed(FaultSide::FaxServer, "no_media_port", Some(e.to_string()), 0), stats: no_stats },
+            Err(e) => {
+                return LineOutcome {
+                    outcome: failed(
+                        FaultSide::FaxServer,
+                        "no_media_port",
+                        Some(e.to_string()),
+                        0,
+                    ),
+                    stats: no_stats,
+                };
+            }
         };
-        let local = socket.local_addr().unwrap_or(SocketAddr::new(self.inner.cfg.media_ip, 0));
+        let local = socket
+            .local_addr()
+            .unwrap_or(SocketAddr::new(self.inner.cfg.media_ip, 0));
         report(Phase::Dialling, None, Some(total), None);
-        let number = format!("{}{}", s.dial_rules.access_code, job.recipient.trim_start_matches('+'));
+        let number = format!(
+            "{}{}",
+            s.dial_rules.access_code,
+            job.recipient.trim_start_matches('+')
+        );
         let ours = Self::t38_params(&s);
         let call = tokio::select! {
             r = ua.call(&number, sdp::t38(1, 1, local, &ours)) => r,
@@ -668,28 +866,57 @@ impl Line for SipLine {
         };
         let mut call = match call {
             Ok(c) => c,
-            Err(e) => return LineOutcome { outcome: call_failure(&e), stats: no_stats },
+            Err(e) => {
+                return LineOutcome {
+                    outcome: call_failure(&e),
+                    stats: no_stats,
+                };
+            }
         };
         let Some((remote, far)) = call.remote_sdp.t38() else {
             call.hang_up().await;
-            return LineOutcome { outcome: failed(FaultSide::Recipient, "no_t38", Some("the answer has no T.38 stream".into()), 0), stats: no_stats };
+            return LineOutcome {
+                outcome: failed(
+                    FaultSide::Recipient,
+                    "no_t38",
+                    Some("the answer has no T.38 stream".into()),
+                    0,
+                ),
+                stats: no_stats,
+            };
         };
         report(Phase::Negotiating, None, Some(total), None);
         let mut c = t30::Config::new(t30::Role::Send(pages), true);
-        c.ident = job.options.tsi.clone().unwrap_or_else(|| s.station_id.clone());
+        c.ident = job
+            .options
+            .tsi
+            .clone()
+            .unwrap_or_else(|| s.station_id.clone());
         (c.max_rate, c.ecm) = attempt_limits(&s, &job, far.max_bit_rate);
         let transport = Self::transport(&s, &far);
         let sent = AtomicU32::new(0);
-        let run = line::run(&socket, Some(remote), c, transport, Duration::ZERO, |e| match e {
-            t30::Event::Trained(d) => report(Phase::Transmitting, Some(1), Some(total), Some(d.modem.bit_rate())),
-            t30::Event::PageSent { index } => {
-                sent.store(index + 1, Ordering::SeqCst);
-                if index + 1 < total {
-                    report(Phase::Transmitting, Some(index + 2), Some(total), None);
+        let run = line::run(
+            &socket,
+            Some(remote),
+            c,
+            transport,
+            Duration::ZERO,
+            |e| match e {
+                t30::Event::Trained(d) => report(
+                    Phase::Transmitting,
+                    Some(1),
+                    Some(total),
+                    Some(d.modem.bit_rate()),
+                ),
+                t30::Event::PageSent { index } => {
+                    sent.store(index + 1, Ordering::SeqCst);
+                    if index + 1 < total {
+                        report(Phase::Transmitting, Some(index + 2), Some(total), None);
+                    }
                 }
-            }
-            t30::Event::PageReceived(_) => {}
-        });
+                t30::Event::PageReceived(_) => {}
+            },
+        );
         let mut hung_up = false;
         let ended = tokio::select! {
             r = until_hang_up(run, &mut call.events, &mut hung_up) => Some(r),
@@ -700,10 +927,23 @@ impl Line for SipLine {
         }
         let pages_sent = sent.load(Ordering::SeqCst);
         let result = match ended {
-            None => return LineOutcome { outcome: failed(FaultSide::Recipient, "cancelled", None, pages_sent), stats: no_stats },
+            None => {
+                return LineOutcome {
+                    outcome: failed(FaultSide::Recipient, "cancelled", None, pages_sent),
+                    stats: no_stats,
+                };
+            }
             Some(None) => {
                 let detail = "the far end hung up (BYE) before the fax was complete".to_string();
-                return LineOutcome { outcome: failed(FaultSide::Recipient, "remote_hung_up", Some(detail), pages_sent), stats: no_stats };
+                return LineOutcome {
+                    outcome: failed(
+                        FaultSide::Recipient,
+                        "remote_hung_up",
+                        Some(detail),
+                        pages_sent,
+                    ),
+                    stats: no_stats,
+                };
             }
             Some(Some(r)) => r,
         };
@@ -712,12 +952,17 @@ impl Line for SipLine {
             Ok(r) => {
                 let stats = stats(&r.stats);
                 let outcome = match &r.outcome.result {
-                    Ok(()) => Outcome::Sent { pages: r.stats.pages },
+                    Ok(()) => Outcome::Sent {
+                        pages: r.stats.pages,
+                    },
                     Err(f) => fax_failure(f, &r.outcome.detail, r.stats.pages),
                 };
                 LineOutcome { outcome, stats }
             }
-            Err(e) => LineOutcome { outcome: failed(FaultSide::FaxServer, "media_error", Some(e.to_string()), 0), stats: no_stats },
+            Err(e) => LineOutcome {
+                outcome: failed(FaultSide::FaxServer, "media_error", Some(e.to_string()), 0),
+                stats: no_stats,
+            },
         }
     }
 }
@@ -733,19 +978,35 @@ mod tests {
             job_id: "j".into(),
             recipient: "+15550102".into(),
             documents: Vec::new(),
-            options: protocol::SendOptions { resolution: "fine".into(), ecm: true, ..Default::default() },
+            options: protocol::SendOptions {
+                resolution: "fine".into(),
+                ecm: true,
+                ..Default::default()
+            },
             attempt_number,
         }
     }
 
     fn settings(step_down_rate: bool, ecm_off_on_retry: bool) -> Settings {
-        Settings { retry: RetryPolicy { step_down_rate, ecm_off_on_retry }, ..Settings::default() }
+        Settings {
+            retry: RetryPolicy {
+                step_down_rate,
+                ecm_off_on_retry,
+            },
+            ..Settings::default()
+        }
     }
 
     #[test]
     fn first_attempts_use_the_settings_and_the_far_end() {
-        assert_eq!(attempt_limits(&settings(true, true), &job(1), 14_400), (14_400, true));
-        assert_eq!(attempt_limits(&settings(true, true), &job(1), 9600), (9600, true));
+        assert_eq!(
+            attempt_limits(&settings(true, true), &job(1), 14_400),
+            (14_400, true)
+        );
+        assert_eq!(
+            attempt_limits(&settings(true, true), &job(1), 9600),
+            (9600, true)
+        );
         let mut s = settings(false, false);
         s.t38.ecm = false;
         s.t38.max_bit_rate = 7200;
@@ -754,12 +1015,27 @@ mod tests {
 
     #[test]
     fn retries_step_down_as_the_retry_policy_says() {
-        assert_eq!(attempt_limits(&settings(true, false), &job(2), 14_400), (9600, true));
-        assert_eq!(attempt_limits(&settings(false, true), &job(2), 14_400), (14_400, false));
-        assert_eq!(attempt_limits(&settings(true, true), &job(3), 14_400), (9600, false));
-        assert_eq!(attempt_limits(&settings(false, false), &job(2), 14_400), (14_400, true));
+        assert_eq!(
+            attempt_limits(&settings(true, false), &job(2), 14_400),
+            (9600, true)
+        );
+        assert_eq!(
+            attempt_limits(&settings(false, true), &job(2), 14_400),
+            (14_400, false)
+        );
+        assert_eq!(
+            attempt_limits(&settings(true, true), &job(3), 14_400),
+            (9600, false)
+        );
+        assert_eq!(
+            attempt_limits(&settings(false, false), &job(2), 14_400),
+            (14_400, true)
+        );
         // Never above what the far end takes.
-        assert_eq!(attempt_limits(&settings(true, false), &job(2), 4800), (4800, true));
+        assert_eq!(
+            attempt_limits(&settings(true, false), &job(2), 4800),
+            (4800, true)
+        );
     }
 
     #[test]
@@ -769,7 +1045,16 @@ mod tests {
             "sip": {"transport": "tcp"}
         }))
         .unwrap();
-        assert_eq!(s.retry, RetryPolicy { step_down_rate: true, ecm_off_on_retry: true });
-        assert_eq!(s.sip.transport.parse::<sip::ua::Transport>(), Ok(sip::ua::Transport::Tcp));
+        assert_eq!(
+            s.retry,
+            RetryPolicy {
+                step_down_rate: true,
+                ecm_off_on_retry: true
+            }
+        );
+        assert_eq!(
+            s.sip.transport.parse::<sip::ua::Transport>(),
+            Ok(sip::ua::Transport::Tcp)
+        );
     }
 }

@@ -4,18 +4,16 @@
 //! with a logical OR (fine to coarse, which keeps one-line rules), as fax software does. Such a page keeps its
 //! own length, as a received fax has. Any other page is scaled through grey like a picture.
 
-use crate::Limits;
 use crate::error::{Error, Format};
 use crate::geometry::PageSpec;
 use crate::halftone::Grey;
 use crate::page::Page;
 use crate::raster::Picture;
+use crate::{Limits, SharedBytes};
 
-/// A bilevel TIFF whose directories were checked at load; pages are decoded when rendered.
+/// A bilevel TIFF whose directories were walked and checked once, at load; pages are decoded when rendered.
 pub(crate) struct FaxTiff {
-    bytes: Vec<u8>,
-    limits: t4::tiff::ReadLimits,
-    pages: usize,
+    file: t4::tiff::TiffFile<SharedBytes>,
 }
 
 fn read_limits(limits: &Limits) -> t4::tiff::ReadLimits {
@@ -35,29 +33,26 @@ fn t4_error(e: t4::Error) -> Error {
 impl FaxTiff {
     /// `Err(bytes)` gives the file back when it is a TIFF the bilevel reader does not take (colour, grey,
     /// tiled, BigTIFF): the general TIFF reader gets it.
-    pub fn open(bytes: Vec<u8>, limits: &Limits) -> Result<Result<FaxTiff, Vec<u8>>, Error> {
-        let rl = read_limits(limits);
-        let pages = match t4::tiff::TiffFile::open(&bytes, &rl) {
-            Ok(file) => file.page_count(),
-            Err(t4::Error::Unsupported(_)) => return Ok(Err(bytes)),
-            Err(e) => return Err(open_error(e)),
+    pub fn open(
+        bytes: SharedBytes,
+        limits: &Limits,
+    ) -> Result<Result<FaxTiff, SharedBytes>, Error> {
+        let file = match t4::tiff::TiffFile::try_open(bytes, &read_limits(limits)) {
+            Ok(file) => file,
+            Err((t4::Error::Unsupported(_), bytes)) => return Ok(Err(bytes)),
+            Err((e, _)) => return Err(open_error(e)),
         };
-        limits.check_pages(Format::Tiff, pages)?;
-        Ok(Ok(FaxTiff {
-            bytes,
-            limits: rl,
-            pages,
-        }))
+        limits.check_pages(Format::Tiff, file.page_count())?;
+        Ok(Ok(FaxTiff { file }))
     }
 
     pub fn page_count(&self) -> usize {
-        self.pages
+        self.file.page_count()
     }
 
     /// The page as stored (bits, size and resolution), without fitting it to a fax grid.
     pub fn raw_page(&self, index: usize) -> Result<t4::tiff::TiffPage, Error> {
-        let file = t4::tiff::TiffFile::open(&self.bytes, &self.limits).map_err(t4_error)?;
-        file.page(index).map_err(t4_error)
+        self.file.page(index).map_err(t4_error)
     }
 
     pub fn render(&self, index: usize, spec: &PageSpec) -> Result<Page, Error> {

@@ -32,6 +32,7 @@ mod page;
 mod pdf;
 pub mod preview;
 mod raster;
+mod shared;
 mod text;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub use convert::{FaxOptions, HeaderLine};
 pub use error::{Error, Format};
 pub use geometry::{FaxWidth, Halftone, PageSpec, PaperSize, Resolution};
 pub use page::Page;
+pub use shared::SharedBytes;
 pub use text::TextOptions;
 
 /// Bounds on what a document may cost to load and render.
@@ -180,6 +182,11 @@ pub fn load(bytes: &[u8], options: &LoadOptions) -> Result<Document, Error> {
 
 /// [`load`] for bytes the caller can give away: PDFs and TIFFs keep them without a copy.
 pub fn load_owned(bytes: Vec<u8>, options: &LoadOptions) -> Result<Document, Error> {
+    load_shared(SharedBytes::from(bytes), options)
+}
+
+/// [`load`] for bytes held elsewhere (a memory-mapped file, say): PDFs and TIFFs keep a reference.
+pub fn load_shared(bytes: SharedBytes, options: &LoadOptions) -> Result<Document, Error> {
     let limits = options.limits;
     if bytes.is_empty() {
         return Err(Error::Empty);

@@ -11,11 +11,11 @@ use hayro::vello_cpu::color::palette::css::TRANSPARENT;
 use hayro::vello_cpu::{Pixmap, RasterizerSettings, RenderContext, Resources, TargetInit};
 use hayro::{RenderCache, RenderSettings};
 
-use crate::Limits;
 use crate::error::{Error, Format};
 use crate::geometry::{Halftone, PageSpec, fit};
 use crate::halftone::Grey;
 use crate::page::Page;
+use crate::{Limits, SharedBytes};
 
 /// A parsed PDF.
 pub(crate) struct PdfDoc {
@@ -24,8 +24,8 @@ pub(crate) struct PdfDoc {
 }
 
 impl PdfDoc {
-    pub fn open(bytes: Vec<u8>, limits: &Limits) -> Result<Self, Error> {
-        let pdf = catch_unwind(AssertUnwindSafe(|| Pdf::new(bytes)))
+    pub fn open(bytes: SharedBytes, limits: &Limits) -> Result<Self, Error> {
+        let pdf = catch_unwind(AssertUnwindSafe(|| Pdf::new(std::sync::Arc::new(bytes))))
             .map_err(|_| Error::corrupt(Format::Pdf, "the PDF parser failed"))?
             .map_err(|e| match e {
                 LoadPdfError::Decryption(d) => Error::Encrypted(match d {

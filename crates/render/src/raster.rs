@@ -2,11 +2,11 @@
 
 use std::io::Cursor;
 
-use crate::Limits;
 use crate::error::{Error, Format};
 use crate::geometry::{Halftone, PageSpec, fit};
 use crate::halftone::Grey;
 use crate::page::Page;
+use crate::{Limits, SharedBytes};
 
 /// One decoded picture with its physical resolution when the file states one.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ fn image_error(format: Format, e: image::ImageError) -> Error {
 
 /// A multi-page TIFF; pages are decoded when rendered.
 pub(crate) struct Tiff {
-    bytes: Vec<u8>,
+    bytes: SharedBytes,
     pages: usize,
 }
 
@@ -116,7 +116,7 @@ const CCITT: [u32; 3] = [2, 3, 4];
 
 impl Tiff {
     /// Walks every directory, checking sizes and codings before anything is decoded.
-    pub fn open(bytes: Vec<u8>, limits: &Limits) -> Result<Tiff, Error> {
+    pub fn open(bytes: SharedBytes, limits: &Limits) -> Result<Tiff, Error> {
         let mut dec = decoder(&bytes, limits)?;
         let mut pages = 0usize;
         loop {

@@ -54,7 +54,10 @@ fn pairs(v: &str) -> Vec<(String, String)> {
         .into_iter()
         .filter_map(|p| {
             let (k, val) = p.split_once('=')?;
-            Some((k.trim().to_ascii_lowercase(), val.trim().trim_matches('"').to_string()))
+            Some((
+                k.trim().to_ascii_lowercase(),
+                val.trim().trim_matches('"').to_string(),
+            ))
         })
         .collect()
 }
@@ -63,10 +66,17 @@ impl Challenge {
     /// Parses `Digest realm="..", nonce="..", ...`.
     pub fn parse(v: &str) -> Result<Self, DigestError> {
         let v = v.trim();
-        let rest = v.strip_prefix("Digest").or_else(|| v.strip_prefix("digest")).ok_or(DigestError::NotDigest)?;
+        let rest = v
+            .strip_prefix("Digest")
+            .or_else(|| v.strip_prefix("digest"))
+            .ok_or(DigestError::NotDigest)?;
         let kv = pairs(rest);
         let get = |k: &str| kv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let algorithm = match get("algorithm").as_deref().map(str::to_ascii_uppercase).as_deref() {
+        let algorithm = match get("algorithm")
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
             None | Some("MD5") => Algorithm::Md5,
             Some("SHA-256") => Algorithm::Sha256,
             Some(other) => return Err(DigestError::Algorithm(other.to_string())),
@@ -82,7 +92,15 @@ impl Challenge {
     }
 
     /// The `Authorization` / `Proxy-Authorization` value for a request.
-    pub fn answer(&self, method: &str, uri: &str, user: &str, password: &str, cnonce: &str, nc: u32) -> String {
+    pub fn answer(
+        &self,
+        method: &str,
+        uri: &str,
+        user: &str,
+        password: &str,
+        cnonce: &str,
+        nc: u32,
+    ) -> String {
         let a = self.algorithm;
         let ha1 = a.hash(&format!("{user}:{}:{password}", self.realm));
         let ha2 = a.hash(&format!("{method}:{uri}"));
@@ -109,14 +127,30 @@ impl Challenge {
 
 /// Checks an `Authorization` value against a password (for tests and our own registrar-less peers).
 pub fn verify(authorization: &str, method: &str, password: &str) -> bool {
-    let Some(rest) = authorization.trim().strip_prefix("Digest") else { return false };
+    let Some(rest) = authorization.trim().strip_prefix("Digest") else {
+        return false;
+    };
     let kv = pairs(rest);
-    let get = |k: &str| kv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    let a = if get("algorithm").eq_ignore_ascii_case("SHA-256") { Algorithm::Sha256 } else { Algorithm::Md5 };
+    let get = |k: &str| {
+        kv.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let a = if get("algorithm").eq_ignore_ascii_case("SHA-256") {
+        Algorithm::Sha256
+    } else {
+        Algorithm::Md5
+    };
     let ha1 = a.hash(&format!("{}:{}:{password}", get("username"), get("realm")));
     let ha2 = a.hash(&format!("{method}:{}", get("uri")));
     let expect = if get("qop") == "auth" {
-        a.hash(&format!("{ha1}:{}:{}:{}:auth:{ha2}", get("nonce"), get("nc"), get("cnonce")))
+        a.hash(&format!(
+            "{ha1}:{}:{}:{}:auth:{ha2}",
+            get("nonce"),
+            get("nc"),
+            get("cnonce")
+        ))
     } else {
         a.hash(&format!("{ha1}:{}:{ha2}", get("nonce")))
     };
@@ -134,20 +168,40 @@ mod tests {
             "Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
         )
         .expect("parses");
-        let a = c.answer("GET", "/dir/index.html", "Mufasa", "Circle Of Life", "0a4f113b", 1);
-        assert!(a.contains("response=\"6629fae49393a05397450978507c4ef1\""), "{a}");
+        let a = c.answer(
+            "GET",
+            "/dir/index.html",
+            "Mufasa",
+            "Circle Of Life",
+            "0a4f113b",
+            1,
+        );
+        assert!(
+            a.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{a}"
+        );
         assert!(verify(&a, "GET", "Circle Of Life"));
         assert!(!verify(&a, "GET", "wrong"));
     }
 
     #[test]
     fn sha256_and_bad_challenges() {
-        let c = Challenge::parse("Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256").expect("parses");
+        let c =
+            Challenge::parse("Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256").expect("parses");
         assert_eq!(c.algorithm, Algorithm::Sha256);
         let a = c.answer("REGISTER", "sip:r", "u", "p", "c", 1);
         assert!(verify(&a, "REGISTER", "p"));
-        assert_eq!(Challenge::parse("Basic realm=x"), Err(DigestError::NotDigest));
-        assert_eq!(Challenge::parse("Digest nonce=\"n\""), Err(DigestError::Missing("realm")));
-        assert!(matches!(Challenge::parse("Digest realm=r, nonce=n, algorithm=SHA-512-256"), Err(DigestError::Algorithm(_))));
+        assert_eq!(
+            Challenge::parse("Basic realm=x"),
+            Err(DigestError::NotDigest)
+        );
+        assert_eq!(
+            Challenge::parse("Digest nonce=\"n\""),
+            Err(DigestError::Missing("realm"))
+        );
+        assert!(matches!(
+            Challenge::parse("Digest realm=r, nonce=n, algorithm=SHA-512-256"),
+            Err(DigestError::Algorithm(_))
+        ));
     }
 }

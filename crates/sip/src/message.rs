@@ -63,10 +63,34 @@ const COMPACT: &[(&str, &str)] = &[
 ];
 
 const CANONICAL: &[&str] = &[
-    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Type", "Content-Length",
-    "Route", "Record-Route", "Authorization", "Proxy-Authorization", "WWW-Authenticate",
-    "Proxy-Authenticate", "Expires", "User-Agent", "Allow", "Supported", "Require", "Session-Expires",
-    "Min-SE", "Reason", "Subject", "Content-Encoding", "Server", "Accept", "Retry-After",
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Max-Forwards",
+    "Content-Type",
+    "Content-Length",
+    "Route",
+    "Record-Route",
+    "Authorization",
+    "Proxy-Authorization",
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "Expires",
+    "User-Agent",
+    "Allow",
+    "Supported",
+    "Require",
+    "Session-Expires",
+    "Min-SE",
+    "Reason",
+    "Subject",
+    "Content-Encoding",
+    "Server",
+    "Accept",
+    "Retry-After",
 ];
 
 /// The canonical spelling of a header name (compact forms expanded).
@@ -83,15 +107,32 @@ pub fn canonical_name(name: &str) -> String {
 impl Message {
     /// A request with no headers yet.
     pub fn request(method: &str, uri: &str) -> Self {
-        Self { start: StartLine::Request { method: method.into(), uri: uri.into() }, headers: Vec::new(), body: Vec::new() }
+        Self {
+            start: StartLine::Request {
+                method: method.into(),
+                uri: uri.into(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// A response to `req` (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied; a To tag added when
     /// given and absent.
     pub fn response_to(req: &Message, code: u16, reason: &str, to_tag: Option<&str>) -> Self {
-        let mut r = Self { start: StartLine::Response { code, reason: reason.into() }, headers: Vec::new(), body: Vec::new() };
+        let mut r = Self {
+            start: StartLine::Response {
+                code,
+                reason: reason.into(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
         for (n, v) in &req.headers {
-            if matches!(n.as_str(), "Via" | "From" | "Call-ID" | "CSeq" | "Record-Route") {
+            if matches!(
+                n.as_str(),
+                "Via" | "From" | "Call-ID" | "CSeq" | "Record-Route"
+            ) {
                 r.headers.push((n.clone(), v.clone()));
             } else if n == "To" {
                 let mut v = v.clone();
@@ -110,16 +151,24 @@ impl Message {
     /// Parses one message (a whole UDP datagram). The body must match Content-Length when it is given.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
         // Over UDP a body longer than Content-Length is cut to it (RFC 3261 §18.3).
-        Self::parse_prefix(bytes)?.map(|(m, _)| m).ok_or(ParseError::Incomplete)
+        Self::parse_prefix(bytes)?
+            .map(|(m, _)| m)
+            .ok_or(ParseError::Incomplete)
     }
 
     /// Parses a message at the start of a stream (TCP): `Ok(None)` when more bytes are needed, else the
     /// message and the octets it used.
     pub fn parse_prefix(bytes: &[u8]) -> Result<Option<(Self, usize)>, ParseError> {
         // Skip keep-alive CRLFs between messages (RFC 5626 §4.4.1).
-        let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+        let skip = bytes
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
         let bytes = &bytes[skip..];
-        let Some(end) = find(bytes, b"\r\n\r\n").map(|i| (i, 4)).or_else(|| find(bytes, b"\n\n").map(|i| (i, 2))) else {
+        let Some(end) = find(bytes, b"\r\n\r\n")
+            .map(|i| (i, 4))
+            .or_else(|| find(bytes, b"\n\n").map(|i| (i, 2)))
+        else {
             if bytes.len() > MAX_MESSAGE {
                 return Err(ParseError::TooLarge);
             }
@@ -148,7 +197,9 @@ impl Message {
             if line.is_empty() {
                 continue;
             }
-            let (name, value) = line.split_once(':').ok_or_else(|| ParseError::Header(truncate(&line)))?;
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| ParseError::Header(truncate(&line)))?;
             let name = name.trim();
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(ParseError::Header(truncate(&line)));
@@ -160,7 +211,11 @@ impl Message {
         }
         let body_start = head_len + sep;
         let declared = match headers.iter().find(|(n, _)| n == "Content-Length") {
-            Some((_, v)) => Some(v.trim().parse::<usize>().map_err(|_| ParseError::Header(format!("Content-Length: {v}")))?),
+            Some((_, v)) => Some(
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| ParseError::Header(format!("Content-Length: {v}")))?,
+            ),
             None => None,
         };
         let available = bytes.len() - body_start;
@@ -171,7 +226,14 @@ impl Message {
             None => available,
         };
         let body = bytes[body_start..body_start + body_len].to_vec();
-        Ok(Some((Self { start, headers, body }, skip + body_start + body_len)))
+        Ok(Some((
+            Self {
+                start,
+                headers,
+                body,
+            },
+            skip + body_start + body_len,
+        )))
     }
 
     /// Checks the headers every request and response must have (RFC 3261 §8.1.1).
@@ -182,7 +244,10 @@ impl Message {
             }
         }
         if self.cseq().is_none() {
-            return Err(ParseError::Header(format!("CSeq: {}", self.header("CSeq").unwrap_or(""))));
+            return Err(ParseError::Header(format!(
+                "CSeq: {}",
+                self.header("CSeq").unwrap_or("")
+            )));
         }
         Ok(())
     }
@@ -211,13 +276,20 @@ impl Message {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = canonical_name(name);
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of a header, comma-separated values split (outside quotes and angle brackets).
     pub fn header_values(&self, name: &str) -> Vec<String> {
         let name = canonical_name(name);
-        self.headers.iter().filter(|(n, _)| *n == name).flat_map(|(_, v)| split_commas(v)).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .flat_map(|(_, v)| split_commas(v))
+            .collect()
     }
 
     pub fn add_header(&mut self, name: &str, value: impl Into<String>) {
@@ -286,7 +358,9 @@ impl Message {
 
     /// The branch of the top Via.
     pub fn branch(&self) -> Option<String> {
-        self.header_values("Via").first().and_then(|v| param(v, "branch"))
+        self.header_values("Via")
+            .first()
+            .and_then(|v| param(v, "branch"))
     }
 
     /// The body as text, if it is.
@@ -311,16 +385,29 @@ fn parse_start(line: &str) -> Result<StartLine, ParseError> {
         if !(100..700).contains(&code) {
             return Err(bad());
         }
-        return Ok(StartLine::Response { code, reason: reason.to_string() });
+        return Ok(StartLine::Response {
+            code,
+            reason: reason.to_string(),
+        });
     }
     let mut p = line.split(' ');
-    let (Some(method), Some(uri), Some(version), None) = (p.next(), p.next(), p.next(), p.next()) else {
+    let (Some(method), Some(uri), Some(version), None) = (p.next(), p.next(), p.next(), p.next())
+    else {
         return Err(bad());
     };
-    if version != "SIP/2.0" || method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || uri.is_empty() {
+    if version != "SIP/2.0"
+        || method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || uri.is_empty()
+    {
         return Err(bad());
     }
-    Ok(StartLine::Request { method: method.to_string(), uri: uri.to_string() })
+    Ok(StartLine::Request {
+        method: method.to_string(),
+        uri: uri.to_string(),
+    })
 }
 
 /// Splits a header value at commas that are outside quotes and angle brackets.
@@ -355,7 +442,9 @@ pub fn param(v: &str, name: &str) -> Option<String> {
     };
     after.split(';').skip(1).find_map(|p| {
         let (k, val) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then(|| val.trim().trim_matches('"').to_string())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| val.trim().trim_matches('"').to_string())
     })
 }
 
@@ -388,7 +477,10 @@ impl Uri {
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (h, rest) = v6.split_once(']')?;
-            (format!("[{h}]"), rest.strip_prefix(':').and_then(|p| p.parse().ok()))
+            (
+                format!("[{h}]"),
+                rest.strip_prefix(':').and_then(|p| p.parse().ok()),
+            )
         } else {
             match hostport.rsplit_once(':') {
                 Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
@@ -398,7 +490,13 @@ impl Uri {
         if host.is_empty() {
             return None;
         }
-        Some(Self { scheme: scheme.to_ascii_lowercase(), user, host, port, params })
+        Some(Self {
+            scheme: scheme.to_ascii_lowercase(),
+            user,
+            host,
+            port,
+            params,
+        })
     }
 
     /// Host and port to send to (5060 by default).
@@ -478,10 +576,22 @@ l: 4\r\n\r\nv=0\n";
 
     #[test]
     fn bad_input_gives_typed_errors() {
-        assert!(matches!(Message::parse(b"garbage\r\n\r\n"), Err(ParseError::StartLine(_))));
-        assert!(matches!(Message::parse(b"INVITE sip:a SIP/2.0\r\nnocolon\r\n\r\n"), Err(ParseError::Header(_))));
-        assert!(matches!(Message::parse(b"INVITE sip:a SIP/2.0\r\n"), Err(ParseError::Incomplete)));
-        assert!(matches!(Message::parse(b"SIP/2.0 99 Low\r\n\r\n"), Err(ParseError::StartLine(_))));
+        assert!(matches!(
+            Message::parse(b"garbage\r\n\r\n"),
+            Err(ParseError::StartLine(_))
+        ));
+        assert!(matches!(
+            Message::parse(b"INVITE sip:a SIP/2.0\r\nnocolon\r\n\r\n"),
+            Err(ParseError::Header(_))
+        ));
+        assert!(matches!(
+            Message::parse(b"INVITE sip:a SIP/2.0\r\n"),
+            Err(ParseError::Incomplete)
+        ));
+        assert!(matches!(
+            Message::parse(b"SIP/2.0 99 Low\r\n\r\n"),
+            Err(ParseError::StartLine(_))
+        ));
         let m = Message::parse(b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n").expect("parses");
         assert_eq!(m.check(), Err(ParseError::Missing("From")));
     }
@@ -489,7 +599,10 @@ l: 4\r\n\r\nv=0\n";
     #[test]
     fn stream_framing_waits_for_the_body() {
         let full = INVITE.as_bytes();
-        assert_eq!(Message::parse_prefix(&full[..full.len() - 2]).expect("ok"), None);
+        assert_eq!(
+            Message::parse_prefix(&full[..full.len() - 2]).expect("ok"),
+            None
+        );
         let (_, used) = Message::parse_prefix(full).expect("ok").expect("message");
         assert_eq!(used, full.len());
     }
@@ -497,9 +610,15 @@ l: 4\r\n\r\nv=0\n";
     #[test]
     fn uris_parse() {
         let u = Uri::parse("sip:alice:secret@[::1]:5080;transport=tcp").expect("uri");
-        assert_eq!((u.user.as_deref(), u.host.as_str(), u.port), (Some("alice"), "[::1]", Some(5080)));
+        assert_eq!(
+            (u.user.as_deref(), u.host.as_str(), u.port),
+            (Some("alice"), "[::1]", Some(5080))
+        );
         assert_eq!(u.params, ";transport=tcp");
         assert_eq!(Uri::parse("tel:+1").map(|u| u.host), None);
-        assert_eq!(split_commas("<sip:a,b>;x, sip:c"), vec!["<sip:a,b>;x".to_string(), "sip:c".into()]);
+        assert_eq!(
+            split_commas("<sip:a,b>;x, sip:c"),
+            vec!["<sip:a,b>;x".to_string(), "sip:c".into()]
+        );
     }
 }

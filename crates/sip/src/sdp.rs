@@ -25,7 +25,13 @@ pub struct T38Params {
 
 impl Default for T38Params {
     fn default() -> Self {
-        Self { version: 0, max_bit_rate: 14400, max_buffer: 2000, max_datagram: 400, udp_ec: UdpEc::Redundancy }
+        Self {
+            version: 0,
+            max_bit_rate: 14400,
+            max_buffer: 2000,
+            max_datagram: 400,
+            udp_ec: UdpEc::Redundancy,
+        }
     }
 }
 
@@ -72,11 +78,17 @@ impl Sdp {
             if line.is_empty() {
                 continue;
             }
-            let (k, v) = line.split_once('=').ok_or_else(|| SdpError::Line(line.chars().take(60).collect()))?;
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| SdpError::Line(line.chars().take(60).collect()))?;
             match k {
                 "c" => {
                     // c=IN IP4 127.0.0.1
-                    let addr = v.split_whitespace().nth(2).and_then(|a| a.split('/').next()).and_then(|a| a.parse().ok());
+                    let addr = v
+                        .split_whitespace()
+                        .nth(2)
+                        .and_then(|a| a.split('/').next())
+                        .and_then(|a| a.parse().ok());
                     match media.last_mut() {
                         Some(m) => m.addr = addr.or(m.addr),
                         None => session_addr = addr,
@@ -85,20 +97,38 @@ impl Sdp {
                 "m" => {
                     let mut p = v.split_whitespace();
                     let kind = p.next().unwrap_or("");
-                    let port: u16 = p.next().and_then(|x| x.split('/').next()).and_then(|x| x.parse().ok()).ok_or_else(|| SdpError::Line(line.chars().take(60).collect()))?;
+                    let port: u16 = p
+                        .next()
+                        .and_then(|x| x.split('/').next())
+                        .and_then(|x| x.parse().ok())
+                        .ok_or_else(|| SdpError::Line(line.chars().take(60).collect()))?;
                     let proto = p.next().unwrap_or("");
                     let fmts: Vec<&str> = p.collect();
-                    let m = if kind == "image" && proto.eq_ignore_ascii_case("udptl") && fmts.iter().any(|f| f.eq_ignore_ascii_case("t38")) {
-                        Media::T38(T38Params { udp_ec: UdpEc::None, ..T38Params::default() })
+                    let m = if kind == "image"
+                        && proto.eq_ignore_ascii_case("udptl")
+                        && fmts.iter().any(|f| f.eq_ignore_ascii_case("t38"))
+                    {
+                        Media::T38(T38Params {
+                            udp_ec: UdpEc::None,
+                            ..T38Params::default()
+                        })
                     } else if kind == "audio" {
                         Media::Audio(fmts.iter().filter_map(|f| f.parse().ok()).collect())
                     } else {
                         Media::Other(kind.to_string())
                     };
-                    media.push(MediaLine { media: m, addr: session_addr, port });
+                    media.push(MediaLine {
+                        media: m,
+                        addr: session_addr,
+                        port,
+                    });
                 }
                 "a" => {
-                    if let Some(MediaLine { media: Media::T38(t), .. }) = media.last_mut() {
+                    if let Some(MediaLine {
+                        media: Media::T38(t),
+                        ..
+                    }) = media.last_mut()
+                    {
                         let (name, value) = v.split_once(':').unwrap_or((v, ""));
                         let num = || value.trim().parse::<u32>().ok();
                         match name.to_ascii_lowercase().as_str() {
@@ -129,7 +159,9 @@ impl Sdp {
     /// The accepted T.38 stream: where to send and with what parameters.
     pub fn t38(&self) -> Option<(SocketAddr, T38Params)> {
         self.media.iter().find_map(|m| match (&m.media, m.addr) {
-            (Media::T38(t), Some(a)) if m.port != 0 => Some((SocketAddr::new(a, m.port), t.clone())),
+            (Media::T38(t), Some(a)) if m.port != 0 => {
+                Some((SocketAddr::new(a, m.port), t.clone()))
+            }
             _ => None,
         })
     }
@@ -145,7 +177,9 @@ impl Sdp {
 
 fn origin(session: u64, version: u64, addr: IpAddr) -> String {
     let fam = if addr.is_ipv4() { "IP4" } else { "IP6" };
-    format!("v=0\r\no=faxhub {session} {version} IN {fam} {addr}\r\ns=fax\r\nc=IN {fam} {addr}\r\nt=0 0\r\n")
+    format!(
+        "v=0\r\no=faxhub {session} {version} IN {fam} {addr}\r\ns=fax\r\nc=IN {fam} {addr}\r\nt=0 0\r\n"
+    )
 }
 
 /// A T.38 offer or answer (`m=image <port> udptl t38`, rate management transferredTCF).
@@ -179,7 +213,11 @@ pub fn audio(session: u64, version: u64, local: SocketAddr) -> Vec<u8> {
 
 /// The answer to an offer we cannot take: the same m-line with port 0 (RFC 3264 §6).
 pub fn reject(session: u64, version: u64, local: IpAddr, kind: &str) -> Vec<u8> {
-    format!("{}m={kind} 0 udptl t38\r\n", origin(session, version, local)).into_bytes()
+    format!(
+        "{}m={kind} 0 udptl t38\r\n",
+        origin(session, version, local)
+    )
+    .into_bytes()
 }
 
 /// Negotiates an answer's T.38 parameters from an offer and our limits (T.38 Annex D: the answer's
@@ -190,7 +228,11 @@ pub fn answer_params(offer: &T38Params, ours: &T38Params) -> T38Params {
         max_bit_rate: offer.max_bit_rate.min(ours.max_bit_rate),
         max_buffer: ours.max_buffer,
         max_datagram: ours.max_datagram,
-        udp_ec: if offer.udp_ec == UdpEc::Redundancy { UdpEc::Redundancy } else { UdpEc::None },
+        udp_ec: if offer.udp_ec == UdpEc::Redundancy {
+            UdpEc::Redundancy
+        } else {
+            UdpEc::None
+        },
     }
 }
 
@@ -200,8 +242,16 @@ mod tests {
 
     #[test]
     fn t38_offer_round_trips() {
-        let p = T38Params { version: 1, max_bit_rate: 9600, max_buffer: 1000, max_datagram: 320, udp_ec: UdpEc::Redundancy };
-        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 40000)));
+        let p = T38Params {
+            version: 1,
+            max_bit_rate: 9600,
+            max_buffer: 1000,
+            max_datagram: 320,
+            udp_ec: UdpEc::Redundancy,
+        };
+        let local: SocketAddr = "127.0.0.1:40000"
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 40000)));
         let s = Sdp::parse(&t38(1, 1, local, &p)).expect("parses");
         assert_eq!(s.t38(), Some((local, p)));
         assert_eq!(s.audio(), None);

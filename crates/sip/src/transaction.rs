@@ -19,7 +19,11 @@ pub struct Timers {
 
 impl Default for Timers {
     fn default() -> Self {
-        Self { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
     }
 }
 
@@ -94,7 +98,10 @@ impl ClientTx {
 
     /// When [`on_timer`](Self::on_timer) is next due.
     pub fn deadline(&self) -> Option<Duration> {
-        [self.retransmit_at, self.timeout_at, self.end_at].into_iter().flatten().min()
+        [self.retransmit_at, self.timeout_at, self.end_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn is_terminated(&self) -> bool {
@@ -102,7 +109,12 @@ impl ClientTx {
     }
 
     /// A response matched to this transaction (by branch and CSeq method).
-    pub fn on_response(&mut self, now: Duration, resp: &Message, request: &Message) -> Option<ClientEvent> {
+    pub fn on_response(
+        &mut self,
+        now: Duration,
+        resp: &Message,
+        request: &Message,
+    ) -> Option<ClientEvent> {
         let code = resp.code()?;
         match self.state {
             CState::Trying | CState::Proceeding => {
@@ -165,7 +177,11 @@ impl ClientTx {
             && t <= now
         {
             self.out.push(self.request.clone());
-            self.interval = if self.invite { self.interval * 2 } else { (self.interval * 2).min(self.timers.t2) };
+            self.interval = if self.invite {
+                self.interval * 2
+            } else {
+                (self.interval * 2).min(self.timers.t2)
+            };
             self.retransmit_at = Some(now + self.interval);
         }
         None
@@ -184,7 +200,13 @@ pub fn ack_for(request: &Message, resp: &Message) -> Message {
         ack.add_header("Via", v.clone());
     }
     for h in ["From", "Call-ID", "Route"] {
-        for v in request.headers.iter().filter(|(n, _)| n == h).map(|(_, v)| v.clone()).collect::<Vec<_>>() {
+        for v in request
+            .headers
+            .iter()
+            .filter(|(n, _)| n == h)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+        {
             ack.add_header(h, v);
         }
     }
@@ -253,7 +275,10 @@ impl ServerTx {
     }
 
     pub fn deadline(&self) -> Option<Duration> {
-        [self.retransmit_at, self.timeout_at, self.end_at].into_iter().flatten().min()
+        [self.retransmit_at, self.timeout_at, self.end_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn is_terminated(&self) -> bool {
@@ -280,7 +305,13 @@ impl ServerTx {
             }
             self.timeout_at = Some(now + self.timers.t1 * 64);
         } else {
-            self.end_at = Some(now + if self.reliable { Duration::ZERO } else { self.timers.t1 * 64 });
+            self.end_at = Some(
+                now + if self.reliable {
+                    Duration::ZERO
+                } else {
+                    self.timers.t1 * 64
+                },
+            );
         }
     }
 
@@ -291,7 +322,13 @@ impl ServerTx {
                 self.state = SState::Confirmed;
                 self.retransmit_at = None;
                 self.timeout_at = None;
-                self.end_at = Some(now + if self.reliable { Duration::ZERO } else { self.timers.t4 });
+                self.end_at = Some(
+                    now + if self.reliable {
+                        Duration::ZERO
+                    } else {
+                        self.timers.t4
+                    },
+                );
             }
             return;
         }
@@ -383,7 +420,10 @@ mod tests {
         let mut tx = ClientTx::new(&r, false, Timers::default(), Duration::ZERO);
         let _ = tx.poll_transmit();
         let busy = Message::response_to(&r, 486, "Busy Here", Some("x"));
-        assert!(matches!(tx.on_response(Duration::from_millis(100), &busy, &r), Some(ClientEvent::Final(_))));
+        assert!(matches!(
+            tx.on_response(Duration::from_millis(100), &busy, &r),
+            Some(ClientEvent::Final(_))
+        ));
         let ack = Message::parse(&tx.poll_transmit().expect("ACK")).expect("parses");
         assert_eq!(ack.method(), Some("ACK"));
         assert_eq!(ack.cseq(), Some((1, "ACK".into())));
@@ -391,14 +431,20 @@ mod tests {
         // A retransmitted 486 is absorbed and ACKed again.
         assert_eq!(tx.on_response(Duration::from_millis(600), &busy, &r), None);
         assert!(tx.poll_transmit().is_some());
-        assert_eq!(tx.on_timer(Duration::from_secs(33)), Some(ClientEvent::Terminated));
+        assert_eq!(
+            tx.on_timer(Duration::from_secs(33)),
+            Some(ClientEvent::Terminated)
+        );
     }
 
     #[test]
     fn server_invite_retransmits_final_until_ack_then_absorbs_for_i() {
         let r = req("INVITE");
         let mut st = ServerTx::new(&r, false, Timers::default());
-        st.respond(Duration::ZERO, &Message::response_to(&r, 488, "Not Acceptable Here", Some("t")));
+        st.respond(
+            Duration::ZERO,
+            &Message::response_to(&r, 488, "Not Acceptable Here", Some("t")),
+        );
         assert!(st.poll_transmit().is_some());
         // G at 0.5 s, 1.5 s.
         st.on_timer(Duration::from_millis(500));
@@ -408,10 +454,16 @@ mod tests {
         st.on_request(Duration::from_millis(1600), &r);
         assert!(st.poll_transmit().is_some());
         st.on_request(Duration::from_millis(1700), &req("ACK"));
-        assert_eq!(st.on_timer(Duration::from_millis(1700) + Duration::from_secs(5)), Some(ServerEvent::Terminated));
+        assert_eq!(
+            st.on_timer(Duration::from_millis(1700) + Duration::from_secs(5)),
+            Some(ServerEvent::Terminated)
+        );
         // Without an ACK, H ends it with NoAck.
         let mut st = ServerTx::new(&r, false, Timers::default());
-        st.respond(Duration::ZERO, &Message::response_to(&r, 486, "Busy", Some("t")));
+        st.respond(
+            Duration::ZERO,
+            &Message::response_to(&r, 486, "Busy", Some("t")),
+        );
         let mut ev = None;
         let mut now = Duration::ZERO;
         while let Some(d) = st.deadline() {
@@ -429,10 +481,16 @@ mod tests {
     fn server_non_invite_absorbs_retransmissions_for_j() {
         let r = req("OPTIONS");
         let mut st = ServerTx::new(&r, false, Timers::default());
-        st.respond(Duration::ZERO, &Message::response_to(&r, 200, "OK", Some("t")));
+        st.respond(
+            Duration::ZERO,
+            &Message::response_to(&r, 200, "OK", Some("t")),
+        );
         let _ = st.poll_transmit();
         st.on_request(Duration::from_secs(1), &r);
         assert!(st.poll_transmit().is_some());
-        assert_eq!(st.on_timer(Duration::from_secs(32)), Some(ServerEvent::Terminated));
+        assert_eq!(
+            st.on_timer(Duration::from_secs(32)),
+            Some(ServerEvent::Terminated)
+        );
     }
 }

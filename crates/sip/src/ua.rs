@@ -76,7 +76,9 @@ impl std::str::FromStr for Transport {
         match s.to_ascii_lowercase().as_str() {
             "" | "udp" => Ok(Transport::Udp),
             "tcp" => Ok(Transport::Tcp),
-            other => Err(format!("SIP transport {other:?} is not supported (udp or tcp)")),
+            other => Err(format!(
+                "SIP transport {other:?} is not supported (udp or tcp)"
+            )),
         }
     }
 }
@@ -98,7 +100,14 @@ pub struct Config {
 impl Config {
     /// UDP, default timers, no keep-alive.
     pub fn new(bind: SocketAddr, account: Account, user_agent: impl Into<String>) -> Self {
-        Self { bind, account, transport: Transport::Udp, timers: Timers::default(), user_agent: user_agent.into(), keepalive: None }
+        Self {
+            bind,
+            account,
+            transport: Transport::Udp,
+            timers: Timers::default(),
+            user_agent: user_agent.into(),
+            keepalive: None,
+        }
     }
 }
 
@@ -115,7 +124,9 @@ pub enum TrunkState {
 /// Why a registration failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
-    #[error("the registrar refused our credentials ({code} {reason}): check the SIP user and password")]
+    #[error(
+        "the registrar refused our credentials ({code} {reason}): check the SIP user and password"
+    )]
     Credentials { code: u16, reason: String },
     #[error("the registrar answered {code} {reason}")]
     Refused { code: u16, reason: String },
@@ -161,7 +172,10 @@ impl CallError {
             488 | 415 | 606 => CallError::NoT38 { code },
             503 => CallError::TrunkDown { code },
             401 | 403 | 407 => CallError::Credentials { code },
-            _ => CallError::Other { code, reason: reason.to_string() },
+            _ => CallError::Other {
+                code,
+                reason: reason.to_string(),
+            },
         }
     }
 }
@@ -190,28 +204,50 @@ impl Call {
     /// Hangs up (BYE) and waits for the far end's answer (or timer F).
     pub async fn hang_up(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.cmd.send(Cmd::Bye { call_id: self.call_id.clone(), done: tx }).is_ok() {
+        if self
+            .cmd
+            .send(Cmd::Bye {
+                call_id: self.call_id.clone(),
+                done: tx,
+            })
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
 
     /// The T.38 SDP to answer with if the far end re-INVITEs this call to T.38.
     pub fn prepare_t38(&self, sdp: Vec<u8>) {
-        let _ = self.cmd.send(Cmd::PrepareT38 { call_id: self.call_id.clone(), sdp });
+        let _ = self.cmd.send(Cmd::PrepareT38 {
+            call_id: self.call_id.clone(),
+            sdp,
+        });
     }
 
     /// Refreshes the session without changing it (RFC 4028): a re-INVITE offering our current SDP
     /// unchanged, or an UPDATE without a body. The media goes on untouched.
     pub async fn refresh(&self, update: bool) -> Result<(), CallError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Refresh { call_id: self.call_id.clone(), update, done: tx }).map_err(|_| CallError::Stopped)?;
+        self.cmd
+            .send(Cmd::Refresh {
+                call_id: self.call_id.clone(),
+                update,
+                done: tx,
+            })
+            .map_err(|_| CallError::Stopped)?;
         rx.await.map_err(|_| CallError::Stopped)?
     }
 
     /// Sends a re-INVITE with a new offer (e.g. to switch to T.38) and returns the answer.
     pub async fn reinvite(&self, sdp: Vec<u8>) -> Result<Sdp, CallError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::ReInvite { call_id: self.call_id.clone(), sdp, done: tx }).map_err(|_| CallError::Stopped)?;
+        self.cmd
+            .send(Cmd::ReInvite {
+                call_id: self.call_id.clone(),
+                sdp,
+                done: tx,
+            })
+            .map_err(|_| CallError::Stopped)?;
         rx.await.map_err(|_| CallError::Stopped)?
     }
 }
@@ -232,25 +268,64 @@ impl Incoming {
     /// Answers 200 OK with our SDP.
     pub async fn accept(self, sdp: Vec<u8>) -> Result<Call, CallError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Accept { call_id: self.call_id.clone(), sdp, done: tx }).map_err(|_| CallError::Stopped)?;
+        self.cmd
+            .send(Cmd::Accept {
+                call_id: self.call_id.clone(),
+                sdp,
+                done: tx,
+            })
+            .map_err(|_| CallError::Stopped)?;
         rx.await.map_err(|_| CallError::Stopped)?
     }
 
     /// Refuses with a final response (486 busy, 488 not acceptable, ...).
     pub fn reject(self, code: u16, reason: &str) {
-        let _ = self.cmd.send(Cmd::Reject { call_id: self.call_id.clone(), code, reason: reason.to_string() });
+        let _ = self.cmd.send(Cmd::Reject {
+            call_id: self.call_id.clone(),
+            code,
+            reason: reason.to_string(),
+        });
     }
 }
 
 enum Cmd {
-    Register { done: oneshot::Sender<Result<u32, RegisterError>> },
-    Invite { to: String, sdp: Vec<u8>, t38: Option<Vec<u8>>, done: oneshot::Sender<Result<Call, CallError>> },
-    Accept { call_id: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Call, CallError>> },
-    Reject { call_id: String, code: u16, reason: String },
-    ReInvite { call_id: String, sdp: Vec<u8>, done: oneshot::Sender<Result<Sdp, CallError>> },
-    Refresh { call_id: String, update: bool, done: oneshot::Sender<Result<(), CallError>> },
-    Bye { call_id: String, done: oneshot::Sender<()> },
-    PrepareT38 { call_id: String, sdp: Vec<u8> },
+    Register {
+        done: oneshot::Sender<Result<u32, RegisterError>>,
+    },
+    Invite {
+        to: String,
+        sdp: Vec<u8>,
+        t38: Option<Vec<u8>>,
+        done: oneshot::Sender<Result<Call, CallError>>,
+    },
+    Accept {
+        call_id: String,
+        sdp: Vec<u8>,
+        done: oneshot::Sender<Result<Call, CallError>>,
+    },
+    Reject {
+        call_id: String,
+        code: u16,
+        reason: String,
+    },
+    ReInvite {
+        call_id: String,
+        sdp: Vec<u8>,
+        done: oneshot::Sender<Result<Sdp, CallError>>,
+    },
+    Refresh {
+        call_id: String,
+        update: bool,
+        done: oneshot::Sender<Result<(), CallError>>,
+    },
+    Bye {
+        call_id: String,
+        done: oneshot::Sender<()>,
+    },
+    PrepareT38 {
+        call_id: String,
+        sdp: Vec<u8>,
+    },
     Shutdown,
 }
 
@@ -273,7 +348,14 @@ impl UserAgent {
         let (trunk_tx, trunk_rx) = watch::channel(TrunkState::Unknown);
         let engine = Engine::new(cfg, local, cmd_tx.clone(), in_tx, trunk_tx);
         tokio::spawn(engine.run(Arc::new(udp), tcp, cmd_rx));
-        Ok((Self { cmd: cmd_tx, local, trunk: trunk_rx }, in_rx))
+        Ok((
+            Self {
+                cmd: cmd_tx,
+                local,
+                trunk: trunk_rx,
+            },
+            in_rx,
+        ))
     }
 
     /// Whether the proxy answers our OPTIONS keep-alives (stays `Unknown` without keep-alives).
@@ -285,7 +367,9 @@ impl UserAgent {
     /// lifetime the registrar granted.
     pub async fn register(&self) -> Result<u32, RegisterError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Register { done: tx }).map_err(|_| RegisterError::Stopped)?;
+        self.cmd
+            .send(Cmd::Register { done: tx })
+            .map_err(|_| RegisterError::Stopped)?;
         rx.await.map_err(|_| RegisterError::Stopped)?
     }
 
@@ -301,20 +385,40 @@ impl UserAgent {
 
     /// Calls `to` with an audio offer, ready to answer a switch to T.38 with `t38` from the first moment
     /// of the call (the callee may re-INVITE before this returns).
-    pub async fn call_audio(&self, to: &str, audio: Vec<u8>, t38: Vec<u8>) -> Result<Call, CallError> {
+    pub async fn call_audio(
+        &self,
+        to: &str,
+        audio: Vec<u8>,
+        t38: Vec<u8>,
+    ) -> Result<Call, CallError> {
         self.call_with(to, audio, Some(t38)).await
     }
 
-    async fn call_with(&self, to: &str, sdp: Vec<u8>, t38: Option<Vec<u8>>) -> Result<Call, CallError> {
+    async fn call_with(
+        &self,
+        to: &str,
+        sdp: Vec<u8>,
+        t38: Option<Vec<u8>>,
+    ) -> Result<Call, CallError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Invite { to: to.to_string(), sdp, t38, done: tx }).map_err(|_| CallError::Stopped)?;
+        self.cmd
+            .send(Cmd::Invite {
+                to: to.to_string(),
+                sdp,
+                t38,
+                done: tx,
+            })
+            .map_err(|_| CallError::Stopped)?;
         rx.await.map_err(|_| CallError::Stopped)?
     }
 }
 
 /// What a client transaction is for.
 enum Purpose {
-    Register { done: Option<oneshot::Sender<Result<u32, RegisterError>>>, authed: bool },
+    Register {
+        done: Option<oneshot::Sender<Result<u32, RegisterError>>>,
+        authed: bool,
+    },
     Invite {
         done: Option<oneshot::Sender<Result<Call, CallError>>>,
         authed: bool,
@@ -324,10 +428,18 @@ enum Purpose {
         provisional: bool,
         cancelled: bool,
     },
-    ReInvite { done: Option<oneshot::Sender<Result<Sdp, CallError>>>, call_id: String },
-    Refresh { done: Option<oneshot::Sender<Result<(), CallError>>>, call_id: String },
+    ReInvite {
+        done: Option<oneshot::Sender<Result<Sdp, CallError>>>,
+        call_id: String,
+    },
+    Refresh {
+        done: Option<oneshot::Sender<Result<(), CallError>>>,
+        call_id: String,
+    },
     KeepAlive,
-    Bye { done: Option<oneshot::Sender<()>> },
+    Bye {
+        done: Option<oneshot::Sender<()>>,
+    },
     Other,
 }
 
@@ -400,11 +512,19 @@ fn client_key(branch: &str, method: &str) -> String {
 fn token() -> String {
     use rand::Rng;
     let mut r = rand::thread_rng();
-    (0..12).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.gen_range(0..36)])).collect()
+    (0..12)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[r.gen_range(0..36)]))
+        .collect()
 }
 
 impl Engine {
-    fn new(cfg: Config, local: SocketAddr, cmd: mpsc::UnboundedSender<Cmd>, incoming: mpsc::UnboundedSender<Incoming>, trunk: watch::Sender<TrunkState>) -> Self {
+    fn new(
+        cfg: Config,
+        local: SocketAddr,
+        cmd: mpsc::UnboundedSender<Cmd>,
+        incoming: mpsc::UnboundedSender<Incoming>,
+        trunk: watch::Sender<TrunkState>,
+    ) -> Self {
         Self {
             keepalive_at: cfg.keepalive.map(|_| Duration::ZERO),
             trunk,
@@ -440,23 +560,42 @@ impl Engine {
 
     fn contact(&self) -> String {
         if self.tcp() {
-            format!("<sip:{}@{};transport=tcp>", self.cfg.account.user, self.local)
+            format!(
+                "<sip:{}@{};transport=tcp>",
+                self.cfg.account.user, self.local
+            )
         } else {
             format!("<sip:{}@{}>", self.cfg.account.user, self.local)
         }
     }
 
     fn via(&self, branch: &str) -> String {
-        format!("SIP/2.0/{} {};branch={branch};rport", self.cfg.transport.name(), self.local)
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            self.cfg.transport.name(),
+            self.local
+        )
     }
 
     /// Queues bytes for the proxy over the account's transport.
     fn send_proxy(&mut self, bytes: Vec<u8>) {
         let tcp = self.tcp();
-        self.out.push(Outgoing { bytes, to: self.cfg.account.proxy, tcp });
+        self.out.push(Outgoing {
+            bytes,
+            to: self.cfg.account.proxy,
+            tcp,
+        });
     }
 
-    fn base_request(&self, method: &str, uri: &str, from: &str, to: &str, call_id: &str, cseq: u32) -> Message {
+    fn base_request(
+        &self,
+        method: &str,
+        uri: &str,
+        from: &str,
+        to: &str,
+        call_id: &str,
+        cseq: u32,
+    ) -> Message {
         let mut m = Message::request(method, uri);
         m.add_header("Via", self.via(&format!("z9hG4bK{}", token())));
         m.add_header("Max-Forwards", "70");
@@ -475,7 +614,14 @@ impl Engine {
             self.send_proxy(b);
         }
         let key = client_key(&tx.branch, request.method().unwrap_or(""));
-        self.clients.insert(key, Client { tx, request, purpose });
+        self.clients.insert(
+            key,
+            Client {
+                tx,
+                request,
+                purpose,
+            },
+        );
     }
 
     /// CANCELs an INVITE whose caller went away (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, Route
@@ -495,11 +641,17 @@ impl Engine {
                 m.add_header(h, v.to_string());
             }
         }
-        m.add_header("CSeq", format!("{} CANCEL", invite.cseq().map_or(1, |c| c.0)));
+        m.add_header(
+            "CSeq",
+            format!("{} CANCEL", invite.cseq().map_or(1, |c| c.0)),
+        );
         for r in invite.header_values("Route") {
             m.add_header("Route", r);
         }
-        debug!(call_id = invite.call_id().unwrap_or(""), "the caller gave up: CANCEL");
+        debug!(
+            call_id = invite.call_id().unwrap_or(""),
+            "the caller gave up: CANCEL"
+        );
         self.start_client(m, Purpose::Other);
     }
 
@@ -507,7 +659,12 @@ impl Engine {
     fn cancel_abandoned(&mut self) {
         let mut cancel = Vec::new();
         for c in self.clients.values_mut() {
-            if let Purpose::Invite { done: Some(d), provisional: true, cancelled, .. } = &mut c.purpose
+            if let Purpose::Invite {
+                done: Some(d),
+                provisional: true,
+                cancelled,
+                ..
+            } = &mut c.purpose
                 && d.is_closed()
                 && !*cancelled
             {
@@ -520,7 +677,11 @@ impl Engine {
         }
     }
 
-    fn register(&mut self, done: Option<oneshot::Sender<Result<u32, RegisterError>>>, auth: Option<String>) {
+    fn register(
+        &mut self,
+        done: Option<oneshot::Sender<Result<u32, RegisterError>>>,
+        auth: Option<String>,
+    ) {
         self.register_cseq += 1;
         let aor = self.aor();
         let uri = format!("sip:{}", self.cfg.account.domain);
@@ -541,13 +702,19 @@ impl Engine {
         self.start_client(m, Purpose::Register { done, authed });
     }
 
-    fn authorize(&mut self, resp: &Message, request: &Message) -> Result<(String, &'static str), String> {
+    fn authorize(
+        &mut self,
+        resp: &Message,
+        request: &Message,
+    ) -> Result<(String, &'static str), String> {
         let (hdr, out) = if resp.code() == Some(407) {
             ("Proxy-Authenticate", "Proxy-Authorization")
         } else {
             ("WWW-Authenticate", "Authorization")
         };
-        let v = resp.header(hdr).ok_or_else(|| format!("{} without {hdr}", resp.code().unwrap_or(0)))?;
+        let v = resp
+            .header(hdr)
+            .ok_or_else(|| format!("{} without {hdr}", resp.code().unwrap_or(0)))?;
         let c = Challenge::parse(v).map_err(|e| e.to_string())?;
         let uri = match &request.start {
             crate::message::StartLine::Request { uri, .. } => uri.clone(),
@@ -555,15 +722,44 @@ impl Engine {
         };
         self.nc += 1;
         let a = &self.cfg.account;
-        Ok((c.answer(request.method().unwrap_or(""), &uri, &a.auth_user, &a.password, &token(), self.nc), out))
+        Ok((
+            c.answer(
+                request.method().unwrap_or(""),
+                &uri,
+                &a.auth_user,
+                &a.password,
+                &token(),
+                self.nc,
+            ),
+            out,
+        ))
     }
 
-    fn invite(&mut self, to: &str, sdp: Vec<u8>, t38: Option<Vec<u8>>, done: Option<oneshot::Sender<Result<Call, CallError>>>, call_id: Option<String>, auth: Option<(String, &'static str)>) {
+    fn invite(
+        &mut self,
+        to: &str,
+        sdp: Vec<u8>,
+        t38: Option<Vec<u8>>,
+        done: Option<oneshot::Sender<Result<Call, CallError>>>,
+        call_id: Option<String>,
+        auth: Option<(String, &'static str)>,
+    ) {
         let call_id = call_id.unwrap_or_else(|| format!("{}@faxhub", token()));
-        let uri = if to.starts_with("sip:") { to.to_string() } else { format!("sip:{to}@{}", self.cfg.account.domain) };
+        let uri = if to.starts_with("sip:") {
+            to.to_string()
+        } else {
+            format!("sip:{to}@{}", self.cfg.account.domain)
+        };
         let tag = token();
         let cseq = if auth.is_some() { 2 } else { 1 };
-        let mut m = self.base_request("INVITE", &uri, &format!("<{}>;tag={tag}", self.aor()), &format!("<{uri}>"), &call_id, cseq);
+        let mut m = self.base_request(
+            "INVITE",
+            &uri,
+            &format!("<{}>;tag={tag}", self.aor()),
+            &format!("<{uri}>"),
+            &call_id,
+            cseq,
+        );
         m.add_header("Contact", self.contact());
         m.add_header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE");
         m.add_header("Content-Type", "application/sdp");
@@ -572,14 +768,31 @@ impl Engine {
             m.add_header(h, a);
         }
         m.body = sdp;
-        self.start_client(m, Purpose::Invite { done, authed, call_id, t38, provisional: false, cancelled: false });
+        self.start_client(
+            m,
+            Purpose::Invite {
+                done,
+                authed,
+                call_id,
+                t38,
+                provisional: false,
+                cancelled: false,
+            },
+        );
     }
 
     /// An OPTIONS keep-alive to the proxy (out of any dialog).
     fn keepalive(&mut self) {
         let aor = self.aor();
         let uri = format!("sip:{}", self.cfg.account.proxy);
-        let mut m = self.base_request("OPTIONS", &uri, &format!("<{aor}>;tag={}", token()), &format!("<{uri}>"), &format!("{}@faxhub", token()), 1);
+        let mut m = self.base_request(
+            "OPTIONS",
+            &uri,
+            &format!("<{aor}>;tag={}", token()),
+            &format!("<{uri}>"),
+            &format!("{}@faxhub", token()),
+            1,
+        );
         m.add_header("Accept", "application/sdp");
         self.start_client(m, Purpose::KeepAlive);
     }
@@ -587,7 +800,9 @@ impl Engine {
     fn set_trunk(&mut self, state: TrunkState) {
         if *self.trunk.borrow() != state {
             match state {
-                TrunkState::Unreachable => warn!(proxy = %self.cfg.account.proxy, "the SIP proxy does not answer keep-alives"),
+                TrunkState::Unreachable => {
+                    warn!(proxy = %self.cfg.account.proxy, "the SIP proxy does not answer keep-alives")
+                }
                 _ => debug!(proxy = %self.cfg.account.proxy, ?state, "SIP proxy keep-alive"),
             }
             self.trunk.send_replace(state);
@@ -612,17 +827,32 @@ impl Engine {
         Some(m)
     }
 
-    fn make_call(&self, call_id: &str, remote_sdp: Sdp, events: mpsc::UnboundedReceiver<CallEvent>) -> Call {
-        Call { call_id: call_id.to_string(), remote_sdp, events, cmd: self.cmd.clone() }
+    fn make_call(
+        &self,
+        call_id: &str,
+        remote_sdp: Sdp,
+        events: mpsc::UnboundedReceiver<CallEvent>,
+    ) -> Call {
+        Call {
+            call_id: call_id.to_string(),
+            remote_sdp,
+            events,
+            cmd: self.cmd.clone(),
+        }
     }
 
     fn on_command(&mut self, c: Cmd) {
         match c {
             Cmd::Register { done } => self.register(Some(done), None),
-            Cmd::Invite { to, sdp, t38, done } => self.invite(&to, sdp, t38, Some(done), None, None),
+            Cmd::Invite { to, sdp, t38, done } => {
+                self.invite(&to, sdp, t38, Some(done), None, None)
+            }
             Cmd::Accept { call_id, sdp, done } => {
                 let Some(p) = self.pending.remove(&call_id) else {
-                    let _ = done.send(Err(CallError::Other { code: 481, reason: "the call is gone".into() }));
+                    let _ = done.send(Err(CallError::Other {
+                        code: 481,
+                        reason: "the call is gone".into(),
+                    }));
                     return;
                 };
                 let offer = Sdp::parse(&p.request.body);
@@ -632,7 +862,15 @@ impl Engine {
                 ok.body = sdp.clone();
                 let (tx, rx) = mpsc::unbounded_channel();
                 let req = &p.request;
-                let remote_target = req.header("Contact").and_then(addr_uri).map_or_else(|| req.header("From").and_then(addr_uri).map(|u| u.to_string()).unwrap_or_default(), |u| u.to_string());
+                let remote_target = req.header("Contact").and_then(addr_uri).map_or_else(
+                    || {
+                        req.header("From")
+                            .and_then(addr_uri)
+                            .map(|u| u.to_string())
+                            .unwrap_or_default()
+                    },
+                    |u| u.to_string(),
+                );
                 let from = req.header("From").unwrap_or("");
                 let to = req.header("To").unwrap_or("");
                 let strip = |v: &str| v.split(";tag=").next().unwrap_or(v).to_string();
@@ -652,7 +890,12 @@ impl Engine {
                         local_sdp: sdp,
                         t38_local: None,
                         sdp_version: 1,
-                        pending_2xx: Some((bytes.clone(), now + self.cfg.timers.t1, self.cfg.timers.t1, now + self.cfg.timers.t1 * 64)),
+                        pending_2xx: Some((
+                            bytes.clone(),
+                            now + self.cfg.timers.t1,
+                            self.cfg.timers.t1,
+                            now + self.cfg.timers.t1 * 64,
+                        )),
                     },
                 );
                 self.respond_server(&p.server, &ok);
@@ -667,7 +910,11 @@ impl Engine {
                     }
                 }
             }
-            Cmd::Reject { call_id, code, reason } => {
+            Cmd::Reject {
+                call_id,
+                code,
+                reason,
+            } => {
                 if let Some(p) = self.pending.remove(&call_id) {
                     let r = Message::response_to(&p.request, code, &reason, Some(&p.local_tag));
                     self.respond_server(&p.server, &r);
@@ -675,7 +922,10 @@ impl Engine {
             }
             Cmd::ReInvite { call_id, sdp, done } => {
                 let Some(mut m) = self.in_dialog(&call_id, "INVITE") else {
-                    let _ = done.send(Err(CallError::Other { code: 481, reason: "no such call".into() }));
+                    let _ = done.send(Err(CallError::Other {
+                        code: 481,
+                        reason: "no such call".into(),
+                    }));
                     return;
                 };
                 m.add_header("Contact", self.contact());
@@ -684,12 +934,25 @@ impl Engine {
                 if let Some(d) = self.dialogs.get_mut(&call_id) {
                     d.local_sdp = sdp;
                 }
-                self.start_client(m, Purpose::ReInvite { done: Some(done), call_id });
+                self.start_client(
+                    m,
+                    Purpose::ReInvite {
+                        done: Some(done),
+                        call_id,
+                    },
+                );
             }
-            Cmd::Refresh { call_id, update, done } => {
+            Cmd::Refresh {
+                call_id,
+                update,
+                done,
+            } => {
                 let method = if update { "UPDATE" } else { "INVITE" };
                 let Some(mut m) = self.in_dialog(&call_id, method) else {
-                    let _ = done.send(Err(CallError::Other { code: 481, reason: "no such call".into() }));
+                    let _ = done.send(Err(CallError::Other {
+                        code: 481,
+                        reason: "no such call".into(),
+                    }));
                     return;
                 };
                 m.add_header("Contact", self.contact());
@@ -698,7 +961,13 @@ impl Engine {
                     m.add_header("Content-Type", "application/sdp");
                     m.body = d.local_sdp.clone();
                 }
-                self.start_client(m, Purpose::Refresh { done: Some(done), call_id });
+                self.start_client(
+                    m,
+                    Purpose::Refresh {
+                        done: Some(done),
+                        call_id,
+                    },
+                );
             }
             Cmd::Shutdown => {}
             Cmd::PrepareT38 { call_id, sdp } => {
@@ -720,7 +989,11 @@ impl Engine {
 
     fn respond_server(&mut self, key: &str, r: &Message) {
         let now = self.now();
-        let (to, tcp) = self.reply_to.get(key).copied().unwrap_or((self.cfg.account.proxy, self.tcp()));
+        let (to, tcp) = self
+            .reply_to
+            .get(key)
+            .copied()
+            .unwrap_or((self.cfg.account.proxy, self.tcp()));
         if let Some(st) = self.servers.get_mut(key) {
             st.respond(now, r);
             while let Some(bytes) = st.poll_transmit() {
@@ -750,7 +1023,9 @@ impl Engine {
 
     fn on_response(&mut self, resp: Message) {
         let Some(branch) = resp.branch() else { return };
-        let Some((_, method)) = resp.cseq() else { return };
+        let Some((_, method)) = resp.cseq() else {
+            return;
+        };
         let key = client_key(&branch, &method);
         let now = self.now();
         let Some(mut c) = self.clients.remove(&key) else {
@@ -828,7 +1103,8 @@ impl Engine {
                         .or_else(|| resp.header("Expires").and_then(|e| e.trim().parse().ok()))
                         .unwrap_or(self.cfg.account.expires);
                     // Refresh well before expiry.
-                    self.refresh_at = Some(self.now() + Duration::from_secs(u64::from(granted.max(10)) * 8 / 10));
+                    self.refresh_at =
+                        Some(self.now() + Duration::from_secs(u64::from(granted.max(10)) * 8 / 10));
                     if let Some(d) = done {
                         let _ = d.send(Ok(granted));
                     }
@@ -842,14 +1118,27 @@ impl Engine {
                     let _ = d.send(Err(e));
                 }
             }
-            Purpose::Invite { done, authed, call_id, t38, .. } => {
+            Purpose::Invite {
+                done,
+                authed,
+                call_id,
+                t38,
+                ..
+            } => {
                 if (code == 401 || code == 407) && !authed {
                     let to = match &c.request.start {
                         crate::message::StartLine::Request { uri, .. } => uri.clone(),
                         crate::message::StartLine::Response { .. } => String::new(),
                     };
                     match self.authorize(&resp, &c.request) {
-                        Ok(a) => self.invite(&to, c.request.body.clone(), t38, done, Some(call_id), Some(a)),
+                        Ok(a) => self.invite(
+                            &to,
+                            c.request.body.clone(),
+                            t38,
+                            done,
+                            Some(call_id),
+                            Some(a),
+                        ),
                         Err(_) => {
                             if let Some(d) = done {
                                 let _ = d.send(Err(CallError::Credentials { code }));
@@ -867,7 +1156,11 @@ impl Engine {
                         remote_tag: resp.to_tag().unwrap_or_default(),
                         local_uri: strip(req.header("From").unwrap_or("")),
                         remote_uri: strip(req.header("To").unwrap_or("")),
-                        remote_target: resp.header("Contact").and_then(addr_uri).map(|u| u.to_string()).unwrap_or_default(),
+                        remote_target: resp
+                            .header("Contact")
+                            .and_then(addr_uri)
+                            .map(|u| u.to_string())
+                            .unwrap_or_default(),
                         route_set: routes,
                         local_cseq: req.cseq().map_or(1, |c| c.0),
                         events: tx,
@@ -880,7 +1173,9 @@ impl Engine {
                     if let Some(ack) = self.ack_2xx(&call_id, &resp) {
                         self.send_proxy(ack);
                     }
-                    let result = Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())).map(|sdp| self.make_call(&call_id, sdp, rx));
+                    let result = Sdp::parse(&resp.body)
+                        .map_err(|e| CallError::BadAnswer(e.to_string()))
+                        .map(|sdp| self.make_call(&call_id, sdp, rx));
                     let taken = match done {
                         Some(d) => d.send(result).is_ok(),
                         None => false,
@@ -903,7 +1198,9 @@ impl Engine {
                         self.send_proxy(ack);
                     }
                     if let Some(d) = done {
-                        let _ = d.send(Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())));
+                        let _ = d.send(
+                            Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())),
+                        );
                     }
                 } else if let Some(d) = done {
                     let _ = d.send(Err(CallError::from_response(code, &reason)));
@@ -917,7 +1214,11 @@ impl Engine {
                     self.send_proxy(ack);
                 }
                 if let Some(d) = done {
-                    let _ = d.send(if (200..300).contains(&code) { Ok(()) } else { Err(CallError::from_response(code, &reason)) });
+                    let _ = d.send(if (200..300).contains(&code) {
+                        Ok(())
+                    } else {
+                        Err(CallError::from_response(code, &reason))
+                    });
                 }
             }
             Purpose::KeepAlive => {
@@ -943,11 +1244,22 @@ impl Engine {
         let branch = req.branch().unwrap_or_default();
         let call_id = req.call_id().unwrap_or("").to_string();
         // Retransmissions and the ACK of a non-2xx response belong to a server transaction.
-        let key = format!("{branch}/{}", if method == "ACK" { "INVITE" } else { method.as_str() });
+        let key = format!(
+            "{branch}/{}",
+            if method == "ACK" {
+                "INVITE"
+            } else {
+                method.as_str()
+            }
+        );
         if let Some(st) = self.servers.get_mut(&key) {
             st.on_request(now, &req);
             while let Some(bytes) = st.poll_transmit() {
-                self.out.push(Outgoing { bytes, to: from, tcp });
+                self.out.push(Outgoing {
+                    bytes,
+                    to: from,
+                    tcp,
+                });
             }
             if method != "ACK" {
                 return;
@@ -963,7 +1275,8 @@ impl Engine {
         let mut st = ServerTx::new(&req, tcp, self.cfg.timers);
         let has_to_tag = req.to_tag().is_some();
         let local_tag = token();
-        let response = |code: u16, reason: &str| Message::response_to(&req, code, reason, Some(&local_tag));
+        let response =
+            |code: u16, reason: &str| Message::response_to(&req, code, reason, Some(&local_tag));
         let mut reply: Option<Message>;
         match method.as_str() {
             "OPTIONS" => {
@@ -975,13 +1288,34 @@ impl Engine {
             "INVITE" if !has_to_tag => {
                 reply = Some(response(100, "Trying"));
                 let to_user = match &req.start {
-                    crate::message::StartLine::Request { uri, .. } => crate::message::Uri::parse(uri).and_then(|u| u.user).unwrap_or_default(),
+                    crate::message::StartLine::Request { uri, .. } => {
+                        crate::message::Uri::parse(uri)
+                            .and_then(|u| u.user)
+                            .unwrap_or_default()
+                    }
                     crate::message::StartLine::Response { .. } => String::new(),
                 };
-                let from_user = req.header("From").and_then(addr_uri).and_then(|u| u.user).unwrap_or_default();
+                let from_user = req
+                    .header("From")
+                    .and_then(addr_uri)
+                    .and_then(|u| u.user)
+                    .unwrap_or_default();
                 let offer = Sdp::parse(&req.body).ok();
-                self.pending.insert(call_id.clone(), Pending { request: req.clone(), server: key.clone(), local_tag: local_tag.clone() });
-                let inc = Incoming { call_id: call_id.clone(), to_user, from_user, offer, cmd: self.cmd.clone() };
+                self.pending.insert(
+                    call_id.clone(),
+                    Pending {
+                        request: req.clone(),
+                        server: key.clone(),
+                        local_tag: local_tag.clone(),
+                    },
+                );
+                let inc = Incoming {
+                    call_id: call_id.clone(),
+                    to_user,
+                    from_user,
+                    offer,
+                    cmd: self.cmd.clone(),
+                };
                 if self.incoming.send(inc).is_err() {
                     reply = Some(response(486, "Busy Here"));
                     self.pending.remove(&call_id);
@@ -993,7 +1327,10 @@ impl Engine {
                 if let Some(d) = self.dialogs.get_mut(&call_id) {
                     let sdp = Sdp::parse(&req.body).ok();
                     let offers_t38 = sdp.as_ref().and_then(Sdp::t38).is_some();
-                    let ours_t38 = Sdp::parse(&d.local_sdp).ok().and_then(|s| s.t38()).is_some();
+                    let ours_t38 = Sdp::parse(&d.local_sdp)
+                        .ok()
+                        .and_then(|s| s.t38())
+                        .is_some();
                     // A refresh: no SDP, or the same kind of media we already have.
                     let refresh = req.body.is_empty() || offers_t38 == ours_t38;
                     if offers_t38
@@ -1004,7 +1341,10 @@ impl Engine {
                     }
                     d.sdp_version += 1;
                     let mut r = Message::response_to(&req, 200, "OK", Some(&d.local_tag));
-                    r.add_header("Contact", format!("<sip:{}@{}>", self.cfg.account.user, self.local));
+                    r.add_header(
+                        "Contact",
+                        format!("<sip:{}@{}>", self.cfg.account.user, self.local),
+                    );
                     if !d.local_sdp.is_empty() && method == "INVITE" {
                         r.add_header("Content-Type", "application/sdp");
                         r.body = d.local_sdp.clone();
@@ -1026,7 +1366,12 @@ impl Engine {
             "CANCEL" => {
                 reply = Some(response(200, "OK"));
                 if let Some(p) = self.pending.remove(&call_id) {
-                    let r = Message::response_to(&p.request, 487, "Request Terminated", Some(&p.local_tag));
+                    let r = Message::response_to(
+                        &p.request,
+                        487,
+                        "Request Terminated",
+                        Some(&p.local_tag),
+                    );
                     self.respond_server(&p.server.clone(), &r);
                 }
             }
@@ -1036,7 +1381,11 @@ impl Engine {
             st.respond(now, &r);
         }
         while let Some(bytes) = st.poll_transmit() {
-            self.out.push(Outgoing { bytes, to: from, tcp });
+            self.out.push(Outgoing {
+                bytes,
+                to: from,
+                tcp,
+            });
         }
         self.reply_to.insert(key.clone(), (from, tcp));
         self.servers.insert(key, st);
@@ -1052,12 +1401,18 @@ impl Engine {
                     ended.push((k.clone(), ev));
                 }
                 while let Some(b) = c.tx.poll_transmit() {
-                    self.out.push(Outgoing { bytes: b, to: proxy, tcp });
+                    self.out.push(Outgoing {
+                        bytes: b,
+                        to: proxy,
+                        tcp,
+                    });
                 }
             }
         }
         for (k, ev) in ended {
-            let Some(c) = self.clients.remove(&k) else { continue };
+            let Some(c) = self.clients.remove(&k) else {
+                continue;
+            };
             if ev == ClientEvent::Timeout {
                 match c.purpose {
                     Purpose::Register { done: Some(d), .. } => {
@@ -1091,7 +1446,11 @@ impl Engine {
             !st.is_terminated()
         });
         for (bytes, k) in out {
-            let (to, tcp) = self.reply_to.get(&k).copied().unwrap_or((self.cfg.account.proxy, self.tcp()));
+            let (to, tcp) = self
+                .reply_to
+                .get(&k)
+                .copied()
+                .unwrap_or((self.cfg.account.proxy, self.tcp()));
             self.out.push(Outgoing { bytes, to, tcp });
         }
         let servers = &self.servers;
@@ -1123,7 +1482,11 @@ impl Engine {
         {
             self.keepalive_at = Some(now + every);
             // One keep-alive at a time: the last one is still waiting for its answer (or timer F).
-            if !self.clients.values().any(|c| matches!(c.purpose, Purpose::KeepAlive)) {
+            if !self
+                .clients
+                .values()
+                .any(|c| matches!(c.purpose, Purpose::KeepAlive))
+            {
                 self.keepalive();
             }
         }
@@ -1137,7 +1500,11 @@ impl Engine {
         for d in self.servers.values().filter_map(ServerTx::deadline) {
             next = next.min(d);
         }
-        for d in self.dialogs.values().filter_map(|d| d.pending_2xx.as_ref().map(|p| p.1)) {
+        for d in self
+            .dialogs
+            .values()
+            .filter_map(|d| d.pending_2xx.as_ref().map(|p| p.1))
+        {
             next = next.min(d);
         }
         for r in [self.refresh_at, self.keepalive_at].into_iter().flatten() {
@@ -1158,10 +1525,19 @@ impl Engine {
         }
     }
 
-    async fn run(mut self, udp: Arc<UdpSocket>, tcp: TcpListener, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(
+        mut self,
+        udp: Arc<UdpSocket>,
+        tcp: TcpListener,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    ) {
         let mut buf = vec![0u8; 65_536];
         let (stream_tx, mut stream_rx) = mpsc::unbounded_channel();
-        let mut conns = Connections { map: HashMap::new(), next_id: 0, events: stream_tx };
+        let mut conns = Connections {
+            map: HashMap::new(),
+            next_id: 0,
+            events: stream_tx,
+        };
         loop {
             self.flush(&udp, &mut conns).await;
             let wake = self.origin + self.next_deadline();
@@ -1257,7 +1633,14 @@ impl Connections {
                 }
             }
         });
-        self.map.insert(to, Conn { id, tx, task: task.abort_handle() });
+        self.map.insert(
+            to,
+            Conn {
+                id,
+                tx,
+                task: task.abort_handle(),
+            },
+        );
     }
 
     fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
@@ -1265,7 +1648,14 @@ impl Connections {
         let id = self.bump();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(serve(stream, peer, id, rx, self.events.clone()));
-        if let Some(old) = self.map.insert(peer, Conn { id, tx, task: task.abort_handle() }) {
+        if let Some(old) = self.map.insert(
+            peer,
+            Conn {
+                id,
+                tx,
+                task: task.abort_handle(),
+            },
+        ) {
             old.task.abort();
         }
     }
@@ -1289,7 +1679,13 @@ impl Connections {
 }
 
 /// Runs one TCP connection: writes what the agent queues, frames what arrives into messages.
-async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, events: mpsc::UnboundedSender<StreamEvent>) {
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    events: mpsc::UnboundedSender<StreamEvent>,
+) {
     let (mut reader, mut writer) = stream.into_split();
     let write = async move {
         while let Some(b) = rx.recv().await {

@@ -449,7 +449,10 @@ impl Dispatcher {
 
     /// What the fax server last reported as wrong with its line, if anything.
     pub fn line_status(&self, id: &str) -> Option<String> {
-        self.lock().servers.get(id).and_then(|s| s.line_status.clone())
+        self.lock()
+            .servers
+            .get(id)
+            .and_then(|s| s.line_status.clone())
     }
 
     /// A snapshot for the API: (online, free channels, open attempts, health).
@@ -813,7 +816,12 @@ impl Dispatcher {
         Ok(())
     }
 
-    pub fn heartbeat(&self, server_id: &str, channels: &[protocol::ChannelState], line_status: Option<String>) {
+    pub fn heartbeat(
+        &self,
+        server_id: &str,
+        channels: &[protocol::ChannelState],
+        line_status: Option<String>,
+    ) {
         let receiving = channels
             .iter()
             .filter(|c| **c == protocol::ChannelState::Receiving)

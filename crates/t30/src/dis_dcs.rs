@@ -140,7 +140,10 @@ impl Modem {
     }
 
     pub(crate) fn from_dcs_bits(b: [bool; 4]) -> Option<Modem> {
-        Modem::FALLBACK.into_iter().chain([Modem::V27ter2400]).find(|m| m.dcs_bits() == b)
+        Modem::FALLBACK
+            .into_iter()
+            .chain([Modem::V27ter2400])
+            .find(|m| m.dcs_bits() == b)
     }
 }
 
@@ -175,9 +178,13 @@ impl Resolution {
 
     /// The resolution for a TIFF y resolution in dpi, if it is one of the three.
     pub fn from_dpi(dpi: f64) -> Option<Self> {
-        [Resolution::Standard, Resolution::Fine, Resolution::Superfine]
-            .into_iter()
-            .find(|r| (r.lines_per_inch() - dpi).abs() < dpi * 0.05)
+        [
+            Resolution::Standard,
+            Resolution::Fine,
+            Resolution::Superfine,
+        ]
+        .into_iter()
+        .find(|r| (r.lines_per_inch() - dpi).abs() < dpi * 0.05)
     }
 }
 

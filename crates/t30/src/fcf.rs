@@ -134,7 +134,11 @@ impl Frame {
     pub fn new(fcf: u8, fif: &[u8], last: bool) -> Self {
         let mut v = Vec::with_capacity(3 + fif.len());
         v.push(ADDRESS);
-        v.push(if last { CONTROL_FINAL } else { CONTROL_NON_FINAL });
+        v.push(if last {
+            CONTROL_FINAL
+        } else {
+            CONTROL_NON_FINAL
+        });
         v.push(fcf);
         v.extend_from_slice(fif);
         Self(v)
@@ -166,7 +170,11 @@ impl Frame {
 /// The FIF of CSI, TSI, CIG (§5.3.6.2.4 to .6): 20 characters, last character first, space padded.
 pub fn encode_ident(ident: &str) -> [u8; 20] {
     let mut out = [b' '; 20];
-    let chars: Vec<u8> = ident.bytes().filter(|b| (0x20..0x7f).contains(b)).take(20).collect();
+    let chars: Vec<u8> = ident
+        .bytes()
+        .filter(|b| (0x20..0x7f).contains(b))
+        .take(20)
+        .collect();
     for (i, c) in chars.iter().enumerate() {
         out[19 - i] = *c;
     }
@@ -178,7 +186,13 @@ pub fn decode_ident(fif: &[u8]) -> String {
     let s: String = fif
         .iter()
         .rev()
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { ' ' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                ' '
+            }
+        })
         .collect();
     s.trim().to_string()
 }

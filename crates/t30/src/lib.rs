@@ -175,13 +175,21 @@ impl fmt::Display for Failure {
             Failure::NoFaxTone => write!(f, "no fax answered (T1 expired waiting for DIS)"),
             Failure::TrainingFailed => write!(f, "training failed at every rate (FTT)"),
             Failure::RemoteHungUp { during } => write!(f, "remote hung up during {during}"),
-            Failure::RetriesExhausted { command } => write!(f, "{command} repeated without an answer; retries exhausted"),
+            Failure::RetriesExhausted { command } => {
+                write!(f, "{command} repeated without an answer; retries exhausted")
+            }
             Failure::Incompatible { reason } => write!(f, "incompatible capabilities: {reason}"),
-            Failure::PageRejected { page } => write!(f, "page {page} rejected by the receiver (RTN)"),
-            Failure::ReceiveTimeout { during } => write!(f, "nothing received during {during} (T2 expired)"),
+            Failure::PageRejected { page } => {
+                write!(f, "page {page} rejected by the receiver (RTN)")
+            }
+            Failure::ReceiveTimeout { during } => {
+                write!(f, "nothing received during {during} (T2 expired)")
+            }
             Failure::LimitExceeded { what } => write!(f, "limit exceeded: {what}"),
             Failure::BadPage { reason } => write!(f, "page could not be coded: {reason}"),
-            Failure::PasswordRejected => write!(f, "the sender's password (SID) was missing or wrong"),
+            Failure::PasswordRejected => {
+                write!(f, "the sender's password (SID) was missing or wrong")
+            }
         }
     }
 }

@@ -230,11 +230,19 @@ impl Session {
         match (&self.cfg.role, self.cfg.calling) {
             (Role::Send(pages), true) => {
                 if pages.is_empty() {
-                    self.fail_now(Failure::BadPage { reason: "no pages to send".into() });
+                    self.fail_now(Failure::BadPage {
+                        reason: "no pages to send".into(),
+                    });
                     return;
                 }
-                if let Some(p) = pages.iter().find(|p| ![1728, 2048, 2432].contains(&p.width)) {
-                    let reason = format!("page width {} is not a fax width (1728, 2048 or 2432)", p.width);
+                if let Some(p) = pages
+                    .iter()
+                    .find(|p| ![1728, 2048, 2432].contains(&p.width))
+                {
+                    let reason = format!(
+                        "page width {} is not a fax width (1728, 2048 or 2432)",
+                        p.width
+                    );
                     self.fail_now(Failure::BadPage { reason });
                     return;
                 }
@@ -312,7 +320,10 @@ impl Session {
             }
             let mut next = self.tx.next_due();
             if self.finishing.is_none() {
-                for d in [self.timer.map(|t| t.0), self.t1_deadline, self.t5_deadline].into_iter().flatten() {
+                for d in [self.timer.map(|t| t.0), self.t1_deadline, self.t5_deadline]
+                    .into_iter()
+                    .flatten()
+                {
                     next = Some(next.map_or(d, |n| n.min(d)));
                 }
             }
@@ -354,7 +365,14 @@ impl Session {
         self.last_sent_name = name;
         self.last_after = after;
         self.timer = None;
-        self.tx.send(now, Signal::Hdlc { modem: None, frames, long_training: false });
+        self.tx.send(
+            now,
+            Signal::Hdlc {
+                modem: None,
+                frames,
+                long_training: false,
+            },
+        );
         self.state = State::Busy;
         self.after = after;
     }
@@ -383,7 +401,14 @@ impl Session {
         let dcn = self.command(fcf::DCN, &[], true);
         self.timer = None;
         self.after = After::Nothing;
-        self.tx.send(now, Signal::Hdlc { modem: None, frames: vec![dcn], long_training: false });
+        self.tx.send(
+            now,
+            Signal::Hdlc {
+                modem: None,
+                frames: vec![dcn],
+                long_training: false,
+            },
+        );
         self.finishing = Some(result);
     }
 
@@ -393,8 +418,18 @@ impl Session {
         self.stats.image_octets = self.tx.image_octets;
         self.stats.lost_packets = self.rx.lost_packets;
         let detail = match &result {
-            Ok(()) => format!("{} page(s), last frame {}", self.stats.pages, self.last_sent_name),
-            Err(f) => format!("{f}; last sent {}", if self.last_sent_name.is_empty() { "-" } else { self.last_sent_name }),
+            Ok(()) => format!(
+                "{} page(s), last frame {}",
+                self.stats.pages, self.last_sent_name
+            ),
+            Err(f) => format!(
+                "{f}; last sent {}",
+                if self.last_sent_name.is_empty() {
+                    "-"
+                } else {
+                    self.last_sent_name
+                }
+            ),
         };
         self.finished = Some(Outcome {
             result,
@@ -449,10 +484,15 @@ impl Session {
             (TimerFired::T5, _) => {
                 self.end(now, Err(Failure::RetriesExhausted { command: "RR" }));
             }
-            (TimerFired::Wait(Timer::T4), State::WaitCfr | State::WaitPostResponse | State::WaitCtr) => {
+            (
+                TimerFired::Wait(Timer::T4),
+                State::WaitCfr | State::WaitPostResponse | State::WaitCtr,
+            ) => {
                 self.repeat(now);
             }
-            (TimerFired::Wait(_), State::WaitCommand) if !self.cfg.calling && self.dcs.is_none() => {
+            (TimerFired::Wait(_), State::WaitCommand)
+                if !self.cfg.calling && self.dcs.is_none() =>
+            {
                 // No DCS yet: say DIS again until T1.
                 self.send_dis(now);
             }
@@ -466,7 +506,11 @@ impl Session {
                 self.finishing = Some(Ok(()));
             }
             (TimerFired::Wait(_), State::WaitCommand | State::Image) => {
-                let during = if self.state == State::Image { "image data" } else { "a command" };
+                let during = if self.state == State::Image {
+                    "image data"
+                } else {
+                    "a command"
+                };
                 self.end(now, Err(Failure::ReceiveTimeout { during }));
             }
             _ => {}
@@ -527,11 +571,28 @@ impl Session {
     fn on_control(&mut self, now: Duration, frame: Frame, ok: bool) {
         if !ok {
             // A damaged command: ask for it again (CRP) once the burst is over.
-            if !self.cfg.calling && frame.is_final() && matches!(self.state, State::WaitCommand | State::Image | State::WaitDcn) {
+            if !self.cfg.calling
+                && frame.is_final()
+                && matches!(
+                    self.state,
+                    State::WaitCommand | State::Image | State::WaitDcn
+                )
+            {
                 let crp = self.response(fcf::CRP, &[]);
                 self.stats.repeats += 1;
-                let after = if self.state == State::WaitDcn { After::AwaitDcn } else { After::AwaitCommand };
-                self.tx.send(now, Signal::Hdlc { modem: None, frames: vec![crp], long_training: false });
+                let after = if self.state == State::WaitDcn {
+                    After::AwaitDcn
+                } else {
+                    After::AwaitCommand
+                };
+                self.tx.send(
+                    now,
+                    Signal::Hdlc {
+                        modem: None,
+                        frames: vec![crp],
+                        long_training: false,
+                    },
+                );
                 self.state = State::Busy;
                 self.after = after;
             }
@@ -643,7 +704,12 @@ impl Session {
     fn on_dis(&mut self, now: Duration, frame: &Frame) {
         let far = Capabilities::from_dis(&Fif(frame.fif().to_vec()));
         if !far.receive {
-            self.end(now, Err(Failure::Incompatible { reason: "the far end cannot receive (DIS bit 10 clear)".into() }));
+            self.end(
+                now,
+                Err(Failure::Incompatible {
+                    reason: "the far end cannot receive (DIS bit 10 clear)".into(),
+                }),
+            );
             return;
         }
         let modems = self.local.common_modems(&far, self.cfg.max_rate);
@@ -654,21 +720,31 @@ impl Session {
         }
         let width = self.pages.first().map_or(1728, |p| p.width);
         if width > far.max_width {
-            let reason = format!("page width {width} pels but the far end takes at most {}", far.max_width);
+            let reason = format!(
+                "page width {width} pels but the far end takes at most {}",
+                far.max_width
+            );
             self.end(now, Err(Failure::Incompatible { reason }));
             return;
         }
         // One resolution for the document: the first page's, or the finest the far end has below it.
-        let want = self.pages.first().map_or(Resolution::Fine, |p| p.resolution);
-        let res = [Resolution::Superfine, Resolution::Fine, Resolution::Standard]
-            .into_iter()
-            .filter(|r| *r <= want)
-            .find(|r| match r {
-                Resolution::Superfine => far.superfine,
-                Resolution::Fine => far.fine,
-                Resolution::Standard => true,
-            })
-            .unwrap_or(Resolution::Standard);
+        let want = self
+            .pages
+            .first()
+            .map_or(Resolution::Fine, |p| p.resolution);
+        let res = [
+            Resolution::Superfine,
+            Resolution::Fine,
+            Resolution::Standard,
+        ]
+        .into_iter()
+        .filter(|r| *r <= want)
+        .find(|r| match r {
+            Resolution::Superfine => far.superfine,
+            Resolution::Fine => far.fine,
+            Resolution::Standard => true,
+        })
+        .unwrap_or(Resolution::Standard);
         for p in &mut self.pages {
             if p.resolution != res {
                 *p = convert_resolution(p, res);
@@ -729,19 +805,34 @@ impl Session {
     fn send_tcf(&mut self, now: Duration) {
         let Some(d) = self.dcs else { return };
         let octets = (d.modem.bit_rate() * TCF_SECONDS_X2 / 16) as usize;
-        self.tx.send(now, Signal::NonEcm { modem: d.modem, data: vec![0; octets], long_training: true });
+        self.tx.send(
+            now,
+            Signal::NonEcm {
+                modem: d.modem,
+                data: vec![0; octets],
+                long_training: true,
+            },
+        );
         self.state = State::Busy;
         self.after = After::AwaitResponse;
     }
 
     fn encode_page(&self, index: usize) -> Result<Vec<u8>, Failure> {
         let (Some(d), Some(p)) = (self.dcs, self.pages.get(index)) else {
-            return Err(Failure::BadPage { reason: "no page".into() });
+            return Err(Failure::BadPage {
+                reason: "no page".into(),
+            });
         };
         let mut o = t4::EncodeOptions::fax(d.compression.coding(d.resolution));
         o.min_line_bits = d.min_line_bits();
-        let page = t4::PageRef { width: p.width, height: p.height, data: &p.data };
-        t4::encode(page, &o).map_err(|e| Failure::BadPage { reason: e.to_string() })
+        let page = t4::PageRef {
+            width: p.width,
+            height: p.height,
+            data: &p.data,
+        };
+        t4::encode(page, &o).map_err(|e| Failure::BadPage {
+            reason: e.to_string(),
+        })
     }
 
     fn start_page(&mut self, now: Duration) {
@@ -758,7 +849,11 @@ impl Session {
                 return;
             }
         };
-        self.post_fcf = if self.page + 1 < self.pages.len() { fcf::MPS } else { fcf::EOP };
+        self.post_fcf = if self.page + 1 < self.pages.len() {
+            fcf::MPS
+        } else {
+            fcf::EOP
+        };
         if d.ecm {
             // T.4 data in HDLC octet order (see fcf), cut into frames; the last frame zero-padded.
             let size = d.ecm_frame;
@@ -770,10 +865,20 @@ impl Session {
                     v
                 })
                 .collect();
-            self.ecm_tx = EcmTx { frames, ..EcmTx::default() };
+            self.ecm_tx = EcmTx {
+                frames,
+                ..EcmTx::default()
+            };
             self.send_ecm_block(now, false);
         } else {
-            self.tx.send(now, Signal::NonEcm { modem: d.modem, data, long_training: false });
+            self.tx.send(
+                now,
+                Signal::NonEcm {
+                    modem: d.modem,
+                    data,
+                    long_training: false,
+                },
+            );
             self.state = State::Busy;
             self.after = After::PostMessage;
         }
@@ -802,7 +907,14 @@ impl Session {
         for _ in 0..3 {
             frames.push(Frame::new(fcf::RCP, &[], false));
         }
-        self.tx.send(now, Signal::Hdlc { modem: Some(d.modem), frames, long_training: false });
+        self.tx.send(
+            now,
+            Signal::Hdlc {
+                modem: Some(d.modem),
+                frames,
+                long_training: false,
+            },
+        );
         self.state = State::Busy;
         self.after = After::PostMessage;
     }
@@ -812,20 +924,35 @@ impl Session {
         self.retries = 0;
         if d.ecm {
             let last = self.ecm_tx.last_block();
-            let fcf2 = if last { self.post_fcf | fcf::X_BIT } else { fcf::PPS_NULL };
+            let fcf2 = if last {
+                self.post_fcf | fcf::X_BIT
+            } else {
+                fcf::PPS_NULL
+            };
             let n = self.ecm_tx.block_len();
-            let fif = [fcf2, self.page as u8, self.ecm_tx.block, (n.max(1) - 1) as u8];
+            let fif = [
+                fcf2,
+                self.page as u8,
+                self.ecm_tx.block,
+                (n.max(1) - 1) as u8,
+            ];
             let pps = self.command(fcf::PPS, &fif, true);
             self.send_frames(now, vec![pps], "PPS", After::AwaitResponse);
         } else {
-            let name = if self.post_fcf == fcf::MPS { "MPS" } else { "EOP" };
+            let name = if self.post_fcf == fcf::MPS {
+                "MPS"
+            } else {
+                "EOP"
+            };
             let cmd = self.command(self.post_fcf, &[], true);
             self.send_frames(now, vec![cmd], name, After::AwaitResponse);
         }
     }
 
     fn page_confirmed(&mut self, now: Duration) {
-        self.events.push_back(Event::PageSent { index: self.page as u32 });
+        self.events.push_back(Event::PageSent {
+            index: self.page as u32,
+        });
         self.stats.pages += 1;
         self.page += 1;
         self.page_retries = 0;
@@ -870,7 +997,9 @@ impl Session {
                 self.stats.pprs += 1;
                 let map = frame.fif();
                 let n = self.ecm_tx.block_len();
-                self.ecm_tx.resend = (0..n).map(|i| map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)).collect();
+                self.ecm_tx.resend = (0..n)
+                    .map(|i| map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0))
+                    .collect();
                 if !self.ecm_tx.resend.iter().any(|r| *r) {
                     // A PPR that asks for nothing: treat as confirmation of the block.
                     self.post_response(now, fcf::MCF, frame);
@@ -899,7 +1028,12 @@ impl Session {
                     self.send_ecm_block(now, true);
                 }
             } else if fcf::same(f, fcf::PIN) || fcf::same(f, fcf::RTN) {
-                self.end(now, Err(Failure::PageRejected { page: self.page as u32 + 1 }));
+                self.end(
+                    now,
+                    Err(Failure::PageRejected {
+                        page: self.page as u32 + 1,
+                    }),
+                );
             }
             return;
         }
@@ -914,7 +1048,12 @@ impl Session {
             self.retries = 0;
             self.page_retries += 1;
             if self.page_retries > MAX_PAGE_RETRIES {
-                self.end(now, Err(Failure::PageRejected { page: self.page as u32 + 1 }));
+                self.end(
+                    now,
+                    Err(Failure::PageRejected {
+                        page: self.page as u32 + 1,
+                    }),
+                );
                 return;
             }
             // Retrain at a lower rate if there is one, then send the page again.
@@ -940,7 +1079,14 @@ impl Session {
         self.send_frames(now, vec![csi, dis], "DIS", After::AwaitCommand);
     }
 
-    fn respond(&mut self, now: Duration, fcf_value: u8, fif: &[u8], name: &'static str, after: After) {
+    fn respond(
+        &mut self,
+        now: Duration,
+        fcf_value: u8,
+        fif: &[u8],
+        name: &'static str,
+        after: After,
+    ) {
         let r = self.response(fcf_value, fif);
         self.send_frames(now, vec![r], name, after);
     }
@@ -960,7 +1106,10 @@ impl Session {
         let f = frame.fcf();
         if fcf::same(f, fcf::DCS) {
             match Dcs::from_fif(&Fif(frame.fif().to_vec())) {
-                Some(d) if !(d.compression == Compression::Mmr && !d.ecm) && (!d.ecm || self.cfg.ecm) => {
+                Some(d)
+                    if !(d.compression == Compression::Mmr && !d.ecm)
+                        && (!d.ecm || self.cfg.ecm) =>
+                {
                     self.dcs = Some(d);
                     self.stats.dcs = Some(d);
                     self.t1_deadline = None;
@@ -985,7 +1134,14 @@ impl Session {
             return;
         }
         if !d.ecm {
-            let post = [fcf::MPS, fcf::EOP, fcf::EOM, fcf::PRI_MPS, fcf::PRI_EOP, fcf::PRI_EOM];
+            let post = [
+                fcf::MPS,
+                fcf::EOP,
+                fcf::EOM,
+                fcf::PRI_MPS,
+                fcf::PRI_EOP,
+                fcf::PRI_EOM,
+            ];
             if post.iter().any(|p| fcf::same(f, *p)) {
                 self.non_ecm_post_message(now, f);
             }
@@ -1061,7 +1217,11 @@ impl Session {
                 match q {
                     Quality::Good => self.respond(now, fcf::MCF, &[], mcf_name, mcf_after),
                     _ => {
-                        let after = if eop { After::AwaitDcn } else { After::AwaitCommand };
+                        let after = if eop {
+                            After::AwaitDcn
+                        } else {
+                            After::AwaitCommand
+                        };
                         self.respond(now, fcf::RTP, &[], "RTP", after);
                     }
                 }
@@ -1079,7 +1239,12 @@ impl Session {
         self.stats.pages += 1;
         self.stats.bad_lines += p.bad_lines;
         let page = ReceivedPage {
-            page: Page { width: p.width, height: p.height, resolution: d.resolution, data: p.data },
+            page: Page {
+                width: p.width,
+                height: p.height,
+                resolution: d.resolution,
+                data: p.data,
+            },
             dcs: d,
             bad_lines: p.bad_lines,
             max_consecutive_bad: p.max_consecutive_bad,
@@ -1107,7 +1272,12 @@ impl Session {
             // Image data may start while our CFR's carrier is still winding down (Busy).
             State::Image | State::WaitCommand | State::Busy if self.dcs.is_some_and(|d| !d.ecm) => {
                 if self.page_data.len() + data.len() > MAX_PAGE_OCTETS {
-                    self.end(now, Err(Failure::LimitExceeded { what: format!("page data over {MAX_PAGE_OCTETS} octets") }));
+                    self.end(
+                        now,
+                        Err(Failure::LimitExceeded {
+                            what: format!("page data over {MAX_PAGE_OCTETS} octets"),
+                        }),
+                    );
                     return;
                 }
                 self.state = State::Image;
@@ -1152,7 +1322,12 @@ impl Session {
 
     /// Appends the block's frames to the page; with `count`, only when all of the first `count` are in.
     fn take_block(&mut self, count: Option<usize>) {
-        let n = count.unwrap_or_else(|| self.ecm_rx.iter().rposition(Option::is_some).map_or(0, |i| i + 1));
+        let n = count.unwrap_or_else(|| {
+            self.ecm_rx
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1)
+        });
         for slot in self.ecm_rx.iter_mut().take(n) {
             if let Some(d) = slot.take() {
                 self.page_data.extend_from_slice(&d);
@@ -1205,7 +1380,12 @@ impl Session {
                 }
             }
             _ => {
-                self.end(now, Err(Failure::BadPage { reason: "an ECM page did not decode".into() }));
+                self.end(
+                    now,
+                    Err(Failure::BadPage {
+                        reason: "an ECM page did not decode".into(),
+                    }),
+                );
                 return;
             }
         }
@@ -1213,7 +1393,11 @@ impl Session {
             self.eop_seen = true;
         }
         if after_eor {
-            let after = if eop { After::AwaitDcn } else { After::AwaitPage };
+            let after = if eop {
+                After::AwaitDcn
+            } else {
+                After::AwaitPage
+            };
             self.respond(now, fcf::ERR, &[], "ERR", after);
         } else {
             self.respond(now, fcf::MCF, &[], name, after);
@@ -1254,7 +1438,12 @@ fn modem_fif(m: Modem) -> Fif {
 }
 
 fn modem_from_fif(f: &Fif) -> Option<Modem> {
-    Modem::from_dcs_bits([f.get(bit::MODEM_1), f.get(bit::MODEM_2), f.get(bit::MODEM_3), f.get(bit::MODEM_4)])
+    Modem::from_dcs_bits([
+        f.get(bit::MODEM_1),
+        f.get(bit::MODEM_2),
+        f.get(bit::MODEM_3),
+        f.get(bit::MODEM_4),
+    ])
 }
 
 /// A page at another vertical resolution: lines repeated going finer, OR-merged going coarser.
@@ -1290,5 +1479,10 @@ fn convert_resolution(p: &Page, to: Resolution) -> Page {
         }
         height = p.height.div_ceil(from / into);
     }
-    Page { width: p.width, height, resolution: to, data }
+    Page {
+        width: p.width,
+        height,
+        resolution: to,
+        data,
+    }
 }

@@ -43,9 +43,17 @@ pub enum Signal {
     /// The called terminal's answer tone.
     Ced,
     /// HDLC frames at V.21 300 bit/s (control) or at an image modem (ECM).
-    Hdlc { modem: Option<Modem>, frames: Vec<Frame>, long_training: bool },
+    Hdlc {
+        modem: Option<Modem>,
+        frames: Vec<Frame>,
+        long_training: bool,
+    },
     /// Non-ECM data at an image modem: the TCF training check or a page.
-    NonEcm { modem: Modem, data: Vec<u8>, long_training: bool },
+    NonEcm {
+        modem: Modem,
+        data: Vec<u8>,
+        long_training: bool,
+    },
 }
 
 /// The data type of an image modem.
@@ -158,7 +166,11 @@ impl Transmitter {
                 self.silent = true;
                 t += self.delay(Duration::from_millis(75));
             }
-            Signal::Hdlc { modem, frames, long_training } => {
+            Signal::Hdlc {
+                modem,
+                frames,
+                long_training,
+            } => {
                 let (dt, rate) = match modem {
                     None => {
                         self.push(t, Ifp::indicator(Indicator::V21Preamble));
@@ -168,7 +180,8 @@ impl Transmitter {
                     }
                     Some(m) => {
                         self.push(t, Ifp::indicator(training(m, long_training)));
-                        t += self.delay(training_time(m, long_training) + Duration::from_millis(200));
+                        t += self
+                            .delay(training_time(m, long_training) + Duration::from_millis(200));
                         (data_type(m), m.bit_rate())
                     }
                 };
@@ -179,11 +192,18 @@ impl Transmitter {
                         self.image_octets += wire.len() as u64;
                     }
                     let bits = wire.len() * 8 + 32;
-                    let end = if i + 1 == n { FieldType::HdlcFcsOkSigEnd } else { FieldType::HdlcFcsOk };
+                    let end = if i + 1 == n {
+                        FieldType::HdlcFcsOkSigEnd
+                    } else {
+                        FieldType::HdlcFcsOk
+                    };
                     // Each frame in one IFP: its data and the FCS-OK that ends it.
                     self.push(
                         t,
-                        Ifp::data(dt, vec![Field::new(FieldType::HdlcData, wire), Field::bare(end)]),
+                        Ifp::data(
+                            dt,
+                            vec![Field::new(FieldType::HdlcData, wire), Field::bare(end)],
+                        ),
                     );
                     t += self.delay(bits_time(bits, rate));
                 }
@@ -191,7 +211,11 @@ impl Transmitter {
                 self.push(t, Ifp::indicator(Indicator::NoSignal));
                 self.silent = true;
             }
-            Signal::NonEcm { modem, data, long_training } => {
+            Signal::NonEcm {
+                modem,
+                data,
+                long_training,
+            } => {
                 self.push(t, Ifp::indicator(training(modem, long_training)));
                 t += self.delay(training_time(modem, long_training));
                 let dt = data_type(modem);
@@ -205,12 +229,19 @@ impl Transmitter {
                 let chunks: Vec<&[u8]> = data.chunks(per_chunk).collect();
                 let n = chunks.len();
                 for (i, c) in chunks.into_iter().enumerate() {
-                    let ft = if i + 1 == n { FieldType::T4NonEcmSigEnd } else { FieldType::T4NonEcmData };
+                    let ft = if i + 1 == n {
+                        FieldType::T4NonEcmSigEnd
+                    } else {
+                        FieldType::T4NonEcmData
+                    };
                     self.push(t, Ifp::data(dt, vec![Field::new(ft, c.to_vec())]));
                     t += self.delay(bits_time(c.len() * 8, rate));
                 }
                 if n == 0 {
-                    self.push(t, Ifp::data(dt, vec![Field::bare(FieldType::T4NonEcmSigEnd)]));
+                    self.push(
+                        t,
+                        Ifp::data(dt, vec![Field::bare(FieldType::T4NonEcmSigEnd)]),
+                    );
                 }
                 t += self.delay(Duration::from_millis(60));
                 self.push(t, Ifp::indicator(Indicator::NoSignal));
@@ -360,7 +391,10 @@ impl Receiver {
                     self.missing = true;
                 }
             }
-            FieldType::HdlcFcsOk | FieldType::HdlcFcsBad | FieldType::HdlcFcsOkSigEnd | FieldType::HdlcFcsBadSigEnd => {
+            FieldType::HdlcFcsOk
+            | FieldType::HdlcFcsBad
+            | FieldType::HdlcFcsOkSigEnd
+            | FieldType::HdlcFcsBadSigEnd => {
                 // Data in an FCS field is non-standard but sent by some (Cisco); keep it.
                 if !f.data.is_empty() && self.hdlc.len() + f.data.len() <= self.max_frame {
                     self.hdlc.extend_from_slice(&f.data);
@@ -405,8 +439,18 @@ mod tests {
             Frame::new(fcf::CSI, &fcf::encode_ident("123"), false),
             Frame::new(fcf::DIS, &[0x00, 0x2e, 0x70], true),
         ];
-        let end = tx.send(Duration::ZERO, Signal::Hdlc { modem: None, frames: frames.clone(), long_training: false });
-        assert!(end > Duration::from_secs(1), "paced V.21 takes its preamble time");
+        let end = tx.send(
+            Duration::ZERO,
+            Signal::Hdlc {
+                modem: None,
+                frames: frames.clone(),
+                long_training: false,
+            },
+        );
+        assert!(
+            end > Duration::from_secs(1),
+            "paced V.21 takes its preamble time"
+        );
         let mut rx = Receiver::new();
         let mut ev = Vec::new();
         let mut seq = 0u16;
@@ -426,7 +470,9 @@ mod tests {
         let got: Vec<Frame> = ev
             .iter()
             .filter_map(|e| match e {
-                RxEvent::Frame { frame, ok: true, .. } => Some(frame.clone()),
+                RxEvent::Frame {
+                    frame, ok: true, ..
+                } => Some(frame.clone()),
                 _ => None,
             })
             .collect();
@@ -440,9 +486,18 @@ mod tests {
         rx.handle(Some(0), &Ifp::indicator(Indicator::V21Preamble), &mut ev);
         rx.handle(
             Some(2),
-            &Ifp::data(DataType::V21, vec![Field::new(FieldType::HdlcData, [0xff, 0xc8, 0x01]), Field::bare(FieldType::HdlcFcsOk)]),
+            &Ifp::data(
+                DataType::V21,
+                vec![
+                    Field::new(FieldType::HdlcData, [0xff, 0xc8, 0x01]),
+                    Field::bare(FieldType::HdlcFcsOk),
+                ],
+            ),
             &mut ev,
         );
-        assert!(ev.iter().any(|e| matches!(e, RxEvent::Frame { ok: false, .. })));
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, RxEvent::Frame { ok: false, .. }))
+        );
     }
 }

@@ -30,7 +30,14 @@ fn clean_calls_in_every_mode_deliver_identical_pages() {
         s.mr = mr;
         s.mmr = mmr;
         s.max_rate = rate;
-        let r = run(s, receiver_config(), LinkModel::clean(), LinkModel::clean(), 3, 1);
+        let r = run(
+            s,
+            receiver_config(),
+            LinkModel::clean(),
+            LinkModel::clean(),
+            3,
+            1,
+        );
         assert_eq!(r.sender.result, Ok(()), "{:?}", r.sender.detail);
         assert_eq!(r.receiver.result, Ok(()), "{:?}", r.receiver.detail);
         assert_eq!(r.received.len(), 3);
@@ -49,11 +56,26 @@ fn clean_calls_in_every_mode_deliver_identical_pages() {
 
 #[test]
 fn paced_call_takes_real_fax_time() {
-    let r = run(sender_config(pages(1, 400)), receiver_config(), LinkModel::clean(), LinkModel::clean(), 3, 2);
+    let r = run(
+        sender_config(pages(1, 400)),
+        receiver_config(),
+        LinkModel::clean(),
+        LinkModel::clean(),
+        3,
+        2,
+    );
     assert_eq!(r.sender.result, Ok(()));
     // CNG, DIS, DCS + 1.5 s TCF, CFR, page, MPS/MCF, DCN: several seconds of line time.
-    assert!(r.sender.duration > Duration::from_secs(6), "{:?}", r.sender.duration);
-    assert!(r.sender.duration < Duration::from_secs(40), "{:?}", r.sender.duration);
+    assert!(
+        r.sender.duration > Duration::from_secs(6),
+        "{:?}",
+        r.sender.duration
+    );
+    assert!(
+        r.sender.duration < Duration::from_secs(40),
+        "{:?}",
+        r.sender.duration
+    );
 }
 
 #[test]
@@ -61,7 +83,14 @@ fn superfine_pages_go_fine_to_a_receiver_without_superfine() {
     // Our receiver has superfine; a sender asking fine keeps fine; a standard receiver is tested through
     // DIS decoding in the unit tests. Here: a superfine page arrives superfine, unchanged.
     let p = vec![letter(9, 600, Resolution::Superfine)];
-    let r = run(sender_config(p.clone()), receiver_config(), LinkModel::clean(), LinkModel::clean(), 3, 3);
+    let r = run(
+        sender_config(p.clone()),
+        receiver_config(),
+        LinkModel::clean(),
+        LinkModel::clean(),
+        3,
+        3,
+    );
     assert_eq!(r.sender.result, Ok(()));
     assert_eq!(r.received[0].page, p[0]);
     assert_eq!(r.received[0].dcs.resolution, Resolution::Superfine);
@@ -70,8 +99,18 @@ fn superfine_pages_go_fine_to_a_receiver_without_superfine() {
 #[test]
 fn no_answer_ends_with_t1() {
     // A receiver that never hears anything: the sender's IFPs are all lost.
-    let dead = LinkModel { loss: 1.0, ..LinkModel::clean() };
-    let r = run(sender_config(pages(1, 100)), receiver_config(), dead.clone(), dead, 0, 4);
+    let dead = LinkModel {
+        loss: 1.0,
+        ..LinkModel::clean()
+    };
+    let r = run(
+        sender_config(pages(1, 100)),
+        receiver_config(),
+        dead.clone(),
+        dead,
+        0,
+        4,
+    );
     assert_eq!(r.sender.result, Err(Failure::NoFaxTone));
     assert!(r.sender.duration >= Duration::from_secs(35));
     assert!(r.receiver.result.is_err());
@@ -84,7 +123,10 @@ fn one_way_silence_after_training_exhausts_retries() {
         sender_config(pages(1, 100)),
         receiver_config(),
         LinkModel::clean(),
-        LinkModel { loss: 1.0, ..LinkModel::clean() },
+        LinkModel {
+            loss: 1.0,
+            ..LinkModel::clean()
+        },
         0,
         5,
     );
@@ -96,8 +138,19 @@ fn one_way_silence_after_training_exhausts_retries() {
 fn a_slow_receiver_limit_refuses_extra_pages() {
     let mut rc = receiver_config();
     rc.max_pages = 1;
-    let r = run(sender_config(pages(2, 100)), rc, LinkModel::clean(), LinkModel::clean(), 3, 6);
-    assert!(matches!(r.receiver.result, Err(Failure::LimitExceeded { .. })), "{:?}", r.receiver.result);
+    let r = run(
+        sender_config(pages(2, 100)),
+        rc,
+        LinkModel::clean(),
+        LinkModel::clean(),
+        3,
+        6,
+    );
+    assert!(
+        matches!(r.receiver.result, Err(Failure::LimitExceeded { .. })),
+        "{:?}",
+        r.receiver.result
+    );
     assert!(r.sender.result.is_err());
     assert_eq!(r.received.len(), 1);
 }
@@ -106,7 +159,14 @@ fn a_slow_receiver_limit_refuses_extra_pages() {
 fn rates_step_down_when_the_receiver_only_has_v29() {
     let mut rc = receiver_config();
     rc.max_rate = 9600;
-    let r = run(sender_config(pages(1, 100)), rc, LinkModel::clean(), LinkModel::clean(), 3, 7);
+    let r = run(
+        sender_config(pages(1, 100)),
+        rc,
+        LinkModel::clean(),
+        LinkModel::clean(),
+        3,
+        7,
+    );
     assert_eq!(r.sender.result, Ok(()));
     assert_eq!(r.received[0].dcs.modem, Modem::V29_9600);
 }
@@ -115,7 +175,10 @@ fn rates_step_down_when_the_receiver_only_has_v29() {
 /// reordering; ECM calls must end with identical pages or a typed failure, never a hang or a panic.
 #[test]
 fn thousand_seeds_of_loss_end_identical_or_typed() {
-    let seeds: u64 = std::env::var("T30_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let seeds: u64 = std::env::var("T30_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     let mut ok = 0;
     let mut failures = std::collections::BTreeMap::<String, u32>::new();
     for seed in 0..seeds {
@@ -136,22 +199,35 @@ fn thousand_seeds_of_loss_end_identical_or_typed() {
         if ecm {
             // ECM pages are exact or not kept.
             for (got, want) in r.received.iter().zip(&sent) {
-                assert_eq!(got.page, *want, "seed {seed}: an ECM page arrived different");
+                assert_eq!(
+                    got.page, *want,
+                    "seed {seed}: an ECM page arrived different"
+                );
             }
         } else {
             // Non-ECM pages may carry bad lines, but then they say so.
             for (got, want) in r.received.iter().zip(&sent) {
-                assert!(got.page == *want || got.bad_lines > 0, "seed {seed}: page differs with no bad lines");
+                assert!(
+                    got.page == *want || got.bad_lines > 0,
+                    "seed {seed}: page differs with no bad lines"
+                );
             }
         }
         match &r.sender.result {
             Ok(()) => {
                 ok += 1;
-                assert_eq!(r.received.len(), sent.len(), "seed {seed}: sender says sent, receiver has fewer pages");
+                assert_eq!(
+                    r.received.len(),
+                    sent.len(),
+                    "seed {seed}: sender says sent, receiver has fewer pages"
+                );
             }
             Err(f) => {
                 if redundancy >= 2 && loss <= 0.10 {
-                    eprintln!("seed {seed}: loss {loss} redundancy {redundancy} ecm {ecm}: {f:?} ({})", r.sender.detail);
+                    eprintln!(
+                        "seed {seed}: loss {loss} redundancy {redundancy} ecm {ecm}: {f:?} ({})",
+                        r.sender.detail
+                    );
                 }
                 let key = format!("{f:?}");
                 let key = key.split([' ', '{', '(']).next().unwrap_or("").to_string();
@@ -161,7 +237,10 @@ fn thousand_seeds_of_loss_end_identical_or_typed() {
     }
     eprintln!("{ok} of {seeds} calls completed; failures by kind: {failures:?}");
     // With redundancy on most seeds and at most 20 % loss, most calls must get through.
-    assert!(ok * 10 >= seeds * 6, "only {ok} of {seeds} calls completed: {failures:?}");
+    assert!(
+        ok * 10 >= seeds * 6,
+        "only {ok} of {seeds} calls completed: {failures:?}"
+    );
 }
 
 #[test]
@@ -171,7 +250,14 @@ fn subaddress_reaches_the_receiver_and_a_wrong_password_is_refused() {
     s.password = "1234".into();
     let mut rc = receiver_config();
     rc.password = "1234".into();
-    let r = run(s.clone(), rc.clone(), LinkModel::clean(), LinkModel::clean(), 3, 8);
+    let r = run(
+        s.clone(),
+        rc.clone(),
+        LinkModel::clean(),
+        LinkModel::clean(),
+        3,
+        8,
+    );
     assert_eq!(r.sender.result, Ok(()), "{}", r.sender.detail);
     assert_eq!(r.receiver.stats.sub_address, "4711");
     assert_eq!(r.received.len(), 1);
@@ -179,11 +265,22 @@ fn subaddress_reaches_the_receiver_and_a_wrong_password_is_refused() {
     s.password = "9999".into();
     let r = run(s, rc.clone(), LinkModel::clean(), LinkModel::clean(), 3, 9);
     assert_eq!(r.receiver.result, Err(Failure::PasswordRejected));
-    assert!(matches!(r.sender.result, Err(Failure::RemoteHungUp { .. })), "{:?}", r.sender.result);
+    assert!(
+        matches!(r.sender.result, Err(Failure::RemoteHungUp { .. })),
+        "{:?}",
+        r.sender.result
+    );
     assert!(r.received.is_empty());
 
     // No password at all is refused too.
-    let r = run(sender_config(pages(1, 100)), rc, LinkModel::clean(), LinkModel::clean(), 3, 10);
+    let r = run(
+        sender_config(pages(1, 100)),
+        rc,
+        LinkModel::clean(),
+        LinkModel::clean(),
+        3,
+        10,
+    );
     assert_eq!(r.receiver.result, Err(Failure::PasswordRejected));
 }
 
@@ -202,7 +299,10 @@ fn an_answering_receiver_with_no_caller_gives_up_at_t1_even_mid_dis() {
                 t30::Output::Timeout(t) => now = t.max(now),
                 t30::Output::Finished(o) => {
                     assert_eq!(o.result, Err(Failure::NoFaxTone));
-                    assert!(now < Duration::from_millis(t1) + Duration::from_secs(10), "{now:?}");
+                    assert!(
+                        now < Duration::from_millis(t1) + Duration::from_secs(10),
+                        "{now:?}"
+                    );
                     ended = true;
                     break;
                 }

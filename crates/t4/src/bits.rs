@@ -91,8 +91,25 @@ impl<'a> BitReader<'a> {
         r
     }
 
+    /// Tops `acc` up to at least 56 valid bits: eight bytes in one load away from the end, one byte at a
+    /// time near it. Bits below the valid ones are always the stream's own next bits (or zeros), so
+    /// loading some of them again is harmless.
     #[inline]
     fn refill(&mut self) {
+        if let Some(b) = self.data.get(self.next..self.next + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            self.acc |= u64::from_be_bytes(w) >> self.n;
+            let bytes = (63 - self.n) >> 3;
+            self.next += bytes as usize;
+            self.n += bytes * 8;
+            return;
+        }
+        self.refill_slow();
+    }
+
+    #[cold]
+    fn refill_slow(&mut self) {
         while self.n <= 56 {
             let byte = match self.data.get(self.next) {
                 Some(b) => *b,

@@ -22,7 +22,10 @@ pub mod pbm;
 mod runs;
 pub mod tiff;
 
-pub use page::{Coding, DecodeOptions, Decoded, EncodeOptions, PageRef, decode, encode, stride};
+pub use page::{
+    Coding, DecodeOptions, DecodeStats, Decoded, EncodeOptions, PageRef, decode, decode_into,
+    encode, stride,
+};
 
 /// The widest line accepted (T.4 lines are 1728, 2048 or 2432 pixels at 8 pels/mm; TIFF may be wider).
 pub const MAX_WIDTH: u32 = 65_535;

@@ -4,7 +4,6 @@
 use crate::bits::{BitReader, BitWriter};
 use crate::codes;
 use crate::runs::{get_run, put_run};
-use std::sync::OnceLock;
 
 /// Position of b1: the first changing element of the reference line to the right of `a0` whose colour
 /// change is to the opposite of `black` (even entries start black runs). `bi` is a cursor kept between
@@ -70,27 +69,29 @@ enum Mode {
 
 const MODE_PEEK: u32 = 7;
 
-fn mode_table() -> &'static [(Mode, u8); 128] {
-    static T: OnceLock<[(Mode, u8); 128]> = OnceLock::new();
-    T.get_or_init(|| {
-        let mut t = [(Mode::Invalid, 0u8); 128];
-        let mut fill = |(code, len): (u16, u8), m: Mode| {
-            let shift = MODE_PEEK - u32::from(len);
-            let base = usize::from(code) << shift;
-            for e in &mut t[base..base + (1 << shift)] {
-                *e = (m, len);
-            }
+/// The mode codes by their next seven bits, built at compile time.
+static MODES: [(Mode, u8); 128] = {
+    let mut t = [(Mode::Invalid, 0u8); 128];
+    let mut i = 0;
+    while i < 2 + 7 {
+        let ((code, len), mode) = match i {
+            0 => (codes::PASS, Mode::Pass),
+            1 => (codes::HORIZONTAL, Mode::Horizontal),
+            v => (codes::VERTICAL[v - 2], Mode::Vertical(v as i8 - 5)),
         };
-        fill(codes::PASS, Mode::Pass);
-        fill(codes::HORIZONTAL, Mode::Horizontal);
-        for (i, code) in codes::VERTICAL.iter().enumerate() {
-            fill(*code, Mode::Vertical(i as i8 - 3));
+        let shift = MODE_PEEK - len as u32;
+        let base = (code as usize) << shift;
+        let mut j = 0;
+        while j < 1 << shift {
+            t[base + j] = (mode, len);
+            j += 1;
         }
-        t[0] = (Mode::Zeros, 0);
-        t[1] = (Mode::Zeros, 0);
-        t
-    })
-}
+        i += 1;
+    }
+    t[0] = (Mode::Zeros, 0);
+    t[1] = (Mode::Zeros, 0);
+    t
+};
 
 /// Why a two-dimensional line could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +110,7 @@ pub fn decode_line(
     out: &mut Vec<u32>,
 ) -> Result<(), LineError> {
     out.clear();
-    let table = mode_table();
+    let table = &MODES;
     let mut a0: i64 = -1;
     let mut black = false;
     let mut bi = 0usize;

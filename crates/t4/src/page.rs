@@ -218,10 +218,13 @@ pub struct Decoded {
     pub complete: bool,
 }
 
-struct Out {
+/// Lines appended to a caller's buffer, and the copy-quality counts.
+struct Out<'v> {
     width: u32,
     stride: usize,
-    data: Vec<u8>,
+    data: &'v mut Vec<u8>,
+    /// Where this page's (or strip's) first line starts in `data`.
+    start: usize,
     rows: u32,
     bad: u32,
     run_bad: u32,
@@ -229,7 +232,7 @@ struct Out {
     max_rows: u32,
 }
 
-impl Out {
+impl Out<'_> {
     fn push_good(&mut self, changes: &[u32]) -> bool {
         if self.rows >= self.max_rows {
             return false;
@@ -248,7 +251,7 @@ impl Out {
             return false;
         }
         let start = self.data.len();
-        if start >= self.stride {
+        if start >= self.start + self.stride {
             self.data.extend_from_within(start - self.stride..start);
         } else {
             self.data.resize(start + self.stride, 0);
@@ -260,11 +263,9 @@ impl Out {
         true
     }
 
-    fn finish(self, complete: bool) -> Decoded {
-        Decoded {
-            width: self.width,
+    fn stats(&self, complete: bool) -> DecodeStats {
+        DecodeStats {
             height: self.rows,
-            data: self.data,
             bad_lines: self.bad,
             max_consecutive_bad: self.max_run_bad,
             complete,
@@ -302,16 +303,49 @@ fn resync(r: &mut BitReader<'_>) -> bool {
 
 /// Decodes a page.
 pub fn decode(data: &[u8], o: &DecodeOptions) -> Result<Decoded, Error> {
+    let expected = o.height.unwrap_or(0).min(o.max_height).min(8192) as usize;
+    let mut out = Vec::with_capacity(stride(o.width.min(crate::MAX_WIDTH)) * expected);
+    let stats = decode_into(data, o, &mut out)?;
+    Ok(Decoded {
+        width: o.width,
+        height: stats.height,
+        data: out,
+        bad_lines: stats.bad_lines,
+        max_consecutive_bad: stats.max_consecutive_bad,
+        complete: stats.complete,
+    })
+}
+
+/// What [`decode_into`] appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Lines appended.
+    pub height: u32,
+    /// Lines that could not be decoded (each replaced by the line above).
+    pub bad_lines: u32,
+    /// The longest run of consecutive bad lines.
+    pub max_consecutive_bad: u32,
+    /// The page ended with RTC / EOFB, or with all the lines expected.
+    pub complete: bool,
+}
+
+/// [`decode`], appending the lines to `out` (a TIFF page's strips go one after another into one buffer).
+/// On error nothing is appended.
+pub fn decode_into(
+    data: &[u8],
+    o: &DecodeOptions,
+    out: &mut Vec<u8>,
+) -> Result<DecodeStats, Error> {
     if o.width == 0 || o.width > crate::MAX_WIDTH {
         return Err(Error::BadWidth(o.width));
     }
     let max_rows = o.height.unwrap_or(u32::MAX).min(o.max_height);
+    let start = out.len();
     let mut out = Out {
         width: o.width,
         stride: stride(o.width),
-        data: Vec::with_capacity(
-            stride(o.width) * o.height.unwrap_or(0).min(o.max_height).min(8192) as usize,
-        ),
+        data: out,
+        start,
         rows: 0,
         bad: 0,
         run_bad: 0,
@@ -333,10 +367,10 @@ pub fn decode(data: &[u8], o: &DecodeOptions) -> Result<Decoded, Error> {
     if out.rows == 0 && !complete {
         return Err(Error::NoLines);
     }
-    Ok(out.finish(complete))
+    Ok(out.stats(complete))
 }
 
-fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out) -> bool {
+fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
     let two_d = matches!(o.coding, Coding::Mr { .. });
     let mut cur = Vec::with_capacity(64);
     let mut reference: Vec<u32> = Vec::new();
@@ -394,7 +428,7 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out) -> bool {
     }
 }
 
-fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out) -> bool {
+fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
     let mut cur = Vec::with_capacity(64);
     let mut reference: Vec<u32> = Vec::new();
     loop {

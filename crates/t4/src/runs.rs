@@ -5,7 +5,6 @@
 
 use crate::bits::{BitReader, BitWriter};
 use crate::codes;
-use std::sync::OnceLock;
 
 /// Appends the changing elements of a row of `width` pixels.
 ///
@@ -83,7 +82,11 @@ const fn run_codes(term: &[(u16, u8); 64], makeup: &[(u16, u8); 27]) -> [(u32, u
         t[run] = if m == 0 {
             (tc as u32, tl)
         } else {
-            let (mc, ml) = if m <= 27 { makeup[m - 1] } else { codes::EXT_MAKEUP[m - 28] };
+            let (mc, ml) = if m <= 27 {
+                makeup[m - 1]
+            } else {
+                codes::EXT_MAKEUP[m - 28]
+            };
             (((mc as u32) << tl) | tc as u32, ml + tl)
         };
         run += 1;
@@ -138,84 +141,66 @@ pub fn put_run(w: &mut BitWriter, mut run: u32, black: bool) {
         w.put(u32::from(c), u32::from(l));
         run -= 2560;
     }
-    let (c, l) = if black { BLACK_RUNS[run as usize] } else { WHITE_RUNS[run as usize] };
+    let (c, l) = if black {
+        BLACK_RUNS[run as usize]
+    } else {
+        WHITE_RUNS[run as usize]
+    };
     w.put(c, u32::from(l));
 }
 
-/// What a run-length code decodes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunCode {
-    Invalid,
-    /// A terminating code: the run ends.
-    Term(u16),
-    /// A make-up code: more follows.
-    Makeup(u16),
-    /// Eleven or more zeros: an EOL (or fill before one) where a run code was expected.
-    Eol,
-}
-
 const PEEK: u32 = 13;
+const DECODE_LEN: usize = 1 << PEEK;
 
-/// Lookup tables indexed by the next 13 bits: (code, length).
-struct RunTables {
-    white: Vec<(RunCode, u8)>,
-    black: Vec<(RunCode, u8)>,
-}
-
-fn build(term: &[(u16, u8)], makeup: &[(u16, u8)]) -> Vec<(RunCode, u8)> {
-    let mut t = vec![(RunCode::Invalid, 0u8); 1 << PEEK];
-    let mut fill = |code: u16, len: u8, v: RunCode| {
-        let shift = PEEK - u32::from(len);
-        let base = usize::from(code) << shift;
-        for e in &mut t[base..base + (1 << shift)] {
-            *e = (v, len);
+/// A lookup table indexed by the next 13 bits, built at compile time from T.4's tables. Each entry is
+/// `run << 4 | code length`: runs below 64 are terminating codes (the run ends), the others make-up codes
+/// (more follows). Length 0 marks what no run code starts with: an invalid code, or eleven or more zeros
+/// (an EOL, or fill before one).
+const fn run_decode_table(term: &[(u16, u8); 64], makeup: &[(u16, u8); 27]) -> [u16; DECODE_LEN] {
+    let mut t = [0u16; DECODE_LEN];
+    let mut i = 0;
+    while i < 64 + 27 + 13 {
+        let ((code, len), run) = if i < 64 {
+            (term[i], i)
+        } else if i < 64 + 27 {
+            (makeup[i - 64], (i - 63) * 64)
+        } else {
+            (codes::EXT_MAKEUP[i - 64 - 27], 1792 + (i - 64 - 27) * 64)
+        };
+        let shift = PEEK - len as u32;
+        let base = (code as usize) << shift;
+        let mut j = 0;
+        while j < 1 << shift {
+            t[base + j] = ((run as u16) << 4) | len as u16;
+            j += 1;
         }
-    };
-    for (run, (c, l)) in term.iter().enumerate() {
-        fill(*c, *l, RunCode::Term(run as u16));
-    }
-    for (i, (c, l)) in makeup.iter().enumerate() {
-        fill(*c, *l, RunCode::Makeup((i as u16 + 1) * 64));
-    }
-    for (i, (c, l)) in codes::EXT_MAKEUP.iter().enumerate() {
-        fill(*c, *l, RunCode::Makeup(1792 + i as u16 * 64));
-    }
-    // Eleven leading zeros cannot start a run code: an EOL, possibly after fill.
-    for e in &mut t[..1 << (PEEK - 11)] {
-        *e = (RunCode::Eol, 0);
+        i += 1;
     }
     t
 }
 
-fn tables() -> &'static RunTables {
-    static T: OnceLock<RunTables> = OnceLock::new();
-    T.get_or_init(|| RunTables {
-        white: build(&codes::WHITE_TERM, &codes::WHITE_MAKEUP),
-        black: build(&codes::BLACK_TERM, &codes::BLACK_MAKEUP),
-    })
-}
+static WHITE_DECODE: [u16; DECODE_LEN] = run_decode_table(&codes::WHITE_TERM, &codes::WHITE_MAKEUP);
+static BLACK_DECODE: [u16; DECODE_LEN] = run_decode_table(&codes::BLACK_TERM, &codes::BLACK_MAKEUP);
 
 /// Reads one run of a colour (make-ups and a terminating code). `None` at an invalid code or an EOL.
 #[inline]
 pub fn get_run(r: &mut BitReader<'_>, black: bool) -> Option<u32> {
-    let t = tables();
-    let table = if black { &t.black } else { &t.white };
+    let table = if black { &BLACK_DECODE } else { &WHITE_DECODE };
     let mut total = 0u32;
     loop {
-        let (code, len) = table[r.peek(PEEK) as usize];
-        match code {
-            RunCode::Term(n) => {
-                r.consume(u32::from(len));
-                return Some(total + u32::from(n));
-            }
-            RunCode::Makeup(n) => {
-                r.consume(u32::from(len));
-                total += u32::from(n);
-                if total > 1 << 20 {
-                    return None;
-                }
-            }
-            RunCode::Invalid | RunCode::Eol => return None,
+        let e = table[r.peek(PEEK) as usize];
+        let len = u32::from(e & 15);
+        if len == 0 {
+            return None;
+        }
+        r.consume(len);
+        let run = u32::from(e >> 4);
+        total += run;
+        if run < 64 {
+            return Some(total);
+        }
+        if total > 1 << 20 {
+            return None;
         }
     }
 }

@@ -8,7 +8,7 @@
 //! Software, DateTime).
 
 use crate::Error;
-use crate::page::{Coding, DecodeOptions, EncodeOptions, PageRef, decode, encode, stride};
+use crate::page::{Coding, DecodeOptions, EncodeOptions, PageRef, decode_into, encode, stride};
 use std::collections::HashSet;
 
 /// Bounds on what a file may make the reader allocate or do.
@@ -205,15 +205,17 @@ fn all(entries: &[Entry], tag: u16) -> Option<&[u64]> {
         .map(|e| e.values.as_slice())
 }
 
-/// A TIFF whose directories have been walked and checked; pages are decoded one at a time with
-/// [`TiffFile::page`], so a long document never needs all its bitmaps in memory.
-pub struct TiffFile<'a> {
-    r: Reader<'a>,
+/// A TIFF whose directories have been walked and checked once; pages are decoded one at a time with
+/// [`TiffFile::page`], so a long document never needs all its bitmaps in memory. `D` is the file's bytes,
+/// borrowed or owned (a `Vec<u8>`, a memory map, shared bytes).
+pub struct TiffFile<D> {
+    data: D,
+    big_endian: bool,
     limits: ReadLimits,
     pages: Vec<Vec<Entry>>,
 }
 
-impl std::fmt::Debug for TiffFile<'_> {
+impl<D> std::fmt::Debug for TiffFile<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TiffFile")
             .field("pages", &self.pages.len())
@@ -221,54 +223,24 @@ impl std::fmt::Debug for TiffFile<'_> {
     }
 }
 
-impl<'a> TiffFile<'a> {
+impl<D: AsRef<[u8]>> TiffFile<D> {
     /// Walks the directory chain, checking every page's size, sample layout and strips against the limits
     /// before anything is decoded.
-    pub fn open(data: &'a [u8], limits: &ReadLimits) -> Result<Self, Error> {
-        let big_endian = match data.get(..4) {
-            Some([b'I', b'I', 42, 0]) => false,
-            Some([b'M', b'M', 0, 42]) => true,
-            Some([b'I', b'I', 43, 0] | [b'M', b'M', 0, 43]) => {
-                return Err(Error::Unsupported("BigTIFF".into()));
-            }
-            _ => return Err(bad("not a TIFF file (no II*/MM* header)")),
-        };
-        let r = Reader { data, big_endian };
-        let mut next = r.u32_at(4)? as usize;
-        let mut seen = HashSet::new();
-        let mut pages = Vec::new();
-        while next != 0 {
-            if !seen.insert(next) {
-                return Err(bad("the directory chain loops"));
-            }
-            if pages.len() >= limits.max_pages {
-                return Err(Error::TooManyPages {
-                    limit: limits.max_pages,
-                });
-            }
-            let n = usize::from(r.u16_at(next)?);
-            let mut entries = Vec::with_capacity(n);
-            for i in 0..n {
-                if let Some(e) = read_entry(&r, next + 2 + 12 * i)? {
-                    entries.push(e);
-                }
-            }
-            next = r.u32_at(next + 2 + 12 * n)? as usize;
-            // Thumbnails and masks (NewSubfileType bit 0 or 2) are not pages.
-            if first(&entries, 254).is_some_and(|t| t & 0b101 != 0) {
-                continue;
-            }
-            layout(&entries, limits)?;
-            pages.push(entries);
+    pub fn open(data: D, limits: &ReadLimits) -> Result<Self, Error> {
+        Self::try_open(data, limits).map_err(|(e, _)| e)
+    }
+
+    /// [`TiffFile::open`] that gives the bytes back with the error (a caller can try another reader).
+    pub fn try_open(data: D, limits: &ReadLimits) -> Result<Self, (Error, D)> {
+        match walk(data.as_ref(), limits) {
+            Ok((big_endian, pages)) => Ok(TiffFile {
+                data,
+                big_endian,
+                limits: *limits,
+                pages,
+            }),
+            Err(e) => Err((e, data)),
         }
-        if pages.is_empty() {
-            return Err(bad("the file has no pages"));
-        }
-        Ok(TiffFile {
-            r,
-            limits: *limits,
-            pages,
-        })
     }
 
     pub fn page_count(&self) -> usize {
@@ -281,8 +253,56 @@ impl<'a> TiffFile<'a> {
             .pages
             .get(index)
             .ok_or_else(|| bad(format!("there is no page {}", index + 1)))?;
-        read_page(&self.r, e, &self.limits)
+        let r = Reader {
+            data: self.data.as_ref(),
+            big_endian: self.big_endian,
+        };
+        read_page(&r, e, &self.limits)
     }
+}
+
+/// The byte order and every page's directory entries.
+fn walk(data: &[u8], limits: &ReadLimits) -> Result<(bool, Vec<Vec<Entry>>), Error> {
+    let big_endian = match data.get(..4) {
+        Some([b'I', b'I', 42, 0]) => false,
+        Some([b'M', b'M', 0, 42]) => true,
+        Some([b'I', b'I', 43, 0] | [b'M', b'M', 0, 43]) => {
+            return Err(Error::Unsupported("BigTIFF".into()));
+        }
+        _ => return Err(bad("not a TIFF file (no II*/MM* header)")),
+    };
+    let r = Reader { data, big_endian };
+    let mut next = r.u32_at(4)? as usize;
+    let mut seen = HashSet::new();
+    let mut pages = Vec::new();
+    while next != 0 {
+        if !seen.insert(next) {
+            return Err(bad("the directory chain loops"));
+        }
+        if pages.len() >= limits.max_pages {
+            return Err(Error::TooManyPages {
+                limit: limits.max_pages,
+            });
+        }
+        let n = usize::from(r.u16_at(next)?);
+        let mut entries = Vec::with_capacity(n);
+        for i in 0..n {
+            if let Some(e) = read_entry(&r, next + 2 + 12 * i)? {
+                entries.push(e);
+            }
+        }
+        next = r.u32_at(next + 2 + 12 * n)? as usize;
+        // Thumbnails and masks (NewSubfileType bit 0 or 2) are not pages.
+        if first(&entries, 254).is_some_and(|t| t & 0b101 != 0) {
+            continue;
+        }
+        layout(&entries, limits)?;
+        pages.push(entries);
+    }
+    if pages.is_empty() {
+        return Err(bad("the file has no pages"));
+    }
+    Ok((big_endian, pages))
 }
 
 /// Reads every page of a bilevel TIFF.
@@ -425,9 +445,9 @@ fn read_page(r: &Reader<'_>, e: &[Entry], limits: &ReadLimits) -> Result<TiffPag
                     aligned_rows: compression == 2,
                     max_height: rows,
                 };
-                let d = decode(raw, &o).map_err(|e| bad(format!("strip {s}: {e}")))?;
+                let d =
+                    decode_into(raw, &o, &mut out).map_err(|e| bad(format!("strip {s}: {e}")))?;
                 decode_bad_lines += d.bad_lines;
-                out.extend_from_slice(&d.data);
             }
             other => return Err(Error::Unsupported(format!("compression {other}"))),
         }

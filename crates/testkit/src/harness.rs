@@ -449,7 +449,11 @@ pub fn pages_below_header(tiff: &[u8]) -> anyhow::Result<Vec<(u32, u32, Vec<u8>)
         .map(|p| {
             let r = p.as_page();
             let stride = t4::stride(r.width);
-            (r.width, r.height, r.data[(stride * 80).min(r.data.len())..].to_vec())
+            (
+                r.width,
+                r.height,
+                r.data[(stride * 80).min(r.data.len())..].to_vec(),
+            )
         })
         .collect())
 }

@@ -5,8 +5,8 @@
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 /// A running Kamailio, killed with all its worker processes when dropped.
@@ -21,7 +21,10 @@ pub struct Kamailio {
 impl Drop for Kamailio {
     fn drop(&mut self) {
         // Kamailio forks its workers; they share its process group (its own, see `start`).
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -30,7 +33,9 @@ impl Drop for Kamailio {
 /// A port free on 127.0.0.1 for both UDP and TCP.
 pub fn free_port_both() -> anyhow::Result<u16> {
     for _ in 0..50 {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
@@ -41,16 +46,27 @@ pub fn free_port_both() -> anyhow::Result<u16> {
 /// Registers `ua`, retrying while Kamailio starts up (up to 20 tries of 700 ms).
 pub async fn register(ua: &sip::ua::UserAgent) -> Result<u32, sip::ua::RegisterError> {
     for _ in 0..20 {
-        if let Ok(r) = tokio::time::timeout(std::time::Duration::from_millis(700), ua.register()).await {
+        if let Ok(r) =
+            tokio::time::timeout(std::time::Duration::from_millis(700), ua.register()).await
+        {
             return r;
         }
     }
-    Err(sip::ua::RegisterError::Timeout(SocketAddr::from(([127, 0, 0, 1], 0))))
+    Err(sip::ua::RegisterError::Timeout(SocketAddr::from((
+        [127, 0, 0, 1],
+        0,
+    ))))
 }
 
 /// The kamailio binary, if installed.
 pub fn binary() -> Option<&'static str> {
-    ["/usr/sbin/kamailio", "/usr/bin/kamailio", "/usr/local/sbin/kamailio"].into_iter().find(|p| Path::new(p).exists())
+    [
+        "/usr/sbin/kamailio",
+        "/usr/bin/kamailio",
+        "/usr/local/sbin/kamailio",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
 }
 
 impl Kamailio {
@@ -124,9 +140,17 @@ request_route {{
         );
         let path = dir.path().join("kamailio.cfg");
         std::fs::write(&path, cfg)?;
-        let check = Command::new(bin).arg("-c").arg("-f").arg(&path).output().context("running kamailio -c")?;
+        let check = Command::new(bin)
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .context("running kamailio -c")?;
         if !check.status.success() {
-            bail!("kamailio rejects its configuration: {}", String::from_utf8_lossy(&check.stderr));
+            bail!(
+                "kamailio rejects its configuration: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
         }
         let log = dir.path().join("kamailio.log");
         let child = Command::new(bin)
@@ -139,6 +163,11 @@ request_route {{
             .process_group(0)
             .spawn()
             .context("starting kamailio")?;
-        Ok(Some(Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log, _dir: dir }))
+        Ok(Some(Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            _dir: dir,
+        }))
     }
 }

@@ -21,10 +21,14 @@ pub fn faxpeer() -> anyhow::Result<Option<PathBuf>> {
         return Ok(Some(exe));
     }
     let required = std::env::var_os("FAXHUB_SLOW_TESTS").is_some();
-    let flags = Command::new("pkg-config").args(["--cflags", "--libs", "spandsp", "libtiff-4"]).output();
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "spandsp", "libtiff-4"])
+        .output();
     let flags = match flags {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        _ if required => bail!("SpanDSP interop needs libspandsp-dev and libtiff-dev (pkg-config spandsp libtiff-4)"),
+        _ if required => bail!(
+            "SpanDSP interop needs libspandsp-dev and libtiff-dev (pkg-config spandsp libtiff-4)"
+        ),
         _ => return Ok(None),
     };
     std::fs::create_dir_all(&dir)?;
@@ -39,7 +43,10 @@ pub fn faxpeer() -> anyhow::Result<Option<PathBuf>> {
         .output()
         .context("running the C compiler")?;
     if !out.status.success() {
-        bail!("compiling faxpeer.c: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "compiling faxpeer.c: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     std::fs::rename(&tmp, &exe)?;
     Ok(Some(exe))
@@ -64,14 +71,23 @@ pub struct PeerOutcome {
 impl PeerOutcome {
     /// Parses `RESULT key=value ...`.
     pub fn parse(line: &str) -> anyhow::Result<Self> {
-        let rest = line.trim().strip_prefix("RESULT ").with_context(|| format!("not a RESULT line: {line:?}"))?;
+        let rest = line
+            .trim()
+            .strip_prefix("RESULT ")
+            .with_context(|| format!("not a RESULT line: {line:?}"))?;
         let mut o = PeerOutcome::default();
         let text_start = rest.find("text=\"").context("no text")?;
-        let text_end = rest[text_start + 6..].find('"').context("unterminated text")? + text_start + 6;
+        let text_end = rest[text_start + 6..]
+            .find('"')
+            .context("unterminated text")?
+            + text_start
+            + 6;
         o.text = rest[text_start + 6..text_end].to_string();
         let fields = format!("{} {}", &rest[..text_start], &rest[text_end + 1..]);
         for kv in fields.split_whitespace() {
-            let (k, v) = kv.split_once('=').with_context(|| format!("bad field {kv:?}"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("bad field {kv:?}"))?;
             let n: i64 = v.parse().with_context(|| format!("bad number in {kv:?}"))?;
             match k {
                 "code" => o.code = n as i32,
@@ -122,7 +138,10 @@ impl Peer {
         let out = self.child.wait_with_output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let line = stdout.lines().find(|l| l.starts_with("RESULT")).with_context(|| format!("no RESULT from the peer; stderr: {stderr}"))?;
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("RESULT"))
+            .with_context(|| format!("no RESULT from the peer; stderr: {stderr}"))?;
         Ok((PeerOutcome::parse(line)?, stderr))
     }
 }
@@ -130,7 +149,8 @@ impl Peer {
 /// Pages of a TIFF file, decoded.
 pub fn tiff_pages(path: &Path) -> anyhow::Result<Vec<t4::tiff::TiffPage>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    t4::tiff::read(&bytes, &t4::tiff::ReadLimits::default()).with_context(|| format!("decoding {}", path.display()))
+    t4::tiff::read(&bytes, &t4::tiff::ReadLimits::default())
+        .with_context(|| format!("decoding {}", path.display()))
 }
 
 /// Compares two TIFF files page by page, pixel by pixel; the error names the first difference.
@@ -143,7 +163,14 @@ pub fn same_pages(sent: &Path, received: &Path) -> anyhow::Result<usize> {
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         let (p, q) = (x.as_page(), y.as_page());
         if (p.width, p.height) != (q.width, q.height) {
-            bail!("page {}: {}x{} sent, {}x{} received", i + 1, p.width, p.height, q.width, q.height);
+            bail!(
+                "page {}: {}x{} sent, {}x{} received",
+                i + 1,
+                p.width,
+                p.height,
+                q.width,
+                q.height
+            );
         }
         let stride = t4::stride(p.width);
         for row in 0..p.height as usize {
@@ -158,5 +185,7 @@ pub fn same_pages(sent: &Path, received: &Path) -> anyhow::Result<usize> {
 
 /// A free UDP port on 127.0.0.1 (bound and released; fine for tests on loopback).
 pub fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

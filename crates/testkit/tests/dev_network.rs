@@ -18,7 +18,12 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
     let mut child = Command::new(faxhub_bin().unwrap())
         .args(["dev", "--data-dir"])
         .arg(&data)
-        .args(["--http", &format!("127.0.0.1:{}", free_port()), "--https", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--http",
+            &format!("127.0.0.1:{}", free_port()),
+            "--https",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -52,14 +57,30 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
     };
     let text = out.join("\n");
     assert!(result, "the demo fax did not go through:\n{text}");
-    assert!(text.contains("token:    fxh_"), "dev prints the administrator's token:\n{text}");
-    assert!(text.contains("faxhub send --to +15550102"), "dev says how to send a fax:\n{text}");
-    assert!(text.contains("sent finished") || text.contains(": sent"), "the job reached sent:\n{text}");
-    assert!(text.contains("delivered to the inbox as inb_") && text.contains("2 pages from 15550101"), "{text}");
-    assert!(text.contains("answering +15550102"), "the called number as the settings spell it:\n{text}");
+    assert!(
+        text.contains("token:    fxh_"),
+        "dev prints the administrator's token:\n{text}"
+    );
+    assert!(
+        text.contains("faxhub send --to +15550102"),
+        "dev says how to send a fax:\n{text}"
+    );
+    assert!(
+        text.contains("sent finished") || text.contains(": sent"),
+        "the job reached sent:\n{text}"
+    );
+    assert!(
+        text.contains("delivered to the inbox as inb_") && text.contains("2 pages from 15550101"),
+        "{text}"
+    );
+    assert!(
+        text.contains("answering +15550102"),
+        "the called number as the settings spell it:\n{text}"
+    );
 
     // The pages in the inbox are the PDF's pages, as `faxhub convert` renders them, below the header.
-    let received = pages_below_header(&std::fs::read(data.join("demo-received.tif")).unwrap()).unwrap();
+    let received =
+        pages_below_header(&std::fs::read(data.join("demo-received.tif")).unwrap()).unwrap();
     let rendered = tmp.path().join("rendered.tif");
     let st = Command::new(faxhub_bin().unwrap())
         .arg("convert")
@@ -72,5 +93,8 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
     assert!(st.success());
     let want = pages_below_header(&std::fs::read(&rendered).unwrap()).unwrap();
     assert_eq!(received.len(), 2);
-    assert!(received == want, "the received pages are not the PDF's pages");
+    assert!(
+        received == want,
+        "the received pages are not the PDF's pages"
+    );
 }

@@ -18,7 +18,12 @@ fn free_port() -> u16 {
 }
 
 fn t38(port: u16) -> Vec<u8> {
-    sdp::t38(1, 1, SocketAddr::from(([127, 0, 0, 1], port)), &T38Params::default())
+    sdp::t38(
+        1,
+        1,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        &T38Params::default(),
+    )
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -50,25 +55,48 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
     assert_eq!(line.status(), None);
 
     let peer_addr = SocketAddr::from(([127, 0, 0, 1], line_port));
-    let account = Account { proxy: peer_addr, domain: peer_addr.to_string(), user: "15550101".into(), auth_user: "15550101".into(), password: String::new(), expires: 300 };
-    let (peer, _incoming) = UserAgent::start(Config::new(SocketAddr::from(([127, 0, 0, 1], peer_port)), account, "far-end")).await.unwrap();
+    let account = Account {
+        proxy: peer_addr,
+        domain: peer_addr.to_string(),
+        user: "15550101".into(),
+        auth_user: "15550101".into(),
+        password: String::new(),
+        expires: 300,
+    };
+    let (peer, _incoming) = UserAgent::start(Config::new(
+        SocketAddr::from(([127, 0, 0, 1], peer_port)),
+        account,
+        "far-end",
+    ))
+    .await
+    .unwrap();
 
     // Not the line's number.
-    assert_eq!(peer.call("15559999", t38(40000)).await.unwrap_err(), CallError::BadNumber { code: 404 });
+    assert_eq!(
+        peer.call("15559999", t38(40000)).await.unwrap_err(),
+        CallError::BadNumber { code: 404 }
+    );
 
     // The first call is answered with T.38 and holds the only channel while the line waits for fax data.
     let first = peer.call("15550102", t38(40002)).await.unwrap();
     assert!(first.remote_sdp.t38().is_some(), "answered with T.38");
     assert_eq!(line.receiving(), 1);
     // A second inbound call: busy.
-    assert_eq!(peer.call("+15550102", t38(40004)).await.unwrap_err(), CallError::Busy { code: 486 });
+    assert_eq!(
+        peer.call("+15550102", t38(40004)).await.unwrap_err(),
+        CallError::Busy { code: 486 }
+    );
     // An outbound fax: no free channel (refused before anything is rendered or dialled).
     let job = SendJob {
         attempt_id: "att".into(),
         job_id: "job".into(),
         recipient: "+15550101".into(),
         documents: Vec::new(),
-        options: protocol::SendOptions { resolution: "fine".into(), ecm: true, ..Default::default() },
+        options: protocol::SendOptions {
+            resolution: "fine".into(),
+            ecm: true,
+            ..Default::default()
+        },
         attempt_number: 1,
     };
     let (progress, _p) = tokio::sync::mpsc::unbounded_channel();
@@ -81,7 +109,10 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
 
     // The call ends: the channel is free again and a new call is answered.
     first.hang_up().await;
-    wait_until("the receiving channel is released", || line.receiving() == 0).await;
+    wait_until("the receiving channel is released", || {
+        line.receiving() == 0
+    })
+    .await;
     let again = peer.call("15550102", t38(40006)).await.unwrap();
     assert!(again.remote_sdp.t38().is_some());
     again.hang_up().await;

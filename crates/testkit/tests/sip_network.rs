@@ -46,10 +46,22 @@ impl Drop for Node {
 
 /// Registers a fax server with the supervisor, gives it its settings and starts `faxhub node`.
 #[allow(clippy::too_many_arguments)]
-async fn fax_server(sup: &SupervisorProc, k: &Kamailio, grouping: &str, name: &str, number: &str, password: &str, transport: &str, dials: &[&str]) -> (Node, String) {
+async fn fax_server(
+    sup: &SupervisorProc,
+    k: &Kamailio,
+    grouping: &str,
+    name: &str,
+    number: &str,
+    password: &str,
+    transport: &str,
+    dials: &[&str],
+) -> (Node, String) {
     let admin = sup.admin();
     let made = admin
-        .post("/v1/fax-servers", json!({"name": name, "dial_prefixes": dials, "groupings": [grouping]}))
+        .post(
+            "/v1/fax-servers",
+            json!({"name": name, "dial_prefixes": dials, "groupings": [grouping]}),
+        )
         .await
         .unwrap()
         .expect_status(201)
@@ -63,15 +75,29 @@ async fn fax_server(sup: &SupervisorProc, k: &Kamailio, grouping: &str, name: &s
         "sip": {"registrar": k.addr.to_string(), "user": number.trim_start_matches('+'), "password": password, "transport": transport},
         "dial_rules": {"prefixes": dials, "access_code": ""},
     });
-    admin.put(&format!("/v1/fax-servers/{id}/settings"), settings).await.unwrap().expect_status(200).unwrap();
+    admin
+        .put(&format!("/v1/fax-servers/{id}/settings"), settings)
+        .await
+        .unwrap()
+        .expect_status(200)
+        .unwrap();
     let dir = sup.dir.join(format!("node-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("stderr.log");
-    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(faxhub_bin().unwrap())
         .args(["node", "--supervisor", &sup.url, "--state-dir"])
         .arg(dir.join("state"))
-        .args(["--enroll", &token, "--sip-listen", &format!("127.0.0.1:{sip_port}")])
+        .args([
+            "--enroll",
+            &token,
+            "--sip-listen",
+            &format!("127.0.0.1:{sip_port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -80,34 +106,85 @@ async fn fax_server(sup: &SupervisorProc, k: &Kamailio, grouping: &str, name: &s
 }
 
 async fn free_channels(api: &Api, id: &str) -> (bool, u64) {
-    let f = api.get(&format!("/v1/fax-servers/{id}")).await.unwrap().expect_status(200).unwrap();
-    (f["online"] == true, f["free_channels"].as_u64().unwrap_or(0))
+    let f = api
+        .get(&format!("/v1/fax-servers/{id}"))
+        .await
+        .unwrap()
+        .expect_status(200)
+        .unwrap();
+    (
+        f["online"] == true,
+        f["free_channels"].as_u64().unwrap_or(0),
+    )
 }
 
 fn document(dir: &Path) -> Vec<u8> {
     let t = dir.join("letter.txt");
-    let body: String = (0..30).map(|i| format!("Line {i}: faxhub over SIP and T.38 through Kamailio.\n")).collect();
+    let body: String = (0..30)
+        .map(|i| format!("Line {i}: faxhub over SIP and T.38 through Kamailio.\n"))
+        .collect();
     std::fs::write(&t, body).unwrap();
     std::fs::read(&t).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
-    let Some(k) = Kamailio::start(&[("15550201", "pw-a"), ("15550202", "pw-b"), ("15550203", "pw-c"), ("15550299", "pw-z")]).unwrap() else {
+    let Some(k) = Kamailio::start(&[
+        ("15550201", "pw-a"),
+        ("15550202", "pw-b"),
+        ("15550203", "pw-c"),
+        ("15550299", "pw-z"),
+    ])
+    .unwrap() else {
         eprintln!("skipping: kamailio not installed");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let sup = SupervisorProc::start(tmp.path(), CONFIG).unwrap();
     let admin = sup.admin();
-    let groupings = admin.get("/v1/groupings").await.unwrap().expect_status(200).unwrap();
+    let groupings = admin
+        .get("/v1/groupings")
+        .await
+        .unwrap()
+        .expect_status(200)
+        .unwrap();
     let grouping = groupings[0]["id"].as_str().unwrap().to_owned();
 
-    let (_a, a_id) = fax_server(&sup, &k, &grouping, "fax-a", "+15550201", "pw-a", "udp", &["+15550202", "+15550299"]).await;
+    let (_a, a_id) = fax_server(
+        &sup,
+        &k,
+        &grouping,
+        "fax-a",
+        "+15550201",
+        "pw-a",
+        "udp",
+        &["+15550202", "+15550299"],
+    )
+    .await;
     // fax-b's SIP goes over TCP: Kamailio relays between the two transports.
-    let (b, b_id) = fax_server(&sup, &k, &grouping, "fax-b", "+15550202", "pw-b", "tcp", &["+15550201"]).await;
+    let (b, b_id) = fax_server(
+        &sup,
+        &k,
+        &grouping,
+        "fax-b",
+        "+15550202",
+        "pw-b",
+        "tcp",
+        &["+15550201"],
+    )
+    .await;
     // Wrong password: the registration fails clearly and the fax server offers no channels.
-    let (c, c_id) = fax_server(&sup, &k, &grouping, "fax-c", "+15550203", "not-the-password", "udp", &["+15550203"]).await;
+    let (c, c_id) = fax_server(
+        &sup,
+        &k,
+        &grouping,
+        "fax-c",
+        "+15550203",
+        "not-the-password",
+        "udp",
+        &["+15550203"],
+    )
+    .await;
 
     let mut ready = false;
     for _ in 0..200 {
@@ -119,32 +196,62 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ready, "fax-a and fax-b did not come up with 10 channels each");
+    assert!(
+        ready,
+        "fax-a and fax-b did not come up with 10 channels each"
+    );
     let b_log = std::fs::read_to_string(&b.log).unwrap();
-    assert!(b_log.contains("registered") && b_log.contains("transport=\"TCP\""), "fax-b registered over TCP:\n{b_log}");
+    assert!(
+        b_log.contains("registered") && b_log.contains("transport=\"TCP\""),
+        "fax-b registered over TCP:\n{b_log}"
+    );
     let (c_on, c_free) = free_channels(&admin, &c_id).await;
     assert!(c_on, "fax-c is linked to the supervisor");
-    assert_eq!(c_free, 0, "a fax server that cannot register offers no channels");
+    assert_eq!(
+        c_free, 0,
+        "a fax server that cannot register offers no channels"
+    );
     // The reason reaches the supervisor's API with the fax server's heartbeat.
     let mut line_status = String::new();
     for _ in 0..100 {
-        let f = admin.get(&format!("/v1/fax-servers/{c_id}")).await.unwrap().expect_status(200).unwrap();
+        let f = admin
+            .get(&format!("/v1/fax-servers/{c_id}"))
+            .await
+            .unwrap()
+            .expect_status(200)
+            .unwrap();
         line_status = f["line_status"].as_str().unwrap_or_default().to_owned();
         if !line_status.is_empty() && line_status != "the line is starting" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(line_status.contains("SIP registration of 15550203") && line_status.contains("check the SIP user and password"), "line_status: {line_status:?}");
+    assert!(
+        line_status.contains("SIP registration of 15550203")
+            && line_status.contains("check the SIP user and password"),
+        "line_status: {line_status:?}"
+    );
     assert!(!line_status.contains("not-the-password"));
-    let a_view = admin.get(&format!("/v1/fax-servers/{a_id}")).await.unwrap().expect_status(200).unwrap();
-    assert!(a_view.get("line_status").is_none(), "a working line has no line_status: {a_view}");
+    let a_view = admin
+        .get(&format!("/v1/fax-servers/{a_id}"))
+        .await
+        .unwrap()
+        .expect_status(200)
+        .unwrap();
+    assert!(
+        a_view.get("line_status").is_none(),
+        "a working line has no line_status: {a_view}"
+    );
     let c_log = std::fs::read_to_string(&c.log).unwrap();
     assert!(
-        c_log.contains("SIP registration of 15550203") && c_log.contains("check the SIP user and password"),
+        c_log.contains("SIP registration of 15550203")
+            && c_log.contains("check the SIP user and password"),
         "no clear registration error in fax-c's log:\n{c_log}"
     );
-    assert!(!c_log.contains("not-the-password"), "the password leaked into the log");
+    assert!(
+        !c_log.contains("not-the-password"),
+        "the password leaked into the log"
+    );
 
     // A callee that refuses T.38 (our own SIP user agent, registered as +15550299).
     let (z, mut z_in) = sip::ua::UserAgent::start(sip::ua::Config {
@@ -178,7 +285,10 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     let mut jobs = Vec::new();
     for _ in 0..20 {
         let r = admin
-            .post("/v1/jobs", json!({"recipients": ["+15550202"], "documents": [sha]}))
+            .post(
+                "/v1/jobs",
+                json!({"recipients": ["+15550202"], "documents": [sha]}),
+            )
             .await
             .unwrap()
             .expect_status(201)
@@ -186,7 +296,10 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         jobs.push(r["jobs"][0]["id"].as_str().unwrap().to_owned());
     }
     let refused = admin
-        .post("/v1/jobs", json!({"recipients": ["+15550299"], "documents": [sha]}))
+        .post(
+            "/v1/jobs",
+            json!({"recipients": ["+15550299"], "documents": [sha]}),
+        )
         .await
         .unwrap()
         .expect_status(201)
@@ -194,20 +307,48 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     let refused_id = refused["jobs"][0]["id"].as_str().unwrap().to_owned();
 
     for id in &jobs {
-        let j = admin.wait_job(id, Duration::from_secs(240), |s| matches!(s, "sent" | "failed" | "cancelled")).await.unwrap();
+        let j = admin
+            .wait_job(id, Duration::from_secs(240), |s| {
+                matches!(s, "sent" | "failed" | "cancelled")
+            })
+            .await
+            .unwrap();
         assert_eq!(j["status"], "sent", "job {id}: {j}");
-        let servers: Vec<&str> = j["attempts"].as_array().unwrap().iter().map(|a| a["fax_server_id"].as_str().unwrap_or("")).collect();
+        let servers: Vec<&str> = j["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["fax_server_id"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(servers.last(), Some(&a_id.as_str()), "sent by fax-a");
     }
-    let j = admin.wait_job(&refused_id, Duration::from_secs(60), |s| matches!(s, "sent" | "failed" | "cancelled")).await.unwrap();
+    let j = admin
+        .wait_job(&refused_id, Duration::from_secs(60), |s| {
+            matches!(s, "sent" | "failed" | "cancelled")
+        })
+        .await
+        .unwrap();
     assert_eq!(j["status"], "failed", "{j}");
-    let reasons: Vec<&str> = j["attempts"].as_array().unwrap().iter().map(|a| a["reason"].as_str().unwrap_or("")).collect();
-    assert!(reasons.contains(&"no_t38"), "the 488 should read as no_t38: {j}");
+    let reasons: Vec<&str> = j["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reason"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        reasons.contains(&"no_t38"),
+        "the 488 should read as no_t38: {j}"
+    );
 
     // Every fax reached the inbox of the grouping, from fax-a's number, with the same pages.
     let mut items = Vec::new();
     for _ in 0..300 {
-        let inbox = admin.get("/v1/inbox?limit=100").await.unwrap().expect_status(200).unwrap();
+        let inbox = admin
+            .get("/v1/inbox?limit=100")
+            .await
+            .unwrap()
+            .expect_status(200)
+            .unwrap();
         items = inbox["items"].as_array().cloned().unwrap_or_default();
         if items.len() >= 20 {
             break;
@@ -233,7 +374,10 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         assert_eq!(pages[0].0, 1728);
         match &first {
             None => first = Some(pages),
-            Some(f) => assert_eq!(f, &pages, "fax {id} differs from the first one below the header line"),
+            Some(f) => assert_eq!(
+                f, &pages,
+                "fax {id} differs from the first one below the header line"
+            ),
         }
     }
     // And the pages are the document's: our own rendering of it (no header) below the header band.
@@ -247,5 +391,9 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         .unwrap();
     assert!(st.success());
     let want = pages_below_header(&std::fs::read(&rendered).unwrap()).unwrap();
-    assert_eq!(first.unwrap(), want, "received pages are not the document's pages");
+    assert_eq!(
+        first.unwrap(),
+        want,
+        "received pages are not the document's pages"
+    );
 }

@@ -35,13 +35,29 @@ fn account(k: &Kamailio, user: &str, password: &str) -> Account {
     }
 }
 
-async fn ua(k: &Kamailio, user: &str, password: &str) -> (UserAgent, tokio::sync::mpsc::UnboundedReceiver<sip::ua::Incoming>) {
-    let cfg = Config::new("127.0.0.1:0".parse().unwrap(), account(k, user, password), "faxhub-test");
+async fn ua(
+    k: &Kamailio,
+    user: &str,
+    password: &str,
+) -> (
+    UserAgent,
+    tokio::sync::mpsc::UnboundedReceiver<sip::ua::Incoming>,
+) {
+    let cfg = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        account(k, user, password),
+        "faxhub-test",
+    );
     UserAgent::start(cfg).await.unwrap()
 }
 
 fn t38_sdp(port: u16) -> Vec<u8> {
-    sdp::t38(1, 1, SocketAddr::from(([127, 0, 0, 1], port)), &T38Params::default())
+    sdp::t38(
+        1,
+        1,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        &T38Params::default(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +71,16 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
     // A wrong password: a clear credentials error.
     let (bad, _) = ua(&k, "15550101", "wrong").await;
     let e = register(&bad).await.unwrap_err();
-    assert!(matches!(e, RegisterError::Credentials { code: 401 | 403, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            RegisterError::Credentials {
+                code: 401 | 403,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("password"), "{e}");
 
     // 1. A T.38 call through the proxy, a session refresh, then BYE.
@@ -66,11 +91,22 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
         let offer = inc.offer.clone().unwrap().t38().unwrap();
         assert_eq!(offer.0.port(), 40000);
         let mut call = inc.accept(t38_sdp(41000)).await.unwrap();
-        match tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap().unwrap() {
-            CallEvent::ReInvite { refresh, .. } => assert!(refresh, "a refresh must be seen as one"),
+        match tokio::time::timeout(Duration::from_secs(5), call.events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            CallEvent::ReInvite { refresh, .. } => {
+                assert!(refresh, "a refresh must be seen as one")
+            }
             other => panic!("{other:?}"),
         }
-        assert_eq!(tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap(), Some(CallEvent::Bye));
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), call.events.recv())
+                .await
+                .unwrap(),
+            Some(CallEvent::Bye)
+        );
         in_two
     });
     let call = one.call("15550102", t38_sdp(40000)).await.unwrap();
@@ -99,22 +135,39 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
         inc.reject(486, "Busy Here");
         in_two
     });
-    assert_eq!(one.call("15550102", t38_sdp(40004)).await.unwrap_err(), CallError::Busy { code: 486 });
+    assert_eq!(
+        one.call("15550102", t38_sdp(40004)).await.unwrap_err(),
+        CallError::Busy { code: 486 }
+    );
     let mut in_two = callee.await.unwrap();
 
     // 4. An audio call that the callee switches to T.38 with a re-INVITE.
     let callee = tokio::spawn(async move {
         let inc = in_two.recv().await.unwrap();
         assert!(inc.offer.as_ref().unwrap().audio().is_some());
-        let call = inc.accept(sdp::audio(2, 1, SocketAddr::from(([127, 0, 0, 1], 42000)))).await.unwrap();
+        let call = inc
+            .accept(sdp::audio(2, 1, SocketAddr::from(([127, 0, 0, 1], 42000))))
+            .await
+            .unwrap();
         let answer = call.reinvite(t38_sdp(42002)).await.unwrap();
         let t38 = answer.t38().unwrap();
         call.hang_up().await;
         t38
     });
-    let mut call = one.call_audio("15550102", sdp::audio(3, 1, SocketAddr::from(([127, 0, 0, 1], 43000))), t38_sdp(43002)).await.unwrap();
+    let mut call = one
+        .call_audio(
+            "15550102",
+            sdp::audio(3, 1, SocketAddr::from(([127, 0, 0, 1], 43000))),
+            t38_sdp(43002),
+        )
+        .await
+        .unwrap();
     assert!(call.remote_sdp.audio().is_some());
-    match tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap().unwrap() {
+    match tokio::time::timeout(Duration::from_secs(5), call.events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         CallEvent::ReInvite { sdp, refresh } => {
             assert!(!refresh);
             assert_eq!(sdp.unwrap().t38().unwrap().0.port(), 42002);
@@ -122,11 +175,23 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
         other => panic!("{other:?}"),
     }
     let t38 = callee.await.unwrap();
-    assert_eq!(t38.0.port(), 43002, "the caller answered the switch with its T.38 port");
-    assert_eq!(tokio::time::timeout(Duration::from_secs(5), call.events.recv()).await.unwrap(), Some(CallEvent::Bye));
+    assert_eq!(
+        t38.0.port(),
+        43002,
+        "the caller answered the switch with its T.38 port"
+    );
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), call.events.recv())
+            .await
+            .unwrap(),
+        Some(CallEvent::Bye)
+    );
 
     // 5. A number nobody registered.
-    assert_eq!(one.call("15559999", t38_sdp(40006)).await.unwrap_err(), CallError::BadNumber { code: 404 });
+    assert_eq!(
+        one.call("15559999", t38_sdp(40006)).await.unwrap_err(),
+        CallError::BadNumber { code: 404 }
+    );
 }
 
 fn page(seed: usize) -> t30::Page {
@@ -141,7 +206,12 @@ fn page(seed: usize) -> t30::Page {
             }
         }
     }
-    t30::Page { width, height, resolution: t30::Resolution::Fine, data }
+    t30::Page {
+        width,
+        height,
+        resolution: t30::Resolution::Fine,
+        data,
+    }
 }
 
 /// Refreshes the session four times, `every` apart (UPDATE or re-INVITE); returns how many succeeded.
@@ -162,7 +232,11 @@ async fn refresh_four_times(call: &sip::ua::Call, every: Duration, update: bool)
 async fn session_refreshes_during_a_t38_fax_over_udp_and_tcp_lose_no_page() {
     let Some(k) = start_kamailio() else { return };
     let (one, _in_one) = ua(&k, "15550101", "secret-one").await;
-    let mut cfg = Config::new("127.0.0.1:0".parse().unwrap(), account(&k, "15550102", "secret-two"), "faxhub-test-tcp");
+    let mut cfg = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        account(&k, "15550102", "secret-two"),
+        "faxhub-test-tcp",
+    );
     cfg.transport = sip::ua::Transport::Tcp;
     let (two, mut in_two) = UserAgent::start(cfg).await.unwrap();
     assert_eq!(register(&one).await, Ok(300));
@@ -179,10 +253,25 @@ async fn session_refreshes_during_a_t38_fax_over_udp_and_tcp_lose_no_page() {
         let mut call = inc.accept(t38_sdp(callee_port)).await.unwrap();
         let mut rc = t30::Config::new(t30::Role::Receive, false);
         rc.pacing.paced = true;
-        let fax = line::run(&callee_media, Some(remote), rc, line::Transport { redundancy: 3, ..line::Transport::default() }, Duration::from_secs(10), |_| {});
-        let (fax, updates) = tokio::join!(fax, refresh_four_times(&call, Duration::from_millis(1500), true));
+        let fax = line::run(
+            &callee_media,
+            Some(remote),
+            rc,
+            line::Transport {
+                redundancy: 3,
+                ..line::Transport::default()
+            },
+            Duration::from_secs(10),
+            |_| {},
+        );
+        let (fax, updates) = tokio::join!(
+            fax,
+            refresh_four_times(&call, Duration::from_millis(1500), true)
+        );
         let mut seen = Vec::new();
-        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), call.events.recv()).await {
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_secs(3), call.events.recv()).await
+        {
             let bye = ev == CallEvent::Bye;
             seen.push(ev);
             if bye {
@@ -197,24 +286,62 @@ async fn session_refreshes_during_a_t38_fax_over_udp_and_tcp_lose_no_page() {
     let (remote, _) = call.remote_sdp.t38().unwrap();
     let mut sc = t30::Config::new(t30::Role::Send(pages.clone()), true);
     sc.pacing.paced = true;
-    let fax = line::run(&caller_media, Some(remote), sc, line::Transport { redundancy: 3, ..line::Transport::default() }, Duration::ZERO, |_| {});
-    let (sent, reinvites) = tokio::join!(fax, refresh_four_times(&call, Duration::from_millis(1000), false));
+    let fax = line::run(
+        &caller_media,
+        Some(remote),
+        sc,
+        line::Transport {
+            redundancy: 3,
+            ..line::Transport::default()
+        },
+        Duration::ZERO,
+        |_| {},
+    );
+    let (sent, reinvites) = tokio::join!(
+        fax,
+        refresh_four_times(&call, Duration::from_millis(1000), false)
+    );
     let sent = sent.unwrap();
     call.hang_up().await;
     let (received, updates, seen) = callee.await.unwrap();
 
     assert_eq!(sent.outcome.result, Ok(()), "{}", sent.outcome.detail);
-    assert!(sent.stats.duration > Duration::from_secs(5), "the refreshes came during the fax: {:?}", sent.stats.duration);
-    assert_eq!(received.outcome.result, Ok(()), "{}", received.outcome.detail);
+    assert!(
+        sent.stats.duration > Duration::from_secs(5),
+        "the refreshes came during the fax: {:?}",
+        sent.stats.duration
+    );
+    assert_eq!(
+        received.outcome.result,
+        Ok(()),
+        "{}",
+        received.outcome.detail
+    );
     assert_eq!(received.pages.len(), 3);
     for (got, want) in received.pages.iter().zip(&pages) {
         assert_eq!(got.page, *want, "a page changed");
     }
     assert_eq!((reinvites, updates), (4, 4));
-    let refreshes_seen = seen.iter().filter(|e| matches!(e, CallEvent::ReInvite { refresh: true, .. })).count();
-    assert_eq!(refreshes_seen, 4, "the callee saw the caller's re-INVITEs as refreshes: {seen:?}");
-    assert!(!seen.iter().any(|e| matches!(e, CallEvent::ReInvite { refresh: false, .. })), "{seen:?}");
+    let refreshes_seen = seen
+        .iter()
+        .filter(|e| matches!(e, CallEvent::ReInvite { refresh: true, .. }))
+        .count();
+    assert_eq!(
+        refreshes_seen, 4,
+        "the callee saw the caller's re-INVITEs as refreshes: {seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, CallEvent::ReInvite { refresh: false, .. })),
+        "{seen:?}"
+    );
     assert_eq!(seen.last(), Some(&CallEvent::Bye));
-    let caller_saw = std::iter::from_fn(|| call.events.try_recv().ok()).filter(|e| matches!(e, CallEvent::ReInvite { refresh: true, .. })).count();
-    assert_eq!(caller_saw, 4, "the caller saw the callee's UPDATEs as refreshes");
+    let caller_saw = std::iter::from_fn(|| call.events.try_recv().ok())
+        .filter(|e| matches!(e, CallEvent::ReInvite { refresh: true, .. }))
+        .count();
+    assert_eq!(
+        caller_saw, 4,
+        "the caller saw the callee's UPDATEs as refreshes"
+    );
 }

@@ -38,14 +38,28 @@ fn documents(dir: &Path) -> (PathBuf, PathBuf) {
     let mut texts = Vec::new();
     for i in 1..=3 {
         let t = dir.join(format!("page{i}.txt"));
-        let body: String = (0..40).map(|l| format!("Page {i}, line {l}: the quick brown fox jumps over the lazy dog {}\n", l * i)).collect();
+        let body: String = (0..40)
+            .map(|l| {
+                format!(
+                    "Page {i}, line {l}: the quick brown fox jumps over the lazy dog {}\n",
+                    l * i
+                )
+            })
+            .collect();
         std::fs::write(&t, body).unwrap();
         texts.push(t);
     }
     let one = dir.join("one.tif");
     let three = dir.join("three.tif");
     for (out, inputs) in [(&one, &texts[..1]), (&three, &texts[..])] {
-        let st = Command::new(&fax).arg("convert").args(inputs).arg("-o").arg(out).args(["--compression", "mh"]).status().unwrap();
+        let st = Command::new(&fax)
+            .arg("convert")
+            .args(inputs)
+            .arg("-o")
+            .arg(out)
+            .args(["--compression", "mh"])
+            .status()
+            .unwrap();
         assert!(st.success());
     }
     (one, three)
@@ -57,11 +71,26 @@ fn run_case(peer: &Path, dir: &Path, doc: &Path, c: &Case, n: usize) -> Result<S
     let theirs = format!("127.0.0.1:{p_peer}");
     let received = dir.join(format!("rx{n}.tif"));
     let mut peer_args: Vec<String> = vec![
-        "--local".into(), theirs.clone(), "--remote".into(), ours.clone(),
-        "--max-rate".into(), c.rate.to_string(), "--compressions".into(), c.compression.into(),
-        "--redundancy".into(), "3".into(), "--timeout".into(), "150".into(), "--seed".into(), n.to_string(),
+        "--local".into(),
+        theirs.clone(),
+        "--remote".into(),
+        ours.clone(),
+        "--max-rate".into(),
+        c.rate.to_string(),
+        "--compressions".into(),
+        c.compression.into(),
+        "--redundancy".into(),
+        "3".into(),
+        "--timeout".into(),
+        "150".into(),
+        "--seed".into(),
+        n.to_string(),
     ];
-    peer_args.push(if c.ecm { "--ecm".into() } else { "--no-ecm".into() });
+    peer_args.push(if c.ecm {
+        "--ecm".into()
+    } else {
+        "--no-ecm".into()
+    });
     if c.loss > 0.0 {
         peer_args.extend(["--loss".into(), c.loss.to_string()]);
     }
@@ -73,12 +102,25 @@ fn run_case(peer: &Path, dir: &Path, doc: &Path, c: &Case, n: usize) -> Result<S
             ("receive", received.clone(), doc.to_path_buf())
         }
         Dir::SpandspToOurs => {
-            ours_cmd.args(["receive", "--remote", &theirs, "--wait", "30", "--out"]).arg(&received);
+            ours_cmd
+                .args(["receive", "--remote", &theirs, "--wait", "30", "--out"])
+                .arg(&received);
             ("send", doc.to_path_buf(), doc.to_path_buf())
         }
     };
     peer_args.extend(["--file".into(), peer_file.display().to_string()]);
-    ours_cmd.args(["--local", &ours, "--max-rate", &c.rate.to_string(), "--compressions", c.compression, "--redundancy", "3", "--seed", &n.to_string()]);
+    ours_cmd.args([
+        "--local",
+        &ours,
+        "--max-rate",
+        &c.rate.to_string(),
+        "--compressions",
+        c.compression,
+        "--redundancy",
+        "3",
+        "--seed",
+        &n.to_string(),
+    ]);
     ours_cmd.arg(if c.ecm { "--ecm" } else { "--no-ecm" });
     if c.loss > 0.0 {
         ours_cmd.args(["--simulate-loss", &c.loss.to_string()]);
@@ -94,35 +136,62 @@ fn run_case(peer: &Path, dir: &Path, doc: &Path, c: &Case, n: usize) -> Result<S
             (peer, ours_cmd.output().unwrap())
         }
         Dir::SpandspToOurs => {
-            let child = ours_cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let child = ours_cmd
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
             std::thread::sleep(Duration::from_millis(300));
             let peer = Peer::start(peer, peer_mode, &peer_args).unwrap();
             (peer, child.wait_with_output().unwrap())
         }
     };
-    let (po, perr) = peer.wait(Duration::from_secs(180)).map_err(|e| format!("{c:?}: {e:#}"))?;
+    let (po, perr) = peer
+        .wait(Duration::from_secs(180))
+        .map_err(|e| format!("{c:?}: {e:#}"))?;
     let ours_stdout = String::from_utf8_lossy(&ours_out.stdout).into_owned();
     let ours_stderr = String::from_utf8_lossy(&ours_out.stderr).into_owned();
-    let ctx = format!("{c:?}\nfaxhub: {ours_stdout}{ours_stderr}\nspandsp: {po:?}\n{}", perr.lines().rev().take(5).collect::<Vec<_>>().join("\n"));
+    let ctx = format!(
+        "{c:?}\nfaxhub: {ours_stdout}{ours_stderr}\nspandsp: {po:?}\n{}",
+        perr.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
     if !ours_out.status.success() || po.code != 0 {
         return Err(format!("call failed: {ctx}"));
     }
     let pages = same_pages(&sent, &received).map_err(|e| format!("pages differ: {e:#}\n{ctx}"))?;
     let want = if c.pages == 1 { 1 } else { 3 };
     if pages != want || po.pages as usize != want {
-        return Err(format!("{pages} pages compared, peer says {}, want {want}\n{ctx}", po.pages));
+        return Err(format!(
+            "{pages} pages compared, peer says {}, want {want}\n{ctx}",
+            po.pages
+        ));
     }
     if po.bit_rate != c.rate || po.ecm != c.ecm {
-        return Err(format!("peer negotiated {} bit/s ecm {}\n{ctx}", po.bit_rate, po.ecm));
+        return Err(format!(
+            "peer negotiated {} bit/s ecm {}\n{ctx}",
+            po.bit_rate, po.ecm
+        ));
     }
-    let spandsp_code = match c.compression { "mh" => 1, "mr" => 2, _ => 3 };
+    let spandsp_code = match c.compression {
+        "mh" => 1,
+        "mr" => 2,
+        _ => 3,
+    };
     if po.compression != spandsp_code {
-        return Err(format!("peer used compression {} not {}\n{ctx}", po.compression, c.compression));
+        return Err(format!(
+            "peer used compression {} not {}\n{ctx}",
+            po.compression, c.compression
+        ));
     }
-    if !ours_stdout.contains(&format!("ecm={}", c.ecm)) || !ours_stdout.contains(&format!("compression={}", c.compression)) {
+    if !ours_stdout.contains(&format!("ecm={}", c.ecm))
+        || !ours_stdout.contains(&format!("compression={}", c.compression))
+    {
         return Err(format!("our statistics disagree\n{ctx}"));
     }
-    Ok(format!("{:?} {} page(s) ecm={} {} {} loss={}: ok, spandsp cpu {:?} wall {:?}", c.dir, pages, c.ecm, c.compression, c.rate, c.loss, po.cpu, po.wall))
+    Ok(format!(
+        "{:?} {} page(s) ecm={} {} {} loss={}: ok, spandsp cpu {:?} wall {:?}",
+        c.dir, pages, c.ecm, c.compression, c.rate, c.loss, po.cpu, po.wall
+    ))
 }
 
 #[test]
@@ -135,18 +204,57 @@ fn faxhub_and_spandsp_exchange_identical_pages() {
     let (one, three) = documents(tmp.path());
     let mut cases = Vec::new();
     for dir in [Dir::OursToSpandsp, Dir::SpandspToOurs] {
-        cases.push(Case { dir, pages: 1, ecm: true, compression: "mmr", rate: 14400, loss: 0.0 });
-        cases.push(Case { dir, pages: 3, ecm: false, compression: "mh", rate: 14400, loss: 0.0 });
-        cases.push(Case { dir, pages: 1, ecm: false, compression: "mr", rate: 9600, loss: 0.0 });
-        cases.push(Case { dir, pages: 3, ecm: true, compression: "mr", rate: 9600, loss: 0.0 });
-        cases.push(Case { dir, pages: 3, ecm: true, compression: "mmr", rate: 14400, loss: 0.05 });
+        cases.push(Case {
+            dir,
+            pages: 1,
+            ecm: true,
+            compression: "mmr",
+            rate: 14400,
+            loss: 0.0,
+        });
+        cases.push(Case {
+            dir,
+            pages: 3,
+            ecm: false,
+            compression: "mh",
+            rate: 14400,
+            loss: 0.0,
+        });
+        cases.push(Case {
+            dir,
+            pages: 1,
+            ecm: false,
+            compression: "mr",
+            rate: 9600,
+            loss: 0.0,
+        });
+        cases.push(Case {
+            dir,
+            pages: 3,
+            ecm: true,
+            compression: "mr",
+            rate: 9600,
+            loss: 0.0,
+        });
+        cases.push(Case {
+            dir,
+            pages: 3,
+            ecm: true,
+            compression: "mmr",
+            rate: 14400,
+            loss: 0.05,
+        });
     }
     let results: Vec<Result<String, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = cases
             .iter()
             .enumerate()
             .map(|(n, c)| {
-                let doc = if c.pages == 1 { one.clone() } else { three.clone() };
+                let doc = if c.pages == 1 {
+                    one.clone()
+                } else {
+                    three.clone()
+                };
                 let (peer, dir) = (peer.clone(), tmp.path().to_path_buf());
                 s.spawn(move || run_case(&peer, &dir, &doc, c, n))
             })
@@ -160,5 +268,10 @@ fn faxhub_and_spandsp_exchange_identical_pages() {
             Err(e) => failed.push(e),
         }
     }
-    assert!(failed.is_empty(), "{} case(s) failed:\n{}", failed.len(), failed.join("\n\n"));
+    assert!(
+        failed.is_empty(),
+        "{} case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
 }

@@ -45,7 +45,13 @@ pub struct LinkModel {
 
 impl LinkModel {
     pub fn clean() -> Self {
-        Self { loss: 0.0, duplicate: 0.0, reorder: 0.0, latency: Duration::from_millis(20), jitter: Duration::ZERO }
+        Self {
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            latency: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+        }
     }
 }
 
@@ -61,22 +67,38 @@ impl Link {
         if self.rng.unit() < self.model.loss {
             return;
         }
-        let copies = if self.rng.unit() < self.model.duplicate { 2 } else { 1 };
+        let copies = if self.rng.unit() < self.model.duplicate {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let jitter = if self.model.jitter.is_zero() {
                 Duration::ZERO
             } else {
                 Duration::from_micros(self.rng.below(self.model.jitter.as_micros() as u64))
             };
-            let extra = if self.rng.unit() < self.model.reorder { Duration::from_millis(40) } else { Duration::ZERO };
+            let extra = if self.rng.unit() < self.model.reorder {
+                Duration::from_millis(40)
+            } else {
+                Duration::ZERO
+            };
             self.order += 1;
-            self.in_flight.push((now + self.model.latency + jitter + extra, self.order, datagram.clone()));
+            self.in_flight.push((
+                now + self.model.latency + jitter + extra,
+                self.order,
+                datagram.clone(),
+            ));
         }
     }
 
     fn due(&mut self, now: Duration) -> Vec<Vec<u8>> {
         self.in_flight.sort_by_key(|(t, o, _)| (*t, *o));
-        let n = self.in_flight.iter().take_while(|(t, _, _)| *t <= now).count();
+        let n = self
+            .in_flight
+            .iter()
+            .take_while(|(t, _, _)| *t <= now)
+            .count();
         self.in_flight.drain(..n).map(|(_, _, d)| d).collect()
     }
 
@@ -104,7 +126,9 @@ impl End {
             session_is_sender,
             session: Session::new(cfg, Duration::ZERO),
             tx: UdptlSender::new(SenderConfig {
-                recovery: ErrorRecovery::Redundancy { depth: redundancy.into() },
+                recovery: ErrorRecovery::Redundancy {
+                    depth: redundancy.into(),
+                },
                 max_datagram: 1400,
                 ..SenderConfig::default()
             }),
@@ -123,12 +147,25 @@ impl End {
                 Output::Transmit(ifp) => {
                     if std::env::var_os("T30_TRACE").is_some() {
                         let what = match (&ifp.msg_type, ifp.fields().first()) {
-                            (t38::IfpType::Data(_), Some(f)) if f.field_type == t38::FieldType::HdlcData => {
-                                format!("frame {}", t30::fcf::name(f.data.get(2).map_or(0, |b| b.reverse_bits())))
+                            (t38::IfpType::Data(_), Some(f))
+                                if f.field_type == t38::FieldType::HdlcData =>
+                            {
+                                format!(
+                                    "frame {}",
+                                    t30::fcf::name(f.data.get(2).map_or(0, |b| b.reverse_bits()))
+                                )
                             }
                             (t, f) => format!("{t:?} {:?}", f.map(|f| f.field_type)),
                         };
-                        eprintln!("{:>10.3} {} {what}", now.as_secs_f64(), if self.session_is_sender { "S>" } else { "   <R" });
+                        eprintln!(
+                            "{:>10.3} {} {what}",
+                            now.as_secs_f64(),
+                            if self.session_is_sender {
+                                "S>"
+                            } else {
+                                "   <R"
+                            }
+                        );
                     }
                     let d = self.tx.build(&ifp).expect("IFP fits");
                     link.send(now, d);
@@ -186,8 +223,18 @@ pub fn run(
 ) -> Run {
     let mut a = End::new(sender, redundancy);
     let mut b = End::new(receiver, redundancy);
-    let mut ab = Link { model: forward, rng: Rng::new(seed * 2 + 1), in_flight: Vec::new(), order: 0 };
-    let mut ba = Link { model: backward, rng: Rng::new(seed * 2 + 2), in_flight: Vec::new(), order: 0 };
+    let mut ab = Link {
+        model: forward,
+        rng: Rng::new(seed * 2 + 1),
+        in_flight: Vec::new(),
+        order: 0,
+    };
+    let mut ba = Link {
+        model: backward,
+        rng: Rng::new(seed * 2 + 2),
+        in_flight: Vec::new(),
+        order: 0,
+    };
     let max_sim = Duration::from_secs(900);
     let hold = Duration::from_millis(200);
     let mut now = Duration::ZERO;
@@ -206,12 +253,26 @@ pub fn run(
             break;
         }
         let mut next = a.wake.min(b.wake);
-        for t in [ab.next(), ba.next(), a.last_rx.map(|t| t + hold), b.last_rx.map(|t| t + hold)].into_iter().flatten() {
+        for t in [
+            ab.next(),
+            ba.next(),
+            a.last_rx.map(|t| t + hold),
+            b.last_rx.map(|t| t + hold),
+        ]
+        .into_iter()
+        .flatten()
+        {
             next = next.min(t);
         }
-        assert!(next > now || next == now && steps < 10_000_000, "no progress at {now:?}");
+        assert!(
+            next > now || next == now && steps < 10_000_000,
+            "no progress at {now:?}"
+        );
         now = next.max(now);
-        assert!(now < max_sim, "seed {seed}: the call hung (simulated time {now:?}, steps {steps})");
+        assert!(
+            now < max_sim,
+            "seed {seed}: the call hung (simulated time {now:?}, steps {steps})"
+        );
         assert!(steps < 5_000_000, "seed {seed}: too many steps");
     }
     Run {
@@ -247,7 +308,12 @@ pub fn letter(seed: u64, lines: u32, resolution: Resolution) -> Page {
         }
         y += h + 6 + rng.below(10) as usize;
     }
-    Page { width, height: lines, resolution, data }
+    Page {
+        width,
+        height: lines,
+        resolution,
+        data,
+    }
 }
 
 pub fn sender_config(pages: Vec<Page>) -> Config {

@@ -113,6 +113,20 @@ fn row(what: &str, pages: usize, peer_name: &str, peer: &Run, ours: &Run) {
     );
 }
 
+/// Our side runs on one thread (as tiffcp and gs do) and on two (the default on these 2-core machines).
+const THREADS: [usize; 2] = [1, 2];
+
+/// `faxhub convert --threads T --compression C INPUT -o OUT`.
+fn convert(fax: &Path, threads: usize, compression: &str, input: &Path, out: &Path) -> Command {
+    let mut c = Command::new(fax);
+    c.args(["convert", "--compression", compression, "--threads"])
+        .arg(threads.to_string())
+        .arg(input)
+        .arg("-o")
+        .arg(out);
+    c
+}
+
 fn codecs(runs: usize, dir: &Path) -> anyhow::Result<()> {
     let fax = faxhub()?;
     let g4 = dir.join("gs.tif");
@@ -142,7 +156,9 @@ fn codecs(runs: usize, dir: &Path) -> anyhow::Result<()> {
         ("mr", "g3:2d:fill", "mr"),
         ("mmr", "g4", "mmr"),
     ];
-    println!("50 fine pages (1728 x 2292), median of {runs} runs, whole processes");
+    println!(
+        "50 fine pages (1728 x 2292), median of {runs} runs, whole processes; faxhub on 1 and 2 threads (t)"
+    );
     for (name, libtiff, ours) in codings {
         let coded = dir.join(format!("{name}.tif"));
         tool(
@@ -157,29 +173,31 @@ fn codecs(runs: usize, dir: &Path) -> anyhow::Result<()> {
             c.args(["-c", libtiff]).arg(&none).arg(&out);
             c
         })?;
-        let mine = run_n(runs, || {
-            let mut c = Command::new(&fax);
-            c.args(["convert", "--compression", ours])
-                .arg(&none)
-                .arg("-o")
-                .arg(&out);
-            c
-        })?;
-        row(&format!("encode {name}"), 50, "tiffcp", &peer, &mine);
+        for threads in THREADS {
+            let mine = run_n(runs, || convert(&fax, threads, ours, &none, &out))?;
+            row(
+                &format!("encode {name} {threads}t"),
+                50,
+                "tiffcp",
+                &peer,
+                &mine,
+            );
+        }
         let peer = run_n(runs, || {
             let mut c = Command::new("tiffcp");
             c.args(["-c", "none"]).arg(&coded).arg(&out);
             c
         })?;
-        let mine = run_n(runs, || {
-            let mut c = Command::new(&fax);
-            c.args(["convert", "--compression", "none"])
-                .arg(&coded)
-                .arg("-o")
-                .arg(&out);
-            c
-        })?;
-        row(&format!("decode {name}"), 50, "tiffcp", &peer, &mine);
+        for threads in THREADS {
+            let mine = run_n(runs, || convert(&fax, threads, "none", &coded, &out))?;
+            row(
+                &format!("decode {name} {threads}t"),
+                50,
+                "tiffcp",
+                &peer,
+                &mine,
+            );
+        }
     }
     Ok(())
 }
@@ -205,21 +223,8 @@ fn pdf(runs: usize, dir: &Path) -> anyhow::Result<()> {
         .arg(&input);
         c
     })?;
-    for threads in [1, 2] {
-        let mine = run_n(runs, || {
-            let mut c = Command::new(&fax);
-            c.args([
-                "convert",
-                "--compression",
-                "mmr",
-                "--threads",
-                &threads.to_string(),
-            ])
-            .arg(&input)
-            .arg("-o")
-            .arg(&out);
-            c
-        })?;
+    for threads in THREADS {
+        let mine = run_n(runs, || convert(&fax, threads, "mmr", &input, &out))?;
         row(
             &format!("pdf->g4 {threads} thread(s)"),
             20,

@@ -25,7 +25,11 @@ struct Args {
 }
 
 fn args() -> anyhow::Result<Args> {
-    let mut a = Args { pairs: 20, calls: 4000, transport: Transport::Udp };
+    let mut a = Args {
+        pairs: 20,
+        calls: 4000,
+        transport: Transport::Udp,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().with_context(|| format!("{k} needs a value"));
@@ -49,7 +53,9 @@ fn cpu_self() -> Duration {
         libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
         ru.assume_init()
     };
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
@@ -61,17 +67,38 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn agent(k: &Kamailio, user: &str, transport: Transport) -> anyhow::Result<(UserAgent, tokio::sync::mpsc::UnboundedReceiver<sip::ua::Incoming>)> {
-    let account = Account { proxy: k.addr, domain: k.addr.to_string(), user: user.into(), auth_user: user.into(), password: format!("pw-{user}"), expires: 600 };
+async fn agent(
+    k: &Kamailio,
+    user: &str,
+    transport: Transport,
+) -> anyhow::Result<(
+    UserAgent,
+    tokio::sync::mpsc::UnboundedReceiver<sip::ua::Incoming>,
+)> {
+    let account = Account {
+        proxy: k.addr,
+        domain: k.addr.to_string(),
+        user: user.into(),
+        auth_user: user.into(),
+        password: format!("pw-{user}"),
+        expires: 600,
+    };
     let mut cfg = Config::new("127.0.0.1:0".parse()?, account, "faxhub-bench-sip");
     cfg.transport = transport;
     let (ua, incoming) = UserAgent::start(cfg).await?;
-    testkit::kamailio::register(&ua).await.with_context(|| format!("{user} cannot register"))?;
+    testkit::kamailio::register(&ua)
+        .await
+        .with_context(|| format!("{user} cannot register"))?;
     Ok((ua, incoming))
 }
 
 fn t38(port: u16) -> Vec<u8> {
-    sdp::t38(1, 1, SocketAddr::from(([127, 0, 0, 1], port)), &T38Params::default())
+    sdp::t38(
+        1,
+        1,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        &T38Params::default(),
+    )
 }
 
 #[tokio::main]
@@ -79,12 +106,21 @@ async fn main() -> anyhow::Result<()> {
     let a = args()?;
     // Warnings only, unless RUST_LOG says more.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let users: Vec<(String, String)> = (0..a.pairs * 2).map(|i| (format!("1555{i:07}"), format!("pw-1555{i:07}"))).collect();
-    let refs: Vec<(&str, &str)> = users.iter().map(|(u, p)| (u.as_str(), p.as_str())).collect();
-    let k = Kamailio::start(&refs)?.context("kamailio is not installed (apt-get install kamailio)")?;
+    let users: Vec<(String, String)> = (0..a.pairs * 2)
+        .map(|i| (format!("1555{i:07}"), format!("pw-1555{i:07}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    let k =
+        Kamailio::start(&refs)?.context("kamailio is not installed (apt-get install kamailio)")?;
     let mut callers = Vec::new();
     for p in 0..a.pairs {
         let (caller, _) = agent(&k, &users[2 * p].0, a.transport).await?;
@@ -95,7 +131,9 @@ async fn main() -> anyhow::Result<()> {
             while let Some(inc) = incoming.recv().await {
                 tokio::spawn(async move {
                     if let Ok(mut call) = inc.accept(t38(41000)).await {
-                        while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(30), call.events.recv()).await {
+                        while let Ok(Some(ev)) =
+                            tokio::time::timeout(Duration::from_secs(30), call.events.recv()).await
+                        {
                             if ev == CallEvent::Bye {
                                 break;
                             }
@@ -144,8 +182,19 @@ async fn main() -> anyhow::Result<()> {
     setup.sort();
     teardown.sort();
     let done = setup.len();
-    println!("SIP calls through Kamailio ({}) over {}: {} pairs, {} calls", k.addr, a.transport.name(), a.pairs, a.calls);
-    println!("  completed {done}, failed {} in {:.2} s: {:.0} calls set up and torn down per second", failed.len(), wall.as_secs_f64(), done as f64 / wall.as_secs_f64());
+    println!(
+        "SIP calls through Kamailio ({}) over {}: {} pairs, {} calls",
+        k.addr,
+        a.transport.name(),
+        a.pairs,
+        a.calls
+    );
+    println!(
+        "  completed {done}, failed {} in {:.2} s: {:.0} calls set up and torn down per second",
+        failed.len(),
+        wall.as_secs_f64(),
+        done as f64 / wall.as_secs_f64()
+    );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "  setup (INVITE, 407, INVITE, 200, ACK): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -153,13 +202,23 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&setup, 0.99)),
         ms(setup.last().copied().unwrap_or_default())
     );
-    println!("  teardown (BYE, 200): p50 {:.2} ms, p99 {:.2} ms", ms(percentile(&teardown, 0.5)), ms(percentile(&teardown, 0.99)));
-    println!("  user agents' CPU (callers and callees, this process): {:.3} ms per call", ms(cpu) / done.max(1) as f64);
+    println!(
+        "  teardown (BYE, 200): p50 {:.2} ms, p99 {:.2} ms",
+        ms(percentile(&teardown, 0.5)),
+        ms(percentile(&teardown, 0.99))
+    );
+    println!(
+        "  user agents' CPU (callers and callees, this process): {:.3} ms per call",
+        ms(cpu) / done.max(1) as f64
+    );
     if let Some(f) = failed.first() {
         println!("  first failure: {f}");
         if let Ok(log) = std::fs::read_to_string(&k.log) {
             let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            println!("  Kamailio's log ends:\n    {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n    "));
+            println!(
+                "  Kamailio's log ends:\n    {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+            );
         }
     }
     Ok(())

@@ -37,8 +37,14 @@ fn wait_child(child: std::process::Child, start: Instant) -> anyhow::Result<Usag
     if r != pid {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    Ok(Usage { cpu: tv(ru.ru_utime) + tv(ru.ru_stime), wall: start.elapsed(), stdout })
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Ok(Usage {
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        wall: start.elapsed(),
+        stdout,
+    })
 }
 
 fn document(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -47,12 +53,24 @@ fn document(dir: &Path) -> anyhow::Result<PathBuf> {
     let mut inputs = Vec::new();
     for i in 1..=3 {
         let t = dir.join(format!("p{i}.txt"));
-        let body: String = (0..50).map(|l| format!("Benchmark page {i}, line {l}: the quick brown fox jumps over the lazy dog.\n")).collect();
+        let body: String = (0..50)
+            .map(|l| {
+                format!(
+                    "Benchmark page {i}, line {l}: the quick brown fox jumps over the lazy dog.\n"
+                )
+            })
+            .collect();
         std::fs::write(&t, body)?;
         inputs.push(t);
     }
     let out = dir.join("doc.tif");
-    let st = Command::new(&fax).arg("convert").args(&inputs).arg("-o").arg(&out).args(["--compression", "mh"]).status()
+    let st = Command::new(&fax)
+        .arg("convert")
+        .args(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .args(["--compression", "mh"])
+        .status()
         .with_context(|| format!("running {}", fax.display()))?;
     if !st.success() {
         bail!("faxhub convert failed");
@@ -68,13 +86,24 @@ fn pages(doc: &Path) -> anyhow::Result<Vec<t30::Page>> {
         .map(|p| {
             let r = t30::Resolution::from_dpi(p.y_dpi().unwrap_or(196.0)).context("resolution")?;
             let pr = p.as_page();
-            Ok(t30::Page { width: pr.width, height: pr.height, resolution: r, data: pr.data.to_vec() })
+            Ok(t30::Page {
+                width: pr.width,
+                height: pr.height,
+                resolution: r,
+                data: pr.data.to_vec(),
+            })
         })
         .collect()
 }
 
 /// A worker process: N sessions at once, one direction.
-async fn worker(mode: &str, n: usize, base: u16, remote_base: u16, doc: Option<PathBuf>) -> anyhow::Result<()> {
+async fn worker(
+    mode: &str,
+    n: usize,
+    base: u16,
+    remote_base: u16,
+    doc: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let doc_pages = match &doc {
         Some(d) => Some(pages(d)?),
         None => None,
@@ -82,18 +111,32 @@ async fn worker(mode: &str, n: usize, base: u16, remote_base: u16, doc: Option<P
     let mut tasks = Vec::new();
     for i in 0..n {
         let local: SocketAddr = format!("127.0.0.1:{}", base as usize + i).parse()?;
-        let socket = tokio::net::UdpSocket::bind(local).await.with_context(|| format!("binding {local}"))?;
+        let socket = tokio::net::UdpSocket::bind(local)
+            .await
+            .with_context(|| format!("binding {local}"))?;
         let role = match &doc_pages {
             Some(p) => t30::Role::Send(p.clone()),
             None => t30::Role::Receive,
         };
         let calling = mode == "send";
-        let remote: Option<SocketAddr> = if calling { Some(format!("127.0.0.1:{}", remote_base as usize + i).parse()?) } else { None };
+        let remote: Option<SocketAddr> = if calling {
+            Some(format!("127.0.0.1:{}", remote_base as usize + i).parse()?)
+        } else {
+            None
+        };
         tasks.push(tokio::spawn(async move {
             let mut cfg = t30::Config::new(role, calling);
             cfg.ecm = true;
             cfg.max_rate = 14400;
-            let r = line::run(&socket, remote, cfg, line::Transport::default(), Duration::from_secs(120), |_| {}).await;
+            let r = line::run(
+                &socket,
+                remote,
+                cfg,
+                line::Transport::default(),
+                Duration::from_secs(120),
+                |_| {},
+            )
+            .await;
             match r {
                 Ok(r) if r.outcome.result.is_ok() => (true, r.stats.pages),
                 _ => (false, 0),
@@ -113,14 +156,28 @@ async fn worker(mode: &str, n: usize, base: u16, remote_base: u16, doc: Option<P
 fn ours(n: usize, doc: &Path) -> anyhow::Result<(usize, u32, Duration, Duration)> {
     let me = std::env::current_exe()?;
     let start = Instant::now();
-    let rx = Command::new(&me).args(["worker", "receive", &n.to_string(), "20000", "0"]).stdout(Stdio::piped()).spawn()?;
+    let rx = Command::new(&me)
+        .args(["worker", "receive", &n.to_string(), "20000", "0"])
+        .stdout(Stdio::piped())
+        .spawn()?;
     std::thread::sleep(Duration::from_millis(500));
-    let tx = Command::new(&me).args(["worker", "send", &n.to_string(), "40000", "20000"]).arg(doc).stdout(Stdio::piped()).spawn()?;
+    let tx = Command::new(&me)
+        .args(["worker", "send", &n.to_string(), "40000", "20000"])
+        .arg(doc)
+        .stdout(Stdio::piped())
+        .spawn()?;
     let t = wait_child(tx, start)?;
     let r = wait_child(rx, start)?;
     let parse = |s: &str| -> (usize, usize, u32) {
-        let v: Vec<u64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-        (v.first().copied().unwrap_or(0) as usize, v.get(1).copied().unwrap_or(n as u64) as usize, v.get(2).copied().unwrap_or(0) as u32)
+        let v: Vec<u64> = s
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (
+            v.first().copied().unwrap_or(0) as usize,
+            v.get(1).copied().unwrap_or(n as u64) as usize,
+            v.get(2).copied().unwrap_or(0) as u32,
+        )
     };
     let (_, tfail, tpages) = parse(&t.stdout);
     let (_, rfail, _) = parse(&r.stdout);
@@ -128,20 +185,38 @@ fn ours(n: usize, doc: &Path) -> anyhow::Result<(usize, u32, Duration, Duration)
 }
 
 fn spandsp(pairs: usize, doc: &Path) -> anyhow::Result<Option<(Duration, u32)>> {
-    let Some(peer) = testkit::spandsp::faxpeer()? else { return Ok(None) };
+    let Some(peer) = testkit::spandsp::faxpeer()? else {
+        return Ok(None);
+    };
     let dir = doc.parent().context("doc dir")?;
     let mut children = Vec::new();
     let start = Instant::now();
     for i in 0..pairs {
         let (a, b) = (45000 + 2 * i, 45001 + 2 * i);
         let rx = Command::new(&peer)
-            .args(["receive", "--local", &format!("127.0.0.1:{a}"), "--remote", &format!("127.0.0.1:{b}"), "--ecm", "--file"])
+            .args([
+                "receive",
+                "--local",
+                &format!("127.0.0.1:{a}"),
+                "--remote",
+                &format!("127.0.0.1:{b}"),
+                "--ecm",
+                "--file",
+            ])
             .arg(dir.join(format!("sp{i}.tif")))
             .stdout(Stdio::piped())
             .spawn()?;
         std::thread::sleep(Duration::from_millis(100));
         let tx = Command::new(&peer)
-            .args(["send", "--local", &format!("127.0.0.1:{b}"), "--remote", &format!("127.0.0.1:{a}"), "--ecm", "--file"])
+            .args([
+                "send",
+                "--local",
+                &format!("127.0.0.1:{b}"),
+                "--remote",
+                &format!("127.0.0.1:{a}"),
+                "--ecm",
+                "--file",
+            ])
             .arg(doc)
             .stdout(Stdio::piped())
             .spawn()?;
@@ -179,7 +254,14 @@ async fn main() -> anyhow::Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--sessions" => sessions = it.next().context("--sessions N,N")?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--sessions" => {
+                sessions = it
+                    .next()
+                    .context("--sessions N,N")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             "--spandsp-pairs" => pairs = it.next().context("--spandsp-pairs N")?.parse()?,
             other => bail!("unknown argument {other:?}"),
         }
@@ -190,7 +272,11 @@ async fn main() -> anyhow::Result<()> {
     let sp = spandsp(pairs, &doc)?;
     let sp_per_page = sp.map(|(cpu, pages)| cpu.as_secs_f64() / f64::from(pages.max(1)));
     if let (Some((cpu, pages)), Some(pp)) = (sp, sp_per_page) {
-        println!("spandsp: {pairs} pair(s), {pages} pages, {:.3} CPU-s, {:.5} CPU-s/page", cpu.as_secs_f64(), pp);
+        println!(
+            "spandsp: {pairs} pair(s), {pages} pages, {:.3} CPU-s, {:.5} CPU-s/page",
+            cpu.as_secs_f64(),
+            pp
+        );
     }
     for n in sessions {
         let (failed, pages, cpu, wall) = ours(n, &doc)?;
@@ -200,7 +286,10 @@ async fn main() -> anyhow::Result<()> {
             "faxhub: {n} sessions, {failed} failed, {pages} pages, wall {:.1} s, CPU {:.2} s = {share:.1}% of {cores} cores, {per_page:.5} CPU-s/page{}",
             wall.as_secs_f64(),
             cpu.as_secs_f64(),
-            sp_per_page.map_or(String::new(), |sp| format!(" ({:.2}x SpanDSP's)", per_page / sp)),
+            sp_per_page.map_or(String::new(), |sp| format!(
+                " ({:.2}x SpanDSP's)",
+                per_page / sp
+            )),
         );
     }
     Ok(())

@@ -246,6 +246,29 @@ fn render_one<'a>(
     Ok(result)
 }
 
+/// Whether eight RGBA pixels are all zero (transparent): four word loads, not thirty-two byte tests.
+#[inline]
+fn is_clear(px: &[u8; 32]) -> bool {
+    px.as_chunks::<8>()
+        .0
+        .iter()
+        .fold(0u64, |acc, w| acc | u64::from_ne_bytes(*w))
+        == 0
+}
+
+/// Eight premultiplied RGBA pixels over white paper → one byte of bilevel pixels (1 = darker than half).
+#[inline]
+fn dark_bits(px: &[u8; 32]) -> u8 {
+    let mut b = 0u8;
+    for (i, p) in px.as_chunks::<4>().0.iter().enumerate() {
+        let [r, g, bl, a] = *p;
+        let white = 255 - u32::from(a);
+        let l = (u32::from(r) * 77 + u32::from(g) * 150 + u32::from(bl) * 29) >> 8;
+        b |= u8::from(l + white < 128) << (7 - i);
+    }
+    b
+}
+
 /// Premultiplied RGBA over white → luma → bilevel.
 fn to_page(pixmap: &Pixmap, spec: &PageSpec) -> Page {
     let (w, h) = (u32::from(pixmap.width()), u32::from(pixmap.height()));
@@ -269,26 +292,24 @@ fn to_page(pixmap: &Pixmap, spec: &PageSpec) -> Page {
     if w == 0 {
         return page;
     }
-    const CLEAR8: [u8; 32] = [0; 32];
     for (src, dst) in pixmap
         .data_as_u8_slice()
         .chunks_exact(w as usize * 4)
         .zip(page.data.chunks_exact_mut(stride))
     {
-        for (px, byte) in src.chunks(32).zip(dst.iter_mut()) {
-            // Most of a page is untouched paper: skip runs of eight transparent pixels.
-            if px == CLEAR8 {
-                continue;
+        let (eights, rest) = src.as_chunks::<32>();
+        for (px, byte) in eights.iter().zip(dst.iter_mut()) {
+            // Most of a page is untouched paper (transparent, all zero): eight pixels at a time.
+            if !is_clear(px) {
+                *byte = dark_bits(px);
             }
-            let mut b = 0u8;
-            for (i, p) in px.chunks_exact(4).enumerate() {
-                if let [r, g, bl, a] = *p {
-                    let white = 255 - u32::from(a);
-                    let l = (u32::from(r) * 77 + u32::from(g) * 150 + u32::from(bl) * 29) >> 8;
-                    b |= u8::from(l + white < 128) << (7 - i);
-                }
+        }
+        if !rest.is_empty() {
+            let mut last = [0u8; 32];
+            last[..rest.len()].copy_from_slice(rest);
+            if let Some(byte) = dst.get_mut(eights.len()) {
+                *byte = dark_bits(&last);
             }
-            *byte = b;
         }
     }
     page

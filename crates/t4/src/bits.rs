@@ -43,6 +43,15 @@ impl BitWriter {
         }
     }
 
+    /// Writes `count` one bits.
+    pub fn ones(&mut self, mut count: usize) {
+        while count > 0 {
+            let n = count.min(32) as u32;
+            self.put(u32::MAX, n);
+            count -= n as usize;
+        }
+    }
+
     /// Bits written so far.
     pub fn bit_len(&self) -> u64 {
         self.out.len() as u64 * 8 + u64::from(self.n)
@@ -74,8 +83,6 @@ pub struct BitReader<'a> {
     acc: u64,
     /// Valid bits in `acc`, left-aligned.
     n: u32,
-    /// Bits consumed in total.
-    pos: u64,
 }
 
 impl<'a> BitReader<'a> {
@@ -85,7 +92,6 @@ impl<'a> BitReader<'a> {
             next: 0,
             acc: 0,
             n: 0,
-            pos: 0,
         };
         r.refill();
         r
@@ -114,7 +120,7 @@ impl<'a> BitReader<'a> {
             let byte = match self.data.get(self.next) {
                 Some(b) => *b,
                 None => {
-                    // Past the end: pretend zeros, tracked by `pos` against `total_bits`.
+                    // Past the end: pretend zeros (counted by `position`, which `at_end` compares with the real bits).
                     if self.n > 32 {
                         return;
                     }
@@ -141,9 +147,17 @@ impl<'a> BitReader<'a> {
         if self.n < len {
             self.refill();
         }
+        self.consume_peeked(len);
+    }
+
+    /// [`BitReader::consume`] of at most as many bits as the last [`BitReader::peek`] looked at (which
+    /// made sure they are loaded): the decoders' hot path, with no test. (A refill always leaves more than
+    /// 32 bits, the most a peek asks for.)
+    #[inline]
+    pub fn consume_peeked(&mut self, len: u32) {
+        debug_assert!(len <= self.n);
         self.acc <<= len;
-        self.n = self.n.saturating_sub(len);
-        self.pos += u64::from(len);
+        self.n -= len;
     }
 
     #[inline]
@@ -153,8 +167,9 @@ impl<'a> BitReader<'a> {
         b
     }
 
+    /// Bits consumed in total: every byte loaded (past the end, the zeros pretended) less those waiting.
     pub fn position(&self) -> u64 {
-        self.pos
+        self.next as u64 * 8 - u64::from(self.n)
     }
 
     pub fn total_bits(&self) -> u64 {
@@ -163,12 +178,12 @@ impl<'a> BitReader<'a> {
 
     /// Whether every real bit has been consumed.
     pub fn at_end(&self) -> bool {
-        self.pos >= self.total_bits()
+        self.position() >= self.total_bits()
     }
 
     /// Skips to the next byte boundary.
     pub fn align(&mut self) {
-        let pad = ((8 - self.pos % 8) % 8) as u32;
+        let pad = ((8 - self.position() % 8) % 8) as u32;
         self.consume(pad);
     }
 

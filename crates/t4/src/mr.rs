@@ -5,19 +5,39 @@ use crate::bits::{BitReader, BitWriter};
 use crate::codes;
 use crate::runs::{get_run, put_run};
 
-/// Position of b1: the first changing element of the reference line to the right of `a0` whose colour
-/// change is to the opposite of `black` (even entries start black runs). `bi` is a cursor kept between
-/// calls; it may step back one place, because a vertical mode can move a0 left of the previous b1.
+/// Ends a line's changing elements with the sentinels [`find_b1`] relies on, making it a reference line:
+/// three entries at `width` (the imaginary changes past the line's end, of both colours, and b2 after them).
+pub fn seal_reference(changes: &mut Vec<u32>, width: u32) {
+    changes.extend_from_slice(&[width; 3]);
+}
+
+/// The changing elements of a sealed reference line, without its sentinels.
+pub fn reference_changes(reference: &[u32]) -> usize {
+    reference.len().saturating_sub(3)
+}
+
+/// The all-white line above a page's first line, as a reference line.
+pub fn white_reference(width: u32) -> Vec<u32> {
+    let mut v = Vec::with_capacity(64);
+    seal_reference(&mut v, width);
+    v
+}
+
+/// Position of b1 (and b2 after it): the first changing element of the reference line to the right of `a0`
+/// whose colour change is to the opposite of `black` (even entries start black runs). `bi` is a cursor kept
+/// between calls; it may step back one place, because a vertical mode can move a0 left of the previous b1.
+/// The reference line is sealed ([`seal_reference`]) and `a0` is left of the line's end, so the scan stops
+/// at a sentinel at the latest: entries of the right parity are visited two apart, with no bounds test.
 #[inline]
-fn find_b1(reference: &[u32], bi: &mut usize, a0: i64, black: bool, width: u32) -> (u32, u32) {
-    *bi = bi.saturating_sub(1);
-    let want_odd = usize::from(black);
-    while *bi < reference.len() && (i64::from(reference[*bi]) <= a0 || *bi % 2 != want_odd) {
-        *bi += 1;
+fn find_b1(reference: &[u32], bi: &mut usize, a0: i64, black: bool) -> (u32, u32) {
+    debug_assert!(reference.len() >= 3 && i64::from(reference[reference.len() - 1]) > a0);
+    let mut i = bi.saturating_sub(1);
+    i += (i & 1) ^ usize::from(black);
+    while i64::from(reference[i]) <= a0 {
+        i += 2;
     }
-    let b1 = reference.get(*bi).copied().unwrap_or(width);
-    let b2 = reference.get(*bi + 1).copied().unwrap_or(width);
-    (b1, b2)
+    *bi = i;
+    (reference[i], reference[i + 1])
 }
 
 /// Codes one line two-dimensionally against `reference` (both as changing elements).
@@ -31,7 +51,7 @@ pub fn encode_line(w: &mut BitWriter, coding: &[u32], reference: &[u32], width: 
             ai += 1;
         }
         let a1 = coding.get(ai).copied().unwrap_or(width);
-        let (b1, b2) = find_b1(reference, &mut bi, a0, black, width);
+        let (b1, b2) = find_b1(reference, &mut bi, a0, black);
         if b2 < a1 {
             let (c, l) = codes::PASS;
             w.put(u32::from(c), u32::from(l));
@@ -117,17 +137,17 @@ pub fn decode_line(
     let w = i64::from(width);
     while a0 < w {
         let (mode, len) = table[r.peek(MODE_PEEK) as usize];
-        r.consume(u32::from(len));
+        r.consume_peeked(u32::from(len));
         match mode {
             Mode::Pass => {
-                let (_, b2) = find_b1(reference, &mut bi, a0, black, width);
+                let (_, b2) = find_b1(reference, &mut bi, a0, black);
                 if i64::from(b2) <= a0 {
                     return Err(LineError::Corrupt);
                 }
                 a0 = i64::from(b2);
             }
             Mode::Vertical(d) => {
-                let (b1, _) = find_b1(reference, &mut bi, a0, black, width);
+                let (b1, _) = find_b1(reference, &mut bi, a0, black);
                 let a1 = i64::from(b1) + i64::from(d);
                 if a1 < a0.max(0) || a1 > w || (a1 == a0 && a0 >= 0) {
                     return Err(LineError::Corrupt);
@@ -188,6 +208,9 @@ mod tests {
     use super::*;
 
     fn round_trip(coding: &[u32], reference: &[u32], width: u32) {
+        let mut reference = reference.to_vec();
+        seal_reference(&mut reference, width);
+        let reference = &reference[..];
         let mut w = BitWriter::default();
         encode_line(&mut w, coding, reference, width);
         let data = w.finish();

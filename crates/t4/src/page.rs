@@ -80,7 +80,7 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
     let s = stride(page.width);
     let mut w = BitWriter::with_capacity(page.data.len() / 8 + 64);
     let mut cur = Vec::with_capacity(64);
-    let mut reference: Vec<u32> = Vec::with_capacity(64);
+    let mut reference = mr::white_reference(page.width);
     let framed = match o.coding {
         Coding::Mh => o.eol,
         Coding::Mr { .. } => true,
@@ -112,7 +112,6 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
             encode_row_1d(&mut w, row, page.width);
             continue;
         }
-        row_to_changes(row, page.width, &mut cur);
         let one_d = match o.coding {
             Coding::Mh => true,
             Coding::Mr { k } => y % k.max(1) as usize == 0,
@@ -122,11 +121,19 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
             let tag = matches!(o.coding, Coding::Mr { .. }).then_some(one_d);
             put_eol(&mut w, &mut line_start, tag);
         }
+        if !one_d && y > 0 && row == &page.data[(y - 1) * s..y * s] {
+            // The same pixels as the line above: every changing element is V0 (a single 1 bit), and so is
+            // the line's end; the reference line stays as it is.
+            w.ones(mr::reference_changes(&reference) + 1);
+            continue;
+        }
+        row_to_changes(row, page.width, &mut cur);
         if one_d {
             encode_1d(&mut w, &cur, page.width);
         } else {
             mr::encode_line(&mut w, &cur, &reference, page.width);
         }
+        mr::seal_reference(&mut cur, page.width);
         std::mem::swap(&mut cur, &mut reference);
     }
     if o.end_marker {
@@ -373,7 +380,7 @@ pub fn decode_into(
 fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
     let two_d = matches!(o.coding, Coding::Mr { .. });
     let mut cur = Vec::with_capacity(64);
-    let mut reference: Vec<u32> = Vec::new();
+    let mut reference = mr::white_reference(o.width);
     // After a corrupt line, two-dimensional lines cannot be trusted until a one-dimensional one.
     let mut lost = false;
     // Set when resynchronisation has just consumed an EOL.
@@ -412,6 +419,7 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
             if !out.push_good(&cur) {
                 return true;
             }
+            mr::seal_reference(&mut cur, o.width);
             std::mem::swap(&mut cur, &mut reference);
             continue;
         }
@@ -430,7 +438,7 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
 
 fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
     let mut cur = Vec::with_capacity(64);
-    let mut reference: Vec<u32> = Vec::new();
+    let mut reference = mr::white_reference(o.width);
     loop {
         if out.rows >= out.max_rows {
             return true;
@@ -446,6 +454,7 @@ fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bo
                 if !out.push_good(&cur) {
                     return true;
                 }
+                mr::seal_reference(&mut cur, o.width);
                 std::mem::swap(&mut cur, &mut reference);
             }
             // T.6 has no resynchronisation point: the rest of the page is lost.

@@ -193,7 +193,7 @@ pub fn get_run(r: &mut BitReader<'_>, black: bool) -> Option<u32> {
         if len == 0 {
             return None;
         }
-        r.consume(len);
+        r.consume_peeked(len);
         let run = u32::from(e >> 4);
         total += run;
         if run < 64 {

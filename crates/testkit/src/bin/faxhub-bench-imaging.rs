@@ -1,5 +1,6 @@
 //! Imaging benchmarks side by side with the reference tools, on the same input, as whole processes (both
-//! sides pay their start-up and their file I/O). Prints medians, pages per second, peak memory and ratios.
+//! sides pay their start-up and their file I/O). Prints medians, pages per second, peak memory and ratios;
+//! the commands compared run in turn, round by round, so a busy moment on the machine falls on all alike.
 //!
 //!   faxhub-bench-imaging codecs [--runs 7]   MH / MR / MMR encode and decode of the 50-page fine document
 //!                                            (crates/t4/benches/document.ps): `faxhub convert` against
@@ -64,13 +65,20 @@ fn median(mut v: Vec<Run>) -> Run {
     }
 }
 
-fn run_n(n: usize, mut make: impl FnMut() -> Command) -> anyhow::Result<Run> {
-    // One unmeasured run warms the page cache for both sides alike.
-    measure(&mut make())?;
-    let runs = (0..n)
-        .map(|_| measure(&mut make()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(median(runs))
+/// Runs every command `n` times, round by round (one run of each in turn), so that a busy moment on the
+/// machine falls on all of them alike; the median of each.
+fn interleaved(n: usize, cmds: &mut [&mut dyn FnMut() -> Command]) -> anyhow::Result<Vec<Run>> {
+    // One unmeasured round warms the page cache for every side alike.
+    for make in cmds.iter_mut() {
+        measure(&mut make())?;
+    }
+    let mut runs: Vec<Vec<Run>> = cmds.iter().map(|_| Vec::with_capacity(n)).collect();
+    for _ in 0..n {
+        for (make, r) in cmds.iter_mut().zip(&mut runs) {
+            r.push(measure(&mut make())?);
+        }
+    }
+    Ok(runs.into_iter().map(median).collect())
 }
 
 fn tool(cmd: &mut Command) -> anyhow::Result<()> {
@@ -115,6 +123,11 @@ fn row(what: &str, pages: usize, peer_name: &str, peer: &Run, ours: &Run) {
 
 /// Our side runs on one thread (as tiffcp and gs do) and on two (the default on these 2-core machines).
 const THREADS: [usize; 2] = [1, 2];
+
+fn three(v: Vec<Run>) -> anyhow::Result<[Run; 3]> {
+    v.try_into()
+        .map_err(|_| anyhow::anyhow!("three commands were measured"))
+}
 
 /// `faxhub convert --threads T --compression C INPUT -o OUT`.
 fn convert(fax: &Path, threads: usize, compression: &str, input: &Path, out: &Path) -> Command {
@@ -168,36 +181,58 @@ fn codecs(runs: usize, dir: &Path) -> anyhow::Result<()> {
                 .arg(&coded),
         )?;
         let out = dir.join("out.tif");
-        let peer = run_n(runs, || {
-            let mut c = Command::new("tiffcp");
-            c.args(["-c", libtiff]).arg(&none).arg(&out);
-            c
-        })?;
-        for threads in THREADS {
-            let mine = run_n(runs, || convert(&fax, threads, ours, &none, &out))?;
-            row(
-                &format!("encode {name} {threads}t"),
-                50,
-                "tiffcp",
-                &peer,
-                &mine,
-            );
-        }
-        let peer = run_n(runs, || {
-            let mut c = Command::new("tiffcp");
-            c.args(["-c", "none"]).arg(&coded).arg(&out);
-            c
-        })?;
-        for threads in THREADS {
-            let mine = run_n(runs, || convert(&fax, threads, "none", &coded, &out))?;
-            row(
-                &format!("decode {name} {threads}t"),
-                50,
-                "tiffcp",
-                &peer,
-                &mine,
-            );
-        }
+        let [peer, one, two] = three(interleaved(
+            runs,
+            &mut [
+                &mut || {
+                    let mut c = Command::new("tiffcp");
+                    c.args(["-c", libtiff]).arg(&none).arg(&out);
+                    c
+                },
+                &mut || convert(&fax, THREADS[0], ours, &none, &out),
+                &mut || convert(&fax, THREADS[1], ours, &none, &out),
+            ],
+        )?)?;
+        row(
+            &format!("encode {name} {}t", THREADS[0]),
+            50,
+            "tiffcp",
+            &peer,
+            &one,
+        );
+        row(
+            &format!("encode {name} {}t", THREADS[1]),
+            50,
+            "tiffcp",
+            &peer,
+            &two,
+        );
+        let [peer, one, two] = three(interleaved(
+            runs,
+            &mut [
+                &mut || {
+                    let mut c = Command::new("tiffcp");
+                    c.args(["-c", "none"]).arg(&coded).arg(&out);
+                    c
+                },
+                &mut || convert(&fax, THREADS[0], "none", &coded, &out),
+                &mut || convert(&fax, THREADS[1], "none", &coded, &out),
+            ],
+        )?)?;
+        row(
+            &format!("decode {name} {}t", THREADS[0]),
+            50,
+            "tiffcp",
+            &peer,
+            &one,
+        );
+        row(
+            &format!("decode {name} {}t", THREADS[1]),
+            50,
+            "tiffcp",
+            &peer,
+            &two,
+        );
     }
     Ok(())
 }
@@ -209,22 +244,28 @@ fn pdf(runs: usize, dir: &Path) -> anyhow::Result<()> {
     println!(
         "20-page text-and-graphics PDF to G4 TIFF-F at 204 x 196, median of {runs} runs, whole processes"
     );
-    let peer = run_n(runs, || {
-        let mut c = Command::new("gs");
-        c.args([
-            "-q",
-            "-dNOPAUSE",
-            "-dBATCH",
-            "-dSAFER",
-            "-sDEVICE=tiffg4",
-            "-r204x196",
-        ])
-        .arg(format!("-sOutputFile={}", out.display()))
-        .arg(&input);
-        c
-    })?;
-    for threads in THREADS {
-        let mine = run_n(runs, || convert(&fax, threads, "mmr", &input, &out))?;
+    let [peer, one, two] = three(interleaved(
+        runs,
+        &mut [
+            &mut || {
+                let mut c = Command::new("gs");
+                c.args([
+                    "-q",
+                    "-dNOPAUSE",
+                    "-dBATCH",
+                    "-dSAFER",
+                    "-sDEVICE=tiffg4",
+                    "-r204x196",
+                ])
+                .arg(format!("-sOutputFile={}", out.display()))
+                .arg(&input);
+                c
+            },
+            &mut || convert(&fax, THREADS[0], "mmr", &input, &out),
+            &mut || convert(&fax, THREADS[1], "mmr", &input, &out),
+        ],
+    )?)?;
+    for (threads, mine) in THREADS.iter().zip([one, two]) {
         row(
             &format!("pdf->g4 {threads} thread(s)"),
             20,

@@ -134,6 +134,7 @@ pub fn decode_line(
     let mut a0: i64 = -1;
     let mut black = false;
     let mut bi = 0usize;
+    let mut zero_run = false;
     let w = i64::from(width);
     while a0 < w {
         let (mode, len) = table[r.peek(MODE_PEEK) as usize];
@@ -178,12 +179,16 @@ pub fn decode_line(
                 if a0 == start && run1 == 0 && run2 == 0 {
                     return Err(LineError::Corrupt);
                 }
+                // Only a zero-length run can repeat a changing element.
+                zero_run |= run1 == 0 || run2 == 0;
             }
             Mode::Zeros => return Err(LineError::Interrupted),
             Mode::Invalid => return Err(LineError::Corrupt),
         }
     }
-    normalize(out);
+    if zero_run {
+        normalize(out);
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! decoder recovers from corrupt lines as a fax receiver does.
 
 use crate::bits::{BitReader, BitWriter};
-use crate::runs::{changes_to_row, encode_row_1d, get_run, put_run, row_to_changes};
+use crate::runs::{changes_to_row, encode_row_1d, put_run, row_to_changes, run_of};
 use crate::{Error, codes, mr};
 
 /// How a page is coded.
@@ -164,24 +164,28 @@ fn encode_1d(w: &mut BitWriter, changes: &[u32], width: u32) {
     }
 }
 
-/// Decodes one one-dimensional line into changing elements.
+/// Decodes one one-dimensional line into changing elements: a white run and a black run at a time, so
+/// each run's table is known where it is read.
 fn decode_1d(r: &mut BitReader<'_>, width: u32, out: &mut Vec<u32>) -> bool {
     out.clear();
     let mut a0 = 0u32;
-    let mut black = false;
     loop {
-        let Some(run) = get_run(r, black) else {
+        let Some(white) = run_of::<false>(r) else {
             return false;
         };
-        let Some(next) = a0.checked_add(run).filter(|n| *n <= width) else {
-            return false;
-        };
-        a0 = next;
-        if a0 == width {
-            return true;
+        a0 += white;
+        if a0 >= width {
+            return a0 == width;
         }
         out.push(a0);
-        black = !black;
+        let Some(black) = run_of::<true>(r) else {
+            return false;
+        };
+        a0 += black;
+        if a0 >= width {
+            return a0 == width;
+        }
+        out.push(a0);
     }
 }
 

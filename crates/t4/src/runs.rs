@@ -183,9 +183,21 @@ static WHITE_DECODE: [u16; DECODE_LEN] = run_decode_table(&codes::WHITE_TERM, &c
 static BLACK_DECODE: [u16; DECODE_LEN] = run_decode_table(&codes::BLACK_TERM, &codes::BLACK_MAKEUP);
 
 /// Reads one run of a colour (make-ups and a terminating code). `None` at an invalid code or an EOL.
-#[inline]
+/// Not inlined: the two-dimensional decoder's loop stays small (horizontal mode is the rare one).
+#[inline(never)]
 pub fn get_run(r: &mut BitReader<'_>, black: bool) -> Option<u32> {
-    let table = if black { &BLACK_DECODE } else { &WHITE_DECODE };
+    if black {
+        run_of::<true>(r)
+    } else {
+        run_of::<false>(r)
+    }
+}
+
+/// [`get_run`] for a colour known where it is called: the table is a constant, and the common case (a
+/// terminating code) is one lookup.
+#[inline(always)]
+pub fn run_of<const BLACK: bool>(r: &mut BitReader<'_>) -> Option<u32> {
+    let table = if BLACK { &BLACK_DECODE } else { &WHITE_DECODE };
     let mut total = 0u32;
     loop {
         let e = table[r.peek(PEEK) as usize];

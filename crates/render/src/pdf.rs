@@ -256,15 +256,21 @@ fn is_clear(px: &[u8; 32]) -> bool {
         == 0
 }
 
+/// A premultiplied RGBA pixel over white paper → its luma (0 black to 255 white; up to 510 for a pixel
+/// whose colour exceeds its alpha, which callers clamp or compare).
+#[inline]
+fn over_white([r, g, b, a]: [u8; 4]) -> u32 {
+    let white = 255 - u32::from(a);
+    let l = (u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8;
+    l + white
+}
+
 /// Eight premultiplied RGBA pixels over white paper → one byte of bilevel pixels (1 = darker than half).
 #[inline]
 fn dark_bits(px: &[u8; 32]) -> u8 {
     let mut b = 0u8;
     for (i, p) in px.as_chunks::<4>().0.iter().enumerate() {
-        let [r, g, bl, a] = *p;
-        let white = 255 - u32::from(a);
-        let l = (u32::from(r) * 77 + u32::from(g) * 150 + u32::from(bl) * 29) >> 8;
-        b |= u8::from(l + white < 128) << (7 - i);
+        b |= u8::from(over_white(*p) < 128) << (7 - i);
     }
     b
 }
@@ -273,9 +279,7 @@ fn dark_bits(px: &[u8; 32]) -> u8 {
 fn to_page(pixmap: &Pixmap, spec: &PageSpec) -> Page {
     let (w, h) = (u32::from(pixmap.width()), u32::from(pixmap.height()));
     let luma = |p: &hayro::vello_cpu::peniko::color::PremulRgba8| {
-        let white = 255 - u32::from(p.a);
-        let l = (u32::from(p.r) * 77 + u32::from(p.g) * 150 + u32::from(p.b) * 29) >> 8;
-        (l + white).min(255) as u8
+        over_white([p.r, p.g, p.b, p.a]).min(255) as u8
     };
     if spec.halftone == Halftone::Dither {
         let grey = Grey {

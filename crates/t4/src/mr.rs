@@ -7,8 +7,15 @@ use crate::runs::{get_run, put_run};
 
 /// Ends a line's changing elements with the sentinels [`find_b1`] relies on, making it a reference line:
 /// three entries at `width` (the imaginary changes past the line's end, of both colours, and b2 after them).
-pub fn seal_reference(changes: &mut Vec<u32>, width: u32) {
+fn seal_reference(changes: &mut Vec<u32>, width: u32) {
     changes.extend_from_slice(&[width; 3]);
+}
+
+/// The line just coded becomes the reference for the next: sealed, and swapped into `reference` (whose
+/// old contents `cur` gets back, to be cleared and reused).
+pub fn make_reference(cur: &mut Vec<u32>, reference: &mut Vec<u32>, width: u32) {
+    seal_reference(cur, width);
+    std::mem::swap(cur, reference);
 }
 
 /// The changing elements of a sealed reference line, without its sentinels.

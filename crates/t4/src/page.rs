@@ -112,11 +112,8 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
             encode_row_1d(&mut w, row, page.width);
             continue;
         }
-        let one_d = match o.coding {
-            Coding::Mh => true,
-            Coding::Mr { k } => y % k.max(1) as usize == 0,
-            Coding::Mmr => false,
-        };
+        // MR codes one line in k one-dimensionally; MMR none (MH lines left the loop above).
+        let one_d = matches!(o.coding, Coding::Mr { k } if y % k.max(1) as usize == 0);
         if framed {
             let tag = matches!(o.coding, Coding::Mr { .. }).then_some(one_d);
             put_eol(&mut w, &mut line_start, tag);
@@ -133,8 +130,7 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
         } else {
             mr::encode_line(&mut w, &cur, &reference, page.width);
         }
-        mr::seal_reference(&mut cur, page.width);
-        std::mem::swap(&mut cur, &mut reference);
+        mr::make_reference(&mut cur, &mut reference, page.width);
     }
     if o.end_marker {
         match o.coding {
@@ -423,8 +419,7 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
             if !out.push_good(&cur) {
                 return true;
             }
-            mr::seal_reference(&mut cur, o.width);
-            std::mem::swap(&mut cur, &mut reference);
+            mr::make_reference(&mut cur, &mut reference, o.width);
             continue;
         }
         lost |= two_d;
@@ -458,8 +453,7 @@ fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bo
                 if !out.push_good(&cur) {
                     return true;
                 }
-                mr::seal_reference(&mut cur, o.width);
-                std::mem::swap(&mut cur, &mut reference);
+                mr::make_reference(&mut cur, &mut reference, o.width);
             }
             // T.6 has no resynchronisation point: the rest of the page is lost.
             Err(_) => {

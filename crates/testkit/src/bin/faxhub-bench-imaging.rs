@@ -124,9 +124,29 @@ fn row(what: &str, pages: usize, peer_name: &str, peer: &Run, ours: &Run) {
 /// Our side runs on one thread (as tiffcp and gs do) and on two (the default on these 2-core machines).
 const THREADS: [usize; 2] = [1, 2];
 
-fn three(v: Vec<Run>) -> anyhow::Result<[Run; 3]> {
-    v.try_into()
-        .map_err(|_| anyhow::anyhow!("three commands were measured"))
+/// Measures the peer's command and `ours(threads)` for each of [`THREADS`], interleaved, and prints a row
+/// per thread count against the peer.
+fn compare(
+    runs: usize,
+    what: &str,
+    pages: usize,
+    peer_name: &str,
+    peer: &mut dyn FnMut() -> Command,
+    ours: impl Fn(usize) -> Command,
+) -> anyhow::Result<()> {
+    let (mut one, mut two) = (|| ours(THREADS[0]), || ours(THREADS[1]));
+    let mut measured = interleaved(runs, &mut [peer, &mut one, &mut two])?.into_iter();
+    let peer = measured.next().context("the peer was measured")?;
+    for (threads, mine) in THREADS.iter().zip(measured) {
+        row(
+            &format!("{what} {threads}t"),
+            pages,
+            peer_name,
+            &peer,
+            &mine,
+        );
+    }
+    Ok(())
 }
 
 /// `faxhub convert --threads T --compression C INPUT -o OUT`.
@@ -181,58 +201,30 @@ fn codecs(runs: usize, dir: &Path) -> anyhow::Result<()> {
                 .arg(&coded),
         )?;
         let out = dir.join("out.tif");
-        let [peer, one, two] = three(interleaved(
+        compare(
             runs,
-            &mut [
-                &mut || {
-                    let mut c = Command::new("tiffcp");
-                    c.args(["-c", libtiff]).arg(&none).arg(&out);
-                    c
-                },
-                &mut || convert(&fax, THREADS[0], ours, &none, &out),
-                &mut || convert(&fax, THREADS[1], ours, &none, &out),
-            ],
-        )?)?;
-        row(
-            &format!("encode {name} {}t", THREADS[0]),
+            &format!("encode {name}"),
             50,
             "tiffcp",
-            &peer,
-            &one,
-        );
-        row(
-            &format!("encode {name} {}t", THREADS[1]),
-            50,
-            "tiffcp",
-            &peer,
-            &two,
-        );
-        let [peer, one, two] = three(interleaved(
+            &mut || {
+                let mut c = Command::new("tiffcp");
+                c.args(["-c", libtiff]).arg(&none).arg(&out);
+                c
+            },
+            |threads| convert(&fax, threads, ours, &none, &out),
+        )?;
+        compare(
             runs,
-            &mut [
-                &mut || {
-                    let mut c = Command::new("tiffcp");
-                    c.args(["-c", "none"]).arg(&coded).arg(&out);
-                    c
-                },
-                &mut || convert(&fax, THREADS[0], "none", &coded, &out),
-                &mut || convert(&fax, THREADS[1], "none", &coded, &out),
-            ],
-        )?)?;
-        row(
-            &format!("decode {name} {}t", THREADS[0]),
+            &format!("decode {name}"),
             50,
             "tiffcp",
-            &peer,
-            &one,
-        );
-        row(
-            &format!("decode {name} {}t", THREADS[1]),
-            50,
-            "tiffcp",
-            &peer,
-            &two,
-        );
+            &mut || {
+                let mut c = Command::new("tiffcp");
+                c.args(["-c", "none"]).arg(&coded).arg(&out);
+                c
+            },
+            |threads| convert(&fax, threads, "none", &coded, &out),
+        )?;
     }
     Ok(())
 }
@@ -242,38 +234,29 @@ fn pdf(runs: usize, dir: &Path) -> anyhow::Result<()> {
     let input = root().join("crates/render/benches/data/bench20.pdf");
     let out = dir.join("out.tif");
     println!(
-        "20-page text-and-graphics PDF to G4 TIFF-F at 204 x 196, median of {runs} runs, whole processes"
+        "20-page text-and-graphics PDF to G4 TIFF-F at 204 x 196, median of {runs} runs, whole processes; faxhub on 1 and 2 threads (t)"
     );
-    let [peer, one, two] = three(interleaved(
+    compare(
         runs,
-        &mut [
-            &mut || {
-                let mut c = Command::new("gs");
-                c.args([
-                    "-q",
-                    "-dNOPAUSE",
-                    "-dBATCH",
-                    "-dSAFER",
-                    "-sDEVICE=tiffg4",
-                    "-r204x196",
-                ])
-                .arg(format!("-sOutputFile={}", out.display()))
-                .arg(&input);
-                c
-            },
-            &mut || convert(&fax, THREADS[0], "mmr", &input, &out),
-            &mut || convert(&fax, THREADS[1], "mmr", &input, &out),
-        ],
-    )?)?;
-    for (threads, mine) in THREADS.iter().zip([one, two]) {
-        row(
-            &format!("pdf->g4 {threads} thread(s)"),
-            20,
-            "gs    ",
-            &peer,
-            &mine,
-        );
-    }
+        "pdf->g4",
+        20,
+        "gs    ",
+        &mut || {
+            let mut c = Command::new("gs");
+            c.args([
+                "-q",
+                "-dNOPAUSE",
+                "-dBATCH",
+                "-dSAFER",
+                "-sDEVICE=tiffg4",
+                "-r204x196",
+            ])
+            .arg(format!("-sOutputFile={}", out.display()))
+            .arg(&input);
+            c
+        },
+        |threads| convert(&fax, threads, "mmr", &input, &out),
+    )?;
     Ok(())
 }
 

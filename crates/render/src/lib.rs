@@ -27,6 +27,7 @@ mod font;
 pub mod geometry;
 mod gs;
 mod halftone;
+mod ink;
 pub mod header;
 mod page;
 mod pdf;

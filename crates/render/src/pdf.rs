@@ -571,4 +571,26 @@ mod tests {
             assert!(colour.black_pixels() > 0, "{content}");
         }
     }
+
+    #[test]
+    fn deeply_nested_clip_paths_stay_bounded() {
+        // Each clip is a page-sized triangle, so each would need a page-sized mask.
+        let clip = "q 0 0 m 595 0 l 595 842 l 0 842 l 300 400 l h W n ";
+        let content = format!("{}0 g 0 0 595 842 re f", clip.repeat(1000));
+        let spec = PageSpec::new(Resolution::Fine, PaperSize::A4);
+        let (drawn, colour) = both_ways(one_page(&content, ""), &spec);
+        assert!(
+            matches!(drawn, Drawn::Refused("clip paths nested too deep")),
+            "1000 page-sized clip masks (500 MB) were kept"
+        );
+        assert!(colour.black_pixels() > 1_000_000);
+        // A few nested clips are drawn bilevel.
+        let content = format!("{}0 g 0 0 595 842 re f", clip.repeat(20));
+        let (drawn, colour) = both_ways(one_page(&content, ""), &spec);
+        let Drawn::Page(ink) = drawn else {
+            panic!("20 nested clips refused");
+        };
+        let (equal, _) = agreement(&ink, &colour);
+        assert!(equal > 0.999, "{equal}");
+    }
 }

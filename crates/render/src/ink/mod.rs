@@ -35,6 +35,9 @@ const MAX_CACHED_GLYPH: f64 = 256.0;
 const MAX_CACHED_GLYPHS: usize = 16_384;
 /// Horizontal glyph positions are kept to a quarter pixel.
 const SUBPIXEL: f64 = 4.0;
+/// Clip masks one page may hold at once (nested clips each keep one); a page that nests more
+/// is drawn by the full-colour renderer.
+const MAX_MASK_BYTES: usize = 64 << 20;
 /// Hinting applies between these sizes (pixels per em), as in hayro.
 const HINTING_PPEM: std::ops::RangeInclusive<f64> = 4.0..=128.0;
 
@@ -82,6 +85,8 @@ pub(crate) struct Ink<'c> {
     page: Page,
     clips: Vec<Clip>,
     cache: &'c mut InkCache,
+    /// Bytes of the clip masks on the stack.
+    mask_bytes: usize,
     /// Why this page needs the full-colour renderer, once it does.
     refused: Option<&'static str>,
     in_type3: bool,
@@ -109,6 +114,7 @@ impl<'c> Ink<'c> {
             page,
             clips: vec![Clip { area, mask: None }],
             cache,
+            mask_bytes: 0,
             refused: None,
             in_type3: false,
         }
@@ -319,6 +325,10 @@ impl<'c> Ink<'c> {
             self.refuse("a clip path too large to rasterize");
         }
         let clip = mask_from_spans(&spans, &prev, self.page.stride());
+        self.mask_bytes += clip.mask.as_ref().map_or(0, |m| m.bits.len());
+        if self.mask_bytes > MAX_MASK_BYTES {
+            self.refuse("clip paths nested too deep");
+        }
         self.clips.push(clip);
         self.cache.spans = spans;
     }
@@ -824,8 +834,12 @@ impl<'a> Device<'a> for Ink<'_> {
     }
 
     fn pop_clip(&mut self) {
-        if self.clips.len() > 1 {
-            self.clips.pop();
+        if self.clips.len() > 1
+            && let Some(clip) = self.clips.pop()
+            && let Some(mask) = clip.mask
+            && Rc::strong_count(&mask) == 1
+        {
+            self.mask_bytes -= mask.bits.len();
         }
     }
 

@@ -75,7 +75,9 @@ impl BitWriter {
 
 /// Reads codes from a byte slice. Reading past the end yields zero bits and sets `overrun`, so decoders
 /// need no bounds checks on their hot path and still notice truncated data.
-#[derive(Debug)]
+///
+/// `Copy`, so a decoder's hot loop can work on a copy in registers and store it back when done.
+#[derive(Debug, Clone, Copy)]
 pub struct BitReader<'a> {
     data: &'a [u8],
     /// Next byte of `data` to load.
@@ -100,8 +102,8 @@ impl<'a> BitReader<'a> {
     /// Tops `acc` up to at least 56 valid bits: eight bytes in one load away from the end, one byte at a
     /// time near it. Bits below the valid ones are always the stream's own next bits (or zeros), so
     /// loading some of them again is harmless.
-    #[inline]
-    fn refill(&mut self) {
+    #[inline(always)]
+    pub(crate) fn refill(&mut self) {
         if let Some(b) = self.data.get(self.next..self.next + 8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(b);
@@ -111,10 +113,17 @@ impl<'a> BitReader<'a> {
             self.n += bytes * 8;
             return;
         }
-        self.refill_slow();
+        *self = self.refilled_slow();
     }
 
+    /// The end of the data: by value, so a reader kept in registers by its caller stays there.
     #[cold]
+    #[inline(never)]
+    fn refilled_slow(mut self) -> Self {
+        self.refill_slow();
+        self
+    }
+
     fn refill_slow(&mut self) {
         while self.n <= 56 {
             let byte = match self.data.get(self.next) {
@@ -133,8 +142,21 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// The next 64 bits, of which the first [`BitReader::available`] are loaded (the others are the
+    /// stream's own next bits or zeros).
+    #[inline(always)]
+    pub(crate) fn bits(&self) -> u64 {
+        self.acc
+    }
+
+    /// Bits loaded and not yet consumed (more than 32 after a refill).
+    #[inline(always)]
+    pub(crate) fn available(&self) -> u32 {
+        self.n
+    }
+
     /// The next `len` bits (len ≤ 32) without consuming them.
-    #[inline]
+    #[inline(always)]
     pub fn peek(&mut self, len: u32) -> u32 {
         if self.n < len {
             self.refill();
@@ -142,7 +164,7 @@ impl<'a> BitReader<'a> {
         (self.acc >> (64 - len)) as u32
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn consume(&mut self, len: u32) {
         if self.n < len {
             self.refill();
@@ -153,7 +175,7 @@ impl<'a> BitReader<'a> {
     /// [`BitReader::consume`] of at most as many bits as the last [`BitReader::peek`] looked at (which
     /// made sure they are loaded): the decoders' hot path, with no test. (A refill always leaves more than
     /// 32 bits, the most a peek asks for.)
-    #[inline]
+    #[inline(always)]
     pub fn consume_peeked(&mut self, len: u32) {
         debug_assert!(len <= self.n);
         self.acc <<= len;

@@ -3,7 +3,7 @@
 
 use crate::bits::{BitReader, BitWriter};
 use crate::codes;
-use crate::runs::{get_run, put_run};
+use crate::runs::{put_run, run_of};
 
 /// Ends a line's changing elements with the sentinels [`find_b1`] relies on, making it a reference line:
 /// three entries at `width` (the imaginary changes past the line's end, of both colours, and b2 after them).
@@ -129,49 +129,137 @@ pub enum LineError {
     Interrupted,
 }
 
+/// What [`decode_line`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// The line's changing elements are in `out`.
+    Coded,
+    /// Every code was V0: the line is the reference line again (its changing elements are in `out` too).
+    /// Only reported for a strictly increasing reference line.
+    Same,
+}
+
 /// Decodes one line against `reference` into `out` (changing elements).
+///
+/// `strict` says the reference line's changing elements are strictly increasing (no zero-length runs), so
+/// a string of V0 codes (1 bits) takes the reference's elements one after another, copied as a block.
 pub fn decode_line(
+    r: &mut BitReader<'_>,
+    reference: &[u32],
+    strict: bool,
+    width: u32,
+    out: &mut Vec<u32>,
+) -> Result<Line, LineError> {
+    // The reader in registers for the line, stored back whatever happens (resynchronisation goes on from
+    // where decoding stopped).
+    let mut br = *r;
+    let result = if strict {
+        decode_line_with::<true>(&mut br, reference, width, out)
+    } else {
+        decode_line_with::<false>(&mut br, reference, width, out)
+    };
+    *r = br;
+    result
+}
+
+#[inline(always)]
+fn decode_line_with<const STRICT: bool>(
     r: &mut BitReader<'_>,
     reference: &[u32],
     width: u32,
     out: &mut Vec<u32>,
-) -> Result<(), LineError> {
+) -> Result<Line, LineError> {
     out.clear();
-    let table = &MODES;
-    let mut a0: i64 = -1;
+    debug_assert!(reference.len() >= 3 && reference[reference.len() - 1] == width);
+    // The reference line's own changing elements, all left of `width`; the sentinels follow.
+    let real = reference.len() - 3;
+    let w = width as i32;
+    let mut a0: i32 = -1;
     let mut black = false;
+    // Cursor for b1 (see `find_b1`).
     let mut bi = 0usize;
     let mut zero_run = false;
-    let w = i64::from(width);
-    while a0 < w {
-        let (mode, len) = table[r.peek(MODE_PEEK) as usize];
+    let mut same = STRICT;
+    loop {
+        if r.available() < 32 {
+            r.refill();
+        }
+        // b1: the first element right of a0 of the parity for this colour. The sentinels stop the scan.
+        let mut i = bi.saturating_sub(1);
+        i += (i & 1) ^ usize::from(black);
+        while reference[i] as i32 <= a0 {
+            i += 2;
+        }
+        let b1 = reference[i] as i32;
+        let bits = r.bits();
+        if STRICT && bits >> 63 == 1 {
+            // V0 codes: each takes the next element of the reference line (they increase strictly, and the
+            // parity alternates as the colour does).
+            let ones = (!bits).leading_zeros().min(r.available());
+            let left = real.saturating_sub(i);
+            let k = ones as usize;
+            if k <= left {
+                if k == 1 {
+                    // The usual case; a memcpy call costs more.
+                    out.push(reference[i]);
+                } else {
+                    out.extend_from_slice(&reference[i..i + k]);
+                }
+                r.consume_peeked(ones);
+                a0 = reference[i + k - 1] as i32;
+                black ^= k & 1 == 1;
+                bi = i + k;
+                continue;
+            }
+            // The line ends with the V0 onto the sentinel.
+            if left > 0 {
+                out.extend_from_slice(&reference[i..i + left]);
+            }
+            r.consume_peeked(left as u32 + 1);
+            break;
+        }
+        let (mode, len) = MODES[(bits >> (64 - MODE_PEEK)) as usize];
         r.consume_peeked(u32::from(len));
         match mode {
-            Mode::Pass => {
-                let (_, b2) = find_b1(reference, &mut bi, a0, black);
-                if i64::from(b2) <= a0 {
-                    return Err(LineError::Corrupt);
-                }
-                a0 = i64::from(b2);
-            }
             Mode::Vertical(d) => {
-                let (b1, _) = find_b1(reference, &mut bi, a0, black);
-                let a1 = i64::from(b1) + i64::from(d);
-                if a1 < a0.max(0) || a1 > w || (a1 == a0 && a0 >= 0) {
+                same &= d == 0;
+                let a1 = b1 + i32::from(d);
+                if a1 <= a0 || a1 > w {
                     return Err(LineError::Corrupt);
                 }
-                if a1 < w {
-                    out.push(a1 as u32);
-                }
-                a0 = a1;
+                bi = i;
                 black = !black;
+                if a1 >= w {
+                    break;
+                }
+                out.push(a1 as u32);
+                a0 = a1;
+            }
+            Mode::Pass => {
+                same = false;
+                let b2 = reference[i + 1] as i32;
+                if b2 <= a0 {
+                    return Err(LineError::Corrupt);
+                }
+                bi = i;
+                a0 = b2;
+                if a0 >= w {
+                    break;
+                }
             }
             Mode::Horizontal => {
+                same = false;
+                bi = i;
                 let start = a0.max(0);
-                let run1 = get_run(r, black).ok_or(LineError::Corrupt)?;
-                let run2 = get_run(r, !black).ok_or(LineError::Corrupt)?;
-                let a1 = start + i64::from(run1);
-                let a2 = a1 + i64::from(run2);
+                let (run1, run2) = if black {
+                    let r1 = run_of::<true>(r).ok_or(LineError::Corrupt)?;
+                    (r1, run_of::<false>(r).ok_or(LineError::Corrupt)?)
+                } else {
+                    let r1 = run_of::<false>(r).ok_or(LineError::Corrupt)?;
+                    (r1, run_of::<true>(r).ok_or(LineError::Corrupt)?)
+                };
+                let a1 = start + run1 as i32;
+                let a2 = a1 + run2 as i32;
                 if a2 > w {
                     return Err(LineError::Corrupt);
                 }
@@ -188,6 +276,9 @@ pub fn decode_line(
                 }
                 // Only a zero-length run can repeat a changing element.
                 zero_run |= run1 == 0 || run2 == 0;
+                if a0 >= w {
+                    break;
+                }
             }
             Mode::Zeros => return Err(LineError::Interrupted),
             Mode::Invalid => return Err(LineError::Corrupt),
@@ -196,7 +287,7 @@ pub fn decode_line(
     if zero_run {
         normalize(out);
     }
-    Ok(())
+    Ok(if same { Line::Same } else { Line::Coded })
 }
 
 /// Removes pairs of equal changing elements (zero-length runs), which would confuse the next line's b1.
@@ -228,7 +319,7 @@ mod tests {
         let data = w.finish();
         let mut r = BitReader::new(&data);
         let mut out = Vec::new();
-        decode_line(&mut r, reference, width, &mut out).expect("decodes");
+        decode_line(&mut r, reference, true, width, &mut out).expect("decodes");
         assert_eq!(out, coding, "coding {coding:?} reference {reference:?}");
     }
 

@@ -2,7 +2,7 @@
 //! decoder recovers from corrupt lines as a fax receiver does.
 
 use crate::bits::{BitReader, BitWriter};
-use crate::runs::{changes_to_row, encode_row_1d, put_run, row_to_changes, run_of};
+use crate::runs::{Painter, changes_to_row, encode_row_1d, put_run, row_to_changes, run_of};
 use crate::{Error, codes, mr};
 
 /// How a page is coded.
@@ -160,28 +160,61 @@ fn encode_1d(w: &mut BitWriter, changes: &[u32], width: u32) {
     }
 }
 
-/// Decodes one one-dimensional line into changing elements: a white run and a black run at a time, so
-/// each run's table is known where it is read.
-fn decode_1d(r: &mut BitReader<'_>, width: u32, out: &mut Vec<u32>) -> bool {
-    out.clear();
-    let mut a0 = 0u32;
+/// Decodes one one-dimensional line: a white run and a black run at a time, so each run's table is known
+/// where it is read. The black runs are painted into `row` (white) as they are read; with `LIST`, the
+/// changing elements go to `out` as well (the reference line for MR's next lines). `Some(strict)` for a
+/// good line, where `strict` says no run but the first was empty (the changing elements increase strictly;
+/// see [`mr::decode_line`]); without `LIST` it means nothing.
+fn decode_1d<const LIST: bool>(
+    r: &mut BitReader<'_>,
+    width: u32,
+    out: &mut Vec<u32>,
+    row: &mut [u8],
+) -> Option<bool> {
+    // The reader in registers for the line, stored back whatever happens.
+    let mut br = *r;
+    let result = decode_1d_with::<LIST>(&mut br, width, out, row);
+    *r = br;
+    result
+}
+
+#[inline(always)]
+fn decode_1d_with<const LIST: bool>(
+    r: &mut BitReader<'_>,
+    width: u32,
+    out: &mut Vec<u32>,
+    row: &mut [u8],
+) -> Option<bool> {
+    if LIST {
+        out.clear();
+    }
+    let mut p = Painter::new(row);
+    let mut empty = false;
+    let mut a0 = run_of::<false>(r)?;
     loop {
-        let Some(white) = run_of::<false>(r) else {
-            return false;
-        };
+        if a0 >= width {
+            p.finish();
+            return (a0 == width).then_some(!empty);
+        }
+        if LIST {
+            out.push(a0);
+        }
+        let black = run_of::<true>(r)?;
+        empty |= LIST && black == 0;
+        let end = a0 + black;
+        if end >= width {
+            p.paint(a0, width);
+            p.finish();
+            return (end == width).then_some(!empty);
+        }
+        p.paint(a0, end);
+        a0 = end;
+        if LIST {
+            out.push(a0);
+        }
+        let white = run_of::<false>(r)?;
+        empty |= LIST && white == 0;
         a0 += white;
-        if a0 >= width {
-            return a0 == width;
-        }
-        out.push(a0);
-        let Some(black) = run_of::<true>(r) else {
-            return false;
-        };
-        a0 += black;
-        if a0 >= width {
-            return a0 == width;
-        }
-        out.push(a0);
     }
 }
 
@@ -252,6 +285,43 @@ impl Out<'_> {
         true
     }
 
+    /// A new row, white, for a decoder to paint; then [`Out::commit_row`] or [`Out::drop_row`]. (The
+    /// decoders test `max_rows` before each line.)
+    fn begin_row(&mut self) -> &mut [u8] {
+        let start = self.data.len();
+        self.data.resize(start + self.stride, 0);
+        &mut self.data[start..]
+    }
+
+    /// The row begun is a good line.
+    fn commit_row(&mut self) {
+        self.rows += 1;
+        self.run_bad = 0;
+    }
+
+    /// The row begun is not a line after all.
+    fn drop_row(&mut self) {
+        self.data.truncate(self.data.len() - self.stride);
+    }
+
+    /// A good line with the same pixels as the line above (white for the first): a line decoded as its
+    /// reference line again. (The line above always has the reference line's pixels: a good line becomes
+    /// the reference, and a bad one repeats the line above and leaves the reference as it is.)
+    fn push_same(&mut self) -> bool {
+        if self.rows >= self.max_rows {
+            return false;
+        }
+        let start = self.data.len();
+        if start >= self.start + self.stride {
+            self.data.extend_from_within(start - self.stride..start);
+        } else {
+            self.data.resize(start + self.stride, 0);
+        }
+        self.rows += 1;
+        self.run_bad = 0;
+        true
+    }
+
     /// A bad line: the line above again (white for the first).
     fn push_bad(&mut self) -> bool {
         if self.rows >= self.max_rows {
@@ -282,8 +352,15 @@ impl Out<'_> {
 
 /// Consumes fill and an EOL if they come next; answers whether one did.
 fn take_eol(r: &mut BitReader<'_>) -> bool {
-    if r.peek(11) != 0 {
+    let w = r.peek(32);
+    if w >> 21 != 0 {
         return false;
+    }
+    if w != 0 {
+        // The usual EOL: fill and the 1 within the next 32 bits (a 1 is always real data, never the zeros
+        // read past the end).
+        r.consume(w.leading_zeros() + 1);
+        return true;
     }
     r.skip_zeros();
     if r.at_end() {
@@ -377,10 +454,25 @@ pub fn decode_into(
     Ok(out.stats(complete))
 }
 
+/// How [`decode_t4`] got a line's pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinePixels {
+    /// In the row begun for it.
+    Painted,
+    /// The line above again.
+    Same,
+    /// As changing elements.
+    Coded,
+}
+
 fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
     let two_d = matches!(o.coding, Coding::Mr { .. });
-    let mut cur = Vec::with_capacity(64);
+    // Room for most lines' changing elements from the start.
+    let mut cur = Vec::with_capacity(o.width as usize / 4 + 8);
     let mut reference = mr::white_reference(o.width);
+    reference.reserve(cur.capacity());
+    // The reference line's changing elements increase strictly (see `mr::decode_line`).
+    let mut strict = true;
     // After a corrupt line, two-dimensional lines cannot be trusted until a one-dimensional one.
     let mut lost = false;
     // Set when resynchronisation has just consumed an EOL.
@@ -407,20 +499,57 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
         if saw_eol && r.peek(11) == 0 {
             return true;
         }
-        let ok = if one_d {
-            decode_1d(r, o.width, &mut cur)
+        // How the line came out, and whether its changing elements increase strictly.
+        let decoded = if one_d {
+            // Painted straight into a new row (which a bad line then replaces).
+            let row = out.begin_row();
+            let d = if two_d {
+                decode_1d::<true>(r, o.width, &mut cur, row)
+            } else {
+                decode_1d::<false>(r, o.width, &mut cur, row)
+            };
+            if d.is_none() {
+                out.drop_row();
+            }
+            d.map(|s| (LinePixels::Painted, s))
+        } else if lost {
+            None
         } else {
-            !lost && mr::decode_line(r, &reference, o.width, &mut cur).is_ok()
+            match mr::decode_line(r, &reference, strict, o.width, &mut cur) {
+                Ok(mr::Line::Same) => Some((LinePixels::Same, true)),
+                Ok(mr::Line::Coded) => Some((LinePixels::Coded, true)),
+                Err(_) => None,
+            }
         };
         // With EOLs, a good line is followed by fill and an EOL, or by the data's end.
         let framed = !saw_eol || r.at_end() || r.peek(11) == 0;
-        if ok && framed {
-            lost = false;
-            if !out.push_good(&cur) {
-                return true;
+        if let Some((how, cur_strict)) = decoded {
+            if framed {
+                lost = false;
+                match how {
+                    LinePixels::Painted => out.commit_row(),
+                    // The reference line stays as it is.
+                    LinePixels::Same => {
+                        if !out.push_same() {
+                            return true;
+                        }
+                        continue;
+                    }
+                    LinePixels::Coded => {
+                        if !out.push_good(&cur) {
+                            return true;
+                        }
+                    }
+                }
+                if two_d {
+                    mr::make_reference(&mut cur, &mut reference, o.width);
+                    strict = cur_strict;
+                }
+                continue;
             }
-            mr::make_reference(&mut cur, &mut reference, o.width);
-            continue;
+            if how == LinePixels::Painted {
+                out.drop_row();
+            }
         }
         lost |= two_d;
         if !out.push_bad() {
@@ -436,8 +565,10 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
 }
 
 fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
-    let mut cur = Vec::with_capacity(64);
+    // Room for most lines' changing elements from the start.
+    let mut cur = Vec::with_capacity(o.width as usize / 4 + 8);
     let mut reference = mr::white_reference(o.width);
+    reference.reserve(cur.capacity());
     loop {
         if out.rows >= out.max_rows {
             return true;
@@ -448,8 +579,14 @@ fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bo
         if r.at_end() {
             return o.height.is_none();
         }
-        match mr::decode_line(r, &reference, o.width, &mut cur) {
-            Ok(()) => {
+        match mr::decode_line(r, &reference, true, o.width, &mut cur) {
+            Ok(mr::Line::Same) => {
+                // The reference line stays as it is.
+                if !out.push_same() {
+                    return true;
+                }
+            }
+            Ok(mr::Line::Coded) => {
                 if !out.push_good(&cur) {
                     return true;
                 }

@@ -97,39 +97,83 @@ const fn run_codes(term: &[(u16, u8); 64], makeup: &[(u16, u8); 27]) -> [(u32, u
 static WHITE_RUNS: [(u32, u8); RUN_TABLE_LEN] = run_codes(&codes::WHITE_TERM, &codes::WHITE_MAKEUP);
 static BLACK_RUNS: [(u32, u8); RUN_TABLE_LEN] = run_codes(&codes::BLACK_TERM, &codes::BLACK_MAKEUP);
 
-/// Paints a row (already zeroed, i.e. white) from its changing elements.
+/// Paints a row (already zeroed, i.e. white) from its changing elements (increasing, none past `width`).
+///
+/// Sixty-four pixels at a time: the black runs within a word are gathered in a register, and the word is
+/// stored once, when the runs move past it (the words a long run covers are stored whole).
 pub fn changes_to_row(changes: &[u32], width: u32, row: &mut [u8]) {
-    let mut it = changes.chunks(2);
-    for pair in &mut it {
-        let start = pair[0].min(width);
-        let end = pair.get(1).copied().unwrap_or(width).min(width);
-        set_bits(row, start, end);
+    let mut p = Painter::new(row);
+    let mut pairs = changes.chunks_exact(2);
+    for pair in &mut pairs {
+        p.paint(pair[0], pair[1]);
     }
+    if let [start] = *pairs.remainder() {
+        p.paint(start, width);
+    }
+    p.finish();
 }
 
-/// Sets pixels `start..end` to black.
-fn set_bits(row: &mut [u8], start: u32, end: u32) {
-    if start >= end {
-        return;
+/// Paints black runs, left to right, into a zeroed row.
+pub struct Painter<'r> {
+    row: &'r mut [u8],
+    /// The word (64 pixels) `word` holds.
+    at: usize,
+    word: u64,
+}
+
+impl<'r> Painter<'r> {
+    pub fn new(row: &'r mut [u8]) -> Self {
+        Self { row, at: 0, word: 0 }
     }
-    let (s, e) = (start as usize, end as usize);
-    let (sb, eb) = (s / 8, (e - 1) / 8);
-    let head = 0xFFu8 >> (s % 8);
-    let tail = 0xFFu8 << (7 - (e - 1) % 8);
-    if sb == eb {
-        if let Some(b) = row.get_mut(sb) {
-            *b |= head & tail;
+
+    /// Pixels `start..end` (start ≤ end, not left of an earlier run's end).
+    #[inline(always)]
+    pub fn paint(&mut self, start: u32, end: u32) {
+        let first = (start / 64) as usize;
+        if first != self.at {
+            self.store(self.at, self.word);
+            self.at = first;
+            self.word = 0;
         }
-        return;
+        let last = (end / 64) as usize;
+        if last == first {
+            // Both ends in this word (an empty run's mask is empty).
+            self.word |= (u64::MAX >> (start % 64)) ^ (u64::MAX >> (end % 64));
+            return;
+        }
+        self.word |= u64::MAX >> (start % 64);
+        self.store(first, self.word);
+        for at in first + 1..last {
+            self.store(at, u64::MAX);
+        }
+        self.at = last;
+        // The run's end in its last word (nothing if it ends on the word's boundary).
+        self.word = !(u64::MAX >> (end % 64));
     }
-    if let Some(b) = row.get_mut(sb) {
-        *b |= head;
+
+    #[inline(always)]
+    fn store(&mut self, at: usize, word: u64) {
+        let b = at * 8;
+        if let Some(d) = self.row.get_mut(b..b + 8) {
+            d.copy_from_slice(&word.to_be_bytes());
+        } else {
+            self.store_tail(b, word);
+        }
     }
-    if let Some(mid) = row.get_mut(sb + 1..eb) {
-        mid.fill(0xFF);
+
+    /// The row's last bytes, fewer than eight.
+    #[cold]
+    fn store_tail(&mut self, b: usize, word: u64) {
+        if let Some(d) = self.row.get_mut(b..) {
+            let n = d.len().min(8);
+            d[..n].copy_from_slice(&word.to_be_bytes()[..n]);
+        }
     }
-    if let Some(b) = row.get_mut(eb) {
-        *b |= tail;
+
+    pub fn finish(mut self) {
+        if self.word != 0 {
+            self.store(self.at, self.word);
+        }
     }
 }
 
@@ -183,18 +227,8 @@ static WHITE_DECODE: [u16; DECODE_LEN] = run_decode_table(&codes::WHITE_TERM, &c
 static BLACK_DECODE: [u16; DECODE_LEN] = run_decode_table(&codes::BLACK_TERM, &codes::BLACK_MAKEUP);
 
 /// Reads one run of a colour (make-ups and a terminating code). `None` at an invalid code or an EOL.
-/// Not inlined: the two-dimensional decoder's loop stays small (horizontal mode is the rare one).
-#[inline(never)]
-pub fn get_run(r: &mut BitReader<'_>, black: bool) -> Option<u32> {
-    if black {
-        run_of::<true>(r)
-    } else {
-        run_of::<false>(r)
-    }
-}
-
-/// [`get_run`] for a colour known where it is called: the table is a constant, and the common case (a
-/// terminating code) is one lookup.
+/// The colour is known where it is called: the table is a constant, and the common case (a terminating
+/// code) is one lookup.
 #[inline(always)]
 pub fn run_of<const BLACK: bool>(r: &mut BitReader<'_>) -> Option<u32> {
     let table = if BLACK { &BLACK_DECODE } else { &WHITE_DECODE };
@@ -269,7 +303,12 @@ mod tests {
             let data = w.finish();
             let mut r = BitReader::new(&data);
             for &run in &runs {
-                assert_eq!(get_run(&mut r, black), Some(run), "black {black} run {run}");
+                let got = if black {
+                    run_of::<true>(&mut r)
+                } else {
+                    run_of::<false>(&mut r)
+                };
+                assert_eq!(got, Some(run), "black {black} run {run}");
             }
         }
     }

@@ -14,10 +14,11 @@
 
 pub(crate) mod scan;
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use hayro::hayro_interpret::font::{Glyph, GlyphRun, HintingCache, OutlineGlyph};
+use rustc_hash::FxHashMap;
+
+use hayro::hayro_interpret::font::{Glyph, GlyphIdentifier, GlyphRun, HintingCache, OutlineGlyph};
 use hayro::hayro_interpret::util::x_y_advances;
 use hayro::hayro_interpret::{
     BlendMode, ClipPath, Device, DrawMode, DrawProps, FillRule, Image, ImageDrawProps, LumaData,
@@ -42,9 +43,10 @@ const MAX_MASK_BYTES: usize = 64 << 20;
 const HINTING_PPEM: std::ops::RangeInclusive<f64> = 4.0..=128.0;
 
 /// What a glyph bitmap is cached under: the glyph, its size and shear, and its sub-pixel phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct GlyphKey {
-    glyph: u128,
+    /// The font program (hashed once, when the font was loaded) and the glyph in it.
+    glyph: GlyphIdentifier,
     hinted: bool,
     linear: [u64; 4],
     phase: (u8, u8),
@@ -53,7 +55,7 @@ struct GlyphKey {
 /// Caches one rendering thread keeps from page to page.
 #[derive(Default)]
 pub(crate) struct InkCache {
-    glyphs: HashMap<GlyphKey, Rc<[Span]>>,
+    glyphs: FxHashMap<GlyphKey, Rc<[Span]>>,
     hinting: HintingCache,
     scan: Scan,
     spans: Vec<Span>,
@@ -257,46 +259,33 @@ impl<'c> Ink<'c> {
         self.fill(&outline, transform, FillRule::NonZero, black);
     }
 
-    /// Paints the pixels of `w` (already inside the clip area) through the clip mask.
+    /// Paints the pixels of `w` through the clip.
     fn paint_rect(&mut self, w: Window, black: bool) {
-        let area = self.clip().area;
-        let (x0, x1) = (w.x0.max(area.x0), w.x1.min(area.x1));
-        for y in w.y0.max(area.y0)..w.y1.min(area.y1) {
-            self.paint_run(y, x0, x1, black);
+        let clip = &self.clips[self.clips.len() - 1];
+        for y in w.y0..w.y1 {
+            paint_run(&mut self.page, clip, y, w.x0, w.x1, black);
         }
     }
 
     /// Paints spans moved by (`dx`, `dy`) through the clip.
     fn paint_spans(&mut self, spans: &[Span], dx: i32, dy: i32, black: bool) {
-        let area = self.clip().area;
+        let clip = &self.clips[self.clips.len() - 1];
         for s in spans {
-            let y = s.y.saturating_add(dy);
-            if y < area.y0 || y >= area.y1 {
-                continue;
-            }
-            let x0 = s.x0.saturating_add(dx).max(area.x0);
-            let x1 = s.x1.saturating_add(dx).min(area.x1);
-            self.paint_run(y, x0, x1, black);
+            paint_run(
+                &mut self.page,
+                clip,
+                s.y.saturating_add(dy),
+                s.x0.saturating_add(dx),
+                s.x1.saturating_add(dx),
+                black,
+            );
         }
     }
 
-    /// Paints columns `x0..x1` of row `y` (inside the clip area) black or white, through the
-    /// clip mask.
+    /// Paints columns `x0..x1` of row `y` through the clip.
     fn paint_run(&mut self, y: i32, x0: i32, x1: i32, black: bool) {
-        let (Ok(y), Ok(x0), Ok(x1)) = (usize::try_from(y), usize::try_from(x0), usize::try_from(x1))
-        else {
-            return;
-        };
-        if x0 >= x1 {
-            return;
-        }
-        let stride = self.page.stride();
         let clip = &self.clips[self.clips.len() - 1];
-        let mask = clip.mask.as_ref().and_then(|m| m.row(y as i32));
-        let Some(row) = self.page.data.get_mut(y * stride..(y + 1) * stride) else {
-            return;
-        };
-        paint_bits(row, x0, x1, black, mask);
+        paint_run(&mut self.page, clip, y, x0, x1, black);
     }
 
     /// Pushes a clip given in device space.
@@ -343,7 +332,6 @@ impl<'c> Ink<'c> {
     ) {
         let [a, b, c, d, e, f] = transform.as_coeffs();
         let ppem = d.abs() * 1000.0;
-        let id = glyph.identifier().cache_key();
         let hinted_outline = if horizontal && b == 0.0 && HINTING_PPEM.contains(&ppem) {
             Some(ppem)
         } else {
@@ -381,7 +369,7 @@ impl<'c> Ink<'c> {
             quarter(f)
         };
         let key = GlyphKey {
-            glyph: id,
+            glyph: glyph.identifier(),
             hinted: hinted_outline.is_some(),
             linear: [a.to_bits(), b.to_bits(), c.to_bits(), d.to_bits()],
             phase: (px, py),
@@ -683,28 +671,65 @@ fn mask_from_spans(spans: &[Span], prev: &Clip, stride: usize) -> Clip {
     }
 }
 
-/// Sets (`black`) or clears bits `x0..x1` of a packed row, only where `mask` has 1s.
-fn paint_bits(row: &mut [u8], x0: usize, x1: usize, black: bool, mask: Option<&[u8]>) {
-    if x0 >= x1 || x0 >= row.len() * 8 {
+/// Paints columns `x0..x1` of row `y` black or white, where `clip` lets it.
+#[inline]
+fn paint_run(page: &mut Page, clip: &Clip, y: i32, x0: i32, x1: i32, black: bool) {
+    let area = clip.area;
+    let (x0, x1) = (x0.max(area.x0), x1.min(area.x1));
+    if y < area.y0 || y >= area.y1 || x0 >= x1 {
         return;
     }
+    // The clip area lies inside the page, so these are non-negative.
+    let (row, x0, x1) = (y as usize, x0 as usize, x1 as usize);
+    let stride = page.stride();
+    let mask = clip.mask.as_ref().and_then(|m| m.row(y));
+    if let Some(bits) = page.data.get_mut(row * stride..(row + 1) * stride) {
+        paint_bits(bits, x0, x1, black, mask);
+    }
+}
+
+/// Sets (`black`) or clears bits `x0..x1` of a packed row, only where `mask` has 1s.
+fn paint_bits(row: &mut [u8], x0: usize, x1: usize, black: bool, mask: Option<&[u8]>) {
     let x1 = x1.min(row.len() * 8);
+    if x0 >= x1 {
+        return;
+    }
     let (first, last) = (x0 / 8, (x1 - 1) / 8);
-    for (i, byte) in row.iter_mut().enumerate().take(last + 1).skip(first) {
-        let mut m = 0xFFu8;
-        if i == first {
-            m &= 0xFF >> (x0 % 8);
-        }
-        if i == last {
-            m &= 0xFFu8 << (7 - (x1 - 1) % 8);
-        }
-        if let Some(mask) = mask {
-            m &= mask.get(i).copied().unwrap_or(0);
-        }
+    let head = 0xFFu8 >> (x0 % 8);
+    let tail = 0xFFu8 << (7 - (x1 - 1) % 8);
+    let apply = |b: &mut u8, m: u8| {
         if black {
-            *byte |= m;
+            *b |= m;
         } else {
-            *byte &= !m;
+            *b &= !m;
+        }
+    };
+    let Some(bytes) = row.get_mut(first..=last) else {
+        return;
+    };
+    match (mask, bytes) {
+        (None, [only]) => apply(only, head & tail),
+        (None, [a, middle @ .., z]) => {
+            apply(a, head);
+            middle.fill(if black { 0xFF } else { 0 });
+            apply(z, tail);
+        }
+        (None, []) => {}
+        (Some(mask), bytes) => {
+            let Some(mask) = mask.get(first..=last) else {
+                return;
+            };
+            let n = bytes.len();
+            for (i, (b, m)) in bytes.iter_mut().zip(mask).enumerate() {
+                let mut edge = 0xFF;
+                if i == 0 {
+                    edge &= head;
+                }
+                if i == n - 1 {
+                    edge &= tail;
+                }
+                apply(b, edge & m);
+            }
         }
     }
 }

@@ -55,7 +55,7 @@ struct GlyphKey {
 /// Caches one rendering thread keeps from page to page.
 #[derive(Default)]
 pub(crate) struct InkCache {
-    glyphs: FxHashMap<GlyphKey, Rc<[Span]>>,
+    glyphs: FxHashMap<GlyphKey, Rc<GlyphBits>>,
     hinting: HintingCache,
     scan: Scan,
     spans: Vec<Span>,
@@ -374,7 +374,7 @@ impl<'c> Ink<'c> {
             linear: [a.to_bits(), b.to_bits(), c.to_bits(), d.to_bits()],
             phase: (px, py),
         };
-        let spans = match self.cache.glyphs.get(&key) {
+        let bits = match self.cache.glyphs.get(&key) {
             Some(s) => s.clone(),
             None => {
                 let hinted = hinted_outline
@@ -388,19 +388,47 @@ impl<'c> Ink<'c> {
                     f64::from(px) / SUBPIXEL,
                     f64::from(py) / SUBPIXEL,
                 ]);
-                let spans = self.rasterize_glyph(&outline, local);
-                self.cache.glyphs.insert(key, spans.clone());
-                spans
+                let bits = Rc::new(GlyphBits::new(self.rasterize_glyph(&outline, local)));
+                self.cache.glyphs.insert(key, bits.clone());
+                bits
             }
         };
-        self.paint_spans(&spans, ix, iy, black);
+        self.blit(&bits, ix, iy, black);
+    }
+
+    /// Copies a cached glyph with its origin at (`dx`, `dy`): whole words per row when it lies
+    /// inside an unmasked clip, else span by span through the clip.
+    fn blit(&mut self, g: &GlyphBits, dx: i32, dy: i32, black: bool) {
+        let clip = &self.clips[self.clips.len() - 1];
+        let (Some(x0), Some(y0)) = (g.left.checked_add(dx), g.top.checked_add(dy)) else {
+            return;
+        };
+        let a = clip.area;
+        let inside = clip.mask.is_none()
+            && x0 >= a.x0
+            && y0 >= a.y0
+            && x0.saturating_add(g.width) <= a.x1
+            && y0.saturating_add(g.height) <= a.y1;
+        if !inside {
+            return self.paint_spans(&g.spans, dx, dy, black);
+        }
+        // Inside the clip area, which lies inside the page: the casts cannot wrap.
+        let stride = self.page.stride();
+        let rows = self.page.data.chunks_exact_mut(stride).skip(y0 as usize);
+        for (row, words) in rows.zip(g.bits.chunks_exact(g.words.max(1))) {
+            for (k, &w) in words.iter().enumerate() {
+                if w != 0 {
+                    or_word(row, x0 as usize + 64 * k, w, black);
+                }
+            }
+        }
     }
 
     /// A glyph outline's spans relative to its origin.
-    fn rasterize_glyph(&mut self, outline: &BezPath, local: Affine) -> Rc<[Span]> {
+    fn rasterize_glyph(&mut self, outline: &BezPath, local: Affine) -> Vec<Span> {
         let device = outline.iter().map(|el| local * el);
         let Some(b) = scan::control_box(device.clone()) else {
-            return Rc::from([]);
+            return Vec::new();
         };
         let window = Window {
             x0: b.x0.floor() as i32 - 1,
@@ -414,7 +442,7 @@ impl<'c> Ink<'c> {
             .cache
             .scan
             .fill(device, Rule::NonZero, window, &mut spans);
-        spans.into()
+        spans
     }
 
     /// Draws an image mask in `black`/white, or a picture thresholded at mid-grey.
@@ -509,6 +537,69 @@ impl<'c> Ink<'c> {
                 x = run_end;
             }
         }
+    }
+}
+
+/// A rasterized glyph: its spans relative to its origin, and the same pixels as rows of
+/// 64-bit words (most significant bit leftmost) from column `left`, row `top`.
+struct GlyphBits {
+    spans: Box<[Span]>,
+    left: i32,
+    top: i32,
+    width: i32,
+    height: i32,
+    /// Words per row.
+    words: usize,
+    bits: Box<[u64]>,
+}
+
+impl GlyphBits {
+    fn new(spans: Vec<Span>) -> Self {
+        let left = spans.iter().map(|s| s.x0).min().unwrap_or(0);
+        let right = spans.iter().map(|s| s.x1).max().unwrap_or(0);
+        let top = spans.first().map_or(0, |s| s.y);
+        let bottom = spans.last().map_or(0, |s| s.y + 1);
+        let (width, height) = ((right - left).max(0), (bottom - top).max(0));
+        let words = (width as usize).div_ceil(64);
+        let mut bits = vec![0u64; words * height as usize];
+        for s in &spans {
+            let row = (s.y - top) as usize * words;
+            for x in (s.x0 - left) as usize..(s.x1 - left) as usize {
+                bits[row + x / 64] |= 1 << (63 - x % 64);
+            }
+        }
+        GlyphBits {
+            spans: spans.into(),
+            left,
+            top,
+            width,
+            height,
+            words,
+            bits: bits.into(),
+        }
+    }
+}
+
+/// Sets (`black`) or clears the pixels of `w` (MSB leftmost) at column `x` of a packed row.
+#[inline]
+fn or_word(row: &mut [u8], x: usize, w: u64, black: bool) {
+    let (b, s) = (x / 8, x % 8);
+    // The word's pixels spread over nine bytes from `b`.
+    let wide = (u128::from(w) << 64 >> s).to_be_bytes();
+    let bytes = &wide[..9];
+    if let Some(dst) = row.get_mut(b..b + 8) {
+        let mut cur = u64::from_be_bytes(dst.try_into().unwrap_or([0; 8]));
+        let add = w >> s;
+        cur = if black { cur | add } else { cur & !add };
+        dst.copy_from_slice(&cur.to_be_bytes());
+        if let Some(last) = row.get_mut(b + 8) {
+            *last = if black { *last | bytes[8] } else { *last & !bytes[8] };
+        }
+        return;
+    }
+    // Near the end of the row: byte by byte.
+    for (dst, src) in row.iter_mut().skip(b).zip(bytes) {
+        *dst = if black { *dst | src } else { *dst & !src };
     }
 }
 
@@ -874,6 +965,33 @@ impl<'a> Device<'a> for Ink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glyph_words_land_where_their_spans_do() {
+        let spans = vec![
+            Span { y: -2, x0: -3, x1: 70 },
+            Span { y: -1, x0: 0, x1: 1 },
+            Span { y: 0, x0: 5, x1: 9 },
+        ];
+        let g = GlyphBits::new(spans.clone());
+        assert_eq!((g.left, g.top, g.width, g.height, g.words), (-3, -2, 73, 3, 2));
+        // Inside the page (whole words), and cut by its right and top edges (spans).
+        for (dx, dy, black) in [(3, 2, 78), (10, 5, 78), (123, 7, 78), (140, 2, 63 + 1 + 4), (3, 0, 4)] {
+            let blank = Page::blank(200, 10, 204, 196);
+            let mut cache = InkCache::default();
+            let mut by_words = Ink::new(blank.clone(), &mut cache);
+            by_words.blit(&g, dx, dy, true);
+            let words = by_words.page.clone();
+            let mut cache = InkCache::default();
+            let mut by_spans = Ink::new(blank, &mut cache);
+            by_spans.paint_spans(&spans, dx, dy, true);
+            assert_eq!(words, by_spans.page, "at {dx}, {dy}");
+            assert_eq!(words.black_pixels(), black, "at {dx}, {dy}");
+            // White ink clears exactly those pixels again.
+            by_words.blit(&g, dx, dy, false);
+            assert_eq!(by_words.page.black_pixels(), 0);
+        }
+    }
 
     #[test]
     fn bits_are_painted_through_a_mask() {

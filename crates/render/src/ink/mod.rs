@@ -414,8 +414,13 @@ impl<'c> Ink<'c> {
         }
         // Inside the clip area, which lies inside the page: the casts cannot wrap.
         let stride = self.page.stride();
-        let rows = self.page.data.chunks_exact_mut(stride).skip(y0 as usize);
-        for (row, words) in rows.zip(g.bits.chunks_exact(g.words.max(1))) {
+        let Some(below) = self.page.data.get_mut(y0 as usize * stride..) else {
+            return;
+        };
+        for (row, words) in below
+            .chunks_exact_mut(stride)
+            .zip(g.bits.chunks_exact(g.words.max(1)))
+        {
             for (k, &w) in words.iter().enumerate() {
                 if w != 0 {
                     or_word(row, x0 as usize + 64 * k, w, black);

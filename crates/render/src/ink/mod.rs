@@ -14,10 +14,11 @@
 
 pub(crate) mod scan;
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use hayro::hayro_interpret::font::{Glyph, GlyphRun, HintingCache, OutlineGlyph};
+use rustc_hash::FxHashMap;
+
+use hayro::hayro_interpret::font::{Glyph, GlyphIdentifier, GlyphRun, HintingCache, OutlineGlyph};
 use hayro::hayro_interpret::util::x_y_advances;
 use hayro::hayro_interpret::{
     BlendMode, ClipPath, Device, DrawMode, DrawProps, FillRule, Image, ImageDrawProps, LumaData,
@@ -42,9 +43,10 @@ const MAX_MASK_BYTES: usize = 64 << 20;
 const HINTING_PPEM: std::ops::RangeInclusive<f64> = 4.0..=128.0;
 
 /// What a glyph bitmap is cached under: the glyph, its size and shear, and its sub-pixel phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct GlyphKey {
-    glyph: u128,
+    /// The font program (hashed once, when the font was loaded) and the glyph in it.
+    glyph: GlyphIdentifier,
     hinted: bool,
     linear: [u64; 4],
     phase: (u8, u8),
@@ -53,7 +55,7 @@ struct GlyphKey {
 /// Caches one rendering thread keeps from page to page.
 #[derive(Default)]
 pub(crate) struct InkCache {
-    glyphs: HashMap<GlyphKey, Rc<[Span]>>,
+    glyphs: FxHashMap<GlyphKey, Rc<GlyphBits>>,
     hinting: HintingCache,
     scan: Scan,
     spans: Vec<Span>,
@@ -257,46 +259,33 @@ impl<'c> Ink<'c> {
         self.fill(&outline, transform, FillRule::NonZero, black);
     }
 
-    /// Paints the pixels of `w` (already inside the clip area) through the clip mask.
+    /// Paints the pixels of `w` through the clip.
     fn paint_rect(&mut self, w: Window, black: bool) {
-        let area = self.clip().area;
-        let (x0, x1) = (w.x0.max(area.x0), w.x1.min(area.x1));
-        for y in w.y0.max(area.y0)..w.y1.min(area.y1) {
-            self.paint_run(y, x0, x1, black);
+        let clip = &self.clips[self.clips.len() - 1];
+        for y in w.y0..w.y1 {
+            paint_run(&mut self.page, clip, y, w.x0, w.x1, black);
         }
     }
 
     /// Paints spans moved by (`dx`, `dy`) through the clip.
     fn paint_spans(&mut self, spans: &[Span], dx: i32, dy: i32, black: bool) {
-        let area = self.clip().area;
+        let clip = &self.clips[self.clips.len() - 1];
         for s in spans {
-            let y = s.y.saturating_add(dy);
-            if y < area.y0 || y >= area.y1 {
-                continue;
-            }
-            let x0 = s.x0.saturating_add(dx).max(area.x0);
-            let x1 = s.x1.saturating_add(dx).min(area.x1);
-            self.paint_run(y, x0, x1, black);
+            paint_run(
+                &mut self.page,
+                clip,
+                s.y.saturating_add(dy),
+                s.x0.saturating_add(dx),
+                s.x1.saturating_add(dx),
+                black,
+            );
         }
     }
 
-    /// Paints columns `x0..x1` of row `y` (inside the clip area) black or white, through the
-    /// clip mask.
+    /// Paints columns `x0..x1` of row `y` through the clip.
     fn paint_run(&mut self, y: i32, x0: i32, x1: i32, black: bool) {
-        let (Ok(y), Ok(x0), Ok(x1)) = (usize::try_from(y), usize::try_from(x0), usize::try_from(x1))
-        else {
-            return;
-        };
-        if x0 >= x1 {
-            return;
-        }
-        let stride = self.page.stride();
         let clip = &self.clips[self.clips.len() - 1];
-        let mask = clip.mask.as_ref().and_then(|m| m.row(y as i32));
-        let Some(row) = self.page.data.get_mut(y * stride..(y + 1) * stride) else {
-            return;
-        };
-        paint_bits(row, x0, x1, black, mask);
+        paint_run(&mut self.page, clip, y, x0, x1, black);
     }
 
     /// Pushes a clip given in device space.
@@ -343,7 +332,6 @@ impl<'c> Ink<'c> {
     ) {
         let [a, b, c, d, e, f] = transform.as_coeffs();
         let ppem = d.abs() * 1000.0;
-        let id = glyph.identifier().cache_key();
         let hinted_outline = if horizontal && b == 0.0 && HINTING_PPEM.contains(&ppem) {
             Some(ppem)
         } else {
@@ -381,12 +369,12 @@ impl<'c> Ink<'c> {
             quarter(f)
         };
         let key = GlyphKey {
-            glyph: id,
+            glyph: glyph.identifier(),
             hinted: hinted_outline.is_some(),
             linear: [a.to_bits(), b.to_bits(), c.to_bits(), d.to_bits()],
             phase: (px, py),
         };
-        let spans = match self.cache.glyphs.get(&key) {
+        let bits = match self.cache.glyphs.get(&key) {
             Some(s) => s.clone(),
             None => {
                 let hinted = hinted_outline
@@ -400,19 +388,52 @@ impl<'c> Ink<'c> {
                     f64::from(px) / SUBPIXEL,
                     f64::from(py) / SUBPIXEL,
                 ]);
-                let spans = self.rasterize_glyph(&outline, local);
-                self.cache.glyphs.insert(key, spans.clone());
-                spans
+                let bits = Rc::new(GlyphBits::new(self.rasterize_glyph(&outline, local)));
+                self.cache.glyphs.insert(key, bits.clone());
+                bits
             }
         };
-        self.paint_spans(&spans, ix, iy, black);
+        self.blit(&bits, ix, iy, black);
+    }
+
+    /// Copies a cached glyph with its origin at (`dx`, `dy`): whole words per row when it lies
+    /// inside an unmasked clip, else span by span through the clip.
+    fn blit(&mut self, g: &GlyphBits, dx: i32, dy: i32, black: bool) {
+        let clip = &self.clips[self.clips.len() - 1];
+        let (Some(x0), Some(y0)) = (g.left.checked_add(dx), g.top.checked_add(dy)) else {
+            return;
+        };
+        let a = clip.area;
+        let inside = clip.mask.is_none()
+            && x0 >= a.x0
+            && y0 >= a.y0
+            && x0.saturating_add(g.width) <= a.x1
+            && y0.saturating_add(g.height) <= a.y1;
+        if !inside {
+            return self.paint_spans(&g.spans, dx, dy, black);
+        }
+        // Inside the clip area, which lies inside the page: the casts cannot wrap.
+        let stride = self.page.stride();
+        let Some(below) = self.page.data.get_mut(y0 as usize * stride..) else {
+            return;
+        };
+        for (row, words) in below
+            .chunks_exact_mut(stride)
+            .zip(g.bits.chunks_exact(g.words.max(1)))
+        {
+            for (k, &w) in words.iter().enumerate() {
+                if w != 0 {
+                    or_word(row, x0 as usize + 64 * k, w, black);
+                }
+            }
+        }
     }
 
     /// A glyph outline's spans relative to its origin.
-    fn rasterize_glyph(&mut self, outline: &BezPath, local: Affine) -> Rc<[Span]> {
+    fn rasterize_glyph(&mut self, outline: &BezPath, local: Affine) -> Vec<Span> {
         let device = outline.iter().map(|el| local * el);
         let Some(b) = scan::control_box(device.clone()) else {
-            return Rc::from([]);
+            return Vec::new();
         };
         let window = Window {
             x0: b.x0.floor() as i32 - 1,
@@ -426,7 +447,7 @@ impl<'c> Ink<'c> {
             .cache
             .scan
             .fill(device, Rule::NonZero, window, &mut spans);
-        spans.into()
+        spans
     }
 
     /// Draws an image mask in `black`/white, or a picture thresholded at mid-grey.
@@ -521,6 +542,69 @@ impl<'c> Ink<'c> {
                 x = run_end;
             }
         }
+    }
+}
+
+/// A rasterized glyph: its spans relative to its origin, and the same pixels as rows of
+/// 64-bit words (most significant bit leftmost) from column `left`, row `top`.
+struct GlyphBits {
+    spans: Box<[Span]>,
+    left: i32,
+    top: i32,
+    width: i32,
+    height: i32,
+    /// Words per row.
+    words: usize,
+    bits: Box<[u64]>,
+}
+
+impl GlyphBits {
+    fn new(spans: Vec<Span>) -> Self {
+        let left = spans.iter().map(|s| s.x0).min().unwrap_or(0);
+        let right = spans.iter().map(|s| s.x1).max().unwrap_or(0);
+        let top = spans.first().map_or(0, |s| s.y);
+        let bottom = spans.last().map_or(0, |s| s.y + 1);
+        let (width, height) = ((right - left).max(0), (bottom - top).max(0));
+        let words = (width as usize).div_ceil(64);
+        let mut bits = vec![0u64; words * height as usize];
+        for s in &spans {
+            let row = (s.y - top) as usize * words;
+            for x in (s.x0 - left) as usize..(s.x1 - left) as usize {
+                bits[row + x / 64] |= 1 << (63 - x % 64);
+            }
+        }
+        GlyphBits {
+            spans: spans.into(),
+            left,
+            top,
+            width,
+            height,
+            words,
+            bits: bits.into(),
+        }
+    }
+}
+
+/// Sets (`black`) or clears the pixels of `w` (MSB leftmost) at column `x` of a packed row.
+#[inline]
+fn or_word(row: &mut [u8], x: usize, w: u64, black: bool) {
+    let (b, s) = (x / 8, x % 8);
+    // The word's pixels spread over nine bytes from `b`.
+    let wide = (u128::from(w) << 64 >> s).to_be_bytes();
+    let bytes = &wide[..9];
+    if let Some(dst) = row.get_mut(b..b + 8) {
+        let mut cur = u64::from_be_bytes(dst.try_into().unwrap_or([0; 8]));
+        let add = w >> s;
+        cur = if black { cur | add } else { cur & !add };
+        dst.copy_from_slice(&cur.to_be_bytes());
+        if let Some(last) = row.get_mut(b + 8) {
+            *last = if black { *last | bytes[8] } else { *last & !bytes[8] };
+        }
+        return;
+    }
+    // Near the end of the row: byte by byte.
+    for (dst, src) in row.iter_mut().skip(b).zip(bytes) {
+        *dst = if black { *dst | src } else { *dst & !src };
     }
 }
 
@@ -683,28 +767,65 @@ fn mask_from_spans(spans: &[Span], prev: &Clip, stride: usize) -> Clip {
     }
 }
 
-/// Sets (`black`) or clears bits `x0..x1` of a packed row, only where `mask` has 1s.
-fn paint_bits(row: &mut [u8], x0: usize, x1: usize, black: bool, mask: Option<&[u8]>) {
-    if x0 >= x1 || x0 >= row.len() * 8 {
+/// Paints columns `x0..x1` of row `y` black or white, where `clip` lets it.
+#[inline]
+fn paint_run(page: &mut Page, clip: &Clip, y: i32, x0: i32, x1: i32, black: bool) {
+    let area = clip.area;
+    let (x0, x1) = (x0.max(area.x0), x1.min(area.x1));
+    if y < area.y0 || y >= area.y1 || x0 >= x1 {
         return;
     }
+    // The clip area lies inside the page, so these are non-negative.
+    let (row, x0, x1) = (y as usize, x0 as usize, x1 as usize);
+    let stride = page.stride();
+    let mask = clip.mask.as_ref().and_then(|m| m.row(y));
+    if let Some(bits) = page.data.get_mut(row * stride..(row + 1) * stride) {
+        paint_bits(bits, x0, x1, black, mask);
+    }
+}
+
+/// Sets (`black`) or clears bits `x0..x1` of a packed row, only where `mask` has 1s.
+fn paint_bits(row: &mut [u8], x0: usize, x1: usize, black: bool, mask: Option<&[u8]>) {
     let x1 = x1.min(row.len() * 8);
+    if x0 >= x1 {
+        return;
+    }
     let (first, last) = (x0 / 8, (x1 - 1) / 8);
-    for (i, byte) in row.iter_mut().enumerate().take(last + 1).skip(first) {
-        let mut m = 0xFFu8;
-        if i == first {
-            m &= 0xFF >> (x0 % 8);
-        }
-        if i == last {
-            m &= 0xFFu8 << (7 - (x1 - 1) % 8);
-        }
-        if let Some(mask) = mask {
-            m &= mask.get(i).copied().unwrap_or(0);
-        }
+    let head = 0xFFu8 >> (x0 % 8);
+    let tail = 0xFFu8 << (7 - (x1 - 1) % 8);
+    let apply = |b: &mut u8, m: u8| {
         if black {
-            *byte |= m;
+            *b |= m;
         } else {
-            *byte &= !m;
+            *b &= !m;
+        }
+    };
+    let Some(bytes) = row.get_mut(first..=last) else {
+        return;
+    };
+    match (mask, bytes) {
+        (None, [only]) => apply(only, head & tail),
+        (None, [a, middle @ .., z]) => {
+            apply(a, head);
+            middle.fill(if black { 0xFF } else { 0 });
+            apply(z, tail);
+        }
+        (None, []) => {}
+        (Some(mask), bytes) => {
+            let Some(mask) = mask.get(first..=last) else {
+                return;
+            };
+            let n = bytes.len();
+            for (i, (b, m)) in bytes.iter_mut().zip(mask).enumerate() {
+                let mut edge = 0xFF;
+                if i == 0 {
+                    edge &= head;
+                }
+                if i == n - 1 {
+                    edge &= tail;
+                }
+                apply(b, edge & m);
+            }
         }
     }
 }
@@ -849,6 +970,33 @@ impl<'a> Device<'a> for Ink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glyph_words_land_where_their_spans_do() {
+        let spans = vec![
+            Span { y: -2, x0: -3, x1: 70 },
+            Span { y: -1, x0: 0, x1: 1 },
+            Span { y: 0, x0: 5, x1: 9 },
+        ];
+        let g = GlyphBits::new(spans.clone());
+        assert_eq!((g.left, g.top, g.width, g.height, g.words), (-3, -2, 73, 3, 2));
+        // Inside the page (whole words), and cut by its right and top edges (spans).
+        for (dx, dy, black) in [(3, 2, 78), (10, 5, 78), (123, 7, 78), (140, 2, 63 + 1 + 4), (3, 0, 4)] {
+            let blank = Page::blank(200, 10, 204, 196);
+            let mut cache = InkCache::default();
+            let mut by_words = Ink::new(blank.clone(), &mut cache);
+            by_words.blit(&g, dx, dy, true);
+            let words = by_words.page.clone();
+            let mut cache = InkCache::default();
+            let mut by_spans = Ink::new(blank, &mut cache);
+            by_spans.paint_spans(&spans, dx, dy, true);
+            assert_eq!(words, by_spans.page, "at {dx}, {dy}");
+            assert_eq!(words.black_pixels(), black, "at {dx}, {dy}");
+            // White ink clears exactly those pixels again.
+            by_words.blit(&g, dx, dy, false);
+            assert_eq!(by_words.page.black_pixels(), 0);
+        }
+    }
 
     #[test]
     fn bits_are_painted_through_a_mask() {

@@ -4,8 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hayro::hayro_interpret::util::{RectExt, TransformExt};
 use hayro::hayro_interpret::{
-    ClipPath, Context, Device as _, FillRule, InterpreterCache, InterpreterSettings,
-    interpret_page,
+    ClipPath, Context, Device as _, FillRule, InterpreterCache, InterpreterSettings, interpret_page,
 };
 use hayro::hayro_syntax::object::Object;
 use hayro::hayro_syntax::{DecryptionError, LoadPdfError, Pdf};
@@ -433,7 +432,10 @@ mod tests {
             format!(
                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << {resources} >> /Contents 4 0 R >>"
             ),
-            format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            ),
         ];
         let mut out = b"%PDF-1.7\n".to_vec();
         let mut offsets = Vec::new();
@@ -505,7 +507,11 @@ mod tests {
              00FF00FF FF00FF00 00FF00FF 408040C0> EI Q \
              BT /F1 24 Tf 50 60 Td (Hello, fax: Wxyz 0123) Tj ET \
              BT /F1 7 Tf 50 40 Td 2 Tr 0.3 w (small stroked text) Tj ET";
-        for res in [Resolution::Standard, Resolution::Fine, Resolution::Superfine] {
+        for res in [
+            Resolution::Standard,
+            Resolution::Fine,
+            Resolution::Superfine,
+        ] {
             let spec = PageSpec::new(res, PaperSize::A4);
             let (drawn, colour) = both_ways(one_page(content, FONT), &spec);
             let Drawn::Page(ink) = drawn else {
@@ -592,5 +598,25 @@ mod tests {
         };
         let (equal, _) = agreement(&ink, &colour);
         assert!(equal > 0.999, "{equal}");
+    }
+
+    #[test]
+    fn hairline_rules_drawn_as_thin_rectangles_stay_visible() {
+        // Word processors draw table rules as filled rectangles a fraction of a point tall.
+        let spec = PageSpec::new(Resolution::Standard, PaperSize::A4);
+        let (drawn, _) = both_ways(
+            one_page("0 g 50 400 400 0.2 re f 300 100 0.1 200 re f", ""),
+            &spec,
+        );
+        let Drawn::Page(ink) = drawn else {
+            panic!("refused");
+        };
+        // 400 pt at 204 dpi is 1133 pixels in one row; 200 pt at 98 dpi is 272 rows of one pixel.
+        let expected = 1133 + 272;
+        let black = ink.black_pixels();
+        assert!(
+            black.abs_diff(expected) <= 3,
+            "{black} black pixels, expected about {expected}"
+        );
     }
 }

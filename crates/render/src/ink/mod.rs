@@ -32,8 +32,8 @@ use scan::{Rule, Scan, Span, Window};
 
 /// Glyphs up to this many device pixels high and wide are rasterized once and cached.
 const MAX_CACHED_GLYPH: f64 = 256.0;
-/// Cached glyph bitmaps per rendering thread before the cache starts over.
-const MAX_CACHED_GLYPHS: usize = 16_384;
+/// Bytes of cached glyphs per rendering thread before the cache starts over.
+const MAX_CACHED_GLYPH_BYTES: usize = 32 << 20;
 /// Horizontal glyph positions are kept to a quarter pixel.
 const SUBPIXEL: f64 = 4.0;
 /// Clip masks one page may hold at once (nested clips each keep one); a page that nests more
@@ -56,6 +56,8 @@ struct GlyphKey {
 #[derive(Default)]
 pub(crate) struct InkCache {
     glyphs: FxHashMap<GlyphKey, Rc<GlyphBits>>,
+    /// Bytes the cached glyphs hold.
+    glyph_bytes: usize,
     hinting: HintingCache,
     scan: Scan,
     spans: Vec<Span>,
@@ -103,9 +105,6 @@ pub(crate) enum Drawn {
 
 impl<'c> Ink<'c> {
     pub fn new(page: Page, cache: &'c mut InkCache) -> Self {
-        if cache.glyphs.len() > MAX_CACHED_GLYPHS {
-            cache.glyphs.clear();
-        }
         let area = Window {
             x0: 0,
             y0: 0,
@@ -184,7 +183,7 @@ impl<'c> Ink<'c> {
         if is_axis_aligned(transform)
             && let Some(r) = scan::as_rect(path.elements())
         {
-            let w = scan::rect_pixels(transform.transform_rect_bbox(r), clip);
+            let w = scan::rect_fill_pixels(transform.transform_rect_bbox(r), clip);
             self.paint_rect(w, black);
             return;
         }
@@ -239,7 +238,11 @@ impl<'c> Ink<'c> {
             miter_limit: f64::from(props.miter_limit),
             start_cap: cap,
             end_cap: cap,
-            dash_pattern: if dashed { dashes.into() } else { Default::default() },
+            dash_pattern: if dashed {
+                dashes.into()
+            } else {
+                Default::default()
+            },
             dash_offset: f64::from(props.dash_offset),
         };
         let extent = width / 2.0 * style.miter_limit.max(std::f64::consts::SQRT_2);
@@ -389,6 +392,11 @@ impl<'c> Ink<'c> {
                     f64::from(py) / SUBPIXEL,
                 ]);
                 let bits = Rc::new(GlyphBits::new(self.rasterize_glyph(&outline, local)));
+                if self.cache.glyph_bytes > MAX_CACHED_GLYPH_BYTES {
+                    self.cache.glyphs.clear();
+                    self.cache.glyph_bytes = 0;
+                }
+                self.cache.glyph_bytes += bits.bytes();
                 self.cache.glyphs.insert(key, bits.clone());
                 bits
             }
@@ -559,6 +567,13 @@ struct GlyphBits {
 }
 
 impl GlyphBits {
+    /// Memory held, roughly.
+    fn bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.spans.len() * size_of::<Span>()
+            + self.bits.len() * size_of::<u64>()
+    }
+
     fn new(spans: Vec<Span>) -> Self {
         let left = spans.iter().map(|s| s.x0).min().unwrap_or(0);
         let right = spans.iter().map(|s| s.x1).max().unwrap_or(0);
@@ -598,7 +613,11 @@ fn or_word(row: &mut [u8], x: usize, w: u64, black: bool) {
         cur = if black { cur | add } else { cur & !add };
         dst.copy_from_slice(&cur.to_be_bytes());
         if let Some(last) = row.get_mut(b + 8) {
-            *last = if black { *last | bytes[8] } else { *last & !bytes[8] };
+            *last = if black {
+                *last | bytes[8]
+            } else {
+                *last & !bytes[8]
+            };
         }
         return;
     }
@@ -622,7 +641,10 @@ impl Picture {
     fn at(&self, x: u32, y: u32) -> (u8, u8) {
         let i = y as usize * self.width as usize + x as usize;
         let v = self.data.get(i).copied().unwrap_or(0);
-        let a = self.alpha.as_ref().map_or(255, |a| a.get(i).copied().unwrap_or(0));
+        let a = self
+            .alpha
+            .as_ref()
+            .map_or(255, |a| a.get(i).copied().unwrap_or(0));
         (v, a)
     }
 
@@ -689,7 +711,10 @@ impl Picture {
             data: reduce(&self.data),
             alpha: self.alpha.as_deref().map(reduce),
         };
-        (picture, t * Affine::scale_non_uniform(f64::from(kx), f64::from(ky)))
+        (
+            picture,
+            t * Affine::scale_non_uniform(f64::from(kx), f64::from(ky)),
+        )
     }
 }
 
@@ -713,7 +738,11 @@ fn box_filter(data: &[u8], width: u32, height: u32, kx: u32, ky: u32) -> Vec<u8>
                 counts[b] += 1;
             }
         }
-        out.extend(sums.iter().zip(&counts).map(|(s, c)| (s / (*c).max(1)) as u8));
+        out.extend(
+            sums.iter()
+                .zip(&counts)
+                .map(|(s, c)| (s / (*c).max(1)) as u8),
+        );
     }
     out
 }
@@ -778,7 +807,14 @@ fn paint_run(page: &mut Page, clip: &Clip, y: i32, x0: i32, x1: i32, black: bool
     // The clip area lies inside the page, so these are non-negative.
     let (row, x0, x1) = (y as usize, x0 as usize, x1 as usize);
     let stride = page.stride();
-    let mask = clip.mask.as_ref().and_then(|m| m.row(y));
+    let mask = match &clip.mask {
+        None => None,
+        // A masked clip's area lies within its mask's rows; outside them nothing shows.
+        Some(m) => match m.row(y) {
+            Some(bits) => Some(bits),
+            None => return,
+        },
+    };
     if let Some(bits) = page.data.get_mut(row * stride..(row + 1) * stride) {
         paint_bits(bits, x0, x1, black, mask);
     }
@@ -974,14 +1010,31 @@ mod tests {
     #[test]
     fn glyph_words_land_where_their_spans_do() {
         let spans = vec![
-            Span { y: -2, x0: -3, x1: 70 },
-            Span { y: -1, x0: 0, x1: 1 },
+            Span {
+                y: -2,
+                x0: -3,
+                x1: 70,
+            },
+            Span {
+                y: -1,
+                x0: 0,
+                x1: 1,
+            },
             Span { y: 0, x0: 5, x1: 9 },
         ];
         let g = GlyphBits::new(spans.clone());
-        assert_eq!((g.left, g.top, g.width, g.height, g.words), (-3, -2, 73, 3, 2));
+        assert_eq!(
+            (g.left, g.top, g.width, g.height, g.words),
+            (-3, -2, 73, 3, 2)
+        );
         // Inside the page (whole words), and cut by its right and top edges (spans).
-        for (dx, dy, black) in [(3, 2, 78), (10, 5, 78), (123, 7, 78), (140, 2, 63 + 1 + 4), (3, 0, 4)] {
+        for (dx, dy, black) in [
+            (3, 2, 78),
+            (10, 5, 78),
+            (123, 7, 78),
+            (140, 2, 63 + 1 + 4),
+            (3, 0, 4),
+        ] {
             let blank = Page::blank(200, 10, 204, 196);
             let mut cache = InkCache::default();
             let mut by_words = Ink::new(blank.clone(), &mut cache);

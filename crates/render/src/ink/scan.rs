@@ -297,7 +297,8 @@ fn ceil_fixed(v: i64) -> i32 {
 
 /// ⌈v⌉ saturated into i32 (callers clamp to the window).
 fn ceil_i32(v: f64) -> i32 {
-    v.ceil().clamp(f64::from(i32::MIN / 2), f64::from(i32::MAX / 2)) as i32
+    v.ceil()
+        .clamp(f64::from(i32::MIN / 2), f64::from(i32::MAX / 2)) as i32
 }
 
 fn check(p: Point) -> Result<(), TooLarge> {
@@ -338,14 +339,36 @@ pub(crate) fn control_box(path: impl IntoIterator<Item = PathEl>) -> Option<Rect
 /// An axis-aligned rectangle path (one closed sub-path of four sides), if `path` is one.
 pub(crate) fn as_rect(path: &[PathEl]) -> Option<Rect> {
     let pts: Vec<Point> = match path {
-        [PathEl::MoveTo(a), PathEl::LineTo(b), PathEl::LineTo(c), PathEl::LineTo(d)]
-        | [PathEl::MoveTo(a), PathEl::LineTo(b), PathEl::LineTo(c), PathEl::LineTo(d), PathEl::ClosePath] => {
+        [
+            PathEl::MoveTo(a),
+            PathEl::LineTo(b),
+            PathEl::LineTo(c),
+            PathEl::LineTo(d),
+        ]
+        | [
+            PathEl::MoveTo(a),
+            PathEl::LineTo(b),
+            PathEl::LineTo(c),
+            PathEl::LineTo(d),
+            PathEl::ClosePath,
+        ] => {
             vec![*a, *b, *c, *d]
         }
-        [PathEl::MoveTo(a), PathEl::LineTo(b), PathEl::LineTo(c), PathEl::LineTo(d), PathEl::LineTo(e)]
-        | [PathEl::MoveTo(a), PathEl::LineTo(b), PathEl::LineTo(c), PathEl::LineTo(d), PathEl::LineTo(e), PathEl::ClosePath]
-            if e == a =>
-        {
+        [
+            PathEl::MoveTo(a),
+            PathEl::LineTo(b),
+            PathEl::LineTo(c),
+            PathEl::LineTo(d),
+            PathEl::LineTo(e),
+        ]
+        | [
+            PathEl::MoveTo(a),
+            PathEl::LineTo(b),
+            PathEl::LineTo(c),
+            PathEl::LineTo(d),
+            PathEl::LineTo(e),
+            PathEl::ClosePath,
+        ] if e == a => {
             vec![*a, *b, *c, *d]
         }
         _ => return None,
@@ -372,6 +395,32 @@ pub(crate) fn rect_pixels(r: Rect, window: Window) -> Window {
         y0: c(r.y0).max(window.y0),
         x1: c(r.x1).min(window.x1),
         y1: c(r.y1).min(window.y1),
+    }
+}
+
+/// The pixels a filled rectangle inks: those whose centres it covers, and where it is thinner
+/// than a pixel and covers no centre across or along, the pixel row or column holding its middle
+/// (a hairline rule drawn as a thin filled rectangle must not vanish).
+pub(crate) fn rect_fill_pixels(r: Rect, window: Window) -> Window {
+    let span = |a: f64, b: f64| {
+        let (lo, hi) = (ceil_i32(a - 0.5), ceil_i32(b - 0.5));
+        if lo == hi && b > a {
+            let mid = ((a + b) / 2.0)
+                .floor()
+                .clamp(f64::from(i32::MIN / 2), f64::from(i32::MAX / 2))
+                as i32;
+            (mid, mid + 1)
+        } else {
+            (lo, hi)
+        }
+    };
+    let (x0, x1) = span(r.x0, r.x1);
+    let (y0, y1) = span(r.y0, r.y1);
+    Window {
+        x0: x0.max(window.x0),
+        y0: y0.max(window.y0),
+        x1: x1.min(window.x1),
+        y1: y1.min(window.y1),
     }
 }
 
@@ -406,9 +455,24 @@ mod tests {
         // Centres x + 0.5 in [10.2, 30.6): columns 10..31; rows y + 0.5 in [20.5, 25.4): 20..25.
         assert_eq!(s.len(), 5);
         for (i, span) in s.iter().enumerate() {
-            assert_eq!(*span, Span { y: 20 + i as i32, x0: 10, x1: 31 });
+            assert_eq!(
+                *span,
+                Span {
+                    y: 20 + i as i32,
+                    x0: 10,
+                    x1: 31
+                }
+            );
         }
-        assert_eq!(rect_pixels(Rect::new(10.2, 20.5, 30.6, 25.4), PAGE), Window { x0: 10, y0: 20, x1: 31, y1: 25 });
+        assert_eq!(
+            rect_pixels(Rect::new(10.2, 20.5, 30.6, 25.4), PAGE),
+            Window {
+                x0: 10,
+                y0: 20,
+                x1: 31,
+                y1: 25
+            }
+        );
     }
 
     #[test]
@@ -475,6 +539,35 @@ mod tests {
             Scan::default().fill(n.iter(), Rule::NonZero, PAGE, &mut out),
             Err(TooLarge::NotFinite)
         );
+    }
+
+    #[test]
+    fn a_hairline_rectangle_keeps_one_row() {
+        // 0.3 pixel tall, between two row centres: the row holding its middle.
+        let w = rect_fill_pixels(Rect::new(10.0, 20.6, 50.0, 20.9), PAGE);
+        assert_eq!(
+            w,
+            Window {
+                x0: 10,
+                y0: 20,
+                x1: 50,
+                y1: 21
+            }
+        );
+        // Wide enough to cover centres: exactly those.
+        let w = rect_fill_pixels(Rect::new(10.0, 20.2, 50.0, 22.0), PAGE);
+        assert_eq!(
+            w,
+            Window {
+                x0: 10,
+                y0: 20,
+                x1: 50,
+                y1: 22
+            }
+        );
+        // Empty stays empty.
+        let w = rect_fill_pixels(Rect::new(10.0, 20.6, 50.0, 20.6), PAGE);
+        assert!(w.y0 >= w.y1);
     }
 
     #[test]

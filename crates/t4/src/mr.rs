@@ -195,7 +195,8 @@ fn decode_line_with<const STRICT: bool>(
         if STRICT && bits >> 63 == 1 {
             // V0 codes: each takes the next element of the reference line (they increase strictly, and the
             // parity alternates as the colour does).
-            let ones = (!bits).leading_zeros().min(r.available());
+            // At most 32 at a time: a peek looks at no more (and a 64-bit shift would overflow).
+            let ones = (!bits).leading_zeros().min(r.available()).min(32);
             let left = real.saturating_sub(i);
             let k = ones as usize;
             if k <= left {

@@ -34,6 +34,21 @@ impl BitWriter {
         }
     }
 
+    /// Runs `f` with the writer's pending bits in a [`Sink`], a local whose address never escapes, so they
+    /// stay in registers (a call to grow the vector would otherwise make the compiler keep them in memory).
+    #[inline(always)]
+    pub(crate) fn with_sink<R>(&mut self, f: impl FnOnce(&mut Sink<'_>) -> R) -> R {
+        let mut s = Sink {
+            out: &mut self.out,
+            acc: self.acc,
+            n: self.n,
+        };
+        let r = f(&mut s);
+        self.acc = s.acc;
+        self.n = s.n;
+        r
+    }
+
     /// Writes `count` zero bits.
     pub fn zeros(&mut self, mut count: u32) {
         while count > 0 {
@@ -44,12 +59,8 @@ impl BitWriter {
     }
 
     /// Writes `count` one bits.
-    pub fn ones(&mut self, mut count: usize) {
-        while count > 0 {
-            let n = count.min(32) as u32;
-            self.put(u32::MAX, n);
-            count -= n as usize;
-        }
+    pub fn ones(&mut self, count: usize) {
+        self.with_sink(|s| s.ones(count));
     }
 
     /// Bits written so far.
@@ -70,6 +81,42 @@ impl BitWriter {
             self.out.push((self.acc >> self.n) as u8);
         }
         self.out
+    }
+}
+
+/// A [`BitWriter`] lent to an encoder's hot loop (see [`BitWriter::with_sink`]).
+pub(crate) struct Sink<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl Sink<'_> {
+    /// [`BitWriter::put`] of a code with no bits set above its `len` (len ≤ 32): neither a mask nor a test
+    /// for an empty code.
+    #[inline(always)]
+    pub(crate) fn put(&mut self, code: u32, len: u32) {
+        debug_assert!(len <= 32 && u64::from(code) >> len == 0);
+        self.acc = (self.acc << len) | u64::from(code);
+        self.n += len;
+        if self.n >= 32 {
+            self.n -= 32;
+            let word = (self.acc >> self.n) as u32;
+            self.out.extend_from_slice(&word.to_be_bytes());
+        }
+    }
+
+    /// Writes `count` one bits.
+    #[inline(always)]
+    pub(crate) fn ones(&mut self, mut count: usize) {
+        while count > 32 {
+            self.put(u32::MAX, 32);
+            count -= 32;
+        }
+        if count > 0 {
+            let n = count as u32;
+            self.put(u32::MAX >> (32 - n), n);
+        }
     }
 }
 

@@ -1,11 +1,11 @@
 //! Two-dimensional line coding (T.4 §4.2.1.3, used by MR and by T.6 MMR): each changing element of the
 //! coding line is coded relative to the reference line above, in pass, horizontal or vertical mode.
 
-use crate::bits::{BitReader, BitWriter};
+use crate::bits::{BitReader, BitWriter, Sink};
 use crate::codes;
-use crate::runs::{put_run, run_of};
+use crate::runs::{put_run, run_code, run_of};
 
-/// Ends a line's changing elements with the sentinels [`find_b1`] relies on, making it a reference line:
+/// Ends a line's changing elements with the sentinels the search for b1 relies on, making it a reference line:
 /// three entries at `width` (the imaginary changes past the line's end, of both colours, and b2 after them).
 fn seal_reference(changes: &mut Vec<u32>, width: u32) {
     changes.extend_from_slice(&[width; 3]);
@@ -18,11 +18,6 @@ pub fn make_reference(cur: &mut Vec<u32>, reference: &mut Vec<u32>, width: u32) 
     std::mem::swap(cur, reference);
 }
 
-/// The changing elements of a sealed reference line, without its sentinels.
-pub fn reference_changes(reference: &[u32]) -> usize {
-    reference.len().saturating_sub(3)
-}
-
 /// The all-white line above a page's first line, as a reference line.
 pub fn white_reference(width: u32) -> Vec<u32> {
     let mut v = Vec::with_capacity(64);
@@ -30,56 +25,119 @@ pub fn white_reference(width: u32) -> Vec<u32> {
     v
 }
 
-/// Position of b1 (and b2 after it): the first changing element of the reference line to the right of `a0`
-/// whose colour change is to the opposite of `black` (even entries start black runs). `bi` is a cursor kept
-/// between calls; it may step back one place, because a vertical mode can move a0 left of the previous b1.
-/// The reference line is sealed ([`seal_reference`]) and `a0` is left of the line's end, so the scan stops
-/// at a sentinel at the latest: entries of the right parity are visited two apart, with no bounds test.
-#[inline]
-fn find_b1(reference: &[u32], bi: &mut usize, a0: i64, black: bool) -> (u32, u32) {
-    debug_assert!(reference.len() >= 3 && i64::from(reference[reference.len() - 1]) > a0);
-    let mut i = bi.saturating_sub(1);
-    i += (i & 1) ^ usize::from(black);
-    while i64::from(reference[i]) <= a0 {
-        i += 2;
-    }
-    *bi = i;
-    (reference[i], reference[i + 1])
+/// Codes one line two-dimensionally against `reference`. Both are sealed lines of changing elements (see
+/// [`seal_reference`]; the coding line needs two sentinels at least) whose own elements increase strictly,
+/// as [`crate::runs::row_to_changes`] gives them.
+///
+/// a1 is never searched for: a0 only moves to a1, to a2 (the element after it) or by a pass to b2 (left of
+/// a1), so a1 is the coding line's next element. b1 is the first element of the reference line right of a0
+/// whose colour change is to the opposite of the coding colour (even entries start black runs): its search
+/// starts where the last code leaves it, at the first candidate of the right parity, and steps two places at
+/// a time; the sentinels stop it at the latest, so it needs no bounds test. A string of V0 codes, where the
+/// coding line follows the reference, is found by comparing the two lines element by element and written
+/// as one string of 1 bits.
+pub fn encode_line(w: &mut BitWriter, coding: &[u32], reference: &[u32], width: u32) {
+    debug_assert!(coding.len() >= 2 && coding[coding.len() - 2..] == [width; 2]);
+    debug_assert!(reference.len() >= 3 && reference[reference.len() - 3..] == [width; 3]);
+    w.with_sink(|s| encode_line_to(s, coding, reference, width));
 }
 
-/// Codes one line two-dimensionally against `reference` (both as changing elements).
-pub fn encode_line(w: &mut BitWriter, coding: &[u32], reference: &[u32], width: u32) {
-    let mut a0: i64 = -1;
-    let mut black = false;
+#[inline(always)]
+fn encode_line_to(s: &mut Sink<'_>, coding: &[u32], reference: &[u32], width: u32) {
+    // a0 + 1, the first place b1 may be (a0 is −1, left of the line, until the first code).
+    let mut lo = 0u32;
+    // a1 is `coding[ai]`; the search for b1 starts at `bi`, whose parity is the coding colour's (odd for
+    // black), so the colour needs no variable of its own.
     let mut ai = 0usize;
     let mut bi = 0usize;
-    while a0 < i64::from(width) {
-        while ai < coding.len() && i64::from(coding[ai]) <= a0 {
-            ai += 1;
+    loop {
+        let a1 = coding[ai];
+        let mut i = bi;
+        while reference[i] < lo {
+            i += 2;
         }
-        let a1 = coding.get(ai).copied().unwrap_or(width);
-        let (b1, b2) = find_b1(reference, &mut bi, a0, black);
+        let b1 = reference[i];
+        if a1 == b1 {
+            // V0, and more while the coding line goes on following the reference: past a0 = b1, the next b1
+            // is the reference's next element (its own elements increase strictly, and the colour changes
+            // with the parity), and b2 is not left of it, so there is no pass. The sentinels match at the
+            // line's end, where the string stops.
+            let more = coding[ai + 1..]
+                .iter()
+                .zip(&reference[i + 1..])
+                .take_while(|(c, r)| c == r)
+                .count();
+            let last = coding[ai + more];
+            if last == width {
+                // The sentinels went on matching; the string ends with the first of them.
+                let to_end = coding[ai..]
+                    .iter()
+                    .position(|&c| c == width)
+                    .unwrap_or(more);
+                s.ones(to_end + 1);
+                break;
+            }
+            s.ones(more + 1);
+            ai += more + 1;
+            bi = i + more + 1;
+            lo = last + 1;
+            continue;
+        }
+        let b2 = reference[i + 1];
         if b2 < a1 {
+            // a0 moves to b2; b1 is right of it, of the same colour.
             let (c, l) = codes::PASS;
-            w.put(u32::from(c), u32::from(l));
-            a0 = i64::from(b2);
+            s.put(u32::from(c), u32::from(l));
+            lo = b2 + 1;
+            bi = i + 2;
             continue;
         }
-        let d = i64::from(a1) - i64::from(b1);
-        if d.abs() <= 3 {
-            let (c, l) = codes::VERTICAL[(d + 3) as usize];
-            w.put(u32::from(c), u32::from(l));
-            a0 = i64::from(a1);
-            black = !black;
+        let v = a1.wrapping_sub(b1).wrapping_add(3);
+        if v < 7 {
+            let (c, l) = codes::VERTICAL[v as usize];
+            s.put(u32::from(c), u32::from(l));
+            if a1 == width {
+                break;
+            }
+            // The colour changes, and with it the parity; a0 = a1 may be left of b1, so the reference's
+            // element before b1 may be the next b1.
+            bi = if i == 0 { 1 } else { i - 1 };
+            ai += 1;
+            lo = a1 + 1;
             continue;
         }
-        let a2 = coding.get(ai + 1).copied().unwrap_or(width);
-        let start = a0.max(0) as u32;
-        let (c, l) = codes::HORIZONTAL;
-        w.put(u32::from(c), u32::from(l));
-        put_run(w, a1 - start, black);
-        put_run(w, a2 - a1, !black);
-        a0 = i64::from(a2);
+        let black = i & 1 == 1;
+        let a2 = coding[ai + 1];
+        let start = lo.saturating_sub(1);
+        let (r1, r2) = (a1 - start, a2 - a1);
+        let (hc, hl) = (
+            u32::from(codes::HORIZONTAL.0),
+            u32::from(codes::HORIZONTAL.1),
+        );
+        match (run_code(r1, black), run_code(r2, !black)) {
+            // The mode code and the first run's code come to at most 28 bits; both runs' codes are usually
+            // short enough to join them.
+            (Some((c1, l1)), Some((c2, l2))) => {
+                if hl + l1 + l2 <= 32 {
+                    s.put((((hc << l1) | c1) << l2) | c2, hl + l1 + l2);
+                } else {
+                    s.put((hc << l1) | c1, hl + l1);
+                    s.put(c2, l2);
+                }
+            }
+            _ => {
+                s.put(hc, hl);
+                put_run(s, r1, black);
+                put_run(s, r2, !black);
+            }
+        }
+        if a2 == width {
+            break;
+        }
+        // a0 moves to a2, the colour stays: b1 is at or right of where it was.
+        ai += 2;
+        bi = i;
+        lo = a2 + 1;
     }
 }
 
@@ -176,7 +234,8 @@ fn decode_line_with<const STRICT: bool>(
     let w = width as i32;
     let mut a0: i32 = -1;
     let mut black = false;
-    // Cursor for b1 (see `find_b1`).
+    // Cursor for b1: the scan starts one place before it (a vertical mode can move a0 left of the last b1),
+    // at the first entry of the right parity.
     let mut bi = 0usize;
     let mut zero_run = false;
     let mut same = STRICT;
@@ -315,8 +374,10 @@ mod tests {
         let mut reference = reference.to_vec();
         seal_reference(&mut reference, width);
         let reference = &reference[..];
+        let mut sealed = coding.to_vec();
+        seal_reference(&mut sealed, width);
         let mut w = BitWriter::default();
-        encode_line(&mut w, coding, reference, width);
+        encode_line(&mut w, &sealed, reference, width);
         let data = w.finish();
         let mut r = BitReader::new(&data);
         let mut out = Vec::new();

@@ -2,7 +2,7 @@
 //! decoder recovers from corrupt lines as a fax receiver does.
 
 use crate::bits::{BitReader, BitWriter};
-use crate::runs::{Painter, changes_to_row, encode_row_1d, put_run, row_to_changes, run_of};
+use crate::runs::{Painter, changes_to_row, encode_1d, row_to_changes, run_of};
 use crate::{Error, codes, mr};
 
 /// How a page is coded.
@@ -79,8 +79,13 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
     check_page(&page)?;
     let s = stride(page.width);
     let mut w = BitWriter::with_capacity(page.data.len() / 8 + 64);
-    let mut cur = Vec::with_capacity(64);
-    let mut reference = mr::white_reference(page.width);
+    // The changing elements of the line being coded and of the reference line, each followed by the three
+    // sentinels of a sealed line (see `mr::make_reference`): room for the most a row has (one a pixel) and
+    // them, allocated once, so finding a row's changes grows no vector.
+    let row_changes = page.width as usize;
+    let mut cur = vec![0u32; row_changes + 3];
+    let mut reference = vec![page.width; row_changes + 3];
+    let mut ref_len = 0usize;
     let framed = match o.coding {
         Coding::Mh => o.eol,
         Coding::Mr { .. } => true,
@@ -105,11 +110,12 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
     for y in 0..page.height as usize {
         let row = &page.data[y * s..(y + 1) * s];
         if o.coding == Coding::Mh {
-            // No reference line to keep: code straight from the pixels.
+            // No reference line to keep.
             if framed {
                 put_eol(&mut w, &mut line_start, None);
             }
-            encode_row_1d(&mut w, row, page.width);
+            let n = row_to_changes(row, page.width, &mut cur);
+            encode_1d(&mut w, &cur[..n], page.width);
             continue;
         }
         // MR codes one line in k one-dimensionally; MMR none (MH lines left the loop above).
@@ -121,16 +127,18 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
         if !one_d && y > 0 && row == &page.data[(y - 1) * s..y * s] {
             // The same pixels as the line above: every changing element is V0 (a single 1 bit), and so is
             // the line's end; the reference line stays as it is.
-            w.ones(mr::reference_changes(&reference) + 1);
+            w.ones(ref_len + 1);
             continue;
         }
-        row_to_changes(row, page.width, &mut cur);
+        let n = row_to_changes(row, page.width, &mut cur);
+        cur[n..n + 3].fill(page.width);
         if one_d {
-            encode_1d(&mut w, &cur, page.width);
+            encode_1d(&mut w, &cur[..n], page.width);
         } else {
-            mr::encode_line(&mut w, &cur, &reference, page.width);
+            mr::encode_line(&mut w, &cur[..n + 3], &reference[..ref_len + 3], page.width);
         }
-        mr::make_reference(&mut cur, &mut reference, page.width);
+        std::mem::swap(&mut cur, &mut reference);
+        ref_len = n;
     }
     if o.end_marker {
         match o.coding {
@@ -147,17 +155,6 @@ pub fn encode(page: PageRef<'_>, o: &EncodeOptions) -> Result<Vec<u8>, Error> {
         }
     }
     Ok(w.finish())
-}
-
-/// Codes one line one-dimensionally: alternating white and black runs, starting white.
-fn encode_1d(w: &mut BitWriter, changes: &[u32], width: u32) {
-    let mut a0 = 0u32;
-    let mut black = false;
-    for &c in changes.iter().chain(std::iter::once(&width)) {
-        put_run(w, c - a0, black);
-        a0 = c;
-        black = !black;
-    }
 }
 
 /// Decodes one one-dimensional line: a white run and a black run at a time, so each run's table is known

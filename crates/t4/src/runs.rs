@@ -3,70 +3,81 @@
 //! black runs and odd entries start white runs. Rows are the shared bitmap convention: 1 bit per pixel, most
 //! significant bit leftmost, 1 = black.
 
-use crate::bits::{BitReader, BitWriter};
+use crate::bits::{BitReader, BitWriter, Sink};
 use crate::codes;
 
-/// Appends the changing elements of a row of `width` pixels.
+/// Writes the changing elements of a row of `width` pixels to the front of `out` and answers how many
+/// there are. `out` holds at least `width` entries (a row has at most that many changes), so the hot loop
+/// stores without growing a vector.
 ///
 /// Sixty-four pixels at a time: XOR-ing a word with itself shifted right by one pixel (the previous word's
 /// last pixel shifted in) leaves a 1 exactly where the colour changes, so a white word costs one compare
 /// and each change one leading-zero count.
-pub fn row_to_changes(row: &[u8], width: u32, out: &mut Vec<u32>) {
-    out.clear();
-    for_each_change(row, width, |pos| out.push(pos));
+pub fn row_to_changes(row: &[u8], width: u32, out: &mut [u32]) -> usize {
+    let mut n = 0;
+    for_each_change(row, width, |pos| {
+        out[n] = pos;
+        n += 1;
+    });
+    n
 }
 
 /// Calls `f` with each changing element of a row, left to right (see [`row_to_changes`]).
 #[inline(always)]
-pub fn for_each_change(row: &[u8], width: u32, mut f: impl FnMut(u32)) {
+fn for_each_change(row: &[u8], width: u32, mut f: impl FnMut(u32)) {
     let bytes = (width as usize).div_ceil(8).min(row.len());
     let row = &row[..bytes];
+    // Words wholly inside the line need no test against the width; the last, partial one is masked.
+    let whole = (width as usize / 64 * 8).min(bytes);
     let mut carry = 0u64; // the last pixel of the previous word, white before the line
     let mut base = 0u32;
-    let mut chunks = row.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let word = u64::from_be_bytes(w);
+    for chunk in row[..whole].chunks_exact(8) {
+        let word = u64::from_be_bytes(chunk.try_into().expect("eight bytes"));
         let diff = word ^ ((word >> 1) | (carry << 63));
         carry = word & 1;
-        push_changes(diff, base, width, &mut f);
+        push_changes(diff, base, &mut f);
         base += 64;
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
+    let rest = &row[(base / 8) as usize..];
+    if !rest.is_empty() && base < width {
         let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
+        let k = rest.len().min(8);
+        w[..k].copy_from_slice(&rest[..k]);
         let word = u64::from_be_bytes(w);
-        push_changes(word ^ ((word >> 1) | (carry << 63)), base, width, &mut f);
+        // Bits past the width (padding) are not pixels.
+        let inside = !u64::MAX.checked_shr(width - base).unwrap_or(0);
+        let diff = word ^ ((word >> 1) | (carry << 63));
+        push_changes(diff & inside, base, &mut f);
     }
 }
 
 #[inline(always)]
-fn push_changes(mut diff: u64, base: u32, width: u32, f: &mut impl FnMut(u32)) {
+fn push_changes(mut diff: u64, base: u32, f: &mut impl FnMut(u32)) {
     while diff != 0 {
         let lz = diff.leading_zeros();
-        let pos = base + lz;
-        if pos >= width {
-            // Bits past the width (padding) are not pixels.
-            return;
-        }
-        f(pos);
-        diff &= !(0x8000_0000_0000_0000u64 >> lz);
+        f(base + lz);
+        diff ^= 0x8000_0000_0000_0000u64 >> lz;
     }
 }
 
-/// Codes one row one-dimensionally (MH) straight from its pixels: each run is coded as soon as its end
-/// is found, with no list of changing elements in between.
-pub fn encode_row_1d(w: &mut BitWriter, row: &[u8], width: u32) {
-    let mut a0 = 0u32;
-    let mut black = false;
-    for_each_change(row, width, |pos| {
-        put_run(w, pos - a0, black);
-        a0 = pos;
-        black = !black;
+/// Codes one line one-dimensionally from its changing elements: alternating white and black runs, starting
+/// white. A white run and a black run at a time, so each run's table is known where it is looked up.
+pub fn encode_1d(w: &mut BitWriter, changes: &[u32], width: u32) {
+    w.with_sink(|s| {
+        let mut a0 = 0u32;
+        let mut pairs = changes.chunks_exact(2);
+        for pair in &mut pairs {
+            put_run_in(s, pair[0] - a0, &WHITE_RUNS);
+            put_run_in(s, pair[1] - pair[0], &BLACK_RUNS);
+            a0 = pair[1];
+        }
+        if let [c] = *pairs.remainder() {
+            put_run_in(s, c - a0, &WHITE_RUNS);
+            put_run_in(s, width - c, &BLACK_RUNS);
+        } else {
+            put_run_in(s, width - a0, &WHITE_RUNS);
+        }
     });
-    put_run(w, width - a0, black);
 }
 
 const RUN_TABLE_LEN: usize = 2560 + 64;
@@ -123,7 +134,11 @@ pub struct Painter<'r> {
 
 impl<'r> Painter<'r> {
     pub fn new(row: &'r mut [u8]) -> Self {
-        Self { row, at: 0, word: 0 }
+        Self {
+            row,
+            at: 0,
+            word: 0,
+        }
     }
 
     /// Pixels `start..end` (start ≤ end, not left of an earlier run's end).
@@ -179,18 +194,28 @@ impl<'r> Painter<'r> {
 
 /// Writes a run of one colour: make-up codes as needed, then a terminating code (T.4 §4.1.1).
 #[inline]
-pub fn put_run(w: &mut BitWriter, mut run: u32, black: bool) {
+pub(crate) fn put_run(s: &mut Sink<'_>, run: u32, black: bool) {
+    put_run_in(s, run, if black { &BLACK_RUNS } else { &WHITE_RUNS });
+}
+
+/// [`put_run`] with the colour's table.
+#[inline(always)]
+fn put_run_in(s: &mut Sink<'_>, mut run: u32, table: &[(u32, u8); RUN_TABLE_LEN]) {
     while run >= RUN_TABLE_LEN as u32 {
         let (c, l) = codes::EXT_MAKEUP[12];
-        w.put(u32::from(c), u32::from(l));
+        s.put(u32::from(c), u32::from(l));
         run -= 2560;
     }
-    let (c, l) = if black {
-        BLACK_RUNS[run as usize]
-    } else {
-        WHITE_RUNS[run as usize]
-    };
-    w.put(c, u32::from(l));
+    let (c, l) = table[run as usize];
+    s.put(c, u32::from(l));
+}
+
+/// The code of a run (its make-up code, if any, then its terminating code) if it is a single table entry
+/// (runs below 2624): the horizontal mode merges it with the mode code.
+#[inline(always)]
+pub fn run_code(run: u32, black: bool) -> Option<(u32, u32)> {
+    let table = if black { &BLACK_RUNS } else { &WHITE_RUNS };
+    table.get(run as usize).map(|&(c, l)| (c, u32::from(l)))
 }
 
 const PEEK: u32 = 13;
@@ -277,19 +302,20 @@ mod tests {
             &("0".repeat(100) + &"1".repeat(70) + "0"),
         ] {
             let (r, width) = row(bits);
-            let mut ch = Vec::new();
-            row_to_changes(&r, width, &mut ch);
+            let mut ch = vec![0; width as usize];
+            let n = row_to_changes(&r, width, &mut ch);
+            ch.truncate(n);
             let mut back = vec![0u8; r.len()];
             changes_to_row(&ch, width, &mut back);
             assert_eq!(back, r, "{bits}");
         }
+        let mut ch = [0; 8];
         let (r, w) = row("0011100");
-        let mut ch = Vec::new();
-        row_to_changes(&r, w, &mut ch);
-        assert_eq!(ch, [2, 5]);
+        let n = row_to_changes(&r, w, &mut ch);
+        assert_eq!(ch[..n], [2, 5]);
         let (r, w) = row("1100");
-        row_to_changes(&r, w, &mut ch);
-        assert_eq!(ch, [0, 2]);
+        let n = row_to_changes(&r, w, &mut ch);
+        assert_eq!(ch[..n], [0, 2]);
     }
 
     #[test]
@@ -297,9 +323,11 @@ mod tests {
         for black in [false, true] {
             let mut w = BitWriter::default();
             let runs: Vec<u32> = (0..3000).chain([5000, 2560, 2623, 2624, 9999]).collect();
-            for &run in &runs {
-                put_run(&mut w, run, black);
-            }
+            w.with_sink(|s| {
+                for &run in &runs {
+                    put_run(s, run, black);
+                }
+            });
             let data = w.finish();
             let mut r = BitReader::new(&data);
             for &run in &runs {

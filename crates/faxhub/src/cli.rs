@@ -584,26 +584,6 @@ fn uuid_like() -> String {
     format!("cli-{}-{}", std::process::id(), store_now())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pairs_become_a_merge_patch() {
-        let p = super::patch_from_pairs(&[
-            "channels=8".into(),
-            "t38.ecm=false".into(),
-            "station_id=+1 555".into(),
-            "sip.user=fax1".into(),
-        ])
-        .expect("patch");
-        assert_eq!(
-            p,
-            serde_json::json!({"channels": 8, "t38": {"ecm": false}, "station_id": "+1 555", "sip": {"user": "fax1"}})
-        );
-        assert!(super::patch_from_pairs(&["nothing".into()]).is_err());
-        assert!(super::patch_from_pairs(&["a..b=1".into()]).is_err());
-    }
-}
-
 fn store_now() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -664,4 +644,24 @@ async fn follow(api: &Api, mut open: Vec<String>) -> anyhow::Result<()> {
         bail!("not every job was sent");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pairs_become_a_merge_patch() {
+        let p = super::patch_from_pairs(&[
+            "channels=8".into(),
+            "t38.ecm=false".into(),
+            "station_id=+1 555".into(),
+            "sip.user=fax1".into(),
+        ])
+        .expect("patch");
+        assert_eq!(
+            p,
+            serde_json::json!({"channels": 8, "t38": {"ecm": false}, "station_id": "+1 555", "sip": {"user": "fax1"}})
+        );
+        assert!(super::patch_from_pairs(&["nothing".into()]).is_err());
+        assert!(super::patch_from_pairs(&["a..b=1".into()]).is_err());
+    }
 }

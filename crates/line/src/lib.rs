@@ -188,7 +188,7 @@ pub async fn run(
                 Output::Timeout(t) => break origin + t,
                 Output::Finished(outcome) => {
                     // Let the far end's last datagrams drain (and the gap hold lapse) before closing.
-                    let stats = CallStats::new(&outcome, &rx.stats(), sent);
+                    let stats = CallStats::new(&outcome, rx.stats(), sent);
                     debug!(?stats, "call finished");
                     return Ok(CallResult {
                         outcome,

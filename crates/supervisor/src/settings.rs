@@ -453,7 +453,9 @@ mod tests {
     fn validation_names_the_field() {
         let ok = FaxServerSettings::default();
         assert!(ok.validate().is_ok());
-        let cases: Vec<(Box<dyn Fn(&mut FaxServerSettings)>, &str)> = vec![
+        // A change that breaks one field, and the field the error must name.
+        type Break = Box<dyn Fn(&mut FaxServerSettings)>;
+        let cases: Vec<(Break, &str)> = vec![
             (Box::new(|s| s.station_id = "ABC".into()), "station_id"),
             (Box::new(|s| s.channels = 0), "channels"),
             (

@@ -474,12 +474,10 @@ impl Session {
     fn on_timer(&mut self, now: Duration, t: TimerFired) {
         match (t, self.state) {
             (TimerFired::T1, State::WaitDis) => self.fail_now(Failure::NoFaxTone),
-            (TimerFired::T1, _) => {
-                // An answering receiver that never got a DCS gives up, whatever it is doing (even in the
-                // middle of saying DIS again). T1 is cleared once DIS (sender) or DCS (receiver) arrives.
-                if !self.cfg.calling && self.dcs.is_none() {
-                    self.end(now, Err(Failure::NoFaxTone));
-                }
+            // An answering receiver that never got a DCS gives up, whatever it is doing (even in the
+            // middle of saying DIS again). T1 is cleared once DIS (sender) or DCS (receiver) arrives.
+            (TimerFired::T1, _) if !self.cfg.calling && self.dcs.is_none() => {
+                self.end(now, Err(Failure::NoFaxTone));
             }
             (TimerFired::T5, _) => {
                 self.end(now, Err(Failure::RetriesExhausted { command: "RR" }));
@@ -1107,8 +1105,7 @@ impl Session {
         if fcf::same(f, fcf::DCS) {
             match Dcs::from_fif(&Fif(frame.fif().to_vec())) {
                 Some(d)
-                    if !(d.compression == Compression::Mmr && !d.ecm)
-                        && (!d.ecm || self.cfg.ecm) =>
+                    if (d.compression != Compression::Mmr || d.ecm) && (!d.ecm || self.cfg.ecm) =>
                 {
                     self.dcs = Some(d);
                     self.stats.dcs = Some(d);
@@ -1456,15 +1453,14 @@ fn convert_resolution(p: &Page, to: Resolution) -> Page {
     };
     let (from, into) = (lpi(p.resolution), lpi(to));
     let mut data = Vec::new();
-    let height;
-    if into > from {
+    let height = if into > from {
         let k = (into / from) as usize;
         for row in p.data.chunks(stride).take(p.height as usize) {
             for _ in 0..k {
                 data.extend_from_slice(row);
             }
         }
-        height = p.height * (into / from);
+        p.height * (into / from)
     } else {
         let k = (from / into) as usize;
         let rows: Vec<&[u8]> = p.data.chunks(stride).take(p.height as usize).collect();
@@ -1477,8 +1473,8 @@ fn convert_resolution(p: &Page, to: Resolution) -> Page {
             }
             data.extend_from_slice(&merged);
         }
-        height = p.height.div_ceil(from / into);
-    }
+        p.height.div_ceil(from / into)
+    };
     Page {
         width: p.width,
         height,

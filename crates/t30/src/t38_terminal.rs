@@ -411,10 +411,8 @@ impl Receiver {
                 self.in_signal = false;
                 out.push(RxEvent::SignalEnd);
             }
-            FieldType::T4NonEcmData => {
-                if !f.data.is_empty() {
-                    out.push(RxEvent::Data(f.data.clone()));
-                }
+            FieldType::T4NonEcmData if !f.data.is_empty() => {
+                out.push(RxEvent::Data(f.data.clone()));
             }
             FieldType::T4NonEcmSigEnd => {
                 if !f.data.is_empty() {

@@ -57,13 +57,13 @@ fn codecs(c: &mut Criterion) {
         g.bench_function(format!("encode-{name}"), |b| {
             b.iter(|| {
                 refs.iter()
-                    .map(|p| encode(*p, &options(coding)).unwrap().len())
+                    .map(|p| encode(*p, &options(coding)).expect("a page encodes").len())
                     .sum::<usize>()
             })
         });
         let coded: Vec<Vec<u8>> = refs
             .iter()
-            .map(|p| encode(*p, &options(coding)).unwrap())
+            .map(|p| encode(*p, &options(coding)).expect("a page encodes"))
             .collect();
         g.bench_function(format!("decode-{name}"), |b| {
             b.iter(|| {
@@ -74,7 +74,7 @@ fn codecs(c: &mut Criterion) {
                             height: Some(2292),
                             ..DecodeOptions::fax(coding, 1728)
                         };
-                        decode(d, &o).unwrap().height
+                        decode(d, &o).expect("our coding decodes").height
                     })
                     .sum::<u32>()
             })

@@ -148,7 +148,7 @@ mod tests {
             },
             &mut out,
         );
-        let pages = read(&out, 1000).unwrap();
+        let pages = read(&out, 1000).expect("our PBM reads back");
         assert_eq!(pages.len(), 2);
         assert_eq!(
             pages[0],
@@ -159,33 +159,36 @@ mod tests {
             }
         );
         assert_eq!(
-            read(b"P4 # comment\n8 1\n\x0f", 1000).unwrap()[0].data,
+            read(b"P4 # comment\n8 1\n\x0f", 1000).expect("a valid PBM")[0].data,
             vec![0x0f]
         );
         assert_eq!(
-            read(b"P4\n3 1\n\xff", 1000).unwrap()[0].data,
+            read(b"P4\n3 1\n\xff", 1000).expect("a valid PBM")[0].data,
             vec![0xe0],
             "padding is cleared"
         );
         assert!(
             read(b"P1\n1 1\n1", 1000)
-                .unwrap_err()
+                .expect_err("a malformed PBM")
                 .to_string()
                 .contains("raw PBM")
         );
         assert!(
             read(b"P4\n8 2\n\x00", 1000)
-                .unwrap_err()
+                .expect_err("a malformed PBM")
                 .to_string()
                 .contains("truncated")
         );
         assert!(
             read(b"P4\nx 2\n", 1000)
-                .unwrap_err()
+                .expect_err("a malformed PBM")
                 .to_string()
                 .contains("width")
         );
-        assert_eq!(read(b"P4\n100 100\n", 1000).unwrap_err(), Error::TooLarge);
+        assert_eq!(
+            read(b"P4\n100 100\n", 1000).expect_err("too large"),
+            Error::TooLarge
+        );
         assert!(read(b"", 1000).is_err());
     }
 }

@@ -66,8 +66,8 @@ impl Work {
     fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("t4-interop-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("doc.ps"), DOCUMENT).unwrap();
+        std::fs::create_dir_all(&dir).expect("creates the work directory");
+        std::fs::write(dir.join("doc.ps"), DOCUMENT).expect("writes the test document");
         Work { dir }
     }
     fn path(&self, name: &str) -> PathBuf {
@@ -99,15 +99,15 @@ impl Drop for Work {
 }
 
 fn read(path: &Path) -> Vec<TiffPage> {
-    let bytes = std::fs::read(path).unwrap();
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     tiff::read(&bytes, &ReadLimits::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Reads the pages of a multi-image raw PBM (P4) file, as ghostscript's `pbmraw` writes them.
 fn read_pbm(path: &Path) -> Vec<(u32, u32, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     t4::pbm::read(&bytes, u64::MAX)
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .into_iter()
         .map(|p| (p.width, p.height, p.data))
         .collect()
@@ -234,7 +234,7 @@ fn synthetic(width: u32, height: u32, seed: u64) -> Vec<u8> {
             }
         }
         // Padding bits past the width stay white.
-        if width % 8 != 0 {
+        if !width.is_multiple_of(8) {
             row[s - 1] &= 0xffu8 << (8 - width % 8);
         }
     }
@@ -282,9 +282,9 @@ fn libtiff_reads_what_we_write_exactly_and_tiffinfo_has_no_warnings() {
                 date_time: Some("2026:11:25 10:00:00".into()),
             },
         )
-        .unwrap();
+        .expect("our TIFF writes");
         let file = w.path(&format!("{name}.tif"));
-        std::fs::write(&file, &bytes).unwrap();
+        std::fs::write(&file, &bytes).expect("writes the TIFF");
 
         let info = run(Command::new("tiffinfo").arg("-D").arg(&file));
         let stderr = String::from_utf8_lossy(&info.stderr);

@@ -54,7 +54,11 @@ fn libtiff_pages(file: &Path) -> Vec<t4::tiff::TiffPage> {
         .expect("tiffinfo");
     let stderr = String::from_utf8_lossy(&info.stderr);
     assert!(stderr.trim().is_empty(), "tiffinfo -D: {stderr}");
-    t4::tiff::read(&std::fs::read(&plain).unwrap(), &Default::default()).expect("plain TIFF")
+    t4::tiff::read(
+        &std::fs::read(&plain).expect("tiffcp wrote it"),
+        &Default::default(),
+    )
+    .expect("plain TIFF")
 }
 
 fn ink_rows(p: &t4::tiff::TiffPage, rows: std::ops::Range<u32>) -> u64 {
@@ -73,13 +77,13 @@ fn convert_writes_tiff_f_that_libtiff_decodes_to_our_pages() {
     if !libtiff() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let d = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
     std::fs::write(
         d("letter.txt"),
         "Dear customer,\n\tyour order 4711 ships today.\n\nRegards\n",
     )
-    .unwrap();
+    .expect("writes the letter");
     // A fax TIFF already at 204 x 196 on the 1728-pixel line: its bits must come through unchanged.
     let (s, h) = (t4::stride(1728), 400u32);
     let mut bits = vec![0u8; s * h as usize];
@@ -105,8 +109,8 @@ fn convert_writes_tiff_f_that_libtiff_decodes_to_our_pages() {
             date_time: None,
         },
     )
-    .unwrap();
-    std::fs::write(d("received.tif"), fax).unwrap();
+    .expect("a fax TIFF writes");
+    std::fs::write(d("received.tif"), fax).expect("writes the fax");
 
     for (compression, threads) in [("mmr", "3"), ("mr", "1"), ("mh", "2")] {
         let out = d(&format!("out-{compression}.tif"));
@@ -176,10 +180,10 @@ fn convert_writes_tiff_f_that_libtiff_decodes_to_our_pages() {
 
 #[test]
 fn convert_and_preview_refuse_bad_input_by_name_and_leave_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
-    std::fs::write(d("blob.bin"), [0u8, 1, 2, 3, 0xff, 0xfe, 0, 0]).unwrap();
-    std::fs::write(d("ok.txt"), "hello").unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let d = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(d("blob.bin"), [0u8, 1, 2, 3, 0xff, 0xfe, 0, 0]).expect("writes the blob");
+    std::fs::write(d("ok.txt"), "hello").expect("writes the text");
     let (ok, text) = faxhub(&["convert", &d("missing.pdf"), "-o", &d("out.tif")]);
     assert!(!ok && text.contains("missing.pdf"), "{text}");
     let (ok, text) = faxhub(&["convert", &d("ok.txt"), &d("blob.bin"), "-o", &d("out.tif")]);
@@ -206,11 +210,11 @@ fn convert_and_preview_refuse_bad_input_by_name_and_leave_no_file() {
     // A thumbnail of a real page: a PNG no larger than 200 x 283 with some ink on it.
     let (ok, text) = faxhub(&["preview", &d("ok.txt"), "-o", &d("p.png"), "--thumbnail"]);
     assert!(ok, "{text}");
-    let png = std::fs::read(d("p.png")).unwrap();
+    let png = std::fs::read(d("p.png")).expect("preview wrote the PNG");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let (w, h) = (
-        u32::from_be_bytes(png[16..20].try_into().unwrap()),
-        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+        u32::from_be_bytes(png[16..20].try_into().expect("four bytes")),
+        u32::from_be_bytes(png[20..24].try_into().expect("four bytes")),
     );
     assert!(w <= 200 && h <= 283 && w > 100 && h > 150, "{w} x {h}");
 }

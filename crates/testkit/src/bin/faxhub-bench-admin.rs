@@ -194,7 +194,11 @@ async fn main() -> anyhow::Result<()> {
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
     let mut csv = String::from("name,company,fax_number,visibility\n");
     for i in 0..o.entries {
-        let vis = if r.next() % 4 == 0 { "" } else { "everyone" };
+        let vis = if r.next().is_multiple_of(4) {
+            ""
+        } else {
+            "everyone"
+        };
         let (first, last, corp) = (r.pick(&FIRST), r.pick(&LAST), r.pick(&CORP));
         csv.push_str(&format!(
             "{first} {last}{},{corp},+1555{:07},{vis}\n",

@@ -22,16 +22,9 @@ impl BitWriter {
     #[inline]
     pub fn put(&mut self, code: u32, len: u32) {
         debug_assert!(len <= 32);
-        if len == 0 {
-            return;
-        }
-        self.acc = (self.acc << len) | u64::from(code & (u32::MAX >> (32 - len)));
-        self.n += len;
-        if self.n >= 32 {
-            self.n -= 32;
-            let word = (self.acc >> self.n) as u32;
-            self.out.extend_from_slice(&word.to_be_bytes());
-        }
+        // Only the low `len` bits (none for an empty code: a 32-bit shift would overflow).
+        let code = code & u32::MAX.checked_shr(32 - len).unwrap_or(0);
+        self.with_sink(|s| s.put(code, len));
     }
 
     /// Runs `f` with the writer's pending bits in a [`Sink`], a local whose address never escapes, so they

@@ -305,22 +305,26 @@ impl Out<'_> {
     /// reference line again. (The line above always has the reference line's pixels: a good line becomes
     /// the reference, and a bad one repeats the line above and leaves the reference as it is.)
     fn push_same(&mut self) -> bool {
-        if self.rows >= self.max_rows {
+        if !self.repeat_above() {
             return false;
         }
-        let start = self.data.len();
-        if start >= self.start + self.stride {
-            self.data.extend_from_within(start - self.stride..start);
-        } else {
-            self.data.resize(start + self.stride, 0);
-        }
-        self.rows += 1;
         self.run_bad = 0;
         true
     }
 
     /// A bad line: the line above again (white for the first).
     fn push_bad(&mut self) -> bool {
+        if !self.repeat_above() {
+            return false;
+        }
+        self.bad += 1;
+        self.run_bad += 1;
+        self.max_run_bad = self.max_run_bad.max(self.run_bad);
+        true
+    }
+
+    /// Appends the line above again (white for the first) as a new row, unless the page is full.
+    fn repeat_above(&mut self) -> bool {
         if self.rows >= self.max_rows {
             return false;
         }
@@ -331,9 +335,6 @@ impl Out<'_> {
             self.data.resize(start + self.stride, 0);
         }
         self.rows += 1;
-        self.bad += 1;
-        self.run_bad += 1;
-        self.max_run_bad = self.max_run_bad.max(self.run_bad);
         true
     }
 

@@ -781,7 +781,7 @@ fn mask_from_spans(spans: &[Span], prev: &Clip, stride: usize) -> Clip {
         if prev.mask.is_some() && outer.is_none() {
             continue;
         }
-        paint_bits(row, a, b.min(stride * 8), true, outer);
+        paint_bits(row, a, b, true, outer);
         x0 = x0.min(s.x0);
         x1 = x1.max(s.x1);
     }

@@ -338,49 +338,33 @@ pub(crate) fn control_box(path: impl IntoIterator<Item = PathEl>) -> Option<Rect
 
 /// An axis-aligned rectangle path (one closed sub-path of four sides), if `path` is one.
 pub(crate) fn as_rect(path: &[PathEl]) -> Option<Rect> {
-    let pts: Vec<Point> = match path {
-        [
-            PathEl::MoveTo(a),
-            PathEl::LineTo(b),
-            PathEl::LineTo(c),
-            PathEl::LineTo(d),
-        ]
-        | [
-            PathEl::MoveTo(a),
-            PathEl::LineTo(b),
-            PathEl::LineTo(c),
-            PathEl::LineTo(d),
-            PathEl::ClosePath,
-        ] => {
-            vec![*a, *b, *c, *d]
-        }
-        [
-            PathEl::MoveTo(a),
-            PathEl::LineTo(b),
-            PathEl::LineTo(c),
-            PathEl::LineTo(d),
-            PathEl::LineTo(e),
-        ]
-        | [
-            PathEl::MoveTo(a),
-            PathEl::LineTo(b),
-            PathEl::LineTo(c),
-            PathEl::LineTo(d),
-            PathEl::LineTo(e),
-            PathEl::ClosePath,
-        ] if e == a => {
-            vec![*a, *b, *c, *d]
-        }
-        _ => return None,
+    // Closing is implied: drop a final ClosePath, then a final side back to the start.
+    let path = match path {
+        [rest @ .., PathEl::ClosePath] => rest,
+        p => p,
     };
+    let path = match path {
+        [PathEl::MoveTo(a), .., PathEl::LineTo(e)] if path.len() == 5 && a == e => &path[..4],
+        p => p,
+    };
+    let &[
+        PathEl::MoveTo(a),
+        PathEl::LineTo(b),
+        PathEl::LineTo(c),
+        PathEl::LineTo(d),
+    ] = path
+    else {
+        return None;
+    };
+    let pts = [a, b, c, d];
     let sides = (0..4).all(|i| {
         let (p, q) = (pts[i], pts[(i + 1) % 4]);
         p.x == q.x || p.y == q.y
     });
     // Alternating horizontal and vertical sides make a rectangle (not a bow tie).
-    let alternate = (pts[0].x == pts[1].x) != (pts[1].x == pts[2].x);
+    let alternate = (a.x == b.x) != (b.x == c.x);
     if sides && alternate {
-        let r = Rect::from_points(pts[0], pts[2]);
+        let r = Rect::from_points(a, c);
         r.is_finite().then_some(r)
     } else {
         None
@@ -582,6 +566,21 @@ mod tests {
         bow.line_to((10.0, 10.0));
         bow.close_path();
         assert_eq!(as_rect(bow.elements()), None);
+        // Closed by a fourth side back to the start, with or without ClosePath; an open L is not one.
+        let mut closed = BezPath::new();
+        closed.move_to((1.0, 2.0));
+        closed.line_to((3.0, 2.0));
+        closed.line_to((3.0, 4.0));
+        closed.line_to((1.0, 4.0));
+        closed.line_to((1.0, 2.0));
+        assert_eq!(as_rect(closed.elements()), Some(r));
+        closed.close_path();
+        assert_eq!(as_rect(closed.elements()), Some(r));
+        let mut open = BezPath::new();
+        open.move_to((1.0, 2.0));
+        open.line_to((3.0, 2.0));
+        open.line_to((3.0, 4.0));
+        assert_eq!(as_rect(open.elements()), None);
         assert_eq!(control_box(p.iter()), Some(r));
     }
 }

@@ -160,23 +160,32 @@ fn convert(fax: &Path, threads: usize, compression: &str, input: &Path, out: &Pa
     c
 }
 
+/// `gs` rendering `input` to G4 TIFF at 204 × 196 into `out`, with `extra` options (which ghostscript
+/// applies only to files named after them, so they go first).
+fn gs_g4(input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new("gs");
+    c.args([
+        "-q",
+        "-dNOPAUSE",
+        "-dBATCH",
+        "-dSAFER",
+        "-sDEVICE=tiffg4",
+        "-r204x196",
+    ])
+    .args(extra)
+    .arg(format!("-sOutputFile={}", out.display()))
+    .arg(input);
+    c
+}
+
 fn codecs(runs: usize, dir: &Path) -> anyhow::Result<()> {
     let fax = faxhub()?;
     let g4 = dir.join("gs.tif");
-    tool(
-        Command::new("gs")
-            .args([
-                "-q",
-                "-dNOPAUSE",
-                "-dBATCH",
-                "-dSAFER",
-                "-sDEVICE=tiffg4",
-                "-r204x196",
-                "-g1728x2292",
-            ])
-            .arg(format!("-sOutputFile={}", g4.display()))
-            .arg(root().join("crates/t4/benches/document.ps")),
-    )?;
+    tool(&mut gs_g4(
+        &root().join("crates/t4/benches/document.ps"),
+        &g4,
+        &["-g1728x2292"],
+    ))?;
     let none = dir.join("none.tif");
     tool(
         Command::new("tiffcp")
@@ -241,20 +250,7 @@ fn pdf(runs: usize, dir: &Path) -> anyhow::Result<()> {
         "pdf->g4",
         20,
         "gs    ",
-        &mut || {
-            let mut c = Command::new("gs");
-            c.args([
-                "-q",
-                "-dNOPAUSE",
-                "-dBATCH",
-                "-dSAFER",
-                "-sDEVICE=tiffg4",
-                "-r204x196",
-            ])
-            .arg(format!("-sOutputFile={}", out.display()))
-            .arg(&input);
-            c
-        },
+        &mut || gs_g4(&input, &out, &[]),
         |threads| convert(&fax, threads, "mmr", &input, &out),
     )?;
     Ok(())

@@ -74,7 +74,7 @@ fn codecs(c: &mut Criterion) {
                             height: Some(2292),
                             ..DecodeOptions::fax(coding, 1728)
                         };
-                        decode(d, &o).expect("our coding decodes").height
+                        decode(d, &o).expect("our coding decodes").stats.height
                     })
                     .sum::<u32>()
             })

@@ -23,7 +23,7 @@ mod runs;
 pub mod tiff;
 
 pub use page::{
-    Coding, DecodeOptions, DecodeStats, Decoded, EncodeOptions, PageRef, decode, decode_into,
+    Coding, DecodeOptions, DecodeStats, Decoded, EncodeOptions, PageEnd, PageRef, decode, decode_into,
     encode, stride,
 };
 

@@ -245,14 +245,21 @@ impl DecodeOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
     pub width: u32,
-    pub height: u32,
     pub data: Vec<u8>,
-    /// Lines that could not be decoded (each replaced by the line above).
-    pub bad_lines: u32,
-    /// The longest run of consecutive bad lines.
-    pub max_consecutive_bad: u32,
-    /// The page ended with RTC / EOFB, or with all the lines expected.
-    pub complete: bool,
+    pub stats: DecodeStats,
+}
+
+/// How a page's coded data ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageEnd {
+    /// RTC (T.4 §4.1.4) or EOFB (T.6 §2.4.1.1): the sender said the page is over.
+    Terminator,
+    /// All the lines expected were there (a TIFF strip's rows, or the `max_height` limit).
+    Rows,
+    /// The data ran out first: whatever followed is missing.
+    DataEnd,
+    /// A T.6 coding error: T.6 has no point to resynchronise at, so the rest of the page is lost.
+    Error,
 }
 
 /// Lines appended to a caller's buffer, and the copy-quality counts.
@@ -266,6 +273,7 @@ struct Out<'v> {
     bad: u32,
     run_bad: u32,
     max_run_bad: u32,
+    first_bad: Option<u32>,
     max_rows: u32,
 }
 
@@ -317,6 +325,7 @@ impl Out<'_> {
         if !self.repeat_above() {
             return false;
         }
+        self.first_bad.get_or_insert(self.rows - 1);
         self.bad += 1;
         self.run_bad += 1;
         self.max_run_bad = self.max_run_bad.max(self.run_bad);
@@ -338,12 +347,13 @@ impl Out<'_> {
         true
     }
 
-    fn stats(&self, complete: bool) -> DecodeStats {
+    fn stats(&self, end: PageEnd) -> DecodeStats {
         DecodeStats {
             height: self.rows,
             bad_lines: self.bad,
             max_consecutive_bad: self.max_run_bad,
-            complete,
+            first_bad: self.first_bad,
+            end,
         }
     }
 }
@@ -390,11 +400,8 @@ pub fn decode(data: &[u8], o: &DecodeOptions) -> Result<Decoded, Error> {
     let stats = decode_into(data, o, &mut out)?;
     Ok(Decoded {
         width: o.width,
-        height: stats.height,
         data: out,
-        bad_lines: stats.bad_lines,
-        max_consecutive_bad: stats.max_consecutive_bad,
-        complete: stats.complete,
+        stats,
     })
 }
 
@@ -407,8 +414,17 @@ pub struct DecodeStats {
     pub bad_lines: u32,
     /// The longest run of consecutive bad lines.
     pub max_consecutive_bad: u32,
+    /// The row of the first bad line.
+    pub first_bad: Option<u32>,
+    /// How the data ended.
+    pub end: PageEnd,
+}
+
+impl DecodeStats {
     /// The page ended with RTC / EOFB, or with all the lines expected.
-    pub complete: bool,
+    pub fn complete(&self) -> bool {
+        matches!(self.end, PageEnd::Terminator | PageEnd::Rows)
+    }
 }
 
 /// [`decode`], appending the lines to `out` (a TIFF page's strips go one after another into one buffer).
@@ -432,24 +448,28 @@ pub fn decode_into(
         bad: 0,
         run_bad: 0,
         max_run_bad: 0,
+        first_bad: None,
         max_rows,
     };
     let mut r = BitReader::new(data);
-    let complete = match o.coding {
-        Coding::Mmr => decode_mmr(&mut r, o, &mut out),
+    let end = match o.coding {
+        Coding::Mmr => decode_mmr(&mut r, &mut out),
         Coding::Mh | Coding::Mr { .. } => decode_t4(&mut r, o, &mut out),
     };
     // Lines a TIFF strip promised but the data did not hold count as bad, as a receiver would print them.
-    let complete = complete || o.height.is_some_and(|h| out.rows >= h);
+    let end = match (end, o.height) {
+        (PageEnd::DataEnd, Some(h)) if out.rows >= h => PageEnd::Rows,
+        _ => end,
+    };
     if let Some(h) = o.height {
         while out.rows < h.min(o.max_height) {
             out.push_bad();
         }
     }
-    if out.rows == 0 && !complete {
+    if out.rows == 0 && !matches!(end, PageEnd::Terminator | PageEnd::Rows) {
         return Err(Error::NoLines);
     }
-    Ok(out.stats(complete))
+    Ok(out.stats(end))
 }
 
 /// How [`decode_t4`] got a line's pixels.
@@ -463,7 +483,7 @@ enum LinePixels {
     Coded,
 }
 
-fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
+fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> PageEnd {
     let two_d = matches!(o.coding, Coding::Mr { .. });
     // Room for most lines' changing elements from the start.
     let mut cur = Vec::with_capacity(o.width as usize / 4 + 8);
@@ -477,7 +497,7 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
     let mut resynced = false;
     loop {
         if out.rows >= out.max_rows {
-            return true;
+            return PageEnd::Rows;
         }
         if o.aligned_rows {
             r.align();
@@ -485,17 +505,17 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
         let mut saw_eol = std::mem::take(&mut resynced);
         if !o.aligned_rows && take_eol(r) {
             if saw_eol {
-                return true;
+                return PageEnd::Terminator;
             }
             saw_eol = true;
         }
         if r.at_end() {
-            return false;
+            return PageEnd::DataEnd;
         }
         let one_d = !two_d || r.bit() == 1;
         // No code starts with eleven zeros: an EOL straight after an EOL (and tag) is RTC.
         if saw_eol && r.peek(11) == 0 {
-            return true;
+            return PageEnd::Terminator;
         }
         // How the line came out, and whether its changing elements increase strictly.
         let decoded = if one_d {
@@ -529,13 +549,13 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
                     // The reference line stays as it is.
                     LinePixels::Same => {
                         if !out.push_same() {
-                            return true;
+                            return PageEnd::Rows;
                         }
                         continue;
                     }
                     LinePixels::Coded => {
                         if !out.push_good(&cur) {
-                            return true;
+                            return PageEnd::Rows;
                         }
                     }
                 }
@@ -551,49 +571,54 @@ fn decode_t4(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> boo
         }
         lost |= two_d;
         if !out.push_bad() {
-            return true;
+            return PageEnd::Rows;
         }
         if !o.aligned_rows {
             if !resync(r) {
-                return false;
+                return PageEnd::DataEnd;
             }
             resynced = true;
         }
     }
 }
 
-fn decode_mmr(r: &mut BitReader<'_>, o: &DecodeOptions, out: &mut Out<'_>) -> bool {
+fn decode_mmr(r: &mut BitReader<'_>, out: &mut Out<'_>) -> PageEnd {
     // Room for most lines' changing elements from the start.
-    let mut cur = Vec::with_capacity(o.width as usize / 4 + 8);
-    let mut reference = mr::white_reference(o.width);
+    let mut cur = Vec::with_capacity(out.width as usize / 4 + 8);
+    let mut reference = mr::white_reference(out.width);
     reference.reserve(cur.capacity());
     loop {
         if out.rows >= out.max_rows {
-            return true;
+            return PageEnd::Rows;
         }
         if r.peek(24) == (u32::from(codes::EOL.0) << 12 | u32::from(codes::EOL.0)) {
-            return true;
+            return PageEnd::Terminator;
         }
         if r.at_end() {
-            return o.height.is_none();
+            return PageEnd::DataEnd;
         }
-        match mr::decode_line(r, &reference, true, o.width, &mut cur) {
+        match mr::decode_line(r, &reference, true, out.width, &mut cur) {
             Ok(mr::Line::Same) => {
                 // The reference line stays as it is.
                 if !out.push_same() {
-                    return true;
+                    return PageEnd::Rows;
                 }
             }
             Ok(mr::Line::Coded) => {
                 if !out.push_good(&cur) {
-                    return true;
+                    return PageEnd::Rows;
                 }
-                mr::make_reference(&mut cur, &mut reference, o.width);
+                mr::make_reference(&mut cur, &mut reference, out.width);
             }
-            // T.6 has no resynchronisation point: the rest of the page is lost.
             Err(_) => {
                 out.push_bad();
-                return false;
+                // A line cut by the end of the data, or a coding error, after which T.6 has no
+                // resynchronisation point: the rest of the page is lost.
+                return if r.at_end() {
+                    PageEnd::DataEnd
+                } else {
+                    PageEnd::Error
+                };
             }
         }
     }

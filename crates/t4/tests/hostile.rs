@@ -19,6 +19,6 @@ fn a_long_string_of_v0_codes() {
     o.max_height = 512;
     o.height = Some(64);
     let page = decode(coded, &o).expect("decodes");
-    assert_eq!(page.height, 64);
+    assert_eq!(page.stats.height, 64);
     assert_eq!(page.data.len(), t4::stride(2432) * 64);
 }

@@ -63,11 +63,11 @@ fn check(width: u32, height: u32, data: &[u8], opts: EncodeOptions) {
     }
     let back = decode(&coded, &d).expect("decodes");
     assert_eq!(
-        (back.width, back.height, back.bad_lines),
+        (back.width, back.stats.height, back.stats.bad_lines),
         (width, height, 0),
         "{opts:?}"
     );
-    assert!(back.complete);
+    assert!(back.stats.complete(), "{:?}", back.stats.end);
     assert!(back.data == data, "{opts:?}: pixels differ");
 }
 
@@ -172,20 +172,20 @@ fn corrupt_lines_are_replaced_counted_and_decoding_resumes() {
             bad[at + 1] ^= 0xA5;
         }
         let back = decode(&bad, &DecodeOptions::fax(coding, width)).expect("decodes");
-        assert!(back.bad_lines >= 2, "{coding:?}: {} bad", back.bad_lines);
-        assert!(back.max_consecutive_bad >= 1 && back.max_consecutive_bad <= back.bad_lines);
-        assert!(back.complete, "RTC still found");
+        assert!(back.stats.bad_lines >= 2, "{coding:?}: {} bad", back.stats.bad_lines);
+        assert!(back.stats.max_consecutive_bad >= 1 && back.stats.max_consecutive_bad <= back.stats.bad_lines);
+        assert_eq!(back.stats.end, t4::PageEnd::Terminator, "RTC still found");
         assert!(
-            (height - 4..=height + 2).contains(&back.height),
+            (height - 4..=height + 2).contains(&back.stats.height),
             "{coding:?}: {} lines",
-            back.height
+            back.stats.height
         );
         let st = stride(width);
-        let same = (0..back.height.min(height) as usize)
+        let same = (0..back.stats.height.min(height) as usize)
             .filter(|y| back.data[y * st..(y + 1) * st] == data[y * st..(y + 1) * st])
             .count();
         assert!(
-            same as u32 >= height - back.bad_lines - 8,
+            same as u32 >= height - back.stats.bad_lines - 8,
             "{coding:?}: only {same} lines intact"
         );
     }
@@ -218,7 +218,56 @@ fn truncated_and_garbage_input_never_panics() {
             },
         );
         if let Ok(d) = r {
-            assert_eq!(d.height, 50);
+            assert_eq!(d.stats.height, 50);
         }
     }
+}
+
+/// A receiver must tell a page that ended (RTC, EOFB) from one whose data stopped early or broke: only the
+/// first may be confirmed (T.30 ECM: a truncated page confirmed with MCF was a real bug).
+#[test]
+fn how_a_page_ended_is_reported() {
+    let (width, height) = (1728u32, 200u32);
+    let data = page(width, height, 9, 40);
+    for coding in codings() {
+        let coded = encode(
+            PageRef {
+                width,
+                height,
+                data: &data,
+            },
+            &EncodeOptions::fax(coding),
+        )
+        .expect("encodes");
+        let whole = decode(&coded, &DecodeOptions::fax(coding, width)).expect("decodes");
+        assert_eq!(whole.stats.end, t4::PageEnd::Terminator, "{coding:?}");
+        assert!(whole.stats.complete() && whole.stats.first_bad.is_none());
+
+        // Cut in the middle: the data ends, and at most the cut line is bad (it is the last one).
+        let cut = decode(&coded[..coded.len() / 2], &DecodeOptions::fax(coding, width))
+            .expect("decodes");
+        assert_eq!(cut.stats.end, t4::PageEnd::DataEnd, "{coding:?}");
+        assert!(!cut.stats.complete());
+        assert!(cut.stats.height < height);
+        if let Some(r) = cut.stats.first_bad {
+            assert_eq!(r + 1, cut.stats.height, "{coding:?}: only the cut line is bad");
+        }
+    }
+    // T.6 has no resynchronisation: garbage in the middle loses the rest of the page, and says so.
+    let coded = encode(
+        PageRef {
+            width,
+            height,
+            data: &data,
+        },
+        &EncodeOptions::fax(Coding::Mmr),
+    )
+    .expect("encodes");
+    let mut bad = coded.clone();
+    let at = bad.len() / 3;
+    bad[at..at + 8].fill(0);
+    let back = decode(&bad, &DecodeOptions::fax(Coding::Mmr, width)).expect("decodes");
+    assert_eq!(back.stats.end, t4::PageEnd::Error);
+    assert_eq!(back.stats.first_bad, Some(back.stats.height - 1));
+    assert!(back.stats.height < height);
 }

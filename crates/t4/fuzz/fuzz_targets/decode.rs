@@ -24,15 +24,17 @@ fuzz_target!(|data: &[u8]| {
         o.aligned_rows = true;
     }
     let Ok(page) = decode(coded, &o) else { return };
-    assert_eq!(page.data.len(), t4::stride(page.width) * page.height as usize);
-    assert!(page.height <= 512);
-    assert!(page.max_consecutive_bad <= page.bad_lines && page.bad_lines <= page.height);
+    let s = page.stats;
+    assert_eq!(page.data.len(), t4::stride(page.width) * s.height as usize);
+    assert!(s.height <= 512);
+    assert!(s.max_consecutive_bad <= s.bad_lines && s.bad_lines <= s.height);
+    assert!(s.first_bad.is_none() == (s.bad_lines == 0) && s.first_bad.is_none_or(|r| r < s.height));
     let re = encode(
-        PageRef { width: page.width, height: page.height, data: &page.data },
+        PageRef { width: page.width, height: s.height, data: &page.data },
         &EncodeOptions::fax(coding),
     )
     .expect("a decoded page encodes");
     let back = decode(&re, &DecodeOptions { max_height: 512, ..DecodeOptions::fax(coding, width) }).expect("our coding decodes");
-    assert_eq!(back.bad_lines, 0);
+    assert_eq!(back.stats.bad_lines, 0);
     assert!(back.data == page.data, "re-encoding changed the page");
 });

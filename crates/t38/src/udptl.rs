@@ -352,9 +352,14 @@ pub struct ReceiverConfig {
     /// FEC. 1 means "only what the datagram that reveals the gap can
     /// recover"; 0 counts as 1.
     pub reorder_window: u16,
-    /// A sequence number further than this from the expected one (either
-    /// way) is taken as a restart of the far end's numbering.
-    pub restart_threshold: u16,
+    /// A datagram numbered further than this ahead of the newest one seen,
+    /// or older than the receiver remembers, is suspect: one such datagram
+    /// may be a stray or a forgery, and never moves the stream.
+    pub plausible_ahead: u16,
+    /// Suspect datagrams in sequence (each one or two after the last) that
+    /// make the receiver take their numbering as the far end's restart, as
+    /// robust RTP receivers do (RFC 3550 A.1, "probation").
+    pub probation: u8,
     /// The far end's first sequence number, if known (T.38 clause 9.1 says
     /// 0, but not every implementation obeys). When `None` the stream
     /// starts at the oldest IFP of the first datagram that arrives, so
@@ -367,7 +372,8 @@ impl Default for ReceiverConfig {
         Self {
             version: T38Version::V0,
             reorder_window: 4,
-            restart_threshold: 2000,
+            plausible_ahead: 512,
+            probation: 3,
             first_seq: None,
         }
     }
@@ -407,9 +413,15 @@ pub struct ReceiverStats {
     pub late: u64,
     /// IFPs that did not decode (counted, not delivered).
     pub invalid_ifp: u64,
-    /// Times the far end's sequence numbering jumped beyond
-    /// `restart_threshold` and the receiver resynchronised.
+    /// Times the far end's numbering jumped and later datagrams confirmed
+    /// it, so the receiver resynchronised.
     pub restarts: u64,
+    /// Datagrams outside the plausible window held on probation (strays,
+    /// forgeries, or the first of a restart).
+    pub suspect: u64,
+    /// Sequence numbers for which two different IFPs arrived (one of them
+    /// forged or corrupt): decided by the copies that agree, or lost on a tie.
+    pub conflicts: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,6 +435,68 @@ enum Source {
 struct Held {
     bytes: Vec<u8>,
     source: Source,
+    /// Copies that carried these bytes (its own datagram, later datagrams'
+    /// redundancy).
+    votes: u32,
+    /// Different bytes claimed for the same sequence number, and their votes.
+    rival: Option<(Vec<u8>, u32)>,
+}
+
+impl Held {
+    fn new(bytes: Vec<u8>, source: Source) -> Self {
+        Self {
+            bytes,
+            source,
+            votes: 1,
+            rival: None,
+        }
+    }
+
+    /// Another copy for the same sequence number; answers whether it is the
+    /// first to disagree with what was held.
+    fn add(&mut self, bytes: Vec<u8>, source: Source) -> bool {
+        if bytes == self.bytes {
+            self.votes += 1;
+            if source == Source::Primary {
+                self.source = Source::Primary;
+            }
+            return false;
+        }
+        // FEC repairs are zero padded: a real copy replaces them.
+        if self.source == Source::Fec {
+            *self = Held::new(bytes, source);
+            return false;
+        }
+        if source == Source::Fec {
+            return false;
+        }
+        match &mut self.rival {
+            Some((r, v)) if *r == bytes => *v += 1,
+            Some(_) => {}
+            None => {
+                self.rival = Some((bytes, 1));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The bytes the copies agree on; `None` on a tie between two versions.
+    fn decide(self) -> Option<(Vec<u8>, Source)> {
+        match self.rival {
+            None => Some((self.bytes, self.source)),
+            Some((r, v)) if v > self.votes => Some((r, Source::Secondary)),
+            Some((_, v)) if v == self.votes => None,
+            Some(_) => Some((self.bytes, self.source)),
+        }
+    }
+}
+
+/// Suspect datagrams in sequence, waiting to be confirmed as a restart.
+#[derive(Debug, Clone)]
+struct Probation {
+    last: u16,
+    packets: Vec<UdptlPacket>,
 }
 
 #[derive(Debug, Clone)]
@@ -454,10 +528,23 @@ pub struct UdptlReceiver {
     stats: ReceiverStats,
     /// Given up since the last delivered IFP.
     hole: u64,
+    probation: Option<Probation>,
+    /// Held primaries that jumped ahead of the stream (past a gap wider than
+    /// their redundancy bridges) and no later datagram of their run has
+    /// confirmed yet: a lone forged datagram inside the window looks like
+    /// this, and must neither be delivered nor move `highest`.
+    tentative: BTreeSet<i64>,
+    /// The most redundancy copies a datagram has carried: how long a number
+    /// two versions claim waits for the copies that decide it.
+    depth_seen: i64,
 }
 
 /// How far back the receiver remembers delivered / lost sequence numbers.
 const MEMORY: i64 = 1024;
+
+/// How far ahead of the stream a tentative datagram may be and still be
+/// delivered by a flush (the far end went quiet right after a loss burst).
+const FLUSH_REACH: i64 = 16;
 
 impl UdptlReceiver {
     /// A receiver that accepts any first sequence number.
@@ -473,6 +560,9 @@ impl UdptlReceiver {
             out: VecDeque::new(),
             stats: ReceiverStats::default(),
             hole: 0,
+            probation: None,
+            tentative: BTreeSet::new(),
+            depth_seen: 0,
         }
     }
 
@@ -498,12 +588,80 @@ impl UdptlReceiver {
             }
         };
         self.stats.received += 1;
-        let seq = self.extend(packet.seq);
+        match self.place(packet.seq) {
+            Some(seq) => self.take(seq, packet),
+            None => self.suspect(packet),
+        }
+        Ok(())
+    }
+
+    /// The extended sequence number of a datagram that fits the stream
+    /// being followed; `None` when it is implausibly far ahead or behind.
+    fn place(&self, seq: u16) -> Option<i64> {
+        let Some(next) = self.next else {
+            return Some(i64::from(seq));
+        };
+        // Nearest to the newest datagram seen (or to the next expected one,
+        // when nothing newer has come).
+        let anchor = self.highest.max(next - 1);
+        let ext = anchor + i64::from(seq.wrapping_sub(anchor as u16) as i16);
+        let plausible =
+            ext <= anchor + i64::from(self.config.plausible_ahead) && ext >= next - MEMORY;
+        plausible.then_some(ext)
+    }
+
+    /// A datagram outside the plausible window: held on probation. Only
+    /// `probation` of them in sequence make a new numbering (the far end
+    /// restarted or wrapped oddly); a lone stray or forgery changes nothing.
+    fn suspect(&mut self, packet: UdptlPacket) {
+        self.stats.suspect += 1;
+        let follows = self.probation.as_ref().is_some_and(|p| {
+            let step = packet.seq.wrapping_sub(p.last);
+            (1..=2).contains(&step)
+        });
+        if !follows {
+            self.probation = None;
+        }
+        let p = self.probation.get_or_insert(Probation {
+            last: packet.seq,
+            packets: Vec::new(),
+        });
+        p.last = packet.seq;
+        p.packets.push(packet);
+        if p.packets.len() < usize::from(self.config.probation.max(1)) {
+            return;
+        }
+        let Some(p) = self.probation.take() else { return };
+        self.stats.restarts += 1;
+        // Everything of the old numbering is delivered or given up; the new
+        // one starts in a fresh epoch above it, so old numbers never collide.
+        self.deliver(true);
+        self.delivered.clear();
+        self.lost.clear();
+        self.fec.clear();
+        let after = self.next.unwrap_or(0).max(self.highest + 1);
+        let epoch = (after >> 16) + 1;
+        let first = p.packets.first().map_or(0, |q| q.seq);
+        let base = (epoch << 16) | i64::from(first);
+        self.next = Some(base);
+        self.highest = base - 1;
+        for q in p.packets {
+            let ext = base + i64::from(q.seq.wrapping_sub(first));
+            self.take(ext, q);
+        }
+    }
+
+    /// Holds a plausible datagram's IFPs and delivers what is in order.
+    fn take(&mut self, seq: i64, packet: UdptlPacket) {
         // The first datagram's secondaries are IFPs never seen here either.
         let first_known = match &packet.recovery {
             RecoveryData::Secondary(list) => seq - list.len() as i64,
             RecoveryData::Fec { .. } => seq,
         };
+        if self.next.is_none() {
+            // The first datagram starts the stream.
+            self.highest = seq - 1;
+        }
         let next = *self.next.get_or_insert(first_known);
         if seq < next {
             if self.lost.contains(&seq) {
@@ -511,26 +669,43 @@ impl UdptlReceiver {
             } else {
                 self.stats.duplicates += 1;
             }
-            return Ok(());
+            return;
         }
-        match self.held.get_mut(&seq) {
-            Some(h) if h.source == Source::Primary => {
-                self.stats.duplicates += 1;
-                return Ok(());
-            }
-            // Held from redundancy or FEC (whose copy may be zero padded):
-            // the primary replaces it.
-            _ => {
-                self.held.insert(
-                    seq,
-                    Held {
-                        bytes: packet.primary,
-                        source: Source::Primary,
-                    },
-                );
-            }
+        if self
+            .held
+            .get(&seq)
+            .is_some_and(|h| h.bytes == packet.primary && h.source == Source::Primary)
+        {
+            self.stats.duplicates += 1;
+            return;
         }
-        self.highest = self.highest.max(seq);
+        // In the stream when its redundancy reaches back to what came before, or when it follows a
+        // tentative datagram closely (a run after a loss burst); otherwise tentative.
+        let bridged = match &packet.recovery {
+            RecoveryData::Secondary(list) => list.len() as i64,
+            RecoveryData::Fec { .. } => 0,
+        };
+        self.depth_seen = self.depth_seen.max(bridged);
+        let run = self
+            .tentative
+            .range(seq - 3 - bridged..seq)
+            .next()
+            .is_some();
+        let in_stream = seq <= self.highest + 1 + bridged || run;
+        if in_stream {
+            let confirmed: Vec<i64> = self.tentative.range(..=seq).copied().collect();
+            if run {
+                confirmed.iter().for_each(|t| {
+                    self.tentative.remove(t);
+                });
+            }
+            // The real datagram for a number a tentative one claimed.
+            self.tentative.remove(&seq);
+            self.highest = self.highest.max(seq);
+        } else {
+            self.tentative.insert(seq);
+        }
+        self.hold(seq, packet.primary, Source::Primary);
         match packet.recovery {
             RecoveryData::Secondary(list) => {
                 for (back, bytes) in (1..).zip(list) {
@@ -538,10 +713,11 @@ impl UdptlReceiver {
                     if s < next {
                         break;
                     }
-                    self.held.entry(s).or_insert(Held {
-                        bytes,
-                        source: Source::Secondary,
-                    });
+                    // A tentative datagram's copies are as tentative as it is.
+                    if !in_stream && !self.held.contains_key(&s) {
+                        self.tentative.insert(s);
+                    }
+                    self.hold(s, bytes, Source::Secondary);
                 }
             }
             RecoveryData::Fec { npackets, data } => {
@@ -557,7 +733,19 @@ impl UdptlReceiver {
             self.repair();
         }
         self.deliver(false);
-        Ok(())
+    }
+
+    fn hold(&mut self, seq: i64, bytes: Vec<u8>, source: Source) {
+        match self.held.get_mut(&seq) {
+            Some(h) => {
+                if h.add(bytes, source) {
+                    self.stats.conflicts += 1;
+                }
+            }
+            None => {
+                self.held.insert(seq, Held::new(bytes, source));
+            }
+        }
     }
 
     /// The next delivered IFP, in sequence order.
@@ -570,31 +758,6 @@ impl UdptlReceiver {
     /// (for example 200 ms), and at the end of a call.
     pub fn flush(&mut self) {
         self.deliver(true);
-    }
-
-    /// Maps a 16-bit sequence number onto the extended sequence, nearest to
-    /// the next expected one; a jump beyond `restart_threshold` starts a
-    /// new numbering epoch.
-    fn extend(&mut self, seq: u16) -> i64 {
-        let Some(next) = self.next else {
-            return i64::from(seq);
-        };
-        let diff = i64::from(seq.wrapping_sub(next as u16) as i16);
-        if diff.unsigned_abs() <= u64::from(self.config.restart_threshold) {
-            return next + diff;
-        }
-        self.stats.restarts += 1;
-        self.deliver(true);
-        self.delivered.clear();
-        self.lost.clear();
-        self.fec.clear();
-        // A fresh epoch above everything seen, so old numbers never collide.
-        let after = self.next.unwrap_or(next).max(self.highest + 1);
-        let epoch = (after >> 16) + 1;
-        let ext = (epoch << 16) | i64::from(seq);
-        self.next = Some(ext);
-        self.highest = ext;
-        ext
     }
 
     fn known(&self, seq: i64) -> Option<&[u8]> {
@@ -640,13 +803,7 @@ impl UdptlReceiver {
             }
             match repaired {
                 Some((k, bytes)) => {
-                    self.held.insert(
-                        k,
-                        Held {
-                            bytes,
-                            source: Source::Fec,
-                        },
-                    );
+                    self.held.insert(k, Held::new(bytes, Source::Fec));
                 }
                 None => return,
             }
@@ -656,13 +813,44 @@ impl UdptlReceiver {
     fn deliver(&mut self, flush: bool) {
         let Some(mut next) = self.next else { return };
         let window = i64::from(self.config.reorder_window.max(1));
+        let far = |s: i64, highest: i64| s > highest + FLUSH_REACH;
         loop {
+            if self.tentative.contains(&next) {
+                if next < self.highest {
+                    // The stream went past it and its number never came in the stream: a lone copy
+                    // from outside the run is not trusted.
+                    self.tentative.remove(&next);
+                    self.held.remove(&next);
+                    self.stats.lost += 1;
+                    self.hole += 1;
+                    self.lost.insert(next);
+                    next += 1;
+                    continue;
+                }
+                if !flush || far(next, self.highest) {
+                    break;
+                }
+                self.tentative.remove(&next);
+            }
+            // Two versions of one number: wait for the later datagrams whose copies decide it.
+            if !flush
+                && self.held.get(&next).is_some_and(|h| h.rival.is_some())
+                && self.highest < next + self.depth_seen
+            {
+                break;
+            }
             if let Some(h) = self.held.remove(&next) {
                 self.emit(next, h);
                 next += 1;
                 continue;
             }
-            let Some((&first_held, _)) = self.held.first_key_value() else {
+            let highest = self.highest;
+            let tentative = &self.tentative;
+            let Some(&first_held) = self
+                .held
+                .keys()
+                .find(|&&k| !(tentative.contains(&k) && (!flush || far(k, highest))))
+            else {
                 break;
             };
             // Give up on the gap [next, first_held) as far as the window
@@ -685,6 +873,9 @@ impl UdptlReceiver {
         if flush {
             next = next.max(self.highest + 1);
         }
+        // Tentative datagrams the stream has left behind are dropped with everything behind it.
+        self.tentative = self.tentative.split_off(&next);
+        self.held = self.held.split_off(&next);
         self.next = Some(next);
         let horizon = next - MEMORY;
         self.delivered = self.delivered.split_off(&(next - MAX_FEC_REACH));
@@ -693,9 +884,16 @@ impl UdptlReceiver {
     }
 
     fn emit(&mut self, seq: i64, held: Held) {
-        let decoded = match held.source {
+        let Some((bytes, source)) = held.decide() else {
+            // Two versions with equal support: neither can be trusted.
+            self.stats.lost += 1;
+            self.hole += 1;
+            self.lost.insert(seq);
+            return;
+        };
+        let decoded = match source {
             Source::Fec => {
-                Ifp::decode_prefix(&held.bytes, self.config.version).and_then(|(ifp, pad)| {
+                Ifp::decode_prefix(&bytes, self.config.version).and_then(|(ifp, pad)| {
                     if pad.iter().all(|&b| b == 0) {
                         Ok(ifp)
                     } else {
@@ -703,12 +901,12 @@ impl UdptlReceiver {
                     }
                 })
             }
-            _ => Ifp::decode(&held.bytes, self.config.version),
+            _ => Ifp::decode(&bytes, self.config.version),
         };
         match decoded {
             Ok(ifp) => {
                 self.stats.delivered += 1;
-                let recovered = held.source != Source::Primary;
+                let recovered = source != Source::Primary;
                 if recovered {
                     self.stats.recovered += 1;
                 }
@@ -724,6 +922,6 @@ impl UdptlReceiver {
                 self.hole += 1;
             }
         }
-        self.delivered.insert(seq, held.bytes);
+        self.delivered.insert(seq, bytes);
     }
 }

@@ -99,9 +99,9 @@ fn receiver(reorder_window: u16) -> UdptlReceiver {
     })
 }
 
-fn drain(r: &mut UdptlReceiver) -> Vec<(u16, Ifp, bool)> {
+fn drain(r: &mut UdptlReceiver) -> Vec<(u16, Ifp, bool, u64)> {
     std::iter::from_fn(|| r.poll_ifp())
-        .map(|x| (x.seq, x.ifp, x.recovered))
+        .map(|x| (x.seq, x.ifp, x.recovered, x.lost_before))
         .collect()
 }
 
@@ -251,7 +251,14 @@ fn receiver_recovers_losses_from_redundancy() {
             r.handle_datagram(g).unwrap();
         }
     }
-    let got = drain(&mut r);
+    // 9 jumped past a gap its redundancy does not bridge: it waits for a datagram after it, or for
+    // the far end to go quiet (flush), before it and its copies are believed.
+    assert_eq!(drain(&mut r).len(), 6);
+    r.flush();
+    let mut got = (0..6u16)
+        .map(|i| (i, sent[usize::from(i)].clone(), [2, 3].contains(&i), 0))
+        .collect::<Vec<_>>();
+    got.extend(drain(&mut r));
     let seqs: Vec<u16> = got.iter().map(|g| g.0).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4, 5, 7, 8, 9]);
     let recovered: Vec<u16> = got.iter().filter(|g| g.2).map(|g| g.0).collect();
@@ -332,33 +339,100 @@ fn receiver_follows_sequence_wrap() {
     assert_eq!(r.stats().recovered, 1);
 }
 
+fn bare(seq: u16, ifp: u8) -> Vec<u8> {
+    UdptlPacket {
+        seq,
+        primary: vec![ifp],
+        recovery: RecoveryData::Secondary(vec![]),
+    }
+    .encode()
+}
+
 #[test]
-fn receiver_resynchronises_on_a_sequence_jump() {
+fn receiver_resynchronises_when_later_datagrams_confirm_a_jump() {
     let mut r = receiver(2);
-    let a = UdptlPacket {
-        seq: 100,
-        primary: vec![0x02],
-        recovery: RecoveryData::Secondary(vec![]),
-    };
-    let b = UdptlPacket {
-        seq: 40000,
-        primary: vec![0x04],
-        recovery: RecoveryData::Secondary(vec![]),
-    };
-    let c = UdptlPacket {
-        seq: 40001,
-        primary: vec![0x06],
-        recovery: RecoveryData::Secondary(vec![]),
-    };
-    for p in [&a, &b, &c] {
-        r.handle_datagram(&p.encode()).unwrap();
+    // 0x02 .. 0x08: indicator IFPs (no-signal, cng, ced, v21-preamble).
+    r.handle_datagram(&bare(100, 0x02)).unwrap();
+    for (seq, ifp) in [(40000, 0x04), (40001, 0x06), (40002, 0x08)] {
+        r.handle_datagram(&bare(seq, ifp)).unwrap();
     }
     let got = drain(&mut r);
     assert_eq!(
         got.iter().map(|g| g.0).collect::<Vec<_>>(),
-        [100, 40000, 40001]
+        [100, 40000, 40001, 40002]
     );
-    assert_eq!((r.stats().restarts, r.stats().lost), (1, 0));
+    let st = r.stats();
+    assert_eq!((st.restarts, st.lost, st.suspect), (1, 0, 3));
+    // The new numbering goes on as a stream.
+    r.handle_datagram(&bare(40003, 0x02)).unwrap();
+    assert_eq!(drain(&mut r).len(), 1);
+}
+
+/// One datagram far ahead (a spoofed one, or a stray) used to become the stream: the receiver declared
+/// thousands of IFPs lost and took the real datagrams that followed for old ones.
+#[test]
+fn one_datagram_far_ahead_or_behind_does_not_move_the_stream() {
+    for jump in [4217u16, 30_000, 65_000, 2_001] {
+        let mut r = receiver(2);
+        let mut s = sender(ErrorRecovery::Redundancy { depth: 2 }, 400, 0);
+        let sent = ifps(20);
+        for (i, ifp) in sent.iter().enumerate() {
+            r.handle_datagram(&s.build(ifp).unwrap()).unwrap();
+            if i == 7 {
+                // The forger copies the datagram just seen, with another number.
+                r.handle_datagram(&bare((i as u16).wrapping_add(jump), 0x04))
+                    .unwrap();
+            }
+        }
+        r.flush();
+        let got = drain(&mut r);
+        assert_eq!(
+            got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(),
+            sent,
+            "jump {jump}"
+        );
+        let st = r.stats();
+        // Far ahead it is suspect; behind, within what the receiver remembers, it is a duplicate.
+        assert_eq!((st.restarts, st.lost), (0, 0), "jump {jump}");
+        assert_eq!(st.suspect + st.duplicates, 1, "jump {jump}");
+        assert!(got.iter().all(|g| g.3 == 0), "no hole reported");
+    }
+}
+
+/// A forged datagram inside the window, for a number not yet received, claims other bytes than the real
+/// one: the copies that agree decide (the real datagram and the redundancy of later ones), and a tie is a
+/// loss, never the forger's bytes.
+#[test]
+fn conflicting_copies_are_decided_by_the_majority_or_lost() {
+    let sent = ifps(10);
+    let forged = Ifp::decode(&[0x08], T38Version::V2).unwrap();
+    for depth in [2, 0] {
+        let mut r = receiver(4);
+        let mut s = sender(ErrorRecovery::Redundancy { depth }, 400, 0);
+        let grams: Vec<_> = sent.iter().map(|i| s.build(i).unwrap()).collect();
+        for g in &grams[..3] {
+            r.handle_datagram(g).unwrap();
+        }
+        // The forger claims seq 5 before the real one comes.
+        r.handle_datagram(&bare(5, 0x08)).unwrap();
+        for g in &grams[3..] {
+            r.handle_datagram(g).unwrap();
+        }
+        r.flush();
+        let got = drain(&mut r);
+        assert!(got.iter().all(|g| g.1 != forged), "depth {depth}: the forged IFP was delivered");
+        assert_eq!(r.stats().conflicts, 1, "depth {depth}");
+        if depth > 0 {
+            assert_eq!(got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(), sent);
+        } else {
+            // One copy against one: the number is lost, and the T.30 layer sees the hole.
+            assert_eq!(
+                got.iter().map(|g| g.0).collect::<Vec<_>>(),
+                [0, 1, 2, 3, 4, 6, 7, 8, 9]
+            );
+            assert_eq!(got[5].3, 1);
+        }
+    }
 }
 
 #[test]

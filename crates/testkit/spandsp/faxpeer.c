@@ -5,12 +5,20 @@
  *
  *   faxpeer send|receive --local IP:PORT --remote IP:PORT --file F.tif
  *       [--ecm|--no-ecm] [--max-rate 14400|9600|...] [--compressions mh,mr,mmr] [--t38-version N]
- *       [--redundancy N] [--loss P --seed S] [--ident STR] [--timeout SECS] [--unpaced] [--trace]
+ *       [--redundancy N] [--loss P --seed S] [--burst N] [--drop-frame F:K] [--inject AT:DELTA]
+ *       [--ident STR] [--timeout SECS] [--unpaced] [--trace]
  *
  * The UDPTL framing (T.38 clause 9.1, redundancy error recovery) is our own and small: each datagram
  * carries the new IFP and up to N earlier ones; the receiving side delivers IFPs in sequence order,
  * recovering lost ones from later datagrams' redundancy and dropping duplicates and stale packets.
- * --loss drops each outgoing datagram with probability P (seeded), to test recovery.
+ * --loss drops each outgoing datagram with probability P (seeded), to test recovery; with --burst N each
+ * loss takes N consecutive datagrams (a burst the redundancy cannot bridge when N > redundancy).
+ * --drop-frame F:K drops, once, the datagram carrying the K-th IFP (1 = the first) of the first
+ * transmission of ECM frame F, and leaves that IFP out of the redundancy of later datagrams too, so the
+ * receiver cannot recover it: a frame whose data a paced sender split over several IFPs loses one piece.
+ * --inject AT:DELTA sends, right after the datagram with sequence number AT, one extra datagram from the
+ * same address with sequence number AT + DELTA (mod 65536) carrying a copy of that IFP: a spoofed or
+ * stray datagram far ahead of (or, with DELTA > 32768, far behind) the stream.
  *
  * At the end it prints one line:
  *   RESULT code=N text="..." pages=N bit_rate=N ecm=0|1 compression=N bad_rows=N longest_bad_run=N
@@ -38,6 +46,14 @@ static int sock = -1;
 static struct sockaddr_in remote_addr;
 static int redundancy = 3;
 static double loss = 0.0;
+static int burst = 1;
+static int burst_left = 0;
+static int drop_frame = -1;
+static int drop_part = 0;
+static int drop_state = 0;       /* 0 watching, then the part of frame drop_frame being sent, -1 done */
+static int cut_seq = -1;         /* an IFP left out of every later datagram's redundancy */
+static int inject_at = -1;
+static int inject_delta = 0;
 static uint64_t rng = 88172645463325252ULL;
 static int trace = 0;
 static uint16_t tx_seq = 0;
@@ -83,6 +99,16 @@ static void hex(FILE *f, const uint8_t *b, int n)
         fprintf(f, "..(%d)", n);
 }
 
+static int reverse8(uint8_t b)
+{
+    int r = 0;
+    int i;
+    for (i = 0; i < 8; i++)
+        if (b & (1 << i))
+            r |= 0x80 >> i;
+    return r;
+}
+
 /* SpanDSP hands us each IFP; we frame it with redundancy and send it once. */
 static int tx_packet(t38_core_state_t *s, void *user_data, const uint8_t *buf, int len, int count)
 {
@@ -93,6 +119,24 @@ static int tx_packet(t38_core_state_t *s, void *user_data, const uint8_t *buf, i
 
     if (len <= 0 || len > MAX_IFP)
         return -1;
+    /* An hdlc-data field at the start of a data IFP: [type][count][0x80 field][len 2 octets][data]. */
+    int dropped = 0;
+    if (drop_frame >= 0 && drop_state >= 0 && len >= 9 && (buf[0] & 0x80) && buf[2] == 0x80)
+    {
+        int fcd = (buf[5] == 0xff && buf[7] == 0x60);
+        if (drop_state == 0 && fcd && reverse8(buf[8]) == drop_frame)
+            drop_state = 1;
+        else if (drop_state > 0)
+            drop_state++;
+        if (drop_state == drop_part)
+        {
+            dropped = 1;
+            cut_seq = tx_seq;
+            drop_state = -1;
+            if (trace)
+                fprintf(stderr, "%9.3f DROP seq=%u (frame %d, IFP %d)\n", now_s(), tx_seq, drop_frame, drop_part);
+        }
+    }
     d[n++] = (uint8_t) (tx_seq >> 8);
     d[n++] = (uint8_t) tx_seq;
     n += put_len(d + n, len);
@@ -101,7 +145,11 @@ static int tx_packet(t38_core_state_t *s, void *user_data, const uint8_t *buf, i
     d[n++] = 0x00; /* error-recovery: secondary-ifp-packets */
     k = 0;
     for (i = 0; i < redundancy && i < HISTORY && i < tx_seq; i++)
+    {
+        if ((uint16_t) (tx_seq - 1 - i) == cut_seq)
+            break;
         k++;
+    }
     d[n++] = (uint8_t) k;
     for (i = 0; i < k; i++)
     {
@@ -118,9 +166,38 @@ static int tx_packet(t38_core_state_t *s, void *user_data, const uint8_t *buf, i
         hex(stderr, buf, len);
         fprintf(stderr, "\n");
     }
-    tx_seq++;
-    if (loss > 0.0 && rnd() < loss)
+    if (inject_at >= 0 && tx_seq == inject_at)
+    {
+        uint8_t x[4 + MAX_IFP];
+        int m = 0;
+        uint16_t s2 = (uint16_t) (tx_seq + inject_delta);
+        x[m++] = (uint8_t) (s2 >> 8);
+        x[m++] = (uint8_t) s2;
+        m += put_len(x + m, len);
+        memcpy(x + m, buf, len);
+        m += len;
+        x[m++] = 0x00;
+        x[m++] = 0x00;
+        sendto(sock, d, n, 0, (struct sockaddr *) &remote_addr, sizeof(remote_addr));
+        sendto(sock, x, m, 0, (struct sockaddr *) &remote_addr, sizeof(remote_addr));
+        if (trace)
+            fprintf(stderr, "%9.3f INJECT seq=%u after seq=%u\n", now_s(), s2, tx_seq);
+        tx_seq++;
         return 0;
+    }
+    tx_seq++;
+    if (dropped)
+        return 0;
+    if (burst_left > 0)
+    {
+        burst_left--;
+        return 0;
+    }
+    if (loss > 0.0 && rnd() < loss)
+    {
+        burst_left = burst - 1;
+        return 0;
+    }
     sendto(sock, d, n, 0, (struct sockaddr *) &remote_addr, sizeof(remote_addr));
     return 0;
 }
@@ -321,12 +398,17 @@ int main(int argc, char *argv[])
         else if (!strcmp(a, "--loss")) { loss = atof(v); i++; }
         else if (!strcmp(a, "--seed")) { rng = 88172645463325252ULL ^ (uint64_t) atoll(v) * 0x9E3779B97F4A7C15ULL; i++; }
         else if (!strcmp(a, "--timeout")) { timeout_s = atoi(v); i++; }
+        else if (!strcmp(a, "--burst")) { burst = atoi(v); i++; }
+        else if (!strcmp(a, "--drop-frame")) { if (sscanf(v, "%d:%d", &drop_frame, &drop_part) != 2 || drop_part < 1) usage("--drop-frame takes F:K"); i++; }
+        else if (!strcmp(a, "--inject")) { if (sscanf(v, "%d:%d", &inject_at, &inject_delta) != 2) usage("--inject takes AT:DELTA"); i++; }
         else usage("unknown option");
     }
     if (strcmp(mode, "send") && strcmp(mode, "receive"))
         usage("mode must be send or receive");
     if (!local || !remote || !file)
         usage("--local, --remote and --file are required");
+    if (burst < 1)
+        usage("--burst must be 1 or more");
     if (redundancy < 0 || redundancy >= HISTORY)
         usage("--redundancy must be 0 to 7");
     calling = !strcmp(mode, "send");

@@ -262,8 +262,17 @@ pub async fn run(cmd: T38Command) -> anyhow::Result<()> {
                 |e| {
                     if let t30::Event::PageReceived(p) = e {
                         eprintln!(
-                            "page received: {} x {} ({} bad lines)",
-                            p.page.width, p.page.height, p.bad_lines
+                            "page received: {} x {} ({} bad lines, {} lines lost{}){}",
+                            p.page.width,
+                            p.page.height,
+                            p.bad_lines,
+                            p.lines_lost,
+                            if p.complete { "" } else { ", no end of page" },
+                            if p.confirmed {
+                                ""
+                            } else {
+                                " NOT CONFIRMED: kept for the record"
+                            }
                         );
                     }
                 },

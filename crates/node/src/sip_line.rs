@@ -689,6 +689,7 @@ fn fax_failure(f: &t30::Failure, detail: &str, pages: u32) -> Outcome {
         F::LimitExceeded { .. } => (FaultSide::Permanent, "limit_exceeded"),
         F::BadPage { .. } => (FaultSide::Permanent, "document_rejected"),
         F::PasswordRejected => (FaultSide::Permanent, "password_rejected"),
+        F::PageIncomplete { .. } => (FaultSide::Recipient, "page_incomplete"),
     };
     failed(fault, reason, Some(format!("{f}; {detail}")), pages)
 }

@@ -34,6 +34,17 @@ pub mod bit {
     pub const PASSWORD: u32 = 50;
 }
 
+/// Lines of an A4 (297 mm) or B4 (364 mm) page at a resolution's 3.85, 7.7 or 15.4 lines per mm (T.4 §2.2).
+pub fn page_lines(res: Resolution, b4: bool) -> u32 {
+    let mm = if b4 { 364.0 } else { 297.0 };
+    let per_mm = match res {
+        Resolution::Standard => 3.85,
+        Resolution::Fine => 7.7,
+        Resolution::Superfine => 15.4,
+    };
+    (mm * per_mm) as u32
+}
+
 /// A facsimile information field with T.30's bit numbering.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Fif(pub Vec<u8>);
@@ -403,6 +414,13 @@ pub struct Dcs {
 }
 
 impl Dcs {
+    /// Lines of a page of the length this DCS announces (A4 297 mm or B4 364 mm at 3.85, 7.7 or 15.4
+    /// lines per mm, T.4 §2.2); unlimited length counts as A4, the shortest a page normally is. A receiver
+    /// uses it to count the lines a page lost when its data stopped early.
+    pub fn nominal_lines(&self) -> u32 {
+        page_lines(self.resolution, self.b4_length)
+    }
+
     /// Encodes as a DCS FIF.
     pub fn to_fif(&self) -> Fif {
         let mut f = Fif(vec![0, 0, 0]);

@@ -22,6 +22,7 @@
 //! Nothing reached by received packets panics.
 
 pub mod dis_dcs;
+mod ecm;
 pub mod fcf;
 mod session;
 pub mod t38_terminal;
@@ -44,15 +45,24 @@ pub struct Page {
     pub data: Vec<u8>,
 }
 
-/// A page received, decoded.
+/// A page received, decoded, with what a receiver's copy-quality check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedPage {
     pub page: Page,
     /// How it came: compression, modem, ECM.
     pub dcs: Dcs,
-    /// Lines the decoder could not read (non-ECM only) and the longest run of them.
+    /// Lines the decoder could not read (each printed as the line above) and the longest run of them.
     pub bad_lines: u32,
     pub max_consecutive_bad: u32,
+    /// Lines missing: at the end when the page's data stopped early or broke (a T.6 error loses the rest
+    /// of the page), counted up to the length the DCS announced (A4 when unlimited); and, without ECM,
+    /// lines that went with IFPs lost in transit (estimated from the lines an IFP carried).
+    pub lines_lost: u32,
+    /// The page's data ended as a page ends (RTC, EOFB).
+    pub complete: bool,
+    /// We confirmed it (MCF or RTP): the sender counts it as delivered. An unconfirmed page is what
+    /// arrived of a page the call did not complete, kept for the record.
+    pub confirmed: bool,
 }
 
 /// Which side of the fax this session is.
@@ -119,6 +129,10 @@ pub struct Config {
     /// Sending: a password for the receiver (SID, §5.3.6.2.x); receiving: the password a sender must give
     /// (a call without it, or with another, is refused with DCN).
     pub password: String,
+    /// Sending with ECM: what the frame count of a PPS counts after a PPR. T.30 leaves room for two
+    /// readings: the whole block (our default) or only the frames of the burst just sent (SpanDSP). A
+    /// receiver must cope with both; the other is here to test that.
+    pub pps_counts_burst: bool,
 }
 
 impl Config {
@@ -140,6 +154,7 @@ impl Config {
             max_retries: 3,
             sub_address: String::new(),
             password: String::new(),
+            pps_counts_burst: false,
         }
     }
 }
@@ -167,6 +182,9 @@ pub enum Failure {
     BadPage { reason: String },
     /// The sender gave no password, or the wrong one (SID).
     PasswordRejected,
+    /// Receiving with ECM: the page's data did not decode to a whole page even after the block was sent
+    /// again, so it was not confirmed.
+    PageIncomplete { page: u32, reason: String },
 }
 
 impl fmt::Display for Failure {
@@ -190,6 +208,9 @@ impl fmt::Display for Failure {
             Failure::PasswordRejected => {
                 write!(f, "the sender's password (SID) was missing or wrong")
             }
+            Failure::PageIncomplete { page, reason } => {
+                write!(f, "page {page} arrived incomplete and was not confirmed: {reason}")
+            }
         }
     }
 }
@@ -203,9 +224,9 @@ pub struct Stats {
     pub sub_address: String,
     /// Last negotiated parameters.
     pub dcs: Option<Dcs>,
-    /// Pages sent and confirmed, or received and kept.
+    /// Pages sent and confirmed, or received and confirmed.
     pub pages: u32,
-    /// Bad lines over all received non-ECM pages.
+    /// Bad lines over all received pages.
     pub bad_lines: u32,
     /// ECM frames sent again after PPR, or PPRs sent when receiving.
     pub retransmitted_frames: u32,
@@ -237,7 +258,7 @@ pub enum Event {
     Trained(Dcs),
     /// A page was confirmed by the receiver (index from 0).
     PageSent { index: u32 },
-    /// A page arrived and was kept.
+    /// A page arrived and was kept (see [`ReceivedPage::confirmed`]).
     PageReceived(Box<ReceivedPage>),
 }
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 use t38::Ifp;
 use tracing::debug;
 
-use crate::dis_dcs::{Capabilities, Compression, Dcs, Fif, Modem, Resolution, bit, min_scan_for};
+use crate::dis_dcs::{
+    Capabilities, Compression, Dcs, Fif, Modem, Resolution, bit, min_scan_for, page_lines,
+};
+use crate::ecm::{self, BlockRx};
 use crate::fcf::{self, Frame};
 use crate::t38_terminal::{Receiver, RxEvent, Signal, Transmitter};
 use crate::{Config, Event, Failure, Outcome, Output, Page, ReceivedPage, Role, Stats};
@@ -145,11 +148,10 @@ pub struct Session {
     tcf_bits: u64,
     page_data: Vec<u8>,
     new_data: bool,
-    ecm_rx: Vec<Option<Vec<u8>>>,
-    ecm_rx_new: bool,
-    /// ECM: the last (page, block) confirmed with MCF.
-    confirmed: Option<(u8, u8)>,
-    rx_page_counter: u8,
+    /// Non-ECM: data IFPs of the page received, and IFPs lost in the middle of it.
+    page_ifps: u64,
+    page_ifps_lost: u64,
+    ecm_rx: BlockRx,
     eop_seen: bool,
 }
 
@@ -215,10 +217,9 @@ impl Session {
             tcf_bits: 0,
             page_data: Vec::new(),
             new_data: false,
-            ecm_rx: vec![None; 256],
-            ecm_rx_new: false,
-            confirmed: None,
-            rx_page_counter: 0,
+            page_ifps: 0,
+            page_ifps_lost: 0,
+            ecm_rx: BlockRx::default(),
             eop_seen: false,
             cfg,
         };
@@ -558,6 +559,11 @@ impl Session {
                 }
             }
             RxEvent::Data(d) => self.on_data(now, &d),
+            RxEvent::DataLost { ifps } => {
+                if self.dcs.is_some_and(|d| !d.ecm) {
+                    self.page_ifps_lost += ifps;
+                }
+            }
             RxEvent::SignalEnd => {
                 if self.state == State::WaitTcf && self.tcf_bits > 0 {
                     self.tcf_decide(now);
@@ -757,13 +763,7 @@ impl Session {
             Compression::Mh
         };
         let max_h = self.pages.iter().map(|p| p.height).max().unwrap_or(0);
-        // A4 is 297 mm, B4 364 mm: lines at 3.85 / 7.7 / 15.4 per mm.
-        let per_mm = match res {
-            Resolution::Standard => 3.85,
-            Resolution::Fine => 7.7,
-            Resolution::Superfine => 15.4,
-        };
-        let a4 = (297.0 * per_mm) as u32;
+        let a4 = page_lines(res, false);
         self.far = Some(far.clone());
         self.modems = modems;
         self.fallback = 0;
@@ -927,7 +927,11 @@ impl Session {
             } else {
                 fcf::PPS_NULL
             };
-            let n = self.ecm_tx.block_len();
+            let n = if self.cfg.pps_counts_burst {
+                self.ecm_tx.resend.iter().filter(|r| **r).count()
+            } else {
+                self.ecm_tx.block_len()
+            };
             let fif = [
                 fcf2,
                 self.page as u8,
@@ -1156,9 +1160,9 @@ impl Session {
         } else if fcf::same(f, fcf::EOR) {
             // The sender gives up on the missing frames: keep what came.
             let fcf2 = frame.fif().first().copied().unwrap_or(0);
-            self.take_block(None);
+            self.ecm_rx.take_partial(&mut self.page_data);
             if fcf2 != fcf::PPS_NULL {
-                self.page_complete(now, fcf2, true);
+                self.page_complete(now, fcf2);
                 return;
             }
             self.respond(now, fcf::ERR, &[], "ERR", After::AwaitPage);
@@ -1182,15 +1186,34 @@ impl Session {
         self.new_data = false;
         let Some(d) = self.dcs else { return };
         let data = std::mem::take(&mut self.page_data);
+        let (ifps, ifps_lost) = (
+            std::mem::take(&mut self.page_ifps),
+            std::mem::take(&mut self.page_ifps_lost),
+        );
         let decoded = decode(&data, &d, self.cfg.max_page_lines);
         let (eop, mcf_name, mcf_after) = Self::post_kind(f);
+        // Lines that went with IFPs lost in the middle of the page: the decoder cannot see lines that
+        // vanished whole, so they are estimated from the lines each IFP carried, and at least one.
+        let transit = decoded.as_ref().map_or(0, |p| {
+            if ifps_lost == 0 {
+                0
+            } else {
+                let per_ifp = u64::from(p.stats.height).div_ceil(ifps.max(1));
+                (ifps_lost * per_ifp).clamp(1, u64::from(u32::MAX)) as u32
+            }
+        });
+        // Copy quality (T.30 §5.3.6.1.1): bad lines, and the lines lost in transit or when the data stopped
+        // before RTC, against the page's height.
         let quality = match &decoded {
-            Some(p) if p.height > 0 => {
-                let bad = u64::from(p.bad_lines);
-                let h = u64::from(p.height);
-                if bad * 50 <= h && p.max_consecutive_bad <= 4 {
+            Some(p) if p.stats.height > 0 => {
+                let s = &p.stats;
+                let lost = ecm::lines_lost(s, d.nominal_lines()) + transit;
+                let bad = u64::from(s.bad_lines + lost);
+                let h = u64::from(s.height + lost);
+                let run = s.max_consecutive_bad.max(lost);
+                if bad * 50 <= h && run <= 4 {
                     Quality::Good
-                } else if bad * 10 <= h && p.max_consecutive_bad <= 16 {
+                } else if bad * 10 <= h && run <= 16 {
                     Quality::Retrain
                 } else {
                     Quality::Bad
@@ -1205,7 +1228,7 @@ impl Session {
                 self.respond(now, fcf::RTN, &[], "RTN", after);
             }
             (q, Some(p)) => {
-                if !self.accept_page(now, p, d) {
+                if !self.accept_page(now, p, d, transit, true) {
                     return;
                 }
                 if eop {
@@ -1226,25 +1249,39 @@ impl Session {
         }
     }
 
-    /// Keeps a page; false when a limit stops the call.
-    fn accept_page(&mut self, now: Duration, p: t4::Decoded, d: Dcs) -> bool {
-        if self.stats.pages >= self.cfg.max_pages {
+    /// Hands a page up, with `transit` lines lost on the way; `confirmed` when we answer it with MCF /
+    /// RTP. False when a limit stops the call.
+    fn accept_page(
+        &mut self,
+        now: Duration,
+        p: t4::Decoded,
+        d: Dcs,
+        transit: u32,
+        confirmed: bool,
+    ) -> bool {
+        if confirmed && self.stats.pages >= self.cfg.max_pages {
             let what = format!("more than {} pages", self.cfg.max_pages);
             self.end(now, Err(Failure::LimitExceeded { what }));
             return false;
         }
-        self.stats.pages += 1;
-        self.stats.bad_lines += p.bad_lines;
+        let s = p.stats;
+        if confirmed {
+            self.stats.pages += 1;
+        }
+        self.stats.bad_lines += s.bad_lines;
         let page = ReceivedPage {
             page: Page {
                 width: p.width,
-                height: p.height,
+                height: s.height,
                 resolution: d.resolution,
                 data: p.data,
             },
             dcs: d,
-            bad_lines: p.bad_lines,
-            max_consecutive_bad: p.max_consecutive_bad,
+            bad_lines: s.bad_lines,
+            max_consecutive_bad: s.max_consecutive_bad,
+            lines_lost: ecm::lines_lost(&s, d.nominal_lines()) + transit,
+            complete: s.end == t4::PageEnd::Terminator,
+            confirmed,
         };
         self.events.push_back(Event::PageReceived(Box::new(page)));
         true
@@ -1279,6 +1316,7 @@ impl Session {
                 }
                 self.state = State::Image;
                 self.page_data.extend_from_slice(data);
+                self.page_ifps += 1;
                 self.new_data = true;
                 self.set_timer(now, Timer::T2);
             }
@@ -1292,7 +1330,9 @@ impl Session {
         self.tcf_bits = 0;
         if good {
             self.page_data.clear();
-            self.ecm_rx.iter_mut().for_each(|f| *f = None);
+            self.page_ifps = 0;
+            self.page_ifps_lost = 0;
+            self.ecm_rx.next_block();
             self.respond(now, fcf::CFR, &[], "CFR", After::AwaitPage);
         } else {
             self.respond(now, fcf::FTT, &[], "FTT", After::AwaitCommand);
@@ -1304,34 +1344,12 @@ impl Session {
             return;
         }
         if fcf::same(frame.fcf(), fcf::FCD) {
-            let fif = frame.fif();
-            if let Some((&n, data)) = fif.split_first() {
-                let slot = &mut self.ecm_rx[usize::from(n)];
-                if slot.is_none() {
-                    *slot = Some(data.iter().map(|b| b.reverse_bits()).collect());
-                    self.ecm_rx_new = true;
-                }
+            if let Some((&n, data)) = frame.fif().split_first() {
+                self.ecm_rx.store(n, data);
             }
             self.state = State::Image;
             self.set_timer(now, Timer::T2);
         }
-    }
-
-    /// Appends the block's frames to the page; with `count`, only when all of the first `count` are in.
-    fn take_block(&mut self, count: Option<usize>) {
-        let n = count.unwrap_or_else(|| {
-            self.ecm_rx
-                .iter()
-                .rposition(Option::is_some)
-                .map_or(0, |i| i + 1)
-        });
-        for slot in self.ecm_rx.iter_mut().take(n) {
-            if let Some(d) = slot.take() {
-                self.page_data.extend_from_slice(&d);
-            }
-        }
-        self.ecm_rx.iter_mut().for_each(|f| *f = None);
-        self.ecm_rx_new = false;
     }
 
     fn pps(&mut self, now: Duration, frame: &Frame) {
@@ -1341,64 +1359,115 @@ impl Session {
             return;
         }
         let (fcf2, page, block, count) = (fif[0], fif[1], fif[2], usize::from(fif[3]) + 1);
-        if self.confirmed == Some((page, block)) && !self.ecm_rx_new {
+        if self.ecm_rx.confirmed == Some((page, block)) && !self.ecm_rx.new_frames {
+            // Our MCF was lost: the sender asks again.
             self.repeat_response(now);
             return;
         }
-        let missing: Vec<usize> = (0..count).filter(|&i| self.ecm_rx[i].is_none()).collect();
+        self.ecm_rx.announce(count);
+        let missing = self.ecm_rx.missing();
         if !missing.is_empty() {
-            self.stats.pprs += 1;
-            self.stats.retransmitted_frames += missing.len() as u32;
-            let mut map = [0u8; 32];
-            for i in missing {
-                map[i / 8] |= 1 << (i % 8);
-            }
-            self.respond(now, fcf::PPR, &map, "PPR", After::AwaitPage);
+            self.request_frames(now, &missing);
             return;
         }
-        self.take_block(Some(count));
-        self.confirmed = Some((page, block));
-        if fcf2 == fcf::PPS_NULL {
-            self.respond(now, fcf::MCF, &[], "MCF", After::AwaitPage);
-        } else {
-            self.rx_page_counter = page.wrapping_add(1);
-            self.page_complete(now, fcf2, false);
+        let Some(d) = self.dcs else { return };
+        let last = fcf2 != fcf::PPS_NULL;
+        // The page so far with this block: confirmed only if it decodes without a fault.
+        let before = self.page_data.len();
+        self.ecm_rx.append_to(&mut self.page_data);
+        let decoded = decode(&self.page_data, &d, self.cfg.max_page_lines);
+        let fault = ecm::fault(
+            decoded.as_ref().map(|p| &p.stats),
+            last,
+            self.cfg.max_page_lines,
+        );
+        if let Some(why) = fault {
+            self.block_fault(now, decoded, d, why, before);
+            return;
+        }
+        self.ecm_rx.next_block();
+        self.ecm_rx.confirmed = Some((page, block));
+        match decoded {
+            Some(p) if last => {
+                if !self.accept_page(now, p, d, 0, true) {
+                    return;
+                }
+                self.page_data.clear();
+                let (eop, name, after) = Self::post_kind(fcf2);
+                if eop {
+                    self.eop_seen = true;
+                }
+                self.respond(now, fcf::MCF, &[], name, after);
+            }
+            _ => self.respond(now, fcf::MCF, &[], "MCF", After::AwaitPage),
         }
     }
 
-    fn page_complete(&mut self, now: Duration, fcf2: u8, after_eor: bool) {
+    /// PPR for these frames of the block.
+    fn request_frames(&mut self, now: Duration, frames: &[usize]) {
+        self.stats.pprs += 1;
+        self.stats.retransmitted_frames += frames.len() as u32;
+        let mut map = [0u8; 32];
+        for &i in frames {
+            map[i / 8] |= 1 << (i % 8);
+        }
+        self.respond(now, fcf::PPR, &map, "PPR", After::AwaitPage);
+    }
+
+    /// Every frame of the block is in, yet the page does not decode: ask for the whole block again, unless
+    /// that was done and the same data came back (it is what the sender sends) or the limit is reached;
+    /// then the page is kept unconfirmed and the call ends.
+    /// `page_data` holds the page with the block from `before` on.
+    fn block_fault(
+        &mut self,
+        now: Duration,
+        decoded: Option<t4::Decoded>,
+        d: Dcs,
+        why: String,
+        before: usize,
+    ) {
+        let digest = self.ecm_rx.digest();
+        let repeated = self.ecm_rx.failed_digest == Some(digest);
+        debug!(%why, repeated, requests = self.ecm_rx.requests, "ECM block does not decode");
+        if !repeated && self.ecm_rx.requests < ecm::MAX_BLOCK_REQUESTS {
+            self.page_data.truncate(before);
+            self.ecm_rx.requests += 1;
+            self.ecm_rx.failed_digest = Some(digest);
+            let all: Vec<usize> = (0..self.ecm_rx.count()).collect();
+            self.ecm_rx.drop_frames();
+            self.request_frames(now, &all);
+            return;
+        }
+        let page = self.stats.pages + 1;
+        if let Some(p) = decoded {
+            // What came of the page, kept for the record but not confirmed.
+            self.accept_page(now, p, d, 0, false);
+        }
+        self.page_data.clear();
+        self.ecm_rx.next_block();
+        self.end(now, Err(Failure::PageIncomplete { page, reason: why }));
+    }
+
+    fn page_complete(&mut self, now: Duration, fcf2: u8) {
         let Some(d) = self.dcs else { return };
         let data = std::mem::take(&mut self.page_data);
-        let (eop, name, after) = Self::post_kind(fcf2);
+        let (eop, _, _) = Self::post_kind(fcf2);
+        // The sender gave up on frames (EOR): what came is kept, never as a confirmed page.
         match decode(&data, &d, self.cfg.max_page_lines) {
-            Some(p) if p.height > 0 => {
-                if !self.accept_page(now, p, d) {
-                    return;
-                }
+            Some(p) if p.stats.height > 0 => {
+                self.accept_page(now, p, d, 0, false);
             }
-            _ => {
-                self.end(
-                    now,
-                    Err(Failure::BadPage {
-                        reason: "an ECM page did not decode".into(),
-                    }),
-                );
-                return;
-            }
+            _ => {}
         }
         if eop {
             self.eop_seen = true;
         }
-        if after_eor {
-            let after = if eop {
-                After::AwaitDcn
-            } else {
-                After::AwaitPage
-            };
-            self.respond(now, fcf::ERR, &[], "ERR", after);
+        let after = if eop {
+            After::AwaitDcn
         } else {
-            self.respond(now, fcf::MCF, &[], name, after);
-        }
+            After::AwaitPage
+        };
+        self.respond(now, fcf::ERR, &[], "ERR", after);
     }
 }
 

@@ -140,6 +140,15 @@ impl Transmitter {
         if self.pacing.paced { d } else { Duration::ZERO }
     }
 
+    /// Image data octets in one IFP at `rate`: one pacing interval's worth, within the datagram limit.
+    fn chunk(&self, rate: u32) -> usize {
+        if self.pacing.paced {
+            ((rate * self.pacing.chunk_ms / 8000) as usize).clamp(1, self.pacing.max_chunk)
+        } else {
+            self.pacing.max_chunk.max(1)
+        }
+    }
+
     fn push(&mut self, at: Duration, ifp: Ifp) {
         self.queue.push_back(Step { at, ifp: Some(ifp) });
     }
@@ -185,27 +194,37 @@ impl Transmitter {
                         (data_type(m), m.bit_rate())
                     }
                 };
+                // Control frames go whole, one an IFP. ECM frames at an image modem go in pieces the size
+                // of one pacing interval (T.38 §7.4, as terminals such as SpanDSP send them), so each datagram
+                // stays small enough to carry the redundancy the call negotiated.
+                let chunk = match modem {
+                    None => usize::MAX,
+                    Some(_) => self.chunk(rate),
+                };
                 let n = frames.len();
                 for (i, f) in frames.into_iter().enumerate() {
                     let wire = fcf::reverse_octets(&f.0);
                     if modem.is_some() {
                         self.image_octets += wire.len() as u64;
                     }
-                    let bits = wire.len() * 8 + 32;
                     let end = if i + 1 == n {
                         FieldType::HdlcFcsOkSigEnd
                     } else {
                         FieldType::HdlcFcsOk
                     };
-                    // Each frame in one IFP: its data and the FCS-OK that ends it.
-                    self.push(
-                        t,
-                        Ifp::data(
-                            dt,
-                            vec![Field::new(FieldType::HdlcData, wire), Field::bare(end)],
-                        ),
-                    );
-                    t += self.delay(bits_time(bits, rate));
+                    let pieces: Vec<&[u8]> = wire.chunks(chunk).collect();
+                    let last = pieces.len().saturating_sub(1);
+                    for (k, piece) in pieces.into_iter().enumerate() {
+                        let mut fields = vec![Field::new(FieldType::HdlcData, piece.to_vec())];
+                        // The last piece carries the FCS-OK that ends the frame.
+                        let mut bits = piece.len() * 8;
+                        if k == last {
+                            fields.push(Field::bare(end));
+                            bits += 32;
+                        }
+                        self.push(t, Ifp::data(dt, fields));
+                        t += self.delay(bits_time(bits, rate));
+                    }
                 }
                 t += self.delay(Duration::from_millis(60));
                 self.push(t, Ifp::indicator(Indicator::NoSignal));
@@ -220,11 +239,7 @@ impl Transmitter {
                 t += self.delay(training_time(modem, long_training));
                 let dt = data_type(modem);
                 let rate = modem.bit_rate();
-                let per_chunk = if self.pacing.paced {
-                    ((rate * self.pacing.chunk_ms / 8000) as usize).clamp(1, self.pacing.max_chunk)
-                } else {
-                    self.pacing.max_chunk
-                };
+                let per_chunk = self.chunk(rate);
                 self.image_octets += data.len() as u64;
                 let chunks: Vec<&[u8]> = data.chunks(per_chunk).collect();
                 let n = chunks.len();
@@ -288,6 +303,8 @@ pub enum RxEvent {
     Frame { frame: Frame, ok: bool, v21: bool },
     /// Non-ECM image data.
     Data(Vec<u8>),
+    /// IFPs were lost just before the non-ECM image data that follows: that much of the page is missing.
+    DataLost { ifps: u64 },
     /// The current signal ended (sig-end or no-signal).
     SignalEnd,
 }
@@ -315,11 +332,13 @@ impl Receiver {
 
     /// Handles one IFP; `seq` is its UDPTL sequence number when known (a gap marks data as missing).
     pub fn handle(&mut self, seq: Option<u16>, ifp: &Ifp, out: &mut Vec<RxEvent>) {
+        let mut gap = 0;
         if let Some(s) = seq {
             if let Some(e) = self.expected_seq
                 && s != e
             {
-                self.lost_packets += u64::from(s.wrapping_sub(e).min(1000));
+                gap = u64::from(s.wrapping_sub(e).min(1000));
+                self.lost_packets += gap;
                 self.missing = true;
             }
             self.expected_seq = Some(s.wrapping_add(1));
@@ -328,6 +347,15 @@ impl Receiver {
             IfpType::Indicator(ind) => self.indicator(ind, out),
             IfpType::Data(dt) => {
                 let v21 = dt == DataType::V21;
+                let non_ecm = ifp.fields().iter().any(|f| {
+                    matches!(
+                        f.field_type,
+                        FieldType::T4NonEcmData | FieldType::T4NonEcmSigEnd
+                    )
+                });
+                if gap > 0 && non_ecm {
+                    out.push(RxEvent::DataLost { ifps: gap });
+                }
                 for f in ifp.fields() {
                     self.field(v21, f, out);
                 }

@@ -171,76 +171,166 @@ fn rates_step_down_when_the_receiver_only_has_v29() {
     assert_eq!(r.received[0].dcs.modem, Modem::V29_9600);
 }
 
-/// The deterministic simulation of the issue: 1,000 seeds, 0 to 20 % loss each way, with duplication and
-/// reordering; ECM calls must end with identical pages or a typed failure, never a hang or a panic.
+/// The link of one direction for a seed: random loss, Gilbert-Elliott bursts of 2 to 16 datagrams,
+/// duplication, reordering, and on some seeds a third party injecting forged and replayed datagrams.
+fn link_for(rng: &mut common::Rng, hostile: bool) -> LinkModel {
+    let bursts = (rng.below(2) == 0).then(|| common::Bursts {
+        enter: 0.002 + rng.unit() * 0.01,
+        mean_len: 2.0 + rng.below(15) as f64,
+    });
+    LinkModel {
+        loss: rng.unit() * 0.08,
+        duplicate: rng.unit() * 0.02,
+        reorder: rng.unit() * 0.03,
+        latency: Duration::from_millis(10 + rng.below(60)),
+        jitter: Duration::from_millis(rng.below(8)),
+        bursts,
+        adversary: hostile.then(|| common::Adversary {
+            inject: 0.002 + rng.unit() * 0.02,
+            replay: rng.unit() * 0.01,
+        }),
+        drop_image_ifp: None,
+    }
+}
+
+/// The invariant of a fax: a page the receiver confirms, and every page the sender counts as delivered,
+/// is the page that was sent — exactly with ECM; without ECM a page that differs says it is damaged.
+/// Checked over 10,000 seeds of random and bursty loss in both directions, duplication, reordering and
+/// (on a third of the seeds) a third party injecting datagrams with random and extreme sequence numbers
+/// and replaying old ones; senders that count PPS frames per burst (as SpanDSP) or per block, 256- and
+/// 64-octet frames (pages of several blocks), MH, MR and MMR. Every call must also end (no hang).
 #[test]
-fn thousand_seeds_of_loss_end_identical_or_typed() {
+fn ten_thousand_seeds_confirmed_pages_are_the_pages_sent() {
     let seeds: u64 = std::env::var("T30_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(10_000);
+    let first: u64 = std::env::var("T30_SIM_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut ok = 0;
+    let mut mild = (0, 0);
     let mut failures = std::collections::BTreeMap::<String, u32>::new();
-    for seed in 0..seeds {
-        let loss = (seed % 21) as f64 / 100.0;
-        let model = LinkModel {
-            loss,
-            duplicate: 0.01,
-            reorder: 0.02,
-            latency: Duration::from_millis(10 + seed % 60),
-            jitter: Duration::from_millis(5),
-        };
+    for seed in first..first + seeds {
+        let mut rng = common::Rng::new(seed ^ 0x5eed);
+        let hostile = seed % 3 == 0;
+        let forward = link_for(&mut rng, hostile);
+        let backward = link_for(&mut rng, hostile);
         let ecm = seed % 5 != 4;
-        let sent = pages(2, 120 + (seed % 3) as u32 * 60);
+        let n = 1 + rng.below(3);
+        let lines = 100 + rng.below(300) as u32;
+        let sent = pages(n, lines);
         let mut s = sender_config(sent.clone());
         s.ecm = ecm;
-        let redundancy = (seed % 4) as u8;
-        let r = run(s, receiver_config(), model.clone(), model, redundancy, seed);
-        if ecm {
-            // ECM pages are exact or not kept.
-            for (got, want) in r.received.iter().zip(&sent) {
+        s.mr = rng.below(3) != 0;
+        s.mmr = rng.below(4) != 0;
+        s.ecm_frame = if rng.below(3) == 0 { 64 } else { 256 };
+        s.pps_counts_burst = rng.below(2) == 0;
+        let redundancy = rng.below(4) as u8;
+        let r = run(s, receiver_config(), forward.clone(), backward.clone(), redundancy, seed);
+        let got = r.confirmed_pages();
+        assert!(
+            got.len() <= sent.len(),
+            "seed {seed}: {} pages confirmed of {} sent",
+            got.len(),
+            sent.len()
+        );
+        for (i, p) in got.iter().enumerate() {
+            let want = &sent[i];
+            if ecm {
                 assert_eq!(
-                    got.page, *want,
-                    "seed {seed}: an ECM page arrived different"
+                    p.page, *want,
+                    "seed {seed}: ECM page {} was confirmed but differs ({} of {} lines, {:?})",
+                    i + 1,
+                    p.page.height,
+                    want.height,
+                    p.dcs.compression
                 );
-            }
-        } else {
-            // Non-ECM pages may carry bad lines, but then they say so.
-            for (got, want) in r.received.iter().zip(&sent) {
+                assert!(p.complete && p.bad_lines == 0 && p.lines_lost == 0);
+            } else {
                 assert!(
-                    got.page == *want || got.bad_lines > 0,
-                    "seed {seed}: page differs with no bad lines"
+                    p.page == *want || p.bad_lines + p.lines_lost > 0,
+                    "seed {seed}: non-ECM page {} differs and says nothing of it",
+                    i + 1
                 );
             }
+        }
+        for &i in &r.confirmed {
+            assert!(
+                (i as usize) < got.len(),
+                "seed {seed}: the sender counts page {} delivered, the receiver never confirmed it",
+                i + 1
+            );
+        }
+        let calm = forward.bursts.is_none() && backward.bursts.is_none() && !hostile;
+        if calm && redundancy >= 2 && ecm {
+            mild.1 += 1;
         }
         match &r.sender.result {
             Ok(()) => {
                 ok += 1;
                 assert_eq!(
-                    r.received.len(),
+                    r.confirmed.len(),
                     sent.len(),
-                    "seed {seed}: sender says sent, receiver has fewer pages"
+                    "seed {seed}: the sender says sent, without every page confirmed"
                 );
+                if calm && redundancy >= 2 && ecm {
+                    mild.0 += 1;
+                }
             }
             Err(f) => {
-                if redundancy >= 2 && loss <= 0.10 {
-                    eprintln!(
-                        "seed {seed}: loss {loss} redundancy {redundancy} ecm {ecm}: {f:?} ({})",
-                        r.sender.detail
-                    );
-                }
                 let key = format!("{f:?}");
                 let key = key.split([' ', '{', '(']).next().unwrap_or("").to_string();
                 *failures.entry(key).or_default() += 1;
+                if std::env::var_os("T30_SIM_WHY").is_some() {
+                    eprintln!(
+                        "seed {seed} hostile {hostile} ecm {ecm} red {redundancy} bursts {:?}/{:?} loss {:.3}/{:.3}: sender {f:?}; receiver {:?} ({})",
+                        forward.bursts.map(|b| b.mean_len),
+                        backward.bursts.map(|b| b.mean_len),
+                        forward.loss,
+                        backward.loss,
+                        r.receiver.result,
+                        r.receiver.detail
+                    );
+                }
             }
         }
     }
-    eprintln!("{ok} of {seeds} calls completed; failures by kind: {failures:?}");
-    // With redundancy on most seeds and at most 20 % loss, most calls must get through.
-    assert!(
-        ok * 10 >= seeds * 6,
-        "only {ok} of {seeds} calls completed: {failures:?}"
+    eprintln!(
+        "{ok} of {seeds} calls completed ({} of {} calm ECM calls with redundancy); failures by kind: {failures:?}",
+        mild.0, mild.1
     );
+    // A fax must get through a moderately lossy path when the redundancy is there.
+    assert!(
+        mild.0 * 100 >= mild.1 * 95,
+        "only {} of {} calm ECM calls with redundancy completed: {failures:?}",
+        mild.0,
+        mild.1
+    );
+}
+
+/// The issue's smallest case: an MMR page whose ECM frame 20 loses one piece (its data split over
+/// several IFPs) for good; the receiver asks for frame 20 with PPR, and the sender, as SpanDSP does,
+/// counts only the one frame it sent again in the PPS that follows. The receiver used to take that count
+/// as the block's, decode 21 frames of 149 and confirm a truncated page.
+#[test]
+fn a_pps_counting_only_the_resent_frame_does_not_truncate_the_page() {
+    let sent = vec![letter(3, 2000, Resolution::Fine)];
+    let mut s = sender_config(sent.clone());
+    s.pps_counts_burst = true;
+    let forward = LinkModel {
+        // The second piece of frame 20 (a frame is four or five IFPs here).
+        drop_image_ifp: Some(20 * 4 + 2),
+        ..LinkModel::clean()
+    };
+    let r = run(s, receiver_config(), forward, LinkModel::clean(), 0, 11);
+    assert_eq!(r.sender.result, Ok(()), "{}", r.sender.detail);
+    assert_eq!(r.receiver.stats.pprs, 1, "one PPR, for the one frame");
+    assert_eq!(r.receiver.stats.retransmitted_frames, 1);
+    assert_eq!(r.received.len(), 1);
+    assert!(r.received[0].confirmed && r.received[0].complete);
+    assert_eq!(r.received[0].page, sent[0]);
 }
 
 #[test]

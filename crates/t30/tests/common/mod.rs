@@ -33,6 +33,24 @@ impl Rng {
     }
 }
 
+/// Bursty loss (Gilbert-Elliott): in the good state datagrams are lost with `LinkModel::loss`; the link
+/// turns bad with probability `enter` per datagram and then loses every datagram until it turns good
+/// again, with probability `1 / mean_len` per datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct Bursts {
+    pub enter: f64,
+    pub mean_len: f64,
+}
+
+/// A third party on the path that injects datagrams towards the receiving end: with probability
+/// `inject` per datagram sent, one forged datagram (a copy of a real one with a random or extreme
+/// sequence number), and with probability `replay` one datagram from earlier in the call, verbatim.
+#[derive(Debug, Clone, Copy)]
+pub struct Adversary {
+    pub inject: f64,
+    pub replay: f64,
+}
+
 /// One direction of the network.
 #[derive(Debug, Clone)]
 pub struct LinkModel {
@@ -41,6 +59,11 @@ pub struct LinkModel {
     pub reorder: f64,
     pub latency: Duration,
     pub jitter: Duration,
+    pub bursts: Option<Bursts>,
+    pub adversary: Option<Adversary>,
+    /// Drop, once, the datagram carrying the n-th IFP (from 1) of ECM image data (HDLC data at an image
+    /// modem): with no redundancy, that piece of a frame is gone for good.
+    pub drop_image_ifp: Option<usize>,
 }
 
 impl LinkModel {
@@ -51,6 +74,9 @@ impl LinkModel {
             reorder: 0.0,
             latency: Duration::from_millis(20),
             jitter: Duration::ZERO,
+            bursts: None,
+            adversary: None,
+            drop_image_ifp: None,
         }
     }
 }
@@ -60,10 +86,48 @@ struct Link {
     rng: Rng,
     in_flight: Vec<(Duration, u64, Vec<u8>)>,
     order: u64,
+    /// In a loss burst.
+    bad: bool,
+    /// Datagrams sent so far, for replays.
+    history: Vec<Vec<u8>>,
+    image_ifps: usize,
 }
 
 impl Link {
+    fn new(model: LinkModel, seed: u64) -> Self {
+        Self {
+            model,
+            rng: Rng::new(seed),
+            in_flight: Vec::new(),
+            order: 0,
+            bad: false,
+            history: Vec::new(),
+            image_ifps: 0,
+        }
+    }
+
     fn send(&mut self, now: Duration, datagram: Vec<u8>) {
+        if let Some(n) = self.model.drop_image_ifp
+            && carries_image_data(&datagram)
+        {
+            self.image_ifps += 1;
+            if self.image_ifps == n {
+                return;
+            }
+        }
+        if let Some(a) = self.model.adversary {
+            self.adversary(now, a, &datagram);
+        }
+        if let Some(b) = self.model.bursts {
+            if self.bad {
+                self.bad = self.rng.unit() >= 1.0 / b.mean_len.max(1.0);
+            } else {
+                self.bad = self.rng.unit() < b.enter;
+            }
+            if self.bad {
+                return;
+            }
+        }
         if self.rng.unit() < self.model.loss {
             return;
         }
@@ -89,6 +153,33 @@ impl Link {
                 self.order,
                 datagram.clone(),
             ));
+        }
+    }
+
+    /// The third party's datagrams, arriving with the real one.
+    fn adversary(&mut self, now: Duration, a: Adversary, real: &[u8]) {
+        if self.history.len() < 4096 {
+            self.history.push(real.to_vec());
+        }
+        let at = now + self.model.latency;
+        if real.len() >= 2 && self.rng.unit() < a.inject {
+            let seq = u16::from_be_bytes([real[0], real[1]]);
+            // Random or far from the stream: a forger on the path does not see the sequence numbers.
+            let forged = match self.rng.below(4) {
+                0 => self.rng.next() as u16,
+                1 => seq.wrapping_add(30_000),
+                2 => seq.wrapping_sub(1_000 + self.rng.below(30_000) as u16),
+                _ => seq.wrapping_add(2_001 + self.rng.below(8_000) as u16),
+            };
+            let mut d = real.to_vec();
+            d[..2].copy_from_slice(&forged.to_be_bytes());
+            self.order += 1;
+            self.in_flight.push((at, self.order, d));
+        }
+        if !self.history.is_empty() && self.rng.unit() < a.replay {
+            let old = self.history[self.rng.below(self.history.len() as u64) as usize].clone();
+            self.order += 1;
+            self.in_flight.push((at, self.order, old));
         }
     }
 
@@ -147,6 +238,12 @@ impl End {
                 Output::Transmit(ifp) => {
                     if std::env::var_os("T30_TRACE").is_some() {
                         let what = match (&ifp.msg_type, ifp.fields().first()) {
+                            (t38::IfpType::Data(dt), Some(f))
+                                if f.field_type == t38::FieldType::HdlcData
+                                    && *dt != t38::DataType::V21 =>
+                            {
+                                continue_trace_image(f.data.len())
+                            }
                             (t38::IfpType::Data(_), Some(f))
                                 if f.field_type == t38::FieldType::HdlcData =>
                             {
@@ -207,9 +304,18 @@ impl End {
 pub struct Run {
     pub sender: t30::Outcome,
     pub receiver: t30::Outcome,
+    /// Every page the receiver handed up, confirmed or not.
     pub received: Vec<ReceivedPage>,
+    /// Pages the sender counts as delivered (it got MCF / RTP for them).
     pub confirmed: Vec<u32>,
     pub steps: u64,
+}
+
+impl Run {
+    /// The pages the receiver confirmed, in order.
+    pub fn confirmed_pages(&self) -> Vec<&ReceivedPage> {
+        self.received.iter().filter(|p| p.confirmed).collect()
+    }
 }
 
 /// Runs a call to its end, or panics after `max_sim` of simulated time (a hang).
@@ -223,18 +329,8 @@ pub fn run(
 ) -> Run {
     let mut a = End::new(sender, redundancy);
     let mut b = End::new(receiver, redundancy);
-    let mut ab = Link {
-        model: forward,
-        rng: Rng::new(seed * 2 + 1),
-        in_flight: Vec::new(),
-        order: 0,
-    };
-    let mut ba = Link {
-        model: backward,
-        rng: Rng::new(seed * 2 + 2),
-        in_flight: Vec::new(),
-        order: 0,
-    };
+    let mut ab = Link::new(forward, seed * 2 + 1);
+    let mut ba = Link::new(backward, seed * 2 + 2);
     let max_sim = Duration::from_secs(900);
     let hold = Duration::from_millis(200);
     let mut now = Duration::ZERO;
@@ -284,6 +380,24 @@ pub fn run(
     }
 }
 
+fn continue_trace_image(len: usize) -> String {
+    format!("image data {len}")
+}
+
+fn carries_image_data(datagram: &[u8]) -> bool {
+    let Ok(p) = t38::UdptlPacket::decode(datagram) else {
+        return false;
+    };
+    let Ok(ifp) = t38::Ifp::decode(&p.primary, t38::T38Version::V0) else {
+        return false;
+    };
+    matches!(ifp.msg_type, t38::IfpType::Data(dt) if dt != t38::DataType::V21)
+        && ifp
+            .fields()
+            .iter()
+            .any(|f| f.field_type == t38::FieldType::HdlcData)
+}
+
 /// A page that looks like a business letter: text-like runs on a white page, from a seed.
 pub fn letter(seed: u64, lines: u32, resolution: Resolution) -> Page {
     let width = 1728u32;
@@ -291,7 +405,7 @@ pub fn letter(seed: u64, lines: u32, resolution: Resolution) -> Page {
     let mut data = vec![0u8; stride * lines as usize];
     let mut rng = Rng::new(seed + 7);
     let mut y = 10usize;
-    while y + 12 < lines as usize {
+    while y + 16 < lines as usize {
         // A line of "words": blocks of noise 8-16 pixels tall.
         let h = 8 + rng.below(8) as usize;
         let mut x = 80 + rng.below(40) as usize;

@@ -149,11 +149,19 @@ pub async fn run(
     let remote = match remote {
         Some(r) => r,
         None => {
-            let (n, from) = tokio::time::timeout(wait_for_peer, socket.recv_from(&mut buf))
-                .await
-                .map_err(|_| Error::NoPeer(wait_for_peer))??;
-            first = Some((n, from));
-            from
+            // The far end is whoever sends the first datagram that opens a fax call; anything else
+            // arriving first (a stray or a probe) is skipped, so it cannot take the call's place.
+            let until = Instant::now() + wait_for_peer;
+            loop {
+                let (n, from) = tokio::time::timeout_at(until, socket.recv_from(&mut buf))
+                    .await
+                    .map_err(|_| Error::NoPeer(wait_for_peer))??;
+                if opens_a_call(&buf[..n], transport.version) {
+                    first = Some((n, from));
+                    break from;
+                }
+                warn!(%from, "a datagram that does not open a fax call was skipped");
+            }
         }
     };
     let origin = Instant::now();
@@ -220,6 +228,29 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether a datagram can be the first a calling fax terminal sends: UDPTL whose IFP (or an earlier one
+/// it repeats) is a tone or silence indicator, a V.21 preamble, or V.21 HDLC data.
+fn opens_a_call(datagram: &[u8], version: T38Version) -> bool {
+    let Ok(p) = t38::UdptlPacket::decode(datagram) else {
+        return false;
+    };
+    let mut ifps = vec![p.primary];
+    if let t38::RecoveryData::Secondary(list) = p.recovery {
+        ifps.extend(list);
+    }
+    ifps.iter().any(|bytes| {
+        matches!(
+            t38::Ifp::decode(bytes, version).map(|i| i.msg_type),
+            Ok(t38::IfpType::Indicator(
+                t38::Indicator::NoSignal
+                    | t38::Indicator::Cng
+                    | t38::Indicator::Ced
+                    | t38::Indicator::V21Preamble
+            )) | Ok(t38::IfpType::Data(t38::DataType::V21))
+        )
+    })
 }
 
 /// xorshift64*, uniform in [0, 1).

@@ -101,3 +101,47 @@ async fn a_receiver_with_no_caller_says_so() {
     .await;
     assert!(matches!(r, Err(line::Error::NoPeer(_))));
 }
+
+/// Issue 21: a stray datagram from another port, before the caller's first one, became "the far end" of
+/// a receiver that learns it from the first datagram; every datagram of the real caller was then ignored
+/// and the call failed at T1. Strays that do not open a call are skipped now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_datagram_before_the_caller_does_not_take_its_place() {
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let stray = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = b.local_addr().unwrap();
+    let pages = vec![page(2)];
+    let mut s = Config::new(Role::Send(pages.clone()), true);
+    s.pacing.paced = false;
+    let mut r = Config::new(Role::Receive, false);
+    r.pacing.paced = false;
+    let t = line::Transport::default();
+    let rx =
+        tokio::spawn(
+            async move { line::run(&b, None, r, t, Duration::from_secs(10), |_| {}).await },
+        );
+    // Garbage, then a well-formed UDPTL datagram carrying image data (no call starts that way).
+    stray.send_to(b"\x00\x07junk", b_addr).await.unwrap();
+    let image = t38::Ifp::data(
+        t38::DataType::V17_14400,
+        vec![t38::Field::new(t38::FieldType::T4NonEcmData, vec![0u8; 20])],
+    );
+    let mut u = t38::UdptlSender::new(t38::SenderConfig::default());
+    stray
+        .send_to(&u.build(&image).unwrap(), b_addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tx = line::run(&a, Some(b_addr), s, t, Duration::ZERO, |_| {})
+        .await
+        .unwrap();
+    let rx = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(tx.outcome.result, Ok(()), "{}", tx.outcome.detail);
+    assert_eq!(rx.pages.len(), 1);
+    assert_eq!(rx.pages[0].page, pages[0]);
+}

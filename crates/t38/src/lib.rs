@@ -44,15 +44,18 @@
 //! });
 //! let mut rx = UdptlReceiver::new(ReceiverConfig::default());
 //! let dis_start = Ifp::data(DataType::V21, vec![Field::new(FieldType::HdlcData, [0xff, 0xc8, 0x01])]);
+//! let dis_end = Ifp::data(DataType::V21, vec![Field::bare(FieldType::HdlcFcsOkSigEnd)]);
 //! let preamble = tx.build(&Ifp::indicator(Indicator::V21Preamble))?;
 //! let data = tx.build(&dis_start)?;
-//! // The preamble datagram is lost; the next one carries it as redundancy.
-//! drop(preamble);
-//! rx.handle_datagram(&data)?;
-//! let first = rx.poll_ifp().expect("recovered preamble");
-//! assert_eq!((first.seq, first.recovered), (0, true));
-//! assert_eq!(first.ifp, Ifp::indicator(Indicator::V21Preamble));
-//! assert_eq!(rx.poll_ifp().map(|r| r.ifp), Some(dis_start));
+//! let end = tx.build(&dis_end)?;
+//! rx.handle_datagram(&preamble)?;
+//! // The data datagram is lost; the next one carries it as redundancy.
+//! drop(data);
+//! rx.handle_datagram(&end)?;
+//! let got: Vec<_> = std::iter::from_fn(|| rx.poll_ifp()).collect();
+//! assert_eq!(got.len(), 3);
+//! assert_eq!((got[1].seq, got[1].recovered), (1, true));
+//! assert_eq!(got[1].ifp, dis_start);
 //! # Ok::<(), t38::Error>(())
 //! ```
 //!

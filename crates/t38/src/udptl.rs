@@ -217,13 +217,22 @@ impl UdptlSender {
     /// Encodes `ifp` and builds its datagram (see [`build_raw`](Self::build_raw)).
     pub fn build(&mut self, ifp: &Ifp) -> Result<Vec<u8>, Error> {
         let bytes = ifp.encode(self.config.version)?;
-        self.build_raw(&bytes)
+        self.build_raw(&bytes, usize::MAX)
     }
 
-    /// Builds the datagram for an already encoded IFP and advances the
-    /// sequence number. Fails, without consuming a sequence number, when
-    /// the IFP is empty or alone exceeds `max_datagram`.
-    pub fn build_raw(&mut self, ifp: &[u8]) -> Result<Vec<u8>, Error> {
+    /// [`build`](Self::build) with at most `depth` redundant IFPs (with
+    /// redundancy error recovery; FEC is unchanged): a sender may carry less
+    /// redundancy than negotiated where the path needs less.
+    pub fn build_with_depth(&mut self, ifp: &Ifp, depth: usize) -> Result<Vec<u8>, Error> {
+        let bytes = ifp.encode(self.config.version)?;
+        self.build_raw(&bytes, depth)
+    }
+
+    /// Builds the datagram for an already encoded IFP, with at most
+    /// `max_depth` redundant IFPs, and advances the sequence number. Fails,
+    /// without consuming a sequence number, when the IFP is empty or alone
+    /// exceeds `max_datagram`.
+    pub fn build_raw(&mut self, ifp: &[u8], max_depth: usize) -> Result<Vec<u8>, Error> {
         if ifp.is_empty() {
             return Err(Error::EmptyIfp);
         }
@@ -246,7 +255,7 @@ impl UdptlSender {
                 // are estimated, then checked on the real encoding.
                 let mut size = datagram.len();
                 let mut count = 0;
-                for old in self.history.iter().take(depth) {
+                for old in self.history.iter().take(depth.min(max_depth)) {
                     let grown = size + open_type_size(old.len()) + usize::from(count + 1 == 128);
                     if grown > self.config.max_datagram {
                         break;
@@ -658,7 +667,8 @@ impl UdptlReceiver {
             RecoveryData::Secondary(list) => seq - list.len() as i64,
             RecoveryData::Fec { .. } => seq,
         };
-        if self.next.is_none() {
+        let fresh = self.next.is_none();
+        if fresh {
             // The first datagram starts the stream.
             self.highest = seq - 1;
         }
@@ -717,7 +727,14 @@ impl UdptlReceiver {
                     if !in_stream && !self.held.contains_key(&s) {
                         self.tentative.insert(s);
                     }
-                    self.hold(s, bytes, Source::Secondary);
+                    // The first datagram's copies are IFPs sent before this receiver listened: the
+                    // start of the stream, not a repair.
+                    let source = if fresh {
+                        Source::Primary
+                    } else {
+                        Source::Secondary
+                    };
+                    self.hold(s, bytes, source);
                 }
             }
             RecoveryData::Fec { npackets, data } => {
@@ -830,7 +847,9 @@ impl UdptlReceiver {
                 if !flush || far(next, self.highest) {
                     break;
                 }
+                // The far end went quiet after it: taken as the stream's.
                 self.tentative.remove(&next);
+                self.highest = self.highest.max(next);
             }
             // Two versions of one number: wait for the later datagrams whose copies decide it.
             if !flush

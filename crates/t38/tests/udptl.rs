@@ -436,6 +436,30 @@ fn conflicting_copies_are_decided_by_the_majority_or_lost() {
 }
 
 #[test]
+fn a_sender_may_carry_less_redundancy_than_negotiated() {
+    let mut s = sender(ErrorRecovery::Redundancy { depth: 3 }, 400, 0);
+    let sent = ifps(6);
+    let secondaries = |g: &[u8]| match UdptlPacket::decode(g).unwrap().recovery {
+        RecoveryData::Secondary(l) => l.len(),
+        RecoveryData::Fec { .. } => usize::MAX,
+    };
+    let grams: Vec<Vec<u8>> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, ifp)| {
+            if i < 4 {
+                s.build_with_depth(ifp, 1).unwrap()
+            } else {
+                s.build(ifp).unwrap()
+            }
+        })
+        .collect();
+    let counts: Vec<usize> = grams.iter().map(|g| secondaries(g)).collect();
+    // Back to the full depth at once: the history was kept.
+    assert_eq!(counts, [0, 1, 1, 1, 3, 3]);
+}
+
+#[test]
 fn receiver_repairs_from_fec() {
     let mut s = sender(
         ErrorRecovery::Fec {

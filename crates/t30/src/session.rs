@@ -148,9 +148,8 @@ pub struct Session {
     tcf_bits: u64,
     page_data: Vec<u8>,
     new_data: bool,
-    /// Non-ECM: data IFPs of the page received, and IFPs lost in the middle of it.
-    page_ifps: u64,
-    page_ifps_lost: u64,
+    /// Non-ECM: how the page's IFPs came.
+    page_ifps: IfpCount,
     ecm_rx: BlockRx,
     eop_seen: bool,
 }
@@ -217,8 +216,7 @@ impl Session {
             tcf_bits: 0,
             page_data: Vec::new(),
             new_data: false,
-            page_ifps: 0,
-            page_ifps_lost: 0,
+            page_ifps: IfpCount::default(),
             ecm_rx: BlockRx::default(),
             eop_seen: false,
             cfg,
@@ -561,7 +559,8 @@ impl Session {
             RxEvent::Data(d) => self.on_data(now, &d),
             RxEvent::DataLost { ifps } => {
                 if self.dcs.is_some_and(|d| !d.ecm) {
-                    self.page_ifps_lost += ifps;
+                    self.page_ifps.lost += ifps;
+                    self.page_ifps.longest_gap = self.page_ifps.longest_gap.max(ifps);
                 }
             }
             RxEvent::SignalEnd => {
@@ -1186,31 +1185,22 @@ impl Session {
         self.new_data = false;
         let Some(d) = self.dcs else { return };
         let data = std::mem::take(&mut self.page_data);
-        let (ifps, ifps_lost) = (
-            std::mem::take(&mut self.page_ifps),
-            std::mem::take(&mut self.page_ifps_lost),
-        );
+        let ifps = std::mem::take(&mut self.page_ifps);
         let decoded = decode(&data, &d, self.cfg.max_page_lines);
         let (eop, mcf_name, mcf_after) = Self::post_kind(f);
-        // Lines that went with IFPs lost in the middle of the page: the decoder cannot see lines that
-        // vanished whole, so they are estimated from the lines each IFP carried, and at least one.
-        let transit = decoded.as_ref().map_or(0, |p| {
-            if ifps_lost == 0 {
-                0
-            } else {
-                let per_ifp = u64::from(p.stats.height).div_ceil(ifps.max(1));
-                (ifps_lost * per_ifp).clamp(1, u64::from(u32::MAX)) as u32
-            }
-        });
+        let (transit, transit_run) = decoded
+            .as_ref()
+            .map_or((0, 0), |p| ifps.lines(p.stats.height));
         // Copy quality (T.30 §5.3.6.1.1): bad lines, and the lines lost in transit or when the data stopped
-        // before RTC, against the page's height.
+        // before RTC, against the page's height; runs of them against the longest run allowed.
         let quality = match &decoded {
             Some(p) if p.stats.height > 0 => {
                 let s = &p.stats;
-                let lost = ecm::lines_lost(s, d.nominal_lines()) + transit;
+                let end_lost = ecm::lines_lost(s, d.nominal_lines());
+                let lost = end_lost + transit;
                 let bad = u64::from(s.bad_lines + lost);
                 let h = u64::from(s.height + lost);
-                let run = s.max_consecutive_bad.max(lost);
+                let run = s.max_consecutive_bad.max(end_lost).max(transit_run);
                 if bad * 50 <= h && run <= 4 {
                     Quality::Good
                 } else if bad * 10 <= h && run <= 16 {
@@ -1316,7 +1306,7 @@ impl Session {
                 }
                 self.state = State::Image;
                 self.page_data.extend_from_slice(data);
-                self.page_ifps += 1;
+                self.page_ifps.received += 1;
                 self.new_data = true;
                 self.set_timer(now, Timer::T2);
             }
@@ -1330,8 +1320,7 @@ impl Session {
         self.tcf_bits = 0;
         if good {
             self.page_data.clear();
-            self.page_ifps = 0;
-            self.page_ifps_lost = 0;
+            self.page_ifps = IfpCount::default();
             self.ecm_rx.next_block();
             self.respond(now, fcf::CFR, &[], "CFR", After::AwaitPage);
         } else {
@@ -1476,6 +1465,27 @@ enum TimerFired {
     Wait(Timer),
     T1,
     T5,
+}
+
+/// Non-ECM: the data IFPs of a page that came, and those lost in transit.
+#[derive(Debug, Clone, Copy, Default)]
+struct IfpCount {
+    received: u64,
+    lost: u64,
+    longest_gap: u64,
+}
+
+impl IfpCount {
+    /// Lines that went with the lost IFPs, and the longest run of them: the decoder cannot see lines
+    /// that vanished whole, so they are estimated from the lines an IFP carried (at least one a gap).
+    fn lines(&self, height: u32) -> (u32, u32) {
+        if self.lost == 0 {
+            return (0, 0);
+        }
+        let per_ifp = u64::from(height).div_ceil(self.received.max(1)).max(1);
+        let cap = |n: u64| n.min(u64::from(u32::MAX)) as u32;
+        (cap(self.lost * per_ifp), cap(self.longest_gap * per_ifp))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -61,6 +61,9 @@ pub struct LineArgs {
     /// Seed of --simulate-loss.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Each simulated loss takes this many datagrams in a row (a burst).
+    #[arg(long, default_value_t = 1)]
+    simulate_burst: u32,
     /// Sending: the password given to the receiver (SID); receiving: the password a sender must give.
     #[arg(
         long,
@@ -151,6 +154,7 @@ fn config(
         version,
         loss: a.simulate_loss,
         loss_seed: a.seed,
+        loss_burst: a.simulate_burst.max(1),
         redundancy: a.redundancy,
         max_datagram: a.max_datagram,
         ..line::Transport::default()
@@ -167,8 +171,8 @@ fn print_result(r: &line::CallResult) {
     println!("detail: {}", r.outcome.detail);
     println!(
         "pages={} bit_rate={} ecm={} compression={} resolution={} bad_lines={} retransmitted_frames={} pprs={} \
-         duration_ms={} datagrams_sent={} datagrams_received={} ifps_recovered={} ifps_lost={} remote_ident={:?} \
-         sub_address={:?}",
+         duration_ms={} datagrams_sent={} octets_sent={} datagrams_received={} ifps_recovered={} ifps_lost={} \
+         remote_ident={:?} sub_address={:?}",
         s.pages,
         s.bit_rate,
         s.ecm,
@@ -180,6 +184,7 @@ fn print_result(r: &line::CallResult) {
         s.pprs,
         s.duration.as_millis(),
         s.datagrams_sent,
+        s.octets_sent,
         s.datagrams_received,
         s.ifps_recovered,
         s.ifps_lost,

@@ -30,9 +30,11 @@ pub struct Transport {
     /// How long the receiver holds IFPs after a gap before giving the gap up.
     pub hold: Duration,
     /// Drop this share of outgoing datagrams on purpose (0.0 to 1.0), with `loss_seed`: a diagnostic for
-    /// checking that a path's redundancy setting survives loss.
+    /// checking that a path's redundancy setting survives loss. Each loss takes `loss_burst` datagrams
+    /// in a row (1: independent losses).
     pub loss: f64,
     pub loss_seed: u64,
+    pub loss_burst: u32,
 }
 
 impl Default for Transport {
@@ -44,6 +46,7 @@ impl Default for Transport {
             hold: Duration::from_millis(200),
             loss: 0.0,
             loss_seed: 1,
+            loss_burst: 1,
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct CallStats {
     pub pprs: u32,
     pub duration: Duration,
     pub datagrams_sent: u64,
+    /// UDP payload octets sent (what the call costs the path).
+    pub octets_sent: u64,
     pub datagrams_received: u64,
     pub ifps_recovered: u64,
     pub ifps_lost: u64,
@@ -89,7 +94,7 @@ pub struct CallStats {
 }
 
 impl CallStats {
-    fn new(o: &t30::Outcome, rx: &t38::ReceiverStats, sent: u64) -> Self {
+    fn new(o: &t30::Outcome, rx: &t38::ReceiverStats, sent: u64, octets: u64) -> Self {
         let d = o.stats.dcs;
         Self {
             bit_rate: d.map_or(0, |d| d.modem.bit_rate()),
@@ -102,6 +107,7 @@ impl CallStats {
             pprs: o.stats.pprs,
             duration: o.duration,
             datagrams_sent: sent,
+            octets_sent: octets,
             datagrams_received: rx.received,
             ifps_recovered: rx.recovered,
             ifps_lost: rx.lost,
@@ -169,8 +175,10 @@ pub async fn run(
     let mut session = Session::new(cfg, now());
     let mut pages = Vec::new();
     let mut sent = 0u64;
+    let mut octets = 0u64;
     let mut last_datagram: Option<Instant> = None;
     let mut loss_rng = transport.loss_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut burst_left = 0u32;
     if let Some((n, _)) = first {
         feed(&mut rx, &mut session, &buf[..n], now());
         last_datagram = Some(Instant::now());
@@ -180,9 +188,16 @@ pub async fn run(
         let deadline = loop {
             match session.poll_output(now()) {
                 Output::Transmit(ifp) => {
-                    let d = tx.build(&ifp).map_err(Error::Encode)?;
+                    let depth = image_redundancy(&ifp, &session, rx.stats(), transport.redundancy);
+                    let d = tx.build_with_depth(&ifp, depth).map_err(Error::Encode)?;
                     sent += 1;
+                    octets += d.len() as u64;
+                    if burst_left > 0 {
+                        burst_left -= 1;
+                        continue;
+                    }
                     if transport.loss > 0.0 && unit(&mut loss_rng) < transport.loss {
+                        burst_left = transport.loss_burst.saturating_sub(1);
                         continue;
                     }
                     socket.send_to(&d, remote).await?;
@@ -196,7 +211,7 @@ pub async fn run(
                 Output::Timeout(t) => break origin + t,
                 Output::Finished(outcome) => {
                     // Let the far end's last datagrams drain (and the gap hold lapse) before closing.
-                    let stats = CallStats::new(&outcome, rx.stats(), sent);
+                    let stats = CallStats::new(&outcome, rx.stats(), sent, octets);
                     debug!(?stats, "call finished");
                     return Ok(CallResult {
                         outcome,
@@ -227,6 +242,29 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Redundant IFPs to carry with `ifp`. ECM image data has a repair of its own (PPR), so while the path
+/// has shown no loss (no PPR, nothing lost or repaired on the way in) it goes with one copy, half of
+/// what a full depth costs; once loss shows, and for everything else, the negotiated depth. Control
+/// frames and non-ECM data have no such repair and always get the full depth.
+fn image_redundancy(
+    ifp: &t38::Ifp,
+    session: &Session,
+    rx: &t38::ReceiverStats,
+    negotiated: usize,
+) -> usize {
+    let ecm_image = matches!(ifp.msg_type, t38::IfpType::Data(dt) if dt != t38::DataType::V21)
+        && ifp
+            .fields()
+            .iter()
+            .all(|f| f.field_type != t38::FieldType::T4NonEcmData && f.field_type != t38::FieldType::T4NonEcmSigEnd);
+    let lossy = session.stats().pprs > 0 || rx.lost > 0 || rx.recovered > 0 || rx.late > 0;
+    if ecm_image && !lossy {
+        negotiated.min(1)
+    } else {
+        negotiated
     }
 }
 
@@ -272,6 +310,9 @@ fn feed(rx: &mut UdptlReceiver, session: &mut Session, datagram: &[u8], now: Dur
 
 fn deliver(rx: &mut UdptlReceiver, session: &mut Session, now: Duration) {
     while let Some(r) = rx.poll_ifp() {
+        if r.recovered || r.lost_before > 0 {
+            debug!(seq = r.seq, recovered = r.recovered, lost_before = r.lost_before, "IFP after a loss");
+        }
         session.handle_ifp(now, Some(r.seq), &r.ifp);
     }
 }
@@ -289,9 +330,18 @@ pub fn received_tiff(pages: &[t30::ReceivedPage], software: &str) -> Result<Vec<
             },
             x_dpi: 204.0,
             y_dpi: p.page.resolution.lines_per_inch(),
-            bad_fax_lines: Some(p.bad_lines),
-            consecutive_bad_fax_lines: Some(p.max_consecutive_bad),
-            clean_fax_data: Some(if p.bad_lines == 0 { 0 } else { 1 }),
+            // Lines lost count as bad: they are not on the page as sent.
+            bad_fax_lines: Some(p.bad_lines + p.lines_lost),
+            consecutive_bad_fax_lines: Some(p.max_consecutive_bad.max(p.lines_lost)),
+            // TIFF CleanFaxData: 0 clean, 1 bad lines regenerated (the line above again), 2 unclean
+            // (lines missing, or a page the call never confirmed).
+            clean_fax_data: Some(if p.lines_lost > 0 || !p.confirmed || !p.complete {
+                2
+            } else if p.bad_lines > 0 {
+                1
+            } else {
+                0
+            }),
         })
         .collect();
     let o = t4::tiff::WriteOptions {

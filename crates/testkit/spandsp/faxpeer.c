@@ -22,7 +22,7 @@
  *
  * At the end it prints one line:
  *   RESULT code=N text="..." pages=N bit_rate=N ecm=0|1 compression=N bad_rows=N longest_bad_run=N
- *          cpu_ms=N wall_ms=N
+ *          cpu_ms=N wall_ms=N tx_datagrams=N tx_octets=N
  * and exits 0 when the fax succeeded, 1 when T.30 failed, 2 on usage or I/O errors.
  */
 #include <arpa/inet.h>
@@ -54,6 +54,8 @@ static int drop_state = 0;       /* 0 watching, then the part of frame drop_fram
 static int cut_seq = -1;         /* an IFP left out of every later datagram's redundancy */
 static int inject_at = -1;
 static int inject_delta = 0;
+static long tx_datagrams = 0;     /* datagrams built (sent or dropped by --loss) and their octets */
+static long tx_octets = 0;
 static uint64_t rng = 88172645463325252ULL;
 static int trace = 0;
 static uint16_t tx_seq = 0;
@@ -158,6 +160,8 @@ static int tx_packet(t38_core_state_t *s, void *user_data, const uint8_t *buf, i
         memcpy(d + n, history[slot], history_len[slot]);
         n += history_len[slot];
     }
+    tx_datagrams++;
+    tx_octets += n;
     memcpy(history[tx_seq % HISTORY], buf, len);
     history_len[tx_seq % HISTORY] = len;
     if (trace)
@@ -487,12 +491,12 @@ int main(int argc, char *argv[])
     }
     t30_get_transfer_statistics(t30, &st);
     getrusage(RUSAGE_SELF, &ru);
-    printf("RESULT code=%d text=\"%s\" pages=%d bit_rate=%d ecm=%d compression=%d bad_rows=%d longest_bad_run=%d cpu_ms=%ld wall_ms=%ld\n",
+    printf("RESULT code=%d text=\"%s\" pages=%d bit_rate=%d ecm=%d compression=%d bad_rows=%d longest_bad_run=%d cpu_ms=%ld wall_ms=%ld tx_datagrams=%ld tx_octets=%ld\n",
            result_code, result_code >= 0 ? t30_completion_code_to_str(result_code) : "no result",
            calling ? st.pages_tx : st.pages_rx, st.bit_rate, st.error_correcting_mode, st.encoding, st.bad_rows,
            st.longest_bad_row_run,
            ru.ru_utime.tv_sec * 1000L + ru.ru_utime.tv_usec / 1000 + ru.ru_stime.tv_sec * 1000L + ru.ru_stime.tv_usec / 1000,
-           (long) (now_s() * 1000.0));
+           (long) (now_s() * 1000.0), tx_datagrams, tx_octets);
     fflush(stdout);
     t38_terminal_release(t38);
     t38_terminal_free(t38);

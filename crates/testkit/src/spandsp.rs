@@ -66,6 +66,9 @@ pub struct PeerOutcome {
     pub bad_rows: u32,
     pub cpu: Duration,
     pub wall: Duration,
+    /// Datagrams and UDP octets the peer sent.
+    pub tx_datagrams: u64,
+    pub tx_octets: u64,
 }
 
 impl PeerOutcome {
@@ -98,6 +101,8 @@ impl PeerOutcome {
                 "bad_rows" => o.bad_rows = n as u32,
                 "cpu_ms" => o.cpu = Duration::from_millis(n as u64),
                 "wall_ms" => o.wall = Duration::from_millis(n as u64),
+                "tx_datagrams" => o.tx_datagrams = n as u64,
+                "tx_octets" => o.tx_octets = n as u64,
                 _ => {}
             }
         }

@@ -47,6 +47,10 @@ pub struct ReceivedFax {
     pub started_at: String,
     pub ended_at: String,
     pub stats: CallStats,
+    /// What arrived of each page.
+    pub page_info: Vec<protocol::InboundPage>,
+    /// Why the call ended before the fax was complete.
+    pub failure: Option<String>,
 }
 
 #[async_trait::async_trait]

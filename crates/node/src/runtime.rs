@@ -95,6 +95,10 @@ struct PendingInbound {
     started_at: String,
     ended_at: String,
     stats: protocol::CallStats,
+    #[serde(default)]
+    page_info: Vec<protocol::InboundPage>,
+    #[serde(default)]
+    failure: Option<String>,
 }
 
 fn pending_inbound(dir: &Path) -> Vec<PendingInbound> {
@@ -683,6 +687,8 @@ impl Node {
                 started_at: fax.started_at,
                 ended_at: fax.ended_at,
                 stats: fax.stats,
+                page_info: fax.page_info,
+                failure: fax.failure,
             };
             let kept = write_durable(&dir.join(format!("{id}.tif")), &fax.tiff).and_then(|()| {
                 write_durable(
@@ -724,6 +730,8 @@ impl Node {
             started_at: meta.started_at,
             ended_at: meta.ended_at,
             stats: meta.stats,
+            page_info: meta.page_info,
+            failure: meta.failure,
         };
         self.send_reliable(Body::InboundFax(inbound), |_| ());
         // The journal now holds the announcement and the supervisor holds the document.

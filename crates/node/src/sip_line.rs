@@ -514,6 +514,18 @@ impl SipLine {
             started_at: started,
             ended_at: now_rfc3339(),
             stats: stats(&result.stats),
+            page_info: result
+                .pages
+                .iter()
+                .map(|p| protocol::InboundPage {
+                    lines: p.page.height,
+                    bad_lines: p.bad_lines,
+                    lines_lost: p.lines_lost,
+                    complete: p.complete,
+                    confirmed: p.confirmed,
+                })
+                .collect(),
+            failure: result.outcome.result.as_ref().err().map(|f| f.to_string()),
         };
         let _ = self.inner.received_tx.send(fax);
     }

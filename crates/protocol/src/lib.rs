@@ -298,6 +298,28 @@ pub struct InboundFax {
     pub ended_at: String,
     #[serde(default)]
     pub stats: CallStats,
+    /// What arrived of each page, in order (empty from fax servers that do not say).
+    #[serde(default)]
+    pub page_info: Vec<InboundPage>,
+    /// Why the call ended before the fax was complete; `None` when it ended as a fax ends. The pages
+    /// that came are kept either way.
+    #[serde(default)]
+    pub failure: Option<String>,
+}
+
+/// One page of a received fax as it arrived (T.30 copy quality).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundPage {
+    /// Lines stored.
+    pub lines: u32,
+    /// Lines that did not decode (printed as the line above).
+    pub bad_lines: u32,
+    /// Lines missing: lost in transit, or after the data stopped early.
+    pub lines_lost: u32,
+    /// The page's data ended as a page ends (RTC / EOFB).
+    pub complete: bool,
+    /// The fax server confirmed it to the sender (MCF / RTP): the sender counts it delivered.
+    pub confirmed: bool,
 }
 
 #[cfg(test)]
@@ -340,6 +362,52 @@ mod tests {
             ),
             r#"{"msg_id":9,"type":"job_result","attempt_id":"a1","outcome":{"status":"failed","fault":"recipient","reason":"busy","t30":null,"pages_sent":0},"stats":{"bit_rate":null,"ecm":null,"coding":null,"duration_ms":0,"bad_lines":0,"retransmissions":0}}"#,
         );
+    }
+
+    #[test]
+    fn inbound_fax_wire_format_is_stable() {
+        let fax = InboundFax {
+            inbound_id: "in1".into(),
+            document: DocumentRef {
+                sha256: "ab".into(),
+                size: 10,
+                media_type: "image/tiff".into(),
+            },
+            pages: 2,
+            caller_number: None,
+            called_number: Some("+15550102".into()),
+            tsi: None,
+            started_at: "2026-12-02T08:00:00Z".into(),
+            ended_at: "2026-12-02T08:01:00Z".into(),
+            stats: CallStats::default(),
+            page_info: vec![
+                InboundPage {
+                    lines: 2292,
+                    bad_lines: 0,
+                    lines_lost: 0,
+                    complete: true,
+                    confirmed: true,
+                },
+                InboundPage {
+                    lines: 265,
+                    bad_lines: 1,
+                    lines_lost: 2021,
+                    complete: false,
+                    confirmed: false,
+                },
+            ],
+            failure: Some("page 2 arrived incomplete".into()),
+        };
+        check(
+            Envelope::new(3, Body::InboundFax(fax)),
+            r#"{"msg_id":3,"type":"inbound_fax","inbound_id":"in1","document":{"sha256":"ab","size":10,"media_type":"image/tiff"},"pages":2,"caller_number":null,"called_number":"+15550102","tsi":null,"started_at":"2026-12-02T08:00:00Z","ended_at":"2026-12-02T08:01:00Z","stats":{"bit_rate":null,"ecm":null,"coding":null,"duration_ms":0,"bad_lines":0,"retransmissions":0},"page_info":[{"lines":2292,"bad_lines":0,"lines_lost":0,"complete":true,"confirmed":true},{"lines":265,"bad_lines":1,"lines_lost":2021,"complete":false,"confirmed":false}],"failure":"page 2 arrived incomplete"}"#,
+        );
+        // From a fax server that does not send them yet.
+        let old = r#"{"msg_id":3,"type":"inbound_fax","inbound_id":"in1","document":{"sha256":"ab","size":10,"media_type":"image/tiff"},"pages":1,"caller_number":null,"called_number":null,"tsi":null,"started_at":"a","ended_at":"b"}"#;
+        match Envelope::from_json(old).expect("parses").body {
+            Body::InboundFax(f) => assert!(f.page_info.is_empty() && f.failure.is_none()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

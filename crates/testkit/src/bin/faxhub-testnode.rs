@@ -112,5 +112,7 @@ fn read_injected(path: &std::path::Path) -> Option<node::ReceivedFax> {
         started_at: now.clone(),
         ended_at: now,
         stats: Default::default(),
+        page_info: Vec::new(),
+        failure: v["failure"].as_str().map(str::to_owned),
     })
 }

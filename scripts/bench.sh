@@ -4,6 +4,7 @@
 #   scripts/bench.sh admin [ARGS]   phonebook search and settings push (faxhub-bench-admin; e.g. --entries 100000)
 #   scripts/bench.sh codecs|pdf     faxhub convert side by side with tiffcp / ghostscript (faxhub-bench-imaging)
 #   scripts/bench.sh t38 [ARGS]     concurrent paced T.38 sessions and the SpanDSP pair (faxhub-bench-t38)
+#   scripts/bench.sh ecm [ARGS]     a 3-page ECM fax under loss, faxhub and SpanDSP as senders (faxhub-bench-ecm)
 #   scripts/bench.sh sip [ARGS]     SIP calls set up and torn down per second through Kamailio (faxhub-bench-sip)
 # Criterion benchmarks of the parts: cargo bench -p t4 (codecs), cargo bench -p render (PDF to pages).
 set -euo pipefail
@@ -15,6 +16,10 @@ fi
 if [[ "${1:-}" == t38 ]]; then
   shift
   exec ./target/release/faxhub-bench-t38 "$@"
+fi
+if [[ "${1:-}" == ecm ]]; then
+  shift
+  exec ./target/release/faxhub-bench-ecm "$@"
 fi
 if [[ "${1:-}" == sip ]]; then
   shift

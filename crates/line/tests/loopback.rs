@@ -29,6 +29,17 @@ fn page(seed: u32) -> Page {
 }
 
 async fn call(ecm: bool, paced: bool, pages: Vec<Page>) -> (line::CallResult, line::CallResult) {
+    call_after_strays(ecm, paced, pages, false).await
+}
+
+/// A call to a receiver that learns the far end from the first datagram; with `strays`, datagrams from
+/// another port that do not open a fax call arrive before the caller's.
+async fn call_after_strays(
+    ecm: bool,
+    paced: bool,
+    pages: Vec<Page>,
+    strays: bool,
+) -> (line::CallResult, line::CallResult) {
     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b_addr = b.local_addr().unwrap();
@@ -44,6 +55,21 @@ async fn call(ecm: bool, paced: bool, pages: Vec<Page>) -> (line::CallResult, li
         tokio::spawn(
             async move { line::run(&b, None, r, t, Duration::from_secs(10), |_| {}).await },
         );
+    if strays {
+        // Garbage, then a well-formed UDPTL datagram carrying image data (no call starts that way).
+        let stray = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        stray.send_to(b"\x00\x07junk", b_addr).await.unwrap();
+        let image = t38::Ifp::data(
+            t38::DataType::V17_14400,
+            vec![t38::Field::new(t38::FieldType::T4NonEcmData, vec![0u8; 20])],
+        );
+        let mut u = t38::UdptlSender::new(t38::SenderConfig::default());
+        stray
+            .send_to(&u.build(&image).unwrap(), b_addr)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let tx = line::run(&a, Some(b_addr), s, t, Duration::ZERO, |_| {})
         .await
         .unwrap();
@@ -107,40 +133,8 @@ async fn a_receiver_with_no_caller_says_so() {
 /// and the call failed at T1. Strays that do not open a call are skipped now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stray_datagram_before_the_caller_does_not_take_its_place() {
-    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let stray = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let b_addr = b.local_addr().unwrap();
     let pages = vec![page(2)];
-    let mut s = Config::new(Role::Send(pages.clone()), true);
-    s.pacing.paced = false;
-    let mut r = Config::new(Role::Receive, false);
-    r.pacing.paced = false;
-    let t = line::Transport::default();
-    let rx =
-        tokio::spawn(
-            async move { line::run(&b, None, r, t, Duration::from_secs(10), |_| {}).await },
-        );
-    // Garbage, then a well-formed UDPTL datagram carrying image data (no call starts that way).
-    stray.send_to(b"\x00\x07junk", b_addr).await.unwrap();
-    let image = t38::Ifp::data(
-        t38::DataType::V17_14400,
-        vec![t38::Field::new(t38::FieldType::T4NonEcmData, vec![0u8; 20])],
-    );
-    let mut u = t38::UdptlSender::new(t38::SenderConfig::default());
-    stray
-        .send_to(&u.build(&image).unwrap(), b_addr)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let tx = line::run(&a, Some(b_addr), s, t, Duration::ZERO, |_| {})
-        .await
-        .unwrap();
-    let rx = tokio::time::timeout(Duration::from_secs(60), rx)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (tx, rx) = call_after_strays(true, false, pages.clone(), true).await;
     assert_eq!(tx.outcome.result, Ok(()), "{}", tx.outcome.detail);
     assert_eq!(rx.pages.len(), 1);
     assert_eq!(rx.pages[0].page, pages[0]);

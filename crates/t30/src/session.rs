@@ -1161,7 +1161,7 @@ impl Session {
             let fcf2 = frame.fif().first().copied().unwrap_or(0);
             self.ecm_rx.take_partial(&mut self.page_data);
             if fcf2 != fcf::PPS_NULL {
-                self.page_complete(now, fcf2);
+                self.page_after_eor(now, fcf2);
                 return;
             }
             self.respond(now, fcf::ERR, &[], "ERR", After::AwaitPage);
@@ -1437,11 +1437,12 @@ impl Session {
         self.end(now, Err(Failure::PageIncomplete { page, reason: why }));
     }
 
-    fn page_complete(&mut self, now: Duration, fcf2: u8) {
+    /// The sender gave up on frames (EOR) at the end of a page: what came is kept, never confirmed, and
+    /// acknowledged with ERR.
+    fn page_after_eor(&mut self, now: Duration, fcf2: u8) {
         let Some(d) = self.dcs else { return };
         let data = std::mem::take(&mut self.page_data);
         let (eop, _, _) = Self::post_kind(fcf2);
-        // The sender gave up on frames (EOR): what came is kept, never as a confirmed page.
         match decode(&data, &d, self.cfg.max_page_lines) {
             Some(p) if p.stats.height > 0 => {
                 self.accept_page(now, p, d, 0, false);

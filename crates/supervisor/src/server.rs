@@ -149,6 +149,7 @@ impl Supervisor {
             metrics,
             server_key,
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
+            webhook_lanes: Arc::default(),
         };
         let mut tasks = vec![
             tokio::spawn(dispatcher.clone().run()),

@@ -11,7 +11,9 @@
 //! and the delivery log says how a try failed in the supervisor's words, never the endpoint's.
 
 use crate::AppState;
-use crate::egress::{self, AddressClass, Destination, EgressError, GuardedResolver, Lookup};
+use crate::egress::{
+    self, AddressClass, AllowList, Destination, EgressError, GuardedResolver, Lookup,
+};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -134,6 +136,8 @@ pub struct Lanes {
     running: Mutex<HashMap<String, CancellationToken>>,
     clients: Mutex<HashMap<String, Arc<Semaphore>>>,
     total: Semaphore,
+    /// The HTTP client and the allow-list it was made for.
+    http: Mutex<Option<(AllowList, reqwest::Client)>>,
 }
 
 impl Default for Lanes {
@@ -142,6 +146,7 @@ impl Default for Lanes {
             running: Mutex::default(),
             clients: Mutex::default(),
             total: Semaphore::new(IN_FLIGHT),
+            http: Mutex::default(),
         }
     }
 }
@@ -170,18 +175,40 @@ impl Lanes {
         Some(token)
     }
 
+    /// The HTTP client for this allow-list. A new list gets a new client: the old one's pooled
+    /// connections were checked against the old list, and reusing one would skip the check.
+    fn http(&self, allow: AllowList) -> reqwest::Result<reqwest::Client> {
+        let mut http = lock(&self.http);
+        if let Some((made_for, client)) = http.as_ref()
+            && *made_for == allow
+        {
+            return Ok(client.clone());
+        }
+        let client = http_client(allow.clone())?;
+        *http = Some((allow, client.clone()));
+        Ok(client)
+    }
+
     fn finish(&self, webhook_id: &str) {
         lock(&self.running).remove(webhook_id);
         // A client's bound is kept only while one of its lanes holds it.
         lock(&self.clients).retain(|_, s| Arc::strong_count(s) > 1);
     }
 
-    fn client(&self, client_id: &str) -> Arc<Semaphore> {
+    fn client_permits(&self, client_id: &str) -> Arc<Semaphore> {
         lock(&self.clients)
             .entry(client_id.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(PER_CLIENT)))
             .clone()
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LaneError {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("the HTTP client could not be made: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -190,11 +217,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The HTTP client of deliveries: names resolve only to allowed addresses, no proxy (it would connect on
 /// our behalf where nothing checks), no redirects (they could point anywhere).
-fn http_client(app: &AppState) -> reqwest::Result<reqwest::Client> {
-    let live = app.live.clone();
-    let resolver = GuardedResolver::new(Lookup::system(), move || {
-        live.with(|s| s.webhooks.allow_list())
-    });
+fn http_client(allow: AllowList) -> reqwest::Result<reqwest::Client> {
+    let resolver = GuardedResolver::new(Lookup::system(), move || allow.clone());
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
@@ -206,16 +230,9 @@ fn http_client(app: &AppState) -> reqwest::Result<reqwest::Client> {
 }
 
 pub async fn run(app: AppState) {
-    let client = match http_client(&app) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("webhook client could not start: {e}");
-            return;
-        }
-    };
     let mut events = app.dispatcher.events.subscribe();
     loop {
-        if let Err(e) = round(&app, &client).await {
+        if let Err(e) = round(&app).await {
             tracing::error!("webhook round failed: {e}");
         }
         tokio::select! {
@@ -231,22 +248,22 @@ pub async fn run(app: AppState) {
 }
 
 /// Starts a lane for every webhook with deliveries due that has none.
-async fn round(app: &AppState, client: &reqwest::Client) -> store::Result<()> {
+async fn round(app: &AppState) -> store::Result<()> {
     for id in app
         .store
         .webhooks_with_due_deliveries(store::now_ms(), 10_000)
         .await?
     {
         if let Some(token) = app.webhook_lanes.start(&id) {
-            tokio::spawn(lane(app.clone(), client.clone(), id, token));
+            tokio::spawn(lane(app.clone(), id, token));
         }
     }
     Ok(())
 }
 
-async fn lane(app: AppState, client: reqwest::Client, id: String, token: CancellationToken) {
+async fn lane(app: AppState, id: String, token: CancellationToken) {
     let drained = tokio::select! {
-        r = drain(&app, &client, &id) => r,
+        r = drain(&app, &id) => r,
         _ = token.cancelled() => Ok(()),
     };
     app.webhook_lanes.finish(&id);
@@ -258,7 +275,7 @@ async fn lane(app: AppState, client: reqwest::Client, id: String, token: Cancell
 }
 
 /// Sends a webhook's due deliveries, `PER_WEBHOOK` at a time, until none is due.
-async fn drain(app: &AppState, client: &reqwest::Client, id: &str) -> store::Result<()> {
+async fn drain(app: &AppState, id: &str) -> Result<(), LaneError> {
     loop {
         let Some(hook) = app.store.webhook(id).await?.filter(|h| h.active) else {
             return Ok(());
@@ -270,10 +287,13 @@ async fn drain(app: &AppState, client: &reqwest::Client, id: &str) -> store::Res
         if batch.is_empty() {
             return Ok(());
         }
-        let permits = app.webhook_lanes.client(&hook.client_id);
+        let permits = app.webhook_lanes.client_permits(&hook.client_id);
+        let client = app
+            .webhook_lanes
+            .http(app.live.with(|s| s.webhooks.allow_list()))?;
         let tries = batch
             .into_iter()
-            .map(|d| deliver(app, client, &hook, d, &permits));
+            .map(|d| deliver(app, &client, &hook, d, &permits));
         for r in futures::future::join_all(tries).await {
             r?;
         }

@@ -166,6 +166,34 @@ impl SupervisorProc {
     pub fn admin(&self) -> Api {
         Api::new(&self.url, &self.token)
     }
+
+    /// Lets webhooks reach this machine, with the command the documentation gives:
+    /// `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
+    pub fn allow_loopback_webhooks(&self) -> anyhow::Result<()> {
+        let client_config = self.dir.join("admin-client.toml");
+        let faxhub = |args: &[&str]| -> anyhow::Result<()> {
+            let out = Command::new(faxhub_bin()?)
+                .args(args)
+                .env("FAXHUB_CLIENT_CONFIG", &client_config)
+                .env("FAXHUB_LOG", "warn")
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "faxhub {args:?} failed: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        };
+        faxhub(&["login", "--url", &self.url, "--token", &self.token])?;
+        faxhub(&[
+            "settings",
+            "set",
+            "supervisor",
+            r#"webhooks.allowed_networks=["127.0.0.0/8","::1"]"#,
+        ])
+    }
 }
 
 /// A `faxhub-testnode` process: the real fax server runtime over a scripted line.

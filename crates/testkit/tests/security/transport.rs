@@ -1,0 +1,1 @@
+//! Transport (issue 14, section 7).

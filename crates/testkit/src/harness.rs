@@ -61,6 +61,9 @@ pub struct SupervisorProc {
     config: PathBuf,
 }
 
+/// The token `/metrics` of a supervisor started here requires.
+pub const METRICS_TOKEN: &str = "faxhub-test-metrics-token";
+
 /// Test-friendly deadlines: everything bounded within a few seconds.
 pub const FAST_CONFIG: &str = r#"
 [deadlines]
@@ -82,8 +85,9 @@ impl SupervisorProc {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
         let config = dir.join("supervisor.toml");
+        // Plain HTTP on loopback only: HTTPS (on by default, on all interfaces) is off.
         let text = format!(
-            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:{port}\"\n{extra_toml}",
+            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:{port}\"\nhttps_listen = \"off\"\nmetrics_token = {METRICS_TOKEN:?}\n{extra_toml}",
             dir.join("data").display().to_string()
         );
         std::fs::write(&config, text)?;

@@ -1064,6 +1064,7 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     let metrics = admin
         .http
         .get(format!("{}/metrics", admin.base))
+        .bearer_auth(testkit::harness::METRICS_TOKEN)
         .send()
         .await
         .expect("metrics")

@@ -8,6 +8,7 @@ mod dev_demo;
 mod imaging_cli;
 mod phonebook_cli;
 mod t38_cli;
+mod webhooks_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -433,3 +433,60 @@ async fn one_clients_slow_webhooks_delay_no_other_client() {
     );
     eprintln!("second client's webhook latency with ten slow endpoints busy: {latency} ms");
 }
+
+/// The `faxhub webhooks` commands, and the refusal as the command line shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhooks_command_adds_lists_shows_deliveries_and_removes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (sup, g) = supervisor(dir.path()).await;
+    let rx = Receiver::start().await;
+    let app = client(&sup, "app", &g).await;
+    let config = dir.path().join("app-client.toml");
+    let faxhub = |args: &[&str]| {
+        let out = std::process::Command::new(testkit::harness::faxhub_bin().expect("faxhub"))
+            .args(args)
+            .env("FAXHUB_CLIENT_CONFIG", &config)
+            .env("FAXHUB_LOG", "warn")
+            .output()
+            .expect("run faxhub");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = faxhub(&["login", "--url", &sup.url, "--token", &app.token]);
+    assert!(ok, "{out}");
+    let url = format!("{}/cli", rx.base);
+    let (ok, out) = faxhub(&["webhooks", "add", &url, "--event", "job.*"]);
+    assert!(
+        !ok && out.contains("loopback") && out.contains("webhooks.allowed_networks"),
+        "{out}"
+    );
+    sup.allow_loopback_webhooks().expect("documented command");
+    let (ok, out) = faxhub(&["webhooks", "add", &url, "--event", "job.*"]);
+    assert!(
+        ok && out.contains("signing secret (shown once): whsec_"),
+        "{out}"
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook "))
+        .expect("id")
+        .trim()
+        .to_owned();
+    let (ok, out) = faxhub(&["webhooks", "list"]);
+    assert!(ok && out.contains(&id) && out.contains(&url), "{out}");
+    submit(&app, 1).await;
+    assert_eq!(rx.wait_for("/cli", 1, Duration::from_secs(10)).await, 1);
+    log_until(&app, &id, |d| d["status"] == "delivered").await;
+    let (ok, out) = faxhub(&["webhooks", "deliveries", &id]);
+    assert!(ok && out.contains("delivered"), "{out}");
+    let (ok, out) = faxhub(&["webhooks", "rm", &id]);
+    assert!(ok, "{out}");
+    let (ok, out) = faxhub(&["webhooks", "list"]);
+    assert!(ok && out.contains("deleted"), "{out}");
+}

@@ -356,13 +356,17 @@ impl Lookup {
         Self(Arc::new(f))
     }
 
+    async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, EgressError> {
+        tokio::time::timeout(LOOKUP_TIMEOUT, (self.0)(host))
+            .await
+            .map_err(|_| EgressError::LookupFailed)?
+            .map_err(|_| EgressError::LookupFailed)
+    }
+
     /// The addresses the supervisor may connect to for `host`: every address it resolves to, checked now.
     /// When some are allowed, only those are returned; when none is, the error names why.
     pub async fn allowed(&self, host: &str, allow: &AllowList) -> Result<Vec<IpAddr>, EgressError> {
-        let addrs = tokio::time::timeout(LOOKUP_TIMEOUT, (self.0)(host))
-            .await
-            .map_err(|_| EgressError::LookupFailed)?
-            .map_err(|_| EgressError::LookupFailed)?;
+        let addrs = self.resolve(host).await?;
         let mut refused = None;
         let mut ok = Vec::with_capacity(addrs.len());
         for ip in addrs {
@@ -390,10 +394,7 @@ impl Lookup {
             Destination::Literal(ip) => return check_literal(allow, ip),
             Destination::Name(name) => name,
         };
-        let addrs = tokio::time::timeout(LOOKUP_TIMEOUT, (self.0)(&name))
-            .await
-            .map_err(|_| EgressError::LookupFailed)?
-            .map_err(|_| EgressError::LookupFailed)?;
+        let addrs = self.resolve(&name).await?;
         if addrs.is_empty() {
             return Err(EgressError::Unresolved);
         }

@@ -166,33 +166,20 @@ impl Supervisor {
         let router = api::router(state.clone());
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the metrics listener to {addr}"))?;
-            metrics_addr = Some(listener.local_addr()?);
-            let app = api::metrics_router(state.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("metrics listener failed: {e}");
-                }
-            }));
+            let (bound, task) = serve_plain(
+                addr,
+                api::metrics_router(state.clone()),
+                "the metrics listener",
+            )
+            .await?;
+            metrics_addr = Some(bound);
+            tasks.push(task);
         }
         let mut http_addr = None;
         if let Some(addr) = config.http_listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding HTTP to {addr}"))?;
-            http_addr = Some(listener.local_addr()?);
-            let app = router.clone();
-            // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("HTTP listener failed: {e}");
-                }
-            }));
+            let (bound, task) = serve_plain(addr, router.clone(), "HTTP").await?;
+            http_addr = Some(bound);
+            tasks.push(task);
         }
         let mut https_addr = None;
         let mut tls_cert_pem = None;
@@ -246,6 +233,28 @@ impl Supervisor {
             tasks,
         })
     }
+}
+
+/// A plain HTTP listener serving `app`; `what` names it in errors.
+async fn serve_plain(
+    addr: SocketAddr,
+    app: axum::Router,
+    what: &'static str,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} to {addr}"))?;
+    let bound = listener.local_addr()?;
+    // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("{what} failed: {e}");
+        }
+    });
+    Ok((bound, task))
 }
 
 async fn serve_tls(

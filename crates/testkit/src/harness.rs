@@ -20,6 +20,25 @@ pub fn faxhub_bin() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Runs a `faxhub` client command with the given client configuration file (where `login` keeps the URL
+/// and token); returns whether it succeeded and what it printed (stdout, then stderr).
+pub fn run_cli(client_config: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let out = Command::new(faxhub_bin()?)
+        .args(args)
+        .env("FAXHUB_CLIENT_CONFIG", client_config)
+        .env("FAXHUB_LOG", "warn")
+        .output()
+        .context("running faxhub")?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -176,17 +195,9 @@ impl SupervisorProc {
     pub fn allow_loopback_webhooks(&self) -> anyhow::Result<()> {
         let client_config = self.dir.join("admin-client.toml");
         let faxhub = |args: &[&str]| -> anyhow::Result<()> {
-            let out = Command::new(faxhub_bin()?)
-                .args(args)
-                .env("FAXHUB_CLIENT_CONFIG", &client_config)
-                .env("FAXHUB_LOG", "warn")
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "faxhub {args:?} failed: {}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+            let (ok, out) = run_cli(&client_config, args)?;
+            if !ok {
+                bail!("faxhub {args:?} failed: {out}");
             }
             Ok(())
         };

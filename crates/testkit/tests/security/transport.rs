@@ -208,33 +208,20 @@ async fn every_response_carries_the_security_headers() {
         );
     };
     for (client, base, hsts) in [(&plain, &http, false), (&pinned, &https, true)] {
-        let r = client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz");
-        assert_eq!(r.status(), 200);
-        check(&r, hsts, "healthz");
-        let r = client
-            .get(format!("{base}/v1/me"))
-            .send()
-            .await
-            .expect("me");
-        assert_eq!(r.status(), 401);
-        check(&r, hsts, "401");
-        let r = client
-            .get(format!("{base}/v1/nothing"))
-            .send()
-            .await
-            .expect("404");
-        assert_eq!(r.status(), 404);
-        check(&r, hsts, "404");
-        let r = client
-            .get(format!("{base}/v1/openapi.json"))
-            .send()
-            .await
-            .expect("openapi");
-        check(&r, hsts, "openapi");
+        for (path, status) in [
+            ("/healthz", 200),
+            ("/v1/me", 401),
+            ("/v1/nothing", 404),
+            ("/v1/openapi.json", 200),
+        ] {
+            let r = client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect(path);
+            assert_eq!(r.status(), status, "{path}");
+            check(&r, hsts, path);
+        }
         // The answer that carries a credential.
         let r = client
             .post(format!("{base}/v1/sessions"))

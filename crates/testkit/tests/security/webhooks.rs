@@ -114,6 +114,14 @@ async fn supervisor(dir: &std::path::Path) -> (SupervisorProc, String) {
     (sup, g)
 }
 
+/// `supervisor`, with webhooks to loopback allowed (the documented command) and a receiver there.
+async fn loopback_allowed() -> (tempfile::TempDir, SupervisorProc, String, Receiver) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (sup, g) = supervisor(dir.path()).await;
+    sup.allow_loopback_webhooks().expect("documented command");
+    (dir, sup, g, Receiver::start().await)
+}
+
 async fn client(sup: &SupervisorProc, name: &str, grouping: &str) -> Api {
     let c = sup
         .admin()
@@ -241,11 +249,8 @@ async fn internal_addresses_and_their_spellings_are_refused_at_registration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_loopback_is_checked_again_at_each_delivery() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sup, g) = supervisor(dir.path()).await;
-    let rx = Receiver::start().await;
+    let (_dir, sup, g, rx) = loopback_allowed().await;
     let port = rx.base.rsplit(':').next().expect("port").to_owned();
-    sup.allow_loopback_webhooks().expect("documented command");
     let app = client(&sup, "app", &g).await;
     // A name (through the resolver) and a literal address (checked before the request).
     let by_name = hook(&app, &format!("http://localhost:{port}/name")).await;
@@ -289,10 +294,7 @@ async fn allowed_loopback_is_checked_again_at_each_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_not_followed_and_the_log_keeps_to_its_own_words() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sup, g) = supervisor(dir.path()).await;
-    let rx = Receiver::start().await;
-    sup.allow_loopback_webhooks().expect("documented command");
+    let (_dir, sup, g, rx) = loopback_allowed().await;
     let app = client(&sup, "app", &g).await;
     let redirect = hook(&app, &format!("{}/redirect/1", rx.base)).await;
     let failing = hook(&app, &format!("{}/fail/1", rx.base)).await;
@@ -339,10 +341,7 @@ async fn redirects_are_not_followed_and_the_log_keeps_to_its_own_words() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_webhook_cancels_its_pending_deliveries_and_frees_its_place() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sup, g) = supervisor(dir.path()).await;
-    let rx = Receiver::start().await;
-    sup.allow_loopback_webhooks().expect("documented command");
+    let (_dir, sup, g, rx) = loopback_allowed().await;
     sup.admin()
         .patch("/v1/settings", json!({"webhooks": {"max_per_client": 1}}))
         .await
@@ -373,10 +372,7 @@ async fn deleting_a_webhook_cancels_its_pending_deliveries_and_frees_its_place()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_gets_a_bounded_number_of_deliveries_at_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sup, g) = supervisor(dir.path()).await;
-    let rx = Receiver::start().await;
-    sup.allow_loopback_webhooks().expect("documented command");
+    let (_dir, sup, g, rx) = loopback_allowed().await;
     let app = client(&sup, "app", &g).await;
     hook(&app, &format!("{}/slow/one", rx.base)).await;
     submit(&app, 8).await;
@@ -394,10 +390,7 @@ async fn a_webhook_gets_a_bounded_number_of_deliveries_at_once() {
 /// receiving end, from the event's creation to its arrival.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_clients_slow_webhooks_delay_no_other_client() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (sup, g) = supervisor(dir.path()).await;
-    let rx = Receiver::start().await;
-    sup.allow_loopback_webhooks().expect("documented command");
+    let (_dir, sup, g, rx) = loopback_allowed().await;
     let slow = client(&sup, "slow", &g).await;
     let quick = client(&sup, "quick", &g).await;
     for i in 0..10 {
@@ -442,22 +435,7 @@ async fn the_webhooks_command_adds_lists_shows_deliveries_and_removes() {
     let rx = Receiver::start().await;
     let app = client(&sup, "app", &g).await;
     let config = dir.path().join("app-client.toml");
-    let faxhub = |args: &[&str]| {
-        let out = std::process::Command::new(testkit::harness::faxhub_bin().expect("faxhub"))
-            .args(args)
-            .env("FAXHUB_CLIENT_CONFIG", &config)
-            .env("FAXHUB_LOG", "warn")
-            .output()
-            .expect("run faxhub");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let faxhub = |args: &[&str]| testkit::harness::run_cli(&config, args).expect("run faxhub");
     let (ok, out) = faxhub(&["login", "--url", &sup.url, "--token", &app.token]);
     assert!(ok, "{out}");
     let url = format!("{}/cli", rx.base);

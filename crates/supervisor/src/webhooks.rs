@@ -159,11 +159,6 @@ impl Lanes {
         }
     }
 
-    /// Lanes running now.
-    pub fn running(&self) -> usize {
-        lock(&self.running).len()
-    }
-
     /// A token for a new lane, or None when the webhook has one.
     fn start(&self, webhook_id: &str) -> Option<CancellationToken> {
         let mut running = lock(&self.running);

@@ -26,6 +26,19 @@ struct Hit {
 struct Receiver {
     base: String,
     hits: Arc<Mutex<Vec<Hit>>>,
+    /// Slow requests whose connection the supervisor closed before the answer.
+    abandoned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a slow request as abandoned when its handler is dropped before it answers.
+struct Abandoned(Arc<std::sync::atomic::AtomicUsize>, bool);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl Receiver {
@@ -34,6 +47,8 @@ impl Receiver {
         use axum::response::IntoResponse;
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let seen = hits.clone();
+        let abandoned: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let dropped = abandoned.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -42,6 +57,7 @@ impl Receiver {
         let app = axum::Router::new().fallback(move |uri: Uri, body: String| {
             let seen = seen.clone();
             let target = target.clone();
+            let dropped = dropped.clone();
             async move {
                 let path = uri.path().to_owned();
                 seen.lock().expect("hits").push(Hit {
@@ -50,7 +66,9 @@ impl Receiver {
                     body: serde_json::from_str(&body).unwrap_or(Value::Null),
                 });
                 if path.starts_with("/slow/") {
+                    let mut guard = Abandoned(dropped, false);
                     tokio::time::sleep(Duration::from_secs(30)).await;
+                    guard.1 = true;
                     StatusCode::OK.into_response()
                 } else if path.starts_with("/fail/") {
                     (
@@ -66,7 +84,11 @@ impl Receiver {
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        Self { base, hits }
+        Self {
+            base,
+            hits,
+            abandoned,
+        }
     }
 
     fn count(&self, prefix: &str) -> usize {
@@ -367,7 +389,30 @@ async fn deleting_a_webhook_cancels_its_pending_deliveries_and_frees_its_place()
         "cancelled"
     );
     // Regression: deleted webhooks counted against the client's allowance for ever.
-    hook(&app, &format!("{}/ok/again", rx.base)).await;
+    let slow = hook(&app, &format!("{}/slow/held", rx.base)).await;
+    submit(&app, 1).await;
+    assert_eq!(rx.wait_for("/slow/", 1, Duration::from_secs(10)).await, 1);
+    // Deleting it drops the delivery under way at once (the supervisor would wait 10 s for an answer).
+    app.delete(&format!("/v1/webhooks/{slow}"))
+        .await
+        .expect("delete")
+        .expect_status(204)
+        .expect("204");
+    let until = Instant::now() + Duration::from_secs(3);
+    while rx.abandoned.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rx.abandoned.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the request under way was dropped"
+    );
+    let log = log_until(&app, &slow, |d| d["status"] == "cancelled").await;
+    assert_eq!(
+        (log[0]["status"].as_str(), log[0]["attempts"].as_i64()),
+        (Some("cancelled"), Some(0)),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! The client CLI: `login`, `send` (with `--wait`), `status`, `jobs`, `cancel`, `inbox`, `fetch`.
+//! The client CLI: `login`, `send` (with `--wait`), `status`, `jobs`, `cancel`, `inbox`, `fetch`,
+//! `webhooks`.
 //! Credentials are kept in `$XDG_CONFIG_HOME/faxhub/client.toml` (or `~/.config/...`), readable by the
 //! owner only.
 
@@ -75,6 +76,9 @@ pub enum ClientCommand {
     /// Administer groupings and their members.
     #[command(subcommand)]
     Groupings(crate::admin_cli::GroupingsCommand),
+    /// Register and delete webhooks, and read their delivery logs.
+    #[command(subcommand)]
+    Webhooks(crate::webhooks_cli::WebhooksCommand),
     /// Download a received fax as TIFF.
     Fetch {
         inbound: String,
@@ -90,6 +94,9 @@ pub enum SettingsCommand {
     Get { fax_server: String },
     /// Change settings: `path=value` pairs (values are JSON, else strings), e.g. `channels=8
     /// station_id="+1 555 0100" t38.ecm=false`; or a whole document with --file.
+    ///
+    /// Webhooks reach only public addresses; to let them reach the supervisor's machine:
+    /// `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
     Set {
         fax_server: String,
         changes: Vec<String>,
@@ -462,6 +469,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Roles(cmd) => crate::admin_cli::roles(cmd).await,
         ClientCommand::Groupings(cmd) => crate::admin_cli::groupings(cmd).await,
         ClientCommand::Phonebook(cmd) => crate::phonebook_cli::run(cmd).await,
+        ClientCommand::Webhooks(cmd) => crate::webhooks_cli::run(cmd).await,
         ClientCommand::Fetch { inbound, output } => {
             let api = Api::load()?;
             let resp = api

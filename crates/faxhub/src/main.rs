@@ -8,6 +8,7 @@ mod dev_demo;
 mod imaging_cli;
 mod phonebook_cli;
 mod t38_cli;
+mod webhooks_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -36,10 +37,12 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Plain HTTP address (loopback), or "off".
+        /// Plain HTTP address (loopback unless allow_plain_http is configured), or "off"; default
+        /// 127.0.0.1:8480.
         #[arg(long)]
         http: Option<String>,
-        /// HTTPS address, or "off".
+        /// HTTPS address, or "off"; default 0.0.0.0:8443, with a self-signed certificate made in the
+        /// data directory unless tls_cert and tls_key are configured.
         #[arg(long)]
         https: Option<String>,
     },
@@ -216,6 +219,9 @@ fn announce(running: &supervisor::Running) {
     if let Some(a) = running.https_addr {
         println!("API: https://{a}/v1");
     }
+    if let Some(a) = running.metrics_addr {
+        println!("metrics: http://{a}/metrics");
+    }
     if let Some(b) = &running.bootstrap {
         println!("bootstrap administrator {:?} created; shown once:", b.name);
         println!("  password: {}", b.password);
@@ -325,6 +331,9 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     println!(
         "     faxhub send --to {} --wait YOUR.pdf    (fax-a calls fax-b; the fax lands in the inbox: faxhub inbox)",
         numbers[1]
+    );
+    println!(
+        "     webhooks go only to public addresses; to let them reach this machine:\n       faxhub settings set supervisor 'webhooks.allowed_networks=[\"127.0.0.0/8\",\"::1\"]'"
     );
     if demo {
         let saved = data_dir.join("demo-received.tif");

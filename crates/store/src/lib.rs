@@ -36,7 +36,7 @@ pub use jobs::{
 };
 pub use retention::{Cutoffs, Purged};
 pub use settings::{SettingsState, SettingsVersion};
-pub use webhooks::{Delivery, Webhook};
+pub use webhooks::{Delivery, DeliveryStatus, Webhook};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -60,7 +60,7 @@ impl Store {
         }
         if let Some(t) = c.events {
             sqlx::query(
-                "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND updated_at < $1",
+                "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed', 'cancelled') AND updated_at < $1",
             )
             .bind(t)
             .execute(&mut *tx)

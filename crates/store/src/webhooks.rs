@@ -20,12 +20,24 @@ impl Webhook {
     }
 }
 
+/// Where a delivery stands. `Pending` ones are tried (again) at `next_at`; the others are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize)]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    /// Its webhook was deleted before it was delivered.
+    Cancelled,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Delivery {
     pub id: String,
     pub webhook_id: String,
     pub event_seq: i64,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_at: i64,
     pub last_status: Option<i64>,
@@ -115,46 +127,96 @@ impl Store {
         )
     }
 
+    /// Webhooks a client has not deleted.
+    pub async fn active_webhook_count(&self, client_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE client_id = $1 AND active = 1")
+                .bind(client_id)
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Deactivates a webhook and cancels its pending deliveries, together.
     pub async fn delete_webhook(&self, id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
         let r = sqlx::query("UPDATE webhooks SET active = 0 WHERE id = $1 AND active = 1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, updated_at = $2 WHERE webhook_id = $3 AND status = $4",
+        )
+        .bind(DeliveryStatus::Cancelled)
+        .bind(now_ms())
+        .bind(id)
+        .bind(DeliveryStatus::Pending)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         self.reload_hooked().await?;
         Ok(r.rows_affected() > 0)
     }
 
-    /// Deliveries due now, oldest first.
-    pub async fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<Delivery>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2",
+    /// Active webhooks with a delivery due now, the most overdue first.
+    pub async fn webhooks_with_due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.webhook_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+             WHERE d.status = $1 AND d.next_at <= $2 AND w.active = 1
+             GROUP BY d.webhook_id ORDER BY MIN(d.next_at) LIMIT $3",
         )
+        .bind(DeliveryStatus::Pending)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.reader)
         .await?)
     }
 
-    /// Records one try: `next_at` None ends the delivery as `status` ('delivered' or 'failed').
+    /// One webhook's deliveries due now, oldest event first.
+    pub async fn due_deliveries_of(
+        &self,
+        webhook_id: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM webhook_deliveries WHERE webhook_id = $1 AND status = $2 AND next_at <= $3
+             ORDER BY event_seq LIMIT $4",
+        )
+        .bind(webhook_id)
+        .bind(DeliveryStatus::Pending)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Records one try of a pending delivery: `next_at` None ends it as `final_status`. A delivery that is
+    /// no longer pending (cancelled meanwhile) is left as it is.
     pub async fn record_delivery_try(
         &self,
         id: &str,
         http_status: Option<u16>,
         error: Option<&str>,
         next_at: Option<i64>,
-        final_status: &str,
+        final_status: DeliveryStatus,
     ) -> Result<()> {
         let now = now_ms();
         sqlx::query(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $1, last_error = $2,
-                 status = $3, next_at = $4, updated_at = $5 WHERE id = $6",
+                 status = $3, next_at = $4, updated_at = $5 WHERE id = $6 AND status = $7",
         )
         .bind(http_status.map(i64::from))
         .bind(error)
-        .bind(if next_at.is_some() { "pending" } else { final_status })
+        .bind(if next_at.is_some() {
+            DeliveryStatus::Pending
+        } else {
+            final_status
+        })
         .bind(next_at.unwrap_or(now))
         .bind(now)
         .bind(id)
+        .bind(DeliveryStatus::Pending)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -173,7 +235,84 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::kind_matches;
+    use super::{DeliveryStatus, kind_matches};
+    use crate::test_util::store;
+    use crate::{NewClient, NewEvent, now_ms};
+
+    /// Regression: deleting a webhook left its pending deliveries to be tried on, and a try that finished
+    /// after the deletion could set a delivery back to pending.
+    #[tokio::test]
+    async fn deleting_a_webhook_cancels_its_pending_deliveries() {
+        let (store, _dir) = store().await;
+        let c = store
+            .create_client(NewClient::application("app"))
+            .await
+            .expect("client");
+        let keep = store
+            .create_webhook(&c.id, "https://a.example/", &["*".into()])
+            .await
+            .expect("hook");
+        let gone = store
+            .create_webhook(&c.id, "https://b.example/", &["*".into()])
+            .await
+            .expect("hook");
+        assert_eq!(store.active_webhook_count(&c.id).await.expect("n"), 2);
+        let event = NewEvent::new("job.queued", serde_json::json!({}), vec![c.id.clone()]);
+        store
+            .append_events(&[event.clone(), event])
+            .await
+            .expect("events");
+        let now = now_ms() + 1;
+        let mut due = store
+            .webhooks_with_due_deliveries(now, 10)
+            .await
+            .expect("due");
+        due.sort();
+        let mut both = vec![keep.id.clone(), gone.id.clone()];
+        both.sort();
+        assert_eq!(due, both);
+        let in_flight = store
+            .due_deliveries_of(&gone.id, now, 1)
+            .await
+            .expect("due");
+        assert_eq!(in_flight.len(), 1, "the limit holds");
+        assert!(store.delete_webhook(&gone.id).await.expect("delete"));
+        assert!(!store.delete_webhook(&gone.id).await.expect("again"));
+        assert_eq!(store.active_webhook_count(&c.id).await.expect("n"), 1);
+        // The try that was under way when the webhook was deleted ends.
+        store
+            .record_delivery_try(
+                &in_flight[0].id,
+                None,
+                Some("x"),
+                Some(now),
+                DeliveryStatus::Failed,
+            )
+            .await
+            .expect("record");
+        let log = store.deliveries_of(&gone.id, 10).await.expect("log");
+        assert_eq!(log.len(), 2);
+        assert!(
+            log.iter()
+                .all(|d| d.status == DeliveryStatus::Cancelled && d.attempts == 0),
+            "{log:?}"
+        );
+        assert_eq!(
+            store
+                .webhooks_with_due_deliveries(now, 10)
+                .await
+                .expect("due"),
+            vec![keep.id.clone()]
+        );
+        assert_eq!(
+            store
+                .due_deliveries_of(&keep.id, now, 10)
+                .await
+                .expect("due")
+                .len(),
+            2
+        );
+    }
 
     #[test]
     fn event_kind_patterns() {

@@ -11,13 +11,31 @@ use std::time::Duration;
 pub struct Config {
     /// Holds `faxhub.db`, `documents/`, the TLS certificate and the server key.
     pub data_dir: PathBuf,
-    /// Plain HTTP listener; meant for loopback (development, a local reverse proxy).
+    /// Plain HTTP listener (`"off"` for none); loopback only unless `allow_plain_http` (tools on this
+    /// machine, a local reverse proxy).
+    #[serde(deserialize_with = "listen")]
     pub http_listen: Option<SocketAddr>,
-    /// HTTPS listener (REST API and fax server links).
+    /// HTTPS listener (REST API and fax server links; `"off"` for none). On by default.
+    #[serde(deserialize_with = "listen")]
     pub https_listen: Option<SocketAddr>,
-    /// PEM certificate chain and key; when absent and HTTPS is on, a self-signed pair is made in `data_dir`.
+    /// PEM certificate chain and key; when absent and HTTPS is on, a self-signed pair is made in
+    /// `data_dir/tls` (valid 397 days, renewed with the same key at a start within 30 days of its end).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Names the self-signed certificate is made for besides `localhost`, `127.0.0.1`, `::1` and this
+    /// machine's host name (the names fax servers and clients connect to). Delete `data_dir/tls` to make
+    /// it again after changing them.
+    pub tls_names: Vec<String>,
+    /// Lets `http_listen` (and `metrics_listen`) be an address other than loopback: tokens and passwords
+    /// then cross the network in the clear. The supervisor warns in its log when it does.
+    pub allow_plain_http: bool,
+    /// Serves `/metrics` on this separate plain HTTP listener (a management network, or loopback for a
+    /// local scraper) and no longer on the API listeners. Loopback only unless `allow_plain_http`.
+    #[serde(deserialize_with = "listen")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token `/metrics` requires (`Authorization: Bearer <token>`), wherever it is served; at least
+    /// 16 characters. With neither this nor `metrics_listen`, `/metrics` is off.
+    pub metrics_token: Option<MetricsToken>,
     /// Largest document upload, bytes.
     pub max_upload_bytes: u64,
     pub dial: DialConfig,
@@ -74,9 +92,13 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("/var/lib/faxhub"),
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8480))),
-            https_listen: None,
+            https_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
             tls_cert: None,
             tls_key: None,
+            tls_names: Vec::new(),
+            allow_plain_http: false,
+            metrics_listen: None,
+            metrics_token: None,
             max_upload_bytes: 50 * 1024 * 1024,
             dial: DialConfig::default(),
             retry: RetryConfig::default(),
@@ -160,6 +182,46 @@ pub enum ConfigError {
     },
     #[error("environment variable {name} is invalid: {message}")]
     Env { name: String, message: String },
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// The metrics bearer token; never shown by `Debug`, so it cannot reach a log.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// Compares in time independent of where the first difference is (both sides hashed first).
+    pub fn matches(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.0.as_bytes()) == Sha256::digest(given.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+/// A listen address, or `"off"` (or `""`) for none.
+fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
+}
+
+fn parse_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.is_empty() || text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e| {
+        format!("{text:?} is not a socket address like 127.0.0.1:8480, or \"off\": {e}")
+    })
 }
 
 impl Config {
@@ -184,15 +246,10 @@ impl Config {
 
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         fn addr(name: &str, v: String) -> Result<Option<SocketAddr>, ConfigError> {
-            if v.is_empty() || v == "off" {
-                return Ok(None);
-            }
-            v.parse()
-                .map(Some)
-                .map_err(|e: std::net::AddrParseError| ConfigError::Env {
-                    name: name.into(),
-                    message: format!("{v:?} is not a socket address: {e}"),
-                })
+            parse_listen(&v).map_err(|message| ConfigError::Env {
+                name: name.into(),
+                message,
+            })
         }
         if let Some(v) = get("FAXHUB_DATA_DIR") {
             self.data_dir = v.into();
@@ -203,6 +260,24 @@ impl Config {
         if let Some(v) = get("FAXHUB_HTTPS_LISTEN") {
             self.https_listen = addr("FAXHUB_HTTPS_LISTEN", v)?;
         }
+        if let Some(v) = get("FAXHUB_METRICS_LISTEN") {
+            self.metrics_listen = addr("FAXHUB_METRICS_LISTEN", v)?;
+        }
+        if let Some(v) = get("FAXHUB_METRICS_TOKEN") {
+            self.metrics_token = Some(MetricsToken(v));
+        }
+        if let Some(v) = get("FAXHUB_ALLOW_PLAIN_HTTP") {
+            self.allow_plain_http = match v.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "FAXHUB_ALLOW_PLAIN_HTTP".into(),
+                        message: format!("{v:?} is not true or false"),
+                    });
+                }
+            };
+        }
         if let Some(v) = get("FAXHUB_MAX_UPLOAD_BYTES") {
             self.max_upload_bytes = v.parse().map_err(|_| ConfigError::Env {
                 name: "FAXHUB_MAX_UPLOAD_BYTES".into(),
@@ -210,6 +285,46 @@ impl Config {
             })?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Checks the listeners: plain HTTP only on loopback unless `allow_plain_http` insists (then each
+    /// such listener is returned as a warning for the log), a metrics token long enough to resist
+    /// guessing, and some listener to serve on.
+    pub fn check_transport(&self) -> Result<Vec<String>, ConfigError> {
+        if self.http_listen.is_none() && self.https_listen.is_none() {
+            return Err(ConfigError::Transport(
+                "neither https_listen nor http_listen is set: the supervisor would serve nothing"
+                    .into(),
+            ));
+        }
+        let mut warnings = Vec::new();
+        for (key, addr) in [
+            ("http_listen", self.http_listen),
+            ("metrics_listen", self.metrics_listen),
+        ] {
+            let Some(addr) = addr else { continue };
+            if addr.ip().is_loopback() {
+                continue;
+            }
+            if !self.allow_plain_http {
+                return Err(ConfigError::Transport(format!(
+                    "{key} {addr} is not a loopback address: plain HTTP would carry tokens and passwords in the clear; serve HTTPS (https_listen), or set allow_plain_http = true if a trusted network or proxy protects it"
+                )));
+            }
+            warnings.push(format!(
+                "{key} serves plain HTTP on {addr}, beyond loopback (allow_plain_http): tokens and passwords cross the network in the clear"
+            ));
+        }
+        if let Some(t) = &self.metrics_token
+            && t.0.chars().count() < 16
+        {
+            return Err(ConfigError::Transport(
+                "metrics_token must be at least 16 characters".into(),
+            ));
+        }
+        Ok(warnings)
     }
 }
 
@@ -234,6 +349,46 @@ mod tests {
         assert!(
             toml::from_str::<Config>("unknown_key = 1").is_err(),
             "unknown keys are errors"
+        );
+    }
+
+    #[test]
+    fn https_by_default_and_plain_http_only_on_loopback_unless_insisted() {
+        let d = Config::default();
+        assert_eq!(d.https_listen, Some("0.0.0.0:8443".parse().expect("addr")));
+        assert_eq!(d.http_listen, Some("127.0.0.1:8480".parse().expect("addr")));
+        assert_eq!(d.check_transport().expect("defaults"), Vec::<String>::new());
+        let c: Config =
+            toml::from_str("https_listen = \"off\"\nhttp_listen = \"[::1]:1\"").expect("toml");
+        assert_eq!(c.https_listen, None);
+        assert!(c.check_transport().expect("loopback").is_empty());
+        let open: Config = toml::from_str("http_listen = \"0.0.0.0:8480\"").expect("toml");
+        let e = open.check_transport().expect_err("refused");
+        assert!(e.to_string().contains("allow_plain_http"), "{e}");
+        let insisted: Config =
+            toml::from_str("http_listen = \"0.0.0.0:8480\"\nallow_plain_http = true")
+                .expect("toml");
+        let warnings = insisted.check_transport().expect("insisted");
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("in the clear"), "{warnings:?}");
+        let metrics: Config = toml::from_str("metrics_listen = \"10.0.0.5:9480\"").expect("toml");
+        assert!(
+            metrics.check_transport().is_err(),
+            "metrics listener off loopback"
+        );
+        let none: Config =
+            toml::from_str("http_listen = \"off\"\nhttps_listen = \"off\"").expect("toml");
+        assert!(none.check_transport().is_err());
+        let short: Config = toml::from_str("metrics_token = \"abc\"").expect("toml");
+        assert!(short.check_transport().is_err());
+        assert!(toml::from_str::<Config>("http_listen = \"nowhere\"").is_err());
+        let token: Config =
+            toml::from_str("metrics_token = \"0123456789abcdef-metrics\"").expect("toml");
+        let t = token.metrics_token.as_ref().expect("token");
+        assert!(t.matches("0123456789abcdef-metrics") && !t.matches("0123456789abcdef-metricz"));
+        assert!(
+            !format!("{token:?}").contains("0123456789abcdef"),
+            "the token stays out of Debug"
         );
     }
 }

@@ -13,6 +13,7 @@ pub mod competence;
 pub mod config;
 pub mod dispatch;
 pub mod docstore;
+pub mod egress;
 pub mod error;
 pub mod inbound;
 pub mod intake;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Key for deriving webhook signing secrets; never leaves the process.
     pub server_key: Arc<[u8; 32]>,
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Webhook deliveries under way, one lane per webhook.
+    pub webhook_lanes: Arc<webhooks::Lanes>,
     pub intake: intake::Intake,
     pub sealer: settings::Sealer,
     pub phonebook: Arc<phonebook::Phonebook>,

@@ -1,5 +1,6 @@
 //! Starting the supervising server: the store, the bootstrap administrator, the workers (dispatcher,
-//! watchdog, webhooks) and the listeners (plain HTTP for loopback, HTTPS with rustls).
+//! watchdog, webhooks) and the listeners (HTTPS with rustls; plain HTTP for loopback; an optional metrics
+//! listener).
 
 use crate::access::Access;
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct Supervisor;
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
+    /// The separate metrics listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub bootstrap: Option<Bootstrap>,
     pub state: AppState,
     /// PEM of the certificate the HTTPS listener presents, for clients to pin in development.
@@ -108,6 +111,9 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
 impl Supervisor {
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         install_crypto();
+        for warning in config.check_transport()? {
+            tracing::warn!("{warning}");
+        }
         let config = Arc::new(config);
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
@@ -149,6 +155,7 @@ impl Supervisor {
             metrics,
             server_key,
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
+            webhook_lanes: Arc::default(),
         };
         let mut tasks = vec![
             tokio::spawn(dispatcher.clone().run()),
@@ -157,29 +164,43 @@ impl Supervisor {
             tokio::spawn(crate::retention::run(state.clone())),
         ];
         let router = api::router(state.clone());
+        let mut metrics_addr = None;
+        if let Some(addr) = config.metrics_listen {
+            let (bound, task) = serve_plain(
+                addr,
+                api::metrics_router(state.clone()),
+                "the metrics listener",
+            )
+            .await?;
+            metrics_addr = Some(bound);
+            tasks.push(task);
+        }
         let mut http_addr = None;
         if let Some(addr) = config.http_listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding HTTP to {addr}"))?;
-            http_addr = Some(listener.local_addr()?);
-            let app = router.clone();
-            // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("HTTP listener failed: {e}");
-                }
-            }));
+            let (bound, task) = serve_plain(addr, router.clone(), "HTTP").await?;
+            http_addr = Some(bound);
+            tasks.push(task);
         }
         let mut https_addr = None;
         let mut tls_cert_pem = None;
         if let Some(addr) = config.https_listen {
             let (cert, key) = match (&config.tls_cert, &config.tls_key) {
                 (Some(c), Some(k)) => (c.clone(), k.clone()),
-                _ => tls::ensure_self_signed(&config.data_dir)?,
+                (None, None) => {
+                    let made = tls::ensure_self_signed(
+                        &config.data_dir,
+                        &config.tls_names,
+                        time::OffsetDateTime::now_utc(),
+                    )?;
+                    tracing::info!(
+                        "HTTPS with the self-signed certificate {} (clients pin it: faxhub login --ca-cert, faxhub node --ca-cert)",
+                        made.0.display()
+                    );
+                    made
+                }
+                _ => anyhow::bail!(
+                    "tls_cert and tls_key go together: set both, or neither for a self-signed certificate"
+                ),
             };
             tls_cert_pem = std::fs::read_to_string(&cert).ok();
             let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
@@ -187,7 +208,11 @@ impl Supervisor {
                 .await
                 .with_context(|| format!("binding HTTPS to {addr}"))?;
             https_addr = Some(listener.local_addr()?);
-            tasks.push(tokio::spawn(serve_tls(listener, acceptor, router)));
+            tasks.push(tokio::spawn(serve_tls(
+                listener,
+                acceptor,
+                router.layer(axum::middleware::map_response(api::hsts)),
+            )));
         }
         if let Some(addr) = http_addr {
             tracing::info!("supervisor listening on http://{addr}");
@@ -195,15 +220,41 @@ impl Supervisor {
         if let Some(addr) = https_addr {
             tracing::info!("supervisor listening on https://{addr}");
         }
+        if let Some(addr) = metrics_addr {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
         Ok(Running {
             http_addr,
             https_addr,
+            metrics_addr,
             bootstrap,
             state,
             tls_cert_pem,
             tasks,
         })
     }
+}
+
+/// A plain HTTP listener serving `app`; `what` names it in errors.
+async fn serve_plain(
+    addr: SocketAddr,
+    app: axum::Router,
+    what: &'static str,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} to {addr}"))?;
+    let bound = listener.local_addr()?;
+    // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("{what} failed: {e}");
+        }
+    });
+    Ok((bound, task))
 }
 
 async fn serve_tls(

@@ -4,6 +4,7 @@
 //! read them through `Live`.
 
 use crate::config::Config;
+use crate::egress::{AllowList, Network};
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
 use std::sync::RwLock;
@@ -55,6 +56,24 @@ pub struct WebhookPolicy {
     /// Refuse plain `http://` webhook URLs except to loopback.
     pub require_https: bool,
     pub max_per_client: u32,
+    /// Networks webhooks may reach besides public addresses (CIDR, e.g. `10.20.0.0/16`, or one address);
+    /// loopback, private, link-local and other internal addresses are refused unless listed here.
+    /// To let webhooks reach this machine:
+    /// `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
+}
+
+impl WebhookPolicy {
+    /// The allow-list in force; entries were checked when the settings were registered.
+    pub fn allow_list(&self) -> AllowList {
+        AllowList::new(
+            self.allowed_networks
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -91,6 +110,7 @@ impl SupervisorSettings {
                 max_attempts: 8,
                 require_https: false,
                 max_per_client: 20,
+                allowed_networks: Vec::new(),
             },
         }
     }
@@ -147,6 +167,17 @@ impl SupervisorSettings {
         }
         if !(1..=1000).contains(&self.webhooks.max_per_client) {
             return bad("webhooks.max_per_client", "must be 1 to 1000");
+        }
+        if self.webhooks.allowed_networks.len() > 100 {
+            return bad("webhooks.allowed_networks", "at most 100 networks");
+        }
+        for (i, n) in self.webhooks.allowed_networks.iter().enumerate() {
+            if let Err(e) = n.parse::<Network>() {
+                return Err(ApiError::field(
+                    &format!("webhooks.allowed_networks[{i}]"),
+                    e,
+                ));
+            }
         }
         Ok(())
     }
@@ -212,6 +243,34 @@ mod tests {
         );
         check(|s| s.retention.audit_days = 100_000, "retention.audit_days");
         check(|s| s.webhooks.max_attempts = 99, "webhooks.max_attempts");
+        check(
+            |s| s.webhooks.allowed_networks = vec!["127.0.0.0/8".into(), "localhost".into()],
+            "webhooks.allowed_networks[1]",
+        );
+        check(
+            |s| s.webhooks.allowed_networks = vec!["10.0.0.1/8".into()],
+            "webhooks.allowed_networks[0]",
+        );
+        let mut open = ok.clone();
+        open.webhooks.allowed_networks = vec!["127.0.0.0/8".into(), "::1".into()];
+        open.validate(&config).expect("loopback may be allowed");
+        assert!(
+            open.webhooks
+                .allow_list()
+                .check("127.0.0.1".parse().expect("ip"))
+                .is_ok()
+        );
+        assert!(
+            ok.webhooks
+                .allow_list()
+                .check("127.0.0.1".parse().expect("ip"))
+                .is_err(),
+            "internal addresses are closed by default"
+        );
+        // Versions registered before the allow-list existed still load.
+        let old = r#"{"max_attempts": 8, "require_https": false, "max_per_client": 20}"#;
+        let policy: WebhookPolicy = serde_json::from_str(old).expect("old version");
+        assert!(policy.allowed_networks.is_empty());
         assert_eq!(
             ok.retry_delay(1),
             Duration::from_secs(config.retry.schedule_secs[0])

@@ -20,6 +20,25 @@ pub fn faxhub_bin() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Runs a `faxhub` client command with the given client configuration file (where `login` keeps the URL
+/// and token); returns whether it succeeded and what it printed (stdout, then stderr).
+pub fn run_cli(client_config: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let out = Command::new(faxhub_bin()?)
+        .args(args)
+        .env("FAXHUB_CLIENT_CONFIG", client_config)
+        .env("FAXHUB_LOG", "warn")
+        .output()
+        .context("running faxhub")?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -61,6 +80,9 @@ pub struct SupervisorProc {
     config: PathBuf,
 }
 
+/// The token `/metrics` of a supervisor started here requires.
+pub const METRICS_TOKEN: &str = "faxhub-test-metrics-token";
+
 /// Test-friendly deadlines: everything bounded within a few seconds.
 pub const FAST_CONFIG: &str = r#"
 [deadlines]
@@ -82,8 +104,9 @@ impl SupervisorProc {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
         let config = dir.join("supervisor.toml");
+        // Plain HTTP on loopback only: HTTPS (on by default, on all interfaces) is off.
         let text = format!(
-            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:{port}\"\n{extra_toml}",
+            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:{port}\"\nhttps_listen = \"off\"\nmetrics_token = {METRICS_TOKEN:?}\n{extra_toml}",
             dir.join("data").display().to_string()
         );
         std::fs::write(&config, text)?;
@@ -165,6 +188,26 @@ impl SupervisorProc {
 
     pub fn admin(&self) -> Api {
         Api::new(&self.url, &self.token)
+    }
+
+    /// Lets webhooks reach this machine, with the command the documentation gives:
+    /// `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
+    pub fn allow_loopback_webhooks(&self) -> anyhow::Result<()> {
+        let client_config = self.dir.join("admin-client.toml");
+        let faxhub = |args: &[&str]| -> anyhow::Result<()> {
+            let (ok, out) = run_cli(&client_config, args)?;
+            if !ok {
+                bail!("faxhub {args:?} failed: {out}");
+            }
+            Ok(())
+        };
+        faxhub(&["login", "--url", &self.url, "--token", &self.token])?;
+        faxhub(&[
+            "settings",
+            "set",
+            "supervisor",
+            r#"webhooks.allowed_networks=["127.0.0.0/8","::1"]"#,
+        ])
     }
 }
 

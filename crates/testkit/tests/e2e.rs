@@ -629,6 +629,7 @@ async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
     use hmac::{Hmac, Mac};
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    sup.allow_loopback_webhooks().expect("webhooks to loopback");
     let admin = sup.admin();
     let g = new_grouping(&admin, "sales").await;
     let (c1, c1_id) = new_client(&admin, "alice", &[&g]).await;
@@ -1063,6 +1064,7 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     let metrics = admin
         .http
         .get(format!("{}/metrics", admin.base))
+        .bearer_auth(testkit::harness::METRICS_TOKEN)
         .send()
         .await
         .expect("metrics")
@@ -1367,6 +1369,7 @@ async fn an_attempt_interrupted_by_a_fax_server_restart_moves_on() {
 async fn webhook_deliveries_are_retried_with_backoff_and_logged() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    sup.allow_loopback_webhooks().expect("webhooks to loopback");
     let admin = sup.admin();
     let g = default_grouping(&admin).await;
     let (n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))

@@ -487,7 +487,7 @@ async fn supervisor_settings_are_versioned_guarded_and_in_force_at_once() {
     admin
         .patch(
             "/v1/settings",
-            json!({"webhooks": {"require_https": true, "max_per_client": 1}}),
+            json!({"webhooks": {"require_https": true, "max_per_client": 1, "allowed_networks": ["127.0.0.0/8"]}}),
         )
         .await
         .expect("p")

@@ -5,6 +5,7 @@ use super::{Page, Paged, created, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
 use crate::competence::{Competence, Target};
+use crate::egress::{self, Destination};
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -213,9 +214,14 @@ fn event_stream(
     )
 }
 
+/// Longest webhook URL accepted.
+const MAX_URL_LEN: usize = 2048;
+
 #[derive(Deserialize, ToSchema)]
 pub struct NewWebhook {
-    /// http(s) URL that receives POSTs.
+    /// http(s) URL that receives POSTs. It must reach a public address (checked now for its literal
+    /// address or every address its host resolves to, and again at each delivery), unless the
+    /// supervisor's settings allow the network (`webhooks.allowed_networks`).
     pub url: String,
     /// Event kinds, `job.*`-style patterns or `*` (default `*`).
     #[serde(default)]
@@ -245,35 +251,35 @@ fn webhook_view(h: store::Webhook, secret: Option<String>) -> WebhookView {
     }
 }
 
-/// Registers a webhook for the caller's events.
-#[utoipa::path(post, path = "/v1/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 422, body = crate::error::ErrorBody)))]
+/// Registers a webhook for the caller's events. 422 names a URL that is not http(s), does not resolve, or
+/// reaches a loopback, private, link-local or other internal address the supervisor does not allow.
+#[utoipa::path(post, path = "/v1/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn create_webhook(
     State(app): State<AppState>,
     caller: Caller,
     Json(req): Json<NewWebhook>,
 ) -> ApiResult<Response> {
-    let url = reqwest::Url::parse(&req.url).map_err(|e| ApiError::field("url", e))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+    if req.url.len() > MAX_URL_LEN {
         return Err(ApiError::field(
             "url",
-            "must be an http or https URL with a host",
+            format!("at most {MAX_URL_LEN} characters"),
         ));
     }
+    let url = reqwest::Url::parse(&req.url).map_err(|e| ApiError::field("url", e))?;
+    let destination = egress::destination(&url).map_err(|e| ApiError::field("url", e))?;
     let policy = app.live.with(|s| s.webhooks.clone());
-    let loopback = url.host_str().is_some_and(|h| {
-        h == "localhost"
-            || h.trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|a| a.is_loopback())
-    });
+    let loopback = match &destination {
+        Destination::Literal(ip) => egress::canonical(*ip).is_loopback(),
+        Destination::Name(name) => name == "localhost" || name.ends_with(".localhost"),
+    };
     if policy.require_https && url.scheme() == "http" && !loopback {
         return Err(ApiError::field(
             "url",
             "the supervisor's webhook policy requires https",
         ));
     }
-    let held = app.store.webhooks_of(&caller.id).await?.len();
-    if held >= usize::try_from(policy.max_per_client).unwrap_or(usize::MAX) {
+    let held = app.store.active_webhook_count(&caller.id).await?;
+    if held >= i64::from(policy.max_per_client) {
         return Err(ApiError::conflict(format!(
             "you have {held} webhooks; the supervisor's policy allows {}",
             policy.max_per_client
@@ -297,6 +303,11 @@ pub async fn create_webhook(
             ));
         }
     }
+    // Deliveries check again at each connection: the name may resolve elsewhere by then.
+    egress::Lookup::system()
+        .check_url(&url, &policy.allow_list())
+        .await
+        .map_err(|e| ApiError::field("url", e))?;
     let hook = app
         .store
         .create_webhook(&caller.id, url.as_str(), &events)
@@ -328,7 +339,7 @@ async fn own_webhook(app: &AppState, caller: &Caller, id: &str) -> ApiResult<sto
     }
 }
 
-/// Deactivates a webhook.
+/// Deactivates a webhook and cancels its pending deliveries (those under way are dropped).
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete_webhook(
     State(app): State<AppState>,
@@ -337,17 +348,43 @@ pub async fn delete_webhook(
 ) -> ApiResult<StatusCode> {
     own_webhook(&app, &caller, &id).await?;
     app.store.delete_webhook(&id).await?;
+    app.webhook_lanes.cancel(&id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where a delivery stands.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not delivered yet; tried (again) at `next_at`.
+    Pending,
+    Delivered,
+    /// Every try failed.
+    Failed,
+    /// The webhook was deleted first.
+    Cancelled,
+}
+
+impl From<store::DeliveryStatus> for DeliveryState {
+    fn from(s: store::DeliveryStatus) -> Self {
+        match s {
+            store::DeliveryStatus::Pending => Self::Pending,
+            store::DeliveryStatus::Delivered => Self::Delivered,
+            store::DeliveryStatus::Failed => Self::Failed,
+            store::DeliveryStatus::Cancelled => Self::Cancelled,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct DeliveryView {
     pub id: String,
     pub event_seq: i64,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
+    pub status: DeliveryState,
     pub attempts: i64,
+    /// The HTTP status of the last answer, if the endpoint answered.
     pub last_status: Option<i64>,
+    /// How the last try failed, in the supervisor's words (never the endpoint's).
     pub last_error: Option<String>,
     pub next_at: String,
     pub updated_at: String,
@@ -367,7 +404,7 @@ pub async fn deliveries(
             .map(|d| DeliveryView {
                 id: d.id,
                 event_seq: d.event_seq,
-                status: d.status,
+                status: d.status.into(),
                 attempts: d.attempts,
                 last_status: d.last_status,
                 last_error: d.last_error,

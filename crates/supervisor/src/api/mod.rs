@@ -122,7 +122,28 @@ async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
+/// `/metrics` on the API listeners: off when it has its own listener or no token is configured;
+/// else for the bearer of the metrics token.
+async fn metrics_on_api(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let off = |why: &str| ApiError::new(StatusCode::NOT_FOUND, "not_found", why).into_response();
+    if app.config.metrics_listen.is_some() {
+        return off("metrics are served on their own listener (metrics_listen), not here");
+    }
+    if app.config.metrics_token.is_none() {
+        return off(
+            "metrics are off: configure metrics_token, or metrics_listen for a separate listener",
+        );
+    }
+    metrics(State(app), headers).await
+}
+
+/// `/metrics`, for the bearer of the metrics token when one is configured.
+async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &app.config.metrics_token
+        && !bearer(&headers).is_some_and(|given| token.matches(given))
+    {
+        return ApiError::unauthorized().into_response();
+    }
     let gauges = [
         (
             "faxhub_jobs_queued",
@@ -247,7 +268,7 @@ pub fn router(app: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(upload_limit));
     Router::new()
         .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_on_api))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/sessions", post(clients::login))
         .route("/v1/me", get(clients::me))
@@ -342,8 +363,53 @@ pub fn router(app: AppState) -> Router {
         .route(protocol::LINK_PATH, get(crate::link::upgrade))
         .merge(uploads)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(app)
+}
+
+/// The separate metrics listener: `/metrics` and `/healthz`, nothing of the API.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(health))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(request_id))
+        .with_state(app)
+}
+
+/// Headers every response carries (a handler's own value wins): no MIME sniffing, nothing stored by
+/// caches (answers carry tokens, secrets and faxes), and no framing, scripts or other content in a browser
+/// that opens an API URL.
+async fn security_headers(mut resp: Response) -> Response {
+    use axum::http::header;
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    resp
+}
+
+/// Strict-Transport-Security, on responses of the HTTPS listener: a browser that reached the supervisor
+/// over HTTPS uses nothing else for a year.
+pub async fn hsts(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    resp
 }
 
 /// 201 with a JSON body.

@@ -366,6 +366,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = admin
         .http
         .get(format!("{}/metrics", admin.base))
+        .bearer_auth(testkit::harness::METRICS_TOKEN)
         .send()
         .await?
         .text()

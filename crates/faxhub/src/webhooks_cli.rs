@@ -1,0 +1,86 @@
+//! `faxhub webhooks`: register, list and delete your webhooks, and read their delivery logs.
+//! Webhooks reach only public addresses unless the supervisor's settings allow a network; an administrator
+//! lets them reach the supervisor's own machine with
+//! `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
+
+use crate::cli::Api;
+use clap::Subcommand;
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// List your webhooks.
+    List,
+    /// Register a webhook; prints its signing secret (shown this once).
+    Add {
+        /// http(s) URL that receives the events as POSTs.
+        url: String,
+        /// An event kind (job.sent), a pattern (job.*) or * (repeatable; default *).
+        #[arg(long = "event")]
+        events: Vec<String>,
+    },
+    /// Delete a webhook; its pending deliveries are cancelled.
+    Rm { webhook: String },
+    /// A webhook's delivery log, newest first.
+    Deliveries { webhook: String },
+}
+
+pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
+    let api = Api::load()?;
+    match cmd {
+        WebhooksCommand::List => {
+            for h in api
+                .get("/v1/webhooks")
+                .await?
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}  {}  {}  {}",
+                    h["id"].as_str().unwrap_or(""),
+                    if h["active"] == true {
+                        "active "
+                    } else {
+                        "deleted"
+                    },
+                    h["url"].as_str().unwrap_or(""),
+                    h["events"]
+                );
+            }
+        }
+        WebhooksCommand::Add { url, events } => {
+            let h = api
+                .post_json("/v1/webhooks", &json!({"url": url, "events": events}))
+                .await?;
+            println!("webhook {}", h["id"].as_str().unwrap_or(""));
+            println!(
+                "signing secret (shown once): {}",
+                h["secret"].as_str().unwrap_or("")
+            );
+        }
+        WebhooksCommand::Rm { webhook } => {
+            api.delete(&format!("/v1/webhooks/{webhook}")).await?;
+            println!("webhook {webhook} deleted; its pending deliveries are cancelled");
+        }
+        WebhooksCommand::Deliveries { webhook } => {
+            for d in api
+                .get(&format!("/v1/webhooks/{webhook}/deliveries"))
+                .await?
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}  event {}  {}  tries {}  {}",
+                    d["updated_at"].as_str().unwrap_or(""),
+                    d["event_seq"],
+                    d["status"].as_str().unwrap_or(""),
+                    d["attempts"],
+                    d["last_error"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}

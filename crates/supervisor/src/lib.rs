@@ -9,11 +9,13 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod competence;
 pub mod config;
 pub mod dispatch;
 pub mod docstore;
 pub mod error;
+pub mod fax_servers;
 pub mod inbound;
 pub mod intake;
 pub mod link;
@@ -23,6 +25,7 @@ pub mod phonebook;
 pub mod retention;
 pub mod server;
 pub mod settings;
+pub mod signin;
 pub mod supervisor_settings;
 pub mod tls;
 pub mod webhooks;
@@ -51,4 +54,6 @@ pub struct AppState {
     pub live: Arc<supervisor_settings::Live>,
     /// Wakes the retention worker after its settings change.
     pub retention_wake: Arc<tokio::sync::Notify>,
+    /// Password hashing, the sign-in throttle, and revocations told to long-lived connections.
+    pub credentials: Arc<auth::Credentials>,
 }

@@ -92,7 +92,13 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
         .await?;
     let token = auth::new_secret("fxh");
     store
-        .create_token(&admin.id, &auth::hash_secret(&token), "bootstrap")
+        .create_token(store::NewToken {
+            client_id: &admin.id,
+            token_hash: &auth::hash_secret(&token),
+            label: "bootstrap",
+            expires_at: None,
+            created_by: None,
+        })
         .await?;
     let grouping = store.create_grouping("default").await?;
     store
@@ -139,6 +145,7 @@ impl Supervisor {
             phonebook,
             live,
             retention_wake: Arc::new(tokio::sync::Notify::new()),
+            credentials: Arc::new(crate::auth::Credentials::default()),
             intake: crate::intake::Intake::start(store.clone()),
             sealer: crate::settings::Sealer::new(&server_key),
             store,
@@ -169,6 +176,7 @@ impl Supervisor {
                 let _ = tcp.set_nodelay(true);
             });
             tasks.push(tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!("HTTP listener failed: {e}");
                 }
@@ -232,7 +240,10 @@ async fn serve_tls(
             };
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    router.clone().call(req.map(axum::body::Body::new))
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    router.clone().call(req)
                 });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)

@@ -57,6 +57,22 @@ pub struct WebhookPolicy {
     pub max_per_client: u32,
 }
 
+/// Sign-in sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPolicy {
+    /// How long a token from a password sign-in (`POST /v1/sessions`) stays valid: 60 seconds to 90 days.
+    pub login_token_ttl_secs: u64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            login_token_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SupervisorSettings {
@@ -64,6 +80,9 @@ pub struct SupervisorSettings {
     pub retry: DefaultRetry,
     pub uploads: Uploads,
     pub webhooks: WebhookPolicy,
+    /// Absent from versions registered before it existed: the default applies.
+    #[serde(default)]
+    pub sessions: SessionPolicy,
 }
 
 impl SupervisorSettings {
@@ -92,6 +111,7 @@ impl SupervisorSettings {
                 require_https: false,
                 max_per_client: 20,
             },
+            sessions: SessionPolicy::default(),
         }
     }
 
@@ -147,6 +167,12 @@ impl SupervisorSettings {
         }
         if !(1..=1000).contains(&self.webhooks.max_per_client) {
             return bad("webhooks.max_per_client", "must be 1 to 1000");
+        }
+        if !(60..=90 * 86_400).contains(&self.sessions.login_token_ttl_secs) {
+            return bad(
+                "sessions.login_token_ttl_secs",
+                "must be 60 seconds to 90 days",
+            );
         }
         Ok(())
     }
@@ -212,6 +238,15 @@ mod tests {
         );
         check(|s| s.retention.audit_days = 100_000, "retention.audit_days");
         check(|s| s.webhooks.max_attempts = 99, "webhooks.max_attempts");
+        check(
+            |s| s.sessions.login_token_ttl_secs = 0,
+            "sessions.login_token_ttl_secs",
+        );
+        let before: SupervisorSettings = serde_json::from_value(serde_json::json!({
+            "retention": ok.retention, "retry": ok.retry, "uploads": ok.uploads, "webhooks": ok.webhooks,
+        }))
+        .expect("a version registered before sessions existed still loads");
+        assert_eq!(before.sessions, SessionPolicy::default());
         assert_eq!(
             ok.retry_delay(1),
             Duration::from_secs(config.retry.schedule_secs[0])

@@ -1,4 +1,4 @@
-//! The client CLI: `login`, `send` (with `--wait`), `status`, `jobs`, `cancel`, `inbox`, `fetch`.
+//! The client CLI: `login`, `logout`, `send` (with `--wait`), `status`, `jobs`, `cancel`, `inbox`, `fetch`.
 //! Credentials are kept in `$XDG_CONFIG_HOME/faxhub/client.toml` (or `~/.config/...`), readable by the
 //! owner only.
 
@@ -24,6 +24,8 @@ pub enum ClientCommand {
         #[arg(long)]
         ca_cert: Option<PathBuf>,
     },
+    /// Sign out: revoke the stored token and forget it.
+    Logout,
     /// Send documents to one or more recipients.
     Send {
         /// Documents (PDF, TIFF, PNG, JPEG, GIF, text).
@@ -75,6 +77,9 @@ pub enum ClientCommand {
     /// Administer groupings and their members.
     #[command(subcommand)]
     Groupings(crate::admin_cli::GroupingsCommand),
+    /// List, revoke and delete fax servers.
+    #[command(subcommand, name = "fax-servers")]
+    FaxServers(crate::admin_cli::FaxServersCommand),
     /// Download a received fax as TIFF.
     Fetch {
         inbound: String,
@@ -324,6 +329,14 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             println!("logged in as {}", me["name"].as_str().unwrap_or("?"));
             Ok(())
         }
+        ClientCommand::Logout => {
+            let api = Api::load()?;
+            api.delete("/v1/sessions").await?;
+            let path = config_path()?;
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            println!("signed out; the token is revoked");
+            Ok(())
+        }
         ClientCommand::Send {
             files,
             to,
@@ -461,6 +474,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Clients(cmd) => crate::admin_cli::clients(cmd).await,
         ClientCommand::Roles(cmd) => crate::admin_cli::roles(cmd).await,
         ClientCommand::Groupings(cmd) => crate::admin_cli::groupings(cmd).await,
+        ClientCommand::FaxServers(cmd) => crate::admin_cli::fax_servers(cmd).await,
         ClientCommand::Phonebook(cmd) => crate::phonebook_cli::run(cmd).await,
         ClientCommand::Fetch { inbound, output } => {
             let api = Api::load()?;

@@ -195,14 +195,17 @@ async fn read_loop(
 ) -> anyhow::Result<()> {
     let mut last_applied = app.store.link_last_applied(&fs.id).await?;
     loop {
+        // Revocation first: once announced, nothing more from this fax server is applied (not even the
+        // answer to the cancels sent just before it, which would read as the client cancelling).
         let next = tokio::select! {
-            next = tokio::time::timeout(silence, stream.next()) => next,
+            biased;
             r = revoked.recv() => {
                 if revoked_now(app, &fs.id, r).await {
                     return Err(CredentialRevoked.into());
                 }
                 continue;
             }
+            next = tokio::time::timeout(silence, stream.next()) => next,
         };
         let msg = match next {
             Err(_) => anyhow::bail!("no message for {silence:?}"),

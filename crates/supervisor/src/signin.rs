@@ -242,6 +242,11 @@ fn shown_name(server_key: &[u8; 32], name: &str, verbatim: bool) -> String {
     )
 }
 
+/// A wait in whole seconds, rounded up (what `Retry-After` says).
+pub fn wait_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// 429 for a name or address that must wait.
 pub fn too_many(wait: Duration) -> ApiError {
     ApiError::new(
@@ -249,7 +254,7 @@ pub fn too_many(wait: Duration) -> ApiError {
         "too_many_requests",
         format!(
             "too many failed sign-ins for this name or address; try again in {} s",
-            wait.as_secs().max(1)
+            wait_secs(wait)
         ),
     )
 }

@@ -76,7 +76,7 @@ pub async fn login(
         Err(SignInError::Refused) => ApiError::unauthorized().into_response(),
         Err(SignInError::Throttled(wait)) => {
             let mut resp = crate::signin::too_many(wait).into_response();
-            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            if let Ok(v) = HeaderValue::from_str(&crate::signin::wait_secs(wait).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
             resp

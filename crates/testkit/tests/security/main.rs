@@ -1,0 +1,6 @@
+//! Security regression tests: each replays a finding of the hardening review (issue 14) against the real
+//! `faxhub serve` (and, where a fax server matters, the real fax server runtime over a scripted line), on
+//! loopback only, and asserts the fixed behaviour. One module per topic; a test is named after the finding
+//! it guards.
+
+mod access;

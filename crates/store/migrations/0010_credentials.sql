@@ -5,6 +5,8 @@ ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
 ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
 ALTER TABLE api_tokens ADD COLUMN revoked_at INTEGER;
 ALTER TABLE api_tokens ADD COLUMN created_by TEXT;
+-- 1 for tokens a password sign-in made: a new password ends them.
+ALTER TABLE api_tokens ADD COLUMN session INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX api_tokens_by_client ON api_tokens (client_id, created_at);
 
 ALTER TABLE clients ADD COLUMN deleted_at INTEGER;

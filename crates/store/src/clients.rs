@@ -76,6 +76,8 @@ pub struct ApiToken {
     pub expires_at: Option<i64>,
     /// Written at most once a minute per token, so a busy client does not turn reads into writes.
     pub last_used_at: Option<i64>,
+    /// Made by a password sign-in.
+    pub session: bool,
 }
 
 /// What a request's bearer token stands for: the enabled client and the live token.
@@ -95,6 +97,8 @@ pub struct NewToken<'a> {
     pub label: &'a str,
     pub expires_at: Option<i64>,
     pub created_by: Option<&'a str>,
+    /// Made by a password sign-in (ended by a new password).
+    pub session: bool,
 }
 
 /// The role whose last enabled holder in scope `all` may not lose it (the migration that made it names it).
@@ -103,8 +107,7 @@ pub(crate) const ADMINISTRATOR: &str = "role_administrator";
 /// A token is live while it is neither revoked nor past its expiry.
 const LIVE_TOKEN: &str = "t.revoked = 0 AND (t.expires_at IS NULL OR t.expires_at > $2)";
 
-const TOKEN_COLUMNS: &str =
-    "t.id, t.client_id, t.label, t.created_at, t.created_by, t.expires_at, t.last_used_at";
+const TOKEN_COLUMNS: &str = "t.id, t.client_id, t.label, t.created_at, t.created_by, t.expires_at, t.last_used_at, t.session";
 
 /// Whether, once `client_id` no longer holds the administrator role in scope `all` (or is disabled or
 /// deleted), another enabled client still does. Runs inside the caller's transaction so that two
@@ -244,10 +247,11 @@ impl Store {
             created_by: new.created_by.map(str::to_owned),
             expires_at: new.expires_at,
             last_used_at: None,
+            session: new.session,
         };
         sqlx::query(
-            "INSERT INTO api_tokens (id, client_id, token_hash, label, created_at, created_by, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_tokens (id, client_id, token_hash, label, created_at, created_by, expires_at, session)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&token.id)
         .bind(&token.client_id)
@@ -256,6 +260,7 @@ impl Store {
         .bind(token.created_at)
         .bind(&token.created_by)
         .bind(token.expires_at)
+        .bind(token.session)
         .execute(&self.writer)
         .await
         .map_err(conflict_on_unique("an API token"))?;
@@ -332,6 +337,32 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes a client's sign-in tokens but `except`; their ids.
+    pub async fn revoke_sessions(
+        &self,
+        client_id: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE api_tokens SET revoked = 1, revoked_at = $1
+             WHERE client_id = $2 AND session = 1 AND revoked = 0 AND ($3 IS NULL OR id <> $3) RETURNING id",
+        )
+        .bind(now_ms())
+        .bind(client_id)
+        .bind(except)
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
+    /// Ids of the clients that are disabled (deleted ones included).
+    pub async fn disabled_clients(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM clients WHERE disabled = 1")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     /// Records that a token was used at `at`.
@@ -460,6 +491,7 @@ mod tests {
             label: "cli",
             expires_at,
             created_by: None,
+            session: false,
         }
     }
 
@@ -551,10 +583,35 @@ mod tests {
             .await
             .expect("enable");
         assert!(live("short", now).await, "enabling restores them");
+        let signed_in = store
+            .create_token(NewToken {
+                session: true,
+                ..token(&c.id, "session", None)
+            })
+            .await
+            .expect("token");
+        let other = store
+            .create_token(NewToken {
+                session: true,
+                ..token(&c.id, "session2", None)
+            })
+            .await
+            .expect("token");
+        assert_eq!(
+            store
+                .revoke_sessions(&c.id, Some(&other.id))
+                .await
+                .expect("revoke"),
+            std::slice::from_ref(&signed_in.id)
+        );
+        assert!(!live("session", now).await);
+        assert!(live("session2", now).await, "the one excepted stays");
+        assert!(live("short", now).await, "tokens not from a sign-in stay");
         store.touch_token(&short.id, now + 5).await.expect("touch");
         let listed = store.tokens_of(&c.id, now).await.expect("l");
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].last_used_at, Some(now + 5));
+        assert_eq!(listed.len(), 2);
+        let short_listed = listed.iter().find(|t| t.id == short.id).expect("listed");
+        assert_eq!(short_listed.last_used_at, Some(now + 5));
     }
 
     #[tokio::test]

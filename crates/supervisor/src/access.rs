@@ -40,6 +40,8 @@ struct Memberships {
     clients_of_grouping: HashMap<String, HashSet<String>>,
     /// What each client holds, and where.
     grants_of_client: HashMap<String, Vec<(CompetenceSet, Scope)>>,
+    /// Disabled clients: nothing is sent for them or delivered to them.
+    disabled: HashSet<String>,
 }
 
 impl competence::Memberships for Memberships {
@@ -129,6 +131,7 @@ impl Access {
                 .or_default()
                 .push((*set, scope));
         }
+        m.disabled = store.disabled_clients().await?.into_iter().collect();
         for (grouping, kind, member) in store.all_grouping_members().await? {
             match kind.as_str() {
                 "client" => {
@@ -173,10 +176,11 @@ impl Access {
     }
 
     /// Whether a client's fax may go out through this fax server: a shared grouping and the competence to
-    /// send there.
+    /// send there. A disabled client's queued jobs wait until it is enabled (or their kill time).
     pub fn may_send(&self, client_id: &str, fax_server_id: &str) -> bool {
         self.read(|m| {
-            m.shares_grouping(client_id, fax_server_id)
+            !m.disabled.contains(client_id)
+                && m.shares_grouping(client_id, fax_server_id)
                 && m.holds(
                     client_id,
                     Competence::SendFaxes,
@@ -185,10 +189,11 @@ impl Access {
         })
     }
 
-    /// Whether a fax this fax server received may be delivered to this client.
+    /// Whether a fax this fax server received may be delivered to this client (not while it is disabled).
     pub fn may_receive(&self, client_id: &str, fax_server_id: &str) -> bool {
         self.read(|m| {
-            m.shares_grouping(client_id, fax_server_id)
+            !m.disabled.contains(client_id)
+                && m.shares_grouping(client_id, fax_server_id)
                 && m.holds(
                     client_id,
                     Competence::ReceiveFaxes,

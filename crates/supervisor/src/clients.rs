@@ -99,6 +99,7 @@ pub async fn issue_token(
             label,
             expires_at,
             created_by: Some(&caller.id),
+            session: false,
         })
         .await?;
     audit::record(
@@ -192,20 +193,27 @@ pub async fn set_password(
     if !app.store.set_password(&client.id, &hash).await? {
         return Err(ApiError::not_found("client"));
     }
-    tracing::info!(by = %caller.name, client = %client.name, "password set");
+    // Whoever signed in with the old password is signed out (all but the request's own session).
+    let except = (caller.id == client.id).then_some(caller.token_id.as_str());
+    let ended = app.store.revoke_sessions(&client.id, except).await?;
+    for t in &ended {
+        app.credentials.announce(Revoked::Token(t.clone()));
+    }
+    tracing::info!(by = %caller.name, client = %client.name, sessions_ended = ended.len(), "password set");
     audit::record(
         app,
         Ok(caller),
         "client.password_set",
         Some(&client.id),
         audit::NONE,
-        audit::NONE,
+        Some(&serde_json::json!({"sessions_ended": ended.len()})),
     )
     .await;
     Ok(())
 }
 
-/// Disables a client (its tokens and password open nothing, its event streams end) or enables it again.
+/// Disables a client (its tokens and password open nothing, its event streams end, its queued jobs wait and
+/// nothing received is delivered to it) or enables it again.
 pub async fn set_disabled(
     app: &AppState,
     caller: &Caller,
@@ -217,6 +225,7 @@ pub async fn set_disabled(
         return Ok(());
     }
     app.store.set_client_disabled(&client.id, disabled).await?;
+    app.access.reload(&app.store).await?;
     if disabled {
         app.credentials.announce(Revoked::Client(client.id.clone()));
     }

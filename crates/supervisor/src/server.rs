@@ -98,6 +98,7 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
             label: "bootstrap",
             expires_at: None,
             created_by: None,
+            session: false,
         })
         .await?;
     let grouping = store.create_grouping("default").await?;

@@ -338,6 +338,7 @@ pub async fn sign_in(
             label: "session",
             expires_at: Some(expires_at),
             created_by: None,
+            session: true,
         })
         .await?;
     tracing::info!(client = %client.name, "signed in");

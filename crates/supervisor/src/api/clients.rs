@@ -366,6 +366,7 @@ pub async fn create_client(
                 label: "created",
                 expires_at: None,
                 created_by: Some(&caller.id),
+                session: false,
             })
             .await?;
         Some(t)
@@ -476,7 +477,7 @@ pub struct PasswordRequest {
 }
 
 /// Sets a person's password: its own (with the current one), or another's with authority over everything
-/// that client reaches.
+/// that client reaches. The sessions signed in with the old password end (but the request's own).
 #[utoipa::path(put, path = "/v1/clients/{id}/password", request_body = PasswordRequest,
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
               (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
@@ -516,6 +517,8 @@ pub struct TokenView {
     pub expires_at: Option<String>,
     /// To the minute.
     pub last_used_at: Option<String>,
+    /// Made by a password sign-in (a new password ends it).
+    pub session: bool,
     /// The token of this request.
     pub current: bool,
 }
@@ -529,6 +532,7 @@ fn token_view(t: store::ApiToken, caller: &Caller) -> TokenView {
         created_by: t.created_by,
         expires_at: t.expires_at.map(rfc3339),
         last_used_at: t.last_used_at.map(rfc3339),
+        session: t.session,
     }
 }
 

@@ -690,6 +690,132 @@ async fn disabled_and_deleted_clients_are_refused_and_a_deleted_name_is_free() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_password_ends_the_sessions_signed_in_with_the_old_one() {
+    let (_dir, sup) = start();
+    let admin = sup.admin();
+    let default = default_grouping(&admin).await;
+    let pat = person(&admin, "pat", "the first password", &[&default]).await;
+    let session = |password: &'static str| {
+        let (sup, admin) = (&sup, &admin);
+        async move {
+            let r = sign_in(sup, "pat", password).await;
+            assert_eq!(r.status(), 201);
+            admin.with_token(&id(&r.json::<Value>().await.expect("json"), "/token"))
+        }
+    };
+    let (first, second) = (
+        session("the first password").await,
+        session("the first password").await,
+    );
+    let minted = admin.with_token(&id(
+        &want(
+            admin
+                .post(
+                    &format!("/v1/clients/{pat}/tokens"),
+                    json!({"label": "app"}),
+                )
+                .await,
+            201,
+            "token",
+        ),
+        "/token",
+    ));
+    let listed = want(
+        first.get(&format!("/v1/clients/{pat}/tokens")).await,
+        200,
+        "list",
+    );
+    let sessions = listed
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .filter(|t| t["session"] == true)
+        .count();
+    assert_eq!(sessions, 2, "{listed}");
+    // Changing one's own password keeps the session that did it and ends the others.
+    want(
+        first
+            .put(
+                &format!("/v1/clients/{pat}/password"),
+                json!({"password": "the second password", "current_password": "the first password"}),
+            )
+            .await,
+        204,
+        "own password",
+    );
+    want(
+        first.get("/v1/me").await,
+        200,
+        "the session that changed it",
+    );
+    want(second.get("/v1/me").await, 401, "another session");
+    // A reset by an administrator ends them all; tokens not from a sign-in stay.
+    want(
+        admin
+            .put(
+                &format!("/v1/clients/{pat}/password"),
+                json!({"password": "the third password"}),
+            )
+            .await,
+        204,
+        "reset",
+    );
+    want(first.get("/v1/me").await, 401, "after the reset");
+    want(minted.get("/v1/me").await, 200, "an issued token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_clients_queued_jobs_wait_until_it_is_enabled() {
+    let (_dir, sup) = start();
+    let admin = sup.admin();
+    let default = default_grouping(&admin).await;
+    let (_node, _fs) = fax_server(&sup, "fs", &[], &[&default], json!({})).await;
+    let (client, client_id) = app(&admin, "sender", &[&default], None).await;
+    let doc = upload(&client).await;
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    let at = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let job = want(
+        client
+            .post(
+                "/v1/jobs",
+                json!({"recipients": ["+15550003333"], "documents": [doc], "send_at": at}),
+            )
+            .await,
+        201,
+        "job",
+    );
+    let job = id(&job, "/jobs/0/id");
+    let path = format!("/v1/clients/{client_id}");
+    want(
+        admin.patch(&path, json!({"disabled": true})).await,
+        200,
+        "disable",
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let enabled_at = time::OffsetDateTime::now_utc();
+    want(
+        admin.patch(&path, json!({"disabled": false})).await,
+        200,
+        "enable",
+    );
+    let done = client
+        .wait_job(&job, Duration::from_secs(20), |s| s == "sent")
+        .await
+        .expect("sent once enabled");
+    let started = time::OffsetDateTime::parse(
+        done["attempts"][0]["started_at"].as_str().expect("attempt"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    assert!(
+        started >= enabled_at,
+        "dispatched at {started} while disabled (enabled at {enabled_at})"
+    );
+}
+
 /// A fax server over a scripted line; waits until it is online.
 async fn fax_server(
     sup: &SupervisorProc,

@@ -207,6 +207,9 @@ pub struct NewClientResponse {
     pub token: Option<String>,
 }
 
+/// The most groupings or grants one request may name.
+const MAX_LISTED: usize = 100;
+
 /// Every grouping named exists and is visible to the caller (an invisible one reads as missing).
 pub(super) async fn check_groupings(
     app: &AppState,
@@ -305,6 +308,19 @@ pub async fn create_client(
         }
         (ClientKind::Application, None) => None,
     };
+    // Each named grouping and grant costs lookups: a request names a sane number of them.
+    if req.groupings.len() > MAX_LISTED {
+        return Err(ApiError::field(
+            "groupings",
+            format!("at most {MAX_LISTED} groupings"),
+        ));
+    }
+    if req.grants.as_ref().is_some_and(|g| g.len() > MAX_LISTED) {
+        return Err(ApiError::field(
+            "grants",
+            format!("at most {MAX_LISTED} grants"),
+        ));
+    }
     check_groupings(&app, &caller, "groupings", &req.groupings).await?;
     if req.groupings.is_empty() {
         app.access
@@ -710,8 +726,11 @@ pub async fn create_role(
     app.access
         .authorize(&caller, Competence::ManageClients, Target::System)?;
     let name = req.name.trim();
-    if name.is_empty() || name.len() > 64 {
-        return Err(ApiError::field("name", "give a name of 1 to 64 characters"));
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "name",
+            "give a name of 1 to 64 characters, no control characters",
+        ));
     }
     if req.competences.is_empty() {
         return Err(ApiError::field(

@@ -816,6 +816,49 @@ async fn a_disabled_clients_queued_jobs_wait_until_it_is_enabled() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_to_the_client_api_is_refused_naming_the_field() {
+    let (_dir, sup) = start();
+    let admin = sup.admin();
+    let default = default_grouping(&admin).await;
+    let root = id(&want(admin.get("/v1/me").await, 200, "me"), "/id");
+    for (path, body, field) in [
+        (
+            "/v1/roles".to_owned(),
+            json!({"name": "sender\nadministrator", "competences": ["send_faxes"]}),
+            "name",
+        ),
+        (
+            "/v1/clients".to_owned(),
+            json!({"name": "many", "kind": "application", "groupings": vec![default.clone(); 101]}),
+            "groupings",
+        ),
+        (
+            "/v1/clients".to_owned(),
+            json!({"name": "long-pw", "kind": "person", "password": "p".repeat(100_000)}),
+            "password",
+        ),
+        (
+            format!("/v1/clients/{root}/tokens"),
+            json!({"label": "l".repeat(65)}),
+            "label",
+        ),
+        (
+            format!("/v1/clients/{root}/tokens"),
+            json!({"label": "ok", "expires_in_secs": u64::MAX}),
+            "expires_in_secs",
+        ),
+    ] {
+        let r = want(admin.post(&path, body).await, 422, field);
+        assert_eq!(r["error"]["field"], field, "{r}");
+    }
+    let names = want(admin.get("/v1/clients").await, 200, "clients").to_string();
+    assert!(
+        !names.contains("many") && !names.contains("long-pw"),
+        "{names}"
+    );
+}
+
 /// A fax server over a scripted line; waits until it is online.
 async fn fax_server(
     sup: &SupervisorProc,

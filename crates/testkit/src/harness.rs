@@ -20,6 +20,30 @@ pub fn faxhub_bin() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// Runs the `faxhub` command line with a client configuration file and extra environment; whether it
+/// succeeded, and its output (stdout, then stderr).
+pub fn faxhub_cli(config: &Path, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let out = faxhub_bin().and_then(|bin| {
+        Ok(Command::new(bin)
+            .args(args)
+            .env("FAXHUB_CLIENT_CONFIG", config)
+            .env("FAXHUB_LOG", "warn")
+            .envs(env.iter().copied())
+            .output()?)
+    });
+    match out {
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
+        Err(e) => (false, format!("running faxhub: {e:#}")),
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -3,10 +3,9 @@
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use testkit::harness::{Api, FAST_CONFIG, NodeProc, Reply, SupervisorProc, faxhub_bin, tiny_tiff};
+use testkit::harness::{Api, FAST_CONFIG, NodeProc, Reply, SupervisorProc, faxhub_cli, tiny_tiff};
 
 fn testnode() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode"))
@@ -128,6 +127,31 @@ async fn ended_within<T>(
     }
 }
 
+/// Every way of acting on a client (a person in `grouping`): each must be refused with 403.
+async fn refused_to_act_on(api: &Api, client: &str, grouping: &str) {
+    let path = format!("/v1/clients/{client}");
+    let grant = json!({"role": "user", "scope": {"kind": "grouping", "id": grouping}});
+    let membership = format!("/v1/groupings/{grouping}/members/client/{client}");
+    let password = json!({"password": "a new password here"});
+    for (what, r) in [
+        (
+            "token",
+            api.post(&format!("{path}/tokens"), json!({"label": "t"}))
+                .await,
+        ),
+        (
+            "password",
+            api.put(&format!("{path}/password"), password).await,
+        ),
+        ("grant", api.post(&format!("{path}/grants"), grant).await),
+        ("membership", api.delete(&membership).await),
+        ("disable", api.patch(&path, json!({"disabled": true})).await),
+        ("delete", api.delete(&path).await),
+    ] {
+        want(r, 403, what);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grouping_administrator_cannot_act_as_the_bootstrap_administrator() {
     let (_dir, sup) = start();
@@ -147,35 +171,8 @@ async fn a_grouping_administrator_cannot_act_as_the_bootstrap_administrator() {
         "token for the administrator",
     );
     assert!(message(&r).contains("in scope all"), "{r}");
-    // Every other way of acting on it.
+    refused_to_act_on(&ga, &root, &default).await;
     let path = format!("/v1/clients/{root}");
-    want(
-        ga.put(
-            &format!("{path}/password"),
-            json!({"password": "a new password here"}),
-        )
-        .await,
-        403,
-        "password",
-    );
-    let grant = json!({"role": "user", "scope": {"kind": "grouping", "id": default}});
-    want(
-        ga.post(&format!("{path}/grants"), grant).await,
-        403,
-        "grant",
-    );
-    want(
-        ga.delete(&format!("/v1/groupings/{default}/members/client/{root}"))
-            .await,
-        403,
-        "membership",
-    );
-    want(
-        ga.patch(&path, json!({"disabled": true})).await,
-        403,
-        "disable",
-    );
-    want(ga.delete(&path).await, 403, "delete");
     // Reading is not acting: the tokens are listed (never their secrets), not revoked.
     let tokens = want(ga.get(&format!("{path}/tokens")).await, 200, "tokens");
     let bootstrap = id(&tokens, "/0/id");
@@ -227,33 +224,7 @@ async fn a_grouping_administrator_cannot_act_as_a_client_also_in_another_groupin
         message(&r).contains(&b),
         "the refusal names the grouping: {r}"
     );
-    want(
-        ga.put(
-            &format!("{path}/password"),
-            json!({"password": "another long one"}),
-        )
-        .await,
-        403,
-        "password",
-    );
-    let grant = json!({"role": "user", "scope": {"kind": "grouping", "id": a}});
-    want(
-        ga.post(&format!("{path}/grants"), grant.clone()).await,
-        403,
-        "grant",
-    );
-    want(
-        ga.delete(&format!("/v1/groupings/{a}/members/client/{both}"))
-            .await,
-        403,
-        "membership",
-    );
-    want(
-        ga.patch(&path, json!({"disabled": true})).await,
-        403,
-        "disable",
-    );
-    want(ga.delete(&path).await, 403, "delete");
+    refused_to_act_on(&ga, &both, &a).await;
     // It may still see the client (it is in A), and an administrator of both may act on it.
     want(ga.get(&path).await, 200, "visible");
     want(
@@ -1229,22 +1200,6 @@ async fn a_received_fax_hidden_from_the_inbox_is_not_readable_by_id() {
     );
 }
 
-fn faxhub(config: &Path, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
-    let out = Command::new(faxhub_bin().expect("faxhub binary"))
-        .args(args)
-        .env("FAXHUB_CLIENT_CONFIG", config)
-        .env("FAXHUB_LOG", "warn")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run faxhub");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_and_the_openapi_document_cover_the_credential_lifecycle() {
     let (dir, sup) = start();
@@ -1285,13 +1240,13 @@ async fn the_cli_and_the_openapi_document_cover_the_credential_lifecycle() {
         "/token",
     );
     let config = dir.path().join("client.toml");
-    let (ok, out) = faxhub(
+    let (ok, out) = faxhub_cli(
         &config,
         &[],
         &["login", "--url", &sup.url, "--token", &cli_token],
     );
     assert!(ok, "{out}");
-    let (ok, out) = faxhub(
+    let (ok, out) = faxhub_cli(
         &config,
         &[],
         &[
@@ -1313,18 +1268,18 @@ async fn the_cli_and_the_openapi_document_cover_the_credential_lifecycle() {
         .find(|w| w.starts_with("tok_"))
         .expect("token id printed")
         .to_owned();
-    let (ok, out) = faxhub(&config, &[], &["clients", "tokens", "me"]);
+    let (ok, out) = faxhub_cli(&config, &[], &["clients", "tokens", "me"]);
     assert!(
         ok && out.contains(&token_id) && out.contains("(this one)") && !out.contains("fxh_"),
         "{out}"
     );
-    let (ok, out) = faxhub(&config, &[], &["clients", "revoke-token", "me", &token_id]);
+    let (ok, out) = faxhub_cli(&config, &[], &["clients", "revoke-token", "me", &token_id]);
     assert!(ok, "{out}");
-    let (ok, out) = faxhub(&config, &[], &["clients", "tokens", "me"]);
+    let (ok, out) = faxhub_cli(&config, &[], &["clients", "tokens", "me"]);
     assert!(ok && !out.contains(&token_id), "{out}");
 
     let pat = person(&admin, "pat", "pat's long password", &[&default]).await;
-    let (ok, out) = faxhub(
+    let (ok, out) = faxhub_cli(
         &config,
         &[("FAXHUB_NEW_PASSWORD", "pat's newer password")],
         &["clients", "password", &pat],
@@ -1335,7 +1290,7 @@ async fn the_cli_and_the_openapi_document_cover_the_credential_lifecycle() {
         201
     );
     for cmd in ["disable", "enable", "delete"] {
-        let (ok, out) = faxhub(&config, &[], &["clients", cmd, &pat]);
+        let (ok, out) = faxhub_cli(&config, &[], &["clients", cmd, &pat]);
         assert!(ok, "{cmd}: {out}");
     }
     want(
@@ -1355,16 +1310,16 @@ async fn the_cli_and_the_openapi_document_cover_the_credential_lifecycle() {
         "fax server",
     );
     let fs = id(&fs, "/fax_server/id");
-    let (ok, out) = faxhub(&config, &[], &["fax-servers", "revoke", &fs]);
+    let (ok, out) = faxhub_cli(&config, &[], &["fax-servers", "revoke", &fs]);
     assert!(ok && out.contains("revoked"), "{out}");
-    let (ok, out) = faxhub(&config, &[], &["fax-servers", "list"]);
+    let (ok, out) = faxhub_cli(&config, &[], &["fax-servers", "list"]);
     assert!(ok && out.contains(&fs) && out.contains("revoked"), "{out}");
-    let (ok, out) = faxhub(&config, &[], &["fax-servers", "delete", &fs]);
+    let (ok, out) = faxhub_cli(&config, &[], &["fax-servers", "delete", &fs]);
     assert!(ok, "{out}");
-    let (ok, out) = faxhub(&config, &[], &["fax-servers", "list"]);
+    let (ok, out) = faxhub_cli(&config, &[], &["fax-servers", "list"]);
     assert!(ok && !out.contains(&fs), "{out}");
 
-    let (ok, out) = faxhub(&config, &[], &["logout"]);
+    let (ok, out) = faxhub_cli(&config, &[], &["logout"]);
     assert!(ok, "{out}");
     assert!(!config.exists());
     want(

@@ -144,19 +144,38 @@ impl Store {
 
     /// Where an inbound fax was delivered.
     pub async fn inbox_targets(&self, inbound_id: &str) -> Result<Vec<RuleTarget>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT target_kind, target_id FROM inbox_entries WHERE inbound_id = $1 ORDER BY target_kind, target_id",
-        )
-        .bind(inbound_id)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.into_iter()
-            .map(|(kind, id)| match kind.as_str() {
-                "client" => Ok(RuleTarget::Client(id)),
-                "grouping" => Ok(RuleTarget::Grouping(id)),
-                other => Err(crate::Error::Corrupt(format!("inbox entry kind {other:?}"))),
-            })
-            .collect()
+        let mut all = self.inbox_targets_of(&[inbound_id.to_owned()]).await?;
+        Ok(all.remove(inbound_id).unwrap_or_default())
+    }
+
+    /// Where each of these inbound faxes was delivered (one query for a page of the inbox).
+    pub async fn inbox_targets_of(
+        &self,
+        inbound_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<RuleTarget>>> {
+        let mut out: std::collections::HashMap<String, Vec<RuleTarget>> = Default::default();
+        if inbound_ids.is_empty() {
+            return Ok(out);
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT inbound_id, target_kind, target_id FROM inbox_entries WHERE inbound_id IN (",
+        );
+        let mut ids = q.separated(", ");
+        for id in inbound_ids {
+            ids.push_bind(id);
+        }
+        q.push(") ORDER BY inbound_id, target_kind, target_id");
+        let rows: Vec<(String, String, String)> =
+            q.build_query_as().fetch_all(&self.reader).await?;
+        for (inbound, kind, id) in rows {
+            let target = match kind.as_str() {
+                "client" => RuleTarget::Client(id),
+                "grouping" => RuleTarget::Grouping(id),
+                other => return Err(crate::Error::Corrupt(format!("inbox entry kind {other:?}"))),
+            };
+            out.entry(inbound).or_default().push(target);
+        }
+        Ok(out)
     }
 
     pub async fn create_inbound_rule(

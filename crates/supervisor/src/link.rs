@@ -195,17 +195,26 @@ async fn read_loop(
 ) -> anyhow::Result<()> {
     let mut last_applied = app.store.link_last_applied(&fs.id).await?;
     loop {
-        // Revocation first: once announced, nothing more from this fax server is applied (not even the
-        // answer to the cancels sent just before it, which would read as the client cancelling).
-        let next = tokio::select! {
-            biased;
-            r = revoked.recv() => {
-                if revoked_now(app, &fs.id, r).await {
-                    return Err(CredentialRevoked.into());
-                }
-                continue;
+        // Other credentials' revocations do not move the deadline.
+        let deadline = tokio::time::Instant::now() + silence;
+        let next = loop {
+            // Revocation first: once announced, nothing more from this fax server is applied (not even the
+            // answer to the cancels sent just before it, which would read as the client cancelling).
+            tokio::select! {
+                biased;
+                r = revoked.recv() => match r {
+                    // Nobody can announce any more (the supervisor is stopping): just read.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        break tokio::time::timeout_at(deadline, stream.next()).await;
+                    }
+                    r => {
+                        if revoked_now(app, &fs.id, r).await {
+                            return Err(CredentialRevoked.into());
+                        }
+                    }
+                },
+                next = tokio::time::timeout_at(deadline, stream.next()) => break next,
             }
-            next = tokio::time::timeout(silence, stream.next()) => next,
         };
         let msg = match next {
             Err(_) => anyhow::bail!("no message for {silence:?}"),

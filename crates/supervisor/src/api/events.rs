@@ -63,17 +63,18 @@ pub async fn inbox(
     // The cursor follows the rows read, so that filtering out faxes the caller may not read (a grouping
     // inbox of a fax server outside its competence) never ends the listing early.
     let mut paged = Paged::new(items, limit, |f| f.id.clone());
-    let mut items = Vec::with_capacity(paged.items.len());
-    for f in std::mem::take(&mut paged.items) {
-        let delivered_to = app.store.inbox_targets(&f.id).await?;
-        if app
-            .access
-            .authorize_inbound(&caller, &f.fax_server_id, &delivered_to)
-            .is_ok()
-        {
-            items.push(inbound_view(f));
-        }
-    }
+    let ids: Vec<String> = paged.items.iter().map(|f| f.id.clone()).collect();
+    let delivered = app.store.inbox_targets_of(&ids).await?;
+    let items = std::mem::take(&mut paged.items)
+        .into_iter()
+        .filter(|f| {
+            let to = delivered.get(&f.id).map(Vec::as_slice).unwrap_or_default();
+            app.access
+                .authorize_inbound(&caller, &f.fax_server_id, to)
+                .is_ok()
+        })
+        .map(inbound_view)
+        .collect();
     Ok(Json(Paged {
         items,
         next_cursor: paged.next_cursor,

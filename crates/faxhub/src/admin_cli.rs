@@ -1,5 +1,6 @@
-//! `faxhub clients|roles|groupings`: administering clients, their competences and groupings from the
-//! command line, through the same REST API (and so the same authorization) as every other face.
+//! `faxhub clients|roles|groupings|fax-servers`: administering clients (their competences, tokens and
+//! passwords), groupings and fax servers from the command line, through the same REST API (and so the same
+//! authorization) as every other face.
 
 use crate::cli::Api;
 use anyhow::{Context, bail};
@@ -34,12 +35,41 @@ pub enum ClientsCommand {
     },
     /// Withdraw a grant (ids as `clients show` prints them).
     Revoke { client: String, grant: String },
-    /// Issue an API token for a client.
+    /// Issue an API token for a client (`me` for yourself).
     Token {
         client: String,
         #[arg(long, default_value = "cli")]
         label: String,
+        /// The token stops working after this many seconds; without it, never.
+        #[arg(long)]
+        expires_in: Option<u64>,
     },
+    /// List a client's live tokens (`me` for yourself): ids, labels, expiry and last use, never secrets.
+    Tokens { client: String },
+    /// Revoke a token (ids as `clients tokens` prints them): refused from the next request on.
+    RevokeToken { client: String, token: String },
+    /// Set a person's password, from FAXHUB_NEW_PASSWORD or standard input. For your own (`me`), give the
+    /// current one in FAXHUB_CURRENT_PASSWORD.
+    Password { client: String },
+    /// Disable a client: its tokens and password open nothing until it is enabled again.
+    Disable { client: String },
+    /// Enable a disabled client.
+    Enable { client: String },
+    /// Delete a client: tokens, grants, memberships, webhooks and personal phonebook entries go, queued jobs
+    /// are cancelled.
+    Delete { client: String },
+}
+
+#[derive(Subcommand)]
+pub enum FaxServersCommand {
+    /// List the fax servers you share a grouping with or administer.
+    List,
+    /// Show one fax server.
+    Show { fax_server: String },
+    /// Revoke a fax server's credential: its link closes, its jobs move to another fax server.
+    Revoke { fax_server: String },
+    /// Delete a fax server (revoked, out of every grouping, its inbound rules gone).
+    Delete { fax_server: String },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +171,48 @@ fn list(v: &Value) -> impl Iterator<Item = &Value> {
     v.as_array().into_iter().flatten()
 }
 
+/// A client id, or `me` for the signed-in client.
+async fn client_id(api: &Api, client: String) -> anyhow::Result<String> {
+    if client != "me" {
+        return Ok(client);
+    }
+    let me = api.get("/v1/me").await?;
+    me["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the supervisor did not say who you are")
+}
+
+/// A password from the environment variable, else a line of standard input.
+fn password_from(var: &str, prompt: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(p);
+    }
+    eprint!("{prompt}: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn print_fax_server(f: &Value) {
+    let state = if f["revoked_at"].is_string() {
+        "revoked"
+    } else if f["online"] == true {
+        "online"
+    } else {
+        "offline"
+    };
+    println!(
+        "{}  {}  {state}  groupings: {}",
+        f["id"].as_str().unwrap_or(""),
+        f["name"].as_str().unwrap_or(""),
+        list(&f["groupings"])
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
 pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     match cmd {
@@ -173,15 +245,8 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
                 );
             }
             if kind == "person" {
-                let password = match std::env::var("FAXHUB_NEW_PASSWORD") {
-                    Ok(p) => p,
-                    Err(_) => {
-                        eprint!("password for {name}: ");
-                        let mut line = String::new();
-                        std::io::stdin().read_line(&mut line)?;
-                        line.trim_end_matches(['\r', '\n']).to_owned()
-                    }
-                };
+                let password =
+                    password_from("FAXHUB_NEW_PASSWORD", &format!("password for {name}"))?;
                 body["password"] = json!(password);
             }
             let made = api.post_json("/v1/clients", &body).await?;
@@ -213,14 +278,104 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
                 .await?;
             println!("grant {grant} withdrawn");
         }
-        ClientsCommand::Token { client, label } => {
+        ClientsCommand::Token {
+            client,
+            label,
+            expires_in,
+        } => {
+            let client = client_id(&api, client).await?;
             let t = api
                 .post_json(
                     &format!("/v1/clients/{client}/tokens"),
-                    &json!({"label": label}),
+                    &json!({"label": label, "expires_in_secs": expires_in}),
                 )
                 .await?;
+            println!(
+                "token {} (expires {})",
+                t["token_id"].as_str().unwrap_or(""),
+                t["expires_at"].as_str().unwrap_or("never")
+            );
             println!("token (shown once): {}", t["token"].as_str().unwrap_or(""));
+        }
+        ClientsCommand::Tokens { client } => {
+            let client = client_id(&api, client).await?;
+            for t in list(&api.get(&format!("/v1/clients/{client}/tokens")).await?) {
+                println!(
+                    "{}  {:<16} created {}  expires {}  last used {}{}",
+                    t["id"].as_str().unwrap_or(""),
+                    t["label"].as_str().unwrap_or(""),
+                    t["created_at"].as_str().unwrap_or(""),
+                    t["expires_at"].as_str().unwrap_or("never"),
+                    t["last_used_at"].as_str().unwrap_or("never"),
+                    if t["current"] == true {
+                        "  (this one)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        ClientsCommand::RevokeToken { client, token } => {
+            let client = client_id(&api, client).await?;
+            api.delete(&format!("/v1/clients/{client}/tokens/{token}"))
+                .await?;
+            println!("token {token} revoked");
+        }
+        ClientsCommand::Password { client } => {
+            let client = client_id(&api, client).await?;
+            let mut body =
+                json!({"password": password_from("FAXHUB_NEW_PASSWORD", "new password")?});
+            if let Ok(current) = std::env::var("FAXHUB_CURRENT_PASSWORD") {
+                body["current_password"] = json!(current);
+            }
+            api.put_json(&format!("/v1/clients/{client}/password"), &body)
+                .await?;
+            println!("password of {client} set");
+        }
+        ClientsCommand::Disable { client } => set_disabled(&api, &client, true).await?,
+        ClientsCommand::Enable { client } => set_disabled(&api, &client, false).await?,
+        ClientsCommand::Delete { client } => {
+            api.delete(&format!("/v1/clients/{client}")).await?;
+            println!("client {client} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn set_disabled(api: &Api, client: &str, disabled: bool) -> anyhow::Result<()> {
+    api.send(
+        reqwest::Method::PATCH,
+        &format!("/v1/clients/{client}"),
+        Some(&json!({"disabled": disabled})),
+    )
+    .await?;
+    println!(
+        "client {client} {}",
+        if disabled { "disabled" } else { "enabled" }
+    );
+    Ok(())
+}
+
+pub async fn fax_servers(cmd: FaxServersCommand) -> anyhow::Result<()> {
+    let api = Api::load()?;
+    match cmd {
+        FaxServersCommand::List => {
+            for f in list(&api.get("/v1/fax-servers").await?) {
+                print_fax_server(f);
+            }
+        }
+        FaxServersCommand::Show { fax_server } => {
+            print_fax_server(&api.get(&format!("/v1/fax-servers/{fax_server}")).await?);
+        }
+        FaxServersCommand::Revoke { fax_server } => {
+            let f = api
+                .post_json(&format!("/v1/fax-servers/{fax_server}/revoke"), &json!({}))
+                .await?;
+            print_fax_server(&f);
+        }
+        FaxServersCommand::Delete { fax_server } => {
+            api.delete(&format!("/v1/fax-servers/{fax_server}")).await?;
+            println!("fax server {fax_server} deleted");
         }
     }
     Ok(())

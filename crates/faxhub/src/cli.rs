@@ -1,4 +1,4 @@
-//! The client CLI: `login`, `send` (with `--wait`), `status`, `jobs`, `cancel`, `inbox`, `fetch`,
+//! The client CLI: `login`, `logout`, `send` (with `--wait`), `status`, `jobs`, `cancel`, `inbox`, `fetch`,
 //! `webhooks`.
 //! Credentials are kept in `$XDG_CONFIG_HOME/faxhub/client.toml` (or `~/.config/...`), readable by the
 //! owner only.
@@ -25,6 +25,8 @@ pub enum ClientCommand {
         #[arg(long)]
         ca_cert: Option<PathBuf>,
     },
+    /// Sign out: revoke the stored token and forget it.
+    Logout,
     /// Send documents to one or more recipients.
     Send {
         /// Documents (PDF, TIFF, PNG, JPEG, GIF, text).
@@ -79,6 +81,9 @@ pub enum ClientCommand {
     /// Register and delete webhooks, and read their delivery logs.
     #[command(subcommand)]
     Webhooks(crate::webhooks_cli::WebhooksCommand),
+    /// List, revoke and delete fax servers.
+    #[command(subcommand, name = "fax-servers")]
+    FaxServers(crate::admin_cli::FaxServersCommand),
     /// Download a received fax as TIFF.
     Fetch {
         inbound: String,
@@ -331,6 +336,14 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             println!("logged in as {}", me["name"].as_str().unwrap_or("?"));
             Ok(())
         }
+        ClientCommand::Logout => {
+            let api = Api::load()?;
+            api.delete("/v1/sessions").await?;
+            let path = config_path()?;
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            println!("signed out; the token is revoked");
+            Ok(())
+        }
         ClientCommand::Send {
             files,
             to,
@@ -468,6 +481,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Clients(cmd) => crate::admin_cli::clients(cmd).await,
         ClientCommand::Roles(cmd) => crate::admin_cli::roles(cmd).await,
         ClientCommand::Groupings(cmd) => crate::admin_cli::groupings(cmd).await,
+        ClientCommand::FaxServers(cmd) => crate::admin_cli::fax_servers(cmd).await,
         ClientCommand::Phonebook(cmd) => crate::phonebook_cli::run(cmd).await,
         ClientCommand::Webhooks(cmd) => crate::webhooks_cli::run(cmd).await,
         ClientCommand::Fetch { inbound, output } => {

@@ -11,10 +11,12 @@ pub struct FaxServer {
     pub enrolled_at: Option<i64>,
     pub last_seen_at: Option<i64>,
     pub created_at: i64,
+    /// When its credential was revoked; it cannot link again until it is enrolled anew.
+    pub revoked_at: Option<i64>,
 }
 
 const COLUMNS: &str =
-    "id, name, dial_prefixes, capabilities, enrolled_at, last_seen_at, created_at";
+    "id, name, dial_prefixes, capabilities, enrolled_at, last_seen_at, created_at, revoked_at";
 
 impl FaxServer {
     pub fn dial_prefixes(&self) -> Vec<String> {
@@ -40,6 +42,7 @@ impl Store {
             enrolled_at: None,
             last_seen_at: None,
             created_at: now_ms(),
+            revoked_at: None,
         };
         sqlx::query(
             "INSERT INTO fax_servers (id, name, enrollment_token_hash, enrollment_expires_at, dial_prefixes, created_at)
@@ -83,12 +86,12 @@ impl Store {
     }
 
     pub async fn fax_server(&self, id: &str) -> Result<Option<FaxServer>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM fax_servers WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?)
     }
 
     pub async fn fax_server_by_credential(
@@ -96,7 +99,7 @@ impl Store {
         credential_hash: &str,
     ) -> Result<Option<FaxServer>> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM fax_servers WHERE credential_hash = $1"
+            "SELECT {COLUMNS} FROM fax_servers WHERE credential_hash = $1 AND deleted_at IS NULL"
         ))
         .bind(credential_hash)
         .fetch_optional(&self.reader)
@@ -104,11 +107,59 @@ impl Store {
     }
 
     pub async fn fax_servers(&self) -> Result<Vec<FaxServer>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM fax_servers ORDER BY name"))
-                .fetch_all(&self.reader)
-                .await?,
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM fax_servers WHERE deleted_at IS NULL ORDER BY name"
+        ))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Voids a fax server's link credential and any enrollment token it had not used; false if there is no
+    /// such fax server.
+    pub async fn revoke_fax_server(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE fax_servers SET credential_hash = NULL, enrollment_token_hash = NULL,
+                 enrollment_expires_at = NULL, revoked_at = $1
+             WHERE id = $2 AND deleted_at IS NULL",
         )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a fax server: its credential is void, it leaves every grouping, the inbound rules naming it
+    /// go, and its name is freed. The row stays as a tombstone for the attempts and faxes that refer to it.
+    pub async fn delete_fax_server(&self, id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_ms();
+        // '~' is not allowed in fax server names, so the freed name can never collide with a live one.
+        let done = sqlx::query(
+            "UPDATE fax_servers SET credential_hash = NULL, enrollment_token_hash = NULL,
+                 enrollment_expires_at = NULL, revoked_at = COALESCE(revoked_at, $1), deleted_at = $1,
+                 name = name || '~deleted~' || id
+             WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "DELETE FROM grouping_members WHERE member_kind = 'fax_server' AND member_id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM inbound_rules WHERE fax_server_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn set_fax_server_dial_prefixes(&self, id: &str, prefixes: &[String]) -> Result<()> {
@@ -194,32 +245,14 @@ impl Store {
         )
     }
 
-    /// (size, media type, pages) of a document this client uploaded; None if it did not.
-    pub async fn owned_document(
-        &self,
-        sha256: &str,
-        client_id: &str,
-    ) -> Result<Option<(i64, String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT d.size, d.media_type, d.pages FROM documents d JOIN document_owners o ON o.sha256 = d.sha256
-             WHERE d.sha256 = $1 AND o.client_id = $2",
+    /// The clients that uploaded a document (`crate::access` decides who may read it).
+    pub async fn document_owners(&self, sha256: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT client_id FROM document_owners WHERE sha256 = $1 ORDER BY client_id",
         )
         .bind(sha256)
-        .bind(client_id)
-        .fetch_optional(&self.reader)
+        .fetch_all(&self.reader)
         .await?)
-    }
-
-    /// Whether a client may reference this document: it uploaded it.
-    pub async fn document_visible_to(&self, sha256: &str, client_id: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM document_owners WHERE sha256 = $1 AND client_id = $2",
-        )
-        .bind(sha256)
-        .bind(client_id)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(n > 0)
     }
 
     /// Whether a fax server may download this document: one of its attempts carries it.

@@ -171,11 +171,27 @@ impl Store {
         .await?)
     }
 
+    /// Withdraws a grant; the last enabled holder of the administrator role in scope `all` keeps it.
     pub async fn remove_grant(&self, id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let Some(grant) = sqlx::query_as::<_, Grant>("SELECT * FROM client_grants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(false);
+        };
+        if grant.role_id == crate::clients::ADMINISTRATOR
+            && grant.scope_kind == "all"
+            && !crate::clients::another_administrator_remains(&mut tx, &grant.client_id).await?
+        {
+            return Err(Error::LastAdministrator);
+        }
         let done = sqlx::query("DELETE FROM client_grants WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }

@@ -109,41 +109,73 @@ impl Store {
             .await?)
     }
 
-    /// The inbox of a client: faxes delivered to it, and to the shared inbox of any grouping it is in.
-    pub async fn inbox_of(
+    /// Faxes delivered to this client or to the shared inbox of one of these groupings, newest first
+    /// (`crate::access` in the supervisor says which groupings, and filters what it returns).
+    pub async fn inbox_for(
         &self,
         client_id: &str,
+        groupings: &[String],
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<InboundFax>> {
-        Ok(sqlx::query_as(
+        let mut q = sqlx::QueryBuilder::new(
             "SELECT DISTINCT f.* FROM inbound_faxes f JOIN inbox_entries e ON e.inbound_id = f.id
-             WHERE ((e.target_kind = 'client' AND e.target_id = $1)
-                 OR (e.target_kind = 'grouping' AND e.target_id IN
-                     (SELECT grouping_id FROM grouping_members WHERE member_kind = 'client' AND member_id = $1)))
-               AND ($2 IS NULL OR f.id < $2)
-             ORDER BY f.id DESC LIMIT $3",
-        )
-        .bind(client_id)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?)
+             WHERE ((e.target_kind = 'client' AND e.target_id = ",
+        );
+        q.push_bind(client_id);
+        q.push(")");
+        if !groupings.is_empty() {
+            q.push(" OR (e.target_kind = 'grouping' AND e.target_id IN (");
+            let mut ids = q.separated(", ");
+            for g in groupings {
+                ids.push_bind(g);
+            }
+            q.push("))");
+        }
+        q.push(")");
+        if let Some(before) = before {
+            q.push(" AND f.id < ");
+            q.push_bind(before);
+        }
+        q.push(" ORDER BY f.id DESC LIMIT ");
+        q.push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.reader).await?)
     }
 
-    /// Whether an inbound fax is in this client's inbox (directly or through a grouping).
-    pub async fn inbound_visible_to(&self, inbound_id: &str, client_id: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbox_entries e WHERE e.inbound_id = $1 AND
-                ((e.target_kind = 'client' AND e.target_id = $2)
-                 OR (e.target_kind = 'grouping' AND e.target_id IN
-                     (SELECT grouping_id FROM grouping_members WHERE member_kind = 'client' AND member_id = $2)))",
-        )
-        .bind(inbound_id)
-        .bind(client_id)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(n > 0)
+    /// Where an inbound fax was delivered.
+    pub async fn inbox_targets(&self, inbound_id: &str) -> Result<Vec<RuleTarget>> {
+        let mut all = self.inbox_targets_of(&[inbound_id.to_owned()]).await?;
+        Ok(all.remove(inbound_id).unwrap_or_default())
+    }
+
+    /// Where each of these inbound faxes was delivered (one query for a page of the inbox).
+    pub async fn inbox_targets_of(
+        &self,
+        inbound_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<RuleTarget>>> {
+        let mut out: std::collections::HashMap<String, Vec<RuleTarget>> = Default::default();
+        if inbound_ids.is_empty() {
+            return Ok(out);
+        }
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT inbound_id, target_kind, target_id FROM inbox_entries WHERE inbound_id IN (",
+        );
+        let mut ids = q.separated(", ");
+        for id in inbound_ids {
+            ids.push_bind(id);
+        }
+        q.push(") ORDER BY inbound_id, target_kind, target_id");
+        let rows: Vec<(String, String, String)> =
+            q.build_query_as().fetch_all(&self.reader).await?;
+        for (inbound, kind, id) in rows {
+            let target = match kind.as_str() {
+                "client" => RuleTarget::Client(id),
+                "grouping" => RuleTarget::Grouping(id),
+                other => return Err(crate::Error::Corrupt(format!("inbox entry kind {other:?}"))),
+            };
+            out.entry(inbound).or_default().push(target);
+        }
+        Ok(out)
     }
 
     pub async fn create_inbound_rule(

@@ -25,7 +25,7 @@ mod settings;
 mod webhooks;
 
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
-pub use clients::{Client, ClientKind, NewClient};
+pub use clients::{ApiToken, Client, ClientKind, DeletedClient, NewClient, NewToken, Session};
 pub use events::{NewEvent, StoredEvent};
 pub use fax_servers::FaxServer;
 pub use grants::{Grant, Role};
@@ -56,6 +56,9 @@ pub enum Error {
     Conflict { what: &'static str },
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// The change would leave no enabled client holding the administrator role in scope `all`.
+    #[error("no other enabled client holds the administrator role in scope all")]
+    LastAdministrator,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }

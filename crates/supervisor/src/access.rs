@@ -40,6 +40,8 @@ struct Memberships {
     clients_of_grouping: HashMap<String, HashSet<String>>,
     /// What each client holds, and where.
     grants_of_client: HashMap<String, Vec<(CompetenceSet, Scope)>>,
+    /// Disabled clients: nothing is sent for them or delivered to them.
+    disabled: HashSet<String>,
 }
 
 impl competence::Memberships for Memberships {
@@ -63,6 +65,26 @@ impl Memberships {
                 .iter()
                 .any(|(set, scope)| set.contains(c) && competence::covers(self, scope, target))
         })
+    }
+
+    /// The first competence of `set` that `granter` does not hold in a scope including `scope`.
+    fn ungrantable(&self, granter: &str, set: CompetenceSet, scope: &Scope) -> Option<Competence> {
+        let held = self
+            .grants_of_client
+            .get(granter)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        set.iter().find(|c| {
+            !held
+                .iter()
+                .any(|(s, outer)| s.contains(*c) && competence::scope_includes(self, outer, scope))
+        })
+    }
+
+    fn sorted(ids: Option<&HashSet<String>>) -> Vec<&str> {
+        let mut v: Vec<&str> = ids.into_iter().flatten().map(String::as_str).collect();
+        v.sort_unstable();
+        v
     }
 
     fn shares_grouping(&self, client_id: &str, fax_server_id: &str) -> bool {
@@ -109,6 +131,7 @@ impl Access {
                 .or_default()
                 .push((*set, scope));
         }
+        m.disabled = store.disabled_clients().await?.into_iter().collect();
         for (grouping, kind, member) in store.all_grouping_members().await? {
             match kind.as_str() {
                 "client" => {
@@ -153,10 +176,11 @@ impl Access {
     }
 
     /// Whether a client's fax may go out through this fax server: a shared grouping and the competence to
-    /// send there.
+    /// send there. A disabled client's queued jobs wait until it is enabled (or their kill time).
     pub fn may_send(&self, client_id: &str, fax_server_id: &str) -> bool {
         self.read(|m| {
-            m.shares_grouping(client_id, fax_server_id)
+            !m.disabled.contains(client_id)
+                && m.shares_grouping(client_id, fax_server_id)
                 && m.holds(
                     client_id,
                     Competence::SendFaxes,
@@ -165,10 +189,11 @@ impl Access {
         })
     }
 
-    /// Whether a fax this fax server received may be delivered to this client.
+    /// Whether a fax this fax server received may be delivered to this client (not while it is disabled).
     pub fn may_receive(&self, client_id: &str, fax_server_id: &str) -> bool {
         self.read(|m| {
-            m.shares_grouping(client_id, fax_server_id)
+            !m.disabled.contains(client_id)
+                && m.shares_grouping(client_id, fax_server_id)
                 && m.holds(
                     client_id,
                     Competence::ReceiveFaxes,
@@ -180,15 +205,6 @@ impl Access {
     /// Whether a client holds a competence over a target.
     pub fn holds(&self, client_id: &str, c: Competence, target: Target<'_>) -> bool {
         self.read(|m| m.holds(client_id, c, target))
-    }
-
-    /// Whether a client holds a competence anywhere at all.
-    pub fn holds_somewhere(&self, client_id: &str, c: Competence) -> bool {
-        self.read(|m| {
-            m.grants_of_client
-                .get(client_id)
-                .is_some_and(|g| g.iter().any(|(set, _)| set.contains(c)))
-        })
     }
 
     /// The one authorization function: Ok, or 403 naming the competence that is missing.
@@ -206,6 +222,107 @@ impl Access {
                 describe(target)
             )))
         }
+    }
+
+    /// Whether the caller may act on (or as) another client: issue or revoke its tokens, set its password,
+    /// change its grants or memberships, disable or delete it. Acting as a client reaches everything the
+    /// client reaches, so the caller must administer all of it: `manage_clients` over every grouping the
+    /// client is in (over the whole supervisor for a client in none), and every competence the client
+    /// holds must be one the caller could grant where the client holds it.
+    pub fn authorize_over_client(&self, caller: &Caller, client_id: &str) -> Result<(), ApiError> {
+        self.read(|m| {
+            let groupings = Memberships::sorted(m.groupings_of_client.get(client_id));
+            if groupings.is_empty()
+                && !m.holds(&caller.id, Competence::ManageClients, Target::System)
+            {
+                return Err(ApiError::forbidden(format!(
+                    "client {client_id} is in no grouping; acting on it needs the competence \
+                     manage_clients for the whole supervisor"
+                )));
+            }
+            for g in groupings {
+                if !m.holds(&caller.id, Competence::ManageClients, Target::Grouping(g)) {
+                    return Err(ApiError::forbidden(format!(
+                        "client {client_id} is also in grouping {g}, where you do not hold manage_clients"
+                    )));
+                }
+            }
+            for (set, scope) in m.grants_of_client.get(client_id).into_iter().flatten() {
+                if let Some(c) = m.ungrantable(&caller.id, *set, scope) {
+                    return Err(ApiError::forbidden(format!(
+                        "client {client_id} holds {c} in scope {}, which you do not hold there",
+                        scope_text(scope)
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether the caller may withdraw a fax server (revoke its credential, delete it): every grouping it
+    /// serves loses it, so the caller needs `change_fax_server_settings` over the fax server and over each
+    /// of them.
+    pub fn authorize_over_fax_server(
+        &self,
+        caller: &Caller,
+        fax_server_id: &str,
+    ) -> Result<(), ApiError> {
+        let c = Competence::ChangeFaxServerSettings;
+        self.authorize(caller, c, Target::FaxServer(fax_server_id))?;
+        self.read(|m| {
+            for g in Memberships::sorted(m.groupings_of_server.get(fax_server_id)) {
+                if !m.holds(&caller.id, c, Target::Grouping(g)) {
+                    return Err(ApiError::forbidden(format!(
+                        "fax server {fax_server_id} also serves grouping {g}, where you do not hold {c}"
+                    )));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether the caller may read a received fax delivered to `delivered_to`: 404 unless it went to the
+    /// caller or to the shared inbox of a grouping the caller is in, and the caller still shares a grouping
+    /// with the fax server that received it; 403 without `receive_faxes` over that fax server.
+    pub fn authorize_inbound(
+        &self,
+        caller: &Caller,
+        fax_server_id: &str,
+        delivered_to: &[store::RuleTarget],
+    ) -> Result<(), ApiError> {
+        let addressed = self.read(|m| {
+            m.shares_grouping(&caller.id, fax_server_id)
+                && delivered_to.iter().any(|t| match t {
+                    store::RuleTarget::Client(c) => *c == caller.id,
+                    store::RuleTarget::Grouping(g) => {
+                        competence::Memberships::client_in_grouping(m, &caller.id, g)
+                    }
+                })
+        });
+        if !addressed {
+            return Err(ApiError::not_found("inbound fax"));
+        }
+        self.authorize(
+            caller,
+            Competence::ReceiveFaxes,
+            Target::FaxServer(fax_server_id),
+        )
+    }
+
+    /// Whether the caller may read or send a stored document: it uploaded it. (Received faxes are read
+    /// through `authorize_inbound`, fax servers fetch what their attempts carry.)
+    pub fn may_use_document(&self, caller: &Caller, owners: &[String]) -> bool {
+        owners.contains(&caller.id)
+    }
+
+    /// The groupings a client is in.
+    pub fn groupings_of_client(&self, client_id: &str) -> Vec<String> {
+        self.read(|m| {
+            Memberships::sorted(m.groupings_of_client.get(client_id))
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
     }
 
     /// The competences a client holds, with their scopes.
@@ -226,26 +343,13 @@ impl Access {
         set: CompetenceSet,
         scope: &Scope,
     ) -> Result<(), ApiError> {
-        self.read(|m| {
-            let held = m
-                .grants_of_client
-                .get(&caller.id)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for c in set.iter() {
-                if !held
-                    .iter()
-                    .any(|(s, outer)| s.contains(c) && competence::scope_includes(m, outer, scope))
-                {
-                    return Err(ApiError::forbidden(format!(
-                        "you cannot grant {c} in scope {} {}: you do not hold it there",
-                        scope.kind(),
-                        scope.id()
-                    )));
-                }
-            }
-            Ok(())
-        })
+        match self.read(|m| m.ungrantable(&caller.id, set, scope)) {
+            None => Ok(()),
+            Some(c) => Err(ApiError::forbidden(format!(
+                "you cannot grant {c} in scope {}: you do not hold it there",
+                scope_text(scope)
+            ))),
+        }
     }
 
     /// Clients holding a competence in scope `all` (the administrators of that competence).
@@ -347,8 +451,16 @@ impl Access {
     }
 }
 
+fn scope_text(scope: &Scope) -> String {
+    match scope {
+        Scope::All => "all".to_owned(),
+        other => format!("{} {}", other.kind(), other.id()),
+    }
+}
+
 fn describe(target: Target<'_>) -> String {
     match target {
+        Target::Anywhere => String::new(),
         Target::System => " for the whole supervisor".to_owned(),
         Target::Grouping(id) => format!(" for grouping {id}"),
         Target::FaxServer(id) => format!(" for fax server {id}"),
@@ -356,11 +468,14 @@ fn describe(target: Target<'_>) -> String {
     }
 }
 
-/// The authenticated client of a request.
+/// The authenticated client of a request, and the token it came with.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub id: String,
     pub name: String,
+    pub token_id: String,
+    /// When the token stops working (Unix ms); long-lived responses (event streams) end then.
+    pub token_expires_at: Option<i64>,
 }
 
 #[cfg(test)]
@@ -402,6 +517,82 @@ mod tests {
         assert!(!access.shares_grouping("c2", "f1"));
         assert!(access.shares_grouping("c2", "f2"));
         assert!(!access.shares_grouping("nobody", "f2"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn caller(id: &str) -> Caller {
+        Caller {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            token_id: String::new(),
+            token_expires_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn acting_on_a_client_needs_authority_over_all_it_reaches() {
+        let dir = std::env::temp_dir().join(store::new_id("access"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir.join("db")).await.expect("store");
+        let a = store.create_grouping("a").await.expect("a").id;
+        let b = store.create_grouping("b").await.expect("b").id;
+        let client =
+            |name: &'static str, groupings: Vec<String>, grants: Vec<(&'static str, String)>| {
+                let store = store.clone();
+                async move {
+                    let rows: Vec<(&str, &str, &str)> = grants
+                        .iter()
+                        .map(|(role, scope)| {
+                            let kind = if scope.is_empty() { "all" } else { "grouping" };
+                            (*role, kind, scope.as_str())
+                        })
+                        .collect();
+                    store
+                        .create_client(store::NewClient {
+                            groupings: &groupings,
+                            grants: &rows,
+                            ..store::NewClient::application(name)
+                        })
+                        .await
+                        .expect("client")
+                        .id
+                }
+            };
+        use competence::{ADMINISTRATOR, GROUPING_ADMINISTRATOR, USER};
+        let ga = client(
+            "ga",
+            vec![a.clone()],
+            vec![(GROUPING_ADMINISTRATOR, a.clone())],
+        )
+        .await;
+        let in_a = client("in-a", vec![a.clone()], vec![(USER, a.clone())]).await;
+        let in_ab = client("in-ab", vec![a.clone(), b.clone()], vec![(USER, a.clone())]).await;
+        let admin_in_a = client(
+            "admin",
+            vec![a.clone()],
+            vec![(ADMINISTRATOR, String::new())],
+        )
+        .await;
+        let loose = client("loose", vec![], vec![]).await;
+        let root = client("root", vec![], vec![(ADMINISTRATOR, String::new())]).await;
+        let access = Access::default();
+        access.reload(&store).await.expect("reload");
+        let ga = caller(&ga);
+        assert!(access.authorize_over_client(&ga, &in_a).is_ok());
+        let e = access
+            .authorize_over_client(&ga, &in_ab)
+            .expect_err("also in b");
+        assert_eq!(e.status, axum::http::StatusCode::FORBIDDEN);
+        assert!(e.message.contains(&b), "{}", e.message);
+        let e = access
+            .authorize_over_client(&ga, &admin_in_a)
+            .expect_err("holds more");
+        assert!(e.message.contains("in scope all"), "{}", e.message);
+        assert!(access.authorize_over_client(&ga, &loose).is_err());
+        let root = caller(&root);
+        for c in [&in_a, &in_ab, &admin_in_a, &loose] {
+            assert!(access.authorize_over_client(&root, c).is_ok(), "{c}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -122,6 +122,8 @@ pub enum Target<'a> {
     Grouping(&'a str),
     FaxServer(&'a str),
     Client(&'a str),
+    /// Wherever the competence is held: lists that the caller's scopes then filter item by item.
+    Anywhere,
 }
 
 /// Membership facts the scope rules need; `crate::access` provides them.
@@ -133,7 +135,7 @@ pub trait Memberships {
 /// Whether a scope covers a target.
 pub fn covers(m: &impl Memberships, scope: &Scope, target: Target<'_>) -> bool {
     match (scope, target) {
-        (Scope::All, _) => true,
+        (Scope::All, _) | (_, Target::Anywhere) => true,
         (Scope::Grouping(g), Target::Grouping(t)) => g == t,
         (Scope::Grouping(g), Target::FaxServer(f)) => m.server_in_grouping(f, g),
         (Scope::Grouping(g), Target::Client(c)) => m.client_in_grouping(c, g),
@@ -227,6 +229,7 @@ mod tests {
         let g1 = Scope::Grouping("g1".into());
         assert!(covers(&M, &Scope::All, Target::System));
         assert!(!covers(&M, &g1, Target::System));
+        assert!(covers(&M, &g1, Target::Anywhere));
         assert!(covers(&M, &g1, Target::FaxServer("fs1")));
         assert!(!covers(&M, &g1, Target::FaxServer("fs2")));
         assert!(covers(&M, &g1, Target::Client("c1")));

@@ -793,6 +793,15 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Takes a fax server's link out of routing at once, whatever its generation (its credential was
+    /// revoked): nothing more is offered to it. The link's own end then finds nothing to undo.
+    pub fn unlink(&self, server_id: &str) {
+        if let Some(s) = self.lock().servers.get_mut(server_id) {
+            s.link = None;
+            s.receiving = 0;
+        }
+    }
+
     /// A fax server's link went down; a newer link of the same fax server is left alone.
     pub async fn disconnected(&self, server_id: &str, generation: u64) -> store::Result<()> {
         let deadline = now_ms() + secs(self.config.deadlines.link_grace_secs);
@@ -1077,7 +1086,9 @@ impl Dispatcher {
         }
     }
 
-    async fn abandon(&self, a: &Attempt, why: &str) -> store::Result<bool> {
+    /// Ends an open attempt as the fax server's fault (asking the fax server to stop, if it is linked) and
+    /// moves its job on.
+    pub async fn abandon(&self, a: &Attempt, why: &str) -> store::Result<bool> {
         let Some(job) = self.store.job(&a.job_id).await? else {
             return Ok(false);
         };

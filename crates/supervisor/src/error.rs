@@ -101,6 +101,10 @@ impl From<store::Error> for ApiError {
         match e {
             store::Error::Conflict { what } => ApiError::conflict(format!("{what} already exists")),
             store::Error::NotFound { what } => ApiError::not_found(what),
+            store::Error::LastAdministrator => ApiError::conflict(
+                "this would leave no enabled client with the administrator role in scope all; \
+                 grant it to another client first",
+            ),
             other => ApiError::internal("store", other),
         }
     }

@@ -9,12 +9,14 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod competence;
 pub mod config;
 pub mod dispatch;
 pub mod docstore;
 pub mod egress;
 pub mod error;
+pub mod fax_servers;
 pub mod inbound;
 pub mod intake;
 pub mod link;
@@ -24,6 +26,7 @@ pub mod phonebook;
 pub mod retention;
 pub mod server;
 pub mod settings;
+pub mod signin;
 pub mod supervisor_settings;
 pub mod tls;
 pub mod webhooks;
@@ -54,4 +57,6 @@ pub struct AppState {
     pub live: Arc<supervisor_settings::Live>,
     /// Wakes the retention worker after its settings change.
     pub retention_wake: Arc<tokio::sync::Notify>,
+    /// Password hashing, the sign-in throttle, and revocations told to long-lived connections.
+    pub credentials: Arc<auth::Credentials>,
 }

@@ -3,7 +3,7 @@
 //! or the inbound router; a message is acknowledged only after its effect is committed.
 
 use crate::AppState;
-use crate::auth::{bearer, hash_secret};
+use crate::auth::{Revoked, bearer, hash_secret};
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -14,7 +14,7 @@ use protocol::{
     Body, Envelope, FaultSide, JobProgress, JobResult, Outcome, PROTOCOL_VERSION, Phase, Welcome,
 };
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 pub async fn upgrade(
     State(app): State<AppState>,
@@ -24,6 +24,8 @@ pub async fn upgrade(
     let Some(credential) = bearer(&headers) else {
         return ApiError::unauthorized().into_response();
     };
+    // Before the credential is looked up, so that a revocation from then on reaches this link.
+    let revoked = app.credentials.subscribe();
     let fs = match app
         .store
         .fax_server_by_credential(&hash_secret(credential))
@@ -36,13 +38,40 @@ pub async fn upgrade(
     ws.max_message_size(1 << 20)
         .on_upgrade(move |socket| async move {
             let id = fs.id.clone();
-            if let Err(e) = serve(app, fs, socket).await {
+            if let Err(e) = serve(app, fs, socket, revoked).await {
                 tracing::info!(fax_server = %id, "link closed: {e}");
             }
         })
 }
 
-async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow::Result<()> {
+/// Whether a revocation reached this fax server: announced for it, or missed (the channel lagged) and
+/// the store no longer knows it.
+async fn revoked_now(
+    app: &AppState,
+    fs_id: &str,
+    r: Result<Revoked, broadcast::error::RecvError>,
+) -> bool {
+    match r {
+        Ok(Revoked::FaxServer(id)) => id == fs_id,
+        Ok(_) => false,
+        Err(broadcast::error::RecvError::Lagged(_)) => {
+            !matches!(app.store.fax_server(fs_id).await, Ok(Some(fs)) if fs.revoked_at.is_none())
+        }
+        Err(broadcast::error::RecvError::Closed) => false,
+    }
+}
+
+/// The link ended because the fax server's credential was revoked.
+#[derive(Debug, thiserror::Error)]
+#[error("the fax server's credential was revoked")]
+struct CredentialRevoked;
+
+async fn serve(
+    app: AppState,
+    fs: store::FaxServer,
+    socket: WebSocket,
+    mut revoked: broadcast::Receiver<Revoked>,
+) -> anyhow::Result<()> {
     let (mut sink, mut stream) = socket.split();
     let heartbeat = Duration::from_secs(app.config.deadlines.heartbeat_secs.max(1));
     let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -88,7 +117,7 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
     })))?;
     // The writer also pings every heartbeat interval, so that an idle fax server hears from its supervisor
     // and does not take the silence for a dead link.
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval(heartbeat);
         loop {
             let frame = tokio::select! {
@@ -105,6 +134,14 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
         let _ = sink.close().await;
     });
     tracing::info!(fax_server = %fs.name, channels = hello.capabilities.channels, "fax server connected");
+    // Revoked while it said hello: it must not be put back into routing.
+    while let Ok(r) = revoked.try_recv() {
+        if revoked_now(&app, &fs.id, Ok(r)).await {
+            drop(tx);
+            writer.abort();
+            return Err(CredentialRevoked.into());
+        }
+    }
     let (generation, _) = app
         .dispatcher
         .connected(
@@ -123,10 +160,27 @@ async fn serve(app: AppState, fs: store::FaxServer, socket: WebSocket) -> anyhow
     if desired > 0 && u64::try_from(desired).ok() != Some(hello.settings_version) {
         crate::api::settings::push(&app, &fs.id).await?;
     }
-    let result = read_loop(&app, &fs, &mut stream, &tx, heartbeat * 3).await;
+    let result = read_loop(&app, &fs, &mut stream, &tx, heartbeat * 3, &mut revoked).await;
     app.dispatcher.disconnected(&fs.id, generation).await?;
-    drop(tx);
-    writer.abort();
+    let was_revoked = result
+        .as_ref()
+        .is_err_and(|e| e.downcast_ref::<CredentialRevoked>().is_some());
+    if was_revoked {
+        // The cancels sent just before the revocation, and the goodbye, still go out.
+        let _ = tx.send(Envelope::unacked(Body::Goodbye {
+            reason: CredentialRevoked.to_string(),
+        }));
+        drop(tx);
+        if tokio::time::timeout(Duration::from_secs(2), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    } else {
+        drop(tx);
+        writer.abort();
+    }
     tracing::info!(fax_server = %fs.name, "fax server disconnected");
     result
 }
@@ -137,10 +191,32 @@ async fn read_loop(
     stream: &mut futures::stream::SplitStream<WebSocket>,
     tx: &mpsc::UnboundedSender<Envelope>,
     silence: Duration,
+    revoked: &mut broadcast::Receiver<Revoked>,
 ) -> anyhow::Result<()> {
     let mut last_applied = app.store.link_last_applied(&fs.id).await?;
     loop {
-        let msg = match tokio::time::timeout(silence, stream.next()).await {
+        // Other credentials' revocations do not move the deadline.
+        let deadline = tokio::time::Instant::now() + silence;
+        let next = loop {
+            // Revocation first: once announced, nothing more from this fax server is applied (not even the
+            // answer to the cancels sent just before it, which would read as the client cancelling).
+            tokio::select! {
+                biased;
+                r = revoked.recv() => match r {
+                    // Nobody can announce any more (the supervisor is stopping): just read.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        break tokio::time::timeout_at(deadline, stream.next()).await;
+                    }
+                    r => {
+                        if revoked_now(app, &fs.id, r).await {
+                            return Err(CredentialRevoked.into());
+                        }
+                    }
+                },
+                next = tokio::time::timeout_at(deadline, stream.next()) => break next,
+            }
+        };
+        let msg = match next {
             Err(_) => anyhow::bail!("no message for {silence:?}"),
             Ok(None) => return Ok(()),
             Ok(Some(msg)) => msg?,

@@ -88,13 +88,7 @@ pub fn visible(access: &Access, client_id: &str, e: &Entry) -> bool {
 
 /// 403 unless the caller may read the phonebook at all.
 pub fn require_reader(access: &Access, caller: &Caller) -> Result<(), ApiError> {
-    if access.holds_somewhere(&caller.id, Competence::ReadPhonebook) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "this needs the competence read_phonebook",
-        ))
-    }
+    access.authorize(caller, Competence::ReadPhonebook, Target::Anywhere)
 }
 
 /// Whether the caller may give an entry these labels (or take them away): personal entries need nothing

@@ -95,7 +95,14 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
         .await?;
     let token = auth::new_secret("fxh");
     store
-        .create_token(&admin.id, &auth::hash_secret(&token), "bootstrap")
+        .create_token(store::NewToken {
+            client_id: &admin.id,
+            token_hash: &auth::hash_secret(&token),
+            label: "bootstrap",
+            expires_at: None,
+            created_by: None,
+            session: false,
+        })
         .await?;
     let grouping = store.create_grouping("default").await?;
     store
@@ -145,6 +152,7 @@ impl Supervisor {
             phonebook,
             live,
             retention_wake: Arc::new(tokio::sync::Notify::new()),
+            credentials: Arc::new(crate::auth::Credentials::default()),
             intake: crate::intake::Intake::start(store.clone()),
             sealer: crate::settings::Sealer::new(&server_key),
             store,
@@ -250,6 +258,8 @@ async fn serve_plain(
         let _ = tcp.set_nodelay(true);
     });
     let task = tokio::spawn(async move {
+        // The peer address reaches handlers (the sign-in throttle counts by address).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("{what} failed: {e}");
         }
@@ -283,7 +293,10 @@ async fn serve_tls(
             };
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    router.clone().call(req.map(axum::body::Body::new))
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    router.clone().call(req)
                 });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)

@@ -76,6 +76,22 @@ impl WebhookPolicy {
     }
 }
 
+/// Sign-in sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPolicy {
+    /// How long a token from a password sign-in (`POST /v1/sessions`) stays valid: 60 seconds to 90 days.
+    pub login_token_ttl_secs: u64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            login_token_ttl_secs: 12 * 3600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SupervisorSettings {
@@ -83,6 +99,9 @@ pub struct SupervisorSettings {
     pub retry: DefaultRetry,
     pub uploads: Uploads,
     pub webhooks: WebhookPolicy,
+    /// Absent from versions registered before it existed: the default applies.
+    #[serde(default)]
+    pub sessions: SessionPolicy,
 }
 
 impl SupervisorSettings {
@@ -112,6 +131,7 @@ impl SupervisorSettings {
                 max_per_client: 20,
                 allowed_networks: Vec::new(),
             },
+            sessions: SessionPolicy::default(),
         }
     }
 
@@ -167,6 +187,12 @@ impl SupervisorSettings {
         }
         if !(1..=1000).contains(&self.webhooks.max_per_client) {
             return bad("webhooks.max_per_client", "must be 1 to 1000");
+        }
+        if !(60..=90 * 86_400).contains(&self.sessions.login_token_ttl_secs) {
+            return bad(
+                "sessions.login_token_ttl_secs",
+                "must be 60 seconds to 90 days",
+            );
         }
         if self.webhooks.allowed_networks.len() > 100 {
             return bad("webhooks.allowed_networks", "at most 100 networks");
@@ -271,6 +297,15 @@ mod tests {
         let old = r#"{"max_attempts": 8, "require_https": false, "max_per_client": 20}"#;
         let policy: WebhookPolicy = serde_json::from_str(old).expect("old version");
         assert!(policy.allowed_networks.is_empty());
+        check(
+            |s| s.sessions.login_token_ttl_secs = 0,
+            "sessions.login_token_ttl_secs",
+        );
+        let before: SupervisorSettings = serde_json::from_value(serde_json::json!({
+            "retention": ok.retention, "retry": ok.retry, "uploads": ok.uploads, "webhooks": ok.webhooks,
+        }))
+        .expect("a version registered before sessions existed still loads");
+        assert_eq!(before.sessions, SessionPolicy::default());
         assert_eq!(
             ok.retry_delay(1),
             Duration::from_secs(config.retry.schedule_secs[0])

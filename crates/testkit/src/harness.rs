@@ -20,23 +20,28 @@ pub fn faxhub_bin() -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Runs a `faxhub` client command with the given client configuration file (where `login` keeps the URL
-/// and token); returns whether it succeeded and what it printed (stdout, then stderr).
-pub fn run_cli(client_config: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = Command::new(faxhub_bin()?)
-        .args(args)
-        .env("FAXHUB_CLIENT_CONFIG", client_config)
-        .env("FAXHUB_LOG", "warn")
-        .output()
-        .context("running faxhub")?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+/// Runs the `faxhub` command line with a client configuration file and extra environment; whether it
+/// succeeded, and its output (stdout, then stderr).
+pub fn faxhub_cli(config: &Path, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
+    let out = faxhub_bin().and_then(|bin| {
+        Ok(Command::new(bin)
+            .args(args)
+            .env("FAXHUB_CLIENT_CONFIG", config)
+            .env("FAXHUB_LOG", "warn")
+            .envs(env.iter().copied())
+            .output()?)
+    });
+    match out {
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         ),
-    ))
+        Err(e) => (false, format!("running faxhub: {e:#}")),
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -195,7 +200,7 @@ impl SupervisorProc {
     pub fn allow_loopback_webhooks(&self) -> anyhow::Result<()> {
         let client_config = self.dir.join("admin-client.toml");
         let faxhub = |args: &[&str]| -> anyhow::Result<()> {
-            let (ok, out) = run_cli(&client_config, args)?;
+            let (ok, out) = faxhub_cli(&client_config, &[], args);
             if !ok {
                 bail!("faxhub {args:?} failed: {out}");
             }

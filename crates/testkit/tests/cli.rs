@@ -10,18 +10,7 @@ use testkit::harness::{
 };
 
 fn faxhub(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(faxhub_bin().expect("faxhub binary"))
-        .args(args)
-        .env("FAXHUB_CLIENT_CONFIG", config)
-        .env("FAXHUB_LOG", "warn")
-        .output()
-        .expect("run faxhub");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    testkit::harness::faxhub_cli(config, &[], args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

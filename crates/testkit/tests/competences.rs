@@ -3,6 +3,10 @@
 //!
 //! Each role is granted in grouping A; "in scope" objects live in grouping A, "out of scope" ones in
 //! grouping B. The administrator granted everywhere is the control row: allowed on both sides.
+//!
+//! Acting on a client or withdrawing a fax server needs authority over everything it reaches, so cases on
+//! objects in both groupings (and on an administrator everywhere who is a member of the side's grouping)
+//! are allowed to the administrator everywhere only, whatever the caller holds in A.
 
 use serde_json::{Value, json};
 use testkit::harness::{Api, FAST_CONFIG, SupervisorProc, tiny_tiff};
@@ -74,9 +78,15 @@ struct Case {
     system: bool,
     /// Whether holding the competence anywhere suffices (lists filtered by scope, the caller's own data).
     unscoped: bool,
+    /// Whether the object reaches beyond the side's grouping (a client or fax server in both groupings, an
+    /// administrator everywhere): only the administrator everywhere reaches it.
+    whole: bool,
     allowed: u16,
     denied_in_scope: u16,
     denied_out_of_scope: u16,
+    /// The answer to a caller that does not hold the competence anywhere, when it differs (the object is
+    /// invisible to it although it is in grouping A).
+    denied_unheld: Option<u16>,
 }
 
 fn case(
@@ -91,33 +101,41 @@ fn case(
         needs,
         system: false,
         unscoped: false,
+        whole: false,
         allowed,
         denied_in_scope: denied_in,
         denied_out_of_scope: denied_out,
+        denied_unheld: None,
     }
 }
 
 fn unscoped_case(name: &'static str, needs: &'static str, allowed: u16) -> Case {
     Case {
-        name,
-        needs: Some(needs),
-        system: false,
         unscoped: true,
-        allowed,
-        denied_in_scope: 403,
-        denied_out_of_scope: 403,
+        ..case(name, Some(needs), allowed, 403, 403)
     }
 }
 
 fn system_case(name: &'static str, needs: &'static str, allowed: u16) -> Case {
     Case {
-        name,
-        needs: Some(needs),
         system: true,
-        unscoped: false,
-        allowed,
-        denied_in_scope: 403,
-        denied_out_of_scope: 403,
+        ..case(name, Some(needs), allowed, 403, 403)
+    }
+}
+
+/// An action on an object that reaches beyond grouping A.
+fn whole_case(
+    name: &'static str,
+    needs: &'static str,
+    allowed: u16,
+    denied_in: u16,
+    denied_out: u16,
+    denied_unheld: Option<u16>,
+) -> Case {
+    Case {
+        whole: true,
+        denied_unheld,
+        ..case(name, Some(needs), allowed, denied_in, denied_out)
     }
 }
 
@@ -238,7 +256,123 @@ fn cases() -> Vec<Case> {
             "manage_inbound_rules",
             201,
         ),
+        case("list tokens", Some("manage_clients"), 200, 404, 404),
+        case("revoke token", Some("manage_clients"), 204, 404, 404),
+        case("set password", Some("manage_clients"), 204, 404, 404),
+        case("disable client", Some("manage_clients"), 200, 404, 404),
+        case("delete client", Some("manage_clients"), 204, 404, 404),
+        case(
+            "revoke fax server",
+            Some("change_fax_server_settings"),
+            200,
+            403,
+            404,
+        ),
+        case(
+            "delete fax server",
+            Some("change_fax_server_settings"),
+            204,
+            403,
+            404,
+        ),
+        whole_case(
+            "token for a client in both groupings",
+            "manage_clients",
+            201,
+            403,
+            403,
+            Some(404),
+        ),
+        whole_case(
+            "password of a client in both groupings",
+            "manage_clients",
+            204,
+            403,
+            403,
+            Some(404),
+        ),
+        whole_case(
+            "grant to a client in both groupings",
+            "manage_clients",
+            201,
+            403,
+            403,
+            Some(404),
+        ),
+        whole_case(
+            "disable a client in both groupings",
+            "manage_clients",
+            200,
+            403,
+            403,
+            Some(404),
+        ),
+        whole_case(
+            "delete a client in both groupings",
+            "manage_clients",
+            204,
+            403,
+            403,
+            Some(404),
+        ),
+        whole_case(
+            "remove a client in both groupings from the grouping",
+            "manage_groupings",
+            204,
+            403,
+            404,
+            None,
+        ),
+        whole_case(
+            "token for an administrator everywhere in the grouping",
+            "manage_clients",
+            201,
+            403,
+            404,
+            Some(404),
+        ),
+        whole_case(
+            "revoke a fax server in both groupings",
+            "change_fax_server_settings",
+            200,
+            403,
+            403,
+            None,
+        ),
+        whole_case(
+            "delete a fax server in both groupings",
+            "change_fax_server_settings",
+            204,
+            403,
+            403,
+            None,
+        ),
     ]
+}
+
+/// A person in `groupings` (with the `user` role in each, or `grants`); its id.
+async fn person_in(
+    admin: &Api,
+    name: String,
+    groupings: &[&String],
+    grants: Option<Value>,
+) -> String {
+    let mut body = json!({"name": name, "kind": "person", "password": "a long password", "groupings": groupings});
+    if let Some(g) = grants {
+        body["grants"] = g;
+    }
+    id(&made(admin, "/v1/clients", body).await, "/client/id")
+}
+
+/// A fax server (never enrolled) in `groupings`; its id.
+async fn fax_server_in(admin: &Api, name: String, groupings: &[&String]) -> String {
+    let fs = made(
+        admin,
+        "/v1/fax-servers",
+        json!({"name": name, "groupings": groupings}),
+    )
+    .await;
+    id(&fs, "/fax_server/id")
 }
 
 fn id(v: &Value, pointer: &str) -> String {
@@ -293,11 +427,81 @@ async fn side(admin: &Api, name: &str, number: &'static str, prefix: &str) -> Si
 }
 
 /// Runs one endpoint against one side as `api`; answers the status. Each call makes the fresh objects it
-/// consumes, with the administrator, so cases do not depend on each other.
-async fn run(admin: &Api, api: &Api, case: &Case, s: &Side, n: usize) -> (u16, Value) {
+/// consumes, with the administrator, so cases do not depend on each other. `both` are the two groupings.
+async fn run(
+    admin: &Api,
+    api: &Api,
+    case: &Case,
+    s: &Side,
+    both: [&String; 2],
+    n: usize,
+) -> (u16, Value) {
     let fs = &s.fax_server;
     let g = &s.grouping;
     let r = match case.name {
+        "list tokens" => api.get(&format!("/v1/clients/{}/tokens", s.client)).await,
+        "revoke token" => {
+            let t = made(admin, &format!("/v1/clients/{}/tokens", s.client), json!({"label": "r"})).await;
+            api.delete(&format!("/v1/clients/{}/tokens/{}", s.client, t["token_id"].as_str().unwrap_or("(none)"))).await
+        }
+        "set password" => {
+            let c = person_in(admin, format!("pw-{n}"), &[g], None).await;
+            api.put(&format!("/v1/clients/{c}/password"), json!({"password": "another long one"})).await
+        }
+        "disable client" => {
+            let c = made(admin, "/v1/clients", json!({"name": format!("dis-{n}"), "kind": "application", "groupings": [g]})).await;
+            api.patch(&format!("/v1/clients/{}", id(&c, "/client/id")), json!({"disabled": true})).await
+        }
+        "delete client" => {
+            let c = made(admin, "/v1/clients", json!({"name": format!("del-{n}"), "kind": "application", "groupings": [g]})).await;
+            api.delete(&format!("/v1/clients/{}", id(&c, "/client/id"))).await
+        }
+        "revoke fax server" => {
+            let f = fax_server_in(admin, format!("rv-{n}"), &[g]).await;
+            api.post(&format!("/v1/fax-servers/{f}/revoke"), json!({})).await
+        }
+        "delete fax server" => {
+            let f = fax_server_in(admin, format!("dl-{n}"), &[g]).await;
+            api.delete(&format!("/v1/fax-servers/{f}")).await
+        }
+        "token for a client in both groupings" => {
+            let c = person_in(admin, format!("both-t-{n}"), &both, None).await;
+            api.post(&format!("/v1/clients/{c}/tokens"), json!({"label": "t"})).await
+        }
+        "password of a client in both groupings" => {
+            let c = person_in(admin, format!("both-p-{n}"), &both, None).await;
+            api.put(&format!("/v1/clients/{c}/password"), json!({"password": "another long one"})).await
+        }
+        "grant to a client in both groupings" => {
+            let c = person_in(admin, format!("both-g-{n}"), &both, None).await;
+            let scope = json!({"kind": "grouping", "id": g});
+            api.post(&format!("/v1/clients/{c}/grants"), json!({"role": "user", "scope": scope})).await
+        }
+        "disable a client in both groupings" => {
+            let c = person_in(admin, format!("both-d-{n}"), &both, None).await;
+            api.patch(&format!("/v1/clients/{c}"), json!({"disabled": true})).await
+        }
+        "delete a client in both groupings" => {
+            let c = person_in(admin, format!("both-x-{n}"), &both, None).await;
+            api.delete(&format!("/v1/clients/{c}")).await
+        }
+        "remove a client in both groupings from the grouping" => {
+            let c = person_in(admin, format!("both-m-{n}"), &both, None).await;
+            api.delete(&format!("/v1/groupings/{g}/members/client/{c}")).await
+        }
+        "token for an administrator everywhere in the grouping" => {
+            let everywhere = json!([{"role": "administrator", "scope": {"kind": "all"}}]);
+            let c = person_in(admin, format!("root-{n}"), &[g], Some(everywhere)).await;
+            api.post(&format!("/v1/clients/{c}/tokens"), json!({"label": "t"})).await
+        }
+        "revoke a fax server in both groupings" => {
+            let f = fax_server_in(admin, format!("both-rv-{n}"), &both).await;
+            api.post(&format!("/v1/fax-servers/{f}/revoke"), json!({})).await
+        }
+        "delete a fax server in both groupings" => {
+            let f = fax_server_in(admin, format!("both-dl-{n}"), &both).await;
+            api.delete(&format!("/v1/fax-servers/{f}")).await
+        }
         "get settings" => api.get(&format!("/v1/fax-servers/{fs}/settings")).await,
         "settings history" => api.get(&format!("/v1/fax-servers/{fs}/settings/history")).await,
         "settings diff" => api.get(&format!("/v1/fax-servers/{fs}/settings/diff?from=1&to=1")).await,
@@ -411,15 +615,16 @@ async fn every_endpoint_by_every_role_in_and_out_of_scope() {
             for (in_scope, s) in [(true, &a), (false, &b)] {
                 n += 1;
                 let holds = case.needs.is_none_or(|c| competences.contains(&c));
-                let reaches = *everywhere || case.unscoped || (in_scope && !case.system);
-                let want = if holds && reaches {
-                    case.allowed
-                } else if case.system || in_scope {
-                    case.denied_in_scope
-                } else {
-                    case.denied_out_of_scope
+                let reaches =
+                    *everywhere || case.unscoped || (in_scope && !case.system && !case.whole);
+                let want = match case.denied_unheld {
+                    _ if holds && reaches => case.allowed,
+                    _ if case.system => case.denied_in_scope,
+                    Some(unheld) if !holds => unheld,
+                    _ if in_scope => case.denied_in_scope,
+                    _ => case.denied_out_of_scope,
                 };
-                let (got, body) = run(&admin, api, &case, s, n).await;
+                let (got, body) = run(&admin, api, &case, s, [&a.grouping, &b.grouping], n).await;
                 checked += 1;
                 if got != want {
                     let side = if in_scope { "in scope" } else { "out of scope" };

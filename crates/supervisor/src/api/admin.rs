@@ -1,10 +1,11 @@
 //! Groupings, fax servers and inbound routing rules. Each change is authorized by `Access::authorize`
 //! with the competence it needs, over the object it touches.
 
-use super::clients::{check_groupings, valid_name};
+use super::clients::check_groupings;
 use super::{created, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
+use crate::clients::valid_name;
 use crate::competence::{Competence, Target};
 use crate::error::{ApiError, ApiResult};
 use crate::{audit, auth};
@@ -139,9 +140,13 @@ pub async fn add_member(
     // Only what the caller administers may be added, so a grouping never opens a path the caller could not.
     let exists = match kind {
         MemberKind::Client => {
-            app.access
-                .holds(&caller.id, Competence::ManageClients, Target::Client(&m.id))
-                && app.store.client(&m.id).await?.is_some()
+            if app.access.client_visible(&caller, &m.id) && app.store.client(&m.id).await?.is_some()
+            {
+                app.access.authorize_over_client(&caller, &m.id)?;
+                true
+            } else {
+                false
+            }
         }
         MemberKind::FaxServer => {
             app.access.holds(
@@ -182,6 +187,9 @@ pub async fn remove_member(
     app.access
         .authorize(&caller, Competence::ManageGroupings, Target::Grouping(&id))?;
     let kind = member_kind("kind", &kind)?;
+    if kind == MemberKind::Client && app.access.client_in_grouping(&member_id, &id) {
+        app.access.authorize_over_client(&caller, &member_id)?;
+    }
     if !app
         .store
         .remove_grouping_member(&id, kind, &member_id)
@@ -235,6 +243,9 @@ pub struct FaxServerView {
     pub capabilities: serde_json::Value,
     pub enrolled_at: Option<String>,
     pub last_seen_at: Option<String>,
+    /// When its credential was revoked: it cannot link again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -263,6 +274,7 @@ fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
         health,
         enrolled_at: fs.enrolled_at.map(rfc3339),
         last_seen_at: fs.last_seen_at.map(rfc3339),
+        revoked_at: fs.revoked_at.map(rfc3339),
     }
 }
 
@@ -425,6 +437,36 @@ pub async fn patch_fax_server(
     Ok(Json(fax_server_view(&app, fs)))
 }
 
+/// Revokes a fax server's credential: its link closes at once, it cannot link or fetch documents again,
+/// and the jobs it held move to another fax server. Needs `change_fax_server_settings` over the fax server
+/// and over every grouping it serves.
+#[utoipa::path(post, path = "/v1/fax-servers/{id}/revoke",
+    responses((status = 200, body = FaxServerView), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_fax_server(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FaxServerView>> {
+    let fs = visible_fax_server(&app, &caller, &id).await?;
+    crate::fax_servers::revoke(&app, &caller, &fs).await?;
+    let fs = visible_fax_server(&app, &caller, &id).await?;
+    Ok(Json(fax_server_view(&app, fs)))
+}
+
+/// Deletes a fax server: revoked as above, out of every grouping, its inbound rules gone, its name free
+/// again. Its attempts and received faxes stay in the history.
+#[utoipa::path(delete, path = "/v1/fax-servers/{id}",
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_fax_server(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let fs = visible_fax_server(&app, &caller, &id).await?;
+    crate::fax_servers::delete(&app, &caller, &fs).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct RuleBody {
     #[serde(default)]
@@ -565,14 +607,8 @@ pub async fn list_rules(
     State(app): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<RuleBody>>> {
-    if !app
-        .access
-        .holds_somewhere(&caller.id, Competence::ManageInboundRules)
-    {
-        return Err(ApiError::forbidden(
-            "this needs the competence manage_inbound_rules",
-        ));
-    }
+    app.access
+        .authorize(&caller, Competence::ManageInboundRules, Target::Anywhere)?;
     let rules = app.store.inbound_rules().await?;
     Ok(Json(
         rules

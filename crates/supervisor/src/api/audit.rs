@@ -1,4 +1,4 @@
-//! The audit log face: holders of "read the audit log" see what their scope covers.
+//! The audit log face: holders of "read the audit log" see the entries whose target their scope covers.
 
 use super::{Paged, rfc3339};
 use crate::AppState;
@@ -42,14 +42,8 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Paged<AuditView>>> {
-    if !app
-        .access
-        .holds_somewhere(&caller.id, Competence::ReadAuditLog)
-    {
-        return Err(ApiError::forbidden(
-            "this needs the competence read_audit_log",
-        ));
-    }
+    app.access
+        .authorize(&caller, Competence::ReadAuditLog, Target::Anywhere)?;
     let limit = super::Page {
         limit: q.limit,
         cursor: None,
@@ -65,17 +59,16 @@ pub async fn list(
     let everything = app
         .access
         .holds(&caller.id, Competence::ReadAuditLog, Target::System);
-    // Holders in a narrower scope see the entries about, or made by, what their scope covers; reading on
-    // in pages until the page is full keeps the cursor meaning "older than this".
+    // Holders in a narrower scope see the entries whose target their scope covers. Not those merely made
+    // by a client in their scope: an administrator of everything who is also in a grouping would otherwise
+    // show that grouping's administrators every change it makes anywhere. Reading on in pages until the
+    // page is full keeps the cursor meaning "older than this".
     let in_scope = |e: &store::AuditEntry| {
         everything
-            || [e.target.as_deref(), e.actor_id.as_deref()]
-                .into_iter()
-                .flatten()
-                .any(|id| {
-                    target_of(id)
-                        .is_some_and(|t| app.access.holds(&caller.id, Competence::ReadAuditLog, t))
-                })
+            || e.target
+                .as_deref()
+                .and_then(target_of)
+                .is_some_and(|t| app.access.holds(&caller.id, Competence::ReadAuditLog, t))
     };
     let mut entries = Vec::new();
     loop {

@@ -1,15 +1,17 @@
 //! Sign-in, clients, their tokens, roles and grants (claims 11–12). Every decision goes through
 //! `Access::authorize` / `Access::may_grant`: nobody hands out a competence or scope they do not hold.
 
-use super::{created, rfc3339};
+use super::{PeerAddr, created, rfc3339};
 use crate::access::{Caller, CompetenceSet};
+use crate::clients::{valid_name, valid_password};
 use crate::competence::{Competence, Scope, Target, USER};
 use crate::error::{ApiError, ApiResult};
+use crate::signin::{SignInError, sign_in};
 use crate::{AppState, audit, auth};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use store::ClientKind;
 use utoipa::ToSchema;
@@ -24,6 +26,10 @@ pub struct LoginRequest {
 pub struct TokenResponse {
     /// Shown once; store it safely.
     pub token: String,
+    /// The token's id, to list or revoke it.
+    pub token_id: String,
+    /// When the token stops working; absent: never.
+    pub expires_at: Option<String>,
     pub client: ClientView,
 }
 
@@ -32,6 +38,8 @@ pub struct ClientView {
     pub id: String,
     pub name: String,
     pub kind: String,
+    /// A disabled client's tokens and password open nothing.
+    pub disabled: bool,
     pub created_at: String,
 }
 
@@ -41,60 +49,55 @@ impl From<store::Client> for ClientView {
             id: c.id,
             name: c.name,
             kind: c.kind,
+            disabled: c.disabled,
             created_at: rfc3339(c.created_at),
         }
     }
 }
 
-/// Signs a person in with name and password; answers a new API token.
+/// Signs a person in with name and password; answers a new API token that expires after the supervisor's
+/// `sessions.login_token_ttl_secs`. Failed attempts are throttled per name and per address (429 with
+/// `Retry-After`).
 #[utoipa::path(post, path = "/v1/sessions", request_body = LoginRequest,
-    responses((status = 201, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
+              (status = 429, description = "too many failed sign-ins; see Retry-After", body = crate::error::ErrorBody)))]
 pub async fn login(
     State(app): State<AppState>,
+    PeerAddr(peer): PeerAddr,
     Json(req): Json<LoginRequest>,
-) -> ApiResult<Response> {
-    let client = app.store.client_by_name(&req.name).await?;
-    let ok = client.as_ref().is_some_and(|c| {
-        !c.disabled
-            && c.password_hash
-                .as_deref()
-                .is_some_and(|h| auth::verify_password(&req.password, h))
-    });
-    let Some(client) = client.filter(|_| ok) else {
-        tracing::info!(name = %req.name, "sign-in refused");
-        audit::record(
-            &app,
-            Err(&req.name),
-            "session.refused",
-            None,
-            audit::NONE,
-            audit::NONE,
-        )
-        .await;
-        return Err(ApiError::unauthorized());
-    };
-    let token = auth::new_secret("fxh");
+) -> Response {
+    match sign_in(&app, &req.name, &req.password, peer).await {
+        Ok(s) => created(TokenResponse {
+            token: s.token,
+            token_id: s.token_id,
+            expires_at: Some(rfc3339(s.expires_at)),
+            client: s.client.into(),
+        }),
+        Err(SignInError::Refused) => ApiError::unauthorized().into_response(),
+        Err(SignInError::Throttled(wait)) => {
+            let mut resp = crate::signin::too_many(wait).into_response();
+            if let Ok(v) = HeaderValue::from_str(&crate::signin::wait_secs(wait).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+        Err(SignInError::Internal(e)) => e.into_response(),
+    }
+}
+
+/// Signs out: revokes the token this request carries.
+#[utoipa::path(delete, path = "/v1/sessions", responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn logout(State(app): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    let me = own_client(&app, &caller).await?;
+    crate::clients::revoke_token(&app, &caller, &me, &caller.token_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn own_client(app: &AppState, caller: &Caller) -> ApiResult<store::Client> {
     app.store
-        .create_token(&client.id, &auth::hash_secret(&token), "session")
-        .await?;
-    tracing::info!(client = %client.name, "signed in");
-    let caller = Caller {
-        id: client.id.clone(),
-        name: client.name.clone(),
-    };
-    audit::record(
-        &app,
-        Ok(&caller),
-        "session.created",
-        Some(&client.id),
-        audit::NONE,
-        audit::NONE,
-    )
-    .await;
-    Ok(created(TokenResponse {
-        token,
-        client: client.into(),
-    }))
+        .client(&caller.id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug, PartialEq, Eq)]
@@ -171,11 +174,7 @@ async fn detail(app: &AppState, client: store::Client) -> ApiResult<ClientDetail
 /// The calling client, its groupings and what it may do where.
 #[utoipa::path(get, path = "/v1/me", responses((status = 200, body = ClientDetail)))]
 pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<ClientDetail>> {
-    let c = app
-        .store
-        .client(&caller.id)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    let c = own_client(&app, &caller).await?;
     Ok(Json(detail(&app, c).await?))
 }
 
@@ -208,20 +207,8 @@ pub struct NewClientResponse {
     pub token: Option<String>,
 }
 
-pub(super) fn valid_name(field: &str, name: &str) -> ApiResult<()> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_alphanumeric() || "-_.@".contains(c))
-    {
-        return Err(ApiError::field(
-            field,
-            "use 1 to 64 letters, digits, '-', '_', '.' or '@'",
-        ));
-    }
-    Ok(())
-}
+/// The most groupings or grants one request may name.
+const MAX_LISTED: usize = 100;
 
 /// Every grouping named exists and is visible to the caller (an invisible one reads as missing).
 pub(super) async fn check_groupings(
@@ -302,11 +289,12 @@ pub async fn create_client(
     valid_name("name", &req.name)?;
     let kind = ClientKind::parse(&req.kind)
         .ok_or_else(|| ApiError::field("kind", "must be \"person\" or \"application\""))?;
-    let hash = match (kind, &req.password) {
-        (ClientKind::Person, Some(p)) if p.chars().count() >= 10 => {
-            Some(auth::hash_password(p).map_err(|e| ApiError::internal("hashing a password", e))?)
+    let password = match (kind, &req.password) {
+        (ClientKind::Person, Some(p)) => {
+            valid_password("password", p)?;
+            Some(p.as_str())
         }
-        (ClientKind::Person, _) => {
+        (ClientKind::Person, None) => {
             return Err(ApiError::field(
                 "password",
                 "a person needs a password of at least 10 characters",
@@ -320,6 +308,19 @@ pub async fn create_client(
         }
         (ClientKind::Application, None) => None,
     };
+    // Each named grouping and grant costs lookups: a request names a sane number of them.
+    if req.groupings.len() > MAX_LISTED {
+        return Err(ApiError::field(
+            "groupings",
+            format!("at most {MAX_LISTED} groupings"),
+        ));
+    }
+    if req.grants.as_ref().is_some_and(|g| g.len() > MAX_LISTED) {
+        return Err(ApiError::field(
+            "grants",
+            format!("at most {MAX_LISTED} grants"),
+        ));
+    }
     check_groupings(&app, &caller, "groupings", &req.groupings).await?;
     if req.groupings.is_empty() {
         app.access
@@ -347,6 +348,15 @@ pub async fn create_client(
     for (i, g) in requested.iter().enumerate() {
         grants.push(resolve_grant(&app, &caller, &format!("grants[{i}]"), g).await?);
     }
+    let hash = match password {
+        Some(p) => Some(
+            app.credentials
+                .hash_password(p)
+                .await
+                .map_err(|e| ApiError::internal("hashing a password", e))?,
+        ),
+        None => None,
+    };
     let rows: Vec<(&str, &str, &str)> = grants
         .iter()
         .map(|(r, s)| (r.id.as_str(), s.kind(), s.id()))
@@ -366,7 +376,14 @@ pub async fn create_client(
     let token = if kind == ClientKind::Application {
         let t = auth::new_secret("fxh");
         app.store
-            .create_token(&client.id, &auth::hash_secret(&t), "created")
+            .create_token(store::NewToken {
+                client_id: &client.id,
+                token_hash: &auth::hash_secret(&t),
+                label: "created",
+                expires_at: None,
+                created_by: Some(&caller.id),
+                session: false,
+            })
             .await?;
         Some(t)
     } else {
@@ -395,14 +412,8 @@ pub async fn list_clients(
     State(app): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ClientView>>> {
-    if !app
-        .access
-        .holds_somewhere(&caller.id, Competence::ManageClients)
-    {
-        return Err(ApiError::forbidden(
-            "this needs the competence manage_clients",
-        ));
-    }
+    app.access
+        .authorize(&caller, Competence::ManageClients, Target::Anywhere)?;
     let all = app.store.clients().await?;
     Ok(Json(
         all.into_iter()
@@ -434,12 +445,117 @@ pub async fn get_client(
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct NewToken {
-    pub label: String,
+pub struct ClientPatch {
+    /// Disable (true) or enable (false) the client.
+    pub disabled: Option<bool>,
 }
 
-/// Issues an API token for a client: a client for itself, or one who manages it.
-#[utoipa::path(post, path = "/v1/clients/{id}/tokens", request_body = NewToken, responses((status = 201, body = TokenResponse)))]
+/// Disables or enables a client (needs authority over everything the client reaches). A disabled client's
+/// tokens and password open nothing and its event streams end; enabling it restores its tokens.
+#[utoipa::path(patch, path = "/v1/clients/{id}", request_body = ClientPatch,
+    responses((status = 200, body = ClientDetail), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, description = "the last administrator", body = crate::error::ErrorBody)))]
+pub async fn patch_client(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<ClientPatch>,
+) -> ApiResult<Json<ClientDetail>> {
+    let client = visible_client(&app, &caller, &id).await?;
+    if let Some(disabled) = req.disabled {
+        crate::clients::set_disabled(&app, &caller, &client, disabled).await?;
+    }
+    let c = visible_client(&app, &caller, &id).await?;
+    Ok(Json(detail(&app, c).await?))
+}
+
+/// Deletes a client (needs authority over everything the client reaches): its tokens, grants,
+/// memberships, webhooks and personal phonebook entries go, its queued jobs are cancelled, its name is free.
+#[utoipa::path(delete, path = "/v1/clients/{id}",
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, description = "the last administrator", body = crate::error::ErrorBody)))]
+pub async fn delete_client(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let client = visible_client(&app, &caller, &id).await?;
+    crate::clients::delete(&app, &caller, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordRequest {
+    /// 10 to 256 characters.
+    pub password: String,
+    /// Required when changing one's own password.
+    pub current_password: Option<String>,
+}
+
+/// Sets a person's password: its own (with the current one), or another's with authority over everything
+/// that client reaches. The sessions signed in with the old password end (but the request's own).
+#[utoipa::path(put, path = "/v1/clients/{id}/password", request_body = PasswordRequest,
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+pub async fn set_password(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<PasswordRequest>,
+) -> ApiResult<StatusCode> {
+    let client = visible_client(&app, &caller, &id).await?;
+    crate::clients::set_password(
+        &app,
+        &caller,
+        &client,
+        &req.password,
+        req.current_password.as_deref(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewToken {
+    /// 1 to 64 characters, to tell tokens apart.
+    pub label: String,
+    /// The token stops working after this many seconds (at most ten years); absent: never.
+    pub expires_in_secs: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub label: String,
+    pub created_at: String,
+    /// The client that issued it; absent for sign-ins and the bootstrap token.
+    pub created_by: Option<String>,
+    pub expires_at: Option<String>,
+    /// To the minute.
+    pub last_used_at: Option<String>,
+    /// Made by a password sign-in (a new password ends it).
+    pub session: bool,
+    /// The token of this request.
+    pub current: bool,
+}
+
+fn token_view(t: store::ApiToken, caller: &Caller) -> TokenView {
+    TokenView {
+        current: t.id == caller.token_id,
+        id: t.id,
+        label: t.label,
+        created_at: rfc3339(t.created_at),
+        created_by: t.created_by,
+        expires_at: t.expires_at.map(rfc3339),
+        last_used_at: t.last_used_at.map(rfc3339),
+        session: t.session,
+    }
+}
+
+/// Issues an API token for a client: a client for itself, or one with authority over everything that
+/// client reaches.
+#[utoipa::path(post, path = "/v1/clients/{id}/tokens", request_body = NewToken,
+    responses((status = 201, body = TokenResponse), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn create_token(
     State(app): State<AppState>,
     caller: Caller,
@@ -447,24 +563,42 @@ pub async fn create_token(
     Json(req): Json<NewToken>,
 ) -> ApiResult<Response> {
     let client = visible_client(&app, &caller, &id).await?;
-    let token = auth::new_secret("fxh");
-    app.store
-        .create_token(&client.id, &auth::hash_secret(&token), &req.label)
-        .await?;
-    let after = serde_json::json!({"label": req.label});
-    audit::record(
-        &app,
-        Ok(&caller),
-        "token.created",
-        Some(&client.id),
-        audit::NONE,
-        Some(&after),
-    )
-    .await;
+    let issued =
+        crate::clients::issue_token(&app, &caller, &client, &req.label, req.expires_in_secs)
+            .await?;
     Ok(created(TokenResponse {
-        token,
+        token: issued.token,
+        token_id: issued.info.id,
+        expires_at: issued.info.expires_at.map(rfc3339),
         client: client.into(),
     }))
+}
+
+/// A client's live tokens (neither revoked nor expired), newest first; never the secrets.
+#[utoipa::path(get, path = "/v1/clients/{id}/tokens", responses((status = 200, body = [TokenView]), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn list_tokens(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<TokenView>>> {
+    let client = visible_client(&app, &caller, &id).await?;
+    let tokens = app.store.tokens_of(&client.id, store::now_ms()).await?;
+    Ok(Json(
+        tokens.into_iter().map(|t| token_view(t, &caller)).collect(),
+    ))
+}
+
+/// Revokes a token: refused from the next request on; event streams opened with it end.
+#[utoipa::path(delete, path = "/v1/clients/{id}/tokens/{token_id}",
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, token_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let client = visible_client(&app, &caller, &id).await?;
+    crate::clients::revoke_token(&app, &caller, &client, &token_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Grants a role in a scope to a client the caller manages.
@@ -476,11 +610,7 @@ pub async fn add_grant(
     Json(req): Json<GrantRequest>,
 ) -> ApiResult<Response> {
     let client = visible_client(&app, &caller, &id).await?;
-    app.access.authorize(
-        &caller,
-        Competence::ManageClients,
-        Target::Client(&client.id),
-    )?;
+    app.access.authorize_over_client(&caller, &client.id)?;
     let (role, scope) = resolve_grant(&app, &caller, "grant", &req).await?;
     let g = app
         .store
@@ -511,8 +641,10 @@ pub async fn add_grant(
     Ok(created(view))
 }
 
-/// Withdraws a grant; the caller must be able to grant it itself.
-#[utoipa::path(delete, path = "/v1/clients/{id}/grants/{grant_id}", responses((status = 204), (status = 403, body = crate::error::ErrorBody)))]
+/// Withdraws a grant; the caller must be able to grant it itself. The last enabled holder of the
+/// administrator role in scope `all` keeps it (409).
+#[utoipa::path(delete, path = "/v1/clients/{id}/grants/{grant_id}", responses((status = 204), (status = 403, body = crate::error::ErrorBody),
+    (status = 409, description = "the last administrator", body = crate::error::ErrorBody)))]
 pub async fn remove_grant(
     State(app): State<AppState>,
     caller: Caller,
@@ -525,11 +657,7 @@ pub async fn remove_grant(
         .await?
         .filter(|g| g.client_id == client.id)
         .ok_or_else(|| ApiError::not_found("grant"))?;
-    app.access.authorize(
-        &caller,
-        Competence::ManageClients,
-        Target::Client(&client.id),
-    )?;
+    app.access.authorize_over_client(&caller, &client.id)?;
     let role = app
         .store
         .role(&grant.role_id)
@@ -598,8 +726,11 @@ pub async fn create_role(
     app.access
         .authorize(&caller, Competence::ManageClients, Target::System)?;
     let name = req.name.trim();
-    if name.is_empty() || name.len() > 64 {
-        return Err(ApiError::field("name", "give a name of 1 to 64 characters"));
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "name",
+            "give a name of 1 to 64 characters, no control characters",
+        ));
     }
     if req.competences.is_empty() {
         return Err(ApiError::field(

@@ -148,7 +148,8 @@ pub async fn download(
     caller: Caller,
     Path(sha256): Path<String>,
 ) -> ApiResult<Response> {
-    if !app.store.document_visible_to(&sha256, &caller.id).await? {
+    let owners = app.store.document_owners(&sha256).await?;
+    if !app.access.may_use_document(&caller, &owners) {
         return Err(ApiError::not_found("document"));
     }
     let (_, media_type, _) = app

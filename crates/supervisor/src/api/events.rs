@@ -4,8 +4,8 @@ use super::documents::file_response;
 use super::{Page, Paged, created, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
-use crate::competence::{Competence, Target};
 use crate::egress::{self, Destination};
+use crate::auth::Revoked;
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -56,16 +56,24 @@ pub async fn inbox(
     Query(page): Query<Page>,
 ) -> ApiResult<Json<Paged<InboundView>>> {
     let limit = page.limit()?;
+    let groupings = app.access.groupings_of_client(&caller.id);
     let items = app
         .store
-        .inbox_of(&caller.id, page.cursor.as_deref(), limit)
+        .inbox_for(&caller.id, &groupings, page.cursor.as_deref(), limit)
         .await?;
-    // The cursor follows the rows read, so that filtering out faxes the caller may not receive (a grouping
+    // The cursor follows the rows read, so that filtering out faxes the caller may not read (a grouping
     // inbox of a fax server outside its competence) never ends the listing early.
     let mut paged = Paged::new(items, limit, |f| f.id.clone());
+    let ids: Vec<String> = paged.items.iter().map(|f| f.id.clone()).collect();
+    let delivered = app.store.inbox_targets_of(&ids).await?;
     let items = std::mem::take(&mut paged.items)
         .into_iter()
-        .filter(|f| app.access.may_receive(&caller.id, &f.fax_server_id))
+        .filter(|f| {
+            let to = delivered.get(&f.id).map(Vec::as_slice).unwrap_or_default();
+            app.access
+                .authorize_inbound(&caller, &f.fax_server_id, to)
+                .is_ok()
+        })
         .map(inbound_view)
         .collect();
     Ok(Json(Paged {
@@ -79,19 +87,14 @@ async fn visible_inbound(
     caller: &Caller,
     id: &str,
 ) -> ApiResult<store::InboundFax> {
-    if !app.store.inbound_visible_to(id, &caller.id).await? {
-        return Err(ApiError::not_found("inbound fax"));
-    }
     let fax = app
         .store
         .inbound(id)
         .await?
         .ok_or_else(|| ApiError::not_found("inbound fax"))?;
-    app.access.authorize(
-        caller,
-        Competence::ReceiveFaxes,
-        Target::FaxServer(&fax.fax_server_id),
-    )?;
+    let delivered_to = app.store.inbox_targets(&fax.id).await?;
+    app.access
+        .authorize_inbound(caller, &fax.fax_server_id, &delivered_to)?;
     Ok(fax)
 }
 
@@ -147,71 +150,133 @@ pub async fn stream(
         }
         None => q.after,
     };
+    // Subscribed before the token is looked at again, so a revocation in between is not missed.
+    let revoked = app.credentials.subscribe();
+    if !app
+        .store
+        .token_live(&caller.token_id, store::now_ms())
+        .await?
+    {
+        return Err(ApiError::unauthorized());
+    }
     // Without a resume point the stream starts now.
     let start = match resume {
         Some(seq) => seq,
         None => app.store.last_event_seq().await?,
     };
-    let stream = event_stream(app, caller.id, start);
+    let stream = event_stream(Reader {
+        events: app.dispatcher.events.subscribe(),
+        app,
+        caller,
+        revoked,
+        last: start,
+        buf: std::collections::VecDeque::new(),
+        first: true,
+        ended: false,
+        lagged: false,
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// Polls the event table after each wake-up; the database orders events, so a stream never reorders or
-/// skips, whatever the wake-ups do.
-fn event_stream(
+/// One client's event stream as it is read.
+struct Reader {
     app: AppState,
-    client: String,
-    start: i64,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold(
-        (
-            app,
-            client,
-            start,
-            std::collections::VecDeque::<Event>::new(),
-            None::<tokio::sync::broadcast::Receiver<()>>,
-            true,
-        ),
-        |(app, client, mut last, mut buf, mut rx, mut first)| async move {
-            loop {
-                if let Some(ev) = buf.pop_front() {
-                    return Some((Ok(ev), (app, client, last, buf, rx, first)));
-                }
-                if rx.is_none() {
-                    rx = Some(app.dispatcher.events.subscribe());
-                }
-                if !first && let Some(r) = rx.as_mut() {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), r.recv()).await;
-                }
-                first = false;
-                match app.store.events_after(&client, last, 200).await {
-                    Ok(rows) => {
-                        for row in rows {
-                            last = row.seq;
-                            let data = serde_json::json!({
-                                "event_id": row.event_id, "seq": row.seq, "type": row.kind,
-                                "created_at": rfc3339(row.created_at),
-                                "data": serde_json::from_str::<serde_json::Value>(&row.payload).unwrap_or_default(),
-                            });
-                            buf.push_back(
-                                Event::default()
-                                    .id(row.seq.to_string())
-                                    .event(row.kind)
-                                    .data(data.to_string()),
-                            );
-                        }
-                        if !buf.is_empty() {
-                            first = true;
-                        }
+    caller: Caller,
+    events: tokio::sync::broadcast::Receiver<()>,
+    revoked: tokio::sync::broadcast::Receiver<Revoked>,
+    last: i64,
+    buf: std::collections::VecDeque<Event>,
+    first: bool,
+    /// A revocation hit this stream.
+    ended: bool,
+    /// Revocations were missed (too many at once): the store decides.
+    lagged: bool,
+}
+
+impl Reader {
+    /// Whether the stream may go on: its token is not revoked or expired, its client not disabled.
+    async fn still_allowed(&mut self) -> bool {
+        let now = store::now_ms();
+        if self.ended || self.caller.token_expires_at.is_some_and(|t| t <= now) {
+            return false;
+        }
+        loop {
+            match self.revoked.try_recv() {
+                Ok(r) if r.hits(&self.caller.id, &self.caller.token_id) => return false,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => self.lagged = true,
+                Err(_) => break,
+            }
+        }
+        if !std::mem::take(&mut self.lagged) {
+            return true;
+        }
+        // Revocations were missed: ask the store.
+        self.app
+            .store
+            .token_live(&self.caller.token_id, now)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Waits for new events, a revocation, or the next look (at most 5 s, so an expiry ends the stream
+    /// soon after).
+    async fn wait(&mut self) {
+        let wake = Duration::from_secs(5);
+        tokio::select! {
+            _ = tokio::time::timeout(wake, self.events.recv()) => {}
+            r = self.revoked.recv() => match r {
+                Ok(r) => self.ended |= r.hits(&self.caller.id, &self.caller.token_id),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.lagged = true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => self.ended = true,
+            },
+        }
+    }
+}
+
+/// Polls the event table after each wake-up; the database orders events, so a stream never reorders or
+/// skips, whatever the wake-ups do. The stream ends when its token is revoked or expires, or its client
+/// is disabled or deleted.
+fn event_stream(reader: Reader) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(reader, |mut r| async move {
+        loop {
+            if let Some(ev) = r.buf.pop_front() {
+                return Some((Ok(ev), r));
+            }
+            if !r.first {
+                r.wait().await;
+            }
+            r.first = false;
+            if !r.still_allowed().await {
+                return None;
+            }
+            match r.app.store.events_after(&r.caller.id, r.last, 200).await {
+                Ok(rows) => {
+                    for row in rows {
+                        r.last = row.seq;
+                        let data = serde_json::json!({
+                            "event_id": row.event_id, "seq": row.seq, "type": row.kind,
+                            "created_at": rfc3339(row.created_at),
+                            "data": serde_json::from_str::<serde_json::Value>(&row.payload).unwrap_or_default(),
+                        });
+                        r.buf.push_back(
+                            Event::default()
+                                .id(row.seq.to_string())
+                                .event(row.kind)
+                                .data(data.to_string()),
+                        );
                     }
-                    Err(e) => {
-                        tracing::warn!("event stream query failed: {e}");
-                        return None;
+                    if !r.buf.is_empty() {
+                        r.first = true;
                     }
+                }
+                Err(e) => {
+                    tracing::warn!("event stream query failed: {e}");
+                    return None;
                 }
             }
-        },
-    )
+        }
+    })
 }
 
 /// Longest webhook URL accepted.

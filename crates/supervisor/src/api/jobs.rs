@@ -4,7 +4,7 @@ use super::documents::store_field;
 use super::{Page, Paged, created, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
-use crate::competence::Competence;
+use crate::competence::{Competence, Target};
 use crate::dispatch::{JobOptions, job_event};
 use crate::error::{ApiError, ApiResult};
 use crate::numbers;
@@ -220,16 +220,17 @@ async fn read_submission(
     }
     let mut documents = Vec::new();
     for (i, sha) in submit.documents.iter().enumerate() {
-        let (size, media_type, pages) = app
-            .store
-            .owned_document(sha, &caller.id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::field(
-                    &format!("documents[{i}]"),
-                    format!("no uploaded document {sha}"),
-                )
-            })?;
+        let missing = || {
+            ApiError::field(
+                &format!("documents[{i}]"),
+                format!("no uploaded document {sha}"),
+            )
+        };
+        let owners = app.store.document_owners(sha).await?;
+        if !app.access.may_use_document(caller, &owners) {
+            return Err(missing());
+        }
+        let (size, media_type, pages) = app.store.document(sha).await?.ok_or_else(missing)?;
         let doc = DocumentRef {
             sha256: sha.clone(),
             size: u64::try_from(size).unwrap_or(0),
@@ -263,12 +264,8 @@ pub async fn submit(
     caller: Caller,
     req: Request,
 ) -> ApiResult<Response> {
-    if !app
-        .access
-        .holds_somewhere(&caller.id, Competence::SendFaxes)
-    {
-        return Err(ApiError::forbidden("this needs the competence send_faxes"));
-    }
+    app.access
+        .authorize(&caller, Competence::SendFaxes, Target::Anywhere)?;
     let (submit, documents) = read_submission(&app, &caller, req).await?;
     let pages_total: i64 = documents.iter().map(|(_, pages)| i64::from(*pages)).sum();
     let documents: Vec<DocumentRef> = documents.into_iter().map(|(d, _)| d).collect();
@@ -547,12 +544,8 @@ pub async fn resend(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let job = own_job(&app, &caller, &id).await?;
-    if !app
-        .access
-        .holds_somewhere(&caller.id, Competence::SendFaxes)
-    {
-        return Err(ApiError::forbidden("this needs the competence send_faxes"));
-    }
+    app.access
+        .authorize(&caller, Competence::SendFaxes, Target::Anywhere)?;
     if !job.is_finished() {
         return Err(ApiError::conflict(format!(
             "the job is still {}; cancel it or wait for it to finish",

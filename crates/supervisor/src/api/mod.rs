@@ -35,15 +35,44 @@ impl FromRequestParts<AppState> for Caller {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let client = app
+        let now = store::now_ms();
+        let session = app
             .store
-            .client_by_token_hash(&hash_secret(token))
+            .session_by_token_hash(&hash_secret(token), now)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
+        if app.credentials.note_use(&session.token_id, now) {
+            // Off the request's path: the answer does not wait for the writer.
+            let (store, id) = (app.store.clone(), session.token_id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_token(&id, now).await {
+                    tracing::warn!("recording a token's use failed: {e}");
+                }
+            });
+        }
         Ok(Caller {
-            id: client.id,
-            name: client.name,
+            id: session.client.id,
+            name: session.client.name,
+            token_id: session.token_id,
+            token_expires_at: session.token_expires_at,
         })
+    }
+}
+
+/// The address a request came from, when the listener knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 
@@ -185,11 +214,17 @@ async fn health() -> &'static str {
     ),
     paths(
         clients::login,
+        clients::logout,
         clients::me,
         clients::create_client,
         clients::list_clients,
         clients::get_client,
+        clients::patch_client,
+        clients::delete_client,
+        clients::set_password,
         clients::create_token,
+        clients::list_tokens,
+        clients::revoke_token,
         clients::add_grant,
         clients::remove_grant,
         clients::list_roles,
@@ -204,6 +239,8 @@ async fn health() -> &'static str {
         admin::list_fax_servers,
         admin::get_fax_server,
         admin::patch_fax_server,
+        admin::revoke_fax_server,
+        admin::delete_fax_server,
         admin::create_rule,
         admin::list_rules,
         admin::delete_rule,
@@ -270,14 +307,27 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/metrics", get(metrics_on_api))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/sessions", post(clients::login))
+        .route("/v1/sessions", post(clients::login).delete(clients::logout))
         .route("/v1/me", get(clients::me))
         .route(
             "/v1/clients",
             post(clients::create_client).get(clients::list_clients),
         )
-        .route("/v1/clients/{id}", get(clients::get_client))
-        .route("/v1/clients/{id}/tokens", post(clients::create_token))
+        .route(
+            "/v1/clients/{id}",
+            get(clients::get_client)
+                .patch(clients::patch_client)
+                .delete(clients::delete_client),
+        )
+        .route("/v1/clients/{id}/password", put(clients::set_password))
+        .route(
+            "/v1/clients/{id}/tokens",
+            post(clients::create_token).get(clients::list_tokens),
+        )
+        .route(
+            "/v1/clients/{id}/tokens/{token_id}",
+            delete(clients::revoke_token),
+        )
         .route("/v1/clients/{id}/grants", post(clients::add_grant))
         .route(
             "/v1/clients/{id}/grants/{grant_id}",
@@ -304,7 +354,13 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/fax-servers/{id}",
-            get(admin::get_fax_server).patch(admin::patch_fax_server),
+            get(admin::get_fax_server)
+                .patch(admin::patch_fax_server)
+                .delete(admin::delete_fax_server),
+        )
+        .route(
+            "/v1/fax-servers/{id}/revoke",
+            post(admin::revoke_fax_server),
         )
         .route(
             "/v1/fax-servers/{id}/settings",

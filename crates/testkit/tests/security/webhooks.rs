@@ -480,7 +480,7 @@ async fn the_webhooks_command_adds_lists_shows_deliveries_and_removes() {
     let rx = Receiver::start().await;
     let app = client(&sup, "app", &g).await;
     let config = dir.path().join("app-client.toml");
-    let faxhub = |args: &[&str]| testkit::harness::run_cli(&config, args).expect("run faxhub");
+    let faxhub = |args: &[&str]| testkit::harness::faxhub_cli(&config, &[], args);
     let (ok, out) = faxhub(&["login", "--url", &sup.url, "--token", &app.token]);
     assert!(ok, "{out}");
     let url = format!("{}/cli", rx.base);

@@ -1,0 +1,75 @@
+//! Withdrawing fax servers: revoking a fax server's credential, and deleting it. Either way its link is
+//! closed at once, its credential refused from then on, and the attempts it held are abandoned and their
+//! jobs routed to another fax server.
+
+use crate::access::Caller;
+use crate::auth::Revoked;
+use crate::error::{ApiError, ApiResult};
+use crate::{AppState, audit};
+
+/// Revokes a fax server's link credential (and any enrollment token it had not used).
+pub async fn revoke(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> ApiResult<()> {
+    app.access.authorize_over_fax_server(caller, &fs.id)?;
+    if !app.store.revoke_fax_server(&fs.id).await? {
+        return Err(ApiError::not_found("fax server"));
+    }
+    withdraw(app, &fs.id, "the fax server's credential was revoked").await?;
+    tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server revoked");
+    audit::record(
+        app,
+        Ok(caller),
+        "fax_server.revoked",
+        Some(&fs.id),
+        audit::NONE,
+        audit::NONE,
+    )
+    .await;
+    Ok(())
+}
+
+/// Deletes a fax server: revoked, out of every grouping, its inbound rules gone, its name free again.
+pub async fn delete(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> ApiResult<()> {
+    app.access.authorize_over_fax_server(caller, &fs.id)?;
+    let before = serde_json::json!({
+        "name": fs.name, "dial_prefixes": fs.dial_prefixes(),
+        "groupings": app.access.groupings_of_server(&fs.id),
+    });
+    if !app.store.delete_fax_server(&fs.id).await? {
+        return Err(ApiError::not_found("fax server"));
+    }
+    app.access.reload(&app.store).await?;
+    withdraw(app, &fs.id, "the fax server was deleted").await?;
+    tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server deleted");
+    audit::record(
+        app,
+        Ok(caller),
+        "fax_server.deleted",
+        Some(&fs.id),
+        Some(&before),
+        audit::NONE,
+    )
+    .await;
+    Ok(())
+}
+
+/// Takes a fax server whose credential is void out of service: its attempts are cancelled on it while its
+/// link is still up, nothing more is offered to it, its link closes, and its jobs move on at once.
+async fn withdraw(app: &AppState, fs_id: &str, why: &str) -> ApiResult<()> {
+    let held: Vec<store::Attempt> = app
+        .store
+        .open_attempts()
+        .await?
+        .into_iter()
+        .filter(|a| a.fax_server_id == fs_id)
+        .collect();
+    for a in &held {
+        app.dispatcher.request_cancel(a);
+    }
+    app.dispatcher.unlink(fs_id);
+    app.credentials
+        .announce(Revoked::FaxServer(fs_id.to_owned()));
+    for a in &held {
+        app.dispatcher.abandon(a, why).await?;
+    }
+    Ok(())
+}

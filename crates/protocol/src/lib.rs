@@ -307,6 +307,12 @@ pub struct InboundFax {
     pub failure: Option<String>,
 }
 
+/// Whether a received fax arrived whole: the call ended as a fax ends and every page was confirmed (a fax
+/// server that gives no page details vouches for its pages by announcing the fax).
+pub fn received_whole(pages: &[InboundPage], failure: Option<&str>) -> bool {
+    failure.is_none() && pages.iter().all(|p| p.confirmed)
+}
+
 /// One page of a received fax as it arrived (T.30 copy quality).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundPage {

@@ -15,6 +15,11 @@ pub struct InboundFax {
     pub started_at: String,
     pub ended_at: String,
     pub received_at: i64,
+    /// What arrived of each page, as the fax server said (empty from fax servers that did not).
+    #[sqlx(json)]
+    pub page_info: Vec<protocol::InboundPage>,
+    /// Why the call ended before the fax was complete.
+    pub failure: Option<String>,
 }
 
 pub type NewInbound = InboundFax;
@@ -63,8 +68,8 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO inbound_faxes (id, fax_server_id, sha256, pages, caller_number, called_number, tsi,
-                 started_at, ended_at, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+                 started_at, ended_at, received_at, page_info, failure)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&fax.id)
         .bind(&fax.fax_server_id)
@@ -76,6 +81,8 @@ impl Store {
         .bind(&fax.started_at)
         .bind(&fax.ended_at)
         .bind(fax.received_at)
+        .bind(sqlx::types::Json(&fax.page_info))
+        .bind(&fax.failure)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {

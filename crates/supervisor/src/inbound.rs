@@ -116,12 +116,15 @@ pub async fn receive(
         started_at: fax.started_at.clone(),
         ended_at: fax.ended_at.clone(),
         received_at: store::now_ms(),
+        page_info: fax.page_info.clone(),
+        failure: fax.failure.clone(),
     };
     let event = NewEvent::new(
         "inbound.received",
         serde_json::json!({"inbound_id": fax.inbound_id, "fax_server_id": fs_id, "pages": fax.pages,
             "caller_number": fax.caller_number, "called_number": fax.called_number, "tsi": fax.tsi,
-            "sha256": fax.document.sha256}),
+            "sha256": fax.document.sha256, "complete": protocol::received_whole(&fax.page_info, fax.failure.as_deref()),
+            "failure": fax.failure}),
         audience,
     );
     if app

@@ -372,6 +372,16 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         let pages = pages_below_header(&tiff).unwrap();
         assert_eq!(pages.len(), 1);
         assert_eq!(pages[0].0, 1728);
+        // The inbox record says what arrived of each page: here, all of it, confirmed.
+        assert_eq!(it["complete"], true, "{it}");
+        assert!(it["failure"].is_null(), "{it}");
+        let info = it["page_info"].as_array().expect("page_info");
+        assert_eq!(info.len(), 1, "{it}");
+        assert_eq!(info[0]["confirmed"], true, "{it}");
+        assert_eq!(info[0]["complete"], true, "{it}");
+        assert_eq!(info[0]["bad_lines"], 0, "{it}");
+        assert_eq!(info[0]["lines_lost"], 0, "{it}");
+        assert!(info[0]["lines"].as_u64().unwrap_or(0) > 1000, "{it}");
         match &first {
             None => first = Some(pages),
             Some(f) => assert_eq!(

@@ -31,10 +31,44 @@ pub struct InboundView {
     pub started_at: String,
     pub ended_at: String,
     pub received_at: String,
+    /// The call ended as a fax ends and every page was confirmed to the sender.
+    pub complete: bool,
+    /// Why the call ended before the fax was complete (the pages that came are kept).
+    pub failure: Option<String>,
+    /// What arrived of each page, in order (empty for faxes from fax servers that did not say).
+    pub page_info: Vec<InboundPageView>,
+}
+
+/// One page of a received fax as it arrived.
+#[derive(Serialize, ToSchema)]
+pub struct InboundPageView {
+    /// Lines stored.
+    pub lines: u32,
+    /// Lines that did not decode (printed as the line above).
+    pub bad_lines: u32,
+    /// Lines missing: lost in transit, or after the data stopped early.
+    pub lines_lost: u32,
+    /// The page's data ended as a page ends (RTC / EOFB).
+    pub complete: bool,
+    /// Confirmed to the sender (MCF / RTP), who counts it delivered.
+    pub confirmed: bool,
 }
 
 fn inbound_view(f: store::InboundFax) -> InboundView {
     InboundView {
+        complete: protocol::received_whole(&f.page_info, f.failure.as_deref()),
+        failure: f.failure,
+        page_info: f
+            .page_info
+            .into_iter()
+            .map(|p| InboundPageView {
+                lines: p.lines,
+                bad_lines: p.bad_lines,
+                lines_lost: p.lines_lost,
+                complete: p.complete,
+                confirmed: p.confirmed,
+            })
+            .collect(),
         id: f.id,
         fax_server_id: f.fax_server_id,
         pages: f.pages,

@@ -478,16 +478,10 @@ impl Node {
                 });
             }
             Body::JobOffer(offer) => self.offer(offer),
-            Body::JobCancel { attempt_id } => {
-                if let Some(tx) = self
-                    .running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&attempt_id)
-                {
-                    let _ = tx.send(true);
-                }
-            }
+            Body::JobCancel {
+                attempt_id,
+                only_before_dialling,
+            } => self.cancel(&attempt_id, only_before_dialling),
             Body::JobQuery { attempt_id } => {
                 let held = self.journal.read(|d| d.attempts.get(&attempt_id).cloned());
                 let reply = match held {
@@ -509,6 +503,30 @@ impl Node {
             Body::Goodbye { reason } => tracing::warn!("the supervisor said goodbye: {reason}"),
             Body::Welcome(_) => {}
             other => tracing::warn!("unexpected message from the supervisor: {other:?}"),
+        }
+    }
+
+    /// Tells a running attempt's line to hang up. With `only_before_dialling`, only an attempt still being
+    /// prepared is stopped: one whose call is under way is left to finish, so that no fax is cut mid-page.
+    /// The phase is the line's last report, so a cancel that crosses the start of dialling may still stop
+    /// a call before it is answered, which sends nothing.
+    fn cancel(&self, attempt_id: &str, only_before_dialling: bool) {
+        if only_before_dialling {
+            let phase = self
+                .journal
+                .read(|d| d.attempts.get(attempt_id).map(|h| h.phase));
+            if !matches!(phase, Some(Phase::Accepted | Phase::Preparing)) {
+                tracing::info!(attempt = %attempt_id, ?phase, "conditional cancel ignored: the call is under way");
+                return;
+            }
+        }
+        if let Some(tx) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(attempt_id)
+        {
+            let _ = tx.send(true);
         }
     }
 
@@ -534,6 +552,11 @@ impl Node {
             );
             return;
         }
+        // The limit runs from the offer's arrival: the supervisor counts it from when it last heard from
+        // this fax server, which is later.
+        let hang_up_at = offer
+            .call_limit_ms
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running
             .lock()
@@ -554,7 +577,7 @@ impl Node {
             },
         );
         tokio::spawn(async move {
-            let result = self.execute(offer, cancel_rx).await;
+            let result = self.execute_within(offer, cancel_rx, hang_up_at).await;
             self.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -567,6 +590,35 @@ impl Node {
                 }
             });
         });
+    }
+
+    /// Runs the attempt and hangs up at its call limit, if it has one.
+    async fn execute_within(
+        &self,
+        offer: JobOffer,
+        cancel: watch::Receiver<bool>,
+        hang_up_at: Option<tokio::time::Instant>,
+    ) -> JobResult {
+        let id = offer.attempt_id.clone();
+        let run = self.execute(offer, cancel);
+        let Some(at) = hang_up_at else {
+            return run.await;
+        };
+        tokio::pin!(run);
+        tokio::select! {
+            result = &mut run => return result,
+            () = tokio::time::sleep_until(at) => {}
+        }
+        tracing::warn!(attempt = %id, "the call limit is reached; hanging up");
+        self.cancel(&id, false);
+        let mut result = run.await;
+        if let Outcome::Failed { fault, reason, .. } = &mut result.outcome
+            && reason == "cancelled"
+        {
+            *fault = FaultSide::Recipient;
+            *reason = "call_time_limit".into();
+        }
+        result
     }
 
     async fn execute(&self, offer: JobOffer, cancel: watch::Receiver<bool>) -> JobResult {
@@ -589,6 +641,10 @@ impl Node {
                     return failed(FaultSide::FaxServer, format!("document_unavailable: {e}"));
                 }
             }
+        }
+        if *cancel.borrow() {
+            // Cancelled (or out of time) while the documents came: never dial.
+            return failed(FaultSide::Recipient, "cancelled".into());
         }
         let job = SendJob {
             attempt_id: id.clone(),

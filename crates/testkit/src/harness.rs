@@ -61,7 +61,9 @@ pub struct SupervisorProc {
     config: PathBuf,
 }
 
-/// Test-friendly deadlines: everything bounded within a few seconds.
+/// Test-friendly deadlines: everything bounded within a few seconds; a one-page attempt's call limit is
+/// 15 s (13 s of set-up and 4800 bits at 2400 bit/s), so a fax server gone silent has its jobs sent
+/// elsewhere 15 s later.
 pub const FAST_CONFIG: &str = r#"
 [deadlines]
 offered_secs = 3
@@ -70,6 +72,8 @@ transmitting_secs = 10
 query_secs = 1
 link_grace_secs = 2
 heartbeat_secs = 1
+call_setup_secs = 13
+max_page_bits = 4800
 
 [retry]
 schedule_secs = [1]
@@ -178,6 +182,18 @@ pub struct NodeProc {
     bin: PathBuf,
 }
 
+/// A test fax server to start: its registration and its line.
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub prefixes: &'a [&'a str],
+    pub groupings: &'a [&'a str],
+    pub channels: u32,
+    /// A [`crate::Script`] as JSON.
+    pub script: serde_json::Value,
+    /// Where it reaches the supervisor, when not directly (a [`crate::proxy::LinkProxy`]'s URL).
+    pub via: Option<String>,
+}
+
 impl NodeProc {
     /// Registers a fax server with the supervisor (name, prefixes, groupings) and starts it.
     pub async fn start(
@@ -189,6 +205,31 @@ impl NodeProc {
         channels: u32,
         script: serde_json::Value,
     ) -> anyhow::Result<(Self, String)> {
+        let spec = NodeSpec {
+            name,
+            prefixes,
+            groupings,
+            channels,
+            script,
+            via: None,
+        };
+        Self::start_spec(bin, sup, spec).await
+    }
+
+    /// Registers a fax server with the supervisor and starts it, as `spec` says.
+    pub async fn start_spec(
+        bin: &Path,
+        sup: &SupervisorProc,
+        spec: NodeSpec<'_>,
+    ) -> anyhow::Result<(Self, String)> {
+        let NodeSpec {
+            name,
+            prefixes,
+            groupings,
+            channels,
+            script,
+            via,
+        } = spec;
         let made = sup
             .admin()
             .post("/v1/fax-servers", serde_json::json!({"name": name, "dial_prefixes": prefixes, "groupings": groupings}))
@@ -210,7 +251,7 @@ impl NodeProc {
         let inject = dir.join("inject");
         let args: Vec<String> = vec![
             "--supervisor".into(),
-            sup.url.clone(),
+            via.unwrap_or_else(|| sup.url.clone()),
             "--state-dir".into(),
             dir.join("state").display().to_string(),
             "--enroll".into(),
@@ -262,6 +303,22 @@ impl NodeProc {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
+    /// The numbers of the faxes this fax server's line received (the far end of other fax servers'
+    /// scripted lines, see `Script::deliver_to`), one per fax.
+    pub fn received(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.inject) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "done"))
+            .filter_map(|e| {
+                let fax: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                fax["called"].as_str().map(str::to_owned)
+            })
             .collect()
     }
 

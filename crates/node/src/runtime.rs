@@ -108,9 +108,11 @@ fn pending_inbound(dir: &Path) -> Vec<PendingInbound> {
         .collect()
 }
 
+/// Writes a file whole or not at all. The temporary file is the writer's own: two attempts fetching the
+/// same document at once each write theirs, and the second rename replaces the first with the same bytes.
 fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("part");
+    let tmp = path.with_extension(format!("{}.part", uuid::Uuid::new_v4().simple()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
@@ -710,9 +712,8 @@ impl Node {
         if got != sha256 {
             anyhow::bail!("document {sha256} arrived with hash {got}");
         }
-        let tmp = path.with_extension("part");
-        tokio::fs::write(&tmp, &bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
+        let keep = path.clone();
+        tokio::task::spawn_blocking(move || write_durable(&keep, &bytes)).await??;
         Ok(path)
     }
 
@@ -815,5 +816,42 @@ impl Node {
                 .unwrap_or("image/tiff")
                 .to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attempts of one document offered together fetch it at once: every writer must succeed (they once
+    /// shared one temporary file, and all but the first rename failed: `document_unavailable`).
+    #[test]
+    fn concurrent_writes_of_one_file_all_succeed() {
+        let dir =
+            std::env::temp_dir().join(format!("faxhub-node-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("doc");
+        let start = std::sync::Barrier::new(16);
+        let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..16)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        write_durable(&path, &[7u8; 4096])
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| w.join().expect("writer"))
+                .collect()
+        });
+        for r in results {
+            r.expect("every writer keeps the file");
+        }
+        assert_eq!(std::fs::read(&path).expect("read"), vec![7u8; 4096]);
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("list").flatten().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

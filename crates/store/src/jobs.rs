@@ -746,38 +746,18 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn an_attempt_starts_once_and_finishes_once() {
-        let (store, _dir) = store().await;
-        let job = queued_job(&store).await;
-        let fs = store
-            .create_fax_server("fs1", &[], "enr", i64::MAX)
+    /// Records the attempt as offered (its job dispatched); whether it was.
+    async fn start(store: &Store, a: &Attempt) -> bool {
+        let event = NewEvent::new("job.dispatched", serde_json::json!({}), vec![]);
+        store
+            .start_attempts(&[(a.clone(), event)])
             .await
-            .expect("fs");
-        let a = attempt(&job, &fs.id);
-        let ev = || {
-            NewEvent::new(
-                "job.dispatched",
-                serde_json::json!({}),
-                vec![job.client_id.clone()],
-            )
-        };
-        assert_eq!(
-            store
-                .start_attempts(&[(a.clone(), ev())])
-                .await
-                .expect("start"),
-            vec![true]
-        );
-        assert_eq!(
-            store
-                .start_attempts(&[(attempt(&job, &fs.id), ev())])
-                .await
-                .expect("second start"),
-            vec![false],
-            "job no longer queued"
-        );
-        assert_eq!(store.open_attempts().await.expect("open").len(), 1);
+            .expect("start")
+            == vec![true]
+    }
+
+    /// A one-page attempt that succeeded, and its job's update to `sent`.
+    fn sent() -> (AttemptFinish, JobUpdate) {
         let finish = AttemptFinish {
             status: "succeeded".into(),
             pages_sent: 1,
@@ -788,27 +768,46 @@ mod tests {
             pages_sent: Some(1),
             ..Default::default()
         };
-        assert_eq!(
-            store
-                .finish_attempt(&a.id, Ending::Open, &finish, Some(&update), &[], &[])
-                .await
-                .expect("finish"),
-            Ended::WithJob
-        );
-        assert_eq!(
-            store
-                .finish_attempt(&a.id, Ending::Open, &finish, Some(&update), &[], &[])
-                .await
-                .expect("repeat"),
-            Ended::NotOpen,
-            "a repeated result changes nothing"
-        );
-        let job = store.job(&job.id).await.expect("get").expect("exists");
-        assert_eq!(
-            (job.status.as_str(), job.tries, job.pages_sent),
-            ("sent", 1, 1)
-        );
-        assert!(job.finished_at.is_some());
+        (finish, update)
+    }
+
+    fn job_to(status: &str) -> JobUpdate {
+        JobUpdate {
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    async fn end(
+        store: &Store,
+        a: &Attempt,
+        ending: Ending,
+        finish: &AttemptFinish,
+        job: Option<&JobUpdate>,
+    ) -> Ended {
+        store
+            .finish_attempt(&a.id, ending, finish, job, &[], &[])
+            .await
+            .expect("finish")
+    }
+
+    /// A store holding a queued job and its first attempt, started on a fax server.
+    async fn started() -> (
+        Store,
+        crate::test_util::tempdir::Dir,
+        Job,
+        crate::FaxServer,
+        Attempt,
+    ) {
+        let (store, dir) = store().await;
+        let job = queued_job(&store).await;
+        let fs = store
+            .create_fax_server("fs1", &[], "enr", i64::MAX)
+            .await
+            .expect("fs");
+        let a = attempt(&job, &fs.id);
+        assert!(start(&store, &a).await);
+        (store, dir, job, fs, a)
     }
 
     async fn status_of(store: &Store, job: &Job, attempt: &Attempt) -> (String, String) {
@@ -821,28 +820,39 @@ mod tests {
         (j.status, a.status)
     }
 
-    /// An attempt in doubt is open (its job waits for it), comes back to `active` when its fax server
-    /// reports, and one that was abandoned takes a late `sent` truthfully: the attempt succeeded and its
-    /// job is sent, even after a retry failed it; a late failure changes the attempt only.
+    #[tokio::test]
+    async fn an_attempt_starts_once_and_finishes_once() {
+        let (store, _dir, job, fs, a) = started().await;
+        assert!(
+            !start(&store, &attempt(&job, &fs.id)).await,
+            "job no longer queued"
+        );
+        assert_eq!(store.open_attempts().await.expect("open").len(), 1);
+        let (finish, update) = sent();
+        assert_eq!(
+            end(&store, &a, Ending::Open, &finish, Some(&update)).await,
+            Ended::WithJob
+        );
+        assert_eq!(
+            end(&store, &a, Ending::Open, &finish, Some(&update)).await,
+            Ended::NotOpen,
+            "a repeated result changes nothing"
+        );
+        let job = store.job(&job.id).await.expect("get").expect("exists");
+        assert_eq!(
+            (job.status.as_str(), job.tries, job.pages_sent),
+            ("sent", 1, 1)
+        );
+        assert!(job.finished_at.is_some());
+    }
+
+    /// An attempt in doubt is open (its job waits for it) and comes back to `active` when its fax server
+    /// reports (or `offered` when the offer goes again); one that was abandoned takes a late `sent`
+    /// truthfully: the attempt succeeded and its job is sent, even after a retry failed it; a late failure
+    /// changes the attempt only, and an open attempt of a job that moved on changes only itself.
     #[tokio::test]
     async fn in_doubt_and_late_results() {
-        let (store, _dir) = store().await;
-        let job = queued_job(&store).await;
-        let fs = store
-            .create_fax_server("fs1", &[], "enr", i64::MAX)
-            .await
-            .expect("fs");
-        let a = attempt(&job, &fs.id);
-        assert_eq!(
-            store
-                .start_attempts(&[(
-                    a.clone(),
-                    NewEvent::new("job.dispatched", serde_json::json!({}), vec![])
-                )])
-                .await
-                .expect("start"),
-            vec![true]
-        );
+        let (store, _dir, job, fs, a) = started().await;
         assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
         assert!(
             !store.mark_in_doubt(&a.id, 456, &[]).await.expect("again"),
@@ -857,39 +867,17 @@ mod tests {
             1,
             "in doubt is open"
         );
-        assert_eq!(
-            store
-                .attempt(&a.id)
-                .await
-                .expect("a")
-                .expect("a")
-                .deadline_at,
-            Some(123)
-        );
-        assert!(
-            store
-                .resume_attempt(&a.id, false, &[])
-                .await
-                .expect("offer again")
-        );
+        let stored = store.attempt(&a.id).await.expect("a").expect("a");
+        assert_eq!(stored.deadline_at, Some(123));
+        let resume = |accepted| store.resume_attempt(&a.id, accepted, &[]);
+        assert!(resume(false).await.expect("offer again"));
         assert_eq!(
             status_of(&store, &job, &a).await,
             ("dispatched".into(), "offered".into())
         );
         assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
-        assert!(
-            store
-                .resume_attempt(&a.id, true, &[])
-                .await
-                .expect("resume")
-        );
-        assert!(
-            !store
-                .resume_attempt(&a.id, true, &[])
-                .await
-                .expect("resume"),
-            "once"
-        );
+        assert!(resume(true).await.expect("resume"));
+        assert!(!resume(true).await.expect("resume"), "once");
         assert_eq!(
             status_of(&store, &job, &a).await,
             ("active".into(), "active".into())
@@ -902,21 +890,12 @@ mod tests {
             fault: Some("fax_server".into()),
             ..Default::default()
         };
-        let retry = JobUpdate {
-            status: "queued".into(),
-            ..Default::default()
-        };
+        let retry = job_to("queued");
         assert_eq!(
-            store
-                .finish_attempt(&a.id, Ending::Open, &abandoned, Some(&retry), &[], &[])
-                .await
-                .expect("abandon"),
+            end(&store, &a, Ending::Open, &abandoned, Some(&retry)).await,
             Ended::WithJob
         );
-        let failed = JobUpdate {
-            status: "failed".into(),
-            ..Default::default()
-        };
+        let failed = job_to("failed");
         assert!(
             store
                 .update_job(&job.id, &["queued"], &failed, &[])
@@ -925,35 +904,20 @@ mod tests {
         );
 
         // A late failure is recorded on the attempt only; a late success also sends the job.
-        let late_busy = AttemptFinish {
+        let busy = AttemptFinish {
             status: "failed".into(),
             fault: Some("recipient".into()),
             reason: Some("busy".into()),
             ..Default::default()
         };
         assert_eq!(
-            store
-                .finish_attempt(&a.id, Ending::Open, &late_busy, None, &[], &[])
-                .await
-                .expect("not open"),
+            end(&store, &a, Ending::Open, &busy, None).await,
             Ended::NotOpen,
             "an abandoned attempt is not open"
         );
-        let sent = AttemptFinish {
-            status: "succeeded".into(),
-            pages_sent: 1,
-            ..Default::default()
-        };
-        let to_sent = JobUpdate {
-            status: "sent".into(),
-            pages_sent: Some(1),
-            ..Default::default()
-        };
+        let (finish, to_sent) = sent();
         assert_eq!(
-            store
-                .finish_attempt(&a.id, Ending::Late, &sent, Some(&to_sent), &[], &[])
-                .await
-                .expect("late"),
+            end(&store, &a, Ending::Late, &finish, Some(&to_sent)).await,
             Ended::WithJob
         );
         assert_eq!(
@@ -961,47 +925,28 @@ mod tests {
             ("sent".into(), "succeeded".into())
         );
         assert_eq!(
-            store
-                .finish_attempt(&a.id, Ending::Late, &late_busy, None, &[], &[])
-                .await
-                .expect("again"),
+            end(&store, &a, Ending::Late, &busy, None).await,
             Ended::NotOpen,
             "a late result is recorded once"
         );
+
         // A job that moved on keeps its state when an open attempt ends (here: sent, a retry cancelled).
         let b = Attempt {
             number: 2,
             ..attempt(&job, &fs.id)
         };
-        sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = $1")
-            .bind(&job.id)
-            .execute(&store.writer)
-            .await
-            .expect("requeue");
-        assert_eq!(
-            store
-                .start_attempts(&[(
-                    b.clone(),
-                    NewEvent::new("job.dispatched", serde_json::json!({}), vec![])
-                )])
-                .await
-                .expect("b"),
-            vec![true]
-        );
-        sqlx::query("UPDATE jobs SET status = 'sent' WHERE id = $1")
-            .bind(&job.id)
-            .execute(&store.writer)
-            .await
-            .expect("sent");
-        let cancelled = JobUpdate {
-            status: "cancelled".into(),
-            ..Default::default()
+        let set_status = |status: &'static str| {
+            sqlx::query("UPDATE jobs SET status = $1 WHERE id = $2")
+                .bind(status)
+                .bind(&job.id)
+                .execute(&store.writer)
         };
+        set_status("queued").await.expect("requeue");
+        assert!(start(&store, &b).await);
+        set_status("sent").await.expect("sent");
+        let cancelled = job_to("cancelled");
         assert_eq!(
-            store
-                .finish_attempt(&b.id, Ending::Open, &late_busy, Some(&cancelled), &[], &[])
-                .await
-                .expect("b ends"),
+            end(&store, &b, Ending::Open, &busy, Some(&cancelled)).await,
             Ended::AttemptOnly
         );
         assert_eq!(

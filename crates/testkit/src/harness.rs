@@ -446,6 +446,27 @@ impl Api {
         .await
     }
 
+    /// Waits until every one of these fax servers is online.
+    pub async fn wait_online(&self, ids: &[&str]) -> anyhow::Result<()> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = self.get("/v1/fax-servers").await?.expect_status(200)?;
+            let online = |id: &&str| {
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f["id"] == *id && f["online"] == true)
+            };
+            if ids.iter().all(online) {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                bail!("fax servers {ids:?} did not come online: {list}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls a job until `done(status)` holds or the time is up; returns the last view.
     pub async fn wait_job(
         &self,
@@ -468,6 +489,14 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A temporary directory for one test's processes, removed when dropped.
+pub fn tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// A minimal valid one-page TIFF (8×1 pixels, uncompressed), enough for the supervisor's checks.

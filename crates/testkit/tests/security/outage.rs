@@ -18,10 +18,7 @@ fn testnode() -> PathBuf {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("faxhub-outage")
-        .tempdir()
-        .expect("temp dir")
+    testkit::harness::tempdir("faxhub-outage")
 }
 
 /// A link grace of 2 s, and a call limit of `call_setup_secs` + 2 s for a one-page job (4800 bits at the
@@ -231,29 +228,7 @@ async fn job(api: &Api, id: &str) -> Value {
 }
 
 async fn wait_online(api: &Api, ids: &[&str]) {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let list = api
-            .get("/v1/fax-servers")
-            .await
-            .expect("list")
-            .expect_status(200)
-            .expect("200");
-        let online = |id: &&str| {
-            list.as_array()
-                .into_iter()
-                .flatten()
-                .any(|f| f["id"] == *id && f["online"] == true)
-        };
-        if ids.iter().all(online) {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "fax servers {ids:?} did not come online"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    api.wait_online(ids).await.expect("fax servers online");
 }
 
 fn attempts(job: &Value) -> Vec<Value> {

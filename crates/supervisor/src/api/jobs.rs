@@ -439,6 +439,8 @@ pub async fn submit(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
+    /// Only jobs in this status: `queued`, `dispatched`, `active`, `in_doubt`, `sent`, `failed` or
+    /// `cancelled`.
     pub status: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,

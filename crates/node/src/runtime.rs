@@ -315,14 +315,17 @@ impl Node {
     }
 
     /// Queues a message that must be acknowledged: journaled first, then sent if the link is up (and again
-    /// after every reconnect until acknowledged).
+    /// after every reconnect until acknowledged), in the order of message ids.
     fn send_reliable(&self, body: Body, also: impl FnOnce(&mut crate::journal::Data)) {
-        match self.journal.update(|d| {
-            also(d);
-            d.enqueue(body)
-        }) {
-            Ok(env) => self.send(env),
-            Err(e) => tracing::error!("journal write failed; message kept in memory only: {e}"),
+        let queued = self.journal.update_then(
+            |d| {
+                also(d);
+                d.enqueue(body)
+            },
+            |env| self.send(env.clone()),
+        );
+        if let Err(e) = queued {
+            tracing::error!("journal write failed; message kept in memory only: {e}");
         }
     }
 
@@ -406,14 +409,14 @@ impl Node {
             other => anyhow::bail!("expected welcome, got {other:?}"),
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
-        // Everything not yet acknowledged goes again, in order.
-        for env in self
-            .journal
-            .read(|d| d.outbox.values().cloned().collect::<Vec<_>>())
-        {
-            tx.send(env)?;
-        }
-        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+        // Everything not yet acknowledged goes again, in order; the link takes new messages only after
+        // these, under the journal's lock, so none queued meanwhile is skipped or overtaken.
+        self.journal.read(|d| {
+            for env in d.outbox.values() {
+                let _ = tx.send(env.clone());
+            }
+            *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+        });
         tracing::info!("linked to the supervisor");
         let writer = tokio::spawn(async move {
             while let Some(env) = rx.recv().await {

@@ -415,8 +415,16 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 j["reason"].as_str().unwrap_or("")
             );
             for a in j["attempts"].as_array().into_iter().flatten() {
+                let doubt = a["in_doubt_until"]
+                    .as_str()
+                    .map(|t| {
+                        format!(
+                            "  (its fax server is silent; sent again after {t} unless it reports)"
+                        )
+                    })
+                    .unwrap_or_default();
                 println!(
-                    "  attempt {}  {}  {}  {}  {}",
+                    "  attempt {}  {}  {}  {}  {}{doubt}",
                     a["number"],
                     a["fax_server_id"].as_str().unwrap_or(""),
                     a["status"].as_str().unwrap_or(""),
@@ -647,6 +655,14 @@ async fn follow(api: &Api, mut open: Vec<String>) -> anyhow::Result<()> {
                     ev["data"]["page"]
                         .as_u64()
                         .map(|p| format!("page {p}/{}", ev["data"]["pages_total"]))
+                        .unwrap_or_default()
+                ),
+                "job.in_doubt" => println!(
+                    "{job}: in doubt: {} (sent again after {} unless it reports)",
+                    ev["data"]["reason"].as_str().unwrap_or(""),
+                    ev["data"]["until"]
+                        .as_i64()
+                        .map(supervisor::api::rfc3339)
                         .unwrap_or_default()
                 ),
                 "job.sent" | "job.failed" | "job.cancelled" => {

@@ -112,9 +112,11 @@ fn pending_inbound(dir: &Path) -> Vec<PendingInbound> {
         .collect()
 }
 
+/// Writes a file whole or not at all. The temporary file is the writer's own: two attempts fetching the
+/// same document at once each write theirs, and the second rename replaces the first with the same bytes.
 fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("part");
+    let tmp = path.with_extension(format!("{}.part", uuid::Uuid::new_v4().simple()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
@@ -317,14 +319,17 @@ impl Node {
     }
 
     /// Queues a message that must be acknowledged: journaled first, then sent if the link is up (and again
-    /// after every reconnect until acknowledged).
+    /// after every reconnect until acknowledged), in the order of message ids.
     fn send_reliable(&self, body: Body, also: impl FnOnce(&mut crate::journal::Data)) {
-        match self.journal.update(|d| {
-            also(d);
-            d.enqueue(body)
-        }) {
-            Ok(env) => self.send(env),
-            Err(e) => tracing::error!("journal write failed; message kept in memory only: {e}"),
+        let queued = self.journal.update_then(
+            |d| {
+                also(d);
+                d.enqueue(body)
+            },
+            |env| self.send(env.clone()),
+        );
+        if let Err(e) = queued {
+            tracing::error!("journal write failed; message kept in memory only: {e}");
         }
     }
 
@@ -408,14 +413,14 @@ impl Node {
             other => anyhow::bail!("expected welcome, got {other:?}"),
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
-        // Everything not yet acknowledged goes again, in order.
-        for env in self
-            .journal
-            .read(|d| d.outbox.values().cloned().collect::<Vec<_>>())
-        {
-            tx.send(env)?;
-        }
-        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+        // Everything not yet acknowledged goes again, in order; the link takes new messages only after
+        // these, under the journal's lock, so none queued meanwhile is skipped or overtaken.
+        self.journal.read(|d| {
+            for env in d.outbox.values() {
+                let _ = tx.send(env.clone());
+            }
+            *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+        });
         tracing::info!("linked to the supervisor");
         let writer = tokio::spawn(async move {
             while let Some(env) = rx.recv().await {
@@ -482,16 +487,10 @@ impl Node {
                 });
             }
             Body::JobOffer(offer) => self.offer(offer),
-            Body::JobCancel { attempt_id } => {
-                if let Some(tx) = self
-                    .running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&attempt_id)
-                {
-                    let _ = tx.send(true);
-                }
-            }
+            Body::JobCancel {
+                attempt_id,
+                only_before_dialling,
+            } => self.cancel(&attempt_id, only_before_dialling),
             Body::JobQuery { attempt_id } => {
                 let held = self.journal.read(|d| d.attempts.get(&attempt_id).cloned());
                 let reply = match held {
@@ -513,6 +512,30 @@ impl Node {
             Body::Goodbye { reason } => tracing::warn!("the supervisor said goodbye: {reason}"),
             Body::Welcome(_) => {}
             other => tracing::warn!("unexpected message from the supervisor: {other:?}"),
+        }
+    }
+
+    /// Tells a running attempt's line to hang up. With `only_before_dialling`, only an attempt still being
+    /// prepared is stopped: one whose call is under way is left to finish, so that no fax is cut mid-page.
+    /// The phase is the line's last report, so a cancel that crosses the start of dialling may still stop
+    /// a call before it is answered, which sends nothing.
+    fn cancel(&self, attempt_id: &str, only_before_dialling: bool) {
+        if only_before_dialling {
+            let phase = self
+                .journal
+                .read(|d| d.attempts.get(attempt_id).map(|h| h.phase));
+            if !matches!(phase, Some(Phase::Accepted | Phase::Preparing)) {
+                tracing::info!(attempt = %attempt_id, ?phase, "conditional cancel ignored: the call is under way");
+                return;
+            }
+        }
+        if let Some(tx) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(attempt_id)
+        {
+            let _ = tx.send(true);
         }
     }
 
@@ -538,6 +561,11 @@ impl Node {
             );
             return;
         }
+        // The limit runs from the offer's arrival: the supervisor counts it from when it last heard from
+        // this fax server, which is later.
+        let hang_up_at = offer
+            .call_limit_ms
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running
             .lock()
@@ -558,7 +586,7 @@ impl Node {
             },
         );
         tokio::spawn(async move {
-            let result = self.execute(offer, cancel_rx).await;
+            let result = self.execute_within(offer, cancel_rx, hang_up_at).await;
             self.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -571,6 +599,35 @@ impl Node {
                 }
             });
         });
+    }
+
+    /// Runs the attempt and hangs up at its call limit, if it has one.
+    async fn execute_within(
+        &self,
+        offer: JobOffer,
+        cancel: watch::Receiver<bool>,
+        hang_up_at: Option<tokio::time::Instant>,
+    ) -> JobResult {
+        let id = offer.attempt_id.clone();
+        let run = self.execute(offer, cancel);
+        let Some(at) = hang_up_at else {
+            return run.await;
+        };
+        tokio::pin!(run);
+        tokio::select! {
+            result = &mut run => return result,
+            () = tokio::time::sleep_until(at) => {}
+        }
+        tracing::warn!(attempt = %id, "the call limit is reached; hanging up");
+        self.cancel(&id, false);
+        let mut result = run.await;
+        if let Outcome::Failed { fault, reason, .. } = &mut result.outcome
+            && reason == "cancelled"
+        {
+            *fault = FaultSide::Recipient;
+            *reason = "call_time_limit".into();
+        }
+        result
     }
 
     async fn execute(&self, offer: JobOffer, cancel: watch::Receiver<bool>) -> JobResult {
@@ -593,6 +650,10 @@ impl Node {
                     return failed(FaultSide::FaxServer, format!("document_unavailable: {e}"));
                 }
             }
+        }
+        if *cancel.borrow() {
+            // Cancelled (or out of time) while the documents came: never dial.
+            return failed(FaultSide::Recipient, "cancelled".into());
         }
         let job = SendJob {
             attempt_id: id.clone(),
@@ -658,9 +719,8 @@ impl Node {
         if got != sha256 {
             anyhow::bail!("document {sha256} arrived with hash {got}");
         }
-        let tmp = path.with_extension("part");
-        tokio::fs::write(&tmp, &bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
+        let keep = path.clone();
+        tokio::task::spawn_blocking(move || write_durable(&keep, &bytes)).await??;
         Ok(path)
     }
 
@@ -767,5 +827,42 @@ impl Node {
                 .unwrap_or("image/tiff")
                 .to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attempts of one document offered together fetch it at once: every writer must succeed (they once
+    /// shared one temporary file, and all but the first rename failed: `document_unavailable`).
+    #[test]
+    fn concurrent_writes_of_one_file_all_succeed() {
+        let dir =
+            std::env::temp_dir().join(format!("faxhub-node-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("doc");
+        let start = std::sync::Barrier::new(16);
+        let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..16)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        write_durable(&path, &[7u8; 4096])
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| w.join().expect("writer"))
+                .collect()
+        });
+        for r in results {
+            r.expect("every writer keeps the file");
+        }
+        assert_eq!(std::fs::read(&path).expect("read"), vec![7u8; 4096]);
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("list").flatten().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -87,8 +87,14 @@ pub enum Body {
     // Supervisor -> fax server.
     Welcome(Welcome),
     JobOffer(JobOffer),
+    /// Stop an attempt; answered by a result with reason `cancelled` (or, when the call ends first, by
+    /// its real result).
     JobCancel {
         attempt_id: String,
+        /// Only if the attempt has not started dialling: the supervisor withdraws a duplicate of a job that
+        /// another attempt has sent, and a call already under way is left to finish rather than cut mid-page.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        only_before_dialling: bool,
     },
     /// The supervisor asks for the state of an attempt whose deadline passed; answered by a `JobProgress`,
     /// a `JobResult`, or a `JobUnknown`.
@@ -213,6 +219,12 @@ pub struct JobOffer {
     pub options: SendOptions,
     /// 1 for the first attempt of the job.
     pub attempt_number: u32,
+    /// The longest the attempt may take from the offer's arrival to the end of the call: the fax server
+    /// hangs up when it is reached (reason `call_time_limit`). The supervisor relies on it: once a fax
+    /// server has been silent for this long, none of its calls for this attempt can still be running, so
+    /// the job may be dispatched again without sending it twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_limit_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,6 +379,57 @@ mod tests {
                 }),
             ),
             r#"{"msg_id":9,"type":"job_result","attempt_id":"a1","outcome":{"status":"failed","fault":"recipient","reason":"busy","t30":null,"pages_sent":0},"stats":{"bit_rate":null,"ecm":null,"coding":null,"duration_ms":0,"bad_lines":0,"retransmissions":0}}"#,
+        );
+    }
+
+    fn offer(call_limit_ms: Option<u64>) -> Envelope {
+        Envelope::unacked(Body::JobOffer(JobOffer {
+            attempt_id: "a1".into(),
+            job_id: "j1".into(),
+            recipient: "+15551234567".into(),
+            documents: vec![DocumentRef {
+                sha256: "ab".into(),
+                size: 3,
+                media_type: "image/tiff".into(),
+            }],
+            options: SendOptions {
+                resolution: "fine".into(),
+                ecm: true,
+                header: None,
+                tsi: None,
+                max_bit_rate: None,
+            },
+            attempt_number: 1,
+            call_limit_ms,
+        }))
+    }
+
+    /// The call limit and the conditional cancel are optional fields of version 1: messages without them
+    /// keep their old wire form in both directions, so fax servers and supervisors of either build talk.
+    #[test]
+    fn call_limit_and_conditional_cancel_are_compatible_additions() {
+        let old_offer = r#"{"msg_id":0,"type":"job_offer","attempt_id":"a1","job_id":"j1","recipient":"+15551234567","documents":[{"sha256":"ab","size":3,"media_type":"image/tiff"}],"options":{"resolution":"fine","ecm":true,"header":null,"tsi":null,"max_bit_rate":null},"attempt_number":1}"#;
+        check(offer(None), old_offer);
+        check(
+            offer(Some(90_000)),
+            &old_offer.replace(
+                r#""attempt_number":1}"#,
+                r#""attempt_number":1,"call_limit_ms":90000}"#,
+            ),
+        );
+        check(
+            Envelope::unacked(Body::JobCancel {
+                attempt_id: "a1".into(),
+                only_before_dialling: false,
+            }),
+            r#"{"msg_id":0,"type":"job_cancel","attempt_id":"a1"}"#,
+        );
+        check(
+            Envelope::unacked(Body::JobCancel {
+                attempt_id: "a1".into(),
+                only_before_dialling: true,
+            }),
+            r#"{"msg_id":0,"type":"job_cancel","attempt_id":"a1","only_before_dialling":true}"#,
         );
     }
 

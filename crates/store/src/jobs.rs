@@ -2,14 +2,19 @@
 //!
 //! Job status: `queued` (waiting for its next attempt, maybe not before `not_before`) → `dispatched` (an
 //! attempt was offered to a fax server) → `active` (the fax server accepted it) → `sent` | `failed` |
-//! `cancelled`, or back to `queued` for a retry. An attempt is `offered` → `active` → `succeeded` | `failed` |
-//! `abandoned` | `cancelled`. Every transition is a conditional UPDATE on the expected current status, so a
-//! transition that lost a race (a late result, a duplicated message) changes nothing and says so.
+//! `cancelled`, or back to `queued` for a retry; `in_doubt` while its attempt is. An attempt is `offered` →
+//! `active` → `succeeded` | `failed` | `abandoned` | `cancelled`; `offered` or `active` → `in_doubt` (its
+//! fax server went silent; the call may be running) → `active` again or ended. `abandoned` means the
+//! supervisor gave up waiting and moved the job on: a result the fax server reports later replaces it
+//! ([`Store::finish_attempt`] with [`Ending::Late`]). Every transition is a conditional UPDATE on the
+//! expected current status, so a transition that lost a race (a late result, a duplicated message) changes
+//! nothing and says so.
 
 use crate::{NewEvent, Result, Store, events, now_ms};
 use sqlx::SqliteConnection;
 
-pub const OPEN_ATTEMPT: &str = "status IN ('offered', 'active')";
+pub const OPEN_ATTEMPT: &str = "status IN ('offered', 'active', 'in_doubt')";
+const OPEN_JOB: &str = "status IN ('queued', 'dispatched', 'active', 'in_doubt')";
 
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -47,6 +52,8 @@ pub struct Job {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// The client asked to cancel it while an attempt was on a fax server.
+    pub cancel_requested: bool,
 }
 
 impl Job {
@@ -81,6 +88,8 @@ pub struct Attempt {
     pub stats: Option<String>,
     pub started_at: i64,
     pub ended_at: Option<i64>,
+    /// The call limit its offer carried (none for attempts offered before limits existed).
+    pub call_limit_ms: Option<i64>,
 }
 
 /// One progress report, as the supervisor batches them.
@@ -117,8 +126,30 @@ impl Attempt {
             stats: None,
             started_at: now,
             ended_at: None,
+            call_limit_ms: None,
         }
     }
+}
+
+/// Which attempts [`Store::finish_attempt`] may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// One still open: its fax server reports its end.
+    Open,
+    /// One the supervisor abandoned (and moved its job on from): its fax server's report came late and
+    /// replaces the abandonment with what really happened.
+    Late,
+}
+
+/// What [`Store::finish_attempt`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The attempt was not in the state the ending needs: nothing.
+    NotOpen,
+    /// The attempt, but not its job, which had moved on.
+    AttemptOnly,
+    /// The attempt and its job.
+    WithJob,
 }
 
 /// How an attempt ended.
@@ -194,6 +225,7 @@ fn queued_job(j: &NewJob, now: i64) -> Job {
         created_at: now,
         updated_at: now,
         finished_at: None,
+        cancel_requested: false,
     }
 }
 
@@ -404,7 +436,7 @@ impl Store {
             .collect();
         for chunk in attempts.chunks(1000) {
             let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at) ",
+                "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, deadline_at, started_at, call_limit_ms) ",
             );
             insert.push_values(chunk, |mut row, a| {
                 row.push_bind(&a.id)
@@ -414,7 +446,8 @@ impl Store {
                     .push_bind(&a.status)
                     .push_bind(&a.phase)
                     .push_bind(a.deadline_at)
-                    .push_bind(a.started_at);
+                    .push_bind(a.started_at)
+                    .push_bind(a.call_limit_ms);
             });
             insert.build().execute(&mut *tx).await?;
         }
@@ -440,9 +473,10 @@ impl Store {
             .map(|r| r.attempt_id.as_str())
             .collect();
         for chunk in activated.chunks(1000) {
-            let mut update = sqlx::QueryBuilder::new(format!(
-                "UPDATE attempts SET status = 'active', phase = 'accepted' WHERE {OPEN_ATTEMPT} AND id IN ("
-            ));
+            // Only offered ones: an attempt marked in doubt meanwhile stays so until `resume_attempt`.
+            let mut update = sqlx::QueryBuilder::new(
+                "UPDATE attempts SET status = 'active', phase = 'accepted' WHERE status = 'offered' AND id IN (",
+            );
             let mut ids = update.separated(", ");
             for id in chunk {
                 ids.push_bind(*id);
@@ -467,21 +501,31 @@ impl Store {
         Ok(())
     }
 
-    /// Ends an open attempt and applies the job's next state, atomically. Returns false when the attempt had
-    /// already ended: the caller must then change nothing.
+    /// Ends an attempt and, unless the job has moved on, applies the job's next state, atomically.
+    ///
+    /// The job changes only while it is open, except that `sent` applies to any job not already sent: a fax
+    /// the receiver confirmed was delivered, whatever the supervisor had concluded meanwhile. When the job
+    /// does not change, `otherwise` is appended instead of `events`.
     pub async fn finish_attempt(
         &self,
         attempt_id: &str,
+        ending: Ending,
         finish: &AttemptFinish,
-        job: &JobUpdate,
+        job: Option<&JobUpdate>,
         events: &[NewEvent],
-    ) -> Result<bool> {
+        otherwise: &[NewEvent],
+    ) -> Result<Ended> {
         let mut tx = self.writer.begin().await?;
         let now = now_ms();
+        let from = match ending {
+            Ending::Open => OPEN_ATTEMPT,
+            Ending::Late => "status = 'abandoned'",
+        };
+        // A late report keeps the time the supervisor gave up: that is when the attempt stopped counting.
         let job_id: Option<String> = sqlx::query_scalar(&format!(
             "UPDATE attempts SET status = $1, phase = 'finished', fault = $2, reason = $3, t30 = $4,
-                 pages_sent = $5, stats = $6, ended_at = $7, deadline_at = NULL
-             WHERE id = $8 AND {OPEN_ATTEMPT} RETURNING job_id"
+                 pages_sent = $5, stats = $6, ended_at = COALESCE(ended_at, $7), deadline_at = NULL
+             WHERE id = $8 AND {from} RETURNING job_id"
         ))
         .bind(&finish.status)
         .bind(&finish.fault)
@@ -494,12 +538,118 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(job_id) = job_id else {
+            return Ok(Ended::NotOpen);
+        };
+        let mut moved = false;
+        if let Some(update) = job {
+            let open = if update.status == "sent" {
+                "status <> 'sent'"
+            } else {
+                OPEN_JOB
+            };
+            let status: Option<String> =
+                sqlx::query_scalar(&format!("SELECT status FROM jobs WHERE id = $1 AND {open}"))
+                    .bind(&job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if status.is_some() {
+                apply_job_update(&mut tx, &job_id, update, now).await?;
+                moved = true;
+            }
+        }
+        events::append(self, &mut tx, if moved { events } else { otherwise }).await?;
+        tx.commit().await?;
+        Ok(if moved {
+            Ended::WithJob
+        } else {
+            Ended::AttemptOnly
+        })
+    }
+
+    /// Marks an open attempt in doubt until `until` (when its job may be dispatched again), with its job.
+    /// False when the attempt had ended.
+    pub async fn mark_in_doubt(
+        &self,
+        attempt_id: &str,
+        until: i64,
+        events: &[NewEvent],
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let job_id: Option<String> = sqlx::query_scalar(
+            "UPDATE attempts SET status = 'in_doubt', deadline_at = $1
+             WHERE id = $2 AND status IN ('offered', 'active') RETURNING job_id",
+        )
+        .bind(until)
+        .bind(attempt_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job_id) = job_id else {
             return Ok(false);
         };
-        apply_job_update(&mut tx, &job_id, job, now).await?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'in_doubt', updated_at = $1
+             WHERE id = $2 AND status IN ('dispatched', 'active')",
+        )
+        .bind(now_ms())
+        .bind(&job_id)
+        .execute(&mut *tx)
+        .await?;
         events::append(self, &mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Its fax server is in touch again about an attempt in doubt: it and its job become active again
+    /// (`accepted`: the fax server reports on it), or offered and dispatched (the offer goes again, as the
+    /// fax server never took it). False when it was not in doubt.
+    pub async fn resume_attempt(
+        &self,
+        attempt_id: &str,
+        accepted: bool,
+        events: &[NewEvent],
+    ) -> Result<bool> {
+        let (attempt, job) = if accepted {
+            ("active", "active")
+        } else {
+            ("offered", "dispatched")
+        };
+        let mut tx = self.writer.begin().await?;
+        let job_id: Option<String> = sqlx::query_scalar(
+            "UPDATE attempts SET status = $1, deadline_at = NULL,
+                 phase = CASE WHEN $2 AND phase = 'offered' THEN 'accepted' ELSE phase END
+             WHERE id = $3 AND status = 'in_doubt' RETURNING job_id",
+        )
+        .bind(attempt)
+        .bind(accepted)
+        .bind(attempt_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(job_id) = job_id else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE jobs SET status = $1, updated_at = $2 WHERE id = $3 AND status = 'in_doubt'",
+        )
+        .bind(job)
+        .bind(now_ms())
+        .bind(&job_id)
+        .execute(&mut *tx)
+        .await?;
+        events::append(self, &mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Remembers that the client cancelled an open job, so that it is not dispatched again whatever its
+    /// attempt's fax server does. False when the job had finished.
+    pub async fn request_cancel(&self, job_id: &str) -> Result<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND {OPEN_JOB}"
+        ))
+        .bind(job_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Changes a job that has no open attempt, if its status is one of `from`. Returns false otherwise.
@@ -596,38 +746,18 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn an_attempt_starts_once_and_finishes_once() {
-        let (store, _dir) = store().await;
-        let job = queued_job(&store).await;
-        let fs = store
-            .create_fax_server("fs1", &[], "enr", i64::MAX)
+    /// Records the attempt as offered (its job dispatched); whether it was.
+    async fn start(store: &Store, a: &Attempt) -> bool {
+        let event = NewEvent::new("job.dispatched", serde_json::json!({}), vec![]);
+        store
+            .start_attempts(&[(a.clone(), event)])
             .await
-            .expect("fs");
-        let a = attempt(&job, &fs.id);
-        let ev = || {
-            NewEvent::new(
-                "job.dispatched",
-                serde_json::json!({}),
-                vec![job.client_id.clone()],
-            )
-        };
-        assert_eq!(
-            store
-                .start_attempts(&[(a.clone(), ev())])
-                .await
-                .expect("start"),
-            vec![true]
-        );
-        assert_eq!(
-            store
-                .start_attempts(&[(attempt(&job, &fs.id), ev())])
-                .await
-                .expect("second start"),
-            vec![false],
-            "job no longer queued"
-        );
-        assert_eq!(store.open_attempts().await.expect("open").len(), 1);
+            .expect("start")
+            == vec![true]
+    }
+
+    /// A one-page attempt that succeeded, and its job's update to `sent`.
+    fn sent() -> (AttemptFinish, JobUpdate) {
         let finish = AttemptFinish {
             status: "succeeded".into(),
             pages_sent: 1,
@@ -638,17 +768,74 @@ mod tests {
             pages_sent: Some(1),
             ..Default::default()
         };
+        (finish, update)
+    }
+
+    fn job_to(status: &str) -> JobUpdate {
+        JobUpdate {
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    async fn end(
+        store: &Store,
+        a: &Attempt,
+        ending: Ending,
+        finish: &AttemptFinish,
+        job: Option<&JobUpdate>,
+    ) -> Ended {
+        store
+            .finish_attempt(&a.id, ending, finish, job, &[], &[])
+            .await
+            .expect("finish")
+    }
+
+    /// A store holding a queued job and its first attempt, started on a fax server.
+    async fn started() -> (
+        Store,
+        crate::test_util::tempdir::Dir,
+        Job,
+        crate::FaxServer,
+        Attempt,
+    ) {
+        let (store, dir) = store().await;
+        let job = queued_job(&store).await;
+        let fs = store
+            .create_fax_server("fs1", &[], "enr", i64::MAX)
+            .await
+            .expect("fs");
+        let a = attempt(&job, &fs.id);
+        assert!(start(&store, &a).await);
+        (store, dir, job, fs, a)
+    }
+
+    async fn status_of(store: &Store, job: &Job, attempt: &Attempt) -> (String, String) {
+        let j = store.job(&job.id).await.expect("job").expect("exists");
+        let a = store
+            .attempt(&attempt.id)
+            .await
+            .expect("attempt")
+            .expect("exists");
+        (j.status, a.status)
+    }
+
+    #[tokio::test]
+    async fn an_attempt_starts_once_and_finishes_once() {
+        let (store, _dir, job, fs, a) = started().await;
         assert!(
-            store
-                .finish_attempt(&a.id, &finish, &update, &[])
-                .await
-                .expect("finish")
+            !start(&store, &attempt(&job, &fs.id)).await,
+            "job no longer queued"
         );
-        assert!(
-            !store
-                .finish_attempt(&a.id, &finish, &update, &[])
-                .await
-                .expect("repeat"),
+        assert_eq!(store.open_attempts().await.expect("open").len(), 1);
+        let (finish, update) = sent();
+        assert_eq!(
+            end(&store, &a, Ending::Open, &finish, Some(&update)).await,
+            Ended::WithJob
+        );
+        assert_eq!(
+            end(&store, &a, Ending::Open, &finish, Some(&update)).await,
+            Ended::NotOpen,
             "a repeated result changes nothing"
         );
         let job = store.job(&job.id).await.expect("get").expect("exists");
@@ -657,5 +844,118 @@ mod tests {
             ("sent", 1, 1)
         );
         assert!(job.finished_at.is_some());
+    }
+
+    /// An attempt in doubt is open (its job waits for it) and comes back to `active` when its fax server
+    /// reports (or `offered` when the offer goes again); one that was abandoned takes a late `sent`
+    /// truthfully: the attempt succeeded and its job is sent, even after a retry failed it; a late failure
+    /// changes the attempt only, and an open attempt of a job that moved on changes only itself.
+    #[tokio::test]
+    async fn in_doubt_and_late_results() {
+        let (store, _dir, job, fs, a) = started().await;
+        assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
+        assert!(
+            !store.mark_in_doubt(&a.id, 456, &[]).await.expect("again"),
+            "once"
+        );
+        assert_eq!(
+            status_of(&store, &job, &a).await,
+            ("in_doubt".into(), "in_doubt".into())
+        );
+        assert_eq!(
+            store.open_attempts().await.expect("open").len(),
+            1,
+            "in doubt is open"
+        );
+        let stored = store.attempt(&a.id).await.expect("a").expect("a");
+        assert_eq!(stored.deadline_at, Some(123));
+        let resume = |accepted| store.resume_attempt(&a.id, accepted, &[]);
+        assert!(resume(false).await.expect("offer again"));
+        assert_eq!(
+            status_of(&store, &job, &a).await,
+            ("dispatched".into(), "offered".into())
+        );
+        assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
+        assert!(resume(true).await.expect("resume"));
+        assert!(!resume(true).await.expect("resume"), "once");
+        assert_eq!(
+            status_of(&store, &job, &a).await,
+            ("active".into(), "active".into())
+        );
+        assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
+
+        // Abandoned, the job retried and failed.
+        let abandoned = AttemptFinish {
+            status: "abandoned".into(),
+            fault: Some("fax_server".into()),
+            ..Default::default()
+        };
+        let retry = job_to("queued");
+        assert_eq!(
+            end(&store, &a, Ending::Open, &abandoned, Some(&retry)).await,
+            Ended::WithJob
+        );
+        let failed = job_to("failed");
+        assert!(
+            store
+                .update_job(&job.id, &["queued"], &failed, &[])
+                .await
+                .expect("fail")
+        );
+
+        // A late failure is recorded on the attempt only; a late success also sends the job.
+        let busy = AttemptFinish {
+            status: "failed".into(),
+            fault: Some("recipient".into()),
+            reason: Some("busy".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            end(&store, &a, Ending::Open, &busy, None).await,
+            Ended::NotOpen,
+            "an abandoned attempt is not open"
+        );
+        let (finish, to_sent) = sent();
+        assert_eq!(
+            end(&store, &a, Ending::Late, &finish, Some(&to_sent)).await,
+            Ended::WithJob
+        );
+        assert_eq!(
+            status_of(&store, &job, &a).await,
+            ("sent".into(), "succeeded".into())
+        );
+        assert_eq!(
+            end(&store, &a, Ending::Late, &busy, None).await,
+            Ended::NotOpen,
+            "a late result is recorded once"
+        );
+
+        // A job that moved on keeps its state when an open attempt ends (here: sent, a retry cancelled).
+        let b = Attempt {
+            number: 2,
+            ..attempt(&job, &fs.id)
+        };
+        let set_status = |status: &'static str| {
+            sqlx::query("UPDATE jobs SET status = $1 WHERE id = $2")
+                .bind(status)
+                .bind(&job.id)
+                .execute(&store.writer)
+        };
+        set_status("queued").await.expect("requeue");
+        assert!(start(&store, &b).await);
+        set_status("sent").await.expect("sent");
+        let cancelled = job_to("cancelled");
+        assert_eq!(
+            end(&store, &b, Ending::Open, &busy, Some(&cancelled)).await,
+            Ended::AttemptOnly
+        );
+        assert_eq!(
+            status_of(&store, &job, &b).await,
+            ("sent".into(), "failed".into())
+        );
+        assert!(
+            !store.request_cancel(&job.id).await.expect("cancel"),
+            "a finished job takes no cancel"
+        );
     }
 }

@@ -32,7 +32,8 @@ pub use grants::{Grant, Role};
 pub use groupings::{Grouping, MemberKind};
 pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
 pub use jobs::{
-    Attempt, AttemptFinish, Job, JobDocument, JobFilter, JobUpdate, NewJob, ProgressRecord,
+    Attempt, AttemptFinish, Ended, Ending, Job, JobDocument, JobFilter, JobUpdate, NewJob,
+    ProgressRecord,
 };
 pub use retention::{Cutoffs, Purged};
 pub use settings::{SettingsState, SettingsVersion};

@@ -79,12 +79,19 @@ pub struct DeadlineConfig {
     pub transmitting_secs: u64,
     /// After a deadline passes with the fax server connected, how long its answer to a query is awaited.
     pub query_secs: u64,
-    /// After a fax server's link drops, how long its attempts wait for it to come back.
+    /// After a fax server's link drops, how long its attempts wait for it to come back before they are
+    /// shown in doubt.
     pub link_grace_secs: u64,
     pub heartbeat_secs: u64,
-    /// Longest an attempt may stay open, whatever its fax server reports; then it is cancelled and
-    /// counted as a fax-server fault.
+    /// Longest an attempt may stay open while its fax server is in touch, whatever it reports; then it is
+    /// cancelled and counted as a fax-server fault.
     pub max_attempt_secs: u64,
+    /// Part of every attempt's call limit: fetching and rendering the documents, ringing, and T.30's
+    /// phase B.
+    pub call_setup_secs: u64,
+    /// Part of every attempt's call limit: the most bits one coded page may take. An A4 page of dense text
+    /// at fine resolution codes to about 100–300 kbit; the default leaves room for halftone pictures.
+    pub max_page_bits: u64,
 }
 
 impl Default for Config {
@@ -140,11 +147,30 @@ impl Default for DeadlineConfig {
             link_grace_secs: 60,
             heartbeat_secs: 10,
             max_attempt_secs: 3 * 3600,
+            call_setup_secs: 180,
+            max_page_bits: 2_000_000,
         }
     }
 }
 
+/// The slowest rate a T.30 sender falls back to (V.27 ter), whatever the highest rate its settings allow.
+pub const SLOWEST_BIT_RATE: u64 = 2400;
+
 impl DeadlineConfig {
+    /// The longest an attempt of `pages` pages may take from the offer's arrival at its fax server to the
+    /// end of its call: set-up plus every page at the slowest rate. The fax server hangs up when it is
+    /// reached, so once a fax server has been silent for this long no call of the attempt can still be
+    /// running, and the job may go to another fax server without being sent twice.
+    pub fn call_limit(&self, pages: i64) -> Duration {
+        let pages = u64::try_from(pages.max(1)).unwrap_or(1);
+        let page_ms = self.max_page_bits.saturating_mul(1000) / SLOWEST_BIT_RATE;
+        Duration::from_millis(
+            self.call_setup_secs
+                .saturating_mul(1000)
+                .saturating_add(pages.saturating_mul(page_ms)),
+        )
+    }
+
     pub fn for_phase(&self, phase: &str) -> Duration {
         Duration::from_secs(match phase {
             "offered" => self.offered_secs,
@@ -389,6 +415,28 @@ mod tests {
         assert!(
             !format!("{token:?}").contains("0123456789abcdef"),
             "the token stays out of Debug"
+        );
+    }
+
+    #[test]
+    fn the_call_limit_counts_every_page_at_the_slowest_rate() {
+        let d = DeadlineConfig {
+            call_setup_secs: 10,
+            max_page_bits: 24_000,
+            ..Default::default()
+        };
+        assert_eq!(d.call_limit(3), Duration::from_secs(10 + 3 * 10));
+        assert_eq!(
+            d.call_limit(0),
+            Duration::from_secs(20),
+            "a document of unknown length counts as one page"
+        );
+        let defaults = DeadlineConfig::default();
+        assert_eq!(defaults.call_limit(1).as_secs(), 180 + 833);
+        assert_eq!(
+            defaults.call_limit(i64::MAX),
+            Duration::from_millis(u64::MAX),
+            "saturates"
         );
     }
 }

@@ -6,6 +6,13 @@
 //! database on start. An attempt is recorded (and its job moved out of `queued`) in one transaction
 //! *before* the offer leaves, so a crash between the two re-sends the same attempt id, which the fax server
 //! de-duplicates, and never makes a second attempt.
+//!
+//! An attempt whose fax server goes silent (its link lost beyond the grace, or a query unanswered) is *in
+//! doubt*: its call may be running or may have sent the fax. Its job is dispatched again only once the
+//! fax server has been silent for longer than the attempt's call limit (which the fax server enforces by
+//! hanging up), or when the fax server comes back and does not hold it. Whatever the fax server reports
+//! for it meanwhile is applied, and a report that comes after the job moved on is still recorded as what
+//! happened; a `sent` one makes the job sent and withdraws the other attempt if it has not dialled yet.
 
 use crate::access::Access;
 use crate::config::Config;
@@ -18,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{Attempt, AttemptFinish, Job, JobUpdate, NewEvent, ProgressRecord, Store, now_ms};
+use store::{
+    Attempt, AttemptFinish, Ended, Ending, Job, JobUpdate, NewEvent, ProgressRecord, Store, now_ms,
+};
 use tokio::sync::{Notify, mpsc};
 
 /// Per-job options as stored with the job (JSON in `jobs.options`).
@@ -43,6 +52,8 @@ struct Pending {
     priority: i64,
     not_before: i64,
     kill_at: i64,
+    /// Pages of all its documents, for the call limit.
+    pages: i64,
     /// Fax servers that failed this job with a fax-server fault, and until when to avoid them.
     avoid: HashMap<String, i64>,
     next_attempt_number: i64,
@@ -80,6 +91,7 @@ impl Pending {
             priority: job.priority,
             not_before: job.not_before,
             kill_at: job.kill_at,
+            pages: job.pages_total,
             avoid: HashMap::new(),
             next_attempt_number: 1,
             documents,
@@ -117,7 +129,7 @@ fn longest_prefix(prefixes: &[String], number: &str) -> Option<usize> {
 }
 
 /// An attempt that has not ended, as routing and the watchdog need it. Deadlines live here, not in the
-/// database: after a restart every open attempt gets the link grace anyway.
+/// database (after a restart every open attempt gets the link grace anyway), except the end of a doubt.
 #[derive(Debug, Clone)]
 struct OpenAttempt {
     job_id: String,
@@ -128,11 +140,38 @@ struct OpenAttempt {
     phase: &'static str,
     page: Option<u32>,
     started: i64,
+    /// When the watchdog looks at it next: the phase's deadline, the answer to a query, the end of the
+    /// link grace, or (in doubt) the time its job may be dispatched again.
     deadline: i64,
-    /// Asked once (`JobQuery`) after its deadline passed.
-    queried: bool,
+    /// When it was asked about (`JobQuery`) after its deadline passed, while the question is unanswered.
+    queried_at: Option<i64>,
     /// The job has been moved to `active`.
     activated: bool,
+    /// Since when its fax server has been silent about it (link lost, query unanswered, or the supervisor
+    /// restarted); `None` while in touch.
+    silent_since: Option<i64>,
+    /// Shown in doubt (in the database too).
+    in_doubt: bool,
+    /// The call limit its offer carried, ms.
+    call_limit: i64,
+}
+
+impl OpenAttempt {
+    /// Its fax server reported on it.
+    fn in_touch(&mut self) {
+        self.silent_since = None;
+        self.queried_at = None;
+        self.in_doubt = false;
+    }
+
+    /// When its job may be dispatched again: no call of it can be running once its fax server has been
+    /// silent for the call limit (it hangs up then, counting from the offer's arrival, which came before
+    /// the silence); and not before the link grace.
+    fn doubt_ends(&self, grace: i64) -> i64 {
+        self.silent_since
+            .unwrap_or(i64::MAX)
+            .saturating_add(self.call_limit.max(grace))
+    }
 }
 
 /// Jobs waiting for an attempt: those due, in dispatch order, and those waiting for their time, in time
@@ -318,12 +357,22 @@ impl Dispatcher {
         let servers = self.store.fax_servers().await?;
         let open = self.store.open_attempts().await?;
         let queued = self.store.queued_jobs().await?;
-        // No fax server is connected yet: give each open attempt the link grace to come back and reconcile.
-        let grace = now_ms() + secs(self.config.deadlines.link_grace_secs);
+        // No fax server is connected yet: each open attempt's fax server has the link grace to come back
+        // and reconcile. Its silence counts from now, as the supervisor cannot know how long it lasted
+        // before; an attempt already in doubt keeps the end of its doubt.
+        let now = now_ms();
+        let grace_end = now + secs(self.config.deadlines.link_grace_secs);
         let mut restored = Vec::with_capacity(open.len());
         for a in &open {
             if let Some(job) = self.store.job(&a.job_id).await? {
-                restored.push((a.id.clone(), open_attempt(&job, a, grace)));
+                let mut open = open_attempt(&job, a, self.call_limit(a, job.pages_total));
+                open.silent_since = Some(now);
+                open.deadline = grace_end;
+                if a.status == "in_doubt" {
+                    open.in_doubt = true;
+                    open.deadline = a.deadline_at.unwrap_or(now).max(grace_end);
+                }
+                restored.push((a.id.clone(), open));
             }
         }
         let mut pendings = Vec::with_capacity(queued.len());
@@ -362,6 +411,17 @@ impl Dispatcher {
             "dispatcher restored"
         );
         Ok(())
+    }
+
+    /// The call limit an attempt was offered with, ms (computed as it would be now for one offered before
+    /// limits were recorded).
+    fn call_limit(&self, a: &Attempt, pages: i64) -> i64 {
+        a.call_limit_ms
+            .unwrap_or_else(|| self.new_call_limit(pages))
+    }
+
+    fn new_call_limit(&self, pages: i64) -> i64 {
+        i64::try_from(self.config.deadlines.call_limit(pages).as_millis()).unwrap_or(i64::MAX)
     }
 
     async fn pending_from_job(&self, job: &Job) -> store::Result<Pending> {
@@ -491,15 +551,40 @@ impl Dispatcher {
     /// Sends a cancel for an open attempt to its fax server, if connected; the fax server answers with a
     /// result whose reason is `cancelled`.
     pub fn request_cancel(&self, attempt: &Attempt) {
-        let st = self.lock();
-        if let Some(link) = st
-            .servers
-            .get(&attempt.fax_server_id)
-            .and_then(|s| s.link.as_ref())
-        {
-            let _ = link.tx.send(Envelope::unacked(Body::JobCancel {
+        self.send_to(
+            &attempt.fax_server_id,
+            Body::JobCancel {
                 attempt_id: attempt.id.clone(),
-            }));
+                only_before_dialling: false,
+            },
+        );
+    }
+
+    /// A job was sent: its other attempts are withdrawn if they have not started dialling (as far as the
+    /// supervisor knows; the fax server checks again). One that dials, or whose fax server is silent, is
+    /// left to end, and its result is recorded.
+    fn withdraw_duplicates(&self, job_id: &str, sent_by: &str) {
+        let withdraw: Vec<(String, String)> = self
+            .lock()
+            .attempts
+            .iter()
+            .filter(|(id, a)| {
+                a.job_id == job_id
+                    && id.as_str() != sent_by
+                    && a.silent_since.is_none()
+                    && matches!(a.phase, "offered" | "accepted" | "preparing")
+            })
+            .map(|(id, a)| (a.fax_server_id.clone(), id.clone()))
+            .collect();
+        for (server_id, attempt_id) in withdraw {
+            tracing::info!(attempt = %attempt_id, job = %job_id, "withdrawing an attempt: another one sent the job");
+            self.send_to(
+                &server_id,
+                Body::JobCancel {
+                    attempt_id,
+                    only_before_dialling: true,
+                },
+            );
         }
     }
 
@@ -616,7 +701,10 @@ impl Dispatcher {
         let batch: Vec<(Attempt, NewEvent)> = picks
             .iter()
             .map(|(p, server_id, attempt_id)| {
-                let attempt = Attempt::offered(attempt_id.clone(), p.job_id.clone(), p.next_attempt_number, server_id.clone(), now);
+                let attempt = Attempt {
+                    call_limit_ms: Some(self.new_call_limit(p.pages)),
+                    ..Attempt::offered(attempt_id.clone(), p.job_id.clone(), p.next_attempt_number, server_id.clone(), now)
+                };
                 let event = NewEvent::new(
                     "job.dispatched",
                     serde_json::json!({"job_id": p.job_id, "batch_id": p.batch_id, "recipient": p.recipient,
@@ -643,7 +731,10 @@ impl Dispatcher {
         let mut offers = Vec::new();
         {
             let mut st = self.lock();
-            for ((p, server_id, attempt_id), ok) in picks.into_iter().zip(started) {
+            for (((p, server_id, attempt_id), ok), (attempt, _)) in
+                picks.into_iter().zip(started).zip(&batch)
+            {
+                let call_limit = attempt.call_limit_ms.unwrap_or(i64::MAX);
                 if !ok {
                     // Cancelled (or otherwise moved on) while it waited.
                     if let Some(s) = st.servers.get_mut(&server_id) {
@@ -663,14 +754,17 @@ impl Dispatcher {
                         page: None,
                         started: now,
                         deadline,
-                        queried: false,
+                        queried_at: None,
                         activated: false,
+                        silent_since: None,
+                        in_doubt: false,
+                        call_limit,
                     },
                 );
                 self.metrics.dispatched.inc();
                 self.metrics.observe_dispatch_latency(now, p.not_before);
                 let number = p.next_attempt_number;
-                offers.push((server_id, offer_of(p, attempt_id, number)));
+                offers.push((server_id, offer_of(p, attempt_id, number, call_limit)));
             }
         }
         self.events_committed();
@@ -722,6 +816,8 @@ impl Dispatcher {
             s.link = Some(Link { tx, generation });
             generation
         };
+        // What the fax server accepted before it left must be in the database before it is compared.
+        self.flush_progress().await;
         let open: Vec<Attempt> = self
             .store
             .open_attempts()
@@ -734,30 +830,32 @@ impl Dispatcher {
         for state in in_flight {
             match state.result {
                 Some(result) => self.on_result(server_id, result).await?,
+                None if expected.contains(&state.attempt_id) => {
+                    let attempt_id = state.attempt_id.clone();
+                    let progress = JobProgress {
+                        attempt_id: state.attempt_id,
+                        phase: state.phase,
+                        page: None,
+                        pages_total: None,
+                        bit_rate: None,
+                    };
+                    self.on_progress(server_id, progress).await?;
+                    self.cancel_if_moved_on(server_id, &attempt_id).await?;
+                }
                 None => {
-                    if expected.contains(&state.attempt_id) {
-                        let progress = JobProgress {
+                    // Not open here any more (abandoned, its job moved on): the fax server must stop.
+                    self.send_to(
+                        server_id,
+                        Body::JobCancel {
                             attempt_id: state.attempt_id,
-                            phase: state.phase,
-                            page: None,
-                            pages_total: None,
-                            bit_rate: None,
-                        };
-                        self.on_progress(server_id, progress).await?;
-                    } else {
-                        // Not open here any more (abandoned after the link grace): the fax server must stop.
-                        self.send_to(
-                            server_id,
-                            Body::JobCancel {
-                                attempt_id: state.attempt_id,
-                            },
-                        );
-                    }
+                            only_before_dialling: false,
+                        },
+                    );
                 }
             }
         }
         for a in open.into_iter().filter(|a| !held.contains(&a.id)) {
-            if a.status == "offered" {
+            if a.phase == "offered" {
                 // The offer may never have arrived: send the same attempt again.
                 let job = self.store.job(&a.job_id).await?;
                 if let Some(job) = job {
@@ -766,6 +864,7 @@ impl Dispatcher {
                     self.resend_offer(server_id, &a, p).await?;
                 }
             } else {
+                // It took the attempt and no longer has it: no call of it is running.
                 self.abandon(&a, "the fax server no longer holds the attempt")
                     .await?;
             }
@@ -774,21 +873,53 @@ impl Dispatcher {
         Ok((generation, expected))
     }
 
+    /// An attempt its fax server still runs whose job has moved on: a job sent by another attempt has it
+    /// withdrawn unless it dials; a job the client cancelled has it stopped.
+    async fn cancel_if_moved_on(&self, server_id: &str, attempt_id: &str) -> store::Result<()> {
+        let Some(a) = self.store.attempt(attempt_id).await? else {
+            return Ok(());
+        };
+        let Some(job) = self.store.job(&a.job_id).await? else {
+            return Ok(());
+        };
+        if job.is_finished() || job.cancel_requested {
+            self.send_to(
+                server_id,
+                Body::JobCancel {
+                    attempt_id: a.id,
+                    only_before_dialling: job.status == "sent",
+                },
+            );
+        }
+        Ok(())
+    }
+
     async fn resend_offer(&self, server_id: &str, a: &Attempt, p: Pending) -> store::Result<()> {
         let deadline = now_ms() + secs(self.config.deadlines.offered_secs);
+        let call_limit = self.call_limit(a, p.pages);
         {
             let mut st = self.lock();
             if let Some(s) = st.servers.get_mut(server_id) {
                 s.open.insert(a.id.clone());
             }
             if let Some(open) = st.attempts.get_mut(&a.id) {
+                open.in_touch();
                 open.deadline = deadline;
-                open.queried = false;
+            }
+        }
+        if a.status == "in_doubt" {
+            let event = self.attempt_event(
+                "job.resumed",
+                &a.id,
+                serde_json::json!({"phase": "offered"}),
+            );
+            if self.store.resume_attempt(&a.id, false, &event).await? {
+                self.events_committed();
             }
         }
         self.send_to(
             server_id,
-            Body::JobOffer(offer_of(p, a.id.clone(), a.number)),
+            Body::JobOffer(offer_of(p, a.id.clone(), a.number, call_limit)),
         );
         Ok(())
     }
@@ -802,9 +933,26 @@ impl Dispatcher {
         }
     }
 
-    /// A fax server's link went down; a newer link of the same fax server is left alone.
+    /// An event about an open attempt, for its job's client.
+    fn attempt_event(
+        &self,
+        kind: &str,
+        attempt_id: &str,
+        extra: serde_json::Value,
+    ) -> Vec<NewEvent> {
+        let st = self.lock();
+        st.attempts
+            .get(attempt_id)
+            .map(|open| open_event(kind, attempt_id, open, extra))
+            .into_iter()
+            .collect()
+    }
+
+    /// A fax server's link went down; a newer link of the same fax server is left alone. Its attempts
+    /// fall silent: after the link grace they are shown in doubt.
     pub async fn disconnected(&self, server_id: &str, generation: u64) -> store::Result<()> {
-        let deadline = now_ms() + secs(self.config.deadlines.link_grace_secs);
+        let now = now_ms();
+        let deadline = now + secs(self.config.deadlines.link_grace_secs);
         let mut st = self.lock();
         let Some(s) = st.servers.get_mut(server_id) else {
             return Ok(());
@@ -817,10 +965,30 @@ impl Dispatcher {
         for open in st
             .attempts
             .values_mut()
-            .filter(|a| a.fax_server_id == server_id)
+            .filter(|a| a.fax_server_id == server_id && !a.in_doubt)
         {
+            open.silent_since = Some(open.silent_since.unwrap_or(now));
             open.deadline = deadline;
-            open.queried = false;
+            open.queried_at = None;
+        }
+        Ok(())
+    }
+
+    /// An attempt in doubt is active again: its fax server reported on it.
+    async fn resume(&self, attempt_id: &str, open: &OpenAttempt, phase: &str) -> store::Result<()> {
+        let event = open_event(
+            "job.resumed",
+            attempt_id,
+            open,
+            serde_json::json!({"phase": phase}),
+        );
+        if self
+            .store
+            .resume_attempt(attempt_id, true, &[event])
+            .await?
+        {
+            tracing::info!(attempt = %attempt_id, "the fax server is back: the attempt is no longer in doubt");
+            self.events_committed();
         }
         Ok(())
     }
@@ -852,7 +1020,7 @@ impl Dispatcher {
     pub async fn on_progress(&self, server_id: &str, progress: JobProgress) -> store::Result<()> {
         let phase = phase_name(progress.phase);
         let deadline = now_ms() + secs(self.config.deadlines.for_phase(phase).as_secs());
-        let (open, activate) = {
+        let (open, activate, was_in_doubt) = {
             let mut st = self.lock();
             let Some(open) = st.attempts.get_mut(&progress.attempt_id) else {
                 return Ok(());
@@ -861,19 +1029,23 @@ impl Dispatcher {
                 return Ok(());
             }
             let activate = !open.activated;
+            let was_in_doubt = open.in_doubt;
+            open.in_touch();
             open.activated = true;
             open.phase = phase;
             open.page = progress.page.or(open.page);
             open.deadline = deadline;
-            open.queried = false;
-            (open.clone(), activate)
+            (open.clone(), activate, was_in_doubt)
         };
-        let event = NewEvent::new(
+        if was_in_doubt {
+            self.resume(&progress.attempt_id, &open, phase).await?;
+        }
+        let event = open_event(
             "job.progress",
-            serde_json::json!({"job_id": open.job_id, "batch_id": open.batch_id, "recipient": open.recipient,
-                               "attempt_id": progress.attempt_id, "phase": phase, "page": progress.page,
+            &progress.attempt_id,
+            &open,
+            serde_json::json!({"phase": phase, "page": progress.page,
                                "pages_total": progress.pages_total, "bit_rate": progress.bit_rate}),
-            vec![open.client_id.clone()],
         );
         let _ = self.progress.send(ProgressMsg::Record(ProgressRecord {
             attempt_id: progress.attempt_id,
@@ -883,7 +1055,8 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Applies the end of an attempt as the fax server reports it; a repeated report changes nothing.
+    /// Applies the end of an attempt as the fax server reports it; a repeated report changes nothing. A
+    /// report for an attempt the supervisor abandoned meanwhile is recorded as what happened.
     pub async fn on_result(&self, server_id: &str, result: JobResult) -> store::Result<()> {
         let Some(a) = self.store.attempt(&result.attempt_id).await? else {
             return Ok(());
@@ -892,8 +1065,10 @@ impl Dispatcher {
             tracing::warn!(attempt = %a.id, "result from a fax server that does not hold the attempt; ignored");
             return Ok(());
         }
-        let Some(job) = self.store.job(&a.job_id).await? else {
-            return Ok(());
+        let ending = if a.status == "abandoned" {
+            Ending::Late
+        } else {
+            Ending::Open
         };
         let stats = serde_json::to_string(&result.stats).ok();
         let (finish, health) = match &result.outcome {
@@ -906,6 +1081,12 @@ impl Dispatcher {
                 },
                 1.0,
             ),
+            Outcome::Failed { reason, .. } if ending == Ending::Late && reason == "cancelled" => {
+                // It confirms the cancel sent when the supervisor gave up on it: the call did not end
+                // the job, and the abandonment already says why it stopped counting.
+                tracing::info!(attempt = %a.id, "an abandoned attempt confirms its cancel");
+                return Ok(());
+            }
             Outcome::Failed {
                 fault,
                 reason,
@@ -927,37 +1108,49 @@ impl Dispatcher {
                 },
             ),
         };
-        let applied = self.finish(&a, &job, finish).await?;
-        if applied {
+        let applied = self.finish(&a, finish, ending).await?;
+        if applied && ending == Ending::Open {
             let mut st = self.lock();
             if let Some(s) = st.servers.get_mut(server_id) {
                 s.health = s.health * 0.8 + health * 0.2;
             }
-        } else {
+        } else if !applied {
             tracing::info!(attempt = %a.id, "result for an attempt that already ended; acknowledged, no change");
         }
         Ok(())
     }
 
-    /// Ends an attempt and moves its job on: sent, retried or failed. False when the attempt had ended.
-    async fn finish(&self, a: &Attempt, job: &Job, finish: AttemptFinish) -> store::Result<bool> {
+    /// Ends an attempt and moves its job on: sent, retried or failed; a job that moved on meanwhile (sent by
+    /// another attempt, or this one was abandoned and its job retried) changes only to `sent`. False when
+    /// the attempt was not in the state `ending` needs.
+    async fn finish(
+        &self,
+        a: &Attempt,
+        finish: AttemptFinish,
+        ending: Ending,
+    ) -> store::Result<bool> {
         self.flush_progress().await;
+        let Some(job) = self.store.job(&a.job_id).await? else {
+            return Ok(false);
+        };
         let now = now_ms();
-        let (update, event, requeue) = if finish.status == "succeeded" {
+        let late = ending == Ending::Late;
+        let mut requeue = false;
+        let (update, event) = if finish.status == "succeeded" {
             let pages = finish.pages_sent;
-            (
-                JobUpdate {
-                    status: "sent".into(),
-                    pages_sent: Some(pages),
-                    ..Default::default()
-                },
-                job_event(
-                    "job.sent",
-                    job,
-                    serde_json::json!({"attempt_id": a.id, "pages": pages}),
-                ),
-                false,
-            )
+            let update = JobUpdate {
+                status: "sent".into(),
+                pages_sent: Some(pages),
+                ..Default::default()
+            };
+            let event = job_event(
+                "job.sent",
+                &job,
+                serde_json::json!({"attempt_id": a.id, "pages": pages, "late": late}),
+            );
+            (Some(update), Some(event))
+        } else if late {
+            (None, None)
         } else {
             let history = self.store.attempts_of(&job.id).await?;
             let fault = finish.fault.clone().unwrap_or_default();
@@ -965,9 +1158,12 @@ impl Dispatcher {
             let next = if reason == "cancelled" {
                 Next::Cancelled
             } else {
-                self.next_after_failure(job, &history, a, &fault, &reason, now)
+                match self.next_after_failure(&job, &history, a, &fault, &reason, now) {
+                    Next::Retry { .. } if job.cancel_requested => Next::Cancelled,
+                    next => next,
+                }
             };
-            match next {
+            let (update, event) = match next {
                 Next::Cancelled => (
                     JobUpdate {
                         status: "cancelled".into(),
@@ -976,25 +1172,26 @@ impl Dispatcher {
                     },
                     job_event(
                         "job.cancelled",
-                        job,
+                        &job,
                         serde_json::json!({"attempt_id": a.id}),
                     ),
-                    false,
                 ),
-                Next::Retry { not_before } => (
-                    JobUpdate {
-                        status: "queued".into(),
-                        reason: Some(reason.clone()),
-                        not_before: Some(not_before),
-                        pages_sent: Some(finish.pages_sent),
-                    },
-                    job_event(
-                        "job.retry_scheduled",
-                        job,
-                        serde_json::json!({"attempt_id": a.id, "fault": fault, "reason": reason, "not_before": not_before}),
-                    ),
-                    true,
-                ),
+                Next::Retry { not_before } => {
+                    requeue = true;
+                    (
+                        JobUpdate {
+                            status: "queued".into(),
+                            reason: Some(reason.clone()),
+                            not_before: Some(not_before),
+                            pages_sent: Some(finish.pages_sent),
+                        },
+                        job_event(
+                            "job.retry_scheduled",
+                            &job,
+                            serde_json::json!({"attempt_id": a.id, "fault": fault, "reason": reason, "not_before": not_before}),
+                        ),
+                    )
+                }
                 Next::Fail(why) => (
                     JobUpdate {
                         status: "failed".into(),
@@ -1003,18 +1200,32 @@ impl Dispatcher {
                     },
                     job_event(
                         "job.failed",
-                        job,
+                        &job,
                         serde_json::json!({"attempt_id": a.id, "fault": fault, "reason": why}),
                     ),
-                    false,
                 ),
-            }
+            };
+            (Some(update), Some(event))
         };
-        if !self
+        // When the job does not move, the attempt's end is still told, as it happened.
+        let attempt_ended = job_event(
+            "job.attempt_ended",
+            &job,
+            serde_json::json!({"attempt_id": a.id, "status": finish.status, "fault": finish.fault,
+                               "reason": finish.reason, "pages_sent": finish.pages_sent, "late": late}),
+        );
+        let ended = self
             .store
-            .finish_attempt(&a.id, &finish, &update, &[event])
-            .await?
-        {
+            .finish_attempt(
+                &a.id,
+                ending,
+                &finish,
+                update.as_ref(),
+                event.as_slice(),
+                &[attempt_ended],
+            )
+            .await?;
+        if ended == Ended::NotOpen {
             return Ok(false);
         }
         {
@@ -1025,12 +1236,24 @@ impl Dispatcher {
             }
         }
         self.events_committed();
-        match update.status.as_str() {
-            "sent" => self.metrics.sent.inc(),
-            "failed" => self.metrics.failed.inc(),
-            _ => self.metrics.retried.inc(),
+        if late {
+            tracing::warn!(attempt = %a.id, job = %job.id, status = %finish.status,
+                "an attempt abandoned earlier reported its end; recorded");
         }
-        if requeue {
+        if ended == Ended::WithJob {
+            match update.as_ref().map(|u| u.status.as_str()) {
+                Some("sent") => {
+                    self.metrics.sent.inc();
+                    // A retry may be waiting or under way: the fax is delivered.
+                    self.dequeue(&job.id);
+                    self.withdraw_duplicates(&job.id, &a.id);
+                }
+                Some("failed") => self.metrics.failed.inc(),
+                Some("queued") => self.metrics.retried.inc(),
+                _ => {}
+            }
+        }
+        if requeue && ended == Ended::WithJob {
             if let Some(job) = self.store.job(&job.id).await? {
                 self.enqueue(std::slice::from_ref(&job)).await?;
             }
@@ -1086,13 +1309,10 @@ impl Dispatcher {
         }
     }
 
-    /// Ends an open attempt as the fax server's fault (asking the fax server to stop, if it is linked) and
-    /// moves its job on.
+    /// Gives up on an open attempt and moves its job on (a fax-server fault). Its fax server, if
+    /// connected, is told to stop; if it reports the attempt's end later, that is still recorded.
     pub async fn abandon(&self, a: &Attempt, why: &str) -> store::Result<bool> {
-        let Some(job) = self.store.job(&a.job_id).await? else {
-            return Ok(false);
-        };
-        tracing::warn!(attempt = %a.id, job = %job.id, fax_server = %a.fax_server_id, "abandoning attempt: {why}");
+        tracing::warn!(attempt = %a.id, job = %a.job_id, fax_server = %a.fax_server_id, "abandoning attempt: {why}");
         let finish = AttemptFinish {
             status: "abandoned".into(),
             fault: Some("fax_server".into()),
@@ -1101,11 +1321,12 @@ impl Dispatcher {
             ..Default::default()
         };
         self.request_cancel(a);
-        self.finish(a, &job, finish).await
+        self.finish(a, finish, Ending::Open).await
     }
 
-    /// The watchdog: no attempt stays open past its deadline without a question to its fax server, and
-    /// none stays unanswered past the question; no queued job outlives its kill time.
+    /// The watchdog: no attempt stays open past its deadline without a question to its fax server; one
+    /// whose fax server is silent is shown in doubt, and its job moves on once no call of it can still be
+    /// running; none in touch outlives `max_attempt_secs`; no queued job outlives its kill time.
     pub async fn run_watchdog(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -1118,51 +1339,85 @@ impl Dispatcher {
 
     async fn watchdog_round(&self) -> store::Result<()> {
         let now = now_ms();
-        let query_deadline = now + secs(self.config.deadlines.query_secs);
+        let d = &self.config.deadlines;
+        let query_deadline = now + secs(d.query_secs);
+        let grace = secs(d.link_grace_secs);
         let mut abandon = Vec::new();
         let mut query = Vec::new();
+        let mut doubt = Vec::new();
         {
             let mut st = self.lock();
             let State {
                 servers, attempts, ..
             } = &mut *st;
-            let oldest = now - secs(self.config.deadlines.max_attempt_secs);
-            for (id, open) in attempts
-                .iter_mut()
-                .filter(|(_, a)| a.deadline <= now || a.started < oldest)
-            {
+            let oldest = now - secs(d.max_attempt_secs);
+            for (id, open) in attempts.iter_mut() {
                 let online = servers
                     .get(&open.fax_server_id)
                     .is_some_and(|s| s.link.is_some());
-                if open.started < oldest {
+                let in_touch = open.silent_since.is_none();
+                if in_touch && open.started < oldest {
                     open.deadline = query_deadline;
                     open.started = i64::MAX;
-                    let limit = self.config.deadlines.max_attempt_secs;
                     abandon.push((
                         id.clone(),
-                        format!("the attempt was still open after the maximum of {limit} s"),
-                    ));
-                } else if online && !open.queried {
-                    open.queried = true;
-                    open.deadline = query_deadline;
-                    query.push((open.fax_server_id.clone(), id.clone()));
-                } else {
-                    let why = if online {
                         format!(
-                            "no answer from the fax server after the {} deadline",
-                            open.phase
-                        )
-                    } else {
-                        "the fax server's link was lost and did not come back in time".to_owned()
-                    };
-                    // Not again before the abandonment below has run.
+                            "the attempt was still open after the maximum of {} s",
+                            d.max_attempt_secs
+                        ),
+                    ));
+                    continue;
+                }
+                if open.deadline > now {
+                    continue;
+                }
+                if in_touch {
+                    match open.queried_at {
+                        None if online => {
+                            open.queried_at = Some(now);
+                            open.deadline = query_deadline;
+                            query.push((open.fax_server_id.clone(), id.clone()));
+                            continue;
+                        }
+                        // Unanswered: silent since the question (it held the attempt before that).
+                        Some(asked) => open.silent_since = Some(asked),
+                        None => open.silent_since = Some(now),
+                    }
+                }
+                let ends = open.doubt_ends(grace);
+                if open.in_doubt || ends <= now {
                     open.deadline = query_deadline;
-                    abandon.push((id.clone(), why));
+                    abandon.push((
+                        id.clone(),
+                        format!(
+                            "its fax server was silent for longer than the call could last ({} s)",
+                            open.call_limit.max(grace) / 1000
+                        ),
+                    ));
+                } else {
+                    // Not again before the marking below has run; then the end of the doubt.
+                    open.deadline = ends;
+                    let since = open.silent_since.unwrap_or(now);
+                    let why = if online {
+                        "the fax server did not answer a question about the attempt"
+                    } else {
+                        "the fax server's link is lost"
+                    };
+                    let event = open_event(
+                        "job.in_doubt",
+                        id,
+                        open,
+                        serde_json::json!({"reason": why, "silent_since": since, "until": ends}),
+                    );
+                    doubt.push((id.clone(), ends, event));
                 }
             }
         }
         for (server_id, attempt_id) in query {
             self.send_to(&server_id, Body::JobQuery { attempt_id });
+        }
+        for (attempt_id, until, event) in doubt {
+            self.mark_in_doubt(&attempt_id, until, event).await?;
         }
         for (id, why) in abandon {
             if let Some(a) = self.store.attempt(&id).await? {
@@ -1203,7 +1458,42 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// The fax server does not know an attempt it was asked about: it never arrived or was lost.
+    /// Shows an attempt in doubt until `until`, when its job may be dispatched again. Its fax server may
+    /// have reported on it while this was being committed: then it is resumed at once.
+    async fn mark_in_doubt(
+        &self,
+        attempt_id: &str,
+        until: i64,
+        event: NewEvent,
+    ) -> store::Result<()> {
+        if !self
+            .store
+            .mark_in_doubt(attempt_id, until, &[event])
+            .await?
+        {
+            return Ok(());
+        }
+        tracing::warn!(attempt = %attempt_id, "attempt in doubt: its fax server is silent");
+        self.events_committed();
+        let back = {
+            let mut st = self.lock();
+            match st.attempts.get_mut(attempt_id) {
+                Some(open) if open.silent_since.is_some() => {
+                    open.in_doubt = true;
+                    None
+                }
+                Some(open) => Some(open.clone()),
+                None => None,
+            }
+        };
+        if let Some(open) = back {
+            self.resume(attempt_id, &open, open.phase).await?;
+        }
+        Ok(())
+    }
+
+    /// The fax server does not know an attempt it was asked about: it never arrived or was lost, so no
+    /// call of it is running.
     pub async fn on_unknown(&self, server_id: &str, attempt_id: &str) -> store::Result<()> {
         if let Some(a) = self.store.attempt(attempt_id).await?
             && a.fax_server_id == server_id
@@ -1217,27 +1507,44 @@ impl Dispatcher {
 
 const AVOID_MS: i64 = 30_000;
 
-fn open_attempt(job: &Job, a: &Attempt, deadline: i64) -> OpenAttempt {
+/// An event about an open attempt, for its job's client.
+fn open_event(
+    kind: &str,
+    attempt_id: &str,
+    open: &OpenAttempt,
+    extra: serde_json::Value,
+) -> NewEvent {
+    let mut payload = serde_json::json!({
+        "job_id": open.job_id, "batch_id": open.batch_id, "recipient": open.recipient,
+        "attempt_id": attempt_id, "fax_server_id": open.fax_server_id,
+    });
+    if let (Some(map), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    NewEvent::new(kind, payload, vec![open.client_id.clone()])
+}
+
+fn open_attempt(job: &Job, a: &Attempt, call_limit: i64) -> OpenAttempt {
+    let offered = a.phase == "offered";
     OpenAttempt {
         job_id: job.id.clone(),
         batch_id: job.batch_id.clone(),
         client_id: job.client_id.clone(),
         recipient: job.recipient.clone(),
         fax_server_id: a.fax_server_id.clone(),
-        phase: if a.status == "offered" {
-            "offered"
-        } else {
-            "dialling"
-        },
+        phase: if offered { "offered" } else { "dialling" },
         page: None,
         started: a.started_at,
-        deadline,
-        queried: false,
-        activated: a.status != "offered",
+        deadline: a.started_at,
+        queried_at: None,
+        activated: !offered,
+        silent_since: None,
+        in_doubt: false,
+        call_limit,
     }
 }
 
-fn offer_of(p: Pending, attempt_id: String, number: i64) -> JobOffer {
+fn offer_of(p: Pending, attempt_id: String, number: i64, call_limit: i64) -> JobOffer {
     JobOffer {
         attempt_id,
         job_id: p.job_id,
@@ -1251,6 +1558,7 @@ fn offer_of(p: Pending, attempt_id: String, number: i64) -> JobOffer {
             max_bit_rate: None,
         },
         attempt_number: u32::try_from(number).unwrap_or(u32::MAX),
+        call_limit_ms: u64::try_from(call_limit).ok(),
     }
 }
 
@@ -1296,5 +1604,220 @@ mod tests {
         assert_eq!(longest_prefix(&p(&["+81"]), "+8131234"), Some(3));
         assert_eq!(longest_prefix(&p(&["+8", "+813"]), "+8131234"), Some(4));
         assert_eq!(longest_prefix(&p(&["+1"]), "+8131234"), None);
+    }
+
+    /// A dispatcher over a real store, with one client allowed to send through one fax server whose link
+    /// is a channel the test reads. Deadlines of 1 s and a call limit of 3 s.
+    struct Rig {
+        d: Arc<Dispatcher>,
+        fs: String,
+        link: mpsc::UnboundedReceiver<Envelope>,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl Rig {
+        async fn new() -> (Self, Job) {
+            let dir = std::env::temp_dir().join(store::new_id("faxhub-dispatch-test"));
+            std::fs::create_dir_all(&dir).expect("dir");
+            let store = Store::open(&dir.join("faxhub.db")).await.expect("store");
+            let client = store
+                .create_client(store::NewClient::application("app"))
+                .await
+                .expect("client");
+            let fs = store
+                .create_fax_server("fs", &[], "enr", i64::MAX)
+                .await
+                .expect("fs");
+            let g = store.create_grouping("g").await.expect("grouping");
+            for (kind, id) in [
+                (store::MemberKind::Client, &client.id),
+                (store::MemberKind::FaxServer, &fs.id),
+            ] {
+                store
+                    .add_grouping_member(&g.id, kind, id)
+                    .await
+                    .expect("member");
+            }
+            store
+                .add_grant(&client.id, "role_user", "all", "", None)
+                .await
+                .expect("grant");
+            store
+                .insert_document("ab", 3, "image/tiff", 1, Some(&client.id))
+                .await
+                .expect("document");
+            let access = Arc::new(Access::default());
+            access.reload(&store).await.expect("access");
+            let mut config = Config::default();
+            config.deadlines = crate::config::DeadlineConfig {
+                offered_secs: 1,
+                dialling_secs: 1,
+                transmitting_secs: 1,
+                query_secs: 1,
+                link_grace_secs: 1,
+                call_setup_secs: 3,
+                max_page_bits: 0,
+                ..Default::default()
+            };
+            let live = Arc::new(crate::supervisor_settings::Live::new(
+                crate::supervisor_settings::SupervisorSettings::from_config(&config),
+            ));
+            let d = Dispatcher::new(
+                store.clone(),
+                Arc::new(config),
+                access,
+                Arc::new(Metrics::default()),
+                live,
+            );
+            let (tx, link) = mpsc::unbounded_channel();
+            let caps = Capabilities {
+                channels: 1,
+                ..Default::default()
+            };
+            d.connected(&fs.id, caps, tx, Vec::new())
+                .await
+                .expect("connected");
+            let new = store::NewJob {
+                id: store::new_id("job"),
+                batch_id: store::new_id("bat"),
+                client_id: client.id.clone(),
+                recipient: "+15551234567".into(),
+                priority: 0,
+                options: "{}".into(),
+                max_tries: 3,
+                kill_at: i64::MAX,
+                not_before: 0,
+                pages_total: 1,
+                idempotency_key: None,
+                documents: vec!["ab".into()],
+            };
+            let (_, jobs) = store.insert_jobs(&[new], &[]).await.expect("job");
+            let job = jobs.into_iter().next().expect("one");
+            d.enqueue(std::slice::from_ref(&job))
+                .await
+                .expect("enqueue");
+            let rig = Self {
+                d,
+                fs: fs.id,
+                link,
+                dir,
+            };
+            (rig, job)
+        }
+
+        fn next_message(&mut self) -> Body {
+            self.link
+                .try_recv()
+                .expect("a message to the fax server")
+                .body
+        }
+
+        async fn progress(&self, attempt_id: &str, phase: Phase) {
+            let progress = JobProgress {
+                attempt_id: attempt_id.to_owned(),
+                phase,
+                page: None,
+                pages_total: None,
+                bit_rate: None,
+            };
+            self.d
+                .on_progress(&self.fs, progress)
+                .await
+                .expect("progress");
+            self.d.flush_progress().await;
+        }
+
+        /// The job's status and its attempts' statuses.
+        async fn statuses(&self, job: &Job) -> (String, Vec<String>) {
+            let store = self.d.store();
+            let job = store.job(&job.id).await.expect("job").expect("exists");
+            let attempts = store.attempts_of(&job.id).await.expect("attempts");
+            (job.status, attempts.into_iter().map(|a| a.status).collect())
+        }
+
+        /// Lets `secs` pass, then runs the watchdog once.
+        async fn after(&self, secs: f64) {
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            self.d.watchdog_round().await.expect("watchdog");
+        }
+    }
+
+    fn owned(job: &str, attempts: &[&str]) -> (String, Vec<String>) {
+        (
+            job.to_owned(),
+            attempts.iter().map(|a| (*a).to_owned()).collect(),
+        )
+    }
+
+    /// A fax server that stays linked but leaves a question unanswered: its attempt is in doubt, back
+    /// in touch when it reports, and given up only after the call limit from the question, when its
+    /// job is queued again and the fax server told to stop; its late `sent` is then recorded and sends
+    /// the job, taking it out of the queue.
+    #[tokio::test]
+    async fn an_unanswered_question_puts_the_attempt_in_doubt_until_the_call_limit() {
+        let (mut rig, job) = Rig::new().await;
+        rig.d.dispatch_round().await.expect("dispatch");
+        let Body::JobOffer(offer) = rig.next_message() else {
+            panic!("an offer first");
+        };
+        assert_eq!(
+            offer.call_limit_ms,
+            Some(3000),
+            "3 s of set-up, no page time"
+        );
+        let attempt = offer.attempt_id;
+        rig.progress(&attempt, Phase::Dialling).await;
+        assert_eq!(rig.statuses(&job).await, owned("active", &["active"]));
+
+        rig.after(1.1).await;
+        assert!(matches!(rig.next_message(), Body::JobQuery { .. }));
+        rig.after(1.1).await;
+        assert_eq!(
+            rig.statuses(&job).await,
+            owned("in_doubt", &["in_doubt"]),
+            "the question went unanswered"
+        );
+        rig.progress(&attempt, Phase::Transmitting).await;
+        assert_eq!(
+            rig.statuses(&job).await,
+            owned("active", &["active"]),
+            "back in touch"
+        );
+
+        rig.after(1.1).await;
+        assert!(matches!(rig.next_message(), Body::JobQuery { .. }));
+        rig.after(1.1).await;
+        assert_eq!(rig.statuses(&job).await, owned("in_doubt", &["in_doubt"]));
+        rig.after(0.5).await;
+        assert_eq!(
+            rig.statuses(&job).await.1,
+            vec!["in_doubt"],
+            "not given up before the call limit"
+        );
+        rig.after(1.6).await;
+        assert_eq!(rig.statuses(&job).await, owned("queued", &["abandoned"]));
+        assert!(matches!(
+            rig.next_message(),
+            Body::JobCancel {
+                only_before_dialling: false,
+                ..
+            }
+        ));
+        assert_eq!(rig.d.queue_len(), 1);
+
+        let sent = JobResult {
+            attempt_id: attempt,
+            outcome: Outcome::Sent { pages: 1 },
+            stats: Default::default(),
+        };
+        rig.d.on_result(&rig.fs, sent).await.expect("late result");
+        assert_eq!(rig.statuses(&job).await, owned("sent", &["succeeded"]));
+        assert_eq!(rig.d.queue_len(), 0, "the retry is withdrawn");
     }
 }

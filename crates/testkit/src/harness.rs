@@ -88,7 +88,9 @@ pub struct SupervisorProc {
 /// The token `/metrics` of a supervisor started here requires.
 pub const METRICS_TOKEN: &str = "faxhub-test-metrics-token";
 
-/// Test-friendly deadlines: everything bounded within a few seconds.
+/// Test-friendly deadlines: everything bounded within a few seconds; a one-page attempt's call limit is
+/// 15 s (13 s of set-up and 4800 bits at 2400 bit/s), so a fax server gone silent has its jobs sent
+/// elsewhere 15 s later.
 pub const FAST_CONFIG: &str = r#"
 [deadlines]
 offered_secs = 3
@@ -97,6 +99,8 @@ transmitting_secs = 10
 query_secs = 1
 link_grace_secs = 2
 heartbeat_secs = 1
+call_setup_secs = 13
+max_page_bits = 4800
 
 [retry]
 schedule_secs = [1]
@@ -226,6 +230,18 @@ pub struct NodeProc {
     bin: PathBuf,
 }
 
+/// A test fax server to start: its registration and its line.
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub prefixes: &'a [&'a str],
+    pub groupings: &'a [&'a str],
+    pub channels: u32,
+    /// A [`crate::Script`] as JSON.
+    pub script: serde_json::Value,
+    /// Where it reaches the supervisor, when not directly (a [`crate::proxy::LinkProxy`]'s URL).
+    pub via: Option<String>,
+}
+
 impl NodeProc {
     /// Registers a fax server with the supervisor (name, prefixes, groupings) and starts it.
     pub async fn start(
@@ -237,6 +253,31 @@ impl NodeProc {
         channels: u32,
         script: serde_json::Value,
     ) -> anyhow::Result<(Self, String)> {
+        let spec = NodeSpec {
+            name,
+            prefixes,
+            groupings,
+            channels,
+            script,
+            via: None,
+        };
+        Self::start_spec(bin, sup, spec).await
+    }
+
+    /// Registers a fax server with the supervisor and starts it, as `spec` says.
+    pub async fn start_spec(
+        bin: &Path,
+        sup: &SupervisorProc,
+        spec: NodeSpec<'_>,
+    ) -> anyhow::Result<(Self, String)> {
+        let NodeSpec {
+            name,
+            prefixes,
+            groupings,
+            channels,
+            script,
+            via,
+        } = spec;
         let made = sup
             .admin()
             .post("/v1/fax-servers", serde_json::json!({"name": name, "dial_prefixes": prefixes, "groupings": groupings}))
@@ -258,7 +299,7 @@ impl NodeProc {
         let inject = dir.join("inject");
         let args: Vec<String> = vec![
             "--supervisor".into(),
-            sup.url.clone(),
+            via.unwrap_or_else(|| sup.url.clone()),
             "--state-dir".into(),
             dir.join("state").display().to_string(),
             "--enroll".into(),
@@ -310,6 +351,22 @@ impl NodeProc {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
+    /// The numbers of the faxes this fax server's line received (the far end of other fax servers'
+    /// scripted lines, see `Script::deliver_to`), one per fax.
+    pub fn received(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.inject) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "done"))
+            .filter_map(|e| {
+                let fax: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                fax["called"].as_str().map(str::to_owned)
+            })
             .collect()
     }
 
@@ -437,6 +494,27 @@ impl Api {
         .await
     }
 
+    /// Waits until every one of these fax servers is online.
+    pub async fn wait_online(&self, ids: &[&str]) -> anyhow::Result<()> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = self.get("/v1/fax-servers").await?.expect_status(200)?;
+            let online = |id: &&str| {
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f["id"] == *id && f["online"] == true)
+            };
+            if ids.iter().all(online) {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                bail!("fax servers {ids:?} did not come online: {list}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls a job until `done(status)` holds or the time is up; returns the last view.
     pub async fn wait_job(
         &self,
@@ -459,6 +537,14 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A temporary directory for one test's processes, removed when dropped.
+pub fn tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// A minimal valid one-page TIFF (8×1 pixels, uncompressed), enough for the supervisor's checks.

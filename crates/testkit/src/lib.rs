@@ -6,9 +6,11 @@
 //!   comparison of TIFF files.
 //! - [`kamailio`]: a Kamailio registrar and proxy with digest authentication, started on 127.0.0.1.
 //! - [`harness`]: starting the real `faxhub` supervisor binary and test fax servers, and a REST client.
+//! - [`proxy`]: a TCP proxy between a fax server and its supervisor whose link a test cuts and restores.
 
 pub mod harness;
 pub mod kamailio;
+pub mod proxy;
 pub mod scripted;
 pub mod spandsp;
 

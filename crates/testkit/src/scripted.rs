@@ -24,6 +24,14 @@ pub struct Script {
     /// How long a call takes before it ends, per page sent.
     #[serde(default = "default_page_ms")]
     pub page_ms: u64,
+    /// How long an attempt is prepared (phase `preparing`, before dialling); a cancel ends it there.
+    #[serde(default)]
+    pub prepare_ms: u64,
+    /// The far end: the inject directory of the receiving fax server (`faxhub-testnode --inject-dir`). A
+    /// call that ends `sent` leaves the fax there, addressed to the number dialled, at the moment the
+    /// receiver would have confirmed the last page; a call cut short leaves nothing.
+    #[serde(default)]
+    pub deliver_to: Option<PathBuf>,
 }
 
 fn default_outcome() -> String {
@@ -80,6 +88,24 @@ impl ScriptedLine {
         self
     }
 
+    /// Hands the fax to the far end (see `Script::deliver_to`), written whole or not at all.
+    fn deliver(&self, job: &SendJob) {
+        let Some(dir) = &self.script.deliver_to else {
+            return;
+        };
+        let Some((_, tiff)) = job.documents.first() else {
+            return;
+        };
+        let fax = serde_json::json!({"tiff": tiff, "caller": null, "called": job.recipient, "tsi": null, "pages": 1});
+        let tmp = dir.join(format!("{}.tmp", job.attempt_id));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, fax.to_string()))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(format!("{}.json", job.attempt_id))));
+        if let Err(e) = written {
+            tracing::error!("the far end in {} did not get the fax: {e}", dir.display());
+        }
+    }
+
     fn next_outcome(&self, number: &str) -> String {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         let n = calls.entry(number.to_owned()).or_insert(0);
@@ -90,6 +116,21 @@ impl ScriptedLine {
         *n += 1;
         outcome
     }
+}
+
+fn line_outcome(outcome: Outcome) -> LineOutcome {
+    LineOutcome {
+        outcome,
+        stats: CallStats {
+            bit_rate: Some(14_400),
+            ecm: Some(true),
+            ..Default::default()
+        },
+    }
+}
+
+fn cancelled() -> LineOutcome {
+    line_outcome(failed(FaultSide::Permanent, "cancelled"))
 }
 
 fn failed(fault: FaultSide, reason: &str) -> Outcome {
@@ -136,6 +177,13 @@ impl Line for ScriptedLine {
             pages_total: Some(1),
             bit_rate: Some(14_400),
         };
+        if self.script.prepare_ms > 0 {
+            let _ = progress.send(p(Phase::Preparing, None));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(self.script.prepare_ms)) => {}
+                _ = cancel.wait_for(|c| *c) => return cancelled(),
+            }
+        }
         let _ = progress.send(p(Phase::Dialling, None));
         let wait = Duration::from_millis(self.script.page_ms);
         let result = match outcome.as_str() {
@@ -154,7 +202,10 @@ impl Line for ScriptedLine {
                 let _ = progress.send(p(Phase::Negotiating, None));
                 let _ = progress.send(p(Phase::Transmitting, Some(1)));
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => Outcome::Sent { pages: 1 },
+                    _ = tokio::time::sleep(wait) => {
+                        self.deliver(&job);
+                        Outcome::Sent { pages: 1 }
+                    }
                     _ = cancel.wait_for(|c| *c) => failed(FaultSide::Permanent, "cancelled"),
                 }
             }
@@ -167,14 +218,7 @@ impl Line for ScriptedLine {
                 &format!("unknown scripted outcome {other}"),
             ),
         };
-        LineOutcome {
-            outcome: result,
-            stats: CallStats {
-                bit_rate: Some(14_400),
-                ecm: Some(true),
-                ..Default::default()
-            },
-        }
+        line_outcome(result)
     }
 
     /// Refuses settings that ask for more channels than the line has, as a real line would.

@@ -11,10 +11,7 @@ fn testnode() -> PathBuf {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("faxhub-e2e")
-        .tempdir()
-        .expect("temp dir")
+    testkit::harness::tempdir("faxhub-e2e")
 }
 
 async fn default_grouping(api: &Api) -> String {
@@ -55,25 +52,7 @@ async fn new_client(admin: &Api, name: &str, groupings: &[&str]) -> (Api, String
 }
 
 async fn wait_online(api: &Api, ids: &[&str]) {
-    for _ in 0..200 {
-        let list = api
-            .get("/v1/fax-servers")
-            .await
-            .expect("list")
-            .expect_status(200)
-            .expect("200");
-        let online = |id: &str| {
-            list.as_array()
-                .into_iter()
-                .flatten()
-                .any(|f| f["id"] == id && f["online"] == true)
-        };
-        if ids.iter().all(|id| online(id)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("fax servers {ids:?} did not come online");
+    api.wait_online(ids).await.expect("fax servers online");
 }
 
 async fn upload_tiff(api: &Api) -> String {

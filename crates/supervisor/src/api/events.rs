@@ -162,8 +162,11 @@ pub struct StreamQuery {
 }
 
 /// The caller's events as Server-Sent Events: `id` is the sequence number (resume with `Last-Event-ID`),
-/// `event` the kind (`job.queued`, `job.dispatched`, `job.progress`, `job.sent`, `job.failed`,
-/// `job.retry_scheduled`, `job.cancelled`, `inbound.received`), `data` JSON with `event_id` and `seq`.
+/// `event` the kind (`job.queued`, `job.dispatched`, `job.progress`, `job.in_doubt` (its fax server went
+/// silent during the attempt; `until` is when the job is dispatched again unless it reports first),
+/// `job.resumed` (it reported again), `job.sent` (`late` when the attempt had been given up),
+/// `job.failed`, `job.retry_scheduled`, `job.cancelled`, `job.attempt_ended` (an attempt ended without
+/// changing its job, which had moved on), `inbound.received`), `data` JSON with `event_id` and `seq`.
 #[utoipa::path(get, path = "/v1/events", params(StreamQuery), responses((status = 200, content_type = "text/event-stream")))]
 pub async fn stream(
     State(app): State<AppState>,

@@ -58,6 +58,9 @@ pub struct AttemptView {
     pub id: String,
     pub number: i64,
     pub fax_server_id: String,
+    /// `offered`, `active`, `in_doubt` (its fax server went silent during it: the call may be running or
+    /// may have sent the fax), `succeeded`, `failed`, `abandoned` (the supervisor gave up waiting and moved
+    /// the job on; a result its fax server reports later replaces this) or `cancelled`.
     pub status: String,
     pub phase: String,
     pub page: Option<i64>,
@@ -67,6 +70,10 @@ pub struct AttemptView {
     pub pages_sent: i64,
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// While `in_doubt`: when the job is dispatched again unless the fax server reports first. No call of
+    /// the attempt can run past it, so the fax is not sent twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_doubt_until: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -74,7 +81,8 @@ pub struct JobView {
     pub id: String,
     pub batch_id: String,
     pub recipient: String,
-    /// `queued`, `dispatched`, `active`, `sent`, `failed` or `cancelled`.
+    /// `queued`, `dispatched`, `active`, `in_doubt` (its attempt's fax server went silent; see the
+    /// attempt), `sent`, `failed` or `cancelled`.
     pub status: String,
     pub priority: i64,
     pub tries: i64,
@@ -116,7 +124,6 @@ pub fn job_view(job: Job, attempts: Option<Vec<store::Attempt>>) -> JobView {
                     id: a.id,
                     number: a.number,
                     fax_server_id: a.fax_server_id,
-                    status: a.status,
                     phase: a.phase,
                     page: a.page,
                     fault: a.fault,
@@ -125,6 +132,11 @@ pub fn job_view(job: Job, attempts: Option<Vec<store::Attempt>>) -> JobView {
                     pages_sent: a.pages_sent,
                     started_at: rfc3339(a.started_at),
                     ended_at: a.ended_at.map(rfc3339),
+                    in_doubt_until: a
+                        .deadline_at
+                        .filter(|_| a.status == "in_doubt")
+                        .map(rfc3339),
+                    status: a.status,
                 })
                 .collect()
         }),
@@ -424,6 +436,8 @@ pub async fn submit(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
+    /// Only jobs in this status: `queued`, `dispatched`, `active`, `in_doubt`, `sent`, `failed` or
+    /// `cancelled`.
     pub status: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -444,12 +458,12 @@ pub async fn list(
     if let Some(s) = &q.status
         && !matches!(
             s.as_str(),
-            "queued" | "dispatched" | "active" | "sent" | "failed" | "cancelled"
+            "queued" | "dispatched" | "active" | "in_doubt" | "sent" | "failed" | "cancelled"
         )
     {
         return Err(ApiError::field(
             "status",
-            "must be queued, dispatched, active, sent, failed or cancelled",
+            "must be queued, dispatched, active, in_doubt, sent, failed or cancelled",
         ));
     }
     let filter = JobFilter {
@@ -491,7 +505,8 @@ pub async fn get_job(
 }
 
 /// Cancels a job. A queued job is cancelled at once; one on a fax server is told to stop, and ends as
-/// `cancelled` when the fax server confirms (202).
+/// `cancelled` when the fax server confirms (202). A job whose fax server is away (`in_doubt`) ends
+/// `cancelled` instead of being dispatched again, unless its fax server reports that it was sent.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 200, body = JobView), (status = 202, body = JobView), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn cancel(
     State(app): State<AppState>,
@@ -523,6 +538,7 @@ pub async fn cancel(
             return Ok(Json(job_view(job, None)).into_response());
         }
     }
+    app.store.request_cancel(&job.id).await?;
     for a in app
         .store
         .attempts_of(&job.id)

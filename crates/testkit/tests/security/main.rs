@@ -5,5 +5,6 @@
 //! finding it guards.
 
 mod access;
+mod outage;
 mod transport;
 mod webhooks;

@@ -444,28 +444,30 @@ enum Source {
 struct Held {
     bytes: Vec<u8>,
     source: Source,
-    /// Copies that carried these bytes (its own datagram, later datagrams'
-    /// redundancy).
-    votes: u32,
+    /// The datagrams (by sequence number) that carried these bytes: their
+    /// own and later ones' redundancy. A datagram counts once, however often
+    /// it is repeated.
+    votes: BTreeSet<i64>,
     /// Different bytes claimed for the same sequence number, and their votes.
-    rival: Option<(Vec<u8>, u32)>,
+    rival: Option<(Vec<u8>, BTreeSet<i64>)>,
 }
 
 impl Held {
-    fn new(bytes: Vec<u8>, source: Source) -> Self {
+    fn new(bytes: Vec<u8>, source: Source, carrier: i64) -> Self {
         Self {
             bytes,
             source,
-            votes: 1,
+            votes: BTreeSet::from([carrier]),
             rival: None,
         }
     }
 
-    /// Another copy for the same sequence number; answers whether it is the
-    /// first to disagree with what was held.
-    fn add(&mut self, bytes: Vec<u8>, source: Source) -> bool {
+    /// Another copy for the same sequence number, carried by datagram
+    /// `carrier`; answers whether it is the first to disagree with what was
+    /// held.
+    fn add(&mut self, bytes: Vec<u8>, source: Source, carrier: i64) -> bool {
         if bytes == self.bytes {
-            self.votes += 1;
+            self.votes.insert(carrier);
             if source == Source::Primary {
                 self.source = Source::Primary;
             }
@@ -473,17 +475,19 @@ impl Held {
         }
         // FEC repairs are zero padded: a real copy replaces them.
         if self.source == Source::Fec {
-            *self = Held::new(bytes, source);
+            *self = Held::new(bytes, source, carrier);
             return false;
         }
         if source == Source::Fec {
             return false;
         }
         match &mut self.rival {
-            Some((r, v)) if *r == bytes => *v += 1,
+            Some((r, v)) if *r == bytes => {
+                v.insert(carrier);
+            }
             Some(_) => {}
             None => {
-                self.rival = Some((bytes, 1));
+                self.rival = Some((bytes, BTreeSet::from([carrier])));
                 return true;
             }
         }
@@ -494,8 +498,8 @@ impl Held {
     fn decide(self) -> Option<(Vec<u8>, Source)> {
         match self.rival {
             None => Some((self.bytes, self.source)),
-            Some((r, v)) if v > self.votes => Some((r, Source::Secondary)),
-            Some((_, v)) if v == self.votes => None,
+            Some((r, v)) if v.len() > self.votes.len() => Some((r, Source::Secondary)),
+            Some((_, v)) if v.len() == self.votes.len() => None,
             Some(_) => Some((self.bytes, self.source)),
         }
     }
@@ -543,13 +547,23 @@ pub struct UdptlReceiver {
     /// confirmed yet: a lone forged datagram inside the window looks like
     /// this, and must neither be delivered nor move `highest`.
     tentative: BTreeSet<i64>,
-    /// The most redundancy copies a datagram has carried: how long a number
-    /// two versions claim waits for the copies that decide it.
-    depth_seen: i64,
+    /// The redundancy depth the stream has shown: the most copies a datagram
+    /// that followed in order carried (at most `MAX_DEPTH`). Copies beyond it
+    /// are not believed; a number two versions claim waits this many datagrams
+    /// for the copies that decide it.
+    depth: i64,
+    /// A datagram has been taken into the stream.
+    started: bool,
+    /// Datagrams taken that followed in order: after a few, the depth they
+    /// showed is the stream's (before, the sender may still be ramping up).
+    in_order: u32,
 }
 
 /// How far back the receiver remembers delivered / lost sequence numbers.
 const MEMORY: i64 = 1024;
+
+/// The deepest redundancy a stream is believed to carry (senders use 1 to 5).
+const MAX_DEPTH: i64 = 8;
 
 /// How far ahead of the stream a tentative datagram may be and still be
 /// delivered by a flush (the far end went quiet right after a loss burst).
@@ -571,7 +585,9 @@ impl UdptlReceiver {
             hole: 0,
             probation: None,
             tentative: BTreeSet::new(),
-            depth_seen: 0,
+            depth: 0,
+            started: false,
+            in_order: 0,
         }
     }
 
@@ -689,43 +705,79 @@ impl UdptlReceiver {
             self.stats.duplicates += 1;
             return;
         }
-        // In the stream when its redundancy reaches back to what came before, or when it follows a
-        // tentative datagram closely (a run after a loss burst); otherwise tentative.
-        let bridged = match &packet.recovery {
-            RecoveryData::Secondary(list) => list.len() as i64,
-            RecoveryData::Fec { .. } => 0,
+        // Its redundancy copies must agree with what the stream already carried: a datagram whose copies
+        // contradict it is not of the stream (a forgery, or another call's).
+        let all_copies: Vec<Vec<u8>> = match packet.recovery {
+            RecoveryData::Secondary(ref list) => list.clone(),
+            RecoveryData::Fec { .. } => Vec::new(),
         };
-        self.depth_seen = self.depth_seen.max(bridged);
-        let run = self
-            .tentative
-            .range(seq - 3 - bridged..seq)
-            .next()
-            .is_some();
-        let in_stream = seq <= self.highest + 1 + bridged || run;
-        if in_stream {
-            let confirmed: Vec<i64> = self.tentative.range(..=seq).copied().collect();
-            if run {
-                confirmed.iter().for_each(|t| {
-                    self.tentative.remove(t);
-                });
-            }
-            // The real datagram for a number a tentative one claimed.
-            self.tentative.remove(&seq);
-            self.highest = self.highest.max(seq);
-        } else {
-            self.tentative.insert(seq);
+        // Only as many copies as the stream has shown it carries are believed (datagrams taken into the
+        // stream show its depth, up to `MAX_DEPTH`): a forged datagram cannot fill a long run of numbers
+        // with copies of its own. The first datagram taken opens the stream, copies and all, also where
+        // the stream's first number is known and it comes later.
+        let first = !std::mem::replace(&mut self.started, true);
+        let opens = fresh || first && seq - (all_copies.len() as i64) <= self.highest + 1;
+        let shown = (all_copies.len() as i64).min(MAX_DEPTH);
+        if opens || seq <= self.highest + 1 {
+            self.depth = self.depth.max(shown);
+            self.in_order = self.in_order.saturating_add(1);
         }
-        self.hold(seq, packet.primary, Source::Primary);
+        // Judged on the copies the stream's depth allows (any up to `MAX_DEPTH` while the first datagrams
+        // may still be ramping up to it).
+        let allowed = if self.in_order < 4 {
+            MAX_DEPTH
+        } else {
+            self.depth
+        };
+        let allowed = usize::try_from(allowed).unwrap_or(0);
+        let copies = &all_copies[..all_copies.len().min(allowed)];
+        let (mut agree_tentative, mut disagree) = (0, 0);
+        for (back, bytes) in (1..).zip(copies) {
+            let s = seq - back;
+            let tentative = self.tentative.contains(&s);
+            match self.settled(s) {
+                Some(k) if k == bytes.as_slice() => {
+                    if tentative {
+                        agree_tentative += 1;
+                    }
+                }
+                Some(_) if !tentative => disagree += 1,
+                _ => {}
+            }
+        }
+        // In the stream when it follows what came before, when its copies (no more than the redundancy the
+        // stream has shown, none contradicting it) bridge the gap to it, or when it continues a tentative run
+        // (its copy of the run agrees, or, on a stream without redundancy, it comes right after).
+        // Otherwise tentative.
+        let reach = copies.len() as i64;
+        let run = if copies.is_empty() && self.depth == 0 {
+            self.tentative.range(seq - 2..seq).next().is_some()
+        } else {
+            agree_tentative > 0
+        };
+        let in_stream = opens
+            || disagree == 0
+                && (seq - reach <= self.highest + 1 || run);
+        if in_stream {
+            // Taken into the stream, it shows the stream's depth, and its copies up to it are believed.
+            self.depth = self.depth.max(shown);
+            if run {
+                self.tentative = self.tentative.split_off(&seq);
+            }
+            self.highest = self.highest.max(seq);
+        }
+        self.hold(seq, packet.primary, Source::Primary, seq, in_stream);
+        let believed = if in_stream {
+            usize::try_from(self.depth).unwrap_or(0)
+        } else {
+            copies.len()
+        };
         match packet.recovery {
-            RecoveryData::Secondary(list) => {
-                for (back, bytes) in (1..).zip(list) {
+            RecoveryData::Secondary(_) => {
+                for (back, bytes) in (1..).zip(all_copies.into_iter().take(believed)) {
                     let s = seq - back;
                     if s < next {
                         break;
-                    }
-                    // A tentative datagram's copies are as tentative as it is.
-                    if !in_stream && !self.held.contains_key(&s) {
-                        self.tentative.insert(s);
                     }
                     // The first datagram's copies are IFPs sent before this receiver listened: the
                     // start of the stream, not a repair.
@@ -734,7 +786,7 @@ impl UdptlReceiver {
                     } else {
                         Source::Secondary
                     };
-                    self.hold(s, bytes, source);
+                    self.hold(s, bytes, source, seq, in_stream);
                 }
             }
             RecoveryData::Fec { npackets, data } => {
@@ -752,16 +804,53 @@ impl UdptlReceiver {
         self.deliver(false);
     }
 
-    fn hold(&mut self, seq: i64, bytes: Vec<u8>, source: Source) {
+    /// Holds `bytes` for `seq`, carried by datagram `carrier`. A datagram of the stream votes on what is
+    /// held and replaces what only a tentative one claimed; a tentative datagram's copies only fill numbers
+    /// nothing else claimed, as tentative as itself, and its own number stands against another claim.
+    fn hold(&mut self, seq: i64, bytes: Vec<u8>, source: Source, carrier: i64, in_stream: bool) {
+        let tentative = self.tentative.contains(&seq);
         match self.held.get_mut(&seq) {
+            Some(h) if in_stream && tentative => {
+                if h.bytes != bytes {
+                    self.stats.conflicts += 1;
+                }
+                *h = Held::new(bytes, source, carrier);
+                self.tentative.remove(&seq);
+            }
+            Some(h) if in_stream => {
+                if h.add(bytes, source, carrier) {
+                    self.stats.conflicts += 1;
+                }
+            }
+            // A tentative datagram's own number: its claim stands against the other, and a tie is a loss.
+            Some(h) if carrier == seq => {
+                if h.add(bytes, source, carrier) {
+                    self.stats.conflicts += 1;
+                }
+            }
             Some(h) => {
-                if h.add(bytes, source) {
+                if h.bytes != bytes && h.rival.is_none() {
                     self.stats.conflicts += 1;
                 }
             }
             None => {
-                self.held.insert(seq, Held::new(bytes, source));
+                self.held.insert(seq, Held::new(bytes, source, carrier));
+                if !in_stream {
+                    self.tentative.insert(seq);
+                } else {
+                    self.tentative.remove(&seq);
+                }
             }
+        }
+    }
+
+    /// What the stream already carried for `seq`: delivered, or held from a datagram of its own (an FEC
+    /// repair, zero padded, does not count).
+    fn settled(&self, seq: i64) -> Option<&[u8]> {
+        match self.held.get(&seq) {
+            Some(h) if h.source != Source::Fec => Some(h.bytes.as_slice()),
+            Some(_) => None,
+            None => self.delivered.get(&seq).map(Vec::as_slice),
         }
     }
 
@@ -820,7 +909,7 @@ impl UdptlReceiver {
             }
             match repaired {
                 Some((k, bytes)) => {
-                    self.held.insert(k, Held::new(bytes, Source::Fec));
+                    self.held.insert(k, Held::new(bytes, Source::Fec, k));
                 }
                 None => return,
             }
@@ -854,7 +943,7 @@ impl UdptlReceiver {
             // Two versions of one number: wait for the later datagrams whose copies decide it.
             if !flush
                 && self.held.get(&next).is_some_and(|h| h.rival.is_some())
-                && self.highest < next + self.depth_seen
+                && self.highest < next + self.depth
             {
                 break;
             }

@@ -400,10 +400,10 @@ fn one_datagram_far_ahead_or_behind_does_not_move_the_stream() {
 }
 
 /// A forged datagram inside the window, for a number not yet received, claims other bytes than the real
-/// one: the copies that agree decide (the real datagram and the redundancy of later ones), and a tie is a
-/// loss, never the forger's bytes.
+/// one. It jumped ahead of the stream, so it is only tentative: the real datagram for that number, in the
+/// stream, replaces it, with or without redundancy.
 #[test]
-fn conflicting_copies_are_decided_by_the_majority_or_lost() {
+fn a_forged_number_ahead_is_replaced_by_the_real_one() {
     let sent = ifps(10);
     let forged = Ifp::decode(&[0x08], T38Version::V2).unwrap();
     for depth in [2, 0] {
@@ -421,42 +421,74 @@ fn conflicting_copies_are_decided_by_the_majority_or_lost() {
         r.flush();
         let got = drain(&mut r);
         assert!(got.iter().all(|g| g.1 != forged), "depth {depth}: the forged IFP was delivered");
+        assert_eq!(got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(), sent, "depth {depth}");
+        assert_eq!(r.stats().conflicts, 1, "depth {depth}");
+    }
+}
+
+/// Two versions of a number held behind a gap (a forger that guessed a number just ahead and sent it ten
+/// times before the real one): the copies that agree decide, each datagram counting once however often it
+/// is repeated, and a tie is a loss, never the forger's bytes.
+#[test]
+fn conflicting_copies_are_decided_by_datagrams_not_repeats() {
+    let sent = ifps(10);
+    let forged = Ifp::decode(&[0x08], T38Version::V2).unwrap();
+    for depth in [2, 0] {
+        let mut r = receiver(4);
+        let mut s = sender(ErrorRecovery::Redundancy { depth }, 400, 0);
+        let grams: Vec<_> = sent.iter().map(|i| s.build(i).unwrap()).collect();
+        r.handle_datagram(&grams[0]).unwrap();
+        for _ in 0..10 {
+            r.handle_datagram(&bare(2, 0x08)).unwrap();
+        }
+        r.handle_datagram(&grams[2]).unwrap();
+        r.handle_datagram(&grams[1]).unwrap();
+        for g in &grams[3..] {
+            r.handle_datagram(g).unwrap();
+        }
+        r.flush();
+        let got = drain(&mut r);
+        assert!(got.iter().all(|g| g.1 != forged), "depth {depth}: the forged IFP was delivered");
         assert_eq!(r.stats().conflicts, 1, "depth {depth}");
         if depth > 0 {
+            // The real seq 2 came with copies reaching back into the stream: it replaced the forgery.
             assert_eq!(got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(), sent);
         } else {
-            // One copy against one: the number is lost, and the T.30 layer sees the hole.
+            // One datagram numbered 2 against another: the number is lost, and the T.30 layer sees it.
             assert_eq!(
                 got.iter().map(|g| g.0).collect::<Vec<_>>(),
-                [0, 1, 2, 3, 4, 6, 7, 8, 9]
+                [0, 1, 3, 4, 5, 6, 7, 8, 9]
             );
-            assert_eq!(got[5].3, 1);
+            assert_eq!(got[2].3, 1, "the hole before seq 3 is reported");
         }
     }
 }
 
+/// A forged datagram far into the window, claiming a long run of redundancy copies to "bridge" the gap to
+/// the stream, neither enters it nor puts its copies in place of the real IFPs.
 #[test]
-fn a_sender_may_carry_less_redundancy_than_negotiated() {
-    let mut s = sender(ErrorRecovery::Redundancy { depth: 3 }, 400, 0);
-    let sent = ifps(6);
-    let secondaries = |g: &[u8]| match UdptlPacket::decode(g).unwrap().recovery {
-        RecoveryData::Secondary(l) => l.len(),
-        RecoveryData::Fec { .. } => usize::MAX,
+fn a_forged_bridge_of_copies_does_not_enter_the_stream() {
+    let sent = ifps(40);
+    let mut r = receiver(4);
+    let mut s = sender(ErrorRecovery::Redundancy { depth: 2 }, 1400, 0);
+    let grams: Vec<_> = sent.iter().map(|i| s.build(i).unwrap()).collect();
+    for g in &grams[..5] {
+        r.handle_datagram(g).unwrap();
+    }
+    // Numbered 30, with 29 copies of an indicator for 29 down to 1.
+    let forged = UdptlPacket {
+        seq: 30,
+        primary: vec![0x08],
+        recovery: RecoveryData::Secondary(vec![vec![0x08]; 29]),
     };
-    let grams: Vec<Vec<u8>> = sent
-        .iter()
-        .enumerate()
-        .map(|(i, ifp)| {
-            if i < 4 {
-                s.build_with_depth(ifp, 1).unwrap()
-            } else {
-                s.build(ifp).unwrap()
-            }
-        })
-        .collect();
-    let counts: Vec<usize> = grams.iter().map(|g| secondaries(g)).collect();
-    // Back to the full depth at once: the history was kept.
-    assert_eq!(counts, [0, 1, 1, 1, 3, 3]);
+    r.handle_datagram(&forged.encode()).unwrap();
+    for g in &grams[5..] {
+        r.handle_datagram(g).unwrap();
+    }
+    r.flush();
+    let got = drain(&mut r);
+    assert_eq!(got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(), sent);
+    assert!(got.iter().all(|g| g.3 == 0), "no hole");
 }
 
 #[test]

@@ -44,7 +44,8 @@ pub struct Bursts {
 
 /// A third party on the path that injects datagrams towards the receiving end: with probability
 /// `inject` per datagram sent, one forged datagram (a copy of a real one with a random or extreme
-/// sequence number), and with probability `replay` one datagram from earlier in the call, verbatim.
+/// sequence number, or a "bridge": a number a little ahead carrying a long run of made-up redundancy
+/// copies), and with probability `replay` one datagram from earlier in the call, verbatim.
 #[derive(Debug, Clone, Copy)]
 pub struct Adversary {
     pub inject: f64,
@@ -173,6 +174,18 @@ impl Link {
             };
             let mut d = real.to_vec();
             d[..2].copy_from_slice(&forged.to_be_bytes());
+            if self.rng.below(3) == 0
+                && let Ok(p) = t38::UdptlPacket::decode(real)
+            {
+                // A forged "bridge": a number a little ahead with a long run of made-up copies behind it.
+                let copies = 4 + self.rng.below(60) as usize;
+                d = t38::UdptlPacket {
+                    seq: seq.wrapping_add(2 + self.rng.below(200) as u16),
+                    primary: p.primary.clone(),
+                    recovery: t38::RecoveryData::Secondary(vec![p.primary; copies]),
+                }
+                .encode();
+            }
             self.order += 1;
             self.in_flight.push((at, self.order, d));
         }

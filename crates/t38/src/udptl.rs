@@ -736,12 +736,8 @@ impl UdptlReceiver {
             let s = seq - back;
             let tentative = self.tentative.contains(&s);
             match self.settled(s) {
-                Some(k) if k == bytes.as_slice() => {
-                    if tentative {
-                        agree_tentative += 1;
-                    }
-                }
-                Some(_) if !tentative => disagree += 1,
+                Some(k) if k == bytes.as_slice() && tentative => agree_tentative += 1,
+                Some(k) if k != bytes.as_slice() && !tentative => disagree += 1,
                 _ => {}
             }
         }

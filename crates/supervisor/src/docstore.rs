@@ -40,7 +40,8 @@ pub struct DocStore {
 
 impl DocStore {
     pub fn open(root: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(root.join("tmp"))?;
+        at_rest::private_dir(&root)?;
+        at_rest::private_dir(&root.join("tmp"))?;
         Ok(Self { root })
     }
 
@@ -79,7 +80,7 @@ impl DocStore {
                         memory.extend_from_slice(&chunk)
                     }
                     None => {
-                        let mut f = tokio::fs::File::create(&tmp).await?;
+                        let mut f = create_private(&tmp).await?;
                         f.write_all(&memory).await?;
                         f.write_all(&chunk).await?;
                         memory = Vec::new();
@@ -110,14 +111,20 @@ impl DocStore {
                 None => {
                     let checked = inspect(&memory)?;
                     if !tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-                        tokio::fs::write(&tmp, &memory).await?;
+                        let mut f = create_private(&tmp).await?;
+                        f.write_all(&memory).await?;
+                        f.flush().await?;
                     }
                     checked
                 }
             };
             if tokio::fs::try_exists(&tmp).await.unwrap_or(false) {
                 if let Some(dir) = dest.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
+                    tokio::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(at_rest::DIR_MODE)
+                        .create(dir)
+                        .await?;
                 }
                 tokio::fs::rename(&tmp, &dest).await?;
             }
@@ -134,6 +141,17 @@ impl DocStore {
         }
         result
     }
+}
+
+/// A new document file, readable by the supervisor's user alone.
+async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(at_rest::FILE_MODE)
+        .open(path)
+        .await
 }
 
 /// Uploads up to this size are hashed and checked in memory.

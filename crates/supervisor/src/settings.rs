@@ -4,9 +4,6 @@
 //! set / not set, and unsealed only to be pushed to their fax server.
 
 use crate::error::ApiError;
-use base64::Engine;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -290,56 +287,26 @@ impl FaxServerSettings {
 }
 
 /// Seals and unseals secrets with a key derived from the server key.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Sealer {
-    key: std::sync::Arc<LessSafeKey>,
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer")
-    }
+    sealed: at_rest::SecretBox,
 }
 
 impl Sealer {
     pub fn new(server_key: &[u8; 32]) -> Self {
-        let derived = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, server_key),
-            b"faxhub settings secrets",
-        );
-        let unbound = UnboundKey::new(&AES_256_GCM, derived.as_ref())
-            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 gives 32 bytes"));
         Self {
-            key: std::sync::Arc::new(LessSafeKey::new(unbound)),
+            sealed: at_rest::SecretBox::derived(server_key, b"faxhub settings secrets"),
         }
     }
 
     fn seal(&self, plain: &str) -> Result<String, ApiError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| ApiError::internal("sealing a secret", "no randomness"))?;
-        let mut data = plain.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
-            .map_err(|_| ApiError::internal("sealing a secret", "seal failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
-        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+        self.sealed
+            .seal(plain)
+            .map_err(|e| ApiError::internal("sealing a secret", e))
     }
 
     fn unseal(&self, sealed: &str) -> Option<String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .ok()?;
-        let (nonce, data) = bytes.split_at_checked(NONCE_LEN)?;
-        let mut data = data.to_vec();
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::empty(), &mut data)
-            .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
+        self.sealed.open(sealed)
     }
 
     /// Prepares a validated document for storage: a new secret is sealed, a masked "keep" takes the stored

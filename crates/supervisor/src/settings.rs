@@ -381,7 +381,8 @@ impl FaxServerSettings {
         if !self.sip.user.is_empty() {
             rules::sip_user("sip.user", &self.sip.user)?;
         }
-        if let Some(a) = &self.sip.auth_user {
+        // An empty digest user name means none (the user name is used), as the fax server reads it.
+        if let Some(a) = self.sip.auth_user.as_deref().filter(|a| !a.is_empty()) {
             rules::digest_user("sip.auth_user", a)?;
         }
         if let Secret::Value(p) = &self.sip.password
@@ -669,10 +670,11 @@ mod tests {
             let err = s.validate().expect_err(field);
             assert_eq!(err.field.as_deref(), Some(field), "{}", err.message);
         }
-        let accepted: [Change; 7] = [
+        let accepted: [Change; 8] = [
             |s| s.sip.user = "+15551234567".into(),
             |s| s.sip.user = "fax.1_a-b!~*'()&=+$,;?/%40".into(),
             |s| s.sip.auth_user = Some("Fax Büro 1".into()),
+            |s| s.sip.auth_user = Some(String::new()),
             |s| s.sip.registrar = "sip.example.com.".into(),
             |s| s.sip.registrar = "127.0.0.1:5060".into(),
             |s| s.sip.proxy = Some("[2001:db8::1]:5061".into()),

@@ -41,6 +41,7 @@ pub enum ClientCommand {
         no_ecm: bool,
         #[arg(long)]
         max_tries: Option<u32>,
+        /// Page header text: up to 60 printable characters (no line breaks or control characters).
         #[arg(long)]
         header: Option<String>,
         /// Follow the jobs until they finish, showing progress.
@@ -98,7 +99,8 @@ pub enum SettingsCommand {
     /// supervisor's own).
     Get { fax_server: String },
     /// Change settings: `path=value` pairs (values are JSON, else strings), e.g. `channels=8
-    /// station_id="+1 555 0100" t38.ecm=false`; or a whole document with --file.
+    /// station_id="+1 555 0100" t38.ecm=false`; or a whole document with --file. A new sip.registrar or
+    /// sip.proxy discards the stored SIP password unless sip.password is given in the same command.
     ///
     /// Webhooks reach only public addresses; to let them reach the supervisor's machine:
     /// `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.

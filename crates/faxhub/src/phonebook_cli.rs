@@ -40,9 +40,11 @@ pub enum PhonebookCommand {
     Edit { entry: String, changes: Vec<String> },
     /// Remove an entry.
     Rm { entry: String },
-    /// Import a CSV file or vCard file (by extension: .csv, .vcf).
+    /// Import a CSV file or vCard file (by extension: .csv, .vcf). Bad lines are reported by number (a
+    /// quote never closed is reported on its line; the lines after it are read on their own).
     Import { file: PathBuf },
-    /// Export what you may see as CSV, vCard 3.0 or vCard 4.0.
+    /// Export what you may see as CSV, vCard 3.0 or vCard 4.0. CSV cells a spreadsheet would run as a
+    /// formula (starting with = + - @, tab or CR) get a leading ' (an import takes it off again).
     Export {
         #[arg(long, default_value = "csv", value_parser = ["csv", "vcard3", "vcard4"])]
         format: String,

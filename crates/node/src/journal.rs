@@ -71,14 +71,7 @@ impl Journal {
         let out = f(&mut data);
         let bytes = serde_json::to_vec(&*data)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let tmp = self.path.with_extension("tmp");
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
+        let write = || at_rest::write_file(&self.path, &bytes);
         // The write must finish before the caller goes on (that is the point of a journal), but it must
         // not stall the other tasks of a multi-threaded runtime while the disk syncs.
         let multi_thread = tokio::runtime::Handle::try_current()

@@ -49,7 +49,7 @@ pub async fn enroll(config: &NodeConfig, enrollment_token: &str) -> Result<Strin
         path: config.state_dir.display().to_string(),
         message: e.to_string(),
     };
-    std::fs::create_dir_all(&config.state_dir).map_err(state_error)?;
+    at_rest::private_dir(&config.state_dir).map_err(state_error)?;
     let http = http_client(config)?;
     let url = format!("{}/v1/node/enroll", config.supervisor.trim_end_matches('/'));
     let resp = http
@@ -73,7 +73,7 @@ pub async fn enroll(config: &NodeConfig, enrollment_token: &str) -> Result<Strin
     let credential = body["credential"]
         .as_str()
         .ok_or_else(|| Error::EnrollmentRefused("no credential in the answer".into()))?;
-    write_private(
+    at_rest::write_file(
         &config.state_dir.join(CREDENTIAL_FILE),
         credential.as_bytes(),
     )
@@ -110,30 +110,6 @@ fn pending_inbound(dir: &Path) -> Vec<PendingInbound> {
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
         .collect()
-}
-
-/// Writes a file whole or not at all. The temporary file is the writer's own: two attempts fetching the
-/// same document at once each write theirs, and the second rename replaces the first with the same bytes.
-fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("{}.part", uuid::Uuid::new_v4().simple()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }
 
 fn http_client(config: &NodeConfig) -> Result<reqwest::Client, Error> {
@@ -177,9 +153,44 @@ struct Node {
     /// The settings applied last (version, document), kept in `settings.json` so the fax server works on
     /// with them through a supervisor outage.
     settings: Mutex<(u64, serde_json::Value)>,
+    /// Seals the SIP password inside `settings.json`.
+    secrets: at_rest::SecretBox,
 }
 
 const SETTINGS_FILE: &str = "settings.json";
+/// The key the secrets kept in the state directory are sealed under (made on first start).
+const SECRETS_KEY_FILE: &str = "secrets.key";
+const SECRETS_LABEL: &[u8] = b"faxhub fax server settings";
+
+/// The settings as kept on disk: the SIP password sealed (`{"sealed": ...}`) instead of in the clear.
+fn seal_kept(
+    secrets: &at_rest::SecretBox,
+    mut settings: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    if let Some(p) = settings.pointer_mut("/sip/password")
+        && let Some(plain) = p.as_str()
+    {
+        let sealed = secrets
+            .seal(plain)
+            .map_err(|e| format!("sealing the SIP password failed: {e}"))?;
+        *p = serde_json::json!({ "sealed": sealed });
+    }
+    Ok(settings)
+}
+
+/// The settings as the line needs them; `None` when the kept password cannot be opened (the key was
+/// replaced): then the supervisor's next push brings it again.
+fn open_kept(
+    secrets: &at_rest::SecretBox,
+    mut settings: serde_json::Value,
+) -> Option<serde_json::Value> {
+    if let Some(p) = settings.pointer_mut("/sip/password")
+        && let Some(sealed) = p.get("sealed").and_then(|v| v.as_str())
+    {
+        *p = serde_json::Value::String(secrets.open(sealed)?);
+    }
+    Some(settings)
+}
 
 /// Starts the fax server: connects (and reconnects) to the supervisor and serves its line.
 pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error> {
@@ -187,9 +198,21 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
         path: config.state_dir.display().to_string(),
         message: e.to_string(),
     };
-    std::fs::create_dir_all(config.state_dir.join("documents")).map_err(state_error)?;
+    // The credential, the SIP password, the journal and the documents are this user's alone; an older
+    // state directory is tightened.
+    at_rest::private_dir(&config.state_dir).map_err(state_error)?;
+    at_rest::private_dir(&config.state_dir.join("documents")).map_err(state_error)?;
+    for kept in [CREDENTIAL_FILE, SETTINGS_FILE] {
+        at_rest::tighten_file(&config.state_dir.join(kept)).map_err(state_error)?;
+    }
     let credential = std::fs::read_to_string(config.state_dir.join(CREDENTIAL_FILE))
         .map_err(|_| Error::NotEnrolled)?;
+    let key = at_rest::load_or_make_key(&config.state_dir.join(SECRETS_KEY_FILE)).map_err(|e| {
+        Error::State {
+            path: config.state_dir.display().to_string(),
+            message: e.to_string(),
+        }
+    })?;
     let journal = Journal::open(config.state_dir.join("journal.json")).map_err(state_error)?;
     let node = Arc::new(Node {
         http: http_client(&config)?,
@@ -200,6 +223,7 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
         link: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
         settings: Mutex::new((0, serde_json::Value::Null)),
+        secrets: at_rest::SecretBox::derived(&key, SECRETS_LABEL),
         config,
     });
     node.load_settings();
@@ -241,13 +265,38 @@ impl Node {
             return;
         };
         let version = kept["version"].as_u64().unwrap_or(0);
-        match self.line.apply_settings(&kept["settings"]) {
+        let Some(settings) = open_kept(&self.secrets, kept["settings"].clone()) else {
+            tracing::error!(
+                version,
+                "the SIP password kept in {} cannot be opened ({SECRETS_KEY_FILE} was replaced?); waiting for the supervisor's settings",
+                path.display()
+            );
+            return;
+        };
+        match self.line.apply_settings(&settings) {
             Ok(()) => {
-                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) =
-                    (version, kept["settings"].clone())
+                // A file kept by an earlier version may hold the password in the clear: keep it sealed.
+                if kept["settings"]
+                    .pointer("/sip/password")
+                    .is_some_and(|p| p.is_string())
+                    && let Err(e) = self.keep_settings(version, &settings)
+                {
+                    tracing::error!("{e}");
+                }
+                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, settings)
             }
             Err(e) => tracing::error!(version, "kept settings refused by the line: {e}"),
         }
+    }
+
+    /// Keeps the applied settings in `settings.json` (owner-only, the SIP password sealed).
+    fn keep_settings(&self, version: u64, settings: &serde_json::Value) -> Result<(), String> {
+        let kept = serde_json::json!({"version": version, "settings": seal_kept(&self.secrets, settings.clone())?});
+        at_rest::write_file(
+            &self.config.state_dir.join(SETTINGS_FILE),
+            kept.to_string().as_bytes(),
+        )
+        .map_err(|e| format!("storing the settings failed: {e}"))
     }
 
     fn apply_settings(&self, version: u64, settings: serde_json::Value) {
@@ -255,12 +304,7 @@ impl Node {
             Ok(())
         } else {
             self.line.apply_settings(&settings).and_then(|()| {
-                let kept = serde_json::json!({"version": version, "settings": settings});
-                write_durable(
-                    &self.config.state_dir.join(SETTINGS_FILE),
-                    kept.to_string().as_bytes(),
-                )
-                .map_err(|e| format!("storing the settings failed: {e}"))?;
+                self.keep_settings(version, &settings)?;
                 *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, settings);
                 Ok(())
             })
@@ -719,8 +763,8 @@ impl Node {
         if got != sha256 {
             anyhow::bail!("document {sha256} arrived with hash {got}");
         }
-        let keep = path.clone();
-        tokio::task::spawn_blocking(move || write_durable(&keep, &bytes)).await??;
+        let kept = path.clone();
+        tokio::task::spawn_blocking(move || at_rest::write_file(&kept, &bytes)).await??;
         Ok(path)
     }
 
@@ -729,7 +773,7 @@ impl Node {
     /// there by a crash are sent on the next start.
     async fn receive_loop(self: Arc<Self>) {
         let dir = self.config.state_dir.join("inbound");
-        if let Err(e) = std::fs::create_dir_all(&dir) {
+        if let Err(e) = at_rest::private_dir(&dir) {
             tracing::error!("cannot keep received faxes in {}: {e}", dir.display());
             return;
         }
@@ -750,12 +794,13 @@ impl Node {
                 page_info: fax.page_info,
                 failure: fax.failure,
             };
-            let kept = write_durable(&dir.join(format!("{id}.tif")), &fax.tiff).and_then(|()| {
-                write_durable(
-                    &dir.join(format!("{id}.json")),
-                    &serde_json::to_vec(&meta).unwrap_or_default(),
-                )
-            });
+            let kept =
+                at_rest::write_file(&dir.join(format!("{id}.tif")), &fax.tiff).and_then(|()| {
+                    at_rest::write_file(
+                        &dir.join(format!("{id}.json")),
+                        &serde_json::to_vec(&meta).unwrap_or_default(),
+                    )
+                });
             if let Err(e) = kept {
                 tracing::error!(inbound = %id, "could not keep a received fax on disk: {e}");
             }
@@ -834,35 +879,19 @@ impl Node {
 mod tests {
     use super::*;
 
-    /// Attempts of one document offered together fetch it at once: every writer must succeed (they once
-    /// shared one temporary file, and all but the first rename failed: `document_unavailable`).
     #[test]
-    fn concurrent_writes_of_one_file_all_succeed() {
-        let dir =
-            std::env::temp_dir().join(format!("faxhub-node-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("doc");
-        let start = std::sync::Barrier::new(16);
-        let results: Vec<std::io::Result<()>> = std::thread::scope(|s| {
-            let writers: Vec<_> = (0..16)
-                .map(|_| {
-                    s.spawn(|| {
-                        start.wait();
-                        write_durable(&path, &[7u8; 4096])
-                    })
-                })
-                .collect();
-            writers
-                .into_iter()
-                .map(|w| w.join().expect("writer"))
-                .collect()
-        });
-        for r in results {
-            r.expect("every writer keeps the file");
-        }
-        assert_eq!(std::fs::read(&path).expect("read"), vec![7u8; 4096]);
-        let left: Vec<_> = std::fs::read_dir(&dir).expect("list").flatten().collect();
-        assert_eq!(left.len(), 1, "no temporary file left behind");
-        let _ = std::fs::remove_dir_all(&dir);
+    fn the_kept_sip_password_is_sealed_and_opens_again() {
+        let secrets = at_rest::SecretBox::derived(&[7; 32], SECRETS_LABEL);
+        let settings = serde_json::json!({"channels": 2, "sip": {"user": "fax1", "password": "s3cret-pass-1"}});
+        let kept = seal_kept(&secrets, settings.clone()).expect("sealed");
+        assert!(!kept.to_string().contains("s3cret-pass-1"), "{kept}");
+        assert!(kept["sip"]["password"]["sealed"].is_string(), "{kept}");
+        assert_eq!(open_kept(&secrets, kept.clone()), Some(settings));
+        let other = at_rest::SecretBox::derived(&[8; 32], SECRETS_LABEL);
+        assert_eq!(open_kept(&other, kept), None, "another key cannot open it");
+        // Settings without a password, or with a masked one, pass through unchanged.
+        let masked = serde_json::json!({"sip": {"password": {"set": false}}});
+        assert_eq!(seal_kept(&secrets, masked.clone()).expect("kept"), masked);
+        assert_eq!(open_kept(&secrets, masked.clone()), Some(masked));
     }
 }

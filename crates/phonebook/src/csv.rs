@@ -1,7 +1,9 @@
 //! CSV import and export. The first row names the columns (any order, case-insensitive): `name` and
 //! `fax_number` are required; `company`, `voice_number`, `email`, `notes`, `tags` (separated by `;`) and
 //! `visibility` (`everyone`, `client:NAME`, `grouping:NAME`, separated by `;`; empty for a personal entry)
-//! are optional. A bad row is reported with its line number and does not stop the others.
+//! are optional. A bad row is reported with its line number and does not stop the others, nor does a
+//! broken quote swallow the lines after it. Cells a spreadsheet would run as formulas are exported with a
+//! leading `'` (and read back without it).
 
 use crate::model::{Entry, EntryFields, Label};
 
@@ -71,20 +73,11 @@ fn split_list(s: &str) -> Vec<String> {
 /// Reads every row; the outer error is for a file that cannot be read as a phonebook at all.
 pub fn read(data: &[u8]) -> Result<Vec<Result<Row, RowError>>, CsvError> {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(data);
-    let mut records = reader.byte_records();
+    let mut records = Records::new(data).filter(|(_, r)| !r.as_ref().is_ok_and(|f| blank(f)));
     let header = match records.next() {
         None => return Err(CsvError::Empty),
-        Some(Err(e)) => {
-            return Err(CsvError::Unreadable {
-                line: 1,
-                message: e.to_string(),
-            });
-        }
-        Some(Ok(h)) => h,
+        Some((line, Err(message))) => return Err(CsvError::Unreadable { line, message }),
+        Some((_, Ok(h))) => h,
     };
     let mut map = Vec::with_capacity(header.len());
     let mut present = [false; COLUMNS.len()];
@@ -105,29 +98,15 @@ pub fn read(data: &[u8]) -> Result<Vec<Result<Row, RowError>>, CsvError> {
             return Err(CsvError::MissingColumn(required));
         }
     }
-    // The reader's own line count skips blank lines; count newlines up to each record's byte offset instead.
-    let mut lines = LineCounter {
-        data,
-        offset: 0,
-        line: 1,
-    };
     let mut rows = Vec::new();
-    for record in records {
+    for (line, record) in records {
         let record = match record {
             Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| lines.at(p.byte()));
-                rows.push(Err(RowError {
-                    line,
-                    message: format!("unreadable: {e}"),
-                }));
+            Err(message) => {
+                rows.push(Err(RowError { line, message }));
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| lines.at(p.byte()));
-        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
-            continue;
-        }
         if record.len() != map.len() {
             rows.push(Err(RowError {
                 line,
@@ -139,7 +118,7 @@ pub fn read(data: &[u8]) -> Result<Vec<Result<Row, RowError>>, CsvError> {
         let mut bad_utf8 = false;
         for (raw, col) in record.iter().zip(&map) {
             match std::str::from_utf8(raw) {
-                Ok(v) => values[*col] = v.to_owned(),
+                Ok(v) => values[*col] = unescape_formula(v).to_owned(),
                 Err(_) => bad_utf8 = true,
             }
         }
@@ -177,35 +156,152 @@ pub fn read(data: &[u8]) -> Result<Vec<Result<Row, RowError>>, CsvError> {
     Ok(rows)
 }
 
-struct LineCounter<'a> {
+fn blank(fields: &[Vec<u8>]) -> bool {
+    fields.iter().all(|f| f.iter().all(u8::is_ascii_whitespace))
+}
+
+/// The records of a CSV file (RFC 4180, lenient as spreadsheets are: LF, CRLF or CR ends a line, a quote
+/// inside an unquoted field is text), each with the line it starts on. A quoted field that is never closed,
+/// or closed with text after it, would swallow the lines that follow: that record is reported on its first
+/// line and reading starts again on the line after its opening quote, so every line is read or reported.
+struct Records<'a> {
     data: &'a [u8],
-    offset: usize,
+    at: usize,
     line: u64,
 }
 
-impl LineCounter<'_> {
-    /// The line of a byte offset; offsets come in increasing order.
-    fn at(&mut self, byte: u64) -> u64 {
-        let mut to = usize::try_from(byte)
-            .unwrap_or(usize::MAX)
-            .min(self.data.len());
-        // A record's position is where the reader resumed, before any blank lines it skipped.
-        while self
-            .data
-            .get(to)
-            .is_some_and(|b| matches!(b, b'\n' | b'\r'))
-        {
-            to += 1;
+impl<'a> Records<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            at: 0,
+            line: 1,
         }
-        if to > self.offset {
-            let n = self
-                .data
-                .get(self.offset..to)
-                .map_or(0, |s| s.iter().filter(|b| **b == b'\n').count());
-            self.line += u64::try_from(n).unwrap_or(0);
-            self.offset = to;
+    }
+
+    /// Steps over a line end at `i` (counting it); `None` if there is none there.
+    fn line_end(&mut self, i: usize) -> Option<usize> {
+        match self.data.get(i)? {
+            b'\n' => Some(i + 1),
+            b'\r' if self.data.get(i + 1) == Some(&b'\n') => Some(i + 2),
+            b'\r' => Some(i + 1),
+            _ => None,
         }
-        self.line
+    }
+
+    /// The line after the one holding byte `i`, and its number relative to `i`'s line.
+    fn next_line_after(&self, i: usize) -> (usize, u64) {
+        let mut j = i;
+        while let Some(b) = self.data.get(j) {
+            match b {
+                b'\n' => return (j + 1, 1),
+                b'\r' if self.data.get(j + 1) == Some(&b'\n') => return (j + 2, 1),
+                b'\r' => return (j + 1, 1),
+                _ => j += 1,
+            }
+        }
+        (j, 0)
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = (u64, Result<Vec<Vec<u8>>, String>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.data.len() {
+            return None;
+        }
+        let (start_line, data) = (self.line, self.data);
+        let mut fields = Vec::new();
+        let mut i = self.at;
+        loop {
+            let mut field = Vec::new();
+            if data.get(i) == Some(&b'"') {
+                let (open_at, open_line) = (i, self.line);
+                i += 1;
+                let closed = loop {
+                    match data.get(i) {
+                        None => break false,
+                        Some(b'"') if data.get(i + 1) == Some(&b'"') => {
+                            field.push(b'"');
+                            i += 2;
+                        }
+                        Some(b'"') => {
+                            i += 1;
+                            break true;
+                        }
+                        Some(&b) => {
+                            if b == b'\n' || (b == b'\r' && data.get(i + 1) != Some(&b'\n')) {
+                                self.line += 1;
+                            }
+                            field.push(b);
+                            i += 1;
+                        }
+                    }
+                };
+                let followed = matches!(data.get(i), None | Some(b',' | b'\n' | b'\r'));
+                if !closed || !followed {
+                    // Start again on the line after the opening quote.
+                    let (resume, more) = self.next_line_after(open_at);
+                    self.at = resume;
+                    self.line = open_line + more;
+                    let message = if closed {
+                        "a quoted field has text after its closing quote; the lines it spans are read on their own"
+                    } else {
+                        "a quote (\") opened on this line is never closed; the lines after it are read on their own"
+                    };
+                    return Some((start_line, Err(message.to_owned())));
+                }
+            } else {
+                while let Some(&b) = data.get(i) {
+                    if matches!(b, b',' | b'\n' | b'\r') {
+                        break;
+                    }
+                    field.push(b);
+                    i += 1;
+                }
+            }
+            fields.push(field);
+            if data.get(i) == Some(&b',') {
+                i += 1;
+                continue;
+            }
+            self.at = match self.line_end(i) {
+                Some(next) => {
+                    self.line += 1;
+                    next
+                }
+                None => data.len(),
+            };
+            return Some((start_line, Ok(fields)));
+        }
+    }
+}
+
+/// Characters that make a spreadsheet read a cell as a formula (or as part of one) when they start it.
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell a spreadsheet would run as a formula: it starts with a formula character, or with the quote
+/// that escapes one.
+fn needs_escape(cell: &str) -> bool {
+    cell.starts_with(FORMULA_START) || cell.strip_prefix('\'').is_some_and(needs_escape)
+}
+
+/// Escapes a cell for spreadsheets (OWASP's CSV injection advice): a leading `'` makes it text. Undone by
+/// [`unescape_formula`], so an export reads back as it was.
+fn escape_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    if needs_escape(cell) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// Removes the quote [`escape_formula`] added; a cell that merely starts with `'` keeps it.
+fn unescape_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if needs_escape(rest) => rest,
+        _ => cell,
     }
 }
 
@@ -222,16 +318,19 @@ pub fn write<'a>(
         let tags = f.tags.join(";");
         let vis: Vec<String> = e.labels.iter().map(&label).collect();
         let vis = vis.join(";");
-        let _ = w.write_record([
-            &f.name,
-            &f.company,
-            &f.fax_number,
-            &f.voice_number,
-            &f.email,
-            &f.notes,
-            &tags,
-            &vis,
-        ]);
+        let _ = w.write_record(
+            [
+                &f.name,
+                &f.company,
+                &f.fax_number,
+                &f.voice_number,
+                &f.email,
+                &f.notes,
+                &tags,
+                &vis,
+            ]
+            .map(|cell| escape_formula(cell).into_owned()),
+        );
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
@@ -264,6 +363,89 @@ mod tests {
         let cy = rows[2].as_ref().expect("cy");
         assert_eq!((cy.line, cy.fields.name.as_str()), (5, "Cy \"the\" Fax"));
         assert_eq!(cy.visibility, ["client:ann", "grouping:sales"]);
+    }
+
+    #[test]
+    fn a_broken_quote_swallows_no_line() {
+        let data = "name,fax_number,notes\n\
+                    Ann,+15550100001,\"oops\n\
+                    Bob,+15550100002,x\r\n\
+                    Cy,+15550100003,\"fine\"\n\
+                    Dan,+15550100004,\"two\nlines\"\n\
+                    Eve,+15550100005,\"never closed\n\
+                    \n\
+                    Fay,+15550100006,y";
+        let rows = read(data.as_bytes()).expect("readable");
+        let got: Vec<(u64, Option<&str>)> = rows
+            .iter()
+            .map(|r| match r {
+                Ok(row) => (row.line, Some(row.fields.name.as_str())),
+                Err(e) => (e.line, None),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, None),
+                (3, Some("Bob")),
+                (4, Some("Cy")),
+                (5, Some("Dan")),
+                (7, None),
+                (9, Some("Fay"))
+            ]
+        );
+        let dan = rows[3].as_ref().expect("dan");
+        assert_eq!(
+            dan.fields.notes, "two\nlines",
+            "a closed multi-line field is kept"
+        );
+        assert!(
+            rows[4]
+                .as_ref()
+                .expect_err("eve")
+                .message
+                .contains("never closed"),
+            "{:?}",
+            rows[4]
+        );
+        assert!(matches!(
+            read(b"\"name,fax_number\n"),
+            Err(CsvError::Unreadable { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn formulas_are_escaped_for_spreadsheets_and_read_back() {
+        let fields = EntryFields {
+            name: "=HYPERLINK(\"http://evil.example\",\"x\")".into(),
+            company: "@SUM(A1:A9)".into(),
+            fax_number: "+15550100001".into(),
+            voice_number: "-2+3".into(),
+            email: "'=already quoted".into(),
+            notes: "\tcmd|' /C calc'!A0".into(),
+            tags: vec!["+x".into()],
+        };
+        let e = Entry {
+            id: "1".into(),
+            owner_id: "o".into(),
+            fields: fields.clone(),
+            labels: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let text = write([&e], |_| String::new());
+        let row = text.lines().nth(1).expect("row");
+        for cell in row.split(',').filter(|c| !c.is_empty()) {
+            let cell = cell.trim_start_matches('"');
+            assert!(
+                !cell.starts_with(FORMULA_START),
+                "{cell:?} would run as a formula in {row:?}"
+            );
+        }
+        let back = read(text.as_bytes()).expect("read");
+        assert_eq!(back[0].as_ref().expect("row").fields, fields);
+        let plain = read(b"name,fax\n'Tis me,+15550100001\n").expect("read");
+        assert_eq!(plain[0].as_ref().expect("row").fields.name, "'Tis me");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub(crate) struct FaxTiff {
     file: t4::tiff::TiffFile<SharedBytes>,
 }
 
-fn read_limits(limits: &Limits) -> t4::tiff::ReadLimits {
+pub(crate) fn read_limits(limits: &Limits) -> t4::tiff::ReadLimits {
     t4::tiff::ReadLimits {
         max_pages: limits.max_pages,
         max_pixels: limits.max_image_pixels,

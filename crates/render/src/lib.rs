@@ -229,6 +229,67 @@ pub fn load_shared(bytes: SharedBytes, options: &LoadOptions) -> Result<Document
     })
 }
 
+/// What [`check`] found in a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// The format loaded.
+    pub format: Format,
+    /// Its pages, as the renderer paginates them.
+    pub pages: usize,
+}
+
+/// Loads a document as a fax server will and decodes what loading leaves for later (every page of a
+/// TIFF), so that a document this accepts is one a fax server can render. PDF pages are parsed, not
+/// drawn; pictures are decoded whole, as the renderer decodes them. [`check_cost`] tells beforehand how
+/// much memory this takes.
+pub fn check(bytes: SharedBytes, options: &LoadOptions) -> Result<Checked, Error> {
+    let doc = load_shared(bytes, options)?;
+    match &doc.kind {
+        Kind::Fax(f) => {
+            for i in 0..f.page_count() {
+                f.raw_page(i)?;
+            }
+        }
+        Kind::Tiff(t) => {
+            for i in 0..t.page_count() {
+                t.picture(i, &doc.limits)?;
+            }
+        }
+        Kind::Pdf(_) | Kind::Gs(_) | Kind::Picture(..) | Kind::Text(_) => {}
+    }
+    Ok(Checked {
+        format: doc.format(),
+        pages: doc.page_count(),
+    })
+}
+
+/// An upper bound of the memory [`check`] allocates besides the input, read from the headers alone
+/// (nothing is decoded), so that a caller can admit checks within a memory budget. A document whose
+/// headers cannot be read costs what the limits allow at most.
+pub fn check_cost(bytes: &[u8], options: &LoadOptions) -> u64 {
+    let limits = &options.limits;
+    let len = bytes.len() as u64;
+    // Allocators round up and decoders keep small buffers of their own: an eighth more, and a MiB.
+    let estimate = match sniff(bytes) {
+        None => 0,
+        Some(f @ (Format::Png | Format::Jpeg | Format::Gif)) => {
+            raster::decode_cost(bytes, f, limits)
+        }
+        Some(Format::Tiff) => {
+            match t4::tiff::TiffFile::try_open(bytes, &fax::read_limits(limits)) {
+                // One bilevel page at a time, and a strip's copy when its bits are reversed.
+                Ok(_) => limits.max_image_pixels / 8 * 2 + len,
+                Err(_) => raster::tiff_cost(bytes, limits),
+            }
+        }
+        // hayro keeps the file and its parsed objects; ghostscript works in a process of its own.
+        Some(Format::Pdf) => 2 * len + (16 << 20),
+        // Lines are copies of the text (a tab becomes up to 8 spaces), no more than the page limit holds.
+        Some(Format::Text) => (8 * len).min(limits.max_pages as u64 * 64 * 1024),
+    };
+    estimate + estimate / 8 + (1 << 20)
+}
+
 impl Document {
     /// The format that was loaded.
     pub fn format(&self) -> Format {

@@ -97,6 +97,125 @@ pub(crate) fn decode_image(
     })
 }
 
+/// What [`decode_image`] allocates for a picture, from its header: the decoded buffer in the colour type
+/// it is delivered in, the grey (and grey-and-alpha) copies, and what the codec keeps meanwhile (a
+/// progressive JPEG keeps every coefficient of every component; GIF frames may be composed in a second
+/// buffer). A picture over the pixel limit costs nothing: it is refused before decoding.
+pub(crate) fn decode_cost(bytes: &[u8], format: Format, limits: &Limits) -> u64 {
+    use image::ImageDecoder;
+    let fmt = match format {
+        Format::Png => image::ImageFormat::Png,
+        Format::Jpeg => image::ImageFormat::Jpeg,
+        _ => image::ImageFormat::Gif,
+    };
+    let Ok(decoder) = image::ImageReader::with_format(Cursor::new(bytes), fmt).into_decoder()
+    else {
+        return 0;
+    };
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_image_pixels {
+        return 0;
+    }
+    let decoded = decoder.total_bytes();
+    let grey = match decoder.color_type() {
+        image::ColorType::L8 => 0,
+        c if c.has_alpha() => 3 * pixels,
+        _ => pixels,
+    };
+    let codec = match format {
+        Format::Jpeg => match jpeg_frame(bytes) {
+            Some(frame) if frame.progressive => 2 * frame.samples,
+            Some(_) => 0,
+            // No frame header found before the data: assume the worst, four full components.
+            None => 8 * pixels,
+        },
+        Format::Gif => decoded,
+        _ => 0,
+    };
+    decoded + grey + codec
+}
+
+/// What a JPEG's frame header (ITU-T T.81 §B.2.2) says about decoding it.
+struct JpegFrame {
+    /// SOF2, SOF6, SOF10 or SOF14: every coefficient is kept until the last scan.
+    progressive: bool,
+    /// Samples of all components, each padded to whole 8 × 8 blocks.
+    samples: u64,
+}
+
+/// Walks the markers (T.81 §B.1.1.4) to the first frame header.
+fn jpeg_frame(bytes: &[u8]) -> Option<JpegFrame> {
+    let mut i = 2;
+    loop {
+        while bytes.get(i) == Some(&0xFF) && bytes.get(i + 1) == Some(&0xFF) {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&0xFF) {
+            return None;
+        }
+        let marker = *bytes.get(i + 1)?;
+        i += 2;
+        match marker {
+            0x01 | 0xD0..=0xD8 => continue,
+            0xD9 | 0xDA => return None,
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
+        let data = bytes.get(i + 2..i + len.max(2))?;
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let height = u64::from(u16::from_be_bytes([*data.get(1)?, *data.get(2)?]));
+            let width = u64::from(u16::from_be_bytes([*data.get(3)?, *data.get(4)?]));
+            let n = usize::from(*data.get(5)?);
+            let factors: Vec<(u64, u64)> = (0..n)
+                .map(|c| {
+                    data.get(7 + 3 * c)
+                        .map(|hv| (u64::from(hv >> 4), u64::from(hv & 15)))
+                })
+                .collect::<Option<_>>()?;
+            let h_max = factors.iter().map(|f| f.0).max()?.max(1);
+            let v_max = factors.iter().map(|f| f.1).max()?.max(1);
+            let blocks = |size: u64, f: u64, max: u64| (size * f).div_ceil(max).div_ceil(8) * 8;
+            let samples = factors
+                .iter()
+                .map(|&(hf, vf)| blocks(width, hf, h_max) * blocks(height, vf, v_max))
+                .sum();
+            return Some(JpegFrame {
+                progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                samples,
+            });
+        }
+        i += len;
+    }
+}
+
+/// What decoding the largest page of a grey or colour TIFF allocates (the samples and the grey page); the
+/// most the limits allow when the directories cannot be read.
+pub(crate) fn tiff_cost(bytes: &[u8], limits: &Limits) -> u64 {
+    let most = limits.max_image_pixels * 9;
+    let Ok(mut dec) = decoder(bytes, limits) else {
+        return most;
+    };
+    let mut cost = 0u64;
+    for _ in 0..limits.max_pages {
+        let (Ok((w, h)), Ok(color)) = (dec.dimensions(), dec.colortype()) else {
+            return most;
+        };
+        let pixels = u64::from(w) * u64::from(h);
+        let spp = u64::from(color.num_samples());
+        let bits = u64::from(color.bit_depth());
+        let raw = (pixels * spp * bits).div_ceil(8);
+        cost = cost.max(raw + pixels);
+        if !dec.more_images() {
+            return cost.min(most);
+        }
+        if dec.next_image().is_err() {
+            return most;
+        }
+    }
+    most
+}
+
 fn image_error(format: Format, e: image::ImageError) -> Error {
     match e {
         image::ImageError::Limits(l) => Error::unsupported(format, format!("over a limit: {l}")),
@@ -239,7 +358,9 @@ fn to_grey(
         C::CMYK(_) => (4, Model::Cmyk),
         _ => return Err(unsupported()),
     };
-    let samples: Vec<u8> = match (raw, color) {
+    let need = w_us * h_us * spp;
+    // Grey straight from the decoded samples: no copy of a (possibly 16-bit) picture besides the grey one.
+    let data: Vec<u8> = match (raw, color) {
         (D::U8(v), C::Gray(bits @ (1 | 2 | 4))) => {
             // Packed rows, each padded to a byte.
             let stride = (w_us * usize::from(bits)).div_ceil(8);
@@ -256,13 +377,26 @@ fn to_grey(
             }
             out
         }
-        (D::U8(v), _) if color.bit_depth() == 8 => v,
-        (D::U16(v), _) => v.into_iter().map(|s| (s >> 8) as u8).collect(),
+        (D::U8(v), _) if color.bit_depth() == 8 => v
+            .get(..need)
+            .ok_or_else(short)?
+            .chunks_exact(spp)
+            .map(|p| model.grey(p))
+            .collect(),
+        (D::U16(v), _) => v
+            .get(..need)
+            .ok_or_else(short)?
+            .chunks_exact(spp)
+            .map(|p| {
+                let mut high = [0u8; 4];
+                for (h, s) in high.iter_mut().zip(p) {
+                    *h = (s >> 8) as u8;
+                }
+                model.grey(&high[..spp])
+            })
+            .collect(),
         _ => return Err(unsupported()),
     };
-    let need = w_us * h_us * spp;
-    let samples = samples.get(..need).ok_or_else(short)?;
-    let data = samples.chunks_exact(spp).map(|p| model.grey(p)).collect();
     Ok(Grey {
         width: w,
         height: h,
@@ -299,5 +433,48 @@ impl Model {
             }
         };
         v.min(255) as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SOI, an APP0 segment, then a frame header: 16 × 16, Y at 2 × 2, Cb and Cr at 1 × 1.
+    fn jpeg_head(sof: u8) -> Vec<u8> {
+        let mut b = vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 0, 0, 0xFF, 0xFF, sof, 0, 17, 8, 0, 16, 0, 16, 3,
+        ];
+        b.extend_from_slice(&[1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        b
+    }
+
+    #[test]
+    fn sixteen_bit_samples_give_the_grey_of_their_high_bytes() {
+        use tiff::ColorType as C;
+        use tiff::decoder::DecodingResult as D;
+        let px8: Vec<u8> = vec![10, 200, 30, 255, 250, 250, 250, 0];
+        let px16: Vec<u16> = px8.iter().map(|v| (u16::from(*v) << 8) | 0x7F).collect();
+        let a = to_grey(D::U8(px8), C::RGBA(8), 2, 1).expect("8-bit");
+        let b = to_grey(D::U16(px16), C::RGBA(16), 2, 1).expect("16-bit");
+        assert_eq!(a.data, b.data);
+        assert_eq!(b.data[1], 255, "a transparent pixel is paper white");
+        assert!(
+            to_grey(D::U16(vec![1; 7]), C::RGBA(16), 2, 1).is_err(),
+            "short data"
+        );
+    }
+
+    #[test]
+    fn jpeg_frames_say_whether_every_coefficient_is_kept() {
+        let progressive = jpeg_frame(&jpeg_head(0xC2)).expect("frame");
+        // Y: 16 × 16 samples; Cb, Cr: 8 × 8 each.
+        assert_eq!((progressive.progressive, progressive.samples), (true, 384));
+        assert!(!jpeg_frame(&jpeg_head(0xC0)).expect("frame").progressive);
+        assert!(jpeg_frame(&jpeg_head(0xC4)).is_none(), "DHT is not a frame");
+        assert!(jpeg_frame(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]).is_none());
+        let mut cut = jpeg_head(0xC2);
+        cut.truncate(20);
+        assert!(jpeg_frame(&cut).is_none());
     }
 }

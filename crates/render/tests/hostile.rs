@@ -2,7 +2,7 @@
 
 mod common;
 
-use render::{Error, Format, Limits, LoadOptions, PageSpec, load};
+use render::{Error, Format, Limits, LoadOptions, PageSpec, check_cost, load};
 
 /// Loads `name` from tests/data/hostile and checks the outcome; documents that load must
 /// render every page without panicking.
@@ -134,4 +134,61 @@ fn every_prefix_of_a_pdf_fails_cleanly() {
             }
         }
     }
+}
+
+/// A bilevel TIFF of 64 × 1 pixels whose one strip is one byte long instead of eight.
+fn short_strip_tiff() -> Vec<u8> {
+    let mut b = b"II*\0".to_vec();
+    b.extend_from_slice(&8u32.to_le_bytes());
+    let entries: [(u16, u16, u32, u32); 6] = [
+        (256, 3, 1, 64),
+        (257, 3, 1, 1),
+        (259, 3, 1, 1),
+        (273, 4, 1, 8 + 2 + 6 * 12 + 4),
+        (278, 3, 1, 1),
+        (279, 4, 1, 1),
+    ];
+    b.extend_from_slice(&6u16.to_le_bytes());
+    for (tag, ty, count, value) in entries {
+        for part in [
+            &tag.to_le_bytes()[..],
+            &ty.to_le_bytes(),
+            &count.to_le_bytes(),
+            &value.to_le_bytes(),
+        ] {
+            b.extend_from_slice(part);
+        }
+    }
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.push(0xAA);
+    b
+}
+
+#[test]
+fn check_decodes_what_load_defers() {
+    let tiff = short_strip_tiff();
+    assert!(
+        load(&tiff, &defaults()).is_ok(),
+        "loading walks the directories only"
+    );
+    let checked = render::check(tiff.into(), &defaults());
+    assert!(
+        matches!(&checked, Err(Error::Corrupt { format: Format::Tiff, detail }) if detail.contains("strip")),
+        "{checked:?}"
+    );
+    let sample = common::data("sample.pdf");
+    let pages = load(&sample, &defaults()).expect("pdf").page_count();
+    let checked = render::check(sample.into(), &defaults()).expect("pdf");
+    assert_eq!((checked.format, checked.pages), (Format::Pdf, pages));
+}
+
+#[test]
+fn check_cost_bounds_the_decode_from_the_header() {
+    // 36 megapixels of grey: the decoded picture is at least 36 MB, and the estimate not wildly more.
+    let png = common::data("hostile/white6000.png");
+    let cost = check_cost(&png, &defaults());
+    assert!((36_000_000..=100_000_000).contains(&cost), "{cost}");
+    // Over the pixel limit: refused before decoding, so it costs (almost) nothing.
+    assert!(check_cost(&common::data("hostile/bomb.png"), &defaults()) <= 2 << 20);
+    assert!(check_cost(b"not a document\x00", &defaults()) <= 2 << 20);
 }

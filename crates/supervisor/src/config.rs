@@ -38,6 +38,9 @@ pub struct Config {
     pub metrics_token: Option<MetricsToken>,
     /// Largest document upload, bytes.
     pub max_upload_bytes: u64,
+    /// Memory the checks of uploads may take at once (decoding pictures and TIFF pages), MiB; a check
+    /// that needs more runs alone. They run one per core, off the async runtime.
+    pub check_memory_mib: u64,
     pub dial: DialConfig,
     pub retry: RetryConfig,
     pub deadlines: DeadlineConfig,
@@ -107,6 +110,7 @@ impl Default for Config {
             metrics_listen: None,
             metrics_token: None,
             max_upload_bytes: 50 * 1024 * 1024,
+            check_memory_mib: 512,
             dial: DialConfig::default(),
             retry: RetryConfig::default(),
             deadlines: DeadlineConfig::default(),

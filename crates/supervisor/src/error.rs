@@ -30,9 +30,13 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `invalid_field`, `not_found`.
+    /// Stable machine-readable code: `invalid_field` (422), `bad_request` (400), `unauthorized`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `too_large` (413),
+    /// `unsupported_media_type` / `unsupported_document` (415), `too_many_requests`, `internal`. Every
+    /// error response of the API has this shape, whatever part of the server refused the request.
     pub code: String,
     pub message: String,
+    /// The field (a JSON path like `sip.user`, a query parameter, a multipart part) that was wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub request_id: String,
@@ -120,8 +124,106 @@ impl IntoResponse for ApiError {
                 request_id: current_request_id(),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        resp.extensions_mut().insert(Shaped);
+        resp
     }
 }
 
+/// Marks a response whose body already has the error shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Shaped;
+
+impl ApiError {
+    /// The error shape for a response someone else made (axum's extractors, the body-size limit, the
+    /// router's 405): its status, a code for it, and its text as the message. The field is named when
+    /// the text names it (a JSON body's path, a missing or unknown field).
+    pub fn from_response(status: StatusCode, text: &str, allow: Option<&str>) -> Self {
+        let code = match status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "timeout",
+            409 => "conflict",
+            413 => "too_large",
+            415 => "unsupported_media_type",
+            422 => "invalid_field",
+            429 => "too_many_requests",
+            500..=599 => "internal",
+            _ => "error",
+        };
+        let text = text.trim();
+        let message = match (status, allow) {
+            (StatusCode::METHOD_NOT_ALLOWED, Some(allow)) => {
+                format!("this route does not take that method; it allows {allow}")
+            }
+            (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+                "the request body is over the size limit".to_owned()
+            }
+            _ if text.is_empty() => status
+                .canonical_reason()
+                .unwrap_or("request refused")
+                .to_ascii_lowercase(),
+            _ => text.chars().take(500).collect(),
+        };
+        Self {
+            status,
+            code,
+            field: field_named_in(text),
+            message,
+        }
+    }
+}
+
+/// The field a rejection's text names: serde's path before `: ` in a JSON body error, or the field of
+/// "missing field `x`" / "unknown field `x`".
+fn field_named_in(text: &str) -> Option<String> {
+    if let Some(rest) =
+        text.strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        && let Some((path, _)) = rest.split_once(": ")
+        && !path.is_empty()
+        && !path.contains(' ')
+    {
+        return Some(path.to_owned());
+    }
+    ["missing field `", "unknown field `"].iter().find_map(|p| {
+        let (_, after) = text.split_once(p)?;
+        after.split_once('`').map(|(f, _)| f.to_owned())
+    })
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_get_a_code_and_name_their_field() {
+        let e = ApiError::from_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body into the target type: sip.transport: invalid type: integer `5`, expected a string at line 1 column 30",
+            None,
+        );
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_field", Some("sip.transport"))
+        );
+        let e = ApiError::from_response(
+            StatusCode::BAD_REQUEST,
+            "Failed to deserialize query string: missing field `from`",
+            None,
+        );
+        assert_eq!((e.code, e.field.as_deref()), ("bad_request", Some("from")));
+        let e = ApiError::from_response(StatusCode::METHOD_NOT_ALLOWED, "", Some("GET,POST"));
+        assert_eq!(e.code, "method_not_allowed");
+        assert!(e.message.contains("GET,POST"), "{}", e.message);
+        let e =
+            ApiError::from_response(StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded", None);
+        assert_eq!((e.code, e.field), ("too_large", None));
+        let e = ApiError::from_response(StatusCode::IM_A_TEAPOT, "", None);
+        assert_eq!((e.code, e.message.as_str()), ("error", "i'm a teapot"));
+    }
+}

@@ -11,7 +11,6 @@ use crate::{AppState, api, auth, tls};
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rand::RngCore;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use store::{ClientKind, MemberKind, Store};
@@ -64,16 +63,18 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn load_or_make_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
-    if let Ok(bytes) = std::fs::read(path) {
-        return bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+/// Creates the database file owner-only before SQLite does (it gives its WAL and shared-memory files the
+/// database file's mode), and tightens the files of an older data directory.
+fn private_database(db: &std::path::Path) -> std::io::Result<()> {
+    if !db.exists() {
+        at_rest::create_file(db)?;
     }
-    let mut key = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut key);
-    tls::write_private(path, &key).with_context(|| format!("writing {}", path.display()))?;
-    Ok(key)
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        at_rest::tighten_file(std::path::Path::new(&p))?;
+    }
+    Ok(())
 }
 
 async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Bootstrap>> {
@@ -122,16 +123,23 @@ impl Supervisor {
             tracing::warn!("{warning}");
         }
         let config = Arc::new(config);
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        // The database, documents, server key and TLS key are the owner's alone.
+        at_rest::private_dir(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let db_path = config.data_dir.join("faxhub.db");
+        private_database(&db_path)
+            .with_context(|| format!("making {} private", db_path.display()))?;
         let store = Store::open(&db_path)
             .await
             .with_context(|| format!("opening {}", db_path.display()))?;
-        let docs = DocStore::open(crate::docstore::root_of(&config.data_dir))
+        let checks =
+            crate::docstore::Checks::per_core(config.check_memory_mib.saturating_mul(1 << 20));
+        let docs = DocStore::open(crate::docstore::root_of(&config.data_dir), checks)
             .context("opening the document store")?;
-        let server_key = Arc::new(load_or_make_key(&config.data_dir.join("server.key"))?);
+        let server_key = Arc::new(at_rest::load_or_make_key(
+            &config.data_dir.join("server.key"),
+        )?);
         let bootstrap = bootstrap(&store, &config).await?;
         let access = Arc::new(Access::default());
         access.reload(&store).await?;

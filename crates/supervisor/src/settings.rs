@@ -4,9 +4,6 @@
 //! set / not set, and unsealed only to be pushed to their fax server.
 
 use crate::error::ApiError;
-use base64::Engine;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -29,10 +26,14 @@ impl Default for Secret {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipAccount {
-    /// Registrar `host[:port]`; empty for none (peer-to-peer calls only).
+    /// Registrar `host[:port]`; empty for none (peer-to-peer calls only). Changing it (or the proxy)
+    /// discards the stored password unless the same request gives it again.
     pub registrar: String,
+    /// Outbound proxy `host[:port]`.
     pub proxy: Option<String>,
+    /// The SIP user name (RFC 3261 `user`: letters, digits, `-_.!~*'()&=+$,;?/` and `%XX` escapes).
     pub user: String,
+    /// The digest user name when it differs from `user`: printable, without `"` or `\`.
     pub auth_user: Option<String>,
     pub password: Secret,
     /// `udp`, `tcp` or `tls`.
@@ -49,6 +50,15 @@ impl Default for SipAccount {
             password: Secret::default(),
             transport: "udp".into(),
         }
+    }
+}
+
+impl SipAccount {
+    /// The same registrar and proxy (host names compared without regard to case).
+    fn same_servers(&self, other: &SipAccount) -> bool {
+        let norm = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase);
+        norm(Some(&self.registrar)) == norm(Some(&other.registrar))
+            && norm(self.proxy.as_deref()) == norm(other.proxy.as_deref())
     }
 }
 
@@ -160,39 +170,191 @@ impl Default for FaxServerSettings {
     }
 }
 
+/// The rules for every value that reaches a SIP message, a T.30 frame or a printed page. The job API
+/// checks its printed fields with them too, so each rule is written once.
+pub mod rules {
+    use crate::error::ApiError;
+
+    fn refuse(field: &str, value: &str, at: usize, c: char, allowed: &str) -> ApiError {
+        ApiError::field(
+            field,
+            format!(
+                "{c:?} (character {} of {value:?}) is not allowed; {allowed}",
+                at + 1
+            ),
+        )
+    }
+
+    fn check(
+        field: &str,
+        value: &str,
+        max: usize,
+        ok: impl Fn(char) -> bool,
+        allowed: &str,
+    ) -> Result<(), ApiError> {
+        if value.chars().count() > max {
+            return Err(ApiError::field(
+                field,
+                format!("at most {max} characters; {allowed}"),
+            ));
+        }
+        match value.chars().enumerate().find(|(_, c)| !ok(*c)) {
+            Some((at, c)) => Err(refuse(field, value, at, c, allowed)),
+            None => Ok(()),
+        }
+    }
+
+    /// RFC 3261 §25.1 `user`: `unreserved` (letters, digits, `-_.!~*'()`), `user-unreserved`
+    /// (`&=+$,;?/`) and `escaped` (`%` and two hex digits); 1 to 128 characters.
+    pub fn sip_user(field: &str, value: &str) -> Result<(), ApiError> {
+        const ALLOWED: &str =
+            "use letters, digits, -_.!~*'()&=+$,;?/ and %XX escapes (RFC 3261 user)";
+        if value.is_empty() {
+            return Err(ApiError::field(field, "must not be empty"));
+        }
+        check(
+            field,
+            value,
+            128,
+            |c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/%".contains(c),
+            ALLOWED,
+        )?;
+        let bytes = value.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            let hex = |k: usize| bytes.get(i + k).is_some_and(u8::is_ascii_hexdigit);
+            if *b == b'%' && !(hex(1) && hex(2)) {
+                return Err(ApiError::field(
+                    field,
+                    format!(
+                        "'%' at character {} of {value:?} must start an escape like %40; {ALLOWED}",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest `username` (RFC 3261 §25.1 `username-value`, a quoted-string the user agent writes
+    /// without escapes): printable ASCII or UTF-8, spaces inside, no `"`, `\` or control characters.
+    pub fn digest_user(field: &str, value: &str) -> Result<(), ApiError> {
+        if value.trim().is_empty() || value.trim() != value {
+            return Err(ApiError::field(
+                field,
+                "must not be empty or start or end with a space",
+            ));
+        }
+        check(
+            field,
+            value,
+            128,
+            |c| !c.is_control() && !invisible(c) && c != '"' && c != '\\',
+            "printable characters without '\"' or '\\' (an RFC 3261 quoted-string)",
+        )
+    }
+
+    /// RFC 3261 §25.1 `hostport`: a host name, an IPv4 address or a bracketed IPv6 address, and an
+    /// optional port 1 to 65535.
+    pub fn host_port(field: &str, value: &str) -> Result<(), ApiError> {
+        let bad = || {
+            ApiError::field(
+                field,
+                format!(
+                    "{value:?} is not host or host:port (a host name, IPv4 or [IPv6] address, port 1 to 65535)"
+                ),
+            )
+        };
+        let (host, port) = match value.strip_prefix('[') {
+            Some(rest) => {
+                let (v6, after) = rest.split_once(']').ok_or_else(bad)?;
+                v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+                let port = match after {
+                    "" => None,
+                    a => Some(a.strip_prefix(':').ok_or_else(bad)?),
+                };
+                (None, port)
+            }
+            None => match value.rsplit_once(':') {
+                Some((h, p)) => (Some(h), Some(p)),
+                None => (Some(value), None),
+            },
+        };
+        if let Some(p) = port
+            && (p.is_empty()
+                || p.len() > 5
+                || !p.bytes().all(|b| b.is_ascii_digit())
+                || !(1..=65535).contains(&p.parse::<u32>().unwrap_or(0)))
+        {
+            return Err(bad());
+        }
+        match host {
+            None => Ok(()),
+            Some(h) if h.parse::<std::net::Ipv4Addr>().is_ok() => Ok(()),
+            Some(h) if is_hostname(h) => Ok(()),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// `hostname = *( domainlabel "." ) toplabel [ "." ]`: labels of letters, digits and inner '-', the
+    /// last starting with a letter; at most 253 characters.
+    fn is_hostname(h: &str) -> bool {
+        let h = h.strip_suffix('.').unwrap_or(h);
+        let label = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(label)
+            && h.rsplit('.')
+                .next()
+                .is_some_and(|top| top.starts_with(|c: char| c.is_ascii_alphabetic()))
+    }
+
+    /// The T.30 identity (TSI / CSI, T.30 §5.3.6.2.4): at most 20 of digits, spaces and '+'.
+    pub fn station_id(field: &str, value: &str) -> Result<(), ApiError> {
+        check(
+            field,
+            value,
+            20,
+            |c| c.is_ascii_digit() || c == ' ' || c == '+',
+            "use at most 20 digits, spaces and '+' (the T.30 identity set)",
+        )
+    }
+
+    /// Text printed on a page: at most `max` characters, none a control character (line breaks, escape
+    /// sequences) or an invisible one that reorders or hides text (bidirectional overrides, zero-width).
+    pub fn printed(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+        check(
+            field,
+            value,
+            max,
+            |c| !c.is_control() && !invisible(c),
+            "printable characters only (no line breaks, tabs, escapes or invisible formatting characters)",
+        )
+    }
+
+    /// Formatting characters that print nothing but change what is shown: zero-width characters, line
+    /// and paragraph separators, bidirectional embeddings, overrides and isolates, the byte order mark.
+    fn invisible(c: char) -> bool {
+        matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{061C}')
+    }
+}
+
 fn is_e164(n: &str) -> bool {
     n.strip_prefix('+').is_some_and(|d| {
         (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
     })
 }
 
-fn host_port(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 253
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-}
-
 impl FaxServerSettings {
     /// Checks every field; the error names the first bad one by its path.
     pub fn validate(&self) -> Result<(), ApiError> {
         let bad = |field: &str, why: &str| Err(ApiError::field(field, why));
-        if self.station_id.chars().count() > 20
-            || !self
-                .station_id
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == ' ' || c == '+')
-        {
-            return bad(
-                "station_id",
-                "use at most 20 digits, spaces and '+' (the T.30 identity set)",
-            );
-        }
-        if self.header_template.chars().count() > 80
-            || self.header_template.chars().any(char::is_control)
-        {
-            return bad("header_template", "at most 80 printable characters");
-        }
+        rules::station_id("station_id", &self.station_id)?;
+        rules::printed("header_template", &self.header_template, 80)?;
         for (i, n) in self.local_numbers.iter().enumerate() {
             if !is_e164(n) {
                 return Err(ApiError::field(
@@ -207,14 +369,21 @@ impl FaxServerSettings {
         if !matches!(self.sip.transport.as_str(), "udp" | "tcp" | "tls") {
             return bad("sip.transport", "must be udp, tcp or tls");
         }
-        if !self.sip.registrar.is_empty() && !host_port(&self.sip.registrar) {
-            return bad("sip.registrar", "must be host or host:port");
+        if !self.sip.registrar.is_empty() {
+            rules::host_port("sip.registrar", &self.sip.registrar)?;
         }
-        if self.sip.proxy.as_deref().is_some_and(|p| !host_port(p)) {
-            return bad("sip.proxy", "must be host or host:port");
+        if let Some(p) = &self.sip.proxy {
+            rules::host_port("sip.proxy", p)?;
         }
         if !self.sip.registrar.is_empty() && self.sip.user.is_empty() {
             return bad("sip.user", "a registrar needs a user");
+        }
+        if !self.sip.user.is_empty() {
+            rules::sip_user("sip.user", &self.sip.user)?;
+        }
+        // An empty digest user name means none (the user name is used), as the fax server reads it.
+        if let Some(a) = self.sip.auth_user.as_deref().filter(|a| !a.is_empty()) {
+            rules::digest_user("sip.auth_user", a)?;
         }
         if let Secret::Value(p) = &self.sip.password
             && (p.is_empty() || p.len() > 256)
@@ -290,60 +459,31 @@ impl FaxServerSettings {
 }
 
 /// Seals and unseals secrets with a key derived from the server key.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Sealer {
-    key: std::sync::Arc<LessSafeKey>,
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer")
-    }
+    sealed: at_rest::SecretBox,
 }
 
 impl Sealer {
     pub fn new(server_key: &[u8; 32]) -> Self {
-        let derived = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, server_key),
-            b"faxhub settings secrets",
-        );
-        let unbound = UnboundKey::new(&AES_256_GCM, derived.as_ref())
-            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 gives 32 bytes"));
         Self {
-            key: std::sync::Arc::new(LessSafeKey::new(unbound)),
+            sealed: at_rest::SecretBox::derived(server_key, b"faxhub settings secrets"),
         }
     }
 
     fn seal(&self, plain: &str) -> Result<String, ApiError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| ApiError::internal("sealing a secret", "no randomness"))?;
-        let mut data = plain.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
-            .map_err(|_| ApiError::internal("sealing a secret", "seal failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
-        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+        self.sealed
+            .seal(plain)
+            .map_err(|e| ApiError::internal("sealing a secret", e))
     }
 
     fn unseal(&self, sealed: &str) -> Option<String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .ok()?;
-        let (nonce, data) = bytes.split_at_checked(NONCE_LEN)?;
-        let mut data = data.to_vec();
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::empty(), &mut data)
-            .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
+        self.sealed.open(sealed)
     }
 
     /// Prepares a validated document for storage: a new secret is sealed, a masked "keep" takes the stored
-    /// sealed value from `current`, a masked "clear" removes it.
+    /// sealed value from `current` (or discards it when the registrar or proxy changed), a masked "clear"
+    /// removes it.
     pub fn for_storage(
         &self,
         mut next: FaxServerSettings,
@@ -353,8 +493,17 @@ impl Sealer {
             Secret::Value(v) => Secret::Sealed {
                 sealed: self.seal(&v)?,
             },
-            Secret::Masked { set: true } => match current.map(|c| &c.sip.password) {
-                Some(Secret::Sealed { sealed }) => Secret::Sealed {
+            Secret::Masked { set: true } => match current.map(|c| (c, &c.sip.password)) {
+                // The digest must not follow the account to a host someone else chose: a new registrar
+                // or proxy needs the password given again.
+                Some((c, Secret::Sealed { .. })) if !c.sip.same_servers(&next.sip) => {
+                    tracing::info!(
+                        registrar = %next.sip.registrar,
+                        "the SIP registrar or proxy changed: the stored password is discarded"
+                    );
+                    Secret::Masked { set: false }
+                }
+                Some((_, Secret::Sealed { sealed })) => Secret::Sealed {
                     sealed: sealed.clone(),
                 },
                 _ => {
@@ -487,6 +636,98 @@ mod tests {
             let err = s.validate().expect_err(field);
             assert_eq!(err.field.as_deref(), Some(field));
         }
+    }
+
+    #[test]
+    fn sip_values_follow_the_rfc_3261_grammar() {
+        type Change = fn(&mut FaxServerSettings);
+        let refused: [(Change, &str); 14] = [
+            (|s| s.sip.user = "fax1\r\nVia: x".into(), "sip.user"),
+            (|s| s.sip.user = "fax one".into(), "sip.user"),
+            (|s| s.sip.user = "a@b".into(), "sip.user"),
+            (|s| s.sip.user = "a:b".into(), "sip.user"),
+            (|s| s.sip.user = "bad%4".into(), "sip.user"),
+            (|s| s.sip.user = "x".repeat(129), "sip.user"),
+            (|s| s.sip.auth_user = Some("a\"b".into()), "sip.auth_user"),
+            (|s| s.sip.auth_user = Some("a\\b".into()), "sip.auth_user"),
+            (|s| s.sip.auth_user = Some("a\nb".into()), "sip.auth_user"),
+            (|s| s.sip.auth_user = Some(" a".into()), "sip.auth_user"),
+            (
+                |s| s.sip.registrar = "sip.example.com:0".into(),
+                "sip.registrar",
+            ),
+            (|s| s.sip.registrar = "999.1.1.1".into(), "sip.registrar"),
+            (|s| s.sip.proxy = Some("[::1".into()), "sip.proxy"),
+            (
+                |s| s.header_template = "Acme\u{202E}xob".into(),
+                "header_template",
+            ),
+        ];
+        for (change, field) in refused {
+            let mut s = FaxServerSettings::default();
+            s.sip.user = "fax1".into();
+            change(&mut s);
+            let err = s.validate().expect_err(field);
+            assert_eq!(err.field.as_deref(), Some(field), "{}", err.message);
+        }
+        let accepted: [Change; 8] = [
+            |s| s.sip.user = "+15551234567".into(),
+            |s| s.sip.user = "fax.1_a-b!~*'()&=+$,;?/%40".into(),
+            |s| s.sip.auth_user = Some("Fax Büro 1".into()),
+            |s| s.sip.auth_user = Some(String::new()),
+            |s| s.sip.registrar = "sip.example.com.".into(),
+            |s| s.sip.registrar = "127.0.0.1:5060".into(),
+            |s| s.sip.proxy = Some("[2001:db8::1]:5061".into()),
+            |s| s.sip.proxy = Some("[::1]".into()),
+        ];
+        for change in accepted {
+            let mut s = FaxServerSettings::default();
+            s.sip.user = "fax1".into();
+            change(&mut s);
+            s.validate().expect("accepted");
+        }
+    }
+
+    #[test]
+    fn a_new_registrar_or_proxy_discards_the_kept_password() {
+        let sealer = Sealer::new(&[9u8; 32]);
+        let mut first = FaxServerSettings::default();
+        first.sip.registrar = "sip.example.com".into();
+        first.sip.password = Secret::Value("hunter2hunter2".into());
+        let stored = sealer.for_storage(first, None).expect("seal");
+        let keep = |change: fn(&mut SipAccount)| {
+            let mut next = FaxServerSettings::default();
+            next.sip.registrar = "sip.example.com".into();
+            next.sip.password = Secret::Masked { set: true };
+            change(&mut next.sip);
+            sealer
+                .for_storage(next, Some(&stored))
+                .expect("stored")
+                .sip
+                .password
+        };
+        assert_eq!(keep(|_| {}), stored.sip.password, "same servers: kept");
+        assert_eq!(
+            keep(|s| s.registrar = "SIP.Example.COM".into()),
+            stored.sip.password,
+            "host names compare without case"
+        );
+        for moved in [
+            (|s: &mut SipAccount| s.registrar = "attacker.example".into()) as fn(&mut SipAccount),
+            |s| s.registrar = "sip.example.com:5070".into(),
+            |s| s.proxy = Some("attacker.example".into()),
+        ] {
+            assert_eq!(keep(moved), Secret::Masked { set: false });
+        }
+        let mut given = FaxServerSettings::default();
+        given.sip.registrar = "other.example".into();
+        given.sip.password = Secret::Value("new-password".into());
+        let again = sealer.for_storage(given, Some(&stored)).expect("given");
+        assert_eq!(
+            sealer.for_fax_server(again).sip.password,
+            Secret::Value("new-password".into()),
+            "a password given with the new host is kept"
+        );
     }
 
     #[test]

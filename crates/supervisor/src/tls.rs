@@ -41,7 +41,7 @@ pub fn ensure_self_signed(
         let path = path.display().to_string();
         move |source| TlsError::Read { path, source }
     };
-    private_dir(&tls).map_err(io(&tls))?;
+    at_rest::private_dir(&tls).map_err(io(&tls))?;
     let key_pair = if cert.exists() && key.exists() {
         let pem = std::fs::read(&cert).map_err(io(&cert))?;
         let ends = rustls_pemfile::certs(&mut pem.as_slice())
@@ -99,16 +99,6 @@ fn host_name() -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     (ok && name != "localhost").then(|| name.to_owned())
-}
-
-/// A directory only the owner may enter.
-fn private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
 /// The validity of a DER X.509 certificate (RFC 5280, 4.1): notBefore and notAfter as Unix seconds.
@@ -187,20 +177,7 @@ fn asn1_time(tag: u8, v: &[u8]) -> Option<i64> {
 }
 
 /// Writes a file only the owner can read.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // The mode above applies only to a new file.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(data)?;
-    f.sync_all()
-}
+pub use at_rest::write_file as write_private;
 
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let read = |p: &Path| {

@@ -60,6 +60,11 @@ impl Proc {
         Self(Some(child))
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.0.take() {
             let _ = c.kill();
@@ -193,6 +198,11 @@ impl SupervisorProc {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn()
+    }
+
+    /// The `faxhub serve` process id (to watch its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.pid()
     }
 
     pub fn admin(&self) -> Api {

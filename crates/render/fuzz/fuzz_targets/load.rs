@@ -1,9 +1,10 @@
-//! The document loader on arbitrary bytes: sniff, load under tight limits, render every
-//! page at standard resolution. Any panic or runaway allocation is a bug.
+//! The document loader on arbitrary bytes: sniff, estimate the check's cost from the headers (the JPEG
+//! marker walk among them), check, load under tight limits, render every page at standard resolution. Any
+//! panic or runaway allocation is a bug.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use render::{Limits, LoadOptions, PageSpec, PaperSize, Resolution, load};
+use render::{Limits, LoadOptions, PageSpec, PaperSize, Resolution, check, check_cost, load};
 
 fuzz_target!(|data: &[u8]| {
     let options = LoadOptions {
@@ -14,6 +15,8 @@ fuzz_target!(|data: &[u8]| {
         },
         ..LoadOptions::default()
     };
+    let _ = check_cost(data, &options);
+    let _ = check(data.to_vec().into(), &options);
     if let Ok(doc) = load(data, &options) {
         let spec = PageSpec::new(Resolution::Standard, PaperSize::A4);
         doc.render_all(&spec, |_, page| {

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = supervisor::docstore::inspect(data);
+    let _ = supervisor::docstore::inspect(data.to_vec().into());
 });

@@ -83,7 +83,10 @@ pub async fn store_field(
     Ok(doc)
 }
 
-/// Uploads a document (multipart field `file`, or the raw body) to reference in jobs later.
+/// Uploads a document (multipart field `file`, or the raw body) to reference in jobs later. It is checked as
+/// a fax server will read it (pictures decoded within the pixel limit, every TIFF page decoded, text
+/// paginated as rendered): what a fax server could not send is refused here with 422 (415 for a format it
+/// does not read).
 #[utoipa::path(post, path = "/v1/documents", responses((status = 201, body = DocumentView), (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub async fn upload(
     State(app): State<AppState>,

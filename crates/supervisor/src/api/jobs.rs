@@ -8,6 +8,7 @@ use crate::competence::{Competence, Target};
 use crate::dispatch::{JobOptions, job_event};
 use crate::error::{ApiError, ApiResult};
 use crate::numbers;
+use crate::settings::rules;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -39,15 +40,15 @@ pub struct SubmitRequest {
     pub max_tries: Option<u32>,
     /// Give up this many seconds after submission.
     pub kill_after_secs: Option<u64>,
-    /// Do not send before this time (RFC 3339).
+    /// Do not send before this time (RFC 3339), at most 365 days ahead.
     pub send_at: Option<String>,
-    /// Page header text.
+    /// Page header text: up to 60 printable characters (no control or invisible formatting characters).
     pub header: Option<String>,
     /// Station identity: up to 20 digits, spaces and '+'.
     pub tsi: Option<String>,
     /// 0 (most urgent) to 255; default 127.
     pub priority: Option<u8>,
-    /// Seconds between tries after busy / no answer, instead of the server's schedule.
+    /// Seconds between tries after busy / no answer (1 to 86400), instead of the server's schedule.
     pub retry_delay_secs: Option<u64>,
     /// Repeating a submission with the same key returns the first one instead of sending twice.
     pub idempotency_key: Option<String>,
@@ -150,19 +151,10 @@ pub struct SubmitResponse {
     pub jobs: Vec<JobView>,
 }
 
-fn validate_tsi(tsi: &str) -> ApiResult<()> {
-    if tsi.chars().count() > 20
-        || !tsi
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == ' ' || c == '+')
-    {
-        return Err(ApiError::field(
-            "tsi",
-            "use at most 20 digits, spaces and '+' (the T.30 identity set)",
-        ));
-    }
-    Ok(())
-}
+/// How far ahead `send_at` may lie: a job is an open promise the retention worker never removes.
+const MAX_SEND_AHEAD_DAYS: i64 = 365;
+/// The longest wait between tries a submission may ask for, as the supervisor's own retry schedule.
+const MAX_RETRY_DELAY_SECS: u64 = 86_400;
 
 /// Reads a submission: JSON, or multipart with a `request` part and `document` parts.
 async fn read_submission(
@@ -330,14 +322,19 @@ pub async fn submit(
         ));
     }
     if let Some(tsi) = &submit.tsi {
-        validate_tsi(tsi)?;
+        rules::station_id("tsi", tsi)?;
+    }
+    if let Some(header) = &submit.header {
+        rules::printed("header", header, 60)?;
     }
     if submit
-        .header
-        .as_ref()
-        .is_some_and(|h| h.chars().count() > 60)
+        .retry_delay_secs
+        .is_some_and(|s| !(1..=MAX_RETRY_DELAY_SECS).contains(&s))
     {
-        return Err(ApiError::field("header", "at most 60 characters"));
+        return Err(ApiError::field(
+            "retry_delay_secs",
+            format!("must be 1 to {MAX_RETRY_DELAY_SECS} seconds"),
+        ));
     }
     let max_tries = submit
         .max_tries
@@ -351,9 +348,18 @@ pub async fn submit(
         Some(t) => {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| ApiError::field("send_at", format!("not an RFC 3339 time: {e}")))?;
-            i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
-                .unwrap_or(now)
-                .max(now)
+            let at = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+            let horizon = now.saturating_add(MAX_SEND_AHEAD_DAYS * 86_400_000);
+            if at > horizon {
+                return Err(ApiError::field(
+                    "send_at",
+                    format!(
+                        "{t} is more than {MAX_SEND_AHEAD_DAYS} days ahead; schedule it no later than {}",
+                        rfc3339(horizon)
+                    ),
+                ));
+            }
+            at.max(now)
         }
     };
     let kill_secs = submit

@@ -16,7 +16,7 @@ pub mod supervisor_settings;
 use crate::AppState;
 use crate::access::Caller;
 use crate::auth::{bearer, hash_secret};
-use crate::error::{ApiError, REQUEST_ID};
+use crate::error::{ApiError, REQUEST_ID, Shaped};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -145,6 +145,37 @@ async fn request_id(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// Gives every error response the one JSON error shape, whoever made it: axum's extractors answer bad JSON,
+/// bad paths and queries in text of their own, the body-size limit with text, the router's 405 with
+/// nothing.
+async fn error_shape(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status().as_u16() < 400 || resp.extensions().get::<Shaped>().is_some() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // Rejection texts are short; a longer body is cut, never buffered whole.
+    let text = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 4096))
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    let allow = parts
+        .headers
+        .get(axum::http::header::ALLOW)
+        .and_then(|v| v.to_str().ok());
+    let mut shaped = ApiError::from_response(parts.status, &text, allow).into_response();
+    for keep in [
+        axum::http::header::ALLOW,
+        axum::http::header::RETRY_AFTER,
+        axum::http::header::WWW_AUTHENTICATE,
+    ] {
+        if let Some(v) = parts.headers.get(&keep) {
+            shaped.headers_mut().insert(keep, v.clone());
+        }
+    }
+    shaped
 }
 
 async fn not_found() -> ApiError {
@@ -420,6 +451,7 @@ pub fn router(app: AppState) -> Router {
         .merge(uploads)
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(error_shape))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(app)
 }

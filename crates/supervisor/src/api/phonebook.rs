@@ -456,9 +456,9 @@ pub async fn import(
     body: Bytes,
 ) -> ApiResult<Json<ImportReport>> {
     require_reader(&app.access, &caller)?;
-    let rows = match q.format.as_deref().unwrap_or("csv") {
-        "csv" => csv::read(&body).map_err(|e| ApiError::field("body", e.to_string()))?,
-        "vcard" => vcard::read(&body),
+    let vcard = match q.format.as_deref().unwrap_or("csv") {
+        "csv" => false,
+        "vcard" => true,
         other => {
             return Err(ApiError::field(
                 "format",
@@ -466,6 +466,17 @@ pub async fn import(
             ));
         }
     };
+    // A file of many megabytes takes a while to read: not on the async runtime's threads.
+    let rows = tokio::task::spawn_blocking(move || {
+        if vcard {
+            Ok(vcard::read(&body))
+        } else {
+            csv::read(&body)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal("reading an import", e))?
+    .map_err(|e| ApiError::field("body", e.to_string()))?;
     let mut resolver = LabelResolver {
         app: &app,
         caller: &caller,

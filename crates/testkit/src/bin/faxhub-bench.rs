@@ -3,8 +3,14 @@
 //!
 //! faxhub-bench [--fax-servers 100] [--channels 4] [--jobs 20000] [--concurrency 32] [--multipart]
 //!              [--rate 200] [--latency-jobs 4000] [--submit-only]
+//! faxhub-bench --image-uploads 64 [--image png16|jpeg|gif|tiff] [--image-file PATH]
 //!
 //! `--submit-only` registers the fax servers but starts none: it measures the submission path alone.
+//!
+//! `--image-uploads N` is another benchmark (issue 14: 64 concurrent uploads of the worst allowed image keep
+//! the supervisor under 1 GB and `/healthz` under 100 ms): N uploads at once of the largest picture the
+//! limits allow (64 megapixels; `png16` is 16-bit RGBA, the most memory to decode; or a file), while the
+//! supervisor's resident memory is sampled from /proc and `/healthz` is asked every 10 ms.
 //!
 //! Two phases: (a) throughput: `--jobs` submissions from `--concurrency` clients as fast as they go;
 //! (b) latency: `--latency-jobs` submissions paced at `--rate` per second (below the fax servers' capacity,
@@ -32,6 +38,9 @@ struct Opts {
     rate: u64,
     latency_jobs: usize,
     submit_only: bool,
+    image_uploads: usize,
+    image: String,
+    image_file: Option<String>,
 }
 
 fn opts() -> anyhow::Result<Opts> {
@@ -44,6 +53,9 @@ fn opts() -> anyhow::Result<Opts> {
         rate: 200,
         latency_jobs: 4000,
         submit_only: false,
+        image_uploads: 0,
+        image: "png16".into(),
+        image_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +70,9 @@ fn opts() -> anyhow::Result<Opts> {
             "--rate" => o.rate = u64::try_from(num()?)?,
             "--latency-jobs" => o.latency_jobs = num()?,
             "--submit-only" => o.submit_only = true,
+            "--image-uploads" => o.image_uploads = num()?,
+            "--image" => o.image = it.next().context("value missing")?,
+            "--image-file" => o.image_file = Some(it.next().context("value missing")?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -117,6 +132,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let o = opts()?;
+    if o.image_uploads > 0 {
+        return image_uploads(&o).await;
+    }
     let dir = tempfile::Builder::new().prefix("faxhub-bench").tempdir()?;
     let sup = SupervisorProc::start(dir.path(), "[deadlines]\nheartbeat_secs = 5\n")?;
     let admin = sup.admin();
@@ -379,6 +397,213 @@ async fn main() -> anyhow::Result<()> {
     }
     for n in &nodes {
         n.abort();
+    }
+    Ok(())
+}
+
+/// The largest picture the limits allow (8000 × 8000 = 64 megapixels), in smooth gradients so that it
+/// stays under the upload limit.
+fn worst_image(kind: &str) -> anyhow::Result<Vec<u8>> {
+    use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, Rgba};
+    const SIDE: u32 = 8000;
+    let mut out = std::io::Cursor::new(Vec::new());
+    match kind {
+        "png16" => DynamicImage::ImageRgba16(ImageBuffer::from_fn(SIDE, SIDE, |x, y| {
+            Rgba([(x * 8) as u16, (y * 8) as u16, 20_000, 40_000])
+        }))
+        .write_to(&mut out, ImageFormat::Png)?,
+        "jpeg" => DynamicImage::ImageRgb8(ImageBuffer::from_fn(SIDE, SIDE, |x, y| {
+            Rgb([(x / 32) as u8, (y / 32) as u8, 128])
+        }))
+        .write_to(&mut out, ImageFormat::Jpeg)?,
+        "gif" => DynamicImage::ImageRgba8(ImageBuffer::from_fn(SIDE, SIDE, |x, y| {
+            Rgba([((x / 500) * 16) as u8, ((y / 500) * 16) as u8, 0, 255])
+        }))
+        .write_to(&mut out, ImageFormat::Gif)?,
+        "tiff" => {
+            // 16-bit RGBA, Deflate: the most a colour TIFF page costs to decode (in bands of 64 pixels, so
+            // that it compresses under the upload limit).
+            let data: Vec<u16> = (0..SIDE * SIDE)
+                .flat_map(|i| {
+                    let (x, y) = (i % SIDE / 64, i / SIDE / 64);
+                    [(x * 512) as u16, (y * 512) as u16, 20_000, 40_000]
+                })
+                .collect();
+            tiff::encoder::TiffEncoder::new(&mut out)?
+                .with_compression(tiff::encoder::Compression::Deflate(
+                    tiff::encoder::DeflateLevel::Fast,
+                ))
+                .write_image::<tiff::encoder::colortype::RGBA16>(SIDE, SIDE, &data)?;
+        }
+        other => anyhow::bail!("--image {other}: use png16, jpeg, gif or tiff"),
+    }
+    Ok(out.into_inner())
+}
+
+/// Resident and peak resident memory of a process, bytes (Linux).
+fn memory_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn image_uploads(o: &Opts) -> anyhow::Result<()> {
+    let (image, what) = match &o.image_file {
+        Some(path) => (std::fs::read(path)?, path.clone()),
+        None => (
+            tokio::task::spawn_blocking({
+                let kind = o.image.clone();
+                move || worst_image(&kind)
+            })
+            .await??,
+            format!("{} 8000x8000", o.image),
+        ),
+    };
+    let dir = tempfile::Builder::new().prefix("faxhub-bench").tempdir()?;
+    let sup = SupervisorProc::start(dir.path(), "")?;
+    let pid = sup.pid().context("the supervisor has no process id")?;
+    let admin = sup.admin();
+    // No client timeout: the last uploads wait for the checks before them.
+    let http = reqwest::Client::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (rss_before, _) = memory_of(pid);
+    let sampler = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(memory_of(pid).0);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            peak
+        }
+    });
+    let health = tokio::spawn({
+        let (stop, url, probe) = (
+            stop.clone(),
+            format!("{}/healthz", admin.base),
+            reqwest::Client::new(),
+        );
+        async move {
+            let (mut times, began) = (Vec::new(), Instant::now());
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let ok = probe
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                times.push((t0.elapsed(), ok, t0 - began));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            times
+        }
+    });
+    let start = Instant::now();
+    let uploads: Vec<_> = (0..o.image_uploads)
+        .map(|_| {
+            let (http, url, token, body) = (
+                http.clone(),
+                format!("{}/v1/documents", admin.base),
+                admin.token.clone(),
+                image.clone(),
+            );
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                // A refused connection counts as an answer of 0 with its error.
+                let (status, text) = match http.post(url).bearer_auth(token).body(body).send().await
+                {
+                    Ok(resp) => (
+                        resp.status().as_u16(),
+                        resp.text().await.unwrap_or_default(),
+                    ),
+                    Err(e) => (0, e.to_string()),
+                };
+                Ok::<_, anyhow::Error>((status, text, t0.elapsed()))
+            })
+        })
+        .collect();
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    let mut times = Vec::new();
+    let mut sample = String::new();
+    for u in uploads {
+        let (status, text, took) = u.await??;
+        *statuses.entry(status).or_default() += 1;
+        if status != 201 && sample.is_empty() {
+            sample = text;
+        }
+        times.push(took);
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let peak_sampled = sampler.await?;
+    let (_, peak) = memory_of(pid);
+    let health = health.await?;
+    let failed = health.iter().filter(|(_, ok, _)| !ok).count();
+    let slow: Vec<String> = health
+        .iter()
+        .filter(|(t, _, _)| *t > Duration::from_millis(50))
+        .map(|(t, _, at)| {
+            format!(
+                "{:.0} ms at {:.1} s",
+                t.as_secs_f64() * 1000.0,
+                at.as_secs_f64()
+            )
+        })
+        .collect();
+    let mut health: Vec<Duration> = health.into_iter().map(|(t, _, _)| t).collect();
+    health.sort();
+    times.sort();
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let ms = |v: &[Duration], p: f64| percentile(v, p).as_secs_f64() * 1000.0;
+    println!(
+        "faxhub-bench: {} concurrent uploads of {what} ({:.1} MiB), supervisor with its default check budget",
+        o.image_uploads,
+        mib(image.len() as u64)
+    );
+    let mut answered: Vec<_> = statuses.into_iter().collect();
+    answered.sort();
+    println!(
+        "  answers {answered:?} in {:.1} s{}",
+        elapsed.as_secs_f64(),
+        if sample.is_empty() {
+            String::new()
+        } else {
+            format!(" (e.g. {sample})")
+        }
+    );
+    println!(
+        "  upload time p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        ms(&times, 0.5),
+        ms(&times, 0.9),
+        ms(&times, 1.0)
+    );
+    println!(
+        "  supervisor memory: {:.0} MiB before, peak {:.0} MiB sampled, {:.0} MiB peak resident (VmHWM)",
+        mib(rss_before),
+        mib(peak_sampled),
+        mib(peak)
+    );
+    println!(
+        "  /healthz every 10 ms meanwhile: n={} p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} over 100 ms, {failed} failed",
+        health.len(),
+        ms(&health, 0.5),
+        ms(&health, 0.99),
+        ms(&health, 1.0),
+        health
+            .iter()
+            .filter(|t| **t > Duration::from_millis(100))
+            .count()
+    );
+    if !slow.is_empty() {
+        println!("  answers over 50 ms: {}", slow.join(", "));
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! finding it guards.
 
 mod access;
+mod inputs;
 mod outage;
 mod transport;
 mod webhooks;

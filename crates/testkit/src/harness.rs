@@ -118,9 +118,18 @@ impl SupervisorProc {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
         let config = dir.join("supervisor.toml");
-        // Plain HTTP on loopback only: HTTPS (on by default, on all interfaces) is off.
+        // Plain HTTP on loopback only: HTTPS (on by default, on all interfaces) is off unless the test
+        // names its own address.
+        let https = if extra_toml
+            .lines()
+            .any(|l| l.trim_start().starts_with("https_listen"))
+        {
+            ""
+        } else {
+            "https_listen = \"off\"\n"
+        };
         let text = format!(
-            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:{port}\"\nhttps_listen = \"off\"\nmetrics_token = {METRICS_TOKEN:?}\n{extra_toml}",
+            "data_dir = {:?}\nhttp_listen = \"127.0.0.1:{port}\"\n{https}metrics_token = {METRICS_TOKEN:?}\n{extra_toml}",
             dir.join("data").display().to_string()
         );
         std::fs::write(&config, text)?;

@@ -32,9 +32,17 @@ pub fn faxpeer() -> anyhow::Result<Option<PathBuf>> {
         _ => return Ok(None),
     };
     std::fs::create_dir_all(&dir)?;
-    let src = dir.join("faxpeer.c");
+    // Tests running at once may each build it: every build has its own files, and the first to finish
+    // puts the program in place (a rename over it is atomic, so nobody runs a half-written one).
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let src = dir.join(format!("faxpeer-{unique}.c"));
     std::fs::write(&src, SOURCE)?;
-    let tmp = exe.with_extension("partial");
+    let tmp = exe.with_extension(format!("partial-{unique}"));
     let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .args(["-O2", "-Wall", "-o"])
         .arg(&tmp)
@@ -42,13 +50,14 @@ pub fn faxpeer() -> anyhow::Result<Option<PathBuf>> {
         .args(flags.split_whitespace())
         .output()
         .context("running the C compiler")?;
+    let _ = std::fs::remove_file(&src);
     if !out.status.success() {
         bail!(
             "compiling faxpeer.c: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    std::fs::rename(&tmp, &exe)?;
+    std::fs::rename(&tmp, &exe).context("putting the built faxpeer in place")?;
     Ok(Some(exe))
 }
 

@@ -95,6 +95,7 @@ fn field(out: &str, key: &str) -> Option<u64> {
 }
 
 /// One call to a SpanDSP receiver; `ours` picks the sender.
+#[allow(clippy::too_many_arguments)] // one call of the benchmark, every knob named at the call site
 fn call(
     fax: &Path,
     peer: &Path,
@@ -216,18 +217,10 @@ fn main() -> anyhow::Result<()> {
                 .flat_map(|seed| [(true, seed), (false, seed)])
                 .map(|(ours, seed)| {
                     let (fax, peer, dir, doc) = (&fax, &peer, tmp.path(), &doc);
-                    s.spawn(move || {
-                        (
-                            ours,
-                            call(fax, peer, dir, doc, ours, loss, a.burst, seed),
-                        )
-                    })
+                    s.spawn(move || (ours, call(fax, peer, dir, doc, ours, loss, a.burst, seed)))
                 })
                 .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| h.join().ok())
-                .collect()
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
         for ours in [true, false] {
             let mine: Vec<Run> = runs

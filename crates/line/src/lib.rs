@@ -256,10 +256,10 @@ fn image_redundancy(
     negotiated: usize,
 ) -> usize {
     let ecm_image = matches!(ifp.msg_type, t38::IfpType::Data(dt) if dt != t38::DataType::V21)
-        && ifp
-            .fields()
-            .iter()
-            .all(|f| f.field_type != t38::FieldType::T4NonEcmData && f.field_type != t38::FieldType::T4NonEcmSigEnd);
+        && ifp.fields().iter().all(|f| {
+            f.field_type != t38::FieldType::T4NonEcmData
+                && f.field_type != t38::FieldType::T4NonEcmSigEnd
+        });
     let lossy = session.stats().pprs > 0 || rx.lost > 0 || rx.recovered > 0 || rx.late > 0;
     if ecm_image && !lossy {
         negotiated.min(1)
@@ -311,7 +311,12 @@ fn feed(rx: &mut UdptlReceiver, session: &mut Session, datagram: &[u8], now: Dur
 fn deliver(rx: &mut UdptlReceiver, session: &mut Session, now: Duration) {
     while let Some(r) = rx.poll_ifp() {
         if r.recovered || r.lost_before > 0 {
-            debug!(seq = r.seq, recovered = r.recovered, lost_before = r.lost_before, "IFP after a loss");
+            debug!(
+                seq = r.seq,
+                recovered = r.recovered,
+                lost_before = r.lost_before,
+                "IFP after a loss"
+            );
         }
         session.handle_ifp(now, Some(r.seq), &r.ifp);
     }

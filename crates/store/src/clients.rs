@@ -87,6 +87,8 @@ pub struct Session {
     pub client: Client,
     pub token_id: String,
     pub token_expires_at: Option<i64>,
+    /// The token came from a password sign-in (a new password ends it).
+    pub token_session: bool,
 }
 
 /// A new API token: its hash, and for how long it is good.
@@ -145,8 +147,11 @@ pub(crate) async fn another_administrator_remains(
 pub struct DeletedClient {
     /// Jobs that were waiting in the queue, now cancelled.
     pub cancelled_jobs: Vec<String>,
-    /// Jobs with an attempt on a fax server, which the supervisor asks to stop.
+    /// Jobs with an attempt on a fax server (in doubt included), which the supervisor asks to stop; each
+    /// is marked cancel-requested, so it is never queued or offered again.
     pub open_jobs: Vec<String>,
+    /// Its webhooks, deactivated: deliveries under way stop.
+    pub webhooks: Vec<String>,
 }
 
 impl Store {
@@ -274,7 +279,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<Session>> {
         Ok(sqlx::query_as(&format!(
-            "SELECT c.*, t.id AS token_id, t.expires_at AS token_expires_at
+            "SELECT c.*, t.id AS token_id, t.expires_at AS token_expires_at, t.session AS token_session
              FROM api_tokens t JOIN clients c ON c.id = t.client_id
              WHERE t.token_hash = $1 AND {LIVE_TOKEN} AND c.disabled = 0 AND c.deleted_at IS NULL"
         ))
@@ -452,10 +457,11 @@ impl Store {
         .bind(client_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE webhooks SET active = 0 WHERE client_id = $1")
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await?;
+        let webhooks: Vec<String> =
+            sqlx::query_scalar("UPDATE webhooks SET active = 0 WHERE client_id = $1 RETURNING id")
+                .bind(client_id)
+                .fetch_all(&mut *tx)
+                .await?;
         let cancelled_jobs: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET status = 'cancelled', reason = 'the client was deleted', updated_at = $1,
                  finished_at = $1 WHERE client_id = $2 AND status = 'queued' RETURNING id",
@@ -464,17 +470,20 @@ impl Store {
         .bind(client_id)
         .fetch_all(&mut *tx)
         .await?;
-        let open_jobs: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE client_id = $1 AND status IN ('dispatched', 'active') ORDER BY id",
+        let mut open_jobs: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET cancel_requested = 1
+             WHERE client_id = $1 AND status IN ('dispatched', 'active', 'in_doubt') RETURNING id",
         )
         .bind(client_id)
         .fetch_all(&mut *tx)
         .await?;
+        open_jobs.sort_unstable();
         tx.commit().await?;
         self.reload_hooked().await?;
         Ok(Some(DeletedClient {
             cancelled_jobs,
             open_jobs,
+            webhooks,
         }))
     }
 }

@@ -150,6 +150,9 @@ pub enum Ended {
     AttemptOnly,
     /// The attempt and its job.
     WithJob,
+    /// Nothing: the job was to be queued again, but its client asked to cancel it meanwhile. Decide
+    /// again with the job as it is now.
+    CancelRequested,
 }
 
 /// How an attempt ended.
@@ -416,7 +419,7 @@ impl Store {
             );
             update
                 .push_bind(now)
-                .push(" WHERE status = 'queued' AND id IN (");
+                .push(" WHERE status = 'queued' AND cancel_requested = 0 AND id IN (");
             let mut ids = update.separated(", ");
             for (a, _) in chunk {
                 ids.push_bind(&a.job_id);
@@ -540,6 +543,18 @@ impl Store {
         let Some(job_id) = job_id else {
             return Ok(Ended::NotOpen);
         };
+        if job.is_some_and(|u| u.status == "queued") {
+            // A cancel asked for while the retry was being decided wins over the retry: nothing is
+            // written, and the caller decides again.
+            let cancelled: Option<bool> =
+                sqlx::query_scalar("SELECT cancel_requested FROM jobs WHERE id = $1")
+                    .bind(&job_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if cancelled == Some(true) {
+                return Ok(Ended::CancelRequested);
+            }
+        }
         let mut moved = false;
         if let Some(update) = job {
             let open = if update.status == "sent" {

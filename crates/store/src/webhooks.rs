@@ -162,7 +162,8 @@ impl Store {
     pub async fn webhooks_with_due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT d.webhook_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.status = $1 AND d.next_at <= $2 AND w.active = 1
+             JOIN clients c ON c.id = w.client_id
+             WHERE d.status = $1 AND d.next_at <= $2 AND w.active = 1 AND c.disabled = 0
              GROUP BY d.webhook_id ORDER BY MIN(d.next_at) LIMIT $3",
         )
         .bind(DeliveryStatus::Pending)
@@ -181,6 +182,8 @@ impl Store {
     ) -> Result<Vec<Delivery>> {
         Ok(sqlx::query_as(
             "SELECT * FROM webhook_deliveries WHERE webhook_id = $1 AND status = $2 AND next_at <= $3
+                 AND webhook_id IN (SELECT w.id FROM webhooks w JOIN clients c ON c.id = w.client_id
+                                    WHERE c.disabled = 0)
              ORDER BY event_seq LIMIT $4",
         )
         .bind(webhook_id)

@@ -101,10 +101,15 @@ impl Memberships {
 #[derive(Debug, Default)]
 pub struct Access {
     members: RwLock<Memberships>,
+    /// Held from reading to installing, so that the last snapshot installed is the last one read: two
+    /// overlapping reloads never put an older reading over a newer one (a revoked grant back in force).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Access {
+    /// Reads grants, roles and memberships anew and installs them.
     pub async fn reload(&self, store: &Store) -> store::Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         let mut m = Memberships::default();
         let roles: HashMap<String, CompetenceSet> = store
             .roles()
@@ -267,7 +272,22 @@ impl Access {
         caller: &Caller,
         fax_server_id: &str,
     ) -> Result<(), ApiError> {
-        let c = Competence::ChangeFaxServerSettings;
+        self.authorize_change_of_fax_server(
+            caller,
+            Competence::ChangeFaxServerSettings,
+            fax_server_id,
+        )
+    }
+
+    /// Whether the caller may change what a fax server does for everyone it serves (its settings, its
+    /// routing, its inbound rules): a change reaches every grouping it serves, so the caller needs the
+    /// competence over the fax server and over each of them. Reading stays per fax server.
+    pub fn authorize_change_of_fax_server(
+        &self,
+        caller: &Caller,
+        c: Competence,
+        fax_server_id: &str,
+    ) -> Result<(), ApiError> {
         self.authorize(caller, c, Target::FaxServer(fax_server_id))?;
         self.read(|m| {
             for g in Memberships::sorted(m.groupings_of_server.get(fax_server_id)) {
@@ -476,6 +496,8 @@ pub struct Caller {
     pub token_id: String,
     /// When the token stops working (Unix ms); long-lived responses (event streams) end then.
     pub token_expires_at: Option<i64>,
+    /// The token came from a password sign-in.
+    pub token_session: bool,
 }
 
 #[cfg(test)]
@@ -520,12 +542,51 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_running_alongside_never_brings_back_a_removed_membership() {
+        let dir = std::env::temp_dir().join(store::new_id("access"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir.join("db")).await.expect("store");
+        let a = store.create_grouping("a").await.expect("a");
+        use store::MemberKind::*;
+        store
+            .add_grouping_member(&a.id, FaxServer, "f")
+            .await
+            .expect("m");
+        let access = std::sync::Arc::new(Access::default());
+        for round in 0..150 {
+            store
+                .add_grouping_member(&a.id, Client, "c")
+                .await
+                .expect("m");
+            access.reload(&store).await.expect("reload");
+            assert!(access.shares_grouping("c", "f"));
+            // An unrelated change's reload starts reading; the membership is removed and reloaded.
+            let other = tokio::spawn({
+                let (access, store) = (access.clone(), store.clone());
+                async move { access.reload(&store).await }
+            });
+            store
+                .remove_grouping_member(&a.id, Client, "c")
+                .await
+                .expect("remove");
+            access.reload(&store).await.expect("reload");
+            other.await.expect("join").expect("reload");
+            assert!(
+                !access.shares_grouping("c", "f"),
+                "round {round}: an older reading was installed over the newer one"
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     fn caller(id: &str) -> Caller {
         Caller {
             id: id.to_owned(),
             name: id.to_owned(),
             token_id: String::new(),
             token_expires_at: None,
+            token_session: false,
         }
     }
 

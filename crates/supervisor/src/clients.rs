@@ -78,10 +78,11 @@ pub async fn issue_token(
 ) -> ApiResult<IssuedToken> {
     self_or_authority(app, caller, &client.id)?;
     valid_label(label)?;
-    let expires_at = match expires_in_secs {
+    let now = store::now_ms();
+    let mut expires_at = match expires_in_secs {
         None => None,
         Some(s) if (1..=MAX_TOKEN_TTL_SECS).contains(&s) => {
-            Some(store::now_ms() + i64::try_from(s * 1000).unwrap_or(i64::MAX / 2))
+            Some(now + i64::try_from(s * 1000).unwrap_or(i64::MAX / 2))
         }
         Some(_) => {
             return Err(ApiError::field(
@@ -90,6 +91,27 @@ pub async fn issue_token(
             ));
         }
     };
+    // A token a client makes for itself never outlives the token that made it, and one made with a
+    // sign-in token ends with the sessions when the password changes: a stolen token alone must not
+    // become lasting access.
+    let own = caller.id == client.id;
+    if own && let Some(limit) = caller.token_expires_at {
+        match expires_at {
+            Some(at) if at > limit => {
+                return Err(ApiError::field(
+                    "expires_in_secs",
+                    format!(
+                        "a token you make for yourself cannot outlive the token you make it with: \
+                         at most {} seconds",
+                        (limit - now).max(0) / 1000
+                    ),
+                ));
+            }
+            None => expires_at = Some(limit),
+            Some(_) => {}
+        }
+    }
+    let session = own && caller.token_session;
     let token = auth::new_secret("fxh");
     let info = app
         .store
@@ -99,7 +121,7 @@ pub async fn issue_token(
             label,
             expires_at,
             created_by: Some(&caller.id),
-            session: false,
+            session,
         })
         .await?;
     audit::record(
@@ -264,6 +286,9 @@ pub async fn delete(app: &AppState, caller: &Caller, client: &Client) -> ApiResu
     app.access.reload(&app.store).await?;
     for job in &gone.cancelled_jobs {
         app.dispatcher.dequeue(job);
+    }
+    for hook in &gone.webhooks {
+        app.webhook_lanes.cancel(hook);
     }
     for job in &gone.open_jobs {
         for a in app.store.attempts_of(job).await? {

@@ -86,8 +86,9 @@ pub struct DeadlineConfig {
     /// shown in doubt.
     pub link_grace_secs: u64,
     pub heartbeat_secs: u64,
-    /// Longest an attempt may stay open while its fax server is in touch, whatever it reports; then it is
-    /// cancelled and counted as a fax-server fault.
+    /// Longest an attempt may stay open while its fax server is in touch, whatever it reports (but never
+    /// less than its call limit and the link grace); then it is cancelled and counted as a fax-server
+    /// fault.
     pub max_attempt_secs: u64,
     /// Part of every attempt's call limit: fetching and rendering the documents, ringing, and T.30's
     /// phase B.

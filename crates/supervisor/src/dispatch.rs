@@ -73,6 +73,9 @@ struct Server {
     health: f64,
     /// What the fax server last said is wrong with its line.
     line_status: Option<String>,
+    /// Being withdrawn (its credential was revoked), and why: nothing more is offered to it, and a stop it
+    /// confirms moves the job on at once.
+    withdrawn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +104,24 @@ impl Pending {
 }
 
 impl Server {
+    fn new(dial_prefixes: Vec<String>, caps: Capabilities) -> Self {
+        Self {
+            dial_prefixes,
+            link: None,
+            caps,
+            open: HashSet::new(),
+            receiving: 0,
+            health: 1.0,
+            line_status: None,
+            withdrawn: None,
+        }
+    }
+
+    /// Whether new attempts may be offered to it.
+    fn takes_offers(&self) -> bool {
+        self.link.is_some() && self.withdrawn.is_none()
+    }
+
     fn free_channels(&self) -> u32 {
         let used = u32::try_from(self.open.len())
             .unwrap_or(u32::MAX)
@@ -382,18 +403,8 @@ impl Dispatcher {
         let mut st = self.lock();
         for fs in servers {
             let caps: Capabilities = serde_json::from_str(&fs.capabilities).unwrap_or_default();
-            st.servers.insert(
-                fs.id.clone(),
-                Server {
-                    dial_prefixes: fs.dial_prefixes(),
-                    link: None,
-                    caps,
-                    open: HashSet::new(),
-                    receiving: 0,
-                    health: 1.0,
-                    line_status: None,
-                },
-            );
+            st.servers
+                .insert(fs.id.clone(), Server::new(fs.dial_prefixes(), caps));
         }
         for a in open {
             if let Some(s) = st.servers.get_mut(&a.fax_server_id) {
@@ -496,15 +507,7 @@ impl Dispatcher {
         self.lock()
             .servers
             .entry(id.to_owned())
-            .or_insert_with(|| Server {
-                dial_prefixes: prefixes,
-                link: None,
-                caps: Capabilities::default(),
-                open: HashSet::new(),
-                receiving: 0,
-                health: 1.0,
-                line_status: None,
-            });
+            .or_insert_with(|| Server::new(prefixes, Capabilities::default()));
     }
 
     /// What the fax server last reported as wrong with its line, if anything.
@@ -615,7 +618,7 @@ impl Dispatcher {
             let mut capacity: u32 = st
                 .servers
                 .values()
-                .filter(|s| s.link.is_some())
+                .filter(|s| s.takes_offers())
                 .map(Server::free_channels)
                 .sum();
             let mut chosen = Vec::new();
@@ -667,7 +670,7 @@ impl Dispatcher {
             let free = s
                 .free_channels()
                 .saturating_sub(taken.get(id).copied().unwrap_or(0));
-            if s.link.is_none() || free == 0 || p.avoid.get(id).is_some_and(|until| *until > now) {
+            if !s.takes_offers() || free == 0 || p.avoid.get(id).is_some_and(|until| *until > now) {
                 continue;
             }
             if !self.access.may_send(&p.client_id, id) {
@@ -803,15 +806,7 @@ impl Dispatcher {
             let s = st
                 .servers
                 .entry(server_id.to_owned())
-                .or_insert_with(|| Server {
-                    dial_prefixes: Vec::new(),
-                    link: None,
-                    caps: Capabilities::default(),
-                    open: HashSet::new(),
-                    receiving: 0,
-                    health: 1.0,
-                    line_status: None,
-                });
+                .or_insert_with(|| Server::new(Vec::new(), Capabilities::default()));
             s.caps = caps;
             s.link = Some(Link { tx, generation });
             generation
@@ -858,7 +853,19 @@ impl Dispatcher {
             if a.phase == "offered" {
                 // The offer may never have arrived: send the same attempt again.
                 let job = self.store.job(&a.job_id).await?;
-                if let Some(job) = job {
+                if let Some(job) = job
+                    .as_ref()
+                    .filter(|j| j.is_finished() || j.cancel_requested)
+                {
+                    // Cancelled (or done) while the offer was in the air: it is not sent again.
+                    tracing::info!(attempt = %a.id, job = %job.id, "not offering again: the job was cancelled or ended");
+                    let finish = AttemptFinish {
+                        status: "failed".into(),
+                        reason: Some("cancelled".into()),
+                        ..Default::default()
+                    };
+                    self.finish(&a, finish, Ending::Open).await?;
+                } else if let Some(job) = job {
                     let mut p = self.pending_from_job(&job).await?;
                     p.next_attempt_number = a.number;
                     self.resend_offer(server_id, &a, p).await?;
@@ -924,12 +931,39 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Takes a fax server's link out of routing at once, whatever its generation (its credential was
-    /// revoked): nothing more is offered to it. The link's own end then finds nothing to undo.
+    /// Begins withdrawing a fax server (its credential was revoked): nothing more is offered to it, and
+    /// a stop of one of its attempts that it confirms from now on moves that job on at once. True when
+    /// it is linked, so that it can still confirm.
+    pub fn begin_withdrawal(&self, server_id: &str, why: &str) -> bool {
+        let mut st = self.lock();
+        let Some(s) = st.servers.get_mut(server_id) else {
+            return false;
+        };
+        s.withdrawn = Some(why.to_owned());
+        s.link.is_some()
+    }
+
+    /// Takes a withdrawn fax server's link out at once, whatever its generation. Its attempts it did not
+    /// confirm stopping fall silent now: each is shown in doubt and its job moves on only once no call
+    /// of it can still be running, as after a lost link (the fax server may be running the call
+    /// unreachable, and must not send a fax the next one sends again).
     pub fn unlink(&self, server_id: &str) {
-        if let Some(s) = self.lock().servers.get_mut(server_id) {
+        let now = now_ms();
+        let mut st = self.lock();
+        let State {
+            servers, attempts, ..
+        } = &mut *st;
+        if let Some(s) = servers.get_mut(server_id) {
             s.link = None;
             s.receiving = 0;
+        }
+        for open in attempts
+            .values_mut()
+            .filter(|a| a.fax_server_id == server_id)
+        {
+            open.silent_since = Some(open.silent_since.map_or(now, |t| t.min(now)));
+            open.deadline = now;
+            open.queried_at = None;
         }
     }
 
@@ -1070,6 +1104,19 @@ impl Dispatcher {
         } else {
             Ending::Open
         };
+        let withdrawn = self
+            .lock()
+            .servers
+            .get(server_id)
+            .and_then(|s| s.withdrawn.clone());
+        if let (Some(why), Ending::Open, Outcome::Failed { reason, .. }) =
+            (withdrawn, ending, &result.outcome)
+            && reason == "cancelled"
+        {
+            // It stopped the call because it is being withdrawn: the job moves on at once.
+            self.abandon(&a, &why).await?;
+            return Ok(());
+        }
         let stats = serde_json::to_string(&result.stats).ok();
         let (finish, health) = match &result.outcome {
             Outcome::Sent { pages } => (
@@ -1225,8 +1272,11 @@ impl Dispatcher {
                 &[attempt_ended],
             )
             .await?;
-        if ended == Ended::NotOpen {
-            return Ok(false);
+        match ended {
+            Ended::NotOpen => return Ok(false),
+            // The client cancelled while this was decided: decide again, now as a cancel.
+            Ended::CancelRequested => return Box::pin(self.finish(a, finish, ending)).await,
+            Ended::AttemptOnly | Ended::WithJob => {}
         }
         {
             let mut st = self.lock();
@@ -1350,20 +1400,22 @@ impl Dispatcher {
             let State {
                 servers, attempts, ..
             } = &mut *st;
-            let oldest = now - secs(d.max_attempt_secs);
             for (id, open) in attempts.iter_mut() {
                 let online = servers
                     .get(&open.fax_server_id)
                     .is_some_and(|s| s.link.is_some());
                 let in_touch = open.silent_since.is_none();
-                if in_touch && open.started < oldest {
+                // Never before the call limit the offer granted (the fax server hangs up then): a long
+                // document at a slow rate is not cut and sent again from its first page.
+                let max_age = secs(d.max_attempt_secs).max(open.call_limit.saturating_add(grace));
+                if in_touch && open.started < now.saturating_sub(max_age) {
                     open.deadline = query_deadline;
                     open.started = i64::MAX;
                     abandon.push((
                         id.clone(),
                         format!(
                             "the attempt was still open after the maximum of {} s",
-                            d.max_attempt_secs
+                            max_age / 1000
                         ),
                     ));
                     continue;

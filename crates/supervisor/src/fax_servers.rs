@@ -52,9 +52,16 @@ pub async fn delete(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> A
     Ok(())
 }
 
-/// Takes a fax server whose credential is void out of service: its attempts are cancelled on it while its
-/// link is still up, nothing more is offered to it, its link closes, and its jobs move on at once.
+/// How long a linked fax server being withdrawn has to confirm that its calls stopped before its link
+/// closes.
+const WITHDRAWAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes a fax server whose credential is void out of service: nothing more is offered to it, its
+/// attempts are cancelled on it while its link is still up, and the jobs of those it confirms stopping
+/// move on at once. Then its link closes; an attempt it did not confirm (it is unreachable, or did not
+/// answer in time) is in doubt, and its job moves on once no call of it can still be running.
 async fn withdraw(app: &AppState, fs_id: &str, why: &str) -> ApiResult<()> {
+    let online = app.dispatcher.begin_withdrawal(fs_id, why);
     let held: Vec<store::Attempt> = app
         .store
         .open_attempts()
@@ -65,11 +72,18 @@ async fn withdraw(app: &AppState, fs_id: &str, why: &str) -> ApiResult<()> {
     for a in &held {
         app.dispatcher.request_cancel(a);
     }
+    if online && !held.is_empty() {
+        let until = tokio::time::Instant::now() + WITHDRAWAL_WAIT;
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let open = app.store.open_attempts().await?;
+            if !held.iter().any(|h| open.iter().any(|a| a.id == h.id)) {
+                break;
+            }
+        }
+    }
     app.dispatcher.unlink(fs_id);
     app.credentials
         .announce(Revoked::FaxServer(fs_id.to_owned()));
-    for a in &held {
-        app.dispatcher.abandon(a, why).await?;
-    }
     Ok(())
 }

@@ -347,6 +347,7 @@ pub async fn sign_in(
         name: client.name.clone(),
         token_id: issued.id.clone(),
         token_expires_at: issued.expires_at,
+        token_session: true,
     };
     let after = serde_json::json!({"token_id": issued.id, "expires_at": expires_at});
     audit::record(

@@ -89,7 +89,10 @@ impl BlockRx {
     /// A digest of the block's data, to tell a retransmission that repeats the same data.
     pub(crate) fn digest(&self) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.frames.iter().take(self.count()).for_each(|f| f.hash(&mut h));
+        self.frames
+            .iter()
+            .take(self.count())
+            .for_each(|f| f.hash(&mut h));
         h.finish()
     }
 

@@ -209,7 +209,10 @@ impl fmt::Display for Failure {
                 write!(f, "the sender's password (SID) was missing or wrong")
             }
             Failure::PageIncomplete { page, reason } => {
-                write!(f, "page {page} arrived incomplete and was not confirmed: {reason}")
+                write!(
+                    f,
+                    "page {page} arrived incomplete and was not confirmed: {reason}"
+                )
             }
         }
     }

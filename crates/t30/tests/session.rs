@@ -228,7 +228,14 @@ fn ten_thousand_seeds_confirmed_pages_are_the_pages_sent() {
         s.ecm_frame = if rng.below(3) == 0 { 64 } else { 256 };
         s.pps_counts_burst = rng.below(2) == 0;
         let redundancy = rng.below(4) as u8;
-        let r = run(s, receiver_config(), forward.clone(), backward.clone(), redundancy, seed);
+        let r = run(
+            s,
+            receiver_config(),
+            forward.clone(),
+            backward.clone(),
+            redundancy,
+            seed,
+        );
         let got = r.confirmed_pages();
         assert!(
             got.len() <= sent.len(),
@@ -240,7 +247,8 @@ fn ten_thousand_seeds_confirmed_pages_are_the_pages_sent() {
             let want = &sent[i];
             if ecm {
                 assert_eq!(
-                    p.page, *want,
+                    p.page,
+                    *want,
                     "seed {seed}: ECM page {} was confirmed but differs ({} of {} lines, {:?})",
                     i + 1,
                     p.page.height,

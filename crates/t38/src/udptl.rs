@@ -656,7 +656,9 @@ impl UdptlReceiver {
         if p.packets.len() < usize::from(self.config.probation.max(1)) {
             return;
         }
-        let Some(p) = self.probation.take() else { return };
+        let Some(p) = self.probation.take() else {
+            return;
+        };
         self.stats.restarts += 1;
         // Everything of the old numbering is delivered or given up; the new
         // one starts in a fresh epoch above it, so old numbers never collide.
@@ -751,9 +753,7 @@ impl UdptlReceiver {
         } else {
             agree_tentative > 0
         };
-        let in_stream = opens
-            || disagree == 0
-                && (seq - reach <= self.highest + 1 || run);
+        let in_stream = opens || disagree == 0 && (seq - reach <= self.highest + 1 || run);
         if in_stream {
             // Taken into the stream, it shows the stream's depth, and its copies up to it are believed.
             self.depth = self.depth.max(shown);

@@ -420,8 +420,15 @@ fn a_forged_number_ahead_is_replaced_by_the_real_one() {
         }
         r.flush();
         let got = drain(&mut r);
-        assert!(got.iter().all(|g| g.1 != forged), "depth {depth}: the forged IFP was delivered");
-        assert_eq!(got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(), sent, "depth {depth}");
+        assert!(
+            got.iter().all(|g| g.1 != forged),
+            "depth {depth}: the forged IFP was delivered"
+        );
+        assert_eq!(
+            got.iter().map(|g| g.1.clone()).collect::<Vec<_>>(),
+            sent,
+            "depth {depth}"
+        );
         assert_eq!(r.stats().conflicts, 1, "depth {depth}");
     }
 }
@@ -448,7 +455,10 @@ fn conflicting_copies_are_decided_by_datagrams_not_repeats() {
         }
         r.flush();
         let got = drain(&mut r);
-        assert!(got.iter().all(|g| g.1 != forged), "depth {depth}: the forged IFP was delivered");
+        assert!(
+            got.iter().all(|g| g.1 != forged),
+            "depth {depth}: the forged IFP was delivered"
+        );
         assert_eq!(r.stats().conflicts, 1, "depth {depth}");
         if depth > 0 {
             // The real seq 2 came with copies reaching back into the stream: it replaced the forgery.

@@ -23,8 +23,8 @@ mod runs;
 pub mod tiff;
 
 pub use page::{
-    Coding, DecodeOptions, DecodeStats, Decoded, EncodeOptions, PageEnd, PageRef, decode, decode_into,
-    encode, stride,
+    Coding, DecodeOptions, DecodeStats, Decoded, EncodeOptions, PageEnd, PageRef, decode,
+    decode_into, encode, stride,
 };
 
 /// The widest line accepted (T.4 lines are 1728, 2048 or 2432 pixels at 8 pels/mm; TIFF may be wider).

@@ -172,8 +172,15 @@ fn corrupt_lines_are_replaced_counted_and_decoding_resumes() {
             bad[at + 1] ^= 0xA5;
         }
         let back = decode(&bad, &DecodeOptions::fax(coding, width)).expect("decodes");
-        assert!(back.stats.bad_lines >= 2, "{coding:?}: {} bad", back.stats.bad_lines);
-        assert!(back.stats.max_consecutive_bad >= 1 && back.stats.max_consecutive_bad <= back.stats.bad_lines);
+        assert!(
+            back.stats.bad_lines >= 2,
+            "{coding:?}: {} bad",
+            back.stats.bad_lines
+        );
+        assert!(
+            back.stats.max_consecutive_bad >= 1
+                && back.stats.max_consecutive_bad <= back.stats.bad_lines
+        );
         assert_eq!(back.stats.end, t4::PageEnd::Terminator, "RTC still found");
         assert!(
             (height - 4..=height + 2).contains(&back.stats.height),
@@ -244,13 +251,20 @@ fn how_a_page_ended_is_reported() {
         assert!(whole.stats.complete() && whole.stats.first_bad.is_none());
 
         // Cut in the middle: the data ends, and at most the cut line is bad (it is the last one).
-        let cut = decode(&coded[..coded.len() / 2], &DecodeOptions::fax(coding, width))
-            .expect("decodes");
+        let cut = decode(
+            &coded[..coded.len() / 2],
+            &DecodeOptions::fax(coding, width),
+        )
+        .expect("decodes");
         assert_eq!(cut.stats.end, t4::PageEnd::DataEnd, "{coding:?}");
         assert!(!cut.stats.complete());
         assert!(cut.stats.height < height);
         if let Some(r) = cut.stats.first_bad {
-            assert_eq!(r + 1, cut.stats.height, "{coding:?}: only the cut line is bad");
+            assert_eq!(
+                r + 1,
+                cut.stats.height,
+                "{coding:?}: only the cut line is bad"
+            );
         }
     }
     // T.6 has no resynchronisation: garbage in the middle loses the rest of the page, and says so.

@@ -207,7 +207,9 @@ fn run_case(peer: &Path, dir: &Path, doc: &Path, c: &Case, n: usize) -> Result<S
     }
     let pages = same_pages(&sent, &received).map_err(|e| format!("pages differ: {e:#}\n{ctx}"))?;
     if c.drop_frame.is_some() && !ours_stdout.contains("pprs=1 ") {
-        return Err(format!("one piece of one frame was lost: one PPR expected\n{ctx}"));
+        return Err(format!(
+            "one piece of one frame was lost: one PPR expected\n{ctx}"
+        ));
     }
     let want = if c.pages == 1 { 1 } else { 3 };
     if pages != want || po.pages as usize != want {

@@ -149,11 +149,20 @@ pub async fn add_member(
             }
         }
         MemberKind::FaxServer => {
-            app.access.holds(
+            let known = app.access.holds(
                 &caller.id,
                 Competence::ManageGroupings,
                 Target::FaxServer(&m.id),
-            ) && app.store.fax_server(&m.id).await?.is_some()
+            ) && app.store.fax_server(&m.id).await?.is_some();
+            if known {
+                // A new grouping shares the fax server's fallback inbox with the ones it serves.
+                app.access.authorize_change_of_fax_server(
+                    &caller,
+                    Competence::ManageGroupings,
+                    &m.id,
+                )?;
+            }
+            known
         }
     };
     if !exists {
@@ -404,10 +413,10 @@ pub async fn patch_fax_server(
     Json(req): Json<FaxServerPatch>,
 ) -> ApiResult<Json<FaxServerView>> {
     let fs = visible_fax_server(&app, &caller, &id).await?;
-    app.access.authorize(
+    app.access.authorize_change_of_fax_server(
         &caller,
         Competence::ChangeFaxServerSettings,
-        Target::FaxServer(&fs.id),
+        &fs.id,
     )?;
     if let Some(prefixes) = req.dial_prefixes {
         valid_prefixes("dial_prefixes", &prefixes)?;
@@ -527,10 +536,10 @@ pub async fn create_rule(
                 format!("no fax server {fs}"),
             ));
         }
-        Some(fs) => app.access.authorize(
+        Some(fs) => app.access.authorize_change_of_fax_server(
             &caller,
             Competence::ManageInboundRules,
-            Target::FaxServer(fs),
+            fs,
         )?,
         None => app
             .access
@@ -635,6 +644,11 @@ pub async fn delete_rule(
     let Some(rule) = rule.filter(|r| rule_in_reach(&app, &caller, r)) else {
         return Err(ApiError::not_found("inbound rule"));
     };
+    // Deleting a rule changes where the fax server's faxes go for every grouping it serves.
+    if let Some(fs) = rule.fax_server_id.as_deref() {
+        app.access
+            .authorize_change_of_fax_server(&caller, Competence::ManageInboundRules, fs)?;
+    }
     if !app.store.delete_inbound_rule(&rule.id).await? {
         return Err(ApiError::not_found("inbound rule"));
     }

@@ -519,7 +519,9 @@ pub async fn set_password(
 pub struct NewToken {
     /// 1 to 64 characters, to tell tokens apart.
     pub label: String,
-    /// The token stops working after this many seconds (at most ten years); absent: never.
+    /// The token stops working after this many seconds (at most ten years); absent: never. A token a
+    /// client makes for itself lives no longer than the token it is made with (absent: as long), and one
+    /// made with a sign-in token ends when the password changes.
     pub expires_in_secs: Option<u64>,
 }
 

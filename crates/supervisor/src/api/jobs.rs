@@ -526,25 +526,35 @@ pub async fn cancel(
             job.status
         )));
     }
-    if job.status == "queued" {
+    let cancel_queued = || async {
         let update = JobUpdate {
             status: "cancelled".into(),
             reason: Some("cancelled by the client".into()),
             ..Default::default()
         };
         let event = job_event("job.cancelled", &job, serde_json::json!({}));
-        if app
+        let done = app
             .store
             .update_job(&job.id, &["queued"], &update, &[event])
-            .await?
-        {
+            .await?;
+        if done {
             app.dispatcher.dequeue(&job.id);
             app.dispatcher.events_committed();
-            let job = own_job(&app, &caller, &id).await?;
-            return Ok(Json(job_view(job, None)).into_response());
         }
+        ApiResult::Ok(done)
+    };
+    if job.status == "queued" && cancel_queued().await? {
+        let job = own_job(&app, &caller, &id).await?;
+        return Ok(Json(job_view(job, None)).into_response());
     }
     app.store.request_cancel(&job.id).await?;
+    // An attempt may have ended and queued its job for a retry since the job was read; from here on no
+    // retry is queued (the store refuses it once the cancel is asked for), and one queued before is
+    // cancelled now.
+    if cancel_queued().await? {
+        let job = own_job(&app, &caller, &id).await?;
+        return Ok(Json(job_view(job, None)).into_response());
+    }
     for a in app
         .store
         .attempts_of(&job.id)

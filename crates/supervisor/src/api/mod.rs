@@ -55,6 +55,7 @@ impl FromRequestParts<AppState> for Caller {
             name: session.client.name,
             token_id: session.token_id,
             token_expires_at: session.token_expires_at,
+            token_session: session.token_session,
         })
     }
 }

@@ -36,7 +36,12 @@ async fn visible(app: &AppState, caller: &Caller, id: &str, needs: Competence) -
     if !app.access.fax_server_visible(caller, id) || app.store.fax_server(id).await?.is_none() {
         return Err(ApiError::not_found("fax server"));
     }
-    app.access.authorize(caller, needs, Target::FaxServer(id))
+    if needs == Competence::ReadFaxServerSettings {
+        app.access.authorize(caller, needs, Target::FaxServer(id))
+    } else {
+        // A change reaches every grouping the fax server serves.
+        app.access.authorize_change_of_fax_server(caller, needs, id)
+    }
 }
 
 fn parse(document: &str) -> ApiResult<FaxServerSettings> {

@@ -1013,6 +1013,237 @@ async fn deleting_a_fax_server_takes_it_out_of_groupings_and_rules_and_needs_all
     made("own", vec![a.clone()]).await;
 }
 
+/// A fax server serving groupings A and B: A's administrator may read its settings, but changing what it
+/// does for everyone (its settings, routing and inbound rules, the groupings it serves) needs authority
+/// over B too, or A could take B's received faxes or send B's faxes through a proxy of its choosing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fax_server_shared_with_another_grouping_is_changed_only_with_authority_over_both() {
+    let (_dir, sup) = start();
+    let admin = sup.admin();
+    let a = grouping(&admin, "a").await;
+    let b = grouping(&admin, "b").await;
+    let c = grouping(&admin, "c").await;
+    let (ga, _) = app(&admin, "ga-a", &[&a], Some(grouping_admin_of(&a))).await;
+    let fs = want(
+        admin
+            .post(
+                "/v1/fax-servers",
+                json!({"name": "shared", "groupings": [a, b]}),
+            )
+            .await,
+        201,
+        "fax server",
+    );
+    let shared = id(&fs, "/fax_server/id");
+    // B's administrator routes B's number to B.
+    let b_rule = want(
+        admin
+            .post(
+                "/v1/inbound-rules",
+                json!({"fax_server_id": shared, "called_number": "+15550002",
+                       "targets": [{"kind": "grouping", "id": b}]}),
+            )
+            .await,
+        201,
+        "B's rule",
+    );
+    let b_rule = id(&b_rule, "/id");
+
+    want(
+        ga.get(&format!("/v1/fax-servers/{shared}/settings")).await,
+        200,
+        "reading the settings",
+    );
+    let r = want(
+        ga.delete(&format!("/v1/inbound-rules/{b_rule}")).await,
+        403,
+        "deleting B's rule",
+    );
+    assert!(message(&r).contains(&b), "{r}");
+    want(
+        ga.post(
+            "/v1/inbound-rules",
+            json!({"fax_server_id": shared, "priority": -1, "called_number": "+15550002",
+                   "targets": [{"kind": "grouping", "id": a}]}),
+        )
+        .await,
+        403,
+        "a rule taking B's number",
+    );
+    want(
+        ga.patch(
+            &format!("/v1/fax-servers/{shared}/settings"),
+            json!({"sip": {"proxy": "192.0.2.7:5060"}}),
+        )
+        .await,
+        403,
+        "pointing its SIP proxy elsewhere",
+    );
+    want(
+        ga.put(
+            &format!("/v1/fax-servers/{shared}/settings"),
+            json!({"channels": 1}),
+        )
+        .await,
+        403,
+        "replacing its settings",
+    );
+    want(
+        ga.patch(
+            &format!("/v1/fax-servers/{shared}"),
+            json!({"dial_prefixes": ["+999"]}),
+        )
+        .await,
+        403,
+        "changing its routing",
+    );
+    // Even into a grouping A's administrator also runs.
+    want(
+        admin
+            .post(
+                &format!(
+                    "/v1/clients/{}/grants",
+                    id(&want(ga.get("/v1/me").await, 200, "me"), "/id")
+                ),
+                json!({"role": "grouping administrator", "scope": {"kind": "grouping", "id": c}}),
+            )
+            .await,
+        201,
+        "ga also runs c",
+    );
+    want(
+        ga.put(
+            &format!("/v1/groupings/{c}/members"),
+            json!({"kind": "fax_server", "id": shared}),
+        )
+        .await,
+        403,
+        "adding it to another grouping",
+    );
+    let rules = want(admin.get("/v1/inbound-rules").await, 200, "rules");
+    assert!(
+        rules.to_string().contains(&b_rule),
+        "B's rule stays: {rules}"
+    );
+
+    // A fax server of A alone stays A's to change.
+    let own = want(
+        admin
+            .post("/v1/fax-servers", json!({"name": "own", "groupings": [a]}))
+            .await,
+        201,
+        "fax server",
+    );
+    let own = id(&own, "/fax_server/id");
+    want(
+        ga.patch(
+            &format!("/v1/fax-servers/{own}/settings"),
+            json!({"channels": 1}),
+        )
+        .await,
+        200,
+        "its own fax server's settings",
+    );
+    want(
+        ga.post(
+            "/v1/inbound-rules",
+            json!({"fax_server_id": own, "targets": [{"kind": "grouping", "id": a}]}),
+        )
+        .await,
+        201,
+        "its own fax server's rule",
+    );
+}
+
+/// A token a client makes for itself with a sign-in token lives no longer than the sign-in, and ends
+/// with it when the password changes: a stolen sign-in token cannot be turned into lasting access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_made_with_a_sign_in_token_does_not_outlive_it() {
+    let (_dir, sup) = start();
+    let admin = sup.admin();
+    let default = default_grouping(&admin).await;
+    let pat = person(&admin, "pat", "pat's long password", &[&default]).await;
+    let r = sign_in(&sup, "pat", "pat's long password").await;
+    assert_eq!(r.status(), 201);
+    let session: Value = r.json().await.expect("session");
+    let session_api = admin.with_token(&id(&session, "/token"));
+    let session_ends = time::OffsetDateTime::parse(
+        &id(&session, "/expires_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("expires_at");
+
+    let minted = want(
+        session_api
+            .post(
+                &format!("/v1/clients/{pat}/tokens"),
+                json!({"label": "mine"}),
+            )
+            .await,
+        201,
+        "a token for oneself",
+    );
+    let ends = time::OffsetDateTime::parse(
+        minted["expires_at"].as_str().expect("it expires"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("expires_at");
+    assert!(
+        ends <= session_ends,
+        "{minted} outlives the session ({session_ends})"
+    );
+    let r = want(
+        session_api
+            .post(
+                &format!("/v1/clients/{pat}/tokens"),
+                json!({"label": "longer", "expires_in_secs": 315_000_000u64}),
+            )
+            .await,
+        422,
+        "a token for oneself longer than the session",
+    );
+    assert_eq!(r["error"]["field"], "expires_in_secs", "{r}");
+
+    let minted_api = admin.with_token(&id(&minted, "/token"));
+    want(
+        minted_api.get("/v1/me").await,
+        200,
+        "the minted token works",
+    );
+    want(
+        admin
+            .put(
+                &format!("/v1/clients/{pat}/password"),
+                json!({"password": "a brand new password"}),
+            )
+            .await,
+        204,
+        "a new password",
+    );
+    want(
+        minted_api.get("/v1/me").await,
+        401,
+        "the minted token after a new password",
+    );
+    want(
+        session_api.get("/v1/me").await,
+        401,
+        "the session after a new password",
+    );
+    // An administrator's token for pat is not a sign-in: it stays as issued.
+    let issued = want(
+        admin
+            .post(
+                &format!("/v1/clients/{pat}/tokens"),
+                json!({"label": "by admin"}),
+            )
+            .await,
+        201,
+        "a token by the administrator",
+    );
+    assert!(issued["expires_at"].is_null(), "{issued}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_sign_in_is_throttled_per_name_and_per_address() {
     let (_dir, sup) = start();

@@ -535,6 +535,99 @@ async fn a_silent_fax_server_has_its_jobs_moved_on_only_when_no_call_can_run() {
         .await;
 }
 
+/// A fax server whose link is cut mid-call is revoked (as an operator does to move its jobs on): it may
+/// still be running the call out of reach, so its job is shown in doubt and goes to another fax server only
+/// once that call cannot be running any more (its call limit, 8 s, counted from the cut), not at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_fax_server_out_of_reach_moves_its_job_on_only_when_no_call_can_run() {
+    let dir = tempdir();
+    let net = Net::start(dir.path(), 6).await;
+    let proxy = LinkProxy::start(&net.sup.url).await.expect("proxy");
+    let (_cut, cut_id) = net
+        .sender(
+            "cut",
+            &["+1555021"],
+            Some(proxy.url()),
+            json!({"page_ms": 60_000}),
+        )
+        .await;
+    let (fallback, fallback_id) = net
+        .sender("fallback", &[], None, json!({"page_ms": 200}))
+        .await;
+    wait_online(&net.admin, &[&cut_id, &fallback_id]).await;
+    let number = "+15550210001";
+    let job_id = net.submit(number).await;
+    net.wait_jobs(
+        &[&job_id],
+        Duration::from_secs(15),
+        "the call under way",
+        status_is("active"),
+    )
+    .await;
+    proxy.cut();
+    let cut_at = time::OffsetDateTime::now_utc();
+    // Revoked once the supervisor has seen the link go (a cancel sent before would still get through).
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let fs = net
+            .admin
+            .get(&format!("/v1/fax-servers/{cut_id}"))
+            .await
+            .expect("fax server")
+            .expect_status(200)
+            .expect("200");
+        if fs["online"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the cut link still shows online: {fs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = net
+        .admin
+        .post(&format!("/v1/fax-servers/{cut_id}/revoke"), json!({}))
+        .await
+        .expect("revoke");
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    net.wait_jobs(
+        &[&job_id],
+        Duration::from_secs(5),
+        "in doubt after the revocation",
+        |job| job["status"] == "in_doubt",
+    )
+    .await;
+    net.wait_jobs(
+        &[&job_id],
+        Duration::from_secs(20),
+        "sent by the other fax server",
+        status_is("sent"),
+    )
+    .await;
+    let job = net.job(&job_id).await;
+    let tried = attempts(&job);
+    assert_eq!(tried.len(), 2, "{job:#}");
+    assert_eq!(
+        (
+            tried[0]["status"].as_str(),
+            tried[1]["fax_server_id"].as_str()
+        ),
+        (Some("abandoned"), Some(fallback_id.as_str())),
+        "{job:#}"
+    );
+    let again = time_of(&tried[1]["started_at"]);
+    assert!(
+        again - cut_at >= time::Duration::seconds(7),
+        "dispatched again {} after the cut, while the first call could still run (8 s): {job:#}",
+        again - cut_at
+    );
+    net.assert_received_once(&[number]).await;
+    assert_eq!(fallback.executed().len(), 1);
+    net.assert_nothing_in_flight(&[&job_id]).await;
+}
+
 /// `a`'s link is cut just as its calls start, and stays cut past the call limit (10 s): the calls send
 /// their faxes meanwhile, but the supervisor cannot know it and gives the jobs to other fax servers: `x`'s
 /// to `b`, which prepares for 6 s before dialling, `y`'s to `c`, which dials at once and is still sending

@@ -861,6 +861,37 @@ mod tests {
         assert!(job.finished_at.is_some());
     }
 
+    /// A cancel asked for while an attempt's end is decided wins over a retry: the store does not queue
+    /// the job again (the caller decides anew), and a job whose cancel was asked for is never started.
+    #[tokio::test]
+    async fn a_cancel_asked_for_meanwhile_is_never_queued_over() {
+        let (store, _dir, job, fs, a) = started().await;
+        assert!(store.request_cancel(&job.id).await.expect("cancel"));
+        let failed = AttemptFinish {
+            status: "failed".into(),
+            fault: Some("recipient".into()),
+            reason: Some("busy".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            end(&store, &a, Ending::Open, &failed, Some(&job_to("queued"))).await,
+            Ended::CancelRequested
+        );
+        assert_eq!(
+            status_of(&store, &job, &a).await,
+            ("dispatched".into(), "offered".into()),
+            "nothing written"
+        );
+        assert_eq!(
+            end(&store, &a, Ending::Open, &failed, Some(&job_to("cancelled"))).await,
+            Ended::WithJob
+        );
+        // A job left queued with its cancel asked for is not started.
+        let other = queued_job(&store).await;
+        assert!(store.request_cancel(&other.id).await.expect("cancel"));
+        assert!(!start(&store, &attempt(&other, &fs.id)).await);
+    }
+
     /// An attempt in doubt is open (its job waits for it) and comes back to `active` when its fax server
     /// reports (or `offered` when the offer goes again); one that was abandoned takes a late `sent`
     /// truthfully: the attempt succeeded and its job is sent, even after a retry failed it; a late failure

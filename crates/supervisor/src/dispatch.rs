@@ -1675,6 +1675,11 @@ mod tests {
 
     impl Rig {
         async fn new() -> (Self, Job) {
+            Self::with(|_| {}).await
+        }
+
+        /// A rig whose configuration `change` adjusts.
+        async fn with(change: impl FnOnce(&mut Config)) -> (Self, Job) {
             let dir = std::env::temp_dir().join(store::new_id("faxhub-dispatch-test"));
             std::fs::create_dir_all(&dir).expect("dir");
             let store = Store::open(&dir.join("faxhub.db")).await.expect("store");
@@ -1717,6 +1722,7 @@ mod tests {
                 max_page_bits: 0,
                 ..Default::default()
             };
+            change(&mut config);
             let live = Arc::new(crate::supervisor_settings::Live::new(
                 crate::supervisor_settings::SupervisorSettings::from_config(&config),
             ));
@@ -1871,5 +1877,63 @@ mod tests {
         rig.d.on_result(&rig.fs, sent).await.expect("late result");
         assert_eq!(rig.statuses(&job).await, owned("sent", &["succeeded"]));
         assert_eq!(rig.d.queue_len(), 0, "the retry is withdrawn");
+    }
+
+    /// The client cancels while the fax server is away and the offer may never have arrived: when it
+    /// comes back without the attempt, the offer is not sent again; the job ends cancelled.
+    #[tokio::test]
+    async fn an_offer_lost_in_an_outage_is_not_sent_again_for_a_cancelled_job() {
+        let (mut rig, job) = Rig::new().await;
+        rig.d.dispatch_round().await.expect("dispatch");
+        assert!(matches!(rig.next_message(), Body::JobOffer(_)));
+        assert!(rig.d.store().request_cancel(&job.id).await.expect("cancel"));
+        let (tx, mut link) = mpsc::unbounded_channel();
+        let caps = Capabilities {
+            channels: 1,
+            ..Default::default()
+        };
+        rig.d
+            .connected(&rig.fs, caps, tx, Vec::new())
+            .await
+            .expect("connected");
+        assert_eq!(rig.statuses(&job).await, owned("cancelled", &["failed"]));
+        while let Ok(m) = link.try_recv() {
+            assert!(
+                !matches!(m.body, Body::JobOffer(_)),
+                "offered again: {:?}",
+                m.body
+            );
+        }
+        assert_eq!(rig.d.queue_len(), 0);
+    }
+
+    /// A fax server that keeps reporting on a long call is not cut by `max_attempt_secs` before the call
+    /// limit its offer granted (3 s here, the maximum 1 s): the document is not sent again from page one.
+    #[tokio::test]
+    async fn the_watchdog_leaves_an_attempt_in_touch_until_its_call_limit() {
+        let (mut rig, job) = Rig::with(|c| c.deadlines.max_attempt_secs = 1).await;
+        rig.d.dispatch_round().await.expect("dispatch");
+        let Body::JobOffer(offer) = rig.next_message() else {
+            panic!("an offer first");
+        };
+        let attempt = offer.attempt_id;
+        for _ in 0..5 {
+            rig.progress(&attempt, Phase::Transmitting).await;
+            rig.after(0.5).await;
+        }
+        assert_eq!(
+            rig.statuses(&job).await,
+            owned("active", &["active"]),
+            "cut at 2.5 s, within the call limit"
+        );
+        for _ in 0..4 {
+            rig.progress(&attempt, Phase::Transmitting).await;
+            rig.after(0.5).await;
+        }
+        assert_eq!(
+            rig.statuses(&job).await,
+            owned("queued", &["abandoned"]),
+            "past the call limit and the grace (4 s)"
+        );
     }
 }

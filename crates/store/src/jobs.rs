@@ -892,6 +892,31 @@ mod tests {
         assert!(!start(&store, &attempt(&other, &fs.id)).await);
     }
 
+    /// Deleting a client marks its jobs on fax servers, in doubt included, cancel-requested: none of them
+    /// is queued or offered again after the deletion.
+    #[tokio::test]
+    async fn a_deleted_clients_job_in_doubt_is_never_sent_again() {
+        let (store, _dir, job, _fs, a) = started().await;
+        assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
+        let gone = store
+            .delete_client(&job.client_id)
+            .await
+            .expect("delete")
+            .expect("deleted");
+        assert_eq!(gone.open_jobs, vec![job.id.clone()]);
+        let after = store.job(&job.id).await.expect("job").expect("exists");
+        assert!(after.cancel_requested, "{after:?}");
+        let failed = AttemptFinish {
+            status: "abandoned".into(),
+            fault: Some("fax_server".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            end(&store, &a, Ending::Open, &failed, Some(&job_to("queued"))).await,
+            Ended::CancelRequested
+        );
+    }
+
     /// An attempt in doubt is open (its job waits for it) and comes back to `active` when its fax server
     /// reports (or `offered` when the offer goes again); one that was abandoned takes a late `sent`
     /// truthfully: the attempt succeeded and its job is sent, even after a retry failed it; a late failure

@@ -317,6 +317,8 @@ pub async fn rollback(
         .await?
         .ok_or_else(|| ApiError::field("version", format!("no version {}", req.version)))?;
     let stored = parse(&old.document)?;
+    // A version stored before today's rules may break them: it is not pushed again.
+    stored.validate()?;
     let extra = serde_json::json!({"rolled_back_to": req.version});
     let version = register(
         &app,

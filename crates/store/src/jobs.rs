@@ -883,7 +883,14 @@ mod tests {
             "nothing written"
         );
         assert_eq!(
-            end(&store, &a, Ending::Open, &failed, Some(&job_to("cancelled"))).await,
+            end(
+                &store,
+                &a,
+                Ending::Open,
+                &failed,
+                Some(&job_to("cancelled"))
+            )
+            .await,
             Ended::WithJob
         );
         // A job left queued with its cancel asked for is not started.

@@ -152,6 +152,8 @@ pub struct Session {
     page_ifps: IfpCount,
     ecm_rx: BlockRx,
     eop_seen: bool,
+    /// Pages handed up, confirmed or not: every one counts against `max_pages`.
+    pages_kept: u32,
 }
 
 impl Session {
@@ -219,6 +221,7 @@ impl Session {
             page_ifps: IfpCount::default(),
             ecm_rx: BlockRx::default(),
             eop_seen: false,
+            pages_kept: 0,
             cfg,
         };
         s.begin(now);
@@ -1197,9 +1200,9 @@ impl Session {
             Some(p) if p.stats.height > 0 => {
                 let s = &p.stats;
                 let end_lost = ecm::lines_lost(s, d.nominal_lines());
-                let lost = end_lost + transit;
-                let bad = u64::from(s.bad_lines + lost);
-                let h = u64::from(s.height + lost);
+                let lost = u64::from(end_lost) + u64::from(transit);
+                let bad = u64::from(s.bad_lines) + lost;
+                let h = u64::from(s.height) + lost;
                 let run = s.max_consecutive_bad.max(end_lost).max(transit_run);
                 if bad * 50 <= h && run <= 4 {
                     Quality::Good
@@ -1249,16 +1252,17 @@ impl Session {
         transit: u32,
         confirmed: bool,
     ) -> bool {
-        if confirmed && self.stats.pages >= self.cfg.max_pages {
+        if self.pages_kept >= self.cfg.max_pages {
             let what = format!("more than {} pages", self.cfg.max_pages);
             self.end(now, Err(Failure::LimitExceeded { what }));
             return false;
         }
         let s = p.stats;
+        self.pages_kept += 1;
         if confirmed {
             self.stats.pages += 1;
         }
-        self.stats.bad_lines += s.bad_lines;
+        self.stats.bad_lines = self.stats.bad_lines.saturating_add(s.bad_lines);
         let page = ReceivedPage {
             page: Page {
                 width: p.width,
@@ -1269,7 +1273,7 @@ impl Session {
             dcs: d,
             bad_lines: s.bad_lines,
             max_consecutive_bad: s.max_consecutive_bad,
-            lines_lost: ecm::lines_lost(&s, d.nominal_lines()) + transit,
+            lines_lost: ecm::lines_lost(&s, d.nominal_lines()).saturating_add(transit),
             complete: s.end == t4::PageEnd::Terminator,
             confirmed,
         };
@@ -1444,9 +1448,7 @@ impl Session {
         let data = std::mem::take(&mut self.page_data);
         let (eop, _, _) = Self::post_kind(fcf2);
         match decode(&data, &d, self.cfg.max_page_lines) {
-            Some(p) if p.stats.height > 0 => {
-                self.accept_page(now, p, d, 0, false);
-            }
+            Some(p) if p.stats.height > 0 && !self.accept_page(now, p, d, 0, false) => return,
             _ => {}
         }
         if eop {
@@ -1560,5 +1562,62 @@ fn convert_resolution(p: &Page, to: Resolution) -> Page {
         height,
         resolution: to,
         data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compression, Modem, Resolution};
+
+    fn page() -> t4::Decoded {
+        t4::Decoded {
+            width: 1728,
+            data: vec![0; 216],
+            stats: t4::DecodeStats {
+                height: 1,
+                bad_lines: 0,
+                max_consecutive_bad: 0,
+                first_bad: None,
+                end: t4::PageEnd::Terminator,
+            },
+        }
+    }
+
+    /// Pages kept but not confirmed (a block that never decoded, pages after EOR) count against
+    /// `max_pages` like confirmed ones: a sender cannot make a receiver keep pages without end.
+    #[test]
+    fn every_kept_page_counts_against_max_pages() {
+        let mut cfg = Config::new(Role::Receive, false);
+        cfg.max_pages = 2;
+        let mut s = Session::new(cfg, Duration::ZERO);
+        let d = Dcs {
+            modem: Modem::V17_14400,
+            resolution: Resolution::Fine,
+            compression: Compression::Mmr,
+            ecm: true,
+            ecm_frame: 256,
+            width: 1728,
+            min_scan_ms: 0,
+            unlimited_length: false,
+            b4_length: false,
+            sub: false,
+            sid: false,
+        };
+        let now = Duration::ZERO;
+        assert!(s.accept_page(now, page(), d, 0, false));
+        assert!(s.accept_page(now, page(), d, 0, true));
+        assert!(!s.accept_page(now, page(), d, 0, false), "a third page");
+        assert!(
+            matches!(
+                s.finishing
+                    .as_ref()
+                    .or(s.finished.as_ref().map(|o| &o.result)),
+                Some(Err(Failure::LimitExceeded { .. }))
+            ),
+            "{:?} {:?}",
+            s.finishing,
+            s.finished
+        );
     }
 }

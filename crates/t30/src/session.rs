@@ -1447,9 +1447,12 @@ impl Session {
         let Some(d) = self.dcs else { return };
         let data = std::mem::take(&mut self.page_data);
         let (eop, _, _) = Self::post_kind(fcf2);
-        match decode(&data, &d, self.cfg.max_page_lines) {
-            Some(p) if p.stats.height > 0 && !self.accept_page(now, p, d, 0, false) => return,
-            _ => {}
+        let kept = match decode(&data, &d, self.cfg.max_page_lines) {
+            Some(p) if p.stats.height > 0 => self.accept_page(now, p, d, 0, false),
+            _ => true,
+        };
+        if !kept {
+            return;
         }
         if eop {
             self.eop_seen = true;

@@ -59,4 +59,6 @@ pub struct AppState {
     pub retention_wake: Arc<tokio::sync::Notify>,
     /// Password hashing, the sign-in throttle, and revocations told to long-lived connections.
     pub credentials: Arc<auth::Credentials>,
+    /// Event streams open per client.
+    pub streams: Arc<api::events::OpenStreams>,
 }

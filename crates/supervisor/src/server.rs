@@ -172,6 +172,7 @@ impl Supervisor {
             server_key,
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_lanes: Arc::default(),
+            streams: Arc::default(),
         };
         let mut tasks = vec![
             tokio::spawn(dispatcher.clone().run()),

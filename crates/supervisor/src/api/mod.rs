@@ -6,7 +6,7 @@ mod admin;
 mod audit;
 mod clients;
 mod documents;
-mod events;
+pub mod events;
 mod jobs;
 mod node;
 mod phonebook;

@@ -194,24 +194,21 @@ pub async fn set_password(
         let attempt = guard
             .begin(&client.name, None, std::time::Instant::now())
             .map_err(crate::signin::too_many)?;
-        if !app
+        let matches = app
             .credentials
             .verify_password(current, client.password_hash.as_deref())
             .await
-        {
+            .inspect_err(|_| guard.withdrawn(&attempt))?;
+        if !matches {
             guard.failed(&attempt);
             return Err(ApiError::forbidden("the current password does not match"));
         }
-        guard.succeeded(&attempt);
+        guard.succeeded(&attempt, std::time::Instant::now());
     } else {
         app.access.authorize_over_client(caller, &client.id)?;
     }
     valid_password("password", new)?;
-    let hash = app
-        .credentials
-        .hash_password(new)
-        .await
-        .map_err(|e| ApiError::internal("hashing a password", e))?;
+    let hash = app.credentials.hash_password(new).await?;
     if !app.store.set_password(&client.id, &hash).await? {
         return Err(ApiError::not_found("client"));
     }

@@ -41,11 +41,59 @@ pub struct Config {
     /// Memory the checks of uploads may take at once (decoding pictures and TIFF pages), MiB; a check
     /// that needs more runs alone. They run one per core, off the async runtime.
     pub check_memory_mib: u64,
+    pub connections: ConnectionConfig,
     pub dial: DialConfig,
     pub retry: RetryConfig,
     pub deadlines: DeadlineConfig,
     /// Name of the bootstrap administrator made on first start.
     pub bootstrap_admin: String,
+}
+
+/// Bounds on the connections of each listener, so that clients that connect and say nothing (or say it
+/// one byte at a time) cannot hold the supervisor's file descriptors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Connections open at once per listener; beyond it new ones wait in the kernel's backlog.
+    pub max: usize,
+    /// Connections open at once from one IPv4 address or IPv6 /64 on the HTTPS listener; beyond it new
+    /// ones are closed at once. (The plain HTTP listener is for this machine and a local reverse proxy,
+    /// whose connections all come from one address.)
+    pub max_per_address: usize,
+    /// Time a TLS handshake may take, seconds.
+    pub handshake_secs: u64,
+    /// Time an HTTP/1 request's header may take to arrive, seconds; also how long a kept-alive connection
+    /// may stay idle between requests.
+    pub header_secs: u64,
+    /// HTTP/2: a ping after this long without a frame, seconds; a connection whose ping is not answered
+    /// within as long again is closed.
+    pub keep_alive_secs: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            max: 4096,
+            max_per_address: 256,
+            handshake_secs: 10,
+            header_secs: 10,
+            keep_alive_secs: 30,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    pub fn handshake(&self) -> Duration {
+        Duration::from_secs(self.handshake_secs.max(1))
+    }
+
+    pub fn header(&self) -> Duration {
+        Duration::from_secs(self.header_secs.max(1))
+    }
+
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_secs.max(1))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +160,7 @@ impl Default for Config {
             metrics_token: None,
             max_upload_bytes: 50 * 1024 * 1024,
             check_memory_mib: 512,
+            connections: ConnectionConfig::default(),
             dial: DialConfig::default(),
             retry: RetryConfig::default(),
             deadlines: DeadlineConfig::default(),

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds to wait before trying again, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -32,7 +34,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_field` (422), `bad_request` (400), `unauthorized`,
     /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `too_large` (413),
-    /// `unsupported_media_type` / `unsupported_document` (415), `too_many_requests`, `internal`. Every
+    /// `unsupported_media_type` / `unsupported_document` (415), `too_many_requests`, `busy` (503, with
+    /// `Retry-After`), `internal`. Every
     /// error response of the API has this shape, whatever part of the server refused the request.
     pub code: String,
     pub message: String,
@@ -49,6 +52,15 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 503: the server is too busy for this request now; try again after `retry_after_secs`.
+    pub fn busy(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
         }
     }
 
@@ -59,6 +71,7 @@ impl ApiError {
             code: "invalid_field",
             message: format!("{field}: {message}"),
             field: Some(field.to_owned()),
+            retry_after: None,
         }
     }
 
@@ -133,6 +146,10 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("close"),
             );
         }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         resp.extensions_mut().insert(Shaped);
         resp
     }
@@ -181,6 +198,7 @@ impl ApiError {
             code,
             field: field_named_in(text),
             message,
+            retry_after: None,
         }
     }
 }

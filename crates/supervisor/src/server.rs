@@ -3,18 +3,23 @@
 //! listener).
 
 use crate::access::Access;
-use crate::config::Config;
+use crate::config::{Config, ConnectionConfig};
 use crate::dispatch::Dispatcher;
 use crate::docstore::DocStore;
 use crate::metrics::Metrics;
 use crate::{AppState, api, auth, tls};
-use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use anyhow::Context as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 use store::{ClientKind, MemberKind, Store};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Service;
 
 /// Credentials of the bootstrap administrator, made on first start and shown once.
@@ -186,6 +191,7 @@ impl Supervisor {
             let (bound, task) = serve_plain(
                 addr,
                 api::metrics_router(state.clone()),
+                &config.connections,
                 "the metrics listener",
             )
             .await?;
@@ -194,7 +200,8 @@ impl Supervisor {
         }
         let mut http_addr = None;
         if let Some(addr) = config.http_listen {
-            let (bound, task) = serve_plain(addr, router.clone(), "HTTP").await?;
+            let (bound, task) =
+                serve_plain(addr, router.clone(), &config.connections, "HTTP").await?;
             http_addr = Some(bound);
             tasks.push(task);
         }
@@ -225,10 +232,12 @@ impl Supervisor {
                 .await
                 .with_context(|| format!("binding HTTPS to {addr}"))?;
             https_addr = Some(listener.local_addr()?);
-            tasks.push(tokio::spawn(serve_tls(
+            tasks.push(tokio::spawn(serve(
                 listener,
-                acceptor,
+                Some(acceptor),
                 router.layer(axum::middleware::map_response(api::hsts)),
+                config.connections.clone(),
+                "HTTPS",
             )));
         }
         if let Some(addr) = http_addr {
@@ -256,63 +265,253 @@ impl Supervisor {
 async fn serve_plain(
     addr: SocketAddr,
     app: axum::Router,
+    limits: &ConnectionConfig,
     what: &'static str,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {what} to {addr}"))?;
     let bound = listener.local_addr()?;
-    // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let task = tokio::spawn(async move {
-        // The peer address reaches handlers (the sign-in throttle counts by address).
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("{what} failed: {e}");
-        }
-    });
+    let task = tokio::spawn(serve(listener, None, app, limits.clone(), what));
     Ok((bound, task))
 }
 
-async fn serve_tls(
+/// The shortest and longest pause after a failed `accept` (out of file descriptors, most often): the
+/// loop must not spin while the process can open nothing.
+const ACCEPT_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
+/// Serves `app` on `listener`, over TLS when `tls` is given, within `limits`: at most `limits.max`
+/// connections at once (a permit held as long as the connection, upgraded ones included), on TLS at most
+/// `limits.max_per_address` from one address, a bounded handshake, and a bounded wait for each request's
+/// header. Over TLS the protocol is the one ALPN chose (HTTP/2 for `h2`, else HTTP/1.1); plain HTTP is
+/// HTTP/1.1 only, so no connection waits unbounded for its first bytes to tell the protocol.
+async fn serve(
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: axum::Router,
+    limits: ConnectionConfig,
+    what: &'static str,
 ) {
+    let open = Arc::new(Semaphore::new(limits.max.max(1)));
+    let per_address = Arc::new(PerAddress::default());
+    let limits = Arc::new(limits);
+    let mut pause = ACCEPT_PAUSE.0;
     loop {
+        let Ok(permit) = open.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
+            Ok(c) => {
+                pause = ACCEPT_PAUSE.0;
+                c
+            }
+            Err(e) if connection_error(&e) => continue,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                tracing::error!("{what}: accepting a connection failed: {e}; pausing {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ACCEPT_PAUSE.1);
                 continue;
             }
         };
+        let slot = match tls {
+            Some(_) => match per_address.enter(peer.ip(), limits.max_per_address) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(%peer, "{what}: too many connections from this address");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        // Small messages (link frames, API answers) must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
+        let io = Held {
+            io: tcp,
+            _permit: permit,
+            _slot: slot,
+        };
+        let (tls, app, limits) = (tls.clone(), app.clone(), limits.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let Some(acceptor) = tls else {
+                return serve_connection(io, false, peer, app, &limits).await;
+            };
+            let stream = match tokio::time::timeout(limits.handshake(), acceptor.accept(io)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake took too long");
+                    return;
+                }
             };
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(axum::body::Body::new);
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    router.clone().call(req)
-                });
-            if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            serve_connection(stream, h2, peer, app, &limits).await;
         });
+    }
+}
+
+/// Errors of one connection that `accept` reports (the peer gave up before it was accepted): no reason
+/// to pause.
+fn connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn serve_connection<I>(
+    io: I,
+    h2: bool,
+    peer: SocketAddr,
+    app: axum::Router,
+    limits: &ConnectionConfig,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        // The peer address reaches handlers (the sign-in throttle counts by address).
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        app.clone().call(req)
+    });
+    let io = TokioIo::new(io);
+    let ended = if h2 {
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.keep_alive())
+            .keep_alive_timeout(limits.keep_alive())
+            .serve_connection(io, service)
+            .await
+    } else {
+        hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header())
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// Connections open per address (IPv4 host, IPv6 /64: the sign-in throttle's keys).
+#[derive(Debug, Default)]
+struct PerAddress(Mutex<HashMap<String, usize>>);
+
+impl PerAddress {
+    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
+        let key = crate::signin::address_key(ip);
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.clone()).or_default();
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            book: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One connection counted against its address until it closes.
+#[derive(Debug)]
+struct Slot {
+    book: Arc<PerAddress>,
+    key: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.book.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A connection with what it holds (its permit, its address's slot) for as long as it lives: after an
+/// upgrade to a WebSocket hyper passes the connection on, and the bounds go with it.
+struct Held {
+    io: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    _slot: Option<Slot>,
+}
+
+impl AsyncRead for Held {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Held {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_per_address_are_bounded_and_given_back() {
+        let book = Arc::new(PerAddress::default());
+        let a: IpAddr = "2001:db8::1".parse().expect("ip");
+        let same_64: IpAddr = "2001:db8::2".parse().expect("ip");
+        let other: IpAddr = "192.0.2.1".parse().expect("ip");
+        let first = book.enter(a, 2).expect("first");
+        let second = book.enter(same_64, 2).expect("second");
+        assert!(book.enter(a, 2).is_none(), "a /64 holds two at most");
+        assert!(
+            book.enter(other, 2).is_some(),
+            "another address is counted apart"
+        );
+        drop(first);
+        let third = book
+            .enter(a, 2)
+            .expect("a closed connection gives its slot back");
+        drop((second, third));
+        assert!(
+            book.0.lock().expect("lock").is_empty(),
+            "addresses without connections are forgotten"
+        );
     }
 }

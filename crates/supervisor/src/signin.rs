@@ -1,10 +1,14 @@
 //! Password sign-in (`POST /v1/sessions`): a person's name and password for an API token that expires
 //! after the supervisor's `sessions.login_token_ttl_secs`.
 //!
-//! Guessing is throttled per name and per address: the first few failures are free, every further one
-//! locks the name (or address) for twice as long as the one before, up to 15 minutes; a key forgets its
-//! failures after an hour without one. An attempt counts as a failure from the moment it starts, so
-//! concurrent guesses cannot all pass the check before the first of them fails. An unknown name, an
+//! Guessing is throttled per name, per name and address, and per address: the first few failures are
+//! free, every further one locks the key for twice as long as the one before, up to 15 minutes; a key
+//! forgets its failures after an hour without one. An attempt counts as a failure from the moment it
+//! starts, so concurrent guesses cannot all pass the check before the first of them fails. The lock of a
+//! name alone does not hold at an address from which that name signed in within the last 30 days: a
+//! stranger failing from elsewhere must not lock a person out of the places they use (the name's lock at
+//! that address and the address's own lock still hold there). Proxy headers are not read: behind a
+//! reverse proxy every sign-in comes from the proxy's address. An unknown name, an
 //! application or a disabled client costs the same argon2 check as a wrong password. A refused name is
 //! written verbatim to the audit log and the server log at most a few times per hour and only when it
 //! looks like a name (people type passwords into the name field); otherwise a keyed fingerprint stands in.
@@ -32,6 +36,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(3600);
 const VERBATIM_PER_NAME: u32 = 3;
 /// Keys remembered per book; beyond it the oldest half is forgotten.
 const MAX_KEYS: usize = 100_000;
+/// How long a sign-in vouches for its address against the lock of its name.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Default)]
 struct Record {
@@ -117,18 +123,58 @@ impl Book {
     }
 }
 
+/// (name, address) pairs that signed in recently, hashed; bounded like the books.
+#[derive(Debug, Default)]
+struct Known {
+    since: HashMap<String, Instant>,
+}
+
+impl Known {
+    fn holds(&self, key: &str, now: Instant) -> bool {
+        self.since
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) <= KNOWN_FOR)
+    }
+
+    fn insert(&mut self, key: &str, now: Instant) {
+        if self.since.len() >= MAX_KEYS && !self.since.contains_key(key) {
+            self.since
+                .retain(|_, at| now.saturating_duration_since(*at) <= KNOWN_FOR);
+            if self.since.len() >= MAX_KEYS {
+                let mut ats: Vec<Instant> = self.since.values().copied().collect();
+                ats.sort_unstable();
+                if let Some(median) = ats.get(ats.len() / 2).copied() {
+                    self.since.retain(|_, at| *at > median);
+                }
+            }
+        }
+        self.since.insert(key.to_owned(), now);
+    }
+}
+
+#[derive(Debug)]
+struct Books {
+    names: Book,
+    pairs: Book,
+    addresses: Book,
+    known: Known,
+}
+
 /// The sign-in throttle and the bound on verbatim names.
 #[derive(Debug)]
 pub struct Guard {
-    names: Mutex<Book>,
-    addresses: Mutex<Book>,
+    books: Mutex<Books>,
 }
 
 impl Default for Guard {
     fn default() -> Self {
         Self {
-            names: Mutex::new(Book::new(NAME_FREE)),
-            addresses: Mutex::new(Book::new(ADDRESS_FREE)),
+            books: Mutex::new(Books {
+                names: Book::new(NAME_FREE),
+                pairs: Book::new(NAME_FREE),
+                addresses: Book::new(ADDRESS_FREE),
+                known: Known::default(),
+            }),
         }
     }
 }
@@ -137,20 +183,25 @@ impl Default for Guard {
 #[derive(Debug)]
 pub struct Attempt {
     name: String,
+    /// The name at this address (hashed), when the peer's address is given.
+    pair: Option<String>,
     address: Option<String>,
+    /// The name signed in from this address recently: the name's own lock does not hold here.
+    known: bool,
     name_lock: Option<Duration>,
+    pair_lock: Option<Duration>,
     address_lock: Option<Duration>,
 }
 
 impl Attempt {
     /// The lock this attempt started, if it fails.
     pub fn locks_for(&self) -> Option<Duration> {
-        self.name_lock.max(self.address_lock)
+        self.name_lock.max(self.pair_lock).max(self.address_lock)
     }
 }
 
 /// Addresses are throttled by host for IPv4 and by /64 for IPv6 (one subscriber's usual allocation).
-fn address_key(a: IpAddr) -> String {
+pub(crate) fn address_key(a: IpAddr) -> String {
     match a {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -164,16 +215,8 @@ fn address_key(a: IpAddr) -> String {
 }
 
 impl Guard {
-    fn books(
-        &self,
-    ) -> (
-        std::sync::MutexGuard<'_, Book>,
-        std::sync::MutexGuard<'_, Book>,
-    ) {
-        (
-            self.names.lock().unwrap_or_else(|e| e.into_inner()),
-            self.addresses.lock().unwrap_or_else(|e| e.into_inner()),
-        )
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts a sign-in, or answers how long the name or address must still wait.
@@ -183,39 +226,79 @@ impl Guard {
         address: Option<IpAddr>,
         now: Instant,
     ) -> Result<Attempt, Duration> {
-        // Names are kept hashed: the book must not become a list of what people typed.
-        let name = hash_secret(name);
         let address = address.map(address_key);
-        let (mut names, mut addresses) = self.books();
-        let wait = names
-            .locked(&name, now)
-            .max(address.as_deref().and_then(|a| addresses.locked(a, now)));
+        // Names are kept hashed: the books must not become a list of what people typed.
+        let pair = address
+            .as_deref()
+            .map(|a| hash_secret(&format!("{name}\0{a}")));
+        let name = hash_secret(name);
+        let mut b = self.books();
+        let known = pair.as_deref().is_some_and(|p| b.known.holds(p, now));
+        let wait = [
+            (!known).then(|| b.names.locked(&name, now)).flatten(),
+            pair.as_deref().and_then(|p| b.pairs.locked(p, now)),
+            address.as_deref().and_then(|a| b.addresses.locked(a, now)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
         if let Some(wait) = wait {
             return Err(wait);
         }
-        let name_lock = names.count(&name, now);
-        let address_lock = address.as_deref().and_then(|a| addresses.count(a, now));
+        // At a known address the name's failures count for the name there, not for the name everywhere.
+        let name_lock = if known {
+            None
+        } else {
+            b.names.count(&name, now)
+        };
+        let pair_lock = pair.as_deref().and_then(|p| b.pairs.count(p, now));
+        let address_lock = address.as_deref().and_then(|a| b.addresses.count(a, now));
         Ok(Attempt {
             name,
+            pair,
             address,
+            known,
             name_lock,
+            pair_lock,
             address_lock,
         })
     }
 
-    /// The attempt succeeded: the name starts afresh, the address forgets this attempt.
-    pub fn succeeded(&self, attempt: &Attempt) {
-        let (mut names, mut addresses) = self.books();
-        names.records.remove(&attempt.name);
+    /// The attempt succeeded: the name starts afresh at this address, which it vouches for from now on,
+    /// and the address forgets this attempt. The name starts afresh everywhere only when its lock held
+    /// here: a success at a known address says nothing about the failures from elsewhere.
+    pub fn succeeded(&self, attempt: &Attempt, now: Instant) {
+        let mut b = self.books();
+        if !attempt.known {
+            b.names.records.remove(&attempt.name);
+        }
+        if let Some(p) = &attempt.pair {
+            b.pairs.records.remove(p);
+            b.known.insert(p, now);
+        }
         if let Some(a) = &attempt.address {
-            addresses.undo(a, attempt.address_lock.is_some());
+            b.addresses.undo(a, attempt.address_lock.is_some());
+        }
+    }
+
+    /// The attempt was not tried (the password check was refused as busy): it is no failure.
+    pub fn withdrawn(&self, attempt: &Attempt) {
+        let mut b = self.books();
+        if !attempt.known {
+            b.names.undo(&attempt.name, attempt.name_lock.is_some());
+        }
+        if let Some(p) = &attempt.pair {
+            b.pairs.undo(p, attempt.pair_lock.is_some());
+        }
+        if let Some(a) = &attempt.address {
+            b.addresses.undo(a, attempt.address_lock.is_some());
         }
     }
 
     /// The attempt failed: whether its name may still be written verbatim.
     pub fn failed(&self, attempt: &Attempt) -> bool {
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        match names.records.get_mut(&attempt.name) {
+        let mut b = self.books();
+        match b.names.records.get_mut(&attempt.name) {
             Some(r) if r.verbatim < VERBATIM_PER_NAME => {
                 r.verbatim += 1;
                 true
@@ -247,16 +330,19 @@ pub fn wait_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-/// 429 for a name or address that must wait.
+/// 429 for a name or address that must wait, with `Retry-After`.
 pub fn too_many(wait: Duration) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "too_many_requests",
-        format!(
-            "too many failed sign-ins for this name or address; try again in {} s",
-            wait_secs(wait)
-        ),
-    )
+    ApiError {
+        retry_after: Some(wait_secs(wait)),
+        ..ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "too many failed sign-ins for this name or address; try again in {} s",
+                wait_secs(wait)
+            ),
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -265,6 +351,8 @@ pub enum SignInError {
     Refused,
     /// Too many failures for this name or address: try again after this long.
     Throttled(Duration),
+    /// Too many password checks at once; nothing was tried.
+    Busy,
     Internal(ApiError),
 }
 
@@ -302,7 +390,18 @@ pub async fn sign_in(
         .as_ref()
         .filter(|c| !c.disabled)
         .and_then(|c| c.password_hash.as_deref());
-    let ok = app.credentials.verify_password(password, hash).await;
+    let ok = match app.credentials.verify_password(password, hash).await {
+        Ok(ok) => ok,
+        Err(auth::HashError::Busy) => {
+            guard.withdrawn(&attempt);
+            return Err(SignInError::Busy);
+        }
+        Err(e) => {
+            // A check that failed to run tried nothing either.
+            guard.withdrawn(&attempt);
+            return Err(SignInError::Internal(e.into()));
+        }
+    };
     let client = match client {
         Some(c) if ok => c,
         known => {
@@ -322,7 +421,7 @@ pub async fn sign_in(
             return Err(SignInError::Refused);
         }
     };
-    guard.succeeded(&attempt);
+    guard.succeeded(&attempt, Instant::now());
     let ttl = app.live.with(|s| s.sessions.login_token_ttl_secs);
     let expires_at = store::now_ms().saturating_add(
         i64::try_from(ttl)
@@ -394,7 +493,7 @@ mod tests {
         let t2 = t1 + 2 * FIRST_DELAY;
         let a = g.begin("ann", addr, t2).expect("after the wait");
         assert_eq!(a.locks_for(), Some(4 * FIRST_DELAY));
-        g.succeeded(&a);
+        g.succeeded(&a, t2);
         let a = g
             .begin("ann", addr, t2)
             .expect("a success starts the name afresh");
@@ -443,10 +542,94 @@ mod tests {
         }
         let a = g.begin("right", addr, t0).expect("begin");
         assert_eq!(a.locks_for(), Some(FIRST_DELAY));
-        g.succeeded(&a);
+        g.succeeded(&a, t0);
         assert!(
             g.begin("next", addr, t0).is_ok(),
             "the lock it started is taken back"
+        );
+    }
+
+    #[test]
+    fn failures_from_elsewhere_do_not_lock_a_name_out_of_an_address_it_signed_in_from() {
+        let g = Guard::default();
+        let t0 = Instant::now();
+        let (a, b, c): (Option<IpAddr>, Option<IpAddr>, Option<IpAddr>) = (
+            "192.0.2.1".parse().ok(),
+            "198.51.100.2".parse().ok(),
+            "2001:db8::1".parse().ok(),
+        );
+        let ok = g.begin("ann", b, t0).expect("first sign-in");
+        g.succeeded(&ok, t0);
+        // A stranger fails from another address as fast as the locks allow.
+        let mut t = t0 + Duration::from_secs(1);
+        for _ in 0..30 {
+            let attempt = match g.begin("ann", a, t) {
+                Ok(x) => x,
+                Err(wait) => {
+                    t += wait;
+                    g.begin("ann", a, t).expect("after the wait")
+                }
+            };
+            g.failed(&attempt);
+        }
+        assert!(
+            g.begin("ann", a, t).is_err(),
+            "the stranger's address is locked"
+        );
+        assert!(
+            g.begin("ann", c, t).is_err(),
+            "the name is locked everywhere else"
+        );
+        let back = g
+            .begin("ann", b, t)
+            .expect("not at the address ann signed in from");
+        g.succeeded(&back, t);
+        assert!(
+            g.begin("ann", c, t).is_err(),
+            "a success at a known address does not lift the lock elsewhere"
+        );
+        // At the known address the name is still throttled as a name there.
+        for _ in 0..=NAME_FREE {
+            let x = g.begin("ann", b, t).expect("free failures");
+            g.failed(&x);
+        }
+        assert!(
+            g.begin("ann", b, t).is_err(),
+            "guessing at a known address is throttled too"
+        );
+        let later = t + KNOWN_FOR + Duration::from_secs(1);
+        let mut t = later;
+        for _ in 0..=NAME_FREE {
+            let x = g.begin("ann", a, t).expect("forgotten after an hour");
+            g.failed(&x);
+            t += Duration::from_millis(1);
+        }
+        assert!(
+            g.begin("ann", b, t).is_err(),
+            "an address is known for 30 days after the last success"
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_attempt_counts_nothing() {
+        let g = Guard::default();
+        let t0 = Instant::now();
+        let addr: Option<IpAddr> = "192.0.2.9".parse().ok();
+        for _ in 0..NAME_FREE {
+            let a = g.begin("dan", addr, t0).expect("free");
+            g.failed(&a);
+        }
+        for _ in 0..10 {
+            let a = g
+                .begin("dan", addr, t0)
+                .expect("withdrawn attempts are free");
+            g.withdrawn(&a);
+        }
+        let a = g.begin("dan", addr, t0).expect("still free");
+        assert_eq!(
+            a.locks_for(),
+            Some(FIRST_DELAY),
+            "the next failure is the first to lock"
         );
     }
 

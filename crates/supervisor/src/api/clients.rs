@@ -10,7 +10,7 @@ use crate::signin::{SignInError, sign_in};
 use crate::{AppState, audit, auth};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use store::ClientKind;
@@ -57,10 +57,11 @@ impl From<store::Client> for ClientView {
 
 /// Signs a person in with name and password; answers a new API token that expires after the supervisor's
 /// `sessions.login_token_ttl_secs`. Failed attempts are throttled per name and per address (429 with
-/// `Retry-After`).
+/// `Retry-After`); when too many password checks already wait, 503 with `Retry-After` before any check.
 #[utoipa::path(post, path = "/v1/sessions", request_body = LoginRequest,
     responses((status = 201, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
-              (status = 429, description = "too many failed sign-ins; see Retry-After", body = crate::error::ErrorBody)))]
+              (status = 429, description = "too many failed sign-ins; see Retry-After", body = crate::error::ErrorBody),
+              (status = 503, description = "too many password checks at once; see Retry-After", body = crate::error::ErrorBody)))]
 pub async fn login(
     State(app): State<AppState>,
     PeerAddr(peer): PeerAddr,
@@ -74,13 +75,8 @@ pub async fn login(
             client: s.client.into(),
         }),
         Err(SignInError::Refused) => ApiError::unauthorized().into_response(),
-        Err(SignInError::Throttled(wait)) => {
-            let mut resp = crate::signin::too_many(wait).into_response();
-            if let Ok(v) = HeaderValue::from_str(&crate::signin::wait_secs(wait).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
-        }
+        Err(SignInError::Throttled(wait)) => crate::signin::too_many(wait).into_response(),
+        Err(SignInError::Busy) => ApiError::from(crate::auth::HashError::Busy).into_response(),
         Err(SignInError::Internal(e)) => e.into_response(),
     }
 }
@@ -349,12 +345,7 @@ pub async fn create_client(
         grants.push(resolve_grant(&app, &caller, &format!("grants[{i}]"), g).await?);
     }
     let hash = match password {
-        Some(p) => Some(
-            app.credentials
-                .hash_password(p)
-                .await
-                .map_err(|e| ApiError::internal("hashing a password", e))?,
-        ),
+        Some(p) => Some(app.credentials.hash_password(p).await?),
         None => None,
     };
     let rows: Vec<(&str, &str, &str)> = grants

@@ -314,3 +314,141 @@ async fn metrics_need_their_token_or_their_own_listener() {
     assert_eq!(status, 404);
     assert!(body.contains("metrics_token"), "{body}");
 }
+
+/// Waits until the server closes `tcp` (end of stream or reset), reading and dropping what it sends;
+/// the time it took, or how long it stayed open.
+async fn closed_by_server(
+    mut tcp: tokio::net::TcpStream,
+    within: Duration,
+) -> Result<Duration, String> {
+    use tokio::io::AsyncReadExt;
+    let t0 = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((t0 + within).into(), tcp.read(&mut buf)).await {
+            Err(_) => return Err(format!("still open after {within:?}")),
+            Ok(Ok(0) | Err(_)) => return Ok(t0.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A TLS connection to `port` (pinned to `cert`, HTTP/1.1 by ALPN) that sends `text` and then nothing:
+/// how long until the server closes it.
+fn tls_closed_by_server(
+    port: u16,
+    cert: &Path,
+    text: &'static [u8],
+    within: Duration,
+) -> Result<Duration, String> {
+    use std::io::{Read, Write};
+    let mut config = (*node::tls_client_config(Some(cert)).expect("tls")).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(within)).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(text)
+        .and_then(|()| tls.flush())
+        .map_err(|e| format!("the handshake or the write failed: {e}"))?;
+    let t0 = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return Ok(t0.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("still open after {within:?}"));
+            }
+            Err(_) => return Ok(t0.elapsed()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_connections_are_closed_while_healthz_answers() {
+    // Review finding M2 (slowloris): no handshake or header timeout, so such connections stayed forever.
+    let dir = tempfile::tempdir().expect("dir");
+    let (http_port, https_port) = (free_port(), free_port());
+    let s = serve(
+        dir.path(),
+        &format!(
+            "http_listen = \"127.0.0.1:{http_port}\"\nhttps_listen = \"127.0.0.1:{https_port}\"\n\
+             [connections]\nhandshake_secs = 2\nheader_secs = 2"
+        ),
+    );
+    let https = s.https.clone().expect("https");
+    let http = s.http.clone().expect("http");
+    let cert = s.data.join("tls/cert.pem");
+    // Timeouts of 2 s; a generous bound, so a busy machine does not matter.
+    let within = Duration::from_secs(20);
+
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", https_port))
+            .await
+            .expect("connect");
+        silent.push(tokio::spawn(closed_by_server(tcp, within)));
+    }
+    let mut plain_partial = tokio::net::TcpStream::connect(("127.0.0.1", http_port))
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut plain_partial,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+    )
+    .await
+    .expect("write");
+    let plain_partial = tokio::spawn(closed_by_server(plain_partial, within));
+    let tls_partial = {
+        let cert = cert.clone();
+        tokio::task::spawn_blocking(move || {
+            tls_closed_by_server(
+                https_port,
+                &cert,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+                within,
+            )
+        })
+    };
+    let tls_quiet = {
+        let cert = cert.clone();
+        tokio::task::spawn_blocking(move || tls_closed_by_server(https_port, &cert, b"", within))
+    };
+
+    // Meanwhile the supervisor answers, on both listeners.
+    let pinned = pinned_client(&cert);
+    let plain = http_client();
+    for (client, base) in [(&pinned, &https), (&plain, &http)] {
+        let r = client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz while slow connections are open");
+        assert_eq!(r.status(), 200, "{base}");
+    }
+
+    for (i, t) in silent.into_iter().enumerate() {
+        let took = t.await.expect("task");
+        assert!(took.is_ok(), "silent TCP connection {i}: {took:?}");
+    }
+    let took = plain_partial.await.expect("task");
+    assert!(took.is_ok(), "plain HTTP, a partial header: {took:?}");
+    let took = tls_partial.await.expect("task");
+    assert!(took.is_ok(), "TLS, a partial header: {took:?}");
+    let took = tls_quiet.await.expect("task");
+    assert!(took.is_ok(), "TLS, no request at all: {took:?}");
+
+    let r = pinned
+        .get(format!("{https}/healthz"))
+        .send()
+        .await
+        .expect("healthz afterwards");
+    assert_eq!(r.status(), 200);
+}

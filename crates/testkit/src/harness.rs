@@ -44,6 +44,15 @@ pub fn faxhub_cli(config: &Path, env: &[(&str, &str)], args: &[&str]) -> (bool, 
     }
 }
 
+/// An RFC 3339 time the API wrote; panics naming it otherwise.
+pub fn time_of(v: &serde_json::Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        v.as_str().unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap_or_else(|e| panic!("{v} is not an RFC 3339 time: {e}"))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

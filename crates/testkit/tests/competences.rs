@@ -347,6 +347,30 @@ fn cases() -> Vec<Case> {
             403,
             None,
         ),
+        whole_case(
+            "patch settings of a fax server in both groupings",
+            "change_fax_server_settings",
+            200,
+            403,
+            403,
+            None,
+        ),
+        whole_case(
+            "patch a fax server in both groupings",
+            "change_fax_server_settings",
+            200,
+            403,
+            403,
+            None,
+        ),
+        whole_case(
+            "inbound rule on a fax server in both groupings",
+            "manage_inbound_rules",
+            201,
+            403,
+            403,
+            None,
+        ),
     ]
 }
 
@@ -501,6 +525,18 @@ async fn run(
         "delete a fax server in both groupings" => {
             let f = fax_server_in(admin, format!("both-dl-{n}"), &both).await;
             api.delete(&format!("/v1/fax-servers/{f}")).await
+        }
+        "patch settings of a fax server in both groupings" => {
+            let f = fax_server_in(admin, format!("both-ps-{n}"), &both).await;
+            api.patch(&format!("/v1/fax-servers/{f}/settings"), json!({"header_template": format!("b{n}")})).await
+        }
+        "patch a fax server in both groupings" => {
+            let f = fax_server_in(admin, format!("both-pf-{n}"), &both).await;
+            api.patch(&format!("/v1/fax-servers/{f}"), json!({"dial_prefixes": ["+1"]})).await
+        }
+        "inbound rule on a fax server in both groupings" => {
+            let f = fax_server_in(admin, format!("both-ir-{n}"), &both).await;
+            api.post("/v1/inbound-rules", json!({"fax_server_id": f, "targets": [{"kind": "grouping", "id": g}]})).await
         }
         "get settings" => api.get(&format!("/v1/fax-servers/{fs}/settings")).await,
         "settings history" => api.get(&format!("/v1/fax-servers/{fs}/settings/history")).await,

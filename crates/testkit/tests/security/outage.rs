@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use testkit::harness::{Api, NodeProc, NodeSpec, SupervisorProc, tiny_tiff};
+use testkit::harness::{Api, NodeProc, NodeSpec, SupervisorProc, time_of, tiny_tiff};
 use testkit::proxy::LinkProxy;
 
 fn testnode() -> PathBuf {
@@ -237,14 +237,6 @@ fn attempts(job: &Value) -> Vec<Value> {
 
 fn status_is(want: &'static str) -> impl Fn(&Value) -> bool {
     move |job| job["status"] == want
-}
-
-fn time_of(v: &Value) -> time::OffsetDateTime {
-    time::OffsetDateTime::parse(
-        v.as_str().unwrap_or_default(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap_or_else(|e| panic!("{v} is not an RFC 3339 time: {e}"))
 }
 
 /// Every event the admin's stream holds so far (`type` and `data`).

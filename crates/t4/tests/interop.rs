@@ -12,21 +12,21 @@ use std::process::Command;
 use t4::tiff::{self, ReadLimits, TiffPage, WriteOptions, WritePage};
 use t4::{Coding, PageRef};
 
+#[path = "../../testkit/src/gate.rs"]
+mod gate;
+
 /// The tools, or `None` when they are missing outside the official suite.
 fn tools() -> Option<()> {
     let missing: Vec<&str> = ["gs", "tiffcp", "tiffinfo"]
         .into_iter()
         .filter(|t| Command::new(t).arg("--help").output().is_err())
         .collect();
-    if missing.is_empty() {
-        return Some(());
-    }
-    assert!(
-        std::env::var("FAXHUB_SLOW_TESTS").as_deref() != Ok("1"),
-        "missing {missing:?}: install ghostscript and libtiff-tools"
-    );
-    eprintln!("skipped: missing {missing:?}");
-    None
+    gate::needs(
+        &format!("{missing:?}"),
+        missing.is_empty(),
+        "install ghostscript and libtiff-tools",
+    )
+    .then_some(())
 }
 
 fn run(cmd: &mut Command) -> std::process::Output {

@@ -8,6 +8,7 @@
 //! - [`harness`]: starting the real `faxhub` supervisor binary and test fax servers, and a REST client.
 //! - [`proxy`]: a TCP proxy between a fax server and its supervisor whose link a test cuts and restores.
 
+pub mod gate;
 pub mod harness;
 pub mod kamailio;
 pub mod proxy;

@@ -20,7 +20,7 @@ pub fn faxpeer() -> anyhow::Result<Option<PathBuf>> {
     if exe.exists() {
         return Ok(Some(exe));
     }
-    let required = std::env::var_os("FAXHUB_SLOW_TESTS").is_some();
+    let required = crate::gate::slow_tests();
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "spandsp", "libtiff-4"])
         .output();

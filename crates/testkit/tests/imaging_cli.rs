@@ -23,14 +23,11 @@ fn faxhub(args: &[&str]) -> (bool, String) {
 }
 
 fn libtiff() -> bool {
-    if Command::new("tiffcp").arg("-h").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("FAXHUB_SLOW_TESTS").as_deref() != Ok("1"),
-        "tiffcp missing: apt-get install libtiff-tools"
-    );
-    false
+    testkit::gate::needs(
+        "tiffcp",
+        Command::new("tiffcp").arg("-h").output().is_ok(),
+        "apt-get install libtiff-tools",
+    )
 }
 
 /// libtiff's decoding of a file, read back as plain bitmaps.

@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+#[path = "../../../testkit/src/gate.rs"]
+mod gate;
+
 pub fn data(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
@@ -17,12 +20,9 @@ pub fn have_gs() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("FAXHUB_SLOW_TESTS").is_none(),
-            "ghostscript (gs) is required: install the Debian package `ghostscript`"
-        );
-        eprintln!("skipping: gs not installed");
-    }
-    ok
+    gate::needs(
+        "ghostscript (gs)",
+        ok,
+        "install the Debian package `ghostscript`",
+    )
 }

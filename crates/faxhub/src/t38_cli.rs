@@ -204,22 +204,7 @@ fn pages(a: &SendArgs) -> anyhow::Result<Vec<t30::Page>> {
         spec: spec(&a.render),
         ..render::FaxOptions::default()
     };
-    let mut out = Vec::new();
-    render::convert::pages(&docs, &o, |p| {
-        out.push(p);
-        Ok(())
-    })
-    .context("rendering the documents")?;
-    out.into_iter()
-        .map(|p| {
-            let resolution = t30::Resolution::from_dpi(f64::from(p.y_dpi))
-                .filter(|_| (f64::from(p.x_dpi) - 204.0).abs() < 10.0)
-                .with_context(|| {
-                    format!("{} x {} dpi cannot be sent over T.30 here: use --resolution standard, fine or superfine", p.x_dpi, p.y_dpi)
-                })?;
-            Ok(t30::Page { width: p.width, height: p.height, resolution, data: p.data })
-        })
-        .collect()
+    Ok(node::pages::fax_pages(&docs, &o)?)
 }
 
 pub async fn run(cmd: T38Command) -> anyhow::Result<()> {

@@ -63,6 +63,7 @@ impl Transport {
 
 /// Socket failures: the fax itself never fails with these.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("UDP socket: {0}")]
     Io(#[from] std::io::Error),

@@ -7,6 +7,7 @@
 
 mod journal;
 pub mod line;
+pub mod pages;
 mod runtime;
 pub mod sip_line;
 

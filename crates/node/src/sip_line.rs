@@ -611,24 +611,7 @@ fn render_pages(job: &SendJob, station: &str) -> Result<Vec<t30::Page>, String> 
         header: header.map(|from| render::HeaderLine { from, date }),
         ..render::FaxOptions::default()
     };
-    let mut out = Vec::new();
-    render::convert::pages(&docs, &o, |p| {
-        out.push(p);
-        Ok(())
-    })
-    .map_err(|e| e.to_string())?;
-    out.into_iter()
-        .map(|p| {
-            let r = t30::Resolution::from_dpi(f64::from(p.y_dpi))
-                .ok_or_else(|| format!("{} dpi is not a fax resolution", p.y_dpi))?;
-            Ok(t30::Page {
-                width: p.width,
-                height: p.height,
-                resolution: r,
-                data: p.data,
-            })
-        })
-        .collect()
+    crate::pages::fax_pages(&docs, &o).map_err(|e| e.to_string())
 }
 
 /// Resolves once the supervisor cancels the attempt (never, if the sender of `rx` is gone).
@@ -682,8 +665,9 @@ fn call_failure(e: &CallError) -> Outcome {
         CallError::Timeout => (FaultSide::FaxServer, "sip_timeout"),
         CallError::Credentials { .. } => (FaultSide::FaxServer, "sip_credentials"),
         CallError::BadAnswer(_) => (FaultSide::Recipient, "bad_answer"),
-        CallError::Other { .. } => (FaultSide::Recipient, "call_refused"),
         CallError::Stopped => (FaultSide::FaxServer, "line_down"),
+        // Any other refusal, including ones a later `sip` names.
+        _ => (FaultSide::Recipient, "call_refused"),
     };
     failed(fault, reason, Some(e.to_string()), 0)
 }

@@ -39,6 +39,7 @@ impl Algorithm {
 
 /// Why a challenge cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DigestError {
     #[error("not a Digest challenge")]
     NotDigest,

@@ -14,6 +14,7 @@ pub const MAX_HEADERS: usize = 256;
 
 /// Why bytes are not a SIP message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseError {
     #[error("message larger than {MAX_MESSAGE} octets")]
     TooLarge,

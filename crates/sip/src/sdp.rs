@@ -59,6 +59,7 @@ pub struct Sdp {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SdpError {
     #[error("SDP is not text")]
     NotText,

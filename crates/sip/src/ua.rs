@@ -123,6 +123,7 @@ pub enum TrunkState {
 
 /// Why a registration failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegisterError {
     #[error(
         "the registrar refused our credentials ({code} {reason}): check the SIP user and password"
@@ -140,6 +141,7 @@ pub enum RegisterError {
 
 /// How an outgoing call ended before it was answered; each maps to a fax job outcome.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallError {
     #[error("busy ({code})")]
     Busy { code: u16 },

@@ -105,6 +105,7 @@ impl Default for Credentials {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HashError {
     /// Every hashing permit is taken and enough checks already wait for one.
     #[error("too many password checks at once")]

@@ -234,12 +234,11 @@ impl Checks {
         }
     }
 
-    /// One worker per core.
+    /// One worker per core but one, which stays with the runtime so that requests are answered while
+    /// uploads are checked (at least one worker).
     pub fn per_core(budget_bytes: u64) -> Self {
-        Self::new(
-            std::thread::available_parallelism().map_or(1, usize::from),
-            budget_bytes,
-        )
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::new(cores.saturating_sub(1).max(1), budget_bytes)
     }
 
     /// Runs `job` on a blocking thread once a worker and `bytes` of the budget are free.

@@ -7,6 +7,7 @@ use crate::AppState;
 use store::{InboundRule, InboxEntry, NewEvent, NewInbound, RuleTarget};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InboundError {
     #[error("the fax's document {0} was not uploaded first")]
     MissingDocument(String),

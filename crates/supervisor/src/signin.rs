@@ -346,6 +346,7 @@ pub fn too_many(wait: Duration) -> ApiError {
 }
 
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SignInError {
     /// Wrong name or password (which one is not said).
     Refused,

@@ -180,6 +180,7 @@ static MODES: [(Mode, u8); 128] = {
 
 /// Why a two-dimensional line could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LineError {
     /// A code that is not in the tables, or a run past the line's end.
     Corrupt,

@@ -253,6 +253,26 @@ struct State {
     generation: u64,
 }
 
+impl State {
+    /// A fax server's link is gone: its attempts fall silent from `now` (one silent already keeps when
+    /// that began, one in doubt keeps its doubt's end), and the watchdog looks at them at `deadline`.
+    fn lose_link(&mut self, server_id: &str, now: i64, deadline: i64) {
+        if let Some(s) = self.servers.get_mut(server_id) {
+            s.link = None;
+            s.receiving = 0;
+        }
+        for open in self
+            .attempts
+            .values_mut()
+            .filter(|a| a.fax_server_id == server_id && !a.in_doubt)
+        {
+            open.silent_since = Some(open.silent_since.unwrap_or(now));
+            open.deadline = deadline;
+            open.queried_at = None;
+        }
+    }
+}
+
 pub struct Dispatcher {
     store: Store,
     config: Arc<Config>,
@@ -852,23 +872,23 @@ impl Dispatcher {
         for a in open.into_iter().filter(|a| !held.contains(&a.id)) {
             if a.phase == "offered" {
                 // The offer may never have arrived: send the same attempt again.
-                let job = self.store.job(&a.job_id).await?;
-                if let Some(job) = job
-                    .as_ref()
-                    .filter(|j| j.is_finished() || j.cancel_requested)
-                {
-                    // Cancelled (or done) while the offer was in the air: it is not sent again.
-                    tracing::info!(attempt = %a.id, job = %job.id, "not offering again: the job was cancelled or ended");
-                    let finish = AttemptFinish {
-                        status: "failed".into(),
-                        reason: Some("cancelled".into()),
-                        ..Default::default()
-                    };
-                    self.finish(&a, finish, Ending::Open).await?;
-                } else if let Some(job) = job {
-                    let mut p = self.pending_from_job(&job).await?;
-                    p.next_attempt_number = a.number;
-                    self.resend_offer(server_id, &a, p).await?;
+                match self.store.job(&a.job_id).await? {
+                    Some(job) if job.is_finished() || job.cancel_requested => {
+                        // Cancelled (or done) while the offer was in the air: it is not sent again.
+                        tracing::info!(attempt = %a.id, job = %job.id, "not offering again: the job was cancelled or ended");
+                        let finish = AttemptFinish {
+                            status: "failed".into(),
+                            reason: Some("cancelled".into()),
+                            ..Default::default()
+                        };
+                        self.finish(&a, finish, Ending::Open).await?;
+                    }
+                    Some(job) => {
+                        let mut p = self.pending_from_job(&job).await?;
+                        p.next_attempt_number = a.number;
+                        self.resend_offer(server_id, &a, p).await?;
+                    }
+                    None => {}
                 }
             } else {
                 // It took the attempt and no longer has it: no call of it is running.
@@ -949,22 +969,15 @@ impl Dispatcher {
     /// unreachable, and must not send a fax the next one sends again).
     pub fn unlink(&self, server_id: &str) {
         let now = now_ms();
-        let mut st = self.lock();
-        let State {
-            servers, attempts, ..
-        } = &mut *st;
-        if let Some(s) = servers.get_mut(server_id) {
-            s.link = None;
-            s.receiving = 0;
-        }
-        for open in attempts
-            .values_mut()
-            .filter(|a| a.fax_server_id == server_id)
-        {
-            open.silent_since = Some(open.silent_since.map_or(now, |t| t.min(now)));
-            open.deadline = now;
-            open.queried_at = None;
-        }
+        self.lock().lose_link(server_id, now, now);
+    }
+
+    /// Whether attempts are still open on this fax server.
+    pub fn holds_attempts(&self, server_id: &str) -> bool {
+        self.lock()
+            .servers
+            .get(server_id)
+            .is_some_and(|s| !s.open.is_empty())
     }
 
     /// An event about an open attempt, for its job's client.
@@ -988,22 +1001,13 @@ impl Dispatcher {
         let now = now_ms();
         let deadline = now + secs(self.config.deadlines.link_grace_secs);
         let mut st = self.lock();
-        let Some(s) = st.servers.get_mut(server_id) else {
-            return Ok(());
-        };
-        if s.link.as_ref().is_none_or(|l| l.generation != generation) {
-            return Ok(());
-        }
-        s.link = None;
-        s.receiving = 0;
-        for open in st
-            .attempts
-            .values_mut()
-            .filter(|a| a.fax_server_id == server_id && !a.in_doubt)
-        {
-            open.silent_since = Some(open.silent_since.unwrap_or(now));
-            open.deadline = deadline;
-            open.queried_at = None;
+        let current = st
+            .servers
+            .get(server_id)
+            .and_then(|s| s.link.as_ref())
+            .is_some_and(|l| l.generation == generation);
+        if current {
+            st.lose_link(server_id, now, deadline);
         }
         Ok(())
     }
@@ -1935,5 +1939,34 @@ mod tests {
             owned("queued", &["abandoned"]),
             "past the call limit and the grace (4 s)"
         );
+    }
+
+    /// A fax server whose attempt is already in doubt is withdrawn: the attempt stays in doubt until its
+    /// doubt ends (no call of it can run any more), as before the withdrawal; the job is not moved on at once.
+    #[tokio::test]
+    async fn withdrawing_a_fax_server_keeps_an_attempt_in_doubt_until_its_doubt_ends() {
+        let (mut rig, job) = Rig::new().await;
+        rig.d.dispatch_round().await.expect("dispatch");
+        let Body::JobOffer(offer) = rig.next_message() else {
+            panic!("an offer first");
+        };
+        rig.progress(&offer.attempt_id, Phase::Dialling).await;
+        rig.after(1.1).await;
+        assert!(matches!(rig.next_message(), Body::JobQuery { .. }));
+        rig.after(1.1).await;
+        assert_eq!(rig.statuses(&job).await, owned("in_doubt", &["in_doubt"]));
+
+        assert!(rig.d.begin_withdrawal(&rig.fs, "revoked"));
+        rig.d.unlink(&rig.fs);
+        rig.after(0.5).await;
+        assert_eq!(
+            rig.statuses(&job).await,
+            owned("in_doubt", &["in_doubt"]),
+            "not moved on before its doubt ends (the call limit, 3 s from the question)"
+        );
+        assert!(rig.d.holds_attempts(&rig.fs));
+        rig.after(1.6).await;
+        assert_eq!(rig.statuses(&job).await, owned("queued", &["abandoned"]));
+        assert!(!rig.d.holds_attempts(&rig.fs));
     }
 }

@@ -73,13 +73,10 @@ async fn withdraw(app: &AppState, fs_id: &str, why: &str) -> ApiResult<()> {
         app.dispatcher.request_cancel(a);
     }
     if online && !held.is_empty() {
+        // Nothing new is offered to it, so once it holds no attempt every held one has ended.
         let until = tokio::time::Instant::now() + WITHDRAWAL_WAIT;
-        while tokio::time::Instant::now() < until {
+        while app.dispatcher.holds_attempts(fs_id) && tokio::time::Instant::now() < until {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let open = app.store.open_attempts().await?;
-            if !held.iter().any(|h| open.iter().any(|a| a.id == h.id)) {
-                break;
-            }
         }
     }
     app.dispatcher.unlink(fs_id);

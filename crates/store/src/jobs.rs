@@ -543,18 +543,6 @@ impl Store {
         let Some(job_id) = job_id else {
             return Ok(Ended::NotOpen);
         };
-        if job.is_some_and(|u| u.status == "queued") {
-            // A cancel asked for while the retry was being decided wins over the retry: nothing is
-            // written, and the caller decides again.
-            let cancelled: Option<bool> =
-                sqlx::query_scalar("SELECT cancel_requested FROM jobs WHERE id = $1")
-                    .bind(&job_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if cancelled == Some(true) {
-                return Ok(Ended::CancelRequested);
-            }
-        }
         let mut moved = false;
         if let Some(update) = job {
             let open = if update.status == "sent" {
@@ -562,12 +550,18 @@ impl Store {
             } else {
                 OPEN_JOB
             };
-            let status: Option<String> =
-                sqlx::query_scalar(&format!("SELECT status FROM jobs WHERE id = $1 AND {open}"))
-                    .bind(&job_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if status.is_some() {
+            let cancel_requested: Option<bool> = sqlx::query_scalar(&format!(
+                "SELECT cancel_requested FROM jobs WHERE id = $1 AND {open}"
+            ))
+            .bind(&job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if cancel_requested == Some(true) && update.status == "queued" {
+                // A cancel asked for while the retry was being decided wins over the retry: nothing
+                // is written, and the caller decides again.
+                return Ok(Ended::CancelRequested);
+            }
+            if cancel_requested.is_some() {
                 apply_job_update(&mut tx, &job_id, update, now).await?;
                 moved = true;
             }

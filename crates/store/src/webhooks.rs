@@ -182,8 +182,8 @@ impl Store {
     ) -> Result<Vec<Delivery>> {
         Ok(sqlx::query_as(
             "SELECT * FROM webhook_deliveries WHERE webhook_id = $1 AND status = $2 AND next_at <= $3
-                 AND webhook_id IN (SELECT w.id FROM webhooks w JOIN clients c ON c.id = w.client_id
-                                    WHERE c.disabled = 0)
+                 AND EXISTS (SELECT 1 FROM webhooks w JOIN clients c ON c.id = w.client_id
+                             WHERE w.id = $1 AND c.disabled = 0)
              ORDER BY event_seq LIMIT $4",
         )
         .bind(webhook_id)
@@ -241,6 +241,64 @@ mod tests {
     use super::{DeliveryStatus, kind_matches};
     use crate::test_util::store;
     use crate::{NewClient, NewEvent, now_ms};
+
+    /// A disabled client's deliveries wait (nothing is delivered to it) and go once it is enabled again.
+    #[tokio::test]
+    async fn a_disabled_clients_deliveries_wait_until_it_is_enabled() {
+        let (store, _dir) = store().await;
+        let c = store
+            .create_client(NewClient::application("app"))
+            .await
+            .expect("client");
+        let hook = store
+            .create_webhook(&c.id, "https://a.example/", &["*".into()])
+            .await
+            .expect("hook");
+        let event = NewEvent::new("job.queued", serde_json::json!({}), vec![c.id.clone()]);
+        store.append_events(&[event]).await.expect("events");
+        let now = now_ms() + 1;
+        assert!(
+            store
+                .set_client_disabled(&c.id, true)
+                .await
+                .expect("disable")
+        );
+        assert!(
+            store
+                .webhooks_with_due_deliveries(now, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
+        assert!(
+            store
+                .due_deliveries_of(&hook.id, now, 10)
+                .await
+                .expect("due")
+                .is_empty()
+        );
+        assert!(
+            store
+                .set_client_disabled(&c.id, false)
+                .await
+                .expect("enable")
+        );
+        assert_eq!(
+            store
+                .webhooks_with_due_deliveries(now, 10)
+                .await
+                .expect("due"),
+            vec![hook.id.clone()]
+        );
+        assert_eq!(
+            store
+                .due_deliveries_of(&hook.id, now, 10)
+                .await
+                .expect("due")
+                .len(),
+            1
+        );
+    }
 
     /// Regression: deleting a webhook left its pending deliveries to be tried on, and a try that finished
     /// after the deletion could set a delivery back to pending.

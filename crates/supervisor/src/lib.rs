@@ -27,6 +27,7 @@ pub mod retention;
 pub mod server;
 pub mod settings;
 pub mod signin;
+pub mod slots;
 pub mod supervisor_settings;
 pub mod tls;
 pub mod webhooks;
@@ -60,5 +61,5 @@ pub struct AppState {
     /// Password hashing, the sign-in throttle, and revocations told to long-lived connections.
     pub credentials: Arc<auth::Credentials>,
     /// Event streams open per client.
-    pub streams: Arc<api::events::OpenStreams>,
+    pub streams: api::events::OpenStreams,
 }

@@ -10,10 +10,9 @@ use crate::metrics::Metrics;
 use crate::{AppState, api, auth, tls};
 use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use store::{ClientKind, MemberKind, Store};
@@ -177,7 +176,7 @@ impl Supervisor {
             server_key,
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_lanes: Arc::default(),
-            streams: Arc::default(),
+            streams: Default::default(),
         };
         let mut tasks = vec![
             tokio::spawn(dispatcher.clone().run()),
@@ -293,7 +292,8 @@ async fn serve(
     what: &'static str,
 ) {
     let open = Arc::new(Semaphore::new(limits.max.max(1)));
-    let per_address = Arc::new(PerAddress::default());
+    // Connections open per address (IPv4 host, IPv6 /64: the sign-in throttle's keys).
+    let per_address = crate::slots::Slots::default();
     let limits = Arc::new(limits);
     let mut pause = ACCEPT_PAUSE.0;
     loop {
@@ -314,7 +314,10 @@ async fn serve(
             }
         };
         let slot = match tls {
-            Some(_) => match per_address.enter(peer.ip(), limits.max_per_address) {
+            Some(_) => match per_address.enter(
+                &crate::signin::address_key(peer.ip()),
+                limits.max_per_address,
+            ) {
                 Some(slot) => Some(slot),
                 None => {
                     tracing::debug!(%peer, "{what}: too many connections from this address");
@@ -400,51 +403,12 @@ async fn serve_connection<I>(
     }
 }
 
-/// Connections open per address (IPv4 host, IPv6 /64: the sign-in throttle's keys).
-#[derive(Debug, Default)]
-struct PerAddress(Mutex<HashMap<String, usize>>);
-
-impl PerAddress {
-    fn enter(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
-        let key = crate::signin::address_key(ip);
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key.clone()).or_default();
-        if *n >= max.max(1) {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            book: self.clone(),
-            key,
-        })
-    }
-}
-
-/// One connection counted against its address until it closes.
-#[derive(Debug)]
-struct Slot {
-    book: Arc<PerAddress>,
-    key: String,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.book.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// A connection with what it holds (its permit, its address's slot) for as long as it lives: after an
 /// upgrade to a WebSocket hyper passes the connection on, and the bounds go with it.
 struct Held {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
-    _slot: Option<Slot>,
+    _slot: Option<crate::slots::Slot>,
 }
 
 impl AsyncRead for Held {
@@ -489,28 +453,29 @@ impl AsyncWrite for Held {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn connections_per_address_are_bounded_and_given_back() {
-        let book = Arc::new(PerAddress::default());
+        let book = crate::slots::Slots::default();
+        let key = |ip: IpAddr| crate::signin::address_key(ip);
         let a: IpAddr = "2001:db8::1".parse().expect("ip");
         let same_64: IpAddr = "2001:db8::2".parse().expect("ip");
         let other: IpAddr = "192.0.2.1".parse().expect("ip");
-        let first = book.enter(a, 2).expect("first");
-        let second = book.enter(same_64, 2).expect("second");
-        assert!(book.enter(a, 2).is_none(), "a /64 holds two at most");
+        let first = book.enter(&key(a), 2).expect("first");
+        let second = book.enter(&key(same_64), 2).expect("second");
+        assert!(book.enter(&key(a), 2).is_none(), "a /64 holds two at most");
         assert!(
-            book.enter(other, 2).is_some(),
+            book.enter(&key(other), 2).is_some(),
             "another address is counted apart"
         );
         drop(first);
         let third = book
-            .enter(a, 2)
+            .enter(&key(a), 2)
             .expect("a closed connection gives its slot back");
         drop((second, third));
         assert!(
-            book.0.lock().expect("lock").is_empty(),
+            book.is_empty(),
             "addresses without connections are forgotten"
         );
     }

@@ -230,56 +230,32 @@ struct Reader {
     ended: bool,
     /// Revocations were missed (too many at once): the store decides.
     lagged: bool,
-    _slot: StreamSlot,
+    _slot: crate::slots::Slot,
 }
 
 /// The most event streams one client may have open at once: each costs a query on every commit.
-pub const MAX_STREAMS_PER_CLIENT: u32 = 16;
+pub const MAX_STREAMS_PER_CLIENT: usize = 16;
 
 /// Event streams open, per client.
-#[derive(Debug, Default)]
-pub struct OpenStreams(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
+#[derive(Debug, Clone, Default)]
+pub struct OpenStreams(crate::slots::Slots);
 
 impl OpenStreams {
     /// A place for one more stream of this client, held while the stream is open; 429 when it has
     /// [`MAX_STREAMS_PER_CLIENT`] already.
-    pub fn open(&self, client_id: &str) -> ApiResult<StreamSlot> {
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(client_id.to_owned()).or_default();
-        if *n >= MAX_STREAMS_PER_CLIENT {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                format!(
-                    "at most {MAX_STREAMS_PER_CLIENT} event streams of one client may be open at once; \
-                     close one first"
-                ),
-            ));
-        }
-        *n += 1;
-        Ok(StreamSlot {
-            open: self.0.clone(),
-            client_id: client_id.to_owned(),
-        })
-    }
-}
-
-/// One open stream's place; given back when the stream ends.
-#[derive(Debug)]
-pub struct StreamSlot {
-    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
-    client_id: String,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.client_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.client_id);
-            }
-        }
+    pub fn open(&self, client_id: &str) -> ApiResult<crate::slots::Slot> {
+        self.0
+            .enter(client_id, MAX_STREAMS_PER_CLIENT)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!(
+                        "at most {MAX_STREAMS_PER_CLIENT} event streams of one client may be open at once; \
+                         close one first"
+                    ),
+                )
+            })
     }
 }
 
@@ -577,7 +553,7 @@ mod tests {
     #[test]
     fn a_client_opens_a_bounded_number_of_streams_and_closing_one_frees_its_place() {
         let streams = OpenStreams::default();
-        let mut held: Vec<StreamSlot> = (0..MAX_STREAMS_PER_CLIENT)
+        let mut held: Vec<crate::slots::Slot> = (0..MAX_STREAMS_PER_CLIENT)
             .map(|_| streams.open("a").expect("a place"))
             .collect();
         let e = streams.open("a").expect_err("one too many");

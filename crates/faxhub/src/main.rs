@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, env = "FAXHUB_CA_CERT")]
         ca_cert: Option<PathBuf>,
         /// Address of this fax server's SIP sockets, UDP and TCP on the same port (a concrete IP: it goes
-        /// into Via and Contact).
+        /// into Via and Contact; port 0 picks a port free for both).
         #[arg(long, env = "FAXHUB_SIP_LISTEN", default_value = "127.0.0.1:5060")]
         sip_listen: std::net::SocketAddr,
         /// IP address for T.38 media (UDPTL) sockets; by default the SIP address's.

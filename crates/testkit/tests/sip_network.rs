@@ -84,19 +84,16 @@ async fn fax_server(
     let dir = sup.dir.join(format!("node-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("stderr.log");
-    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let child = Command::new(faxhub_bin().unwrap())
         .args(["node", "--supervisor", &sup.url, "--state-dir"])
         .arg(dir.join("state"))
         .args([
             "--enroll",
             &token,
+            // Port 0: the fax server binds UDP and TCP on one port both have free (a port picked here
+            // and released could be taken by another test's connection before the fax server binds it).
             "--sip-listen",
-            &format!("127.0.0.1:{sip_port}"),
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -133,6 +133,10 @@ pub struct Config {
     /// readings: the whole block (our default) or only the frames of the burst just sent (SpanDSP). A
     /// receiver must cope with both; the other is here to test that.
     pub pps_counts_burst: bool,
+    /// Receiving: the vertical resolutions announced in DIS besides standard (3.85 lines/mm), which every
+    /// terminal takes: fine (7.7) and superfine (15.4).
+    pub receive_fine: bool,
+    pub receive_superfine: bool,
 }
 
 impl Config {
@@ -155,6 +159,8 @@ impl Config {
             sub_address: String::new(),
             password: String::new(),
             pps_counts_burst: false,
+            receive_fine: true,
+            receive_superfine: true,
         }
     }
 }

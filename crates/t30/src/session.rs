@@ -166,8 +166,8 @@ impl Session {
             v27ter: true,
             v29: cfg.max_rate >= 7200,
             v17: cfg.max_rate >= 12000,
-            fine: true,
-            superfine: true,
+            fine: cfg.receive_fine || !matches!(cfg.role, Role::Receive),
+            superfine: cfg.receive_superfine || !matches!(cfg.role, Role::Receive),
             mr: cfg.mr,
             mmr: cfg.mmr && cfg.ecm,
             ecm: cfg.ecm,
@@ -1111,7 +1111,13 @@ impl Session {
         if fcf::same(f, fcf::DCS) {
             match Dcs::from_fif(&Fif(frame.fif().to_vec())) {
                 Some(d)
-                    if (d.compression != Compression::Mmr || d.ecm) && (!d.ecm || self.cfg.ecm) =>
+                    if (d.compression != Compression::Mmr || d.ecm)
+                        && (!d.ecm || self.cfg.ecm)
+                        && match d.resolution {
+                            Resolution::Standard => true,
+                            Resolution::Fine => self.local.fine,
+                            Resolution::Superfine => self.local.superfine,
+                        } =>
                 {
                     self.dcs = Some(d);
                     self.stats.dcs = Some(d);

@@ -80,8 +80,31 @@ fn paced_call_takes_real_fax_time() {
 
 #[test]
 fn superfine_pages_go_fine_to_a_receiver_without_superfine() {
-    // Our receiver has superfine; a sender asking fine keeps fine; a standard receiver is tested through
-    // DIS decoding in the unit tests. Here: a superfine page arrives superfine, unchanged.
+    let p = vec![letter(9, 600, Resolution::Superfine)];
+    for (fine, superfine, want, lines) in [
+        (true, false, Resolution::Fine, 300),
+        (false, false, Resolution::Standard, 150),
+    ] {
+        let mut rc = receiver_config();
+        rc.receive_fine = fine;
+        rc.receive_superfine = superfine;
+        let r = run(
+            sender_config(p.clone()),
+            rc,
+            LinkModel::clean(),
+            LinkModel::clean(),
+            3,
+            3,
+        );
+        assert_eq!(r.sender.result, Ok(()), "fine {fine} superfine {superfine}");
+        assert_eq!(r.received[0].dcs.resolution, want);
+        assert_eq!(r.received[0].page.height, lines);
+        assert_eq!(r.received[0].page.resolution, want);
+    }
+}
+
+#[test]
+fn superfine_pages_reach_a_superfine_receiver_unchanged() {
     let p = vec![letter(9, 600, Resolution::Superfine)];
     let r = run(
         sender_config(p.clone()),

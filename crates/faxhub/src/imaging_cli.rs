@@ -230,10 +230,9 @@ pub fn convert(a: ConvertArgs) -> anyhow::Result<()> {
     let fax = render::FaxOptions {
         spec: spec(&a.render),
         coder_threads: options.threads,
-        header: a.header.map(|from| render::HeaderLine {
-            from,
-            date: date.clone(),
-        }),
+        header: a
+            .header
+            .map(|from| render::HeaderLine::classic(&from, &date)),
         cover: a.cover_to.map(|to| render::cover::CoverInfo {
             to,
             to_fax: a.cover_to_fax.unwrap_or_default(),

@@ -11,7 +11,7 @@ pub mod pages;
 mod runtime;
 pub mod sip_line;
 
-pub use line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob};
+pub use line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob, SettingsError};
 pub use runtime::{NodeConfig, NodeHandle, OfferObserver, enroll, run};
 pub use sip_line::{SipLine, SipLineConfig};
 

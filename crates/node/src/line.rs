@@ -2,6 +2,7 @@
 //! implementation (SIP signalling, T.30 over T.38/UDPTL) lives in its own crates; tests may drive a test
 //! double of this trait, which no shipped configuration can select.
 
+use protocol::settings::{FaxServerSettings, FieldError};
 use protocol::{CallStats, DocumentRef, Outcome, Phase, SendOptions};
 use std::path::PathBuf;
 use tokio::sync::{mpsc, watch};
@@ -53,6 +54,23 @@ pub struct ReceivedFax {
     pub failure: Option<String>,
 }
 
+/// Why a line refuses settings (it keeps the ones it had).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// A field does not validate (a document from another build, or damaged on disk).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The SIP account registers but its password did not come with the push.
+    #[error("sip.password did not arrive with the settings")]
+    PasswordMissing,
+    /// More channels than the line has.
+    #[error("channels: this line has {has} channels, not {asked}")]
+    TooManyChannels { has: u32, asked: u32 },
+    #[error("the line needs a tokio runtime")]
+    NoRuntime,
+}
+
 #[async_trait::async_trait]
 pub trait Line: Send + Sync + 'static {
     /// Channels usable at once, both directions together.
@@ -81,8 +99,8 @@ pub trait Line: Send + Sync + 'static {
     }
     /// Takes new settings (the supervisor's fax server settings document); an error refuses them, saying
     /// why, and the line keeps its previous settings.
-    fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
-        let _ = settings;
+    fn apply_settings(&self, settings: &FaxServerSettings) -> Result<(), SettingsError> {
+        settings.validate()?;
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! Documents to the pages a fax call sends: the one conversion the fax server's calls and
 //! `faxhub t38 send` share, with the same checks.
 
-use render::{Document, FaxOptions};
+use protocol::settings::{HeaderPart, HeaderTemplate};
+use render::{Document, FaxOptions, HeaderLine, header::HeaderText};
 
 /// Why documents could not become fax pages.
 #[derive(Debug, thiserror::Error)]
@@ -78,5 +79,77 @@ mod tests {
                 ..
             })
         ));
+    }
+}
+
+/// The header line a fax server stamps on a job's pages: `template` (the fax server's `header_template`)
+/// with its values filled in, the date and time at `now` in `zone` (its `time_zone`); `None` for an
+/// empty template. `from` is the job's header name, or the station identity when it has none.
+pub fn header_line(
+    template: &HeaderTemplate,
+    from: &str,
+    station: &str,
+    zone: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
+) -> Option<HeaderLine> {
+    if template.fields.is_empty() {
+        return None;
+    }
+    let local = now.to_zoned_datetime(zone.clone());
+    let fields = template
+        .fields
+        .iter()
+        .map(|field| {
+            field
+                .iter()
+                .map(|part| match part {
+                    HeaderPart::Text(t) => HeaderText::Text(t.clone()),
+                    HeaderPart::From => HeaderText::Text(from.to_owned()),
+                    HeaderPart::Station => HeaderText::Text(station.to_owned()),
+                    HeaderPart::Date => HeaderText::Text(local.strftime("%Y-%m-%d").to_string()),
+                    HeaderPart::Time => HeaderText::Text(local.strftime("%H:%M").to_string()),
+                    HeaderPart::Zone => HeaderText::Text(local.strftime("%Z").to_string()),
+                    HeaderPart::Page => HeaderText::Page,
+                    HeaderPart::Pages => HeaderText::Pages,
+                })
+                .collect()
+        })
+        .collect();
+    Some(HeaderLine { fields })
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn the_header_shows_the_time_in_the_fax_servers_zone() {
+        let template: HeaderTemplate =
+            "From {from} ({station})|{date} {time} {zone}|Page {page}/{pages}"
+                .parse()
+                .expect("template");
+        // 2026-07-01 22:30 UTC is the next day in Tokyo and summer time in Berlin.
+        let now: jiff::Timestamp = "2026-07-01T22:30:00Z".parse().expect("time");
+        for (zone, when) in [
+            ("UTC", "2026-07-01 22:30 UTC"),
+            ("Europe/Berlin", "2026-07-02 00:30 CEST"),
+            ("Asia/Tokyo", "2026-07-02 07:30 JST"),
+            ("America/New_York", "2026-07-01 18:30 EDT"),
+        ] {
+            let tz = protocol::settings::time_zone(zone).expect("zone");
+            let h = header_line(&template, "ACME", "+1 555 0100", &tz, now).expect("header");
+            assert_eq!(
+                h.expand(2, 3),
+                vec![
+                    "From ACME (+1 555 0100)".to_owned(),
+                    when.to_owned(),
+                    "Page 2/3".to_owned()
+                ],
+                "{zone}"
+            );
+        }
+        let none: HeaderTemplate = "".parse().expect("empty");
+        let utc = protocol::settings::time_zone("UTC").expect("UTC");
+        assert!(header_line(&none, "a", "b", &utc, now).is_none());
     }
 }

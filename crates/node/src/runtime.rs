@@ -4,6 +4,7 @@ use crate::Error;
 use crate::journal::{Held, Journal};
 use crate::line::{Line, LineProgress, SendJob};
 use futures::{SinkExt, StreamExt};
+use protocol::settings::{FaxServerSettings, Secret};
 use protocol::{
     AttemptState, Body, Capabilities, ChannelState, Envelope, FaultSide, Heartbeat, Hello,
     InboundFax, JobOffer, JobProgress, JobResult, Outcome, PROTOCOL_VERSION, Phase,
@@ -152,7 +153,7 @@ struct Node {
     running: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// The settings applied last (version, document), kept in `settings.json` so the fax server works on
     /// with them through a supervisor outage.
-    settings: Mutex<(u64, serde_json::Value)>,
+    settings: Mutex<u64>,
     /// Seals the SIP password inside `settings.json`.
     secrets: at_rest::SecretBox,
 }
@@ -165,15 +166,13 @@ const SECRETS_LABEL: &[u8] = b"faxhub fax server settings";
 /// The settings as kept on disk: the SIP password sealed (`{"sealed": ...}`) instead of in the clear.
 fn seal_kept(
     secrets: &at_rest::SecretBox,
-    mut settings: serde_json::Value,
-) -> Result<serde_json::Value, String> {
-    if let Some(p) = settings.pointer_mut("/sip/password")
-        && let Some(plain) = p.as_str()
-    {
+    mut settings: FaxServerSettings,
+) -> Result<FaxServerSettings, String> {
+    if let Secret::Value(plain) = &settings.sip.password {
         let sealed = secrets
             .seal(plain)
             .map_err(|e| format!("sealing the SIP password failed: {e}"))?;
-        *p = serde_json::json!({ "sealed": sealed });
+        settings.sip.password = Secret::Sealed { sealed };
     }
     Ok(settings)
 }
@@ -182,14 +181,19 @@ fn seal_kept(
 /// replaced): then the supervisor's next push brings it again.
 fn open_kept(
     secrets: &at_rest::SecretBox,
-    mut settings: serde_json::Value,
-) -> Option<serde_json::Value> {
-    if let Some(p) = settings.pointer_mut("/sip/password")
-        && let Some(sealed) = p.get("sealed").and_then(|v| v.as_str())
-    {
-        *p = serde_json::Value::String(secrets.open(sealed)?);
+    mut settings: FaxServerSettings,
+) -> Option<FaxServerSettings> {
+    if let Secret::Sealed { sealed } = &settings.sip.password {
+        settings.sip.password = Secret::Value(secrets.open(sealed)?);
     }
     Some(settings)
+}
+
+/// `settings.json`: the version applied last and its document, the password sealed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    version: u64,
+    settings: FaxServerSettings,
 }
 
 /// Starts the fax server: connects (and reconnects) to the supervisor and serves its line.
@@ -222,7 +226,7 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
         line,
         link: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
-        settings: Mutex::new((0, serde_json::Value::Null)),
+        settings: Mutex::new(0),
         secrets: at_rest::SecretBox::derived(&key, SECRETS_LABEL),
         config,
     });
@@ -248,7 +252,7 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
 
 impl Node {
     fn settings_version(&self) -> u64 {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).0
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies the settings kept from the last run, if any.
@@ -257,15 +261,19 @@ impl Node {
         let Ok(bytes) = std::fs::read(&path) else {
             return;
         };
-        let Ok(kept) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-            tracing::error!(
-                "{} is unreadable; waiting for the supervisor's settings",
-                path.display()
-            );
-            return;
+        let kept = match serde_json::from_slice::<Kept>(&bytes) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(
+                    "{} is unreadable ({e}); waiting for the supervisor's settings",
+                    path.display()
+                );
+                return;
+            }
         };
-        let version = kept["version"].as_u64().unwrap_or(0);
-        let Some(settings) = open_kept(&self.secrets, kept["settings"].clone()) else {
+        let version = kept.version;
+        let was_plain = kept.settings.sip.password.plain().is_some();
+        let Some(settings) = open_kept(&self.secrets, kept.settings) else {
             tracing::error!(
                 version,
                 "the SIP password kept in {} cannot be opened ({SECRETS_KEY_FILE} was replaced?); waiting for the supervisor's settings",
@@ -276,38 +284,38 @@ impl Node {
         match self.line.apply_settings(&settings) {
             Ok(()) => {
                 // A file kept by an earlier version may hold the password in the clear: keep it sealed.
-                if kept["settings"]
-                    .pointer("/sip/password")
-                    .is_some_and(|p| p.is_string())
-                    && let Err(e) = self.keep_settings(version, &settings)
-                {
+                if was_plain && let Err(e) = self.keep_settings(version, &settings) {
                     tracing::error!("{e}");
                 }
-                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, settings)
+                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = version;
             }
             Err(e) => tracing::error!(version, "kept settings refused by the line: {e}"),
         }
     }
 
     /// Keeps the applied settings in `settings.json` (owner-only, the SIP password sealed).
-    fn keep_settings(&self, version: u64, settings: &serde_json::Value) -> Result<(), String> {
-        let kept = serde_json::json!({"version": version, "settings": seal_kept(&self.secrets, settings.clone())?});
-        at_rest::write_file(
-            &self.config.state_dir.join(SETTINGS_FILE),
-            kept.to_string().as_bytes(),
-        )
-        .map_err(|e| format!("storing the settings failed: {e}"))
+    fn keep_settings(&self, version: u64, settings: &FaxServerSettings) -> Result<(), String> {
+        let kept = Kept {
+            version,
+            settings: seal_kept(&self.secrets, settings.clone())?,
+        };
+        let json = serde_json::to_vec(&kept).map_err(|e| format!("encoding the settings: {e}"))?;
+        at_rest::write_file(&self.config.state_dir.join(SETTINGS_FILE), &json)
+            .map_err(|e| format!("storing the settings failed: {e}"))
     }
 
-    fn apply_settings(&self, version: u64, settings: serde_json::Value) {
+    fn apply_settings(&self, version: u64, settings: &FaxServerSettings) {
         let result = if self.settings_version() == version {
             Ok(())
         } else {
-            self.line.apply_settings(&settings).and_then(|()| {
-                self.keep_settings(version, &settings)?;
-                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = (version, settings);
-                Ok(())
-            })
+            self.line
+                .apply_settings(settings)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    self.keep_settings(version, settings)?;
+                    *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = version;
+                    Ok(())
+                })
         };
         match &result {
             Ok(()) => tracing::info!(version, "settings applied"),
@@ -552,7 +560,7 @@ impl Node {
                 };
                 self.send(Envelope::unacked(reply));
             }
-            Body::SettingsPush { version, settings } => self.apply_settings(version, settings),
+            Body::SettingsPush { version, settings } => self.apply_settings(version, &settings),
             Body::Goodbye { reason } => tracing::warn!("the supervisor said goodbye: {reason}"),
             Body::Welcome(_) => {}
             other => tracing::warn!("unexpected message from the supervisor: {other:?}"),
@@ -882,15 +890,21 @@ mod tests {
     #[test]
     fn the_kept_sip_password_is_sealed_and_opens_again() {
         let secrets = at_rest::SecretBox::derived(&[7; 32], SECRETS_LABEL);
-        let settings = serde_json::json!({"channels": 2, "sip": {"user": "fax1", "password": "s3cret-pass-1"}});
+        let settings: FaxServerSettings = serde_json::from_value(
+            serde_json::json!({"channels": 2, "sip": {"user": "fax1", "password": "s3cret-pass-1"}}),
+        )
+        .expect("settings");
         let kept = seal_kept(&secrets, settings.clone()).expect("sealed");
-        assert!(!kept.to_string().contains("s3cret-pass-1"), "{kept}");
-        assert!(kept["sip"]["password"]["sealed"].is_string(), "{kept}");
+        let json = serde_json::to_value(&kept).expect("json");
+        assert!(!json.to_string().contains("s3cret-pass-1"), "{json}");
+        assert!(json["sip"]["password"]["sealed"].is_string(), "{json}");
         assert_eq!(open_kept(&secrets, kept.clone()), Some(settings));
         let other = at_rest::SecretBox::derived(&[8; 32], SECRETS_LABEL);
         assert_eq!(open_kept(&other, kept), None, "another key cannot open it");
         // Settings without a password, or with a masked one, pass through unchanged.
-        let masked = serde_json::json!({"sip": {"password": {"set": false}}});
+        let masked: FaxServerSettings =
+            serde_json::from_value(serde_json::json!({"sip": {"password": {"set": false}}}))
+                .expect("settings");
         assert_eq!(seal_kept(&secrets, masked.clone()).expect("kept"), masked);
         assert_eq!(open_kept(&secrets, masked.clone()), Some(masked));
     }

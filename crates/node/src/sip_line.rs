@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use protocol::settings::{FaxServerSettings as Settings, ReceiveResolution, SipTransport};
 use protocol::{CallStats, FaultSide, Outcome, Phase};
-use serde::Deserialize;
 use sip::sdp::{self, Sdp, T38Params, UdpEc};
 use sip::ua::{Account, CallError, CallEvent, Incoming, UserAgent};
 use tokio::net::UdpSocket;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
-use crate::line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob};
+use crate::line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob, SettingsError};
 
 /// Where the line listens (not pushed by the supervisor: it is this machine's business).
 #[derive(Debug, Clone)]
@@ -30,78 +30,6 @@ pub struct SipLineConfig {
     pub media_ip: IpAddr,
     /// How often to send OPTIONS keep-alives to the proxy.
     pub keepalive: Duration,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-struct Settings {
-    station_id: String,
-    local_numbers: Vec<String>,
-    channels: u32,
-    sip: SipSettings,
-    t38: T38Settings,
-    dial_rules: DialRules,
-    receive: ReceivePolicy,
-    retry: RetryPolicy,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-struct RetryPolicy {
-    step_down_rate: bool,
-    ecm_off_on_retry: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-struct SipSettings {
-    registrar: String,
-    proxy: Option<String>,
-    user: String,
-    auth_user: Option<String>,
-    /// A string once pushed; `{ "set": .. }` when masked.
-    password: serde_json::Value,
-    transport: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default)]
-struct T38Settings {
-    version: u8,
-    max_bit_rate: u32,
-    ecm: bool,
-    redundancy_depth: u8,
-    max_datagram: u16,
-}
-
-impl Default for T38Settings {
-    fn default() -> Self {
-        Self {
-            version: 0,
-            max_bit_rate: 14_400,
-            ecm: true,
-            redundancy_depth: 3,
-            max_datagram: 400,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
-struct DialRules {
-    access_code: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default)]
-struct ReceivePolicy {
-    max_pages: u32,
-}
-
-impl Default for ReceivePolicy {
-    fn default() -> Self {
-        Self { max_pages: 200 }
-    }
 }
 
 struct Inner {
@@ -267,26 +195,18 @@ impl SipLine {
         } else {
             s.sip.registrar.clone()
         };
-        let password = s.sip.password.as_str().unwrap_or("").to_string();
+        let password = s.sip.password.plain().unwrap_or("").to_string();
         let account = Account {
             proxy,
             domain,
             user: s.sip.user.clone(),
-            auth_user: s
-                .sip
-                .auth_user
-                .clone()
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| s.sip.user.clone()),
+            auth_user: s.sip.digest_user().to_owned(),
             password,
             expires: 600,
         };
-        let transport = match s.sip.transport.parse::<sip::ua::Transport>() {
-            Ok(t) => t,
-            Err(e) => {
-                self.set_status(Some(format!("{e}: the line stays down")));
-                return;
-            }
+        let transport = match s.sip.transport {
+            SipTransport::Udp => sip::ua::Transport::Udp,
+            SipTransport::Tcp => sip::ua::Transport::Tcp,
         };
         let cfg = sip::ua::Config {
             bind: self.inner.cfg.sip_bind,
@@ -461,6 +381,8 @@ impl SipLine {
         c.max_rate = s.t38.max_bit_rate.min(far.max_bit_rate.max(2400));
         c.ecm = s.t38.ecm;
         c.max_pages = s.receive.max_pages.max(1);
+        c.receive_fine = s.receive.takes(ReceiveResolution::Fine);
+        c.receive_superfine = s.receive.takes(ReceiveResolution::Superfine);
         let transport = Self::transport(&s, &far);
         // A BYE that comes while the session ends stays queued in the call's events and is seen below.
         let mut hung_up = false;
@@ -576,8 +498,9 @@ fn stats(s: &line::CallStats) -> CallStats {
     }
 }
 
-/// Renders the job's documents to fax pages at the asked resolution.
-fn render_pages(job: &SendJob, station: &str) -> Result<Vec<t30::Page>, String> {
+/// Renders the job's documents to fax pages at the asked resolution, with the settings' header line
+/// (none when neither the job nor the settings name the sender).
+fn render_pages(job: &SendJob, s: &Settings) -> Result<Vec<t30::Page>, String> {
     let resolution = match job.options.resolution.as_str() {
         "standard" => render::Resolution::Standard,
         "superfine" => render::Resolution::Superfine,
@@ -596,19 +519,29 @@ fn render_pages(job: &SendJob, station: &str) -> Result<Vec<t30::Page>, String> 
             render::load_owned(bytes, &options).map_err(|e| format!("{}: {e}", path.display()))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let date = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute] UTC"
-        ))
-        .unwrap_or_default();
-    let header = job
+    let from = job
         .options
         .header
         .clone()
-        .or_else(|| (!station.is_empty()).then(|| station.to_string()));
+        .or_else(|| (!s.station_id.is_empty()).then(|| s.station_id.clone()));
+    // Applied settings validated, so both parse; a fault here prints no header rather than a wrong one.
+    let header = match (
+        from,
+        s.header(),
+        protocol::settings::time_zone(&s.time_zone),
+    ) {
+        (Some(from), Ok(template), Some(zone)) => crate::pages::header_line(
+            &template,
+            &from,
+            &s.station_id,
+            &zone,
+            jiff::Timestamp::now(),
+        ),
+        _ => None,
+    };
     let o = render::FaxOptions {
         spec: render::PageSpec::new(resolution, render::PaperSize::A4),
-        header: header.map(|from| render::HeaderLine { from, date }),
+        header,
         ..render::FaxOptions::default()
     };
     crate::pages::fax_pages(&docs, &o).map_err(|e| e.to_string())
@@ -734,18 +667,15 @@ impl Line for SipLine {
         self.inner.received_rx.lock().await.recv().await
     }
 
-    fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
-        let new: Settings = serde_json::from_value(settings.clone())
-            .map_err(|e| format!("settings do not parse: {e}"))?;
-        if let Err(e) = new.sip.transport.parse::<sip::ua::Transport>() {
-            return Err(format!("sip.transport: {e}"));
-        }
-        if !new.sip.user.is_empty()
-            && !new.sip.password.is_string()
-            && !new.sip.registrar.is_empty()
+    fn apply_settings(&self, settings: &Settings) -> Result<(), SettingsError> {
+        settings.validate()?;
+        if !settings.sip.user.is_empty()
+            && settings.sip.password.plain().is_none()
+            && !settings.sip.registrar.is_empty()
         {
-            return Err("sip.password did not arrive with the settings".into());
+            return Err(SettingsError::PasswordMissing);
         }
+        let new = settings.clone();
         let changed = {
             let mut cur = self
                 .inner
@@ -762,7 +692,7 @@ impl Line for SipLine {
                 Ok(h) => {
                     h.spawn(self.clone().start_ua(generation));
                 }
-                Err(_) => return Err("the line needs a tokio runtime".into()),
+                Err(_) => return Err(SettingsError::NoRuntime),
             }
         }
         Ok(())
@@ -791,9 +721,9 @@ impl Line for SipLine {
             });
         };
         report(Phase::Preparing, None, None, None);
-        let station = s.station_id.clone();
         let job2 = job.clone();
-        let pages = match tokio::task::spawn_blocking(move || render_pages(&job2, &station)).await {
+        let s2 = s.clone();
+        let pages = match tokio::task::spawn_blocking(move || render_pages(&job2, &s2)).await {
             Ok(Ok(p)) if !p.is_empty() => p,
             Ok(Ok(_)) => {
                 return LineOutcome {
@@ -968,6 +898,7 @@ impl Line for SipLine {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use protocol::settings::RetryPolicy;
 
     fn job(attempt_number: u32) -> SendJob {
         SendJob {
@@ -1049,9 +980,6 @@ mod tests {
                 ecm_off_on_retry: true
             }
         );
-        assert_eq!(
-            s.sip.transport.parse::<sip::ua::Transport>(),
-            Ok(sip::ua::Transport::Tcp)
-        );
+        assert_eq!(s.sip.transport, SipTransport::Tcp);
     }
 }

@@ -23,6 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod settings;
+
 /// The protocol version this build speaks. A peer announcing another major version is refused with a
 /// [`Body::Goodbye`] naming both versions.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -109,7 +111,7 @@ pub enum Body {
     /// `SettingsResult`.
     SettingsPush {
         version: u64,
-        settings: serde_json::Value,
+        settings: Box<settings::FaxServerSettings>,
     },
     /// The fax server applied (and stored) the settings of `version`, or refused them with `error`.
     SettingsResult {
@@ -380,6 +382,52 @@ mod tests {
             ),
             r#"{"msg_id":9,"type":"job_result","attempt_id":"a1","outcome":{"status":"failed","fault":"recipient","reason":"busy","t30":null,"pages_sent":0},"stats":{"bit_rate":null,"ecm":null,"coding":null,"duration_ms":0,"bad_lines":0,"retransmissions":0}}"#,
         );
+    }
+
+    /// The settings document as it travels to a fax server: every field by name, the password in the
+    /// clear (only ever inside a push to its own fax server).
+    #[test]
+    fn settings_push_wire_format_is_stable() {
+        use settings::*;
+        let s = FaxServerSettings {
+            station_id: "+49 30 1234567".into(),
+            header_template: "Acme {from}|{date} {time}|{page}/{pages}".into(),
+            local_numbers: vec!["+49301234567".into()],
+            channels: 2,
+            sip: SipAccount {
+                registrar: "sip.example.com:5060".into(),
+                proxy: None,
+                user: "fax1".into(),
+                auth_user: Some("fax-auth".into()),
+                password: Secret::Value("s3cret".into()),
+                transport: SipTransport::Tcp,
+            },
+            t38: T38Options::default(),
+            dial_rules: DialRules {
+                prefixes: vec!["+49".into()],
+                access_code: "0".into(),
+            },
+            retry: RetryPolicy::default(),
+            receive: ReceivePolicy {
+                max_pages: 50,
+                resolutions: vec![ReceiveResolution::Standard, ReceiveResolution::Fine],
+            },
+            time_zone: "Europe/Berlin".into(),
+        };
+        s.validate().expect("valid");
+        check(
+            Envelope::new(
+                3,
+                Body::SettingsPush {
+                    version: 5,
+                    settings: Box::new(s),
+                },
+            ),
+            r#"{"msg_id":3,"type":"settings_push","version":5,"settings":{"station_id":"+49 30 1234567","header_template":"Acme {from}|{date} {time}|{page}/{pages}","local_numbers":["+49301234567"],"channels":2,"sip":{"registrar":"sip.example.com:5060","proxy":null,"user":"fax1","auth_user":"fax-auth","password":"s3cret","transport":"tcp"},"t38":{"version":0,"max_bit_rate":14400,"ecm":true,"redundancy_depth":3,"max_datagram":400},"dial_rules":{"prefixes":["+49"],"access_code":"0"},"retry":{"step_down_rate":true,"ecm_off_on_retry":false},"receive":{"max_pages":50,"resolutions":["standard","fine"]},"time_zone":"Europe/Berlin"}}"#,
+        );
+        // A push naming a setting this build does not know is refused whole, not half applied.
+        let unknown = r#"{"msg_id":3,"type":"settings_push","version":5,"settings":{"channels":2,"fax_speed":"warp"}}"#;
+        assert!(Envelope::from_json(unknown).is_err());
     }
 
     fn offer(call_limit_ms: Option<u64>) -> Envelope {

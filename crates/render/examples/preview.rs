@@ -28,12 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     render::header::stamp(
         &mut page,
-        &render::header::HeaderInfo {
-            from: "faxhub test",
-            date: "2026-11-24 19:30",
-            page: 1,
-            pages: count,
-        },
+        &render::HeaderLine::classic("faxhub test", "2026-11-24 19:30").expand(1, count),
     );
     std::fs::write(output, render::preview::png(&page, w, h)?)?;
     Ok(())

@@ -5,7 +5,7 @@ use crate::Document;
 use crate::cover::{self, CoverInfo};
 use crate::error::Error;
 use crate::geometry::PageSpec;
-use crate::header::{self, HeaderInfo};
+use crate::header::{self, HeaderLine};
 use crate::page::Page;
 
 /// How a transmission is put together.
@@ -13,20 +13,12 @@ use crate::page::Page;
 pub struct FaxOptions {
     /// Resolution, paper and halftoning of every page.
     pub spec: PageSpec,
-    /// The sender's header line (`From <from> <date> Page n/N`); `None` stamps nothing.
+    /// The sender's header line; `None` stamps nothing.
     pub header: Option<HeaderLine>,
     /// A cover page to put first; its page count is filled in.
     pub cover: Option<CoverInfo>,
     /// Threads that code pages while the next ones are rendered (0 or 1: the calling thread codes).
     pub coder_threads: usize,
-}
-
-/// The fixed parts of the header line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderLine {
-    pub from: String,
-    /// Already formatted (this crate has no clock).
-    pub date: String,
 }
 
 /// Pages in the transmission: the documents' pages plus the cover.
@@ -45,15 +37,7 @@ pub fn pages(
     let mut emit = |mut page: Page, each: &mut dyn FnMut(Page) -> Result<(), Error>| {
         number += 1;
         if let Some(h) = &o.header {
-            header::stamp(
-                &mut page,
-                &HeaderInfo {
-                    from: &h.from,
-                    date: &h.date,
-                    page: number,
-                    pages: total,
-                },
-            );
+            header::stamp(&mut page, &h.expand(number, total));
         }
         each(page)
     };

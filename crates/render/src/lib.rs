@@ -38,9 +38,10 @@ mod text;
 
 use std::time::Duration;
 
-pub use convert::{FaxOptions, HeaderLine};
+pub use convert::FaxOptions;
 pub use error::{Error, Format};
 pub use geometry::{FaxWidth, Halftone, PageSpec, PaperSize, Resolution};
+pub use header::HeaderLine;
 pub use page::Page;
 pub use shared::SharedBytes;
 pub use text::TextOptions;

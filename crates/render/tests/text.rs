@@ -130,13 +130,8 @@ fn header_stamps_only_the_top_band() {
     let mut page = Page::blank(spec.width(), spec.height(), spec.x_dpi(), spec.y_dpi());
     // A page black all over: the band is cleared before printing.
     page.data.fill(0xff);
-    let info = header::HeaderInfo {
-        from: "ACME Corp +1 555 0100",
-        date: "2026-11-24 19:00",
-        page: 1,
-        pages: 2,
-    };
-    header::stamp(&mut page, &info);
+    let info = header::HeaderLine::classic("ACME Corp +1 555 0100", "2026-11-24 19:00");
+    header::stamp(&mut page, &info.expand(1, 2));
     let band = header::band_height(spec.y_dpi());
     assert!((30..50).contains(&band), "8 pt × 1.5 at 196 lpi: {band}");
     let white_in_band = u64::from(band) * u64::from(page.width) - ink_in(&page, 0..band);
@@ -147,14 +142,14 @@ fn header_stamps_only_the_top_band() {
     );
 
     let mut blank = Page::blank(spec.width(), spec.height(), spec.x_dpi(), spec.y_dpi());
-    header::stamp(&mut blank, &info);
+    header::stamp(&mut blank, &info.expand(1, 2));
     let (x0, x1) = ink_cols(&blank).expect("ink");
     assert!(
         x0 < 60 && x1 > spec.width() - 60,
         "spans the line: {x0}..{x1}"
     );
     let mut other = Page::blank(spec.width(), spec.height(), spec.x_dpi(), spec.y_dpi());
-    header::stamp(&mut other, &header::HeaderInfo { page: 2, ..info });
+    header::stamp(&mut other, &info.expand(2, 2));
     assert!(blank != other, "page number is printed");
 }
 

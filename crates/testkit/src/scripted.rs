@@ -222,14 +222,18 @@ impl Line for ScriptedLine {
     }
 
     /// Refuses settings that ask for more channels than the line has, as a real line would.
-    fn apply_settings(&self, settings: &serde_json::Value) -> Result<(), String> {
-        match settings["channels"].as_u64() {
-            Some(n) if n > u64::from(self.channels) => Err(format!(
-                "channels: this line has {} channels, not {n}",
-                self.channels
-            )),
-            _ => Ok(()),
+    fn apply_settings(
+        &self,
+        settings: &protocol::settings::FaxServerSettings,
+    ) -> Result<(), node::SettingsError> {
+        settings.validate()?;
+        if settings.channels > self.channels {
+            return Err(node::SettingsError::TooManyChannels {
+                has: self.channels,
+                asked: settings.channels,
+            });
         }
+        Ok(())
     }
 
     async fn next_received(&self) -> Option<ReceivedFax> {

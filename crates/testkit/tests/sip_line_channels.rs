@@ -44,12 +44,15 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
         media_ip: [127, 0, 0, 1].into(),
         keepalive: Duration::from_secs(30),
     });
-    line.apply_settings(&serde_json::json!({
-        "station_id": "+15550102",
-        "local_numbers": ["+15550102"],
-        "channels": 1,
-        "sip": {"registrar": "", "proxy": format!("127.0.0.1:{peer_port}"), "user": "15550102", "transport": "udp"},
-    }))
+    line.apply_settings(
+        &serde_json::from_value(serde_json::json!({
+            "station_id": "+15550102",
+            "local_numbers": ["+15550102"],
+            "channels": 1,
+            "sip": {"registrar": "", "proxy": format!("127.0.0.1:{peer_port}"), "user": "15550102", "transport": "udp"},
+        }))
+        .unwrap(),
+    )
     .unwrap();
     wait_until("the line is up with one channel", || line.channels() == 1).await;
     assert_eq!(line.status(), None);

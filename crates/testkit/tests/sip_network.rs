@@ -102,13 +102,34 @@ async fn fax_server(
     (Node { child, log }, id)
 }
 
-async fn free_channels(api: &Api, id: &str) -> (bool, u64) {
-    let f = api
-        .get(&format!("/v1/fax-servers/{id}"))
+/// Submits a job sending the document `sha` to `to`; its id.
+async fn submit(admin: &Api, to: &str, sha: &str) -> String {
+    let r = admin
+        .post("/v1/jobs", json!({"recipients": [to], "documents": [sha]}))
         .await
         .unwrap()
-        .expect_status(200)
+        .expect_status(201)
         .unwrap();
+    r["jobs"][0]["id"].as_str().unwrap().to_owned()
+}
+
+/// The job once it is sent, failed or cancelled (waiting at most `secs`).
+async fn finished(admin: &Api, id: &str, secs: u64) -> serde_json::Value {
+    admin
+        .wait_job(id, Duration::from_secs(secs), |s| {
+            matches!(s, "sent" | "failed" | "cancelled")
+        })
+        .await
+        .unwrap()
+}
+
+/// GET `path`, which must answer 200; its body.
+async fn get_ok(api: &Api, path: &str) -> serde_json::Value {
+    api.get(path).await.unwrap().expect_status(200).unwrap()
+}
+
+async fn free_channels(api: &Api, id: &str) -> (bool, u64) {
+    let f = get_ok(api, &format!("/v1/fax-servers/{id}")).await;
     (
         f["online"] == true,
         f["free_channels"].as_u64().unwrap_or(0),
@@ -139,12 +160,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let sup = SupervisorProc::start(tmp.path(), CONFIG).unwrap();
     let admin = sup.admin();
-    let groupings = admin
-        .get("/v1/groupings")
-        .await
-        .unwrap()
-        .expect_status(200)
-        .unwrap();
+    let groupings = get_ok(&admin, "/v1/groupings").await;
     let grouping = groupings[0]["id"].as_str().unwrap().to_owned();
 
     let (_a, a_id) = fax_server(
@@ -211,12 +227,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     // The reason reaches the supervisor's API with the fax server's heartbeat.
     let mut line_status = String::new();
     for _ in 0..100 {
-        let f = admin
-            .get(&format!("/v1/fax-servers/{c_id}"))
-            .await
-            .unwrap()
-            .expect_status(200)
-            .unwrap();
+        let f = get_ok(&admin, &format!("/v1/fax-servers/{c_id}")).await;
         line_status = f["line_status"].as_str().unwrap_or_default().to_owned();
         if !line_status.is_empty() && line_status != "the line is starting" {
             break;
@@ -229,12 +240,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         "line_status: {line_status:?}"
     );
     assert!(!line_status.contains("not-the-password"));
-    let a_view = admin
-        .get(&format!("/v1/fax-servers/{a_id}"))
-        .await
-        .unwrap()
-        .expect_status(200)
-        .unwrap();
+    let a_view = get_ok(&admin, &format!("/v1/fax-servers/{a_id}")).await;
     assert!(
         a_view.get("line_status").is_none(),
         "a working line has no line_status: {a_view}"
@@ -281,35 +287,12 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     let sha = up["sha256"].as_str().unwrap().to_owned();
     let mut jobs = Vec::new();
     for _ in 0..20 {
-        let r = admin
-            .post(
-                "/v1/jobs",
-                json!({"recipients": ["+15550202"], "documents": [sha]}),
-            )
-            .await
-            .unwrap()
-            .expect_status(201)
-            .unwrap();
-        jobs.push(r["jobs"][0]["id"].as_str().unwrap().to_owned());
+        jobs.push(submit(&admin, "+15550202", &sha).await);
     }
-    let refused = admin
-        .post(
-            "/v1/jobs",
-            json!({"recipients": ["+15550299"], "documents": [sha]}),
-        )
-        .await
-        .unwrap()
-        .expect_status(201)
-        .unwrap();
-    let refused_id = refused["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let refused_id = submit(&admin, "+15550299", &sha).await;
 
     for id in &jobs {
-        let j = admin
-            .wait_job(id, Duration::from_secs(240), |s| {
-                matches!(s, "sent" | "failed" | "cancelled")
-            })
-            .await
-            .unwrap();
+        let j = finished(&admin, id, 240).await;
         assert_eq!(j["status"], "sent", "job {id}: {j}");
         let servers: Vec<&str> = j["attempts"]
             .as_array()
@@ -319,12 +302,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
             .collect();
         assert_eq!(servers.last(), Some(&a_id.as_str()), "sent by fax-a");
     }
-    let j = admin
-        .wait_job(&refused_id, Duration::from_secs(60), |s| {
-            matches!(s, "sent" | "failed" | "cancelled")
-        })
-        .await
-        .unwrap();
+    let j = finished(&admin, &refused_id, 60).await;
     assert_eq!(j["status"], "failed", "{j}");
     let reasons: Vec<&str> = j["attempts"]
         .as_array()
@@ -340,12 +318,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     // Every fax reached the inbox of the grouping, from fax-a's number, with the same pages.
     let mut items = Vec::new();
     for _ in 0..300 {
-        let inbox = admin
-            .get("/v1/inbox?limit=100")
-            .await
-            .unwrap()
-            .expect_status(200)
-            .unwrap();
+        let inbox = get_ok(&admin, "/v1/inbox?limit=100").await;
         items = inbox["items"].as_array().cloned().unwrap_or_default();
         if items.len() >= 20 {
             break;
@@ -358,14 +331,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         let id = it["id"].as_str().unwrap();
         let caller = it["caller_number"].as_str().unwrap_or_default();
         assert!(caller.ends_with("15550201"), "{it}");
-        let r = reqwest::Client::new()
-            .get(format!("{}/v1/inbox/{id}/document", sup.url))
-            .bearer_auth(&sup.token)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "fetching fax {id}: {}", r.status());
-        let tiff = r.bytes().await.unwrap().to_vec();
+        let tiff = fetch_fax(it, &sup).await;
         let pages = pages_below_header(&tiff).unwrap();
         assert_eq!(pages.len(), 1);
         assert_eq!(pages[0].0, 1728);
@@ -403,4 +369,101 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         want,
         "received pages are not the document's pages"
     );
+
+    // The settings a fax server takes are the settings it runs: fax-b now announces only standard
+    // resolution, fax-a prints its own header template (no date: the middle of the band stays empty).
+    let classic_band = header_band(&items[0], &sup).await;
+    for (id, patch) in [
+        (&b_id, json!({"receive": {"resolutions": ["standard"]}})),
+        (
+            &a_id,
+            json!({"header_template": "ACME {station}|Page {page} of {pages}", "time_zone": "Asia/Tokyo"}),
+        ),
+    ] {
+        let v = admin
+            .patch(&format!("/v1/fax-servers/{id}/settings"), patch)
+            .await
+            .unwrap()
+            .expect_status(200)
+            .unwrap();
+        let want = v["desired_version"].as_i64().unwrap();
+        let mut applied = 0;
+        for _ in 0..100 {
+            let v = get_ok(&admin, &format!("/v1/fax-servers/{id}/settings")).await;
+            applied = v["applied_version"].as_i64().unwrap_or(0);
+            if applied == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(applied, want, "fax server {id} applied its new settings");
+    }
+    let id = submit(&admin, "+15550202", &sha).await;
+    let j = finished(&admin, &id, 120).await;
+    assert_eq!(j["status"], "sent", "{j}");
+    let mut newest = None;
+    for _ in 0..300 {
+        let inbox = get_ok(&admin, "/v1/inbox?limit=100").await;
+        let all = inbox["items"].as_array().cloned().unwrap_or_default();
+        if all.len() > 20 {
+            newest = all
+                .into_iter()
+                .find(|it| !items.iter().any(|old| old["id"] == it["id"]));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let newest = newest.expect("the 21st fax reached the inbox");
+    let tiff = fetch_fax(&newest, &sup).await;
+    let pages = t4::tiff::read(&tiff, &t4::tiff::ReadLimits::default()).unwrap();
+    let y_dpi = pages[0].y_resolution.unwrap_or(0.0);
+    assert!(
+        (95.0..100.0).contains(&y_dpi),
+        "fax-b takes only standard resolution, so the page came at 98 lpi, not {y_dpi}"
+    );
+    let band = header_band(&newest, &sup).await;
+    assert_ne!(band, classic_band, "the header template changed the header");
+    let ink = |band: &[Vec<bool>], cols: std::ops::Range<usize>| -> usize {
+        band.iter()
+            .map(|row| row[cols.clone()].iter().filter(|b| **b).count())
+            .sum()
+    };
+    let middle = 1728 * 2 / 5..1728 * 3 / 5;
+    assert!(
+        ink(&classic_band, middle.clone()) > 0,
+        "the classic header prints the date in the middle"
+    );
+    assert_eq!(ink(&band, middle), 0, "this template has no middle field");
+    assert!(
+        ink(&band, 0..400) > 0 && ink(&band, 1728 - 400..1728) > 0,
+        "left and right fields printed"
+    );
+}
+
+async fn fetch_fax(item: &serde_json::Value, sup: &SupervisorProc) -> Vec<u8> {
+    let id = item["id"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/inbox/{id}/document", sup.url))
+        .bearer_auth(&sup.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "fetching fax {id}: {}", r.status());
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// The header band of a received fax's first page (the top 3 mm), as rows of pixels (true: black).
+async fn header_band(item: &serde_json::Value, sup: &SupervisorProc) -> Vec<Vec<bool>> {
+    let tiff = fetch_fax(item, sup).await;
+    let pages = t4::tiff::read(&tiff, &t4::tiff::ReadLimits::default()).unwrap();
+    let p = pages[0].as_page();
+    let stride = t4::stride(p.width);
+    let rows = (pages[0].y_resolution.unwrap_or(196.0) * 3.0 / 25.4) as usize;
+    (0..rows)
+        .map(|y| {
+            (0..p.width as usize)
+                .map(|x| p.data[y * stride + x / 8] & (0x80 >> (x % 8)) != 0)
+                .collect()
+        })
+        .collect()
 }

@@ -179,6 +179,18 @@ async fn error_shape(req: Request, next: Next) -> Response {
     shaped
 }
 
+/// A document after a merge patch, read as its type: the error names the field that does not fit
+/// (`sip.transport: SIP over TLS is not supported; …`).
+pub(crate) fn patched<T: serde::de::DeserializeOwned>(
+    doc: serde_json::Value,
+) -> crate::error::ApiResult<T> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::field(&field, e.into_inner())
+    })
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }
@@ -504,4 +516,49 @@ pub async fn hsts(mut resp: Response) -> Response {
 /// 201 with a JSON body.
 pub fn created<T: Serialize>(body: T) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every schema the document refers to is in it, the settings types from `protocol` included.
+    #[test]
+    fn the_openapi_document_resolves_every_reference() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                        out.push(r.to_owned());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in &found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("unexpected reference {r}"));
+            assert!(schemas.contains_key(name), "{r} is not in the document");
+        }
+        for name in [
+            "FaxServerSettings",
+            "SipTransport",
+            "ReceiveResolution",
+            "Secret",
+        ] {
+            assert!(schemas.contains_key(name), "{name} is described");
+        }
+        assert_eq!(
+            schemas["SipTransport"]["enum"],
+            serde_json::json!(["udp", "tcp"])
+        );
+    }
 }

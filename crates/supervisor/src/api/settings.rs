@@ -104,8 +104,7 @@ pub async fn push(app: &AppState, id: &str) -> store::Result<()> {
 
 /// Sends one version over the link, secrets unsealed for the fax server alone.
 fn send(app: &AppState, id: &str, version: i64, stored: FaxServerSettings) {
-    let plain = app.sealer.for_fax_server(stored);
-    let settings = serde_json::to_value(&plain).unwrap_or_default();
+    let settings = Box::new(app.sealer.for_fax_server(stored));
     let version = u64::try_from(version).unwrap_or(0);
     app.dispatcher
         .push(id, Body::SettingsPush { version, settings });
@@ -214,8 +213,7 @@ pub async fn patch(
     let mut doc =
         serde_json::to_value(&base).map_err(|e| ApiError::internal("encoding settings", e))?;
     merge_patch(&mut doc, &patch);
-    let next: FaxServerSettings =
-        serde_json::from_value(doc).map_err(|e| ApiError::field("body", e))?;
+    let next: FaxServerSettings = super::patched(doc)?;
     Ok(Json(store_version(&app, &caller, &id, next).await?))
 }
 

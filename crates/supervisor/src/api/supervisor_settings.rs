@@ -122,8 +122,7 @@ pub async fn patch(
     let mut doc = serde_json::to_value(app.live.get())
         .map_err(|e| ApiError::internal("encoding settings", e))?;
     merge_patch(&mut doc, &p);
-    let next: SupervisorSettings =
-        serde_json::from_value(doc).map_err(|e| ApiError::field("body", e))?;
+    let next: SupervisorSettings = super::patched(doc)?;
     Ok(Json(
         register(&app, &caller, next, "supervisor_settings.changed").await?,
     ))

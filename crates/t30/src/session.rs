@@ -15,7 +15,7 @@ use crate::dis_dcs::{
 };
 use crate::ecm::{self, BlockRx};
 use crate::fcf::{self, Frame};
-use crate::t38_terminal::{Receiver, RxEvent, Signal, Transmitter};
+use crate::t38_terminal::{Due, Receiver, RxEvent, Signal, Transmitter};
 use crate::{Config, Event, Failure, Outcome, Output, Page, ReceivedPage, Role, Stats};
 
 /// TCF lasts 1.5 s (T.30 §5.3.6.1.3); the receiver wants at least 1 s of unbroken zeros.
@@ -304,8 +304,8 @@ impl Session {
                 return Output::Event(e);
             }
             match self.tx.poll(now) {
-                Some(Ok(ifp)) => return Output::Transmit(ifp),
-                Some(Err(())) => {
+                Some(Due::Ifp(ifp)) => return Output::Transmit(ifp),
+                Some(Due::SignalDone) => {
                     self.on_tx_done(now);
                     continue;
                 }

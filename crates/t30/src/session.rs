@@ -14,7 +14,7 @@ use crate::dis_dcs::{
     Capabilities, Compression, Dcs, Fif, Modem, Resolution, bit, min_scan_for, page_lines,
 };
 use crate::ecm::{self, BlockRx};
-use crate::fcf::{self, Frame};
+use crate::fcf::{self, Fcf, Frame};
 use crate::t38_terminal::{Due, Receiver, RxEvent, Signal, Transmitter};
 use crate::{Config, Event, Failure, Outcome, Output, Page, ReceivedPage, Role, Stats};
 
@@ -140,7 +140,7 @@ pub struct Session {
     fallback: usize,
     dcs: Option<Dcs>,
     retrain: bool,
-    post_fcf: u8,
+    post_fcf: Fcf,
     ecm_tx: EcmTx,
     // Receiver.
     tcf_zeros: u32,
@@ -211,7 +211,7 @@ impl Session {
             fallback: 0,
             dcs: None,
             retrain: false,
-            post_fcf: fcf::EOP,
+            post_fcf: Fcf::EOP,
             ecm_tx: EcmTx::default(),
             tcf_zeros: 0,
             tcf_best: 0,
@@ -362,7 +362,7 @@ impl Session {
     }
 
     fn send_frames(&mut self, now: Duration, frames: Vec<Frame>, name: &'static str, after: After) {
-        debug!(frames = %frames.iter().map(|f| fcf::name(f.fcf())).collect::<Vec<_>>().join(","), "T.30 send");
+        debug!(frames = %frames.iter().map(|f| fcf::name(f.fcf_octet())).collect::<Vec<_>>().join(","), "T.30 send");
         self.last_sent = frames.clone();
         self.last_sent_name = name;
         self.last_after = after;
@@ -380,12 +380,11 @@ impl Session {
     }
 
     /// A command from the sender (X bit set: we received the DIS).
-    fn command(&self, fcf: u8, fif: &[u8], last: bool) -> Frame {
-        let x = if self.cfg.calling { fcf::X_BIT } else { 0 };
-        Frame::new(fcf | x, fif, last)
+    fn command(&self, fcf: Fcf, fif: &[u8], last: bool) -> Frame {
+        Frame::with_octet(fcf.with_x(self.cfg.calling), fif, last)
     }
 
-    fn response(&self, fcf: u8, fif: &[u8]) -> Frame {
+    fn response(&self, fcf: Fcf, fif: &[u8]) -> Frame {
         Frame::new(fcf, fif, true)
     }
 
@@ -400,7 +399,7 @@ impl Session {
         if self.finishing.is_some() {
             return;
         }
-        let dcn = self.command(fcf::DCN, &[], true);
+        let dcn = self.command(Fcf::DCN, &[], true);
         self.timer = None;
         self.after = After::Nothing;
         self.tx.send(
@@ -584,7 +583,7 @@ impl Session {
                     State::WaitCommand | State::Image | State::WaitDcn
                 )
             {
-                let crp = self.response(fcf::CRP, &[]);
+                let crp = self.response(Fcf::CRP, &[]);
                 self.stats.repeats += 1;
                 let after = if self.state == State::WaitDcn {
                     After::AwaitDcn
@@ -606,8 +605,8 @@ impl Session {
             return;
         }
         let f = frame.fcf();
-        debug!(frame = fcf::name(f), "T.30 received");
-        if fcf::same(f, fcf::DCN) {
+        debug!(frame = fcf::name(frame.fcf_octet()), "T.30 received");
+        if f == Some(Fcf::DCN) {
             self.on_dcn(now);
             return;
         }
@@ -618,15 +617,14 @@ impl Session {
         let pending = std::mem::take(&mut self.pending);
         let mut sid = None;
         for p in &pending {
-            if fcf::same(p.fcf(), fcf::CSI) || fcf::same(p.fcf(), fcf::TSI) {
-                self.stats.remote_ident = fcf::decode_ident(p.fif());
-            } else if fcf::same(p.fcf(), fcf::SUB) {
-                self.stats.sub_address = fcf::decode_ident(p.fif());
-            } else if fcf::same(p.fcf(), fcf::SID) {
-                sid = Some(fcf::decode_ident(p.fif()));
+            match p.fcf() {
+                Some(Fcf::CSI | Fcf::TSI) => self.stats.remote_ident = fcf::decode_ident(p.fif()),
+                Some(Fcf::SUB) => self.stats.sub_address = fcf::decode_ident(p.fif()),
+                Some(Fcf::SID) => sid = Some(fcf::decode_ident(p.fif())),
+                _ => {}
             }
         }
-        if !self.cfg.calling && fcf::same(frame.fcf(), fcf::DCS) && !self.cfg.password.is_empty() {
+        if !self.cfg.calling && f == Some(Fcf::DCS) && !self.cfg.password.is_empty() {
             // A receive password (T.30 §5.3.6.2.x, SID): no fax without it.
             if sid.as_deref() != Some(self.cfg.password.as_str()) {
                 self.end(now, Err(Failure::PasswordRejected));
@@ -634,9 +632,10 @@ impl Session {
             }
         }
         if self.cfg.calling {
-            self.sender_frame(now, &frame);
-        } else {
-            self.receiver_frame(now, &frame);
+            self.sender_frame(now, f, &frame);
+        } else if let Some(f) = f {
+            // A receiver has nothing to say to an FCF it does not know.
+            self.receiver_frame(now, f, &frame);
         }
     }
 
@@ -658,52 +657,101 @@ impl Session {
 
     // ----- sender -----
 
-    fn sender_frame(&mut self, now: Duration, frame: &Frame) {
-        let f = frame.fcf();
-        match self.state {
-            State::WaitDis | State::WaitCfr if f == fcf::DIS => {
-                if self.state == State::WaitCfr {
+    /// A sender's dispatch of a received final frame; `None` is an FCF not in Table 5.
+    fn sender_frame(&mut self, now: Duration, f: Option<Fcf>, frame: &Frame) {
+        let state = self.state;
+        if state == State::WaitPostResponse && !matches!(f, Some(Fcf::CRP | Fcf::RNR)) {
+            // Any answer but RNR (or a request to repeat) says the receiver is ready: T5 stops.
+            self.t5_deadline = None;
+        }
+        let Some(f) = f else { return };
+        match f {
+            Fcf::DIS => match state {
+                State::WaitDis => self.on_dis(now, frame),
+                State::WaitCfr => {
                     // Our DCS was not heard: the receiver says DIS again.
                     self.retries += 1;
                     if self.retries > self.cfg.max_retries {
                         self.end(now, Err(Failure::RetriesExhausted { command: "DCS" }));
                         return;
                     }
+                    self.on_dis(now, frame);
                 }
-                self.on_dis(now, frame);
+                _ => {}
+            },
+            Fcf::CFR if state == State::WaitCfr => {
+                self.retries = 0;
+                if let Some(d) = self.dcs {
+                    self.events.push_back(Event::Trained(d));
+                }
+                self.retrain = false;
+                self.start_page(now);
             }
-            State::WaitCfr => {
-                if fcf::same(f, fcf::CFR) {
-                    self.retries = 0;
-                    if let Some(d) = self.dcs {
-                        self.events.push_back(Event::Trained(d));
-                    }
-                    self.retrain = false;
-                    self.start_page(now);
-                } else if fcf::same(f, fcf::FTT) {
-                    self.stats.ftts += 1;
-                    self.retries = 0;
-                    self.fallback += 1;
-                    if self.fallback >= self.modems.len() {
-                        self.end(now, Err(Failure::TrainingFailed));
-                    } else {
-                        self.send_dcs(now);
-                    }
-                } else if fcf::same(f, fcf::CRP) {
-                    self.repeat(now);
+            Fcf::FTT if state == State::WaitCfr => {
+                self.stats.ftts += 1;
+                self.retries = 0;
+                self.fallback += 1;
+                if self.fallback >= self.modems.len() {
+                    self.end(now, Err(Failure::TrainingFailed));
+                } else {
+                    self.send_dcs(now);
                 }
             }
-            State::WaitPostResponse => self.post_response(now, f, frame),
-            State::WaitCtr => {
-                if fcf::same(f, fcf::CTR) {
-                    self.retries = 0;
-                    self.ecm_tx.pprs = 0;
-                    self.send_ecm_block(now, true);
-                } else if fcf::same(f, fcf::CRP) {
-                    self.repeat(now);
-                }
+            Fcf::CTR if state == State::WaitCtr => {
+                self.retries = 0;
+                self.ecm_tx.pprs = 0;
+                self.send_ecm_block(now, true);
             }
-            _ => {}
+            Fcf::CRP
+                if matches!(
+                    state,
+                    State::WaitCfr | State::WaitCtr | State::WaitPostResponse
+                ) =>
+            {
+                self.repeat(now);
+            }
+            Fcf::RNR if state == State::WaitPostResponse => self.not_ready(now),
+            Fcf::MCF | Fcf::PIP | Fcf::PPR | Fcf::RTP | Fcf::RTN | Fcf::PIN
+                if state == State::WaitPostResponse =>
+            {
+                self.post_response(now, f, frame);
+            }
+            // Responses out of their state, and what a receiver does not send.
+            Fcf::CFR
+            | Fcf::FTT
+            | Fcf::CTR
+            | Fcf::CRP
+            | Fcf::RNR
+            | Fcf::MCF
+            | Fcf::PIP
+            | Fcf::PPR
+            | Fcf::RTP
+            | Fcf::RTN
+            | Fcf::PIN
+            | Fcf::CSI
+            | Fcf::NSF
+            | Fcf::DTC
+            | Fcf::DCS
+            | Fcf::TSI
+            | Fcf::NSS
+            | Fcf::SUB
+            | Fcf::SID
+            | Fcf::CTC
+            | Fcf::PWD
+            | Fcf::EOM
+            | Fcf::MPS
+            | Fcf::EOP
+            | Fcf::PRI_EOM
+            | Fcf::PRI_MPS
+            | Fcf::PRI_EOP
+            | Fcf::PPS
+            | Fcf::EOR
+            | Fcf::RR
+            | Fcf::ERR
+            | Fcf::DCN
+            | Fcf::FNV
+            | Fcf::FCD
+            | Fcf::RCP => {}
         }
     }
 
@@ -791,14 +839,14 @@ impl Session {
         d.modem = self.modems[self.fallback.min(self.modems.len() - 1)];
         self.dcs = Some(d);
         self.stats.dcs = Some(d);
-        let mut frames = vec![self.command(fcf::TSI, &fcf::encode_ident(&self.cfg.ident), false)];
+        let mut frames = vec![self.command(Fcf::TSI, &fcf::encode_ident(&self.cfg.ident), false)];
         if d.sub {
-            frames.push(self.command(fcf::SUB, &fcf::encode_ident(&self.cfg.sub_address), false));
+            frames.push(self.command(Fcf::SUB, &fcf::encode_ident(&self.cfg.sub_address), false));
         }
         if d.sid {
-            frames.push(self.command(fcf::SID, &fcf::encode_ident(&self.cfg.password), false));
+            frames.push(self.command(Fcf::SID, &fcf::encode_ident(&self.cfg.password), false));
         }
-        frames.push(self.command(fcf::DCS, &d.to_fif().0, true));
+        frames.push(self.command(Fcf::DCS, &d.to_fif().0, true));
         self.send_frames(now, frames, "DCS", After::SendTcf);
     }
 
@@ -850,9 +898,9 @@ impl Session {
             }
         };
         self.post_fcf = if self.page + 1 < self.pages.len() {
-            fcf::MPS
+            Fcf::MPS
         } else {
-            fcf::EOP
+            Fcf::EOP
         };
         if d.ecm {
             // T.4 data in HDLC octet order (see fcf), cut into frames; the last frame zero-padded.
@@ -898,14 +946,14 @@ impl Session {
                 let mut fif = Vec::with_capacity(1 + data.len());
                 fif.push(i as u8);
                 fif.extend_from_slice(data);
-                frames.push(Frame::new(fcf::FCD, &fif, false));
+                frames.push(Frame::new(Fcf::FCD, &fif, false));
                 if resend_only {
                     self.stats.retransmitted_frames += 1;
                 }
             }
         }
         for _ in 0..3 {
-            frames.push(Frame::new(fcf::RCP, &[], false));
+            frames.push(Frame::new(Fcf::RCP, &[], false));
         }
         self.tx.send(
             now,
@@ -925,7 +973,7 @@ impl Session {
         if d.ecm {
             let last = self.ecm_tx.last_block();
             let fcf2 = if last {
-                self.post_fcf | fcf::X_BIT
+                self.post_fcf.with_x(true)
             } else {
                 fcf::PPS_NULL
             };
@@ -940,14 +988,10 @@ impl Session {
                 self.ecm_tx.block,
                 (n.max(1) - 1) as u8,
             ];
-            let pps = self.command(fcf::PPS, &fif, true);
+            let pps = self.command(Fcf::PPS, &fif, true);
             self.send_frames(now, vec![pps], "PPS", After::AwaitResponse);
         } else {
-            let name = if self.post_fcf == fcf::MPS {
-                "MPS"
-            } else {
-                "EOP"
-            };
+            let name = self.post_fcf.name();
             let cmd = self.command(self.post_fcf, &[], true);
             self.send_frames(now, vec![cmd], name, After::AwaitResponse);
         }
@@ -967,105 +1011,114 @@ impl Session {
         }
     }
 
-    fn post_response(&mut self, now: Duration, f: u8, frame: &Frame) {
+    /// Not ready (RNR): ask again (RR) until T5.
+    fn not_ready(&mut self, now: Duration) {
+        if self.t5_deadline.is_none() {
+            self.t5_deadline = Some(now + self.cfg.timers.t5);
+        }
+        let rr = self.command(Fcf::RR, &[], true);
+        self.retries = 0;
+        self.send_frames(now, vec![rr], "RR", After::AwaitResponse);
+    }
+
+    /// The receiver's answer to a post-message command (or PPS): MCF, PIP, PPR, RTP, RTN or PIN.
+    fn post_response(&mut self, now: Duration, f: Fcf, frame: &Frame) {
         let ecm = self.dcs.is_some_and(|d| d.ecm);
-        if fcf::same(f, fcf::CRP) {
-            self.repeat(now);
-            return;
-        }
-        if fcf::same(f, fcf::RNR) {
-            // Not ready: ask again (RR) until T5.
-            if self.t5_deadline.is_none() {
-                self.t5_deadline = Some(now + self.cfg.timers.t5);
-            }
-            let rr = self.command(fcf::RR, &[], true);
-            self.retries = 0;
-            self.send_frames(now, vec![rr], "RR", After::AwaitResponse);
-            return;
-        }
-        self.t5_deadline = None;
         if ecm {
-            if fcf::same(f, fcf::MCF) || fcf::same(f, fcf::PIP) {
-                self.retries = 0;
-                if self.ecm_tx.last_block() {
-                    self.page_confirmed(now);
-                } else {
-                    self.ecm_tx.block_start += self.ecm_tx.block_len();
-                    self.ecm_tx.block = self.ecm_tx.block.wrapping_add(1);
-                    self.ecm_tx.pprs = 0;
-                    self.ecm_tx.ctcs = 0;
-                    self.send_ecm_block(now, false);
+            match f {
+                Fcf::MCF | Fcf::PIP => {
+                    self.retries = 0;
+                    if self.ecm_tx.last_block() {
+                        self.page_confirmed(now);
+                    } else {
+                        self.ecm_tx.block_start += self.ecm_tx.block_len();
+                        self.ecm_tx.block = self.ecm_tx.block.wrapping_add(1);
+                        self.ecm_tx.pprs = 0;
+                        self.ecm_tx.ctcs = 0;
+                        self.send_ecm_block(now, false);
+                    }
                 }
-            } else if fcf::same(f, fcf::PPR) {
+                Fcf::PPR => self.partial_page_request(now, frame),
+                Fcf::PIN | Fcf::RTN => {
+                    self.end(
+                        now,
+                        Err(Failure::PageRejected {
+                            page: self.page as u32 + 1,
+                        }),
+                    );
+                }
+                _ => {}
+            }
+            return;
+        }
+        match f {
+            Fcf::MCF | Fcf::PIP => {
                 self.retries = 0;
-                self.stats.pprs += 1;
-                let map = frame.fif();
-                let n = self.ecm_tx.block_len();
-                self.ecm_tx.resend = (0..n)
-                    .map(|i| map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0))
-                    .collect();
-                if !self.ecm_tx.resend.iter().any(|r| *r) {
-                    // A PPR that asks for nothing: treat as confirmation of the block.
-                    self.post_response(now, fcf::MCF, frame);
+                self.page_confirmed(now);
+            }
+            Fcf::RTP => {
+                self.retries = 0;
+                self.retrain = true;
+                self.page_confirmed(now);
+            }
+            Fcf::RTN | Fcf::PIN => {
+                self.retries = 0;
+                self.page_retries += 1;
+                if self.page_retries > MAX_PAGE_RETRIES {
+                    self.end(
+                        now,
+                        Err(Failure::PageRejected {
+                            page: self.page as u32 + 1,
+                        }),
+                    );
                     return;
                 }
-                self.ecm_tx.pprs += 1;
-                if self.ecm_tx.pprs >= PPR_BEFORE_CTC {
-                    self.ecm_tx.ctcs += 1;
-                    if self.ecm_tx.ctcs > MAX_CTC {
-                        self.end(now, Err(Failure::RetriesExhausted { command: "PPS" }));
-                        return;
-                    }
-                    // Continue to correct, one rate lower if there is one.
-                    if self.fallback + 1 < self.modems.len() {
-                        self.fallback += 1;
-                    }
-                    let modem = self.modems[self.fallback];
-                    if let Some(d) = &mut self.dcs {
-                        d.modem = modem;
-                        self.stats.dcs = Some(*d);
-                    }
-                    let fif = modem_fif(modem);
-                    let ctc = self.command(fcf::CTC, &fif.0, true);
-                    self.send_frames(now, vec![ctc], "CTC", After::AwaitResponse);
-                } else {
-                    self.send_ecm_block(now, true);
+                // Retrain at a lower rate if there is one, then send the page again.
+                if self.fallback + 1 < self.modems.len() {
+                    self.fallback += 1;
                 }
-            } else if fcf::same(f, fcf::PIN) || fcf::same(f, fcf::RTN) {
-                self.end(
-                    now,
-                    Err(Failure::PageRejected {
-                        page: self.page as u32 + 1,
-                    }),
-                );
+                self.retrain = true;
+                self.start_page(now);
             }
+            _ => {}
+        }
+    }
+
+    /// ECM: PPR names the frames of the block to send again; after four, CTC (T.30 §A.4.3).
+    fn partial_page_request(&mut self, now: Duration, frame: &Frame) {
+        self.retries = 0;
+        self.stats.pprs += 1;
+        let map = frame.fif();
+        let n = self.ecm_tx.block_len();
+        self.ecm_tx.resend = (0..n)
+            .map(|i| map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0))
+            .collect();
+        if !self.ecm_tx.resend.iter().any(|r| *r) {
+            // A PPR that asks for nothing: treat as confirmation of the block.
+            self.post_response(now, Fcf::MCF, frame);
             return;
         }
-        if fcf::same(f, fcf::MCF) || fcf::same(f, fcf::PIP) {
-            self.retries = 0;
-            self.page_confirmed(now);
-        } else if fcf::same(f, fcf::RTP) {
-            self.retries = 0;
-            self.retrain = true;
-            self.page_confirmed(now);
-        } else if fcf::same(f, fcf::RTN) || fcf::same(f, fcf::PIN) {
-            self.retries = 0;
-            self.page_retries += 1;
-            if self.page_retries > MAX_PAGE_RETRIES {
-                self.end(
-                    now,
-                    Err(Failure::PageRejected {
-                        page: self.page as u32 + 1,
-                    }),
-                );
+        self.ecm_tx.pprs += 1;
+        if self.ecm_tx.pprs >= PPR_BEFORE_CTC {
+            self.ecm_tx.ctcs += 1;
+            if self.ecm_tx.ctcs > MAX_CTC {
+                self.end(now, Err(Failure::RetriesExhausted { command: "PPS" }));
                 return;
             }
-            // Retrain at a lower rate if there is one, then send the page again.
+            // Continue to correct, one rate lower if there is one.
             if self.fallback + 1 < self.modems.len() {
                 self.fallback += 1;
             }
-            self.retrain = true;
-            self.start_page(now);
+            let modem = self.modems[self.fallback];
+            if let Some(d) = &mut self.dcs {
+                d.modem = modem;
+                self.stats.dcs = Some(*d);
+            }
+            let fif = modem_fif(modem);
+            let ctc = self.command(Fcf::CTC, &fif.0, true);
+            self.send_frames(now, vec![ctc], "CTC", After::AwaitResponse);
+        } else {
+            self.send_ecm_block(now, true);
         }
     }
 
@@ -1078,15 +1131,15 @@ impl Session {
             self.end(now, Err(Failure::NoFaxTone));
             return;
         }
-        let csi = Frame::new(fcf::CSI, &fcf::encode_ident(&self.cfg.ident), false);
-        let dis = Frame::new(fcf::DIS, &self.local.to_dis().0, true);
+        let csi = Frame::new(Fcf::CSI, &fcf::encode_ident(&self.cfg.ident), false);
+        let dis = Frame::new(Fcf::DIS, &self.local.to_dis().0, true);
         self.send_frames(now, vec![csi, dis], "DIS", After::AwaitCommand);
     }
 
     fn respond(
         &mut self,
         now: Duration,
-        fcf_value: u8,
+        fcf_value: Fcf,
         fif: &[u8],
         name: &'static str,
         after: After,
@@ -1106,86 +1159,118 @@ impl Session {
         self.send_frames(now, frames, name, after);
     }
 
-    fn receiver_frame(&mut self, now: Duration, frame: &Frame) {
-        let f = frame.fcf();
-        if fcf::same(f, fcf::DCS) {
-            match Dcs::from_fif(&Fif(frame.fif().to_vec())) {
-                Some(d)
-                    if (d.compression != Compression::Mmr || d.ecm)
-                        && (!d.ecm || self.cfg.ecm)
-                        && match d.resolution {
-                            Resolution::Standard => true,
-                            Resolution::Fine => self.local.fine,
-                            Resolution::Superfine => self.local.superfine,
-                        } =>
-                {
-                    self.dcs = Some(d);
-                    self.stats.dcs = Some(d);
-                    self.t1_deadline = None;
-                    self.state = State::WaitTcf;
-                    self.tcf_zeros = 0;
-                    self.tcf_best = 0;
-                    self.tcf_bits = 0;
-                    self.set_timer(now, Timer::T2);
-                }
-                _ => {
-                    // DCS we cannot honour: say what we can again.
-                    self.send_dis(now);
-                }
-            }
+    /// A receiver's dispatch of a received final frame.
+    fn receiver_frame(&mut self, now: Duration, f: Fcf, frame: &Frame) {
+        if f == Fcf::DCS {
+            self.on_dcs(now, frame);
             return;
         }
         let Some(d) = self.dcs else {
             return;
         };
-        if fcf::same(f, fcf::CRP) || fcf::same(f, fcf::RR) {
-            self.repeat_response(now);
-            return;
-        }
-        if !d.ecm {
-            let post = [
-                fcf::MPS,
-                fcf::EOP,
-                fcf::EOM,
-                fcf::PRI_MPS,
-                fcf::PRI_EOP,
-                fcf::PRI_EOM,
-            ];
-            if post.iter().any(|p| fcf::same(f, *p)) {
+        match f {
+            Fcf::CRP | Fcf::RR => self.repeat_response(now),
+            Fcf::MPS | Fcf::EOP | Fcf::EOM | Fcf::PRI_MPS | Fcf::PRI_EOP | Fcf::PRI_EOM
+                if !d.ecm =>
+            {
                 self.non_ecm_post_message(now, f);
             }
-            return;
-        }
-        if fcf::same(f, fcf::PPS) {
-            self.pps(now, frame);
-        } else if fcf::same(f, fcf::CTC) {
-            if let Some(m) = modem_from_fif(&Fif(frame.fif().to_vec()))
-                && let Some(d) = &mut self.dcs
-            {
-                d.modem = m;
+            Fcf::PPS if d.ecm => self.pps(now, frame),
+            Fcf::CTC if d.ecm => {
+                if let Some(m) = modem_from_fif(&Fif(frame.fif().to_vec()))
+                    && let Some(d) = &mut self.dcs
+                {
+                    d.modem = m;
+                }
+                self.respond(now, Fcf::CTR, &[], "CTR", After::AwaitPage);
             }
-            self.respond(now, fcf::CTR, &[], "CTR", After::AwaitPage);
-        } else if fcf::same(f, fcf::EOR) {
-            // The sender gives up on the missing frames: keep what came.
-            let fcf2 = frame.fif().first().copied().unwrap_or(0);
-            self.ecm_rx.take_partial(&mut self.page_data);
-            if fcf2 != fcf::PPS_NULL {
-                self.page_after_eor(now, fcf2);
-                return;
+            Fcf::EOR if d.ecm => {
+                // The sender gives up on the missing frames: keep what came.
+                let fcf2 = frame.fif().first().copied().unwrap_or(0);
+                self.ecm_rx.take_partial(&mut self.page_data);
+                if fcf2 != fcf::PPS_NULL {
+                    self.page_after_eor(now, fcf2);
+                    return;
+                }
+                self.respond(now, Fcf::ERR, &[], "ERR", After::AwaitPage);
             }
-            self.respond(now, fcf::ERR, &[], "ERR", After::AwaitPage);
+            // Commands of the other mode (ECM or not), and what a sender does not send.
+            Fcf::MPS
+            | Fcf::EOP
+            | Fcf::EOM
+            | Fcf::PRI_MPS
+            | Fcf::PRI_EOP
+            | Fcf::PRI_EOM
+            | Fcf::PPS
+            | Fcf::CTC
+            | Fcf::EOR
+            | Fcf::DIS
+            | Fcf::CSI
+            | Fcf::NSF
+            | Fcf::DTC
+            | Fcf::DCS
+            | Fcf::TSI
+            | Fcf::NSS
+            | Fcf::SUB
+            | Fcf::SID
+            | Fcf::PWD
+            | Fcf::CFR
+            | Fcf::FTT
+            | Fcf::CTR
+            | Fcf::MCF
+            | Fcf::RTP
+            | Fcf::RTN
+            | Fcf::PIP
+            | Fcf::PIN
+            | Fcf::PPR
+            | Fcf::RNR
+            | Fcf::ERR
+            | Fcf::DCN
+            | Fcf::FNV
+            | Fcf::FCD
+            | Fcf::RCP => {}
         }
     }
 
-    fn post_kind(fcf2: u8) -> (bool, &'static str, After) {
-        if fcf::same(fcf2, fcf::EOP) || fcf::same(fcf2, fcf::PRI_EOP) {
+    /// DCS: the parameters for the call, if we can honour them; otherwise DIS again.
+    fn on_dcs(&mut self, now: Duration, frame: &Frame) {
+        match Dcs::from_fif(&Fif(frame.fif().to_vec())) {
+            Some(d)
+                if (d.compression != Compression::Mmr || d.ecm)
+                    && (!d.ecm || self.cfg.ecm)
+                    && match d.resolution {
+                        Resolution::Standard => true,
+                        Resolution::Fine => self.local.fine,
+                        Resolution::Superfine => self.local.superfine,
+                    } =>
+            {
+                self.dcs = Some(d);
+                self.stats.dcs = Some(d);
+                self.t1_deadline = None;
+                self.state = State::WaitTcf;
+                self.tcf_zeros = 0;
+                self.tcf_best = 0;
+                self.tcf_bits = 0;
+                self.set_timer(now, Timer::T2);
+            }
+            _ => {
+                // DCS we cannot honour: say what we can again.
+                self.send_dis(now);
+            }
+        }
+    }
+
+    /// A post-message command (MPS, EOP, ..., or the first FCF of a PPS or EOR FIF): whether it ends the
+    /// procedure, and the MCF to answer it with.
+    fn post_kind(post: Option<Fcf>) -> (bool, &'static str, After) {
+        if matches!(post, Some(Fcf::EOP | Fcf::PRI_EOP)) {
             (true, "MCF-EOP", After::AwaitDcn)
         } else {
             (false, "MCF", After::AwaitPage)
         }
     }
 
-    fn non_ecm_post_message(&mut self, now: Duration, f: u8) {
+    fn non_ecm_post_message(&mut self, now: Duration, f: Fcf) {
         if !self.new_data {
             // The sender did not hear our response: say it again.
             self.repeat_response(now);
@@ -1196,7 +1281,7 @@ impl Session {
         let data = std::mem::take(&mut self.page_data);
         let ifps = std::mem::take(&mut self.page_ifps);
         let decoded = decode(&data, &d, self.cfg.max_page_lines);
-        let (eop, mcf_name, mcf_after) = Self::post_kind(f);
+        let (eop, mcf_name, mcf_after) = Self::post_kind(Some(f));
         let (transit, transit_run) = decoded
             .as_ref()
             .map_or((0, 0), |p| ifps.lines(p.stats.height));
@@ -1224,7 +1309,7 @@ impl Session {
             (Quality::Bad, _) | (_, None) => {
                 // Rejected: the sender retrains and sends the page again (or gives up).
                 let after = After::AwaitCommand;
-                self.respond(now, fcf::RTN, &[], "RTN", after);
+                self.respond(now, Fcf::RTN, &[], "RTN", after);
             }
             (q, Some(p)) => {
                 if !self.accept_page(now, p, d, transit, true) {
@@ -1234,14 +1319,14 @@ impl Session {
                     self.eop_seen = true;
                 }
                 match q {
-                    Quality::Good => self.respond(now, fcf::MCF, &[], mcf_name, mcf_after),
+                    Quality::Good => self.respond(now, Fcf::MCF, &[], mcf_name, mcf_after),
                     _ => {
                         let after = if eop {
                             After::AwaitDcn
                         } else {
                             After::AwaitCommand
                         };
-                        self.respond(now, fcf::RTP, &[], "RTP", after);
+                        self.respond(now, Fcf::RTP, &[], "RTP", after);
                     }
                 }
             }
@@ -1332,9 +1417,9 @@ impl Session {
             self.page_data.clear();
             self.page_ifps = IfpCount::default();
             self.ecm_rx.next_block();
-            self.respond(now, fcf::CFR, &[], "CFR", After::AwaitPage);
+            self.respond(now, Fcf::CFR, &[], "CFR", After::AwaitPage);
         } else {
-            self.respond(now, fcf::FTT, &[], "FTT", After::AwaitCommand);
+            self.respond(now, Fcf::FTT, &[], "FTT", After::AwaitCommand);
         }
     }
 
@@ -1342,7 +1427,7 @@ impl Session {
         if !ok || !self.dcs.is_some_and(|d| d.ecm) {
             return;
         }
-        if fcf::same(frame.fcf(), fcf::FCD) {
+        if frame.fcf() == Some(Fcf::FCD) {
             if let Some((&n, data)) = frame.fif().split_first() {
                 self.ecm_rx.store(n, data);
             }
@@ -1354,7 +1439,7 @@ impl Session {
     fn pps(&mut self, now: Duration, frame: &Frame) {
         let fif = frame.fif();
         if fif.len() < 4 {
-            self.respond(now, fcf::CRP, &[], "CRP", After::AwaitCommand);
+            self.respond(now, Fcf::CRP, &[], "CRP", After::AwaitCommand);
             return;
         }
         let (fcf2, page, block, count) = (fif[0], fif[1], fif[2], usize::from(fif[3]) + 1);
@@ -1392,13 +1477,13 @@ impl Session {
                     return;
                 }
                 self.page_data.clear();
-                let (eop, name, after) = Self::post_kind(fcf2);
+                let (eop, name, after) = Self::post_kind(Fcf::parse(fcf2));
                 if eop {
                     self.eop_seen = true;
                 }
-                self.respond(now, fcf::MCF, &[], name, after);
+                self.respond(now, Fcf::MCF, &[], name, after);
             }
-            _ => self.respond(now, fcf::MCF, &[], "MCF", After::AwaitPage),
+            _ => self.respond(now, Fcf::MCF, &[], "MCF", After::AwaitPage),
         }
     }
 
@@ -1410,7 +1495,7 @@ impl Session {
         for &i in frames {
             map[i / 8] |= 1 << (i % 8);
         }
-        self.respond(now, fcf::PPR, &map, "PPR", After::AwaitPage);
+        self.respond(now, Fcf::PPR, &map, "PPR", After::AwaitPage);
     }
 
     /// Every frame of the block is in, yet the page does not decode: ask for the whole block again, unless
@@ -1452,7 +1537,7 @@ impl Session {
     fn page_after_eor(&mut self, now: Duration, fcf2: u8) {
         let Some(d) = self.dcs else { return };
         let data = std::mem::take(&mut self.page_data);
-        let (eop, _, _) = Self::post_kind(fcf2);
+        let (eop, _, _) = Self::post_kind(Fcf::parse(fcf2));
         let kept = match decode(&data, &d, self.cfg.max_page_lines) {
             Some(p) if p.stats.height > 0 => self.accept_page(now, p, d, 0, false),
             _ => true,
@@ -1468,7 +1553,7 @@ impl Session {
         } else {
             After::AwaitPage
         };
-        self.respond(now, fcf::ERR, &[], "ERR", after);
+        self.respond(now, Fcf::ERR, &[], "ERR", after);
     }
 }
 

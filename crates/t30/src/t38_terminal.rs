@@ -476,8 +476,8 @@ mod tests {
     fn hdlc_burst_round_trips_through_ifps() {
         let mut tx = Transmitter::new(Pacing::default());
         let frames = vec![
-            Frame::new(fcf::CSI, &fcf::encode_ident("123"), false),
-            Frame::new(fcf::DIS, &[0x00, 0x2e, 0x70], true),
+            Frame::new(fcf::Fcf::CSI, &fcf::encode_ident("123"), false),
+            Frame::new(fcf::Fcf::DIS, &[0x00, 0x2e, 0x70], true),
         ];
         let end = tx.send(
             Duration::ZERO,

@@ -16,6 +16,7 @@ use crate::dis_dcs::{
 use crate::ecm::{self, BlockRx};
 use crate::fcf::{self, Fcf, Frame};
 use crate::t38_terminal::{Due, Receiver, RxEvent, Signal, Transmitter};
+use crate::timer::{Timer, TimerTable};
 use crate::{Config, Event, Failure, Outcome, Output, Page, ReceivedPage, Role, Stats};
 
 /// TCF lasts 1.5 s (T.30 §5.3.6.1.3); the receiver wants at least 1 s of unbroken zeros.
@@ -28,15 +29,6 @@ const MAX_CTC: u32 = 2;
 const MAX_PAGE_RETRIES: u32 = 2;
 /// Largest non-ECM page data accepted (a page of noise at 2432 pels is far smaller).
 const MAX_PAGE_OCTETS: usize = 32 << 20;
-
-/// The T.30 timers as one closed set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// Waiting for a response to a command.
-    T4,
-    /// Waiting for a command, TCF or image data.
-    T2,
-}
 
 /// What to do when the burst being sent has left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,10 +108,7 @@ pub struct Session {
     rx: Receiver,
     rx_events: Vec<RxEvent>,
     events: VecDeque<Event>,
-    timer: Option<(Duration, Timer)>,
-    /// Phase B must be done by T1.
-    t1_deadline: Option<Duration>,
-    t5_deadline: Option<Duration>,
+    timers: TimerTable,
     finished: Option<Outcome>,
     finishing: Option<Result<(), Failure>>,
     stats: Stats,
@@ -183,6 +172,8 @@ impl Session {
             Role::Send(p) => p.clone(),
             Role::Receive => Vec::new(),
         };
+        let mut timers = TimerTable::default();
+        timers.set(Timer::T1, now + cfg.timers.t1);
         let mut s = Self {
             start: now,
             state: State::Busy,
@@ -191,9 +182,7 @@ impl Session {
             rx: Receiver::new(),
             rx_events: Vec::new(),
             events: VecDeque::new(),
-            timer: None,
-            t1_deadline: Some(now + cfg.timers.t1),
-            t5_deadline: None,
+            timers,
             finished: None,
             finishing: None,
             stats: Stats::default(),
@@ -316,49 +305,30 @@ impl Session {
                     self.finish(now);
                     continue;
                 }
-            } else if let Some(t) = self.expired(now) {
+            } else if let Some(t) = self.timers.expired(now).next() {
+                self.timers.stop(t);
                 self.on_timer(now, t);
                 continue;
             }
-            let mut next = self.tx.next_due();
-            if self.finishing.is_none() {
-                for d in [self.timer.map(|t| t.0), self.t1_deadline, self.t5_deadline]
-                    .into_iter()
-                    .flatten()
-                {
-                    next = Some(next.map_or(d, |n| n.min(d)));
-                }
-            }
-            return Output::Timeout(next.unwrap_or(now + Duration::from_secs(1)));
+            // Once the call is ending, only what is still to be sent counts.
+            let timers = self
+                .timers
+                .next_timeout()
+                .filter(|_| self.finishing.is_none());
+            return Output::Timeout([self.tx.next_due(), timers].into_iter().flatten().min());
         }
-    }
-
-    fn expired(&mut self, now: Duration) -> Option<TimerFired> {
-        if let Some((at, t)) = self.timer
-            && at <= now
-        {
-            self.timer = None;
-            return Some(TimerFired::Wait(t));
-        }
-        if self.t1_deadline.is_some_and(|d| d <= now) {
-            self.t1_deadline = None;
-            return Some(TimerFired::T1);
-        }
-        if self.t5_deadline.is_some_and(|d| d <= now) {
-            self.t5_deadline = None;
-            return Some(TimerFired::T5);
-        }
-        None
     }
 
     // ----- output helpers -----
 
     fn set_timer(&mut self, now: Duration, t: Timer) {
-        let d = match t {
-            Timer::T2 => self.cfg.timers.t2,
-            Timer::T4 => self.cfg.timers.t4,
-        };
-        self.timer = Some((now + d, t));
+        self.timers.set(t, now + self.cfg.timers.get(t));
+    }
+
+    /// Stops the wait for a command or a response (T2, T4): we are about to speak, or the call ends.
+    fn stop_waiting(&mut self) {
+        self.timers.stop(Timer::T2);
+        self.timers.stop(Timer::T4);
     }
 
     fn send_frames(&mut self, now: Duration, frames: Vec<Frame>, name: &'static str, after: After) {
@@ -366,7 +336,7 @@ impl Session {
         self.last_sent = frames.clone();
         self.last_sent_name = name;
         self.last_after = after;
-        self.timer = None;
+        self.stop_waiting();
         self.tx.send(
             now,
             Signal::Hdlc {
@@ -400,7 +370,7 @@ impl Session {
             return;
         }
         let dcn = self.command(Fcf::DCN, &[], true);
-        self.timer = None;
+        self.stop_waiting();
         self.after = After::Nothing;
         self.tx.send(
             now,
@@ -472,39 +442,34 @@ impl Session {
         }
     }
 
-    fn on_timer(&mut self, now: Duration, t: TimerFired) {
+    fn on_timer(&mut self, now: Duration, t: Timer) {
         match (t, self.state) {
-            (TimerFired::T1, State::WaitDis) => self.fail_now(Failure::NoFaxTone),
+            (Timer::T1, State::WaitDis) => self.fail_now(Failure::NoFaxTone),
             // An answering receiver that never got a DCS gives up, whatever it is doing (even in the
             // middle of saying DIS again). T1 is cleared once DIS (sender) or DCS (receiver) arrives.
-            (TimerFired::T1, _) if !self.cfg.calling && self.dcs.is_none() => {
+            (Timer::T1, _) if !self.cfg.calling && self.dcs.is_none() => {
                 self.end(now, Err(Failure::NoFaxTone));
             }
-            (TimerFired::T5, _) => {
+            (Timer::T5, _) => {
                 self.end(now, Err(Failure::RetriesExhausted { command: "RR" }));
             }
-            (
-                TimerFired::Wait(Timer::T4),
-                State::WaitCfr | State::WaitPostResponse | State::WaitCtr,
-            ) => {
+            (Timer::T4, State::WaitCfr | State::WaitPostResponse | State::WaitCtr) => {
                 self.repeat(now);
             }
-            (TimerFired::Wait(_), State::WaitCommand)
-                if !self.cfg.calling && self.dcs.is_none() =>
-            {
+            (Timer::T2, State::WaitCommand) if !self.cfg.calling && self.dcs.is_none() => {
                 // No DCS yet: say DIS again until T1.
                 self.send_dis(now);
             }
-            (TimerFired::Wait(_), State::WaitTcf) => {
+            (Timer::T2, State::WaitTcf) => {
                 // No TCF: the sender will repeat DCS.
                 self.state = State::WaitCommand;
                 self.set_timer(now, Timer::T2);
             }
-            (TimerFired::Wait(_), State::WaitDcn) => {
+            (Timer::T2, State::WaitDcn) => {
                 // The sender left without DCN; every page is in.
                 self.finishing = Some(Ok(()));
             }
-            (TimerFired::Wait(_), State::WaitCommand | State::Image) => {
+            (Timer::T2, State::WaitCommand | State::Image) => {
                 let during = if self.state == State::Image {
                     "image data"
                 } else {
@@ -539,10 +504,10 @@ impl Session {
         match ev {
             RxEvent::SignalStart { hdlc_v21 } => {
                 // Something is arriving: give it time (the response timer would cut a slow burst).
-                if let Some((at, t)) = self.timer {
-                    let until = now + self.cfg.timers.t2.max(Duration::from_secs(6));
-                    if at < until {
-                        self.timer = Some((until, t));
+                let until = now + self.cfg.timers.t2.max(Duration::from_secs(6));
+                for t in [Timer::T2, Timer::T4] {
+                    if self.timers.get(t).is_some_and(|at| at < until) {
+                        self.timers.set(t, until);
                     }
                 }
                 if !hdlc_v21 && self.state == State::WaitTcf {
@@ -640,7 +605,7 @@ impl Session {
     }
 
     fn on_dcn(&mut self, _now: Duration) {
-        self.timer = None;
+        self.stop_waiting();
         if !self.cfg.calling && (self.eop_seen || self.state == State::WaitDcn) {
             self.finishing = Some(Ok(()));
         } else {
@@ -662,7 +627,7 @@ impl Session {
         let state = self.state;
         if state == State::WaitPostResponse && !matches!(f, Some(Fcf::CRP | Fcf::RNR)) {
             // Any answer but RNR (or a request to repeat) says the receiver is ready: T5 stops.
-            self.t5_deadline = None;
+            self.timers.stop(Timer::T5);
         }
         let Some(f) = f else { return };
         match f {
@@ -830,7 +795,7 @@ impl Session {
             sub: !self.cfg.sub_address.is_empty() && far.subaddressing,
             sid: !self.cfg.password.is_empty() && far.password,
         });
-        self.t1_deadline = None;
+        self.timers.stop(Timer::T1);
         self.send_dcs(now);
     }
 
@@ -1013,8 +978,8 @@ impl Session {
 
     /// Not ready (RNR): ask again (RR) until T5.
     fn not_ready(&mut self, now: Duration) {
-        if self.t5_deadline.is_none() {
-            self.t5_deadline = Some(now + self.cfg.timers.t5);
+        if self.timers.get(Timer::T5).is_none() {
+            self.set_timer(now, Timer::T5);
         }
         let rr = self.command(Fcf::RR, &[], true);
         self.retries = 0;
@@ -1125,9 +1090,7 @@ impl Session {
     // ----- receiver -----
 
     fn send_dis(&mut self, now: Duration) {
-        if let Some(t1) = self.t1_deadline
-            && now >= t1
-        {
+        if self.timers.get(Timer::T1).is_some_and(|t1| now >= t1) {
             self.end(now, Err(Failure::NoFaxTone));
             return;
         }
@@ -1246,7 +1209,7 @@ impl Session {
             {
                 self.dcs = Some(d);
                 self.stats.dcs = Some(d);
-                self.t1_deadline = None;
+                self.timers.stop(Timer::T1);
                 self.state = State::WaitTcf;
                 self.tcf_zeros = 0;
                 self.tcf_best = 0;
@@ -1557,13 +1520,6 @@ impl Session {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TimerFired {
-    Wait(Timer),
-    T1,
-    T5,
-}
-
 /// Non-ECM: the data IFPs of a page that came, and those lost in transit.
 #[derive(Debug, Clone, Copy, Default)]
 struct IfpCount {
@@ -1676,6 +1632,42 @@ mod tests {
                 end: t4::PageEnd::Terminator,
             },
         }
+    }
+
+    /// The deadline reported is the earliest of the timers and the paced IFPs; with nothing to send and
+    /// no timer running the session says so (`Timeout(None)`) instead of asking to be woken every second.
+    /// In a call some timer always runs, so the test stops them by hand.
+    #[test]
+    fn a_session_with_nothing_due_reports_no_deadline() {
+        let mut s = Session::new(Config::new(Role::Receive, false), Duration::ZERO);
+        // CED, then CSI + DIS; the clock jumps to each deadline.
+        let mut now = Duration::ZERO;
+        for _ in 0..1000 {
+            match s.poll_output(now) {
+                Output::Timeout(Some(t)) if s.tx.idle() => {
+                    now = t;
+                    break;
+                }
+                Output::Timeout(Some(t)) => now = t,
+                o => assert!(matches!(o, Output::Transmit(_)), "{o:?}"),
+            }
+        }
+        assert_eq!(s.state, State::WaitCommand);
+        // Waiting for DCS: T2 and T1 run, and the earliest is the deadline.
+        let t2 = s.timers.get(Timer::T2).expect("T2 runs");
+        assert_eq!(s.timers.get(Timer::T1), Some(s.cfg.timers.t1));
+        assert_eq!(now, t2);
+        let now = t2 - Duration::from_millis(1);
+        assert_eq!(s.poll_output(now), Output::Timeout(Some(t2)));
+        s.timers.stop(Timer::T2);
+        assert_eq!(s.poll_output(now), Output::Timeout(Some(s.cfg.timers.t1)));
+        s.timers.stop(Timer::T1);
+        assert_eq!(s.poll_output(now), Output::Timeout(None));
+        // And it stays so, however late it is asked.
+        assert_eq!(
+            s.poll_output(now + Duration::from_secs(3600)),
+            Output::Timeout(None)
+        );
     }
 
     /// Pages kept but not confirmed (a block that never decoded, pages after EOR) count against

@@ -280,6 +280,49 @@ impl Session {
     }
 }
 
+/// A role's place in the exchange of frames: its state `S` (the default is "sending"), what follows the
+/// burst being sent (`A`, the default being nothing), and what followed the last command or response
+/// sent, for its repeat.
+#[derive(Debug, Default)]
+struct Turn<S, A> {
+    state: S,
+    after: A,
+    last_after: A,
+}
+
+impl<S: Copy + Default, A: Copy + Default> Turn<S, A> {
+    /// A signal is being sent; `after` follows once it has left.
+    fn sending(&mut self, after: A) {
+        self.state = S::default();
+        self.after = after;
+    }
+
+    /// Sends a command or response, kept for repeats; `after` follows once it has left.
+    fn send(
+        &mut self,
+        sh: &mut Shared,
+        now: Duration,
+        frames: Vec<Frame>,
+        name: &'static str,
+        after: A,
+    ) {
+        sh.send_frames(now, frames, name);
+        self.last_after = after;
+        self.sending(after);
+    }
+
+    /// The last command or response again, followed by what followed it.
+    fn send_again(&mut self, sh: &mut Shared, now: Duration) {
+        let (frames, name) = (sh.last_sent.clone(), sh.last_sent_name);
+        self.send(sh, now, frames, name, self.last_after);
+    }
+
+    /// What follows the burst that has just left, taken.
+    fn take_after(&mut self) -> A {
+        std::mem::take(&mut self.after)
+    }
+}
+
 impl Shared {
     fn set_timer(&mut self, now: Duration, t: Timer) {
         self.timers.set(t, now + self.cfg.timers.get(t));

@@ -14,14 +14,15 @@ use crate::t38_terminal::Signal;
 use crate::timer::Timer;
 use crate::{Event, Failure, Page, ReceivedPage};
 
-use super::Shared;
+use super::{Shared, Turn};
 
 /// Largest non-ECM page data accepted (a page of noise at 2432 pels is far smaller).
 const MAX_PAGE_OCTETS: usize = 32 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) enum State {
-    /// Sending something; see `Receiver::after`.
+    /// Sending something; see [`Turn::after`].
+    #[default]
     Busy,
     /// Waiting for a command (DCS, post-message, DCN).
     WaitCommand,
@@ -34,8 +35,9 @@ pub(super) enum State {
 }
 
 /// What to do when the burst being sent has left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum After {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum After {
+    #[default]
     Nothing,
     /// CED sent: DIS follows.
     SendDis,
@@ -47,10 +49,7 @@ enum After {
 /// A receiver's state.
 #[derive(Debug)]
 pub(super) struct Receiver {
-    pub(super) state: State,
-    after: After,
-    /// What followed the last response sent ([`Shared::last_sent`]), for its repeat.
-    last_after: After,
+    pub(super) turn: Turn<State, After>,
     dcs: Option<Dcs>,
     /// The TCF: the zeros of the run going on, the longest run, and the bits seen.
     tcf_zeros: u32,
@@ -70,9 +69,7 @@ pub(super) struct Receiver {
 impl Receiver {
     pub(super) fn new() -> Self {
         Self {
-            state: State::Busy,
-            after: After::Nothing,
-            last_after: After::Nothing,
+            turn: Turn::default(),
             dcs: None,
             tcf_zeros: 0,
             tcf_best: 0,
@@ -89,23 +86,7 @@ impl Receiver {
     /// Says CED; DIS follows.
     pub(super) fn begin(&mut self, sh: &mut Shared, now: Duration) {
         sh.tx.send(now, Signal::Ced);
-        self.state = State::Busy;
-        self.after = After::SendDis;
-    }
-
-    /// Sends a response, kept for repeats; `after` says what follows once it has left.
-    fn send(
-        &mut self,
-        sh: &mut Shared,
-        now: Duration,
-        frames: Vec<Frame>,
-        name: &'static str,
-        after: After,
-    ) {
-        sh.send_frames(now, frames, name);
-        self.last_after = after;
-        self.state = State::Busy;
-        self.after = after;
+        self.turn.sending(After::SendDis);
     }
 
     fn respond(
@@ -117,7 +98,8 @@ impl Receiver {
         name: &'static str,
         after: After,
     ) {
-        self.send(sh, now, vec![Frame::new(fcf, fif, true)], name, after);
+        self.turn
+            .send(sh, now, vec![Frame::new(fcf, fif, true)], name, after);
     }
 
     /// The last response again (the sender did not hear it).
@@ -126,24 +108,23 @@ impl Receiver {
             return;
         }
         sh.stats.repeats += 1;
-        let (frames, name) = (sh.last_sent.clone(), sh.last_sent_name);
-        self.send(sh, now, frames, name, self.last_after);
+        self.turn.send_again(sh, now);
     }
 
     /// The burst being sent has left.
     pub(super) fn on_sent(&mut self, sh: &mut Shared, now: Duration) {
-        match std::mem::replace(&mut self.after, After::Nothing) {
+        match self.turn.take_after() {
             After::Nothing => {}
             After::SendDis => self.send_dis(sh, now),
             After::Await(state) => {
-                self.state = state;
+                self.turn.state = state;
                 sh.set_timer(now, Timer::T2);
             }
         }
     }
 
     pub(super) fn on_timer(&mut self, sh: &mut Shared, now: Duration, t: Timer) {
-        match (t, self.state) {
+        match (t, self.turn.state) {
             // An answering receiver that never got a DCS gives up, whatever it is doing (even in the
             // middle of saying DIS again). T1 stops once a DCS is taken.
             (Timer::T1, _) => {
@@ -157,7 +138,7 @@ impl Receiver {
             }
             (Timer::T2, State::WaitTcf) => {
                 // No TCF: the sender will repeat DCS.
-                self.state = State::WaitCommand;
+                self.turn.state = State::WaitCommand;
                 sh.set_timer(now, Timer::T2);
             }
             (Timer::T2, State::WaitDcn) => {
@@ -165,7 +146,7 @@ impl Receiver {
                 sh.finishing = Some(Ok(()));
             }
             (Timer::T2, State::WaitCommand | State::Image) => {
-                let during = if self.state == State::Image {
+                let during = if self.turn.state == State::Image {
                     "image data"
                 } else {
                     "a command"
@@ -179,10 +160,10 @@ impl Receiver {
 
     /// How the call ends when the sender sends DCN.
     pub(super) fn on_dcn(&self) -> Result<(), Failure> {
-        if self.eop_seen || self.state == State::WaitDcn {
+        if self.eop_seen || self.turn.state == State::WaitDcn {
             return Ok(());
         }
-        let during = match self.state {
+        let during = match self.turn.state {
             State::WaitTcf => "phase B (negotiation)",
             State::Image => "phase C (image)",
             State::Busy | State::WaitCommand | State::WaitDcn => "the call",
@@ -195,21 +176,20 @@ impl Receiver {
     pub(super) fn on_damaged_frame(&mut self, sh: &mut Shared, now: Duration, frame: &Frame) {
         if !frame.is_final()
             || !matches!(
-                self.state,
+                self.turn.state,
                 State::WaitCommand | State::Image | State::WaitDcn
             )
         {
             return;
         }
         sh.stats.repeats += 1;
-        let after = if self.state == State::WaitDcn {
+        let after = if self.turn.state == State::WaitDcn {
             After::Await(State::WaitDcn)
         } else {
             After::Await(State::WaitCommand)
         };
         sh.send_hdlc(now, vec![Frame::new(Fcf::CRP, &[], true)]);
-        self.state = State::Busy;
-        self.after = after;
+        self.turn.sending(after);
     }
 
     /// The final frame of a burst from the sender; `sid` is the password that came in the burst.
@@ -306,7 +286,7 @@ impl Receiver {
         let csi = Frame::new(Fcf::CSI, &fcf::encode_ident(&sh.cfg.ident), false);
         let dis = Frame::new(Fcf::DIS, &sh.local.to_dis().0, true);
         let wait = After::Await(State::WaitCommand);
-        self.send(sh, now, vec![csi, dis], "DIS", wait);
+        self.turn.send(sh, now, vec![csi, dis], "DIS", wait);
     }
 
     /// DCS: the parameters for the call, if we can honour them; otherwise DIS again.
@@ -324,7 +304,7 @@ impl Receiver {
                 self.dcs = Some(d);
                 sh.stats.dcs = Some(d);
                 sh.timers.stop(Timer::T1);
-                self.state = State::WaitTcf;
+                self.turn.state = State::WaitTcf;
                 self.restart_tcf();
                 sh.set_timer(now, Timer::T2);
             }
@@ -335,7 +315,7 @@ impl Receiver {
 
     /// An image modem starts: in the TCF, the count of zeros starts again.
     pub(super) fn image_signal_starts(&mut self) {
-        if self.state == State::WaitTcf {
+        if self.turn.state == State::WaitTcf {
             self.restart_tcf();
         }
     }
@@ -461,7 +441,7 @@ impl Receiver {
 
     /// Non-ECM data: the TCF, or a page.
     pub(super) fn on_data(&mut self, sh: &mut Shared, now: Duration, data: &[u8]) {
-        match self.state {
+        match self.turn.state {
             State::WaitTcf => {
                 for &b in data {
                     self.tcf_bits += 8;
@@ -483,7 +463,7 @@ impl Receiver {
                     sh.end(now, Err(Failure::LimitExceeded { what }));
                     return;
                 }
-                self.state = State::Image;
+                self.turn.state = State::Image;
                 self.page_data.extend_from_slice(data);
                 self.page_ifps.received += 1;
                 self.new_data = true;
@@ -503,7 +483,7 @@ impl Receiver {
 
     /// A signal ended: after the TCF, the verdict on it.
     pub(super) fn on_signal_end(&mut self, sh: &mut Shared, now: Duration) {
-        if self.state == State::WaitTcf && self.tcf_bits > 0 {
+        if self.turn.state == State::WaitTcf && self.tcf_bits > 0 {
             self.tcf_decide(sh, now);
         }
     }
@@ -533,7 +513,7 @@ impl Receiver {
             if let Some((&n, data)) = frame.fif().split_first() {
                 self.ecm_rx.store(n, data);
             }
-            self.state = State::Image;
+            self.turn.state = State::Image;
             sh.set_timer(now, Timer::T2);
         }
     }

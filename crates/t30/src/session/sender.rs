@@ -13,7 +13,7 @@ use crate::t38_terminal::Signal;
 use crate::timer::Timer;
 use crate::{Event, Failure, Page};
 
-use super::Shared;
+use super::{Shared, Turn};
 
 /// TCF lasts 1.5 s (T.30 §5.3.6.1.3); the receiver wants at least 1 s of unbroken zeros.
 const TCF_SECONDS_X2: u32 = 3;
@@ -24,9 +24,10 @@ const MAX_CTC: u32 = 2;
 /// Non-ECM pages sent again after RTN.
 const MAX_PAGE_RETRIES: u32 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum State {
-    /// Sending something; see `Sender::after`.
+    /// Sending something; see [`Turn::after`].
+    #[default]
     Busy,
     /// CNG sent, waiting for DIS (T1).
     WaitDis,
@@ -39,8 +40,9 @@ enum State {
 }
 
 /// What to do when the burst being sent has left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum After {
+    #[default]
     Nothing,
     /// DCS sent: the TCF follows.
     SendTcf,
@@ -77,10 +79,7 @@ impl EcmTx {
 /// A sender's state.
 #[derive(Debug)]
 pub(super) struct Sender {
-    state: State,
-    after: After,
-    /// What followed the last command sent ([`Shared::last_sent`]), for its repeat.
-    last_after: After,
+    turn: Turn<State, After>,
     /// Repeats of the current command.
     retries: u32,
     pages: Vec<Page>,
@@ -100,9 +99,7 @@ pub(super) struct Sender {
 impl Sender {
     pub(super) fn new(pages: Vec<Page>) -> Self {
         Self {
-            state: State::Busy,
-            after: After::Nothing,
-            last_after: After::Nothing,
+            turn: Turn::default(),
             retries: 0,
             pages,
             page: 0,
@@ -137,31 +134,16 @@ impl Sender {
             return;
         }
         sh.tx.send(now, Signal::Cng);
-        self.state = State::WaitDis;
-    }
-
-    /// Sends a command, kept for repeats; `after` says what follows once it has left.
-    fn send(
-        &mut self,
-        sh: &mut Shared,
-        now: Duration,
-        frames: Vec<Frame>,
-        name: &'static str,
-        after: After,
-    ) {
-        sh.send_frames(now, frames, name);
-        self.last_after = after;
-        self.state = State::Busy;
-        self.after = after;
+        self.turn.state = State::WaitDis;
     }
 
     /// The burst being sent has left.
     pub(super) fn on_sent(&mut self, sh: &mut Shared, now: Duration) {
-        match std::mem::replace(&mut self.after, After::Nothing) {
+        match self.turn.take_after() {
             After::Nothing => {}
             After::SendTcf => self.send_tcf(sh, now),
             After::Await(state) => {
-                self.state = state;
+                self.turn.state = state;
                 sh.set_timer(now, Timer::T4);
             }
             After::PostMessage => self.send_post_message(sh, now),
@@ -171,13 +153,13 @@ impl Sender {
     pub(super) fn on_timer(&mut self, sh: &mut Shared, now: Duration, t: Timer) {
         match t {
             Timer::T1 => {
-                if self.state == State::WaitDis {
+                if self.turn.state == State::WaitDis {
                     sh.fail_now(Failure::NoFaxTone);
                 }
             }
             Timer::T4 => {
                 if matches!(
-                    self.state,
+                    self.turn.state,
                     State::WaitCfr | State::WaitPostResponse | State::WaitCtr
                 ) {
                     self.repeat(sh, now);
@@ -191,7 +173,7 @@ impl Sender {
 
     /// How the call ends when the receiver sends DCN.
     pub(super) fn on_dcn(&self) -> Result<(), Failure> {
-        let during = match self.state {
+        let during = match self.turn.state {
             State::WaitDis | State::WaitCfr => "phase B (negotiation)",
             State::WaitPostResponse | State::WaitCtr => "phase D (post-message)",
             State::Busy => "the call",
@@ -209,8 +191,7 @@ impl Sender {
         }
         sh.stats.repeats += 1;
         // DCS is followed by its TCF again.
-        let (frames, name) = (sh.last_sent.clone(), sh.last_sent_name);
-        self.send(sh, now, frames, name, self.last_after);
+        self.turn.send_again(sh, now);
     }
 
     /// The final frame of a burst from the receiver; `None` is an FCF not in Table 5.
@@ -221,7 +202,7 @@ impl Sender {
         f: Option<Fcf>,
         frame: &Frame,
     ) {
-        let state = self.state;
+        let state = self.turn.state;
         if state == State::WaitPostResponse && !matches!(f, Some(Fcf::CRP | Fcf::RNR)) {
             // Any answer but RNR (or a request to repeat) says the receiver is ready: T5 stops.
             sh.timers.stop(Timer::T5);
@@ -412,7 +393,7 @@ impl Sender {
             frames.push(sh.command(Fcf::SID, &fcf::encode_ident(&cfg.password), false));
         }
         frames.push(sh.command(Fcf::DCS, &d.to_fif().0, true));
-        self.send(sh, now, frames, "DCS", After::SendTcf);
+        self.turn.send(sh, now, frames, "DCS", After::SendTcf);
     }
 
     fn send_tcf(&mut self, sh: &mut Shared, now: Duration) {
@@ -426,8 +407,7 @@ impl Sender {
                 long_training: true,
             },
         );
-        self.state = State::Busy;
-        self.after = After::Await(State::WaitCfr);
+        self.turn.sending(After::Await(State::WaitCfr));
     }
 
     fn encode_page(&self, index: usize) -> Result<Vec<u8>, Failure> {
@@ -493,8 +473,7 @@ impl Sender {
                     long_training: false,
                 },
             );
-            self.state = State::Busy;
-            self.after = After::PostMessage;
+            self.turn.sending(After::PostMessage);
         }
     }
 
@@ -529,8 +508,7 @@ impl Sender {
                 long_training: false,
             },
         );
-        self.state = State::Busy;
-        self.after = After::PostMessage;
+        self.turn.sending(After::PostMessage);
     }
 
     /// The page's post-message command: PPS with ECM, MPS or EOP without.
@@ -557,10 +535,11 @@ impl Sender {
                 (n.max(1) - 1) as u8,
             ];
             let pps = sh.command(Fcf::PPS, &fif, true);
-            self.send(sh, now, vec![pps], "PPS", wait);
+            self.turn.send(sh, now, vec![pps], "PPS", wait);
         } else {
             let cmd = sh.command(self.post_fcf, &[], true);
-            self.send(sh, now, vec![cmd], self.post_fcf.name(), wait);
+            self.turn
+                .send(sh, now, vec![cmd], self.post_fcf.name(), wait);
         }
     }
 
@@ -598,7 +577,7 @@ impl Sender {
         }
         let rr = sh.command(Fcf::RR, &[], true);
         self.retries = 0;
-        self.send(
+        self.turn.send(
             sh,
             now,
             vec![rr],
@@ -683,7 +662,8 @@ impl Sender {
             sh.stats.dcs = Some(*d);
         }
         let ctc = sh.command(Fcf::CTC, &modem.ctc_fif().0, true);
-        self.send(sh, now, vec![ctc], "CTC", After::Await(State::WaitCtr));
+        self.turn
+            .send(sh, now, vec![ctc], "CTC", After::Await(State::WaitCtr));
     }
 }
 

@@ -44,7 +44,7 @@ fn a_session_with_nothing_due_reports_no_deadline() {
         }
     }
     let (sh, r) = receiver(&mut s);
-    assert_eq!(r.state, State::WaitCommand);
+    assert_eq!(r.turn.state, State::WaitCommand);
     // Waiting for DCS: T2 and T1 run, and the earliest is the deadline.
     let t2 = sh.timers.get(Timer::T2).expect("T2 runs");
     assert_eq!(sh.timers.get(Timer::T1), Some(sh.cfg.timers.t1));

@@ -209,7 +209,7 @@ pub async fn run(
                         pages.push(*p);
                     }
                 }
-                Output::Timeout(t) => break origin + t,
+                Output::Timeout(t) => break t.map(|t| origin + t),
                 Output::Finished(outcome) => {
                     // Let the far end's last datagrams drain (and the gap hold lapse) before closing.
                     let stats = CallStats::new(&outcome, rx.stats(), sent, octets);
@@ -225,7 +225,7 @@ pub async fn run(
         let hold_until = last_datagram
             .filter(|_| rx.held() > 0)
             .map(|t| t + transport.hold);
-        let wake = hold_until.map_or(deadline, |h| h.min(deadline));
+        let wake = [hold_until, deadline].into_iter().flatten().min();
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let (n, from) = r?;
@@ -236,7 +236,8 @@ pub async fn run(
                 last_datagram = Some(Instant::now());
                 feed(&mut rx, &mut session, &buf[..n], now());
             }
-            _ = tokio::time::sleep_until(wake) => {
+            // With nothing due, only a datagram moves the session on.
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                 if hold_until.is_some_and(|h| Instant::now() >= h) {
                     rx.flush();
                     deliver(&mut rx, &mut session, now());

@@ -156,6 +156,32 @@ impl Modem {
             .chain([Modem::V27ter2400])
             .find(|m| m.dcs_bits() == b)
     }
+
+    /// The modem that bits 11 to 14 of a DCS (or of the FIF of CTC) name.
+    pub(crate) fn from_dcs_fif(f: &Fif) -> Option<Modem> {
+        Modem::from_dcs_bits([
+            f.get(bit::MODEM_1),
+            f.get(bit::MODEM_2),
+            f.get(bit::MODEM_3),
+            f.get(bit::MODEM_4),
+        ])
+    }
+
+    /// Sets bits 11 to 14 of a DCS (or of the FIF of CTC) to name this modem.
+    fn set_dcs_bits(self, f: &mut Fif) {
+        for (i, on) in self.dcs_bits().iter().enumerate() {
+            if *on {
+                f.set(bit::MODEM_1 + i as u32);
+            }
+        }
+    }
+
+    /// The FIF of CTC: DCS octets 1 and 2 with the modem to continue at (T.30 §5.3.6.2.12).
+    pub(crate) fn ctc_fif(self) -> Fif {
+        let mut f = Fif(vec![0, 0]);
+        self.set_dcs_bits(&mut f);
+        f
+    }
 }
 
 /// The modem families of Table 2.
@@ -425,12 +451,7 @@ impl Dcs {
     pub fn to_fif(&self) -> Fif {
         let mut f = Fif(vec![0, 0, 0]);
         f.set(bit::RECEIVER);
-        let b = self.modem.dcs_bits();
-        for (i, on) in b.iter().enumerate() {
-            if *on {
-                f.set(bit::MODEM_1 + i as u32);
-            }
-        }
+        self.modem.set_dcs_bits(&mut f);
         match self.resolution {
             Resolution::Standard => {}
             Resolution::Fine => f.set(bit::FINE),
@@ -481,12 +502,7 @@ impl Dcs {
 
     /// Decodes a DCS FIF; `None` when bits 11 to 14 name no modem.
     pub fn from_fif(f: &Fif) -> Option<Self> {
-        let modem = Modem::from_dcs_bits([
-            f.get(bit::MODEM_1),
-            f.get(bit::MODEM_2),
-            f.get(bit::MODEM_3),
-            f.get(bit::MODEM_4),
-        ])?;
+        let modem = Modem::from_dcs_fif(f)?;
         let resolution = if f.get(bit::SUPERFINE) {
             Resolution::Superfine
         } else if f.get(bit::FINE) {

@@ -18,15 +18,29 @@ pub const X_BIT: u8 = 0x01;
 
 macro_rules! fcfs {
     ($( $(#[$m:meta])* $name:ident = $value:literal, $text:literal; )*) => {
-        $( $(#[$m])* pub const $name: u8 = $value; )*
+        /// A facsimile control field (Table 5), by its T.30 short name.
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Fcf {
+            $( $(#[$m])* $name, )*
+        }
 
-        /// The T.30 short name of an FCF (X bit ignored, except that DIS and DTC differ only by it).
-        pub fn name(fcf: u8) -> &'static str {
-            if fcf == DIS { return "DIS"; }
-            if fcf == DTC { return "DTC"; }
-            match fcf & !X_BIT {
-                $( v if v == $value & !X_BIT && $value != DIS && $value != DTC => $text, )*
-                _ => "unknown",
+        impl Fcf {
+            /// Every FCF of the table.
+            pub const ALL: &[Fcf] = &[$( Fcf::$name, )*];
+
+            /// The octet with the X bit clear, in HDLC order (see the module documentation).
+            pub const fn octet(self) -> u8 {
+                match self {
+                    $( Fcf::$name => $value, )*
+                }
+            }
+
+            /// The T.30 short name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Fcf::$name => $text, )*
+                }
             }
         }
     };
@@ -107,6 +121,41 @@ fcfs! {
     RCP = 0x86, "RCP";
 }
 
+impl Fcf {
+    /// The FCF of a received octet, read as a receiver must (§5.3.6.1): DIS and DTC exactly (they
+    /// differ only in the X bit's place), every other without its X bit. `None` for an octet that is no
+    /// FCF of Table 5.
+    pub fn parse(octet: u8) -> Option<Fcf> {
+        match octet {
+            0x80 => Some(Fcf::DIS),
+            0x81 => Some(Fcf::DTC),
+            _ => Fcf::ALL
+                .iter()
+                .copied()
+                .find(|f| !f.has_no_x_bit() && f.octet() & !X_BIT == octet & !X_BIT),
+        }
+    }
+
+    /// DIS and DTC carry no X bit: the bit in its place tells them apart.
+    fn has_no_x_bit(self) -> bool {
+        matches!(self, Fcf::DIS | Fcf::DTC)
+    }
+
+    /// The octet to send, with the X bit set when `x` (never for DIS and DTC, see [`Fcf::parse`]).
+    pub fn with_x(self, x: bool) -> u8 {
+        if x && !self.has_no_x_bit() {
+            self.octet() | X_BIT
+        } else {
+            self.octet()
+        }
+    }
+}
+
+/// The T.30 short name of an FCF octet, or "unknown" (for logs).
+pub fn name(octet: u8) -> &'static str {
+    Fcf::parse(octet).map_or("unknown", Fcf::name)
+}
+
 /// The "nothing more" second FCF of a PPS that ends a partial page inside a page (T.4 Annex A).
 pub const PPS_NULL: u8 = 0x00;
 
@@ -116,22 +165,18 @@ pub fn reverse_octets(data: &[u8]) -> Vec<u8> {
     data.iter().map(|b| b.reverse_bits()).collect()
 }
 
-/// Compares FCFs the way a receiver must: DIS and DTC exactly, the others without their X bit.
-pub fn same(a: u8, b: u8) -> bool {
-    if a == DIS || a == DTC || b == DIS || b == DTC {
-        a == b
-    } else {
-        a & !X_BIT == b & !X_BIT
-    }
-}
-
 /// A frame received or to send: address, control, FCF and FIF, without the FCS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame(pub Vec<u8>);
 
 impl Frame {
-    /// A frame with the given FCF and FIF.
-    pub fn new(fcf: u8, fif: &[u8], last: bool) -> Self {
+    /// A frame with the given FCF, its X bit clear, and FIF.
+    pub fn new(fcf: Fcf, fif: &[u8], last: bool) -> Self {
+        Self::with_octet(fcf.octet(), fif, last)
+    }
+
+    /// A frame with the given FCF octet (X bit included) and FIF.
+    pub fn with_octet(fcf: u8, fif: &[u8], last: bool) -> Self {
         let mut v = Vec::with_capacity(3 + fif.len());
         v.push(ADDRESS);
         v.push(if last {
@@ -156,9 +201,14 @@ impl Frame {
         self.0.get(1) == Some(&CONTROL_FINAL)
     }
 
-    /// The FCF, or 0 for a frame too short to have one.
-    pub fn fcf(&self) -> u8 {
+    /// The FCF octet as received, X bit included, or 0 for a frame too short to have one.
+    pub fn fcf_octet(&self) -> u8 {
         self.0.get(2).copied().unwrap_or(0)
+    }
+
+    /// The FCF, `None` for an octet that is none of Table 5 (or a frame too short to have one).
+    pub fn fcf(&self) -> Option<Fcf> {
+        Fcf::parse(self.fcf_octet())
     }
 
     /// The information field.
@@ -203,18 +253,30 @@ mod tests {
 
     #[test]
     fn names_ignore_the_x_bit_but_not_for_dis_and_dtc() {
-        assert_eq!(name(DCS | X_BIT), "DCS");
-        assert_eq!(name(DIS), "DIS");
-        assert_eq!(name(DTC), "DTC");
-        assert_eq!(name(MCF), "MCF");
-        assert!(same(MPS | X_BIT, MPS));
-        assert!(!same(DIS, DTC));
+        assert_eq!(name(Fcf::DCS.octet() | X_BIT), "DCS");
+        assert_eq!(name(Fcf::DIS.octet()), "DIS");
+        assert_eq!(name(Fcf::DTC.octet()), "DTC");
+        assert_eq!(name(Fcf::MCF.octet()), "MCF");
+        assert_eq!(Fcf::parse(Fcf::MPS.with_x(true)), Some(Fcf::MPS));
+        assert_ne!(Fcf::parse(Fcf::DIS.octet()), Fcf::parse(Fcf::DTC.octet()));
+        assert_eq!(name(0x00), "unknown");
+    }
+
+    #[test]
+    fn every_fcf_parses_back_with_and_without_its_x_bit() {
+        for &f in Fcf::ALL {
+            assert_eq!(Fcf::parse(f.with_x(false)), Some(f), "{f:?}");
+            assert_eq!(Fcf::parse(f.with_x(true)), Some(f), "{f:?}");
+        }
+        // DIS and DTC have no X bit: asking for one changes nothing.
+        assert_eq!(Fcf::DIS.with_x(true), Fcf::DIS.octet());
+        assert_eq!(Fcf::parse(PPS_NULL), None);
     }
 
     #[test]
     fn line_order_of_dcs_matches_table_5() {
         // T.30 writes DCS as X100 0001 in line order; T.38 sends the first line bit as the MSB.
-        assert_eq!(DCS.reverse_bits() & 0x7f, 0b0100_0001);
+        assert_eq!(Fcf::DCS.octet().reverse_bits() & 0x7f, 0b0100_0001);
         assert_eq!(CONTROL_FINAL.reverse_bits(), 0xC8);
     }
 

@@ -14,8 +14,8 @@
 //! * every IFP that arrives goes to [`Session::handle_ifp`] (with its UDPTL sequence number, so that
 //!   lost packets mark HDLC frames bad);
 //! * after any input, and whenever the deadline passes, drain [`Session::poll_output`] until it returns
-//!   [`Output::Timeout`] (the next time to call it again, even with nothing received) or
-//!   [`Output::Finished`]. [`Output::Transmit`] IFPs are sent in order, each at the time it is returned
+//!   [`Output::Timeout`] (the next time to call it again, even with nothing received; none when nothing
+//!   is due, so there is no periodic wake-up) or [`Output::Finished`]. [`Output::Transmit`] IFPs are sent in order, each at the time it is returned
 //!   (the session paces them); [`Output::Event`]s report progress and pages.
 //!
 //! A failed fax is not a Rust error: it ends with [`Outcome`] carrying a [`Failure`] and the T.30 detail.
@@ -26,6 +26,7 @@ mod ecm;
 pub mod fcf;
 mod session;
 pub mod t38_terminal;
+mod timer;
 
 use std::fmt;
 use std::time::Duration;
@@ -74,7 +75,7 @@ pub enum Role {
     Receive,
 }
 
-/// The T.30 timers (T.30 §5.4.3.x, Table A.x): defaults are the standard's values.
+/// How long the T.30 timers run (T.30 §5.4.3): defaults are the standard's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {
     /// T1: time to establish the fax (35 s).
@@ -85,6 +86,18 @@ pub struct Timers {
     pub t4: Duration,
     /// T5: waiting for a receiver that is not ready (60 s).
     pub t5: Duration,
+}
+
+impl Timers {
+    /// How long `timer` runs.
+    pub(crate) fn get(&self, timer: timer::Timer) -> Duration {
+        match timer {
+            timer::Timer::T1 => self.t1,
+            timer::Timer::T2 => self.t2,
+            timer::Timer::T4 => self.t4,
+            timer::Timer::T5 => self.t5,
+        }
+    }
 }
 
 impl Default for Timers {
@@ -278,8 +291,9 @@ pub enum Output {
     Transmit(t38::Ifp),
     /// Something happened.
     Event(Event),
-    /// Call again at this time (or when an IFP arrives).
-    Timeout(Duration),
+    /// Nothing more to do now: call again at this time, the earliest deadline (a timer or the next paced
+    /// IFP), or when an IFP arrives. `None` when nothing is due: only an IFP moves the session on.
+    Timeout(Option<Duration>),
     /// The session is over; nothing more will be sent.
     Finished(Outcome),
 }

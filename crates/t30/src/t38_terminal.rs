@@ -105,11 +105,21 @@ fn bits_time(bits: usize, rate: u32) -> Duration {
     Duration::from_micros((bits as u64 * 1_000_000).div_ceil(u64::from(rate)))
 }
 
-/// One scheduled IFP, or the end of a burst (`None`).
+/// What the transmitter has due for the T.30 layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// Send this IFP now.
+    Ifp(Ifp),
+    /// The signal queued by one [`Transmitter::send`] has left the line (the T.30 layer's "send step
+    /// complete").
+    SignalDone,
+}
+
+/// One scheduled IFP or signal end.
 #[derive(Debug)]
 struct Step {
     at: Duration,
-    ifp: Option<Ifp>,
+    due: Due,
 }
 
 /// The sending half: a queue of IFPs with the times they are due.
@@ -150,7 +160,10 @@ impl Transmitter {
     }
 
     fn push(&mut self, at: Duration, ifp: Ifp) {
-        self.queue.push_back(Step { at, ifp: Some(ifp) });
+        self.queue.push_back(Step {
+            at,
+            due: Due::Ifp(ifp),
+        });
     }
 
     /// Queues a signal to start no earlier than `now`; returns when it will have finished.
@@ -263,19 +276,20 @@ impl Transmitter {
                 self.silent = true;
             }
         }
-        self.queue.push_back(Step { at: t, ifp: None });
+        self.queue.push_back(Step {
+            at: t,
+            due: Due::SignalDone,
+        });
         self.free_at = t;
         t
     }
 
-    /// The next IFP due at or before `now`; `Err(())` when a burst has just finished (the T.30 layer's
-    /// "send step complete").
-    pub fn poll(&mut self, now: Duration) -> Option<Result<Ifp, ()>> {
+    /// What is due at or before `now`: the next IFP, or the end of the signal just sent.
+    pub fn poll(&mut self, now: Duration) -> Option<Due> {
         if self.queue.front()?.at > now {
             return None;
         }
-        let step = self.queue.pop_front()?;
-        Some(step.ifp.ok_or(()))
+        self.queue.pop_front().map(|s| s.due)
     }
 
     /// When the next step is due.
@@ -462,8 +476,8 @@ mod tests {
     fn hdlc_burst_round_trips_through_ifps() {
         let mut tx = Transmitter::new(Pacing::default());
         let frames = vec![
-            Frame::new(fcf::CSI, &fcf::encode_ident("123"), false),
-            Frame::new(fcf::DIS, &[0x00, 0x2e, 0x70], true),
+            Frame::new(fcf::Fcf::CSI, &fcf::encode_ident("123"), false),
+            Frame::new(fcf::Fcf::DIS, &[0x00, 0x2e, 0x70], true),
         ];
         let end = tx.send(
             Duration::ZERO,
@@ -483,13 +497,13 @@ mod tests {
         let mut done = false;
         while let Some(s) = tx.poll(end) {
             match s {
-                Ok(ifp) => {
+                Due::Ifp(ifp) => {
                     let bytes = ifp.encode(t38::T38Version::V0).unwrap_or_default();
                     let back = Ifp::decode(&bytes, t38::T38Version::V0).unwrap_or(ifp);
                     rx.handle(Some(seq), &back, &mut ev);
                     seq += 1;
                 }
-                Err(()) => done = true,
+                Due::SignalDone => done = true,
             }
         }
         assert!(done);

@@ -417,7 +417,9 @@ fn an_answering_receiver_with_no_caller_gives_up_at_t1_even_mid_dis() {
         let mut ended = false;
         for _ in 0..10_000 {
             match s.poll_output(now) {
-                t30::Output::Timeout(t) => now = t.max(now),
+                t30::Output::Timeout(t) => {
+                    now = t.expect("T1 runs until the receiver gives up").max(now);
+                }
                 t30::Output::Finished(o) => {
                     assert_eq!(o.result, Err(Failure::NoFaxTone));
                     assert!(

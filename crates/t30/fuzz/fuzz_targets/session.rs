@@ -8,10 +8,12 @@ use libfuzzer_sys::fuzz_target;
 use t30::{Config, Output, Page, Resolution, Role, Session};
 use t38::{Ifp, T38Version};
 
+/// The session's next deadline; none once it has finished, or when nothing is due (then only input
+/// could move it on).
 fn drain(s: &mut Session, now: Duration) -> Option<Duration> {
     for _ in 0..100_000 {
         match s.poll_output(now) {
-            Output::Timeout(t) => return Some(t),
+            Output::Timeout(t) => return t,
             Output::Finished(_) => return None,
             _ => {}
         }

@@ -284,7 +284,7 @@ impl End {
                 Output::Event(Event::PageSent { index }) => self.sent.push(index),
                 Output::Event(_) => {}
                 Output::Timeout(t) => {
-                    self.wake = t;
+                    self.wake = t.unwrap_or(Duration::MAX);
                     return;
                 }
                 Output::Finished(o) => {

@@ -23,6 +23,55 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A closed vocabulary of `snake_case` words (statuses, phases, fault sides): the enum with its serde,
+/// OpenAPI (`openapi` feature) and database (`sqlx` feature, text columns) forms, `ALL`, `as_str`,
+/// `Display` and `FromStr` (whose error names the words allowed). Each word is written once.
+macro_rules! vocabulary {
+    ($(#[$m:meta])* pub enum $name:ident ($what:literal) { $($(#[$vm:meta])* $v:ident = $s:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[cfg_attr(
+            feature = "sqlx",
+            derive(sqlx::Type),
+            sqlx(type_name = "TEXT", rename_all = "snake_case")
+        )]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vm])* $v,)+
+        }
+
+        impl $name {
+            /// Every word, in order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let words: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("{s:?} is not {}; use {}", $what, words.join(", "))
+                })
+            }
+        }
+    };
+}
+
+pub mod job;
 pub mod settings;
 
 /// The protocol version this build speaks. A peer announcing another major version is refused with a
@@ -128,8 +177,9 @@ pub enum Body {
     },
 }
 
-/// What a fax server can do, as it announces it on every connect.
+/// What a fax server can do, as it announces it on every connect (`{}`: nothing announced yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Capabilities {
     /// Lines usable at once, both directions together.
     pub channels: u32,
@@ -229,15 +279,18 @@ pub struct JobOffer {
     pub call_limit_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    Accepted,
-    Preparing,
-    Dialling,
-    Negotiating,
-    Transmitting,
-    Finished,
+vocabulary! {
+    /// Where an attempt is. A fax server reports the phases from `Accepted` on; `Offered` is the
+    /// supervisor's (the offer is out, no answer yet).
+    pub enum Phase ("a phase") {
+        Offered = "offered",
+        Accepted = "accepted",
+        Preparing = "preparing",
+        Dialling = "dialling",
+        Negotiating = "negotiating",
+        Transmitting = "transmitting",
+        Finished = "finished",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,16 +304,16 @@ pub struct JobProgress {
     pub bit_rate: Option<u32>,
 }
 
-/// Who is at fault when an attempt fails: it decides how the supervisor retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultSide {
-    /// Busy, no answer, no fax tone, training failed, remote hung up: retry the same number later.
-    Recipient,
-    /// Line down, trunk refusing, fax server failing: retry at once on another fax server.
-    FaxServer,
-    /// Bad number, incompatible capabilities, document rejected: retrying cannot help.
-    Permanent,
+vocabulary! {
+    /// Who is at fault when an attempt fails: it decides how the supervisor retries.
+    pub enum FaultSide ("a fault side") {
+        /// Busy, no answer, no fax tone, training failed, remote hung up: retry the same number later.
+        Recipient = "recipient",
+        /// Line down, trunk refusing, fax server failing: retry at once on another fax server.
+        FaxServer = "fax_server",
+        /// Bad number, incompatible capabilities, document rejected: retrying cannot help.
+        Permanent = "permanent",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,7 +28,8 @@ pub struct StoredEvent {
     pub event_id: String,
     pub client_id: String,
     pub kind: String,
-    pub payload: String,
+    /// A JSON value in the database.
+    pub payload: sqlx::types::Json<serde_json::Value>,
     pub created_at: i64,
 }
 

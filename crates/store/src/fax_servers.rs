@@ -6,8 +6,10 @@ use crate::{Error, Result, Store, conflict_on_unique, new_id, now_ms};
 pub struct FaxServer {
     pub id: String,
     pub name: String,
-    pub dial_prefixes: String,
-    pub capabilities: String,
+    /// E.164 prefixes it dials (a JSON array in the database).
+    pub dial_prefixes: sqlx::types::Json<Vec<String>>,
+    /// What it announced on its last connect (a JSON object in the database).
+    pub capabilities: sqlx::types::Json<protocol::Capabilities>,
     pub enrolled_at: Option<i64>,
     pub last_seen_at: Option<i64>,
     pub created_at: i64,
@@ -20,7 +22,7 @@ const COLUMNS: &str =
 
 impl FaxServer {
     pub fn dial_prefixes(&self) -> Vec<String> {
-        serde_json::from_str(&self.dial_prefixes).unwrap_or_default()
+        self.dial_prefixes.0.clone()
     }
 }
 
@@ -36,9 +38,8 @@ impl Store {
         let fs = FaxServer {
             id: new_id("fs"),
             name: name.to_owned(),
-            dial_prefixes: serde_json::to_string(dial_prefixes)
-                .map_err(|e| Error::Corrupt(e.to_string()))?,
-            capabilities: "{}".into(),
+            dial_prefixes: sqlx::types::Json(dial_prefixes.to_vec()),
+            capabilities: sqlx::types::Json(protocol::Capabilities::default()),
             enrolled_at: None,
             last_seen_at: None,
             created_at: now_ms(),
@@ -172,9 +173,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn record_fax_server_hello(&self, id: &str, capabilities_json: &str) -> Result<()> {
+    pub async fn record_fax_server_hello(
+        &self,
+        id: &str,
+        capabilities: &protocol::Capabilities,
+    ) -> Result<()> {
         sqlx::query("UPDATE fax_servers SET capabilities = $1, last_seen_at = $2 WHERE id = $3")
-            .bind(capabilities_json)
+            .bind(sqlx::types::Json(capabilities))
             .bind(now_ms())
             .bind(id)
             .execute(&self.writer)

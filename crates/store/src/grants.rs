@@ -9,7 +9,8 @@ pub struct Role {
     pub id: String,
     pub name: String,
     /// JSON array of competence names.
-    pub competences: String,
+    /// Competence names (a JSON array in the database).
+    pub competences: sqlx::types::Json<Vec<String>>,
     pub builtin: bool,
     pub created_by: Option<String>,
     pub created_at: i64,
@@ -17,7 +18,7 @@ pub struct Role {
 
 impl Role {
     pub fn competence_names(&self) -> Vec<String> {
-        serde_json::from_str(&self.competences).unwrap_or_default()
+        self.competences.0.clone()
     }
 }
 
@@ -64,8 +65,7 @@ impl Store {
         let role = Role {
             id: new_id("role"),
             name: name.to_owned(),
-            competences: serde_json::to_string(competences)
-                .map_err(|e| Error::Corrupt(e.to_string()))?,
+            competences: sqlx::types::Json(competences.iter().map(|c| (*c).to_owned()).collect()),
             builtin: false,
             created_by: Some(created_by.to_owned()),
             created_at: now_ms(),

@@ -39,14 +39,15 @@ pub struct InboundRule {
     pub called_number: Option<String>,
     pub tsi: Option<String>,
     pub caller_prefix: Option<String>,
-    pub targets: String,
+    /// Where its faxes go (a JSON array in the database).
+    pub targets: sqlx::types::Json<Vec<RuleTarget>>,
     pub created_by: String,
     pub created_at: i64,
 }
 
 impl InboundRule {
     pub fn targets(&self) -> Vec<RuleTarget> {
-        serde_json::from_str(&self.targets).unwrap_or_default()
+        self.targets.0.clone()
     }
 }
 
@@ -192,7 +193,7 @@ impl Store {
     ) -> Result<InboundRule> {
         rule.id = new_id("rule");
         rule.created_at = now_ms();
-        rule.targets = serde_json::to_string(targets).unwrap_or_else(|_| "[]".into());
+        rule.targets = sqlx::types::Json(targets.to_vec());
         sqlx::query(
             "INSERT INTO inbound_rules (id, priority, fax_server_id, called_number, tsi, caller_prefix, targets,
                  created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -11,6 +11,8 @@
 //! nothing and says so.
 
 use crate::{NewEvent, Result, Store, events, now_ms};
+pub use protocol::job::{AttemptStatus, JobStatus};
+pub use protocol::{FaultSide, Phase};
 use sqlx::SqliteConnection;
 
 pub const OPEN_ATTEMPT: &str = "status IN ('offered', 'active', 'in_doubt')";
@@ -38,7 +40,7 @@ pub struct Job {
     pub batch_id: String,
     pub client_id: String,
     pub recipient: String,
-    pub status: String,
+    pub status: JobStatus,
     pub priority: i64,
     pub options: String,
     pub max_tries: i64,
@@ -58,7 +60,7 @@ pub struct Job {
 
 impl Job {
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "sent" | "failed" | "cancelled")
+        self.status.is_finished()
     }
 }
 
@@ -77,11 +79,11 @@ pub struct Attempt {
     pub job_id: String,
     pub number: i64,
     pub fax_server_id: String,
-    pub status: String,
-    pub phase: String,
+    pub status: AttemptStatus,
+    pub phase: Phase,
     pub deadline_at: Option<i64>,
     pub page: Option<i64>,
-    pub fault: Option<String>,
+    pub fault: Option<FaultSide>,
     pub reason: Option<String>,
     pub t30: Option<String>,
     pub pages_sent: i64,
@@ -115,8 +117,8 @@ impl Attempt {
             job_id,
             number,
             fax_server_id,
-            status: "offered".into(),
-            phase: "offered".into(),
+            status: AttemptStatus::Offered,
+            phase: Phase::Offered,
             deadline_at: None,
             page: None,
             fault: None,
@@ -155,11 +157,11 @@ pub enum Ended {
     CancelRequested,
 }
 
-/// How an attempt ended.
-#[derive(Debug, Clone, Default)]
+/// How an attempt ended ([`AttemptFinish::new`] for one with nothing more to say).
+#[derive(Debug, Clone)]
 pub struct AttemptFinish {
-    pub status: String,
-    pub fault: Option<String>,
+    pub status: AttemptStatus,
+    pub fault: Option<FaultSide>,
     pub reason: Option<String>,
     pub t30: Option<String>,
     pub pages_sent: i64,
@@ -167,17 +169,43 @@ pub struct AttemptFinish {
 }
 
 /// The job's next state, applied with an attempt's end or on its own.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JobUpdate {
-    pub status: String,
+    pub status: JobStatus,
     pub reason: Option<String>,
     pub not_before: Option<i64>,
     pub pages_sent: Option<i64>,
 }
 
+impl JobUpdate {
+    /// To `status`, nothing else changed.
+    pub fn to(status: JobStatus) -> Self {
+        Self {
+            status,
+            reason: None,
+            not_before: None,
+            pages_sent: None,
+        }
+    }
+}
+
+impl AttemptFinish {
+    /// Ended as `status`, with no fault, reason, pages or statistics.
+    pub fn new(status: AttemptStatus) -> Self {
+        Self {
+            status,
+            fault: None,
+            reason: None,
+            t30: None,
+            pages_sent: 0,
+            stats: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     /// Only jobs created before this job id (ids are time ordered): the pagination cursor.
     pub before: Option<String>,
     pub limit: i64,
@@ -189,14 +217,14 @@ async fn apply_job_update(
     update: &JobUpdate,
     now: i64,
 ) -> Result<()> {
-    let finished = matches!(update.status.as_str(), "sent" | "failed" | "cancelled");
+    let finished = update.status.is_finished();
     sqlx::query(
         "UPDATE jobs SET status = $1, reason = COALESCE($2, reason), not_before = COALESCE($3, not_before),
              pages_sent = COALESCE($4, pages_sent), updated_at = $5,
              finished_at = CASE WHEN $6 THEN $5 ELSE NULL END
          WHERE id = $7",
     )
-    .bind(&update.status)
+    .bind(update.status)
     .bind(&update.reason)
     .bind(update.not_before)
     .bind(update.pages_sent)
@@ -214,7 +242,7 @@ fn queued_job(j: &NewJob, now: i64) -> Job {
         batch_id: j.batch_id.clone(),
         client_id: j.client_id.clone(),
         recipient: j.recipient.clone(),
-        status: "queued".into(),
+        status: JobStatus::Queued,
         priority: j.priority,
         options: j.options.clone(),
         max_tries: j.max_tries,
@@ -356,7 +384,7 @@ impl Store {
              ORDER BY id DESC LIMIT $4",
         )
         .bind(client_id)
-        .bind(&filter.status)
+        .bind(filter.status)
         .bind(&filter.before)
         .bind(filter.limit)
         .fetch_all(&self.reader)
@@ -446,8 +474,8 @@ impl Store {
                     .push_bind(&a.job_id)
                     .push_bind(a.number)
                     .push_bind(&a.fax_server_id)
-                    .push_bind(&a.status)
-                    .push_bind(&a.phase)
+                    .push_bind(a.status)
+                    .push_bind(a.phase)
                     .push_bind(a.deadline_at)
                     .push_bind(a.started_at)
                     .push_bind(a.call_limit_ms);
@@ -530,8 +558,8 @@ impl Store {
                  pages_sent = $5, stats = $6, ended_at = COALESCE(ended_at, $7), deadline_at = NULL
              WHERE id = $8 AND {from} RETURNING job_id"
         ))
-        .bind(&finish.status)
-        .bind(&finish.fault)
+        .bind(finish.status)
+        .bind(finish.fault)
         .bind(&finish.reason)
         .bind(&finish.t30)
         .bind(finish.pages_sent)
@@ -545,7 +573,7 @@ impl Store {
         };
         let mut moved = false;
         if let Some(update) = job {
-            let open = if update.status == "sent" {
+            let open = if update.status == JobStatus::Sent {
                 "status <> 'sent'"
             } else {
                 OPEN_JOB
@@ -556,7 +584,7 @@ impl Store {
             .bind(&job_id)
             .fetch_optional(&mut *tx)
             .await?;
-            if cancel_requested == Some(true) && update.status == "queued" {
+            if cancel_requested == Some(true) && update.status == JobStatus::Queued {
                 // A cancel asked for while the retry was being decided wins over the retry: nothing
                 // is written, and the caller decides again.
                 return Ok(Ended::CancelRequested);
@@ -665,16 +693,16 @@ impl Store {
     pub async fn update_job(
         &self,
         job_id: &str,
-        from: &[&str],
+        from: &[JobStatus],
         update: &JobUpdate,
         events: &[NewEvent],
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        let status: Option<JobStatus> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
             .bind(job_id)
             .fetch_optional(&mut *tx)
             .await?;
-        if !status.is_some_and(|s| from.contains(&s.as_str())) {
+        if !status.is_some_and(|s| from.contains(&s)) {
             return Ok(false);
         }
         apply_job_update(&mut tx, job_id, update, now_ms()).await?;
@@ -684,7 +712,7 @@ impl Store {
     }
 
     /// Counts of jobs by status, for metrics.
-    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
+    pub async fn job_counts(&self) -> Result<Vec<(JobStatus, i64)>> {
         Ok(
             sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
                 .fetch_all(&self.reader)
@@ -768,23 +796,28 @@ mod tests {
     /// A one-page attempt that succeeded, and its job's update to `sent`.
     fn sent() -> (AttemptFinish, JobUpdate) {
         let finish = AttemptFinish {
-            status: "succeeded".into(),
             pages_sent: 1,
-            ..Default::default()
+            ..AttemptFinish::new(AttemptStatus::Succeeded)
         };
         let update = JobUpdate {
-            status: "sent".into(),
             pages_sent: Some(1),
-            ..Default::default()
+            ..JobUpdate::to(JobStatus::Sent)
         };
         (finish, update)
     }
 
-    fn job_to(status: &str) -> JobUpdate {
-        JobUpdate {
-            status: status.into(),
-            ..Default::default()
-        }
+    fn job_to(status: JobStatus) -> JobUpdate {
+        JobUpdate::to(status)
+    }
+
+    /// Ends an open attempt, its job going to `status`.
+    async fn end_open(
+        store: &Store,
+        a: &Attempt,
+        finish: &AttemptFinish,
+        status: JobStatus,
+    ) -> Ended {
+        end(store, a, Ending::Open, finish, Some(&job_to(status))).await
     }
 
     async fn end(
@@ -819,7 +852,7 @@ mod tests {
         (store, dir, job, fs, a)
     }
 
-    async fn status_of(store: &Store, job: &Job, attempt: &Attempt) -> (String, String) {
+    async fn status_of(store: &Store, job: &Job, attempt: &Attempt) -> (JobStatus, AttemptStatus) {
         let j = store.job(&job.id).await.expect("job").expect("exists");
         let a = store
             .attempt(&attempt.id)
@@ -827,6 +860,34 @@ mod tests {
             .expect("attempt")
             .expect("exists");
         (j.status, a.status)
+    }
+
+    /// A row that does not decode (a status no build wrote, a damaged JSON column) is an error that says
+    /// the data is corrupt, never a row of defaults.
+    #[tokio::test]
+    async fn corrupt_rows_are_errors_not_defaults() {
+        let (store, _dir, job, fs, _a) = started().await;
+        sqlx::query("UPDATE jobs SET status = 'teleported' WHERE id = $1")
+            .bind(&job.id)
+            .execute(&store.writer)
+            .await
+            .expect("update");
+        match store.job(&job.id).await {
+            Err(crate::Error::Corrupt(why)) => assert!(why.contains("teleported"), "{why}"),
+            other => panic!("a job with an unknown status read as {other:?}"),
+        }
+        sqlx::query("UPDATE fax_servers SET dial_prefixes = '[\"+49\"' WHERE id = $1")
+            .bind(&fs.id)
+            .execute(&store.writer)
+            .await
+            .expect("update");
+        assert!(
+            matches!(
+                store.fax_server(&fs.id).await,
+                Err(crate::Error::Corrupt(_))
+            ),
+            "a fax server with damaged dial prefixes"
+        );
     }
 
     #[tokio::test]
@@ -862,29 +923,21 @@ mod tests {
         let (store, _dir, job, fs, a) = started().await;
         assert!(store.request_cancel(&job.id).await.expect("cancel"));
         let failed = AttemptFinish {
-            status: "failed".into(),
-            fault: Some("recipient".into()),
+            fault: Some(FaultSide::Recipient),
             reason: Some("busy".into()),
-            ..Default::default()
+            ..AttemptFinish::new(AttemptStatus::Failed)
         };
         assert_eq!(
-            end(&store, &a, Ending::Open, &failed, Some(&job_to("queued"))).await,
+            end_open(&store, &a, &failed, JobStatus::Queued).await,
             Ended::CancelRequested
         );
         assert_eq!(
             status_of(&store, &job, &a).await,
-            ("dispatched".into(), "offered".into()),
+            (JobStatus::Dispatched, AttemptStatus::Offered),
             "nothing written"
         );
         assert_eq!(
-            end(
-                &store,
-                &a,
-                Ending::Open,
-                &failed,
-                Some(&job_to("cancelled"))
-            )
-            .await,
+            end_open(&store, &a, &failed, JobStatus::Cancelled).await,
             Ended::WithJob
         );
         // A job left queued with its cancel asked for is not started.
@@ -908,12 +961,11 @@ mod tests {
         let after = store.job(&job.id).await.expect("job").expect("exists");
         assert!(after.cancel_requested, "{after:?}");
         let failed = AttemptFinish {
-            status: "abandoned".into(),
-            fault: Some("fax_server".into()),
-            ..Default::default()
+            fault: Some(FaultSide::FaxServer),
+            ..AttemptFinish::new(AttemptStatus::Abandoned)
         };
         assert_eq!(
-            end(&store, &a, Ending::Open, &failed, Some(&job_to("queued"))).await,
+            end_open(&store, &a, &failed, JobStatus::Queued).await,
             Ended::CancelRequested
         );
     }
@@ -932,7 +984,7 @@ mod tests {
         );
         assert_eq!(
             status_of(&store, &job, &a).await,
-            ("in_doubt".into(), "in_doubt".into())
+            (JobStatus::InDoubt, AttemptStatus::InDoubt)
         );
         assert_eq!(
             store.open_attempts().await.expect("open").len(),
@@ -945,42 +997,40 @@ mod tests {
         assert!(resume(false).await.expect("offer again"));
         assert_eq!(
             status_of(&store, &job, &a).await,
-            ("dispatched".into(), "offered".into())
+            (JobStatus::Dispatched, AttemptStatus::Offered)
         );
         assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
         assert!(resume(true).await.expect("resume"));
         assert!(!resume(true).await.expect("resume"), "once");
         assert_eq!(
             status_of(&store, &job, &a).await,
-            ("active".into(), "active".into())
+            (JobStatus::Active, AttemptStatus::Active)
         );
         assert!(store.mark_in_doubt(&a.id, 123, &[]).await.expect("doubt"));
 
         // Abandoned, the job retried and failed.
         let abandoned = AttemptFinish {
-            status: "abandoned".into(),
-            fault: Some("fax_server".into()),
-            ..Default::default()
+            fault: Some(FaultSide::FaxServer),
+            ..AttemptFinish::new(AttemptStatus::Abandoned)
         };
-        let retry = job_to("queued");
+        let retry = job_to(JobStatus::Queued);
         assert_eq!(
             end(&store, &a, Ending::Open, &abandoned, Some(&retry)).await,
             Ended::WithJob
         );
-        let failed = job_to("failed");
+        let failed = job_to(JobStatus::Failed);
         assert!(
             store
-                .update_job(&job.id, &["queued"], &failed, &[])
+                .update_job(&job.id, &[JobStatus::Queued], &failed, &[])
                 .await
                 .expect("fail")
         );
 
         // A late failure is recorded on the attempt only; a late success also sends the job.
         let busy = AttemptFinish {
-            status: "failed".into(),
-            fault: Some("recipient".into()),
+            fault: Some(FaultSide::Recipient),
             reason: Some("busy".into()),
-            ..Default::default()
+            ..AttemptFinish::new(AttemptStatus::Failed)
         };
         assert_eq!(
             end(&store, &a, Ending::Open, &busy, None).await,
@@ -994,7 +1044,7 @@ mod tests {
         );
         assert_eq!(
             status_of(&store, &job, &a).await,
-            ("sent".into(), "succeeded".into())
+            (JobStatus::Sent, AttemptStatus::Succeeded)
         );
         assert_eq!(
             end(&store, &a, Ending::Late, &busy, None).await,
@@ -1016,14 +1066,14 @@ mod tests {
         set_status("queued").await.expect("requeue");
         assert!(start(&store, &b).await);
         set_status("sent").await.expect("sent");
-        let cancelled = job_to("cancelled");
+        let cancelled = job_to(JobStatus::Cancelled);
         assert_eq!(
             end(&store, &b, Ending::Open, &busy, Some(&cancelled)).await,
             Ended::AttemptOnly
         );
         assert_eq!(
             status_of(&store, &job, &b).await,
-            ("sent".into(), "failed".into())
+            (JobStatus::Sent, AttemptStatus::Failed)
         );
         assert!(
             !store.request_cancel(&job.id).await.expect("cancel"),

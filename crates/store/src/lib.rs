@@ -37,6 +37,8 @@ pub use jobs::{
 };
 pub use retention::{Cutoffs, Purged};
 pub use settings::{SettingsState, SettingsVersion};
+/// A JSON column decoded into its type (a value that does not decode is [`Error::Corrupt`]).
+pub use sqlx::types::Json;
 pub use webhooks::{Delivery, DeliveryStatus, Webhook};
 
 use sqlx::SqlitePool;
@@ -50,7 +52,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("{what} already exists")]
@@ -62,6 +64,19 @@ pub enum Error {
     LastAdministrator,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for Error {
+    /// A value the database holds but that does not decode (a damaged JSON column, an unknown status)
+    /// is corrupt data, not a failing database: said so, with the column.
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { index, source } => {
+                Error::Corrupt(format!("column {index} does not decode: {source}"))
+            }
+            other => Error::Database(other),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -9,14 +9,15 @@ pub struct Webhook {
     pub id: String,
     pub client_id: String,
     pub url: String,
-    pub events: String,
+    /// Event kinds it takes (a JSON array in the database).
+    pub events: sqlx::types::Json<Vec<String>>,
     pub active: bool,
     pub created_at: i64,
 }
 
 impl Webhook {
     pub fn event_kinds(&self) -> Vec<String> {
-        serde_json::from_str(&self.events).unwrap_or_default()
+        self.events.0.clone()
     }
 }
 
@@ -95,7 +96,7 @@ impl Store {
             id: new_id("wh"),
             client_id: client_id.to_owned(),
             url: url.to_owned(),
-            events: serde_json::to_string(events).unwrap_or_else(|_| "[]".into()),
+            events: sqlx::types::Json(events.to_vec()),
             active: true,
             created_at: now_ms(),
         };

@@ -225,11 +225,12 @@ impl DeadlineConfig {
         )
     }
 
-    pub fn for_phase(&self, phase: &str) -> Duration {
+    pub fn for_phase(&self, phase: protocol::Phase) -> Duration {
+        use protocol::Phase;
         Duration::from_secs(match phase {
-            "offered" => self.offered_secs,
-            "negotiating" | "transmitting" | "finished" => self.transmitting_secs,
-            _ => self.dialling_secs,
+            Phase::Offered => self.offered_secs,
+            Phase::Negotiating | Phase::Transmitting | Phase::Finished => self.transmitting_secs,
+            Phase::Accepted | Phase::Preparing | Phase::Dialling => self.dialling_secs,
         })
     }
 }

@@ -17,6 +17,7 @@
 use crate::access::Access;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use protocol::job::{AttemptStatus, JobStatus};
 use protocol::{
     AttemptState, Body, Capabilities, DocumentRef, Envelope, FaultSide, JobOffer, JobProgress,
     JobResult, Outcome, Phase, SendOptions,
@@ -30,8 +31,10 @@ use store::{
 };
 use tokio::sync::{Notify, mpsc};
 
-/// Per-job options as stored with the job (JSON in `jobs.options`).
+/// Per-job options as stored with the job (JSON in `jobs.options`; a field an older row lacks takes its
+/// default, a value of the wrong kind is corrupt).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, utoipa::ToSchema)]
+#[serde(default)]
 pub struct JobOptions {
     /// `standard`, `fine` or `superfine`.
     pub resolution: String,
@@ -40,6 +43,14 @@ pub struct JobOptions {
     pub tsi: Option<String>,
     /// Seconds between tries after recipient faults; the server's schedule when absent.
     pub retry_delay_secs: Option<u64>,
+}
+
+impl JobOptions {
+    /// The options stored with `job`; a value that does not decode is corrupt data, not defaults.
+    pub fn of(job: &Job) -> store::Result<Self> {
+        serde_json::from_str(&job.options)
+            .map_err(|e| store::Error::Corrupt(format!("job {}: options: {e}", job.id)))
+    }
 }
 
 /// A job waiting for its next attempt.
@@ -158,7 +169,7 @@ struct OpenAttempt {
     client_id: String,
     recipient: String,
     fax_server_id: String,
-    phase: &'static str,
+    phase: Phase,
     page: Option<u32>,
     started: i64,
     /// When the watchdog looks at it next: the phase's deadline, the answer to a query, the end of the
@@ -409,7 +420,7 @@ impl Dispatcher {
                 let mut open = open_attempt(&job, a, self.call_limit(a, job.pages_total));
                 open.silent_since = Some(now);
                 open.deadline = grace_end;
-                if a.status == "in_doubt" {
+                if a.status == AttemptStatus::InDoubt {
                     open.in_doubt = true;
                     open.deadline = a.deadline_at.unwrap_or(now).max(grace_end);
                 }
@@ -422,7 +433,7 @@ impl Dispatcher {
         }
         let mut st = self.lock();
         for fs in servers {
-            let caps: Capabilities = serde_json::from_str(&fs.capabilities).unwrap_or_default();
+            let caps: Capabilities = fs.capabilities.0.clone();
             st.servers
                 .insert(fs.id.clone(), Server::new(fs.dial_prefixes(), caps));
         }
@@ -461,7 +472,7 @@ impl Dispatcher {
         let mut avoid = HashMap::new();
         for a in attempts
             .iter()
-            .filter(|a| a.fault.as_deref() == Some("fax_server"))
+            .filter(|a| a.fault == Some(FaultSide::FaxServer))
         {
             avoid.insert(a.fax_server_id.clone(), a.ended_at.unwrap_or(0) + AVOID_MS);
         }
@@ -473,11 +484,7 @@ impl Dispatcher {
                 media_type: d.media_type,
             })
             .collect();
-        let mut p = Pending::new(
-            job,
-            documents,
-            serde_json::from_str(&job.options).unwrap_or_default(),
-        );
+        let mut p = Pending::new(job, documents, JobOptions::of(job)?);
         p.avoid = avoid;
         p.next_attempt_number = attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
         Ok(p)
@@ -547,7 +554,7 @@ impl Dispatcher {
     }
 
     /// The live phase and page of an open attempt (the database has them only from its start and end).
-    pub fn live_phase(&self, attempt_id: &str) -> Option<(&'static str, Option<u32>)> {
+    pub fn live_phase(&self, attempt_id: &str) -> Option<(Phase, Option<u32>)> {
         self.lock()
             .attempts
             .get(attempt_id)
@@ -595,7 +602,7 @@ impl Dispatcher {
                 a.job_id == job_id
                     && id.as_str() != sent_by
                     && a.silent_since.is_none()
-                    && matches!(a.phase, "offered" | "accepted" | "preparing")
+                    && matches!(a.phase, Phase::Offered | Phase::Accepted | Phase::Preparing)
             })
             .map(|(id, a)| (a.fax_server_id.clone(), id.clone()))
             .collect();
@@ -773,7 +780,7 @@ impl Dispatcher {
                         client_id: p.client_id.clone(),
                         recipient: p.recipient.clone(),
                         fax_server_id: server_id.clone(),
-                        phase: "offered",
+                        phase: Phase::Offered,
                         page: None,
                         started: now,
                         deadline,
@@ -870,16 +877,15 @@ impl Dispatcher {
             }
         }
         for a in open.into_iter().filter(|a| !held.contains(&a.id)) {
-            if a.phase == "offered" {
+            if a.phase == Phase::Offered {
                 // The offer may never have arrived: send the same attempt again.
                 match self.store.job(&a.job_id).await? {
                     Some(job) if job.is_finished() || job.cancel_requested => {
                         // Cancelled (or done) while the offer was in the air: it is not sent again.
                         tracing::info!(attempt = %a.id, job = %job.id, "not offering again: the job was cancelled or ended");
                         let finish = AttemptFinish {
-                            status: "failed".into(),
                             reason: Some("cancelled".into()),
-                            ..Default::default()
+                            ..AttemptFinish::new(AttemptStatus::Failed)
                         };
                         self.finish(&a, finish, Ending::Open).await?;
                     }
@@ -914,7 +920,7 @@ impl Dispatcher {
                 server_id,
                 Body::JobCancel {
                     attempt_id: a.id,
-                    only_before_dialling: job.status == "sent",
+                    only_before_dialling: job.status == JobStatus::Sent,
                 },
             );
         }
@@ -934,7 +940,7 @@ impl Dispatcher {
                 open.deadline = deadline;
             }
         }
-        if a.status == "in_doubt" {
+        if a.status == AttemptStatus::InDoubt {
             let event = self.attempt_event(
                 "job.resumed",
                 &a.id,
@@ -1013,7 +1019,12 @@ impl Dispatcher {
     }
 
     /// An attempt in doubt is active again: its fax server reported on it.
-    async fn resume(&self, attempt_id: &str, open: &OpenAttempt, phase: &str) -> store::Result<()> {
+    async fn resume(
+        &self,
+        attempt_id: &str,
+        open: &OpenAttempt,
+        phase: Phase,
+    ) -> store::Result<()> {
         let event = open_event(
             "job.resumed",
             attempt_id,
@@ -1056,7 +1067,7 @@ impl Dispatcher {
     }
 
     pub async fn on_progress(&self, server_id: &str, progress: JobProgress) -> store::Result<()> {
-        let phase = phase_name(progress.phase);
+        let phase = progress.phase;
         let deadline = now_ms() + secs(self.config.deadlines.for_phase(phase).as_secs());
         let (open, activate, was_in_doubt) = {
             let mut st = self.lock();
@@ -1103,7 +1114,7 @@ impl Dispatcher {
             tracing::warn!(attempt = %a.id, "result from a fax server that does not hold the attempt; ignored");
             return Ok(());
         }
-        let ending = if a.status == "abandoned" {
+        let ending = if a.status == AttemptStatus::Abandoned {
             Ending::Late
         } else {
             Ending::Open
@@ -1125,10 +1136,9 @@ impl Dispatcher {
         let (finish, health) = match &result.outcome {
             Outcome::Sent { pages } => (
                 AttemptFinish {
-                    status: "succeeded".into(),
                     pages_sent: i64::from(*pages),
                     stats,
-                    ..Default::default()
+                    ..AttemptFinish::new(AttemptStatus::Succeeded)
                 },
                 1.0,
             ),
@@ -1145,8 +1155,8 @@ impl Dispatcher {
                 pages_sent,
             } => (
                 AttemptFinish {
-                    status: "failed".into(),
-                    fault: Some(fault_name(*fault).into()),
+                    status: AttemptStatus::Failed,
+                    fault: Some(*fault),
                     reason: Some(reason.clone()),
                     t30: t30.clone(),
                     pages_sent: i64::from(*pages_sent),
@@ -1187,12 +1197,11 @@ impl Dispatcher {
         let now = now_ms();
         let late = ending == Ending::Late;
         let mut requeue = false;
-        let (update, event) = if finish.status == "succeeded" {
+        let (update, event) = if finish.status == AttemptStatus::Succeeded {
             let pages = finish.pages_sent;
             let update = JobUpdate {
-                status: "sent".into(),
                 pages_sent: Some(pages),
-                ..Default::default()
+                ..JobUpdate::to(JobStatus::Sent)
             };
             let event = job_event(
                 "job.sent",
@@ -1204,12 +1213,12 @@ impl Dispatcher {
             (None, None)
         } else {
             let history = self.store.attempts_of(&job.id).await?;
-            let fault = finish.fault.clone().unwrap_or_default();
+            let fault = finish.fault;
             let reason = finish.reason.clone().unwrap_or_default();
             let next = if reason == "cancelled" {
                 Next::Cancelled
             } else {
-                match self.next_after_failure(&job, &history, a, &fault, &reason, now) {
+                match self.next_after_failure(&job, &history, a, fault, &reason, now) {
                     Next::Retry { .. } if job.cancel_requested => Next::Cancelled,
                     next => next,
                 }
@@ -1217,9 +1226,8 @@ impl Dispatcher {
             let (update, event) = match next {
                 Next::Cancelled => (
                     JobUpdate {
-                        status: "cancelled".into(),
                         reason: Some("cancelled by the client".into()),
-                        ..Default::default()
+                        ..JobUpdate::to(JobStatus::Cancelled)
                     },
                     job_event(
                         "job.cancelled",
@@ -1231,7 +1239,7 @@ impl Dispatcher {
                     requeue = true;
                     (
                         JobUpdate {
-                            status: "queued".into(),
+                            status: JobStatus::Queued,
                             reason: Some(reason.clone()),
                             not_before: Some(not_before),
                             pages_sent: Some(finish.pages_sent),
@@ -1245,9 +1253,8 @@ impl Dispatcher {
                 }
                 Next::Fail(why) => (
                     JobUpdate {
-                        status: "failed".into(),
                         reason: Some(why.clone()),
-                        ..Default::default()
+                        ..JobUpdate::to(JobStatus::Failed)
                     },
                     job_event(
                         "job.failed",
@@ -1295,16 +1302,22 @@ impl Dispatcher {
                 "an attempt abandoned earlier reported its end; recorded");
         }
         if ended == Ended::WithJob {
-            match update.as_ref().map(|u| u.status.as_str()) {
-                Some("sent") => {
+            match update.as_ref().map(|u| u.status) {
+                Some(JobStatus::Sent) => {
                     self.metrics.sent.inc();
                     // A retry may be waiting or under way: the fax is delivered.
                     self.dequeue(&job.id);
                     self.withdraw_duplicates(&job.id, &a.id);
                 }
-                Some("failed") => self.metrics.failed.inc(),
-                Some("queued") => self.metrics.retried.inc(),
-                _ => {}
+                Some(JobStatus::Failed) => self.metrics.failed.inc(),
+                Some(JobStatus::Queued) => self.metrics.retried.inc(),
+                Some(
+                    JobStatus::Dispatched
+                    | JobStatus::Active
+                    | JobStatus::InDoubt
+                    | JobStatus::Cancelled,
+                )
+                | None => {}
             }
         }
         if requeue && ended == Ended::WithJob {
@@ -1324,24 +1337,30 @@ impl Dispatcher {
         job: &Job,
         history: &[Attempt],
         current: &Attempt,
-        fault: &str,
+        fault: Option<FaultSide>,
         reason: &str,
         now: i64,
     ) -> Next {
-        let ended_with = |f: &str| {
+        let ended_with = |f: FaultSide| {
             let earlier = history
                 .iter()
-                .filter(|h| h.id != current.id && h.fault.as_deref() == Some(f))
+                .filter(|h| h.id != current.id && h.fault == Some(f))
                 .count();
             u32::try_from(earlier + 1).unwrap_or(u32::MAX)
         };
         match fault {
-            "recipient" => {
-                let tries = ended_with("recipient");
+            Some(FaultSide::Recipient) => {
+                let tries = ended_with(FaultSide::Recipient);
                 if i64::from(tries) >= job.max_tries {
                     return Next::Fail(format!("{reason} (gave up after {tries} tries)"));
                 }
-                let options: JobOptions = serde_json::from_str(&job.options).unwrap_or_default();
+                let options = match JobOptions::of(job) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::error!(job = %job.id, "{e}");
+                        return Next::Fail(format!("{reason} (no retry: {e})"));
+                    }
+                };
                 let delay = options.retry_delay_secs.map_or_else(
                     || self.live.with(|s| s.retry_delay(tries)),
                     Duration::from_secs,
@@ -1352,14 +1371,14 @@ impl Dispatcher {
                 }
                 Next::Retry { not_before }
             }
-            "fax_server" => {
-                let failovers = ended_with("fax_server");
+            Some(FaultSide::FaxServer) => {
+                let failovers = ended_with(FaultSide::FaxServer);
                 if failovers > self.live.with(|s| s.retry.max_failovers) || now >= job.kill_at {
                     return Next::Fail(format!("{reason} (no fax server could take the job)"));
                 }
                 Next::Retry { not_before: now }
             }
-            _ => Next::Fail(reason.to_owned()),
+            Some(FaultSide::Permanent) | None => Next::Fail(reason.to_owned()),
         }
     }
 
@@ -1368,11 +1387,10 @@ impl Dispatcher {
     pub async fn abandon(&self, a: &Attempt, why: &str) -> store::Result<bool> {
         tracing::warn!(attempt = %a.id, job = %a.job_id, fax_server = %a.fax_server_id, "abandoning attempt: {why}");
         let finish = AttemptFinish {
-            status: "abandoned".into(),
-            fault: Some("fax_server".into()),
+            fault: Some(FaultSide::FaxServer),
             reason: Some(why.to_owned()),
             pages_sent: a.pages_sent,
-            ..Default::default()
+            ..AttemptFinish::new(AttemptStatus::Abandoned)
         };
         self.request_cancel(a);
         self.finish(a, finish, Ending::Open).await
@@ -1492,9 +1510,8 @@ impl Dispatcher {
             self.dequeue(&job_id);
             if let Some(job) = self.store.job(&job_id).await? {
                 let update = JobUpdate {
-                    status: "failed".into(),
                     reason: Some("kill time reached".into()),
-                    ..Default::default()
+                    ..JobUpdate::to(JobStatus::Failed)
                 };
                 let event = job_event(
                     "job.failed",
@@ -1503,7 +1520,7 @@ impl Dispatcher {
                 );
                 if self
                     .store
-                    .update_job(&job_id, &["queued"], &update, &[event])
+                    .update_job(&job_id, &[JobStatus::Queued], &update, &[event])
                     .await?
                 {
                     self.metrics.failed.inc();
@@ -1581,14 +1598,18 @@ fn open_event(
 }
 
 fn open_attempt(job: &Job, a: &Attempt, call_limit: i64) -> OpenAttempt {
-    let offered = a.phase == "offered";
+    let offered = a.phase == Phase::Offered;
     OpenAttempt {
         job_id: job.id.clone(),
         batch_id: job.batch_id.clone(),
         client_id: job.client_id.clone(),
         recipient: job.recipient.clone(),
         fax_server_id: a.fax_server_id.clone(),
-        phase: if offered { "offered" } else { "dialling" },
+        phase: if offered {
+            Phase::Offered
+        } else {
+            Phase::Dialling
+        },
         page: None,
         started: a.started_at,
         deadline: a.started_at,
@@ -1622,25 +1643,6 @@ fn secs(s: u64) -> i64 {
     i64::try_from(s)
         .unwrap_or(i64::MAX / 2000)
         .saturating_mul(1000)
-}
-
-pub fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::Accepted => "accepted",
-        Phase::Preparing => "preparing",
-        Phase::Dialling => "dialling",
-        Phase::Negotiating => "negotiating",
-        Phase::Transmitting => "transmitting",
-        Phase::Finished => "finished",
-    }
-}
-
-fn fault_name(f: FaultSide) -> &'static str {
-    match f {
-        FaultSide::Recipient => "recipient",
-        FaultSide::FaxServer => "fax_server",
-        FaultSide::Permanent => "permanent",
-    }
 }
 
 impl Dispatcher {
@@ -1796,11 +1798,15 @@ mod tests {
         }
 
         /// The job's status and its attempts' statuses.
+        /// (As the API shows them, so the expectations read as the API.)
         async fn statuses(&self, job: &Job) -> (String, Vec<String>) {
             let store = self.d.store();
             let job = store.job(&job.id).await.expect("job").expect("exists");
             let attempts = store.attempts_of(&job.id).await.expect("attempts");
-            (job.status, attempts.into_iter().map(|a| a.status).collect())
+            (
+                job.status.to_string(),
+                attempts.into_iter().map(|a| a.status.to_string()).collect(),
+            )
         }
 
         /// Lets `secs` pass, then runs the watchdog once.

@@ -98,7 +98,7 @@ async fn serve(
         );
     }
     app.store
-        .record_fax_server_hello(&fs.id, &serde_json::to_string(&hello.capabilities)?)
+        .record_fax_server_hello(&fs.id, &hello.capabilities)
         .await?;
     let expected: Vec<String> = app
         .store

@@ -274,7 +274,7 @@ fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
         groupings: app.access.groupings_of_server(&fs.id),
         line_status: app.dispatcher.line_status(&fs.id),
         dial_prefixes: fs.dial_prefixes(),
-        capabilities: serde_json::from_str(&fs.capabilities).unwrap_or_default(),
+        capabilities: serde_json::to_value(&fs.capabilities.0).unwrap_or_default(),
         id: fs.id,
         name: fs.name,
         online,
@@ -593,7 +593,7 @@ pub async fn create_rule(
         called_number: req.called_number,
         tsi: req.tsi,
         caller_prefix: req.caller_prefix,
-        targets: String::new(),
+        targets: store::Json(Vec::new()),
         created_by: caller.id.clone(),
         created_at: 0,
     };

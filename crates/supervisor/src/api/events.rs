@@ -323,7 +323,7 @@ fn event_stream(reader: Reader) -> impl Stream<Item = Result<Event, Infallible>>
                         let data = serde_json::json!({
                             "event_id": row.event_id, "seq": row.seq, "type": row.kind,
                             "created_at": rfc3339(row.created_at),
-                            "data": serde_json::from_str::<serde_json::Value>(&row.payload).unwrap_or_default(),
+                            "data": row.payload.0,
                         });
                         r.buf.push_back(
                             Event::default()

@@ -14,6 +14,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::DocumentRef;
+use protocol::job::{AttemptStatus, JobStatus};
 use serde::{Deserialize, Serialize};
 use store::{Job, JobFilter, JobUpdate, NewJob};
 use utoipa::ToSchema;
@@ -62,10 +63,10 @@ pub struct AttemptView {
     /// `offered`, `active`, `in_doubt` (its fax server went silent during it: the call may be running or
     /// may have sent the fax), `succeeded`, `failed`, `abandoned` (the supervisor gave up waiting and moved
     /// the job on; a result its fax server reports later replaces this) or `cancelled`.
-    pub status: String,
-    pub phase: String,
+    pub status: AttemptStatus,
+    pub phase: protocol::Phase,
     pub page: Option<i64>,
-    pub fault: Option<String>,
+    pub fault: Option<protocol::FaultSide>,
     pub reason: Option<String>,
     pub t30: Option<String>,
     pub pages_sent: i64,
@@ -84,7 +85,7 @@ pub struct JobView {
     pub recipient: String,
     /// `queued`, `dispatched`, `active`, `in_doubt` (its attempt's fax server went silent; see the
     /// attempt), `sent`, `failed` or `cancelled`.
-    pub status: String,
+    pub status: JobStatus,
     pub priority: i64,
     pub tries: i64,
     pub max_tries: i64,
@@ -101,9 +102,10 @@ pub struct JobView {
     pub attempts: Option<Vec<AttemptView>>,
 }
 
-pub fn job_view(job: Job, attempts: Option<Vec<store::Attempt>>) -> JobView {
-    JobView {
-        options: serde_json::from_str(&job.options).unwrap_or_default(),
+/// The API's view of a job (and its attempts); an error when its stored options do not decode.
+pub fn job_view(job: Job, attempts: Option<Vec<store::Attempt>>) -> ApiResult<JobView> {
+    Ok(JobView {
+        options: JobOptions::of(&job)?,
         id: job.id,
         batch_id: job.batch_id,
         recipient: job.recipient,
@@ -135,13 +137,18 @@ pub fn job_view(job: Job, attempts: Option<Vec<store::Attempt>>) -> JobView {
                     ended_at: a.ended_at.map(rfc3339),
                     in_doubt_until: a
                         .deadline_at
-                        .filter(|_| a.status == "in_doubt")
+                        .filter(|_| a.status == AttemptStatus::InDoubt)
                         .map(rfc3339),
                     status: a.status,
                 })
                 .collect()
         }),
-    }
+    })
+}
+
+/// Views of jobs without their attempts.
+fn views(jobs: Vec<Job>) -> ApiResult<Vec<JobView>> {
+    jobs.into_iter().map(|j| job_view(j, None)).collect()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -431,7 +438,7 @@ pub async fn submit(
     let batch_id = jobs.first().map(|j| j.batch_id.clone()).unwrap_or(batch_id);
     let body = SubmitResponse {
         batch_id,
-        jobs: jobs.into_iter().map(|j| job_view(j, None)).collect(),
+        jobs: views(jobs)?,
     };
     Ok(if fresh {
         created(body)
@@ -461,28 +468,19 @@ pub async fn list(
         cursor: None,
     }
     .limit()?;
-    if let Some(s) = &q.status
-        && !matches!(
-            s.as_str(),
-            "queued" | "dispatched" | "active" | "in_doubt" | "sent" | "failed" | "cancelled"
-        )
-    {
-        return Err(ApiError::field(
-            "status",
-            "must be queued, dispatched, active, in_doubt, sent, failed or cancelled",
-        ));
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|e| ApiError::field("status", e))?;
     let filter = JobFilter {
-        status: q.status,
+        status,
         before: q.cursor,
         limit,
     };
     let jobs = app.store.jobs_of_client(&caller.id, &filter).await?;
-    Ok(Json(Paged::new(
-        jobs.into_iter().map(|j| job_view(j, None)).collect(),
-        limit,
-        |j| j.id.clone(),
-    )))
+    Ok(Json(Paged::new(views(jobs)?, limit, |j| j.id.clone())))
 }
 
 async fn own_job(app: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
@@ -507,7 +505,7 @@ pub async fn get_job(
             a.page = page.map(i64::from).or(a.page);
         }
     }
-    Ok(Json(job_view(job, Some(attempts))))
+    Ok(Json(job_view(job, Some(attempts))?))
 }
 
 /// Cancels a job. A queued job is cancelled at once; one on a fax server is told to stop, and ends as
@@ -528,14 +526,13 @@ pub async fn cancel(
     }
     let cancel_queued = || async {
         let update = JobUpdate {
-            status: "cancelled".into(),
             reason: Some("cancelled by the client".into()),
-            ..Default::default()
+            ..JobUpdate::to(JobStatus::Cancelled)
         };
         let event = job_event("job.cancelled", &job, serde_json::json!({}));
         let done = app
             .store
-            .update_job(&job.id, &["queued"], &update, &[event])
+            .update_job(&job.id, &[JobStatus::Queued], &update, &[event])
             .await?;
         if done {
             app.dispatcher.dequeue(&job.id);
@@ -543,9 +540,9 @@ pub async fn cancel(
         }
         ApiResult::Ok(done)
     };
-    if job.status == "queued" && cancel_queued().await? {
+    if job.status == JobStatus::Queued && cancel_queued().await? {
         let job = own_job(&app, &caller, &id).await?;
-        return Ok(Json(job_view(job, None)).into_response());
+        return Ok(Json(job_view(job, None)?).into_response());
     }
     app.store.request_cancel(&job.id).await?;
     // An attempt may have ended and queued its job for a retry since the job was read; from here on no
@@ -553,7 +550,7 @@ pub async fn cancel(
     // cancelled now.
     if cancel_queued().await? {
         let job = own_job(&app, &caller, &id).await?;
-        return Ok(Json(job_view(job, None)).into_response());
+        return Ok(Json(job_view(job, None)?).into_response());
     }
     for a in app
         .store
@@ -565,7 +562,7 @@ pub async fn cancel(
         app.dispatcher.request_cancel(a);
     }
     let job = own_job(&app, &caller, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(job_view(job, None))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(job_view(job, None)?)).into_response())
 }
 
 /// Sends a finished job again, as a new job with the same documents, recipient and options.
@@ -621,6 +618,6 @@ pub async fn resend(
     let batch_id = new.batch_id;
     Ok(created(SubmitResponse {
         batch_id,
-        jobs: jobs.into_iter().map(|j| job_view(j, None)).collect(),
+        jobs: views(jobs)?,
     }))
 }

@@ -19,9 +19,11 @@
 //! REGISTER, OPTIONS), which this crate covers in the same sans-I/O shape as `t30` and `t38`.
 
 pub mod digest;
+mod error;
 pub mod message;
 pub mod sdp;
 pub mod transaction;
 pub mod ua;
 
-pub use message::{Message, ParseError, StartLine, Uri};
+pub use error::Error;
+pub use message::{Message, StartLine, Uri};

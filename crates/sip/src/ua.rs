@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::Error;
 use crate::digest::Challenge;
 use crate::message::{Message, addr_uri, param};
 use crate::sdp::Sdp;
@@ -71,14 +72,12 @@ impl Transport {
 }
 
 impl std::str::FromStr for Transport {
-    type Err = String;
+    type Err = Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "" | "udp" => Ok(Transport::Udp),
             "tcp" => Ok(Transport::Tcp),
-            other => Err(format!(
-                "SIP transport {other:?} is not supported (udp or tcp)"
-            )),
+            other => Err(Error::UnsupportedTransport(other.to_string())),
         }
     }
 }
@@ -119,67 +118,6 @@ pub enum TrunkState {
     Reachable,
     /// The last keep-alive went unanswered (timer F).
     Unreachable,
-}
-
-/// Why a registration failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegisterError {
-    #[error(
-        "the registrar refused our credentials ({code} {reason}): check the SIP user and password"
-    )]
-    Credentials { code: u16, reason: String },
-    #[error("the registrar answered {code} {reason}")]
-    Refused { code: u16, reason: String },
-    #[error("no answer from the registrar at {0} (timer F)")]
-    Timeout(SocketAddr),
-    #[error("the registrar's challenge cannot be answered: {0}")]
-    Challenge(String),
-    #[error("the user agent has stopped")]
-    Stopped,
-}
-
-/// How an outgoing call ended before it was answered; each maps to a fax job outcome.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    #[error("busy ({code})")]
-    Busy { code: u16 },
-    #[error("no answer ({code})")]
-    NoAnswer { code: u16 },
-    #[error("bad number ({code})")]
-    BadNumber { code: u16 },
-    #[error("the far end does not accept T.38 ({code})")]
-    NoT38 { code: u16 },
-    #[error("trunk down ({code}): try another fax server")]
-    TrunkDown { code: u16 },
-    #[error("call refused: {code} {reason}")]
-    Other { code: u16, reason: String },
-    #[error("no final response (timer B)")]
-    Timeout,
-    #[error("the answer has no usable SDP: {0}")]
-    BadAnswer(String),
-    #[error("the proxy refused our credentials ({code})")]
-    Credentials { code: u16 },
-    #[error("the user agent has stopped")]
-    Stopped,
-}
-
-impl CallError {
-    fn from_response(code: u16, reason: &str) -> Self {
-        match code {
-            486 | 600 => CallError::Busy { code },
-            408 | 480 | 487 => CallError::NoAnswer { code },
-            404 | 484 | 604 => CallError::BadNumber { code },
-            488 | 415 | 606 => CallError::NoT38 { code },
-            503 => CallError::TrunkDown { code },
-            401 | 403 | 407 => CallError::Credentials { code },
-            _ => CallError::Other {
-                code,
-                reason: reason.to_string(),
-            },
-        }
-    }
 }
 
 /// What happens in an established call.
@@ -228,7 +166,7 @@ impl Call {
 
     /// Refreshes the session without changing it (RFC 4028): a re-INVITE offering our current SDP
     /// unchanged, or an UPDATE without a body. The media goes on untouched.
-    pub async fn refresh(&self, update: bool) -> Result<(), CallError> {
+    pub async fn refresh(&self, update: bool) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Refresh {
@@ -236,12 +174,12 @@ impl Call {
                 update,
                 done: tx,
             })
-            .map_err(|_| CallError::Stopped)?;
-        rx.await.map_err(|_| CallError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
     /// Sends a re-INVITE with a new offer (e.g. to switch to T.38) and returns the answer.
-    pub async fn reinvite(&self, sdp: Vec<u8>) -> Result<Sdp, CallError> {
+    pub async fn reinvite(&self, sdp: Vec<u8>) -> Result<Sdp, Error> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::ReInvite {
@@ -249,8 +187,8 @@ impl Call {
                 sdp,
                 done: tx,
             })
-            .map_err(|_| CallError::Stopped)?;
-        rx.await.map_err(|_| CallError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 }
 
@@ -268,7 +206,7 @@ pub struct Incoming {
 
 impl Incoming {
     /// Answers 200 OK with our SDP.
-    pub async fn accept(self, sdp: Vec<u8>) -> Result<Call, CallError> {
+    pub async fn accept(self, sdp: Vec<u8>) -> Result<Call, Error> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Accept {
@@ -276,8 +214,8 @@ impl Incoming {
                 sdp,
                 done: tx,
             })
-            .map_err(|_| CallError::Stopped)?;
-        rx.await.map_err(|_| CallError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
     /// Refuses with a final response (486 busy, 488 not acceptable, ...).
@@ -292,18 +230,18 @@ impl Incoming {
 
 enum Cmd {
     Register {
-        done: oneshot::Sender<Result<u32, RegisterError>>,
+        done: oneshot::Sender<Result<u32, Error>>,
     },
     Invite {
         to: String,
         sdp: Vec<u8>,
         t38: Option<Vec<u8>>,
-        done: oneshot::Sender<Result<Call, CallError>>,
+        done: oneshot::Sender<Result<Call, Error>>,
     },
     Accept {
         call_id: String,
         sdp: Vec<u8>,
-        done: oneshot::Sender<Result<Call, CallError>>,
+        done: oneshot::Sender<Result<Call, Error>>,
     },
     Reject {
         call_id: String,
@@ -313,12 +251,12 @@ enum Cmd {
     ReInvite {
         call_id: String,
         sdp: Vec<u8>,
-        done: oneshot::Sender<Result<Sdp, CallError>>,
+        done: oneshot::Sender<Result<Sdp, Error>>,
     },
     Refresh {
         call_id: String,
         update: bool,
-        done: oneshot::Sender<Result<(), CallError>>,
+        done: oneshot::Sender<Result<(), Error>>,
     },
     Bye {
         call_id: String,
@@ -367,12 +305,12 @@ impl UserAgent {
 
     /// Registers (answering a digest challenge once); the agent refreshes before expiry. Returns the
     /// lifetime the registrar granted.
-    pub async fn register(&self) -> Result<u32, RegisterError> {
+    pub async fn register(&self) -> Result<u32, Error> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Register { done: tx })
-            .map_err(|_| RegisterError::Stopped)?;
-        rx.await.map_err(|_| RegisterError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
     /// Stops the agent and closes its socket (calls in progress are abandoned).
@@ -381,27 +319,17 @@ impl UserAgent {
     }
 
     /// Calls `to` (a number or user at the account's domain) with an SDP offer; returns when answered.
-    pub async fn call(&self, to: &str, sdp: Vec<u8>) -> Result<Call, CallError> {
+    pub async fn call(&self, to: &str, sdp: Vec<u8>) -> Result<Call, Error> {
         self.call_with(to, sdp, None).await
     }
 
     /// Calls `to` with an audio offer, ready to answer a switch to T.38 with `t38` from the first moment
     /// of the call (the callee may re-INVITE before this returns).
-    pub async fn call_audio(
-        &self,
-        to: &str,
-        audio: Vec<u8>,
-        t38: Vec<u8>,
-    ) -> Result<Call, CallError> {
+    pub async fn call_audio(&self, to: &str, audio: Vec<u8>, t38: Vec<u8>) -> Result<Call, Error> {
         self.call_with(to, audio, Some(t38)).await
     }
 
-    async fn call_with(
-        &self,
-        to: &str,
-        sdp: Vec<u8>,
-        t38: Option<Vec<u8>>,
-    ) -> Result<Call, CallError> {
+    async fn call_with(&self, to: &str, sdp: Vec<u8>, t38: Option<Vec<u8>>) -> Result<Call, Error> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Invite {
@@ -410,19 +338,19 @@ impl UserAgent {
                 t38,
                 done: tx,
             })
-            .map_err(|_| CallError::Stopped)?;
-        rx.await.map_err(|_| CallError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 }
 
 /// What a client transaction is for.
 enum Purpose {
     Register {
-        done: Option<oneshot::Sender<Result<u32, RegisterError>>>,
+        done: Option<oneshot::Sender<Result<u32, Error>>>,
         authed: bool,
     },
     Invite {
-        done: Option<oneshot::Sender<Result<Call, CallError>>>,
+        done: Option<oneshot::Sender<Result<Call, Error>>>,
         authed: bool,
         call_id: String,
         t38: Option<Vec<u8>>,
@@ -431,11 +359,11 @@ enum Purpose {
         cancelled: bool,
     },
     ReInvite {
-        done: Option<oneshot::Sender<Result<Sdp, CallError>>>,
+        done: Option<oneshot::Sender<Result<Sdp, Error>>>,
         call_id: String,
     },
     Refresh {
-        done: Option<oneshot::Sender<Result<(), CallError>>>,
+        done: Option<oneshot::Sender<Result<(), Error>>>,
         call_id: String,
     },
     KeepAlive,
@@ -681,7 +609,7 @@ impl Engine {
 
     fn register(
         &mut self,
-        done: Option<oneshot::Sender<Result<u32, RegisterError>>>,
+        done: Option<oneshot::Sender<Result<u32, Error>>>,
         auth: Option<String>,
     ) {
         self.register_cseq += 1;
@@ -742,7 +670,7 @@ impl Engine {
         to: &str,
         sdp: Vec<u8>,
         t38: Option<Vec<u8>>,
-        done: Option<oneshot::Sender<Result<Call, CallError>>>,
+        done: Option<oneshot::Sender<Result<Call, Error>>>,
         call_id: Option<String>,
         auth: Option<(String, &'static str)>,
     ) {
@@ -851,7 +779,7 @@ impl Engine {
             }
             Cmd::Accept { call_id, sdp, done } => {
                 let Some(p) = self.pending.remove(&call_id) else {
-                    let _ = done.send(Err(CallError::Other {
+                    let _ = done.send(Err(Error::Refused {
                         code: 481,
                         reason: "the call is gone".into(),
                     }));
@@ -908,7 +836,7 @@ impl Engine {
                         let _ = done.send(Ok(call));
                     }
                     Err(e) => {
-                        let _ = done.send(Err(CallError::BadAnswer(e.to_string())));
+                        let _ = done.send(Err(Error::BadAnswer(e.to_string())));
                     }
                 }
             }
@@ -924,7 +852,7 @@ impl Engine {
             }
             Cmd::ReInvite { call_id, sdp, done } => {
                 let Some(mut m) = self.in_dialog(&call_id, "INVITE") else {
-                    let _ = done.send(Err(CallError::Other {
+                    let _ = done.send(Err(Error::Refused {
                         code: 481,
                         reason: "no such call".into(),
                     }));
@@ -951,7 +879,7 @@ impl Engine {
             } => {
                 let method = if update { "UPDATE" } else { "INVITE" };
                 let Some(mut m) = self.in_dialog(&call_id, method) else {
-                    let _ = done.send(Err(CallError::Other {
+                    let _ = done.send(Err(Error::Refused {
                         code: 481,
                         reason: "no such call".into(),
                     }));
@@ -1093,7 +1021,7 @@ impl Engine {
                         Ok((a, _)) => self.register(done, Some(a)),
                         Err(e) => {
                             if let Some(d) = done {
-                                let _ = d.send(Err(RegisterError::Challenge(e)));
+                                let _ = d.send(Err(Error::RegistrarChallenge(e)));
                             }
                         }
                     }
@@ -1112,9 +1040,9 @@ impl Engine {
                     }
                 } else if let Some(d) = done {
                     let e = if matches!(code, 401 | 403 | 407) {
-                        RegisterError::Credentials { code, reason }
+                        Error::RegistrarCredentials { code, reason }
                     } else {
-                        RegisterError::Refused { code, reason }
+                        Error::RegistrarRefused { code, reason }
                     };
                     warn!(%e, "registration failed");
                     let _ = d.send(Err(e));
@@ -1143,7 +1071,7 @@ impl Engine {
                         ),
                         Err(_) => {
                             if let Some(d) = done {
-                                let _ = d.send(Err(CallError::Credentials { code }));
+                                let _ = d.send(Err(Error::Credentials { code }));
                             }
                         }
                     }
@@ -1176,7 +1104,7 @@ impl Engine {
                         self.send_proxy(ack);
                     }
                     let result = Sdp::parse(&resp.body)
-                        .map_err(|e| CallError::BadAnswer(e.to_string()))
+                        .map_err(|e| Error::BadAnswer(e.to_string()))
                         .map(|sdp| self.make_call(&call_id, sdp, rx));
                     let taken = match done {
                         Some(d) => d.send(result).is_ok(),
@@ -1191,7 +1119,7 @@ impl Engine {
                         }
                     }
                 } else if let Some(d) = done {
-                    let _ = d.send(Err(CallError::from_response(code, &reason)));
+                    let _ = d.send(Err(Error::from_response(code, &reason)));
                 }
             }
             Purpose::ReInvite { done, call_id } => {
@@ -1201,11 +1129,11 @@ impl Engine {
                     }
                     if let Some(d) = done {
                         let _ = d.send(
-                            Sdp::parse(&resp.body).map_err(|e| CallError::BadAnswer(e.to_string())),
+                            Sdp::parse(&resp.body).map_err(|e| Error::BadAnswer(e.to_string())),
                         );
                     }
                 } else if let Some(d) = done {
-                    let _ = d.send(Err(CallError::from_response(code, &reason)));
+                    let _ = d.send(Err(Error::from_response(code, &reason)));
                 }
             }
             Purpose::Refresh { done, call_id } => {
@@ -1219,7 +1147,7 @@ impl Engine {
                     let _ = d.send(if (200..300).contains(&code) {
                         Ok(())
                     } else {
-                        Err(CallError::from_response(code, &reason))
+                        Err(Error::from_response(code, &reason))
                     });
                 }
             }
@@ -1418,16 +1346,16 @@ impl Engine {
             if ev == ClientEvent::Timeout {
                 match c.purpose {
                     Purpose::Register { done: Some(d), .. } => {
-                        let _ = d.send(Err(RegisterError::Timeout(self.cfg.account.proxy)));
+                        let _ = d.send(Err(Error::RegistrarTimeout(self.cfg.account.proxy)));
                     }
                     Purpose::Invite { done: Some(d), .. } => {
-                        let _ = d.send(Err(CallError::Timeout));
+                        let _ = d.send(Err(Error::Timeout));
                     }
                     Purpose::ReInvite { done: Some(d), .. } => {
-                        let _ = d.send(Err(CallError::Timeout));
+                        let _ = d.send(Err(Error::Timeout));
                     }
                     Purpose::Refresh { done: Some(d), .. } => {
-                        let _ = d.send(Err(CallError::Timeout));
+                        let _ = d.send(Err(Error::Timeout));
                     }
                     Purpose::KeepAlive => self.set_trunk(TrunkState::Unreachable),
                     Purpose::Bye { done: Some(d) } => {

@@ -191,11 +191,7 @@ impl ClientTx {
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same Request-URI, top Via, From, Call-ID,
 /// CSeq number and Route; To from the response.
 pub fn ack_for(request: &Message, resp: &Message) -> Message {
-    let uri = match &request.start {
-        crate::message::StartLine::Request { uri, .. } => uri.clone(),
-        crate::message::StartLine::Response { .. } => String::new(),
-    };
-    let mut ack = Message::request("ACK", &uri);
+    let mut ack = Message::request("ACK", request.request_uri().unwrap_or_default());
     if let Some(v) = request.header_values("Via").first() {
         ack.add_header("Via", v.clone());
     }

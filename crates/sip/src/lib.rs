@@ -49,6 +49,9 @@ pub mod transaction;
 #[cfg(feature = "tokio")]
 pub mod ua;
 
+#[cfg(test)]
+mod tests;
+
 pub use engine::Engine;
 pub use error::Error;
 pub use message::{Message, StartLine, Uri};

@@ -30,10 +30,12 @@ pub(crate) struct Dialog {
     pub pending_2xx: Option<Retransmit2xx>,
 }
 
-/// A 2xx to an INVITE sent by the callee's core, retransmitted from T1 doubling up to T2 until the ACK,
-/// given up after 64·T1 (RFC 3261 §13.3.1.4).
+/// A 2xx to an INVITE or re-INVITE sent by the UAS core, retransmitted from T1 doubling up to T2 until
+/// the ACK with its CSeq number, given up after 64·T1 (RFC 3261 §13.3.1.4).
 #[derive(Debug)]
 pub(crate) struct Retransmit2xx {
+    /// The INVITE's CSeq number, which its ACK carries.
+    pub cseq: u32,
     pub bytes: Vec<u8>,
     pub to: SocketAddr,
     pub transport: Transport,
@@ -44,14 +46,15 @@ pub(crate) struct Retransmit2xx {
 
 impl Retransmit2xx {
     pub fn new(
-        bytes: Vec<u8>,
+        ok: &Message,
         to: SocketAddr,
         transport: Transport,
         now: Duration,
         t: Timers,
     ) -> Self {
         Self {
-            bytes,
+            cseq: ok.cseq().map_or(0, |c| c.0),
+            bytes: ok.to_bytes(),
             to,
             transport,
             at: now + t.t1,

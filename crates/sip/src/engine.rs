@@ -805,7 +805,7 @@ impl Engine {
         let mut dialog = Dialog::as_uas(&p.request, &p.local_tag, sdp);
         if let Some(s) = self.servers.get(&p.server) {
             dialog.pending_2xx = Some(Retransmit2xx::new(
-                ok.to_bytes(),
+                &ok,
                 s.to,
                 s.transport,
                 self.now,
@@ -1052,7 +1052,10 @@ impl Engine {
         }
         if method == "ACK" {
             // The ACK of our 2xx: stop retransmitting it.
-            if let Some(d) = self.dialogs.get_mut(&call_id) {
+            let cseq = req.cseq().map(|c| c.0);
+            if let Some(d) = self.dialogs.get_mut(&call_id)
+                && d.pending_2xx.as_ref().map(|p| p.cseq) == cseq
+            {
                 d.pending_2xx = None;
             }
             return;
@@ -1105,9 +1108,13 @@ impl Engine {
                         "Contact",
                         format!("<sip:{}@{}>", self.cfg.account.user, self.local),
                     );
-                    if !d.local_sdp.is_empty() && method == "INVITE" {
-                        r.add_header("Content-Type", "application/sdp");
-                        r.body = d.local_sdp.clone();
+                    if method == "INVITE" {
+                        if !d.local_sdp.is_empty() {
+                            r.add_header("Content-Type", "application/sdp");
+                            r.body = d.local_sdp.clone();
+                        }
+                        let t = self.cfg.timers;
+                        d.pending_2xx = Some(Retransmit2xx::new(&r, from, transport, now, t));
                     }
                     self.emit(Event::Call { call_id, event });
                     r

@@ -654,3 +654,33 @@ fn options_are_answered_with_what_we_allow() {
     s.deliver(&request("MESSAGE", "msg1", 1, None, vec![]));
     assert_eq!(codes(&s.take()), [405]);
 }
+
+#[test]
+fn a_retransmitted_re_invite_after_our_200_is_absorbed_while_the_200_is_retransmitted_until_its_ack()
+ {
+    // Seed 3 of the lossy simulation: the 200 to a re-INVITE was lost, the transaction that sent it had
+    // ended and nothing sent it again, so every retransmitted re-INVITE was swallowed until timer B.
+    let mut s = Script::new();
+    let (call_id, ok) = answered_call(&mut s, t38(40000, 1), t38(41000, 1));
+    let tag = ok.to_tag().unwrap();
+    let re = request("INVITE", "re1", 2, Some(&tag), t38(40002, 2));
+    s.deliver(&re);
+    assert_eq!(codes(&s.take()), [200]);
+    assert_eq!(s.take_events().len(), 1);
+    // The re-INVITE again (its 200 was lost): absorbed by the transaction (RFC 6026), not a new offer.
+    s.now += ms(500);
+    s.deliver(&re);
+    assert!(s.take_events().is_empty());
+    // The 200 goes again from T1 on until the ACK of CSeq 2; a late ACK of CSeq 1 does not stop it.
+    s.run_until(ms(1600));
+    assert_eq!(codes(&s.take()), [200, 200]);
+    s.deliver(&ack_for(&ok, "ack-late"));
+    let mut ack = request("ACK", "ack2", 2, Some(&tag), vec![]);
+    ack.set_header("CSeq", "2 ACK");
+    s.run_until(ms(3600));
+    assert_eq!(codes(&s.take()), [200]);
+    s.deliver(&ack);
+    s.run_until(60 * SEC);
+    assert!(s.take().is_empty());
+    assert!(s.ua.has_dialog(&call_id));
+}

@@ -185,6 +185,13 @@ fn a_full_call_on_a_perfect_network_sends_each_message_once() {
 }
 
 #[test]
+fn two_thousand_full_calls_over_a_lossy_network() {
+    for seed in 0..2000 {
+        full_call(seed, LOSSY, Transport::Udp);
+    }
+}
+
+#[test]
 fn full_calls_over_tcp_are_never_retransmitted() {
     for seed in 0..50 {
         full_call(seed, LOSSY, Transport::Tcp);

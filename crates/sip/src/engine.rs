@@ -274,16 +274,22 @@ struct Pending {
     local_tag: String,
 }
 
-/// Tags, branches and Call-IDs from a seeded generator (SplitMix64), so that a test run is reproducible.
-struct Tokens(u64);
+/// A seeded pseudo-random generator (SplitMix64): the engine's only source of randomness.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(pub u64);
 
-impl Tokens {
-    fn next(&mut self) -> String {
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        z ^ (z >> 31)
+    }
+
+    /// A token for tags, branches and Call-IDs: 12 characters of `[a-z0-9]`.
+    fn token(&mut self) -> String {
+        let mut z = self.next_u64();
         (0..12)
             .map(|_| {
                 let c = b"abcdefghijklmnopqrstuvwxyz0123456789"[(z % 36) as usize];
@@ -306,7 +312,7 @@ pub struct Engine {
     cfg: Config,
     local: SocketAddr,
     now: Duration,
-    tokens: Tokens,
+    tokens: SplitMix64,
     next_op: u64,
     clients: HashMap<String, Client>,
     servers: HashMap<String, Server>,
@@ -340,10 +346,10 @@ impl Engine {
     /// bound address). `seed` drives every tag, branch and Call-ID. A keep-alive, when configured, is
     /// due at once.
     pub fn new(cfg: Config, local: SocketAddr, seed: u64) -> Self {
-        let mut tokens = Tokens(seed);
+        let mut tokens = SplitMix64(seed);
         Self {
             keepalive_at: cfg.keepalive.map(|_| Duration::ZERO),
-            register_call_id: format!("{}@faxhub", tokens.next()),
+            register_call_id: format!("{}@faxhub", tokens.token()),
             tokens,
             cfg,
             local,
@@ -478,7 +484,7 @@ impl Engine {
         call_id: &str,
         cseq: u32,
     ) -> Message {
-        let branch = format!("z9hG4bK{}", self.tokens.next());
+        let branch = format!("z9hG4bK{}", self.tokens.token());
         let mut m = Message::request(method, uri);
         m.add_header("Via", self.via(&branch));
         m.add_header("Max-Forwards", "70");
@@ -566,7 +572,7 @@ impl Engine {
         self.register_cseq += 1;
         let aor = self.aor();
         let uri = format!("sip:{}", self.cfg.account.domain);
-        let tag = self.tokens.next();
+        let tag = self.tokens.token();
         let call_id = self.register_call_id.clone();
         let mut m = self.base_request(
             "REGISTER",
@@ -601,7 +607,7 @@ impl Engine {
             .ok_or_else(|| format!("{} without {hdr}", resp.code().unwrap_or(0)))?;
         let c = Challenge::parse(v).map_err(|e| e.to_string())?;
         self.nc += 1;
-        let cnonce = self.tokens.next();
+        let cnonce = self.tokens.token();
         let a = &self.cfg.account;
         Ok((
             c.answer(
@@ -625,13 +631,13 @@ impl Engine {
         call_id: Option<String>,
         auth: Option<(String, &'static str)>,
     ) {
-        let call_id = call_id.unwrap_or_else(|| format!("{}@faxhub", self.tokens.next()));
+        let call_id = call_id.unwrap_or_else(|| format!("{}@faxhub", self.tokens.token()));
         let uri = if to.starts_with("sip:") {
             to.to_string()
         } else {
             format!("sip:{to}@{}", self.cfg.account.domain)
         };
-        let tag = self.tokens.next();
+        let tag = self.tokens.token();
         let cseq = if auth.is_some() { 2 } else { 1 };
         let from = format!("<{}>;tag={tag}", self.aor());
         let mut m = self.base_request("INVITE", &uri, &from, &format!("<{uri}>"), &call_id, cseq);
@@ -661,8 +667,8 @@ impl Engine {
     fn keepalive(&mut self) {
         let aor = self.aor();
         let uri = format!("sip:{}", self.cfg.account.proxy);
-        let tag = self.tokens.next();
-        let call_id = format!("{}@faxhub", self.tokens.next());
+        let tag = self.tokens.token();
+        let call_id = format!("{}@faxhub", self.tokens.token());
         let mut m = self.base_request(
             "OPTIONS",
             &uri,
@@ -688,11 +694,17 @@ impl Engine {
         }
     }
 
-    /// A request inside a dialog (RFC 3261 §12.2.1.1): Request-URI the remote target, Route the route set.
+    /// A new request inside a dialog, with the dialog's next CSeq number.
     fn in_dialog(&mut self, call_id: &str, method: &str) -> Option<Message> {
         let d = self.dialogs.get_mut(call_id)?;
         d.local_cseq += 1;
         let cseq = d.local_cseq;
+        self.dialog_request(call_id, method, cseq)
+    }
+
+    /// A request inside a dialog (RFC 3261 §12.2.1.1): Request-URI the remote target, Route the route set.
+    fn dialog_request(&mut self, call_id: &str, method: &str, cseq: u32) -> Option<Message> {
+        let d = self.dialogs.get(call_id)?;
         let (target, routes) = (d.remote_target.clone(), d.route_set.clone());
         let (from, to) = d.request_addresses();
         let mut m = self.base_request(method, &target, &from, &to, call_id, cseq);
@@ -887,15 +899,8 @@ impl Engine {
 
     /// The ACK for a 2xx (RFC 3261 §13.2.2.4): a new transaction in the dialog, same CSeq number.
     fn ack_2xx(&mut self, call_id: &str, resp: &Message) -> Option<Vec<u8>> {
-        let d = self.dialogs.get(call_id)?;
         let n = resp.cseq()?.0;
-        let (target, routes) = (d.remote_target.clone(), d.route_set.clone());
-        let (from, to) = d.request_addresses();
-        let mut m = self.base_request("ACK", &target, &from, &to, call_id, n);
-        for r in routes {
-            m.add_header("Route", r);
-        }
-        Some(m.to_bytes())
+        self.dialog_request(call_id, "ACK", n).map(|m| m.to_bytes())
     }
 
     fn on_final(&mut self, mut c: Client, resp: Message) {
@@ -1061,7 +1066,7 @@ impl Engine {
             return;
         }
         let mut tx = ServerTx::new(&req, transport.reliable(), self.cfg.timers);
-        let local_tag = self.tokens.next();
+        let local_tag = self.tokens.token();
         let response =
             |code: u16, reason: &str| Message::response_to(&req, code, reason, Some(&local_tag));
         let reply = match method.as_str() {

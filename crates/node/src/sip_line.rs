@@ -15,7 +15,7 @@ use std::time::Duration;
 use protocol::settings::{FaxServerSettings as Settings, ReceiveResolution, SipTransport};
 use protocol::{CallStats, FaultSide, Outcome, Phase};
 use sip::sdp::{self, Sdp, T38Params, UdpEc};
-use sip::ua::{Account, CallError, CallEvent, Incoming, UserAgent};
+use sip::ua::{Account, CallEvent, Incoming, UserAgent};
 use tokio::net::UdpSocket;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
@@ -588,17 +588,17 @@ async fn until_hang_up<F: std::future::Future>(
     tokio::time::timeout(AFTER_BYE, run).await.ok()
 }
 
-fn call_failure(e: &CallError) -> Outcome {
+fn call_failure(e: &sip::Error) -> Outcome {
     let (fault, reason) = match e {
-        CallError::Busy { .. } => (FaultSide::Recipient, "busy"),
-        CallError::NoAnswer { .. } => (FaultSide::Recipient, "no_answer"),
-        CallError::BadNumber { .. } => (FaultSide::Permanent, "bad_number"),
-        CallError::NoT38 { .. } => (FaultSide::Recipient, "no_t38"),
-        CallError::TrunkDown { .. } => (FaultSide::FaxServer, "trunk_down"),
-        CallError::Timeout => (FaultSide::FaxServer, "sip_timeout"),
-        CallError::Credentials { .. } => (FaultSide::FaxServer, "sip_credentials"),
-        CallError::BadAnswer(_) => (FaultSide::Recipient, "bad_answer"),
-        CallError::Stopped => (FaultSide::FaxServer, "line_down"),
+        sip::Error::Busy { .. } => (FaultSide::Recipient, "busy"),
+        sip::Error::NoAnswer { .. } => (FaultSide::Recipient, "no_answer"),
+        sip::Error::BadNumber { .. } => (FaultSide::Permanent, "bad_number"),
+        sip::Error::NoT38 { .. } => (FaultSide::Recipient, "no_t38"),
+        sip::Error::TrunkDown { .. } => (FaultSide::FaxServer, "trunk_down"),
+        sip::Error::Timeout => (FaultSide::FaxServer, "sip_timeout"),
+        sip::Error::Credentials { .. } => (FaultSide::FaxServer, "sip_credentials"),
+        sip::Error::BadAnswer(_) => (FaultSide::Recipient, "bad_answer"),
+        sip::Error::Stopped => (FaultSide::FaxServer, "line_down"),
         // Any other refusal, including ones a later `sip` names.
         _ => (FaultSide::Recipient, "call_refused"),
     };

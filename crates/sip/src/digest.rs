@@ -3,6 +3,8 @@
 
 use md5::Digest as _;
 
+use crate::Error;
+
 /// A challenge from `WWW-Authenticate` or `Proxy-Authenticate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
@@ -37,18 +39,6 @@ impl Algorithm {
     }
 }
 
-/// Why a challenge cannot be answered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DigestError {
-    #[error("not a Digest challenge")]
-    NotDigest,
-    #[error("challenge without {0}")]
-    Missing(&'static str),
-    #[error("unsupported digest algorithm {0}")]
-    Algorithm(String),
-}
-
 /// `key=value` pairs of an auth header, values unquoted.
 fn pairs(v: &str) -> Vec<(String, String)> {
     crate::message::split_commas(v)
@@ -65,12 +55,12 @@ fn pairs(v: &str) -> Vec<(String, String)> {
 
 impl Challenge {
     /// Parses `Digest realm="..", nonce="..", ...`.
-    pub fn parse(v: &str) -> Result<Self, DigestError> {
+    pub fn parse(v: &str) -> Result<Self, Error> {
         let v = v.trim();
         let rest = v
             .strip_prefix("Digest")
             .or_else(|| v.strip_prefix("digest"))
-            .ok_or(DigestError::NotDigest)?;
+            .ok_or(Error::NotDigest)?;
         let kv = pairs(rest);
         let get = |k: &str| kv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let algorithm = match get("algorithm")
@@ -80,11 +70,11 @@ impl Challenge {
         {
             None | Some("MD5") => Algorithm::Md5,
             Some("SHA-256") => Algorithm::Sha256,
-            Some(other) => return Err(DigestError::Algorithm(other.to_string())),
+            Some(other) => return Err(Error::Algorithm(other.to_string())),
         };
         Ok(Self {
-            realm: get("realm").ok_or(DigestError::Missing("realm"))?,
-            nonce: get("nonce").ok_or(DigestError::Missing("nonce"))?,
+            realm: get("realm").ok_or(Error::ChallengeMissing("realm"))?,
+            nonce: get("nonce").ok_or(Error::ChallengeMissing("nonce"))?,
             opaque: get("opaque"),
             algorithm,
             qop_auth: get("qop").is_some_and(|q| q.split(',').any(|x| x.trim() == "auth")),
@@ -192,17 +182,14 @@ mod tests {
         assert_eq!(c.algorithm, Algorithm::Sha256);
         let a = c.answer("REGISTER", "sip:r", "u", "p", "c", 1);
         assert!(verify(&a, "REGISTER", "p"));
-        assert_eq!(
-            Challenge::parse("Basic realm=x"),
-            Err(DigestError::NotDigest)
-        );
+        assert_eq!(Challenge::parse("Basic realm=x"), Err(Error::NotDigest));
         assert_eq!(
             Challenge::parse("Digest nonce=\"n\""),
-            Err(DigestError::Missing("realm"))
+            Err(Error::ChallengeMissing("realm"))
         );
         assert!(matches!(
             Challenge::parse("Digest realm=r, nonce=n, algorithm=SHA-512-256"),
-            Err(DigestError::Algorithm(_))
+            Err(Error::Algorithm(_))
         ));
     }
 }

@@ -7,32 +7,12 @@
 
 use std::fmt;
 
+use crate::Error;
+
 /// Largest message accepted (a fax call's INVITE with SDP is about 1 KB).
 pub const MAX_MESSAGE: usize = 65_535;
 /// Most header fields accepted in one message.
 pub const MAX_HEADERS: usize = 256;
-
-/// Why bytes are not a SIP message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ParseError {
-    #[error("message larger than {MAX_MESSAGE} octets")]
-    TooLarge,
-    #[error("no blank line after the headers")]
-    Incomplete,
-    #[error("bad start line: {0:?}")]
-    StartLine(String),
-    #[error("bad header line: {0:?}")]
-    Header(String),
-    #[error("more than {MAX_HEADERS} header fields")]
-    TooManyHeaders,
-    #[error("Content-Length {declared} but {actual} octets of body")]
-    BodyLength { declared: usize, actual: usize },
-    #[error("message is not UTF-8 text")]
-    NotText,
-    #[error("missing mandatory header {0}")]
-    Missing(&'static str),
-}
 
 /// The first line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,16 +130,16 @@ impl Message {
     }
 
     /// Parses one message (a whole UDP datagram). The body must match Content-Length when it is given.
-    pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
         // Over UDP a body longer than Content-Length is cut to it (RFC 3261 §18.3).
         Self::parse_prefix(bytes)?
             .map(|(m, _)| m)
-            .ok_or(ParseError::Incomplete)
+            .ok_or(Error::Incomplete)
     }
 
     /// Parses a message at the start of a stream (TCP): `Ok(None)` when more bytes are needed, else the
     /// message and the octets it used.
-    pub fn parse_prefix(bytes: &[u8]) -> Result<Option<(Self, usize)>, ParseError> {
+    pub fn parse_prefix(bytes: &[u8]) -> Result<Option<(Self, usize)>, Error> {
         // Skip keep-alive CRLFs between messages (RFC 5626 §4.4.1).
         let skip = bytes
             .iter()
@@ -171,12 +151,12 @@ impl Message {
             .or_else(|| find(bytes, b"\n\n").map(|i| (i, 2)))
         else {
             if bytes.len() > MAX_MESSAGE {
-                return Err(ParseError::TooLarge);
+                return Err(Error::TooLarge);
             }
             return Ok(None);
         };
         let (head_len, sep) = end;
-        let head = std::str::from_utf8(&bytes[..head_len]).map_err(|_| ParseError::NotText)?;
+        let head = std::str::from_utf8(&bytes[..head_len]).map_err(|_| Error::NotText)?;
         let mut lines: Vec<String> = Vec::new();
         for raw in head.split('\n') {
             let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -200,13 +180,13 @@ impl Message {
             }
             let (name, value) = line
                 .split_once(':')
-                .ok_or_else(|| ParseError::Header(truncate(&line)))?;
+                .ok_or_else(|| Error::Header(truncate(&line)))?;
             let name = name.trim();
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ParseError::Header(truncate(&line)));
+                return Err(Error::Header(truncate(&line)));
             }
             if headers.len() >= MAX_HEADERS {
-                return Err(ParseError::TooManyHeaders);
+                return Err(Error::TooManyHeaders);
             }
             headers.push((canonical_name(name), value.trim().to_string()));
         }
@@ -215,13 +195,13 @@ impl Message {
             Some((_, v)) => Some(
                 v.trim()
                     .parse::<usize>()
-                    .map_err(|_| ParseError::Header(format!("Content-Length: {v}")))?,
+                    .map_err(|_| Error::Header(format!("Content-Length: {v}")))?,
             ),
             None => None,
         };
         let available = bytes.len() - body_start;
         let body_len = match declared {
-            Some(d) if d > MAX_MESSAGE => return Err(ParseError::TooLarge),
+            Some(d) if d > MAX_MESSAGE => return Err(Error::TooLarge),
             Some(d) if d > available => return Ok(None),
             Some(d) => d,
             None => available,
@@ -238,14 +218,14 @@ impl Message {
     }
 
     /// Checks the headers every request and response must have (RFC 3261 §8.1.1).
-    pub fn check(&self) -> Result<(), ParseError> {
+    pub fn check(&self) -> Result<(), Error> {
         for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
             if self.header(h).is_none() {
-                return Err(ParseError::Missing(h));
+                return Err(Error::MissingHeader(h));
             }
         }
         if self.cseq().is_none() {
-            return Err(ParseError::Header(format!(
+            return Err(Error::Header(format!(
                 "CSeq: {}",
                 self.header("CSeq").unwrap_or("")
             )));
@@ -336,6 +316,22 @@ impl Message {
         }
     }
 
+    /// The Request-URI of a request.
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(reason),
+            StartLine::Request { .. } => None,
+        }
+    }
+
     pub fn call_id(&self) -> Option<&str> {
         self.header("Call-ID")
     }
@@ -378,8 +374,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn parse_start(line: &str) -> Result<StartLine, ParseError> {
-    let bad = || ParseError::StartLine(truncate(line));
+fn parse_start(line: &str) -> Result<StartLine, Error> {
+    let bad = || Error::StartLine(truncate(line));
     if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
         let code: u16 = code.parse().map_err(|_| bad())?;
@@ -579,22 +575,22 @@ l: 4\r\n\r\nv=0\n";
     fn bad_input_gives_typed_errors() {
         assert!(matches!(
             Message::parse(b"garbage\r\n\r\n"),
-            Err(ParseError::StartLine(_))
+            Err(Error::StartLine(_))
         ));
         assert!(matches!(
             Message::parse(b"INVITE sip:a SIP/2.0\r\nnocolon\r\n\r\n"),
-            Err(ParseError::Header(_))
+            Err(Error::Header(_))
         ));
         assert!(matches!(
             Message::parse(b"INVITE sip:a SIP/2.0\r\n"),
-            Err(ParseError::Incomplete)
+            Err(Error::Incomplete)
         ));
         assert!(matches!(
             Message::parse(b"SIP/2.0 99 Low\r\n\r\n"),
-            Err(ParseError::StartLine(_))
+            Err(Error::StartLine(_))
         ));
         let m = Message::parse(b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n").expect("parses");
-        assert_eq!(m.check(), Err(ParseError::Missing("From")));
+        assert_eq!(m.check(), Err(Error::MissingHeader("From")));
     }
 
     #[test]

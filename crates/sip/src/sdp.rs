@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::Error;
+
 /// `T38FaxUdpEC`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UdpEc {
@@ -58,20 +60,9 @@ pub struct Sdp {
     pub media: Vec<MediaLine>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SdpError {
-    #[error("SDP is not text")]
-    NotText,
-    #[error("bad SDP line {0:?}")]
-    Line(String),
-    #[error("no media line")]
-    NoMedia,
-}
-
 impl Sdp {
-    pub fn parse(body: &[u8]) -> Result<Self, SdpError> {
-        let text = std::str::from_utf8(body).map_err(|_| SdpError::NotText)?;
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        let text = std::str::from_utf8(body).map_err(|_| Error::SdpNotText)?;
         let mut session_addr: Option<IpAddr> = None;
         let mut media: Vec<MediaLine> = Vec::new();
         for raw in text.lines() {
@@ -81,7 +72,7 @@ impl Sdp {
             }
             let (k, v) = line
                 .split_once('=')
-                .ok_or_else(|| SdpError::Line(line.chars().take(60).collect()))?;
+                .ok_or_else(|| Error::SdpLine(line.chars().take(60).collect()))?;
             match k {
                 "c" => {
                     // c=IN IP4 127.0.0.1
@@ -102,7 +93,7 @@ impl Sdp {
                         .next()
                         .and_then(|x| x.split('/').next())
                         .and_then(|x| x.parse().ok())
-                        .ok_or_else(|| SdpError::Line(line.chars().take(60).collect()))?;
+                        .ok_or_else(|| Error::SdpLine(line.chars().take(60).collect()))?;
                     let proto = p.next().unwrap_or("");
                     let fmts: Vec<&str> = p.collect();
                     let m = if kind == "image"
@@ -152,7 +143,7 @@ impl Sdp {
             }
         }
         if media.is_empty() {
-            return Err(SdpError::NoMedia);
+            return Err(Error::NoMedia);
         }
         Ok(Self { media })
     }
@@ -265,7 +256,7 @@ mod tests {
         assert_eq!(s.audio(), Some(local));
         let r = Sdp::parse(&reject(1, 2, local.ip(), "image")).expect("parses");
         assert_eq!(r.t38(), None);
-        assert_eq!(Sdp::parse(b"v=0\r\n"), Err(SdpError::NoMedia));
-        assert!(matches!(Sdp::parse(b"garbage"), Err(SdpError::Line(_))));
+        assert_eq!(Sdp::parse(b"v=0\r\n"), Err(Error::NoMedia));
+        assert!(matches!(Sdp::parse(b"garbage"), Err(Error::SdpLine(_))));
     }
 }

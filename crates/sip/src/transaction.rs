@@ -191,11 +191,7 @@ impl ClientTx {
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same Request-URI, top Via, From, Call-ID,
 /// CSeq number and Route; To from the response.
 pub fn ack_for(request: &Message, resp: &Message) -> Message {
-    let uri = match &request.start {
-        crate::message::StartLine::Request { uri, .. } => uri.clone(),
-        crate::message::StartLine::Response { .. } => String::new(),
-    };
-    let mut ack = Message::request("ACK", &uri);
+    let mut ack = Message::request("ACK", request.request_uri().unwrap_or_default());
     if let Some(v) = request.header_values("Via").first() {
         ack.add_header("Via", v.clone());
     }
@@ -226,6 +222,9 @@ enum SState {
     Completed,
     /// INVITE only: ACK received, absorbing ACKs (timer I).
     Confirmed,
+    /// INVITE only, after a 2xx (RFC 6026 §7.1): retransmissions of the request are absorbed while the
+    /// dialog retransmits the 2xx, until timer L.
+    Accepted,
     Terminated,
 }
 
@@ -285,7 +284,8 @@ impl ServerTx {
         self.state == SState::Terminated
     }
 
-    /// Sends a response. A 2xx to INVITE ends the transaction (the dialog retransmits it until ACK).
+    /// Sends a response. A 2xx to INVITE moves to Accepted (RFC 6026): the dialog retransmits it until
+    /// the ACK, the transaction absorbs retransmitted INVITEs until timer L (64·T1).
     pub fn respond(&mut self, now: Duration, resp: &Message) {
         let code = resp.code().unwrap_or(500);
         let bytes = resp.to_bytes();
@@ -295,7 +295,8 @@ impl ServerTx {
             return;
         }
         if self.invite && code < 300 {
-            self.state = SState::Terminated;
+            self.state = SState::Accepted;
+            self.end_at = Some(now + self.timers.t1 * 64);
             return;
         }
         self.state = SState::Completed;
@@ -315,7 +316,8 @@ impl ServerTx {
         }
     }
 
-    /// A retransmission of the request (or the ACK of a non-2xx final response).
+    /// A retransmission of the request (or the ACK of a non-2xx final response); in Accepted both are
+    /// absorbed.
     pub fn on_request(&mut self, now: Duration, req: &Message) {
         if req.method() == Some("ACK") {
             if self.invite && self.state == SState::Completed {
@@ -475,6 +477,27 @@ mod tests {
         }
         assert_eq!(ev, Some(ServerEvent::NoAck));
         assert_eq!(now, Duration::from_secs(32));
+    }
+
+    #[test]
+    fn server_invite_2xx_absorbs_retransmissions_until_timer_l() {
+        let r = req("INVITE");
+        let mut st = ServerTx::new(&r, false, Timers::default());
+        st.respond(
+            Duration::ZERO,
+            &Message::response_to(&r, 200, "OK", Some("t")),
+        );
+        assert!(st.poll_transmit().is_some());
+        // Not retransmitted by the transaction (that is the dialog's), and the request again is absorbed.
+        assert_eq!(st.deadline(), Some(Duration::from_secs(32)));
+        st.on_request(Duration::from_secs(1), &r);
+        st.on_request(Duration::from_secs(1), &req("ACK"));
+        assert!(st.poll_transmit().is_none());
+        assert!(!st.is_terminated());
+        assert_eq!(
+            st.on_timer(Duration::from_secs(32)),
+            Some(ServerEvent::Terminated)
+        );
     }
 
     #[test]

@@ -206,7 +206,7 @@ async fn a_caller_that_gives_up_cancels_the_call() {
         // The CANCEL reached the callee: its INVITE was ended with 487, so it can no longer answer.
         let answered = callee.await.unwrap();
         assert!(
-            matches!(answered, Err(sip::ua::CallError::Other { code: 481, .. })),
+            matches!(answered, Err(sip::Error::Refused { code: 481, .. })),
             "{transport:?}: {answered:?}"
         );
         a.shutdown();

@@ -44,7 +44,7 @@ pub fn free_port_both() -> anyhow::Result<u16> {
 }
 
 /// Registers `ua`, retrying while Kamailio starts up (up to 20 tries of 700 ms).
-pub async fn register(ua: &sip::ua::UserAgent) -> Result<u32, sip::ua::RegisterError> {
+pub async fn register(ua: &sip::ua::UserAgent) -> Result<u32, sip::Error> {
     for _ in 0..20 {
         if let Ok(r) =
             tokio::time::timeout(std::time::Duration::from_millis(700), ua.register()).await
@@ -52,7 +52,7 @@ pub async fn register(ua: &sip::ua::UserAgent) -> Result<u32, sip::ua::RegisterE
             return r;
         }
     }
-    Err(sip::ua::RegisterError::Timeout(SocketAddr::from((
+    Err(sip::Error::RegistrarTimeout(SocketAddr::from((
         [127, 0, 0, 1],
         0,
     ))))

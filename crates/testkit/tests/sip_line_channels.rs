@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use node::{Line, SendJob, SipLine, SipLineConfig};
+use sip::Error;
 use sip::sdp::{self, T38Params};
-use sip::ua::{Account, CallError, Config, UserAgent};
+use sip::ua::{Account, Config, UserAgent};
 
 fn free_port() -> u16 {
     testkit::kamailio::free_port_both().unwrap()
@@ -77,7 +78,7 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
     // Not the line's number.
     assert_eq!(
         peer.call("15559999", t38(40000)).await.unwrap_err(),
-        CallError::BadNumber { code: 404 }
+        Error::BadNumber { code: 404 }
     );
 
     // The first call is answered with T.38 and holds the only channel while the line waits for fax data.
@@ -87,7 +88,7 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
     // A second inbound call: busy.
     assert_eq!(
         peer.call("+15550102", t38(40004)).await.unwrap_err(),
-        CallError::Busy { code: 486 }
+        Error::Busy { code: 486 }
     );
     // An outbound fax: no free channel (refused before anything is rendered or dialled).
     let job = SendJob {

@@ -12,8 +12,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sip::Error;
 use sip::sdp::{self, T38Params};
-use sip::ua::{Account, CallError, CallEvent, Config, RegisterError, UserAgent};
+use sip::ua::{Account, CallEvent, Config, UserAgent};
 use testkit::kamailio::{Kamailio, register};
 
 fn start_kamailio() -> Option<Kamailio> {
@@ -74,7 +75,7 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
     assert!(
         matches!(
             e,
-            RegisterError::Credentials {
+            Error::RegistrarCredentials {
                 code: 401 | 403,
                 ..
             }
@@ -126,7 +127,7 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
         in_two
     });
     let e = one.call("15550102", t38_sdp(40002)).await.unwrap_err();
-    assert_eq!(e, CallError::NoT38 { code: 488 });
+    assert_eq!(e, Error::NoT38 { code: 488 });
     let mut in_two = callee.await.unwrap();
 
     // 3. Busy.
@@ -137,7 +138,7 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
     });
     assert_eq!(
         one.call("15550102", t38_sdp(40004)).await.unwrap_err(),
-        CallError::Busy { code: 486 }
+        Error::Busy { code: 486 }
     );
     let mut in_two = callee.await.unwrap();
 
@@ -190,7 +191,7 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
     // 5. A number nobody registered.
     assert_eq!(
         one.call("15559999", t38_sdp(40006)).await.unwrap_err(),
-        CallError::BadNumber { code: 404 }
+        Error::BadNumber { code: 404 }
     );
 }
 

@@ -6,7 +6,7 @@ use crate::line::{Line, LineProgress, SendJob};
 use futures::{SinkExt, StreamExt};
 use protocol::settings::{FaxServerSettings, Secret};
 use protocol::{
-    AttemptState, Body, Capabilities, ChannelState, Envelope, FaultSide, Heartbeat, Hello,
+    AttemptState, Body, Capabilities, ChannelState, Envelope, FailureReason, Heartbeat, Hello,
     InboundFax, JobOffer, JobProgress, JobResult, Outcome, PROTOCOL_VERSION, Phase,
 };
 use sha2::{Digest, Sha256};
@@ -344,12 +344,7 @@ impl Node {
                 let pages_sent = 0;
                 let result = JobResult {
                     attempt_id: id.clone(),
-                    outcome: Outcome::Failed {
-                        fault: FaultSide::FaxServer,
-                        reason: "fax_server_restarted".into(),
-                        t30: None,
-                        pages_sent,
-                    },
+                    outcome: Outcome::failed(FailureReason::FaxServerRestarted, None, pages_sent),
                     stats: Default::default(),
                 };
                 if let Some(h) = d.attempts.get_mut(&id) {
@@ -673,25 +668,24 @@ impl Node {
         tracing::warn!(attempt = %id, "the call limit is reached; hanging up");
         self.cancel(&id, false);
         let mut result = run.await;
-        if let Outcome::Failed { fault, reason, .. } = &mut result.outcome
-            && reason == "cancelled"
+        if let Outcome::Failed {
+            reason: FailureReason::Cancelled,
+            t30,
+            pages_sent,
+            ..
+        } = &result.outcome
         {
-            *fault = FaultSide::Recipient;
-            *reason = "call_time_limit".into();
+            result.outcome =
+                Outcome::failed(FailureReason::CallTimeLimit, t30.clone(), *pages_sent);
         }
         result
     }
 
     async fn execute(&self, offer: JobOffer, cancel: watch::Receiver<bool>) -> JobResult {
         let id = offer.attempt_id.clone();
-        let failed = |fault, reason: String| JobResult {
+        let failed = |reason, detail: Option<String>| JobResult {
             attempt_id: id.clone(),
-            outcome: Outcome::Failed {
-                fault,
-                reason,
-                t30: None,
-                pages_sent: 0,
-            },
+            outcome: Outcome::failed(reason, detail, 0),
             stats: Default::default(),
         };
         let mut documents = Vec::new();
@@ -699,13 +693,13 @@ impl Node {
             match self.fetch_document(&doc.sha256).await {
                 Ok(path) => documents.push((doc.clone(), path)),
                 Err(e) => {
-                    return failed(FaultSide::FaxServer, format!("document_unavailable: {e}"));
+                    return failed(FailureReason::DocumentUnavailable, Some(e.to_string()));
                 }
             }
         }
         if *cancel.borrow() {
             // Cancelled (or out of time) while the documents came: never dial.
-            return failed(FaultSide::Recipient, "cancelled".into());
+            return failed(FailureReason::Cancelled, None);
         }
         let job = SendJob {
             attempt_id: id.clone(),
@@ -727,7 +721,7 @@ impl Node {
                 outcome: outcome.outcome,
                 stats: outcome.stats,
             },
-            Err(e) => failed(FaultSide::FaxServer, format!("line_failure: {e}")),
+            Err(e) => failed(FailureReason::LineFailure, Some(e.to_string())),
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::settings::{FaxServerSettings as Settings, ReceiveResolution, SipTransport};
-use protocol::{CallStats, FaultSide, Outcome, Phase};
+use protocol::{CallStats, FailureReason, Outcome, Phase};
 use sip::sdp::{self, Sdp, T38Params, UdpEc};
 use sip::ua::{Account, CallEvent, Incoming, UserAgent};
 use tokio::net::UdpSocket;
@@ -73,15 +73,6 @@ impl Drop for ChannelGuard<'_> {
         if let Some(r) = self.1 {
             r.fetch_sub(1, Ordering::SeqCst);
         }
-    }
-}
-
-fn failed(fault: FaultSide, reason: &str, t30: Option<String>, pages_sent: u32) -> Outcome {
-    Outcome::Failed {
-        fault,
-        reason: reason.into(),
-        t30,
-        pages_sent,
     }
 }
 
@@ -589,38 +580,38 @@ async fn until_hang_up<F: std::future::Future>(
 }
 
 fn call_failure(e: &sip::Error) -> Outcome {
-    let (fault, reason) = match e {
-        sip::Error::Busy { .. } => (FaultSide::Recipient, "busy"),
-        sip::Error::NoAnswer { .. } => (FaultSide::Recipient, "no_answer"),
-        sip::Error::BadNumber { .. } => (FaultSide::Permanent, "bad_number"),
-        sip::Error::NoT38 { .. } => (FaultSide::Recipient, "no_t38"),
-        sip::Error::TrunkDown { .. } => (FaultSide::FaxServer, "trunk_down"),
-        sip::Error::Timeout => (FaultSide::FaxServer, "sip_timeout"),
-        sip::Error::Credentials { .. } => (FaultSide::FaxServer, "sip_credentials"),
-        sip::Error::BadAnswer(_) => (FaultSide::Recipient, "bad_answer"),
-        sip::Error::Stopped => (FaultSide::FaxServer, "line_down"),
+    let reason = match e {
+        sip::Error::Busy { .. } => FailureReason::Busy,
+        sip::Error::NoAnswer { .. } => FailureReason::NoAnswer,
+        sip::Error::BadNumber { .. } => FailureReason::BadNumber,
+        sip::Error::NoT38 { .. } => FailureReason::NoT38,
+        sip::Error::TrunkDown { .. } => FailureReason::TrunkDown,
+        sip::Error::Timeout => FailureReason::SipTimeout,
+        sip::Error::Credentials { .. } => FailureReason::SipCredentials,
+        sip::Error::BadAnswer(_) => FailureReason::BadAnswer,
+        sip::Error::Stopped => FailureReason::LineDown,
         // Any other refusal, including ones a later `sip` names.
-        _ => (FaultSide::Recipient, "call_refused"),
+        _ => FailureReason::CallRefused,
     };
-    failed(fault, reason, Some(e.to_string()), 0)
+    Outcome::failed(reason, Some(e.to_string()), 0)
 }
 
 fn fax_failure(f: &t30::Failure, detail: &str, pages: u32) -> Outcome {
     use t30::Failure as F;
-    let (fault, reason) = match f {
-        F::NoFaxTone => (FaultSide::Recipient, "no_fax_tone"),
-        F::TrainingFailed => (FaultSide::Recipient, "training_failed"),
-        F::RemoteHungUp { .. } => (FaultSide::Recipient, "remote_hung_up"),
-        F::RetriesExhausted { .. } => (FaultSide::Recipient, "retries_exhausted"),
-        F::Incompatible { .. } => (FaultSide::Permanent, "incompatible"),
-        F::PageRejected { .. } => (FaultSide::Recipient, "page_rejected"),
-        F::ReceiveTimeout { .. } => (FaultSide::Recipient, "timeout"),
-        F::LimitExceeded { .. } => (FaultSide::Permanent, "limit_exceeded"),
-        F::BadPage { .. } => (FaultSide::Permanent, "document_rejected"),
-        F::PasswordRejected => (FaultSide::Permanent, "password_rejected"),
-        F::PageIncomplete { .. } => (FaultSide::Recipient, "page_incomplete"),
+    let reason = match f {
+        F::NoFaxTone => FailureReason::NoFaxTone,
+        F::TrainingFailed => FailureReason::TrainingFailed,
+        F::RemoteHungUp { .. } => FailureReason::RemoteHungUp,
+        F::RetriesExhausted { .. } => FailureReason::RetriesExhausted,
+        F::Incompatible { .. } => FailureReason::Incompatible,
+        F::PageRejected { .. } => FailureReason::PageRejected,
+        F::ReceiveTimeout { .. } => FailureReason::Timeout,
+        F::LimitExceeded { .. } => FailureReason::LimitExceeded,
+        F::BadPage { .. } => FailureReason::DocumentRejected,
+        F::PasswordRejected => FailureReason::PasswordRejected,
+        F::PageIncomplete { .. } => FailureReason::PageIncomplete,
     };
-    failed(fault, reason, Some(format!("{f}; {detail}")), pages)
+    Outcome::failed(reason, Some(format!("{f}; {detail}")), pages)
 }
 
 #[async_trait::async_trait]
@@ -707,7 +698,7 @@ impl Line for SipLine {
         let no_stats = CallStats::default();
         let Some(_guard) = self.take_channel(false) else {
             return LineOutcome {
-                outcome: failed(FaultSide::FaxServer, "no_free_channel", None, 0),
+                outcome: Outcome::failed(FailureReason::NoFreeChannel, None, 0),
                 stats: no_stats,
             };
         };
@@ -727,9 +718,8 @@ impl Line for SipLine {
             Ok(Ok(p)) if !p.is_empty() => p,
             Ok(Ok(_)) => {
                 return LineOutcome {
-                    outcome: failed(
-                        FaultSide::Permanent,
-                        "document_rejected",
+                    outcome: Outcome::failed(
+                        FailureReason::DocumentRejected,
                         Some("no pages".into()),
                         0,
                     ),
@@ -738,18 +728,13 @@ impl Line for SipLine {
             }
             Ok(Err(e)) => {
                 return LineOutcome {
-                    outcome: failed(FaultSide::Permanent, "document_rejected", Some(e), 0),
+                    outcome: Outcome::failed(FailureReason::DocumentRejected, Some(e), 0),
                     stats: no_stats,
                 };
             }
             Err(e) => {
                 return LineOutcome {
-                    outcome: failed(
-                        FaultSide::FaxServer,
-                        "render_failed",
-                        Some(e.to_string()),
-                        0,
-                    ),
+                    outcome: Outcome::failed(FailureReason::RenderFailed, Some(e.to_string()), 0),
                     stats: no_stats,
                 };
             }
@@ -757,7 +742,7 @@ impl Line for SipLine {
         let total = pages.len() as u32;
         let Some(ua) = self.inner.ua.lock().await.clone() else {
             return LineOutcome {
-                outcome: failed(FaultSide::FaxServer, "line_down", None, 0),
+                outcome: Outcome::failed(FailureReason::LineDown, None, 0),
                 stats: no_stats,
             };
         };
@@ -765,12 +750,7 @@ impl Line for SipLine {
             Ok(x) => x,
             Err(e) => {
                 return LineOutcome {
-                    outcome: failed(
-                        FaultSide::FaxServer,
-                        "no_media_port",
-                        Some(e.to_string()),
-                        0,
-                    ),
+                    outcome: Outcome::failed(FailureReason::NoMediaPort, Some(e.to_string()), 0),
                     stats: no_stats,
                 };
             }
@@ -788,7 +768,7 @@ impl Line for SipLine {
         let call = tokio::select! {
             r = ua.call(&number, sdp::t38(1, 1, local, &ours)) => r,
             _ = cancelled(&mut cancel) => {
-                return LineOutcome { outcome: failed(FaultSide::Recipient, "cancelled", None, 0), stats: no_stats };
+                return LineOutcome { outcome: Outcome::failed(FailureReason::Cancelled, None, 0), stats: no_stats };
             }
         };
         let mut call = match call {
@@ -803,9 +783,8 @@ impl Line for SipLine {
         let Some((remote, far)) = call.remote_sdp.t38() else {
             call.hang_up().await;
             return LineOutcome {
-                outcome: failed(
-                    FaultSide::Recipient,
-                    "no_t38",
+                outcome: Outcome::failed(
+                    FailureReason::NoT38,
                     Some("the answer has no T.38 stream".into()),
                     0,
                 ),
@@ -856,19 +835,14 @@ impl Line for SipLine {
         let result = match ended {
             None => {
                 return LineOutcome {
-                    outcome: failed(FaultSide::Recipient, "cancelled", None, pages_sent),
+                    outcome: Outcome::failed(FailureReason::Cancelled, None, pages_sent),
                     stats: no_stats,
                 };
             }
             Some(None) => {
                 let detail = "the far end hung up (BYE) before the fax was complete".to_string();
                 return LineOutcome {
-                    outcome: failed(
-                        FaultSide::Recipient,
-                        "remote_hung_up",
-                        Some(detail),
-                        pages_sent,
-                    ),
+                    outcome: Outcome::failed(FailureReason::RemoteHungUp, Some(detail), pages_sent),
                     stats: no_stats,
                 };
             }
@@ -887,7 +861,7 @@ impl Line for SipLine {
                 LineOutcome { outcome, stats }
             }
             Err(e) => LineOutcome {
-                outcome: failed(FaultSide::FaxServer, "media_error", Some(e.to_string()), 0),
+                outcome: Outcome::failed(FailureReason::MediaError, Some(e.to_string()), 0),
                 stats: no_stats,
             },
         }

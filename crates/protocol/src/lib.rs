@@ -71,8 +71,11 @@ macro_rules! vocabulary {
     };
 }
 
+pub mod failure;
 pub mod job;
 pub mod settings;
+
+pub use failure::FailureReason;
 
 /// The protocol version this build speaks. A peer announcing another major version is refused with a
 /// [`Body::Goodbye`] naming both versions.
@@ -324,11 +327,25 @@ pub enum Outcome {
     Failed {
         fault: FaultSide,
         /// A stable short code such as `busy`, `no_answer`, `no_fax_tone`, `training_failed`.
-        reason: String,
-        /// The T.30 detail (last state and frame), when the call got that far.
+        reason: FailureReason,
+        /// The detail: the T.30 state and frame when the call got that far, else the SIP response or
+        /// the error.
         t30: Option<String>,
         pages_sent: u32,
     },
+}
+
+impl Outcome {
+    /// A failure for `reason`, at fault the side the reason names (every line reports a reason the
+    /// same way).
+    pub fn failed(reason: FailureReason, detail: Option<String>, pages_sent: u32) -> Self {
+        Outcome::Failed {
+            fault: reason.fault(),
+            reason,
+            t30: detail,
+            pages_sent,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -426,7 +443,7 @@ mod tests {
                     attempt_id: "a1".into(),
                     outcome: Outcome::Failed {
                         fault: FaultSide::Recipient,
-                        reason: "busy".into(),
+                        reason: FailureReason::Busy,
                         t30: None,
                         pages_sent: 0,
                     },

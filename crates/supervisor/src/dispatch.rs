@@ -17,6 +17,7 @@
 use crate::access::Access;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use protocol::FailureReason;
 use protocol::job::{AttemptStatus, JobStatus};
 use protocol::{
     AttemptState, Body, Capabilities, DocumentRef, Envelope, FaultSide, JobOffer, JobProgress,
@@ -884,7 +885,7 @@ impl Dispatcher {
                         // Cancelled (or done) while the offer was in the air: it is not sent again.
                         tracing::info!(attempt = %a.id, job = %job.id, "not offering again: the job was cancelled or ended");
                         let finish = AttemptFinish {
-                            reason: Some("cancelled".into()),
+                            reason: Some(FailureReason::Cancelled.to_string()),
                             ..AttemptFinish::new(AttemptStatus::Failed)
                         };
                         self.finish(&a, finish, Ending::Open).await?;
@@ -1126,7 +1127,7 @@ impl Dispatcher {
             .and_then(|s| s.withdrawn.clone());
         if let (Some(why), Ending::Open, Outcome::Failed { reason, .. }) =
             (withdrawn, ending, &result.outcome)
-            && reason == "cancelled"
+            && *reason == FailureReason::Cancelled
         {
             // It stopped the call because it is being withdrawn: the job moves on at once.
             self.abandon(&a, &why).await?;
@@ -1142,7 +1143,10 @@ impl Dispatcher {
                 },
                 1.0,
             ),
-            Outcome::Failed { reason, .. } if ending == Ending::Late && reason == "cancelled" => {
+            Outcome::Failed {
+                reason: FailureReason::Cancelled,
+                ..
+            } if ending == Ending::Late => {
                 // It confirms the cancel sent when the supervisor gave up on it: the call did not end
                 // the job, and the abandonment already says why it stopped counting.
                 tracing::info!(attempt = %a.id, "an abandoned attempt confirms its cancel");
@@ -1157,7 +1161,7 @@ impl Dispatcher {
                 AttemptFinish {
                     status: AttemptStatus::Failed,
                     fault: Some(*fault),
-                    reason: Some(reason.clone()),
+                    reason: Some(reason.to_string()),
                     t30: t30.clone(),
                     pages_sent: i64::from(*pages_sent),
                     stats,
@@ -1215,7 +1219,7 @@ impl Dispatcher {
             let history = self.store.attempts_of(&job.id).await?;
             let fault = finish.fault;
             let reason = finish.reason.clone().unwrap_or_default();
-            let next = if reason == "cancelled" {
+            let next = if reason == FailureReason::Cancelled.as_str() {
                 Next::Cancelled
             } else {
                 match self.next_after_failure(&job, &history, a, fault, &reason, now) {

@@ -261,9 +261,10 @@ async fn apply(app: &AppState, fs_id: &str, body: Body) -> anyhow::Result<()> {
             d.on_progress(fs_id, progress).await?;
         }
         Body::JobReject { attempt_id, reason } => {
+            // A refusal is the fax server's: the job moves on to another one at once.
             let outcome = Outcome::Failed {
                 fault: FaultSide::FaxServer,
-                reason,
+                reason: protocol::FailureReason::from_code(&reason),
                 t30: None,
                 pages_sent: 0,
             };

@@ -2,7 +2,7 @@
 //! tests can prove that no attempt ran twice.
 
 use node::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob};
-use protocol::{CallStats, FaultSide, Outcome, Phase};
+use protocol::{CallStats, FailureReason, Outcome, Phase};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::Write;
@@ -130,16 +130,12 @@ fn line_outcome(outcome: Outcome) -> LineOutcome {
 }
 
 fn cancelled() -> LineOutcome {
-    line_outcome(failed(FaultSide::Permanent, "cancelled"))
+    line_outcome(failed(FailureReason::Cancelled))
 }
 
-fn failed(fault: FaultSide, reason: &str) -> Outcome {
-    Outcome::Failed {
-        fault,
-        reason: reason.into(),
-        t30: None,
-        pages_sent: 0,
-    }
+/// A failure as the real line reports it (the reason decides the side at fault).
+fn failed(reason: FailureReason) -> Outcome {
+    Outcome::failed(reason, None, 0)
 }
 
 #[async_trait::async_trait]
@@ -191,7 +187,7 @@ impl Line for ScriptedLine {
                 let _ = progress.send(p(Phase::Transmitting, Some(1)));
                 loop {
                     if *cancel.borrow() {
-                        break failed(FaultSide::Permanent, "cancelled");
+                        break failed(FailureReason::Cancelled);
                     }
                     if cancel.changed().await.is_err() {
                         std::future::pending::<()>().await;
@@ -206,17 +202,16 @@ impl Line for ScriptedLine {
                         self.deliver(&job);
                         Outcome::Sent { pages: 1 }
                     }
-                    _ = cancel.wait_for(|c| *c) => failed(FaultSide::Permanent, "cancelled"),
+                    _ = cancel.wait_for(|c| *c) => failed(FailureReason::Cancelled),
                 }
             }
-            "busy" => failed(FaultSide::Recipient, "busy"),
-            "no_answer" => failed(FaultSide::Recipient, "no_answer"),
-            "line_down" => failed(FaultSide::FaxServer, "line_down"),
-            "bad_number" => failed(FaultSide::Permanent, "bad_number"),
-            other => failed(
-                FaultSide::Permanent,
-                &format!("unknown scripted outcome {other}"),
-            ),
+            "busy" => failed(FailureReason::Busy),
+            "no_answer" => failed(FailureReason::NoAnswer),
+            "line_down" => failed(FailureReason::LineDown),
+            "bad_number" => failed(FailureReason::BadNumber),
+            other => failed(FailureReason::Other(format!(
+                "unknown scripted outcome {other}"
+            ))),
         };
         line_outcome(result)
     }

@@ -107,7 +107,9 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
     let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
     let out = line.send(job, progress, cancel).await;
     match out.outcome {
-        protocol::Outcome::Failed { reason, .. } => assert_eq!(reason, "no_free_channel"),
+        protocol::Outcome::Failed { reason, .. } => {
+            assert_eq!(reason, protocol::FailureReason::NoFreeChannel)
+        }
         other => panic!("{other:?}"),
     }
 

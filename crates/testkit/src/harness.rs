@@ -522,6 +522,46 @@ impl Api {
         .await
     }
 
+    /// The first grouping the caller sees: for the bootstrap administrator, the bootstrap grouping.
+    pub async fn default_grouping(&self) -> anyhow::Result<String> {
+        let gs = self.get("/v1/groupings").await?.expect_status(200)?;
+        gs[0]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no grouping in {gs}"))
+    }
+
+    /// A new grouping; its id.
+    pub async fn new_grouping(&self, name: &str) -> anyhow::Result<String> {
+        let g = self
+            .post("/v1/groupings", serde_json::json!({"name": name}))
+            .await?
+            .expect_status(201)?;
+        g["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no id in {g}"))
+    }
+
+    /// A new application client in `groupings` (with `grants` when given); its API and id.
+    pub async fn new_application(
+        &self,
+        name: &str,
+        groupings: &[&str],
+        grants: Option<serde_json::Value>,
+    ) -> anyhow::Result<(Api, String)> {
+        let mut body =
+            serde_json::json!({"name": name, "kind": "application", "groupings": groupings});
+        if let Some(g) = grants {
+            body["grants"] = g;
+        }
+        let c = self.post("/v1/clients", body).await?.expect_status(201)?;
+        let (Some(token), Some(id)) = (c["token"].as_str(), c["client"]["id"].as_str()) else {
+            bail!("no token or id in {c}");
+        };
+        Ok((self.with_token(token), id.to_owned()))
+    }
+
     /// Waits until every one of these fax servers is online.
     pub async fn wait_online(&self, ids: &[&str]) -> anyhow::Result<()> {
         let until = Instant::now() + Duration::from_secs(10);

@@ -14,47 +14,6 @@ fn tempdir() -> tempfile::TempDir {
     testkit::harness::tempdir("faxhub-e2e")
 }
 
-async fn default_grouping(api: &Api) -> String {
-    let gs = api
-        .get("/v1/groupings")
-        .await
-        .expect("groupings")
-        .expect_status(200)
-        .expect("200");
-    gs[0]["id"].as_str().expect("default grouping").to_owned()
-}
-
-async fn new_grouping(api: &Api, name: &str) -> String {
-    let g = api
-        .post("/v1/groupings", json!({"name": name}))
-        .await
-        .expect("post")
-        .expect_status(201)
-        .expect("201");
-    g["id"].as_str().expect("id").to_owned()
-}
-
-/// An application client in the given groupings; returns its API.
-async fn new_client(admin: &Api, name: &str, groupings: &[&str]) -> (Api, String) {
-    let c = admin
-        .post(
-            "/v1/clients",
-            json!({"name": name, "kind": "application", "groupings": groupings}),
-        )
-        .await
-        .expect("post")
-        .expect_status(201)
-        .expect("201");
-    (
-        admin.with_token(c["token"].as_str().expect("token")),
-        c["client"]["id"].as_str().expect("id").to_owned(),
-    )
-}
-
-async fn wait_online(api: &Api, ids: &[&str]) {
-    api.wait_online(ids).await.expect("fax servers online");
-}
-
 async fn upload_tiff(api: &Api) -> String {
     let d = api
         .upload(tiny_tiff())
@@ -101,7 +60,7 @@ async fn routing_by_prefix_and_by_load() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let script = json!({"default": "sent", "numbers": {"+442012345678": ["hang"]}, "page_ms": 50});
     let (_jp, jp) = NodeProc::start(&testnode(), &sup, "jp", &["+81"], &[&g], 4, script.clone())
         .await
@@ -115,7 +74,10 @@ async fn routing_by_prefix_and_by_load() {
     let (_a2, any2) = NodeProc::start(&testnode(), &sup, "any2", &[], &[&g], 4, script)
         .await
         .expect("any2");
-    wait_online(&admin, &[&jp, &us, &any1, &any2]).await;
+    admin
+        .wait_online(&[&jp, &us, &any1, &any2])
+        .await
+        .expect("fax servers online");
     let doc = upload_tiff(&admin).await;
 
     // The most specific route wins.
@@ -218,7 +180,7 @@ async fn failover_when_a_fax_server_drops_mid_job() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (mut a, a_id) = NodeProc::start(
         &testnode(),
         &sup,
@@ -230,7 +192,10 @@ async fn failover_when_a_fax_server_drops_mid_job() {
     )
     .await
     .expect("a");
-    wait_online(&admin, &[&a_id]).await;
+    admin
+        .wait_online(&[&a_id])
+        .await
+        .expect("fax servers online");
     let doc = upload_tiff(&admin).await;
     let job = submit(&admin, &doc, "+15550001111", json!({})).await;
     let id = job["id"].as_str().expect("id").to_owned();
@@ -249,7 +214,10 @@ async fn failover_when_a_fax_server_drops_mid_job() {
     )
     .await
     .expect("b");
-    wait_online(&admin, &[&b_id]).await;
+    admin
+        .wait_online(&[&b_id])
+        .await
+        .expect("fax servers online");
     a.kill();
     let done = admin
         .wait_job(&id, Duration::from_secs(30), finished)
@@ -272,12 +240,15 @@ async fn retry_schedule_for_recipient_faults() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let script = json!({"numbers": {"+15550002222": ["busy", "no_answer", "sent"], "+15550003333": ["busy"]}});
     let (_n, n_id) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 2, script)
         .await
         .expect("node");
-    wait_online(&admin, &[&n_id]).await;
+    admin
+        .wait_online(&[&n_id])
+        .await
+        .expect("fax servers online");
     let doc = upload_tiff(&admin).await;
 
     let job = submit(
@@ -345,17 +316,26 @@ async fn groupings_isolate_in_both_directions() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g1 = new_grouping(&admin, "g1").await;
-    let g2 = new_grouping(&admin, "g2").await;
-    let (c1, c1_id) = new_client(&admin, "c1", &[&g1]).await;
-    let (c2, _c2_id) = new_client(&admin, "c2", &[&g2]).await;
+    let g1 = admin.new_grouping("g1").await.expect("grouping");
+    let g2 = admin.new_grouping("g2").await.expect("grouping");
+    let (c1, c1_id) = admin
+        .new_application("c1", &[&g1], None)
+        .await
+        .expect("client");
+    let (c2, _c2_id) = admin
+        .new_application("c2", &[&g2], None)
+        .await
+        .expect("client");
     let (n1, fs1) = NodeProc::start(&testnode(), &sup, "fs1", &["+81"], &[&g1], 2, json!({}))
         .await
         .expect("fs1");
     let (n2, fs2) = NodeProc::start(&testnode(), &sup, "fs2", &[], &[&g2], 2, json!({}))
         .await
         .expect("fs2");
-    wait_online(&admin, &[&fs1, &fs2]).await;
+    admin
+        .wait_online(&[&fs1, &fs2])
+        .await
+        .expect("fax servers online");
 
     // Fax servers outside one's groupings are invisible.
     let seen = |v: Value| {
@@ -610,13 +590,19 @@ async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     sup.allow_loopback_webhooks().expect("webhooks to loopback");
     let admin = sup.admin();
-    let g = new_grouping(&admin, "sales").await;
-    let (c1, c1_id) = new_client(&admin, "alice", &[&g]).await;
-    let (c2, _) = new_client(&admin, "bob", &[&g]).await;
+    let g = admin.new_grouping("sales").await.expect("grouping");
+    let (c1, c1_id) = admin
+        .new_application("alice", &[&g], None)
+        .await
+        .expect("client");
+    let (c2, _) = admin
+        .new_application("bob", &[&g], None)
+        .await
+        .expect("client");
     let (n, fs) = NodeProc::start(&testnode(), &sup, "fs", &[], &[&g], 2, json!({}))
         .await
         .expect("fs");
-    wait_online(&admin, &[&fs]).await;
+    admin.wait_online(&[&fs]).await.expect("fax servers online");
     admin
         .post(
             "/v1/inbound-rules",
@@ -765,7 +751,7 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
     let dir = tempdir();
     let mut sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let script = json!({"default": "sent", "page_ms": 20});
     let (n1, f1) = NodeProc::start(&testnode(), &sup, "n1", &[], &[&g], 8, script.clone())
         .await
@@ -773,7 +759,10 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_job_and_sends_none_twice() 
     let (n2, f2) = NodeProc::start(&testnode(), &sup, "n2", &[], &[&g], 8, script)
         .await
         .expect("n2");
-    wait_online(&admin, &[&f1, &f2]).await;
+    admin
+        .wait_online(&[&f1, &f2])
+        .await
+        .expect("fax servers online");
     let doc = upload_tiff(&admin).await;
 
     // Submit in the background; kill -9 the supervisor in the middle of the burst.
@@ -959,11 +948,11 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     assert_eq!(r.status, 201, "a real PDF is accepted: {}", r.body);
     assert_eq!(documents_stored(dir.path()), before + 1);
 
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
         .await
         .expect("node");
-    wait_online(&admin, &[&fs]).await;
+    admin.wait_online(&[&fs]).await.expect("fax servers online");
     let doc = upload_tiff(&admin).await;
     for (body, field) in [
         (
@@ -1061,7 +1050,7 @@ async fn a_finished_job_can_be_resent() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (_n, fs) = NodeProc::start(
         &testnode(),
         &sup,
@@ -1073,7 +1062,7 @@ async fn a_finished_job_can_be_resent() {
     )
     .await
     .expect("node");
-    wait_online(&admin, &[&fs]).await;
+    admin.wait_online(&[&fs]).await.expect("fax servers online");
     let doc = upload_tiff(&admin).await;
     let job = submit(
         &admin,
@@ -1117,11 +1106,11 @@ async fn a_received_fax_kept_across_a_fax_server_crash_is_delivered() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (mut n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
         .await
         .expect("node");
-    wait_online(&admin, &[&fs]).await;
+    admin.wait_online(&[&fs]).await.expect("fax servers online");
     n.kill();
     // What the line had received and kept when the process died (the format `node` writes).
     let inbound = n.state_dir.join("state/inbound");
@@ -1162,7 +1151,7 @@ async fn fax_server_faults_move_the_job_on_at_once() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (_a, a_id) = NodeProc::start(
         &testnode(),
         &sup,
@@ -1174,7 +1163,10 @@ async fn fax_server_faults_move_the_job_on_at_once() {
     )
     .await
     .expect("a");
-    wait_online(&admin, &[&a_id]).await;
+    admin
+        .wait_online(&[&a_id])
+        .await
+        .expect("fax servers online");
     let doc = upload_tiff(&admin).await;
     // Queued while only `a` is up, so that `a` takes the first attempt.
     let job = submit(
@@ -1214,7 +1206,10 @@ async fn fax_server_faults_move_the_job_on_at_once() {
     )
     .await
     .expect("b");
-    wait_online(&admin, &[&b_id]).await;
+    admin
+        .wait_online(&[&b_id])
+        .await
+        .expect("fax servers online");
     let done = admin
         .wait_job(&id, Duration::from_secs(10), finished)
         .await
@@ -1235,7 +1230,7 @@ async fn no_attempt_outlives_its_bound() {
     let config = FAST_CONFIG.replace("[deadlines]\n", "[deadlines]\nmax_attempt_secs = 2\n");
     let sup = SupervisorProc::start(dir.path(), &config).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     // `a` holds the call open for ever and answers every query: only the absolute bound ends it.
     let (a, a_id) = NodeProc::start(
         &testnode(),
@@ -1248,7 +1243,10 @@ async fn no_attempt_outlives_its_bound() {
     )
     .await
     .expect("a");
-    wait_online(&admin, &[&a_id]).await;
+    admin
+        .wait_online(&[&a_id])
+        .await
+        .expect("fax servers online");
     let doc = upload_tiff(&admin).await;
     let job = submit(&admin, &doc, "+15550006666", json!({})).await;
     let id = job["id"].as_str().expect("id").to_owned();
@@ -1267,7 +1265,10 @@ async fn no_attempt_outlives_its_bound() {
     )
     .await
     .expect("b");
-    wait_online(&admin, &[&b_id]).await;
+    admin
+        .wait_online(&[&b_id])
+        .await
+        .expect("fax servers online");
     let done = admin
         .wait_job(&id, Duration::from_secs(40), finished)
         .await
@@ -1296,7 +1297,7 @@ async fn an_attempt_interrupted_by_a_fax_server_restart_moves_on() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (mut a, a_id) = NodeProc::start(
         &testnode(),
         &sup,
@@ -1308,7 +1309,10 @@ async fn an_attempt_interrupted_by_a_fax_server_restart_moves_on() {
     )
     .await
     .expect("a");
-    wait_online(&admin, &[&a_id]).await;
+    admin
+        .wait_online(&[&a_id])
+        .await
+        .expect("fax servers online");
     let doc = upload_tiff(&admin).await;
     let job = submit(&admin, &doc, "+15550007777", json!({})).await;
     let id = job["id"].as_str().expect("id").to_owned();
@@ -1355,11 +1359,11 @@ async fn webhook_deliveries_are_retried_with_backoff_and_logged() {
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     sup.allow_loopback_webhooks().expect("webhooks to loopback");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
         .await
         .expect("node");
-    wait_online(&admin, &[&fs]).await;
+    admin.wait_online(&[&fs]).await.expect("fax servers online");
     // A receiver that fails twice, then accepts.
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = calls.clone();
@@ -1424,11 +1428,11 @@ async fn an_idle_link_is_not_dropped() {
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let admin = sup.admin();
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let (_n, fs) = NodeProc::start(&testnode(), &sup, "n", &[], &[&g], 1, json!({}))
         .await
         .expect("node");
-    wait_online(&admin, &[&fs]).await;
+    admin.wait_online(&[&fs]).await.expect("fax servers online");
     let hello = |v: Value| v["last_seen_at"].as_str().unwrap_or_default().to_owned();
     let first = hello(
         admin

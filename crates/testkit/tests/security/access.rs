@@ -44,34 +44,6 @@ fn message(v: &Value) -> String {
         .to_owned()
 }
 
-async fn default_grouping(admin: &Api) -> String {
-    id(
-        &want(admin.get("/v1/groupings").await, 200, "groupings"),
-        "/0/id",
-    )
-}
-
-async fn grouping(admin: &Api, name: &str) -> String {
-    id(
-        &want(
-            admin.post("/v1/groupings", json!({"name": name})).await,
-            201,
-            "grouping",
-        ),
-        "/id",
-    )
-}
-
-/// An application client; its API and id.
-async fn app(admin: &Api, name: &str, groupings: &[&str], grants: Option<Value>) -> (Api, String) {
-    let mut body = json!({"name": name, "kind": "application", "groupings": groupings});
-    if let Some(g) = grants {
-        body["grants"] = g;
-    }
-    let c = want(admin.post("/v1/clients", body).await, 201, "client");
-    (admin.with_token(&id(&c, "/token")), id(&c, "/client/id"))
-}
-
 /// A person with a password; its id.
 async fn person(admin: &Api, name: &str, password: &str, groupings: &[&str]) -> String {
     let body =
@@ -156,9 +128,12 @@ async fn refused_to_act_on(api: &Api, client: &str, grouping: &str) {
 async fn a_grouping_administrator_cannot_act_as_the_bootstrap_administrator() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     let root = id(&want(admin.get("/v1/me").await, 200, "me"), "/id");
-    let (ga, _) = app(&admin, "ga", &[&default], Some(grouping_admin_of(&default))).await;
+    let (ga, _) = admin
+        .new_application("ga", &[&default], Some(grouping_admin_of(&default)))
+        .await
+        .expect("client");
 
     // The finding: a token minted for the bootstrap administrator held scope `all`.
     let r = want(
@@ -191,7 +166,10 @@ async fn a_grouping_administrator_cannot_act_as_the_bootstrap_administrator() {
     assert_eq!(labels, ["bootstrap"]);
 
     // A client the grouping administrator does administer stays open to it.
-    let (_, member) = app(&admin, "member", &[&default], None).await;
+    let (_, member) = admin
+        .new_application("member", &[&default], None)
+        .await
+        .expect("client");
     want(
         ga.post(
             &format!("/v1/clients/{member}/tokens"),
@@ -207,9 +185,12 @@ async fn a_grouping_administrator_cannot_act_as_the_bootstrap_administrator() {
 async fn a_grouping_administrator_cannot_act_as_a_client_also_in_another_grouping() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let a = grouping(&admin, "a").await;
-    let b = grouping(&admin, "b").await;
-    let (ga, _) = app(&admin, "ga-a", &[&a], Some(grouping_admin_of(&a))).await;
+    let a = admin.new_grouping("a").await.expect("grouping");
+    let b = admin.new_grouping("b").await.expect("grouping");
+    let (ga, _) = admin
+        .new_application("ga-a", &[&a], Some(grouping_admin_of(&a)))
+        .await
+        .expect("client");
     let both = person(&admin, "in-a-and-b", "a long password 1", &[&a, &b]).await;
     let path = format!("/v1/clients/{both}");
 
@@ -277,7 +258,10 @@ async fn the_last_administrator_everywhere_keeps_the_role() {
 
     // With a second administrator everywhere, the first may go; then the second is the last.
     let everywhere = json!([{"role": "administrator", "scope": {"kind": "all"}}]);
-    let (second, second_id) = app(&admin, "second", &[], Some(everywhere)).await;
+    let (second, second_id) = admin
+        .new_application("second", &[], Some(everywhere))
+        .await
+        .expect("client");
     want(
         admin
             .delete(&format!("/v1/clients/{root}/grants/{grant}"))
@@ -299,10 +283,13 @@ async fn the_last_administrator_everywhere_keeps_the_role() {
 async fn the_audit_log_shows_a_grouping_administrator_only_entries_about_its_scope() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     // The bootstrap administrator is a member of the default grouping: its actions elsewhere leaked.
-    let (ga, _) = app(&admin, "ga", &[&default], Some(grouping_admin_of(&default))).await;
-    let b = grouping(&admin, "b").await;
+    let (ga, _) = admin
+        .new_application("ga", &[&default], Some(grouping_admin_of(&default)))
+        .await
+        .expect("client");
+    let b = admin.new_grouping("b").await.expect("grouping");
     let fs = want(
         admin
             .post("/v1/fax-servers", json!({"name": "fs-b", "groupings": [b]}))
@@ -321,8 +308,14 @@ async fn the_audit_log_shows_a_grouping_administrator_only_entries_about_its_sco
         200,
         "change",
     );
-    let (_, in_b) = app(&admin, "in-b", &[&b], None).await;
-    let (_, in_default) = app(&admin, "in-default", &[&default], None).await;
+    let (_, in_b) = admin
+        .new_application("in-b", &[&b], None)
+        .await
+        .expect("client");
+    let (_, in_default) = admin
+        .new_application("in-default", &[&default], None)
+        .await
+        .expect("client");
 
     let log = want(ga.get("/v1/audit?limit=500").await, 200, "audit");
     let targets: Vec<String> = log["items"]
@@ -357,8 +350,11 @@ async fn the_audit_log_shows_a_grouping_administrator_only_entries_about_its_sco
 async fn tokens_are_listed_expire_and_stop_at_the_next_request_once_revoked() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
-    let (client, client_id) = app(&admin, "app", &[&default], None).await;
+    let default = admin.default_grouping().await.expect("default grouping");
+    let (client, client_id) = admin
+        .new_application("app", &[&default], None)
+        .await
+        .expect("client");
     let tokens = format!("/v1/clients/{client_id}/tokens");
 
     let short = want(
@@ -443,8 +439,11 @@ async fn tokens_are_listed_expire_and_stop_at_the_next_request_once_revoked() {
 async fn revoking_a_token_or_disabling_its_client_ends_its_event_streams() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
-    let (client, client_id) = app(&admin, "watcher", &[&default], None).await;
+    let default = admin.default_grouping().await.expect("default grouping");
+    let (client, client_id) = admin
+        .new_application("watcher", &[&default], None)
+        .await
+        .expect("client");
     let tokens = format!("/v1/clients/{client_id}/tokens");
     let second = want(
         client.post(&tokens, json!({"label": "second"})).await,
@@ -572,7 +571,7 @@ async fn sign_in_tokens_expire_after_the_session_setting() {
 async fn disabled_and_deleted_clients_are_refused_and_a_deleted_name_is_free() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     let pat = person(&admin, "pat", "pat's long password", &[&default]).await;
     let path = format!("/v1/clients/{pat}");
     let r = sign_in(&sup, "pat", "pat's long password").await;
@@ -665,7 +664,7 @@ async fn disabled_and_deleted_clients_are_refused_and_a_deleted_name_is_free() {
 async fn a_new_password_ends_the_sessions_signed_in_with_the_old_one() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     let pat = person(&admin, "pat", "the first password", &[&default]).await;
     let session = |password: &'static str| {
         let (sup, admin) = (&sup, &admin);
@@ -740,9 +739,12 @@ async fn a_new_password_ends_the_sessions_signed_in_with_the_old_one() {
 async fn a_disabled_clients_queued_jobs_wait_until_it_is_enabled() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     let (_node, _fs) = fax_server(&sup, "fs", &[], &[&default], json!({})).await;
-    let (client, client_id) = app(&admin, "sender", &[&default], None).await;
+    let (client, client_id) = admin
+        .new_application("sender", &[&default], None)
+        .await
+        .expect("client");
     let doc = upload(&client).await;
     let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
     let at = soon
@@ -791,7 +793,7 @@ async fn a_disabled_clients_queued_jobs_wait_until_it_is_enabled() {
 async fn hostile_input_to_the_client_api_is_refused_naming_the_field() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     let root = id(&want(admin.get("/v1/me").await, 200, "me"), "/id");
     for (path, body, field) in [
         (
@@ -867,7 +869,7 @@ async fn upload(api: &Api) -> String {
 async fn revoking_a_fax_server_closes_its_link_refuses_its_credential_and_moves_its_jobs() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     // The more specific route makes the first fax server take the job; its call never ends.
     let (node, first) = fax_server(
         &sup,
@@ -949,9 +951,12 @@ async fn revoking_a_fax_server_closes_its_link_refuses_its_credential_and_moves_
 async fn deleting_a_fax_server_takes_it_out_of_groupings_and_rules_and_needs_all_its_groupings() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let a = grouping(&admin, "a").await;
-    let b = grouping(&admin, "b").await;
-    let (ga, _) = app(&admin, "ga-a", &[&a], Some(grouping_admin_of(&a))).await;
+    let a = admin.new_grouping("a").await.expect("grouping");
+    let b = admin.new_grouping("b").await.expect("grouping");
+    let (ga, _) = admin
+        .new_application("ga-a", &[&a], Some(grouping_admin_of(&a)))
+        .await
+        .expect("client");
     let made = |name: &'static str, groupings: Vec<String>| {
         let admin = admin.clone();
         async move {
@@ -1020,10 +1025,13 @@ async fn deleting_a_fax_server_takes_it_out_of_groupings_and_rules_and_needs_all
 async fn a_fax_server_shared_with_another_grouping_is_changed_only_with_authority_over_both() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let a = grouping(&admin, "a").await;
-    let b = grouping(&admin, "b").await;
-    let c = grouping(&admin, "c").await;
-    let (ga, _) = app(&admin, "ga-a", &[&a], Some(grouping_admin_of(&a))).await;
+    let a = admin.new_grouping("a").await.expect("grouping");
+    let b = admin.new_grouping("b").await.expect("grouping");
+    let c = admin.new_grouping("c").await.expect("grouping");
+    let (ga, _) = admin
+        .new_application("ga-a", &[&a], Some(grouping_admin_of(&a)))
+        .await
+        .expect("client");
     let fs = want(
         admin
             .post(
@@ -1161,7 +1169,7 @@ async fn a_fax_server_shared_with_another_grouping_is_changed_only_with_authorit
 async fn a_token_made_with_a_sign_in_token_does_not_outlive_it() {
     let (_dir, sup) = start();
     let admin = sup.admin();
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     let pat = person(&admin, "pat", "pat's long password", &[&default]).await;
     let r = sign_in(&sup, "pat", "pat's long password").await;
     assert_eq!(r.status(), 201);
@@ -1375,9 +1383,12 @@ async fn refused_names_reach_the_audit_log_verbatim_a_bounded_number_of_times() 
 async fn a_received_fax_hidden_from_the_inbox_is_not_readable_by_id() {
     let (dir, sup) = start();
     let admin = sup.admin();
-    let g = grouping(&admin, "g").await;
+    let g = admin.new_grouping("g").await.expect("grouping");
     let everywhere = json!([{"role": "user", "scope": {"kind": "all"}}]);
-    let (client, client_id) = app(&admin, "receiver", &[&g], Some(everywhere)).await;
+    let (client, client_id) = admin
+        .new_application("receiver", &[&g], Some(everywhere))
+        .await
+        .expect("client");
     let (node, fs) = fax_server(&sup, "fs", &[], &[&g], json!({})).await;
     want(
         admin
@@ -1455,7 +1466,7 @@ async fn the_cli_and_the_openapi_document_cover_the_credential_lifecycle() {
     assert!(doc["components"]["schemas"]["SessionPolicy"].is_object());
     assert!(doc["paths"]["/v1/sessions"]["post"]["responses"]["429"].is_object());
 
-    let default = default_grouping(&admin).await;
+    let default = admin.default_grouping().await.expect("default grouping");
     let root = id(&want(admin.get("/v1/me").await, 200, "me"), "/id");
     let cli_token = id(
         &want(

@@ -38,14 +38,9 @@ async fn answer(
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-async fn default_grouping(admin: &Api) -> String {
-    let g = answer(admin.get("/v1/groupings"), 200, "read").await;
-    id(&g, "/0/id")
-}
-
 /// A fax server registered (not running) in the default grouping, dialling +1.
 async fn fax_server(admin: &Api, name: &str) -> String {
-    let g = default_grouping(admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let made = answer(
         admin.post(
             "/v1/fax-servers",
@@ -194,7 +189,7 @@ async fn supervisor_and_fax_server_keep_their_files_private_and_the_password_sea
         ],
     );
 
-    let g = default_grouping(&admin).await;
+    let g = admin.default_grouping().await.expect("default grouping");
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode"));
     let (mut node, fs) = NodeProc::start(&bin, &sup, "fs", &["+1"], &[&g], 2, json!({}))
         .await

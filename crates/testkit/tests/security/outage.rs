@@ -76,7 +76,10 @@ impl Net {
         let (rx, rx_id) = NodeProc::start_spec(&testnode(), &sup, spec)
             .await
             .expect("rx");
-        wait_online(&admin, &[&rx_id]).await;
+        admin
+            .wait_online(&[&rx_id])
+            .await
+            .expect("fax servers online");
         let doc = admin
             .upload(tiny_tiff())
             .await
@@ -227,10 +230,6 @@ async fn job(api: &Api, id: &str) -> Value {
         .expect("200")
 }
 
-async fn wait_online(api: &Api, ids: &[&str]) {
-    api.wait_online(ids).await.expect("fax servers online");
-}
-
 fn attempts(job: &Value) -> Vec<Value> {
     job["attempts"].as_array().cloned().unwrap_or_default()
 }
@@ -302,7 +301,10 @@ async fn a_link_cut_mid_call_sends_each_fax_once() {
         .await;
     let mut ids: Vec<&str> = servers.iter().map(|s| s.4.as_str()).collect();
     ids.push(&fallback_id);
-    wait_online(&net.admin, &ids).await;
+    net.admin
+        .wait_online(&ids)
+        .await
+        .expect("fax servers online");
 
     let mut jobs = Vec::new(); // (case, number, job id)
     for (name, _, _, _, _, prefix) in &servers {
@@ -429,11 +431,10 @@ async fn a_silent_fax_server_has_its_jobs_moved_on_only_when_no_call_can_run() {
     let (fallback, fallback_id) = net
         .sender("fallback", &[], None, json!({"page_ms": 200}))
         .await;
-    wait_online(
-        &net.admin,
-        &[&stays_id, &amnesiac_id, &gone_id, &fallback_id],
-    )
-    .await;
+    net.admin
+        .wait_online(&[&stays_id, &amnesiac_id, &gone_id, &fallback_id])
+        .await
+        .expect("fax servers online");
     let numbers = ["+15550110001", "+15550120001", "+15550130001"];
     let mut ids = Vec::new();
     for n in numbers {
@@ -546,7 +547,10 @@ async fn revoking_a_fax_server_out_of_reach_moves_its_job_on_only_when_no_call_c
     let (fallback, fallback_id) = net
         .sender("fallback", &[], None, json!({"page_ms": 200}))
         .await;
-    wait_online(&net.admin, &[&cut_id, &fallback_id]).await;
+    net.admin
+        .wait_online(&[&cut_id, &fallback_id])
+        .await
+        .expect("fax servers online");
     let number = "+15550210001";
     let job_id = net.submit(number).await;
     net.wait_jobs(
@@ -651,7 +655,10 @@ async fn a_result_reported_after_the_job_moved_on_is_recorded_and_withdraws_the_
     let (c, c_id) = net
         .sender("c", &["+155503"], None, json!({"page_ms": 5000}))
         .await;
-    wait_online(&net.admin, &[&a_id, &b_id, &c_id]).await;
+    net.admin
+        .wait_online(&[&a_id, &b_id, &c_id])
+        .await
+        .expect("fax servers online");
     let (x, y) = ("+15550210001", "+15550310001");
     let x_job = net.submit(x).await;
     let y_job = net.submit(y).await;
@@ -756,7 +763,10 @@ async fn a_call_is_cut_at_its_call_limit() {
     // A call limit of 4 s.
     let net = Net::start(dir.path(), 2).await;
     let (a, a_id) = net.sender("a", &[], None, json!({"default": "hang"})).await;
-    wait_online(&net.admin, &[&a_id]).await;
+    net.admin
+        .wait_online(&[&a_id])
+        .await
+        .expect("fax servers online");
     let r = net
         .admin
         .post(
@@ -804,7 +814,10 @@ async fn chaos_every_acknowledged_job_ends_exactly_once() {
     let (f1, f1_id) = net.sender("f1", &[], None, call.clone()).await;
     let (f2, f2_id) = net.sender("f2", &[], Some(proxy.url()), call.clone()).await;
     let (mut f3, f3_id) = net.sender("f3", &[], None, call).await;
-    wait_online(&net.admin, &[&f1_id, &f2_id, &f3_id]).await;
+    net.admin
+        .wait_online(&[&f1_id, &f2_id, &f3_id])
+        .await
+        .expect("fax servers online");
 
     // Submissions go on through the crash: a failed request is repeated with its idempotency key until the
     // supervisor answers, so every job ends up acknowledged, once.

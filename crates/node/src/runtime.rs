@@ -151,9 +151,9 @@ struct Node {
     /// The current link's sender; None while disconnected.
     link: Mutex<Option<mpsc::UnboundedSender<Envelope>>>,
     running: Mutex<HashMap<String, watch::Sender<bool>>>,
-    /// The settings applied last (version, document), kept in `settings.json` so the fax server works on
-    /// with them through a supervisor outage.
-    settings: Mutex<u64>,
+    /// The version of the settings applied last (0: none); the document itself is kept in
+    /// `settings.json` so the fax server works on with it through a supervisor outage.
+    settings_version: Mutex<u64>,
     /// Seals the SIP password inside `settings.json`.
     secrets: at_rest::SecretBox,
 }
@@ -226,7 +226,7 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
         line,
         link: Mutex::new(None),
         running: Mutex::new(HashMap::new()),
-        settings: Mutex::new(0),
+        settings_version: Mutex::new(0),
         secrets: at_rest::SecretBox::derived(&key, SECRETS_LABEL),
         config,
     });
@@ -252,7 +252,10 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
 
 impl Node {
     fn settings_version(&self) -> u64 {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .settings_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies the settings kept from the last run, if any.
@@ -287,7 +290,10 @@ impl Node {
                 if was_plain && let Err(e) = self.keep_settings(version, &settings) {
                     tracing::error!("{e}");
                 }
-                *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = version;
+                *self
+                    .settings_version
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = version;
             }
             Err(e) => tracing::error!(version, "kept settings refused by the line: {e}"),
         }
@@ -313,7 +319,10 @@ impl Node {
                 .map_err(|e| e.to_string())
                 .and_then(|()| {
                     self.keep_settings(version, settings)?;
-                    *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = version;
+                    *self
+                        .settings_version
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = version;
                     Ok(())
                 })
         };

@@ -151,22 +151,14 @@ impl SipLine {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.inner.up.store(false, Ordering::SeqCst);
-        if s.sip.user.is_empty()
-            || (s.sip.registrar.is_empty() && s.sip.proxy.as_deref().unwrap_or("").is_empty())
-        {
+        let Some(next_hop) = s.sip.next_hop().filter(|_| !s.sip.user.is_empty()) else {
             self.set_status(Some("no SIP account configured (settings sip.user, and sip.registrar or sip.proxy): the line stays down".into()));
             return;
-        }
-        let target = s
-            .sip
-            .proxy
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| s.sip.registrar.clone());
-        let target = if target.contains(':') {
-            target
+        };
+        let target = if next_hop.contains(':') {
+            next_hop.to_owned()
         } else {
-            format!("{target}:5060")
+            format!("{next_hop}:5060")
         };
         let proxy = match tokio::net::lookup_host(&target)
             .await

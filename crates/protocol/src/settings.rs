@@ -63,15 +63,6 @@ pub enum SipTransport {
     Tcp,
 }
 
-impl SipTransport {
-    pub fn name(self) -> &'static str {
-        match self {
-            SipTransport::Udp => "udp",
-            SipTransport::Tcp => "tcp",
-        }
-    }
-}
-
 impl FromStr for SipTransport {
     type Err = String;
 

@@ -68,10 +68,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(prefixes) = dial_prefixes {
-            let json = serde_json::to_string(prefixes)
-                .map_err(|e| crate::Error::Corrupt(e.to_string()))?;
             sqlx::query("UPDATE fax_servers SET dial_prefixes = $1 WHERE id = $2")
-                .bind(json)
+                .bind(sqlx::types::Json(prefixes))
                 .bind(target)
                 .execute(&mut *tx)
                 .await?;

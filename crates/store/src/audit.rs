@@ -76,3 +76,66 @@ impl Store {
         .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::store;
+    use crate::{AuditFilter, Error, NewAudit};
+
+    fn entry(action: &str) -> NewAudit {
+        NewAudit {
+            actor_id: None,
+            actor_name: "admin".into(),
+            action: action.into(),
+            target: None,
+            before: None,
+            after: None,
+            request_id: None,
+        }
+    }
+
+    async fn actions(s: &crate::Store) -> Vec<String> {
+        let f = AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        };
+        let entries = s.audit_entries(&f).await.expect("audit entries");
+        entries.into_iter().map(|e| e.action).collect()
+    }
+
+    #[tokio::test]
+    async fn a_change_and_its_audit_entry_commit_together_or_not_at_all() {
+        let (s, _dir) = store().await;
+        // Committed with its entry: both are there.
+        let mut tx = s.begin().await.expect("begin");
+        tx.create_grouping("sales").await.expect("create");
+        tx.commit_audited(entry("grouping.created"))
+            .await
+            .expect("commit");
+        // A change that fails half way (the second write breaks a rule): neither its first write nor its
+        // entry remains.
+        let mut tx = s.begin().await.expect("begin");
+        tx.create_grouping("support").await.expect("create");
+        let refused = tx.create_grouping("sales").await;
+        assert!(
+            matches!(refused, Err(Error::Conflict { .. })),
+            "{refused:?}"
+        );
+        drop(tx);
+        // Dropped before committing: nothing.
+        let mut tx = s.begin().await.expect("begin");
+        tx.create_grouping("billing").await.expect("create");
+        drop(tx);
+        let names: Vec<String> = s
+            .groupings()
+            .await
+            .expect("groupings")
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        assert_eq!(names, ["sales"]);
+        assert_eq!(actions(&s).await, ["grouping.created"]);
+        // The store's own single writes still work once the dropped transactions let the writer go.
+        s.create_grouping("after").await.expect("a write after");
+    }
+}

@@ -155,59 +155,6 @@ pub struct DeletedClient {
 }
 
 impl Store {
-    /// Creates a client with its grouping memberships and grants, all or nothing.
-    pub async fn create_client(&self, new: NewClient<'_>) -> Result<Client> {
-        let client = Client {
-            id: new_id("cli"),
-            name: new.name.to_owned(),
-            kind: new.kind.as_str().to_owned(),
-            password_hash: new.password_hash.map(str::to_owned),
-            disabled: false,
-            created_at: now_ms(),
-        };
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO clients (id, name, kind, password_hash, disabled, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&client.id)
-        .bind(&client.name)
-        .bind(&client.kind)
-        .bind(&client.password_hash)
-        .bind(client.disabled)
-        .bind(client.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_on_unique("a client with that name"))?;
-        for g in new.groupings {
-            sqlx::query(
-                "INSERT INTO grouping_members (grouping_id, member_kind, member_id) VALUES ($1, 'client', $2)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(g)
-            .bind(&client.id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (role, scope_kind, scope_id) in new.grants {
-            sqlx::query(
-                "INSERT INTO client_grants (id, client_id, role_id, scope_kind, scope_id, granted_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .bind(new_id("gr"))
-            .bind(&client.id)
-            .bind(role)
-            .bind(scope_kind)
-            .bind(scope_id)
-            .bind(new.granted_by)
-            .bind(client.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(client)
-    }
-
     /// A client that has not been deleted.
     pub async fn client(&self, id: &str) -> Result<Option<Client>> {
         Ok(
@@ -240,36 +187,6 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM clients")
             .fetch_one(&self.reader)
             .await?)
-    }
-
-    /// Stores the hash of a new API token; the token itself is never stored.
-    pub async fn create_token(&self, new: NewToken<'_>) -> Result<ApiToken> {
-        let token = ApiToken {
-            id: new_id("tok"),
-            client_id: new.client_id.to_owned(),
-            label: new.label.to_owned(),
-            created_at: now_ms(),
-            created_by: new.created_by.map(str::to_owned),
-            expires_at: new.expires_at,
-            last_used_at: None,
-            session: new.session,
-        };
-        sqlx::query(
-            "INSERT INTO api_tokens (id, client_id, token_hash, label, created_at, created_by, expires_at, session)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&token.id)
-        .bind(&token.client_id)
-        .bind(new.token_hash)
-        .bind(&token.label)
-        .bind(token.created_at)
-        .bind(&token.created_by)
-        .bind(token.expires_at)
-        .bind(token.session)
-        .execute(&self.writer)
-        .await
-        .map_err(conflict_on_unique("an API token"))?;
-        Ok(token)
     }
 
     /// The enabled client holding a live token with this hash, and that token.
@@ -331,36 +248,6 @@ impl Store {
         .await?)
     }
 
-    /// Revokes a live token of a client; false if there was none.
-    pub async fn revoke_token(&self, client_id: &str, token_id: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked = 1, revoked_at = $1 WHERE id = $2 AND client_id = $3 AND revoked = 0",
-        )
-        .bind(now_ms())
-        .bind(token_id)
-        .bind(client_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Revokes a client's sign-in tokens but `except`; their ids.
-    pub async fn revoke_sessions(
-        &self,
-        client_id: &str,
-        except: Option<&str>,
-    ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "UPDATE api_tokens SET revoked = 1, revoked_at = $1
-             WHERE client_id = $2 AND session = 1 AND revoked = 0 AND ($3 IS NULL OR id <> $3) RETURNING id",
-        )
-        .bind(now_ms())
-        .bind(client_id)
-        .bind(except)
-        .fetch_all(&self.writer)
-        .await?)
-    }
-
     /// Ids of the clients that are disabled (deleted ones included).
     pub async fn disabled_clients(&self) -> Result<Vec<String>> {
         Ok(
@@ -379,50 +266,160 @@ impl Store {
             .await?;
         Ok(())
     }
+}
 
-    pub async fn set_password(&self, client_id: &str, password_hash: &str) -> Result<bool> {
+impl crate::Tx {
+    /// Creates a client with its grouping memberships and grants, all or nothing.
+    pub async fn create_client(&mut self, new: NewClient<'_>) -> Result<Client> {
+        let client = Client {
+            id: new_id("cli"),
+            name: new.name.to_owned(),
+            kind: new.kind.as_str().to_owned(),
+            password_hash: new.password_hash.map(str::to_owned),
+            disabled: false,
+            created_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO clients (id, name, kind, password_hash, disabled, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(&client.kind)
+        .bind(&client.password_hash)
+        .bind(client.disabled)
+        .bind(client.created_at)
+        .execute(self.conn())
+        .await
+        .map_err(conflict_on_unique("a client with that name"))?;
+        for g in new.groupings {
+            sqlx::query(
+                "INSERT INTO grouping_members (grouping_id, member_kind, member_id) VALUES ($1, 'client', $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(g)
+            .bind(&client.id)
+            .execute(self.conn())
+            .await?;
+        }
+        for (role, scope_kind, scope_id) in new.grants {
+            sqlx::query(
+                "INSERT INTO client_grants (id, client_id, role_id, scope_kind, scope_id, granted_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(new_id("gr"))
+            .bind(&client.id)
+            .bind(role)
+            .bind(scope_kind)
+            .bind(scope_id)
+            .bind(new.granted_by)
+            .bind(client.created_at)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(client)
+    }
+
+    /// Stores the hash of a new API token; the token itself is never stored.
+    pub async fn create_token(&mut self, new: NewToken<'_>) -> Result<ApiToken> {
+        let token = ApiToken {
+            id: new_id("tok"),
+            client_id: new.client_id.to_owned(),
+            label: new.label.to_owned(),
+            created_at: now_ms(),
+            created_by: new.created_by.map(str::to_owned),
+            expires_at: new.expires_at,
+            last_used_at: None,
+            session: new.session,
+        };
+        sqlx::query(
+            "INSERT INTO api_tokens (id, client_id, token_hash, label, created_at, created_by, expires_at, session)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&token.id)
+        .bind(&token.client_id)
+        .bind(new.token_hash)
+        .bind(&token.label)
+        .bind(token.created_at)
+        .bind(&token.created_by)
+        .bind(token.expires_at)
+        .bind(token.session)
+        .execute(self.conn())
+        .await
+        .map_err(conflict_on_unique("an API token"))?;
+        Ok(token)
+    }
+
+    /// Revokes a live token of a client; false if there was none.
+    pub async fn revoke_token(&mut self, client_id: &str, token_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked = 1, revoked_at = $1 WHERE id = $2 AND client_id = $3 AND revoked = 0",
+        )
+        .bind(now_ms())
+        .bind(token_id)
+        .bind(client_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes a client's sign-in tokens but `except`; their ids.
+    pub async fn revoke_sessions(
+        &mut self,
+        client_id: &str,
+        except: Option<&str>,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE api_tokens SET revoked = 1, revoked_at = $1
+             WHERE client_id = $2 AND session = 1 AND revoked = 0 AND ($3 IS NULL OR id <> $3) RETURNING id",
+        )
+        .bind(now_ms())
+        .bind(client_id)
+        .bind(except)
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    pub async fn set_password(&mut self, client_id: &str, password_hash: &str) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE clients SET password_hash = $1 WHERE id = $2 AND deleted_at IS NULL",
         )
         .bind(password_hash)
         .bind(client_id)
-        .execute(&self.writer)
+        .execute(self.conn())
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Disables or enables a client. A disabled client's tokens and password open nothing; enabling it
     /// again restores them. The last enabled administrator in scope `all` cannot be disabled.
-    pub async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        if disabled && !another_administrator_remains(&mut tx, client_id).await? {
+    pub async fn set_client_disabled(&mut self, client_id: &str, disabled: bool) -> Result<bool> {
+        if disabled && !another_administrator_remains(self.conn(), client_id).await? {
             return Err(Error::LastAdministrator);
         }
         let done =
             sqlx::query("UPDATE clients SET disabled = $1 WHERE id = $2 AND deleted_at IS NULL")
                 .bind(disabled)
                 .bind(client_id)
-                .execute(&mut *tx)
+                .execute(self.conn())
                 .await?;
-        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes a client: its tokens, grants, memberships and webhooks go, its queued jobs are cancelled,
     /// and its name is freed. The row stays as a tombstone because jobs and the audit log refer to it.
     /// `None` if there is no such client; the last enabled administrator in scope `all` cannot be deleted.
-    pub async fn delete_client(&self, client_id: &str) -> Result<Option<DeletedClient>> {
+    pub async fn delete_client(&mut self, client_id: &str) -> Result<Option<DeletedClient>> {
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT id FROM clients WHERE id = $1 AND deleted_at IS NULL")
                 .bind(client_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(self.conn())
                 .await?;
         if exists.is_none() {
             return Ok(None);
         }
-        if !another_administrator_remains(&mut tx, client_id).await? {
+        if !another_administrator_remains(self.conn(), client_id).await? {
             return Err(Error::LastAdministrator);
         }
         // '~' is not allowed in client names, so the freed name can never collide with a live one.
@@ -432,22 +429,22 @@ impl Store {
         )
         .bind(now)
         .bind(client_id)
-        .execute(&mut *tx)
+        .execute(self.conn())
         .await?;
         sqlx::query(
             "UPDATE api_tokens SET revoked = 1, revoked_at = $1 WHERE client_id = $2 AND revoked = 0",
         )
         .bind(now)
         .bind(client_id)
-        .execute(&mut *tx)
+        .execute(self.conn())
         .await?;
         sqlx::query("DELETE FROM client_grants WHERE client_id = $1")
             .bind(client_id)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
         sqlx::query("DELETE FROM grouping_members WHERE member_kind = 'client' AND member_id = $1")
             .bind(client_id)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = 'failed', last_error = 'the client was deleted', updated_at = $1
@@ -455,12 +452,12 @@ impl Store {
         )
         .bind(now)
         .bind(client_id)
-        .execute(&mut *tx)
+        .execute(self.conn())
         .await?;
         let webhooks: Vec<String> =
             sqlx::query_scalar("UPDATE webhooks SET active = 0 WHERE client_id = $1 RETURNING id")
                 .bind(client_id)
-                .fetch_all(&mut *tx)
+                .fetch_all(self.conn())
                 .await?;
         let cancelled_jobs: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET status = 'cancelled', reason = 'the client was deleted', updated_at = $1,
@@ -468,24 +465,42 @@ impl Store {
         )
         .bind(now)
         .bind(client_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(self.conn())
         .await?;
         let mut open_jobs: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET cancel_requested = 1
              WHERE client_id = $1 AND status IN ('dispatched', 'active', 'in_doubt') RETURNING id",
         )
         .bind(client_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(self.conn())
         .await?;
         open_jobs.sort_unstable();
-        tx.commit().await?;
-        self.reload_hooked().await?;
+        self.webhooks_changed = true;
         Ok(Some(DeletedClient {
             cancelled_jobs,
             open_jobs,
             webhooks,
         }))
     }
+}
+
+crate::own_transaction! {
+    /// Creates a client with its grouping memberships and grants, all or nothing.
+    fn create_client(&self, new: NewClient<'_>) -> Client;
+    /// Stores the hash of a new API token; the token itself is never stored.
+    fn create_token(&self, new: NewToken<'_>) -> ApiToken;
+    /// Revokes a live token of a client; false if there was none.
+    fn revoke_token(&self, client_id: &str, token_id: &str) -> bool;
+    /// Revokes a client's sign-in tokens but `except`; their ids.
+    fn revoke_sessions(&self, client_id: &str, except: Option<&str>) -> Vec<String>;
+    fn set_password(&self, client_id: &str, password_hash: &str) -> bool;
+    /// Disables or enables a client. A disabled client's tokens and password open nothing; enabling it
+    /// again restores them. The last enabled administrator in scope `all` cannot be disabled.
+    fn set_client_disabled(&self, client_id: &str, disabled: bool) -> bool;
+    /// Deletes a client: its tokens, grants, memberships and webhooks go, its queued jobs are cancelled,
+    /// and its name is freed. The row stays as a tombstone because jobs and the audit log refer to it.
+    /// `None` if there is no such client; the last enabled administrator in scope `all` cannot be deleted.
+    fn delete_client(&self, client_id: &str) -> Option<DeletedClient>;
 }
 
 #[cfg(test)]

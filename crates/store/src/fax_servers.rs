@@ -27,40 +27,6 @@ impl FaxServer {
 }
 
 impl Store {
-    /// Registers a fax server that may enroll once with the token whose hash is given, until `expires_at`.
-    pub async fn create_fax_server(
-        &self,
-        name: &str,
-        dial_prefixes: &[String],
-        enrollment_token_hash: &str,
-        expires_at: i64,
-    ) -> Result<FaxServer> {
-        let fs = FaxServer {
-            id: new_id("fs"),
-            name: name.to_owned(),
-            dial_prefixes: sqlx::types::Json(dial_prefixes.to_vec()),
-            capabilities: sqlx::types::Json(protocol::Capabilities::default()),
-            enrolled_at: None,
-            last_seen_at: None,
-            created_at: now_ms(),
-            revoked_at: None,
-        };
-        sqlx::query(
-            "INSERT INTO fax_servers (id, name, enrollment_token_hash, enrollment_expires_at, dial_prefixes, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&fs.id)
-        .bind(&fs.name)
-        .bind(enrollment_token_hash)
-        .bind(expires_at)
-        .bind(&fs.dial_prefixes)
-        .bind(fs.created_at)
-        .execute(&self.writer)
-        .await
-        .map_err(conflict_on_unique("a fax server with that name"))?;
-        Ok(fs)
-    }
-
     /// Consumes an enrollment token: the fax server gets its link credential and the token is void.
     /// Returns `None` for an unknown, used or expired token.
     pub async fn enroll_fax_server(
@@ -113,64 +79,6 @@ impl Store {
         ))
         .fetch_all(&self.reader)
         .await?)
-    }
-
-    /// Voids a fax server's link credential and any enrollment token it had not used; false if there is no
-    /// such fax server.
-    pub async fn revoke_fax_server(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE fax_servers SET credential_hash = NULL, enrollment_token_hash = NULL,
-                 enrollment_expires_at = NULL, revoked_at = $1
-             WHERE id = $2 AND deleted_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Deletes a fax server: its credential is void, it leaves every grouping, the inbound rules naming it
-    /// go, and its name is freed. The row stays as a tombstone for the attempts and faxes that refer to it.
-    pub async fn delete_fax_server(&self, id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let now = now_ms();
-        // '~' is not allowed in fax server names, so the freed name can never collide with a live one.
-        let done = sqlx::query(
-            "UPDATE fax_servers SET credential_hash = NULL, enrollment_token_hash = NULL,
-                 enrollment_expires_at = NULL, revoked_at = COALESCE(revoked_at, $1), deleted_at = $1,
-                 name = name || '~deleted~' || id
-             WHERE id = $2 AND deleted_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "DELETE FROM grouping_members WHERE member_kind = 'fax_server' AND member_id = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM inbound_rules WHERE fax_server_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    pub async fn set_fax_server_dial_prefixes(&self, id: &str, prefixes: &[String]) -> Result<()> {
-        let json = serde_json::to_string(prefixes).map_err(|e| Error::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE fax_servers SET dial_prefixes = $1 WHERE id = $2")
-            .bind(json)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
     }
 
     pub async fn record_fax_server_hello(
@@ -276,4 +184,112 @@ impl Store {
         .await?;
         Ok(n > 0)
     }
+}
+
+impl crate::Tx {
+    /// Registers a fax server that may enroll once with the token whose hash is given, until `expires_at`.
+    pub async fn create_fax_server(
+        &mut self,
+        name: &str,
+        dial_prefixes: &[String],
+        enrollment_token_hash: &str,
+        expires_at: i64,
+    ) -> Result<FaxServer> {
+        let fs = FaxServer {
+            id: new_id("fs"),
+            name: name.to_owned(),
+            dial_prefixes: sqlx::types::Json(dial_prefixes.to_vec()),
+            capabilities: sqlx::types::Json(protocol::Capabilities::default()),
+            enrolled_at: None,
+            last_seen_at: None,
+            created_at: now_ms(),
+            revoked_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO fax_servers (id, name, enrollment_token_hash, enrollment_expires_at, dial_prefixes, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&fs.id)
+        .bind(&fs.name)
+        .bind(enrollment_token_hash)
+        .bind(expires_at)
+        .bind(&fs.dial_prefixes)
+        .bind(fs.created_at)
+        .execute(self.conn())
+        .await
+        .map_err(conflict_on_unique("a fax server with that name"))?;
+        Ok(fs)
+    }
+
+    /// Voids a fax server's link credential and any enrollment token it had not used; false if there is no
+    /// such fax server.
+    pub async fn revoke_fax_server(&mut self, id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE fax_servers SET credential_hash = NULL, enrollment_token_hash = NULL,
+                 enrollment_expires_at = NULL, revoked_at = $1
+             WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a fax server: its credential is void, it leaves every grouping, the inbound rules naming it
+    /// go, and its name is freed. The row stays as a tombstone for the attempts and faxes that refer to it.
+    pub async fn delete_fax_server(&mut self, id: &str) -> Result<bool> {
+        let now = now_ms();
+        // '~' is not allowed in fax server names, so the freed name can never collide with a live one.
+        let done = sqlx::query(
+            "UPDATE fax_servers SET credential_hash = NULL, enrollment_token_hash = NULL,
+                 enrollment_expires_at = NULL, revoked_at = COALESCE(revoked_at, $1), deleted_at = $1,
+                 name = name || '~deleted~' || id
+             WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "DELETE FROM grouping_members WHERE member_kind = 'fax_server' AND member_id = $1",
+        )
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        sqlx::query("DELETE FROM inbound_rules WHERE fax_server_id = $1")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(true)
+    }
+
+    pub async fn set_fax_server_dial_prefixes(
+        &mut self,
+        id: &str,
+        prefixes: &[String],
+    ) -> Result<()> {
+        let json = serde_json::to_string(prefixes).map_err(|e| Error::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE fax_servers SET dial_prefixes = $1 WHERE id = $2")
+            .bind(json)
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+crate::own_transaction! {
+    /// Registers a fax server that may enroll once with the token whose hash is given, until `expires_at`.
+    fn create_fax_server(&self, name: &str, dial_prefixes: &[String], enrollment_token_hash: &str, expires_at: i64) -> FaxServer;
+    /// Voids a fax server's link credential and any enrollment token it had not used; false if there is no
+    /// such fax server.
+    fn revoke_fax_server(&self, id: &str) -> bool;
+    /// Deletes a fax server: its credential is void, it leaves every grouping, the inbound rules naming it
+    /// go, and its name is freed. The row stays as a tombstone for the attempts and faxes that refer to it.
+    fn delete_fax_server(&self, id: &str) -> bool;
+    fn set_fax_server_dial_prefixes(&self, id: &str, prefixes: &[String]) -> ();
 }

@@ -56,55 +56,6 @@ impl Store {
             .await?)
     }
 
-    pub async fn create_role(
-        &self,
-        name: &str,
-        competences: &[&str],
-        created_by: &str,
-    ) -> Result<Role> {
-        let role = Role {
-            id: new_id("role"),
-            name: name.to_owned(),
-            competences: sqlx::types::Json(competences.iter().map(|c| (*c).to_owned()).collect()),
-            builtin: false,
-            created_by: Some(created_by.to_owned()),
-            created_at: now_ms(),
-        };
-        sqlx::query(
-            "INSERT INTO roles (id, name, competences, builtin, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&role.id)
-        .bind(&role.name)
-        .bind(&role.competences)
-        .bind(role.builtin)
-        .bind(&role.created_by)
-        .bind(role.created_at)
-        .execute(&self.writer)
-        .await
-        .map_err(conflict_on_unique("a role with that name"))?;
-        Ok(role)
-    }
-
-    /// Deletes a role no client holds; built-in roles stay.
-    pub async fn delete_role(&self, id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM client_grants WHERE role_id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if held > 0 {
-            return Err(Error::Conflict {
-                what: "a grant of this role",
-            });
-        }
-        let done = sqlx::query("DELETE FROM roles WHERE id = $1 AND builtin = 0")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     pub async fn all_grants(&self) -> Result<Vec<Grant>> {
         Ok(
             sqlx::query_as("SELECT * FROM client_grants ORDER BY client_id, created_at")
@@ -128,10 +79,59 @@ impl Store {
             .fetch_optional(&self.reader)
             .await?)
     }
+}
+
+impl crate::Tx {
+    pub async fn create_role(
+        &mut self,
+        name: &str,
+        competences: &[&str],
+        created_by: &str,
+    ) -> Result<Role> {
+        let role = Role {
+            id: new_id("role"),
+            name: name.to_owned(),
+            competences: sqlx::types::Json(competences.iter().map(|c| (*c).to_owned()).collect()),
+            builtin: false,
+            created_by: Some(created_by.to_owned()),
+            created_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO roles (id, name, competences, builtin, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&role.id)
+        .bind(&role.name)
+        .bind(&role.competences)
+        .bind(role.builtin)
+        .bind(&role.created_by)
+        .bind(role.created_at)
+        .execute(self.conn())
+        .await
+        .map_err(conflict_on_unique("a role with that name"))?;
+        Ok(role)
+    }
+
+    /// Deletes a role no client holds; built-in roles stay.
+    pub async fn delete_role(&mut self, id: &str) -> Result<bool> {
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM client_grants WHERE role_id = $1")
+            .bind(id)
+            .fetch_one(self.conn())
+            .await?;
+        if held > 0 {
+            return Err(Error::Conflict {
+                what: "a grant of this role",
+            });
+        }
+        let done = sqlx::query("DELETE FROM roles WHERE id = $1 AND builtin = 0")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
 
     /// Gives a client a role in a scope; granting the same again is not an error and answers the grant held.
     pub async fn add_grant(
-        &self,
+        &mut self,
         client_id: &str,
         role_id: &str,
         scope_kind: &str,
@@ -158,7 +158,7 @@ impl Store {
         .bind(&grant.scope_id)
         .bind(&grant.granted_by)
         .bind(grant.created_at)
-        .execute(&self.writer)
+        .execute(self.conn())
         .await?;
         Ok(sqlx::query_as(
             "SELECT * FROM client_grants WHERE client_id = $1 AND role_id = $2 AND scope_kind = $3 AND scope_id = $4",
@@ -167,33 +167,41 @@ impl Store {
         .bind(role_id)
         .bind(scope_kind)
         .bind(scope_id)
-        .fetch_one(&self.writer)
+        .fetch_one(self.conn())
         .await?)
     }
 
     /// Withdraws a grant; the last enabled holder of the administrator role in scope `all` keeps it.
-    pub async fn remove_grant(&self, id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+    pub async fn remove_grant(&mut self, id: &str) -> Result<bool> {
         let Some(grant) = sqlx::query_as::<_, Grant>("SELECT * FROM client_grants WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(self.conn())
             .await?
         else {
             return Ok(false);
         };
         if grant.role_id == crate::clients::ADMINISTRATOR
             && grant.scope_kind == "all"
-            && !crate::clients::another_administrator_remains(&mut tx, &grant.client_id).await?
+            && !crate::clients::another_administrator_remains(self.conn(), &grant.client_id).await?
         {
             return Err(Error::LastAdministrator);
         }
         let done = sqlx::query("DELETE FROM client_grants WHERE id = $1")
             .bind(id)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
-        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+crate::own_transaction! {
+    fn create_role(&self, name: &str, competences: &[&str], created_by: &str) -> Role;
+    /// Deletes a role no client holds; built-in roles stay.
+    fn delete_role(&self, id: &str) -> bool;
+    /// Gives a client a role in a scope; granting the same again is not an error and answers the grant held.
+    fn add_grant(&self, client_id: &str, role_id: &str, scope_kind: &str, scope_id: &str, granted_by: Option<&str>) -> Grant;
+    /// Withdraws a grant; the last enabled holder of the administrator role in scope `all` keeps it.
+    fn remove_grant(&self, id: &str) -> bool;
 }
 
 #[cfg(test)]

@@ -27,22 +27,6 @@ pub struct Grouping {
 }
 
 impl Store {
-    pub async fn create_grouping(&self, name: &str) -> Result<Grouping> {
-        let g = Grouping {
-            id: new_id("grp"),
-            name: name.to_owned(),
-            created_at: now_ms(),
-        };
-        sqlx::query("INSERT INTO groupings (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&g.id)
-            .bind(&g.name)
-            .bind(g.created_at)
-            .execute(&self.writer)
-            .await
-            .map_err(conflict_on_unique("a grouping with that name"))?;
-        Ok(g)
-    }
-
     pub async fn grouping(&self, id: &str) -> Result<Option<Grouping>> {
         Ok(sqlx::query_as("SELECT * FROM groupings WHERE id = $1")
             .bind(id)
@@ -54,45 +38,6 @@ impl Store {
         Ok(sqlx::query_as("SELECT * FROM groupings ORDER BY name")
             .fetch_all(&self.reader)
             .await?)
-    }
-
-    /// Adds a member; adding one twice is not an error.
-    pub async fn add_grouping_member(
-        &self,
-        grouping_id: &str,
-        kind: MemberKind,
-        member_id: &str,
-    ) -> Result<()> {
-        if self.grouping(grouping_id).await?.is_none() {
-            return Err(Error::NotFound { what: "grouping" });
-        }
-        sqlx::query(
-            "INSERT INTO grouping_members (grouping_id, member_kind, member_id) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(grouping_id)
-        .bind(kind.as_str())
-        .bind(member_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn remove_grouping_member(
-        &self,
-        grouping_id: &str,
-        kind: MemberKind,
-        member_id: &str,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM grouping_members WHERE grouping_id = $1 AND member_kind = $2 AND member_id = $3",
-        )
-        .bind(grouping_id)
-        .bind(kind.as_str())
-        .bind(member_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     pub async fn grouping_members(&self, grouping_id: &str) -> Result<Vec<(String, String)>> {
@@ -124,4 +69,72 @@ impl Store {
                 .await?,
         )
     }
+}
+
+impl crate::Tx {
+    pub async fn create_grouping(&mut self, name: &str) -> Result<Grouping> {
+        let g = Grouping {
+            id: new_id("grp"),
+            name: name.to_owned(),
+            created_at: now_ms(),
+        };
+        sqlx::query("INSERT INTO groupings (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&g.id)
+            .bind(&g.name)
+            .bind(g.created_at)
+            .execute(self.conn())
+            .await
+            .map_err(conflict_on_unique("a grouping with that name"))?;
+        Ok(g)
+    }
+
+    /// Adds a member; adding one twice is not an error.
+    pub async fn add_grouping_member(
+        &mut self,
+        grouping_id: &str,
+        kind: MemberKind,
+        member_id: &str,
+    ) -> Result<()> {
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM groupings WHERE id = $1")
+            .bind(grouping_id)
+            .fetch_optional(self.conn())
+            .await?;
+        if known.is_none() {
+            return Err(Error::NotFound { what: "grouping" });
+        }
+        sqlx::query(
+            "INSERT INTO grouping_members (grouping_id, member_kind, member_id) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(grouping_id)
+        .bind(kind.as_str())
+        .bind(member_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn remove_grouping_member(
+        &mut self,
+        grouping_id: &str,
+        kind: MemberKind,
+        member_id: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM grouping_members WHERE grouping_id = $1 AND member_kind = $2 AND member_id = $3",
+        )
+        .bind(grouping_id)
+        .bind(kind.as_str())
+        .bind(member_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+crate::own_transaction! {
+    fn create_grouping(&self, name: &str) -> Grouping;
+    /// Adds a member; adding one twice is not an error.
+    fn add_grouping_member(&self, grouping_id: &str, kind: MemberKind, member_id: &str) -> ();
+    fn remove_grouping_member(&self, grouping_id: &str, kind: MemberKind, member_id: &str) -> bool;
 }

@@ -186,8 +186,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Rules in the order they are tried: lower priority number first, then oldest first.
+    pub async fn inbound_rules(&self) -> Result<Vec<InboundRule>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM inbound_rules ORDER BY priority, created_at, id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+}
+
+impl crate::Tx {
     pub async fn create_inbound_rule(
-        &self,
+        &mut self,
         mut rule: InboundRule,
         targets: &[RuleTarget],
     ) -> Result<InboundRule> {
@@ -207,25 +218,21 @@ impl Store {
         .bind(&rule.targets)
         .bind(&rule.created_by)
         .bind(rule.created_at)
-        .execute(&self.writer)
+        .execute(self.conn())
         .await?;
         Ok(rule)
     }
 
-    /// Rules in the order they are tried: lower priority number first, then oldest first.
-    pub async fn inbound_rules(&self) -> Result<Vec<InboundRule>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM inbound_rules ORDER BY priority, created_at, id")
-                .fetch_all(&self.reader)
-                .await?,
-        )
-    }
-
-    pub async fn delete_inbound_rule(&self, id: &str) -> Result<bool> {
+    pub async fn delete_inbound_rule(&mut self, id: &str) -> Result<bool> {
         let r = sqlx::query("DELETE FROM inbound_rules WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.conn())
             .await?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+crate::own_transaction! {
+    fn create_inbound_rule(&self, rule: InboundRule, targets: &[RuleTarget]) -> InboundRule;
+    fn delete_inbound_rule(&self, id: &str) -> bool;
 }

@@ -157,6 +157,71 @@ impl Store {
     }
 }
 
+/// A change in the making: the writes made through it and the audit entry that records them commit
+/// together, or not at all (a dropped `Tx` rolls back). It holds the one writer connection, so whoever
+/// holds it does nothing slow (no password hashing, no network) and makes no other store write before
+/// committing: that write would wait for this very connection.
+#[derive(Debug)]
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    store: Store,
+    /// The change touched webhooks: the store's list of clients with webhooks is read again once it
+    /// commits (not before, so a change rolled back leaves it as it was).
+    webhooks_changed: bool,
+}
+
+impl Store {
+    /// Starts a change; see [`Tx`].
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx {
+            tx: self.writer.begin().await?,
+            store: self.clone(),
+            webhooks_changed: false,
+        })
+    }
+}
+
+impl Tx {
+    fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
+
+    /// Commits the change together with the entry that records it in the audit log.
+    pub async fn commit_audited(mut self, entry: NewAudit) -> Result<()> {
+        audit::insert(self.conn(), entry).await?;
+        self.commit().await
+    }
+
+    /// Commits a change that records nothing (internal bookkeeping).
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        if self.webhooks_changed {
+            self.store.reload_hooked().await?;
+        }
+        Ok(())
+    }
+}
+
+/// For writes of [`Tx`]: a [`Store`] method that makes one in a transaction of its own, for callers with
+/// nothing to record beside it (tests, bootstrap, internal bookkeeping). A change a client or an operator
+/// asks for goes through [`Store::begin`] and [`Tx::commit_audited`].
+macro_rules! own_transaction {
+    ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;)*) => {
+        impl crate::Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> crate::Result<$ret> {
+                    let mut tx = self.begin().await?;
+                    let out = tx.$name($($arg),*).await?;
+                    tx.commit().await?;
+                    Ok(out)
+                }
+            )*
+        }
+    };
+}
+pub(crate) use own_transaction;
+
 fn conflict_on_unique(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |e| match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict { what },

@@ -24,7 +24,7 @@ struct EntryRow {
 /// Rows per multi-row INSERT: far below SQLite's parameter limit.
 const CHUNK: usize = 500;
 
-async fn insert(tx: &mut sqlx::Transaction<'_, Sqlite>, entries: &[Entry]) -> Result<()> {
+async fn insert(conn: &mut sqlx::SqliteConnection, entries: &[Entry]) -> Result<()> {
     for chunk in entries.chunks(CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO phonebook_entries (id, owner_id, name, company, fax_number, voice_number, email, notes, tags, created_at, updated_at) ",
@@ -43,7 +43,7 @@ async fn insert(tx: &mut sqlx::Transaction<'_, Sqlite>, entries: &[Entry]) -> Re
                 .push_bind(e.created_at)
                 .push_bind(e.updated_at);
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *conn).await?;
         let labels: Vec<(&str, &Label)> = chunk
             .iter()
             .flat_map(|e| e.labels.iter().map(move |l| (e.id.as_str(), l)))
@@ -57,7 +57,7 @@ async fn insert(tx: &mut sqlx::Transaction<'_, Sqlite>, entries: &[Entry]) -> Re
                     .push_bind(l.reference());
             });
             q.push(" ON CONFLICT DO NOTHING");
-            q.build().execute(&mut **tx).await?;
+            q.build().execute(&mut *conn).await?;
         }
     }
     Ok(())
@@ -104,39 +104,45 @@ impl Store {
             })
             .collect()
     }
+}
 
+impl crate::Tx {
     /// Stores new entries, all or nothing.
-    pub async fn insert_phonebook_entries(&self, entries: &[Entry]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        insert(&mut tx, entries).await?;
-        tx.commit().await?;
+    pub async fn insert_phonebook_entries(&mut self, entries: &[Entry]) -> Result<()> {
+        insert(self.conn(), entries).await?;
         Ok(())
     }
 
     /// Replaces an entry's fields and labels.
-    pub async fn replace_phonebook_entry(&self, e: &Entry) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+    pub async fn replace_phonebook_entry(&mut self, e: &Entry) -> Result<()> {
         let gone = sqlx::query("DELETE FROM phonebook_entries WHERE id = $1")
             .bind(&e.id)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
         if gone.rows_affected() == 0 {
             return Err(Error::NotFound {
                 what: "phonebook entry",
             });
         }
-        insert(&mut tx, std::slice::from_ref(e)).await?;
-        tx.commit().await?;
+        insert(self.conn(), std::slice::from_ref(e)).await?;
         Ok(())
     }
 
-    pub async fn delete_phonebook_entry(&self, id: &str) -> Result<bool> {
+    pub async fn delete_phonebook_entry(&mut self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM phonebook_entries WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+crate::own_transaction! {
+    /// Stores new entries, all or nothing.
+    fn insert_phonebook_entries(&self, entries: &[Entry]) -> ();
+    /// Replaces an entry's fields and labels.
+    fn replace_phonebook_entry(&self, e: &Entry) -> ();
+    fn delete_phonebook_entry(&self, id: &str) -> bool;
 }
 
 #[cfg(test)]

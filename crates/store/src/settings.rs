@@ -23,64 +23,6 @@ pub struct SettingsState {
 }
 
 impl Store {
-    /// Stores a new version and makes it the desired one; returns its number.
-    pub async fn put_settings(
-        &self,
-        target: &str,
-        document: &str,
-        created_by: &str,
-    ) -> Result<i64> {
-        self.register_settings(target, document, created_by, None, |_| None)
-            .await
-    }
-
-    /// Stores a new version, makes it the desired one, sets the fax server's dial prefixes when given, and
-    /// records the audit entry made from the new version number, all in one transaction.
-    pub async fn register_settings(
-        &self,
-        target: &str,
-        document: &str,
-        created_by: &str,
-        dial_prefixes: Option<&[String]>,
-        audit: impl FnOnce(i64) -> Option<crate::NewAudit>,
-    ) -> Result<i64> {
-        let mut tx = self.writer.begin().await?;
-        let version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM settings_versions WHERE target = $1",
-        )
-        .bind(target)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO settings_versions (target, version, document, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(target)
-            .bind(version)
-            .bind(document)
-            .bind(created_by)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO settings_state (target, desired_version) VALUES ($1, $2)
-             ON CONFLICT (target) DO UPDATE SET desired_version = excluded.desired_version",
-        )
-        .bind(target)
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(prefixes) = dial_prefixes {
-            sqlx::query("UPDATE fax_servers SET dial_prefixes = $1 WHERE id = $2")
-                .bind(sqlx::types::Json(prefixes))
-                .bind(target)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(entry) = audit(version) {
-            crate::audit::insert(&mut tx, entry).await?;
-        }
-        tx.commit().await?;
-        Ok(version)
-    }
-
     pub async fn settings_state(&self, target: &str) -> Result<Option<SettingsState>> {
         Ok(
             sqlx::query_as("SELECT * FROM settings_state WHERE target = $1")
@@ -113,10 +55,64 @@ impl Store {
         .fetch_all(&self.reader)
         .await?)
     }
+}
+
+impl crate::Tx {
+    /// Stores a new version and makes it the desired one; returns its number.
+    pub async fn put_settings(
+        &mut self,
+        target: &str,
+        document: &str,
+        created_by: &str,
+    ) -> Result<i64> {
+        self.register_settings(target, document, created_by, None)
+            .await
+    }
+
+    /// Stores a new version, makes it the desired one, and sets the fax server's dial prefixes when given;
+    /// returns the version's number.
+    pub async fn register_settings(
+        &mut self,
+        target: &str,
+        document: &str,
+        created_by: &str,
+        dial_prefixes: Option<&[String]>,
+    ) -> Result<i64> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM settings_versions WHERE target = $1",
+        )
+        .bind(target)
+        .fetch_one(self.conn())
+        .await?;
+        sqlx::query("INSERT INTO settings_versions (target, version, document, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(target)
+            .bind(version)
+            .bind(document)
+            .bind(created_by)
+            .bind(now_ms())
+            .execute(self.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO settings_state (target, desired_version) VALUES ($1, $2)
+             ON CONFLICT (target) DO UPDATE SET desired_version = excluded.desired_version",
+        )
+        .bind(target)
+        .bind(version)
+        .execute(self.conn())
+        .await?;
+        if let Some(prefixes) = dial_prefixes {
+            sqlx::query("UPDATE fax_servers SET dial_prefixes = $1 WHERE id = $2")
+                .bind(sqlx::types::Json(prefixes))
+                .bind(target)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(version)
+    }
 
     /// Records what the fax server said of a version: applied, or refused with an error.
     pub async fn settings_result(
-        &self,
+        &mut self,
         target: &str,
         version: i64,
         applied: bool,
@@ -131,7 +127,7 @@ impl Store {
             .bind(version)
             .bind(now_ms())
             .bind(target)
-            .execute(&self.writer)
+            .execute(self.conn())
             .await?;
         } else {
             sqlx::query(
@@ -140,11 +136,18 @@ impl Store {
             .bind(error)
             .bind(version)
             .bind(target)
-            .execute(&self.writer)
+            .execute(self.conn())
             .await?;
         }
         Ok(())
     }
+}
+
+crate::own_transaction! {
+    /// Stores a new version and makes it the desired one; returns its number.
+    fn put_settings(&self, target: &str, document: &str, created_by: &str) -> i64;
+    /// Records what the fax server said of a version: applied, or refused with an error.
+    fn settings_result(&self, target: &str, version: i64, applied: bool, error: Option<&str>) -> ();
 }
 
 #[cfg(test)]

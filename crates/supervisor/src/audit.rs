@@ -6,8 +6,9 @@ use crate::access::Caller;
 use crate::error::current_request_id;
 use serde::Serialize;
 
-/// Records one entry; a failure to record is logged, not returned, so it never undoes the change itself.
-/// Records one entry; a failure to record is logged, not returned, so it never undoes the change itself.
+/// Records an entry that goes with no change of state (a refused sign-in); a failure to record is logged,
+/// not returned. An entry about a change is written in the change's own transaction instead:
+/// [`store::Tx::commit_audited`] with an [`entry`].
 pub async fn record<B: Serialize, A: Serialize>(
     app: &AppState,
     actor: Result<&Caller, &str>,

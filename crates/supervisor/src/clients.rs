@@ -113,8 +113,8 @@ pub async fn issue_token(
     }
     let session = own && caller.token_session;
     let token = auth::new_secret("fxh");
-    let info = app
-        .store
+    let mut tx = app.store.begin().await?;
+    let info = tx
         .create_token(store::NewToken {
             client_id: &client.id,
             token_hash: &auth::hash_secret(&token),
@@ -124,15 +124,14 @@ pub async fn issue_token(
             session,
         })
         .await?;
-    audit::record(
-        app,
+    tx.commit_audited(audit::entry(
         Ok(caller),
         "token.created",
         Some(&client.id),
         audit::NONE,
         Some(&info),
-    )
-    .await;
+    ))
+    .await?;
     Ok(IssuedToken { token, info })
 }
 
@@ -149,20 +148,20 @@ pub async fn revoke_token(
         .token_of(&client.id, token_id, store::now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found("token"))?;
-    if !app.store.revoke_token(&client.id, &token.id).await? {
+    let mut tx = app.store.begin().await?;
+    if !tx.revoke_token(&client.id, &token.id).await? {
         return Err(ApiError::not_found("token"));
     }
-    app.credentials.announce(Revoked::Token(token.id.clone()));
-    tracing::info!(by = %caller.name, client = %client.name, token = %token.id, "token revoked");
-    audit::record(
-        app,
+    tx.commit_audited(audit::entry(
         Ok(caller),
         "token.revoked",
         Some(&client.id),
         Some(&token),
         audit::NONE,
-    )
-    .await;
+    ))
+    .await?;
+    app.credentials.announce(Revoked::Token(token.id.clone()));
+    tracing::info!(by = %caller.name, client = %client.name, token = %token.id, "token revoked");
     Ok(())
 }
 
@@ -209,25 +208,25 @@ pub async fn set_password(
     }
     valid_password("password", new)?;
     let hash = app.credentials.hash_password(new).await?;
-    if !app.store.set_password(&client.id, &hash).await? {
+    let mut tx = app.store.begin().await?;
+    if !tx.set_password(&client.id, &hash).await? {
         return Err(ApiError::not_found("client"));
     }
     // Whoever signed in with the old password is signed out (all but the request's own session).
     let except = (caller.id == client.id).then_some(caller.token_id.as_str());
-    let ended = app.store.revoke_sessions(&client.id, except).await?;
-    for t in &ended {
-        app.credentials.announce(Revoked::Token(t.clone()));
-    }
-    tracing::info!(by = %caller.name, client = %client.name, sessions_ended = ended.len(), "password set");
-    audit::record(
-        app,
+    let ended = tx.revoke_sessions(&client.id, except).await?;
+    tx.commit_audited(audit::entry(
         Ok(caller),
         "client.password_set",
         Some(&client.id),
         audit::NONE,
         Some(&serde_json::json!({"sessions_ended": ended.len()})),
-    )
-    .await;
+    ))
+    .await?;
+    for t in &ended {
+        app.credentials.announce(Revoked::Token(t.clone()));
+    }
+    tracing::info!(by = %caller.name, client = %client.name, sessions_ended = ended.len(), "password set");
     Ok(())
 }
 
@@ -243,26 +242,26 @@ pub async fn set_disabled(
     if client.disabled == disabled {
         return Ok(());
     }
-    app.store.set_client_disabled(&client.id, disabled).await?;
-    app.access.reload(&app.store).await?;
-    if disabled {
-        app.credentials.announce(Revoked::Client(client.id.clone()));
-    }
     let action = if disabled {
         "client.disabled"
     } else {
         "client.enabled"
     };
-    tracing::info!(by = %caller.name, client = %client.name, "{action}");
-    audit::record(
-        app,
+    let mut tx = app.store.begin().await?;
+    tx.set_client_disabled(&client.id, disabled).await?;
+    tx.commit_audited(audit::entry(
         Ok(caller),
         action,
         Some(&client.id),
         Some(&serde_json::json!({"disabled": client.disabled})),
         Some(&serde_json::json!({"disabled": disabled})),
-    )
-    .await;
+    ))
+    .await?;
+    app.access.reload(&app.store).await?;
+    if disabled {
+        app.credentials.announce(Revoked::Client(client.id.clone()));
+    }
+    tracing::info!(by = %caller.name, client = %client.name, "{action}");
     Ok(())
 }
 
@@ -274,11 +273,19 @@ pub async fn delete(app: &AppState, caller: &Caller, client: &Client) -> ApiResu
         "name": client.name, "kind": client.kind,
         "groupings": app.access.groupings_of_client(&client.id),
     });
-    let gone = app
-        .store
+    let mut tx = app.store.begin().await?;
+    let gone = tx
         .delete_client(&client.id)
         .await?
         .ok_or_else(|| ApiError::not_found("client"))?;
+    tx.commit_audited(audit::entry(
+        Ok(caller),
+        "client.deleted",
+        Some(&client.id),
+        Some(&before),
+        audit::NONE,
+    ))
+    .await?;
     app.credentials.announce(Revoked::Client(client.id.clone()));
     app.access.reload(&app.store).await?;
     for job in &gone.cancelled_jobs {
@@ -302,17 +309,8 @@ pub async fn delete(app: &AppState, caller: &Caller, client: &Client) -> ApiResu
         .map(|e| e.id.clone())
         .collect();
     for id in personal {
-        app.phonebook.delete(&app.store, &id).await?;
+        app.phonebook.delete(&app.store, &id, None).await?;
     }
     tracing::info!(by = %caller.name, client = %client.name, cancelled = gone.cancelled_jobs.len(), "client deleted");
-    audit::record(
-        app,
-        Ok(caller),
-        "client.deleted",
-        Some(&client.id),
-        Some(&before),
-        audit::NONE,
-    )
-    .await;
     Ok(())
 }

@@ -10,20 +10,20 @@ use crate::{AppState, audit};
 /// Revokes a fax server's link credential (and any enrollment token it had not used).
 pub async fn revoke(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> ApiResult<()> {
     app.access.authorize_over_fax_server(caller, &fs.id)?;
-    if !app.store.revoke_fax_server(&fs.id).await? {
+    let mut tx = app.store.begin().await?;
+    if !tx.revoke_fax_server(&fs.id).await? {
         return Err(ApiError::not_found("fax server"));
     }
-    withdraw(app, &fs.id, "the fax server's credential was revoked").await?;
-    tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server revoked");
-    audit::record(
-        app,
+    tx.commit_audited(audit::entry(
         Ok(caller),
         "fax_server.revoked",
         Some(&fs.id),
         audit::NONE,
         audit::NONE,
-    )
-    .await;
+    ))
+    .await?;
+    withdraw(app, &fs.id, "the fax server's credential was revoked").await?;
+    tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server revoked");
     Ok(())
 }
 
@@ -34,21 +34,21 @@ pub async fn delete(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> A
         "name": fs.name, "dial_prefixes": fs.dial_prefixes(),
         "groupings": app.access.groupings_of_server(&fs.id),
     });
-    if !app.store.delete_fax_server(&fs.id).await? {
+    let mut tx = app.store.begin().await?;
+    if !tx.delete_fax_server(&fs.id).await? {
         return Err(ApiError::not_found("fax server"));
     }
-    app.access.reload(&app.store).await?;
-    withdraw(app, &fs.id, "the fax server was deleted").await?;
-    tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server deleted");
-    audit::record(
-        app,
+    tx.commit_audited(audit::entry(
         Ok(caller),
         "fax_server.deleted",
         Some(&fs.id),
         Some(&before),
         audit::NONE,
-    )
-    .await;
+    ))
+    .await?;
+    app.access.reload(&app.store).await?;
+    withdraw(app, &fs.id, "the fax server was deleted").await?;
+    tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server deleted");
     Ok(())
 }
 

@@ -6,14 +6,15 @@
 //!   grouping with the owner when labelled `everyone`; to named clients; to members of named groupings.
 //! - Personal entries (no labels) belong to their owner. Creating or changing a shared entry needs
 //!   `edit_shared_phonebook` over every label it carries before and after the change.
-//! - Writes go to the store first, then to the index, under one lock so the two never disagree.
+//! - Writes go to the store first (with their audit entry, in one transaction), then to the index, under
+//!   one lock so the two never disagree.
 
 use crate::access::{Access, Caller};
 use crate::competence::{Competence, Target};
 use crate::error::ApiError;
 use phonebook::{Entry, Index, Label};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use store::Store;
+use store::{NewAudit, Store};
 
 #[derive(Debug)]
 pub struct Phonebook {
@@ -40,9 +41,18 @@ impl Phonebook {
         self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub async fn insert(&self, store: &Store, entries: Vec<Entry>) -> store::Result<()> {
+    /// Adds entries; `audit` records the change in its transaction (changes to personal entries record
+    /// nothing).
+    pub async fn insert(
+        &self,
+        store: &Store,
+        entries: Vec<Entry>,
+        audit: Option<NewAudit>,
+    ) -> store::Result<()> {
         let _w = self.write.lock().await;
-        store.insert_phonebook_entries(&entries).await?;
+        let mut tx = store.begin().await?;
+        tx.insert_phonebook_entries(&entries).await?;
+        commit(tx, audit).await?;
         let mut index = self.index_mut();
         if entries.len() > 64 {
             index.extend(entries);
@@ -54,16 +64,30 @@ impl Phonebook {
         Ok(())
     }
 
-    pub async fn replace(&self, store: &Store, entry: Entry) -> store::Result<()> {
+    pub async fn replace(
+        &self,
+        store: &Store,
+        entry: Entry,
+        audit: Option<NewAudit>,
+    ) -> store::Result<()> {
         let _w = self.write.lock().await;
-        store.replace_phonebook_entry(&entry).await?;
+        let mut tx = store.begin().await?;
+        tx.replace_phonebook_entry(&entry).await?;
+        commit(tx, audit).await?;
         self.index_mut().upsert(entry);
         Ok(())
     }
 
-    pub async fn delete(&self, store: &Store, id: &str) -> store::Result<bool> {
+    pub async fn delete(
+        &self,
+        store: &Store,
+        id: &str,
+        audit: Option<NewAudit>,
+    ) -> store::Result<bool> {
         let _w = self.write.lock().await;
-        let gone = store.delete_phonebook_entry(id).await?;
+        let mut tx = store.begin().await?;
+        let gone = tx.delete_phonebook_entry(id).await?;
+        commit(tx, audit).await?;
         self.index_mut().remove(id);
         Ok(gone)
     }
@@ -73,6 +97,13 @@ impl Phonebook {
         self.read()
             .get(id)
             .filter(|e| visible(access, &caller.id, e))
+    }
+}
+
+async fn commit(tx: store::Tx, audit: Option<NewAudit>) -> store::Result<()> {
+    match audit {
+        Some(entry) => tx.commit_audited(entry).await,
+        None => tx.commit().await,
     }
 }
 

@@ -430,8 +430,8 @@ pub async fn sign_in(
             .saturating_mul(1000),
     );
     let token = auth::new_secret("fxh");
-    let issued = app
-        .store
+    let mut tx = app.store.begin().await?;
+    let issued = tx
         .create_token(store::NewToken {
             client_id: &client.id,
             token_hash: &hash_secret(&token),
@@ -441,7 +441,6 @@ pub async fn sign_in(
             session: true,
         })
         .await?;
-    tracing::info!(client = %client.name, "signed in");
     let caller = Caller {
         id: client.id.clone(),
         name: client.name.clone(),
@@ -450,15 +449,15 @@ pub async fn sign_in(
         token_session: true,
     };
     let after = serde_json::json!({"token_id": issued.id, "expires_at": expires_at});
-    audit::record(
-        app,
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "session.created",
         Some(&client.id),
         audit::NONE,
         Some(&after),
-    )
-    .await;
+    ))
+    .await?;
+    tracing::info!(client = %client.name, "signed in");
     Ok(SignedIn {
         token,
         token_id: issued.id,

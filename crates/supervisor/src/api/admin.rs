@@ -58,17 +58,17 @@ pub async fn create_grouping(
     app.access
         .authorize(&caller, Competence::ManageGroupings, Target::System)?;
     valid_name("name", &req.name)?;
-    let g = app.store.create_grouping(&req.name).await?;
+    let mut tx = app.store.begin().await?;
+    let g = tx.create_grouping(&req.name).await?;
     let view = grouping_view(g, None);
-    audit::record(
-        &app,
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "grouping.created",
         Some(&view.id),
         audit::NONE,
         Some(&view),
-    )
-    .await;
+    ))
+    .await?;
     Ok(created(view))
 }
 
@@ -168,18 +168,18 @@ pub async fn add_member(
     if !exists {
         return Err(ApiError::field("id", format!("no {} {}", m.kind, m.id)));
     }
-    app.store.add_grouping_member(&id, kind, &m.id).await?;
-    app.access.reload(&app.store).await?;
-    tracing::info!(by = %caller.name, grouping = %id, kind = %m.kind, member = %m.id, "grouping member added");
-    audit::record(
-        &app,
+    let mut tx = app.store.begin().await?;
+    tx.add_grouping_member(&id, kind, &m.id).await?;
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "grouping.member_added",
         Some(&id),
         audit::NONE,
         Some(&m),
-    )
-    .await;
+    ))
+    .await?;
+    app.access.reload(&app.store).await?;
+    tracing::info!(by = %caller.name, grouping = %id, kind = %m.kind, member = %m.id, "grouping member added");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -199,27 +199,23 @@ pub async fn remove_member(
     if kind == MemberKind::Client && app.access.client_in_grouping(&member_id, &id) {
         app.access.authorize_over_client(&caller, &member_id)?;
     }
-    if !app
-        .store
-        .remove_grouping_member(&id, kind, &member_id)
-        .await?
-    {
+    let mut tx = app.store.begin().await?;
+    if !tx.remove_grouping_member(&id, kind, &member_id).await? {
         return Err(ApiError::not_found("membership"));
     }
-    app.access.reload(&app.store).await?;
     let before = MemberRef {
         kind: kind.as_str().to_owned(),
         id: member_id,
     };
-    audit::record(
-        &app,
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "grouping.member_removed",
         Some(&id),
         Some(&before),
         audit::NONE,
-    )
-    .await;
+    ))
+    .await?;
+    app.access.reload(&app.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -325,8 +321,8 @@ pub async fn create_fax_server(
     let ttl =
         i64::try_from(req.enrollment_ttl_secs.unwrap_or(86_400).min(30 * 86_400)).unwrap_or(86_400);
     let expires = store::now_ms() + ttl * 1000;
-    let fs = app
-        .store
+    let mut tx = app.store.begin().await?;
+    let fs = tx
         .create_fax_server(
             &req.name,
             &req.dial_prefixes,
@@ -335,23 +331,25 @@ pub async fn create_fax_server(
         )
         .await?;
     for g in &req.groupings {
-        app.store
-            .add_grouping_member(g, MemberKind::FaxServer, &fs.id)
+        tx.add_grouping_member(g, MemberKind::FaxServer, &fs.id)
             .await?;
     }
+    let recorded = serde_json::json!({
+        "id": fs.id, "name": fs.name, "dial_prefixes": fs.dial_prefixes(), "groupings": req.groupings,
+        "enrollment_expires_at": rfc3339(expires),
+    });
+    tx.commit_audited(audit::entry(
+        Ok(&caller),
+        "fax_server.created",
+        Some(&fs.id),
+        audit::NONE,
+        Some(&recorded),
+    ))
+    .await?;
     app.access.reload(&app.store).await?;
     app.dispatcher.register_server(&fs.id, fs.dial_prefixes());
     tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server registered");
     let view = fax_server_view(&app, fs);
-    audit::record(
-        &app,
-        Ok(&caller),
-        "fax_server.created",
-        Some(&view.id),
-        audit::NONE,
-        Some(&view),
-    )
-    .await;
     Ok(created(NewFaxServerResponse {
         fax_server: view,
         enrollment_token: token,
@@ -420,23 +418,21 @@ pub async fn patch_fax_server(
     )?;
     if let Some(prefixes) = req.dial_prefixes {
         valid_prefixes("dial_prefixes", &prefixes)?;
-        app.store
-            .set_fax_server_dial_prefixes(&fs.id, &prefixes)
-            .await?;
         let (before, after) = (
             serde_json::json!({"dial_prefixes": fs.dial_prefixes()}),
             serde_json::json!({"dial_prefixes": &prefixes}),
         );
-        app.dispatcher.set_dial_prefixes(&fs.id, prefixes);
-        audit::record(
-            &app,
+        let mut tx = app.store.begin().await?;
+        tx.set_fax_server_dial_prefixes(&fs.id, &prefixes).await?;
+        tx.commit_audited(audit::entry(
             Ok(&caller),
             "fax_server.changed",
             Some(&fs.id),
             Some(&before),
             Some(&after),
-        )
-        .await;
+        ))
+        .await?;
+        app.dispatcher.set_dial_prefixes(&fs.id, prefixes);
     }
     let fs = app
         .store
@@ -597,16 +593,16 @@ pub async fn create_rule(
         created_by: caller.id.clone(),
         created_at: 0,
     };
-    let rule = rule_view(app.store.create_inbound_rule(rule, &targets).await?);
-    audit::record(
-        &app,
+    let mut tx = app.store.begin().await?;
+    let rule = rule_view(tx.create_inbound_rule(rule, &targets).await?);
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "inbound_rule.created",
         Some(&rule.id),
         audit::NONE,
         Some(&rule),
-    )
-    .await;
+    ))
+    .await?;
     Ok(created(rule))
 }
 
@@ -649,18 +645,18 @@ pub async fn delete_rule(
         app.access
             .authorize_change_of_fax_server(&caller, Competence::ManageInboundRules, fs)?;
     }
-    if !app.store.delete_inbound_rule(&rule.id).await? {
+    let mut tx = app.store.begin().await?;
+    if !tx.delete_inbound_rule(&rule.id).await? {
         return Err(ApiError::not_found("inbound rule"));
     }
-    audit::record(
-        &app,
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "inbound_rule.deleted",
         Some(&id),
+        Some(&rule_view(rule)),
         audit::NONE,
-        audit::NONE,
-    )
-    .await;
+    ))
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -352,8 +352,8 @@ pub async fn create_client(
         .iter()
         .map(|(r, s)| (r.id.as_str(), s.kind(), s.id()))
         .collect();
-    let client = app
-        .store
+    let mut tx = app.store.begin().await?;
+    let client = tx
         .create_client(store::NewClient {
             name: &req.name,
             kind,
@@ -363,34 +363,38 @@ pub async fn create_client(
             granted_by: Some(&caller.id),
         })
         .await?;
-    app.access.reload(&app.store).await?;
     let token = if kind == ClientKind::Application {
         let t = auth::new_secret("fxh");
-        app.store
-            .create_token(store::NewToken {
-                client_id: &client.id,
-                token_hash: &auth::hash_secret(&t),
-                label: "created",
-                expires_at: None,
-                created_by: Some(&caller.id),
-                session: false,
-            })
-            .await?;
+        tx.create_token(store::NewToken {
+            client_id: &client.id,
+            token_hash: &auth::hash_secret(&t),
+            label: "created",
+            expires_at: None,
+            created_by: Some(&caller.id),
+            session: false,
+        })
+        .await?;
         Some(t)
     } else {
         None
     };
-    tracing::info!(by = %caller.name, client = %client.name, "client created");
-    let view = detail(&app, client).await?;
-    audit::record(
-        &app,
+    let recorded = serde_json::json!({
+        "id": client.id, "name": client.name, "kind": client.kind, "groupings": req.groupings,
+        "grants": grants.iter().map(|(role, scope)| serde_json::json!({
+            "role": role.name, "scope": ScopeBody::from(scope),
+        })).collect::<Vec<_>>(),
+    });
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "client.created",
-        Some(&view.client.id),
+        Some(&client.id),
         audit::NONE,
-        Some(&view),
-    )
-    .await;
+        Some(&recorded),
+    ))
+    .await?;
+    app.access.reload(&app.store).await?;
+    tracing::info!(by = %caller.name, client = %client.name, "client created");
+    let view = detail(&app, client).await?;
     Ok(created(NewClientResponse {
         client: view,
         token,
@@ -605,8 +609,8 @@ pub async fn add_grant(
     let client = visible_client(&app, &caller, &id).await?;
     app.access.authorize_over_client(&caller, &client.id)?;
     let (role, scope) = resolve_grant(&app, &caller, "grant", &req).await?;
-    let g = app
-        .store
+    let mut tx = app.store.begin().await?;
+    let g = tx
         .add_grant(
             &client.id,
             &role.id,
@@ -615,6 +619,16 @@ pub async fn add_grant(
             Some(&caller.id),
         )
         .await?;
+    let recorded =
+        serde_json::json!({"grant": g.id, "role": role.name, "scope": ScopeBody::from(&scope)});
+    tx.commit_audited(audit::entry(
+        Ok(&caller),
+        "grant.created",
+        Some(&client.id),
+        audit::NONE,
+        Some(&recorded),
+    ))
+    .await?;
     app.access.reload(&app.store).await?;
     let view = grant_views(&app, &client.id)
         .await?
@@ -622,15 +636,6 @@ pub async fn add_grant(
         .find(|v| v.id == g.id)
         .ok_or_else(|| ApiError::internal("reading a grant back", "missing"))?;
     tracing::info!(by = %caller.name, client = %client.name, role = %role.name, scope = scope.kind(), "role granted");
-    audit::record(
-        &app,
-        Ok(&caller),
-        "grant.created",
-        Some(&client.id),
-        audit::NONE,
-        Some(&view),
-    )
-    .await;
     Ok(created(view))
 }
 
@@ -659,19 +664,19 @@ pub async fn remove_grant(
     let scope = Scope::from_parts(&grant.scope_kind, &grant.scope_id).unwrap_or(Scope::All);
     app.access
         .may_grant(&caller, competences_of(&role), &scope)?;
-    app.store.remove_grant(&grant.id).await?;
-    app.access.reload(&app.store).await?;
     let before =
         serde_json::json!({"grant": grant.id, "role": role.name, "scope": ScopeBody::from(&scope)});
-    audit::record(
-        &app,
+    let mut tx = app.store.begin().await?;
+    tx.remove_grant(&grant.id).await?;
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "grant.removed",
         Some(&client.id),
         Some(&before),
         audit::NONE,
-    )
-    .await;
+    ))
+    .await?;
+    app.access.reload(&app.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -748,17 +753,17 @@ pub async fn create_role(
         .iter()
         .map(Competence::as_str)
         .collect();
-    let role = app.store.create_role(name, &names, &caller.id).await?;
+    let mut tx = app.store.begin().await?;
+    let role = tx.create_role(name, &names, &caller.id).await?;
     let view = role_view(&role);
-    audit::record(
-        &app,
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "role.created",
         Some(&role.id),
         audit::NONE,
         Some(&view),
-    )
-    .await;
+    ))
+    .await?;
     Ok(created(view))
 }
 
@@ -779,15 +784,15 @@ pub async fn delete_role(
     if role.builtin {
         return Err(ApiError::field("id", "built-in roles cannot be deleted"));
     }
-    app.store.delete_role(&role.id).await?;
-    audit::record(
-        &app,
+    let mut tx = app.store.begin().await?;
+    tx.delete_role(&role.id).await?;
+    tx.commit_audited(audit::entry(
         Ok(&caller),
         "role.deleted",
         Some(&role.id),
         Some(&role_view(&role)),
         audit::NONE,
-    )
-    .await;
+    ))
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -236,21 +236,19 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    app.phonebook
-        .insert(&app.store, vec![entry.clone()])
-        .await?;
     let v = view(&entry, None);
-    if entry.is_shared() {
-        audit::record(
-            &app,
+    let recorded = entry.is_shared().then(|| {
+        audit::entry(
             Ok(&caller),
             "phonebook.created",
             Some(&entry.id),
             audit::NONE,
             Some(&v),
         )
-        .await;
-    }
+    });
+    app.phonebook
+        .insert(&app.store, vec![entry], recorded)
+        .await?;
     Ok(created(v))
 }
 
@@ -309,19 +307,17 @@ pub async fn patch(
         updated_at: store::now_ms(),
         ..(*old).clone()
     };
-    app.phonebook.replace(&app.store, entry.clone()).await?;
     let v = view(&entry, None);
-    if entry.is_shared() || old.is_shared() {
-        audit::record(
-            &app,
+    let recorded = (entry.is_shared() || old.is_shared()).then(|| {
+        audit::entry(
             Ok(&caller),
             "phonebook.changed",
             Some(&entry.id),
             Some(&view(&old, None)),
             Some(&v),
         )
-        .await;
-    }
+    });
+    app.phonebook.replace(&app.store, entry, recorded).await?;
     Ok(Json(v))
 }
 
@@ -334,18 +330,16 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let old = visible_entry(&app, &caller, &id)?;
     may_edit(&app.access, &caller, &old)?;
-    app.phonebook.delete(&app.store, &old.id).await?;
-    if old.is_shared() {
-        audit::record(
-            &app,
+    let recorded = old.is_shared().then(|| {
+        audit::entry(
             Ok(&caller),
             "phonebook.deleted",
             Some(&old.id),
             Some(&view(&old, None)),
             audit::NONE,
         )
-        .await;
-    }
+    });
+    app.phonebook.delete(&app.store, &old.id, recorded).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -546,26 +540,28 @@ pub async fn import(
     }
     let imported = good.len();
     let shared = good.iter().filter(|e| e.is_shared()).count();
-    if !good.is_empty() {
-        app.phonebook.insert(&app.store, good).await?;
-    }
-    let report = ImportReport {
-        imported,
-        failed: problems.len(),
-        problems,
-    };
-    tracing::info!(by = %caller.name, imported, failed = report.failed, "phonebook import");
-    let after =
-        serde_json::json!({"imported": imported, "shared": shared, "failed": report.failed});
-    audit::record(
-        &app,
+    let failed = problems.len();
+    let after = serde_json::json!({"imported": imported, "shared": shared, "failed": failed});
+    let recorded = audit::entry(
         Ok(&caller),
         "phonebook.imported",
         Some(&caller.id),
         audit::NONE,
         Some(&after),
-    )
-    .await;
+    );
+    if good.is_empty() {
+        app.store.audit(recorded).await?;
+    } else {
+        app.phonebook
+            .insert(&app.store, good, Some(recorded))
+            .await?;
+    }
+    let report = ImportReport {
+        imported,
+        failed,
+        problems,
+    };
+    tracing::info!(by = %caller.name, imported, failed, "phonebook import");
     Ok(Json(report))
 }
 

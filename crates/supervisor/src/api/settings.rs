@@ -125,20 +125,20 @@ async fn register(
         serde_json::to_string(&stored).map_err(|e| ApiError::internal("encoding settings", e))?;
     let prefixes = stored.dial_rules.prefixes.clone();
     let masked = stored.clone().masked();
-    let version = app
-        .store
-        .register_settings(id, &document, &caller.id, Some(&prefixes), |version| {
-            let mut after = serde_json::json!({"version": version, "settings": masked});
-            crate::settings::merge_patch(&mut after, &extra);
-            Some(crate::audit::entry(
-                Ok(caller),
-                action,
-                Some(id),
-                before.as_ref(),
-                Some(&after),
-            ))
-        })
+    let mut tx = app.store.begin().await?;
+    let version = tx
+        .register_settings(id, &document, &caller.id, Some(&prefixes))
         .await?;
+    let mut after = serde_json::json!({"version": version, "settings": masked});
+    crate::settings::merge_patch(&mut after, &extra);
+    tx.commit_audited(crate::audit::entry(
+        Ok(caller),
+        action,
+        Some(id),
+        before.as_ref(),
+        Some(&after),
+    ))
+    .await?;
     // Dial rules drive routing.
     app.dispatcher.set_dial_prefixes(id, prefixes);
     send(app, id, version, stored);

@@ -62,27 +62,22 @@ async fn register(
     let before = app.live.get();
     let document =
         serde_json::to_string(&next).map_err(|e| ApiError::internal("encoding settings", e))?;
-    let version = app
-        .store
-        .put_settings(TARGET, &document, &caller.id)
-        .await?;
+    let mut tx = app.store.begin().await?;
+    let version = tx.put_settings(TARGET, &document, &caller.id).await?;
     // The supervisor applies its own settings at once.
-    app.store
-        .settings_result(TARGET, version, true, None)
-        .await?;
-    app.live.set(next.clone());
-    app.retention_wake.notify_one();
-    tracing::info!(by = %caller.name, version, "supervisor settings registered");
+    tx.settings_result(TARGET, version, true, None).await?;
     let after = serde_json::json!({"version": version, "settings": next});
-    crate::audit::record(
-        app,
+    tx.commit_audited(crate::audit::entry(
         Ok(caller),
         action,
         Some(TARGET),
         Some(&before),
         Some(&after),
-    )
-    .await;
+    ))
+    .await?;
+    app.live.set(next);
+    app.retention_wake.notify_one();
+    tracing::info!(by = %caller.name, version, "supervisor settings registered");
     view(app).await
 }
 

@@ -4,7 +4,7 @@
 //! Memberships and grants are cached in memory and reloaded after each change.
 
 use crate::competence::{self, Competence, Scope, Target};
-use crate::error::ApiError;
+use crate::error::Error;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use store::Store;
@@ -218,11 +218,11 @@ impl Access {
         caller: &Caller,
         c: Competence,
         target: Target<'_>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if self.holds(&caller.id, c, target) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
+            Err(Error::forbidden(format!(
                 "this needs the competence {c}{}",
                 describe(target)
             )))
@@ -234,27 +234,27 @@ impl Access {
     /// client reaches, so the caller must administer all of it: `manage_clients` over every grouping the
     /// client is in (over the whole supervisor for a client in none), and every competence the client
     /// holds must be one the caller could grant where the client holds it.
-    pub fn authorize_over_client(&self, caller: &Caller, client_id: &str) -> Result<(), ApiError> {
+    pub fn authorize_over_client(&self, caller: &Caller, client_id: &str) -> Result<(), Error> {
         self.read(|m| {
             let groupings = Memberships::sorted(m.groupings_of_client.get(client_id));
             if groupings.is_empty()
                 && !m.holds(&caller.id, Competence::ManageClients, Target::System)
             {
-                return Err(ApiError::forbidden(format!(
+                return Err(Error::forbidden(format!(
                     "client {client_id} is in no grouping; acting on it needs the competence \
                      manage_clients for the whole supervisor"
                 )));
             }
             for g in groupings {
                 if !m.holds(&caller.id, Competence::ManageClients, Target::Grouping(g)) {
-                    return Err(ApiError::forbidden(format!(
+                    return Err(Error::forbidden(format!(
                         "client {client_id} is also in grouping {g}, where you do not hold manage_clients"
                     )));
                 }
             }
             for (set, scope) in m.grants_of_client.get(client_id).into_iter().flatten() {
                 if let Some(c) = m.ungrantable(&caller.id, *set, scope) {
-                    return Err(ApiError::forbidden(format!(
+                    return Err(Error::forbidden(format!(
                         "client {client_id} holds {c} in scope {}, which you do not hold there",
                         scope_text(scope)
                     )));
@@ -271,7 +271,7 @@ impl Access {
         &self,
         caller: &Caller,
         fax_server_id: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         self.authorize_change_of_fax_server(
             caller,
             Competence::ChangeFaxServerSettings,
@@ -287,12 +287,12 @@ impl Access {
         caller: &Caller,
         c: Competence,
         fax_server_id: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         self.authorize(caller, c, Target::FaxServer(fax_server_id))?;
         self.read(|m| {
             for g in Memberships::sorted(m.groupings_of_server.get(fax_server_id)) {
                 if !m.holds(&caller.id, c, Target::Grouping(g)) {
-                    return Err(ApiError::forbidden(format!(
+                    return Err(Error::forbidden(format!(
                         "fax server {fax_server_id} also serves grouping {g}, where you do not hold {c}"
                     )));
                 }
@@ -309,7 +309,7 @@ impl Access {
         caller: &Caller,
         fax_server_id: &str,
         delivered_to: &[store::RuleTarget],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let addressed = self.read(|m| {
             m.shares_grouping(&caller.id, fax_server_id)
                 && delivered_to.iter().any(|t| match t {
@@ -320,7 +320,7 @@ impl Access {
                 })
         });
         if !addressed {
-            return Err(ApiError::not_found("inbound fax"));
+            return Err(Error::not_found("inbound fax"));
         }
         self.authorize(
             caller,
@@ -362,10 +362,10 @@ impl Access {
         caller: &Caller,
         set: CompetenceSet,
         scope: &Scope,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         match self.read(|m| m.ungrantable(&caller.id, set, scope)) {
             None => Ok(()),
-            Some(c) => Err(ApiError::forbidden(format!(
+            Some(c) => Err(Error::forbidden(format!(
                 "you cannot grant {c} in scope {}: you do not hold it there",
                 scope_text(scope)
             ))),
@@ -643,12 +643,14 @@ mod tests {
         let e = access
             .authorize_over_client(&ga, &in_ab)
             .expect_err("also in b");
-        assert_eq!(e.status, axum::http::StatusCode::FORBIDDEN);
-        assert!(e.message.contains(&b), "{}", e.message);
+        assert!(
+            matches!(&e, crate::error::Error::Forbidden(m) if m.contains(&b)),
+            "{e:?}"
+        );
         let e = access
             .authorize_over_client(&ga, &admin_in_a)
             .expect_err("holds more");
-        assert!(e.message.contains("in scope all"), "{}", e.message);
+        assert!(e.to_string().contains("in scope all"), "{e}");
         assert!(access.authorize_over_client(&ga, &loose).is_err());
         let root = caller(&root);
         for c in [&in_a, &in_ab, &admin_in_a, &loose] {

@@ -114,14 +114,14 @@ pub enum HashError {
     Failed(String),
 }
 
-impl From<HashError> for crate::error::ApiError {
+impl From<HashError> for crate::error::Error {
     fn from(e: HashError) -> Self {
         match e {
-            HashError::Busy => crate::error::ApiError::busy(
+            HashError::Busy => crate::error::Error::busy(
                 "too many password checks at once; try again shortly",
                 BUSY_RETRY_SECS,
             ),
-            HashError::Failed(e) => crate::error::ApiError::internal("hashing a password", e),
+            HashError::Failed(e) => crate::error::Error::internal("hashing a password", e),
         }
     }
 }

@@ -8,19 +8,19 @@
 
 use crate::access::Caller;
 use crate::auth::{self, MAX_PASSWORD_CHARS, Revoked};
-use crate::error::{ApiError, ApiResult};
+use crate::error::Error;
 use crate::{AppState, audit};
 use store::{ApiToken, Client, ClientKind};
 
 /// Names of clients, fax servers and groupings: 1 to 64 letters, digits, '-', '_', '.' or '@'.
-pub fn valid_name(field: &str, name: &str) -> ApiResult<()> {
+pub fn valid_name(field: &str, name: &str) -> crate::error::Result<()> {
     if name.is_empty()
         || name.len() > 64
         || !name
             .chars()
             .all(|c| c.is_alphanumeric() || "-_.@".contains(c))
     {
-        return Err(ApiError::field(
+        return Err(Error::field(
             field,
             "use 1 to 64 letters, digits, '-', '_', '.' or '@'",
         ));
@@ -28,10 +28,10 @@ pub fn valid_name(field: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn valid_password(field: &str, password: &str) -> ApiResult<()> {
+pub fn valid_password(field: &str, password: &str) -> crate::error::Result<()> {
     let n = password.chars().count();
     if !(10..=MAX_PASSWORD_CHARS).contains(&n) {
-        return Err(ApiError::field(
+        return Err(Error::field(
             field,
             format!("use 10 to {MAX_PASSWORD_CHARS} characters"),
         ));
@@ -42,10 +42,10 @@ pub fn valid_password(field: &str, password: &str) -> ApiResult<()> {
 /// The longest lifetime a token can be issued with.
 pub const MAX_TOKEN_TTL_SECS: u64 = 10 * 365 * 86_400;
 
-fn valid_label(label: &str) -> ApiResult<()> {
+fn valid_label(label: &str) -> crate::error::Result<()> {
     let n = label.chars().count();
     if !(1..=64).contains(&n) || label.chars().any(char::is_control) {
-        return Err(ApiError::field(
+        return Err(Error::field(
             "label",
             "use 1 to 64 characters, no control characters",
         ));
@@ -54,7 +54,7 @@ fn valid_label(label: &str) -> ApiResult<()> {
 }
 
 /// 403 unless the caller is the client itself or has authority over it.
-fn self_or_authority(app: &AppState, caller: &Caller, client_id: &str) -> ApiResult<()> {
+fn self_or_authority(app: &AppState, caller: &Caller, client_id: &str) -> crate::error::Result<()> {
     if caller.id == client_id {
         return Ok(());
     }
@@ -75,7 +75,7 @@ pub async fn issue_token(
     client: &Client,
     label: &str,
     expires_in_secs: Option<u64>,
-) -> ApiResult<IssuedToken> {
+) -> crate::error::Result<IssuedToken> {
     self_or_authority(app, caller, &client.id)?;
     valid_label(label)?;
     let now = store::now_ms();
@@ -85,7 +85,7 @@ pub async fn issue_token(
             Some(now + i64::try_from(s * 1000).unwrap_or(i64::MAX / 2))
         }
         Some(_) => {
-            return Err(ApiError::field(
+            return Err(Error::field(
                 "expires_in_secs",
                 format!("must be 1 to {MAX_TOKEN_TTL_SECS} seconds (ten years)"),
             ));
@@ -98,7 +98,7 @@ pub async fn issue_token(
     if own && let Some(limit) = caller.token_expires_at {
         match expires_at {
             Some(at) if at > limit => {
-                return Err(ApiError::field(
+                return Err(Error::field(
                     "expires_in_secs",
                     format!(
                         "a token you make for yourself cannot outlive the token you make it with: \
@@ -141,16 +141,16 @@ pub async fn revoke_token(
     caller: &Caller,
     client: &Client,
     token_id: &str,
-) -> ApiResult<()> {
+) -> crate::error::Result<()> {
     self_or_authority(app, caller, &client.id)?;
     let token = app
         .store
         .token_of(&client.id, token_id, store::now_ms())
         .await?
-        .ok_or_else(|| ApiError::not_found("token"))?;
+        .ok_or_else(|| Error::not_found("token"))?;
     let mut tx = app.store.begin().await?;
     if !tx.revoke_token(&client.id, &token.id).await? {
-        return Err(ApiError::not_found("token"));
+        return Err(Error::not_found("token"));
     }
     tx.commit_audited(audit::entry(
         Ok(caller),
@@ -173,16 +173,16 @@ pub async fn set_password(
     client: &Client,
     new: &str,
     current: Option<&str>,
-) -> ApiResult<()> {
+) -> crate::error::Result<()> {
     if ClientKind::parse(&client.kind) != Some(ClientKind::Person) {
-        return Err(ApiError::field(
+        return Err(Error::field(
             "password",
             "applications sign in with tokens, not passwords",
         ));
     }
     if caller.id == client.id {
         let Some(current) = current else {
-            return Err(ApiError::field(
+            return Err(Error::field(
                 "current_password",
                 "give your current password to change it",
             ));
@@ -200,7 +200,7 @@ pub async fn set_password(
             .inspect_err(|_| guard.withdrawn(&attempt))?;
         if !matches {
             guard.failed(&attempt);
-            return Err(ApiError::forbidden("the current password does not match"));
+            return Err(Error::forbidden("the current password does not match"));
         }
         guard.succeeded(&attempt, std::time::Instant::now());
     } else {
@@ -210,7 +210,7 @@ pub async fn set_password(
     let hash = app.credentials.hash_password(new).await?;
     let mut tx = app.store.begin().await?;
     if !tx.set_password(&client.id, &hash).await? {
-        return Err(ApiError::not_found("client"));
+        return Err(Error::not_found("client"));
     }
     // Whoever signed in with the old password is signed out (all but the request's own session).
     let except = (caller.id == client.id).then_some(caller.token_id.as_str());
@@ -237,7 +237,7 @@ pub async fn set_disabled(
     caller: &Caller,
     client: &Client,
     disabled: bool,
-) -> ApiResult<()> {
+) -> crate::error::Result<()> {
     app.access.authorize_over_client(caller, &client.id)?;
     if client.disabled == disabled {
         return Ok(());
@@ -267,7 +267,7 @@ pub async fn set_disabled(
 
 /// Deletes a client: its tokens, grants, memberships, webhooks and personal phonebook entries go, its
 /// queued jobs are cancelled and jobs on a fax server are told to stop; its name is free again.
-pub async fn delete(app: &AppState, caller: &Caller, client: &Client) -> ApiResult<()> {
+pub async fn delete(app: &AppState, caller: &Caller, client: &Client) -> crate::error::Result<()> {
     app.access.authorize_over_client(caller, &client.id)?;
     let before = serde_json::json!({
         "name": client.name, "kind": client.kind,
@@ -277,7 +277,7 @@ pub async fn delete(app: &AppState, caller: &Caller, client: &Client) -> ApiResu
     let gone = tx
         .delete_client(&client.id)
         .await?
-        .ok_or_else(|| ApiError::not_found("client"))?;
+        .ok_or_else(|| Error::not_found("client"))?;
     tx.commit_audited(audit::entry(
         Ok(caller),
         "client.deleted",

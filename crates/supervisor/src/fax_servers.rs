@@ -4,15 +4,19 @@
 
 use crate::access::Caller;
 use crate::auth::Revoked;
-use crate::error::{ApiError, ApiResult};
+use crate::error::Error;
 use crate::{AppState, audit};
 
 /// Revokes a fax server's link credential (and any enrollment token it had not used).
-pub async fn revoke(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> ApiResult<()> {
+pub async fn revoke(
+    app: &AppState,
+    caller: &Caller,
+    fs: &store::FaxServer,
+) -> crate::error::Result<()> {
     app.access.authorize_over_fax_server(caller, &fs.id)?;
     let mut tx = app.store.begin().await?;
     if !tx.revoke_fax_server(&fs.id).await? {
-        return Err(ApiError::not_found("fax server"));
+        return Err(Error::not_found("fax server"));
     }
     tx.commit_audited(audit::entry(
         Ok(caller),
@@ -28,7 +32,11 @@ pub async fn revoke(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> A
 }
 
 /// Deletes a fax server: revoked, out of every grouping, its inbound rules gone, its name free again.
-pub async fn delete(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> ApiResult<()> {
+pub async fn delete(
+    app: &AppState,
+    caller: &Caller,
+    fs: &store::FaxServer,
+) -> crate::error::Result<()> {
     app.access.authorize_over_fax_server(caller, &fs.id)?;
     let before = serde_json::json!({
         "name": fs.name, "dial_prefixes": fs.dial_prefixes(),
@@ -36,7 +44,7 @@ pub async fn delete(app: &AppState, caller: &Caller, fs: &store::FaxServer) -> A
     });
     let mut tx = app.store.begin().await?;
     if !tx.delete_fax_server(&fs.id).await? {
-        return Err(ApiError::not_found("fax server"));
+        return Err(Error::not_found("fax server"));
     }
     tx.commit_audited(audit::entry(
         Ok(caller),
@@ -60,7 +68,7 @@ const WITHDRAWAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// attempts are cancelled on it while its link is still up, and the jobs of those it confirms stopping
 /// move on at once. Then its link closes; an attempt it did not confirm (it is unreachable, or did not
 /// answer in time) is in doubt, and its job moves on once no call of it can still be running.
-async fn withdraw(app: &AppState, fs_id: &str, why: &str) -> ApiResult<()> {
+async fn withdraw(app: &AppState, fs_id: &str, why: &str) -> crate::error::Result<()> {
     let online = app.dispatcher.begin_withdrawal(fs_id, why);
     let held: Vec<store::Attempt> = app
         .store

@@ -1,48 +1,16 @@
 //! The fax server link face: a WebSocket the fax server opens to `/v1/node/link` (see the `protocol`
-//! crate). It authenticates the fax server, reconciles on hello, and hands every message to the dispatcher
+//! crate; `api::node::link` authenticates the request and upgrades it). It reconciles on hello, and hands every message to the dispatcher
 //! or the inbound router; a message is acknowledged only after its effect is committed.
 
 use crate::AppState;
-use crate::auth::{Revoked, bearer, hash_secret};
-use crate::error::ApiError;
-use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use crate::auth::Revoked;
+use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use protocol::{
     Body, Envelope, FaultSide, JobProgress, JobResult, Outcome, PROTOCOL_VERSION, Phase, Welcome,
 };
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
-
-pub async fn upgrade(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let Some(credential) = bearer(&headers) else {
-        return ApiError::unauthorized().into_response();
-    };
-    // Before the credential is looked up, so that a revocation from then on reaches this link.
-    let revoked = app.credentials.subscribe();
-    let fs = match app
-        .store
-        .fax_server_by_credential(&hash_secret(credential))
-        .await
-    {
-        Ok(Some(fs)) => fs,
-        Ok(None) => return ApiError::unauthorized().into_response(),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    ws.max_message_size(1 << 20)
-        .on_upgrade(move |socket| async move {
-            let id = fs.id.clone();
-            if let Err(e) = serve(app, fs, socket, revoked).await {
-                tracing::info!(fax_server = %id, "link closed: {e}");
-            }
-        })
-}
 
 /// Whether a revocation reached this fax server: announced for it, or missed (the channel lagged) and
 /// the store no longer knows it.
@@ -66,7 +34,7 @@ async fn revoked_now(
 #[error("the fax server's credential was revoked")]
 struct CredentialRevoked;
 
-async fn serve(
+pub async fn serve(
     app: AppState,
     fs: store::FaxServer,
     socket: WebSocket,

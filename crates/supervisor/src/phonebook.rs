@@ -11,7 +11,7 @@
 
 use crate::access::{Access, Caller};
 use crate::competence::{Competence, Target};
-use crate::error::ApiError;
+use crate::error::Error;
 use phonebook::{Entry, Index, Label};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use store::{NewAudit, Store};
@@ -118,7 +118,7 @@ pub fn visible(access: &Access, client_id: &str, e: &Entry) -> bool {
 }
 
 /// 403 unless the caller may read the phonebook at all.
-pub fn require_reader(access: &Access, caller: &Caller) -> Result<(), ApiError> {
+pub fn require_reader(access: &Access, caller: &Caller) -> Result<(), Error> {
     access.authorize(caller, Competence::ReadPhonebook, Target::Anywhere)
 }
 
@@ -129,7 +129,7 @@ pub fn may_label(
     caller: &Caller,
     owner_id: &str,
     labels: &[Label],
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     for l in labels {
         let target = match l {
             Label::Everyone => Target::Client(owner_id),
@@ -142,10 +142,10 @@ pub fn may_label(
 }
 
 /// Whether the caller may change or delete an existing entry it can see.
-pub fn may_edit(access: &Access, caller: &Caller, e: &Entry) -> Result<(), ApiError> {
+pub fn may_edit(access: &Access, caller: &Caller, e: &Entry) -> Result<(), Error> {
     if !e.is_shared() && e.owner_id != caller.id {
         // Another client's personal entry: only its owner sees it, so it reads as missing.
-        return Err(ApiError::not_found("phonebook entry"));
+        return Err(Error::not_found("phonebook entry"));
     }
     if e.is_shared() {
         may_label(access, caller, &e.owner_id, &e.labels)?;

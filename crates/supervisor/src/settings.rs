@@ -4,18 +4,12 @@
 //! key before they are stored, shown to clients only as set / not set, and unsealed only to be pushed to
 //! their fax server.
 
-use crate::error::ApiError;
+use crate::error::Error;
 
 pub use protocol::settings::{
     DialRules, FaxServerSettings, FieldError, ReceivePolicy, ReceiveResolution, RetryPolicy,
     Secret, SipAccount, SipTransport, T38Options, rules,
 };
-
-impl From<FieldError> for ApiError {
-    fn from(e: FieldError) -> Self {
-        ApiError::field(&e.field, e.reason)
-    }
-}
 
 /// Seals and unseals secrets with a key derived from the server key.
 #[derive(Clone, Debug)]
@@ -30,10 +24,10 @@ impl Sealer {
         }
     }
 
-    fn seal(&self, plain: &str) -> Result<String, ApiError> {
+    fn seal(&self, plain: &str) -> Result<String, Error> {
         self.sealed
             .seal(plain)
-            .map_err(|e| ApiError::internal("sealing a secret", e))
+            .map_err(|e| Error::internal("sealing a secret", e))
     }
 
     fn unseal(&self, sealed: &str) -> Option<String> {
@@ -47,7 +41,7 @@ impl Sealer {
         &self,
         mut next: FaxServerSettings,
         current: Option<&FaxServerSettings>,
-    ) -> Result<FaxServerSettings, ApiError> {
+    ) -> Result<FaxServerSettings, Error> {
         next.sip.password = match next.sip.password {
             Secret::Value(v) => Secret::Sealed {
                 sealed: self.seal(&v)?,
@@ -66,7 +60,7 @@ impl Sealer {
                     sealed: sealed.clone(),
                 },
                 _ => {
-                    return Err(ApiError::field(
+                    return Err(Error::field(
                         "sip.password",
                         "no password is stored to keep; give one",
                     ));
@@ -74,7 +68,7 @@ impl Sealer {
             },
             Secret::Masked { set: false } => Secret::Masked { set: false },
             Secret::Sealed { .. } => {
-                return Err(ApiError::field(
+                return Err(Error::field(
                     "sip.password",
                     "give the password itself, or {\"set\": true} to keep it",
                 ));

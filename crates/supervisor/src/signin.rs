@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::access::Caller;
 use crate::audit;
 use crate::auth::{self, hash_secret};
-use crate::error::ApiError;
+use crate::error::Error;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -331,17 +331,13 @@ pub fn wait_secs(wait: Duration) -> u64 {
 }
 
 /// 429 for a name or address that must wait, with `Retry-After`.
-pub fn too_many(wait: Duration) -> ApiError {
-    ApiError {
-        retry_after: Some(wait_secs(wait)),
-        ..ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            format!(
-                "too many failed sign-ins for this name or address; try again in {} s",
-                wait_secs(wait)
-            ),
-        )
+pub fn too_many(wait: Duration) -> Error {
+    Error::TooManyRequests {
+        message: format!(
+            "too many failed sign-ins for this name or address; try again in {} s",
+            wait_secs(wait)
+        ),
+        retry_after_secs: wait_secs(wait),
     }
 }
 
@@ -354,7 +350,7 @@ pub enum SignInError {
     Throttled(Duration),
     /// Too many password checks at once; nothing was tried.
     Busy,
-    Internal(ApiError),
+    Internal(Error),
 }
 
 impl From<store::Error> for SignInError {

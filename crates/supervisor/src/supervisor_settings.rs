@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::egress::{AllowList, Network};
-use crate::error::ApiError;
+use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -136,8 +136,8 @@ impl SupervisorSettings {
     }
 
     /// Checks every field against what the supervisor can honour; the error names the field.
-    pub fn validate(&self, config: &Config) -> Result<(), ApiError> {
-        let bad = |field: &str, msg: &str| Err(ApiError::field(field, msg));
+    pub fn validate(&self, config: &Config) -> Result<(), Error> {
+        let bad = |field: &str, msg: &str| Err(Error::field(field, msg));
         let r = &self.retention;
         for (field, days) in [
             ("retention.finished_jobs_days", r.finished_jobs_days),
@@ -177,7 +177,7 @@ impl SupervisorSettings {
                 "must be 1024 bytes to the server's ceiling of {} bytes",
                 config.max_upload_bytes
             );
-            return Err(ApiError::field("uploads.max_upload_bytes", msg));
+            return Err(Error::field("uploads.max_upload_bytes", msg));
         }
         if !(1..=10_000).contains(&self.uploads.max_pages_per_job) {
             return bad("uploads.max_pages_per_job", "must be 1 to 10000");
@@ -199,10 +199,7 @@ impl SupervisorSettings {
         }
         for (i, n) in self.webhooks.allowed_networks.iter().enumerate() {
             if let Err(e) = n.parse::<Network>() {
-                return Err(ApiError::field(
-                    &format!("webhooks.allowed_networks[{i}]"),
-                    e,
-                ));
+                return Err(Error::field(&format!("webhooks.allowed_networks[{i}]"), e));
             }
         }
         Ok(())
@@ -259,7 +256,10 @@ mod tests {
             let mut s = ok.clone();
             change(&mut s);
             let e = s.validate(&config).expect_err("refused");
-            assert!(e.message.starts_with(&format!("{field}:")), "{}", e.message);
+            assert!(
+                matches!(&e, crate::error::Error::Invalid { field: f, .. } if f == field),
+                "{e:?}"
+            );
         };
         check(|s| s.retry.schedule_secs.clear(), "retry.schedule_secs");
         check(|s| s.retry.max_tries = 0, "retry.max_tries");

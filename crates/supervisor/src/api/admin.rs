@@ -5,9 +5,9 @@ use super::clients::check_groupings;
 use super::{created, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
+use crate::api::error::{ApiError, ApiResult};
 use crate::clients::valid_name;
 use crate::competence::{Competence, Target};
-use crate::error::{ApiError, ApiResult};
 use crate::{audit, auth};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -88,7 +88,7 @@ pub async fn list_groupings(
 }
 
 /// One grouping with its members.
-#[utoipa::path(get, path = "/v1/groupings/{id}", responses((status = 200, body = GroupingView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/groupings/{id}", responses((status = 200, body = GroupingView), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn get_grouping(
     State(app): State<AppState>,
     caller: Caller,
@@ -387,7 +387,7 @@ async fn visible_fax_server(
 }
 
 /// One fax server.
-#[utoipa::path(get, path = "/v1/fax-servers/{id}", responses((status = 200, body = FaxServerView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/fax-servers/{id}", responses((status = 200, body = FaxServerView), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn get_fax_server(
     State(app): State<AppState>,
     caller: Caller,
@@ -446,7 +446,7 @@ pub async fn patch_fax_server(
 /// and the jobs it held move to another fax server. Needs `change_fax_server_settings` over the fax server
 /// and over every grouping it serves.
 #[utoipa::path(post, path = "/v1/fax-servers/{id}/revoke",
-    responses((status = 200, body = FaxServerView), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = FaxServerView), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn revoke_fax_server(
     State(app): State<AppState>,
     caller: Caller,
@@ -461,7 +461,7 @@ pub async fn revoke_fax_server(
 /// Deletes a fax server: revoked as above, out of every grouping, its inbound rules gone, its name free
 /// again. Its attempts and received faxes stay in the history.
 #[utoipa::path(delete, path = "/v1/fax-servers/{id}",
-    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 204), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn delete_fax_server(
     State(app): State<AppState>,
     caller: Caller,

@@ -3,8 +3,8 @@
 use super::{Paged, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
+use crate::api::error::{ApiError, ApiResult};
 use crate::competence::{Competence, Target};
-use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,7 @@ pub struct AuditView {
 }
 
 /// Administrative changes and sign-ins, newest first.
-#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), responses((status = 200, body = Paged<AuditView>), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), responses((status = 200, body = Paged<AuditView>), (status = 403, body = crate::api::error::ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,

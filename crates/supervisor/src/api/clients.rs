@@ -3,9 +3,9 @@
 
 use super::{PeerAddr, created, rfc3339};
 use crate::access::{Caller, CompetenceSet};
+use crate::api::error::{ApiError, ApiResult};
 use crate::clients::{valid_name, valid_password};
 use crate::competence::{Competence, Scope, Target, USER};
-use crate::error::{ApiError, ApiResult};
 use crate::signin::{SignInError, sign_in};
 use crate::{AppState, audit, auth};
 use axum::Json;
@@ -59,9 +59,9 @@ impl From<store::Client> for ClientView {
 /// `sessions.login_token_ttl_secs`. Failed attempts are throttled per name and per address (429 with
 /// `Retry-After`); when too many password checks already wait, 503 with `Retry-After` before any check.
 #[utoipa::path(post, path = "/v1/sessions", request_body = LoginRequest,
-    responses((status = 201, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
-              (status = 429, description = "too many failed sign-ins; see Retry-After", body = crate::error::ErrorBody),
-              (status = 503, description = "too many password checks at once; see Retry-After", body = crate::error::ErrorBody)))]
+    responses((status = 201, body = TokenResponse), (status = 401, body = crate::api::error::ErrorBody),
+              (status = 429, description = "too many failed sign-ins; see Retry-After", body = crate::api::error::ErrorBody),
+              (status = 503, description = "too many password checks at once; see Retry-After", body = crate::api::error::ErrorBody)))]
 pub async fn login(
     State(app): State<AppState>,
     PeerAddr(peer): PeerAddr,
@@ -75,14 +75,16 @@ pub async fn login(
             client: s.client.into(),
         }),
         Err(SignInError::Refused) => ApiError::unauthorized().into_response(),
-        Err(SignInError::Throttled(wait)) => crate::signin::too_many(wait).into_response(),
+        Err(SignInError::Throttled(wait)) => {
+            ApiError::from(crate::signin::too_many(wait)).into_response()
+        }
         Err(SignInError::Busy) => ApiError::from(crate::auth::HashError::Busy).into_response(),
-        Err(SignInError::Internal(e)) => e.into_response(),
+        Err(SignInError::Internal(e)) => ApiError::from(e).into_response(),
     }
 }
 
 /// Signs out: revokes the token this request carries.
-#[utoipa::path(delete, path = "/v1/sessions", responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/sessions", responses((status = 204), (status = 401, body = crate::api::error::ErrorBody)))]
 pub async fn logout(State(app): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     let me = own_client(&app, &caller).await?;
     crate::clients::revoke_token(&app, &caller, &me, &caller.token_id).await?;
@@ -276,7 +278,7 @@ async fn resolve_grant(
 /// Creates a client: the caller needs `manage_clients` over every grouping named (or everywhere when none
 /// is), and may grant only what it holds.
 #[utoipa::path(post, path = "/v1/clients", request_body = NewClient,
-    responses((status = 201, body = NewClientResponse), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = NewClientResponse), (status = 403, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn create_client(
     State(app): State<AppState>,
     caller: Caller,
@@ -402,7 +404,7 @@ pub async fn create_client(
 }
 
 /// The clients the caller manages.
-#[utoipa::path(get, path = "/v1/clients", responses((status = 200, body = [ClientView]), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/clients", responses((status = 200, body = [ClientView]), (status = 403, body = crate::api::error::ErrorBody)))]
 pub async fn list_clients(
     State(app): State<AppState>,
     caller: Caller,
@@ -429,7 +431,7 @@ async fn visible_client(app: &AppState, caller: &Caller, id: &str) -> ApiResult<
 }
 
 /// One client with its groupings and grants (itself, or one the caller manages).
-#[utoipa::path(get, path = "/v1/clients/{id}", responses((status = 200, body = ClientDetail), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/clients/{id}", responses((status = 200, body = ClientDetail), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn get_client(
     State(app): State<AppState>,
     caller: Caller,
@@ -448,8 +450,8 @@ pub struct ClientPatch {
 /// Disables or enables a client (needs authority over everything the client reaches). A disabled client's
 /// tokens and password open nothing and its event streams end; enabling it restores its tokens.
 #[utoipa::path(patch, path = "/v1/clients/{id}", request_body = ClientPatch,
-    responses((status = 200, body = ClientDetail), (status = 403, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, description = "the last administrator", body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ClientDetail), (status = 403, body = crate::api::error::ErrorBody),
+              (status = 404, body = crate::api::error::ErrorBody), (status = 409, description = "the last administrator", body = crate::api::error::ErrorBody)))]
 pub async fn patch_client(
     State(app): State<AppState>,
     caller: Caller,
@@ -467,8 +469,8 @@ pub async fn patch_client(
 /// Deletes a client (needs authority over everything the client reaches): its tokens, grants,
 /// memberships, webhooks and personal phonebook entries go, its queued jobs are cancelled, its name is free.
 #[utoipa::path(delete, path = "/v1/clients/{id}",
-    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, description = "the last administrator", body = crate::error::ErrorBody)))]
+    responses((status = 204), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody),
+              (status = 409, description = "the last administrator", body = crate::api::error::ErrorBody)))]
 pub async fn delete_client(
     State(app): State<AppState>,
     caller: Caller,
@@ -490,8 +492,8 @@ pub struct PasswordRequest {
 /// Sets a person's password: its own (with the current one), or another's with authority over everything
 /// that client reaches. The sessions signed in with the old password end (but the request's own).
 #[utoipa::path(put, path = "/v1/clients/{id}/password", request_body = PasswordRequest,
-    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 204), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody),
+              (status = 422, body = crate::api::error::ErrorBody), (status = 429, body = crate::api::error::ErrorBody)))]
 pub async fn set_password(
     State(app): State<AppState>,
     caller: Caller,
@@ -552,7 +554,7 @@ fn token_view(t: store::ApiToken, caller: &Caller) -> TokenView {
 /// Issues an API token for a client: a client for itself, or one with authority over everything that
 /// client reaches.
 #[utoipa::path(post, path = "/v1/clients/{id}/tokens", request_body = NewToken,
-    responses((status = 201, body = TokenResponse), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = TokenResponse), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn create_token(
     State(app): State<AppState>,
     caller: Caller,
@@ -572,7 +574,7 @@ pub async fn create_token(
 }
 
 /// A client's live tokens (neither revoked nor expired), newest first; never the secrets.
-#[utoipa::path(get, path = "/v1/clients/{id}/tokens", responses((status = 200, body = [TokenView]), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/clients/{id}/tokens", responses((status = 200, body = [TokenView]), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn list_tokens(
     State(app): State<AppState>,
     caller: Caller,
@@ -587,7 +589,7 @@ pub async fn list_tokens(
 
 /// Revokes a token: refused from the next request on; event streams opened with it end.
 #[utoipa::path(delete, path = "/v1/clients/{id}/tokens/{token_id}",
-    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 204), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn revoke_token(
     State(app): State<AppState>,
     caller: Caller,
@@ -599,7 +601,7 @@ pub async fn revoke_token(
 }
 
 /// Grants a role in a scope to a client the caller manages.
-#[utoipa::path(post, path = "/v1/clients/{id}/grants", request_body = GrantRequest, responses((status = 201, body = GrantView), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/clients/{id}/grants", request_body = GrantRequest, responses((status = 201, body = GrantView), (status = 403, body = crate::api::error::ErrorBody)))]
 pub async fn add_grant(
     State(app): State<AppState>,
     caller: Caller,
@@ -641,8 +643,8 @@ pub async fn add_grant(
 
 /// Withdraws a grant; the caller must be able to grant it itself. The last enabled holder of the
 /// administrator role in scope `all` keeps it (409).
-#[utoipa::path(delete, path = "/v1/clients/{id}/grants/{grant_id}", responses((status = 204), (status = 403, body = crate::error::ErrorBody),
-    (status = 409, description = "the last administrator", body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/clients/{id}/grants/{grant_id}", responses((status = 204), (status = 403, body = crate::api::error::ErrorBody),
+    (status = 409, description = "the last administrator", body = crate::api::error::ErrorBody)))]
 pub async fn remove_grant(
     State(app): State<AppState>,
     caller: Caller,
@@ -715,7 +717,7 @@ pub struct NewRole {
 }
 
 /// Defines a role. The caller needs `manage_clients` everywhere and must hold every competence it bundles.
-#[utoipa::path(post, path = "/v1/roles", request_body = NewRole, responses((status = 201, body = RoleView), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/roles", request_body = NewRole, responses((status = 201, body = RoleView), (status = 403, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn create_role(
     State(app): State<AppState>,
     caller: Caller,
@@ -768,7 +770,7 @@ pub async fn create_role(
 }
 
 /// Deletes a role nobody holds (built-in roles stay).
-#[utoipa::path(delete, path = "/v1/roles/{id}", responses((status = 204), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/roles/{id}", responses((status = 204), (status = 409, body = crate::api::error::ErrorBody)))]
 pub async fn delete_role(
     State(app): State<AppState>,
     caller: Caller,

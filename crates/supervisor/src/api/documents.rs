@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::access::Caller;
+use crate::api::error::{ApiError, ApiResult};
 use crate::docstore::{DocError, StoredDoc};
-use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -87,7 +87,7 @@ pub async fn store_field(
 /// a fax server will read it (pictures decoded within the pixel limit, every TIFF page decoded, text
 /// paginated as rendered): what a fax server could not send is refused here with 422 (415 for a format it
 /// does not read).
-#[utoipa::path(post, path = "/v1/documents", responses((status = 201, body = DocumentView), (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/documents", responses((status = 201, body = DocumentView), (status = 413, body = crate::api::error::ErrorBody), (status = 415, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn upload(
     State(app): State<AppState>,
     caller: Caller,
@@ -145,7 +145,7 @@ pub async fn file_response(app: &AppState, sha256: &str, media_type: &str) -> Ap
 }
 
 /// Downloads a document the caller uploaded.
-#[utoipa::path(get, path = "/v1/documents/{sha256}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/documents/{sha256}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn download(
     State(app): State<AppState>,
     caller: Caller,

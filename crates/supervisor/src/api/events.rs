@@ -4,9 +4,9 @@ use super::documents::file_response;
 use super::{Page, Paged, created, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
+use crate::api::error::{ApiError, ApiResult};
 use crate::auth::Revoked;
 use crate::egress::{self, Destination};
-use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -133,7 +133,7 @@ async fn visible_inbound(
 }
 
 /// One received fax.
-#[utoipa::path(get, path = "/v1/inbox/{id}", responses((status = 200, body = InboundView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/inbox/{id}", responses((status = 200, body = InboundView), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn inbox_item(
     State(app): State<AppState>,
     caller: Caller,
@@ -145,7 +145,7 @@ pub async fn inbox_item(
 }
 
 /// The received fax as TIFF.
-#[utoipa::path(get, path = "/v1/inbox/{id}/document", responses((status = 200, content_type = "image/tiff"), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/inbox/{id}/document", responses((status = 200, content_type = "image/tiff"), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn inbox_document(
     State(app): State<AppState>,
     caller: Caller,
@@ -384,7 +384,7 @@ fn webhook_view(h: store::Webhook, secret: Option<String>) -> WebhookView {
 
 /// Registers a webhook for the caller's events. 422 names a URL that is not http(s), does not resolve, or
 /// reaches a loopback, private, link-local or other internal address the supervisor does not allow.
-#[utoipa::path(post, path = "/v1/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 409, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn create_webhook(
     State(app): State<AppState>,
     caller: Caller,
@@ -471,7 +471,7 @@ async fn own_webhook(app: &AppState, caller: &Caller, id: &str) -> ApiResult<sto
 }
 
 /// Deactivates a webhook and cancels its pending deliveries (those under way are dropped).
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", responses((status = 204), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn delete_webhook(
     State(app): State<AppState>,
     caller: Caller,

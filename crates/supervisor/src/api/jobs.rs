@@ -4,9 +4,9 @@ use super::documents::store_field;
 use super::{Page, Paged, created, rfc3339};
 use crate::AppState;
 use crate::access::Caller;
+use crate::api::error::{ApiError, ApiResult};
 use crate::competence::{Competence, Target};
 use crate::dispatch::{JobOptions, job_event};
-use crate::error::{ApiError, ApiResult};
 use crate::numbers;
 use crate::settings::rules;
 use axum::Json;
@@ -269,7 +269,7 @@ fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
 /// recipient and has it send the fax.
 #[utoipa::path(post, path = "/v1/jobs", request_body = SubmitRequest,
     responses((status = 201, body = SubmitResponse), (status = 200, description = "repeated idempotency key", body = SubmitResponse),
-              (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+              (status = 413, body = crate::api::error::ErrorBody), (status = 415, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn submit(
     State(app): State<AppState>,
     caller: Caller,
@@ -491,7 +491,7 @@ async fn own_job(app: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
 }
 
 /// One job with the history of its attempts.
-#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", responses((status = 200, body = JobView), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn get_job(
     State(app): State<AppState>,
     caller: Caller,
@@ -511,7 +511,7 @@ pub async fn get_job(
 /// Cancels a job. A queued job is cancelled at once; one on a fax server is told to stop, and ends as
 /// `cancelled` when the fax server confirms (202). A job whose fax server is away (`in_doubt`) ends
 /// `cancelled` instead of being dispatched again, unless its fax server reports that it was sent.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 200, body = JobView), (status = 202, body = JobView), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", responses((status = 200, body = JobView), (status = 202, body = JobView), (status = 409, body = crate::api::error::ErrorBody)))]
 pub async fn cancel(
     State(app): State<AppState>,
     caller: Caller,
@@ -566,7 +566,7 @@ pub async fn cancel(
 }
 
 /// Sends a finished job again, as a new job with the same documents, recipient and options.
-#[utoipa::path(post, path = "/v1/jobs/{id}/resend", responses((status = 201, body = SubmitResponse), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/resend", responses((status = 201, body = SubmitResponse), (status = 409, body = crate::api::error::ErrorBody)))]
 pub async fn resend(
     State(app): State<AppState>,
     caller: Caller,

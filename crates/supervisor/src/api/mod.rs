@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod clients;
 mod documents;
+pub mod error;
 pub mod events;
 mod jobs;
 mod node;
@@ -15,8 +16,8 @@ pub mod supervisor_settings;
 
 use crate::AppState;
 use crate::access::Caller;
+use crate::api::error::{ApiError, REQUEST_ID, Shaped};
 use crate::auth::{bearer, hash_secret};
-use crate::error::{ApiError, REQUEST_ID, Shaped};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -183,7 +184,7 @@ async fn error_shape(req: Request, next: Next) -> Response {
 /// (`sip.transport: SIP over TLS is not supported; …`).
 pub(crate) fn patched<T: serde::de::DeserializeOwned>(
     doc: serde_json::Value,
-) -> crate::error::ApiResult<T> {
+) -> crate::api::error::ApiResult<T> {
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
@@ -326,7 +327,7 @@ async fn health() -> &'static str {
         phonebook::import,
         phonebook::export,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
+    components(schemas(crate::api::error::ErrorBody, crate::api::error::ErrorDetail))
 )]
 pub struct ApiDoc;
 
@@ -460,7 +461,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/webhooks/{id}/deliveries", get(events::deliveries))
         .route("/v1/node/enroll", post(node::enroll))
         .route("/v1/node/documents/{sha256}", get(node::document))
-        .route(protocol::LINK_PATH, get(crate::link::upgrade))
+        .route(protocol::LINK_PATH, get(node::link))
         .merge(uploads)
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))

@@ -2,11 +2,13 @@
 
 use super::documents::{DocumentView, doc_error, file_response};
 use crate::AppState;
+use crate::api::error::{ApiError, ApiResult};
 use crate::auth::{bearer, hash_secret, new_secret};
-use crate::error::{ApiError, ApiResult};
 use axum::Json;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Request, State};
-use axum::response::Response;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,7 +27,7 @@ pub struct EnrollResponse {
 }
 
 /// A fax server trades its one-time enrollment token for its link credential.
-#[utoipa::path(post, path = "/v1/node/enroll", request_body = EnrollRequest, responses((status = 201, body = EnrollResponse), (status = 401, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/node/enroll", request_body = EnrollRequest, responses((status = 201, body = EnrollResponse), (status = 401, body = crate::api::error::ErrorBody)))]
 pub async fn enroll(
     State(app): State<AppState>,
     Json(req): Json<EnrollRequest>,
@@ -65,7 +67,7 @@ async fn fax_server(
 }
 
 /// A fax server downloads a document of an attempt offered to it.
-#[utoipa::path(get, path = "/v1/node/documents/{sha256}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/node/documents/{sha256}", responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn document(
     State(app): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -105,4 +107,34 @@ pub async fn upload_inbound(State(app): State<AppState>, req: Request) -> ApiRes
         .await?;
     tracing::debug!(fax_server = %fs.name, sha256 = %doc.sha256, "inbound document stored");
     Ok(super::created(DocumentView::from(doc)))
+}
+
+/// The fax server's link: the request is authenticated by the fax server's credential and upgraded to
+/// the WebSocket that `link::serve` runs.
+pub async fn link(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(credential) = bearer(&headers) else {
+        return ApiError::unauthorized().into_response();
+    };
+    // Before the credential is looked up, so that a revocation from then on reaches this link.
+    let revoked = app.credentials.subscribe();
+    let fs = match app
+        .store
+        .fax_server_by_credential(&hash_secret(credential))
+        .await
+    {
+        Ok(Some(fs)) => fs,
+        Ok(None) => return ApiError::unauthorized().into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    ws.max_message_size(1 << 20)
+        .on_upgrade(move |socket| async move {
+            let id = fs.id.clone();
+            if let Err(e) = crate::link::serve(app, fs, socket, revoked).await {
+                tracing::info!(fax_server = %id, "link closed: {e}");
+            }
+        })
 }

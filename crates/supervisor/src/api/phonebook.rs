@@ -3,7 +3,7 @@
 
 use super::{Paged, created, rfc3339};
 use crate::access::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::api::error::{ApiError, ApiResult};
 use crate::phonebook::{may_edit, may_label, require_reader, visible};
 use crate::{AppState, audit, numbers};
 use axum::Json;
@@ -91,7 +91,7 @@ pub struct SearchQuery {
 }
 
 /// Searches or lists the entries the caller may refer to, best matches first.
-#[utoipa::path(get, path = "/v1/phonebook", params(SearchQuery), responses((status = 200, body = Paged<EntryView>), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/phonebook", params(SearchQuery), responses((status = 200, body = Paged<EntryView>), (status = 403, body = crate::api::error::ErrorBody)))]
 pub async fn search(
     State(app): State<AppState>,
     caller: Caller,
@@ -208,7 +208,7 @@ fn labels_from_body(app: &AppState, caller: &Caller, body: &[LabelBody]) -> ApiR
 }
 
 /// Creates an entry owned by the caller.
-#[utoipa::path(post, path = "/v1/phonebook", request_body = EntryBody, responses((status = 201, body = EntryView), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/phonebook", request_body = EntryBody, responses((status = 201, body = EntryView), (status = 403, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -260,7 +260,7 @@ fn visible_entry(app: &AppState, caller: &Caller, id: &str) -> ApiResult<Arc<Ent
 }
 
 /// One entry the caller may refer to.
-#[utoipa::path(get, path = "/v1/phonebook/{id}", responses((status = 200, body = EntryView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/phonebook/{id}", responses((status = 200, body = EntryView), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
@@ -271,7 +271,7 @@ pub async fn get(
 }
 
 /// Changes an entry: its owner for a personal one; `edit_shared_phonebook` over its labels for a shared one.
-#[utoipa::path(patch, path = "/v1/phonebook/{id}", request_body = EntryPatch, responses((status = 200, body = EntryView), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/phonebook/{id}", request_body = EntryPatch, responses((status = 200, body = EntryView), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn patch(
     State(app): State<AppState>,
     caller: Caller,
@@ -322,7 +322,7 @@ pub async fn patch(
 }
 
 /// Deletes an entry (same rule as changing it).
-#[utoipa::path(delete, path = "/v1/phonebook/{id}", responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/phonebook/{id}", responses((status = 204), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -442,7 +442,7 @@ impl LabelResolver<'_> {
 /// Imports entries owned by the caller from CSV or vCard. Bad rows are reported by line and the good ones
 /// kept; a file that cannot be read at all changes nothing.
 #[utoipa::path(post, path = "/v1/phonebook/import", params(ImportQuery), request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = ImportReport), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ImportReport), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn import(
     State(app): State<AppState>,
     caller: Caller,
@@ -519,7 +519,7 @@ pub async fn import(
         if refused.is_none()
             && let Err(e) = may_label(&app.access, &caller, &caller.id, &labels)
         {
-            refused = Some(e.message);
+            refused = Some(e.to_string());
         }
         if let Some(message) = refused {
             problems.push(ImportProblem {

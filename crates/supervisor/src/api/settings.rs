@@ -4,8 +4,8 @@
 use super::rfc3339;
 use crate::AppState;
 use crate::access::Caller;
+use crate::api::error::{ApiError, ApiResult};
 use crate::competence::{Competence, Target};
-use crate::error::{ApiError, ApiResult};
 use crate::settings::{FaxServerSettings, diff, merge_patch};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -37,11 +37,13 @@ async fn visible(app: &AppState, caller: &Caller, id: &str, needs: Competence) -
         return Err(ApiError::not_found("fax server"));
     }
     if needs == Competence::ReadFaxServerSettings {
-        app.access.authorize(caller, needs, Target::FaxServer(id))
+        app.access.authorize(caller, needs, Target::FaxServer(id))?;
     } else {
         // A change reaches every grouping the fax server serves.
-        app.access.authorize_change_of_fax_server(caller, needs, id)
+        app.access
+            .authorize_change_of_fax_server(caller, needs, id)?;
     }
+    Ok(())
 }
 
 fn parse(document: &str) -> ApiResult<FaxServerSettings> {
@@ -172,7 +174,7 @@ async fn store_version(
 }
 
 /// A fax server's settings, desired and applied versions side by side.
-#[utoipa::path(get, path = "/v1/fax-servers/{id}/settings", responses((status = 200, body = SettingsView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/fax-servers/{id}/settings", responses((status = 200, body = SettingsView), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
@@ -184,7 +186,7 @@ pub async fn get(
 
 /// Replaces a fax server's settings (administrators): validated, stored as a new version, pushed.
 #[utoipa::path(put, path = "/v1/fax-servers/{id}/settings", request_body = FaxServerSettings,
-    responses((status = 200, body = SettingsView), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SettingsView), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn put(
     State(app): State<AppState>,
     caller: Caller,
@@ -197,7 +199,7 @@ pub async fn put(
 
 /// Changes some settings (administrators), as an RFC 7396 merge patch over the current ones.
 #[utoipa::path(patch, path = "/v1/fax-servers/{id}/settings", request_body = serde_json::Value,
-    responses((status = 200, body = SettingsView), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SettingsView), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn patch(
     State(app): State<AppState>,
     caller: Caller,

@@ -3,8 +3,8 @@
 
 use super::rfc3339;
 use crate::access::Caller;
+use crate::api::error::{ApiError, ApiResult};
 use crate::competence::{Competence, Target};
-use crate::error::{ApiError, ApiResult};
 use crate::settings::merge_patch;
 use crate::supervisor_settings::{SupervisorSettings, TARGET};
 use crate::{AppState, Config};
@@ -37,7 +37,8 @@ pub async fn load(store: &Store, config: &Config) -> anyhow::Result<SupervisorSe
 
 fn authorize(app: &AppState, caller: &Caller) -> ApiResult<()> {
     app.access
-        .authorize(caller, Competence::ChangeSupervisorSettings, Target::System)
+        .authorize(caller, Competence::ChangeSupervisorSettings, Target::System)?;
+    Ok(())
 }
 
 async fn view(app: &AppState) -> ApiResult<SupervisorSettingsView> {
@@ -82,7 +83,7 @@ async fn register(
 }
 
 /// The supervisor's settings in force.
-#[utoipa::path(get, path = "/v1/settings", responses((status = 200, body = SupervisorSettingsView), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/settings", responses((status = 200, body = SupervisorSettingsView), (status = 403, body = crate::api::error::ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
     caller: Caller,
@@ -93,7 +94,7 @@ pub async fn get(
 
 /// Replaces the supervisor's settings: validated, stored as a new version, in force at once.
 #[utoipa::path(put, path = "/v1/settings", request_body = SupervisorSettings,
-    responses((status = 200, body = SupervisorSettingsView), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SupervisorSettingsView), (status = 403, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn put(
     State(app): State<AppState>,
     caller: Caller,
@@ -107,7 +108,7 @@ pub async fn put(
 
 /// Changes some of the supervisor's settings (a JSON merge patch).
 #[utoipa::path(patch, path = "/v1/settings", request_body = serde_json::Value,
-    responses((status = 200, body = SupervisorSettingsView), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SupervisorSettingsView), (status = 403, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn patch(
     State(app): State<AppState>,
     caller: Caller,

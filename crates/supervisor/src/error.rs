@@ -96,3 +96,13 @@ impl From<protocol::settings::FieldError> for Error {
         Error::field(&e.field, e.reason)
     }
 }
+
+/// A document after a merge patch, read as its type: the error names the field that does not fit
+/// (`sip.transport: SIP over TLS is not supported; …`).
+pub fn patched<T: serde::de::DeserializeOwned>(doc: serde_json::Value) -> Result<T> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        Error::field(&field, e.into_inner())
+    })
+}

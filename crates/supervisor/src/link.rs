@@ -126,7 +126,7 @@ pub async fn serve(
         .await?
         .map_or(0, |s| s.desired_version);
     if desired > 0 && u64::try_from(desired).ok() != Some(hello.settings_version) {
-        crate::api::settings::push(&app, &fs.id).await?;
+        crate::settings::push(&app, &fs.id).await?;
     }
     let result = read_loop(&app, &fs, &mut stream, &tx, heartbeat * 3, &mut revoked).await;
     app.dispatcher.disconnected(&fs.id, generation).await?;

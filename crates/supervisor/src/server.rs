@@ -149,7 +149,7 @@ impl Supervisor {
         access.reload(&store).await?;
         let metrics = Arc::new(Metrics::default());
         let live = Arc::new(crate::supervisor_settings::Live::new(
-            crate::api::supervisor_settings::load(&store, &config).await?,
+            crate::supervisor_settings::load(&store, &config).await?,
         ));
         let dispatcher = Dispatcher::new(
             store.clone(),

@@ -4,7 +4,11 @@
 //! key before they are stored, shown to clients only as set / not set, and unsealed only to be pushed to
 //! their fax server.
 
+use crate::AppState;
+use crate::access::Caller;
+use crate::competence::{Competence, Target};
 use crate::error::Error;
+use protocol::Body;
 
 pub use protocol::settings::{
     DialRules, FaxServerSettings, FieldError, ReceivePolicy, ReceiveResolution, RetryPolicy,
@@ -145,6 +149,173 @@ pub fn diff(
         _ if a != b => out.push((path.to_owned(), a.clone(), b.clone())),
         _ => {}
     }
+}
+
+/// 404 unless the fax server exists and is visible to the caller, then 403 unless the caller holds
+/// `needs` over it; a change (any competence but reading) needs it over every grouping the fax server
+/// serves.
+pub async fn authorize(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    needs: Competence,
+) -> Result<(), Error> {
+    if !app.access.fax_server_visible(caller, id) || app.store.fax_server(id).await?.is_none() {
+        return Err(Error::not_found("fax server"));
+    }
+    if needs == Competence::ReadFaxServerSettings {
+        app.access.authorize(caller, needs, Target::FaxServer(id))
+    } else {
+        app.access.authorize_change_of_fax_server(caller, needs, id)
+    }
+}
+
+/// A stored document (secrets sealed).
+pub fn parse(document: &str) -> Result<FaxServerSettings, Error> {
+    serde_json::from_str(document).map_err(|e| Error::internal("stored settings unreadable", e))
+}
+
+/// The stored (sealed) document of the desired version, if any.
+pub async fn current(app: &AppState, id: &str) -> Result<Option<(i64, FaxServerSettings)>, Error> {
+    let Some(state) = app.store.settings_state(id).await? else {
+        return Ok(None);
+    };
+    let Some(v) = app
+        .store
+        .settings_version(id, state.desired_version)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((v.version, parse(&v.document)?)))
+}
+
+/// Pushes the desired version to the fax server if it is connected (else on its next connect).
+pub async fn push(app: &AppState, id: &str) -> store::Result<()> {
+    let Some(state) = app.store.settings_state(id).await? else {
+        return Ok(());
+    };
+    let Some(v) = app
+        .store
+        .settings_version(id, state.desired_version)
+        .await?
+    else {
+        return Ok(());
+    };
+    let Ok(stored) = serde_json::from_str::<FaxServerSettings>(&v.document) else {
+        tracing::error!(fax_server = %id, version = v.version, "stored settings unreadable; not pushed");
+        return Ok(());
+    };
+    send(app, id, v.version, stored);
+    Ok(())
+}
+
+/// Sends one version over the link, secrets unsealed for the fax server alone.
+fn send(app: &AppState, id: &str, version: i64, stored: FaxServerSettings) {
+    let settings = Box::new(app.sealer.for_fax_server(stored));
+    let version = u64::try_from(version).unwrap_or(0);
+    app.dispatcher
+        .push(id, Body::SettingsPush { version, settings });
+}
+
+/// Registers a validated document as the next version (with its dial prefixes and audit entry, in one
+/// transaction), gives the dispatcher the dial prefixes and pushes it; returns the version.
+async fn register(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    stored: FaxServerSettings,
+    action: &str,
+    before: Option<FaxServerSettings>,
+    extra: serde_json::Value,
+) -> Result<i64, Error> {
+    let document =
+        serde_json::to_string(&stored).map_err(|e| Error::internal("encoding settings", e))?;
+    let prefixes = stored.dial_rules.prefixes.clone();
+    let masked = stored.clone().masked();
+    let mut tx = app.store.begin().await?;
+    let version = tx
+        .register_settings(id, &document, &caller.id, Some(&prefixes))
+        .await?;
+    let mut after = serde_json::json!({"version": version, "settings": masked});
+    merge_patch(&mut after, &extra);
+    tx.commit_audited(crate::audit::entry(
+        Ok(caller),
+        action,
+        Some(id),
+        before.as_ref(),
+        Some(&after),
+    ))
+    .await?;
+    // Dial rules drive routing.
+    app.dispatcher.set_dial_prefixes(id, prefixes);
+    send(app, id, version, stored);
+    Ok(version)
+}
+
+/// Replaces a fax server's settings: validated, secrets the document leaves out kept from the current
+/// version, stored as a new version and pushed; returns the version. The caller was authorized with
+/// [`authorize`].
+pub async fn change(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    next: FaxServerSettings,
+) -> Result<i64, Error> {
+    next.validate()?;
+    let current = current(app, id).await?;
+    let before = current.as_ref().map(|(_, s)| s.clone().masked());
+    let stored = app
+        .sealer
+        .for_storage(next, current.as_ref().map(|(_, s)| s))?;
+    let version = register(
+        app,
+        caller,
+        id,
+        stored,
+        "settings.changed",
+        before,
+        serde_json::json!({}),
+    )
+    .await?;
+    tracing::info!(by = %caller.name, fax_server = %id, version, "settings registered");
+    Ok(version)
+}
+
+/// Changes some settings with an RFC 7396 merge patch over the current ones (secrets masked, so a patch
+/// that leaves them out keeps them); a value that does not fit is refused naming its field.
+pub async fn patch(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+    patch: &serde_json::Value,
+) -> Result<i64, Error> {
+    let base = current(app, id)
+        .await?
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+        .masked();
+    let mut doc =
+        serde_json::to_value(&base).map_err(|e| Error::internal("encoding settings", e))?;
+    merge_patch(&mut doc, patch);
+    change(app, caller, id, crate::error::patched(doc)?).await
+}
+
+/// Registers an earlier version again, as a new version, if it passes today's rules; returns the new
+/// version.
+pub async fn rollback(app: &AppState, caller: &Caller, id: &str, to: i64) -> Result<i64, Error> {
+    let old = app
+        .store
+        .settings_version(id, to)
+        .await?
+        .ok_or_else(|| Error::field("version", format!("no version {to}")))?;
+    let stored = parse(&old.document)?;
+    // A version stored before today's rules may break them: it is not pushed again.
+    stored.validate()?;
+    let extra = serde_json::json!({"rolled_back_to": to});
+    let version = register(app, caller, id, stored, "settings.rolled_back", None, extra).await?;
+    tracing::info!(by = %caller.name, fax_server = %id, version, from = to, "settings rolled back");
+    Ok(version)
 }
 
 #[cfg(test)]

@@ -243,6 +243,51 @@ impl Live {
     }
 }
 
+/// The settings in force at start: the registered version, else the configuration file's values.
+pub async fn load(store: &store::Store, config: &Config) -> anyhow::Result<SupervisorSettings> {
+    let Some(state) = store.settings_state(TARGET).await? else {
+        return Ok(SupervisorSettings::from_config(config));
+    };
+    let Some(v) = store
+        .settings_version(TARGET, state.desired_version)
+        .await?
+    else {
+        return Ok(SupervisorSettings::from_config(config));
+    };
+    Ok(serde_json::from_str(&v.document)?)
+}
+
+/// Registers the supervisor's settings as a new version (with its audit entry, in one transaction),
+/// applied at once; returns the version.
+pub async fn register(
+    app: &crate::AppState,
+    caller: &crate::access::Caller,
+    next: SupervisorSettings,
+    action: &str,
+) -> Result<i64, Error> {
+    next.validate(&app.config)?;
+    let before = app.live.get();
+    let document =
+        serde_json::to_string(&next).map_err(|e| Error::internal("encoding settings", e))?;
+    let mut tx = app.store.begin().await?;
+    let version = tx.put_settings(TARGET, &document, &caller.id).await?;
+    // The supervisor applies its own settings at once.
+    tx.settings_result(TARGET, version, true, None).await?;
+    let after = serde_json::json!({"version": version, "settings": next});
+    tx.commit_audited(crate::audit::entry(
+        Ok(caller),
+        action,
+        Some(TARGET),
+        Some(&before),
+        Some(&after),
+    ))
+    .await?;
+    app.live.set(next);
+    app.retention_wake.notify_one();
+    tracing::info!(by = %caller.name, version, "supervisor settings registered");
+    Ok(version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

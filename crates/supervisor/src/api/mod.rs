@@ -180,18 +180,6 @@ async fn error_shape(req: Request, next: Next) -> Response {
     shaped
 }
 
-/// A document after a merge patch, read as its type: the error names the field that does not fit
-/// (`sip.transport: SIP over TLS is not supported; …`).
-pub(crate) fn patched<T: serde::de::DeserializeOwned>(
-    doc: serde_json::Value,
-) -> crate::api::error::ApiResult<T> {
-    serde_path_to_error::deserialize(doc).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::field(&field, e.into_inner())
-    })
-}
-
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
 }

@@ -5,11 +5,10 @@ use super::rfc3339;
 use crate::AppState;
 use crate::access::Caller;
 use crate::api::error::{ApiError, ApiResult};
-use crate::competence::{Competence, Target};
-use crate::settings::{FaxServerSettings, diff, merge_patch};
+use crate::competence::Competence;
+use crate::settings::{FaxServerSettings, authorize, current, diff, parse};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use protocol::Body;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -28,41 +27,6 @@ pub struct SettingsView {
     pub error_version: Option<i64>,
     /// Secrets appear as `{"set": true|false}`.
     pub settings: FaxServerSettings,
-}
-
-/// 404 unless the fax server exists and is visible to the caller, then 403 unless the caller holds the
-/// competence over it.
-async fn visible(app: &AppState, caller: &Caller, id: &str, needs: Competence) -> ApiResult<()> {
-    if !app.access.fax_server_visible(caller, id) || app.store.fax_server(id).await?.is_none() {
-        return Err(ApiError::not_found("fax server"));
-    }
-    if needs == Competence::ReadFaxServerSettings {
-        app.access.authorize(caller, needs, Target::FaxServer(id))?;
-    } else {
-        // A change reaches every grouping the fax server serves.
-        app.access
-            .authorize_change_of_fax_server(caller, needs, id)?;
-    }
-    Ok(())
-}
-
-fn parse(document: &str) -> ApiResult<FaxServerSettings> {
-    serde_json::from_str(document).map_err(|e| ApiError::internal("stored settings unreadable", e))
-}
-
-/// The stored (sealed) document of the desired version, if any.
-async fn current(app: &AppState, id: &str) -> ApiResult<Option<(i64, FaxServerSettings)>> {
-    let Some(state) = app.store.settings_state(id).await? else {
-        return Ok(None);
-    };
-    let Some(v) = app
-        .store
-        .settings_version(id, state.desired_version)
-        .await?
-    else {
-        return Ok(None);
-    };
-    Ok(Some((v.version, parse(&v.document)?)))
 }
 
 async fn view(app: &AppState, id: &str) -> ApiResult<SettingsView> {
@@ -84,95 +48,6 @@ async fn view(app: &AppState, id: &str) -> ApiResult<SettingsView> {
     })
 }
 
-/// Pushes the desired version to the fax server if it is connected (else on its next connect).
-pub async fn push(app: &AppState, id: &str) -> store::Result<()> {
-    let Some(state) = app.store.settings_state(id).await? else {
-        return Ok(());
-    };
-    let Some(v) = app
-        .store
-        .settings_version(id, state.desired_version)
-        .await?
-    else {
-        return Ok(());
-    };
-    let Ok(stored) = serde_json::from_str::<FaxServerSettings>(&v.document) else {
-        tracing::error!(fax_server = %id, version = v.version, "stored settings unreadable; not pushed");
-        return Ok(());
-    };
-    send(app, id, v.version, stored);
-    Ok(())
-}
-
-/// Sends one version over the link, secrets unsealed for the fax server alone.
-fn send(app: &AppState, id: &str, version: i64, stored: FaxServerSettings) {
-    let settings = Box::new(app.sealer.for_fax_server(stored));
-    let version = u64::try_from(version).unwrap_or(0);
-    app.dispatcher
-        .push(id, Body::SettingsPush { version, settings });
-}
-
-/// Registers a validated document as the next version (with its dial prefixes and audit entry, in one
-/// transaction) and pushes it.
-async fn register(
-    app: &AppState,
-    caller: &Caller,
-    id: &str,
-    stored: FaxServerSettings,
-    action: &str,
-    before: Option<FaxServerSettings>,
-    extra: serde_json::Value,
-) -> ApiResult<i64> {
-    let document =
-        serde_json::to_string(&stored).map_err(|e| ApiError::internal("encoding settings", e))?;
-    let prefixes = stored.dial_rules.prefixes.clone();
-    let masked = stored.clone().masked();
-    let mut tx = app.store.begin().await?;
-    let version = tx
-        .register_settings(id, &document, &caller.id, Some(&prefixes))
-        .await?;
-    let mut after = serde_json::json!({"version": version, "settings": masked});
-    crate::settings::merge_patch(&mut after, &extra);
-    tx.commit_audited(crate::audit::entry(
-        Ok(caller),
-        action,
-        Some(id),
-        before.as_ref(),
-        Some(&after),
-    ))
-    .await?;
-    // Dial rules drive routing.
-    app.dispatcher.set_dial_prefixes(id, prefixes);
-    send(app, id, version, stored);
-    Ok(version)
-}
-
-async fn store_version(
-    app: &AppState,
-    caller: &Caller,
-    id: &str,
-    next: FaxServerSettings,
-) -> ApiResult<SettingsView> {
-    next.validate()?;
-    let current = current(app, id).await?;
-    let before = current.as_ref().map(|(_, s)| s.clone().masked());
-    let stored = app
-        .sealer
-        .for_storage(next, current.as_ref().map(|(_, s)| s))?;
-    let version = register(
-        app,
-        caller,
-        id,
-        stored,
-        "settings.changed",
-        before,
-        serde_json::json!({}),
-    )
-    .await?;
-    tracing::info!(by = %caller.name, fax_server = %id, version, "settings registered");
-    view(app, id).await
-}
-
 /// A fax server's settings, desired and applied versions side by side.
 #[utoipa::path(get, path = "/v1/fax-servers/{id}/settings", responses((status = 200, body = SettingsView), (status = 404, body = crate::api::error::ErrorBody)))]
 pub async fn get(
@@ -180,7 +55,7 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
+    authorize(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
     Ok(Json(view(&app, &id).await?))
 }
 
@@ -193,8 +68,9 @@ pub async fn put(
     Path(id): Path<String>,
     Json(next): Json<FaxServerSettings>,
 ) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
-    Ok(Json(store_version(&app, &caller, &id, next).await?))
+    authorize(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
+    crate::settings::change(&app, &caller, &id, next).await?;
+    Ok(Json(view(&app, &id).await?))
 }
 
 /// Changes some settings (administrators), as an RFC 7396 merge patch over the current ones.
@@ -206,17 +82,9 @@ pub async fn patch(
     Path(id): Path<String>,
     Json(patch): Json<serde_json::Value>,
 ) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
-    let base = current(&app, &id)
-        .await?
-        .map(|(_, s)| s)
-        .unwrap_or_default()
-        .masked();
-    let mut doc =
-        serde_json::to_value(&base).map_err(|e| ApiError::internal("encoding settings", e))?;
-    merge_patch(&mut doc, &patch);
-    let next: FaxServerSettings = super::patched(doc)?;
-    Ok(Json(store_version(&app, &caller, &id, next).await?))
+    authorize(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
+    crate::settings::patch(&app, &caller, &id, &patch).await?;
+    Ok(Json(view(&app, &id).await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -234,7 +102,7 @@ pub async fn history(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<VersionView>>> {
-    visible(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
+    authorize(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
     let mut out = Vec::new();
     for v in app.store.settings_history(&id).await? {
         out.push(VersionView {
@@ -283,7 +151,7 @@ pub async fn changes(
     Path(id): Path<String>,
     Query(q): Query<DiffQuery>,
 ) -> ApiResult<Json<Vec<Change>>> {
-    visible(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
+    authorize(&app, &caller, &id, Competence::ReadFaxServerSettings).await?;
     let (a, b) = (
         version_doc(&app, &id, "from", q.from).await?,
         version_doc(&app, &id, "to", q.to).await?,
@@ -310,26 +178,7 @@ pub async fn rollback(
     Path(id): Path<String>,
     Json(req): Json<Rollback>,
 ) -> ApiResult<Json<SettingsView>> {
-    visible(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
-    let old = app
-        .store
-        .settings_version(&id, req.version)
-        .await?
-        .ok_or_else(|| ApiError::field("version", format!("no version {}", req.version)))?;
-    let stored = parse(&old.document)?;
-    // A version stored before today's rules may break them: it is not pushed again.
-    stored.validate()?;
-    let extra = serde_json::json!({"rolled_back_to": req.version});
-    let version = register(
-        &app,
-        &caller,
-        &id,
-        stored,
-        "settings.rolled_back",
-        None,
-        extra,
-    )
-    .await?;
-    tracing::info!(by = %caller.name, fax_server = %id, version, from = req.version, "settings rolled back");
+    authorize(&app, &caller, &id, Competence::ChangeFaxServerSettings).await?;
+    crate::settings::rollback(&app, &caller, &id, req.version).await?;
     Ok(Json(view(&app, &id).await?))
 }

@@ -2,16 +2,15 @@
 //! holders of `change_supervisor_settings` everywhere. A registered version is in force at once.
 
 use super::rfc3339;
+use crate::AppState;
 use crate::access::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::competence::{Competence, Target};
 use crate::settings::merge_patch;
-use crate::supervisor_settings::{SupervisorSettings, TARGET};
-use crate::{AppState, Config};
+use crate::supervisor_settings::{SupervisorSettings, TARGET, register};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use store::Store;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -19,20 +18,6 @@ pub struct SupervisorSettingsView {
     /// 0: nothing registered yet; the configuration file's values are in force.
     pub version: i64,
     pub settings: SupervisorSettings,
-}
-
-/// The settings in force at start: the registered version, else the configuration file's values.
-pub async fn load(store: &Store, config: &Config) -> anyhow::Result<SupervisorSettings> {
-    let Some(state) = store.settings_state(TARGET).await? else {
-        return Ok(SupervisorSettings::from_config(config));
-    };
-    let Some(v) = store
-        .settings_version(TARGET, state.desired_version)
-        .await?
-    else {
-        return Ok(SupervisorSettings::from_config(config));
-    };
-    Ok(serde_json::from_str(&v.document)?)
 }
 
 fn authorize(app: &AppState, caller: &Caller) -> ApiResult<()> {
@@ -51,35 +36,6 @@ async fn view(app: &AppState) -> ApiResult<SupervisorSettingsView> {
         version,
         settings: app.live.get(),
     })
-}
-
-async fn register(
-    app: &AppState,
-    caller: &Caller,
-    next: SupervisorSettings,
-    action: &str,
-) -> ApiResult<SupervisorSettingsView> {
-    next.validate(&app.config)?;
-    let before = app.live.get();
-    let document =
-        serde_json::to_string(&next).map_err(|e| ApiError::internal("encoding settings", e))?;
-    let mut tx = app.store.begin().await?;
-    let version = tx.put_settings(TARGET, &document, &caller.id).await?;
-    // The supervisor applies its own settings at once.
-    tx.settings_result(TARGET, version, true, None).await?;
-    let after = serde_json::json!({"version": version, "settings": next});
-    tx.commit_audited(crate::audit::entry(
-        Ok(caller),
-        action,
-        Some(TARGET),
-        Some(&before),
-        Some(&after),
-    ))
-    .await?;
-    app.live.set(next);
-    app.retention_wake.notify_one();
-    tracing::info!(by = %caller.name, version, "supervisor settings registered");
-    view(app).await
 }
 
 /// The supervisor's settings in force.
@@ -101,9 +57,8 @@ pub async fn put(
     Json(next): Json<SupervisorSettings>,
 ) -> ApiResult<Json<SupervisorSettingsView>> {
     authorize(&app, &caller)?;
-    Ok(Json(
-        register(&app, &caller, next, "supervisor_settings.changed").await?,
-    ))
+    register(&app, &caller, next, "supervisor_settings.changed").await?;
+    Ok(Json(view(&app).await?))
 }
 
 /// Changes some of the supervisor's settings (a JSON merge patch).
@@ -118,10 +73,9 @@ pub async fn patch(
     let mut doc = serde_json::to_value(app.live.get())
         .map_err(|e| ApiError::internal("encoding settings", e))?;
     merge_patch(&mut doc, &p);
-    let next: SupervisorSettings = super::patched(doc)?;
-    Ok(Json(
-        register(&app, &caller, next, "supervisor_settings.changed").await?,
-    ))
+    let next: SupervisorSettings = crate::error::patched(doc)?;
+    register(&app, &caller, next, "supervisor_settings.changed").await?;
+    Ok(Json(view(&app).await?))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -173,7 +127,6 @@ pub async fn rollback(
         .ok_or_else(|| ApiError::field("version", format!("no version {}", req.version)))?;
     let settings: SupervisorSettings = serde_json::from_str(&old.document)
         .map_err(|e| ApiError::internal("stored settings unreadable", e))?;
-    Ok(Json(
-        register(&app, &caller, settings, "supervisor_settings.rolled_back").await?,
-    ))
+    register(&app, &caller, settings, "supervisor_settings.rolled_back").await?;
+    Ok(Json(view(&app).await?))
 }

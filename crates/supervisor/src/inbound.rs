@@ -134,7 +134,7 @@ pub async fn receive(
         .await?
     {
         app.metrics.inbound.inc();
-        app.dispatcher.events_committed();
+        app.events.committed();
         app.webhook_wake.notify_one();
         tracing::info!(inbound = %fax.inbound_id, fax_server = %fs_id, targets = entries.len(), "inbound fax delivered");
     }

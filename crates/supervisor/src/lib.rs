@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod docstore;
 pub mod egress;
 pub mod error;
+pub mod events;
 pub mod fax_servers;
 pub mod inbound;
 pub mod intake;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub access: Arc<access::Access>,
     pub dispatcher: Arc<dispatch::Dispatcher>,
+    /// Told whenever events are committed; SSE streams and webhook delivery listen.
+    pub events: events::EventBus,
     pub docs: docstore::DocStore,
     pub metrics: Arc<metrics::Metrics>,
     /// Key for deriving webhook signing secrets; never leaves the process.

@@ -151,12 +151,14 @@ impl Supervisor {
         let live = Arc::new(crate::supervisor_settings::Live::new(
             crate::supervisor_settings::load(&store, &config).await?,
         ));
+        let events = crate::events::EventBus::default();
         let dispatcher = Dispatcher::new(
             store.clone(),
             config.clone(),
             access.clone(),
             metrics.clone(),
             live.clone(),
+            events.clone(),
         );
         dispatcher.restore().await?;
         let phonebook = Arc::new(crate::phonebook::Phonebook::load(&store).await?);
@@ -171,6 +173,7 @@ impl Supervisor {
             config: config.clone(),
             access,
             dispatcher: dispatcher.clone(),
+            events,
             docs,
             metrics,
             server_key,

@@ -225,7 +225,7 @@ fn http_client(allow: AllowList) -> reqwest::Result<reqwest::Client> {
 }
 
 pub async fn run(app: AppState) {
-    let mut events = app.dispatcher.events.subscribe();
+    let mut events = app.events.subscribe();
     loop {
         if let Err(e) = round(&app).await {
             tracing::error!("webhook round failed: {e}");

@@ -264,7 +264,7 @@ pub struct NewFaxServerResponse {
 fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
     let (online, free_channels, open_attempts, health) = app
         .dispatcher
-        .server_status(&fs.id)
+        .fax_server_status(&fs.id)
         .unwrap_or((false, 0, 0, 1.0));
     FaxServerView {
         groupings: app.access.groupings_of_server(&fs.id),
@@ -347,7 +347,8 @@ pub async fn create_fax_server(
     ))
     .await?;
     app.access.reload(&app.store).await?;
-    app.dispatcher.register_server(&fs.id, fs.dial_prefixes());
+    app.dispatcher
+        .register_fax_server(&fs.id, fs.dial_prefixes());
     tracing::info!(by = %caller.name, fax_server = %fs.name, "fax server registered");
     let view = fax_server_view(&app, fs);
     Ok(created(NewFaxServerResponse {

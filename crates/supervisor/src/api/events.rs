@@ -203,7 +203,7 @@ pub async fn stream(
         None => app.store.last_event_seq().await?,
     };
     let stream = event_stream(Reader {
-        events: app.dispatcher.events.subscribe(),
+        events: app.events.subscribe(),
         app,
         caller,
         revoked,

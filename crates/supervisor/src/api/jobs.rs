@@ -429,7 +429,7 @@ pub async fn submit(
     let (fresh, jobs) = app.intake.submit(new_jobs, events).await?;
     if fresh {
         app.metrics.submitted.inc();
-        app.dispatcher.events_committed();
+        app.events.committed();
         for job in &jobs {
             app.dispatcher
                 .enqueue_new(job, documents.clone(), options.clone());
@@ -536,7 +536,7 @@ pub async fn cancel(
             .await?;
         if done {
             app.dispatcher.dequeue(&job.id);
-            app.dispatcher.events_committed();
+            app.events.committed();
         }
         ApiResult::Ok(done)
     };
@@ -613,7 +613,7 @@ pub async fn resend(
         .insert_jobs(std::slice::from_ref(&new), &[event])
         .await?;
     app.metrics.submitted.inc();
-    app.dispatcher.events_committed();
+    app.events.committed();
     app.dispatcher.enqueue(&jobs).await?;
     let batch_id = new.batch_id;
     Ok(created(SubmitResponse {

@@ -215,7 +215,7 @@ async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) ->
         (
             "faxhub_fax_servers_online",
             "Fax servers with a live link.",
-            app.dispatcher.online_servers() as f64,
+            app.dispatcher.online_fax_servers() as f64,
         ),
     ];
     let counts = app.store.job_counts().await.unwrap_or_default();

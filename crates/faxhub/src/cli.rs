@@ -8,6 +8,10 @@ use clap::Subcommand;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use supervisor::api::Paged;
+use supervisor::api::error::ErrorBody;
+use supervisor::api::events::InboundView;
+use supervisor::api::jobs::{JobView, SubmitResponse};
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -201,14 +205,19 @@ impl Api {
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
-            let e = &body["error"];
-            bail!(
-                "{status}: {} (request {})",
-                e["message"].as_str().unwrap_or("no message"),
-                e["request_id"].as_str().unwrap_or("?")
-            );
+            match serde_json::from_value::<ErrorBody>(body) {
+                Ok(ErrorBody { error: e }) => {
+                    bail!("{status}: {} (request {})", e.message, e.request_id)
+                }
+                Err(_) => bail!("{status}: the supervisor said no more"),
+            }
         }
         Ok(body)
+    }
+
+    /// GETs `path` and reads the answer as the supervisor's view `T`.
+    pub async fn get_view<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        view(self.get(path).await?)
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
@@ -383,19 +392,10 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     .await?,
             )
             .await?;
-            let ids: Vec<String> = body["jobs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|j| j["id"].as_str().map(str::to_owned))
-                .collect();
-            for j in body["jobs"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  {}  {}",
-                    j["id"].as_str().unwrap_or(""),
-                    j["recipient"].as_str().unwrap_or(""),
-                    j["status"].as_str().unwrap_or("")
-                );
+            let body: SubmitResponse = view(body)?;
+            let ids: Vec<String> = body.jobs.iter().map(|j| j.id.clone()).collect();
+            for j in &body.jobs {
+                println!("{}  {}  {}", j.id, j.recipient, j.status);
             }
             if wait {
                 return follow(&api, ids).await;
@@ -404,21 +404,21 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Status { job } => {
             let api = Api::load()?;
-            let j = api.get(&format!("/v1/jobs/{job}")).await?;
+            let j: JobView = api.get_view(&format!("/v1/jobs/{job}")).await?;
             println!(
                 "{}  {}  {}  tries {}/{}  pages {}/{}  {}",
-                j["id"].as_str().unwrap_or(""),
-                j["recipient"].as_str().unwrap_or(""),
-                j["status"].as_str().unwrap_or(""),
-                j["tries"],
-                j["max_tries"],
-                j["pages_sent"],
-                j["pages_total"],
-                j["reason"].as_str().unwrap_or("")
+                j.id,
+                j.recipient,
+                j.status,
+                j.tries,
+                j.max_tries,
+                j.pages_sent,
+                j.pages_total,
+                j.reason.as_deref().unwrap_or("")
             );
-            for a in j["attempts"].as_array().into_iter().flatten() {
-                let doubt = a["in_doubt_until"]
-                    .as_str()
+            for a in j.attempts.unwrap_or_default() {
+                let doubt = a
+                    .in_doubt_until
                     .map(|t| {
                         format!(
                             "  (its fax server is silent; sent again after {t} unless it reports)"
@@ -427,11 +427,11 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 println!(
                     "  attempt {}  {}  {}  {}  {}{doubt}",
-                    a["number"],
-                    a["fax_server_id"].as_str().unwrap_or(""),
-                    a["status"].as_str().unwrap_or(""),
-                    a["phase"].as_str().unwrap_or(""),
-                    a["reason"].as_str().unwrap_or("")
+                    a.number,
+                    a.fax_server_id,
+                    a.status,
+                    a.phase,
+                    a.reason.as_deref().unwrap_or("")
                 );
             }
             Ok(())
@@ -442,47 +442,36 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             if let Some(s) = status {
                 path.push_str(&format!("&status={s}"));
             }
-            for j in api.get(&path).await?["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
+            let page: Paged<JobView> = api.get_view(&path).await?;
+            for j in page.items {
                 println!(
                     "{}  {:<16} {:<10} {}",
-                    j["id"].as_str().unwrap_or(""),
-                    j["recipient"].as_str().unwrap_or(""),
-                    j["status"].as_str().unwrap_or(""),
-                    j["created_at"].as_str().unwrap_or("")
+                    j.id, j.recipient, j.status, j.created_at
                 );
             }
             Ok(())
         }
         ClientCommand::Cancel { job } => {
             let api = Api::load()?;
-            let j = api
-                .post_json(&format!("/v1/jobs/{job}/cancel"), &serde_json::json!({}))
-                .await?;
-            println!(
-                "{}  {}",
-                j["id"].as_str().unwrap_or(""),
-                j["status"].as_str().unwrap_or("")
-            );
+            let j: JobView = view(
+                api.post_json(&format!("/v1/jobs/{job}/cancel"), &serde_json::json!({}))
+                    .await?,
+            )?;
+            println!("{}  {}", j.id, j.status);
             Ok(())
         }
         ClientCommand::Inbox { limit } => {
             let api = Api::load()?;
-            for f in api.get(&format!("/v1/inbox?limit={limit}")).await?["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
+            let page: Paged<InboundView> =
+                api.get_view(&format!("/v1/inbox?limit={limit}")).await?;
+            for f in page.items {
                 println!(
                     "{}  from {:<16} tsi {:<20} pages {}  {}",
-                    f["id"].as_str().unwrap_or(""),
-                    f["caller_number"].as_str().unwrap_or("-"),
-                    f["tsi"].as_str().unwrap_or("-"),
-                    f["pages"],
-                    f["received_at"].as_str().unwrap_or("")
+                    f.id,
+                    f.caller_number.as_deref().unwrap_or("-"),
+                    f.tsi.as_deref().unwrap_or("-"),
+                    f.pages,
+                    f.received_at
                 );
             }
             Ok(())
@@ -684,6 +673,19 @@ async fn follow(api: &Api, mut open: Vec<String>) -> anyhow::Result<()> {
         bail!("not every job was sent");
     }
     Ok(())
+}
+
+/// Reads an answer of the supervisor as its view `T` (the types the API itself serialises).
+pub(crate) fn view<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> anyhow::Result<T> {
+    serde_json::from_value(body).with_context(|| {
+        format!(
+            "the supervisor's answer is not a {}",
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("view")
+        )
+    })
 }
 
 #[cfg(test)]

@@ -46,6 +46,15 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// What the caller sent is over a limit (an upload's size); the message names it and the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A document in a format faxhub does not read: the field and why.
+    #[error("{field}: {message}")]
+    Unsupported { field: String, message: String },
+    /// What the caller sent could not be read as a request at all (a broken upload stream).
+    #[error("{0}")]
+    Malformed(String),
     /// The store failed or refused (its own variants say which).
     #[error(transparent)]
     Store(#[from] store::Error),

@@ -14,12 +14,16 @@ pub mod competence;
 pub mod config;
 pub mod dispatch;
 pub mod docstore;
+pub mod documents;
 pub mod egress;
 pub mod error;
 pub mod events;
 pub mod fax_servers;
+pub mod groupings;
 pub mod inbound;
+pub mod inbound_rules;
 pub mod intake;
+pub mod jobs;
 pub mod link;
 pub mod metrics;
 pub mod numbers;
@@ -65,4 +69,15 @@ pub struct AppState {
     pub credentials: Arc<auth::Credentials>,
     /// Event streams open per client.
     pub streams: api::events::OpenStreams,
+}
+
+/// Milliseconds since the epoch as RFC 3339.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }

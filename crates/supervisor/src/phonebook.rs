@@ -152,3 +152,28 @@ pub fn may_edit(access: &Access, caller: &Caller, e: &Entry) -> Result<(), Error
     }
     Ok(())
 }
+
+/// The fax numbers of entries named as recipients, checked like any read (claims 18–22 apply to sending).
+pub fn recipient_numbers(
+    app: &crate::AppState,
+    caller: &Caller,
+    ids: &[String],
+) -> Result<Vec<String>, Error> {
+    if !ids.is_empty() {
+        require_reader(&app.access, caller)?;
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            app.phonebook
+                .visible_entry(&app.access, caller, id)
+                .map(|e| e.fields.fax_number.clone())
+                .ok_or_else(|| {
+                    Error::field(
+                        &format!("recipient_entries[{i}]"),
+                        format!("no phonebook entry {id}"),
+                    )
+                })
+        })
+        .collect()
+}

@@ -208,24 +208,6 @@ pub struct NewClientResponse {
 /// The most groupings or grants one request may name.
 const MAX_LISTED: usize = 100;
 
-/// Every grouping named exists and is visible to the caller (an invisible one reads as missing).
-pub(super) async fn check_groupings(
-    app: &AppState,
-    caller: &Caller,
-    field: &str,
-    ids: &[String],
-) -> ApiResult<()> {
-    for (i, g) in ids.iter().enumerate() {
-        if !app.access.grouping_visible(caller, g) || app.store.grouping(g).await?.is_none() {
-            return Err(ApiError::field(
-                &format!("{field}[{i}]"),
-                format!("no grouping {g}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn competences_of(role: &store::Role) -> CompetenceSet {
     CompetenceSet::of(
         role.competence_names()
@@ -319,7 +301,7 @@ pub async fn create_client(
             format!("at most {MAX_LISTED} grants"),
         ));
     }
-    check_groupings(&app, &caller, "groupings", &req.groupings).await?;
+    crate::groupings::check_exist(&app, &caller, "groupings", &req.groupings).await?;
     if req.groupings.is_empty() {
         app.access
             .authorize(&caller, Competence::ManageClients, Target::System)?;

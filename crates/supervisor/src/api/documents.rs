@@ -3,10 +3,10 @@
 use crate::AppState;
 use crate::access::Caller;
 use crate::api::error::{ApiError, ApiResult};
-use crate::docstore::{DocError, StoredDoc};
+use crate::docstore::StoredDoc;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -31,33 +31,6 @@ impl From<StoredDoc> for DocumentView {
     }
 }
 
-pub fn doc_error(field: &str, e: DocError) -> ApiError {
-    match e {
-        DocError::TooLarge { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("{field}: {e}"),
-        ),
-        DocError::Unsupported => {
-            let mut err = ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_document",
-                format!("{field}: {e}"),
-            );
-            err.field = Some(field.to_owned());
-            err
-        }
-        DocError::Corrupt(_) | DocError::Empty => ApiError::field(field, e),
-        DocError::Upload(ref m) if m.contains("length limit") => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("{field}: the upload is over the limit"),
-        ),
-        DocError::Upload(_) => ApiError::bad_request(format!("{field}: {e}")),
-        DocError::Io(io) => ApiError::internal("document store", io),
-    }
-}
-
 /// Streams one multipart field into the store.
 pub async fn store_field(
     app: &AppState,
@@ -66,21 +39,7 @@ pub async fn store_field(
     field: axum::extract::multipart::Field<'_>,
 ) -> ApiResult<StoredDoc> {
     let stream = field.map_err(|e| e.body_text());
-    let doc = app
-        .docs
-        .put_stream(stream, app.live.with(|s| s.uploads.max_upload_bytes))
-        .await
-        .map_err(|e| doc_error(field_name, e))?;
-    app.store
-        .insert_document(
-            &doc.sha256,
-            doc.size,
-            doc.media_type,
-            doc.pages,
-            Some(&caller.id),
-        )
-        .await?;
-    Ok(doc)
+    Ok(crate::documents::store(app, caller, field_name, stream).await?)
 }
 
 /// Uploads a document (multipart field `file`, or the raw body) to reference in jobs later. It is checked as
@@ -109,25 +68,8 @@ pub async fn upload(
             .ok_or_else(|| ApiError::field("file", "no file part in the upload"))?;
         store_field(&app, &caller, "file", field).await?
     } else {
-        let stream = req
-            .into_body()
-            .into_data_stream()
-            .map_err(|e| e.to_string());
-        let doc = app
-            .docs
-            .put_stream(stream, app.live.with(|s| s.uploads.max_upload_bytes))
-            .await
-            .map_err(|e| doc_error("body", e))?;
-        app.store
-            .insert_document(
-                &doc.sha256,
-                doc.size,
-                doc.media_type,
-                doc.pages,
-                Some(&caller.id),
-            )
-            .await?;
-        doc
+        let stream = req.into_body().into_data_stream();
+        crate::documents::store(&app, &caller, "body", stream).await?
     };
     Ok(super::created(DocumentView::from(doc)))
 }
@@ -151,14 +93,8 @@ pub async fn download(
     caller: Caller,
     Path(sha256): Path<String>,
 ) -> ApiResult<Response> {
-    let owners = app.store.document_owners(&sha256).await?;
-    if !app.access.may_use_document(&caller, &owners) {
-        return Err(ApiError::not_found("document"));
-    }
-    let (_, media_type, _) = app
-        .store
-        .document(&sha256)
+    let doc = crate::documents::usable(&app, &caller, &sha256)
         .await?
         .ok_or_else(|| ApiError::not_found("document"))?;
-    file_response(&app, &sha256, &media_type).await
+    file_response(&app, &sha256, &doc.media_type).await
 }

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 pub use crate::error::{REQUEST_ID, current_request_id};
@@ -20,12 +20,12 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_field` (422), `bad_request` (400), `unauthorized`,
     /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `too_large` (413),
@@ -141,6 +141,16 @@ impl From<Error> for ApiError {
                 message,
                 retry_after_secs,
             } => ApiError::busy(message, retry_after_secs),
+            Error::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+            Error::Unsupported { field, message } => ApiError {
+                field: Some(field),
+                ..ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_document",
+                    message,
+                )
+            },
+            Error::Malformed(m) => ApiError::bad_request(m),
             Error::Store(e) => e.into(),
             // Logged where it happened.
             Error::Internal => ApiError::new(

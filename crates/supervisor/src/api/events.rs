@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 use utoipa::ToSchema;
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct InboundView {
     pub id: String,
     pub fax_server_id: String,
@@ -40,7 +40,7 @@ pub struct InboundView {
 }
 
 /// One page of a received fax as it arrived.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct InboundPageView {
     /// Lines stored.
     pub lines: u32,

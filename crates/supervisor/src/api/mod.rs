@@ -8,7 +8,7 @@ mod clients;
 mod documents;
 pub mod error;
 pub mod events;
-mod jobs;
+pub mod jobs;
 mod node;
 mod phonebook;
 pub mod settings;
@@ -78,16 +78,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339.
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::rfc3339;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct Page {
@@ -107,7 +98,7 @@ impl Page {
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Paged<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last page.

@@ -1,6 +1,6 @@
 //! The fax server's HTTP endpoints beside its link: enrollment, document download, inbound upload.
 
-use super::documents::{DocumentView, doc_error, file_response};
+use super::documents::{DocumentView, file_response};
 use crate::AppState;
 use crate::api::error::{ApiError, ApiResult};
 use crate::auth::{bearer, hash_secret, new_secret};
@@ -101,7 +101,7 @@ pub async fn upload_inbound(State(app): State<AppState>, req: Request) -> ApiRes
         .docs
         .put_stream(stream, app.config.max_upload_bytes)
         .await
-        .map_err(|e| doc_error("body", e))?;
+        .map_err(|e| crate::documents::refused("body", e))?;
     app.store
         .insert_document(&doc.sha256, doc.size, doc.media_type, doc.pages, None)
         .await?;

@@ -633,28 +633,3 @@ pub async fn export(
     )
         .into_response())
 }
-
-/// The fax numbers of entries named as recipients, checked like any read (claims 18–22 apply to sending).
-pub fn recipient_numbers(
-    app: &AppState,
-    caller: &Caller,
-    ids: &[String],
-) -> ApiResult<Vec<String>> {
-    if !ids.is_empty() {
-        require_reader(&app.access, caller)?;
-    }
-    ids.iter()
-        .enumerate()
-        .map(|(i, id)| {
-            app.phonebook
-                .visible_entry(&app.access, caller, id)
-                .map(|e| e.fields.fax_number.clone())
-                .ok_or_else(|| {
-                    ApiError::field(
-                        &format!("recipient_entries[{i}]"),
-                        format!("no phonebook entry {id}"),
-                    )
-                })
-        })
-        .collect()
-}

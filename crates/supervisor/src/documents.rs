@@ -1,0 +1,81 @@
+//! Documents (claim 2): uploads stored and checked as a fax server will read them, and the one rule of
+//! who may use a stored document (to send it, to download it), for every face.
+
+use crate::AppState;
+use crate::access::Caller;
+use crate::docstore::{DocError, StoredDoc};
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use futures::Stream;
+
+/// A stored document the caller may use.
+#[derive(Debug, Clone)]
+pub struct Usable {
+    pub size: i64,
+    pub media_type: String,
+    pub pages: i64,
+}
+
+/// Streams an upload into the document store within the supervisor's size limit, checks it as a fax
+/// server will read it, and records the caller as one of its owners. `field` names the upload in errors.
+pub async fn store<S, E>(
+    app: &AppState,
+    caller: &Caller,
+    field: &str,
+    stream: S,
+) -> Result<StoredDoc>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let doc = app
+        .docs
+        .put_stream(stream, app.live.with(|s| s.uploads.max_upload_bytes))
+        .await
+        .map_err(|e| refused(field, e))?;
+    app.store
+        .insert_document(
+            &doc.sha256,
+            doc.size,
+            doc.media_type,
+            doc.pages,
+            Some(&caller.id),
+        )
+        .await?;
+    Ok(doc)
+}
+
+/// Why a document was not stored, naming the field it came in.
+pub fn refused(field: &str, e: DocError) -> Error {
+    match e {
+        DocError::TooLarge { .. } => Error::TooLarge(format!("{field}: {e}")),
+        DocError::Unsupported => Error::Unsupported {
+            field: field.to_owned(),
+            message: format!("{field}: {e}"),
+        },
+        DocError::Corrupt(_) | DocError::Empty => Error::field(field, e),
+        DocError::Upload(ref m) if m.contains("length limit") => {
+            Error::TooLarge(format!("{field}: the upload is over the limit"))
+        }
+        DocError::Upload(_) => Error::Malformed(format!("{field}: {e}")),
+        DocError::Io(io) => Error::internal("document store", io),
+    }
+}
+
+/// A stored document, if the caller may use it: one it uploaded, or one its groupings share with it
+/// (`Access::may_use_document`). Any other is as unknown as one that does not exist.
+pub async fn usable(app: &AppState, caller: &Caller, sha256: &str) -> Result<Option<Usable>> {
+    let owners = app.store.document_owners(sha256).await?;
+    if !app.access.may_use_document(caller, &owners) {
+        return Ok(None);
+    }
+    Ok(app
+        .store
+        .document(sha256)
+        .await?
+        .map(|(size, media_type, pages)| Usable {
+            size,
+            media_type,
+            pages,
+        }))
+}

@@ -1,0 +1,428 @@
+//! Jobs (claims 2 and 23): a submission checked and queued, a client's jobs read, cancelled and sent
+//! again. Every face (REST, console, HylaFAX gateway) submits and acts on jobs through these functions;
+//! how a face receives documents (multipart, a data connection) is its own business, what a job may be
+//! is decided here.
+
+use crate::AppState;
+use crate::access::Caller;
+use crate::competence::{Competence, Target};
+use crate::dispatch::{JobOptions, job_event};
+use crate::error::{Error, Result};
+use crate::numbers;
+use crate::settings::rules;
+use protocol::DocumentRef;
+use protocol::job::JobStatus;
+use serde::Deserialize;
+use store::{Attempt, Job, JobFilter, JobUpdate, NewJob};
+use utoipa::ToSchema;
+
+/// How far ahead `send_at` may lie: a job is an open promise the retention worker never removes.
+const MAX_SEND_AHEAD_DAYS: i64 = 365;
+/// The longest wait between tries a submission may ask for, as the supervisor's own retry schedule.
+const MAX_RETRY_DELAY_SECS: u64 = 86_400;
+/// Recipients of one submission, numbers and phonebook entries together.
+const MAX_RECIPIENTS: usize = 100;
+
+/// The instruction part of a submission. With `multipart/form-data`, send it as a part named `request`
+/// before the document parts (named `document`); with `application/json`, reference documents uploaded
+/// before by hash.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// E.164 numbers or local dial strings.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Phonebook entry ids: each sends to the entry's fax number, if the caller may refer to the entry.
+    #[serde(default)]
+    pub recipient_entries: Vec<String>,
+    /// SHA-256 of documents uploaded before; sent before any uploaded in the same request.
+    #[serde(default)]
+    pub documents: Vec<String>,
+    /// `standard`, `fine` (default) or `superfine`.
+    pub resolution: Option<String>,
+    /// Error correction mode (default on).
+    pub ecm: Option<bool>,
+    pub max_tries: Option<u32>,
+    /// Give up this many seconds after submission.
+    pub kill_after_secs: Option<u64>,
+    /// Do not send before this time (RFC 3339), at most 365 days ahead.
+    pub send_at: Option<String>,
+    /// Page header text: up to 60 printable characters (no control or invisible formatting characters).
+    pub header: Option<String>,
+    /// Station identity: up to 20 digits, spaces and '+'.
+    pub tsi: Option<String>,
+    /// 0 (most urgent) to 255; default 127.
+    pub priority: Option<u8>,
+    /// Seconds between tries after busy / no answer (1 to 86400), instead of the server's schedule.
+    pub retry_delay_secs: Option<u64>,
+    /// Repeating a submission with the same key returns the first one instead of sending twice.
+    pub idempotency_key: Option<String>,
+}
+
+/// A document of a submission, with its page count.
+pub type Document = (DocumentRef, u32);
+
+/// What a submission made.
+#[derive(Debug)]
+pub struct Submitted {
+    /// False when the idempotency key named an earlier submission, whose jobs these are.
+    pub fresh: bool,
+    pub batch_id: String,
+    /// One job per recipient.
+    pub jobs: Vec<Job>,
+}
+
+/// Whether the caller may send faxes at all; a face asks before it takes a submission's documents in.
+pub fn may_submit(app: &AppState, caller: &Caller) -> Result<()> {
+    app.access
+        .authorize(caller, Competence::SendFaxes, Target::Anywhere)
+}
+
+/// The documents uploaded before that a submission names by hash (`documents[i]`), if the caller may
+/// use each; one it may not use is as unknown as one that does not exist.
+pub async fn documents_by_hash(
+    app: &AppState,
+    caller: &Caller,
+    hashes: &[String],
+) -> Result<Vec<Document>> {
+    let mut documents = Vec::with_capacity(hashes.len());
+    for (i, sha) in hashes.iter().enumerate() {
+        let missing = || {
+            Error::field(
+                &format!("documents[{i}]"),
+                format!("no uploaded document {sha}"),
+            )
+        };
+        let doc = crate::documents::usable(app, caller, sha)
+            .await?
+            .ok_or_else(missing)?;
+        let pages = doc.pages;
+        let doc = DocumentRef {
+            sha256: sha.clone(),
+            size: u64::try_from(doc.size).unwrap_or(0),
+            media_type: doc.media_type,
+        };
+        documents.push((doc, u32::try_from(pages).unwrap_or(0)));
+    }
+    Ok(documents)
+}
+
+/// Checks a submission and queues one job per recipient, committed with their `job.queued` events
+/// before it returns; the dispatcher then picks a proper fax server for each. `documents` are those
+/// of the submission, in order (named by hash and uploaded with it alike).
+pub async fn submit(
+    app: &AppState,
+    caller: &Caller,
+    submit: SubmitRequest,
+    documents: Vec<Document>,
+) -> Result<Submitted> {
+    may_submit(app, caller)?;
+    let pages_total: i64 = documents.iter().map(|(_, pages)| i64::from(*pages)).sum();
+    let documents: Vec<DocumentRef> = documents.into_iter().map(|(d, _)| d).collect();
+    let total = submit.recipients.len() + submit.recipient_entries.len();
+    if total == 0 || total > MAX_RECIPIENTS {
+        return Err(Error::field(
+            "recipients",
+            format!(
+                "give 1 to {MAX_RECIPIENTS} recipients (numbers and phonebook entries together)"
+            ),
+        ));
+    }
+    if documents.is_empty() {
+        return Err(Error::field("documents", "give at least one document"));
+    }
+    let max_pages = app.live.with(|s| s.uploads.max_pages_per_job);
+    if pages_total > i64::from(max_pages) {
+        return Err(Error::field(
+            "documents",
+            format!("{pages_total} pages; a job may have at most {max_pages}"),
+        ));
+    }
+    let recipients = recipients(app, caller, &submit)?;
+    let options = options(&submit)?;
+    let max_tries = submit
+        .max_tries
+        .unwrap_or_else(|| app.live.with(|s| s.retry.max_tries));
+    if !(1..=100).contains(&max_tries) {
+        return Err(Error::field("max_tries", "must be 1 to 100"));
+    }
+    let now = store::now_ms();
+    let not_before = send_at(submit.send_at.as_deref(), now)?;
+    let kill_secs = submit
+        .kill_after_secs
+        .unwrap_or_else(|| app.live.with(|s| s.retry.kill_secs));
+    if kill_secs == 0 || kill_secs > 30 * 86_400 {
+        return Err(Error::field(
+            "kill_after_secs",
+            "must be 1 second to 30 days",
+        ));
+    }
+    let kill_at = not_before.max(now) + i64::try_from(kill_secs).unwrap_or(0) * 1000;
+    if submit
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 200)
+    {
+        return Err(Error::field(
+            "idempotency_key",
+            "must be 1 to 200 characters",
+        ));
+    }
+    let batch_id = store::new_id("bat");
+    let options_json =
+        serde_json::to_string(&options).map_err(|e| Error::internal("encoding options", e))?;
+    let new_jobs: Vec<NewJob> = recipients
+        .iter()
+        .map(|r| NewJob {
+            id: store::new_id("job"),
+            batch_id: batch_id.clone(),
+            client_id: caller.id.clone(),
+            recipient: r.clone(),
+            priority: i64::from(submit.priority.unwrap_or(127)),
+            options: options_json.clone(),
+            max_tries: i64::from(max_tries),
+            kill_at,
+            not_before,
+            pages_total,
+            idempotency_key: submit.idempotency_key.clone(),
+            documents: documents.iter().map(|d| d.sha256.clone()).collect(),
+        })
+        .collect();
+    let events: Vec<_> = new_jobs.iter().map(|j| queued_event(j, None)).collect();
+    let (fresh, jobs) = app.intake.submit(new_jobs, events).await?;
+    if fresh {
+        app.metrics.submitted.inc();
+        app.events.committed();
+        for job in &jobs {
+            app.dispatcher
+                .enqueue_new(job, documents.clone(), options.clone());
+        }
+    }
+    let batch_id = jobs.first().map(|j| j.batch_id.clone()).unwrap_or(batch_id);
+    Ok(Submitted {
+        fresh,
+        batch_id,
+        jobs,
+    })
+}
+
+/// The numbers a submission sends to: its dial strings normalised and its phonebook entries' numbers,
+/// each one some fax server of the caller's groupings may dial.
+fn recipients(app: &AppState, caller: &Caller, submit: &SubmitRequest) -> Result<Vec<String>> {
+    let mut numbers = Vec::with_capacity(submit.recipients.len());
+    for (i, r) in submit.recipients.iter().enumerate() {
+        let field = format!("recipients[{i}]");
+        let number = numbers::normalize(r, &app.config.dial)
+            .map_err(|e| Error::field(&field, format!("{r:?} {e}")))?;
+        reachable(app, caller, &field, &number)?;
+        numbers.push(number);
+    }
+    let from_phonebook =
+        crate::phonebook::recipient_numbers(app, caller, &submit.recipient_entries)?;
+    for (i, number) in from_phonebook.into_iter().enumerate() {
+        reachable(app, caller, &format!("recipient_entries[{i}]"), &number)?;
+        numbers.push(number);
+    }
+    Ok(numbers)
+}
+
+/// Refuses a number no fax server in the caller's groupings may dial, naming `field`.
+fn reachable(app: &AppState, caller: &Caller, field: &str, number: &str) -> Result<()> {
+    if app.dispatcher.reachable(&caller.id, number) {
+        Ok(())
+    } else {
+        Err(Error::field(
+            field,
+            format!("no fax server in your groupings may dial {number}"),
+        ))
+    }
+}
+
+/// The options a submission asks for, each checked.
+fn options(submit: &SubmitRequest) -> Result<JobOptions> {
+    let resolution = submit.resolution.clone().unwrap_or_else(|| "fine".into());
+    if !matches!(resolution.as_str(), "standard" | "fine" | "superfine") {
+        return Err(Error::field(
+            "resolution",
+            "must be standard, fine or superfine",
+        ));
+    }
+    if let Some(tsi) = &submit.tsi {
+        rules::station_id("tsi", tsi)?;
+    }
+    if let Some(header) = &submit.header {
+        rules::printed("header", header, 60)?;
+    }
+    if submit
+        .retry_delay_secs
+        .is_some_and(|s| !(1..=MAX_RETRY_DELAY_SECS).contains(&s))
+    {
+        return Err(Error::field(
+            "retry_delay_secs",
+            format!("must be 1 to {MAX_RETRY_DELAY_SECS} seconds"),
+        ));
+    }
+    Ok(JobOptions {
+        resolution,
+        ecm: submit.ecm.unwrap_or(true),
+        header: submit.header.clone(),
+        tsi: submit.tsi.clone(),
+        retry_delay_secs: submit.retry_delay_secs,
+    })
+}
+
+/// When a job may be sent: now, or the time asked for (RFC 3339, at most a year ahead; a past time is now).
+fn send_at(asked: Option<&str>, now: i64) -> Result<i64> {
+    let Some(t) = asked else { return Ok(now) };
+    let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::field("send_at", format!("not an RFC 3339 time: {e}")))?;
+    let at = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let horizon = now.saturating_add(MAX_SEND_AHEAD_DAYS * 86_400_000);
+    if at > horizon {
+        return Err(Error::field(
+            "send_at",
+            format!(
+                "{t} is more than {MAX_SEND_AHEAD_DAYS} days ahead; schedule it no later than {}",
+                crate::rfc3339(horizon)
+            ),
+        ));
+    }
+    Ok(at.max(now))
+}
+
+/// The `job.queued` event of a new job (`resend_of` names the job it sends again).
+fn queued_event(job: &NewJob, resend_of: Option<&str>) -> store::NewEvent {
+    let mut payload =
+        serde_json::json!({"job_id": job.id, "batch_id": job.batch_id, "recipient": job.recipient});
+    if let (Some(of), Some(map)) = (resend_of, payload.as_object_mut()) {
+        map.insert("resend_of".into(), of.into());
+    }
+    store::NewEvent::new("job.queued", payload, vec![job.client_id.clone()])
+}
+
+/// The caller's jobs, newest first, by `filter`.
+pub async fn list(app: &AppState, caller: &Caller, filter: &JobFilter) -> Result<Vec<Job>> {
+    Ok(app.store.jobs_of_client(&caller.id, filter).await?)
+}
+
+/// One of the caller's jobs; another client's is not found.
+pub async fn own(app: &AppState, caller: &Caller, id: &str) -> Result<Job> {
+    match app.store.job(id).await? {
+        Some(job) if job.client_id == caller.id => Ok(job),
+        _ => Err(Error::not_found("job")),
+    }
+}
+
+/// A job's attempts, the open ones with their live phase and page (the database has those only from
+/// an attempt's start and end).
+pub async fn attempts(app: &AppState, job: &Job) -> Result<Vec<Attempt>> {
+    let mut attempts = app.store.attempts_of(&job.id).await?;
+    for a in attempts.iter_mut().filter(|a| a.ended_at.is_none()) {
+        if let Some((phase, page)) = app.dispatcher.live_phase(&a.id) {
+            a.phase = phase.to_owned();
+            a.page = page.map(i64::from).or(a.page);
+        }
+    }
+    Ok(attempts)
+}
+
+/// How a cancel went.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// The job was waiting: it is cancelled.
+    Now(Job),
+    /// The job is on a fax server, told to stop: it ends `cancelled` when the fax server confirms.
+    Asked(Job),
+}
+
+/// Cancels one of the caller's jobs. A queued job is cancelled at once; one on a fax server is told to
+/// stop. A job whose fax server is away (`in_doubt`) ends `cancelled` instead of being dispatched again,
+/// unless its fax server reports that it was sent. A finished job is a conflict.
+pub async fn cancel(app: &AppState, caller: &Caller, id: &str) -> Result<Cancelled> {
+    let job = own(app, caller, id).await?;
+    if job.is_finished() {
+        return Err(Error::conflict(format!(
+            "the job is already {}",
+            job.status
+        )));
+    }
+    let cancel_queued = || async {
+        let update = JobUpdate {
+            reason: Some("cancelled by the client".into()),
+            ..JobUpdate::to(JobStatus::Cancelled)
+        };
+        let event = job_event("job.cancelled", &job, serde_json::json!({}));
+        let done = app
+            .store
+            .update_job(&job.id, &[JobStatus::Queued], &update, &[event])
+            .await?;
+        if done {
+            app.dispatcher.dequeue(&job.id);
+            app.events.committed();
+        }
+        Result::<bool>::Ok(done)
+    };
+    if job.status == JobStatus::Queued && cancel_queued().await? {
+        return Ok(Cancelled::Now(own(app, caller, id).await?));
+    }
+    app.store.request_cancel(&job.id).await?;
+    // An attempt may have ended and queued its job for a retry since the job was read; from here on no
+    // retry is queued (the store refuses it once the cancel is asked for), and one queued before is
+    // cancelled now.
+    if cancel_queued().await? {
+        return Ok(Cancelled::Now(own(app, caller, id).await?));
+    }
+    for a in app
+        .store
+        .attempts_of(&job.id)
+        .await?
+        .iter()
+        .filter(|a| a.ended_at.is_none())
+    {
+        app.dispatcher.request_cancel(a);
+    }
+    Ok(Cancelled::Asked(own(app, caller, id).await?))
+}
+
+/// Sends one of the caller's finished jobs again, as a new job with the same documents, recipient and
+/// options (and the same time to live).
+pub async fn resend(app: &AppState, caller: &Caller, id: &str) -> Result<Submitted> {
+    let job = own(app, caller, id).await?;
+    may_submit(app, caller)?;
+    if !job.is_finished() {
+        return Err(Error::conflict(format!(
+            "the job is still {}; cancel it or wait for it to finish",
+            job.status
+        )));
+    }
+    reachable(app, caller, "recipient", &job.recipient)?;
+    let docs = app.store.job_documents(&job.id).await?;
+    let now = store::now_ms();
+    let new = NewJob {
+        id: store::new_id("job"),
+        batch_id: store::new_id("bat"),
+        client_id: caller.id.clone(),
+        recipient: job.recipient.clone(),
+        priority: job.priority,
+        options: job.options.clone(),
+        max_tries: job.max_tries,
+        kill_at: now + (job.kill_at - job.not_before).max(1000),
+        not_before: now,
+        pages_total: job.pages_total,
+        idempotency_key: None,
+        documents: docs.iter().map(|d| d.sha256.clone()).collect(),
+    };
+    let event = queued_event(&new, Some(&job.id));
+    let (_, jobs) = app
+        .store
+        .insert_jobs(std::slice::from_ref(&new), &[event])
+        .await?;
+    app.metrics.submitted.inc();
+    app.events.committed();
+    app.dispatcher.enqueue(&jobs).await?;
+    Ok(Submitted {
+        fresh: true,
+        batch_id: new.batch_id,
+        jobs,
+    })
+}

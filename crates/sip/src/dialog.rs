@@ -81,7 +81,9 @@ fn without_tag(v: &str) -> String {
 
 impl Dialog {
     /// The caller's dialog from its INVITE and the 2xx that answered it (§12.1.2): the route set is the
-    /// response's Record-Route reversed, the remote target its Contact.
+    /// response's Record-Route reversed, the remote target its Contact. A 2xx without a usable Contact
+    /// breaks §12.1.2 but must still be acknowledged (and the call hung up): its target is then the
+    /// INVITE's Request-URI, which reached the same peer.
     pub fn as_uac(invite: &Message, ok: &Message, t38_local: Option<Vec<u8>>) -> Self {
         let mut route_set = ok.header_values("Record-Route");
         route_set.reverse();
@@ -94,6 +96,7 @@ impl Dialog {
                 .header("Contact")
                 .and_then(addr_uri)
                 .map(|u| u.to_string())
+                .or_else(|| invite.request_uri().map(str::to_owned))
                 .unwrap_or_default(),
             route_set,
             local_cseq: invite.cseq().map_or(1, |c| c.0),

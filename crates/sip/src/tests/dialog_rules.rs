@@ -333,6 +333,21 @@ fn a_2xx_is_acked_in_the_dialog_and_its_retransmissions_again() {
     assert_eq!(s.take_events().len(), 1, "one Established only");
 }
 
+/// Found by the engine fuzz target: a 2xx without Contact (it breaks §12.1.2) was acknowledged with an
+/// empty Request-URI ("ACK  SIP/2.0"), which no parser reads. The ACK goes to the INVITE's Request-URI.
+#[test]
+fn a_2xx_without_contact_is_acked_at_the_invites_request_uri() {
+    let mut s = Script::new();
+    let (_, inv) = invite(&mut s);
+    let mut ok = answer(&inv, 200, "OK", t38(41000, 1));
+    ok.remove_header("Contact");
+    s.deliver(&ok);
+    let ack = s.one();
+    assert_eq!(ack.method(), Some("ACK"));
+    assert_eq!(ack.request_uri(), inv.request_uri());
+    assert!(Message::parse(&ack.to_bytes()).is_ok());
+}
+
 /// An incoming INVITE from the peer, answered 100 Trying and reported.
 fn incoming(s: &mut Script, body: Vec<u8>) -> (Message, IncomingCall) {
     let inv = request("INVITE", "in1", 1, None, body);

@@ -2,10 +2,11 @@
 //! passwords), groupings and fax servers from the command line, through the same REST API (and so the same
 //! authorization) as every other face.
 
-use crate::cli::Api;
+use crate::cli::{Api, view};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
+use supervisor::api::admin::{FaxServerView, GroupingView};
 
 #[derive(Subcommand)]
 pub enum ClientsCommand {
@@ -194,22 +195,19 @@ fn password_from(var: &str, prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn print_fax_server(f: &Value) {
-    let state = if f["revoked_at"].is_string() {
+fn print_fax_server(f: &FaxServerView) {
+    let state = if f.revoked_at.is_some() {
         "revoked"
-    } else if f["online"] == true {
+    } else if f.online {
         "online"
     } else {
         "offline"
     };
     println!(
         "{}  {}  {state}  groupings: {}",
-        f["id"].as_str().unwrap_or(""),
-        f["name"].as_str().unwrap_or(""),
-        list(&f["groupings"])
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+        f.id,
+        f.name,
+        f.groupings.join(", ")
     );
 }
 
@@ -360,17 +358,22 @@ pub async fn fax_servers(cmd: FaxServersCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     match cmd {
         FaxServersCommand::List => {
-            for f in list(&api.get("/v1/fax-servers").await?) {
+            let all: Vec<FaxServerView> = api.get_view("/v1/fax-servers").await?;
+            for f in &all {
                 print_fax_server(f);
             }
         }
         FaxServersCommand::Show { fax_server } => {
-            print_fax_server(&api.get(&format!("/v1/fax-servers/{fax_server}")).await?);
+            print_fax_server(
+                &api.get_view(&format!("/v1/fax-servers/{fax_server}"))
+                    .await?,
+            );
         }
         FaxServersCommand::Revoke { fax_server } => {
-            let f = api
-                .post_json(&format!("/v1/fax-servers/{fax_server}/revoke"), &json!({}))
-                .await?;
+            let f: FaxServerView = view(
+                api.post_json(&format!("/v1/fax-servers/{fax_server}/revoke"), &json!({}))
+                    .await?,
+            )?;
             print_fax_server(&f);
         }
         FaxServersCommand::Delete { fax_server } => {
@@ -421,34 +424,24 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     match cmd {
         GroupingsCommand::List => {
-            for g in list(&api.get("/v1/groupings").await?) {
-                println!(
-                    "{}  {}",
-                    g["id"].as_str().unwrap_or(""),
-                    g["name"].as_str().unwrap_or("")
-                );
+            let all: Vec<GroupingView> = api.get_view("/v1/groupings").await?;
+            for g in all {
+                println!("{}  {}", g.id, g.name);
             }
         }
         GroupingsCommand::Show { grouping } => {
-            let g = api.get(&format!("/v1/groupings/{grouping}")).await?;
-            println!(
-                "{}  {}",
-                g["id"].as_str().unwrap_or(""),
-                g["name"].as_str().unwrap_or("")
-            );
-            for m in list(&g["members"]) {
-                println!(
-                    "  {} {}",
-                    m["kind"].as_str().unwrap_or(""),
-                    m["id"].as_str().unwrap_or("")
-                );
+            let g: GroupingView = api.get_view(&format!("/v1/groupings/{grouping}")).await?;
+            println!("{}  {}", g.id, g.name);
+            for m in g.members.unwrap_or_default() {
+                println!("  {} {}", m.kind, m.id);
             }
         }
         GroupingsCommand::Create { name } => {
-            let g = api
-                .post_json("/v1/groupings", &json!({"name": name}))
-                .await?;
-            println!("grouping {} created", g["id"].as_str().unwrap_or(""));
+            let g: GroupingView = view(
+                api.post_json("/v1/groupings", &json!({"name": name}))
+                    .await?,
+            )?;
+            println!("grouping {} created", g.id);
         }
         GroupingsCommand::Add {
             grouping,

@@ -319,6 +319,31 @@ async fn administration_commands_manage_groupings_clients_roles_and_grants() {
     assert!(shown.contains(&format!("client {client}")), "{shown}");
     run(&["groupings", "remove", &g, "client", &client]);
     assert!(!run(&["groupings", "show", &g]).contains(&client));
+    // Fax servers as the command line shows them: listed, shown, revoked.
+    let api = Api::new(&sup.url, &sup.token);
+    let fs = api
+        .post(
+            "/v1/fax-servers",
+            json!({"name": "fs-cli", "groupings": [g.clone()]}),
+        )
+        .await
+        .expect("fax server");
+    assert_eq!(fs.status, 201, "{:?}", fs.body);
+    let fs = fs.body["fax_server"]["id"]
+        .as_str()
+        .expect("fax server id")
+        .to_owned();
+    let listed = run(&["fax-servers", "list"]);
+    assert!(
+        listed.contains(&format!("{fs}  fs-cli  offline  groupings: {g}")),
+        "{listed}"
+    );
+    let revoked = run(&["fax-servers", "revoke", &fs]);
+    assert!(
+        revoked.contains(&format!("{fs}  fs-cli  revoked")),
+        "{revoked}"
+    );
+    assert!(run(&["fax-servers", "show", &fs]).contains("revoked"));
     // Refusals name what was wrong.
     let (ok, out) = faxhub(&config, &["clients", "grant", &client, "user", "planet:x"]);
     assert!(

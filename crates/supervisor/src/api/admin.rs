@@ -20,7 +20,7 @@ pub struct NewGrouping {
     pub name: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct GroupingView {
     pub id: String,
     pub name: String,
@@ -109,7 +109,7 @@ pub struct NewFaxServer {
     pub enrollment_ttl_secs: Option<u64>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct FaxServerView {
     pub id: String,
     pub name: String,

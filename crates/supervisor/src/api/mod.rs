@@ -2,7 +2,7 @@
 //! they authenticate, validate, and call the resource modules; every access decision goes through
 //! `crate::access`.
 
-mod admin;
+pub mod admin;
 mod audit;
 mod clients;
 mod documents;

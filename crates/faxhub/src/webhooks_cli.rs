@@ -3,9 +3,10 @@
 //! lets them reach the supervisor's own machine with
 //! `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
 
-use crate::cli::Api;
+use crate::cli::{Api, view};
 use clap::Subcommand;
 use serde_json::json;
+use supervisor::api::events::{DeliveryView, WebhookView};
 
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
@@ -29,34 +30,26 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     match cmd {
         WebhooksCommand::List => {
-            for h in api
-                .get("/v1/webhooks")
-                .await?
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
+            let hooks: Vec<WebhookView> = api.get_view("/v1/webhooks").await?;
+            for h in hooks {
                 println!(
                     "{}  {}  {}  {}",
-                    h["id"].as_str().unwrap_or(""),
-                    if h["active"] == true {
-                        "active "
-                    } else {
-                        "deleted"
-                    },
-                    h["url"].as_str().unwrap_or(""),
-                    h["events"]
+                    h.id,
+                    if h.active { "active " } else { "deleted" },
+                    h.url,
+                    h.events.join(",")
                 );
             }
         }
         WebhooksCommand::Add { url, events } => {
-            let h = api
-                .post_json("/v1/webhooks", &json!({"url": url, "events": events}))
-                .await?;
-            println!("webhook {}", h["id"].as_str().unwrap_or(""));
+            let h: WebhookView = view(
+                api.post_json("/v1/webhooks", &json!({"url": url, "events": events}))
+                    .await?,
+            )?;
+            println!("webhook {}", h.id);
             println!(
                 "signing secret (shown once): {}",
-                h["secret"].as_str().unwrap_or("")
+                h.secret.as_deref().unwrap_or("")
             );
         }
         WebhooksCommand::Rm { webhook } => {
@@ -64,20 +57,17 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
             println!("webhook {webhook} deleted; its pending deliveries are cancelled");
         }
         WebhooksCommand::Deliveries { webhook } => {
-            for d in api
-                .get(&format!("/v1/webhooks/{webhook}/deliveries"))
-                .await?
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
+            let log: Vec<DeliveryView> = api
+                .get_view(&format!("/v1/webhooks/{webhook}/deliveries"))
+                .await?;
+            for d in log {
                 println!(
                     "{}  event {}  {}  tries {}  {}",
-                    d["updated_at"].as_str().unwrap_or(""),
-                    d["event_seq"],
-                    d["status"].as_str().unwrap_or(""),
-                    d["attempts"],
-                    d["last_error"].as_str().unwrap_or("")
+                    d.updated_at,
+                    d.event_seq,
+                    d.status,
+                    d.attempts,
+                    d.last_error.as_deref().unwrap_or("")
                 );
             }
         }

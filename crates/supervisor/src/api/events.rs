@@ -359,7 +359,7 @@ pub struct NewWebhook {
     pub events: Vec<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct WebhookView {
     pub id: String,
     pub url: String,
@@ -484,7 +484,7 @@ pub async fn delete_webhook(
 }
 
 /// Where a delivery stands.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Not delivered yet; tried (again) at `next_at`.
@@ -494,6 +494,17 @@ pub enum DeliveryState {
     Failed,
     /// The webhook was deleted first.
     Cancelled,
+}
+
+impl std::fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        })
+    }
 }
 
 impl From<store::DeliveryStatus> for DeliveryState {
@@ -507,7 +518,7 @@ impl From<store::DeliveryStatus> for DeliveryState {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct DeliveryView {
     pub id: String,
     pub event_seq: i64,

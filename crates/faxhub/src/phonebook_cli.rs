@@ -1,10 +1,12 @@
 //! `faxhub phonebook`: search, add, show, change, remove, import and export entries.
 
-use crate::cli::Api;
+use crate::cli::{Api, view};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use supervisor::api::Paged;
+use supervisor::api::phonebook::{EntryView, ImportReport};
 
 #[derive(Subcommand)]
 pub enum PhonebookCommand {
@@ -63,20 +65,18 @@ fn label(s: &str) -> anyhow::Result<Value> {
     }
 }
 
-fn print_entry(e: &Value) {
-    let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
-    let company = if s("company").is_empty() {
+fn print_entry(e: &EntryView) {
+    let company = if e.company.is_empty() {
         String::new()
     } else {
-        format!(" ({})", s("company"))
+        format!(" ({})", e.company)
     };
-    let vis: Vec<String> = e["visibility"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| match l["id"].as_str() {
-            Some(id) => format!("{}:{id}", l["kind"].as_str().unwrap_or("")),
-            None => l["kind"].as_str().unwrap_or("").to_owned(),
+    let vis: Vec<String> = e
+        .visibility
+        .iter()
+        .map(|l| match &l.id {
+            Some(id) => format!("{}:{id}", l.kind),
+            None => l.kind.clone(),
         })
         .collect();
     let vis = if vis.is_empty() {
@@ -86,9 +86,7 @@ fn print_entry(e: &Value) {
     };
     println!(
         "{}  {}{company}  fax {}  [{vis}]",
-        s("id"),
-        s("name"),
-        s("fax_number")
+        e.id, e.name, e.fax_number
     );
 }
 
@@ -111,8 +109,10 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
             let q = query
                 .map(|q| format!("&q={}", query_escape(&q)))
                 .unwrap_or_default();
-            let page = api.get(&format!("/v1/phonebook?limit={limit}{q}")).await?;
-            for e in page["items"].as_array().into_iter().flatten() {
+            let page: Paged<EntryView> = api
+                .get_view(&format!("/v1/phonebook?limit={limit}{q}"))
+                .await?;
+            for e in &page.items {
                 print_entry(e);
             }
         }
@@ -136,7 +136,7 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let body = json!({"name": name, "fax_number": fax, "company": company, "voice_number": voice,
                 "email": email, "notes": notes, "tags": tags, "visibility": visibility});
-            print_entry(&api.post_json("/v1/phonebook", &body).await?);
+            print_entry(&view(api.post_json("/v1/phonebook", &body).await?)?);
         }
         PhonebookCommand::Edit { entry, changes } => {
             let mut patch = serde_json::Map::new();
@@ -146,14 +146,14 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("{c:?} is not field=value"))?;
                 patch.insert(k.to_owned(), Value::String(v.to_owned()));
             }
-            print_entry(
-                &api.send(
+            print_entry(&view(
+                api.send(
                     reqwest::Method::PATCH,
                     &format!("/v1/phonebook/{entry}"),
                     Some(&Value::Object(patch)),
                 )
                 .await?,
-            );
+            )?);
         }
         PhonebookCommand::Rm { entry } => {
             api.delete(&format!("/v1/phonebook/{entry}")).await?;
@@ -172,23 +172,14 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
             };
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let report = api
-                .post_bytes(&format!("/v1/phonebook/import?format={format}"), bytes)
-                .await?;
-            println!(
-                "{} imported, {} refused",
-                report["imported"], report["failed"]
-            );
-            for p in report["problems"].as_array().into_iter().flatten() {
-                let field = p["field"]
-                    .as_str()
-                    .map(|f| format!("{f}: "))
-                    .unwrap_or_default();
-                println!(
-                    "  line {}: {field}{}",
-                    p["line"],
-                    p["message"].as_str().unwrap_or("")
-                );
+            let report: ImportReport = view(
+                api.post_bytes(&format!("/v1/phonebook/import?format={format}"), bytes)
+                    .await?,
+            )?;
+            println!("{} imported, {} refused", report.imported, report.failed);
+            for p in report.problems {
+                let field = p.field.map(|f| format!("{f}: ")).unwrap_or_default();
+                println!("  line {}: {field}{}", p.line, p.message);
             }
         }
         PhonebookCommand::Export { format, output } => {

@@ -10,7 +10,7 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 mod node;
-mod phonebook;
+pub mod phonebook;
 pub mod settings;
 pub mod supervisor_settings;
 

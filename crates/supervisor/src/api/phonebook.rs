@@ -26,7 +26,7 @@ pub struct LabelBody {
     pub id: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EntryView {
     pub id: String,
     pub owner_id: String,
@@ -349,7 +349,7 @@ pub struct ImportQuery {
     pub format: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ImportProblem {
     /// The line in the file (of the card's BEGIN for vCard).
     pub line: u64,
@@ -359,7 +359,7 @@ pub struct ImportProblem {
     pub message: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ImportReport {
     pub imported: usize,
     pub failed: usize,

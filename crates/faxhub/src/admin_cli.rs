@@ -7,6 +7,10 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use supervisor::api::admin::{FaxServerView, GroupingView};
+use supervisor::api::clients::{
+    ClientDetail, ClientView, GrantView, NewClientResponse, RoleView, ScopeBody, TokenResponse,
+    TokenView,
+};
 
 #[derive(Subcommand)]
 pub enum ClientsCommand {
@@ -135,41 +139,25 @@ fn member_kind(kind: &str) -> anyhow::Result<&'static str> {
     }
 }
 
-fn scope_text(scope: &Value) -> String {
-    match scope["id"].as_str() {
-        Some(id) => format!("{}:{id}", scope["kind"].as_str().unwrap_or("?")),
-        None => scope["kind"].as_str().unwrap_or("?").to_owned(),
+fn scope_text(scope: &ScopeBody) -> String {
+    match &scope.id {
+        Some(id) => format!("{}:{id}", scope.kind),
+        None => scope.kind.clone(),
     }
 }
 
-fn print_client(c: &Value) {
-    println!(
-        "{}  {}  {}",
-        c["id"].as_str().unwrap_or(""),
-        c["name"].as_str().unwrap_or(""),
-        c["kind"].as_str().unwrap_or("")
-    );
-    let groupings: Vec<&str> = c["groupings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if !groupings.is_empty() {
-        println!("  groupings: {}", groupings.join(", "));
-    }
-    for g in c["grants"].as_array().into_iter().flatten() {
-        println!(
-            "  grant {}: {} in {}",
-            g["id"].as_str().unwrap_or(""),
-            g["role"].as_str().unwrap_or(""),
-            scope_text(&g["scope"])
-        );
-    }
+fn print_grant(g: &GrantView) {
+    println!("  grant {}: {} in {}", g.id, g.role, scope_text(&g.scope));
 }
 
-fn list(v: &Value) -> impl Iterator<Item = &Value> {
-    v.as_array().into_iter().flatten()
+fn print_client(c: &ClientDetail) {
+    println!("{}  {}  {}", c.client.id, c.client.name, c.client.kind);
+    if !c.groupings.is_empty() {
+        println!("  groupings: {}", c.groupings.join(", "));
+    }
+    for g in &c.grants {
+        print_grant(g);
+    }
 }
 
 /// A client id, or `me` for the signed-in client.
@@ -177,11 +165,8 @@ async fn client_id(api: &Api, client: String) -> anyhow::Result<String> {
     if client != "me" {
         return Ok(client);
     }
-    let me = api.get("/v1/me").await?;
-    me["id"]
-        .as_str()
-        .map(str::to_owned)
-        .context("the supervisor did not say who you are")
+    let me: ClientDetail = api.get_view("/v1/me").await?;
+    Ok(me.client.id)
 }
 
 /// A password from the environment variable, else a line of standard input.
@@ -215,17 +200,13 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     match cmd {
         ClientsCommand::List => {
-            for c in list(&api.get("/v1/clients").await?) {
-                println!(
-                    "{}  {}  {}",
-                    c["id"].as_str().unwrap_or(""),
-                    c["name"].as_str().unwrap_or(""),
-                    c["kind"].as_str().unwrap_or("")
-                );
+            let all: Vec<ClientView> = api.get_view("/v1/clients").await?;
+            for c in all {
+                println!("{}  {}  {}", c.id, c.name, c.kind);
             }
         }
         ClientsCommand::Show { client } => {
-            print_client(&api.get(&format!("/v1/clients/{client}")).await?)
+            print_client(&api.get_view(&format!("/v1/clients/{client}")).await?)
         }
         ClientsCommand::Create {
             name,
@@ -247,9 +228,9 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
                     password_from("FAXHUB_NEW_PASSWORD", &format!("password for {name}"))?;
                 body["password"] = json!(password);
             }
-            let made = api.post_json("/v1/clients", &body).await?;
-            print_client(&made["client"]);
-            if let Some(t) = made["token"].as_str() {
+            let made: NewClientResponse = view(api.post_json("/v1/clients", &body).await?)?;
+            print_client(&made.client);
+            if let Some(t) = made.token {
                 println!("token (shown once): {t}");
             }
         }
@@ -258,18 +239,14 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             role,
             scope,
         } => {
-            let g = api
-                .post_json(
+            let g: GrantView = view(
+                api.post_json(
                     &format!("/v1/clients/{client}/grants"),
                     &json!({"role": role, "scope": parse_scope(&scope)?}),
                 )
-                .await?;
-            println!(
-                "grant {}: {} in {}",
-                g["id"].as_str().unwrap_or(""),
-                g["role"].as_str().unwrap_or(""),
-                scope_text(&g["scope"])
-            );
+                .await?,
+            )?;
+            println!("grant {}: {} in {}", g.id, g.role, scope_text(&g.scope));
         }
         ClientsCommand::Revoke { client, grant } => {
             api.delete(&format!("/v1/clients/{client}/grants/{grant}"))
@@ -282,34 +259,34 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             expires_in,
         } => {
             let client = client_id(&api, client).await?;
-            let t = api
-                .post_json(
+            let t: TokenResponse = view(
+                api.post_json(
                     &format!("/v1/clients/{client}/tokens"),
                     &json!({"label": label, "expires_in_secs": expires_in}),
                 )
-                .await?;
+                .await?,
+            )?;
             println!(
                 "token {} (expires {})",
-                t["token_id"].as_str().unwrap_or(""),
-                t["expires_at"].as_str().unwrap_or("never")
+                t.token_id,
+                t.expires_at.as_deref().unwrap_or("never")
             );
-            println!("token (shown once): {}", t["token"].as_str().unwrap_or(""));
+            println!("token (shown once): {}", t.token);
         }
         ClientsCommand::Tokens { client } => {
             let client = client_id(&api, client).await?;
-            for t in list(&api.get(&format!("/v1/clients/{client}/tokens")).await?) {
+            let tokens: Vec<TokenView> = api
+                .get_view(&format!("/v1/clients/{client}/tokens"))
+                .await?;
+            for t in tokens {
                 println!(
                     "{}  {:<16} created {}  expires {}  last used {}{}",
-                    t["id"].as_str().unwrap_or(""),
-                    t["label"].as_str().unwrap_or(""),
-                    t["created_at"].as_str().unwrap_or(""),
-                    t["expires_at"].as_str().unwrap_or("never"),
-                    t["last_used_at"].as_str().unwrap_or("never"),
-                    if t["current"] == true {
-                        "  (this one)"
-                    } else {
-                        ""
-                    }
+                    t.id,
+                    t.label,
+                    t.created_at,
+                    t.expires_at.as_deref().unwrap_or("never"),
+                    t.last_used_at.as_deref().unwrap_or("never"),
+                    if t.current { "  (this one)" } else { "" }
                 );
             }
         }
@@ -388,29 +365,22 @@ pub async fn roles(cmd: RolesCommand) -> anyhow::Result<()> {
     let api = Api::load()?;
     match cmd {
         RolesCommand::List => {
-            for r in list(&api.get("/v1/roles").await?) {
-                let comps: Vec<&str> = list(&r["competences"]).filter_map(Value::as_str).collect();
-                let builtin = if r["builtin"] == true {
-                    " (built in)"
-                } else {
-                    ""
-                };
-                println!(
-                    "{}  {}{builtin}: {}",
-                    r["id"].as_str().unwrap_or(""),
-                    r["name"].as_str().unwrap_or(""),
-                    comps.join(", ")
-                );
+            let roles: Vec<RoleView> = api.get_view("/v1/roles").await?;
+            for r in roles {
+                let comps: Vec<&str> = r.competences.iter().map(|c| c.as_str()).collect();
+                let builtin = if r.builtin { " (built in)" } else { "" };
+                println!("{}  {}{builtin}: {}", r.id, r.name, comps.join(", "));
             }
         }
         RolesCommand::Create { name, competences } => {
-            let r = api
-                .post_json(
+            let r: RoleView = view(
+                api.post_json(
                     "/v1/roles",
                     &json!({"name": name, "competences": competences}),
                 )
-                .await?;
-            println!("role {} created", r["id"].as_str().unwrap_or(""));
+                .await?,
+            )?;
+            println!("role {} created", r.id);
         }
         RolesCommand::Delete { role } => {
             api.delete(&format!("/v1/roles/{role}")).await?;

@@ -22,7 +22,7 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// Shown once; store it safely.
     pub token: String,
@@ -33,7 +33,7 @@ pub struct TokenResponse {
     pub client: ClientView,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ClientView {
     pub id: String,
     pub name: String,
@@ -116,7 +116,7 @@ impl From<&Scope> for ScopeBody {
     }
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct GrantView {
     pub id: String,
     pub role_id: String,
@@ -127,7 +127,7 @@ pub struct GrantView {
     pub created_at: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ClientDetail {
     #[serde(flatten)]
     pub client: ClientView,
@@ -198,7 +198,7 @@ pub struct NewClient {
     pub grants: Option<Vec<GrantRequest>>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct NewClientResponse {
     pub client: ClientDetail,
     /// An API token for applications, shown once.
@@ -504,7 +504,7 @@ pub struct NewToken {
     pub expires_in_secs: Option<u64>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub label: String,
@@ -664,7 +664,7 @@ pub async fn remove_grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct RoleView {
     pub id: String,
     pub name: String,

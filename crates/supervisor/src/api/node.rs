@@ -9,7 +9,6 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -93,18 +92,9 @@ pub async fn document(
 #[utoipa::path(post, path = "/v1/node/inbound-documents", responses((status = 201, body = DocumentView)))]
 pub async fn upload_inbound(State(app): State<AppState>, req: Request) -> ApiResult<Response> {
     let fs = fax_server(&app, req.headers()).await?;
-    let stream = req
-        .into_body()
-        .into_data_stream()
-        .map_err(|e| e.to_string());
-    let doc = app
-        .docs
-        .put_stream(stream, app.config.max_upload_bytes)
-        .await
-        .map_err(|e| crate::documents::refused("body", e))?;
-    app.store
-        .insert_document(&doc.sha256, doc.size, doc.media_type, doc.pages, None)
-        .await?;
+    let stream = req.into_body().into_data_stream();
+    let doc =
+        crate::documents::keep(&app, None, app.config.max_upload_bytes, "body", stream).await?;
     tracing::debug!(fax_server = %fs.name, sha256 = %doc.sha256, "inbound document stored");
     Ok(super::created(DocumentView::from(doc)))
 }

@@ -506,6 +506,21 @@ pub mod rules {
                 .is_some_and(|top| top.starts_with(|c: char| c.is_ascii_alphabetic()))
     }
 
+    /// E.164 number prefixes ("+81"): a '+' and 1 to 15 digits each; the error names `field[i]`.
+    pub fn dial_prefixes(field: &str, prefixes: &[String]) -> Result<(), FieldError> {
+        for (i, p) in prefixes.iter().enumerate() {
+            let digits = p.strip_prefix('+').unwrap_or("");
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(FieldError::new(
+                    &format!("{field}[{i}]"),
+                    format!("{p:?} is not an E.164 prefix like \"+81\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The T.30 identity (TSI / CSI, T.30 §5.3.6.2.4): at most 20 of digits, spaces and '+'.
     pub fn station_id(field: &str, value: &str) -> Result<(), FieldError> {
         check(
@@ -606,16 +621,7 @@ impl FaxServerSettings {
         if !(72..=1400).contains(&self.t38.max_datagram) {
             return bad("t38.max_datagram", "must be 72 to 1400");
         }
-        for (i, p) in self.dial_rules.prefixes.iter().enumerate() {
-            let digits = p.strip_prefix('+').unwrap_or("");
-            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(FieldError::new(
-                    &format!("dial_rules.prefixes[{i}]"),
-                    format!("{p:?} is not an E.164 prefix like \"+81\""),
-                ));
-            }
-        }
+        rules::dial_prefixes("dial_rules.prefixes", &self.dial_rules.prefixes)?;
         if self.dial_rules.access_code.len() > 4
             || !self
                 .dial_rules

@@ -8,6 +8,7 @@ use crate::auth::{self, Revoked};
 use crate::clients::valid_name;
 use crate::competence::{Competence, Target};
 use crate::error::{Error, Result};
+use crate::settings::rules;
 use crate::{AppState, audit};
 use store::MemberKind;
 
@@ -34,25 +35,11 @@ pub struct Enrollment {
     pub expires_at: i64,
 }
 
-/// Refuses, naming `field[i]`, a dial prefix that is not an E.164 prefix.
-pub fn valid_prefixes(field: &str, prefixes: &[String]) -> Result<()> {
-    for (i, p) in prefixes.iter().enumerate() {
-        let digits = p.strip_prefix('+').unwrap_or("");
-        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::field(
-                &format!("{field}[{i}]"),
-                format!("{p:?} is not an E.164 prefix like \"+81\""),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Registers a fax server in its groupings and issues its enrollment token. Needs the competence to
 /// change fax server settings in each grouping (everywhere, for one in none).
 pub async fn create(app: &AppState, caller: &Caller, new: &NewFaxServer<'_>) -> Result<Enrollment> {
     valid_name("name", new.name)?;
-    valid_prefixes("dial_prefixes", new.dial_prefixes)?;
+    rules::dial_prefixes("dial_prefixes", new.dial_prefixes)?;
     crate::groupings::check_exist(app, caller, "groupings", new.groupings).await?;
     if new.groupings.is_empty() {
         app.access
@@ -143,7 +130,7 @@ pub async fn change(
     let Some(prefixes) = dial_prefixes else {
         return Ok(());
     };
-    valid_prefixes("dial_prefixes", &prefixes)?;
+    rules::dial_prefixes("dial_prefixes", &prefixes)?;
     let (before, after) = (
         serde_json::json!({"dial_prefixes": fs.dial_prefixes()}),
         serde_json::json!({"dial_prefixes": &prefixes}),

@@ -4,7 +4,11 @@
 use anyhow::{Context, bail};
 use std::time::Duration;
 
-use crate::cli::Api;
+use crate::cli::{Api, view};
+use supervisor::api::Paged;
+use supervisor::api::admin::FaxServerView;
+use supervisor::api::events::InboundView;
+use supervisor::api::jobs::{JobStatus, JobView, SubmitResponse};
 
 /// A small two-page PDF (standard Helvetica, lines and a frame), written by hand with a correct xref.
 pub fn pdf() -> Vec<u8> {
@@ -82,8 +86,8 @@ pub async fn run(
     for _ in 0..150 {
         let mut all = true;
         for id in servers {
-            let f = api.get(&format!("/v1/fax-servers/{id}")).await?;
-            all &= f["online"] == true && f["free_channels"].as_u64().unwrap_or(0) > 0;
+            let f: FaxServerView = api.get_view(&format!("/v1/fax-servers/{id}")).await?;
+            all &= f.online && f.free_channels > 0;
         }
         if all {
             ready = true;
@@ -107,7 +111,7 @@ pub async fn run(
                 .file_name("demo.pdf")
                 .mime_str("application/pdf")?,
         );
-    let body = Api::check(
+    let body: SubmitResponse = view(Api::check(
         api.http
             .post(format!("{}/v1/jobs", api.base))
             .bearer_auth(&api.token)
@@ -115,11 +119,13 @@ pub async fn run(
             .send()
             .await?,
     )
-    .await?;
-    let job = body["jobs"][0]["id"]
-        .as_str()
+    .await?)?;
+    let job = body
+        .jobs
+        .first()
         .context("the supervisor returned no job")?
-        .to_owned();
+        .id
+        .clone();
     println!(
         "demo: a client sent {} (2 pages) to {to}: job {job}",
         sent.display()
@@ -127,35 +133,35 @@ pub async fn run(
     let mut last = String::new();
     let mut done = None;
     for _ in 0..600 {
-        let j = api.get(&format!("/v1/jobs/{job}")).await?;
-        let status = j["status"].as_str().unwrap_or("").to_owned();
-        let attempt = j["attempts"]
-            .as_array()
-            .and_then(|a| a.last())
-            .cloned()
-            .unwrap_or_default();
-        let line = format!("{status} {}", attempt["phase"].as_str().unwrap_or(""));
+        let j: JobView = api.get_view(&format!("/v1/jobs/{job}")).await?;
+        let phase = j
+            .attempts
+            .as_deref()
+            .and_then(<[_]>::last)
+            .map_or("", |a| a.phase.as_str());
+        let line = format!("{} {phase}", j.status);
         if line != last {
             println!("demo:   job {job}: {line}");
             last = line;
         }
-        if matches!(status.as_str(), "sent" | "failed" | "cancelled") {
+        if j.status.is_finished() {
             done = Some(j);
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let j = done.context("the demo fax did not finish within 2 minutes")?;
-    if j["status"] != "sent" {
+    if j.status != JobStatus::Sent {
         bail!(
-            "the demo fax failed: {}",
-            j["reason"].as_str().unwrap_or("no reason given")
+            "the demo fax {}: {}",
+            j.status,
+            j.reason.as_deref().unwrap_or("no reason given")
         );
     }
     for _ in 0..150 {
-        let inbox = api.get("/v1/inbox?limit=10").await?;
-        if let Some(f) = inbox["items"].as_array().and_then(|i| i.first()) {
-            let id = f["id"].as_str().unwrap_or("").to_owned();
+        let inbox: Paged<InboundView> = api.get_view("/v1/inbox?limit=10").await?;
+        if let Some(f) = inbox.items.first() {
+            let id = &f.id;
             let resp = api
                 .http
                 .get(format!("{}/v1/inbox/{id}/document", api.base))
@@ -168,10 +174,10 @@ pub async fn run(
             }
             println!(
                 "demo: received by the fax server answering {}, delivered to the inbox as {id}: {} pages from {} (TSI {}); saved to {}",
-                f["called_number"].as_str().unwrap_or(to),
-                f["pages"],
-                f["caller_number"].as_str().unwrap_or("-"),
-                f["tsi"].as_str().unwrap_or("-"),
+                f.called_number.as_deref().unwrap_or(to),
+                f.pages,
+                f.caller_number.as_deref().unwrap_or("-"),
+                f.tsi.as_deref().unwrap_or("-"),
                 save.display()
             );
             return Ok(());

@@ -257,8 +257,13 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     let api = format!("https://localhost:{}", https_addr.port());
     let ca = data_dir.join("supervisor/tls/cert.pem");
     let client = cli::Api::new(&api, &bootstrap.token, Some(&ca))?;
-    let groupings = client.get("/v1/groupings").await?;
-    let default = groupings[0]["id"].as_str().unwrap_or_default().to_owned();
+    let groupings: Vec<supervisor::api::admin::GroupingView> =
+        client.get_view("/v1/groupings").await?;
+    let default = groupings
+        .first()
+        .context("the supervisor has no grouping")?
+        .id
+        .clone();
     // Two fax servers calling each other over SIP on loopback, each the other's proxy (no registrar):
     // fax-a answers +15550101 and may dial +15550102; fax-b the other way round.
     let free_port = || -> anyhow::Result<u16> {
@@ -271,20 +276,16 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     let mut nodes = Vec::new();
     let mut server_ids = Vec::new();
     for (i, name) in ["fax-a", "fax-b"].into_iter().enumerate() {
-        let made = client
-            .post_json(
-                "/v1/fax-servers",
-                &serde_json::json!({"name": name, "groupings": [default]}),
-            )
-            .await?;
-        let token = made["enrollment_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let id = made["fax_server"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let made: supervisor::api::admin::NewFaxServerResponse = cli::view(
+            client
+                .post_json(
+                    "/v1/fax-servers",
+                    &serde_json::json!({"name": name, "groupings": [default]}),
+                )
+                .await?,
+        )?;
+        let token = made.enrollment_token;
+        let id = made.fax_server.id;
         server_ids.push(id.clone());
         let (me, other) = (i, 1 - i);
         let settings = serde_json::json!({

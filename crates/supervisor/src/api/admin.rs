@@ -131,7 +131,7 @@ pub struct FaxServerView {
     pub revoked_at: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct NewFaxServerResponse {
     pub fax_server: FaxServerView,
     /// One-time token for `faxhub node --enroll`, shown once.

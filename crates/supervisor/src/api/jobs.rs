@@ -12,7 +12,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::DocumentRef;
-use protocol::job::{AttemptStatus, JobStatus};
+pub use protocol::job::{AttemptStatus, JobStatus};
 use serde::{Deserialize, Serialize};
 use store::{Job, JobFilter};
 use utoipa::ToSchema;

@@ -28,6 +28,8 @@ pub(crate) struct Dialog {
     pub sdp_version: u64,
     /// UAS: the 2xx we retransmit until the ACK comes.
     pub pending_2xx: Option<Retransmit2xx>,
+    /// We made the Call-ID (we called): our re-INVITE waits longer after a 491 (RFC 3261 §14.1).
+    pub owns_call_id: bool,
 }
 
 /// A 2xx to an INVITE or re-INVITE sent by the UAS core, retransmitted from T1 doubling up to T2 until
@@ -104,6 +106,7 @@ impl Dialog {
             t38_local,
             sdp_version: 1,
             pending_2xx: None,
+            owns_call_id: true,
         }
     }
 
@@ -128,6 +131,7 @@ impl Dialog {
             t38_local: None,
             sdp_version: 1,
             pending_2xx: None,
+            owns_call_id: false,
         }
     }
 

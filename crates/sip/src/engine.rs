@@ -223,6 +223,19 @@ pub enum Output {
 }
 
 /// What a client transaction is for.
+/// How many times a re-INVITE is sent at most when each is answered 491.
+const REINVITE_TRIES: u8 = 4;
+
+/// A re-INVITE answered 491, due again at `at`.
+#[derive(Debug)]
+struct ReInviteAgain {
+    at: Duration,
+    op: Op,
+    call_id: String,
+    sdp: Vec<u8>,
+    tries: u8,
+}
+
 enum Purpose {
     Register {
         op: Option<Op>,
@@ -242,6 +255,8 @@ enum Purpose {
     ReInvite {
         op: Op,
         call_id: String,
+        /// Earlier tries answered 491 (Request Pending).
+        tries: u8,
     },
     Refresh {
         op: Op,
@@ -322,6 +337,8 @@ pub struct Engine {
     register_call_id: String,
     refresh_at: Option<Duration>,
     keepalive_at: Option<Duration>,
+    /// Re-INVITEs answered 491 (their offer crossed one of the far end's), to be sent again.
+    reinvite_again: Vec<ReInviteAgain>,
     trunk: TrunkState,
     nc: u32,
     transmits: VecDeque<Transmit>,
@@ -361,6 +378,7 @@ impl Engine {
             pending: HashMap::new(),
             register_cseq: 0,
             refresh_at: None,
+            reinvite_again: Vec::new(),
             trunk: TrunkState::Unknown,
             nc: 0,
             transmits: VecDeque::new(),
@@ -437,6 +455,7 @@ impl Engine {
             .chain(pending_2xx)
             .chain(self.refresh_at)
             .chain(self.keepalive_at)
+            .chain(self.reinvite_again.iter().map(|r| r.at))
             .min()
     }
 
@@ -494,6 +513,34 @@ impl Engine {
         m.add_header("CSeq", format!("{cseq} {method}"));
         m.add_header("User-Agent", self.cfg.user_agent.clone());
         m
+    }
+
+    /// Sends a re-INVITE offering `sdp` in the call (`tries` earlier ones were answered 491).
+    fn reinvite(&mut self, op: Op, call_id: String, sdp: Vec<u8>, tries: u8) {
+        let Some(mut m) = self.in_dialog(&call_id, "INVITE") else {
+            let result = Err(Self::no_such_call("no such call"));
+            self.emit(Event::Answered { op, result });
+            return;
+        };
+        m.add_header("Contact", self.contact());
+        m.add_header("Content-Type", "application/sdp");
+        m.body = sdp.clone();
+        if let Some(d) = self.dialogs.get_mut(&call_id) {
+            d.local_sdp = sdp;
+        }
+        self.start_client(m, Purpose::ReInvite { op, call_id, tries });
+    }
+
+    /// Whether an INVITE or re-INVITE of ours in this call awaits its final response: an offer from the
+    /// far end now crosses ours (RFC 3261 §14.2, RFC 3311 §5.2), including a re-INVITE that overtook the
+    /// 2xx of our INVITE on its way.
+    fn offer_pending(&self, call_id: &str) -> bool {
+        self.clients.values().any(|c| match &c.purpose {
+            Purpose::Invite { call_id: id, .. } | Purpose::ReInvite { call_id: id, .. } => {
+                id == call_id && !c.tx.is_terminated()
+            }
+            _ => false,
+        })
     }
 
     fn start_client(&mut self, request: Message, purpose: Purpose) {
@@ -756,20 +803,7 @@ impl Engine {
                     self.respond_server(&p.server, &r);
                 }
             }
-            Command::ReInvite { call_id, sdp } => {
-                let Some(mut m) = self.in_dialog(&call_id, "INVITE") else {
-                    let result = Err(Self::no_such_call("no such call"));
-                    self.emit(Event::Answered { op, result });
-                    return;
-                };
-                m.add_header("Contact", self.contact());
-                m.add_header("Content-Type", "application/sdp");
-                m.body = sdp.clone();
-                if let Some(d) = self.dialogs.get_mut(&call_id) {
-                    d.local_sdp = sdp;
-                }
-                self.start_client(m, Purpose::ReInvite { op, call_id });
-            }
+            Command::ReInvite { call_id, sdp } => self.reinvite(op, call_id, sdp, 0),
             Command::Refresh { call_id, update } => {
                 let method = if update { "UPDATE" } else { "INVITE" };
                 let Some(mut m) = self.in_dialog(&call_id, method) else {
@@ -995,7 +1029,28 @@ impl Engine {
                     });
                 }
             }
-            Purpose::ReInvite { op, call_id } => {
+            Purpose::ReInvite { op, call_id, tries }
+                if code == 491 && tries + 1 < REINVITE_TRIES =>
+            {
+                // Our offer crossed one of the far end's: try again after a random wait, longer for
+                // the Call-ID's owner so that the two ends do not cross again (RFC 3261 §14.1).
+                let owner = self.dialogs.get(&call_id).is_some_and(|d| d.owns_call_id);
+                let units = self.tokens.next_u64();
+                let wait_ms = if owner {
+                    2100 + (units % 191) * 10
+                } else {
+                    (units % 201) * 10
+                };
+                debug!(%call_id, wait_ms, "re-INVITE answered 491: trying again");
+                self.reinvite_again.push(ReInviteAgain {
+                    at: self.now + Duration::from_millis(wait_ms),
+                    op,
+                    call_id,
+                    sdp: c.request.body.clone(),
+                    tries: tries + 1,
+                });
+            }
+            Purpose::ReInvite { op, call_id, .. } => {
                 let result = if ok {
                     if let Some(ack) = self.ack_2xx(&call_id, &resp) {
                         self.send_proxy(ack);
@@ -1105,6 +1160,7 @@ impl Engine {
                 );
                 trying
             }
+            "INVITE" | "UPDATE" if self.offer_pending(&call_id) => response(491, "Request Pending"),
             "INVITE" | "UPDATE" => match self.dialogs.get_mut(&call_id) {
                 Some(d) => {
                     let event = d.take_offer(&req);
@@ -1227,6 +1283,13 @@ impl Engine {
             }
         }
         self.transmits.extend(resend);
+        let (due, later) = std::mem::take(&mut self.reinvite_again)
+            .into_iter()
+            .partition(|r| r.at <= now);
+        self.reinvite_again = later;
+        for r in due {
+            self.reinvite(r.op, r.call_id, r.sdp, r.tries);
+        }
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = None;
             self.register(None, None);

@@ -699,3 +699,127 @@ fn a_retransmitted_re_invite_after_our_200_is_absorbed_while_the_200_is_retransm
     assert!(s.take().is_empty());
     assert!(s.ua.has_dialog(&call_id));
 }
+
+/// A re-INVITE from the peer that overtakes the 2xx of our INVITE (a loaded proxy reorders them) finds
+/// our INVITE pending: answered 491 (RFC 3261 §14.2), not 481, so the peer tries again once the dialog
+/// stands, and the call is not lost.
+#[test]
+fn a_re_invite_that_overtakes_the_2xx_of_our_invite_is_answered_491() {
+    let mut s = Script::new();
+    let (op, inv) = invite(&mut s);
+    let ours = inv.from_tag().unwrap();
+    let re = |branch: &str, cseq| {
+        let mut m = request("INVITE", branch, cseq, Some(&ours), t38(41002, 2))
+            .with_call_id(inv.call_id().unwrap());
+        m.set_header("From", "<sip:15550102@10.0.0.2>;tag=peer");
+        m
+    };
+    s.deliver(&re("early", 2));
+    assert_eq!(codes(&s.take()), [491]);
+    assert!(established(&s.events, op).is_none());
+    s.deliver(&answer(&inv, 200, "OK", audio(41000, 1)));
+    assert_eq!(s.one().method(), Some("ACK"));
+    assert!(established(&s.events, op).unwrap().is_ok());
+    s.take_events();
+    s.deliver(&re("again", 3));
+    let ok = s.one();
+    assert_eq!(ok.code(), Some(200));
+    assert!(matches!(
+        s.take_events().as_slice(),
+        [Event::Call {
+            event: CallEvent::ReInvite { .. },
+            ..
+        }]
+    ));
+}
+
+/// Our re-INVITE answered 491 (it crossed the peer's) is sent again, as a new transaction with the same
+/// offer, after a random wait of at most 2 s (we did not make the Call-ID, §14.1); while ours is pending,
+/// the peer's re-INVITE is answered 491 in turn; after four 491s the switch is reported failed.
+#[test]
+fn our_re_invite_answered_491_goes_again_after_a_random_wait() {
+    let mut s = Script::new();
+    let (call_id, ok) = answered_call(&mut s, audio(40000, 1), audio(41000, 1));
+    let tag = ok.to_tag().unwrap();
+    let op = s.command(Command::ReInvite {
+        call_id: call_id.clone(),
+        sdp: t38(41002, 2),
+    });
+    let first = s.one();
+    assert_eq!(first.method(), Some("INVITE"));
+    // Glare: the peer's re-INVITE while ours is pending.
+    s.deliver(&request("INVITE", "glare", 2, Some(&tag), t38(40002, 2)));
+    assert_eq!(codes(&s.take()), [491]);
+    s.deliver(&answer(&first, 491, "Request Pending", vec![]));
+    assert_eq!(
+        s.one().method(),
+        Some("ACK"),
+        "a non-2xx final is ACKed by the transaction"
+    );
+    assert!(s.take_events().is_empty(), "not reported: it goes again");
+    let answered_at = s.now;
+    let mut tries = vec![first];
+    for n in 2..=4 {
+        let again = loop {
+            assert!(s.jump(answered_at + SEC * 60), "a try {n} is due");
+            if let Some(m) = s.take().into_iter().find(|m| m.method() == Some("INVITE")) {
+                break m;
+            }
+        };
+        let prev = tries.last().unwrap();
+        assert!(
+            s.now - answered_at <= ms(2000) || n > 2,
+            "the first wait is at most 2 s"
+        );
+        assert_ne!(again.branch(), prev.branch());
+        assert!(again.cseq().unwrap().0 > prev.cseq().unwrap().0);
+        assert_eq!(again.body, t38(41002, 2));
+        if n < 4 {
+            s.deliver(&answer(&again, 491, "Request Pending", vec![]));
+            s.take();
+            assert!(s.take_events().is_empty());
+        }
+        tries.push(again);
+    }
+    // The fourth is answered: the switch succeeds.
+    let last = tries.last().unwrap();
+    s.deliver(&answer(last, 200, "OK", t38(40002, 2)));
+    assert_eq!(s.one().method(), Some("ACK"));
+    let events = s.take_events();
+    let [
+        Event::Answered {
+            op: o,
+            result: Ok(_),
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*o, op);
+
+    // Four 491s in a row: the switch fails.
+    let op = s.command(Command::ReInvite {
+        call_id,
+        sdp: t38(41002, 3),
+    });
+    for _ in 0..4 {
+        let m = loop {
+            if let Some(m) = s.take().into_iter().find(|m| m.method() == Some("INVITE")) {
+                break m;
+            }
+            assert!(s.jump(s.now + SEC * 60), "a try is due");
+        };
+        s.deliver(&answer(&m, 491, "Request Pending", vec![]));
+    }
+    let events = s.take_events();
+    let [
+        Event::Answered {
+            op: o,
+            result: Err(_),
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*o, op);
+}

@@ -263,6 +263,12 @@ impl Api {
 
     /// A text answer (exports).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        String::from_utf8(self.get_bytes(path).await?)
+            .context("the supervisor's answer is not text")
+    }
+
+    /// A binary answer (a received fax, a document).
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -273,7 +279,7 @@ impl Api {
             Self::check(resp).await?;
             bail!("the request failed");
         }
-        Ok(resp.text().await?)
+        Ok(resp.bytes().await?.to_vec())
     }
 
     pub async fn put_json(
@@ -487,17 +493,9 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Webhooks(cmd) => crate::webhooks_cli::run(cmd).await,
         ClientCommand::Fetch { inbound, output } => {
             let api = Api::load()?;
-            let resp = api
-                .http
-                .get(format!("{}/v1/inbox/{inbound}/document", api.base))
-                .bearer_auth(&api.token)
-                .send()
+            let bytes = api
+                .get_bytes(&format!("/v1/inbox/{inbound}/document"))
                 .await?;
-            if !resp.status().is_success() {
-                Api::check(resp).await?;
-                return Ok(());
-            }
-            let bytes = resp.bytes().await?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("{} bytes written to {}", bytes.len(), output.display());

@@ -111,15 +111,17 @@ pub async fn run(
                 .file_name("demo.pdf")
                 .mime_str("application/pdf")?,
         );
-    let body: SubmitResponse = view(Api::check(
-        api.http
-            .post(format!("{}/v1/jobs", api.base))
-            .bearer_auth(&api.token)
-            .multipart(form)
-            .send()
-            .await?,
-    )
-    .await?)?;
+    let body: SubmitResponse = view(
+        Api::check(
+            api.http
+                .post(format!("{}/v1/jobs", api.base))
+                .bearer_auth(&api.token)
+                .multipart(form)
+                .send()
+                .await?,
+        )
+        .await?,
+    )?;
     let job = body
         .jobs
         .first()
@@ -162,16 +164,8 @@ pub async fn run(
         let inbox: Paged<InboundView> = api.get_view("/v1/inbox?limit=10").await?;
         if let Some(f) = inbox.items.first() {
             let id = &f.id;
-            let resp = api
-                .http
-                .get(format!("{}/v1/inbox/{id}/document", api.base))
-                .bearer_auth(&api.token)
-                .send()
-                .await?;
-            if resp.status().is_success() {
-                std::fs::write(save, resp.bytes().await?)
-                    .with_context(|| format!("writing {}", save.display()))?;
-            }
+            let fax = api.get_bytes(&format!("/v1/inbox/{id}/document")).await?;
+            std::fs::write(save, fax).with_context(|| format!("writing {}", save.display()))?;
             println!(
                 "demo: received by the fax server answering {}, delivered to the inbox as {id}: {} pages from {} (TSI {}); saved to {}",
                 f.called_number.as_deref().unwrap_or(to),

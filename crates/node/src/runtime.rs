@@ -533,7 +533,9 @@ impl Node {
     fn handle(self: Arc<Self>, body: Body) {
         match body {
             Body::Ack { ack } => {
-                let _ = self.journal.update(|d| {
+                // Kept with the next durable change: after a crash the message is sent again, and the
+                // supervisor, which committed its id before acknowledging it, acknowledges it unapplied.
+                self.journal.update_volatile(|d| {
                     if let Some(env) = d.outbox.remove(&ack) {
                         // A result acknowledged: the attempt is over for good.
                         if let Body::JobResult(r) = env.body {

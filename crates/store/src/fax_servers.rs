@@ -105,18 +105,6 @@ impl Store {
         Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
     }
 
-    pub async fn set_link_last_applied(&self, fax_server_id: &str, msg_id: u64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO link_applied (fax_server_id, last_msg_id) VALUES ($1, $2)
-             ON CONFLICT (fax_server_id) DO UPDATE SET last_msg_id = MAX(last_msg_id, excluded.last_msg_id)",
-        )
-        .bind(fax_server_id)
-        .bind(i64::try_from(msg_id).unwrap_or(i64::MAX))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
     pub async fn insert_document(
         &self,
         sha256: &str,
@@ -158,14 +146,24 @@ impl Store {
         )
     }
 
-    /// The clients that uploaded a document (`crate::access` decides who may read it).
-    pub async fn document_owners(&self, sha256: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT client_id FROM document_owners WHERE sha256 = $1 ORDER BY client_id",
+    /// (size, media type, pages) of a stored document and the clients that uploaded it, in one read.
+    pub async fn document_and_owners(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<((i64, String, i64), Vec<String>)>> {
+        let rows: Vec<(i64, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT d.size, d.media_type, d.pages, o.client_id FROM documents d
+             LEFT JOIN document_owners o ON o.sha256 = d.sha256
+             WHERE d.sha256 = $1 ORDER BY o.client_id",
         )
         .bind(sha256)
         .fetch_all(&self.reader)
-        .await?)
+        .await?;
+        let Some((size, media_type, pages, _)) = rows.first().cloned() else {
+            return Ok(None);
+        };
+        let owners = rows.into_iter().filter_map(|r| r.3).collect();
+        Ok(Some(((size, media_type, pages), owners)))
     }
 
     /// Whether a fax server may download this document: one of its attempts carries it.
@@ -292,4 +290,24 @@ crate::own_transaction! {
     /// go, and its name is freed. The row stays as a tombstone for the attempts and faxes that refer to it.
     fn delete_fax_server(&self, id: &str) -> bool;
     fn set_fax_server_dial_prefixes(&self, id: &str, prefixes: &[String]) -> ();
+}
+
+/// Raises the highest applied link message id of each fax server named (never lowers it), within `tx`.
+pub(crate) async fn set_links_applied(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    applied: &[(String, u64)],
+) -> Result<()> {
+    for chunk in applied.chunks(400) {
+        let mut q =
+            sqlx::QueryBuilder::new("INSERT INTO link_applied (fax_server_id, last_msg_id) ");
+        q.push_values(chunk, |mut row, (fax_server_id, msg_id)| {
+            row.push_bind(fax_server_id.as_str())
+                .push_bind(i64::try_from(*msg_id).unwrap_or(i64::MAX));
+        });
+        q.push(
+            " ON CONFLICT (fax_server_id) DO UPDATE SET last_msg_id = MAX(last_msg_id, excluded.last_msg_id)",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use crate::{NewEvent, Result, Store, events, now_ms};
 pub use protocol::job::{AttemptStatus, JobStatus};
 pub use protocol::{FaultSide, Phase};
 use sqlx::SqliteConnection;
+use std::collections::HashMap;
 
 pub const OPEN_ATTEMPT: &str = "status IN ('offered', 'active', 'in_doubt')";
 const OPEN_JOB: &str = "status IN ('queued', 'dispatched', 'active', 'in_doubt')";
@@ -101,6 +102,35 @@ pub struct ProgressRecord {
     /// The first report of the attempt: it and its job become `active`.
     pub activate: bool,
     pub event: NewEvent,
+}
+
+/// An open attempt whose fax server reports it sent its job: the attempt succeeds and the job is sent
+/// (unless it was sent already), as [`Store::finish_attempt`] does for an open attempt.
+#[derive(Debug, Clone)]
+pub struct SentEnd {
+    pub attempt_id: String,
+    pub pages: i64,
+    pub stats: Option<String>,
+    /// Appended when the job becomes sent.
+    pub events: Vec<NewEvent>,
+    /// Appended when only the attempt ends (its job was sent already).
+    pub otherwise: Vec<NewEvent>,
+}
+
+/// What the fax servers' links reported, committed together by [`Store::record_link_batch`].
+#[derive(Debug, Default)]
+pub struct LinkBatch {
+    pub progress: Vec<ProgressRecord>,
+    /// The highest link message id applied from each fax server (one entry per fax server).
+    pub links_applied: Vec<(String, u64)>,
+    /// Attempts that sent their jobs, ended after the progress reports.
+    pub sent: Vec<SentEnd>,
+}
+
+impl LinkBatch {
+    pub fn is_empty(&self) -> bool {
+        self.progress.is_empty() && self.links_applied.is_empty() && self.sent.is_empty()
+    }
 }
 
 impl Attempt {
@@ -211,19 +241,21 @@ pub struct JobFilter {
     pub limit: i64,
 }
 
+/// Applies `update` to the job if it is in the state `condition` (SQL) names; true if it did.
 async fn apply_job_update(
     conn: &mut SqliteConnection,
     job_id: &str,
     update: &JobUpdate,
     now: i64,
-) -> Result<()> {
+    condition: &str,
+) -> Result<bool> {
     let finished = update.status.is_finished();
-    sqlx::query(
+    let done = sqlx::query(&format!(
         "UPDATE jobs SET status = $1, reason = COALESCE($2, reason), not_before = COALESCE($3, not_before),
              pages_sent = COALESCE($4, pages_sent), updated_at = $5,
              finished_at = CASE WHEN $6 THEN $5 ELSE NULL END
-         WHERE id = $7",
-    )
+         WHERE id = $7 AND {condition}"
+    ))
     .bind(update.status)
     .bind(&update.reason)
     .bind(update.not_before)
@@ -233,7 +265,136 @@ async fn apply_job_update(
     .bind(job_id)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
+}
+
+/// The writes of [`Store::finish_attempt`] within `conn`'s transaction, without its events: the caller
+/// appends those that [`Ended`] calls for (none for `NotOpen` and `CancelRequested`, which write nothing).
+async fn finish_in(
+    conn: &mut SqliteConnection,
+    attempt_id: &str,
+    ending: Ending,
+    finish: &AttemptFinish,
+    job: Option<&JobUpdate>,
+) -> Result<Ended> {
+    let now = now_ms();
+    let from = match ending {
+        Ending::Open => OPEN_ATTEMPT,
+        Ending::Late => "status = 'abandoned'",
+    };
+    // A late report keeps the time the supervisor gave up: that is when the attempt stopped counting.
+    let job_id: Option<String> = sqlx::query_scalar(&format!(
+        "UPDATE attempts SET status = $1, phase = 'finished', fault = $2, reason = $3, t30 = $4,
+             pages_sent = $5, stats = $6, ended_at = COALESCE(ended_at, $7), deadline_at = NULL
+         WHERE id = $8 AND {from} RETURNING job_id"
+    ))
+    .bind(finish.status)
+    .bind(finish.fault)
+    .bind(&finish.reason)
+    .bind(&finish.t30)
+    .bind(finish.pages_sent)
+    .bind(&finish.stats)
+    .bind(now)
+    .bind(attempt_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(job_id) = job_id else {
+        return Ok(Ended::NotOpen);
+    };
+    let Some(update) = job else {
+        return Ok(Ended::AttemptOnly);
+    };
+    let open = if update.status == JobStatus::Sent {
+        "status <> 'sent'"
+    } else {
+        OPEN_JOB
+    };
+    if update.status == JobStatus::Queued {
+        let cancel_requested: Option<bool> = sqlx::query_scalar(&format!(
+            "SELECT cancel_requested FROM jobs WHERE id = $1 AND {open}"
+        ))
+        .bind(&job_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match cancel_requested {
+            // A cancel asked for while the retry was being decided wins over the retry: nothing is
+            // written (the transaction is dropped), and the caller decides again.
+            Some(true) => return Ok(Ended::CancelRequested),
+            None => return Ok(Ended::AttemptOnly),
+            Some(false) => {}
+        }
+    }
+    let moved = apply_job_update(&mut *conn, &job_id, update, now, open).await?;
+    Ok(if moved {
+        Ended::WithJob
+    } else {
+        Ended::AttemptOnly
+    })
+}
+
+/// Ends open attempts that sent their jobs, and those jobs unless already sent, in two statements per few
+/// hundred (what [`finish_in`] does for each, with the same outcome in the batch's order: of two reports
+/// of one attempt the first ends it; of two attempts of one job the first that ends moves the job).
+async fn end_sent(conn: &mut SqliteConnection, sent: &[SentEnd], now: i64) -> Result<Vec<Ended>> {
+    let mut ended = vec![Ended::NotOpen; sent.len()];
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<usize> = (0..sent.len())
+        .filter(|&i| seen.insert(sent[i].attempt_id.as_str()))
+        .collect();
+    let mut job_of: HashMap<String, String> = HashMap::new();
+    for chunk in firsts.chunks(300) {
+        let mut q = sqlx::QueryBuilder::new(
+            "UPDATE attempts SET status = 'succeeded', phase = 'finished', fault = NULL, reason = NULL,
+                 t30 = NULL, pages_sent = v.column2, stats = v.column3, deadline_at = NULL,
+                 ended_at = COALESCE(ended_at, ",
+        );
+        q.push_bind(now).push(") FROM (");
+        q.push_values(chunk, |mut row, &i| {
+            row.push_bind(&sent[i].attempt_id)
+                .push_bind(sent[i].pages)
+                .push_bind(&sent[i].stats);
+        });
+        q.push(format!(
+            ") AS v WHERE attempts.id = v.column1 AND attempts.{OPEN_ATTEMPT} RETURNING id, job_id"
+        ));
+        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+        job_of.extend(rows);
+    }
+    // The attempts that ended, and for each job the first of them in the batch's order.
+    let mut first_of_job: HashMap<&str, usize> = HashMap::new();
+    for &i in &firsts {
+        if let Some(job_id) = job_of.get(&sent[i].attempt_id) {
+            ended[i] = Ended::AttemptOnly;
+            first_of_job.entry(job_id.as_str()).or_insert(i);
+        }
+    }
+    let mut jobs: Vec<(&str, usize)> = first_of_job.into_iter().collect();
+    jobs.sort_by_key(|&(_, i)| i);
+    for chunk in jobs.chunks(400) {
+        let mut q = sqlx::QueryBuilder::new(
+            "UPDATE jobs SET status = 'sent', pages_sent = v.column2, updated_at = ",
+        );
+        q.push_bind(now)
+            .push(", finished_at = ")
+            .push_bind(now)
+            .push(" FROM (");
+        q.push_values(chunk, |mut row, &(job_id, i)| {
+            row.push_bind(job_id).push_bind(sent[i].pages);
+        });
+        q.push(") AS v WHERE jobs.id = v.column1 AND jobs.status <> 'sent' RETURNING id");
+        let moved: std::collections::HashSet<String> = q
+            .build_query_scalar()
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect();
+        for &(job_id, i) in chunk {
+            if moved.contains(job_id) {
+                ended[i] = Ended::WithJob;
+            }
+        }
+    }
+    Ok(ended)
 }
 
 fn queued_job(j: &NewJob, now: i64) -> Job {
@@ -492,13 +653,18 @@ impl Store {
         Ok(started)
     }
 
-    /// Records a batch of progress reports in one transaction: their events, and the activation of
-    /// attempts reporting for the first time (with their jobs). Later phases live in the supervisor's
-    /// memory and reach the database with the attempt's end. Activations of attempts that ended meanwhile
-    /// change nothing.
-    pub async fn record_progress(&self, batch: &[ProgressRecord]) -> Result<()> {
+    /// Records what the links reported in one transaction (a group commit: the database has one writer,
+    /// and one transaction for many reports keeps it free). The progress reports: their events, and the
+    /// activation of attempts reporting for the first time (with their jobs); later phases live in the
+    /// supervisor's memory and reach the database with the attempt's end, and activations of attempts
+    /// that ended meanwhile change nothing. The highest link message ids applied. Then the attempts that
+    /// sent their jobs, each as [`Store::finish_attempt`] ends an open one; what each changed is returned
+    /// in their order (`NotOpen` for one that was no longer open: nothing of it was written).
+    pub async fn record_link_batch(&self, batch: &LinkBatch) -> Result<Vec<Ended>> {
         let mut tx = self.writer.begin().await?;
+        crate::fax_servers::set_links_applied(&mut tx, &batch.links_applied).await?;
         let activated: Vec<&str> = batch
+            .progress
             .iter()
             .filter(|r| r.activate)
             .map(|r| r.attempt_id.as_str())
@@ -526,10 +692,18 @@ impl Store {
             jobs.push("))");
             jobs.build().execute(&mut *tx).await?;
         }
-        let events: Vec<NewEvent> = batch.iter().map(|r| r.event.clone()).collect();
+        let mut events: Vec<NewEvent> = batch.progress.iter().map(|r| r.event.clone()).collect();
+        let ended = end_sent(&mut tx, &batch.sent, now_ms()).await?;
+        for (sent, e) in batch.sent.iter().zip(&ended) {
+            match e {
+                Ended::WithJob => events.extend(sent.events.iter().cloned()),
+                Ended::AttemptOnly => events.extend(sent.otherwise.iter().cloned()),
+                Ended::NotOpen | Ended::CancelRequested => {}
+            }
+        }
         events::append(self, &mut tx, &events).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ended)
     }
 
     /// Ends an attempt and, unless the job has moved on, applies the job's next state, atomically.
@@ -547,60 +721,14 @@ impl Store {
         otherwise: &[NewEvent],
     ) -> Result<Ended> {
         let mut tx = self.writer.begin().await?;
-        let now = now_ms();
-        let from = match ending {
-            Ending::Open => OPEN_ATTEMPT,
-            Ending::Late => "status = 'abandoned'",
-        };
-        // A late report keeps the time the supervisor gave up: that is when the attempt stopped counting.
-        let job_id: Option<String> = sqlx::query_scalar(&format!(
-            "UPDATE attempts SET status = $1, phase = 'finished', fault = $2, reason = $3, t30 = $4,
-                 pages_sent = $5, stats = $6, ended_at = COALESCE(ended_at, $7), deadline_at = NULL
-             WHERE id = $8 AND {from} RETURNING job_id"
-        ))
-        .bind(finish.status)
-        .bind(finish.fault)
-        .bind(&finish.reason)
-        .bind(&finish.t30)
-        .bind(finish.pages_sent)
-        .bind(&finish.stats)
-        .bind(now)
-        .bind(attempt_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(job_id) = job_id else {
-            return Ok(Ended::NotOpen);
-        };
-        let mut moved = false;
-        if let Some(update) = job {
-            let open = if update.status == JobStatus::Sent {
-                "status <> 'sent'"
-            } else {
-                OPEN_JOB
-            };
-            let cancel_requested: Option<bool> = sqlx::query_scalar(&format!(
-                "SELECT cancel_requested FROM jobs WHERE id = $1 AND {open}"
-            ))
-            .bind(&job_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if cancel_requested == Some(true) && update.status == JobStatus::Queued {
-                // A cancel asked for while the retry was being decided wins over the retry: nothing
-                // is written, and the caller decides again.
-                return Ok(Ended::CancelRequested);
-            }
-            if cancel_requested.is_some() {
-                apply_job_update(&mut tx, &job_id, update, now).await?;
-                moved = true;
-            }
+        let ended = finish_in(&mut tx, attempt_id, ending, finish, job).await?;
+        match ended {
+            Ended::NotOpen | Ended::CancelRequested => return Ok(ended),
+            Ended::WithJob => events::append(self, &mut tx, events).await?,
+            Ended::AttemptOnly => events::append(self, &mut tx, otherwise).await?,
         }
-        events::append(self, &mut tx, if moved { events } else { otherwise }).await?;
         tx.commit().await?;
-        Ok(if moved {
-            Ended::WithJob
-        } else {
-            Ended::AttemptOnly
-        })
+        Ok(ended)
     }
 
     /// Marks an open attempt in doubt until `until` (when its job may be dispatched again), with its job.
@@ -705,7 +833,7 @@ impl Store {
         if !status.is_some_and(|s| from.contains(&s)) {
             return Ok(false);
         }
-        apply_job_update(&mut tx, job_id, update, now_ms()).await?;
+        apply_job_update(&mut tx, job_id, update, now_ms(), "TRUE").await?;
         events::append(self, &mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
@@ -914,6 +1042,101 @@ mod tests {
             ("sent", 1, 1)
         );
         assert!(job.finished_at.is_some());
+    }
+
+    /// A batch of link reports ends sent attempts as `finish_attempt` ends them one by one: a second
+    /// report of one attempt changes nothing, of two attempts of one job the first moves the job and the
+    /// second ends alone, an attempt no longer open is left as it is; each outcome's events, and the
+    /// highest link message id per fax server, are committed with them.
+    #[tokio::test]
+    async fn a_batch_ends_sent_attempts_as_one_by_one() {
+        let (store, _dir, job, fs, a) = started().await;
+        // A second attempt of the same job (as when one was in doubt and the job went again).
+        let b = Attempt {
+            number: 2,
+            ..attempt(&job, &fs.id)
+        };
+        sqlx::query(
+            "INSERT INTO attempts (id, job_id, number, fax_server_id, status, phase, started_at)
+             VALUES ($1, $2, 2, $3, 'active', 'sending', 0)",
+        )
+        .bind(&b.id)
+        .bind(&job.id)
+        .bind(&fs.id)
+        .execute(&store.writer)
+        .await
+        .expect("second attempt");
+        // Another job whose attempt was abandoned: a batch does not end it.
+        let other = queued_job(&store).await;
+        let c = attempt(&other, &fs.id);
+        assert!(start(&store, &c).await);
+        let abandoned = AttemptFinish::new(AttemptStatus::Abandoned);
+        assert_eq!(
+            end(&store, &c, Ending::Open, &abandoned, None).await,
+            Ended::AttemptOnly
+        );
+
+        let kind = |k: &str| NewEvent::new(k, serde_json::json!({}), vec![job.client_id.clone()]);
+        let sent_end = |att: &Attempt, pages| SentEnd {
+            attempt_id: att.id.clone(),
+            pages,
+            stats: Some("{}".into()),
+            events: vec![kind("test.moved")],
+            otherwise: vec![kind("test.alone")],
+        };
+        let batch = LinkBatch {
+            progress: Vec::new(),
+            links_applied: vec![(fs.id.clone(), 41)],
+            sent: vec![
+                sent_end(&a, 3),
+                sent_end(&a, 3),
+                sent_end(&b, 2),
+                sent_end(&c, 1),
+            ],
+        };
+        let ended = store.record_link_batch(&batch).await.expect("batch");
+        assert_eq!(
+            ended,
+            vec![
+                Ended::WithJob,
+                Ended::NotOpen,
+                Ended::AttemptOnly,
+                Ended::NotOpen
+            ]
+        );
+        let j = store.job(&job.id).await.expect("job").expect("exists");
+        assert_eq!((j.status, j.pages_sent), (JobStatus::Sent, 3));
+        assert!(j.finished_at.is_some());
+        for (att, pages) in [(&a, 3), (&b, 2)] {
+            let stored = store.attempt(&att.id).await.expect("a").expect("a");
+            assert_eq!(
+                (stored.status, stored.phase, stored.pages_sent),
+                (AttemptStatus::Succeeded, Phase::Finished, pages)
+            );
+            assert!(stored.ended_at.is_some() && stored.deadline_at.is_none());
+        }
+        let c_now = store.attempt(&c.id).await.expect("c").expect("c");
+        assert_eq!(c_now.status, AttemptStatus::Abandoned);
+        let kinds: Vec<String> =
+            sqlx::query_scalar("SELECT kind FROM events WHERE kind LIKE 'test.%' ORDER BY seq")
+                .fetch_all(&store.writer)
+                .await
+                .expect("events");
+        assert_eq!(kinds, ["test.moved", "test.alone"]);
+        assert_eq!(store.link_last_applied(&fs.id).await.expect("applied"), 41);
+        // An id lower than the one recorded never lowers it.
+        let lower = LinkBatch {
+            links_applied: vec![(fs.id.clone(), 7)],
+            ..LinkBatch::default()
+        };
+        assert!(
+            store
+                .record_link_batch(&lower)
+                .await
+                .expect("batch")
+                .is_empty()
+        );
+        assert_eq!(store.link_last_applied(&fs.id).await.expect("applied"), 41);
     }
 
     /// A cancel asked for while an attempt's end is decided wins over a retry: the store does not queue

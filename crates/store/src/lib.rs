@@ -32,8 +32,8 @@ pub use grants::{Grant, Role};
 pub use groupings::{Grouping, MemberKind};
 pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
 pub use jobs::{
-    Attempt, AttemptFinish, Ended, Ending, Job, JobDocument, JobFilter, JobUpdate, NewJob,
-    ProgressRecord,
+    Attempt, AttemptFinish, Ended, Ending, Job, JobDocument, JobFilter, JobUpdate, LinkBatch,
+    NewJob, ProgressRecord, SentEnd,
 };
 pub use retention::{Cutoffs, Purged};
 pub use settings::{SettingsState, SettingsVersion};
@@ -142,6 +142,15 @@ impl Store {
                 .await?;
         *self.hooked.write().unwrap_or_else(|e| e.into_inner()) = ids.into_iter().collect();
         Ok(())
+    }
+
+    /// Whether any client has an active webhook (no webhook, no delivery to look for).
+    pub fn any_webhooks(&self) -> bool {
+        !self
+            .hooked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     pub(crate) fn has_webhooks(&self, client_id: &str) -> bool {

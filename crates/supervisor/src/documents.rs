@@ -76,17 +76,16 @@ pub fn refused(field: &str, e: DocError) -> Error {
 /// A stored document, if the caller may use it: one it uploaded, or one its groupings share with it
 /// (`Access::may_use_document`). Any other is as unknown as one that does not exist.
 pub async fn usable(app: &AppState, caller: &Caller, sha256: &str) -> Result<Option<Usable>> {
-    let owners = app.store.document_owners(sha256).await?;
+    let Some(((size, media_type, pages), owners)) = app.store.document_and_owners(sha256).await?
+    else {
+        return Ok(None);
+    };
     if !app.access.may_use_document(caller, &owners) {
         return Ok(None);
     }
-    Ok(app
-        .store
-        .document(sha256)
-        .await?
-        .map(|(size, media_type, pages)| Usable {
-            size,
-            media_type,
-            pages,
-        }))
+    Ok(Some(Usable {
+        size,
+        media_type,
+        pages,
+    }))
 }

@@ -202,14 +202,15 @@ async fn read_loop(
             }
         };
         if env.msg_id != 0 && env.msg_id <= last_applied {
-            tx.send(Envelope::unacked(Body::Ack { ack: env.msg_id }))?;
+            // Applied before: acknowledged again, after whatever of it is still being committed.
+            app.dispatcher.applied(&fs.id, env.msg_id, tx.clone());
             continue;
         }
         apply(app, &fs.id, env.body).await?;
         if env.msg_id != 0 {
-            app.store.set_link_last_applied(&fs.id, env.msg_id).await?;
+            // Acknowledged once its id is committed (with the writer's next batch).
+            app.dispatcher.applied(&fs.id, env.msg_id, tx.clone());
             last_applied = env.msg_id;
-            tx.send(Envelope::unacked(Body::Ack { ack: env.msg_id }))?;
         }
     }
 }

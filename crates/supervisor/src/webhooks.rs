@@ -235,6 +235,8 @@ pub async fn run(app: AppState) {
                 if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                     tokio::time::sleep(POLL).await;
                 }
+                // One round serves every commit told so far.
+                while events.try_recv().is_ok() {}
             }
             _ = app.webhook_wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
@@ -244,6 +246,10 @@ pub async fn run(app: AppState) {
 
 /// Starts a lane for every webhook with deliveries due that has none.
 async fn round(app: &AppState) -> store::Result<()> {
+    if !app.store.any_webhooks() {
+        // Deliveries are made for active webhooks only, and a deleted one's are cancelled.
+        return Ok(());
+    }
     for id in app
         .store
         .webhooks_with_due_deliveries(store::now_ms(), 10_000)

@@ -34,6 +34,18 @@ pub(super) struct OpenAttempt {
 }
 
 impl OpenAttempt {
+    /// An event about its job (as [`super::job_event`] tells it), for the job's client.
+    pub(super) fn job_event(&self, kind: &str, extra: serde_json::Value) -> NewEvent {
+        super::job_event_of(
+            kind,
+            &self.job_id,
+            &self.batch_id,
+            &self.recipient,
+            &self.client_id,
+            extra,
+        )
+    }
+
     /// Its fax server reported on it.
     pub(super) fn in_touch(&mut self) {
         self.silent_since = None;

@@ -106,13 +106,32 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 pub fn job_event(kind: &str, job: &Job, extra: serde_json::Value) -> NewEvent {
+    job_event_of(
+        kind,
+        &job.id,
+        &job.batch_id,
+        &job.recipient,
+        &job.client_id,
+        extra,
+    )
+}
+
+/// An event about a job, for its client: the job, its batch and recipient, and `extra`'s fields.
+fn job_event_of(
+    kind: &str,
+    job_id: &str,
+    batch_id: &str,
+    recipient: &str,
+    client_id: &str,
+    extra: serde_json::Value,
+) -> NewEvent {
     let mut payload = serde_json::json!({
-        "job_id": job.id, "batch_id": job.batch_id, "recipient": job.recipient,
+        "job_id": job_id, "batch_id": batch_id, "recipient": recipient,
     });
     if let (Some(map), serde_json::Value::Object(extra)) = (payload.as_object_mut(), extra) {
         map.extend(extra);
     }
-    NewEvent::new(kind, payload, vec![job.client_id.clone()])
+    NewEvent::new(kind, payload, vec![client_id.to_owned()])
 }
 
 impl Dispatcher {

@@ -72,6 +72,11 @@ impl Dispatcher {
     /// Applies the end of an attempt as the fax server reports it; a repeated report changes nothing. A
     /// report for an attempt the supervisor abandoned meanwhile is recorded as what happened.
     pub async fn on_result(&self, fax_server_id: &str, result: JobResult) -> store::Result<()> {
+        if let Outcome::Sent { pages } = result.outcome
+            && self.sent_in_batch(fax_server_id, &result, pages).await
+        {
+            return Ok(());
+        }
         let Some(a) = self.store.attempt(&result.attempt_id).await? else {
             return Ok(());
         };
@@ -257,37 +262,14 @@ impl Dispatcher {
             Ended::CancelRequested => return Box::pin(self.finish(a, finish, ending)).await,
             Ended::AttemptOnly | Ended::WithJob => {}
         }
-        {
-            let mut st = self.lock();
-            st.attempts.remove(&a.id);
-            if let Some(s) = st.fax_servers.get_mut(&a.fax_server_id) {
-                s.open.remove(&a.id);
-            }
-        }
-        self.events.committed();
         if late {
             tracing::warn!(attempt = %a.id, job = %job.id, status = %finish.status,
                 "an attempt abandoned earlier reported its end; recorded");
         }
-        if ended == Ended::WithJob {
-            match update.as_ref().map(|u| u.status) {
-                Some(JobStatus::Sent) => {
-                    self.metrics.sent.inc();
-                    // A retry may be waiting or under way: the fax is delivered.
-                    self.dequeue(&job.id);
-                    self.withdraw_duplicates(&job.id, &a.id);
-                }
-                Some(JobStatus::Failed) => self.metrics.failed.inc(),
-                Some(JobStatus::Queued) => self.metrics.retried.inc(),
-                Some(
-                    JobStatus::Dispatched
-                    | JobStatus::Active
-                    | JobStatus::InDoubt
-                    | JobStatus::Cancelled,
-                )
-                | None => {}
-            }
-        }
+        let moved = (ended == Ended::WithJob)
+            .then(|| update.as_ref().map(|u| u.status))
+            .flatten();
+        self.ended(&a.id, &a.fax_server_id, &job.id, moved);
         if requeue && ended == Ended::WithJob {
             if let Some(job) = self.store.job(&job.id).await? {
                 self.enqueue(std::slice::from_ref(&job)).await?;
@@ -296,6 +278,99 @@ impl Dispatcher {
             self.wake.notify_one();
         }
         Ok(true)
+    }
+
+    /// What follows a committed end of an attempt in memory: it is no longer open, and its job's move to
+    /// `moved` (if it moved) is counted; a job sent is taken out of the queue and its other attempts are
+    /// withdrawn.
+    fn ended(&self, attempt_id: &str, fax_server_id: &str, job_id: &str, moved: Option<JobStatus>) {
+        {
+            let mut st = self.lock();
+            st.attempts.remove(attempt_id);
+            if let Some(s) = st.fax_servers.get_mut(fax_server_id) {
+                s.open.remove(attempt_id);
+            }
+        }
+        self.events.committed();
+        match moved {
+            Some(JobStatus::Sent) => {
+                self.metrics.sent.inc();
+                // A retry may be waiting or under way: the fax is delivered.
+                self.dequeue(job_id);
+                self.withdraw_duplicates(job_id, attempt_id);
+            }
+            Some(JobStatus::Failed) => self.metrics.failed.inc(),
+            Some(JobStatus::Queued) => self.metrics.retried.inc(),
+            Some(
+                JobStatus::Dispatched
+                | JobStatus::Active
+                | JobStatus::InDoubt
+                | JobStatus::Cancelled,
+            )
+            | None => {}
+        }
+    }
+
+    /// The common end: an attempt open here, on this fax server, sent its job. It is ended in the link
+    /// writer's next batch (after the progress reported before it, with no reads), as
+    /// [`Dispatcher::finish`] would end it. False when that does not apply or did not happen (the attempt
+    /// is not open here, or was no longer open in the database, or the batch failed): the caller takes
+    /// the full path, which reads the attempt as it is now.
+    async fn sent_in_batch(&self, fax_server_id: &str, result: &JobResult, pages: u32) -> bool {
+        let open = {
+            let st = self.lock();
+            match st.attempts.get(&result.attempt_id) {
+                Some(o) if o.fax_server_id == fax_server_id => o.clone(),
+                _ => return false,
+            }
+        };
+        let attempt_id = &result.attempt_id;
+        let pages = i64::from(pages);
+        let sent = open.job_event(
+            "job.sent",
+            serde_json::json!({"attempt_id": attempt_id, "pages": pages, "late": false}),
+        );
+        let attempt_ended = open.job_event(
+            "job.attempt_ended",
+            serde_json::json!({"attempt_id": attempt_id, "status": AttemptStatus::Succeeded,
+                               "fault": None::<FaultSide>, "reason": None::<String>,
+                               "pages_sent": pages, "late": false}),
+        );
+        let end = store::SentEnd {
+            attempt_id: attempt_id.clone(),
+            pages,
+            stats: serde_json::to_string(&result.stats).ok(),
+            events: vec![sent],
+            otherwise: vec![attempt_ended],
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        if self
+            .progress
+            .send(super::progress::ProgressMsg::Sent(end, done))
+            .is_err()
+        {
+            return false;
+        }
+        let ended = match answer.await {
+            Ok(Ok(ended)) => ended,
+            Ok(Err(why)) => {
+                tracing::warn!(attempt = %attempt_id, "ending the attempt with its batch failed ({why}); trying alone");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let moved = match ended {
+            Ended::NotOpen | Ended::CancelRequested => return false,
+            Ended::WithJob => Some(JobStatus::Sent),
+            Ended::AttemptOnly => None,
+        };
+        self.ended(attempt_id, fax_server_id, &open.job_id, moved);
+        self.wake.notify_one();
+        let mut st = self.lock();
+        if let Some(s) = st.fax_servers.get_mut(fax_server_id) {
+            s.health = s.health * 0.8 + 0.2;
+        }
+        true
     }
 
     /// HylaFAX's retry rules: recipient faults wait on the schedule until max tries or the kill time;

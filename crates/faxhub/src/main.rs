@@ -119,9 +119,6 @@ fn parse_listen(flag: &str, v: &str) -> anyhow::Result<Option<std::net::SocketAd
         .with_context(|| format!("--{flag} {v:?} is not an address like 127.0.0.1:8480"))
 }
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();

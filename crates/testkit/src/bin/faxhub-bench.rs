@@ -125,9 +125,6 @@ async fn submit(
     Ok(v["jobs"][0]["id"].as_str().unwrap_or_default().to_owned())
 }
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

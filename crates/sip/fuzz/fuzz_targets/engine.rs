@@ -13,7 +13,7 @@ use std::time::Duration;
 
 const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 const T38: &[u8] = b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=image 4002 udptl t38\r\na=T38FaxVersion:0\r\n";
-const CODES: [u16; 14] = [100, 180, 183, 200, 202, 401, 407, 403, 404, 408, 481, 486, 488, 503];
+const CODES: [u16; 15] = [100, 180, 183, 200, 202, 401, 407, 403, 404, 408, 481, 486, 488, 491, 503];
 
 /// Bytes taken from the front of the input, zero once it is used up.
 struct Input<'a>(&'a [u8]);

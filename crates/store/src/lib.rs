@@ -64,6 +64,9 @@ pub enum Error {
     LastAdministrator,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write shared with others (a group commit) failed, or its writer stopped: nothing of it was stored.
+    #[error("the database did not take the write: {0}")]
+    NotWritten(String),
 }
 
 impl From<sqlx::Error> for Error {

@@ -33,10 +33,10 @@ impl Intake {
         self.tx
             .send((jobs, events, reply))
             .await
-            .map_err(|_| store::Error::Corrupt("the intake has stopped".into()))?;
+            .map_err(|_| store::Error::NotWritten("the intake has stopped".into()))?;
         answer
             .await
-            .map_err(|_| store::Error::Corrupt("the intake dropped a submission".into()))?
+            .map_err(|_| store::Error::NotWritten("the intake dropped a submission".into()))?
     }
 }
 
@@ -55,7 +55,7 @@ async fn run(store: Store, mut rx: mpsc::Receiver<(Vec<NewJob>, Vec<NewEvent>, R
                 // Nothing of the batch was stored; every request gets the error (a 500) and may retry.
                 let message = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(store::Error::Corrupt(message.clone())));
+                    let _ = reply.send(Err(store::Error::NotWritten(message.clone())));
                 }
             }
         }

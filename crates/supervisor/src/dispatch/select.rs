@@ -18,41 +18,50 @@ pub(super) fn plan(
         .filter(|s| s.takes_offers())
         .map(FaxServer::free_channels)
         .sum();
-    let mut taken: HashMap<String, u32> = HashMap::new();
+    // The fleet in one order for the round, and per client which of it the access rule allows (asked
+    // once per client and fax server, not once per job).
+    let fleet: Vec<(&String, &FaxServer)> = fax_servers.iter().collect();
+    let mut allowed: HashMap<&str, Vec<bool>> = HashMap::new();
+    let mut taken = vec![0u32; fleet.len()];
     let mut chosen = Vec::new();
     for p in queue.ready() {
         if capacity == 0 {
             break;
         }
-        if let Some(fax_server_id) = best(fax_servers, p, now, &taken, &may_send) {
+        let allowed = allowed.entry(p.client_id.as_str()).or_insert_with(|| {
+            fleet
+                .iter()
+                .map(|(id, _)| may_send(&p.client_id, id))
+                .collect()
+        });
+        if let Some(i) = best(&fleet, allowed, p, now, &taken) {
             capacity -= 1;
-            *taken.entry(fax_server_id.clone()).or_default() += 1;
-            chosen.push((p.job_id.clone(), fax_server_id));
+            taken[i] += 1;
+            chosen.push((p.job_id.clone(), fleet[i].0.clone()));
         }
     }
     chosen
 }
 
-/// The proper fax server for a job: shares a grouping with the client, takes offers, has a free channel,
-/// is not avoided after failing the job, may dial the number (the most specific route wins), then the
-/// least loaded and healthiest, then the smallest id (so equal choices are stable). `taken` counts the
-/// channels this round has already promised.
+/// The proper fax server for a job (its index in `fleet`): shares a grouping with the client (`allowed`),
+/// takes offers, has a free channel, is not avoided after failing the job, may dial the number (the most
+/// specific route wins), then the least loaded and healthiest, then the smallest id (so equal choices are
+/// stable). `taken` counts the channels this round has already promised.
 fn best(
-    fax_servers: &HashMap<String, FaxServer>,
+    fleet: &[(&String, &FaxServer)],
+    allowed: &[bool],
     p: &Pending,
     now: i64,
-    taken: &HashMap<String, u32>,
-    may_send: &impl Fn(&str, &str) -> bool,
-) -> Option<String> {
-    let mut best: Option<(usize, f64, &String)> = None;
-    for (id, s) in fax_servers {
-        let free = s
-            .free_channels()
-            .saturating_sub(taken.get(id).copied().unwrap_or(0));
-        if !s.takes_offers() || free == 0 || p.avoid.get(id).is_some_and(|until| *until > now) {
-            continue;
-        }
-        if !may_send(&p.client_id, id) {
+    taken: &[u32],
+) -> Option<usize> {
+    let mut best: Option<(usize, f64, &String, usize)> = None;
+    for (i, (id, s)) in fleet.iter().enumerate() {
+        let free = s.free_channels().saturating_sub(taken[i]);
+        if !allowed[i]
+            || !s.takes_offers()
+            || free == 0
+            || p.avoid.get(*id).is_some_and(|until| *until > now)
+        {
             continue;
         }
         let Some(specificity) = s.route_to(&p.recipient) else {
@@ -63,16 +72,16 @@ fn best(
         let score = load + (1.0 - s.health);
         let better = match &best {
             None => true,
-            Some((bs, bscore, bid)) => {
+            Some((bs, bscore, bid, _)) => {
                 specificity > *bs
-                    || (specificity == *bs && (score < *bscore || (score == *bscore && id < *bid)))
+                    || (specificity == *bs && (score < *bscore || (score == *bscore && *id < *bid)))
             }
         };
         if better {
-            best = Some((specificity, score, id));
+            best = Some((specificity, score, id, i));
         }
     }
-    best.map(|(_, _, id)| id.clone())
+    best.map(|(_, _, _, i)| i)
 }
 
 #[cfg(test)]

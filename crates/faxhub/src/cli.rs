@@ -294,6 +294,23 @@ impl Api {
         self.send(reqwest::Method::DELETE, path, None).await
     }
 
+    /// POSTs a multipart form (a submission with its documents) and checks the answer.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> anyhow::Result<serde_json::Value> {
+        Self::check(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .multipart(form)
+                .send()
+                .await?,
+        )
+        .await
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
@@ -391,16 +408,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     reqwest::multipart::Part::bytes(bytes).file_name(name),
                 );
             }
-            let body = Api::check(
-                api.http
-                    .post(format!("{}/v1/jobs", api.base))
-                    .bearer_auth(&api.token)
-                    .multipart(form)
-                    .send()
-                    .await?,
-            )
-            .await?;
-            let body: SubmitResponse = view(body)?;
+            let body: SubmitResponse = view(api.post_multipart("/v1/jobs", form).await?)?;
             let ids: Vec<String> = body.jobs.iter().map(|j| j.id.clone()).collect();
             for j in &body.jobs {
                 println!("{}  {}  {}", j.id, j.recipient, j.status);

@@ -111,17 +111,7 @@ pub async fn run(
                 .file_name("demo.pdf")
                 .mime_str("application/pdf")?,
         );
-    let body: SubmitResponse = view(
-        Api::check(
-            api.http
-                .post(format!("{}/v1/jobs", api.base))
-                .bearer_auth(&api.token)
-                .multipart(form)
-                .send()
-                .await?,
-        )
-        .await?,
-    )?;
+    let body: SubmitResponse = view(api.post_multipart("/v1/jobs", form).await?)?;
     let job = body
         .jobs
         .first()

@@ -222,7 +222,6 @@ pub enum Output {
     Event(Event),
 }
 
-/// What a client transaction is for.
 /// How many times a re-INVITE is sent at most when each is answered 491.
 const REINVITE_TRIES: u8 = 4;
 
@@ -236,6 +235,7 @@ struct ReInviteAgain {
     tries: u8,
 }
 
+/// What a client transaction is for.
 enum Purpose {
     Register {
         op: Option<Op>,

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{Delivery, DeliveryStatus};
 use tokio::sync::Semaphore;
+use tokio::sync::broadcast::error::TryRecvError;
 use tokio_util::sync::CancellationToken;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -235,8 +236,12 @@ pub async fn run(app: AppState) {
                 if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                     tokio::time::sleep(POLL).await;
                 }
-                // One round serves every commit told so far.
-                while events.try_recv().is_ok() {}
+                // One round serves every commit told so far (a lagged receiver has missed some: the
+                // round reads from the store anyway).
+                while !matches!(
+                    events.try_recv(),
+                    Err(TryRecvError::Empty | TryRecvError::Closed)
+                ) {}
             }
             _ = app.webhook_wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}

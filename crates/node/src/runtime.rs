@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub struct NodeConfig {
     /// Base URL of the supervisor, `https://host:port` (or `http://` on loopback).
     pub supervisor: String,
-    /// Holds `credential`, `journal.json` and the document cache.
+    /// Holds `credential`, the journal (`journal.json` and `journal.log`) and the document cache.
     pub state_dir: PathBuf,
     /// PEM of the supervisor's certificate (or its CA) to trust.
     pub ca_cert: Option<PathBuf>,
@@ -344,6 +344,7 @@ impl Node {
     fn fail_interrupted(&self) {
         let result = self.journal.update(|d| {
             let ids: Vec<String> = d
+                .data()
                 .attempts
                 .iter()
                 .filter(|(_, h)| h.result.is_none())
@@ -356,10 +357,7 @@ impl Node {
                     outcome: Outcome::failed(FailureReason::FaxServerRestarted, None, pages_sent),
                     stats: Default::default(),
                 };
-                if let Some(h) = d.attempts.get_mut(&id) {
-                    h.phase = Phase::Finished;
-                    h.result = Some(result.clone());
-                }
+                d.finish(&id, result.clone());
                 d.enqueue(Body::JobResult(result));
             }
         });
@@ -376,7 +374,7 @@ impl Node {
 
     /// Queues a message that must be acknowledged: journaled first, then sent if the link is up (and again
     /// after every reconnect until acknowledged), in the order of message ids.
-    fn send_reliable(&self, body: Body, also: impl FnOnce(&mut crate::journal::Data)) {
+    fn send_reliable(&self, body: Body, also: impl FnOnce(&mut crate::journal::Tx<'_>)) {
         let queued = self.journal.update_then(
             |d| {
                 also(d);
@@ -535,14 +533,8 @@ impl Node {
             Body::Ack { ack } => {
                 // Kept with the next durable change: after a crash the message is sent again, and the
                 // supervisor, which committed its id before acknowledging it, acknowledges it unapplied.
-                self.journal.update_volatile(|d| {
-                    if let Some(env) = d.outbox.remove(&ack) {
-                        // A result acknowledged: the attempt is over for good.
-                        if let Body::JobResult(r) = env.body {
-                            d.attempts.remove(&r.attempt_id);
-                        }
-                    }
-                });
+                // A result acknowledged: the attempt is over for good.
+                self.journal.update_volatile(|d| d.acked(ack));
             }
             Body::JobOffer(offer) => self.offer(offer),
             Body::JobCancel {
@@ -640,7 +632,7 @@ impl Node {
             },
             |d| {
                 d.remember(&id);
-                d.attempts.insert(id.clone(), held);
+                d.hold(&id, held);
             },
         );
         tokio::spawn(async move {
@@ -651,10 +643,7 @@ impl Node {
                 .remove(&id);
             let rid = id.clone();
             self.send_reliable(Body::JobResult(result.clone()), move |d| {
-                if let Some(h) = d.attempts.get_mut(&rid) {
-                    h.phase = Phase::Finished;
-                    h.result = Some(result);
-                }
+                d.finish(&rid, result);
             });
         });
     }
@@ -737,11 +726,8 @@ impl Node {
     }
 
     fn progress(&self, attempt_id: &str, p: LineProgress) {
-        self.journal.update_volatile(|d| {
-            if let Some(h) = d.attempts.get_mut(attempt_id) {
-                h.phase = p.phase;
-            }
-        });
+        self.journal
+            .update_volatile(|d| d.phase(attempt_id, p.phase));
         self.send(Envelope::unacked(Body::JobProgress(JobProgress {
             attempt_id: attempt_id.to_owned(),
             phase: p.phase,

@@ -215,6 +215,7 @@ async fn supervisor_and_fax_server_keep_their_files_private_and_the_password_sea
             &[
                 state.join("credential"),
                 state.join("journal.json"),
+                state.join("journal.log"),
                 state.join("secrets.key"),
                 kept.clone(),
             ],

@@ -452,7 +452,9 @@ async fn a_silent_fax_server_has_its_jobs_moved_on_only_when_no_call_can_run() {
     gone.kill();
     amnesiac.kill();
     let killed_at = Instant::now();
-    std::fs::remove_file(amnesiac.state_dir.join("state/journal.json")).expect("journal");
+    for file in ["journal.json", "journal.log"] {
+        std::fs::remove_file(amnesiac.state_dir.join("state").join(file)).expect(file);
+    }
     amnesiac.restart().expect("restart");
 
     net.wait_jobs(

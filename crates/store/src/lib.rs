@@ -116,12 +116,17 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-16000");
+            .pragma("cache_size", "-16000")
+            // Statement journals (multi-row statements inside a transaction) stay in memory, never in
+            // temporary files.
+            .pragma("temp_store", "memory");
+        // Multi-row statements have as many shapes as batch sizes: the writer keeps many prepared, so that
+        // a batch of a size seen before is not parsed and planned again.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .connect_with(options.clone().statement_cache_capacity(1024))
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
@@ -161,6 +166,19 @@ impl Store {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .contains(client_id)
+    }
+
+    /// Whether the database answers: a read, and the writer connection free within `within` (a write
+    /// stuck behind a held lock makes the supervisor unready, not just slow).
+    pub async fn ready(&self, within: Duration) -> Result<()> {
+        let _: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&self.reader)
+            .await?;
+        let writer = tokio::time::timeout(within, self.writer.acquire())
+            .await
+            .map_err(|_| Error::NotWritten("the database writer is busy".into()))??;
+        drop(writer);
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -238,6 +256,22 @@ fn conflict_on_unique(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |e| match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict { what },
         _ => Error::Database(e),
+    }
+}
+
+#[cfg(test)]
+mod ready_tests {
+    /// Ready while the database answers; not ready while a write holds the writer past the wait.
+    #[tokio::test]
+    async fn a_held_writer_makes_the_store_unready() {
+        let (store, _dir) = crate::test_util::store().await;
+        let wait = std::time::Duration::from_millis(200);
+        store.ready(wait).await.expect("ready");
+        let held = store.begin().await.expect("begin");
+        let e = store.ready(wait).await.expect_err("writer held");
+        assert!(e.to_string().contains("writer is busy"), "{e}");
+        drop(held);
+        store.ready(wait).await.expect("ready again");
     }
 }
 

@@ -59,6 +59,14 @@ impl ApiError {
         }
     }
 
+    /// 503: a part the server needs (its store) does not answer.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(5),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
+    }
+
     /// 422 naming the field that was wrong.
     pub fn field(field: &str, message: impl std::fmt::Display) -> Self {
         Self {
@@ -196,6 +204,13 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 names the scheme that would be accepted.
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"faxhub\""),
+            );
         }
         resp.extensions_mut().insert(Shaped);
         resp

@@ -229,6 +229,18 @@ async fn health() -> &'static str {
     "ok"
 }
 
+/// Readiness for a load balancer: the process is up (`/healthz`) and its database answers reads and
+/// takes a write within 5 s; 503 naming the store otherwise.
+async fn ready(State(app): State<AppState>) -> Response {
+    match app.store.ready(std::time::Duration::from_secs(5)).await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!("not ready: {e}");
+            ApiError::unavailable(format!("the store is not ready: {e}")).into_response()
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -329,6 +341,7 @@ pub fn router(app: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(upload_limit));
     Router::new()
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics_on_api))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/sessions", post(clients::login).delete(clients::logout))
@@ -449,11 +462,12 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// The separate metrics listener: `/metrics` and `/healthz`, nothing of the API.
+/// The separate metrics listener: `/metrics`, `/healthz` and `/readyz`, nothing of the API.
 pub fn metrics_router(app: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(request_id))

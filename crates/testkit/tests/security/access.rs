@@ -512,6 +512,13 @@ async fn revoking_a_token_or_disabling_its_client_ends_its_event_streams() {
         .await
         .expect("request");
     assert_eq!(r.status(), 401);
+    // A 401 names the scheme that would be accepted (RFC 9110).
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"faxhub\"")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,6 +210,7 @@ async fn every_response_carries_the_security_headers() {
     for (client, base, hsts) in [(&plain, &http, false), (&pinned, &https, true)] {
         for (path, status) in [
             ("/healthz", 200),
+            ("/readyz", 200),
             ("/v1/me", 401),
             ("/v1/nothing", 404),
             ("/v1/openapi.json", 200),

@@ -395,6 +395,7 @@ mod tests {
             documents: Vec::new(),
             options: Default::default(),
             attempt_number: 1,
+            step_down: false,
             call_limit_ms: None,
         }
     }

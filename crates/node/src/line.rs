@@ -17,8 +17,10 @@ pub struct SendJob {
     /// The documents in order, downloaded and verified, with their local files.
     pub documents: Vec<(DocumentRef, PathBuf)>,
     pub options: SendOptions,
-    /// 1 for the job's first attempt; later attempts may step down (the retry policy).
+    /// 1 for the job's first attempt.
     pub attempt_number: u32,
+    /// The previous attempt failed in training or transmission: this one steps down (the retry policy).
+    pub step_down: bool,
 }
 
 /// Progress a line reports while sending.

@@ -708,6 +708,7 @@ impl Node {
             documents,
             options: offer.options.clone(),
             attempt_number: offer.attempt_number,
+            step_down: offer.step_down,
         };
         let (ptx, mut prx) = mpsc::unbounded_channel::<LineProgress>();
         let line = self.line.clone();

@@ -444,9 +444,10 @@ fn own_number<'a>(s: &'a Settings, user: &str) -> Option<&'a String> {
 }
 
 /// The highest rate and whether to use ECM for one attempt: the settings, the job and the far end's
-/// T38MaxBitRate, and on a retry the step-down of the retry policy (9600 bit/s, ECM off).
+/// T38MaxBitRate, and after a training or transmission failure the step-down of the retry policy (9600
+/// bit/s, ECM off). A retry after a busy line or no answer keeps the full rate.
 fn attempt_limits(s: &Settings, job: &SendJob, far_max: u32) -> (u32, bool) {
-    let retry = job.attempt_number > 1;
+    let retry = job.step_down;
     let step = (retry && s.retry.step_down_rate).then_some(9600);
     let rate = [
         Some(s.t38.max_bit_rate),
@@ -866,6 +867,8 @@ mod tests {
     use super::*;
     use protocol::settings::RetryPolicy;
 
+    /// Attempt `attempt_number`; a later attempt follows a transmission failure unless `job_after_busy`
+    /// made it.
     fn job(attempt_number: u32) -> SendJob {
         SendJob {
             attempt_id: "a".into(),
@@ -878,6 +881,14 @@ mod tests {
                 ..Default::default()
             },
             attempt_number,
+            step_down: attempt_number > 1,
+        }
+    }
+
+    fn job_after_busy(attempt_number: u32) -> SendJob {
+        SendJob {
+            step_down: false,
+            ..job(attempt_number)
         }
     }
 
@@ -929,6 +940,11 @@ mod tests {
         assert_eq!(
             attempt_limits(&settings(true, false), &job(2), 4800),
             (4800, true)
+        );
+        // After a busy line or no answer: the full rate and error correction, whatever the policy.
+        assert_eq!(
+            attempt_limits(&settings(true, true), &job_after_busy(3), 14_400),
+            (14_400, true)
         );
     }
 

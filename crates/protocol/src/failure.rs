@@ -111,6 +111,23 @@ failure_reasons! {
     Cancelled = "cancelled" => Permanent,
 }
 
+impl FailureReason {
+    /// A failure of training or of the transmission itself, not of the call: the next attempt steps down
+    /// (a lower rate, error correction off) as the fax server's retry policy says. A busy line or no
+    /// answer says nothing about the line's quality, so the attempt after them keeps the full rate.
+    pub fn calls_for_step_down(&self) -> bool {
+        matches!(
+            self,
+            Self::TrainingFailed
+                | Self::RemoteHungUp
+                | Self::RetriesExhausted
+                | Self::PageRejected
+                | Self::PageIncomplete
+                | Self::Timeout
+        )
+    }
+}
+
 impl std::fmt::Display for FailureReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

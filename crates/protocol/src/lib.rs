@@ -274,6 +274,10 @@ pub struct JobOffer {
     pub options: SendOptions,
     /// 1 for the first attempt of the job.
     pub attempt_number: u32,
+    /// The job's previous attempt failed in training or transmission
+    /// ([`FailureReason::calls_for_step_down`]): this one steps down as the fax server's retry policy says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub step_down: bool,
     /// The longest the attempt may take from the offer's arrival to the end of the call: the fax server
     /// hangs up when it is reached (reason `call_time_limit`). The supervisor relies on it: once a fax
     /// server has been silent for this long, none of its calls for this attempt can still be running, so
@@ -518,6 +522,7 @@ mod tests {
                 max_bit_rate: None,
             },
             attempt_number: 1,
+            step_down: false,
             call_limit_ms,
         }))
     }
@@ -533,6 +538,19 @@ mod tests {
             &old_offer.replace(
                 r#""attempt_number":1}"#,
                 r#""attempt_number":1,"call_limit_ms":90000}"#,
+            ),
+        );
+        // The step-down after a transmission failure likewise: absent when false.
+        let mut stepped = offer(None);
+        if let Body::JobOffer(o) = &mut stepped.body {
+            o.attempt_number = 2;
+            o.step_down = true;
+        }
+        check(
+            stepped,
+            &old_offer.replace(
+                r#""attempt_number":1}"#,
+                r#""attempt_number":2,"step_down":true}"#,
             ),
         );
         check(

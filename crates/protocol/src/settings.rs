@@ -167,9 +167,10 @@ pub struct DialRules {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// After a failed attempt, cap the next one at 9600 bit/s.
+    /// After an attempt that failed in training or transmission, cap the next one at 9600 bit/s (not after
+    /// a busy line or no answer).
     pub step_down_rate: bool,
-    /// After a failed attempt, turn ECM off for the next one.
+    /// After an attempt that failed in training or transmission, turn ECM off for the next one.
     pub ecm_off_on_retry: bool,
 }
 

@@ -102,6 +102,7 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
             ..Default::default()
         },
         attempt_number: 1,
+        step_down: false,
     };
     let (progress, _p) = tokio::sync::mpsc::unbounded_channel();
     let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);

@@ -246,6 +246,11 @@ impl Dispatcher {
         let mut p = Pending::new(job, documents, JobOptions::of(job)?);
         p.avoid = avoid;
         p.next_attempt_number = attempts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
+        p.step_down = attempts
+            .iter()
+            .max_by_key(|a| a.number)
+            .and_then(|a| a.reason.as_deref())
+            .is_some_and(|r| protocol::FailureReason::from_code(r).calls_for_step_down());
         Ok(p)
     }
 
@@ -447,6 +452,7 @@ fn offer_of(p: Pending, attempt_id: String, number: i64, call_limit: i64) -> Job
             max_bit_rate: None,
         },
         attempt_number: u32::try_from(number).unwrap_or(u32::MAX),
+        step_down: p.step_down,
         call_limit_ms: u64::try_from(call_limit).ok(),
     }
 }

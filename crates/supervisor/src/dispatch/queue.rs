@@ -21,6 +21,8 @@ pub(super) struct Pending {
     /// Fax servers that failed this job with a fax-server fault, and until when to avoid them.
     pub(super) avoid: HashMap<String, i64>,
     pub(super) next_attempt_number: i64,
+    /// The previous attempt failed in training or transmission: the next one steps down.
+    pub(super) step_down: bool,
     pub(super) documents: Vec<DocumentRef>,
     pub(super) options: JobOptions,
 }
@@ -41,6 +43,7 @@ impl Pending {
             pages: 1,
             avoid: HashMap::new(),
             next_attempt_number: 1,
+            step_down: false,
             documents: Vec::new(),
             options: JobOptions::default(),
         }
@@ -58,6 +61,7 @@ impl Pending {
             pages: job.pages_total,
             avoid: HashMap::new(),
             next_attempt_number: 1,
+            step_down: false,
             documents,
             options,
         }

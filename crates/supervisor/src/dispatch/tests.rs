@@ -100,6 +100,7 @@ impl Rig {
             not_before: 0,
             pages_total: 1,
             idempotency_key: None,
+            request_hash: None,
             documents: vec!["ab".into()],
         };
         let (_, jobs) = store.insert_jobs(&[new], &[]).await.expect("job");
@@ -315,4 +316,38 @@ async fn withdrawing_a_fax_server_keeps_an_attempt_in_doubt_until_its_doubt_ends
     rig.after(1.6).await;
     assert_eq!(rig.statuses(&job).await, owned("queued", &["abandoned"]));
     assert!(!rig.d.holds_attempts(&rig.fs));
+}
+
+/// A retry steps down (lower rate, error correction off, as the fax server's policy says) only after a
+/// failure of training or transmission; after a busy line it keeps the full rate.
+#[tokio::test]
+async fn only_a_transmission_failure_makes_the_next_attempt_step_down() {
+    let (mut rig, _job) = Rig::with(|c| c.retry.schedule_secs = vec![0]).await;
+    let mut offers = Vec::new();
+    for reason in [
+        protocol::FailureReason::Busy,
+        protocol::FailureReason::TrainingFailed,
+    ] {
+        rig.d.dispatch_round().await.expect("dispatch");
+        let Body::JobOffer(offer) = rig.next_message() else {
+            panic!("an offer");
+        };
+        let failed = JobResult {
+            attempt_id: offer.attempt_id.clone(),
+            outcome: Outcome::failed(reason, None, 0),
+            stats: Default::default(),
+        };
+        offers.push(offer);
+        rig.d.on_result(&rig.fs, failed).await.expect("result");
+    }
+    rig.d.dispatch_round().await.expect("dispatch");
+    let Body::JobOffer(third) = rig.next_message() else {
+        panic!("a third offer");
+    };
+    offers.push(third);
+    let stepped: Vec<(u32, bool)> = offers
+        .iter()
+        .map(|o| (o.attempt_number, o.step_down))
+        .collect();
+    assert_eq!(stepped, [(1, false), (2, false), (3, true)]);
 }

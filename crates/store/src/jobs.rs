@@ -32,6 +32,8 @@ pub struct NewJob {
     pub not_before: i64,
     pub pages_total: i64,
     pub idempotency_key: Option<String>,
+    /// With an idempotency key: a hash of the request, to tell a repeat from a different request.
+    pub request_hash: Option<String>,
     pub documents: Vec<String>,
 }
 
@@ -52,6 +54,8 @@ pub struct Job {
     pub pages_sent: i64,
     pub reason: Option<String>,
     pub idempotency_key: Option<String>,
+    /// See [`NewJob::request_hash`]; none on jobs stored before it was kept.
+    pub request_hash: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
@@ -414,6 +418,7 @@ fn queued_job(j: &NewJob, now: i64) -> Job {
         pages_sent: 0,
         reason: None,
         idempotency_key: j.idempotency_key.clone(),
+        request_hash: j.request_hash.clone(),
         created_at: now,
         updated_at: now,
         finished_at: None,
@@ -482,11 +487,11 @@ impl Store {
             fresh_events.extend(events.iter().cloned());
             results.push((true, jobs.iter().map(|j| queued_job(j, now)).collect()));
         }
-        // 12 parameters a job row, 3 a document row: stay well under SQLite's 32766.
+        // 15 parameters a job row, 3 a document row: stay well under SQLite's 32766.
         for chunk in fresh_jobs.chunks(1000) {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO jobs (id, batch_id, client_id, recipient, status, priority, options, max_tries, kill_at,
-                     not_before, pages_total, idempotency_key, created_at, updated_at) ",
+                     not_before, pages_total, idempotency_key, request_hash, created_at, updated_at) ",
             );
             insert.push_values(chunk, |mut row, job| {
                 row.push_bind(&job.id)
@@ -501,6 +506,7 @@ impl Store {
                     .push_bind(job.not_before)
                     .push_bind(job.pages_total)
                     .push_bind(&job.idempotency_key)
+                    .push_bind(&job.request_hash)
                     .push_bind(now)
                     .push_bind(now);
             });
@@ -876,6 +882,7 @@ mod tests {
             not_before: 0,
             pages_total: 1,
             idempotency_key: Some("k1".into()),
+            request_hash: None,
             documents: vec!["ab".into()],
         };
         let (created, jobs) = store

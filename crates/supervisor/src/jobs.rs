@@ -12,7 +12,7 @@ use crate::numbers;
 use crate::settings::rules;
 use protocol::DocumentRef;
 use protocol::job::JobStatus;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use store::{Attempt, Job, JobFilter, JobUpdate, NewJob};
 use utoipa::ToSchema;
 
@@ -26,7 +26,7 @@ const MAX_RECIPIENTS: usize = 100;
 /// The instruction part of a submission. With `multipart/form-data`, send it as a part named `request`
 /// before the document parts (named `document`); with `application/json`, reference documents uploaded
 /// before by hash.
-#[derive(Debug, Deserialize, ToSchema, Default)]
+#[derive(Debug, Deserialize, Serialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// E.164 numbers or local dial strings.
@@ -55,7 +55,8 @@ pub struct SubmitRequest {
     pub priority: Option<u8>,
     /// Seconds between tries after busy / no answer (1 to 86400), instead of the server's schedule.
     pub retry_delay_secs: Option<u64>,
-    /// Repeating a submission with the same key returns the first one instead of sending twice.
+    /// Repeating a submission with the same key returns the first one instead of sending twice; the same
+    /// key with a different request (other recipients, documents or options) is refused.
     pub idempotency_key: Option<String>,
 }
 
@@ -168,6 +169,11 @@ pub async fn submit(
             "must be 1 to 200 characters",
         ));
     }
+    let request_hash = submit
+        .idempotency_key
+        .as_ref()
+        .map(|_| request_hash(&submit, &recipients, &documents))
+        .transpose()?;
     let batch_id = store::new_id("bat");
     let options_json =
         serde_json::to_string(&options).map_err(|e| Error::internal("encoding options", e))?;
@@ -185,11 +191,20 @@ pub async fn submit(
             not_before,
             pages_total,
             idempotency_key: submit.idempotency_key.clone(),
+            request_hash: request_hash.clone(),
             documents: documents.iter().map(|d| d.sha256.clone()).collect(),
         })
         .collect();
     let events: Vec<_> = new_jobs.iter().map(|j| queued_event(j, None)).collect();
     let (fresh, jobs) = app.intake.submit(new_jobs, events).await?;
+    let earlier = jobs.first().and_then(|j| j.request_hash.as_ref());
+    if !fresh && earlier.is_some() && earlier != request_hash.as_ref() {
+        return Err(Error::field(
+            "idempotency_key",
+            "was used before for a different request (other recipients, documents or options); a new \
+             request needs a new key",
+        ));
+    }
     if fresh {
         app.metrics.submitted.inc();
         app.events.committed();
@@ -207,23 +222,49 @@ pub async fn submit(
 }
 
 /// The numbers a submission sends to: its dial strings normalised and its phonebook entries' numbers,
-/// each one some fax server of the caller's groupings may dial.
+/// each one some fax server of the caller's groupings may dial, each once (a number given twice, however
+/// written, or also through a phonebook entry, is one recipient), in the order first given.
 fn recipients(app: &AppState, caller: &Caller, submit: &SubmitRequest) -> Result<Vec<String>> {
-    let mut numbers = Vec::with_capacity(submit.recipients.len());
+    let mut numbers: Vec<String> = Vec::with_capacity(submit.recipients.len());
     for (i, r) in submit.recipients.iter().enumerate() {
         let field = format!("recipients[{i}]");
         let number = numbers::normalize(r, &app.config.dial)
             .map_err(|e| Error::field(&field, format!("{r:?} {e}")))?;
         reachable(app, caller, &field, &number)?;
-        numbers.push(number);
+        if !numbers.contains(&number) {
+            numbers.push(number);
+        }
     }
     let from_phonebook =
         crate::phonebook::recipient_numbers(app, caller, &submit.recipient_entries)?;
     for (i, number) in from_phonebook.into_iter().enumerate() {
         reachable(app, caller, &format!("recipient_entries[{i}]"), &number)?;
-        numbers.push(number);
+        if !numbers.contains(&number) {
+            numbers.push(number);
+        }
     }
     Ok(numbers)
+}
+
+/// A hash of what a submission asks for: every field as given, except that the recipients are the numbers
+/// it sends to (normalised, phonebook entries resolved) and the documents are all of its documents by hash
+/// (uploaded with it or before). An idempotency key used again tells a repeat from a different request by it.
+fn request_hash(
+    submit: &SubmitRequest,
+    recipients: &[String],
+    documents: &[DocumentRef],
+) -> Result<String> {
+    use sha2::Digest;
+    let mut what =
+        serde_json::to_value(submit).map_err(|e| Error::internal("encoding a request", e))?;
+    if let Some(map) = what.as_object_mut() {
+        map.remove("idempotency_key");
+        map.remove("recipient_entries");
+        map.insert("recipients".into(), serde_json::json!(recipients));
+        let hashes: Vec<&str> = documents.iter().map(|d| d.sha256.as_str()).collect();
+        map.insert("documents".into(), serde_json::json!(hashes));
+    }
+    Ok(hex::encode(sha2::Sha256::digest(what.to_string())))
 }
 
 /// Refuses a number no fax server in the caller's groupings may dial, naming `field`.
@@ -410,6 +451,7 @@ pub async fn resend(app: &AppState, caller: &Caller, id: &str) -> Result<Submitt
         not_before: now,
         pages_total: job.pages_total,
         idempotency_key: None,
+        request_hash: None,
         documents: docs.iter().map(|d| d.sha256.clone()).collect(),
     };
     let event = queued_event(&new, Some(&job.id));

@@ -1045,6 +1045,77 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     );
 }
 
+/// The same number twice in one submission, however written, is one recipient (it was a 500 with an
+/// idempotency key); a key used again answers with the first submission only for the same request, and
+/// refuses a different one, as payment APIs do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_number_is_one_recipient_and_a_key_names_one_request() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = admin.default_grouping().await.expect("default grouping");
+    let (_n, _fs) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "n",
+        &[],
+        &[&g],
+        2,
+        json!({"page_ms": 50}),
+    )
+    .await
+    .expect("node");
+    let doc = upload_tiff(&admin).await;
+    let first = admin
+        .post(
+            "/v1/jobs",
+            json!({"recipients": ["+15550100", "+1 555 0100", "+15550101", "+15550100"], "documents": [doc],
+                   "idempotency_key": "order-17"}),
+        )
+        .await
+        .expect("submit")
+        .expect_status(201)
+        .expect("201");
+    let recipients: Vec<&str> = first["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["recipient"].as_str())
+        .collect();
+    assert_eq!(recipients, ["+15550100", "+15550101"], "{first}");
+    // The same request again, its numbers written otherwise: the first submission's jobs.
+    let again = admin
+        .post(
+            "/v1/jobs",
+            json!({"recipients": ["+1 555 0100", "+15550101"], "documents": [doc], "idempotency_key": "order-17"}),
+        )
+        .await
+        .expect("again")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(again["jobs"], first["jobs"]);
+    // The same key for another request: refused, naming the key; nothing more is stored.
+    for other in [
+        json!({"recipients": ["+15550100", "+15550101"], "documents": [doc], "idempotency_key": "order-17", "priority": 5}),
+        json!({"recipients": ["+15550100"], "documents": [doc], "idempotency_key": "order-17"}),
+    ] {
+        let r = admin.post("/v1/jobs", other).await.expect("other");
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert_eq!(r.body["error"]["field"], "idempotency_key", "{}", r.body);
+    }
+    let jobs = admin
+        .get("/v1/jobs")
+        .await
+        .expect("list")
+        .expect_status(200)
+        .expect("200");
+    let listed = jobs["items"]
+        .as_array()
+        .or(jobs.as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(listed, 2, "{jobs}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_job_can_be_resent() {
     let dir = tempdir();

@@ -152,7 +152,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 cfg.https_listen = parse_listen("https", &h)?;
             }
             let running = supervisor::Supervisor::start(cfg).await?;
-            announce(&running);
+            announce(&running, false);
             tokio::select! {
                 _ = running.wait() => {}
                 _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
@@ -211,8 +211,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the listener URLs and, on first start, the bootstrap administrator's credentials (once).
-fn announce(running: &supervisor::Running) {
+/// Prints the listener URLs and, on first start, where the bootstrap administrator's credentials are;
+/// with `show_secrets` (`faxhub dev`, a throwaway network on loopback) the credentials themselves.
+fn announce(running: &supervisor::Running, show_secrets: bool) {
     if let Some(a) = running.http_addr {
         println!("API: http://{a}/v1  (OpenAPI: http://{a}/v1/openapi.json)");
     }
@@ -223,9 +224,17 @@ fn announce(running: &supervisor::Running) {
         println!("metrics: http://{a}/metrics");
     }
     if let Some(b) = &running.bootstrap {
-        println!("bootstrap administrator {:?} created; shown once:", b.name);
-        println!("  password: {}", b.password);
-        println!("  token:    {}", b.token);
+        if show_secrets {
+            println!("bootstrap administrator {:?} created; shown once:", b.name);
+            println!("  password: {}", b.password);
+            println!("  token:    {}", b.token);
+        } else {
+            println!(
+                "bootstrap administrator {:?} created; its password and token are in {} (readable by this user only): sign in, change the password, then delete the file",
+                b.name,
+                b.file.display()
+            );
+        }
     }
 }
 
@@ -322,7 +331,7 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
         numbers[0], sip_ports[0], numbers[1], sip_ports[1]
     );
     println!("data directory: {}", data_dir.display());
-    announce(&running);
+    announce(&running, true);
     println!("CA certificate for clients: {}", ca.display());
     println!(
         "try: faxhub login --url {api} --token {} --ca-cert {}",

@@ -40,7 +40,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 pub use config::Config;
-pub use server::{Running, Supervisor};
+pub use server::{BOOTSTRAP_FILE, LOCK_FILE, Running, Supervisor};
 
 /// Everything a request handler may need; cheap to clone.
 #[derive(Clone, Debug)]

@@ -27,6 +27,54 @@ pub struct Bootstrap {
     pub name: String,
     pub password: String,
     pub token: String,
+    /// The owner-only file in the data directory that holds these (the only place `faxhub serve` puts the
+    /// password: what it prints goes to the service's log).
+    pub file: std::path::PathBuf,
+}
+
+/// The bootstrap administrator's credentials, in the data directory.
+pub const BOOTSTRAP_FILE: &str = "bootstrap-admin.txt";
+
+/// The lock file a running supervisor holds in its data directory.
+pub const LOCK_FILE: &str = "faxhub.lock";
+
+/// Holds the data directory for this process (until the file is closed, at exit at the latest): a second
+/// supervisor on the same database would dispatch the same jobs a second time.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let by = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (process {holder})")
+            };
+            anyhow::bail!(
+                "the data directory {} is in use by another faxhub supervisor{by}; stop it, or give this one \
+                 another data directory",
+                dir.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 #[derive(Debug)]
@@ -44,6 +92,8 @@ pub struct Running {
     /// PEM of the certificate the HTTPS listener presents, for clients to pin in development.
     pub tls_cert_pem: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The data directory's lock, held while this value lives.
+    _lock: std::fs::File,
 }
 
 impl Running {
@@ -86,6 +136,20 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
         return Ok(None);
     }
     let password = auth::new_secret("pw");
+    let token = auth::new_secret("fxh");
+    // Kept before the administrator exists: credentials that were never written would lock everyone out.
+    let file = config.data_dir.join(BOOTSTRAP_FILE);
+    let text = format!(
+        "# The first administrator of this faxhub supervisor, created at {}.\n\
+         # Sign in with it (faxhub login --name {name}), change the password, then delete this file.\n\
+         name: {name}\npassword: {password}\ntoken: {token}\n",
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        name = config.bootstrap_admin,
+    );
+    at_rest::write_file(&file, text.as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
     let hash =
         auth::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
     let admin = store
@@ -98,7 +162,6 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
             granted_by: None,
         })
         .await?;
-    let token = auth::new_secret("fxh");
     store
         .create_token(store::NewToken {
             client_id: &admin.id,
@@ -117,6 +180,7 @@ async fn bootstrap(store: &Store, config: &Config) -> anyhow::Result<Option<Boot
         name: admin.name,
         password,
         token,
+        file,
     }))
 }
 
@@ -131,6 +195,7 @@ impl Supervisor {
         at_rest::private_dir(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let db_path = config.data_dir.join("faxhub.db");
         private_database(&db_path)
             .with_context(|| format!("making {} private", db_path.display()))?;
@@ -259,6 +324,7 @@ impl Supervisor {
             state,
             tls_cert_pem,
             tasks,
+            _lock: lock,
         })
     }
 }

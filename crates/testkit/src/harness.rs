@@ -184,20 +184,22 @@ impl SupervisorProc {
             }
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(token) = line.trim().strip_prefix("token:") {
-                        self.token = token.trim().to_owned();
-                    }
-                    if let Some(password) = line.trim().strip_prefix("password:") {
-                        self.password = password.trim().to_owned();
-                    }
+                    assert!(
+                        !line.contains("password: ") && !line.contains("token: "),
+                        "faxhub serve printed a credential: {line}"
+                    );
                     if line.starts_with("API: http://") {
-                        // The bootstrap lines follow the API line on a first start.
-                        while let Ok(more) = rx.recv_timeout(Duration::from_millis(300)) {
-                            if let Some(token) = more.trim().strip_prefix("token:") {
-                                self.token = token.trim().to_owned();
-                            }
-                            if let Some(password) = more.trim().strip_prefix("password:") {
-                                self.password = password.trim().to_owned();
+                        // A first start keeps the bootstrap administrator's credentials in a file.
+                        // supervisor::BOOTSTRAP_FILE (this library does not link the supervisor).
+                        let file = self.dir.join("data").join("bootstrap-admin.txt");
+                        if let Ok(text) = std::fs::read_to_string(&file) {
+                            for l in text.lines() {
+                                if let Some(token) = l.strip_prefix("token:") {
+                                    self.token = token.trim().to_owned();
+                                }
+                                if let Some(password) = l.strip_prefix("password:") {
+                                    self.password = password.trim().to_owned();
+                                }
                             }
                         }
                         return Ok(());
@@ -206,6 +208,11 @@ impl SupervisorProc {
                 Err(_) => bail!("faxhub serve exited or stayed silent before announcing its API"),
             }
         }
+    }
+
+    /// The configuration file it was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config
     }
 
     /// SIGKILL, as a crash.

@@ -163,6 +163,68 @@ async fn client_commands_send_follow_and_fetch() {
     assert_eq!(std::fs::read(&target).expect("fetched"), bytes);
 }
 
+/// `faxhub serve` holds its data directory: a second supervisor on the same files stops with a message naming
+/// the first. The bootstrap administrator's credentials go to an owner-only file, not to the console (whose
+/// output a service manager keeps in its log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_holds_its_data_directory_and_keeps_the_first_credentials_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let file = dir.path().join("data").join(supervisor::BOOTSTRAP_FILE);
+    let mode = std::fs::metadata(&file)
+        .expect("the credentials file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        sup.token.starts_with("fxh_") && text.contains(&sup.token),
+        "{text}"
+    );
+    assert!(
+        !sup.password.is_empty() && text.contains(&sup.password),
+        "{text}"
+    );
+    sup.admin()
+        .get("/v1/clients")
+        .await
+        .expect("clients")
+        .expect_status(200)
+        .expect("the token from the file works");
+    let login = tempfile::tempdir().expect("client dir");
+    let client_config = login.path().join("client.toml");
+    let (ok, out) = testkit::harness::faxhub_cli(
+        &client_config,
+        &[("FAXHUB_PASSWORD", &sup.password)],
+        &["login", "--url", &sup.url, "--name", "admin"],
+    );
+    assert!(ok, "the password from the file signs in: {out}");
+
+    let second = Command::new(faxhub_bin().expect("bin"))
+        .args(["serve", "--config"])
+        .arg(sup.config_path())
+        .env("FAXHUB_LOG", "warn")
+        .output()
+        .expect("second supervisor");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    let pid = sup.pid().expect("pid");
+    assert!(
+        said.contains("is in use by another faxhub supervisor")
+            && said.contains(&format!("(process {pid})")),
+        "{said}"
+    );
+    // Killed, the first lets go of the directory: it starts again on it, with the same administrator.
+    sup.restart().expect("restart");
+    sup.admin()
+        .get("/v1/clients")
+        .await
+        .expect("clients")
+        .expect_status(200)
+        .expect("200 after the restart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_runs_a_supervised_network_over_tls() {
     let dir = tempfile::tempdir().expect("dir");

@@ -69,8 +69,17 @@ fn serve(dir: &Path, toml: &str) -> Served {
             }
         } else if let Some(m) = line.strip_prefix("metrics: ") {
             served.metrics = Some(m.trim_end_matches("/metrics").to_owned());
-        } else if let Some(p) = line.strip_prefix("password:") {
-            served.password = p.trim().to_owned();
+        } else if line.starts_with("bootstrap administrator") {
+            // Its credentials are in the data directory, not on the console.
+            assert!(!line.contains("password:"), "{line}");
+            let text = std::fs::read_to_string(served.data.join("bootstrap-admin.txt"))
+                .expect("the bootstrap credentials file");
+            served.password = text
+                .lines()
+                .find_map(|l| l.strip_prefix("password:"))
+                .expect("a password line")
+                .trim()
+                .to_owned();
         }
     }
     served

@@ -1,12 +1,19 @@
 //! Supervisor configuration: a TOML file, overridden by `FAXHUB_*` environment variables, overridden by
 //! command-line flags (the binary applies those last).
+//!
+//! Every key can be set from the environment: `FAXHUB_` and the key in capitals, a double underscore
+//! between a section and its key (`FAXHUB_HTTPS_LISTEN=0.0.0.0:8443`, `FAXHUB_RETRY__SCHEDULE_SECS=[60,
+//! 300]`, `FAXHUB_DIAL__COUNTRY_CODE=49`). A value is taken as the key's kind: text as it is, numbers,
+//! `true`/`false` and lists in TOML syntax. Variables naming no key of a known section are errors;
+//! `FAXHUB_*` variables outside the configuration (`FAXHUB_LOG`, the client's and the fax server's) are
+//! left to their owners.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Holds `faxhub.db`, `documents/`, the TLS certificate and the server key.
@@ -51,7 +58,7 @@ pub struct Config {
 
 /// Bounds on the connections of each listener, so that clients that connect and say nothing (or say it
 /// one byte at a time) cannot hold the supervisor's file descriptors.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionConfig {
     /// Connections open at once per listener; beyond it new ones wait in the kernel's backlog.
@@ -96,7 +103,7 @@ impl ConnectionConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DialConfig {
     /// Country code for national numbers, without '+'.
@@ -107,7 +114,7 @@ pub struct DialConfig {
     pub national_prefix: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
     /// Delay before the n-th retry after a recipient fault (busy, no answer...); the last value repeats.
@@ -119,7 +126,7 @@ pub struct RetryConfig {
     pub max_failovers: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeadlineConfig {
     /// Offer sent, acceptance awaited.
@@ -284,6 +291,13 @@ impl MetricsToken {
     }
 }
 
+/// Only ever written as a placeholder: the token itself never leaves the configuration.
+impl Serialize for MetricsToken {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("(set)")
+    }
+}
+
 impl std::fmt::Debug for MetricsToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MetricsToken(..)")
@@ -308,65 +322,115 @@ fn parse_listen(text: &str) -> Result<Option<SocketAddr>, String> {
 impl Config {
     /// Reads the TOML file (when given) and applies `FAXHUB_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut config = match file {
+        let doc = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                let parse = |source| ConfigError::Parse {
                     path: path.to_owned(),
                     source,
+                };
+                // Checked as a whole first, for errors that name the line.
+                toml::from_str::<Config>(&text).map_err(parse)?;
+                let table: toml::Table = toml::from_str(&text).map_err(parse)?;
+                serde_json::to_value(table).map_err(|e| ConfigError::Env {
+                    name: path.display().to_string(),
+                    message: e.to_string(),
                 })?
             }
-            None => Config::default(),
+            None => serde_json::Value::Object(Default::default()),
         };
-        config.apply_env(|name| std::env::var(name).ok())?;
-        Ok(config)
+        Self::with_env(doc, std::env::vars())
     }
 
-    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn addr(name: &str, v: String) -> Result<Option<SocketAddr>, ConfigError> {
-            parse_listen(&v).map_err(|message| ConfigError::Env {
-                name: name.into(),
+    /// `doc` (the file's keys) with the configuration keys among `vars` applied over it.
+    fn with_env(
+        mut doc: serde_json::Value,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let defaults = serde_json::to_value(Config::default()).map_err(|e| ConfigError::Env {
+            name: "FAXHUB_*".into(),
+            message: e.to_string(),
+        })?;
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("FAXHUB_"))
+            .collect();
+        vars.sort();
+        for (name, text) in vars {
+            let path: Vec<String> = name["FAXHUB_".len()..]
+                .to_ascii_lowercase()
+                .split("__")
+                .map(str::to_owned)
+                .collect();
+            let env_error = |message: String| ConfigError::Env {
+                name: name.clone(),
                 message,
-            })
-        }
-        if let Some(v) = get("FAXHUB_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = get("FAXHUB_HTTP_LISTEN") {
-            self.http_listen = addr("FAXHUB_HTTP_LISTEN", v)?;
-        }
-        if let Some(v) = get("FAXHUB_HTTPS_LISTEN") {
-            self.https_listen = addr("FAXHUB_HTTPS_LISTEN", v)?;
-        }
-        if let Some(v) = get("FAXHUB_METRICS_LISTEN") {
-            self.metrics_listen = addr("FAXHUB_METRICS_LISTEN", v)?;
-        }
-        if let Some(v) = get("FAXHUB_METRICS_TOKEN") {
-            self.metrics_token = Some(MetricsToken(v));
-        }
-        if let Some(v) = get("FAXHUB_ALLOW_PLAIN_HTTP") {
-            self.allow_plain_http = match v.as_str() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" | "" => false,
-                _ => {
-                    return Err(ConfigError::Env {
-                        name: "FAXHUB_ALLOW_PLAIN_HTTP".into(),
-                        message: format!("{v:?} is not true or false"),
-                    });
-                }
             };
+            let Some(kind) = path
+                .iter()
+                .try_fold(&defaults, |v, key| v.get(key.as_str()))
+            else {
+                if path.len() > 1 && defaults.get(path[0].as_str()).is_some() {
+                    return Err(env_error(format!(
+                        "[{}] has no key {}",
+                        path[0],
+                        path[1..].join(".")
+                    )));
+                }
+                // Not a configuration key: FAXHUB_LOG, or a variable of the client or the fax server.
+                continue;
+            };
+            let value = env_value(&text, kind).map_err(env_error)?;
+            set_path(&mut doc, &path, value);
+            // Checked one variable at a time, so that an error names the variable.
+            serde_json::from_value::<Config>(doc.clone()).map_err(|e| env_error(e.to_string()))?;
         }
-        if let Some(v) = get("FAXHUB_MAX_UPLOAD_BYTES") {
-            self.max_upload_bytes = v.parse().map_err(|_| ConfigError::Env {
-                name: "FAXHUB_MAX_UPLOAD_BYTES".into(),
-                message: format!("{v:?} is not a byte count"),
-            })?;
-        }
-        Ok(())
+        serde_json::from_value(doc).map_err(|e| ConfigError::Env {
+            name: "FAXHUB_*".into(),
+            message: e.to_string(),
+        })
     }
+}
+
+/// An environment variable's text as a value of the kind its key's default has (text for keys without
+/// a default: paths, addresses, tokens).
+fn env_value(text: &str, kind: &serde_json::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    match kind {
+        Value::String(_) | Value::Null => Ok(Value::String(text.to_owned())),
+        Value::Bool(_) => match text {
+            "1" | "true" | "yes" => Ok(Value::Bool(true)),
+            "0" | "false" | "no" | "" => Ok(Value::Bool(false)),
+            _ => Err(format!("{text:?} is not true or false")),
+        },
+        _ => {
+            let what = if kind.is_array() {
+                "a list like [1, 2]"
+            } else {
+                "a number"
+            };
+            let table: toml::Table = toml::from_str(&format!("v = {text}"))
+                .map_err(|_| format!("{text:?} is not {what}"))?;
+            serde_json::to_value(&table["v"]).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn set_path(doc: &mut serde_json::Value, path: &[String], value: serde_json::Value) {
+    let mut at = doc;
+    for key in &path[..path.len() - 1] {
+        if !at
+            .get(key.as_str())
+            .is_some_and(serde_json::Value::is_object)
+        {
+            at[key.as_str()] = serde_json::Value::Object(Default::default());
+        }
+        at = &mut at[key.as_str()];
+    }
+    at[path[path.len() - 1].as_str()] = value;
 }
 
 impl Config {
@@ -413,24 +477,106 @@ impl Config {
 mod tests {
     use super::*;
 
+    fn env(file: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let table: toml::Table = toml::from_str(file).expect("toml");
+        Config::with_env(
+            serde_json::to_value(table).expect("json"),
+            vars.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        )
+    }
+
     #[test]
     fn env_overrides_file_and_names_bad_values() {
-        let mut c: Config =
-            toml::from_str("http_listen = \"127.0.0.1:1\"\n[retry]\nschedule_secs = [1, 2]")
-                .expect("toml");
-        c.apply_env(|n| (n == "FAXHUB_HTTP_LISTEN").then(|| "127.0.0.1:2".to_string()))
-            .expect("env");
+        let c = env(
+            "http_listen = \"127.0.0.1:1\"\n[retry]\nschedule_secs = [1, 2]",
+            &[
+                ("FAXHUB_HTTP_LISTEN", "127.0.0.1:2"),
+                ("FAXHUB_LOG", "debug"),
+            ],
+        )
+        .expect("env");
         assert_eq!(c.http_listen, Some("127.0.0.1:2".parse().expect("addr")));
         assert_eq!(c.retry.delay_after(1), Duration::from_secs(1));
         assert_eq!(c.retry.delay_after(5), Duration::from_secs(2));
-        let err = c
-            .apply_env(|n| (n == "FAXHUB_HTTPS_LISTEN").then(|| "nope".to_string()))
-            .expect_err("bad");
-        assert!(err.to_string().contains("FAXHUB_HTTPS_LISTEN"), "{err}");
+        for (name, value, says) in [
+            ("FAXHUB_HTTPS_LISTEN", "nope", "socket address"),
+            ("FAXHUB_CONNECTIONS__MAX", "many", "is not a number"),
+            ("FAXHUB_RETRY__SCHEDULE_SECS", "30", "sequence"),
+            (
+                "FAXHUB_DEADLINES__OFFERED",
+                "5",
+                "[deadlines] has no key offered",
+            ),
+            ("FAXHUB_ALLOW_PLAIN_HTTP", "perhaps", "not true or false"),
+        ] {
+            let err = env("", &[(name, value)]).expect_err(name);
+            let text = err.to_string();
+            assert!(text.contains(name) && text.contains(says), "{text}");
+        }
         assert!(
             toml::from_str::<Config>("unknown_key = 1").is_err(),
             "unknown keys are errors"
         );
+    }
+
+    /// Every key of the configuration, sections included, can be set from the environment, as the README
+    /// says; a value is read as its key's kind (a country code of digits stays text).
+    #[test]
+    fn every_key_can_be_set_from_the_environment() {
+        let c = env(
+            "",
+            &[
+                ("FAXHUB_RETRY__SCHEDULE_SECS", "[5, 10]"),
+                ("FAXHUB_DIAL__COUNTRY_CODE", "49"),
+                ("FAXHUB_CONNECTIONS__MAX", "100"),
+                ("FAXHUB_ALLOW_PLAIN_HTTP", "yes"),
+                ("FAXHUB_METRICS_TOKEN", "1234567890123456789"),
+                ("FAXHUB_TLS_NAMES", "[\"fax.example.com\"]"),
+                ("FAXHUB_DEADLINES__HEARTBEAT_SECS", "7"),
+                ("FAXHUB_BOOTSTRAP_ADMIN", "root"),
+            ],
+        )
+        .expect("env");
+        assert_eq!(c.retry.delay_after(2), Duration::from_secs(10));
+        assert_eq!(c.dial.country_code, "49");
+        assert_eq!(c.connections.max, 100);
+        assert!(c.allow_plain_http);
+        assert!(
+            c.metrics_token
+                .is_some_and(|t| t.matches("1234567890123456789"))
+        );
+        assert_eq!(c.tls_names, ["fax.example.com"]);
+        assert_eq!(c.deadlines.heartbeat_secs, 7);
+        assert_eq!(c.bootstrap_admin, "root");
+        // Each leaf key of the defaults, set to its default through its variable, is taken.
+        fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<(String, String)>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        let name = if at.is_empty() {
+                            format!("FAXHUB_{}", k.to_ascii_uppercase())
+                        } else {
+                            format!("{at}__{}", k.to_ascii_uppercase())
+                        };
+                        leaves(v, name, out);
+                    }
+                }
+                serde_json::Value::String(s) => out.push((at, s.clone())),
+                serde_json::Value::Null => out.push((at, "off".into())),
+                other => out.push((at, other.to_string())),
+            }
+        }
+        let mut all = Vec::new();
+        leaves(
+            &serde_json::to_value(Config::default()).expect("defaults"),
+            String::new(),
+            &mut all,
+        );
+        assert!(all.len() > 30, "{all:?}");
+        for (name, value) in &all {
+            env("", &[(name.as_str(), value.as_str())])
+                .unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+        }
     }
 
     #[test]

@@ -269,6 +269,17 @@ impl Api {
 
     /// A binary answer (a received fax, a document).
     pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        Ok(self.get_ok(path).await?.bytes().await?.to_vec())
+    }
+
+    /// The caller's event stream from now on (the supervisor starts a stream without a position at the
+    /// newest event).
+    pub async fn events_from_now(&self) -> anyhow::Result<reqwest::Response> {
+        self.get_ok("/v1/events").await
+    }
+
+    /// A successful answer, its body unread; an error answer as its message.
+    async fn get_ok(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -279,7 +290,7 @@ impl Api {
             Self::check(resp).await?;
             bail!("the request failed");
         }
-        Ok(resp.bytes().await?.to_vec())
+        Ok(resp)
     }
 
     pub async fn put_json(
@@ -408,15 +419,22 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     reqwest::multipart::Part::bytes(bytes).file_name(name),
                 );
             }
+            // With --wait, the event stream is opened first: it starts at that moment, so it holds every
+            // event of the new jobs and none of what came before.
+            let events = if wait {
+                Some(api.events_from_now().await?)
+            } else {
+                None
+            };
             let body: SubmitResponse = view(api.post_multipart("/v1/jobs", form).await?)?;
             let ids: Vec<String> = body.jobs.iter().map(|j| j.id.clone()).collect();
             for j in &body.jobs {
                 println!("{}  {}  {}", j.id, j.recipient, j.status);
             }
-            if wait {
-                return follow(&api, ids).await;
+            match events {
+                Some(events) => follow(events, ids).await,
+                None => Ok(()),
             }
-            Ok(())
         }
         ClientCommand::Status { job } => {
             let api = Api::load()?;
@@ -629,14 +647,9 @@ fn store_now() -> u128 {
 }
 
 /// Follows the event stream until every job has finished, printing progress.
-async fn follow(api: &Api, mut open: Vec<String>) -> anyhow::Result<()> {
-    let resp = api
-        .http
-        .get(format!("{}/v1/events?after=0", api.base))
-        .bearer_auth(&api.token)
-        .send()
-        .await?;
-    let mut stream = resp.bytes_stream();
+/// Prints the events of the jobs `open` from the event stream `events` until each has ended.
+async fn follow(events: reqwest::Response, mut open: Vec<String>) -> anyhow::Result<()> {
+    let mut stream = events.bytes_stream();
     let mut buf = String::new();
     let mut failed = false;
     while !open.is_empty() {

@@ -95,6 +95,18 @@ impl Store {
         Ok(())
     }
 
+    /// When a fax server was last heard of (its last heartbeat, kept when its link ends); never moved back.
+    pub async fn record_fax_server_seen(&self, id: &str, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE fax_servers SET last_seen_at = $1 WHERE id = $2 AND (last_seen_at IS NULL OR last_seen_at < $1)",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     /// The highest link message id applied from this fax server.
     pub async fn link_last_applied(&self, fax_server_id: &str) -> Result<u64> {
         let v: Option<i64> =

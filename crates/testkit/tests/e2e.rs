@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use testkit::harness::{Api, FAST_CONFIG, NodeProc, SupervisorProc, time_of, tiny_tiff};
 
 fn testnode() -> PathBuf {
@@ -1114,6 +1114,79 @@ async fn one_number_is_one_recipient_and_a_key_names_one_request() {
         .or(jobs.as_array())
         .map_or(0, Vec::len);
     assert_eq!(listed, 2, "{jobs}");
+}
+
+/// `GET /v1/fax-servers` follows the heartbeats (`last_seen_at`), and its channel figures add up: a call
+/// under way takes one of the usable channels; offline, none is usable and the last heartbeat is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_view_follows_heartbeats_and_its_channels_add_up() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = admin.default_grouping().await.expect("default grouping");
+    let (mut node, fs) = NodeProc::start(
+        &testnode(),
+        &sup,
+        "n",
+        &[],
+        &[&g],
+        2,
+        json!({"page_ms": 8000}),
+    )
+    .await
+    .expect("node");
+    let view = |admin: Api, fs: String| async move {
+        let all = admin
+            .get("/v1/fax-servers")
+            .await
+            .expect("list")
+            .expect_status(200)
+            .expect("200");
+        all.as_array()
+            .expect("array")
+            .iter()
+            .find(|f| f["id"] == fs.as_str())
+            .cloned()
+            .expect("listed")
+    };
+    let doc = upload_tiff(&admin).await;
+    submit(&admin, &doc, "+15550100", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let busy = loop {
+        let v = view(admin.clone(), fs.clone()).await;
+        if v["channels"]["sending"] == 1 || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        busy["channels"],
+        json!({"configured": 2, "usable": 2, "sending": 1, "receiving": 0, "free": 1}),
+        "{busy}"
+    );
+    assert_eq!(busy["free_channels"], 1);
+    assert_eq!(busy["open_attempts"], 1);
+    let first = time_of(&busy["last_seen_at"]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let later = view(admin.clone(), fs.clone()).await;
+    let seen = time_of(&later["last_seen_at"]);
+    assert!(
+        seen >= first + time::Duration::seconds(1),
+        "heartbeats every second move last_seen_at: {first} then {seen}"
+    );
+    node.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gone = loop {
+        let v = view(admin.clone(), fs.clone()).await;
+        if v["online"] == false || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(gone["online"], false, "{gone}");
+    assert_eq!(gone["channels"]["usable"], 0, "{gone}");
+    assert_eq!(gone["channels"]["configured"], 2, "{gone}");
+    assert!(time_of(&gone["last_seen_at"]) >= seen, "{gone}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

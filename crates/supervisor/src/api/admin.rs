@@ -116,7 +116,9 @@ pub struct FaxServerView {
     pub dial_prefixes: Vec<String>,
     pub groupings: Vec<String>,
     pub online: bool,
+    /// `channels.free`.
     pub free_channels: u32,
+    pub channels: ChannelsView,
     pub open_attempts: usize,
     pub health: f64,
     /// Why the fax server's line offers fewer channels than configured, as it reported it (for example a
@@ -125,10 +127,24 @@ pub struct FaxServerView {
     pub line_status: Option<String>,
     pub capabilities: serde_json::Value,
     pub enrolled_at: Option<String>,
+    /// Its last hello or heartbeat (every `heartbeat_secs` while it is linked).
     pub last_seen_at: Option<String>,
     /// When its credential was revoked: it cannot link again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+}
+
+/// A fax server's channels; `sending + receiving + free == usable <= configured`.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, PartialEq)]
+pub struct ChannelsView {
+    /// What its settings give it.
+    pub configured: u32,
+    /// What its line offers now (fewer while, say, its SIP registration fails); 0 while it is offline.
+    pub usable: u32,
+    /// Taken by attempts offered to it or under way.
+    pub sending: u32,
+    pub receiving: u32,
+    pub free: u32,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -140,10 +156,30 @@ pub struct NewFaxServerResponse {
 }
 
 fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
-    let (online, free_channels, open_attempts, health) = app
-        .dispatcher
-        .fax_server_status(&fs.id)
-        .unwrap_or((false, 0, 0, 1.0));
+    let configured = fs.capabilities.0.channels;
+    let status = app.dispatcher.fax_server_status(&fs.id, configured);
+    let online = status.as_ref().is_some_and(|s| s.online);
+    let channels = match &status {
+        Some(s) if s.online => ChannelsView {
+            configured: s.configured,
+            usable: s.usable,
+            sending: s.sending,
+            receiving: s.receiving,
+            free: s.free,
+        },
+        _ => ChannelsView {
+            configured,
+            usable: 0,
+            sending: 0,
+            receiving: 0,
+            free: 0,
+        },
+    };
+    let open_attempts = status.as_ref().map_or(0, |s| s.open_attempts);
+    let health = status.as_ref().map_or(1.0, |s| s.health);
+    let last_seen_at = fs
+        .last_seen_at
+        .max(status.as_ref().and_then(|s| s.last_heard));
     FaxServerView {
         groupings: app.access.groupings_of_server(&fs.id),
         line_status: app.dispatcher.line_status(&fs.id),
@@ -152,11 +188,12 @@ fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
         id: fs.id,
         name: fs.name,
         online,
-        free_channels,
+        free_channels: channels.free,
+        channels,
         open_attempts,
         health,
         enrolled_at: fs.enrolled_at.map(rfc3339),
-        last_seen_at: fs.last_seen_at.map(rfc3339),
+        last_seen_at: last_seen_at.map(rfc3339),
         revoked_at: fs.revoked_at.map(rfc3339),
     }
 }

@@ -25,6 +25,27 @@ pub(super) struct FaxServer {
     /// Being withdrawn (its credential was revoked), and why: nothing more is offered to it, and a stop it
     /// confirms moves the job on at once.
     pub(super) withdrawn: Option<String>,
+    /// When its link last brought a hello or a heartbeat.
+    pub(super) last_heard: Option<i64>,
+}
+
+/// A fax server's state as the API shows it. The channel figures add up: `sending + receiving + free ==
+/// usable`, and `usable <= configured`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetStatus {
+    pub online: bool,
+    /// Channels its settings give it (its hello).
+    pub configured: u32,
+    /// Channels its line offers now (fewer while, say, its SIP registration fails).
+    pub usable: u32,
+    /// Channels taken by attempts offered to it or under way.
+    pub sending: u32,
+    pub receiving: u32,
+    pub free: u32,
+    pub open_attempts: usize,
+    pub health: f64,
+    /// When its link last brought a hello or a heartbeat (this run of the supervisor).
+    pub last_heard: Option<i64>,
 }
 
 /// The link a fax server is connected by.
@@ -45,6 +66,7 @@ impl FaxServer {
             health: 1.0,
             line_status: None,
             withdrawn: None,
+            last_heard: None,
         }
     }
 
@@ -134,12 +156,27 @@ impl Dispatcher {
             .and_then(|s| s.line_status.clone())
     }
 
-    /// A snapshot for the API: (online, free channels, open attempts, health).
-    pub fn fax_server_status(&self, id: &str) -> Option<(bool, u32, usize, f64)> {
+    /// A snapshot for the API; `configured` is the channel count its hello gave.
+    pub fn fax_server_status(&self, id: &str, configured: u32) -> Option<FleetStatus> {
         let st = self.lock();
-        st.fax_servers
-            .get(id)
-            .map(|s| (s.link.is_some(), s.free_channels(), s.open.len(), s.health))
+        st.fax_servers.get(id).map(|s| {
+            let usable = s.caps.channels;
+            let receiving = s.receiving.min(usable);
+            let sending = u32::try_from(s.open.len())
+                .unwrap_or(u32::MAX)
+                .min(usable - receiving);
+            FleetStatus {
+                online: s.link.is_some(),
+                configured: configured.max(usable),
+                usable,
+                sending,
+                receiving,
+                free: s.free_channels(),
+                open_attempts: s.open.len(),
+                health: s.health,
+                last_heard: s.last_heard,
+            }
+        })
     }
 
     pub fn online_fax_servers(&self) -> usize {
@@ -178,6 +215,7 @@ impl Dispatcher {
                 .or_insert_with(|| FaxServer::new(Vec::new(), Capabilities::default()));
             s.caps = caps;
             s.link = Some(Link { tx, generation });
+            s.last_heard = Some(now_ms());
             generation
         };
         // What the fax server accepted before it left must be in the database before it is compared.
@@ -342,14 +380,21 @@ impl Dispatcher {
     pub async fn disconnected(&self, fax_server_id: &str, generation: u64) -> store::Result<()> {
         let now = now_ms();
         let deadline = now + secs(self.config.deadlines.link_grace_secs);
-        let mut st = self.lock();
-        let current = st
-            .fax_servers
-            .get(fax_server_id)
-            .and_then(|s| s.link.as_ref())
-            .is_some_and(|l| l.generation == generation);
-        if current {
-            st.lose_link(fax_server_id, now, deadline);
+        let last_heard = {
+            let mut st = self.lock();
+            let current = st
+                .fax_servers
+                .get(fax_server_id)
+                .and_then(|s| s.link.as_ref())
+                .is_some_and(|l| l.generation == generation);
+            if current {
+                st.lose_link(fax_server_id, now, deadline);
+            }
+            st.fax_servers.get(fax_server_id).and_then(|s| s.last_heard)
+        };
+        // The last heartbeat is kept, so that an offline fax server shows when it was last heard of.
+        if let Some(at) = last_heard {
+            self.store.record_fax_server_seen(fax_server_id, at).await?;
         }
         Ok(())
     }
@@ -373,6 +418,7 @@ impl Dispatcher {
             s.receiving = u32::try_from(receiving).unwrap_or(u32::MAX);
             s.caps.channels = u32::try_from(usable).unwrap_or(u32::MAX);
             s.line_status = line_status;
+            s.last_heard = Some(now_ms());
         }
         drop(st);
         self.wake.notify_one();

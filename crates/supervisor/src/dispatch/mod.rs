@@ -28,6 +28,7 @@
 
 mod attempts;
 mod fleet;
+pub use fleet::FleetStatus;
 mod outcomes;
 mod progress;
 mod queue;

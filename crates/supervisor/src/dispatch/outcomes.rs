@@ -269,6 +269,15 @@ impl Dispatcher {
         let moved = (ended == Ended::WithJob)
             .then(|| update.as_ref().map(|u| u.status))
             .flatten();
+        log_attempt_end(
+            (&job.id, &job.recipient),
+            &a.id,
+            &a.fax_server_id,
+            finish.status,
+            finish.reason.as_deref(),
+            finish.pages_sent,
+            moved,
+        );
         self.ended(&a.id, &a.fax_server_id, &job.id, moved);
         if requeue && ended == Ended::WithJob {
             if let Some(job) = self.store.job(&job.id).await? {
@@ -364,6 +373,15 @@ impl Dispatcher {
             Ended::WithJob => Some(JobStatus::Sent),
             Ended::AttemptOnly => None,
         };
+        log_attempt_end(
+            (&open.job_id, &open.recipient),
+            attempt_id,
+            fax_server_id,
+            AttemptStatus::Succeeded,
+            None,
+            pages,
+            moved,
+        );
         self.ended(attempt_id, fax_server_id, &open.job_id, moved);
         self.wake.notify_one();
         let mut st = self.lock();
@@ -450,4 +468,21 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// One line per attempt that ended, as there is one per received fax (`inbound fax delivered`): the
+/// outbound results are in the log as HylaFAX keeps them in its xferfaxlog. (The link writer's fast path
+/// for sent attempts writes the same line.)
+fn log_attempt_end(
+    (job_id, recipient): (&str, &str),
+    attempt_id: &str,
+    fax_server_id: &str,
+    status: AttemptStatus,
+    reason: Option<&str>,
+    pages: i64,
+    moved: Option<JobStatus>,
+) {
+    tracing::info!(job = %job_id, recipient = %recipient, attempt = %attempt_id,
+        fax_server = %fax_server_id, status = %status, reason = %reason.unwrap_or(""), pages,
+        job_status = %moved.map(|s| s.to_string()).unwrap_or_default(), "outbound fax attempt ended");
 }

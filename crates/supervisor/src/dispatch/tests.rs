@@ -351,3 +351,89 @@ async fn only_a_transmission_failure_makes_the_next_attempt_step_down() {
         .collect();
     assert_eq!(stepped, [(1, false), (2, false), (3, true)]);
 }
+
+/// The log as a `String`, for the tests that read what the dispatcher logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// Every attempt's end is a line in the log with its result, as every received fax is: a busy line (the
+/// job queued again) and then the fax sent (through the link writer's fast path).
+#[tokio::test]
+async fn every_attempt_end_is_logged_with_its_result() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (mut rig, job) = Rig::with(|c| c.retry.schedule_secs = vec![0]).await;
+    rig.d.dispatch_round().await.expect("dispatch");
+    let Body::JobOffer(first) = rig.next_message() else {
+        panic!("an offer");
+    };
+    let busy = JobResult {
+        attempt_id: first.attempt_id.clone(),
+        outcome: Outcome::failed(protocol::FailureReason::Busy, None, 0),
+        stats: Default::default(),
+    };
+    rig.d.on_result(&rig.fs, busy).await.expect("busy");
+    rig.d.dispatch_round().await.expect("dispatch");
+    let Body::JobOffer(second) = rig.next_message() else {
+        panic!("a second offer");
+    };
+    rig.progress(&second.attempt_id, Phase::Transmitting).await;
+    let sent = JobResult {
+        attempt_id: second.attempt_id.clone(),
+        outcome: Outcome::Sent { pages: 1 },
+        stats: Default::default(),
+    };
+    rig.d.on_result(&rig.fs, sent).await.expect("sent");
+    let text = log.text();
+    let ended: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("outbound fax attempt ended"))
+        .collect();
+    assert_eq!(ended.len(), 2, "{text}");
+    for (line, attempt, result) in [
+        (
+            ended[0],
+            &first.attempt_id,
+            "status=failed reason=busy pages=0 job_status=queued",
+        ),
+        (
+            ended[1],
+            &second.attempt_id,
+            "status=succeeded reason= pages=1 job_status=sent",
+        ),
+    ] {
+        assert!(
+            line.contains(&format!("job={}", job.id))
+                && line.contains("recipient=+15551234")
+                && line.contains(&format!("attempt={attempt}"))
+                && line.contains(&format!("fax_server={}", rig.fs))
+                && line.contains(result),
+            "{line}"
+        );
+    }
+}

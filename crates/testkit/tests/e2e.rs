@@ -1186,6 +1186,7 @@ async fn the_fleet_view_follows_heartbeats_and_its_channels_add_up() {
     assert_eq!(gone["online"], false, "{gone}");
     assert_eq!(gone["channels"]["usable"], 0, "{gone}");
     assert_eq!(gone["channels"]["configured"], 2, "{gone}");
+    assert!(gone.get("connected_since").is_none(), "{gone}");
     assert!(time_of(&gone["last_seen_at"]) >= seen, "{gone}");
 }
 
@@ -1577,27 +1578,26 @@ async fn an_idle_link_is_not_dropped() {
         .await
         .expect("node");
     admin.wait_online(&[&fs]).await.expect("fax servers online");
-    let hello = |v: Value| v["last_seen_at"].as_str().unwrap_or_default().to_owned();
-    let first = hello(
+    let get = || async {
         admin
             .get(&format!("/v1/fax-servers/{fs}"))
             .await
             .expect("fs")
             .expect_status(200)
-            .expect("200"),
-    );
+            .expect("200")
+    };
+    let first = get().await;
+    assert!(first["connected_since"].is_string(), "{first}");
     // Six heartbeat intervals of silence from the supervisor's side.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let now = admin
-        .get(&format!("/v1/fax-servers/{fs}"))
-        .await
-        .expect("fs")
-        .expect_status(200)
-        .expect("200");
+    let now = get().await;
     assert_eq!(now["online"], true);
+    assert!(
+        time_of(&now["last_seen_at"]) > time_of(&first["last_seen_at"]),
+        "heartbeats went on: {first} {now}"
+    );
     assert_eq!(
-        hello(now),
-        first,
+        now["connected_since"], first["connected_since"],
         "the fax server reconnected (a new hello) although nothing failed"
     );
 }

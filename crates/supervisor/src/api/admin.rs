@@ -129,6 +129,9 @@ pub struct FaxServerView {
     pub enrolled_at: Option<String>,
     /// Its last hello or heartbeat (every `heartbeat_secs` while it is linked).
     pub last_seen_at: Option<String>,
+    /// When its current link came up; absent while it is offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_since: Option<String>,
     /// When its credential was revoked: it cannot link again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
@@ -194,6 +197,7 @@ fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
         health,
         enrolled_at: fs.enrolled_at.map(rfc3339),
         last_seen_at: last_seen_at.map(rfc3339),
+        connected_since: status.as_ref().and_then(|s| s.linked_at).map(rfc3339),
         revoked_at: fs.revoked_at.map(rfc3339),
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct FaxServer {
     pub(super) withdrawn: Option<String>,
     /// When its link last brought a hello or a heartbeat.
     pub(super) last_heard: Option<i64>,
+    /// When its current link came up.
+    pub(super) linked_at: Option<i64>,
 }
 
 /// A fax server's state as the API shows it. The channel figures add up: `sending + receiving + free ==
@@ -46,6 +48,8 @@ pub struct FleetStatus {
     pub health: f64,
     /// When its link last brought a hello or a heartbeat (this run of the supervisor).
     pub last_heard: Option<i64>,
+    /// When its current link came up (a reconnect moves it).
+    pub linked_at: Option<i64>,
 }
 
 /// The link a fax server is connected by.
@@ -67,6 +71,7 @@ impl FaxServer {
             line_status: None,
             withdrawn: None,
             last_heard: None,
+            linked_at: None,
         }
     }
 
@@ -175,6 +180,7 @@ impl Dispatcher {
                 open_attempts: s.open.len(),
                 health: s.health,
                 last_heard: s.last_heard,
+                linked_at: s.link.as_ref().and(s.linked_at),
             }
         })
     }
@@ -216,6 +222,7 @@ impl Dispatcher {
             s.caps = caps;
             s.link = Some(Link { tx, generation });
             s.last_heard = Some(now_ms());
+            s.linked_at = s.last_heard;
             generation
         };
         // What the fax server accepted before it left must be in the database before it is compared.

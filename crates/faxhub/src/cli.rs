@@ -223,14 +223,14 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        Self::check(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .send()
-                .await?,
-        )
-        .await
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// A request to `path` carrying the token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
     }
 
     /// Sends a JSON body (or none) with any method and checks the answer.
@@ -240,10 +240,7 @@ impl Api {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<serde_json::Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+        let mut req = self.request(method, path);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -252,9 +249,7 @@ impl Api {
 
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<serde_json::Value> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+            .request(reqwest::Method::POST, path)
             .body(body)
             .send()
             .await?;
@@ -280,12 +275,7 @@ impl Api {
 
     /// A successful answer, its body unread; an error answer as its message.
     async fn get_ok(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
+        let resp = self.request(reqwest::Method::GET, path).send().await?;
         if !resp.status().is_success() {
             Self::check(resp).await?;
             bail!("the request failed");
@@ -311,15 +301,12 @@ impl Api {
         path: &str,
         form: reqwest::multipart::Form,
     ) -> anyhow::Result<serde_json::Value> {
-        Self::check(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .multipart(form)
-                .send()
-                .await?,
-        )
-        .await
+        let resp = self
+            .request(reqwest::Method::POST, path)
+            .multipart(form)
+            .send()
+            .await?;
+        Self::check(resp).await
     }
 
     pub async fn post_json(
@@ -327,15 +314,7 @@ impl Api {
         path: &str,
         body: &serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        Self::check(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .json(body)
-                .send()
-                .await?,
-        )
-        .await
+        self.send(reqwest::Method::POST, path, Some(body)).await
     }
 }
 
@@ -577,30 +556,22 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
             changes,
             file,
         } => {
-            let path = format!("{}{}", api.base, base(&fax_server));
-            let resp = match file {
+            let path = base(&fax_server);
+            let answer = match file {
                 Some(f) => {
                     let doc: serde_json::Value = serde_json::from_slice(
                         &std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
                     )
                     .with_context(|| format!("{} is not JSON", f.display()))?;
-                    api.http
-                        .put(&path)
-                        .bearer_auth(&api.token)
-                        .json(&doc)
-                        .send()
-                        .await?
+                    api.put_json(&path, &doc).await?
                 }
                 None => {
-                    api.http
-                        .patch(&path)
-                        .bearer_auth(&api.token)
-                        .json(&patch_from_pairs(&changes)?)
-                        .send()
+                    let patch = patch_from_pairs(&changes)?;
+                    api.send(reqwest::Method::PATCH, &path, Some(&patch))
                         .await?
                 }
             };
-            show(&fax_server, Api::check(resp).await?)?;
+            show(&fax_server, answer)?;
         }
         SettingsCommand::History { fax_server } => {
             let history = api.get(&format!("{}/history", base(&fax_server))).await?;
@@ -646,7 +617,6 @@ fn store_now() -> u128 {
         .unwrap_or(0)
 }
 
-/// Follows the event stream until every job has finished, printing progress.
 /// Prints the events of the jobs `open` from the event stream `events` until each has ended.
 async fn follow(events: reqwest::Response, mut open: Vec<String>) -> anyhow::Result<()> {
     let mut stream = events.bytes_stream();

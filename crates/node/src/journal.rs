@@ -208,6 +208,15 @@ struct Inner {
     pending: Vec<u8>,
 }
 
+impl Inner {
+    fn tx(&mut self) -> Tx<'_> {
+        Tx {
+            data: &mut self.data,
+            lines: &mut self.pending,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Journal {
     snapshot: PathBuf,
@@ -264,10 +273,7 @@ impl Journal {
     ) -> std::io::Result<T> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *inner;
-        let out = f(&mut Tx {
-            data: &mut inner.data,
-            lines: &mut inner.pending,
-        });
+        let out = f(&mut inner.tx());
         // The write must finish before the caller goes on (that is the point of a journal), but it must
         // not stall the other tasks of a multi-threaded runtime while the disk syncs.
         let multi_thread = tokio::runtime::Handle::try_current()
@@ -286,10 +292,7 @@ impl Journal {
     pub fn update_volatile<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> T) -> T {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *inner;
-        let out = f(&mut Tx {
-            data: &mut inner.data,
-            lines: &mut inner.pending,
-        });
+        let out = f(&mut inner.tx());
         if inner.pending.len() >= PENDING_LIMIT
             && let Err(e) = self.write(inner, false)
         {

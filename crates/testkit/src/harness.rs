@@ -99,6 +99,19 @@ pub struct SupervisorProc {
     config: PathBuf,
 }
 
+/// The bootstrap administrator's token and password, from the file a supervisor's first start leaves in
+/// its data directory (`supervisor::BOOTSTRAP_FILE`; this library does not link the supervisor), if it
+/// is there.
+pub fn bootstrap_credentials(data_dir: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(data_dir.join("bootstrap-admin.txt")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    Some((field("token:")?, field("password:")?))
+}
+
 /// The token `/metrics` of a supervisor started here requires.
 pub const METRICS_TOKEN: &str = "faxhub-test-metrics-token";
 
@@ -189,18 +202,11 @@ impl SupervisorProc {
                         "faxhub serve printed a credential: {line}"
                     );
                     if line.starts_with("API: http://") {
-                        // A first start keeps the bootstrap administrator's credentials in a file.
-                        // supervisor::BOOTSTRAP_FILE (this library does not link the supervisor).
-                        let file = self.dir.join("data").join("bootstrap-admin.txt");
-                        if let Ok(text) = std::fs::read_to_string(&file) {
-                            for l in text.lines() {
-                                if let Some(token) = l.strip_prefix("token:") {
-                                    self.token = token.trim().to_owned();
-                                }
-                                if let Some(password) = l.strip_prefix("password:") {
-                                    self.password = password.trim().to_owned();
-                                }
-                            }
+                        if let Some((token, password)) =
+                            bootstrap_credentials(&self.dir.join("data"))
+                        {
+                            self.token = token;
+                            self.password = password;
                         }
                         return Ok(());
                     }

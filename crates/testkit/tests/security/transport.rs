@@ -72,14 +72,8 @@ fn serve(dir: &Path, toml: &str) -> Served {
         } else if line.starts_with("bootstrap administrator") {
             // Its credentials are in the data directory, not on the console.
             assert!(!line.contains("password:"), "{line}");
-            let text = std::fs::read_to_string(served.data.join("bootstrap-admin.txt"))
+            (_, served.password) = testkit::harness::bootstrap_credentials(&served.data)
                 .expect("the bootstrap credentials file");
-            served.password = text
-                .lines()
-                .find_map(|l| l.strip_prefix("password:"))
-                .expect("a password line")
-                .trim()
-                .to_owned();
         }
     }
     served

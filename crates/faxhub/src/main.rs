@@ -71,6 +71,11 @@ enum Command {
         /// offers no channels.
         #[arg(long, env = "FAXHUB_SIP_KEEPALIVE", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         sip_keepalive: u64,
+        /// On SIGTERM or Ctrl-C, seconds the calls under way get to finish (no new call is taken
+        /// meanwhile); those still running then are hung up and their jobs go to another fax server. The
+        /// default fits within systemd's 90 s stop timeout.
+        #[arg(long, env = "FAXHUB_DRAIN_SECS", default_value_t = 75)]
+        drain_secs: u64,
     },
     /// A supervisor and two fax servers in one process on loopback, in a fresh data directory.
     Dev {
@@ -151,12 +156,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if let Some(h) = https {
                 cfg.https_listen = parse_listen("https", &h)?;
             }
-            let running = supervisor::Supervisor::start(cfg).await?;
+            let mut running = supervisor::Supervisor::start(cfg).await?;
             announce(&running, false);
             tokio::select! {
-                _ = running.wait() => {}
-                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+                () = running.wait() => anyhow::bail!("a listener stopped"),
+                signal = stop_signal() => {
+                    tracing::info!("{signal}: stopping (requests under way finish first)");
+                }
             }
+            running.stop().await;
             Ok(())
         }
         Command::Node {
@@ -167,6 +175,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             sip_listen,
             media_ip,
             sip_keepalive,
+            drain_secs,
         } => {
             let media_ip = media_ip.unwrap_or(sip_listen.ip());
             if sip_listen.ip().is_unspecified() || media_ip.is_unspecified() {
@@ -192,9 +201,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 keepalive: std::time::Duration::from_secs(sip_keepalive),
             });
             let handle = node::run(config, Arc::new(line))?;
+            let signal = stop_signal().await;
+            tracing::info!(
+                "{signal}: stopping (calls under way get {drain_secs} s to finish; again to stop at once)"
+            );
             tokio::select! {
-                _ = handle.wait() => {}
-                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+                stopped = handle.shutdown(std::time::Duration::from_secs(drain_secs)) => {
+                    if stopped.calls_cut > 0 {
+                        tracing::warn!(calls = stopped.calls_cut, "calls were hung up unfinished; their jobs go to another fax server");
+                    }
+                }
+                signal = stop_signal() => tracing::warn!("{signal} again: stopping at once"),
             }
             Ok(())
         }
@@ -208,6 +225,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Preview(a) => tokio::task::spawn_blocking(move || imaging_cli::preview(a)).await?,
         Command::T38(c) => t38_cli::run(c).await,
         Command::Client(c) => cli::run(c).await,
+    }
+}
+
+/// Resolves on SIGTERM (systemd, docker, kill) or SIGINT (Ctrl-C), naming it.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!("SIGTERM cannot be caught ({e}); only Ctrl-C stops gracefully");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     }
 }
 
@@ -352,9 +393,24 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
                 Ok(()) => println!("demo: done; the network keeps running (Ctrl-C stops it)"),
                 Err(e) => println!("demo: FAILED: {e:#}"),
             },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            signal = stop_signal() => return stop_dev(signal, nodes, running).await,
         }
     }
-    tokio::signal::ctrl_c().await?;
+    let signal = stop_signal().await;
+    stop_dev(signal, nodes, running).await
+}
+
+/// Stops `faxhub dev`'s network gracefully: the fax servers finish their calls (10 s at most), then the
+/// supervisor.
+async fn stop_dev(
+    signal: &str,
+    nodes: Vec<node::NodeHandle>,
+    running: supervisor::Running,
+) -> anyhow::Result<()> {
+    println!("{signal}: stopping the network");
+    for n in nodes {
+        n.shutdown(std::time::Duration::from_secs(10)).await;
+    }
+    running.stop().await;
     Ok(())
 }

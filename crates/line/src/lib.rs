@@ -71,6 +71,8 @@ pub enum Error {
     Encode(t38::Error),
     #[error("nothing arrived from any far end within {0:?}")]
     NoPeer(Duration),
+    #[error("the call ended before any fax signal arrived")]
+    CallEnded,
 }
 
 /// What a fax server reports about a call.
@@ -135,8 +137,34 @@ pub async fn run(
     cfg: t30::Config,
     transport: Transport,
     wait_for_peer: Duration,
+    on_event: impl FnMut(&Event),
+) -> Result<CallResult, Error> {
+    run_until(
+        socket,
+        remote,
+        cfg,
+        transport,
+        wait_for_peer,
+        std::future::pending(),
+        on_event,
+    )
+    .await
+}
+
+/// [`run`] on a call that can end under the session: when `call_ended` completes (the far end hung up,
+/// a SIP BYE), the session ends at once ([`t30::Session::call_ended`]) and its result, with the pages
+/// received so far, is returned.
+pub async fn run_until(
+    socket: &UdpSocket,
+    remote: Option<SocketAddr>,
+    cfg: t30::Config,
+    transport: Transport,
+    wait_for_peer: Duration,
+    call_ended: impl std::future::Future<Output = ()>,
     mut on_event: impl FnMut(&Event),
 ) -> Result<CallResult, Error> {
+    tokio::pin!(call_ended);
+    let mut ended = false;
     let mut cfg = cfg;
     cfg.pacing.max_chunk = transport.max_chunk();
     let mut tx = UdptlSender::new(SenderConfig {
@@ -160,9 +188,12 @@ pub async fn run(
             // arriving first (a stray or a probe) is skipped, so it cannot take the call's place.
             let until = Instant::now() + wait_for_peer;
             loop {
-                let (n, from) = tokio::time::timeout_at(until, socket.recv_from(&mut buf))
-                    .await
-                    .map_err(|_| Error::NoPeer(wait_for_peer))??;
+                let (n, from) = tokio::select! {
+                    r = tokio::time::timeout_at(until, socket.recv_from(&mut buf)) => {
+                        r.map_err(|_| Error::NoPeer(wait_for_peer))??
+                    }
+                    () = &mut call_ended => return Err(Error::CallEnded),
+                };
                 if opens_a_call(&buf[..n], transport.version) {
                     first = Some((n, from));
                     break from;
@@ -242,6 +273,13 @@ pub async fn run(
                     rx.flush();
                     deliver(&mut rx, &mut session, now());
                 }
+            }
+            () = &mut call_ended, if !ended => {
+                ended = true;
+                // What is still held for reordering arrived before the call ended.
+                rx.flush();
+                deliver(&mut rx, &mut session, now());
+                session.call_ended(now());
             }
         }
     }

@@ -12,7 +12,7 @@ mod runtime;
 pub mod sip_line;
 
 pub use line::{Line, LineOutcome, LineProgress, ReceivedFax, SendJob, SettingsError};
-pub use runtime::{NodeConfig, NodeHandle, OfferObserver, enroll, run};
+pub use runtime::{NodeConfig, NodeHandle, OfferObserver, Stopped, enroll, run};
 pub use sip_line::{SipLine, SipLineConfig};
 
 use std::path::Path;

@@ -99,6 +99,9 @@ pub trait Line: Send + Sync + 'static {
     fn receiving(&self) -> u32 {
         0
     }
+    /// The fax server is shutting down: take no new calls (refuse them so the caller's network tries
+    /// elsewhere); the calls under way go on.
+    fn stop_answering(&self) {}
     /// Takes new settings (the supervisor's fax server settings document); an error refuses them, saying
     /// why, and the line keeps its previous settings.
     fn apply_settings(&self, settings: &FaxServerSettings) -> Result<(), SettingsError> {

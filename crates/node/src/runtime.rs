@@ -12,6 +12,7 @@ use protocol::{
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -123,11 +124,31 @@ fn http_client(config: &NodeConfig) -> Result<reqwest::Client, Error> {
 }
 
 /// A running fax server.
-#[derive(Debug)]
 pub struct NodeHandle {
+    node: Arc<Node>,
     task: tokio::task::JoinHandle<()>,
     receiver: tokio::task::JoinHandle<()>,
 }
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").finish_non_exhaustive()
+    }
+}
+
+/// How a graceful stop went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Calls that were still under way when the time to finish them ran out, and were hung up.
+    pub calls_cut: usize,
+    /// Messages to the supervisor (results, received faxes) not acknowledged when the link closed; the
+    /// journal keeps them for the next start.
+    pub unacknowledged: usize,
+}
+
+/// How long a stopping fax server waits, after its calls are over, for the supervisor to acknowledge what
+/// it reported (results, received faxes).
+const REPORT_WAIT: Duration = Duration::from_secs(10);
 
 impl NodeHandle {
     /// Stops the fax server at once, as a crash would (the journal keeps what it must).
@@ -138,6 +159,69 @@ impl NodeHandle {
 
     pub async fn wait(self) {
         let _ = self.task.await;
+    }
+
+    /// Stops the fax server gracefully: it takes no new attempt or call (the supervisor is told at once
+    /// that its free channels are gone), lets the calls under way finish for at most `within`, hangs up
+    /// those still running then (reported as `fax_server_stopping`, so their jobs move on), waits a
+    /// bounded time for the supervisor to acknowledge every result and received fax, says goodbye on the
+    /// link and ends.
+    pub async fn shutdown(self, within: Duration) -> Stopped {
+        let node = self.node.clone();
+        node.stopping.store(true, AtomicOrdering::SeqCst);
+        node.line.stop_answering();
+        node.send(node.heartbeat());
+        tracing::info!(
+            sending = node.sending(),
+            receiving = node.line.receiving(),
+            "stopping: no new calls; waiting up to {within:?} for the calls under way"
+        );
+        let calls_over = || node.sending() == 0 && node.line.receiving() == 0;
+        let deadline = tokio::time::Instant::now() + within;
+        while !calls_over() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut calls_cut = 0;
+        if !calls_over() {
+            node.cut.store(true, AtomicOrdering::SeqCst);
+            let running: Vec<watch::Sender<bool>> = node
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            calls_cut = running.len();
+            tracing::warn!(calls = calls_cut, "the time to finish ran out: hanging up");
+            for cancel in running {
+                let _ = cancel.send(true);
+            }
+        }
+        // The hung-up calls report, received faxes are kept and announced, and the supervisor acknowledges.
+        let inbound = node.config.state_dir.join("inbound");
+        let delivered = || {
+            node.sending() == 0
+                && node.journal.read(|d| d.outbox.is_empty())
+                && pending_inbound(&inbound).is_empty()
+        };
+        let deadline = tokio::time::Instant::now() + REPORT_WAIT;
+        while !delivered() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let unacknowledged = node.journal.read(|d| d.outbox.len());
+        node.goodbye.notify_one();
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the link did not close in time");
+        }
+        self.receiver.abort();
+        tracing::info!(calls_cut, unacknowledged, "stopped");
+        Stopped {
+            calls_cut,
+            unacknowledged,
+        }
     }
 }
 
@@ -156,6 +240,12 @@ struct Node {
     settings_version: Mutex<u64>,
     /// Seals the SIP password inside `settings.json`.
     secrets: at_rest::SecretBox,
+    /// Shutting down: no new attempt is taken and the free channels are reported down.
+    stopping: AtomicBool,
+    /// The time to finish ran out: the calls still running were hung up.
+    cut: AtomicBool,
+    /// Told once the fax server has said all it had to: the link says goodbye and is not opened again.
+    goodbye: tokio::sync::Notify,
 }
 
 const SETTINGS_FILE: &str = "settings.json";
@@ -228,6 +318,9 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
         running: Mutex::new(HashMap::new()),
         settings_version: Mutex::new(0),
         secrets: at_rest::SecretBox::derived(&key, SECRETS_LABEL),
+        stopping: AtomicBool::new(false),
+        cut: AtomicBool::new(false),
+        goodbye: tokio::sync::Notify::new(),
         config,
     });
     node.load_settings();
@@ -235,19 +328,39 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
     // (as a fax-server fault, so the supervisor moves the job on at once).
     node.fail_interrupted();
     let receiver = tokio::spawn(node.clone().receive_loop());
+    let linked = node.clone();
     let task = tokio::spawn(async move {
+        let node = linked;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match node.clone().session().await {
-                Ok(()) => backoff = Duration::from_millis(200),
+            let ended = node.clone().session().await;
+            *node.link.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            match ended {
+                Ok(Link::SaidGoodbye) => return,
+                Ok(Link::Closed) => backoff = Duration::from_millis(200),
                 Err(e) => tracing::warn!("link to the supervisor lost: {e}"),
             }
-            *node.link.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                // Stopping while away: nobody to say goodbye to.
+                () = node.goodbye.notified() => return,
+            }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     });
-    Ok(NodeHandle { task, receiver })
+    Ok(NodeHandle {
+        node,
+        task,
+        receiver,
+    })
+}
+
+/// How a link ended without an error.
+enum Link {
+    /// The supervisor closed it; the fax server connects again.
+    Closed,
+    /// The fax server is stopping and said goodbye.
+    SaidGoodbye,
 }
 
 impl Node {
@@ -387,11 +500,22 @@ impl Node {
         }
     }
 
+    /// Attempts under way.
+    fn sending(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The state of each channel; while stopping, the free ones are down (the supervisor offers them
+    /// nothing more).
     fn channel_states(&self) -> Vec<ChannelState> {
         let channels = self.line.channels();
-        let sending = u32::try_from(self.running.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .unwrap_or(u32::MAX);
+        let sending = u32::try_from(self.sending()).unwrap_or(u32::MAX);
         let receiving = self.line.receiving();
+        let free = if self.stopping.load(AtomicOrdering::SeqCst) {
+            ChannelState::Down
+        } else {
+            ChannelState::Idle
+        };
         (0..channels)
             .map(|i| {
                 if i < sending {
@@ -399,13 +523,25 @@ impl Node {
                 } else if i < sending + receiving {
                     ChannelState::Receiving
                 } else {
-                    ChannelState::Idle
+                    free
                 }
             })
             .collect()
     }
 
-    async fn session(self: Arc<Self>) -> anyhow::Result<()> {
+    fn heartbeat(&self) -> Envelope {
+        let line_status = if self.stopping.load(AtomicOrdering::SeqCst) {
+            Some("the fax server is shutting down: it takes no new calls".to_owned())
+        } else {
+            self.line.status()
+        };
+        Envelope::unacked(Body::Heartbeat(Heartbeat {
+            channels: self.channel_states(),
+            line_status,
+        }))
+    }
+
+    async fn session(self: Arc<Self>) -> anyhow::Result<Link> {
         let base = self.config.supervisor.trim_end_matches('/');
         let ws_url = if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}{}", protocol::LINK_PATH)
@@ -476,29 +612,27 @@ impl Node {
             *self.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
         });
         tracing::info!("linked to the supervisor");
-        let writer = tokio::spawn(async move {
+        let mut writer = tokio::spawn(async move {
             while let Some(env) = rx.recv().await {
                 if sink
                     .send(Message::Text(env.to_json().into()))
                     .await
                     .is_err()
                 {
-                    break;
+                    return;
                 }
             }
+            // Every sender is gone: the fax server said goodbye.
+            let _ = sink.close().await;
         });
-        let beat = {
+        let mut beat = {
             let node = self.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(heartbeat);
                 loop {
                     tick.tick().await;
-                    let hb = Envelope::unacked(Body::Heartbeat(Heartbeat {
-                        channels: node.channel_states(),
-                        line_status: node.line.status(),
-                    }));
-                    if tx.send(hb).is_err() {
+                    if tx.send(node.heartbeat()).is_err() {
                         break;
                     }
                 }
@@ -506,9 +640,13 @@ impl Node {
         };
         let result = async {
             loop {
-                let msg = match tokio::time::timeout(heartbeat * 4, stream.next()).await {
+                let next = tokio::select! {
+                    next = tokio::time::timeout(heartbeat * 4, stream.next()) => next,
+                    () = self.goodbye.notified() => return Ok(Link::SaidGoodbye),
+                };
+                let msg = match next {
                     Err(_) => anyhow::bail!("the supervisor went silent"),
-                    Ok(None) => return Ok(()),
+                    Ok(None) => return Ok(Link::Closed),
                     Ok(Some(m)) => m?,
                 };
                 let Message::Text(text) = msg else { continue };
@@ -524,7 +662,23 @@ impl Node {
         }
         .await;
         beat.abort();
-        writer.abort();
+        if matches!(result, Ok(Link::SaidGoodbye)) {
+            // Nothing else goes out after the goodbye; the writer sends what is queued, then closes.
+            *self.link.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let _ = tx.send(Envelope::unacked(Body::Goodbye {
+                reason: "the fax server is shutting down".into(),
+            }));
+            drop(tx);
+            let _ = (&mut beat).await;
+            if tokio::time::timeout(Duration::from_secs(2), &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+            }
+        } else {
+            writer.abort();
+        }
         result
     }
 
@@ -559,7 +713,7 @@ impl Node {
                 self.send(Envelope::unacked(reply));
             }
             Body::SettingsPush { version, settings } => self.apply_settings(version, &settings),
-            Body::Goodbye { reason } => tracing::warn!("the supervisor said goodbye: {reason}"),
+            Body::Goodbye { reason } => tracing::info!("the supervisor said goodbye: {reason}"),
             Body::Welcome(_) => {}
             other => tracing::warn!("unexpected message from the supervisor: {other:?}"),
         }
@@ -599,8 +753,18 @@ impl Node {
             tracing::debug!(attempt = %id, "repeated offer ignored");
             return;
         }
-        let busy = self.running.lock().unwrap_or_else(|e| e.into_inner()).len() as u32
-            + self.line.receiving();
+        if self.stopping.load(AtomicOrdering::SeqCst) {
+            // Offered before the supervisor heard that the channels are gone: it moves the job on at once.
+            self.send_reliable(
+                Body::JobReject {
+                    attempt_id: id.clone(),
+                    reason: FailureReason::FaxServerStopping.as_str().to_owned(),
+                },
+                |d| d.remember(&id),
+            );
+            return;
+        }
+        let busy = self.sending() as u32 + self.line.receiving();
         if busy >= self.line.channels() {
             self.send_reliable(
                 Body::JobReject {
@@ -636,7 +800,7 @@ impl Node {
             },
         );
         tokio::spawn(async move {
-            let result = self.execute_within(offer, cancel_rx, hang_up_at).await;
+            let result = self.execute_attempt(offer, cancel_rx, hang_up_at).await;
             self.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -677,6 +841,29 @@ impl Node {
         {
             result.outcome =
                 Outcome::failed(FailureReason::CallTimeLimit, t30.clone(), *pages_sent);
+        }
+        result
+    }
+
+    /// Runs the attempt; one hung up because the fax server is stopping reads `fax_server_stopping`, not
+    /// `cancelled` (which would end the job as if its client had cancelled it).
+    async fn execute_attempt(
+        &self,
+        offer: JobOffer,
+        cancel: watch::Receiver<bool>,
+        hang_up_at: Option<tokio::time::Instant>,
+    ) -> JobResult {
+        let mut result = self.execute_within(offer, cancel, hang_up_at).await;
+        if self.cut.load(AtomicOrdering::SeqCst)
+            && let Outcome::Failed {
+                reason: FailureReason::Cancelled,
+                t30,
+                pages_sent,
+                ..
+            } = &result.outcome
+        {
+            result.outcome =
+                Outcome::failed(FailureReason::FaxServerStopping, t30.clone(), *pages_sent);
         }
         result
     }

@@ -48,6 +48,8 @@ struct Inner {
     received_rx: AsyncMutex<mpsc::UnboundedReceiver<ReceivedFax>>,
     /// Bumped by each settings change; an older start-up task gives way.
     generation: AtomicU32,
+    /// The fax server is shutting down: new calls are refused.
+    stopping: AtomicBool,
 }
 
 /// The SIP + T.38 line.
@@ -98,6 +100,7 @@ impl SipLine {
                 received_tx: tx,
                 received_rx: AsyncMutex::new(rx),
                 generation: AtomicU32::new(0),
+                stopping: AtomicBool::new(false),
             }),
         }
     }
@@ -261,6 +264,11 @@ impl SipLine {
 
     async fn answer_calls(self, mut incoming: mpsc::UnboundedReceiver<Incoming>) {
         while let Some(inc) = incoming.recv().await {
+            if self.inner.stopping.load(Ordering::SeqCst) {
+                // RFC 3261 21.5.4: a temporary refusal the caller's network may route elsewhere.
+                inc.reject(503, "Service Unavailable");
+                continue;
+            }
             let s = self.settings();
             if !s.local_numbers.is_empty() && own_number(&s, &inc.to_user).is_none() {
                 inc.reject(404, "Not Found");
@@ -367,25 +375,28 @@ impl SipLine {
         c.receive_fine = s.receive.takes(ReceiveResolution::Fine);
         c.receive_superfine = s.receive.takes(ReceiveResolution::Superfine);
         let transport = Self::transport(&s, &far);
-        // A BYE that comes while the session ends stays queued in the call's events and is seen below.
-        let mut hung_up = false;
-        let run = line::run(
+        // The caller's BYE ends the session where it stands (after [`AFTER_BYE`] for what is still on the
+        // way), keeping the pages confirmed so far; a BYE
+        // that comes while the session ends stays queued in the call's events and is seen below.
+        let hung_up = AtomicBool::new(false);
+        let run = line::run_until(
             &socket,
             Some(remote),
             c,
             transport,
             Duration::from_secs(5),
+            hung_up_then_grace(&mut call.events, &hung_up),
             |_| {},
-        );
-        let result = match until_hang_up(run, &mut call.events, &mut hung_up).await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
+        )
+        .await;
+        let hung_up = hung_up.load(Ordering::SeqCst);
+        let result = match run {
+            Ok(r) => r,
+            Err(e) => {
                 tracing::error!("T.38 receive failed: {e}");
-                call.hang_up().await;
-                return;
-            }
-            None => {
-                tracing::info!(caller = %caller, "the caller hung up before the fax was complete: channel released");
+                if !hung_up {
+                    call.hang_up().await;
+                }
                 return;
             }
         };
@@ -397,10 +408,11 @@ impl SipLine {
         {
             call.hang_up().await;
         }
-        tracing::info!(pages = result.pages.len(), outcome = ?result.outcome.result, "fax received");
         if result.pages.is_empty() {
+            tracing::info!(caller = %caller, outcome = ?result.outcome.result, detail = %result.outcome.detail, "call ended with no page received");
             return;
         }
+        tracing::info!(pages = result.pages.len(), outcome = ?result.outcome.result, "fax received");
         let tiff =
             match line::received_tiff(&result.pages, concat!("faxhub ", env!("CARGO_PKG_VERSION")))
             {
@@ -553,23 +565,17 @@ async fn far_end_hung_up(events: &mut mpsc::UnboundedReceiver<CallEvent>) {
     std::future::pending::<()>().await;
 }
 
-/// How long a T.30 session may go on after the far end's BYE: a sender says DCN over UDPTL just before
-/// its BYE, so the session usually ends on its own within this; past it the call is over.
+/// How long a T.30 session may go on after the far end's BYE: the far end says its last frames (MCF,
+/// DCN) over UDPTL just before its BYE, and those may come after it, so the session usually ends on its
+/// own within this; past it the call is over and the session is ended where it stands.
 const AFTER_BYE: Duration = Duration::from_secs(3);
 
-/// Runs a T.30 session to its end; when the far end hangs up first (`hung_up` is set), gives it
-/// [`AFTER_BYE`] to finish and then gives up on it (`None`), so the channel is not held by T.30's timers.
-async fn until_hang_up<F: std::future::Future>(
-    run: F,
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
-    hung_up: &mut bool,
-) -> Option<F::Output> {
-    tokio::pin!(run);
-    tokio::select! {
-        r = &mut run => return Some(r),
-        () = far_end_hung_up(events) => *hung_up = true,
-    }
-    tokio::time::timeout(AFTER_BYE, run).await.ok()
+/// Resolves [`AFTER_BYE`] after the far end hangs up, setting `hung_up` at the BYE: the `call_ended` of
+/// [`line::run_until`], so the channel is not held by T.30's timers and what came before is kept.
+async fn hung_up_then_grace(events: &mut mpsc::UnboundedReceiver<CallEvent>, hung_up: &AtomicBool) {
+    far_end_hung_up(events).await;
+    hung_up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(AFTER_BYE).await;
 }
 
 fn call_failure(e: &sip::Error) -> Outcome {
@@ -631,6 +637,10 @@ impl Line for SipLine {
 
     fn receiving(&self) -> u32 {
         self.inner.receiving.load(Ordering::SeqCst)
+    }
+
+    fn stop_answering(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
     }
 
     fn status(&self) -> Option<String> {
@@ -794,12 +804,14 @@ impl Line for SipLine {
         (c.max_rate, c.ecm) = attempt_limits(&s, &job, far.max_bit_rate);
         let transport = Self::transport(&s, &far);
         let sent = AtomicU32::new(0);
-        let run = line::run(
+        let hung_up = AtomicBool::new(false);
+        let run = line::run_until(
             &socket,
             Some(remote),
             c,
             transport,
             Duration::ZERO,
+            hung_up_then_grace(&mut call.events, &hung_up),
             |e| match e {
                 t30::Event::Trained(d) => report(
                     Phase::Transmitting,
@@ -816,30 +828,19 @@ impl Line for SipLine {
                 t30::Event::PageReceived(_) => {}
             },
         );
-        let mut hung_up = false;
         let ended = tokio::select! {
-            r = until_hang_up(run, &mut call.events, &mut hung_up) => Some(r),
+            r = run => Some(r),
             _ = cancelled(&mut cancel) => None,
         };
-        if !hung_up {
+        if !hung_up.load(Ordering::SeqCst) {
             call.hang_up().await;
         }
         let pages_sent = sent.load(Ordering::SeqCst);
-        let result = match ended {
-            None => {
-                return LineOutcome {
-                    outcome: Outcome::failed(FailureReason::Cancelled, None, pages_sent),
-                    stats: no_stats,
-                };
-            }
-            Some(None) => {
-                let detail = "the far end hung up (BYE) before the fax was complete".to_string();
-                return LineOutcome {
-                    outcome: Outcome::failed(FailureReason::RemoteHungUp, Some(detail), pages_sent),
-                    stats: no_stats,
-                };
-            }
-            Some(Some(r)) => r,
+        let Some(result) = ended else {
+            return LineOutcome {
+                outcome: Outcome::failed(FailureReason::Cancelled, None, pages_sent),
+                stats: no_stats,
+            };
         };
         report(Phase::Finished, None, Some(total), None);
         match result {

@@ -83,6 +83,8 @@ failure_reasons! {
     RenderFailed = "render_failed" => FaxServer,
     /// The fax server restarted during the attempt.
     FaxServerRestarted = "fax_server_restarted" => FaxServer,
+    /// The fax server is shutting down: it took no new attempt, or its time to finish the call ran out.
+    FaxServerStopping = "fax_server_stopping" => FaxServer,
     /// A document cannot be sent as fax pages.
     DocumentRejected = "document_rejected" => Permanent,
     /// No fax tone (T.30 T1 expired without DIS).

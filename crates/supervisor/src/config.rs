@@ -75,6 +75,9 @@ pub struct ConnectionConfig {
     /// HTTP/2: a ping after this long without a frame, seconds; a connection whose ping is not answered
     /// within as long again is closed.
     pub keep_alive_secs: u64,
+    /// On SIGTERM or Ctrl-C, how long the requests under way may take to finish before the supervisor
+    /// closes their connections and stops, seconds.
+    pub shutdown_secs: u64,
 }
 
 impl Default for ConnectionConfig {
@@ -85,6 +88,7 @@ impl Default for ConnectionConfig {
             handshake_secs: 10,
             header_secs: 10,
             keep_alive_secs: 30,
+            shutdown_secs: 10,
         }
     }
 }
@@ -100,6 +104,10 @@ impl ConnectionConfig {
 
     pub fn keep_alive(&self) -> Duration {
         Duration::from_secs(self.keep_alive_secs.max(1))
+    }
+
+    pub fn shutdown(&self) -> Duration {
+        Duration::from_secs(self.shutdown_secs)
     }
 }
 

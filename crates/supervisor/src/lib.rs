@@ -69,6 +69,9 @@ pub struct AppState {
     pub credentials: Arc<auth::Credentials>,
     /// Event streams open per client.
     pub streams: api::events::OpenStreams,
+    /// Cancelled when the supervisor is stopping: listeners stop accepting, event streams end, fax server
+    /// links say goodbye.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Milliseconds since the epoch as RFC 3339.

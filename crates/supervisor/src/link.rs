@@ -34,6 +34,11 @@ async fn revoked_now(
 #[error("the fax server's credential was revoked")]
 struct CredentialRevoked;
 
+/// The link ended because the supervisor is stopping.
+#[derive(Debug, thiserror::Error)]
+#[error("the supervisor is shutting down")]
+struct SupervisorStopping;
+
 pub async fn serve(
     app: AppState,
     fs: store::FaxServer,
@@ -130,14 +135,18 @@ pub async fn serve(
     }
     let result = read_loop(&app, &fs, &mut stream, &tx, heartbeat * 3, &mut revoked).await;
     app.dispatcher.disconnected(&fs.id, generation).await?;
-    let was_revoked = result
-        .as_ref()
-        .is_err_and(|e| e.downcast_ref::<CredentialRevoked>().is_some());
-    if was_revoked {
-        // The cancels sent just before the revocation, and the goodbye, still go out.
-        let _ = tx.send(Envelope::unacked(Body::Goodbye {
-            reason: CredentialRevoked.to_string(),
-        }));
+    let goodbye = match &result {
+        Err(e) if e.downcast_ref::<CredentialRevoked>().is_some() => {
+            Some(CredentialRevoked.to_string())
+        }
+        Err(e) if e.downcast_ref::<SupervisorStopping>().is_some() => {
+            Some(SupervisorStopping.to_string())
+        }
+        _ => None,
+    };
+    if let Some(reason) = goodbye {
+        // What was queued before (the cancels sent just before a revocation), and the goodbye, still go.
+        let _ = tx.send(Envelope::unacked(Body::Goodbye { reason }));
         drop(tx);
         if tokio::time::timeout(Duration::from_secs(2), &mut writer)
             .await
@@ -150,7 +159,10 @@ pub async fn serve(
         writer.abort();
     }
     tracing::info!(fax_server = %fs.name, "fax server disconnected");
-    result
+    match result {
+        Err(e) if e.downcast_ref::<SupervisorStopping>().is_some() => Ok(()),
+        other => other,
+    }
 }
 
 async fn read_loop(
@@ -170,6 +182,7 @@ async fn read_loop(
             // answer to the cancels sent just before it, which would read as the client cancelling).
             tokio::select! {
                 biased;
+                () = app.stopping.cancelled() => return Err(SupervisorStopping.into()),
                 r = revoked.recv() => match r {
                     // Nobody can announce any more (the supervisor is stopping): just read.
                     Err(broadcast::error::RecvError::Closed) => {
@@ -205,6 +218,11 @@ async fn read_loop(
             // Applied before: acknowledged again, after whatever of it is still being committed.
             app.dispatcher.applied(&fs.id, env.msg_id, tx.clone());
             continue;
+        }
+        if let Body::Goodbye { reason } = &env.body {
+            // A fax server that stops says so; it is a clean end, not a lost link.
+            tracing::info!(fax_server = %fs.name, "fax server said goodbye: {reason}");
+            return Ok(());
         }
         apply(app, &fs.id, env.body).await?;
         if env.msg_id != 0 {
@@ -262,7 +280,6 @@ async fn apply(app: &AppState, fs_id: &str, body: Body) -> anyhow::Result<()> {
                 .await?;
         }
         Body::Ack { .. } => {}
-        Body::Goodbye { reason } => anyhow::bail!("fax server said goodbye: {reason}"),
         other => {
             tracing::warn!(fax_server = %fs_id, "unexpected message from a fax server: {other:?}")
         }

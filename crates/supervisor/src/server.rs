@@ -19,6 +19,7 @@ use store::{ClientKind, MemberKind, Store};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 /// Credentials of the bootstrap administrator, made on first start and shown once.
@@ -91,24 +92,72 @@ pub struct Running {
     pub state: AppState,
     /// PEM of the certificate the HTTPS listener presents, for clients to pin in development.
     pub tls_cert_pem: Option<String>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The listeners (each ends true when its connections closed in time after a stop).
+    tasks: Vec<tokio::task::JoinHandle<bool>>,
+    /// The dispatcher, its watchdog, webhook delivery and retention.
+    workers: Vec<tokio::task::JoinHandle<()>>,
     /// The data directory's lock, held while this value lives.
     _lock: std::fs::File,
 }
 
+/// What a graceful stop left undone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Listeners whose connections were still open when the grace time ran out (and were closed).
+    pub listeners_cut: usize,
+}
+
 impl Running {
+    /// Stops everything at once, as a crash would.
     pub fn shutdown(&self) {
         for t in &self.tasks {
             t.abort();
         }
+        for w in &self.workers {
+            w.abort();
+        }
     }
 
     /// Waits until a listener task ends (it normally never does).
-    pub async fn wait(mut self) {
-        if let Some(t) = self.tasks.pop() {
+    pub async fn wait(&mut self) {
+        if let Some(t) = self.tasks.last_mut() {
             let _ = t.await;
         }
     }
+
+    /// Stops gracefully (SIGTERM, Ctrl-C): the listeners take no new connection; the requests under way
+    /// finish, within `connections.shutdown_secs`; event streams end (their clients resume by id on the
+    /// next start) and fax server links say goodbye (the fax servers reconnect when the supervisor is
+    /// back, and resend what was not acknowledged). Then the workers stop between their writes, the store
+    /// is closed (its log checkpointed) and the data directory's lock released.
+    pub async fn stop(self) -> Stopped {
+        self.state.stopping.cancel();
+        let grace = self.state.config.connections.shutdown();
+        let mut listeners_cut = 0;
+        for t in self.tasks {
+            // Each listener waits for its connections, within the grace time; past it, a margin.
+            match tokio::time::timeout(grace + Duration::from_secs(1), t).await {
+                Ok(Ok(true)) => {}
+                _ => listeners_cut += 1,
+            }
+        }
+        for w in &self.workers {
+            w.abort();
+        }
+        for w in self.workers {
+            let _ = w.await;
+        }
+        self.state.store.close().await;
+        tracing::info!(listeners_cut, "supervisor stopped");
+        Stopped { listeners_cut }
+    }
+}
+
+/// The stop signal and grace time every listener and connection shares.
+#[derive(Clone)]
+struct Stop {
+    token: CancellationToken,
+    grace: Duration,
 }
 
 /// Installs ring as the process's TLS crypto provider (reqwest and tungstenite use the process default).
@@ -245,13 +294,19 @@ impl Supervisor {
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
             webhook_lanes: Arc::default(),
             streams: Default::default(),
+            stopping: CancellationToken::new(),
         };
-        let mut tasks = vec![
+        let workers = vec![
             tokio::spawn(dispatcher.clone().run()),
             tokio::spawn(dispatcher.clone().run_watchdog()),
             tokio::spawn(crate::webhooks::run(state.clone())),
             tokio::spawn(crate::retention::run(state.clone())),
         ];
+        let mut tasks = Vec::new();
+        let stop = Stop {
+            token: state.stopping.clone(),
+            grace: config.connections.shutdown(),
+        };
         let router = api::router(state.clone());
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
@@ -260,6 +315,7 @@ impl Supervisor {
                 api::metrics_router(state.clone()),
                 &config.connections,
                 "the metrics listener",
+                stop.clone(),
             )
             .await?;
             metrics_addr = Some(bound);
@@ -267,8 +323,14 @@ impl Supervisor {
         }
         let mut http_addr = None;
         if let Some(addr) = config.http_listen {
-            let (bound, task) =
-                serve_plain(addr, router.clone(), &config.connections, "HTTP").await?;
+            let (bound, task) = serve_plain(
+                addr,
+                router.clone(),
+                &config.connections,
+                "HTTP",
+                stop.clone(),
+            )
+            .await?;
             http_addr = Some(bound);
             tasks.push(task);
         }
@@ -305,6 +367,7 @@ impl Supervisor {
                 router.layer(axum::middleware::map_response(api::hsts)),
                 config.connections.clone(),
                 "HTTPS",
+                stop.clone(),
             )));
         }
         if let Some(addr) = http_addr {
@@ -324,6 +387,7 @@ impl Supervisor {
             state,
             tls_cert_pem,
             tasks,
+            workers,
             _lock: lock,
         })
     }
@@ -335,12 +399,13 @@ async fn serve_plain(
     app: axum::Router,
     limits: &ConnectionConfig,
     what: &'static str,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    stop: Stop,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<bool>)> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {what} to {addr}"))?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(serve(listener, None, app, limits.clone(), what));
+    let task = tokio::spawn(serve(listener, None, app, limits.clone(), what, stop));
     Ok((bound, task))
 }
 
@@ -353,23 +418,30 @@ const ACCEPT_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration
 /// `limits.max_per_address` from one address, a bounded handshake, and a bounded wait for each request's
 /// header. Over TLS the protocol is the one ALPN chose (HTTP/2 for `h2`, else HTTP/1.1); plain HTTP is
 /// HTTP/1.1 only, so no connection waits unbounded for its first bytes to tell the protocol.
+///
+/// When `stop` is cancelled the listener closes, each connection finishes the request it is serving and
+/// closes, and the task ends once every connection has, or after `stop.grace`: true when all closed.
 async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     limits: ConnectionConfig,
     what: &'static str,
-) {
-    let open = Arc::new(Semaphore::new(limits.max.max(1)));
+    stop: Stop,
+) -> bool {
+    let max = limits.max.clamp(1, Semaphore::MAX_PERMITS);
+    let open = Arc::new(Semaphore::new(max));
     // Connections open per address (IPv4 host, IPv6 /64: the sign-in throttle's keys).
     let per_address = crate::slots::Slots::default();
     let limits = Arc::new(limits);
     let mut pause = ACCEPT_PAUSE.0;
     loop {
-        let Ok(permit) = open.clone().acquire_owned().await else {
-            return;
+        let accepted = tokio::select! {
+            biased;
+            () = stop.token.cancelled() => break,
+            accepted = accept(&listener, &open) => accepted,
         };
-        let (tcp, peer) = match listener.accept().await {
+        let (permit, (tcp, peer)) = match accepted {
             Ok(c) => {
                 pause = ACCEPT_PAUSE.0;
                 c
@@ -402,10 +474,11 @@ async fn serve(
             _permit: permit,
             _slot: slot,
         };
-        let (tls, app, limits) = (tls.clone(), app.clone(), limits.clone());
+        let (tls, app, limits, token) =
+            (tls.clone(), app.clone(), limits.clone(), stop.token.clone());
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
-                return serve_connection(io, false, peer, app, &limits).await;
+                return serve_connection(io, false, peer, app, &limits, token).await;
             };
             let stream = match tokio::time::timeout(limits.handshake(), acceptor.accept(io)).await {
                 Ok(Ok(s)) => s,
@@ -419,9 +492,36 @@ async fn serve(
                 }
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            serve_connection(stream, h2, peer, app, &limits).await;
+            serve_connection(stream, h2, peer, app, &limits, token).await;
         });
     }
+    drop(listener);
+    // Every connection holds a permit until it closes.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(stop.grace, open.acquire_many(all))
+        .await
+        .is_ok();
+    if !drained {
+        tracing::warn!(
+            "{what}: {} connection(s) still open after {:?}; closing them",
+            max - open.available_permits(),
+            stop.grace
+        );
+    }
+    drained
+}
+
+/// The next connection, once one may open.
+async fn accept(
+    listener: &TcpListener,
+    open: &Arc<Semaphore>,
+) -> std::io::Result<(OwnedSemaphorePermit, (TcpStream, SocketAddr))> {
+    let permit = open
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| std::io::Error::other("the connection semaphore was closed"))?;
+    Ok((permit, listener.accept().await?))
 }
 
 /// Errors of one connection that `accept` reports (the peer gave up before it was accepted): no reason
@@ -441,6 +541,7 @@ async fn serve_connection<I>(
     peer: SocketAddr,
     app: axum::Router,
     limits: &ConnectionConfig,
+    stopping: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -452,23 +553,41 @@ async fn serve_connection<I>(
         app.clone().call(req)
     });
     let io = TokioIo::new(io);
+    // On stop: the request under way finishes, then the connection closes (HTTP/2: GOAWAY).
     let ended = if h2 {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(limits.keep_alive())
             .keep_alive_timeout(limits.keep_alive())
-            .serve_connection(io, service)
-            .await
+            .serve_connection(io, service);
+        until_stopped(conn, &stopping, |c| c.graceful_shutdown()).await
     } else {
-        hyper::server::conn::http1::Builder::new()
+        let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header())
             .serve_connection(io, service)
-            .with_upgrades()
-            .await
+            .with_upgrades();
+        until_stopped(conn, &stopping, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = ended {
         tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// Runs a connection to its end; once `stopping` is cancelled, `shut` asks it to finish the request under
+/// way and close.
+async fn until_stopped<C: std::future::Future>(
+    conn: C,
+    stopping: &CancellationToken,
+    shut: impl FnOnce(Pin<&mut C>),
+) -> C::Output {
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping.cancelled() => {
+            shut(conn.as_mut());
+            conn.await
+        }
     }
 }
 

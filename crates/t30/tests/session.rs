@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{LinkModel, letter, receiver_config, run, sender_config};
+use common::{LinkModel, letter, receiver_config, run, run_cut, sender_config};
 use t30::{Compression, Failure, Modem, Resolution};
 
 fn pages(n: u64, lines: u32) -> Vec<t30::Page> {
@@ -433,5 +433,42 @@ fn an_answering_receiver_with_no_caller_gives_up_at_t1_even_mid_dis() {
             }
         }
         assert!(ended, "T1 {t1} ms: the receiver never gave up");
+    }
+}
+
+#[test]
+fn a_call_that_ends_mid_fax_keeps_the_confirmed_pages_and_says_why() {
+    for ecm in [false, true] {
+        let sent = pages(4, 300);
+        let mut s = sender_config(sent.clone());
+        s.ecm = ecm;
+        let r = run_cut(
+            s,
+            receiver_config(),
+            LinkModel::clean(),
+            LinkModel::clean(),
+            3,
+            1,
+            Some(2),
+        );
+        let kept = r.confirmed_pages();
+        assert_eq!(kept.len(), 2, "ecm {ecm}: the two confirmed pages stay");
+        assert_eq!(kept[0].page, sent[0]);
+        assert_eq!(kept[1].page, sent[1]);
+        assert!(
+            matches!(r.receiver.result, Err(Failure::RemoteHungUp { .. })),
+            "ecm {ecm}: {:?}",
+            r.receiver.result
+        );
+        assert!(
+            matches!(r.sender.result, Err(Failure::RemoteHungUp { .. })),
+            "ecm {ecm}: {:?}",
+            r.sender.result
+        );
+        assert!(
+            r.receiver.detail.contains("remote hung up"),
+            "{}",
+            r.receiver.detail
+        );
     }
 }

@@ -80,6 +80,31 @@ impl Proc {
             let _ = c.wait();
         }
     }
+
+    /// Sends SIGTERM (as systemd and `kill` do) and waits at most `within` for the process to exit: its
+    /// exit status, or an error when it is still running then (it is killed).
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.0.take().context("the process is not running")?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed", child.id());
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("still running {within:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Proc {
@@ -231,6 +256,16 @@ impl SupervisorProc {
         self.spawn()
     }
 
+    /// SIGTERM, as systemd stops it: its exit status within `within` (see [`Proc::terminate`]).
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.child.terminate(within)
+    }
+
+    /// Starts it again after it stopped, on the same data directory and configuration.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        self.spawn()
+    }
+
     /// The `faxhub serve` process id (to watch its memory).
     pub fn pid(&self) -> Option<u32> {
         self.child.pid()
@@ -281,6 +316,8 @@ pub struct NodeSpec<'a> {
     pub script: serde_json::Value,
     /// Where it reaches the supervisor, when not directly (a [`crate::proxy::LinkProxy`]'s URL).
     pub via: Option<String>,
+    /// On SIGTERM, seconds its calls get to finish (`faxhub-testnode --drain-secs`; 30 when `None`).
+    pub drain_secs: Option<u64>,
 }
 
 impl NodeProc {
@@ -301,6 +338,7 @@ impl NodeProc {
             channels,
             script,
             via: None,
+            drain_secs: None,
         };
         Self::start_spec(bin, sup, spec).await
     }
@@ -318,6 +356,7 @@ impl NodeProc {
             channels,
             script,
             via,
+            drain_secs,
         } = spec;
         let made = sup
             .admin()
@@ -353,6 +392,8 @@ impl NodeProc {
             log.display().to_string(),
             "--inject-dir".into(),
             inject.display().to_string(),
+            "--drain-secs".into(),
+            drain_secs.unwrap_or(30).to_string(),
         ];
         let mut node = Self {
             child: Proc::default(),
@@ -384,6 +425,20 @@ impl NodeProc {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn()
+    }
+
+    /// SIGTERM: its exit status within `within` (see [`Proc::terminate`]).
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.child.terminate(within)
+    }
+
+    /// How its graceful stop went, as `faxhub-testnode` leaves it in `stopped.json` (calls cut, messages
+    /// unacknowledged).
+    pub fn stopped(&self) -> anyhow::Result<serde_json::Value> {
+        let path = self.state_dir.join("stopped.json");
+        Ok(serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )?)
     }
 
     /// Attempt ids this fax server's line executed, in order.
@@ -671,4 +726,39 @@ pub fn pages_below_header(tiff: &[u8]) -> anyhow::Result<Vec<(u32, u32, Vec<u8>)
             )
         })
         .collect())
+}
+
+/// Reads a Server-Sent Events response until `want` events of type `kind` came (within 20 s): their
+/// `id` and parsed `data`.
+pub async fn read_sse(
+    resp: reqwest::Response,
+    kind: &str,
+    want: usize,
+) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    use futures::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < want {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .with_context(|| format!("{} of {want} {kind} events in 20 s", out.len()))?
+            .context("the event stream ended")??;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
+            if field("event:").as_deref() == Some(kind) {
+                let data = serde_json::from_str(&field("data:").unwrap_or_default())
+                    .context("an event's data is not JSON")?;
+                out.push((field("id:").unwrap_or_default(), data));
+            }
+        }
+    }
+    Ok(out)
 }

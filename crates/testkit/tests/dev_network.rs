@@ -1,6 +1,7 @@
 //! `faxhub dev`, the README's first command, as a user runs it: a supervisor and two fax servers on
 //! loopback calling each other over SIP and T.38. Its demo fax (a PDF a client sends to the number fax-b
-//! answers) must be sent, received, and delivered to the inbox with the document's pages.
+//! answers) must be sent, received, and delivered to the inbox with the document's pages; SIGTERM stops
+//! it cleanly.
 
 // Tests panic on purpose when an expectation fails.
 #![allow(clippy::unwrap_used)]
@@ -29,7 +30,7 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _guard = Proc::new(child);
+    let mut guard = Proc::new(child);
     // Read its output on a thread, bounded by a deadline.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -96,5 +97,14 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
     assert!(
         received == want,
         "the received pages are not the PDF's pages"
+    );
+
+    // SIGTERM stops the whole network gracefully, and the process exits 0.
+    let status = guard.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "faxhub dev exits 0 on SIGTERM: {status}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        rest.iter().any(|l| l == "SIGTERM: stopping the network"),
+        "{rest:?}"
     );
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use testkit::harness::{Api, FAST_CONFIG, NodeProc, SupervisorProc, time_of, tiny_tiff};
+use testkit::harness::{Api, FAST_CONFIG, NodeProc, SupervisorProc, read_sse, time_of, tiny_tiff};
 
 fn testnode() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_faxhub-testnode"))
@@ -552,37 +552,6 @@ async fn webhook_receiver() -> (
     (format!("http://{addr}/hook"), rx)
 }
 
-/// Reads SSE events (id, event, data) from a streaming response until `want` of kind `kind` arrived.
-async fn read_sse(resp: reqwest::Response, kind: &str, want: usize) -> Vec<(String, Value)> {
-    use futures::StreamExt;
-    let mut stream = resp.bytes_stream();
-    let mut buf = String::new();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while out.len() < want {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("SSE event in time")
-            .expect("stream open")
-            .expect("chunk");
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
-            };
-            if field("event:").as_deref() == Some(kind) {
-                let data: Value =
-                    serde_json::from_str(&field("data:").unwrap_or_default()).expect("json data");
-                out.push((field("id:").unwrap_or_default(), data));
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
     use hmac::{Hmac, Mac};
@@ -652,7 +621,7 @@ async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
         .expect("inject");
 
     // The event stream.
-    let events = read_sse(sse, "inbound.received", 1).await;
+    let events = read_sse(sse, "inbound.received", 1).await.expect("SSE");
     let (seq, data) = &events[0];
     let inbound_id = data["data"]["inbound_id"]
         .as_str()
@@ -725,7 +694,7 @@ async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
         .send()
         .await
         .expect("sse");
-    let replay = read_sse(again, "inbound.received", 1).await;
+    let replay = read_sse(again, "inbound.received", 1).await.expect("SSE");
     assert_eq!(replay[0].1["event_id"], data["event_id"]);
     // The delivery log.
     let hook_id = hook["id"].as_str().expect("id");

@@ -1,7 +1,8 @@
 //! The fax server's SIP line (`node::SipLine`) counts its channels for both directions: a call being
 //! received holds one, so with one channel a second inbound call is refused busy (486) and an outbound
 //! fax finds no free channel; a number that is not the line's is refused 404; the channel comes back when
-//! the call ends. Our SIP user agent plays the far end on 127.0.0.1.
+//! the call ends; once the fax server is stopping, a new call is refused 503. Our SIP user agent plays the
+//! far end on 127.0.0.1.
 
 // Tests panic on purpose when an expectation fails.
 #![allow(clippy::unwrap_used)]
@@ -123,5 +124,12 @@ async fn channels_count_both_directions_and_a_call_beyond_them_is_refused_busy()
     let again = peer.call("15550102", t38(40006)).await.unwrap();
     assert!(again.remote_sdp.t38().is_some());
     again.hang_up().await;
+
+    // The fax server is stopping: a new call is refused 503, so the caller's network may try elsewhere.
+    line.stop_answering();
+    assert_eq!(
+        peer.call("15550102", t38(40008)).await.unwrap_err(),
+        Error::TrunkDown { code: 503 }
+    );
     peer.shutdown();
 }

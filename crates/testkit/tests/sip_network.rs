@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use testkit::harness::{Api, SupervisorProc, faxhub_bin, pages_below_header};
+use testkit::harness::{Api, SupervisorProc, faxhub_bin, pages_below_header, read_sse};
 use testkit::kamailio::Kamailio;
 
 const CONFIG: &str = r#"
@@ -136,6 +136,37 @@ async fn free_channels(api: &Api, id: &str) -> (bool, u64) {
     )
 }
 
+/// Waits until every one of these fax servers is online with its 10 channels free.
+async fn wait_ready(api: &Api, ids: &[&str]) {
+    for _ in 0..200 {
+        let mut all = true;
+        for id in ids {
+            let (on, free) = free_channels(api, id).await;
+            all &= on && free == 10;
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the fax servers {ids:?} did not come up with 10 channels each");
+}
+
+/// `faxhub convert` of `doc` (the pages as a fax server renders them, without header), below the header
+/// band.
+fn rendered(doc: &Path, dir: &Path) -> Vec<(u32, u32, Vec<u8>)> {
+    let out = dir.join("rendered.tif");
+    let st = Command::new(faxhub_bin().unwrap())
+        .arg("convert")
+        .arg(doc)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    pages_below_header(&std::fs::read(&out).unwrap()).unwrap()
+}
+
 fn document(dir: &Path) -> Vec<u8> {
     let t = dir.join("letter.txt");
     let body: String = (0..30)
@@ -199,20 +230,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     )
     .await;
 
-    let mut ready = false;
-    for _ in 0..200 {
-        let (a_on, a_free) = free_channels(&admin, &a_id).await;
-        let (b_on, b_free) = free_channels(&admin, &b_id).await;
-        if a_on && b_on && a_free == 10 && b_free == 10 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        ready,
-        "fax-a and fax-b did not come up with 10 channels each"
-    );
+    wait_ready(&admin, &[&a_id, &b_id]).await;
     let b_log = std::fs::read_to_string(&b.log).unwrap();
     assert!(
         b_log.contains("registered") && b_log.contains("transport=\"TCP\""),
@@ -354,16 +372,7 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
         }
     }
     // And the pages are the document's: our own rendering of it (no header) below the header band.
-    let rendered = tmp.path().join("rendered.tif");
-    let st = Command::new(faxhub_bin().unwrap())
-        .arg("convert")
-        .arg(tmp.path().join("letter.txt"))
-        .arg("-o")
-        .arg(&rendered)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let want = pages_below_header(&std::fs::read(&rendered).unwrap()).unwrap();
+    let want = rendered(&tmp.path().join("letter.txt"), tmp.path());
     assert_eq!(
         first.unwrap(),
         want,
@@ -437,6 +446,124 @@ async fn twenty_faxes_through_kamailio_reach_the_inbox_identical() {
     assert!(
         ink(&band, 0..400) > 0 && ink(&band, 1728 - 400..1728) > 0,
         "left and right fields printed"
+    );
+}
+
+/// A call cut mid-fax: the sender's job is cancelled while its third page of four goes, so its fax
+/// server hangs up (SIP BYE) in the middle of the page. The receiving fax server keeps the pages it
+/// confirmed: they reach the inbox marked incomplete, with the reason, and the `inbound.received` event
+/// says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_mid_fax_leaves_the_confirmed_pages_in_the_inbox() {
+    let Some(k) = Kamailio::start(&[("15550211", "pw-a"), ("15550212", "pw-b")]).unwrap() else {
+        eprintln!("skipping: kamailio not installed");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sup = SupervisorProc::start(tmp.path(), CONFIG).unwrap();
+    let admin = sup.admin();
+    let groupings = get_ok(&admin, "/v1/groupings").await;
+    let grouping = groupings[0]["id"].as_str().unwrap().to_owned();
+    let (_a, a_id) = fax_server(
+        &sup,
+        &k,
+        &grouping,
+        "fax-a",
+        "+15550211",
+        "pw-a",
+        "udp",
+        &["+15550212"],
+    )
+    .await;
+    let (_b, b_id) = fax_server(
+        &sup,
+        &k,
+        &grouping,
+        "fax-b",
+        "+15550212",
+        "pw-b",
+        "udp",
+        &["+15550211"],
+    )
+    .await;
+    wait_ready(&admin, &[&a_id, &b_id]).await;
+    let events = admin
+        .http
+        .get(format!("{}/v1/events", admin.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+
+    // Four short pages, so that each goes in a few seconds.
+    let text: String = (1..=4)
+        .map(|p| {
+            (0..5)
+                .map(|l| format!("Page {p}, line {l}: a fax cut short keeps what was confirmed.\n"))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\x0c");
+    let path = tmp.path().join("four-pages.txt");
+    std::fs::write(&path, &text).unwrap();
+    let up = admin
+        .upload(text.into_bytes())
+        .await
+        .unwrap()
+        .expect_status(201)
+        .unwrap();
+    let id = submit(&admin, "+15550212", up["sha256"].as_str().unwrap()).await;
+    let mut sending_third = false;
+    for _ in 0..600 {
+        let j = get_ok(&admin, &format!("/v1/jobs/{id}")).await;
+        let page = j["attempts"]
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|a| a["page"].as_i64())
+            .unwrap_or(0);
+        if page >= 3 {
+            sending_third = true;
+            break;
+        }
+        assert!(j["finished_at"].is_null(), "the job ended first: {j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sending_third, "page 3 never started");
+    admin
+        .post(&format!("/v1/jobs/{id}/cancel"), json!({}))
+        .await
+        .unwrap();
+    let j = finished(&admin, &id, 60).await;
+    assert_eq!(j["status"], "cancelled", "{j}");
+
+    let got = read_sse(events, "inbound.received", 1).await.unwrap();
+    let event = &got[0].1["data"];
+    assert_eq!(event["complete"], false, "{event}");
+    let failure = event["failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("remote hung up"), "{event}");
+    let pages = event["pages"].as_u64().unwrap();
+    assert!(
+        (2..4).contains(&pages),
+        "the pages confirmed before the call ended: {event}"
+    );
+    let item = get_ok(
+        &admin,
+        &format!("/v1/inbox/{}", event["inbound_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(item["complete"], false, "{item}");
+    assert_eq!(item["pages"].as_u64(), Some(pages), "{item}");
+    let info = item["page_info"].as_array().unwrap();
+    assert_eq!(info.len() as u64, pages, "{item}");
+    assert!(info.iter().all(|p| p["confirmed"] == true), "{item}");
+    // The pages kept are the document's first pages.
+    let want = rendered(&path, tmp.path());
+    let received = pages_below_header(&fetch_fax(&item, &sup).await).unwrap();
+    assert_eq!(want.len(), 4);
+    assert!(
+        received[..] == want[..received.len()],
+        "the kept pages are not the document's first pages"
     );
 }
 

@@ -296,6 +296,8 @@ impl Reader {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.lagged = true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => self.ended = true,
             },
+            // The supervisor is stopping: the client resumes from its last id on the next one.
+            () = self.app.stopping.cancelled() => self.ended = true,
         }
     }
 }

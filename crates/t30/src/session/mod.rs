@@ -132,6 +132,26 @@ impl Session {
         self.shared.finished.is_some()
     }
 
+    /// The call itself is gone (the far end hung up: a SIP BYE): the session ends now, sending nothing
+    /// more, as it would had the far end sent DCN at this point. The pages received so far were already
+    /// given out as [`Event::PageReceived`]; a call that ends after the last page was confirmed (EOP and
+    /// MCF) is a fax that arrived whole.
+    pub fn call_ended(&mut self, now: Duration) {
+        let sh = &mut self.shared;
+        if sh.finished.is_some() {
+            return;
+        }
+        if sh.finishing.is_none() {
+            sh.stop_waiting();
+            sh.finishing = Some(match &self.role {
+                RoleState::Sender(s) => s.on_dcn(),
+                RoleState::Receiver(r) => r.on_dcn(),
+            });
+        }
+        sh.tx.clear();
+        sh.finish(now);
+    }
+
     /// Handles a received IFP; `seq` is its UDPTL sequence number.
     pub fn handle_ifp(&mut self, now: Duration, seq: Option<u16>, ifp: &Ifp) {
         if self.shared.finished.is_some() || self.shared.finishing.is_some() {

@@ -340,6 +340,21 @@ pub fn run(
     redundancy: u8,
     seed: u64,
 ) -> Run {
+    run_cut(sender, receiver, forward, backward, redundancy, seed, None)
+}
+
+/// [`run`], except that with `cut_after` the call itself ends (both sides told `call_ended`, as a SIP
+/// BYE tells them) once the receiver has confirmed that many pages.
+#[allow(clippy::too_many_arguments)]
+pub fn run_cut(
+    sender: Config,
+    receiver: Config,
+    forward: LinkModel,
+    backward: LinkModel,
+    redundancy: u8,
+    seed: u64,
+    cut_after: Option<usize>,
+) -> Run {
     let mut a = End::new(sender, redundancy);
     let mut b = End::new(receiver, redundancy);
     let mut ab = Link::new(forward, seed * 2 + 1);
@@ -358,6 +373,13 @@ pub fn run(
         a.deliver(now, to_a, flush_a);
         a.drive(now, &mut ab);
         b.drive(now, &mut ba);
+        let confirmed = b.pages.iter().filter(|p| p.confirmed).count();
+        if cut_after.is_some_and(|n| confirmed >= n) && b.outcome.is_none() {
+            a.session.call_ended(now);
+            b.session.call_ended(now);
+            a.drive(now, &mut ab);
+            b.drive(now, &mut ba);
+        }
         if a.outcome.is_some() && b.outcome.is_some() {
             break;
         }

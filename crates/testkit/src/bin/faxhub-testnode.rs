@@ -1,7 +1,10 @@
 //! A fax server process for end-to-end tests: the real `node` runtime over a scripted line.
 //!
 //! faxhub-testnode --supervisor URL --state-dir DIR [--enroll TOKEN] [--channels N] [--script FILE]
-//!                 [--log FILE] [--inject-dir DIR] [--prefix +81]...
+//!                 [--log FILE] [--inject-dir DIR] [--prefix +81]... [--drain-secs N]
+//!
+//! SIGTERM stops it as `faxhub node` stops: its calls get `--drain-secs` (default 30) to finish; how that
+//! went is left in `stopped.json` beside the state directory.
 //!
 //! A JSON file dropped into the inject directory (`{"tiff": PATH, "caller": .., "called": .., "tsi": ..,
 //! "pages": N}`) is "received" on the line, as if a call had brought it.
@@ -22,11 +25,13 @@ struct Args {
     inject: Option<PathBuf>,
     prefixes: Vec<String>,
     ca_cert: Option<PathBuf>,
+    drain_secs: u64,
 }
 
 fn parse() -> anyhow::Result<Args> {
     let mut a = Args {
         channels: 4,
+        drain_secs: 30,
         ..Default::default()
     };
     let mut it = std::env::args().skip(1);
@@ -42,6 +47,7 @@ fn parse() -> anyhow::Result<Args> {
             "--inject-dir" => a.inject = Some(val()?.into()),
             "--prefix" => a.prefixes.push(val()?),
             "--ca-cert" => a.ca_cert = Some(val()?.into()),
+            "--drain-secs" => a.drain_secs = val()?.parse()?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -93,7 +99,20 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    handle.wait().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    term.recv().await;
+    let stopped = handle
+        .shutdown(std::time::Duration::from_secs(args.drain_secs))
+        .await;
+    let report = serde_json::json!({
+        "calls_cut": stopped.calls_cut,
+        "unacknowledged": stopped.unacknowledged,
+    });
+    let beside = args
+        .state_dir
+        .parent()
+        .map_or_else(|| PathBuf::from("stopped.json"), |p| p.join("stopped.json"));
+    std::fs::write(beside, report.to_string())?;
     Ok(())
 }
 

@@ -72,6 +72,7 @@ impl Net {
             channels: 8,
             script: json!({}),
             via: None,
+            drain_secs: None,
         };
         let (rx, rx_id) = NodeProc::start_spec(&testnode(), &sup, spec)
             .await
@@ -107,6 +108,19 @@ impl Net {
         via: Option<String>,
         script: Value,
     ) -> (NodeProc, String) {
+        self.sender_draining(name, prefixes, via, script, None)
+            .await
+    }
+
+    /// [`Net::sender`] whose calls get `drain_secs` to finish when it is stopped (SIGTERM).
+    async fn sender_draining(
+        &self,
+        name: &str,
+        prefixes: &[&str],
+        via: Option<String>,
+        script: Value,
+        drain_secs: Option<u64>,
+    ) -> (NodeProc, String) {
         let mut full = json!({"default": "sent", "deliver_to": self.rx.inject});
         if let (Some(full), Value::Object(extra)) = (full.as_object_mut(), script) {
             full.extend(extra);
@@ -118,10 +132,23 @@ impl Net {
             channels: 4,
             script: full,
             via,
+            drain_secs,
         };
         NodeProc::start_spec(&testnode(), &self.sup, spec)
             .await
             .expect(name)
+    }
+
+    /// Waits until the job's call is under way on `fax_server`.
+    async fn wait_calling(&self, id: &str, fax_server: &str) {
+        self.wait_jobs(&[id], Duration::from_secs(15), "a call", |job| {
+            attempts(job).last().is_some_and(|a| {
+                a["fax_server_id"] == fax_server
+                    && a["status"] == "active"
+                    && a["phase"] == "transmitting"
+            })
+        })
+        .await;
     }
 
     async fn submit(&self, number: &str) -> String {
@@ -900,4 +927,225 @@ async fn chaos_every_acknowledged_job_ends_exactly_once() {
     executed.dedup();
     assert_eq!(runs, executed.len(), "an attempt ran twice");
     net.assert_nothing_in_flight(&ids).await;
+}
+
+/// SIGTERM in the background: its exit status within `within`.
+fn terminate_later(
+    mut proc: impl FnMut(Duration) -> anyhow::Result<std::process::ExitStatus> + Send + 'static,
+    within: Duration,
+) -> tokio::task::JoinHandle<anyhow::Result<std::process::ExitStatus>> {
+    tokio::task::spawn_blocking(move || proc(within))
+}
+
+/// A fax server stopped with SIGTERM finishes the call under way (its fax arrives once), takes no new
+/// one (the supervisor hears at once that its free channels are gone and sends the next job elsewhere),
+/// acknowledges everything, says goodbye and exits 0. One whose time to finish runs out hangs up; its
+/// job moves on (`fax_server_stopping`, the fax server's fault) and is sent once by another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_fax_server_finishes_its_call_takes_no_new_one_and_exits() {
+    let dir = tempdir();
+    let net = Net::start(dir.path(), 30).await;
+    // Calls of 4 s on "a", which gets 30 s to finish them.
+    let (a, a_id) = net
+        .sender_draining("a", &[], None, json!({"page_ms": 4000}), Some(30))
+        .await;
+    net.admin.wait_online(&[&a_id]).await.expect("a online");
+    let first = net.submit("+15550420001").await;
+    net.wait_calling(&first, &a_id).await;
+    let (b, b_id) = net.sender("b", &[], None, json!({})).await;
+    net.admin.wait_online(&[&b_id]).await.expect("b online");
+
+    let a = std::sync::Arc::new(std::sync::Mutex::new(a));
+    let stopping = {
+        let a = a.clone();
+        terminate_later(
+            move |within| a.lock().expect("a").terminate(within),
+            Duration::from_secs(20),
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let view = net
+        .admin
+        .get(&format!("/v1/fax-servers/{a_id}"))
+        .await
+        .expect("a")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(view["channels"]["free"], 0, "{view:#}");
+    assert!(
+        view["line_status"]
+            .as_str()
+            .is_some_and(|s| s.contains("shutting down")),
+        "{view:#}"
+    );
+    let second = net.submit("+15550420002").await;
+    net.wait_jobs(
+        &[&second],
+        Duration::from_secs(10),
+        "sent",
+        status_is("sent"),
+    )
+    .await;
+    let second_job = net.job(&second).await;
+    assert!(
+        attempts(&second_job)
+            .iter()
+            .all(|a| a["fax_server_id"] == b_id),
+        "a stopping fax server takes no new attempt: {second_job:#}"
+    );
+    let status = stopping.await.expect("join").expect("a exits");
+    assert!(status.success(), "a exits 0: {status}");
+    let stopped = a.lock().expect("a").stopped().expect("stopped.json");
+    assert_eq!(stopped, json!({"calls_cut": 0, "unacknowledged": 0}));
+    net.wait_jobs(&[&first], Duration::from_secs(5), "sent", status_is("sent"))
+        .await;
+    let first_job = net.job(&first).await;
+    assert_eq!(attempts(&first_job).len(), 1, "{first_job:#}");
+    assert_eq!(attempts(&first_job)[0]["fax_server_id"], a_id);
+    assert_eq!(
+        a.lock().expect("a").executed().len(),
+        1,
+        "a placed one call"
+    );
+
+    // b is idle: it stops at once.
+    let mut b = b;
+    let status = b.terminate(Duration::from_secs(10)).expect("b exits");
+    assert!(status.success(), "b exits 0: {status}");
+
+    // "c" gets 1 s to finish a 20 s call: it hangs up, and "d" sends the fax.
+    let (c, c_id) = net
+        .sender_draining("c", &[], None, json!({"page_ms": 20000}), Some(1))
+        .await;
+    net.admin.wait_online(&[&c_id]).await.expect("c online");
+    let third = net.submit("+15550420003").await;
+    net.wait_calling(&third, &c_id).await;
+    let (_d, d_id) = net.sender("d", &[], None, json!({})).await;
+    net.admin.wait_online(&[&d_id]).await.expect("d online");
+    let mut c = c;
+    let began = Instant::now();
+    let status = c.terminate(Duration::from_secs(15)).expect("c exits");
+    assert!(status.success(), "c exits 0: {status}");
+    assert!(
+        began.elapsed() < Duration::from_secs(8),
+        "c stops within its 1 s to finish and the wait for acknowledgements: {:?}",
+        began.elapsed()
+    );
+    assert_eq!(c.stopped().expect("stopped.json")["calls_cut"], 1);
+    net.wait_jobs(
+        &[&third],
+        Duration::from_secs(15),
+        "sent",
+        status_is("sent"),
+    )
+    .await;
+    let third_job = net.job(&third).await;
+    let tries = attempts(&third_job);
+    assert_eq!(
+        (
+            tries[0]["fax_server_id"].as_str(),
+            tries[0]["fault"].as_str(),
+            tries[0]["reason"].as_str()
+        ),
+        (
+            Some(c_id.as_str()),
+            Some("fax_server"),
+            Some("fax_server_stopping")
+        ),
+        "{third_job:#}"
+    );
+    assert_eq!(
+        tries.last().expect("attempt")["fax_server_id"],
+        d_id,
+        "{third_job:#}"
+    );
+    net.assert_received_once(&["+15550420001", "+15550420002", "+15550420003"])
+        .await;
+    net.assert_nothing_in_flight(&[&first, &second, &third])
+        .await;
+}
+
+/// The supervisor stopped with SIGTERM finishes the request under way (an upload still arriving when the
+/// signal comes is stored and answered 201), ends event streams, closes fax server links with a goodbye
+/// and exits 0, releasing its data directory; started again, it takes its fax servers back and sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_supervisor_finishes_the_request_under_way_and_starts_again() {
+    use futures::StreamExt;
+    let dir = tempdir();
+    let mut net = Net::start(dir.path(), 30).await;
+    let (_a, a_id) = net.sender("a", &[], None, json!({})).await;
+    net.admin.wait_online(&[&a_id]).await.expect("a online");
+    let events = net
+        .admin
+        .http
+        .get(format!("{}/v1/events", net.admin.base))
+        .bearer_auth(&net.admin.token)
+        .send()
+        .await
+        .expect("event stream");
+    assert_eq!(events.status(), 200);
+    // An upload whose second half comes after the signal.
+    let doc = tiny_tiff();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let upload = {
+        let req = net
+            .admin
+            .http
+            .post(format!("{}/v1/documents", net.admin.base))
+            .bearer_auth(&net.admin.token)
+            .body(reqwest::Body::wrap_stream(chunks));
+        tokio::spawn(async move { req.send().await })
+    };
+    let half = doc.len() / 2;
+    tx.send(Ok(doc[..half].to_vec())).await.expect("first half");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rest = doc[half..].to_vec();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let _ = tx.send(Ok(rest)).await;
+    });
+    let began = Instant::now();
+    let status = tokio::task::block_in_place(|| net.sup.terminate(Duration::from_secs(20)))
+        .expect("the supervisor exits");
+    assert!(status.success(), "exit 0: {status}");
+    assert!(
+        began.elapsed() >= Duration::from_millis(600),
+        "it waited for the upload under way: {:?}",
+        began.elapsed()
+    );
+    let answer = upload.await.expect("join").expect("the upload is answered");
+    assert_eq!(answer.status(), 201, "the upload under way is finished");
+    let stored: Value = answer.json().await.expect("json");
+    // The event stream ended (the client resumes by id on the next start).
+    let mut stream = events.bytes_stream();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ended");
+
+    net.sup
+        .start_again()
+        .expect("starts again on the same data directory");
+    net.admin
+        .wait_online(&[&a_id])
+        .await
+        .expect("the fax server is back");
+    let kept = net
+        .admin
+        .get(&format!(
+            "/v1/documents/{}",
+            stored["sha256"].as_str().expect("sha")
+        ))
+        .await
+        .expect("document")
+        .status;
+    assert_eq!(kept, 200, "the document uploaded during the stop is kept");
+    let id = net.submit("+15550430001").await;
+    net.wait_jobs(&[&id], Duration::from_secs(15), "sent", status_is("sent"))
+        .await;
+    net.assert_received_once(&["+15550430001"]).await;
 }

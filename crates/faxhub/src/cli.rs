@@ -56,15 +56,45 @@ pub enum ClientCommand {
     },
     /// Show one job with its attempts.
     Status { job: String },
-    /// List your jobs.
+    /// List your jobs; with --all, --grouping or --client also those of the queues you administer
+    /// (competence manage_jobs), as `faxstat -s` shows an administrator.
     Jobs {
+        /// Only jobs in this status (queued, dispatched, active, in_doubt, sent, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Your jobs and those of every client whose queue you administer.
+        #[arg(long, conflicts_with_all = ["grouping", "client"])]
+        all: bool,
+        /// The jobs of the clients of this grouping (id).
+        #[arg(long, conflicts_with = "client")]
+        grouping: Option<String>,
+        /// The jobs of this client (id).
+        #[arg(long)]
+        client: Option<String>,
     },
-    /// Cancel a job.
+    /// Cancel a job (yours, or one in a queue you administer).
     Cancel { job: String },
+    /// Change a queued job, as `faxalter` does: when it may be sent, its priority, its tries, when it is
+    /// given up.
+    Alter {
+        job: String,
+        /// Do not send before this time (RFC 3339, e.g. 2026-12-24T08:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+        /// 0 (most urgent) to 255.
+        #[arg(long)]
+        priority: Option<u8>,
+        /// Tries in all, counting those made (1 to 100).
+        #[arg(long)]
+        max_tries: Option<u32>,
+        /// Give up at this time (RFC 3339) if not sent by then.
+        #[arg(long)]
+        kill_at: Option<String>,
+    },
+    /// Send a finished job again, as a new job of the same client.
+    Resend { job: String },
     /// List received faxes.
     Inbox {
         #[arg(long, default_value_t = 20)]
@@ -449,18 +479,72 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ClientCommand::Jobs { status, limit } => {
+        ClientCommand::Jobs {
+            status,
+            limit,
+            all,
+            grouping,
+            client,
+        } => {
             let api = Api::load()?;
-            let mut path = format!("/v1/jobs?limit={limit}");
-            if let Some(s) = status {
-                path.push_str(&format!("&status={s}"));
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(status.map(|s| ("status", s)));
+            query.extend(grouping.map(|g| ("grouping_id", g)));
+            query.extend(client.map(|c| ("client_id", c)));
+            if all {
+                query.push(("scope", "managed".to_owned()));
             }
+            let url = reqwest::Url::parse_with_params("http://faxhub/v1/jobs", &query)?;
+            let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
             let page: Paged<JobView> = api.get_view(&path).await?;
+            println!(
+                "{:<30} {:<24} {:<16} {:<10} CREATED",
+                "JOB", "CLIENT", "RECIPIENT", "STATUS"
+            );
             for j in page.items {
                 println!(
-                    "{}  {:<16} {:<10} {}",
-                    j.id, j.recipient, j.status, j.created_at
+                    "{:<30} {:<24} {:<16} {:<10} {}",
+                    j.id, j.client_id, j.recipient, j.status, j.created_at
                 );
+            }
+            Ok(())
+        }
+        ClientCommand::Alter {
+            job,
+            at,
+            priority,
+            max_tries,
+            kill_at,
+        } => {
+            let api = Api::load()?;
+            let change = supervisor::jobs::AlterRequest {
+                send_at: at,
+                priority,
+                max_tries,
+                kill_at,
+            };
+            let j: JobView = view(
+                api.send(
+                    reqwest::Method::PATCH,
+                    &format!("/v1/jobs/{job}"),
+                    Some(&serde_json::to_value(&change)?),
+                )
+                .await?,
+            )?;
+            println!(
+                "{}  {}  priority {}  tries {}/{}  not before {}  given up at {}",
+                j.id, j.status, j.priority, j.tries, j.max_tries, j.not_before, j.kill_at
+            );
+            Ok(())
+        }
+        ClientCommand::Resend { job } => {
+            let api = Api::load()?;
+            let body: SubmitResponse = view(
+                api.post_json(&format!("/v1/jobs/{job}/resend"), &serde_json::json!({}))
+                    .await?,
+            )?;
+            for j in &body.jobs {
+                println!("{}  {}  {}", j.id, j.recipient, j.status);
             }
             Ok(())
         }

@@ -245,6 +245,31 @@ pub struct JobFilter {
     pub limit: i64,
 }
 
+/// Whose jobs a listing covers.
+#[derive(Debug, Clone, Copy)]
+pub enum JobOwners<'a> {
+    /// Every client's.
+    Everyone,
+    /// These clients'.
+    Clients(&'a [String]),
+}
+
+/// What a queue administrator (or the job's owner) may change of a queued job, as HylaFAX's `faxalter`
+/// does; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobAlteration {
+    /// When the job may be sent (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tries: Option<i64>,
+    /// When the job is given up if not sent by then (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill_at: Option<i64>,
+}
+
 /// Applies `update` to the job if it is in the state `condition` (SQL) names; true if it did.
 async fn apply_job_update(
     conn: &mut SqliteConnection,
@@ -545,6 +570,35 @@ impl Store {
     }
 
     /// A client's jobs, newest first.
+    /// The jobs of `owners`, newest first, by `filter`.
+    pub async fn jobs_of(&self, owners: JobOwners<'_>, filter: &JobFilter) -> Result<Vec<Job>> {
+        let owned = match owners {
+            JobOwners::Everyone => "TRUE".to_owned(),
+            JobOwners::Clients([]) => return Ok(Vec::new()),
+            JobOwners::Clients(ids) => format!(
+                "client_id IN ({})",
+                (0..ids.len())
+                    .map(|i| format!("${}", i + 4))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let sql = format!(
+            "SELECT * FROM jobs WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR id < $2) AND {owned}
+             ORDER BY id DESC LIMIT $3"
+        );
+        let mut q = sqlx::query_as(&sql)
+            .bind(filter.status)
+            .bind(&filter.before)
+            .bind(filter.limit);
+        if let JobOwners::Clients(ids) = owners {
+            for id in ids {
+                q = q.bind(id);
+            }
+        }
+        Ok(q.fetch_all(&self.reader).await?)
+    }
+
     pub async fn jobs_of_client(&self, client_id: &str, filter: &JobFilter) -> Result<Vec<Job>> {
         Ok(sqlx::query_as(
             "SELECT * FROM jobs WHERE client_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3)
@@ -811,40 +865,6 @@ impl Store {
         Ok(true)
     }
 
-    /// Remembers that the client cancelled an open job, so that it is not dispatched again whatever its
-    /// attempt's fax server does. False when the job had finished.
-    pub async fn request_cancel(&self, job_id: &str) -> Result<bool> {
-        let done = sqlx::query(&format!(
-            "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND {OPEN_JOB}"
-        ))
-        .bind(job_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Changes a job that has no open attempt, if its status is one of `from`. Returns false otherwise.
-    pub async fn update_job(
-        &self,
-        job_id: &str,
-        from: &[JobStatus],
-        update: &JobUpdate,
-        events: &[NewEvent],
-    ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let status: Option<JobStatus> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if !status.is_some_and(|s| from.contains(&s)) {
-            return Ok(false);
-        }
-        apply_job_update(&mut tx, job_id, update, now_ms(), "TRUE").await?;
-        events::append(self, &mut tx, events).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     /// Counts of jobs by status, for metrics.
     pub async fn job_counts(&self) -> Result<Vec<(JobStatus, i64)>> {
         Ok(
@@ -853,6 +873,80 @@ impl Store {
                 .await?,
         )
     }
+}
+
+impl crate::Tx {
+    /// Remembers that an open job was cancelled, so that it is not dispatched again whatever its
+    /// attempt's fax server does (no retry of it is queued or started). False when the job had finished.
+    pub async fn request_cancel(&mut self, job_id: &str) -> Result<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND {OPEN_JOB}"
+        ))
+        .bind(job_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Changes a job that has no open attempt, if its status is one of `from`. Returns false otherwise.
+    pub async fn update_job(
+        &mut self,
+        job_id: &str,
+        from: &[JobStatus],
+        update: &JobUpdate,
+        events: &[NewEvent],
+    ) -> Result<bool> {
+        let status: Option<JobStatus> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(self.conn())
+            .await?;
+        if !status.is_some_and(|s| from.contains(&s)) {
+            return Ok(false);
+        }
+        apply_job_update(self.conn(), job_id, update, now_ms(), "TRUE").await?;
+        let store = self.store.clone();
+        events::append(&store, self.conn(), events).await?;
+        Ok(true)
+    }
+
+    /// Alters a queued job (send time, priority, tries, kill time), with its events; the job as it is
+    /// now, or `None` when it is not queued (any more).
+    pub async fn alter_queued_job(
+        &mut self,
+        job_id: &str,
+        change: &JobAlteration,
+        events: &[NewEvent],
+    ) -> Result<Option<Job>> {
+        let done = sqlx::query(
+            "UPDATE jobs SET not_before = COALESCE($1, not_before), priority = COALESCE($2, priority),
+                 max_tries = COALESCE($3, max_tries), kill_at = COALESCE($4, kill_at), updated_at = $5
+             WHERE id = $6 AND status = 'queued'",
+        )
+        .bind(change.not_before)
+        .bind(change.priority)
+        .bind(change.max_tries)
+        .bind(change.kill_at)
+        .bind(now_ms())
+        .bind(job_id)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let store = self.store.clone();
+        events::append(&store, self.conn(), events).await?;
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(self.conn())
+            .await?)
+    }
+}
+
+crate::own_transaction! {
+    /// [`crate::Tx::request_cancel`] on its own.
+    fn request_cancel(&self, job_id: &str) -> bool;
+    /// [`crate::Tx::update_job`] on its own.
+    fn update_job(&self, job_id: &str, from: &[JobStatus], update: &JobUpdate, events: &[NewEvent]) -> bool;
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ pub use grants::{Grant, Role};
 pub use groupings::{Grouping, MemberKind};
 pub use inbound::{InboundFax, InboundRule, InboxEntry, NewInbound, RuleTarget};
 pub use jobs::{
-    Attempt, AttemptFinish, Ended, Ending, Job, JobDocument, JobFilter, JobUpdate, LinkBatch,
-    NewJob, ProgressRecord, SentEnd,
+    Attempt, AttemptFinish, Ended, Ending, Job, JobAlteration, JobDocument, JobFilter, JobOwners,
+    JobUpdate, LinkBatch, NewJob, ProgressRecord, SentEnd,
 };
 pub use retention::{Cutoffs, Purged};
 pub use settings::{SettingsState, SettingsVersion};

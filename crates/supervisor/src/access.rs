@@ -372,6 +372,38 @@ impl Access {
         }
     }
 
+    /// Whether the caller administers a client's job queue: `manage_jobs` over the whole supervisor, or
+    /// over a grouping the client is in (a client in no grouping: over the whole supervisor only).
+    pub fn manages_jobs_of(&self, caller: &Caller, client_id: &str) -> bool {
+        self.read(|m| {
+            m.holds(&caller.id, Competence::ManageJobs, Target::System)
+                || m.groupings_of_client
+                    .get(client_id)
+                    .into_iter()
+                    .flatten()
+                    .any(|g| m.holds(&caller.id, Competence::ManageJobs, Target::Grouping(g)))
+        })
+    }
+
+    /// The clients whose job queues the caller administers, sorted; `None` for every client's
+    /// (`manage_jobs` over the whole supervisor).
+    pub fn managed_job_owners(&self, caller: &Caller) -> Option<Vec<String>> {
+        self.read(|m| {
+            if m.holds(&caller.id, Competence::ManageJobs, Target::System) {
+                return None;
+            }
+            let mut owners: Vec<String> = m
+                .clients_of_grouping
+                .iter()
+                .filter(|(g, _)| m.holds(&caller.id, Competence::ManageJobs, Target::Grouping(g)))
+                .flat_map(|(_, clients)| clients.iter().cloned())
+                .collect();
+            owners.sort();
+            owners.dedup();
+            Some(owners)
+        })
+    }
+
     /// Clients holding a competence in scope `all` (the administrators of that competence).
     pub fn holders_everywhere(&self, c: Competence) -> Vec<String> {
         self.read(|m| {

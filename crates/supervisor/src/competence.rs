@@ -33,10 +33,12 @@ pub enum Competence {
     ManageGroupings,
     ManageInboundRules,
     ReadAuditLog,
+    /// See and act on the jobs of the clients in scope (queue administration).
+    ManageJobs,
 }
 
 impl Competence {
-    pub const ALL: [Competence; 11] = [
+    pub const ALL: [Competence; 12] = [
         Competence::SendFaxes,
         Competence::ReceiveFaxes,
         Competence::ReadPhonebook,
@@ -48,6 +50,7 @@ impl Competence {
         Competence::ManageGroupings,
         Competence::ManageInboundRules,
         Competence::ReadAuditLog,
+        Competence::ManageJobs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Competence {
             Competence::ManageGroupings => "manage_groupings",
             Competence::ManageInboundRules => "manage_inbound_rules",
             Competence::ReadAuditLog => "read_audit_log",
+            Competence::ManageJobs => "manage_jobs",
         }
     }
 
@@ -188,6 +192,7 @@ pub const BUILTIN_ROLES: [BuiltinRole; 4] = [
             ManageGroupings,
             ManageInboundRules,
             ReadAuditLog,
+            ManageJobs,
         ],
     },
     BuiltinRole {
@@ -201,6 +206,7 @@ pub const BUILTIN_ROLES: [BuiltinRole; 4] = [
             ReadFaxServerSettings,
             ChangeFaxServerSettings,
             ManageInboundRules,
+            ManageJobs,
         ],
     },
     BuiltinRole {

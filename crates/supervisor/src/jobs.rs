@@ -13,7 +13,7 @@ use crate::settings::rules;
 use protocol::DocumentRef;
 use protocol::job::JobStatus;
 use serde::{Deserialize, Serialize};
-use store::{Attempt, Job, JobFilter, JobUpdate, NewJob};
+use store::{Attempt, Job, JobFilter, JobOwners, JobUpdate, NewJob};
 use utoipa::ToSchema;
 
 /// How far ahead `send_at` may lie: a job is an open promise the retention worker never removes.
@@ -315,9 +315,7 @@ fn options(submit: &SubmitRequest) -> Result<JobOptions> {
 /// When a job may be sent: now, or the time asked for (RFC 3339, at most a year ahead; a past time is now).
 fn send_at(asked: Option<&str>, now: i64) -> Result<i64> {
     let Some(t) = asked else { return Ok(now) };
-    let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| Error::field("send_at", format!("not an RFC 3339 time: {e}")))?;
-    let at = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let at = rfc3339_field("send_at", t)?;
     let horizon = now.saturating_add(MAX_SEND_AHEAD_DAYS * 86_400_000);
     if at > horizon {
         return Err(Error::field(
@@ -341,17 +339,222 @@ fn queued_event(job: &NewJob, resend_of: Option<&str>) -> store::NewEvent {
     store::NewEvent::new("job.queued", payload, vec![job.client_id.clone()])
 }
 
-/// The caller's jobs, newest first, by `filter`.
-pub async fn list(app: &AppState, caller: &Caller, filter: &JobFilter) -> Result<Vec<Job>> {
-    Ok(app.store.jobs_of_client(&caller.id, filter).await?)
+/// Whose jobs a listing shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Queue<'a> {
+    /// The caller's own.
+    Own,
+    /// The caller's own and those of every client whose queue it administers (`manage_jobs`).
+    Managed,
+    /// Those of the clients of a grouping, for a holder of `manage_jobs` over it.
+    Grouping(&'a str),
+    /// One client's: the caller's own, or one whose queue it administers.
+    Client(&'a str),
 }
 
-/// One of the caller's jobs; another client's is not found.
-pub async fn own(app: &AppState, caller: &Caller, id: &str) -> Result<Job> {
+/// Jobs, newest first, by `filter`, from the queue named.
+pub async fn list(
+    app: &AppState,
+    caller: &Caller,
+    queue: Queue<'_>,
+    filter: &JobFilter,
+) -> Result<Vec<Job>> {
+    let owners = match queue {
+        Queue::Own => vec![caller.id.clone()],
+        Queue::Managed => match app.access.managed_job_owners(caller) {
+            None => return Ok(app.store.jobs_of(JobOwners::Everyone, filter).await?),
+            Some(mut owners) => {
+                owners.push(caller.id.clone());
+                owners.sort();
+                owners.dedup();
+                owners
+            }
+        },
+        Queue::Grouping(g) => {
+            if !app.access.grouping_visible(caller, g) {
+                return Err(Error::not_found("grouping"));
+            }
+            app.access
+                .authorize(caller, Competence::ManageJobs, Target::Grouping(g))?;
+            app.access.clients_of_grouping(g)
+        }
+        Queue::Client(c) => {
+            if c != caller.id && !app.access.manages_jobs_of(caller, c) {
+                return Err(Error::not_found("client"));
+            }
+            vec![c.to_owned()]
+        }
+    };
+    Ok(app
+        .store
+        .jobs_of(JobOwners::Clients(&owners), filter)
+        .await?)
+}
+
+/// A job the caller may see and act on: its own, or one in a queue it administers (`manage_jobs` over
+/// a grouping its client is in, or over the whole supervisor); any other is not found.
+pub async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<Job> {
     match app.store.job(id).await? {
-        Some(job) if job.client_id == caller.id => Ok(job),
+        Some(job)
+            if job.client_id == caller.id || app.access.manages_jobs_of(caller, &job.client_id) =>
+        {
+            Ok(job)
+        }
         _ => Err(Error::not_found("job")),
     }
+}
+
+/// Commits a change to a job: with an audit entry when the caller acted on another client's job (queue
+/// administration), as every change an operator makes is recorded.
+async fn commit_job_change<B: Serialize, A: Serialize>(
+    tx: store::Tx,
+    caller: &Caller,
+    job: &Job,
+    action: &str,
+    before: &B,
+    after: &A,
+) -> Result<()> {
+    if job.client_id == caller.id {
+        tx.commit().await?;
+    } else {
+        tx.commit_audited(crate::audit::entry(
+            Ok(caller),
+            action,
+            Some(&job.id),
+            Some(before),
+            Some(after),
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// What may be changed of a queued job, as HylaFAX's `faxalter` changes it; fields left out stay.
+#[derive(Debug, Deserialize, Serialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlterRequest {
+    /// Do not send before this time (RFC 3339, at most 365 days ahead; a past time is now).
+    pub send_at: Option<String>,
+    /// 0 (most urgent) to 255.
+    pub priority: Option<u8>,
+    /// Tries in all, counting those made (1 to 100).
+    pub max_tries: Option<u32>,
+    /// Give up at this time (RFC 3339) if the fax is not sent by then: after the send time, at most 30
+    /// days after it.
+    pub kill_at: Option<String>,
+}
+
+/// Alters a queued job the caller may act on: its send time, priority, tries or kill time. A job that is
+/// not queued (on a fax server, or finished) is a conflict: its attempt runs as it was offered.
+pub async fn alter(app: &AppState, caller: &Caller, id: &str, ask: &AlterRequest) -> Result<Job> {
+    let job = visible(app, caller, id).await?;
+    let now = store::now_ms();
+    let change = store::JobAlteration {
+        not_before: ask
+            .send_at
+            .as_deref()
+            .map(|t| send_at(Some(t), now))
+            .transpose()?,
+        priority: ask.priority.map(i64::from),
+        max_tries: ask
+            .max_tries
+            .map(|n| {
+                if (1..=100).contains(&n) {
+                    Ok(i64::from(n))
+                } else {
+                    Err(Error::field("max_tries", "must be 1 to 100"))
+                }
+            })
+            .transpose()?,
+        kill_at: ask
+            .kill_at
+            .as_deref()
+            .map(|t| rfc3339_field("kill_at", t))
+            .transpose()?,
+    };
+    if change == store::JobAlteration::default() {
+        return Err(Error::field(
+            "send_at",
+            "nothing to change: give send_at, priority, max_tries or kill_at",
+        ));
+    }
+    let send_time = change.not_before.unwrap_or(job.not_before).max(now);
+    let kill_at = change.kill_at.unwrap_or(job.kill_at);
+    if kill_at <= send_time {
+        return Err(Error::field(
+            if change.kill_at.is_some() {
+                "kill_at"
+            } else {
+                "send_at"
+            },
+            format!(
+                "the job would be given up (at {}) before it may be sent (at {})",
+                crate::rfc3339(kill_at),
+                crate::rfc3339(send_time)
+            ),
+        ));
+    }
+    if change.kill_at.is_some() && kill_at > send_time + 30 * 86_400_000 {
+        return Err(Error::field(
+            "kill_at",
+            "at most 30 days after the job may be sent",
+        ));
+    }
+    if job.status != JobStatus::Queued {
+        return Err(not_queued(&job));
+    }
+    // Out of the dispatcher's queue first, so that it cannot start the job as it was while it changes;
+    // a job that is not there is being started right now.
+    if !app.dispatcher.dequeue(&job.id) {
+        return Err(Error::conflict(
+            "the job is being handed to a fax server; look at it again in a moment",
+        ));
+    }
+    let changed = async {
+        let mut tx = app.store.begin().await?;
+        let event = job_event("job.altered", &job, serde_json::json!({"changes": &change}));
+        let Some(altered) = tx.alter_queued_job(&job.id, &change, &[event]).await? else {
+            return Ok(None);
+        };
+        let before = serde_json::json!({"not_before": job.not_before, "priority": job.priority,
+            "max_tries": job.max_tries, "kill_at": job.kill_at});
+        commit_job_change(tx, caller, &job, "job.alter", &before, &change).await?;
+        Result::Ok(Some(altered))
+    }
+    .await;
+    match changed {
+        Ok(Some(altered)) => {
+            app.dispatcher
+                .enqueue(std::slice::from_ref(&altered))
+                .await?;
+            app.events.committed();
+            Ok(altered)
+        }
+        Ok(None) => {
+            // No longer queued (cancelled meanwhile): nothing goes back into the queue.
+            let now = visible(app, caller, id).await?;
+            Err(not_queued(&now))
+        }
+        Err(e) => {
+            // Nothing changed: the job goes back as it was.
+            app.dispatcher.enqueue(std::slice::from_ref(&job)).await?;
+            Err(e)
+        }
+    }
+}
+
+fn not_queued(job: &Job) -> Error {
+    Error::conflict(format!(
+        "the job is {}; only a queued job can be altered (cancel it, or alter it while it waits for its next try)",
+        job.status
+    ))
+}
+
+/// An RFC 3339 time in a request, as Unix ms.
+fn rfc3339_field(field: &str, t: &str) -> Result<i64> {
+    let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::field(field, format!("not an RFC 3339 time: {e}")))?;
+    Ok(i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
 }
 
 /// A job's attempts, the open ones with their live phase and page (the database has those only from
@@ -380,38 +583,50 @@ pub enum Cancelled {
 /// stop. A job whose fax server is away (`in_doubt`) ends `cancelled` instead of being dispatched again,
 /// unless its fax server reports that it was sent. A finished job is a conflict.
 pub async fn cancel(app: &AppState, caller: &Caller, id: &str) -> Result<Cancelled> {
-    let job = own(app, caller, id).await?;
+    let job = visible(app, caller, id).await?;
     if job.is_finished() {
         return Err(Error::conflict(format!(
             "the job is already {}",
             job.status
         )));
     }
+    let by = if job.client_id == caller.id {
+        "cancelled by the client".to_owned()
+    } else {
+        format!("cancelled by {} (queue administration)", caller.name)
+    };
+    let before = serde_json::json!({"status": job.status});
+    let after = serde_json::json!({"status": JobStatus::Cancelled, "reason": &by});
     let cancel_queued = || async {
         let update = JobUpdate {
-            reason: Some("cancelled by the client".into()),
+            reason: Some(by.clone()),
             ..JobUpdate::to(JobStatus::Cancelled)
         };
         let event = job_event("job.cancelled", &job, serde_json::json!({}));
-        let done = app
-            .store
+        let mut tx = app.store.begin().await?;
+        let done = tx
             .update_job(&job.id, &[JobStatus::Queued], &update, &[event])
             .await?;
-        if done {
-            app.dispatcher.dequeue(&job.id);
-            app.events.committed();
+        if !done {
+            return Result::<bool>::Ok(false);
         }
-        Result::<bool>::Ok(done)
+        commit_job_change(tx, caller, &job, "job.cancel", &before, &after).await?;
+        app.dispatcher.dequeue(&job.id);
+        app.events.committed();
+        Ok(true)
     };
     if job.status == JobStatus::Queued && cancel_queued().await? {
-        return Ok(Cancelled::Now(own(app, caller, id).await?));
+        return Ok(Cancelled::Now(visible(app, caller, id).await?));
     }
-    app.store.request_cancel(&job.id).await?;
+    let mut tx = app.store.begin().await?;
+    if tx.request_cancel(&job.id).await? {
+        commit_job_change(tx, caller, &job, "job.cancel", &before, &after).await?;
+    }
     // An attempt may have ended and queued its job for a retry since the job was read; from here on no
     // retry is queued (the store refuses it once the cancel is asked for), and one queued before is
     // cancelled now.
     if cancel_queued().await? {
-        return Ok(Cancelled::Now(own(app, caller, id).await?));
+        return Ok(Cancelled::Now(visible(app, caller, id).await?));
     }
     for a in app
         .store
@@ -422,27 +637,46 @@ pub async fn cancel(app: &AppState, caller: &Caller, id: &str) -> Result<Cancell
     {
         app.dispatcher.request_cancel(a);
     }
-    Ok(Cancelled::Asked(own(app, caller, id).await?))
+    Ok(Cancelled::Asked(visible(app, caller, id).await?))
 }
 
-/// Sends one of the caller's finished jobs again, as a new job with the same documents, recipient and
-/// options (and the same time to live).
+/// Sends a finished job the caller may act on again, as a new job with the same documents, recipient and
+/// options (and the same time to live). The new job is its client's, also when a queue administrator
+/// resends it, and must be one that client could send.
 pub async fn resend(app: &AppState, caller: &Caller, id: &str) -> Result<Submitted> {
-    let job = own(app, caller, id).await?;
-    may_submit(app, caller)?;
+    let job = visible(app, caller, id).await?;
+    if job.client_id == caller.id {
+        may_submit(app, caller)?;
+    } else if !app
+        .access
+        .holds(&job.client_id, Competence::SendFaxes, Target::Anywhere)
+    {
+        return Err(Error::forbidden(format!(
+            "client {} may no longer send faxes (it lacks send_faxes)",
+            job.client_id
+        )));
+    }
     if !job.is_finished() {
         return Err(Error::conflict(format!(
             "the job is still {}; cancel it or wait for it to finish",
             job.status
         )));
     }
-    reachable(app, caller, "recipient", &job.recipient)?;
+    if !app.dispatcher.reachable(&job.client_id, &job.recipient) {
+        return Err(Error::field(
+            "recipient",
+            format!(
+                "no fax server in the groupings of the job's client may dial {}",
+                job.recipient
+            ),
+        ));
+    }
     let docs = app.store.job_documents(&job.id).await?;
     let now = store::now_ms();
     let new = NewJob {
         id: store::new_id("job"),
         batch_id: store::new_id("bat"),
-        client_id: caller.id.clone(),
+        client_id: job.client_id.clone(),
         recipient: job.recipient.clone(),
         priority: job.priority,
         options: job.options.clone(),

@@ -540,6 +540,11 @@ impl Api {
         .await
     }
 
+    /// GET `path`, which must answer 200: its body.
+    pub async fn get_ok(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.get(path).await?.expect_status(200)
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
         Self::reply(
             self.http

@@ -26,6 +26,7 @@ const ROLES: [(&str, &[&str]); 4] = [
             "manage_groupings",
             "manage_inbound_rules",
             "read_audit_log",
+            "manage_jobs",
         ],
     ),
     (
@@ -41,6 +42,7 @@ const ROLES: [(&str, &[&str]); 4] = [
             "manage_groupings",
             "manage_inbound_rules",
             "read_audit_log",
+            "manage_jobs",
         ],
     ),
     (
@@ -53,6 +55,7 @@ const ROLES: [(&str, &[&str]); 4] = [
             "read_fax_server_settings",
             "change_fax_server_settings",
             "manage_inbound_rules",
+            "manage_jobs",
         ],
     ),
     ("user", &["send_faxes", "receive_faxes", "read_phonebook"]),
@@ -233,6 +236,21 @@ fn cases() -> Vec<Case> {
         ),
         case("send fax", Some("send_faxes"), 201, 403, 422),
         case(
+            "alter another client's job",
+            Some("manage_jobs"),
+            200,
+            404,
+            404,
+        ),
+        case(
+            "cancel another client's job",
+            Some("manage_jobs"),
+            200,
+            404,
+            404,
+        ),
+        case("list a grouping's jobs", Some("manage_jobs"), 200, 403, 404),
+        case(
             "share phonebook entry with grouping",
             Some("edit_shared_phonebook"),
             201,
@@ -412,6 +430,28 @@ async fn made(api: &Api, path: &str, body: Value) -> Value {
     r.body
 }
 
+/// A job a fresh member of the side's grouping submits to the side's number; it stays queued (the side's
+/// fax server never comes online). Its id.
+async fn queued_job_of_a_member(admin: &Api, s: &Side, n: usize) -> String {
+    let grants = json!([{"role": "user", "scope": {"kind": "grouping", "id": s.grouping}}]);
+    let c = made(
+        admin,
+        "/v1/clients",
+        json!({"name": format!("owner-{n}"), "kind": "application", "groupings": [s.grouping], "grants": grants}),
+    )
+    .await;
+    let owner = admin.with_token(&id(&c, "/token"));
+    let doc = owner.upload(tiny_tiff()).await.expect("upload");
+    let sha = id(&doc.body, "/sha256");
+    let job = made(
+        &owner,
+        "/v1/jobs",
+        json!({"documents": [sha], "recipients": [s.number]}),
+    )
+    .await;
+    id(&job, "/jobs/0/id")
+}
+
 /// Makes a fresh side: grouping, fax server, a client, an inbound rule.
 async fn side(admin: &Api, name: &str, number: &'static str, prefix: &str) -> Side {
     let grouping = id(
@@ -585,6 +625,15 @@ async fn run(
                 None => Ok(doc),
             }
         }
+        "alter another client's job" => {
+            let job = queued_job_of_a_member(admin, s, n).await;
+            api.patch(&format!("/v1/jobs/{job}"), json!({"priority": 5})).await
+        }
+        "cancel another client's job" => {
+            let job = queued_job_of_a_member(admin, s, n).await;
+            api.post(&format!("/v1/jobs/{job}/cancel"), json!({})).await
+        }
+        "list a grouping's jobs" => api.get(&format!("/v1/jobs?grouping_id={g}")).await,
         "share phonebook entry with grouping" => {
             let vis = json!([{"kind": "grouping", "id": g}]);
             api.post("/v1/phonebook", json!({"name": format!("Shared {n}"), "fax_number": "+15550100009", "visibility": vis})).await

@@ -1570,3 +1570,229 @@ async fn an_idle_link_is_not_dropped() {
         "the fax server reconnected (a new hello) although nothing failed"
     );
 }
+
+/// Queue administration, as HylaFAX's `faxstat -s`, `faxalter` and `faxrm` give an administrator: a
+/// client holding `manage_jobs` over a grouping sees every job of its clients (a user's job, 404 to it
+/// before), alters a queued one (send time, priority; the dispatcher follows at once), cancels one
+/// (recorded in the audit log, the reason naming who) and resends one as the user's; an administrator of
+/// another grouping sees none of it. The CLI does the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_administrator_sees_alters_cancels_and_resends_the_jobs_of_its_grouping() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let sales = admin.new_grouping("sales").await.expect("sales");
+    let support = admin.new_grouping("support").await.expect("support");
+    let (_fs, fs) = NodeProc::start(&testnode(), &sup, "fs", &["+1"], &[&sales], 4, json!({}))
+        .await
+        .expect("fax server");
+    admin.wait_online(&[&fs]).await.expect("online");
+    let (alice, alice_id) = admin
+        .new_application("alice", &[&sales], None)
+        .await
+        .expect("alice");
+    let operator = |g: &str| json!([{"role": "operator", "scope": {"kind": "grouping", "id": g}}]);
+    let (bob, _) = admin
+        .new_application("bob", &[&sales], Some(operator(&sales)))
+        .await
+        .expect("bob");
+    let (carol, _) = admin
+        .new_application("carol", &[&support], Some(operator(&support)))
+        .await
+        .expect("carol");
+    let sha = alice
+        .upload(tiny_tiff())
+        .await
+        .expect("upload")
+        .expect_status(201)
+        .expect("201")["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let in_an_hour = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let later = in_an_hour
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    let submit = |number: &'static str| {
+        let (alice, sha, later) = (alice.clone(), sha.clone(), later.clone());
+        async move {
+            alice
+                .post(
+                    "/v1/jobs",
+                    json!({"recipients": [number], "documents": [sha], "send_at": later}),
+                )
+                .await
+                .expect("submit")
+                .expect_status(201)
+                .expect("201")["jobs"][0]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        }
+    };
+    let first = submit("+15550440001").await;
+    let second = submit("+15550440002").await;
+
+    // bob sees alice's jobs; carol, in another grouping, does not.
+    let seen = bob.get(&format!("/v1/jobs/{first}")).await.expect("get");
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.body["client_id"], alice_id.as_str());
+    assert_eq!(
+        carol
+            .get(&format!("/v1/jobs/{first}"))
+            .await
+            .expect("get")
+            .status,
+        404
+    );
+    let listed = bob
+        .get_ok(&format!("/v1/jobs?grouping_id={sales}"))
+        .await
+        .expect("200");
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&first.as_str()) && ids.contains(&second.as_str()),
+        "{listed}"
+    );
+    let managed = bob.get_ok("/v1/jobs?scope=managed").await.expect("200");
+    assert_eq!(
+        managed["items"].as_array().map(Vec::len),
+        Some(2),
+        "{managed}"
+    );
+    assert_eq!(
+        bob.get_ok("/v1/jobs").await.expect("200")["items"],
+        json!([])
+    );
+    assert_eq!(
+        carol
+            .get(&format!("/v1/jobs?grouping_id={sales}"))
+            .await
+            .expect("list")
+            .status,
+        404
+    );
+    assert_eq!(
+        alice
+            .get(&format!("/v1/jobs?grouping_id={sales}"))
+            .await
+            .expect("list")
+            .status,
+        403
+    );
+    let carol_sees = carol.get_ok("/v1/jobs?scope=managed").await.expect("200");
+    assert_eq!(carol_sees["items"], json!([]));
+
+    // Bad alterations are refused, naming the field; nothing changes.
+    for (body, field) in [
+        (json!({}), "send_at"),
+        (json!({"max_tries": 0}), "max_tries"),
+        (json!({"kill_at": "2020-01-01T00:00:00Z"}), "kill_at"),
+        (json!({"send_at": "tomorrow"}), "send_at"),
+    ] {
+        let r = bob
+            .patch(&format!("/v1/jobs/{first}"), body.clone())
+            .await
+            .expect("patch");
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+        assert!(r.body.to_string().contains(field), "{body}: {}", r.body);
+    }
+    assert_eq!(
+        carol
+            .patch(&format!("/v1/jobs/{first}"), json!({"priority": 1}))
+            .await
+            .expect("patch")
+            .status,
+        404
+    );
+
+    // bob moves the first job to now: the dispatcher sends it at once, not in an hour.
+    let altered = bob
+        .patch(
+            &format!("/v1/jobs/{first}"),
+            json!({"send_at": "2020-01-01T00:00:00Z", "priority": 3}),
+        )
+        .await
+        .expect("patch")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(altered["priority"], 3);
+    let sent = alice
+        .wait_job(&first, Duration::from_secs(15), |s| s == "sent")
+        .await
+        .expect("the altered job is sent now");
+    assert_eq!(sent["status"], "sent");
+    let r = bob
+        .patch(&format!("/v1/jobs/{first}"), json!({"priority": 1}))
+        .await
+        .expect("patch");
+    assert_eq!(r.status, 409, "a sent job cannot be altered: {}", r.body);
+
+    // bob cancels the second job: alice sees why, and the audit log records it.
+    let cancelled = bob
+        .post(&format!("/v1/jobs/{second}/cancel"), json!({}))
+        .await
+        .expect("cancel")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(cancelled["status"], "cancelled");
+    let hers = alice
+        .get_ok(&format!("/v1/jobs/{second}"))
+        .await
+        .expect("200");
+    assert!(
+        hers["reason"].as_str().is_some_and(|r| r.contains("bob")),
+        "{hers}"
+    );
+    let audit = admin
+        .get_ok(&format!("/v1/audit?target={second}"))
+        .await
+        .expect("200");
+    let entries = audit["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "job.cancel" && e["actor_name"] == "bob"),
+        "{audit}"
+    );
+
+    // bob resends the sent job: the new job is alice's.
+    let again = bob
+        .post(&format!("/v1/jobs/{first}/resend"), json!({}))
+        .await
+        .expect("resend")
+        .expect_status(201)
+        .expect("201");
+    assert_eq!(again["jobs"][0]["client_id"], alice_id.as_str());
+    let new_id = again["jobs"][0]["id"].as_str().expect("id").to_owned();
+    alice
+        .wait_job(&new_id, Duration::from_secs(15), |s| s == "sent")
+        .await
+        .expect("the resent job is alice's and is sent");
+
+    // The CLI: bob lists the grouping's jobs and alters one.
+    let third = submit("+15550440003").await;
+    let config = dir.path().join("bob-cli.toml");
+    let cli = |args: &[&str]| testkit::harness::faxhub_cli(&config, &[], args);
+    let (ok, out) = cli(&["login", "--url", &sup.url, "--token", &bob.token]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["jobs", "--grouping", &sales]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&third) && out.contains(&alice_id) && out.contains("CLIENT"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["alter", &third, "--priority", "9", "--max-tries", "2"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("priority 9") && out.contains("tries 0/2"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["cancel", &third]);
+    assert!(ok && out.contains("cancelled"), "{out}");
+}

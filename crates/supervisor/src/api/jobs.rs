@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::access::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::dispatch::JobOptions;
-use crate::jobs::Cancelled;
+use crate::jobs::{Cancelled, Queue};
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -46,6 +46,8 @@ pub struct AttemptView {
 pub struct JobView {
     pub id: String,
     pub batch_id: String,
+    /// The client whose job it is (a queue administrator sees other clients' jobs).
+    pub client_id: String,
     pub recipient: String,
     /// `queued`, `dispatched`, `active`, `in_doubt` (its attempt's fax server went silent; see the
     /// attempt), `sent`, `failed` or `cancelled`.
@@ -72,6 +74,7 @@ pub fn job_view(job: Job, attempts: Option<Vec<store::Attempt>>) -> ApiResult<Jo
         options: JobOptions::of(&job)?,
         id: job.id,
         batch_id: job.batch_id,
+        client_id: job.client_id,
         recipient: job.recipient,
         status: job.status,
         priority: job.priority,
@@ -238,12 +241,20 @@ pub struct ListQuery {
     /// Only jobs in this status: `queued`, `dispatched`, `active`, `in_doubt`, `sent`, `failed` or
     /// `cancelled`.
     pub status: Option<String>,
+    /// `own` (default): the caller's jobs; `managed`: also those of every client whose queue the caller
+    /// administers (`manage_jobs`).
+    pub scope: Option<String>,
+    /// Only the jobs of the clients of this grouping (needs `manage_jobs` over it).
+    pub grouping_id: Option<String>,
+    /// Only this client's jobs (the caller's own, or a client whose queue it administers).
+    pub client_id: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-/// The caller's jobs, newest first.
-#[utoipa::path(get, path = "/v1/jobs", params(ListQuery), responses((status = 200, body = Paged<JobView>)))]
+/// Jobs, newest first: the caller's, or with `scope=managed`, `grouping_id` or `client_id` those of the
+/// queues it administers (queue administration, as HylaFAX's `faxstat -s` shows an administrator).
+#[utoipa::path(get, path = "/v1/jobs", params(ListQuery), responses((status = 200, body = Paged<JobView>), (status = 403, body = crate::api::error::ErrorBody), (status = 404, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -265,7 +276,25 @@ pub async fn list(
         before: q.cursor,
         limit,
     };
-    let jobs = crate::jobs::list(&app, &caller, &filter).await?;
+    let queue = match (q.scope.as_deref(), &q.grouping_id, &q.client_id) {
+        (_, Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "client_id",
+                "give grouping_id or client_id, not both",
+            ));
+        }
+        (_, Some(g), None) => Queue::Grouping(g),
+        (_, None, Some(c)) => Queue::Client(c),
+        (None | Some("own"), None, None) => Queue::Own,
+        (Some("managed"), None, None) => Queue::Managed,
+        (Some(other), None, None) => {
+            return Err(ApiError::field(
+                "scope",
+                format!("{other:?} is not a scope: own or managed"),
+            ));
+        }
+    };
+    let jobs = crate::jobs::list(&app, &caller, queue, &filter).await?;
     Ok(Json(Paged::new(views(jobs)?, limit, |j| j.id.clone())))
 }
 
@@ -276,7 +305,7 @@ pub async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
-    let job = crate::jobs::own(&app, &caller, &id).await?;
+    let job = crate::jobs::visible(&app, &caller, &id).await?;
     let attempts = crate::jobs::attempts(&app, &job).await?;
     Ok(Json(job_view(job, Some(attempts))?))
 }
@@ -294,6 +323,21 @@ pub async fn cancel(
         Cancelled::Now(job) => Json(job_view(job, None)?).into_response(),
         Cancelled::Asked(job) => (StatusCode::ACCEPTED, Json(job_view(job, None)?)).into_response(),
     })
+}
+
+/// Alters a queued job (send time, priority, tries, kill time), the caller's own or one in a queue it
+/// administers (`manage_jobs`), as HylaFAX's `faxalter` does.
+#[utoipa::path(patch, path = "/v1/jobs/{id}", request_body = crate::jobs::AlterRequest,
+    responses((status = 200, body = JobView), (status = 404, body = crate::api::error::ErrorBody),
+              (status = 409, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
+pub async fn alter(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<crate::jobs::AlterRequest>,
+) -> ApiResult<Json<JobView>> {
+    let job = crate::jobs::alter(&app, &caller, &id, &body).await?;
+    Ok(Json(job_view(job, None)?))
 }
 
 /// Sends a finished job again, as a new job with the same documents, recipient and options.

@@ -285,6 +285,7 @@ async fn ready(State(app): State<AppState>) -> Response {
         jobs::submit,
         jobs::list,
         jobs::get_job,
+        jobs::alter,
         jobs::cancel,
         jobs::resend,
         events::inbox,
@@ -438,7 +439,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/v1/inbound-rules/{id}", delete(admin::delete_rule))
         .route("/v1/documents/{sha256}", get(documents::download))
-        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}", get(jobs::get_job).patch(jobs::alter))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/resend", post(jobs::resend))
         .route("/v1/inbox", get(events::inbox))

@@ -180,7 +180,18 @@ pub(crate) fn spec(r: &RenderArgs) -> render::PageSpec {
 }
 
 pub(crate) fn load(path: &Path, options: &render::LoadOptions) -> anyhow::Result<render::Document> {
-    let bytes = map_input(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = map_input(path).with_context(|| format!("reading {}", path.display()))?;
+    if render::is_postscript(&bytes) {
+        // As the supervisor does with uploads: PostScript becomes the PDF ghostscript makes of it.
+        let pdf = render::postscript_to_pdf(
+            &bytes,
+            "gs",
+            std::time::Duration::from_secs(60),
+            &options.limits,
+        )
+        .with_context(|| format!("{} (PostScript) cannot be converted", path.display()))?;
+        bytes = render::SharedBytes::from(pdf);
+    }
     render::load_shared(bytes, options)
         .with_context(|| format!("{} cannot be faxed", path.display()))
 }

@@ -17,6 +17,8 @@ pub enum Format {
     Tiff,
     /// Plain UTF-8 text.
     Text,
+    /// PostScript: converted to PDF with ghostscript ([`crate::postscript_to_pdf`]), never read as text.
+    PostScript,
 }
 
 impl fmt::Display for Format {
@@ -28,6 +30,7 @@ impl fmt::Display for Format {
             Format::Gif => "GIF",
             Format::Tiff => "TIFF",
             Format::Text => "text",
+            Format::PostScript => "PostScript",
         })
     }
 }
@@ -123,6 +126,10 @@ pub enum Error {
     /// Ghostscript ran but failed on the document.
     #[error("ghostscript failed: {0}")]
     Ghostscript(String),
+    /// PostScript is not drawn directly (nor ever faxed as its source text): convert it to PDF first
+    /// ([`crate::postscript_to_pdf`]), as the supervisor does with uploads.
+    #[error("PostScript is rendered through ghostscript: convert it to PDF first")]
+    PostScript,
     /// A temporary file for the ghostscript backend could not be written.
     #[error("temporary file: {0}")]
     Io(#[from] std::io::Error),

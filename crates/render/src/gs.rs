@@ -113,41 +113,95 @@ impl GsDoc {
         Ok(place(w, h, bits, spec))
     }
 
-    /// Runs ghostscript with a deadline, returning its standard output and error.
     fn run(&self, args: &[String]) -> Result<(Vec<u8>, Vec<u8>), Error> {
-        let stdout = TempFile::new("out");
-        let stderr = TempFile::new("err");
-        let mut child = Command::new(&self.program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout.0)?)
-            .stderr(std::fs::File::create(&stderr.0)?)
-            .spawn()
-            .map_err(|e| Error::GhostscriptMissing {
-                program: self.program.clone(),
-                reason: e.to_string(),
-            })?;
-        let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                // Kill errors mean it already exited; either way it is gone.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::Ghostscript(format!(
-                    "timed out after {:?}",
-                    self.timeout
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        if !status.success() {
-            return Err(Error::Ghostscript(format!("exited with {status}")));
-        }
-        Ok((std::fs::read(&stdout.0)?, std::fs::read(&stderr.0)?))
+        run(&self.program, self.timeout, args)
     }
+}
+
+/// Runs ghostscript with a deadline, returning its standard output and error.
+fn run(program: &str, timeout: Duration, args: &[String]) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    let stdout = TempFile::new("out");
+    let stderr = TempFile::new("err");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout.0)?)
+        .stderr(std::fs::File::create(&stderr.0)?)
+        .spawn()
+        .map_err(|e| Error::GhostscriptMissing {
+            program: program.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // Kill errors mean it already exited; either way it is gone.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Ghostscript(format!("timed out after {timeout:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !status.success() {
+        let err = std::fs::read(&stderr.0).unwrap_or_default();
+        let first = String::from_utf8_lossy(&err)
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| format!(": {}", l.trim()))
+            .unwrap_or_default();
+        return Err(Error::Ghostscript(format!("exited with {status}{first}")));
+    }
+    Ok((std::fs::read(&stdout.0)?, std::fs::read(&stderr.0)?))
+}
+
+/// Whether a document is PostScript (`%!PS`, or a DOS EPS binary header), which only ghostscript reads.
+pub fn is_postscript(bytes: &[u8]) -> bool {
+    let text = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    text.starts_with(b"%!PS") || bytes.starts_with(b"\xc5\xd0\xd3\xc6")
+}
+
+/// Converts a PostScript document to PDF with ghostscript (`pdfwrite`, `-dSAFER`: the program reads only
+/// its input and writes only its output), within `timeout` and an output of at most
+/// `limits.max_input_bytes`; the PDF is what fax servers then render, so they need no ghostscript.
+pub fn postscript_to_pdf(
+    bytes: &[u8],
+    program: &str,
+    timeout: Duration,
+    limits: &Limits,
+) -> Result<Vec<u8>, Error> {
+    let input = TempFile::new("ps");
+    std::fs::write(&input.0, bytes)?;
+    let output = TempFile::new("pdf");
+    run(
+        program,
+        timeout,
+        &[
+            "-q".into(),
+            "-dSAFER".into(),
+            "-dBATCH".into(),
+            "-dNOPAUSE".into(),
+            "-sDEVICE=pdfwrite".into(),
+            format!("-sOutputFile={}", output.0.display()),
+            input.0.display().to_string(),
+        ],
+    )?;
+    let size = std::fs::metadata(&output.0)?.len();
+    if size > limits.max_input_bytes as u64 {
+        return Err(Error::InputTooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: limits.max_input_bytes,
+        });
+    }
+    let pdf = std::fs::read(&output.0)?;
+    if !pdf.starts_with(b"%PDF-") {
+        return Err(Error::Ghostscript(
+            "the PostScript produced no PDF (no page was printed)".into(),
+        ));
+    }
+    Ok(pdf)
 }
 
 /// A PostScript string literal for a path.

@@ -41,6 +41,7 @@ use std::time::Duration;
 pub use convert::FaxOptions;
 pub use error::{Error, Format};
 pub use geometry::{FaxWidth, Halftone, PageSpec, PaperSize, Resolution};
+pub use gs::{is_postscript, postscript_to_pdf};
 pub use header::HeaderLine;
 pub use page::Page;
 pub use shared::SharedBytes;
@@ -167,6 +168,8 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     } else if head.windows(5).any(|w| w == b"%PDF-") {
         // Readers accept a header anywhere in the first KiB (ISO 32000-1 Annex H.3).
         Some(Format::Pdf)
+    } else if gs::is_postscript(bytes) {
+        Some(Format::PostScript)
     } else if let Ok(s) = std::str::from_utf8(bytes) {
         let binary = s
             .chars()
@@ -213,6 +216,7 @@ pub fn load_shared(bytes: SharedBytes, options: &LoadOptions) -> Result<Document
             Ok(f) => Kind::Fax(f),
             Err(bytes) => Kind::Tiff(raster::Tiff::open(bytes, &limits)?),
         },
+        Format::PostScript => return Err(Error::PostScript),
         Format::Text => {
             let s = std::str::from_utf8(&bytes).map_err(|_| Error::UnknownFormat)?;
             let doc = text::TextDoc::layout(s, options.text_paper, options.text, limits.max_pages)
@@ -287,6 +291,8 @@ pub fn check_cost(bytes: &[u8], options: &LoadOptions) -> u64 {
         Some(Format::Pdf) => 2 * len + (16 << 20),
         // Lines are copies of the text (a tab becomes up to 8 spaces), no more than the page limit holds.
         Some(Format::Text) => (8 * len).min(limits.max_pages as u64 * 64 * 1024),
+        // Refused by loading before anything is decoded.
+        Some(Format::PostScript) => 0,
     };
     estimate + estimate / 8 + (1 << 20)
 }

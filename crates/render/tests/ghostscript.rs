@@ -157,3 +157,73 @@ fn ghostscript_backend_types_its_failures() {
         Err(render::Error::NoPages { .. })
     ));
 }
+
+/// A two-page PostScript memo: a filled box on the first page (1 to 3 inches from the left, 1 to 2
+/// inches from the top of an A4 page), a line of text on the second.
+const MEMO_PS: &str = "%!PS-Adobe-3.0\n%%Pages: 2\n<< /PageSize [595 842] >> setpagedevice\n\
+    72 698 144 72 rectfill showpage\n\
+    /Helvetica findfont 24 scalefont setfont 72 700 moveto (Second page) show showpage\n";
+
+/// PostScript is recognised, never read as text, and converted to a PDF (through ghostscript) whose pages
+/// are the program's: the box lands where the PostScript put it.
+#[test]
+fn postscript_becomes_the_pdf_ghostscript_makes_of_it() {
+    assert_eq!(
+        render::sniff(MEMO_PS.as_bytes()),
+        Some(render::Format::PostScript)
+    );
+    assert!(matches!(
+        load(MEMO_PS.as_bytes(), &LoadOptions::default()),
+        Err(render::Error::PostScript)
+    ));
+    let missing = render::postscript_to_pdf(
+        MEMO_PS.as_bytes(),
+        "/nonexistent/gs",
+        std::time::Duration::from_secs(5),
+        &render::Limits::default(),
+    );
+    assert!(
+        matches!(missing, Err(render::Error::GhostscriptMissing { .. })),
+        "{missing:?}"
+    );
+    if !common::have_gs() {
+        return;
+    }
+    let pdf = render::postscript_to_pdf(
+        MEMO_PS.as_bytes(),
+        "gs",
+        std::time::Duration::from_secs(60),
+        &render::Limits::default(),
+    )
+    .expect("converted");
+    let doc = load(&pdf, &LoadOptions::default()).expect("the PDF loads");
+    assert_eq!(doc.page_count(), 2);
+    let spec = PageSpec::new(Resolution::Fine, PaperSize::A4);
+    let first = doc.render_page(0, &spec).expect("page 1");
+    // The ink's bounding box, and how much of it is ink.
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for y in 0..first.height {
+        for x in 0..first.width {
+            if first.get(x, y) {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+            }
+        }
+    }
+    // 2 x 1 inches at 204 x 196 dpi, 1 inch from the page's left and top edges.
+    let (w, h) = (x1 - x0, y1 - y0);
+    assert!(
+        w.abs_diff(2 * 204) <= 3 && h.abs_diff(196) <= 3,
+        "a 2 x 1 inch box, not {w} x {h}"
+    );
+    assert!(
+        y0.abs_diff(196) <= 3,
+        "one inch from the top, not {y0} lines"
+    );
+    assert_eq!(
+        first.black_pixels(),
+        u64::from(w) * u64::from(h),
+        "the box is solid and alone"
+    );
+    let second = doc.render_page(1, &spec).expect("page 2");
+    assert!(second.black_pixels() > 500, "the text is drawn");
+}

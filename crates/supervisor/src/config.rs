@@ -48,6 +48,9 @@ pub struct Config {
     /// Memory the checks of uploads may take at once (decoding pictures and TIFF pages), MiB; a check
     /// that needs more runs alone. They run one per core, off the async runtime.
     pub check_memory_mib: u64,
+    /// The ghostscript program that converts PostScript uploads to PDF (Debian package `ghostscript`);
+    /// empty to refuse PostScript (415). Fax servers then render the PDF and need no ghostscript.
+    pub ghostscript: String,
     pub connections: ConnectionConfig,
     pub dial: DialConfig,
     pub retry: RetryConfig,
@@ -175,6 +178,7 @@ impl Default for Config {
             metrics_token: None,
             max_upload_bytes: 50 * 1024 * 1024,
             check_memory_mib: 512,
+            ghostscript: "gs".into(),
             connections: ConnectionConfig::default(),
             dial: DialConfig::default(),
             retry: RetryConfig::default(),

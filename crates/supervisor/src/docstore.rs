@@ -15,8 +15,11 @@ use tokio::sync::Semaphore;
 pub enum DocError {
     #[error("the document is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("unsupported document type; send PDF, TIFF, PNG, JPEG, GIF or UTF-8 text")]
+    #[error("unsupported document type; send PDF, PostScript, TIFF, PNG, JPEG, GIF or UTF-8 text")]
     Unsupported,
+    /// PostScript, which this supervisor cannot convert (the reason says why).
+    #[error("{0}")]
+    Unconvertible(String),
     #[error("the document is corrupt: {0}")]
     Corrupt(String),
     #[error("the document is empty")]
@@ -39,13 +42,62 @@ pub struct StoredDoc {
 pub struct DocStore {
     root: PathBuf,
     checks: Checks,
+    /// The ghostscript program that converts PostScript uploads to PDF; `None` refuses them.
+    ghostscript: Option<String>,
 }
+
+/// Longest a PostScript conversion may take.
+const POSTSCRIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl DocStore {
     pub fn open(root: PathBuf, checks: Checks) -> std::io::Result<Self> {
         at_rest::private_dir(&root)?;
         at_rest::private_dir(&root.join("tmp"))?;
-        Ok(Self { root, checks })
+        Ok(Self {
+            root,
+            checks,
+            ghostscript: None,
+        })
+    }
+
+    /// Converts PostScript uploads to PDF with this ghostscript program (none when empty).
+    pub fn with_ghostscript(mut self, program: &str) -> Self {
+        self.ghostscript = Some(program.to_owned()).filter(|p| !p.is_empty());
+        self
+    }
+
+    /// A PostScript upload as the PDF ghostscript makes of it (a blocking subprocess, run in the checks'
+    /// pool within the memory budget).
+    async fn postscript_to_pdf(&self, source: Source, size: u64) -> Result<Vec<u8>, DocError> {
+        let Some(program) = self.ghostscript.clone() else {
+            return Err(DocError::Unconvertible(
+                "this supervisor does not convert PostScript (ghostscript is off in its configuration); \
+                 send the document as PDF"
+                    .into(),
+            ));
+        };
+        let limits = load_options().limits;
+        let converted = self
+            .checks
+            .run(size.saturating_mul(2).saturating_add(64 << 20), move || {
+                let bytes = source.bytes()?;
+                render::postscript_to_pdf(&bytes, &program, POSTSCRIPT_TIMEOUT, &limits).map_err(
+                    |e| match e {
+                        render::Error::GhostscriptMissing { .. } => DocError::Unconvertible(format!(
+                            "PostScript documents are converted to PDF with ghostscript, which this \
+                             supervisor cannot run ({e}); send the document as PDF"
+                        )),
+                        render::Error::InputTooLarge { limit, .. } => DocError::TooLarge {
+                            limit: limit as u64,
+                        },
+                        other => {
+                            DocError::Corrupt(format!("the PostScript could not be converted: {other}"))
+                        }
+                    },
+                )
+            })
+            .await??;
+        Ok(converted)
     }
 
     pub fn path_of(&self, sha256: &str) -> Option<PathBuf> {
@@ -94,7 +146,7 @@ impl DocStore {
             if size == 0 {
                 return Err(DocError::Empty);
             }
-            let (source, in_memory) = match file {
+            let (mut source, mut in_memory) = match file {
                 Some(mut f) => {
                     f.flush().await?;
                     (Source::File(tmp.clone()), None)
@@ -104,6 +156,14 @@ impl DocStore {
                     (Source::Memory(memory.clone()), Some(memory))
                 }
             };
+            // PostScript is stored as the PDF ghostscript makes of it (it replaces a spilled upload's
+            // temporary file below): never as text, and fax servers need no ghostscript.
+            if render::is_postscript(&source.head().await?) {
+                let pdf = render::SharedBytes::from(self.postscript_to_pdf(source, size).await?);
+                size = pdf.len() as u64;
+                source = Source::Memory(pdf.clone());
+                in_memory = Some(pdf);
+            }
             let Checked {
                 sha256,
                 media_type,
@@ -113,7 +173,8 @@ impl DocStore {
                 .path_of(&sha256)
                 .ok_or_else(|| DocError::Corrupt("bad hash".into()))?;
             if let Some(memory) = in_memory
-                && !tokio::fs::try_exists(&dest).await.unwrap_or(false)
+                && (!tokio::fs::try_exists(&dest).await.unwrap_or(false)
+                    || tokio::fs::try_exists(&tmp).await.unwrap_or(false))
             {
                 let mut f = create_private(&tmp).await?;
                 f.write_all(&memory).await?;
@@ -183,6 +244,7 @@ pub fn inspect(bytes: render::SharedBytes) -> Result<(&'static str, u32), DocErr
         render::Format::Gif => "image/gif",
         render::Format::Tiff => "image/tiff",
         render::Format::Text => "text/plain",
+        render::Format::PostScript => "application/postscript",
     };
     Ok((media_type, u32::try_from(checked.pages).unwrap_or(u32::MAX)))
 }
@@ -203,6 +265,23 @@ pub enum Source {
 }
 
 impl Source {
+    /// Its first bytes, enough to tell the format.
+    async fn head(&self) -> Result<Vec<u8>, DocError> {
+        match self {
+            Source::Memory(b) => Ok(b[..b.len().min(16)].to_vec()),
+            Source::File(p) => {
+                use tokio::io::AsyncReadExt;
+                let mut head = Vec::with_capacity(16);
+                tokio::fs::File::open(p)
+                    .await?
+                    .take(16)
+                    .read_to_end(&mut head)
+                    .await?;
+                Ok(head)
+            }
+        }
+    }
+
     fn bytes(&self) -> Result<render::SharedBytes, DocError> {
         match self {
             Source::Memory(b) => Ok(b.clone()),

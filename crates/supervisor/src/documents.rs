@@ -60,7 +60,7 @@ where
 pub fn refused(field: &str, e: DocError) -> Error {
     match e {
         DocError::TooLarge { .. } => Error::TooLarge(format!("{field}: {e}")),
-        DocError::Unsupported => Error::Unsupported {
+        DocError::Unsupported | DocError::Unconvertible(_) => Error::Unsupported {
             field: field.to_owned(),
             message: format!("{field}: {e}"),
         },

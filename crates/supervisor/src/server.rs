@@ -254,7 +254,8 @@ impl Supervisor {
         let checks =
             crate::docstore::Checks::per_core(config.check_memory_mib.saturating_mul(1 << 20));
         let docs = DocStore::open(crate::docstore::root_of(&config.data_dir), checks)
-            .context("opening the document store")?;
+            .context("opening the document store")?
+            .with_ghostscript(&config.ghostscript);
         let server_key = Arc::new(at_rest::load_or_make_key(
             &config.data_dir.join("server.key"),
         )?);

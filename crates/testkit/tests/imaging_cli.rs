@@ -204,6 +204,27 @@ fn convert_and_preview_refuse_bad_input_by_name_and_leave_no_file() {
     ]);
     assert!(!ok && text.contains("jbig"), "{text}");
 
+    // PostScript goes through ghostscript, as uploads do: its two pages, never its source as text.
+    if testkit::gate::needs(
+        "ghostscript (gs)",
+        Command::new("gs").arg("--version").output().is_ok(),
+        "apt-get install ghostscript",
+    ) {
+        std::fs::write(
+            d("memo.ps"),
+            "%!PS-Adobe-3.0\n72 698 144 72 rectfill showpage\n72 600 144 72 rectfill showpage\n",
+        )
+        .expect("writes the PostScript");
+        let (ok, text) = faxhub(&["convert", &d("memo.ps"), "-o", &d("ps.tif")]);
+        assert!(ok, "{text}");
+        let pages = t4::tiff::read(
+            &std::fs::read(d("ps.tif")).expect("the TIFF"),
+            &t4::tiff::ReadLimits::default(),
+        )
+        .expect("a TIFF");
+        assert_eq!(pages.len(), 2, "{text}");
+    }
+
     // A thumbnail of a real page: a PNG no larger than 200 x 283 with some ink on it.
     let (ok, text) = faxhub(&["preview", &d("ok.txt"), "-o", &d("p.png"), "--thumbnail"]);
     assert!(ok, "{text}");

@@ -633,3 +633,67 @@ async fn every_error_response_has_the_json_shape() {
         }
     }
 }
+
+/// A two-page PostScript memo, as `sendfax` and print drivers send: a box on the first page, text on the
+/// second.
+const MEMO_PS: &str = "%!PS-Adobe-3.0\n%%Pages: 2\n<< /PageSize [595 842] >> setpagedevice\n\
+    72 698 144 72 rectfill showpage\n\
+    /Helvetica findfont 24 scalefont setfont 72 700 moveto (Second page) show showpage\n";
+
+/// PostScript is converted to PDF with ghostscript at upload (so it is never faxed as its source text,
+/// and fax servers need no ghostscript): the stored document is that PDF, with the program's pages. A
+/// supervisor that cannot run ghostscript, or has it turned off, refuses PostScript with 415 saying so,
+/// also when the upload is large enough to be spilled to disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postscript_is_converted_to_pdf_or_refused_never_sent_as_text() {
+    let (_dir, sup, admin) = supervisor("").await;
+    let doc = answer(admin.upload(MEMO_PS.as_bytes().to_vec()), 201, "PostScript").await;
+    assert_eq!(
+        (doc["media_type"].as_str(), doc["pages"].as_u64()),
+        (Some("application/pdf"), Some(2)),
+        "{doc}"
+    );
+    let stored = admin
+        .http
+        .get(format!("{}/v1/documents/{}", sup.url, id(&doc, "/sha256")))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert!(
+        stored.starts_with(b"%PDF-"),
+        "the stored document is the PDF"
+    );
+    // Larger than what is checked in memory (256 KiB): a comment pads it.
+    let mut big = MEMO_PS.to_owned();
+    big.insert_str(
+        big.find('\n').expect("line") + 1,
+        &format!("%{}\n", "x".repeat(300_000)),
+    );
+    let doc = answer(admin.upload(big.into_bytes()), 201, "large PostScript").await;
+    assert_eq!(doc["media_type"], "application/pdf", "{doc}");
+    assert_eq!(doc["pages"], 2, "{doc}");
+
+    for (config, says) in [
+        ("ghostscript = \"\"", "does not convert PostScript"),
+        (
+            "ghostscript = \"/nonexistent/gs\"",
+            "install the Debian package `ghostscript`",
+        ),
+    ] {
+        let (_dir, _sup, admin) = supervisor(config).await;
+        let r = admin
+            .upload(MEMO_PS.as_bytes().to_vec())
+            .await
+            .expect("upload");
+        assert_eq!(r.status, 415, "{config}: {}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(says) && message.contains("PDF"),
+            "{config}: {message}"
+        );
+    }
+}

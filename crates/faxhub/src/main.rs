@@ -77,8 +77,11 @@ enum Command {
         #[arg(long, env = "FAXHUB_DRAIN_SECS", default_value_t = 75)]
         drain_secs: u64,
     },
-    /// A supervisor and two fax servers in one process on loopback, in a fresh data directory.
+    /// A supervisor and two fax servers in one process on loopback, in a fresh data directory, or resumed
+    /// in one an earlier `faxhub dev --data-dir` made (its clients, jobs and inbox kept).
     Dev {
+        /// Where the network lives (default: a new directory under the temporary directory). A directory
+        /// `faxhub dev` made before is resumed; any other must be empty.
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[arg(long, default_value = "127.0.0.1:8480")]
@@ -279,17 +282,88 @@ fn announce(running: &supervisor::Running, show_secrets: bool) {
     }
 }
 
+/// What `faxhub dev` keeps in its data directory to resume the network there: the SIP ports, the fax
+/// servers and the administrator's token (the file is the owner's alone).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DevNetwork {
+    sip_ports: [u16; 2],
+    fax_server_ids: Vec<String>,
+    admin_token: String,
+}
+
+/// The file that marks a data directory as `faxhub dev`'s own.
+const DEV_FILE: &str = "faxhub-dev.json";
+/// The fax servers of `faxhub dev`, their numbers, and the number each may dial.
+const DEV_SERVERS: [&str; 2] = ["fax-a", "fax-b"];
+const DEV_NUMBERS: [&str; 2] = ["+15550101", "+15550102"];
+
+/// The settings of dev fax server `me`: its number, the other as its SIP proxy (no registrar).
+fn dev_settings(me: usize, sip_ports: [u16; 2]) -> serde_json::Value {
+    let other = 1 - me;
+    serde_json::json!({
+        "station_id": DEV_NUMBERS[me],
+        "local_numbers": [DEV_NUMBERS[me]],
+        "channels": 4,
+        "sip": {"registrar": "", "proxy": format!("127.0.0.1:{}", sip_ports[other]), "user": DEV_NUMBERS[me].trim_start_matches('+'), "transport": "udp"},
+        "dial_rules": {"prefixes": [DEV_NUMBERS[other]], "access_code": ""},
+    })
+}
+
+/// A loopback port free for both UDP and TCP (a SIP line binds both).
+fn free_sip_port() -> anyhow::Result<u16> {
+    for _ in 0..20 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if sip_port_free(port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no loopback port is free for SIP over both UDP and TCP")
+}
+
+fn sip_port_free(port: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn write_dev_network(dir: &std::path::Path, network: &DevNetwork) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(DEV_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(network)?)?;
+    Ok(())
+}
+
 async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> anyhow::Result<()> {
     let data_dir = match data_dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("faxhub-dev-{}", std::process::id())),
     };
-    if data_dir.exists() && std::fs::read_dir(&data_dir)?.next().is_some() {
-        anyhow::bail!(
-            "{} is not empty; faxhub dev starts from a fresh data directory",
-            data_dir.display()
-        );
-    }
+    // A directory this command made before is resumed (its clients, jobs and inbox); any other that is
+    // not empty is refused.
+    let resumed: Option<DevNetwork> = match std::fs::read(data_dir.join(DEV_FILE)) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is damaged", data_dir.join(DEV_FILE).display()))?,
+        ),
+        Err(_) if data_dir.exists() && std::fs::read_dir(&data_dir)?.next().is_some() => {
+            anyhow::bail!(
+                "{} is not empty and was not made by faxhub dev; give a new directory (or one faxhub dev made, to resume it)",
+                data_dir.display()
+            );
+        }
+        Err(_) => None,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let cfg = supervisor::Config {
         data_dir: data_dir.join("supervisor"),
         http_listen: parse_listen("http", http)?,
@@ -300,69 +374,110 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     let https_addr = running
         .https_addr
         .context("faxhub dev needs its HTTPS listener")?;
-    let bootstrap = running
-        .bootstrap
-        .clone()
-        .context("a fresh data directory has a bootstrap administrator")?;
     let api = format!("https://localhost:{}", https_addr.port());
     let ca = data_dir.join("supervisor/tls/cert.pem");
-    let client = cli::Api::new(&api, &bootstrap.token, Some(&ca))?;
-    let groupings: Vec<supervisor::api::admin::GroupingView> =
-        client.get_view("/v1/groupings").await?;
-    let default = groupings
-        .first()
-        .context("the supervisor has no grouping")?
-        .id
-        .clone();
+    let token = match (&resumed, &running.bootstrap) {
+        (Some(r), _) => r.admin_token.clone(),
+        (None, Some(b)) => b.token.clone(),
+        (None, None) => anyhow::bail!(
+            "{} holds a supervisor but not faxhub dev's network; give a new directory",
+            data_dir.display()
+        ),
+    };
+    let client = cli::Api::new(&api, &token, Some(&ca))?;
     // Two fax servers calling each other over SIP on loopback, each the other's proxy (no registrar):
     // fax-a answers +15550101 and may dial +15550102; fax-b the other way round.
-    let free_port = || -> anyhow::Result<u16> {
-        Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port())
+    let numbers = DEV_NUMBERS;
+    let (sip_ports, server_ids) = match &resumed {
+        Some(r) => {
+            let mut ports = r.sip_ports;
+            for p in &mut ports {
+                if !sip_port_free(*p) {
+                    *p = free_sip_port()?;
+                }
+            }
+            if ports != r.sip_ports {
+                // Each fax server's proxy is the other's port: tell them the new ones.
+                for (i, id) in r.fax_server_ids.iter().enumerate() {
+                    client
+                        .put_json(
+                            &format!("/v1/fax-servers/{id}/settings"),
+                            &dev_settings(i, ports),
+                        )
+                        .await
+                        .with_context(|| format!("moving {} to a new SIP port", DEV_SERVERS[i]))?;
+                }
+            }
+            (ports, r.fax_server_ids.clone())
+        }
+        None => {
+            let ports = [free_sip_port()?, free_sip_port()?];
+            let groupings: Vec<supervisor::api::admin::GroupingView> =
+                client.get_view("/v1/groupings").await?;
+            let default = groupings
+                .first()
+                .context("the supervisor has no grouping")?
+                .id
+                .clone();
+            let mut ids = Vec::new();
+            for (i, name) in DEV_SERVERS.into_iter().enumerate() {
+                let made: supervisor::api::admin::NewFaxServerResponse = cli::view(
+                    client
+                        .post_json(
+                            "/v1/fax-servers",
+                            &serde_json::json!({"name": name, "groupings": [default]}),
+                        )
+                        .await?,
+                )?;
+                let id = made.fax_server.id;
+                client
+                    .put_json(
+                        &format!("/v1/fax-servers/{id}/settings"),
+                        &dev_settings(i, ports),
+                    )
+                    .await
+                    .with_context(|| format!("setting up {name}"))?;
+                let config = dev_node_config(&api, &data_dir, name, &ca);
+                node::enroll(&config, &made.enrollment_token).await?;
+                ids.push(id);
+            }
+            write_dev_network(
+                &data_dir,
+                &DevNetwork {
+                    sip_ports: ports,
+                    fax_server_ids: ids.clone(),
+                    admin_token: token.clone(),
+                },
+            )?;
+            (ports, ids)
+        }
     };
-    let sip_ports = [free_port()?, free_port()?];
-    let numbers = ["+15550101", "+15550102"];
-    let mut nodes = Vec::new();
-    let mut server_ids = Vec::new();
-    for (i, name) in ["fax-a", "fax-b"].into_iter().enumerate() {
-        let made: supervisor::api::admin::NewFaxServerResponse = cli::view(
-            client
-                .post_json(
-                    "/v1/fax-servers",
-                    &serde_json::json!({"name": name, "groupings": [default]}),
-                )
-                .await?,
+    if let Some(r) = &resumed
+        && r.sip_ports != sip_ports
+    {
+        write_dev_network(
+            &data_dir,
+            &DevNetwork {
+                sip_ports,
+                fax_server_ids: server_ids.clone(),
+                admin_token: token.clone(),
+            },
         )?;
-        let token = made.enrollment_token;
-        let id = made.fax_server.id;
-        server_ids.push(id.clone());
-        let (me, other) = (i, 1 - i);
-        let settings = serde_json::json!({
-            "station_id": numbers[me],
-            "local_numbers": [numbers[me]],
-            "channels": 4,
-            "sip": {"registrar": "", "proxy": format!("127.0.0.1:{}", sip_ports[other]), "user": numbers[me].trim_start_matches('+'), "transport": "udp"},
-            "dial_rules": {"prefixes": [numbers[other]], "access_code": ""},
-        });
-        client
-            .put_json(&format!("/v1/fax-servers/{id}/settings"), &settings)
-            .await
-            .with_context(|| format!("setting up {name}"))?;
-        let config = node::NodeConfig {
-            supervisor: api.clone(),
-            state_dir: data_dir.join(name),
-            ca_cert: Some(ca.clone()),
-            reachable_prefixes: Vec::new(),
-            offer_observer: None,
-        };
-        node::enroll(&config, &token).await?;
+    }
+    let mut nodes = Vec::new();
+    for (i, name) in DEV_SERVERS.into_iter().enumerate() {
         let line = node::SipLine::new(node::SipLineConfig {
-            sip_bind: std::net::SocketAddr::from(([127, 0, 0, 1], sip_ports[me])),
+            sip_bind: std::net::SocketAddr::from(([127, 0, 0, 1], sip_ports[i])),
             media_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             keepalive: std::time::Duration::from_secs(30),
         });
-        nodes.push(node::run(config, Arc::new(line))?);
+        nodes.push(node::run(
+            dev_node_config(&api, &data_dir, name, &ca),
+            Arc::new(line),
+        )?);
+    }
+    if resumed.is_some() {
+        println!("faxhub dev: resumed the network in {}", data_dir.display());
     }
     println!(
         "faxhub dev: a supervisor and two fax servers on loopback calling each other over SIP and T.38"
@@ -375,8 +490,7 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     announce(&running, true);
     println!("CA certificate for clients: {}", ca.display());
     println!(
-        "try: faxhub login --url {api} --token {} --ca-cert {}",
-        bootstrap.token,
+        "try: faxhub login --url {api} --token {token} --ca-cert {}",
         ca.display()
     );
     println!(
@@ -386,7 +500,8 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     println!(
         "     webhooks go only to public addresses; to let them reach this machine:\n       faxhub settings set supervisor 'webhooks.allowed_networks=[\"127.0.0.0/8\",\"::1\"]'"
     );
-    if demo {
+    // The demo fax goes once, when the network is made.
+    if demo && resumed.is_none() {
         let saved = data_dir.join("demo-received.tif");
         tokio::select! {
             r = dev_demo::run(&client, &server_ids, numbers[1], &saved) => match r {
@@ -398,6 +513,22 @@ async fn dev(data_dir: Option<PathBuf>, http: &str, https: &str, demo: bool) -> 
     }
     let signal = stop_signal().await;
     stop_dev(signal, nodes, running).await
+}
+
+/// The configuration of dev fax server `name`, its state in the data directory.
+fn dev_node_config(
+    api: &str,
+    data_dir: &std::path::Path,
+    name: &str,
+    ca: &std::path::Path,
+) -> node::NodeConfig {
+    node::NodeConfig {
+        supervisor: api.to_owned(),
+        state_dir: data_dir.join(name),
+        ca_cert: Some(ca.to_owned()),
+        reachable_prefixes: Vec::new(),
+        offer_observer: None,
+    }
 }
 
 /// Stops `faxhub dev`'s network gracefully: the fax servers finish their calls (10 s at most), then the

@@ -1,7 +1,7 @@
 //! `faxhub dev`, the README's first command, as a user runs it: a supervisor and two fax servers on
 //! loopback calling each other over SIP and T.38. Its demo fax (a PDF a client sends to the number fax-b
 //! answers) must be sent, received, and delivered to the inbox with the document's pages; SIGTERM stops
-//! it cleanly.
+//! it cleanly, and `faxhub dev --data-dir` on that directory resumes the network with its inbox.
 
 // Tests panic on purpose when an expectation fails.
 #![allow(clippy::unwrap_used)]
@@ -10,28 +10,24 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::harness::{Proc, faxhub_bin, free_port, pages_below_header};
+use testkit::harness::{Api, Proc, faxhub_bin, free_port, pages_below_header};
 
-#[test]
-fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("dev");
+/// Starts `faxhub dev` on `data` with the given listeners; its stdout lines arrive on the receiver.
+fn start_dev(
+    data: &std::path::Path,
+    http: &str,
+    https: &str,
+) -> (Proc, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(faxhub_bin().unwrap())
         .args(["dev", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--http",
-            &format!("127.0.0.1:{}", free_port()),
-            "--https",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
+        .arg(data)
+        .args(["--http", http, "--https", https])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut guard = Proc::new(child);
-    // Read its output on a thread, bounded by a deadline.
+    // Read its output on a thread, bounded by the callers' deadlines.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -40,22 +36,45 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(180);
+    (Proc::new(child), rx)
+}
+
+/// Lines until one that `last` accepts (included), or all that came within `within`; whether it came.
+fn lines_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    within: Duration,
+    last: impl Fn(&str) -> bool,
+) -> (bool, Vec<String>) {
+    let deadline = Instant::now() + within;
     let mut out = Vec::new();
-    let result = loop {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                let done = line.starts_with("demo: done");
-                let failed = line.starts_with("demo: FAILED");
+                let done = last(&line);
                 out.push(line);
-                if done || failed {
-                    break done;
+                if done {
+                    return (true, out);
                 }
             }
-            Err(_) => break false,
+            Err(_) => return (false, out),
         }
-    };
+    }
+}
+
+#[test]
+fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dev");
+    let (http, https) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let (mut guard, rx) = start_dev(&data, &http, &https);
+    let (_, out) = lines_until(&rx, Duration::from_secs(180), |l| {
+        l.starts_with("demo: done") || l.starts_with("demo: FAILED")
+    });
+    let result = out.iter().any(|l| l.starts_with("demo: done"));
     let text = out.join("\n");
     assert!(result, "the demo fax did not go through:\n{text}");
     assert!(
@@ -106,5 +125,56 @@ fn faxhub_dev_faxes_a_pdf_from_one_fax_server_to_the_other_into_the_inbox() {
     assert!(
         rest.iter().any(|l| l == "SIGTERM: stopping the network"),
         "{rest:?}"
+    );
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .map(|t| t.trim().to_owned())
+        .expect("the token line");
+
+    // Started again on its directory, it resumes the network: the same administrator, the inbox with the
+    // demo fax, both fax servers back online; no second demo fax.
+    let (mut again, rx) = start_dev(&data, &http, &https);
+    let (up, out) = lines_until(&rx, Duration::from_secs(60), |l| {
+        l.starts_with("try: faxhub login")
+    });
+    let text = out.join("\n");
+    assert!(up && text.contains("resumed the network"), "{text}");
+    assert!(
+        text.contains(&token),
+        "the same administrator's token:\n{text}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let api = Api::new(&format!("http://{http}"), &token);
+        let inbox = api.get_ok("/v1/inbox").await.unwrap();
+        assert_eq!(inbox["items"].as_array().map(Vec::len), Some(1), "{inbox}");
+        let servers = api.get_ok("/v1/fax-servers").await.unwrap();
+        let ids: Vec<String> = servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 2, "{servers}");
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        api.wait_online(&ids).await.unwrap();
+    });
+    let status = again.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status}");
+
+    // A directory it did not make is still refused.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let out = Command::new(faxhub_bin().unwrap())
+        .args(["dev", "--data-dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("was not made by faxhub dev"),
+        "{said}"
     );
 }

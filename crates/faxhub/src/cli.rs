@@ -6,6 +6,7 @@
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use futures::StreamExt;
+use protocol::job::JobStatus;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use supervisor::api::Paged;
@@ -348,6 +349,33 @@ impl Api {
     }
 }
 
+/// What a job is doing and why, in words: the reason shown is the one for its state now (a sent job
+/// carries no stale failure; during a retry wait, why and until when).
+fn state_in_words(j: &JobView) -> String {
+    let reason = j.reason.as_deref().unwrap_or("no reason given");
+    match j.status {
+        JobStatus::Queued if j.tries > 0 => format!(
+            "waiting for try {} of {} until {}: the last try ended with {reason}",
+            j.tries + 1,
+            j.max_tries,
+            j.not_before
+        ),
+        JobStatus::Queued => format!("queued; not sent before {}", j.not_before),
+        JobStatus::Dispatched => "handed to a fax server".to_owned(),
+        JobStatus::Active => "being sent".to_owned(),
+        JobStatus::InDoubt => {
+            "its fax server went silent during the call; see the attempt below".to_owned()
+        }
+        JobStatus::Sent => format!(
+            "sent {} page(s) at {}",
+            j.pages_sent,
+            j.finished_at.as_deref().unwrap_or("-")
+        ),
+        JobStatus::Failed => format!("failed: {reason}"),
+        JobStatus::Cancelled => format!("cancelled: {reason}"),
+    }
+}
+
 pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Login {
@@ -449,16 +477,10 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let api = Api::load()?;
             let j: JobView = api.get_view(&format!("/v1/jobs/{job}")).await?;
             println!(
-                "{}  {}  {}  tries {}/{}  pages {}/{}  {}",
-                j.id,
-                j.recipient,
-                j.status,
-                j.tries,
-                j.max_tries,
-                j.pages_sent,
-                j.pages_total,
-                j.reason.as_deref().unwrap_or("")
+                "{}  {}  {}  tries {}/{}  pages {}/{}",
+                j.id, j.recipient, j.status, j.tries, j.max_tries, j.pages_sent, j.pages_total
             );
+            println!("  {}", state_in_words(&j));
             for a in j.attempts.unwrap_or_default() {
                 let doubt = a
                     .in_doubt_until

@@ -280,7 +280,8 @@ async fn apply_job_update(
 ) -> Result<bool> {
     let finished = update.status.is_finished();
     let done = sqlx::query(&format!(
-        "UPDATE jobs SET status = $1, reason = COALESCE($2, reason), not_before = COALESCE($3, not_before),
+        "UPDATE jobs SET status = $1, reason = CASE WHEN $1 = 'sent' THEN NULL ELSE COALESCE($2, reason) END,
+             not_before = COALESCE($3, not_before),
              pages_sent = COALESCE($4, pages_sent), updated_at = $5,
              finished_at = CASE WHEN $6 THEN $5 ELSE NULL END
          WHERE id = $7 AND {condition}"
@@ -664,7 +665,7 @@ impl Store {
         let mut moved: std::collections::HashSet<String> = std::collections::HashSet::new();
         for chunk in batch.chunks(1000) {
             let mut update = sqlx::QueryBuilder::new(
-                "UPDATE jobs SET status = 'dispatched', tries = tries + 1, updated_at = ",
+                "UPDATE jobs SET status = 'dispatched', tries = tries + 1, reason = NULL, updated_at = ",
             );
             update
                 .push_bind(now)

@@ -34,7 +34,7 @@ async fn client_commands_send_follow_and_fetch() {
         &[],
         &[&g],
         2,
-        json!({"page_ms": 200}),
+        json!({"page_ms": 200, "numbers": {"+15550109999": ["busy"]}}),
     )
     .await
     .expect("node");
@@ -103,6 +103,52 @@ async fn client_commands_send_follow_and_fetch() {
     );
     let (ok, out) = faxhub(&config, &["jobs"]);
     assert!(ok && out.contains(&job), "{out}");
+    // A sent job says it was sent, with no stale failure; one waiting for its next try says why and until
+    // when.
+    assert!(out.lines().count() > 1);
+    let (ok, out) = faxhub(&config, &["status", &job]);
+    assert!(ok && out.contains("sent 1 page(s) at"), "{out}");
+    let sha = admin
+        .upload(tiny_tiff())
+        .await
+        .expect("upload")
+        .expect_status(201)
+        .expect("201")["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let busy = admin
+        .post(
+            "/v1/jobs",
+            json!({"recipients": ["+15550109999"], "documents": [sha], "retry_delay_secs": 600}),
+        )
+        .await
+        .expect("submit")
+        .expect_status(201)
+        .expect("201")["jobs"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    admin
+        .wait_job(&busy, Duration::from_secs(10), |s| s == "queued")
+        .await
+        .expect("queued");
+    let mut out = String::new();
+    for _ in 0..100 {
+        let (ok, o) = faxhub(&config, &["status", &busy]);
+        assert!(ok, "{o}");
+        out = o;
+        if out.contains("waiting for try 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        out.contains("waiting for try 2 of") && out.contains("until") && out.contains("busy"),
+        "{out}"
+    );
+    let (ok, out) = faxhub(&config, &["cancel", &busy]);
+    assert!(ok && out.contains("cancelled"), "{out}");
     let (ok, out) = faxhub(
         &config,
         &["send", "/nonexistent.pdf", "--to", "+15550102000"],

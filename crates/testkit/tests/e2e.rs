@@ -267,6 +267,10 @@ async fn retry_schedule_for_recipient_faults() {
         .await
         .expect("done");
     assert_eq!(done["status"], "sent", "{done}");
+    assert!(
+        done["reason"].is_null(),
+        "a sent job carries no stale failure: {done}"
+    );
     let attempts = done["attempts"].as_array().expect("attempts");
     let reasons: Vec<&str> = attempts
         .iter()

@@ -57,6 +57,9 @@ pub struct JobView {
     pub max_tries: i64,
     pub pages_total: i64,
     pub pages_sent: i64,
+    /// Why the job is in its state: what ended it (`failed`, `cancelled`), or, while it is `queued` for its
+    /// next try, what the try before ended with (it waits until `not_before`). None while it is being sent
+    /// and once it is sent.
     pub reason: Option<String>,
     pub options: JobOptions,
     pub not_before: String,

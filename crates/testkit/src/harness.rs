@@ -595,6 +595,15 @@ impl Api {
         .await
     }
 
+    /// Uploads a document, which must be accepted: its SHA-256.
+    pub async fn upload_sha(&self, bytes: Vec<u8>) -> anyhow::Result<String> {
+        let doc = self.upload(bytes).await?.expect_status(201)?;
+        doc["sha256"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no sha256 in {doc}"))
+    }
+
     /// The first grouping the caller sees: for the bootstrap administrator, the bootstrap grouping.
     pub async fn default_grouping(&self) -> anyhow::Result<String> {
         let gs = self.get("/v1/groupings").await?.expect_status(200)?;

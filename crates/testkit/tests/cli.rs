@@ -108,15 +108,7 @@ async fn client_commands_send_follow_and_fetch() {
     assert!(out.lines().count() > 1);
     let (ok, out) = faxhub(&config, &["status", &job]);
     assert!(ok && out.contains("sent 1 page(s) at"), "{out}");
-    let sha = admin
-        .upload(tiny_tiff())
-        .await
-        .expect("upload")
-        .expect_status(201)
-        .expect("201")["sha256"]
-        .as_str()
-        .expect("sha")
-        .to_owned();
+    let sha = admin.upload_sha(tiny_tiff()).await.expect("upload");
     let busy = admin
         .post(
             "/v1/jobs",

@@ -1613,15 +1613,7 @@ async fn a_queue_administrator_sees_alters_cancels_and_resends_the_jobs_of_its_g
         .new_application("carol", &[&support], Some(operator(&support)))
         .await
         .expect("carol");
-    let sha = alice
-        .upload(tiny_tiff())
-        .await
-        .expect("upload")
-        .expect_status(201)
-        .expect("201")["sha256"]
-        .as_str()
-        .expect("sha")
-        .to_owned();
+    let sha = alice.upload_sha(tiny_tiff()).await.expect("upload");
     let in_an_hour = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
     let later = in_an_hour
         .format(&time::format_description::well_known::Rfc3339)

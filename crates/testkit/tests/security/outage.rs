@@ -81,15 +81,7 @@ impl Net {
             .wait_online(&[&rx_id])
             .await
             .expect("fax servers online");
-        let doc = admin
-            .upload(tiny_tiff())
-            .await
-            .expect("upload")
-            .expect_status(201)
-            .expect("201")["sha256"]
-            .as_str()
-            .expect("sha")
-            .to_owned();
+        let doc = admin.upload_sha(tiny_tiff()).await.expect("upload");
         Self {
             sup,
             admin,

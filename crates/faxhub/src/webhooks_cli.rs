@@ -1,4 +1,6 @@
-//! `faxhub webhooks`: register, list and delete your webhooks, and read their delivery logs.
+//! `faxhub webhooks`: register, change, list and delete your webhooks, rotate their secrets, ping them,
+//! read their delivery logs and deliver a past event again. Deliveries follow the Standard Webhooks
+//! specification (`webhook-id`, `webhook-timestamp`, `webhook-signature`), so its libraries verify them.
 //! Webhooks reach only public addresses unless the supervisor's settings allow a network; an administrator
 //! lets them reach the supervisor's own machine with
 //! `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
@@ -20,10 +22,30 @@ pub enum WebhooksCommand {
         #[arg(long = "event")]
         events: Vec<String>,
     },
+    /// Change a webhook's URL or event kinds.
+    Edit {
+        webhook: String,
+        #[arg(long)]
+        url: Option<String>,
+        /// The new event kinds (repeatable; replaces the old ones).
+        #[arg(long = "event")]
+        events: Vec<String>,
+    },
+    /// Give a webhook a new signing secret (printed, shown this once); the old one also signs for
+    /// --overlap seconds.
+    RotateSecret {
+        webhook: String,
+        #[arg(long, default_value_t = 86_400)]
+        overlap: u64,
+    },
+    /// Send a webhook.ping event to a webhook, to try the endpoint.
+    Ping { webhook: String },
     /// Delete a webhook; its pending deliveries are cancelled.
     Rm { webhook: String },
     /// A webhook's delivery log, newest first.
     Deliveries { webhook: String },
+    /// Deliver a past event again (same webhook-id).
+    Redeliver { webhook: String, delivery: String },
 }
 
 pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
@@ -52,6 +74,61 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 h.secret.as_deref().unwrap_or("")
             );
         }
+        WebhooksCommand::Edit {
+            webhook,
+            url,
+            events,
+        } => {
+            let mut change = json!({});
+            if let Some(u) = url {
+                change["url"] = json!(u);
+            }
+            if !events.is_empty() {
+                change["events"] = json!(events);
+            }
+            let h: WebhookView = view(
+                api.send(
+                    reqwest::Method::PATCH,
+                    &format!("/v1/webhooks/{webhook}"),
+                    Some(&change),
+                )
+                .await?,
+            )?;
+            println!("webhook {}  {}  {}", h.id, h.url, h.events.join(","));
+        }
+        WebhooksCommand::RotateSecret { webhook, overlap } => {
+            let h: WebhookView = view(
+                api.post_json(
+                    &format!("/v1/webhooks/{webhook}/rotate-secret"),
+                    &json!({"overlap_secs": overlap}),
+                )
+                .await?,
+            )?;
+            println!(
+                "new signing secret (shown once): {}",
+                h.secret.as_deref().unwrap_or("")
+            );
+            if let Some(until) = h.previous_secret_valid_until {
+                println!("the previous secret also signs until {until}");
+            }
+        }
+        WebhooksCommand::Ping { webhook } => {
+            let d: DeliveryView = view(
+                api.post_json(&format!("/v1/webhooks/{webhook}/ping"), &json!({}))
+                    .await?,
+            )?;
+            println!("ping queued as delivery {}", d.id);
+        }
+        WebhooksCommand::Redeliver { webhook, delivery } => {
+            let d: DeliveryView = view(
+                api.post_json(
+                    &format!("/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver"),
+                    &json!({}),
+                )
+                .await?,
+            )?;
+            println!("delivery {} is {} again", d.id, d.status);
+        }
         WebhooksCommand::Rm { webhook } => {
             api.delete(&format!("/v1/webhooks/{webhook}")).await?;
             println!("webhook {webhook} deleted; its pending deliveries are cancelled");
@@ -62,7 +139,8 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 .await?;
             for d in log {
                 println!(
-                    "{}  event {}  {}  tries {}  {}",
+                    "{}  {}  event {}  {}  tries {}  {}",
+                    d.id,
                     d.updated_at,
                     d.event_seq,
                     d.status,

@@ -13,6 +13,10 @@ pub struct Webhook {
     pub events: sqlx::types::Json<Vec<String>>,
     pub active: bool,
     pub created_at: i64,
+    /// Which secret signs its deliveries (bumped by each rotation).
+    pub secret_generation: i64,
+    /// Until when (Unix ms) the previous generation's secret signs too, after a rotation.
+    pub previous_secret_until: Option<i64>,
 }
 
 impl Webhook {
@@ -99,6 +103,8 @@ impl Store {
             events: sqlx::types::Json(events.to_vec()),
             active: true,
             created_at: now_ms(),
+            secret_generation: 0,
+            previous_secret_until: None,
         };
         sqlx::query("INSERT INTO webhooks (id, client_id, url, events, active, created_at) VALUES ($1, $2, $3, $4, 1, $5)")
             .bind(&hook.id)
@@ -224,6 +230,89 @@ impl Store {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Changes an active webhook's URL and event kinds (those given); the webhook as it is now.
+    pub async fn update_webhook(
+        &self,
+        id: &str,
+        url: Option<&str>,
+        events: Option<&[String]>,
+    ) -> Result<Option<Webhook>> {
+        let hook = sqlx::query_as(
+            "UPDATE webhooks SET url = COALESCE($1, url), events = COALESCE($2, events)
+             WHERE id = $3 AND active = 1 RETURNING *",
+        )
+        .bind(url)
+        .bind(events.map(|e| sqlx::types::Json(e.to_vec())))
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        self.reload_hooked().await?;
+        Ok(hook)
+    }
+
+    /// Moves an active webhook to its next secret; the previous one still signs until `previous_until`.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+        previous_until: i64,
+    ) -> Result<Option<Webhook>> {
+        Ok(sqlx::query_as(
+            "UPDATE webhooks SET secret_generation = secret_generation + 1, previous_secret_until = $1
+             WHERE id = $2 AND active = 1 RETURNING *",
+        )
+        .bind(previous_until)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    /// Delivers a past event of a webhook again: its delivery is pending from now, with a fresh count of
+    /// tries. `None` when the delivery is not the webhook's or is pending already.
+    pub async fn redeliver(&self, webhook_id: &str, delivery_id: &str) -> Result<Option<Delivery>> {
+        let now = now_ms();
+        Ok(sqlx::query_as(
+            "UPDATE webhook_deliveries SET status = $1, attempts = 0, next_at = $2, updated_at = $2
+             WHERE id = $3 AND webhook_id = $4 AND status <> $1
+                 AND EXISTS (SELECT 1 FROM webhooks WHERE id = $4 AND active = 1)
+             RETURNING *",
+        )
+        .bind(DeliveryStatus::Pending)
+        .bind(now)
+        .bind(delivery_id)
+        .bind(webhook_id)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    /// Queues a `webhook.ping` event for one webhook only: the event belongs to no client's stream (it is
+    /// not an event of theirs), and its delivery is the webhook's alone.
+    pub async fn ping_webhook(&self, webhook_id: &str) -> Result<Delivery> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO events (event_id, client_id, kind, payload, created_at)
+             VALUES ($1, '', 'webhook.ping', $2, $3) RETURNING seq",
+        )
+        .bind(new_id("evt"))
+        .bind(serde_json::json!({"webhook_id": webhook_id}).to_string())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let delivery = sqlx::query_as(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, status, next_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+        )
+        .bind(new_id("dlv"))
+        .bind(webhook_id)
+        .bind(seq)
+        .bind(DeliveryStatus::Pending)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(delivery)
     }
 
     pub async fn deliveries_of(&self, webhook_id: &str, limit: i64) -> Result<Vec<Delivery>> {

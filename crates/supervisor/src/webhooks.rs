@@ -1,8 +1,13 @@
-//! Webhook delivery: each event is POSTed as JSON, signed with HMAC-SHA256, retried with backoff, and every
-//! try is logged. The signing secret of a webhook is derived from the server key and the webhook id, shown
-//! to its owner once at creation and never stored.
+//! Webhook delivery: each event is POSTed as JSON, signed, retried with backoff, and every try is logged.
+//! The signing secret of a webhook is derived from the server key, the webhook id and its generation (bumped
+//! by a rotation), shown to its owner when it is made and never stored.
 //!
-//! Signature header: `X-Faxhub-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+//! Signing follows the Standard Webhooks specification, so integrators verify with its libraries:
+//! `webhook-id` (the event's id, the same on every retry and redelivery), `webhook-timestamp` (Unix seconds
+//! of this try) and `webhook-signature`: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`, where the
+//! key is the base64 after the secret's `whsec_` prefix; while a rotated-out secret still counts, a second
+//! signature with it follows, space-separated. `User-Agent` names faxhub, `x-faxhub-event` the event type and
+//! `x-faxhub-delivery` the delivery (for the delivery log).
 //!
 //! Each webhook with deliveries due has its own lane (a task) that sends at most `PER_WEBHOOK` of them at
 //! once, so a slow or dead endpoint holds up only its own deliveries; `PER_CLIENT` and `IN_FLIGHT` bound
@@ -29,25 +34,91 @@ type HmacSha256 = Hmac<Sha256>;
 /// Delays before the 2nd, 3rd, … try; after the last, the delivery is marked failed.
 const BACKOFF_SECS: [i64; 8] = [1, 5, 30, 120, 600, 1800, 3600, 7200];
 
-pub fn secret_for(server_key: &[u8; 32], webhook_id: &str) -> String {
+/// The secret of a webhook's `generation`: `whsec_` and 64 hex digits of an HMAC of the server key.
+/// Standard Webhooks reads the part after `whsec_` as base64 (hex digits are base64 digits), so the key
+/// is those 48 decoded bytes; generation 0 is the secret webhooks had before rotation existed.
+pub fn secret_for(server_key: &[u8; 32], webhook_id: &str, generation: i64) -> String {
     let mut mac = HmacSha256::new_from_slice(server_key)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(b"faxhub webhook secret\0");
     mac.update(webhook_id.as_bytes());
+    if generation > 0 {
+        mac.update(b"\0");
+        mac.update(generation.to_string().as_bytes());
+    }
     format!("whsec_{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
+/// One Standard Webhooks signature of a message: `v1,` and the base64 HMAC-SHA256 of
+/// `"<msg_id>.<timestamp>.<body>"` under the secret's key (the base64 after `whsec_`; a secret that is not
+/// base64 signs with its bytes, as the reference libraries do with raw keys).
+pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+    let mut mac = HmacSha256::new_from_slice(&key)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(msg_id.as_bytes());
+    mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
     format!(
-        "t={timestamp},v1={}",
-        hex::encode(mac.finalize().into_bytes())
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     )
 }
+
+/// The `webhook-signature` header of a webhook's delivery at `now` (ms): the signature with its secret,
+/// and while a rotated-out secret still counts, one with that too.
+fn signatures(
+    server_key: &[u8; 32],
+    hook: Secrets<'_>,
+    now: i64,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let mut header = sign(
+        &secret_for(server_key, hook.webhook_id, hook.generation),
+        msg_id,
+        timestamp,
+        body,
+    );
+    if hook.generation > 0 && hook.previous_until.is_some_and(|t| now < t) {
+        header.push(' ');
+        header.push_str(&sign(
+            &secret_for(server_key, hook.webhook_id, hook.generation - 1),
+            msg_id,
+            timestamp,
+            body,
+        ));
+    }
+    header
+}
+
+/// Which secrets of a webhook sign: its generation, and until when the one before still counts.
+#[derive(Debug, Clone, Copy)]
+struct Secrets<'a> {
+    webhook_id: &'a str,
+    generation: i64,
+    previous_until: Option<i64>,
+}
+
+impl<'a> From<&'a store::Webhook> for Secrets<'a> {
+    fn from(h: &'a store::Webhook) -> Self {
+        Secrets {
+            webhook_id: &h.id,
+            generation: h.secret_generation,
+            previous_until: h.previous_secret_until,
+        }
+    }
+}
+
+/// The `User-Agent` of webhook deliveries.
+const USER_AGENT: &str = concat!("faxhub/", env!("CARGO_PKG_VERSION"), " (webhooks)");
 
 /// Deliveries of one webhook in flight at once.
 pub const PER_WEBHOOK: usize = 4;
@@ -334,9 +405,13 @@ async fn deliver(
     let _client = permits.acquire().await;
     let _total = app.webhook_lanes.total.acquire().await;
     let now = store::now_ms();
-    let signature = sign(
-        &secret_for(&app.server_key, &hook.id),
-        now / 1000,
+    let timestamp = now / 1000;
+    let signature = signatures(
+        &app.server_key,
+        hook.into(),
+        now,
+        &event.event_id,
+        timestamp,
         body.as_bytes(),
     );
     let request = async {
@@ -351,9 +426,12 @@ async fn deliver(
         let r = client
             .post(url)
             .header("content-type", "application/json")
+            .header("user-agent", USER_AGENT)
+            .header("webhook-id", &event.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
             .header("x-faxhub-event", &event.kind)
             .header("x-faxhub-delivery", &d.id)
-            .header("x-faxhub-signature", signature)
             .body(body)
             .send()
             .await
@@ -416,17 +494,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_are_keyed_and_stable() {
+    fn secrets_are_keyed_by_server_key_webhook_and_generation() {
         let key = [7u8; 32];
-        let s1 = secret_for(&key, "wh_1");
-        assert_eq!(s1, secret_for(&key, "wh_1"));
-        assert_ne!(s1, secret_for(&key, "wh_2"));
-        assert_ne!(s1, secret_for(&[8u8; 32], "wh_1"));
-        let sig = sign(&s1, 1700000000, b"{}");
-        assert!(
-            sig.starts_with("t=1700000000,v1=") && sig.len() == 16 + 64,
-            "{sig}"
+        let s1 = secret_for(&key, "wh_1", 0);
+        assert_eq!(s1, secret_for(&key, "wh_1", 0));
+        assert_ne!(s1, secret_for(&key, "wh_2", 0));
+        assert_ne!(s1, secret_for(&[8u8; 32], "wh_1", 0));
+        assert_ne!(s1, secret_for(&key, "wh_1", 1));
+        assert!(s1.starts_with("whsec_") && s1.len() == 6 + 64, "{s1}");
+    }
+
+    /// The Standard Webhooks test vector: what its libraries compute, we compute.
+    #[test]
+    fn signatures_match_the_standard_webhooks_test_vector() {
+        assert_eq!(
+            sign(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
-        assert_ne!(sig, sign(&s1, 1700000000, b"{ }"));
+    }
+
+    /// After a rotation both secrets sign, until the overlap ends.
+    #[test]
+    fn a_rotated_out_secret_signs_too_until_its_time_is_up() {
+        let key = [7u8; 32];
+        let mut hook = Secrets {
+            webhook_id: "wh_1",
+            generation: 0,
+            previous_until: None,
+        };
+        let one = signatures(&key, hook, 1000, "evt_1", 1, b"{}");
+        assert_eq!(one, sign(&secret_for(&key, "wh_1", 0), "evt_1", 1, b"{}"));
+        hook.generation = 1;
+        hook.previous_until = Some(2000);
+        let both = signatures(&key, hook, 1000, "evt_1", 1, b"{}");
+        assert_eq!(
+            both,
+            format!(
+                "{} {}",
+                sign(&secret_for(&key, "wh_1", 1), "evt_1", 1, b"{}"),
+                one
+            )
+        );
+        let after = signatures(&key, hook, 2000, "evt_1", 1, b"{}");
+        assert_eq!(after, sign(&secret_for(&key, "wh_1", 1), "evt_1", 1, b"{}"));
     }
 }

@@ -558,7 +558,6 @@ async fn webhook_receiver() -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
-    use hmac::{Hmac, Mac};
     let dir = tempdir();
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     sup.allow_loopback_webhooks().expect("webhooks to loopback");
@@ -668,21 +667,16 @@ async fn inbound_faxes_reach_inbox_event_stream_and_webhook() {
         .await
         .expect("webhook in time")
         .expect("webhook");
-    let sig = headers
-        .get("x-faxhub-signature")
-        .and_then(|v| v.to_str().ok())
-        .expect("signature header")
-        .to_owned();
-    let (t, v1) = sig.split_once(",v1=").expect("t=..,v1=..");
-    let t = t.strip_prefix("t=").expect("t=");
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{t}.{body}").as_bytes());
     assert_eq!(
-        hex::encode(mac.finalize().into_bytes()),
-        v1,
-        "signature must verify with the secret"
+        testkit::harness::standard_webhook_valid(&secret, &headers, &body),
+        1,
+        "the Standard Webhooks signature verifies with the secret: {headers:?}"
     );
     let hook_event: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        headers["webhook-id"],
+        hook_event["id"].as_str().expect("id")
+    );
     assert_eq!(
         hook_event["id"], data["event_id"],
         "webhook and SSE carry the same event id"
@@ -1800,4 +1794,211 @@ async fn a_queue_administrator_sees_alters_cancels_and_resends_the_jobs_of_its_g
     );
     let (ok, out) = cli(&["cancel", &third]);
     assert!(ok && out.contains("cancelled"), "{out}");
+}
+
+/// Webhooks as the Standard Webhooks specification has them: the headers (`webhook-id` the event's, the
+/// same on a redelivery; `webhook-timestamp`; `webhook-signature`) and a `User-Agent`; a test ping to one
+/// webhook; a secret rotation whose old secret signs too during the overlap and not after; a redelivery of
+/// a past event; a PATCH of URL and event kinds, checked as at creation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_follow_standard_webhooks_with_ping_rotation_redelivery_and_patch() {
+    use testkit::harness::standard_webhook_valid as valid;
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    sup.allow_loopback_webhooks().expect("webhooks to loopback");
+    let admin = sup.admin();
+    let (url, mut hooks) = webhook_receiver().await;
+    let hook = admin
+        .post("/v1/webhooks", json!({"url": url, "events": ["job.*"]}))
+        .await
+        .expect("hook")
+        .expect_status(201)
+        .expect("201");
+    let id = hook["id"].as_str().expect("id").to_owned();
+    let first = hook["secret"].as_str().expect("secret").to_owned();
+
+    // A ping reaches this webhook, signed, although it takes only job.* events.
+    let ping = admin
+        .post(&format!("/v1/webhooks/{id}/ping"), json!({}))
+        .await
+        .expect("ping")
+        .expect_status(202)
+        .expect("202");
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), hooks.recv())
+        .await
+        .expect("in time")
+        .expect("ping delivery");
+    let event: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(event["type"], "webhook.ping", "{body}");
+    assert_eq!(event["data"]["webhook_id"], id.as_str());
+    assert_eq!(headers["webhook-id"], event["id"].as_str().expect("id"));
+    let sent_at: i64 = headers["webhook-timestamp"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!((now - sent_at).abs() <= 60, "{sent_at} vs {now}");
+    assert_eq!(valid(&first, &headers, &body), 1, "{headers:?}");
+    assert!(
+        headers["user-agent"]
+            .to_str()
+            .is_ok_and(|ua| ua.starts_with("faxhub/")),
+        "{headers:?}"
+    );
+
+    // A redelivery of that delivery keeps the event's webhook-id.
+    let delivery = ping["id"].as_str().expect("delivery id").to_owned();
+    let mut delivered = false;
+    for _ in 0..100 {
+        let log = admin
+            .get_ok(&format!("/v1/webhooks/{id}/deliveries"))
+            .await
+            .expect("log");
+        if log[0]["status"] == "delivered" {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "the ping is logged as delivered");
+    admin
+        .post(
+            &format!("/v1/webhooks/{id}/deliveries/{delivery}/redeliver"),
+            json!({}),
+        )
+        .await
+        .expect("redeliver")
+        .expect_status(202)
+        .expect("202");
+    let (again, again_body) = tokio::time::timeout(Duration::from_secs(10), hooks.recv())
+        .await
+        .expect("in time")
+        .expect("redelivery");
+    assert_eq!(
+        again["webhook-id"], headers["webhook-id"],
+        "the same message"
+    );
+    assert_eq!(again_body, body);
+    let r = admin
+        .post(
+            &format!("/v1/webhooks/{id}/deliveries/dlv_nope/redeliver"),
+            json!({}),
+        )
+        .await
+        .expect("redeliver");
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Rotation: a new secret, shown once; during the overlap both sign, after it only the new one.
+    let rotated = rotate(&admin, &id, 3600).await;
+    let second = rotated["secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(second, first);
+    assert!(
+        rotated["previous_secret_valid_until"].is_string(),
+        "{rotated}"
+    );
+    let (headers, body) = ping_received(&admin, &id, &mut hooks).await;
+    assert_eq!(
+        (
+            valid(&second, &headers, &body),
+            valid(&first, &headers, &body)
+        ),
+        (1, 1),
+        "both secrets sign during the overlap: {headers:?}"
+    );
+    let rotated = rotate(&admin, &id, 0).await;
+    let third = rotated["secret"].as_str().expect("new secret").to_owned();
+    let (headers, body) = ping_received(&admin, &id, &mut hooks).await;
+    assert_eq!(
+        (
+            valid(&third, &headers, &body),
+            valid(&second, &headers, &body)
+        ),
+        (1, 0),
+        "no overlap: only the newest secret signs: {headers:?}"
+    );
+    let r = admin
+        .post(
+            &format!("/v1/webhooks/{id}/rotate-secret"),
+            json!({"overlap_secs": 999_999_999}),
+        )
+        .await
+        .expect("rotate");
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("overlap_secs")),
+        "{}",
+        r.body
+    );
+
+    // PATCH: new event kinds and URL, checked as at creation.
+    let patched = admin
+        .patch(
+            &format!("/v1/webhooks/{id}"),
+            json!({"events": ["inbound.*", "job.sent"]}),
+        )
+        .await
+        .expect("patch")
+        .expect_status(200)
+        .expect("200");
+    assert_eq!(patched["events"], json!(["inbound.*", "job.sent"]));
+    assert!(patched.get("secret").is_none());
+    for (body, field) in [
+        (json!({"url": "ftp://example.com/"}), "url"),
+        (json!({"url": "http://10.0.0.1/hook"}), "url"),
+        (json!({"events": ["job sent"]}), "events[0]"),
+    ] {
+        let r = admin
+            .patch(&format!("/v1/webhooks/{id}"), body.clone())
+            .await
+            .expect("patch");
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let other = admin
+        .new_application("other", &[], None)
+        .await
+        .expect("client")
+        .0;
+    assert_eq!(
+        other
+            .patch(&format!("/v1/webhooks/{id}"), json!({"events": ["*"]}))
+            .await
+            .expect("patch")
+            .status,
+        404
+    );
+}
+
+/// Sends a ping to webhook `id` and waits for it to arrive: its headers and body.
+async fn ping_received(
+    api: &Api,
+    id: &str,
+    hooks: &mut tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>,
+) -> (axum::http::HeaderMap, String) {
+    api.post(&format!("/v1/webhooks/{id}/ping"), json!({}))
+        .await
+        .expect("ping")
+        .expect_status(202)
+        .expect("202");
+    tokio::time::timeout(Duration::from_secs(10), hooks.recv())
+        .await
+        .expect("in time")
+        .expect("ping")
+}
+
+/// Rotates webhook `id`'s secret with an overlap of `overlap_secs`: the answer.
+async fn rotate(api: &Api, id: &str, overlap_secs: u64) -> Value {
+    api.post(
+        &format!("/v1/webhooks/{id}/rotate-secret"),
+        json!({"overlap_secs": overlap_secs}),
+    )
+    .await
+    .expect("rotate")
+    .expect_status(200)
+    .expect("200")
 }

@@ -10,8 +10,8 @@ use crate::egress::{self, Destination};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -368,12 +368,20 @@ pub struct WebhookView {
     pub events: Vec<String>,
     pub active: bool,
     pub created_at: String,
-    /// The signing secret, shown only when the webhook is created.
+    /// The signing secret (Standard Webhooks, `whsec_…`), shown only when the webhook is made and when
+    /// its secret is rotated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// After a rotation: until when deliveries also carry a signature with the previous secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_valid_until: Option<String>,
 }
 
 fn webhook_view(h: store::Webhook, secret: Option<String>) -> WebhookView {
+    let previous = h
+        .previous_secret_until
+        .filter(|t| *t > store::now_ms())
+        .map(rfc3339);
     WebhookView {
         events: h.event_kinds(),
         id: h.id,
@@ -381,24 +389,155 @@ fn webhook_view(h: store::Webhook, secret: Option<String>) -> WebhookView {
         active: h.active,
         created_at: rfc3339(h.created_at),
         secret,
+        previous_secret_valid_until: previous,
     }
 }
 
-/// Registers a webhook for the caller's events. 422 names a URL that is not http(s), does not resolve, or
-/// reaches a loopback, private, link-local or other internal address the supervisor does not allow.
-#[utoipa::path(post, path = "/v1/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 409, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
-pub async fn create_webhook(
+/// What a PATCH of a webhook changes (fields left out stay).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    /// A new URL, checked as at creation.
+    pub url: Option<String>,
+    /// New event kinds or patterns.
+    pub events: Option<Vec<String>>,
+}
+
+/// Changes a webhook's URL or event kinds.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", request_body = WebhookPatch,
+    responses((status = 200, body = WebhookView), (status = 404, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
+pub async fn patch_webhook(
     State(app): State<AppState>,
     caller: Caller,
-    Json(req): Json<NewWebhook>,
+    Path(id): Path<String>,
+    Json(req): Json<WebhookPatch>,
+) -> ApiResult<Json<WebhookView>> {
+    own_webhook(&app, &caller, &id).await?;
+    let url = match &req.url {
+        Some(u) => Some(checked_url(&app, u).await?),
+        None => None,
+    };
+    let events = req.events.map(checked_events).transpose()?;
+    let hook = app
+        .store
+        .update_webhook(
+            &id,
+            url.as_ref().map(reqwest::Url::as_str),
+            events.as_deref(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(Json(webhook_view(hook, None)))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long deliveries still carry a signature with the old secret as well, seconds (0 to 604800;
+    /// default 86400), so that receivers can move to the new one without refusing a delivery.
+    pub overlap_secs: Option<u64>,
+}
+
+/// The longest overlap of a rotated secret.
+const MAX_OVERLAP_SECS: u64 = 7 * 86_400;
+
+/// Gives a webhook a new signing secret (shown once, in the answer); the old one signs too for the
+/// overlap.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", request_body = RotateSecret,
+    responses((status = 200, body = WebhookView), (status = 404, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
+pub async fn rotate_secret(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<RotateSecret>>,
+) -> ApiResult<Json<WebhookView>> {
+    own_webhook(&app, &caller, &id).await?;
+    let overlap = body
+        .map(|b| b.0)
+        .unwrap_or_default()
+        .overlap_secs
+        .unwrap_or(86_400);
+    if overlap > MAX_OVERLAP_SECS {
+        return Err(ApiError::field(
+            "overlap_secs",
+            format!("at most {MAX_OVERLAP_SECS} seconds (7 days)"),
+        ));
+    }
+    let until = store::now_ms() + i64::try_from(overlap).unwrap_or(0) * 1000;
+    let hook = app
+        .store
+        .rotate_webhook_secret(&id, until)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let secret = crate::webhooks::secret_for(&app.server_key, &hook.id, hook.secret_generation);
+    crate::audit::record(
+        &app,
+        Ok(&caller),
+        "webhook.rotate_secret",
+        Some(&hook.id),
+        None::<&()>,
+        Some(&serde_json::json!({"generation": hook.secret_generation, "overlap_secs": overlap})),
+    )
+    .await;
+    Ok(Json(webhook_view(hook, Some(secret))))
+}
+
+/// Sends a `webhook.ping` event to this webhook only (to try the endpoint and its signature check); the
+/// delivery is in the webhook's log like any other.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/ping",
+    responses((status = 202, body = DeliveryView), (status = 404, body = crate::api::error::ErrorBody)))]
+pub async fn ping_webhook(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    if req.url.len() > MAX_URL_LEN {
+    let hook = own_webhook(&app, &caller, &id).await?;
+    if !hook.active {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let d = app.store.ping_webhook(&id).await?;
+    app.webhook_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(delivery_view(d))).into_response())
+}
+
+/// Delivers a past event again (a delivered one, or one whose tries all failed): its delivery is pending
+/// from now with a fresh count of tries, and keeps its `webhook-id`, so a receiver that saw it can tell.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+    responses((status = 202, body = DeliveryView), (status = 404, body = crate::api::error::ErrorBody), (status = 409, body = crate::api::error::ErrorBody)))]
+pub async fn redeliver(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    own_webhook(&app, &caller, &id).await?;
+    let Some(d) = app.store.redeliver(&id, &delivery_id).await? else {
+        let exists = app
+            .store
+            .deliveries_of(&id, 200)
+            .await?
+            .into_iter()
+            .any(|d| d.id == delivery_id);
+        return Err(if exists {
+            ApiError::conflict("the delivery is pending already (or its webhook was deleted)")
+        } else {
+            ApiError::not_found("delivery")
+        });
+    };
+    app.webhook_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(delivery_view(d))).into_response())
+}
+
+/// A webhook URL as the supervisor's policy allows it: http(s), within the length limit, https unless to
+/// loopback when the policy says so, and reaching only allowed addresses (checked again at each delivery:
+/// a name may resolve elsewhere by then).
+async fn checked_url(app: &AppState, asked: &str) -> ApiResult<reqwest::Url> {
+    if asked.len() > MAX_URL_LEN {
         return Err(ApiError::field(
             "url",
             format!("at most {MAX_URL_LEN} characters"),
         ));
     }
-    let url = reqwest::Url::parse(&req.url).map_err(|e| ApiError::field("url", e))?;
+    let url = reqwest::Url::parse(asked).map_err(|e| ApiError::field("url", e))?;
     let destination = egress::destination(&url).map_err(|e| ApiError::field("url", e))?;
     let policy = app.live.with(|s| s.webhooks.clone());
     let loopback = match &destination {
@@ -411,17 +550,19 @@ pub async fn create_webhook(
             "the supervisor's webhook policy requires https",
         ));
     }
-    let held = app.store.active_webhook_count(&caller.id).await?;
-    if held >= i64::from(policy.max_per_client) {
-        return Err(ApiError::conflict(format!(
-            "you have {held} webhooks; the supervisor's policy allows {}",
-            policy.max_per_client
-        )));
-    }
-    let events = if req.events.is_empty() {
+    egress::Lookup::system()
+        .check_url(&url, &policy.allow_list())
+        .await
+        .map_err(|e| ApiError::field("url", e))?;
+    Ok(url)
+}
+
+/// Event kinds a webhook takes: kinds, `job.*`-style patterns or `*` (none given: `*`).
+fn checked_events(asked: Vec<String>) -> ApiResult<Vec<String>> {
+    let events = if asked.is_empty() {
         vec!["*".to_owned()]
     } else {
-        req.events
+        asked
     };
     for (i, e) in events.iter().enumerate() {
         if e.is_empty()
@@ -436,16 +577,32 @@ pub async fn create_webhook(
             ));
         }
     }
-    // Deliveries check again at each connection: the name may resolve elsewhere by then.
-    egress::Lookup::system()
-        .check_url(&url, &policy.allow_list())
-        .await
-        .map_err(|e| ApiError::field("url", e))?;
+    Ok(events)
+}
+
+/// Registers a webhook for the caller's events. 422 names a URL that is not http(s), does not resolve, or
+/// reaches a loopback, private, link-local or other internal address the supervisor does not allow.
+#[utoipa::path(post, path = "/v1/webhooks", request_body = NewWebhook, responses((status = 201, body = WebhookView), (status = 409, body = crate::api::error::ErrorBody), (status = 422, body = crate::api::error::ErrorBody)))]
+pub async fn create_webhook(
+    State(app): State<AppState>,
+    caller: Caller,
+    Json(req): Json<NewWebhook>,
+) -> ApiResult<Response> {
+    let url = checked_url(&app, &req.url).await?;
+    let policy = app.live.with(|s| s.webhooks.clone());
+    let held = app.store.active_webhook_count(&caller.id).await?;
+    if held >= i64::from(policy.max_per_client) {
+        return Err(ApiError::conflict(format!(
+            "you have {held} webhooks; the supervisor's policy allows {}",
+            policy.max_per_client
+        )));
+    }
+    let events = checked_events(req.events)?;
     let hook = app
         .store
         .create_webhook(&caller.id, url.as_str(), &events)
         .await?;
-    let secret = crate::webhooks::secret_for(&app.server_key, &hook.id);
+    let secret = crate::webhooks::secret_for(&app.server_key, &hook.id, hook.secret_generation);
     Ok(created(webhook_view(hook, Some(secret))))
 }
 
@@ -543,20 +700,20 @@ pub async fn deliveries(
 ) -> ApiResult<Json<Vec<DeliveryView>>> {
     own_webhook(&app, &caller, &id).await?;
     let rows = app.store.deliveries_of(&id, 200).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|d| DeliveryView {
-                id: d.id,
-                event_seq: d.event_seq,
-                status: d.status.into(),
-                attempts: d.attempts,
-                last_status: d.last_status,
-                last_error: d.last_error,
-                next_at: rfc3339(d.next_at),
-                updated_at: rfc3339(d.updated_at),
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.into_iter().map(delivery_view).collect()))
+}
+
+fn delivery_view(d: store::Delivery) -> DeliveryView {
+    DeliveryView {
+        id: d.id,
+        event_seq: d.event_seq,
+        status: d.status.into(),
+        attempts: d.attempts,
+        last_status: d.last_status,
+        last_error: d.last_error,
+        next_at: rfc3339(d.next_at),
+        updated_at: rfc3339(d.updated_at),
+    }
 }
 
 #[cfg(test)]

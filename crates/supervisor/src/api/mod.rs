@@ -294,6 +294,10 @@ async fn ready(State(app): State<AppState>) -> Response {
         events::stream,
         events::create_webhook,
         events::list_webhooks,
+        events::patch_webhook,
+        events::rotate_secret,
+        events::ping_webhook,
+        events::redeliver,
         events::delete_webhook,
         events::deliveries,
         node::enroll,
@@ -450,8 +454,20 @@ pub fn router(app: AppState) -> Router {
             "/v1/webhooks",
             post(events::create_webhook).get(events::list_webhooks),
         )
-        .route("/v1/webhooks/{id}", delete(events::delete_webhook))
+        .route(
+            "/v1/webhooks/{id}",
+            delete(events::delete_webhook).patch(events::patch_webhook),
+        )
         .route("/v1/webhooks/{id}/deliveries", get(events::deliveries))
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            post(events::rotate_secret),
+        )
+        .route("/v1/webhooks/{id}/ping", post(events::ping_webhook))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            post(events::redeliver),
+        )
         .route("/v1/node/enroll", post(node::enroll))
         .route("/v1/node/documents/{sha256}", get(node::document))
         .route(protocol::LINK_PATH, get(node::link))

@@ -474,7 +474,7 @@ async fn one_clients_slow_webhooks_delay_no_other_client() {
 
 /// The `faxhub webhooks` commands, and the refusal as the command line shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhooks_command_adds_lists_shows_deliveries_and_removes() {
+async fn the_webhooks_command_adds_edits_pings_rotates_redelivers_and_removes() {
     let dir = tempfile::tempdir().expect("dir");
     let (sup, g) = supervisor(dir.path()).await;
     let rx = Receiver::start().await;
@@ -508,6 +508,25 @@ async fn the_webhooks_command_adds_lists_shows_deliveries_and_removes() {
     log_until(&app, &id, |d| d["status"] == "delivered").await;
     let (ok, out) = faxhub(&["webhooks", "deliveries", &id]);
     assert!(ok && out.contains("delivered"), "{out}");
+    let delivery = out
+        .split_whitespace()
+        .find(|w| w.starts_with("dlv_"))
+        .expect("a delivery id")
+        .to_owned();
+    let (ok, out) = faxhub(&["webhooks", "redeliver", &id, &delivery]);
+    assert!(ok && out.contains("pending again"), "{out}");
+    assert_eq!(rx.wait_for("/cli", 2, Duration::from_secs(10)).await, 2);
+    let (ok, out) = faxhub(&["webhooks", "ping", &id]);
+    assert!(ok && out.contains("ping queued"), "{out}");
+    assert_eq!(rx.wait_for("/cli", 3, Duration::from_secs(10)).await, 3);
+    let (ok, out) = faxhub(&["webhooks", "rotate-secret", &id, "--overlap", "60"]);
+    assert!(
+        ok && out.contains("new signing secret (shown once): whsec_")
+            && out.contains("also signs until"),
+        "{out}"
+    );
+    let (ok, out) = faxhub(&["webhooks", "edit", &id, "--event", "inbound.*"]);
+    assert!(ok && out.contains("inbound.*"), "{out}");
     let (ok, out) = faxhub(&["webhooks", "rm", &id]);
     assert!(ok, "{out}");
     let (ok, out) = faxhub(&["webhooks", "list"]);

@@ -133,7 +133,13 @@ pub async fn receive(
         .insert_inbound(&record, &entries, &[event])
         .await?
     {
-        app.metrics.inbound.inc();
+        let whole = protocol::received_whole(&fax.page_info, fax.failure.as_deref());
+        app.metrics
+            .inbound
+            .add(&[fs_id, if whole { "true" } else { "false" }], 1);
+        app.metrics
+            .pages_received
+            .add(&[fs_id], u64::from(fax.pages));
         app.events.committed();
         app.webhook_wake.notify_one();
         tracing::info!(inbound = %fax.inbound_id, fax_server = %fs_id, targets = entries.len(), "inbound fax delivered");

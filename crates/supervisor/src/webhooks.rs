@@ -450,13 +450,13 @@ async fn deliver(
     };
     match request.await {
         Ok(code) => {
-            app.metrics.webhook_ok.inc();
+            app.metrics.webhook_deliveries.add(&["ok"], 1);
             app.store
                 .record_delivery_try(&d.id, Some(code), None, None, DeliveryStatus::Delivered)
                 .await
         }
         Err(failure) => {
-            app.metrics.webhook_failed.inc();
+            app.metrics.webhook_deliveries.add(&["failed"], 1);
             // d.attempts counts the tries before this one; the policy caps them all.
             let max_attempts = app.live.with(|s| i64::from(s.webhooks.max_attempts));
             let next = usize::try_from(d.attempts)

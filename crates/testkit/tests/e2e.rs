@@ -313,6 +313,31 @@ async fn retry_schedule_for_recipient_faults() {
         done["reason"].as_str().unwrap_or_default().contains("busy"),
         "{done}"
     );
+
+    // /metrics counts what happened: results and reasons as labels, per fax server, in base units.
+    let metrics = metrics_text(&admin).await;
+    for want in [
+        "faxhub_build_info{version=\"".to_owned(),
+        "faxhub_jobs_finished_total{result=\"sent\"} 1".to_owned(),
+        "faxhub_jobs_finished_total{result=\"failed\"} 1".to_owned(),
+        format!(
+            "faxhub_attempts_ended_total{{fax_server_id=\"{n_id}\",result=\"failed\",reason=\"busy\"}} 3"
+        ),
+        format!(
+            "faxhub_attempts_ended_total{{fax_server_id=\"{n_id}\",result=\"failed\",reason=\"no_answer\"}} 1"
+        ),
+        format!(
+            "faxhub_attempts_ended_total{{fax_server_id=\"{n_id}\",result=\"succeeded\",reason=\"\"}} 1"
+        ),
+        format!("faxhub_pages_sent_total{{fax_server_id=\"{n_id}\"}} 1"),
+        format!("faxhub_fax_server_up{{fax_server_id=\"{n_id}\",fax_server=\"n\"}} 1"),
+        format!(
+            "faxhub_fax_server_channels{{fax_server_id=\"{n_id}\",fax_server=\"n\",state=\"usable\"}} 2"
+        ),
+        "# TYPE faxhub_dispatch_latency_seconds histogram".to_owned(),
+    ] {
+        assert!(metrics.contains(&want), "{want} missing in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -996,16 +1021,7 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
     ] {
         assert!(spec["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
-    let metrics = admin
-        .http
-        .get(format!("{}/metrics", admin.base))
-        .bearer_auth(testkit::harness::METRICS_TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&admin).await;
     assert!(
         metrics.contains("# TYPE faxhub_jobs_submitted_total counter"),
         "{metrics}"
@@ -2001,4 +2017,18 @@ async fn rotate(api: &Api, id: &str, overlap_secs: u64) -> Value {
     .expect("rotate")
     .expect_status(200)
     .expect("200")
+}
+
+/// The supervisor's `/metrics` text.
+async fn metrics_text(admin: &Api) -> String {
+    admin
+        .http
+        .get(format!("{}/metrics", admin.base))
+        .bearer_auth(testkit::harness::METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
 }

@@ -588,7 +588,6 @@ pub async fn create_webhook(
     caller: Caller,
     Json(req): Json<NewWebhook>,
 ) -> ApiResult<Response> {
-    let url = checked_url(&app, &req.url).await?;
     let policy = app.live.with(|s| s.webhooks.clone());
     let held = app.store.active_webhook_count(&caller.id).await?;
     if held >= i64::from(policy.max_per_client) {
@@ -598,6 +597,7 @@ pub async fn create_webhook(
         )));
     }
     let events = checked_events(req.events)?;
+    let url = checked_url(&app, &req.url).await?;
     let hook = app
         .store
         .create_webhook(&caller.id, url.as_str(), &events)

@@ -197,24 +197,9 @@ async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) ->
     {
         return ApiError::unauthorized().into_response();
     }
-    let gauges = [
-        (
-            "faxhub_jobs_queued",
-            "Jobs waiting for an attempt.",
-            app.dispatcher.queue_len() as f64,
-        ),
-        (
-            "faxhub_fax_servers_online",
-            "Fax servers with a live link.",
-            app.dispatcher.online_fax_servers() as f64,
-        ),
-    ];
+    let fax_servers = app.store.fax_servers().await.unwrap_or_default();
     let counts = app.store.job_counts().await.unwrap_or_default();
-    let mut body = app.metrics.render(&gauges);
-    body.push_str("# HELP faxhub_jobs Jobs in the store by status.\n# TYPE faxhub_jobs gauge\n");
-    for (status, n) in counts {
-        body.push_str(&format!("faxhub_jobs{{status=\"{status}\"}} {n}\n"));
-    }
+    let body = app.metrics.render(&gauges(&app, &fax_servers, &counts));
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -223,6 +208,94 @@ async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) ->
         body,
     )
         .into_response()
+}
+
+/// The gauges of `/metrics`: the queue, jobs by status, and per fax server its link, line and channels.
+fn gauges<'a>(
+    app: &AppState,
+    fax_servers: &[store::FaxServer],
+    counts: &[(protocol::job::JobStatus, i64)],
+) -> Vec<crate::metrics::Gauge<'a>> {
+    use crate::metrics::Gauge;
+    let one = |v: f64| vec![(Vec::new(), v)];
+    let mut up = Vec::new();
+    let mut line_ok = Vec::new();
+    let mut channels = Vec::new();
+    for fs in fax_servers.iter().filter(|f| f.revoked_at.is_none()) {
+        let who = || vec![fs.id.clone(), fs.name.clone()];
+        let configured = fs.capabilities.0.channels;
+        let status = app
+            .dispatcher
+            .fax_server_status(&fs.id, configured)
+            .filter(|s| s.online);
+        up.push((who(), f64::from(u8::from(status.is_some()))));
+        let ok = status.is_some() && app.dispatcher.line_status(&fs.id).is_none();
+        line_ok.push((who(), f64::from(u8::from(ok))));
+        let figures = status.map_or(
+            [
+                ("configured", configured),
+                ("usable", 0),
+                ("sending", 0),
+                ("receiving", 0),
+                ("free", 0),
+            ],
+            |s| {
+                [
+                    ("configured", s.configured),
+                    ("usable", s.usable),
+                    ("sending", s.sending),
+                    ("receiving", s.receiving),
+                    ("free", s.free),
+                ]
+            },
+        );
+        for (state, n) in figures {
+            let mut labels = who();
+            labels.push(state.to_owned());
+            channels.push((labels, f64::from(n)));
+        }
+    }
+    vec![
+        Gauge {
+            name: "faxhub_jobs_queued",
+            help: "Jobs waiting for an attempt.",
+            label_names: &[],
+            series: one(app.dispatcher.queue_len() as f64),
+        },
+        Gauge {
+            name: "faxhub_fax_servers_online",
+            help: "Fax servers with a live link.",
+            label_names: &[],
+            series: one(app.dispatcher.online_fax_servers() as f64),
+        },
+        Gauge {
+            name: "faxhub_jobs",
+            help: "Jobs in the store by status.",
+            label_names: &["status"],
+            series: counts
+                .iter()
+                .map(|(status, n)| (vec![status.to_string()], *n as f64))
+                .collect(),
+        },
+        Gauge {
+            name: "faxhub_fax_server_up",
+            help: "Whether the fax server's link is up (1) or not (0).",
+            label_names: &["fax_server_id", "fax_server"],
+            series: up,
+        },
+        Gauge {
+            name: "faxhub_fax_server_line_ok",
+            help: "Whether the fax server is up with its line usable (no line_status).",
+            label_names: &["fax_server_id", "fax_server"],
+            series: line_ok,
+        },
+        Gauge {
+            name: "faxhub_fax_server_channels",
+            help: "Channels of a fax server: configured, usable, sending, receiving, free.",
+            label_names: &["fax_server_id", "fax_server", "state"],
+            series: channels,
+        },
+    ]
 }
 
 async fn health() -> &'static str {

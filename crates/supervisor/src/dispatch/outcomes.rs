@@ -269,7 +269,7 @@ impl Dispatcher {
         let moved = (ended == Ended::WithJob)
             .then(|| update.as_ref().map(|u| u.status))
             .flatten();
-        log_attempt_end(
+        self.attempt_ended(
             (&job.id, &job.recipient),
             &a.id,
             &a.fax_server_id,
@@ -303,12 +303,12 @@ impl Dispatcher {
         self.events.committed();
         match moved {
             Some(JobStatus::Sent) => {
-                self.metrics.sent.inc();
+                self.metrics.finished.add(&["sent"], 1);
                 // A retry may be waiting or under way: the fax is delivered.
                 self.dequeue(job_id);
                 self.withdraw_duplicates(job_id, attempt_id);
             }
-            Some(JobStatus::Failed) => self.metrics.failed.inc(),
+            Some(JobStatus::Failed) => self.metrics.finished.add(&["failed"], 1),
             Some(JobStatus::Queued) => self.metrics.retried.inc(),
             Some(
                 JobStatus::Dispatched
@@ -373,7 +373,7 @@ impl Dispatcher {
             Ended::WithJob => Some(JobStatus::Sent),
             Ended::AttemptOnly => None,
         };
-        log_attempt_end(
+        self.attempt_ended(
             (&open.job_id, &open.recipient),
             attempt_id,
             fax_server_id,
@@ -470,19 +470,31 @@ impl Dispatcher {
     }
 }
 
-/// One line per attempt that ended, as there is one per received fax (`inbound fax delivered`): the
-/// outbound results are in the log as HylaFAX keeps them in its xferfaxlog. (The link writer's fast path
-/// for sent attempts writes the same line.)
-fn log_attempt_end(
-    (job_id, recipient): (&str, &str),
-    attempt_id: &str,
-    fax_server_id: &str,
-    status: AttemptStatus,
-    reason: Option<&str>,
-    pages: i64,
-    moved: Option<JobStatus>,
-) {
-    tracing::info!(job = %job_id, recipient = %recipient, attempt = %attempt_id,
-        fax_server = %fax_server_id, status = %status, reason = %reason.unwrap_or(""), pages,
-        job_status = %moved.map(|s| s.to_string()).unwrap_or_default(), "outbound fax attempt ended");
+impl Dispatcher {
+    /// Logs an attempt's end and counts it (by fax server, result and reason; pages confirmed). One line
+    /// per attempt that ended, as there is one per received fax (`inbound fax delivered`): the outbound
+    /// results are in the log as HylaFAX keeps them in its xferfaxlog (the link writer's fast path for
+    /// sent attempts writes the same line).
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_ended(
+        &self,
+        (job_id, recipient): (&str, &str),
+        attempt_id: &str,
+        fax_server_id: &str,
+        status: AttemptStatus,
+        reason: Option<&str>,
+        pages: i64,
+        moved: Option<JobStatus>,
+    ) {
+        self.metrics.attempts.add(
+            &[fax_server_id, &status.to_string(), reason.unwrap_or("")],
+            1,
+        );
+        self.metrics
+            .pages_sent
+            .add(&[fax_server_id], u64::try_from(pages).unwrap_or(0));
+        tracing::info!(job = %job_id, recipient = %recipient, attempt = %attempt_id,
+            fax_server = %fax_server_id, status = %status, reason = %reason.unwrap_or(""), pages,
+            job_status = %moved.map(|s| s.to_string()).unwrap_or_default(), "outbound fax attempt ended");
+    }
 }

@@ -141,7 +141,7 @@ impl Dispatcher {
                     .update_job(&job_id, &[JobStatus::Queued], &update, &[event])
                     .await?
                 {
-                    self.metrics.failed.inc();
+                    self.metrics.finished.add(&["failed"], 1);
                     self.events.committed();
                 }
             }

@@ -402,7 +402,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     for line in metrics
         .lines()
-        .filter(|l| l.starts_with("faxhub_dispatch_latency_ms_"))
+        .filter(|l| l.starts_with("faxhub_dispatch_latency_seconds_"))
     {
         println!("server {line}");
     }

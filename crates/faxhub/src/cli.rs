@@ -238,14 +238,23 @@ impl Api {
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
-            match serde_json::from_value::<ErrorBody>(body) {
+            let message = match serde_json::from_value::<ErrorBody>(body) {
                 Ok(ErrorBody { error: e }) => {
-                    bail!("{status}: {} (request {})", e.message, e.request_id)
+                    format!("{status}: {} (request {})", e.message, e.request_id)
                 }
-                Err(_) => bail!("{status}: the supervisor said no more"),
-            }
+                Err(_) => format!("{status}: the supervisor said no more"),
+            };
+            return Err(Failure::of_status(status.as_u16(), message).into());
         }
         Ok(body)
+    }
+
+    /// Sends a request; a failure to reach the supervisor is a network failure naming the URL, and an
+    /// untrusted certificate says so and how to trust it.
+    async fn sent(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        req.send()
+            .await
+            .map_err(|e| Failure::network(&self.base, &e).into())
     }
 
     /// GETs `path` and reads the answer as the supervisor's view `T`.
@@ -275,14 +284,12 @@ impl Api {
         if let Some(b) = body {
             req = req.json(b);
         }
-        Self::check(req.send().await?).await
+        Self::check(self.sent(req).await?).await
     }
 
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> anyhow::Result<serde_json::Value> {
         let resp = self
-            .request(reqwest::Method::POST, path)
-            .body(body)
-            .send()
+            .sent(self.request(reqwest::Method::POST, path).body(body))
             .await?;
         Self::check(resp).await
     }
@@ -306,7 +313,7 @@ impl Api {
 
     /// A successful answer, its body unread; an error answer as its message.
     async fn get_ok(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let resp = self.request(reqwest::Method::GET, path).send().await?;
+        let resp = self.sent(self.request(reqwest::Method::GET, path)).await?;
         if !resp.status().is_success() {
             Self::check(resp).await?;
             bail!("the request failed");
@@ -333,9 +340,7 @@ impl Api {
         form: reqwest::multipart::Form,
     ) -> anyhow::Result<serde_json::Value> {
         let resp = self
-            .request(reqwest::Method::POST, path)
-            .multipart(form)
-            .send()
+            .sent(self.request(reqwest::Method::POST, path).multipart(form))
             .await?;
         Self::check(resp).await
     }
@@ -388,14 +393,23 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let token = match (token, name) {
                 (Some(t), _) => t,
                 (None, Some(name)) => {
-                    let password = password.context("give --password or set FAXHUB_PASSWORD")?;
+                    let password = match password {
+                        Some(p) => p,
+                        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                            prompt_password(&format!("password for {name}: "))?
+                        }
+                        None => bail!(
+                            "give --password, set FAXHUB_PASSWORD, or run on a terminal to be asked"
+                        ),
+                    };
                     let api = Api::new(&url, "", ca_cert.as_deref())?;
                     let body = Api::check(
-                        api.http
-                            .post(format!("{}/v1/sessions", api.base))
-                            .json(&serde_json::json!({"name": name, "password": password}))
-                            .send()
-                            .await?,
+                        api.sent(
+                            api.http
+                                .post(format!("{}/v1/sessions", api.base))
+                                .json(&serde_json::json!({"name": name, "password": password})),
+                        )
+                        .await?,
                     )
                     .await?;
                     body["token"].as_str().unwrap_or_default().to_owned()
@@ -775,7 +789,7 @@ async fn follow(events: reqwest::Response, mut open: Vec<String>) -> anyhow::Res
         }
     }
     if failed {
-        bail!("not every job was sent");
+        return Err(Failure::FaxFailed("not every job was sent".into()).into());
     }
     Ok(())
 }
@@ -811,4 +825,111 @@ mod tests {
         assert!(super::patch_from_pairs(&["nothing".into()]).is_err());
         assert!(super::patch_from_pairs(&["a..b=1".into()]).is_err());
     }
+}
+
+/// How a client command failed, which its exit code tells (see `faxhub --help`).
+#[derive(Debug)]
+pub enum Failure {
+    /// The supervisor does not know the object, or the caller may not see it (404).
+    NotFound(String),
+    /// The supervisor refused the request: not signed in, not allowed, or a bad value (other 4xx).
+    Refused(String),
+    /// The supervisor failed (5xx).
+    Server(String),
+    /// The supervisor could not be reached (connection, TLS, timeout).
+    Network(String),
+    /// A fax that was followed (`send --wait`) ended failed or cancelled.
+    FaxFailed(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NotFound(m)
+            | Failure::Refused(m)
+            | Failure::Server(m)
+            | Failure::Network(m)
+            | Failure::FaxFailed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    fn of_status(status: u16, message: String) -> Self {
+        match status {
+            404 => Failure::NotFound(message),
+            400..=499 => Failure::Refused(message),
+            _ => Failure::Server(message),
+        }
+    }
+
+    /// A request that did not get an answer. An untrusted certificate names the certificate problem and
+    /// suggests `--ca-cert`.
+    fn network(base: &str, e: &reqwest::Error) -> Self {
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        let untrusted = ["UnknownIssuer", "invalid peer certificate", "certificate"]
+            .iter()
+            .any(|w| chain.contains(w));
+        if untrusted && base.starts_with("https://") {
+            Failure::Network(format!(
+                "cannot reach {base}: its TLS certificate is not trusted ({chain}); if the supervisor uses \
+                 its own self-signed certificate, trust it with `faxhub login --url {base} --ca-cert \
+                 PATH/TO/cert.pem` (the supervisor's data directory has it as tls/cert.pem)"
+            ))
+        } else {
+            Failure::Network(format!("cannot reach {base}: {chain}"))
+        }
+    }
+
+    /// The exit code of a command that ended with `e`.
+    pub fn exit_code(e: &anyhow::Error) -> u8 {
+        match e.chain().find_map(|c| c.downcast_ref::<Failure>()) {
+            Some(Failure::NotFound(_)) => EXIT_NOT_FOUND,
+            Some(Failure::Refused(_)) => EXIT_REFUSED,
+            Some(Failure::FaxFailed(_)) => EXIT_FAX_FAILED,
+            Some(Failure::Network(_) | Failure::Server(_)) => EXIT_NETWORK,
+            None => 1,
+        }
+    }
+}
+
+/// Exit codes of the client commands (0 success, 1 any other error, 2 bad usage).
+pub const EXIT_NOT_FOUND: u8 = 3;
+pub const EXIT_REFUSED: u8 = 4;
+pub const EXIT_FAX_FAILED: u8 = 5;
+pub const EXIT_NETWORK: u8 = 6;
+
+/// Reads a password from the terminal without echoing it (`stty -echo` while it is typed).
+fn prompt_password(prompt: &str) -> anyhow::Result<String> {
+    use std::process::{Command, Stdio};
+    let stty = |arg: &str| {
+        Command::new("stty")
+            .arg(arg)
+            .stdin(Stdio::inherit())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    eprint!("{prompt}");
+    let hidden = stty("-echo");
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    if hidden {
+        stty("echo");
+        eprintln!();
+    }
+    read.context("reading the password")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("no password given");
+    }
+    Ok(password)
 }

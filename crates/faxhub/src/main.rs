@@ -16,7 +16,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "faxhub", version, about = "A supervised network fax platform")]
+#[command(
+    name = "faxhub",
+    version,
+    about = "A supervised network fax platform",
+    after_help = "Exit codes: 0 success; 1 any other error; 2 bad usage; 3 not found; \
+                  4 refused by the supervisor (not signed in, not allowed, a bad value); \
+                  5 a fax followed with --wait failed or was cancelled; \
+                  6 the supervisor could not be reached or failed."
+)]
 struct Args {
     /// Log filter (tracing env-filter syntax), e.g. "info" or "faxhub=debug".
     #[arg(long, global = true, env = "FAXHUB_LOG", default_value = "info")]
@@ -103,6 +111,25 @@ enum Command {
     Client(cli::ClientCommand),
 }
 
+/// A client command whose output goes to a pipe closed early (`faxhub jobs | head -1`) ends quietly, as
+/// Unix tools do, instead of reporting the failed write: printing panics on EPIPE (Rust ignores SIGPIPE,
+/// which the server side needs), so the panic hook ends the process for that one panic.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn init_logs(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -132,11 +159,14 @@ async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logs(&args.log, args.log_json);
     supervisor::server::install_crypto();
+    if matches!(args.command, Command::Client(_)) {
+        quiet_on_closed_pipe();
+    }
     match run(args.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("faxhub: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(cli::Failure::exit_code(&e))
         }
     }
 }

@@ -340,8 +340,126 @@ async fn dev_runs_a_supervised_network_over_tls() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(online, 2, "both dev fax servers are linked over TLS");
+    // Without the certificate, the CLI says which certificate it did not trust and how to trust it.
+    let config = dir.path().join("untrusting.toml");
+    let url = format!("https://localhost:{https}");
+    let out = Command::new(faxhub_bin().expect("faxhub"))
+        .args(["login", "--url", &url, "--token", &api.token])
+        .env("FAXHUB_CLIENT_CONFIG", &config)
+        .env("FAXHUB_LOG", "warn")
+        .output()
+        .expect("login");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(
+        said.contains("certificate is not trusted") && said.contains("--ca-cert"),
+        "{said}"
+    );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The client's exit codes tell failures apart (documented in `faxhub --help`); output to a pipe closed
+/// early ends quietly; `login --name` on a terminal asks for the password without echoing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_closed_pipes_and_the_password_prompt() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let config = dir.path().join("client.toml");
+    let code = |args: &[&str]| {
+        let out = Command::new(faxhub_bin().expect("faxhub"))
+            .args(args)
+            .env("FAXHUB_CLIENT_CONFIG", &config)
+            .env("FAXHUB_LOG", "warn")
+            .output()
+            .expect("faxhub");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (help, _) = code(&["--help"]);
+    assert_eq!(help, Some(0));
+    let help = Command::new(faxhub_bin().expect("faxhub"))
+        .arg("--help")
+        .output()
+        .expect("help");
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("Exit codes: 0 success"),
+        "the codes are documented"
+    );
+    assert_eq!(code(&["status"]).0, Some(2), "bad usage");
+    let (c, said) = code(&["login", "--url", &sup.url, "--token", "fxh_wrong"]);
+    assert_eq!(c, Some(4), "refused: {said}");
+    let (c, said) = code(&["login", "--url", &sup.url, "--token", &sup.token]);
+    assert_eq!(c, Some(0), "{said}");
+    let (c, said) = code(&["status", "job_nonexistent"]);
+    assert_eq!(c, Some(3), "not found: {said}");
+    let (c, said) = code(&[
+        "login",
+        "--url",
+        "http://127.0.0.1:9",
+        "--token",
+        &sup.token,
+    ]);
+    assert_eq!(c, Some(6), "unreachable: {said}");
+    assert!(said.contains("cannot reach http://127.0.0.1:9"), "{said}");
+
+    // A pipe closed before the output comes: no complaint, success.
+    let faxhub = faxhub_bin().expect("faxhub");
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            "\"$0\" jobs --limit 5 | true; echo \"status ${PIPESTATUS[0]}\"",
+        ])
+        .arg(&faxhub)
+        .env("FAXHUB_CLIENT_CONFIG", &config)
+        .env("FAXHUB_LOG", "warn")
+        .output()
+        .expect("bash");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("status 0") && !said.contains("panicked") && !said.contains("Broken pipe"),
+        "{said}"
+    );
+
+    // On a terminal (script(1) gives it one), login --name asks for the password.
+    let prompt_config = dir.path().join("prompted.toml");
+    let command = format!("{} login --url {} --name admin", faxhub.display(), sup.url);
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("FAXHUB_CLIENT_CONFIG", &prompt_config)
+        .env("FAXHUB_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        // Typed once the prompt is up.
+        std::thread::sleep(Duration::from_millis(1500));
+        writeln!(stdin, "{}", sup.password).expect("type the password");
+    }
+    let out = child.wait_with_output().expect("script ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("password for admin:") && said.contains("logged in as admin"),
+        "{said}"
+    );
+    assert!(
+        !said.contains(&sup.password),
+        "the password is not echoed: {said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! passwords), groupings and fax servers from the command line, through the same REST API (and so the same
 //! authorization) as every other face.
 
+use crate::cli::say;
 use crate::cli::{Api, view};
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -147,13 +148,13 @@ fn scope_text(scope: &ScopeBody) -> String {
 }
 
 fn print_grant(g: &GrantView) {
-    println!("  grant {}: {} in {}", g.id, g.role, scope_text(&g.scope));
+    say!("  grant {}: {} in {}", g.id, g.role, scope_text(&g.scope));
 }
 
 fn print_client(c: &ClientDetail) {
-    println!("{}  {}  {}", c.client.id, c.client.name, c.client.kind);
+    say!("{}  {}  {}", c.client.id, c.client.name, c.client.kind);
     if !c.groupings.is_empty() {
-        println!("  groupings: {}", c.groupings.join(", "));
+        say!("  groupings: {}", c.groupings.join(", "));
     }
     for g in &c.grants {
         print_grant(g);
@@ -188,7 +189,7 @@ fn print_fax_server(f: &FaxServerView) {
     } else {
         "offline"
     };
-    println!(
+    say!(
         "{}  {}  {state}  groupings: {}",
         f.id,
         f.name,
@@ -202,7 +203,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
         ClientsCommand::List => {
             let all: Vec<ClientView> = api.get_view("/v1/clients").await?;
             for c in all {
-                println!("{}  {}  {}", c.id, c.name, c.kind);
+                say!("{}  {}  {}", c.id, c.name, c.kind);
             }
         }
         ClientsCommand::Show { client } => {
@@ -231,7 +232,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             let made: NewClientResponse = view(api.post_json("/v1/clients", &body).await?)?;
             print_client(&made.client);
             if let Some(t) = made.token {
-                println!("token (shown once): {t}");
+                say!("token (shown once): {t}");
             }
         }
         ClientsCommand::Grant {
@@ -246,12 +247,12 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
                 )
                 .await?,
             )?;
-            println!("grant {}: {} in {}", g.id, g.role, scope_text(&g.scope));
+            say!("grant {}: {} in {}", g.id, g.role, scope_text(&g.scope));
         }
         ClientsCommand::Revoke { client, grant } => {
             api.delete(&format!("/v1/clients/{client}/grants/{grant}"))
                 .await?;
-            println!("grant {grant} withdrawn");
+            say!("grant {grant} withdrawn");
         }
         ClientsCommand::Token {
             client,
@@ -266,12 +267,12 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
                 )
                 .await?,
             )?;
-            println!(
+            say!(
                 "token {} (expires {})",
                 t.token_id,
                 t.expires_at.as_deref().unwrap_or("never")
             );
-            println!("token (shown once): {}", t.token);
+            say!("token (shown once): {}", t.token);
         }
         ClientsCommand::Tokens { client } => {
             let client = client_id(&api, client).await?;
@@ -279,7 +280,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
                 .get_view(&format!("/v1/clients/{client}/tokens"))
                 .await?;
             for t in tokens {
-                println!(
+                say!(
                     "{}  {:<16} created {}  expires {}  last used {}{}",
                     t.id,
                     t.label,
@@ -294,7 +295,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             let client = client_id(&api, client).await?;
             api.delete(&format!("/v1/clients/{client}/tokens/{token}"))
                 .await?;
-            println!("token {token} revoked");
+            say!("token {token} revoked");
         }
         ClientsCommand::Password { client } => {
             let client = client_id(&api, client).await?;
@@ -305,13 +306,13 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             }
             api.put_json(&format!("/v1/clients/{client}/password"), &body)
                 .await?;
-            println!("password of {client} set");
+            say!("password of {client} set");
         }
         ClientsCommand::Disable { client } => set_disabled(&api, &client, true).await?,
         ClientsCommand::Enable { client } => set_disabled(&api, &client, false).await?,
         ClientsCommand::Delete { client } => {
             api.delete(&format!("/v1/clients/{client}")).await?;
-            println!("client {client} deleted");
+            say!("client {client} deleted");
         }
     }
     Ok(())
@@ -324,7 +325,7 @@ async fn set_disabled(api: &Api, client: &str, disabled: bool) -> anyhow::Result
         Some(&json!({"disabled": disabled})),
     )
     .await?;
-    println!(
+    say!(
         "client {client} {}",
         if disabled { "disabled" } else { "enabled" }
     );
@@ -355,7 +356,7 @@ pub async fn fax_servers(cmd: FaxServersCommand) -> anyhow::Result<()> {
         }
         FaxServersCommand::Delete { fax_server } => {
             api.delete(&format!("/v1/fax-servers/{fax_server}")).await?;
-            println!("fax server {fax_server} deleted");
+            say!("fax server {fax_server} deleted");
         }
     }
     Ok(())
@@ -369,7 +370,7 @@ pub async fn roles(cmd: RolesCommand) -> anyhow::Result<()> {
             for r in roles {
                 let comps: Vec<&str> = r.competences.iter().map(|c| c.as_str()).collect();
                 let builtin = if r.builtin { " (built in)" } else { "" };
-                println!("{}  {}{builtin}: {}", r.id, r.name, comps.join(", "));
+                say!("{}  {}{builtin}: {}", r.id, r.name, comps.join(", "));
             }
         }
         RolesCommand::Create { name, competences } => {
@@ -380,11 +381,11 @@ pub async fn roles(cmd: RolesCommand) -> anyhow::Result<()> {
                 )
                 .await?,
             )?;
-            println!("role {} created", r.id);
+            say!("role {} created", r.id);
         }
         RolesCommand::Delete { role } => {
             api.delete(&format!("/v1/roles/{role}")).await?;
-            println!("role {role} deleted");
+            say!("role {role} deleted");
         }
     }
     Ok(())
@@ -396,14 +397,14 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
         GroupingsCommand::List => {
             let all: Vec<GroupingView> = api.get_view("/v1/groupings").await?;
             for g in all {
-                println!("{}  {}", g.id, g.name);
+                say!("{}  {}", g.id, g.name);
             }
         }
         GroupingsCommand::Show { grouping } => {
             let g: GroupingView = api.get_view(&format!("/v1/groupings/{grouping}")).await?;
-            println!("{}  {}", g.id, g.name);
+            say!("{}  {}", g.id, g.name);
             for m in g.members.unwrap_or_default() {
-                println!("  {} {}", m.kind, m.id);
+                say!("  {} {}", m.kind, m.id);
             }
         }
         GroupingsCommand::Create { name } => {
@@ -411,7 +412,7 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
                 api.post_json("/v1/groupings", &json!({"name": name}))
                     .await?,
             )?;
-            println!("grouping {} created", g.id);
+            say!("grouping {} created", g.id);
         }
         GroupingsCommand::Add {
             grouping,
@@ -421,7 +422,7 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
             let body = json!({"kind": member_kind(&kind)?, "id": member});
             api.put_json(&format!("/v1/groupings/{grouping}/members"), &body)
                 .await?;
-            println!("{kind} {member} added to {grouping}");
+            say!("{kind} {member} added to {grouping}");
         }
         GroupingsCommand::Remove {
             grouping,
@@ -433,7 +434,7 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
                 member_kind(&kind)?
             ))
             .await?;
-            println!("{kind} {member} removed from {grouping}");
+            say!("{kind} {member} removed from {grouping}");
         }
     }
     Ok(())

@@ -3,6 +3,16 @@
 //! Credentials are kept in `$XDG_CONFIG_HOME/faxhub/client.toml` (or `~/.config/...`), readable by the
 //! owner only.
 
+/// `println!` for a client command's text output, left out with `--json`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !$crate::cli::json() {
+            println!($($arg)*);
+        }
+    };
+}
+pub(crate) use say;
+
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use futures::StreamExt;
@@ -237,7 +247,9 @@ impl Api {
     pub(crate) async fn check(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
+        if status.is_success() {
+            *LAST_ANSWER.lock().unwrap_or_else(|e| e.into_inner()) = Some(body.clone());
+        } else {
             let message = match serde_json::from_value::<ErrorBody>(body) {
                 Ok(ErrorBody { error: e }) => {
                     format!("{status}: {} (request {})", e.message, e.request_id)
@@ -431,7 +443,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 ca_cert,
             })?;
             supervisor::tls::write_private(&path, text.as_bytes())?;
-            println!("logged in as {}", me["name"].as_str().unwrap_or("?"));
+            say!("logged in as {}", me["name"].as_str().unwrap_or("?"));
             Ok(())
         }
         ClientCommand::Logout => {
@@ -439,7 +451,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             api.delete("/v1/sessions").await?;
             let path = config_path()?;
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            println!("signed out; the token is revoked");
+            say!("signed out; the token is revoked");
             Ok(())
         }
         ClientCommand::Send {
@@ -480,7 +492,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let body: SubmitResponse = view(api.post_multipart("/v1/jobs", form).await?)?;
             let ids: Vec<String> = body.jobs.iter().map(|j| j.id.clone()).collect();
             for j in &body.jobs {
-                println!("{}  {}  {}", j.id, j.recipient, j.status);
+                say!("{}  {}  {}", j.id, j.recipient, j.status);
             }
             match events {
                 Some(events) => follow(events, ids).await,
@@ -490,11 +502,17 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Status { job } => {
             let api = Api::load()?;
             let j: JobView = api.get_view(&format!("/v1/jobs/{job}")).await?;
-            println!(
+            say!(
                 "{}  {}  {}  tries {}/{}  pages {}/{}",
-                j.id, j.recipient, j.status, j.tries, j.max_tries, j.pages_sent, j.pages_total
+                j.id,
+                j.recipient,
+                j.status,
+                j.tries,
+                j.max_tries,
+                j.pages_sent,
+                j.pages_total
             );
-            println!("  {}", state_in_words(&j));
+            say!("  {}", state_in_words(&j));
             for a in j.attempts.unwrap_or_default() {
                 let doubt = a
                     .in_doubt_until
@@ -504,7 +522,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                         )
                     })
                     .unwrap_or_default();
-                println!(
+                say!(
                     "  attempt {}  {}  {}  {}  {}{doubt}",
                     a.number,
                     a.fax_server_id,
@@ -533,14 +551,21 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let url = reqwest::Url::parse_with_params("http://faxhub/v1/jobs", &query)?;
             let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
             let page: Paged<JobView> = api.get_view(&path).await?;
-            println!(
+            say!(
                 "{:<30} {:<24} {:<16} {:<10} CREATED",
-                "JOB", "CLIENT", "RECIPIENT", "STATUS"
+                "JOB",
+                "CLIENT",
+                "RECIPIENT",
+                "STATUS"
             );
             for j in page.items {
-                println!(
+                say!(
                     "{:<30} {:<24} {:<16} {:<10} {}",
-                    j.id, j.client_id, j.recipient, j.status, j.created_at
+                    j.id,
+                    j.client_id,
+                    j.recipient,
+                    j.status,
+                    j.created_at
                 );
             }
             Ok(())
@@ -567,9 +592,15 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 )
                 .await?,
             )?;
-            println!(
+            say!(
                 "{}  {}  priority {}  tries {}/{}  not before {}  given up at {}",
-                j.id, j.status, j.priority, j.tries, j.max_tries, j.not_before, j.kill_at
+                j.id,
+                j.status,
+                j.priority,
+                j.tries,
+                j.max_tries,
+                j.not_before,
+                j.kill_at
             );
             Ok(())
         }
@@ -580,7 +611,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     .await?,
             )?;
             for j in &body.jobs {
-                println!("{}  {}  {}", j.id, j.recipient, j.status);
+                say!("{}  {}  {}", j.id, j.recipient, j.status);
             }
             Ok(())
         }
@@ -590,7 +621,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 api.post_json(&format!("/v1/jobs/{job}/cancel"), &serde_json::json!({}))
                     .await?,
             )?;
-            println!("{}  {}", j.id, j.status);
+            say!("{}  {}", j.id, j.status);
             Ok(())
         }
         ClientCommand::Inbox { limit } => {
@@ -598,7 +629,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let page: Paged<InboundView> =
                 api.get_view(&format!("/v1/inbox?limit={limit}")).await?;
             for f in page.items {
-                println!(
+                say!(
                     "{}  from {:<16} tsi {:<20} pages {}  {}",
                     f.id,
                     f.caller_number.as_deref().unwrap_or("-"),
@@ -623,7 +654,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 .await?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
-            println!("{} bytes written to {}", bytes.len(), output.display());
+            say!("{} bytes written to {}", bytes.len(), output.display());
             Ok(())
         }
     }
@@ -633,18 +664,18 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 fn show_settings(supervisor: bool, v: serde_json::Value) -> anyhow::Result<()> {
     let settings = if supervisor {
         let v: SupervisorSettingsView = view(v)?;
-        println!("version {}", v.version);
+        say!("version {}", v.version);
         serde_json::to_string_pretty(&v.settings)?
     } else {
         let v: SettingsView = view(v)?;
-        println!(
+        say!(
             "desired version {}  applied version {}{}",
             v.desired_version,
             v.applied_version,
             if v.pending { "  (pending)" } else { "" }
         );
         if let Some(e) = &v.last_error {
-            println!(
+            say!(
                 "refused version {}: {e}",
                 v.error_version
                     .map_or_else(|| "?".to_owned(), |n| n.to_string())
@@ -652,7 +683,7 @@ fn show_settings(supervisor: bool, v: serde_json::Value) -> anyhow::Result<()> {
         }
         serde_json::to_string_pretty(&v.settings)?
     };
-    println!("{settings}");
+    say!("{settings}");
     Ok(())
 }
 
@@ -707,7 +738,7 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
                     .collect()
             };
             for (version, at, by) in versions {
-                println!("{version:>4}  {at}  by {by}");
+                say!("{version:>4}  {at}  by {by}");
             }
         }
         SettingsCommand::Rollback {
@@ -759,7 +790,7 @@ async fn follow(events: reqwest::Response, mut open: Vec<String>) -> anyhow::Res
             }
             let kind = ev["type"].as_str().unwrap_or_default();
             match kind {
-                "job.progress" => println!(
+                "job.progress" => say!(
                     "{job}: {} {}",
                     ev["data"]["phase"].as_str().unwrap_or(""),
                     ev["data"]["page"]
@@ -767,7 +798,7 @@ async fn follow(events: reqwest::Response, mut open: Vec<String>) -> anyhow::Res
                         .map(|p| format!("page {p}/{}", ev["data"]["pages_total"]))
                         .unwrap_or_default()
                 ),
-                "job.in_doubt" => println!(
+                "job.in_doubt" => say!(
                     "{job}: in doubt: {} (sent again after {} unless it reports)",
                     ev["data"]["reason"].as_str().unwrap_or(""),
                     ev["data"]["until"]
@@ -776,7 +807,7 @@ async fn follow(events: reqwest::Response, mut open: Vec<String>) -> anyhow::Res
                         .unwrap_or_default()
                 ),
                 "job.sent" | "job.failed" | "job.cancelled" => {
-                    println!(
+                    say!(
                         "{job}: {} {}",
                         kind.trim_start_matches("job."),
                         ev["data"]["reason"].as_str().unwrap_or("")
@@ -784,7 +815,7 @@ async fn follow(events: reqwest::Response, mut open: Vec<String>) -> anyhow::Res
                     failed |= kind != "job.sent";
                     open.retain(|j| j != &job);
                 }
-                other => println!("{job}: {}", other.trim_start_matches("job.")),
+                other => say!("{job}: {}", other.trim_start_matches("job.")),
             }
         }
     }
@@ -932,4 +963,33 @@ fn prompt_password(prompt: &str) -> anyhow::Result<String> {
         bail!("no password given");
     }
     Ok(password)
+}
+
+/// `--json`: client commands print the supervisor's answer as JSON instead of their text.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The last successful answer of the supervisor, which `--json` prints.
+static LAST_ANSWER: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+
+/// Turns `--json` on.
+pub fn set_json(on: bool) {
+    JSON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `--json` is on (then the text output is left out).
+pub fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// With `--json`, prints the supervisor's last answer (its API representation, `null` for none) once the
+/// command succeeded.
+pub fn print_json_answer() -> anyhow::Result<()> {
+    if json() {
+        let answer = LAST_ANSWER
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or(serde_json::Value::Null);
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    }
+    Ok(())
 }

@@ -32,6 +32,9 @@ struct Args {
     /// Logs as JSON lines.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Client commands: print the supervisor's answer as JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,8 +164,14 @@ async fn main() -> std::process::ExitCode {
     supervisor::server::install_crypto();
     if matches!(args.command, Command::Client(_)) {
         quiet_on_closed_pipe();
+        cli::set_json(args.json);
     }
-    match run(args.command).await {
+    let client = matches!(args.command, Command::Client(_));
+    let done = match run(args.command).await {
+        Ok(()) if client => cli::print_json_answer(),
+        other => other,
+    };
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("faxhub: {e:#}");

@@ -1,5 +1,6 @@
 //! `faxhub phonebook`: search, add, show, change, remove, import and export entries.
 
+use crate::cli::say;
 use crate::cli::{Api, view};
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -84,9 +85,11 @@ fn print_entry(e: &EntryView) {
     } else {
         vis.join(", ")
     };
-    println!(
+    say!(
         "{}  {}{company}  fax {}  [{vis}]",
-        e.id, e.name, e.fax_number
+        e.id,
+        e.name,
+        e.fax_number
     );
 }
 
@@ -118,7 +121,7 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
         }
         PhonebookCommand::Show { entry } => {
             let e = api.get(&format!("/v1/phonebook/{entry}")).await?;
-            println!("{}", serde_json::to_string_pretty(&e)?);
+            say!("{}", serde_json::to_string_pretty(&e)?);
         }
         PhonebookCommand::Add {
             name,
@@ -157,7 +160,7 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
         }
         PhonebookCommand::Rm { entry } => {
             api.delete(&format!("/v1/phonebook/{entry}")).await?;
-            println!("{entry} removed");
+            say!("{entry} removed");
         }
         PhonebookCommand::Import { file } => {
             let format = match file
@@ -176,10 +179,10 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
                 api.post_bytes(&format!("/v1/phonebook/import?format={format}"), bytes)
                     .await?,
             )?;
-            println!("{} imported, {} refused", report.imported, report.failed);
+            say!("{} imported, {} refused", report.imported, report.failed);
             for p in report.problems {
                 let field = p.field.map(|f| format!("{f}: ")).unwrap_or_default();
-                println!("  line {}: {field}{}", p.line, p.message);
+                say!("  line {}: {field}{}", p.line, p.message);
             }
         }
         PhonebookCommand::Export { format, output } => {
@@ -188,7 +191,7 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
                 .await?;
             std::fs::write(&output, &text)
                 .with_context(|| format!("writing {}", output.display()))?;
-            println!("{} bytes written to {}", text.len(), output.display());
+            say!("{} bytes written to {}", text.len(), output.display());
         }
     }
     Ok(())

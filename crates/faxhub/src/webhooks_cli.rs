@@ -5,6 +5,7 @@
 //! lets them reach the supervisor's own machine with
 //! `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
 
+use crate::cli::say;
 use crate::cli::{Api, view};
 use clap::Subcommand;
 use serde_json::json;
@@ -54,7 +55,7 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
         WebhooksCommand::List => {
             let hooks: Vec<WebhookView> = api.get_view("/v1/webhooks").await?;
             for h in hooks {
-                println!(
+                say!(
                     "{}  {}  {}  {}",
                     h.id,
                     if h.active { "active " } else { "deleted" },
@@ -68,8 +69,8 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 api.post_json("/v1/webhooks", &json!({"url": url, "events": events}))
                     .await?,
             )?;
-            println!("webhook {}", h.id);
-            println!(
+            say!("webhook {}", h.id);
+            say!(
                 "signing secret (shown once): {}",
                 h.secret.as_deref().unwrap_or("")
             );
@@ -94,7 +95,7 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 )
                 .await?,
             )?;
-            println!("webhook {}  {}  {}", h.id, h.url, h.events.join(","));
+            say!("webhook {}  {}  {}", h.id, h.url, h.events.join(","));
         }
         WebhooksCommand::RotateSecret { webhook, overlap } => {
             let h: WebhookView = view(
@@ -104,12 +105,12 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 )
                 .await?,
             )?;
-            println!(
+            say!(
                 "new signing secret (shown once): {}",
                 h.secret.as_deref().unwrap_or("")
             );
             if let Some(until) = h.previous_secret_valid_until {
-                println!("the previous secret also signs until {until}");
+                say!("the previous secret also signs until {until}");
             }
         }
         WebhooksCommand::Ping { webhook } => {
@@ -117,7 +118,7 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 api.post_json(&format!("/v1/webhooks/{webhook}/ping"), &json!({}))
                     .await?,
             )?;
-            println!("ping queued as delivery {}", d.id);
+            say!("ping queued as delivery {}", d.id);
         }
         WebhooksCommand::Redeliver { webhook, delivery } => {
             let d: DeliveryView = view(
@@ -127,18 +128,18 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
                 )
                 .await?,
             )?;
-            println!("delivery {} is {} again", d.id, d.status);
+            say!("delivery {} is {} again", d.id, d.status);
         }
         WebhooksCommand::Rm { webhook } => {
             api.delete(&format!("/v1/webhooks/{webhook}")).await?;
-            println!("webhook {webhook} deleted; its pending deliveries are cancelled");
+            say!("webhook {webhook} deleted; its pending deliveries are cancelled");
         }
         WebhooksCommand::Deliveries { webhook } => {
             let log: Vec<DeliveryView> = api
                 .get_view(&format!("/v1/webhooks/{webhook}/deliveries"))
                 .await?;
             for d in log {
-                println!(
+                say!(
                     "{}  {}  event {}  {}  tries {}  {}",
                     d.id,
                     d.updated_at,

@@ -103,6 +103,21 @@ async fn client_commands_send_follow_and_fetch() {
     );
     let (ok, out) = faxhub(&config, &["jobs"]);
     assert!(ok && out.contains(&job), "{out}");
+    // --json: the supervisor's answer as JSON, instead of the text.
+    for (args, check) in [
+        (vec!["--json", "jobs"], "/items/0/id"),
+        (vec!["status", &job, "--json"], "/id"),
+        (vec!["--json", "fax-servers", "list"], "/0/id"),
+    ] {
+        let (ok, out) = faxhub(&config, &args);
+        assert!(ok, "{args:?}: {out}");
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert!(
+            v.pointer(check).is_some_and(serde_json::Value::is_string),
+            "{args:?}: {v}"
+        );
+    }
     // A sent job says it was sent, with no stale failure; one waiting for its next try says why and until
     // when.
     assert!(out.lines().count() > 1);

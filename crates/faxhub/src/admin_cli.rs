@@ -70,12 +70,55 @@ pub enum ClientsCommand {
 pub enum FaxServersCommand {
     /// List the fax servers you share a grouping with or administer.
     List,
+    /// Register a fax server; prints the one-time command that enrolls it (run it on the fax server).
+    Create {
+        name: String,
+        /// A grouping it serves (id; repeatable).
+        #[arg(long = "grouping")]
+        groupings: Vec<String>,
+        /// A number prefix it may dial, E.164 (repeatable; none: any).
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+    },
     /// Show one fax server.
     Show { fax_server: String },
     /// Revoke a fax server's credential: its link closes, its jobs move to another fax server.
     Revoke { fax_server: String },
     /// Delete a fax server (revoked, out of every grouping, its inbound rules gone).
     Delete { fax_server: String },
+}
+
+#[derive(Subcommand)]
+pub enum InboundRulesCommand {
+    /// List the rules, in the order they are tried.
+    List,
+    /// Add a rule: faxes matching every condition given go to the targets (the first rule that matches
+    /// wins; a fax no rule takes goes to the shared inbox of its fax server's groupings).
+    Add {
+        /// Send matching faxes to this client (id; repeatable).
+        #[arg(long = "to-client")]
+        clients: Vec<String>,
+        /// Send matching faxes to this grouping's shared inbox (id; repeatable).
+        #[arg(long = "to-grouping")]
+        groupings: Vec<String>,
+        /// Only faxes received by this fax server.
+        #[arg(long)]
+        fax_server: Option<String>,
+        /// Only faxes to this number (E.164).
+        #[arg(long)]
+        called: Option<String>,
+        /// Only faxes whose sender's station identity is this.
+        #[arg(long)]
+        tsi: Option<String>,
+        /// Only faxes from numbers starting so.
+        #[arg(long)]
+        caller_prefix: Option<String>,
+        /// Lower numbers are tried first (default 100).
+        #[arg(long)]
+        priority: Option<i64>,
+    },
+    /// Delete a rule.
+    Rm { rule: String },
 }
 
 #[derive(Subcommand)]
@@ -341,6 +384,29 @@ pub async fn fax_servers(cmd: FaxServersCommand) -> anyhow::Result<()> {
                 print_fax_server(f);
             }
         }
+        FaxServersCommand::Create {
+            name,
+            groupings,
+            prefixes,
+        } => {
+            let made: supervisor::api::admin::NewFaxServerResponse = view(
+                api.post_json(
+                    "/v1/fax-servers",
+                    &json!({"name": name, "groupings": groupings, "dial_prefixes": prefixes}),
+                )
+                .await?,
+            )?;
+            print_fax_server(&made.fax_server);
+            say!(
+                "enroll it (once, within its token's life, until {}) on the fax server with:",
+                made.enrollment_expires_at
+            );
+            say!(
+                "  faxhub node --supervisor {} --state-dir /var/lib/faxhub-node --enroll {}",
+                api.base,
+                made.enrollment_token
+            );
+        }
         FaxServersCommand::Show { fax_server } => {
             print_fax_server(
                 &api.get_view(&format!("/v1/fax-servers/{fax_server}"))
@@ -436,6 +502,117 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
             .await?;
             say!("{kind} {member} removed from {grouping}");
         }
+    }
+    Ok(())
+}
+
+fn print_rule(r: &supervisor::inbound_rules::RuleBody) {
+    let mut when = Vec::new();
+    for (what, v) in [
+        ("fax server", &r.fax_server_id),
+        ("called", &r.called_number),
+        ("tsi", &r.tsi),
+        ("caller starts with", &r.caller_prefix),
+    ] {
+        if let Some(v) = v {
+            when.push(format!("{what} {v}"));
+        }
+    }
+    let to: Vec<String> = r
+        .targets
+        .iter()
+        .map(|t| format!("{} {}", t.kind, t.id))
+        .collect();
+    say!(
+        "{}  priority {}  when {}  to {}",
+        r.id,
+        r.priority.unwrap_or(100),
+        if when.is_empty() {
+            "any fax".to_owned()
+        } else {
+            when.join(", ")
+        },
+        to.join(", ")
+    );
+}
+
+pub async fn inbound_rules(cmd: InboundRulesCommand) -> anyhow::Result<()> {
+    let api = Api::load()?;
+    match cmd {
+        InboundRulesCommand::List => {
+            let rules: Vec<supervisor::inbound_rules::RuleBody> =
+                api.get_view("/v1/inbound-rules").await?;
+            for r in &rules {
+                print_rule(r);
+            }
+        }
+        InboundRulesCommand::Add {
+            clients,
+            groupings,
+            fax_server,
+            called,
+            tsi,
+            caller_prefix,
+            priority,
+        } => {
+            let targets: Vec<Value> = clients
+                .iter()
+                .map(|c| json!({"kind": "client", "id": c}))
+                .chain(
+                    groupings
+                        .iter()
+                        .map(|g| json!({"kind": "grouping", "id": g})),
+                )
+                .collect();
+            if targets.is_empty() {
+                bail!("give --to-client or --to-grouping (or both)");
+            }
+            let rule: supervisor::inbound_rules::RuleBody = view(
+                api.post_json(
+                    "/v1/inbound-rules",
+                    &json!({"targets": targets, "fax_server_id": fax_server, "called_number": called,
+                            "tsi": tsi, "caller_prefix": caller_prefix, "priority": priority}),
+                )
+                .await?,
+            )?;
+            print_rule(&rule);
+        }
+        InboundRulesCommand::Rm { rule } => {
+            api.delete(&format!("/v1/inbound-rules/{rule}")).await?;
+            say!("rule {rule} deleted");
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(
+    target: Option<String>,
+    action: Option<String>,
+    actor: Option<String>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let api = Api::load()?;
+    let mut query = vec![("limit", limit.to_string())];
+    query.extend(target.map(|t| ("target", t)));
+    query.extend(action.map(|a| ("action", a)));
+    query.extend(actor.map(|a| ("actor", a)));
+    let url = reqwest::Url::parse_with_params("http://faxhub/v1/audit", &query)?;
+    let page: supervisor::api::Paged<supervisor::api::audit::AuditView> = api
+        .get_view(&format!(
+            "{}?{}",
+            url.path(),
+            url.query().unwrap_or_default()
+        ))
+        .await?;
+    say!("{:<25} {:<20} {:<24} TARGET", "AT", "ACTOR", "ACTION");
+    for e in page.items {
+        say!(
+            "{:<25} {:<20} {:<24} {}",
+            e.at,
+            e.actor_name,
+            e.action,
+            e.target.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
 }

@@ -50,17 +50,38 @@ pub enum ClientCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Recipient numbers (repeat for several).
-        #[arg(long = "to", required = true)]
+        #[arg(long = "to", required_unless_present = "entries")]
         to: Vec<String>,
+        /// Phonebook entries (ids) as recipients (repeat for several).
+        #[arg(long = "entry")]
+        entries: Vec<String>,
+        /// standard, fine (default) or superfine.
         #[arg(long)]
         resolution: Option<String>,
+        /// Send without error correction.
         #[arg(long)]
         no_ecm: bool,
+        /// Tries in all (1 to 100).
         #[arg(long)]
         max_tries: Option<u32>,
         /// Page header text: up to 60 printable characters (no line breaks or control characters).
         #[arg(long)]
         header: Option<String>,
+        /// Do not send before this time (RFC 3339, e.g. 2026-12-24T08:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+        /// 0 (most urgent) to 255; default 127.
+        #[arg(long)]
+        priority: Option<u8>,
+        /// Station identity sent to the far end (digits, spaces and +).
+        #[arg(long)]
+        tsi: Option<String>,
+        /// Seconds between tries after busy or no answer.
+        #[arg(long)]
+        retry_delay: Option<u64>,
+        /// Give up this many seconds after submission.
+        #[arg(long)]
+        kill_after: Option<u64>,
         /// Follow the jobs until they finish, showing progress.
         #[arg(long)]
         wait: bool,
@@ -129,9 +150,26 @@ pub enum ClientCommand {
     /// Register and delete webhooks, and read their delivery logs.
     #[command(subcommand)]
     Webhooks(crate::webhooks_cli::WebhooksCommand),
-    /// List, revoke and delete fax servers.
+    /// Register, list, revoke and delete fax servers.
     #[command(subcommand, name = "fax-servers")]
     FaxServers(crate::admin_cli::FaxServersCommand),
+    /// The inbound routing rules: which clients or shared inboxes a received fax goes to.
+    #[command(subcommand, name = "inbound-rules")]
+    InboundRules(crate::admin_cli::InboundRulesCommand),
+    /// Read the audit log (administrative changes and sign-ins), newest first.
+    Audit {
+        /// Only entries about this object (an id).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this action, e.g. settings.changed, job.cancel.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this actor (a client id).
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Download a received fax as TIFF.
     Fetch {
         inbound: String,
@@ -457,17 +495,35 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Send {
             files,
             to,
+            entries,
             resolution,
             no_ecm,
             max_tries,
             header,
+            at,
+            priority,
+            tsi,
+            retry_delay,
+            kill_after,
             wait,
         } => {
             let api = Api::load()?;
-            let request = serde_json::json!({
-                "recipients": to, "resolution": resolution, "ecm": !no_ecm, "max_tries": max_tries, "header": header,
-                "idempotency_key": uuid_like(),
-            });
+            let request = supervisor::jobs::SubmitRequest {
+                recipients: to,
+                recipient_entries: entries,
+                resolution,
+                ecm: Some(!no_ecm),
+                max_tries,
+                kill_after_secs: kill_after,
+                send_at: at,
+                header,
+                tsi,
+                priority,
+                retry_delay_secs: retry_delay,
+                idempotency_key: Some(uuid_like()),
+                ..Default::default()
+            };
+            let request = serde_json::to_value(&request)?;
             let mut form = reqwest::multipart::Form::new().text("request", request.to_string());
             for f in &files {
                 let bytes = tokio::fs::read(f)
@@ -645,6 +701,13 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Roles(cmd) => crate::admin_cli::roles(cmd).await,
         ClientCommand::Groupings(cmd) => crate::admin_cli::groupings(cmd).await,
         ClientCommand::FaxServers(cmd) => crate::admin_cli::fax_servers(cmd).await,
+        ClientCommand::InboundRules(cmd) => crate::admin_cli::inbound_rules(cmd).await,
+        ClientCommand::Audit {
+            target,
+            action,
+            actor,
+            limit,
+        } => crate::admin_cli::audit(target, action, actor, limit).await,
         ClientCommand::Phonebook(cmd) => crate::phonebook_cli::run(cmd).await,
         ClientCommand::Webhooks(cmd) => crate::webhooks_cli::run(cmd).await,
         ClientCommand::Fetch { inbound, output } => {

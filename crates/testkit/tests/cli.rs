@@ -478,7 +478,8 @@ async fn exit_codes_closed_pipes_and_the_password_prompt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn administration_commands_manage_groupings_clients_roles_and_grants() {
+async fn administration_commands_manage_groupings_clients_roles_grants_fax_servers_rules_and_audit()
+{
     let dir = tempfile::tempdir().expect("dir");
     let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
     let config = dir.path().join("client.toml");
@@ -609,6 +610,84 @@ async fn administration_commands_manage_groupings_clients_roles_and_grants() {
         &["settings", "set", "supervisor", "retry.max_tries=0"],
     );
     assert!(!ok && out.contains("retry.max_tries"), "{out}");
+
+    // A fax server registered from the CLI (in the administrator's grouping, to send through below),
+    // with the command that enrolls it.
+    let home = sup
+        .admin()
+        .default_grouping()
+        .await
+        .expect("the administrator's grouping");
+    let out = run(&[
+        "fax-servers",
+        "create",
+        "fs-new",
+        "--grouping",
+        &home,
+        "--prefix",
+        "+1555",
+    ]);
+    assert!(
+        out.contains("fs-new  offline")
+            && out.contains(&format!("faxhub node --supervisor {} ", sup.url))
+            && out.contains("--enroll fxe_"),
+        "{out}"
+    );
+    // Inbound rules: added, listed, removed.
+    let out = run(&[
+        "inbound-rules",
+        "add",
+        "--to-grouping",
+        &g,
+        "--called",
+        "+15550107777",
+        "--priority",
+        "10",
+    ]);
+    let rule = out.split_whitespace().next().expect("rule id").to_owned();
+    assert!(
+        out.contains("priority 10") && out.contains("called +15550107777") && out.contains(&g),
+        "{out}"
+    );
+    assert!(run(&["inbound-rules", "list"]).contains(&rule));
+    let (ok, out) = faxhub(&config, &["inbound-rules", "add", "--called", "+1555"]);
+    assert!(!ok && out.contains("--to-client or --to-grouping"), "{out}");
+    run(&["inbound-rules", "rm", &rule]);
+    assert!(!run(&["inbound-rules", "list"]).contains(&rule));
+    // The audit log shows those changes.
+    let out = run(&["audit", "--target", &rule]);
+    assert!(out.contains("ACTION") && out.contains(&rule), "{out}");
+    // Send with its options: a time, a priority, a station identity (the job shows them).
+    let doc = dir.path().join("page.tif");
+    std::fs::write(&doc, tiny_tiff()).expect("write");
+    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .replace_nanosecond(0)
+        .expect("whole seconds")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339");
+    let out = run(&[
+        "send",
+        &doc.display().to_string(),
+        "--to",
+        "+15550109876",
+        "--at",
+        &tomorrow,
+        "--priority",
+        "7",
+        "--tsi",
+        "+1 555 0100",
+        "--json",
+    ]);
+    let sent: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let job = &sent["jobs"][0];
+    assert_eq!(job["priority"], 7, "{sent}");
+    assert_eq!(job["options"]["tsi"], "+1 555 0100", "{sent}");
+    assert!(
+        job["not_before"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(tomorrow.trim_end_matches('Z'))),
+        "{tomorrow}: {sent}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

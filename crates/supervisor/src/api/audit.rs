@@ -22,7 +22,7 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct AuditView {
     pub seq: i64,
     pub at: String,

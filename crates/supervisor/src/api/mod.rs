@@ -3,7 +3,7 @@
 //! `crate::access`.
 
 pub mod admin;
-mod audit;
+pub mod audit;
 pub mod clients;
 mod documents;
 pub mod error;

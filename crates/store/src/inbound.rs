@@ -117,13 +117,14 @@ impl Store {
             .await?)
     }
 
-    /// Faxes delivered to this client or to the shared inbox of one of these groupings, newest first
+    /// Faxes delivered to this client or to the shared inbox of one of these groupings, the most
+    /// recently received first, after the cursor `before` (received time and id of the last one seen)
     /// (`crate::access` in the supervisor says which groupings, and filters what it returns).
     pub async fn inbox_for(
         &self,
         client_id: &str,
         groupings: &[String],
-        before: Option<&str>,
+        before: Option<(i64, &str)>,
         limit: i64,
     ) -> Result<Vec<InboundFax>> {
         let mut q = sqlx::QueryBuilder::new(
@@ -141,11 +142,16 @@ impl Store {
             q.push("))");
         }
         q.push(")");
-        if let Some(before) = before {
+        if let Some((received_at, id)) = before {
+            q.push(" AND (f.received_at < ");
+            q.push_bind(received_at);
+            q.push(" OR (f.received_at = ");
+            q.push_bind(received_at);
             q.push(" AND f.id < ");
-            q.push_bind(before);
+            q.push_bind(id);
+            q.push("))");
         }
-        q.push(" ORDER BY f.id DESC LIMIT ");
+        q.push(" ORDER BY f.received_at DESC, f.id DESC LIMIT ");
         q.push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.reader).await?)
     }

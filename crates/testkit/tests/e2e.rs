@@ -2032,3 +2032,61 @@ async fn metrics_text(admin: &Api) -> String {
         .await
         .expect("text")
 }
+
+/// The inbox lists faxes the most recently received first, page after page (their ids are random, and the
+/// inbox was once in the order of its ids); a cursor it did not give is refused naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_is_newest_first_across_pages() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    let admin = sup.admin();
+    let g = admin.default_grouping().await.expect("grouping");
+    let (n, fs) = NodeProc::start(&testnode(), &sup, "fs", &[], &[&g], 2, json!({}))
+        .await
+        .expect("fax server");
+    admin.wait_online(&[&fs]).await.expect("online");
+    let tiff = dir.path().join("in.tif");
+    std::fs::write(&tiff, tiny_tiff()).expect("write");
+    // Five faxes, one after the other, each from its own number.
+    let callers: Vec<String> = (1..=5).map(|i| format!("+1555030000{i}")).collect();
+    for (i, caller) in callers.iter().enumerate() {
+        n.inject(&tiff, caller, "+15550001000", "").expect("inject");
+        let mut arrived = false;
+        for _ in 0..100 {
+            let inbox = admin.get_ok("/v1/inbox?limit=10").await.expect("inbox");
+            if inbox["items"].as_array().map(Vec::len) == Some(i + 1) {
+                arrived = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(arrived, "fax {i} arrived");
+        // Distinct received times.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/inbox?limit=2".to_owned();
+    for _ in 0..5 {
+        let page = admin.get_ok(&path).await.expect("page");
+        seen.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|f| f["caller_number"].as_str().unwrap_or_default().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/inbox?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = callers.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+    let r = admin.get("/v1/inbox?cursor=inb_123").await.expect("inbox");
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("cursor")),
+        "{}",
+        r.body
+    );
+}

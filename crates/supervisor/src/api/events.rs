@@ -82,7 +82,7 @@ fn inbound_view(f: store::InboundFax) -> InboundView {
     }
 }
 
-/// Faxes delivered to the caller, directly or to a grouping's shared inbox; newest first.
+/// Faxes delivered to the caller, directly or to a grouping's shared inbox; the most recently received first.
 #[utoipa::path(get, path = "/v1/inbox", params(Page), responses((status = 200, body = Paged<InboundView>)))]
 pub async fn inbox(
     State(app): State<AppState>,
@@ -91,13 +91,23 @@ pub async fn inbox(
 ) -> ApiResult<Json<Paged<InboundView>>> {
     let limit = page.limit()?;
     let groupings = app.access.groupings_of_client(&caller.id);
+    // The cursor is the received time and id of the last fax of the page before: `<ms>.<id>`.
+    let before = page
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.split_once('.')
+                .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id)))
+                .ok_or_else(|| ApiError::field("cursor", "not a cursor this listing gave"))
+        })
+        .transpose()?;
     let items = app
         .store
-        .inbox_for(&caller.id, &groupings, page.cursor.as_deref(), limit)
+        .inbox_for(&caller.id, &groupings, before, limit)
         .await?;
     // The cursor follows the rows read, so that filtering out faxes the caller may not read (a grouping
     // inbox of a fax server outside its competence) never ends the listing early.
-    let mut paged = Paged::new(items, limit, |f| f.id.clone());
+    let mut paged = Paged::new(items, limit, |f| format!("{}.{}", f.received_at, f.id));
     let ids: Vec<String> = paged.items.iter().map(|f| f.id.clone()).collect();
     let delivered = app.store.inbox_targets_of(&ids).await?;
     let items = std::mem::take(&mut paged.items)

@@ -2090,3 +2090,123 @@ async fn the_inbox_is_newest_first_across_pages() {
         r.body
     );
 }
+
+/// Every 201 says where the new resource is (`Location`), and that path reads it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_created_resource_has_its_location() {
+    let dir = tempdir();
+    let sup = SupervisorProc::start(dir.path(), FAST_CONFIG).expect("supervisor");
+    sup.allow_loopback_webhooks().expect("webhooks to loopback");
+    let admin = sup.admin();
+    let created = |path: &'static str, body: Value| {
+        let admin = admin.clone();
+        async move {
+            let r = admin
+                .http
+                .post(format!("{}{path}", admin.base))
+                .bearer_auth(&admin.token)
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status(), 201, "POST {path}");
+            let location = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("POST {path}: no Location"))
+                .to_owned();
+            let body: Value = r.json().await.expect("json");
+            (location, body)
+        }
+    };
+    let g = admin.default_grouping().await.expect("grouping");
+    let (fs_at, fs) = created(
+        "/v1/fax-servers",
+        json!({"name": "fs", "dial_prefixes": ["+1"], "groupings": [g]}),
+    )
+    .await;
+    let sha = admin.upload_sha(tiny_tiff()).await.expect("upload");
+    let (job_at, jobs) = created(
+        "/v1/jobs",
+        json!({"recipients": ["+15550100"], "documents": [sha]}),
+    )
+    .await;
+    let (grouping_at, grouping) = created("/v1/groupings", json!({"name": "sales"})).await;
+    let (client_at, client) = created(
+        "/v1/clients",
+        json!({"name": "app", "kind": "application", "groupings": [g]}),
+    )
+    .await;
+    let (role_at, role) = created(
+        "/v1/roles",
+        json!({"name": "reader", "competences": ["read_phonebook"]}),
+    )
+    .await;
+    let (entry_at, entry) = created(
+        "/v1/phonebook",
+        json!({"name": "Acme", "fax_number": "+15550100777"}),
+    )
+    .await;
+    let (hook_at, hook) = created("/v1/webhooks", json!({"url": "http://127.0.0.1:9/hook"})).await;
+    for (at, want) in [
+        (
+            &fs_at,
+            format!(
+                "/v1/fax-servers/{}",
+                fs["fax_server"]["id"].as_str().expect("id")
+            ),
+        ),
+        (
+            &job_at,
+            format!("/v1/jobs/{}", jobs["jobs"][0]["id"].as_str().expect("id")),
+        ),
+        (
+            &grouping_at,
+            format!("/v1/groupings/{}", grouping["id"].as_str().expect("id")),
+        ),
+        (
+            &client_at,
+            format!(
+                "/v1/clients/{}",
+                client["client"]["id"].as_str().expect("id")
+            ),
+        ),
+        (
+            &role_at,
+            format!("/v1/roles/{}", role["id"].as_str().expect("id")),
+        ),
+        (
+            &entry_at,
+            format!("/v1/phonebook/{}", entry["id"].as_str().expect("id")),
+        ),
+        (
+            &hook_at,
+            format!("/v1/webhooks/{}", hook["id"].as_str().expect("id")),
+        ),
+    ] {
+        assert_eq!(*at, want);
+    }
+    // Those with a GET read back from their Location.
+    for at in [&fs_at, &job_at, &grouping_at, &client_at, &entry_at] {
+        admin
+            .get_ok(at)
+            .await
+            .unwrap_or_else(|e| panic!("GET {at}: {e}"));
+    }
+    let r = admin
+        .http
+        .post(format!("{}/v1/documents", admin.base))
+        .bearer_auth(&admin.token)
+        .body(b"a new text document\n".to_vec())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let at = r.headers()["location"].to_str().expect("ascii").to_owned();
+    let doc: Value = r.json().await.expect("json");
+    assert_eq!(
+        at,
+        format!("/v1/documents/{}", doc["sha256"].as_str().expect("sha"))
+    );
+}

@@ -48,7 +48,7 @@ pub async fn create_grouping(
 ) -> ApiResult<Response> {
     let g = crate::groupings::create(&app, &caller, &req.name).await?;
     let view = grouping_view(g, None);
-    Ok(created(view))
+    Ok(created(&format!("/v1/groupings/{}", view.id), view))
 }
 
 /// Groupings the caller belongs to or manages.
@@ -217,11 +217,14 @@ pub async fn create_fax_server(
     };
     let enrolled = crate::fax_servers::create(&app, &caller, &registration).await?;
     let view = fax_server_view(&app, enrolled.fax_server);
-    Ok(created(NewFaxServerResponse {
-        fax_server: view,
-        enrollment_token: enrolled.token,
-        enrollment_expires_at: rfc3339(enrolled.expires_at),
-    }))
+    Ok(created(
+        &format!("/v1/fax-servers/{}", view.id),
+        NewFaxServerResponse {
+            fax_server: view,
+            enrollment_token: enrolled.token,
+            enrollment_expires_at: rfc3339(enrolled.expires_at),
+        },
+    ))
 }
 
 /// Fax servers that share a grouping with the caller, or whose settings it may read.
@@ -306,7 +309,7 @@ pub async fn create_rule(
     Json(req): Json<RuleBody>,
 ) -> ApiResult<Response> {
     let rule = crate::inbound_rules::create(&app, &caller, req).await?;
-    Ok(created(rule))
+    Ok(created(&format!("/v1/inbound-rules/{}", rule.id), rule))
 }
 
 /// Inbound routing rules (needs the competence over it).

@@ -68,12 +68,15 @@ pub async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Response {
     match sign_in(&app, &req.name, &req.password, peer).await {
-        Ok(s) => created(TokenResponse {
-            token: s.token,
-            token_id: s.token_id,
-            expires_at: Some(rfc3339(s.expires_at)),
-            client: s.client.into(),
-        }),
+        Ok(s) => created(
+            &format!("/v1/clients/{}/tokens/{}", s.client.id, s.token_id),
+            TokenResponse {
+                token: s.token,
+                token_id: s.token_id,
+                expires_at: Some(rfc3339(s.expires_at)),
+                client: s.client.into(),
+            },
+        ),
         Err(SignInError::Refused) => ApiError::unauthorized().into_response(),
         Err(SignInError::Throttled(wait)) => {
             ApiError::from(crate::signin::too_many(wait)).into_response()
@@ -379,10 +382,13 @@ pub async fn create_client(
     app.access.reload(&app.store).await?;
     tracing::info!(by = %caller.name, client = %client.name, "client created");
     let view = detail(&app, client).await?;
-    Ok(created(NewClientResponse {
-        client: view,
-        token,
-    }))
+    Ok(created(
+        &format!("/v1/clients/{}", view.client.id),
+        NewClientResponse {
+            client: view,
+            token,
+        },
+    ))
 }
 
 /// The clients the caller manages.
@@ -547,12 +553,15 @@ pub async fn create_token(
     let issued =
         crate::clients::issue_token(&app, &caller, &client, &req.label, req.expires_in_secs)
             .await?;
-    Ok(created(TokenResponse {
-        token: issued.token,
-        token_id: issued.info.id,
-        expires_at: issued.info.expires_at.map(rfc3339),
-        client: client.into(),
-    }))
+    Ok(created(
+        &format!("/v1/clients/{}/tokens/{}", client.id, issued.info.id),
+        TokenResponse {
+            token: issued.token,
+            token_id: issued.info.id,
+            expires_at: issued.info.expires_at.map(rfc3339),
+            client: client.into(),
+        },
+    ))
 }
 
 /// A client's live tokens (neither revoked nor expired), newest first; never the secrets.
@@ -620,7 +629,10 @@ pub async fn add_grant(
         .find(|v| v.id == g.id)
         .ok_or_else(|| ApiError::internal("reading a grant back", "missing"))?;
     tracing::info!(by = %caller.name, client = %client.name, role = %role.name, scope = scope.kind(), "role granted");
-    Ok(created(view))
+    Ok(created(
+        &format!("/v1/clients/{}/grants/{}", client.id, view.id),
+        view,
+    ))
 }
 
 /// Withdraws a grant; the caller must be able to grant it itself. The last enabled holder of the
@@ -748,7 +760,7 @@ pub async fn create_role(
         Some(&view),
     ))
     .await?;
-    Ok(created(view))
+    Ok(created(&format!("/v1/roles/{}", view.id), view))
 }
 
 /// Deletes a role nobody holds (built-in roles stay).

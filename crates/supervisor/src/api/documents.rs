@@ -71,7 +71,10 @@ pub async fn upload(
         let stream = req.into_body().into_data_stream();
         crate::documents::store(&app, &caller, "body", stream).await?
     };
-    Ok(super::created(DocumentView::from(doc)))
+    Ok(super::created(
+        &format!("/v1/documents/{}", doc.sha256),
+        DocumentView::from(doc),
+    ))
 }
 
 pub async fn file_response(app: &AppState, sha256: &str, media_type: &str) -> ApiResult<Response> {

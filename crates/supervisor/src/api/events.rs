@@ -613,7 +613,10 @@ pub async fn create_webhook(
         .create_webhook(&caller.id, url.as_str(), &events)
         .await?;
     let secret = crate::webhooks::secret_for(&app.server_key, &hook.id, hook.secret_generation);
-    Ok(created(webhook_view(hook, Some(secret))))
+    Ok(created(
+        &format!("/v1/webhooks/{}", hook.id),
+        webhook_view(hook, Some(secret)),
+    ))
 }
 
 /// The caller's webhooks.

@@ -233,7 +233,7 @@ pub async fn submit(
         jobs: views(jobs)?,
     };
     Ok(if fresh {
-        created(body)
+        created(&first_job(&body), body)
     } else {
         (StatusCode::OK, Json(body)).into_response()
     })
@@ -351,8 +351,16 @@ pub async fn resend(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let sent = crate::jobs::resend(&app, &caller, &id).await?;
-    Ok(created(SubmitResponse {
+    let body = SubmitResponse {
         batch_id: sent.batch_id,
         jobs: views(sent.jobs)?,
-    }))
+    };
+    Ok(created(&first_job(&body), body))
+}
+
+/// The `Location` of a submission: its (first) job.
+fn first_job(body: &SubmitResponse) -> String {
+    body.jobs
+        .first()
+        .map_or_else(|| "/v1/jobs".to_owned(), |j| format!("/v1/jobs/{}", j.id))
 }

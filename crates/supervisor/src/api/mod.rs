@@ -598,8 +598,14 @@ pub async fn hsts(mut resp: Response) -> Response {
 }
 
 /// 201 with a JSON body.
-pub fn created<T: Serialize>(body: T) -> Response {
-    (StatusCode::CREATED, Json(body)).into_response()
+/// 201 Created with the new resource's path in `Location` (RFC 9110 §15.3.2) and its representation.
+pub fn created<T: Serialize>(location: &str, body: T) -> Response {
+    (
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location.to_owned())],
+        Json(body),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -47,11 +47,14 @@ pub async fn enroll(
             )
         })?;
     tracing::info!(fax_server = %fs.name, "fax server enrolled");
-    Ok(super::created(EnrollResponse {
-        fax_server_id: fs.id,
-        name: fs.name,
-        credential,
-    }))
+    Ok(super::created(
+        &format!("/v1/fax-servers/{}", fs.id),
+        EnrollResponse {
+            fax_server_id: fs.id,
+            name: fs.name,
+            credential,
+        },
+    ))
 }
 
 async fn fax_server(
@@ -96,7 +99,10 @@ pub async fn upload_inbound(State(app): State<AppState>, req: Request) -> ApiRes
     let doc =
         crate::documents::keep(&app, None, app.config.max_upload_bytes, "body", stream).await?;
     tracing::debug!(fax_server = %fs.name, sha256 = %doc.sha256, "inbound document stored");
-    Ok(super::created(DocumentView::from(doc)))
+    Ok(super::created(
+        &format!("/v1/node/documents/{}", doc.sha256),
+        DocumentView::from(doc),
+    ))
 }
 
 /// The fax server's link: the request is authenticated by the fax server's credential and upgraded to

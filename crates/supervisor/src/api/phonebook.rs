@@ -249,7 +249,7 @@ pub async fn create(
     app.phonebook
         .insert(&app.store, vec![entry], recorded)
         .await?;
-    Ok(created(v))
+    Ok(created(&format!("/v1/phonebook/{}", v.id), v))
 }
 
 fn visible_entry(app: &AppState, caller: &Caller, id: &str) -> ApiResult<Arc<Entry>> {

@@ -18,9 +18,13 @@ pub enum ClientsCommand {
     /// List the clients you manage.
     List,
     /// Show a client with its groupings and grants.
-    Show { client: String },
+    Show {
+        /// The client's id.
+        client: String,
+    },
     /// Create a client. People get their password from FAXHUB_NEW_PASSWORD or standard input.
     Create {
+        /// The client's name (unique).
         name: String,
         /// person or application
         #[arg(long, default_value = "application")]
@@ -35,15 +39,25 @@ pub enum ClientsCommand {
     },
     /// Grant a role in a scope: `all`, `grouping:ID` or `fax-server:ID`.
     Grant {
+        /// The client's id.
         client: String,
+        /// The role's name (e.g. user, operator).
         role: String,
+        /// Where it applies: all, grouping:ID or fax-server:ID.
         scope: String,
     },
     /// Withdraw a grant (ids as `clients show` prints them).
-    Revoke { client: String, grant: String },
+    Revoke {
+        /// The client's id.
+        client: String,
+        /// The grant's id (as `clients show` prints it).
+        grant: String,
+    },
     /// Issue an API token for a client (`me` for yourself).
     Token {
+        /// The client's id (`me` for yourself).
         client: String,
+        /// A label that tells the token apart in `clients tokens`.
         #[arg(long, default_value = "cli")]
         label: String,
         /// The token stops working after this many seconds; without it, never.
@@ -51,19 +65,39 @@ pub enum ClientsCommand {
         expires_in: Option<u64>,
     },
     /// List a client's live tokens (`me` for yourself): ids, labels, expiry and last use, never secrets.
-    Tokens { client: String },
+    Tokens {
+        /// The client's id (`me` for yourself).
+        client: String,
+    },
     /// Revoke a token (ids as `clients tokens` prints them): refused from the next request on.
-    RevokeToken { client: String, token: String },
+    RevokeToken {
+        /// The client's id (`me` for yourself).
+        client: String,
+        /// The token's id (as `clients tokens` prints it).
+        token: String,
+    },
     /// Set a person's password, from FAXHUB_NEW_PASSWORD or standard input. For your own (`me`), give the
     /// current one in FAXHUB_CURRENT_PASSWORD.
-    Password { client: String },
+    Password {
+        /// The client's id (`me` for yourself).
+        client: String,
+    },
     /// Disable a client: its tokens and password open nothing until it is enabled again.
-    Disable { client: String },
+    Disable {
+        /// The client's id.
+        client: String,
+    },
     /// Enable a disabled client.
-    Enable { client: String },
+    Enable {
+        /// The client's id.
+        client: String,
+    },
     /// Delete a client: tokens, grants, memberships, webhooks and personal phonebook entries go, queued jobs
     /// are cancelled.
-    Delete { client: String },
+    Delete {
+        /// The client's id.
+        client: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -72,6 +106,7 @@ pub enum FaxServersCommand {
     List,
     /// Register a fax server; prints the one-time command that enrolls it (run it on the fax server).
     Create {
+        /// The fax server's name (unique).
         name: String,
         /// A grouping it serves (id; repeatable).
         #[arg(long = "grouping")]
@@ -81,11 +116,20 @@ pub enum FaxServersCommand {
         prefixes: Vec<String>,
     },
     /// Show one fax server.
-    Show { fax_server: String },
+    Show {
+        /// The fax server's id.
+        fax_server: String,
+    },
     /// Revoke a fax server's credential: its link closes, its jobs move to another fax server.
-    Revoke { fax_server: String },
+    Revoke {
+        /// The fax server's id.
+        fax_server: String,
+    },
     /// Delete a fax server (revoked, out of every grouping, its inbound rules gone).
-    Delete { fax_server: String },
+    Delete {
+        /// The fax server's id.
+        fax_server: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,7 +162,10 @@ pub enum InboundRulesCommand {
         priority: Option<i64>,
     },
     /// Delete a rule.
-    Rm { rule: String },
+    Rm {
+        /// The rule's id.
+        rule: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,11 +174,16 @@ pub enum RolesCommand {
     List,
     /// Define a role from competences (e.g. send_faxes read_phonebook).
     Create {
+        /// The role's name.
         name: String,
+        /// Its competences, e.g. send_faxes read_phonebook.
         competences: Vec<String>,
     },
     /// Delete a role nobody holds.
-    Delete { role: String },
+    Delete {
+        /// The role's id.
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,19 +191,31 @@ pub enum GroupingsCommand {
     /// List the groupings you belong to or manage.
     List,
     /// Show a grouping with its members.
-    Show { grouping: String },
+    Show {
+        /// The grouping's id.
+        grouping: String,
+    },
     /// Create a grouping.
-    Create { name: String },
+    Create {
+        /// The grouping's name.
+        name: String,
+    },
     /// Add a member: KIND is client or fax-server.
     Add {
+        /// The grouping's id.
         grouping: String,
+        /// What the member is: client or fax-server.
         kind: String,
+        /// The member's id.
         member: String,
     },
     /// Remove a member.
     Remove {
+        /// The grouping's id.
         grouping: String,
+        /// What the member is: client or fax-server.
         kind: String,
+        /// The member's id.
         member: String,
     },
 }

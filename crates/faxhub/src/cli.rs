@@ -30,15 +30,19 @@ use supervisor::api::supervisor_settings::{SupervisorSettingsView, SupervisorVer
 pub enum ClientCommand {
     /// Store the supervisor URL and a token (given, or obtained with name and password).
     Login {
+        /// The supervisor's base URL, e.g. https://supervisor.example:8443.
         #[arg(long)]
         url: String,
+        /// An API token (fxh_…) to store.
         #[arg(long)]
         token: Option<String>,
+        /// Sign in as this client with its password (asked for on a terminal).
         #[arg(long)]
         name: Option<String>,
         /// Read from FAXHUB_PASSWORD when not given.
         #[arg(long, env = "FAXHUB_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// PEM certificate (or CA) of the supervisor to trust, for a self-signed certificate.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
     },
@@ -87,13 +91,17 @@ pub enum ClientCommand {
         wait: bool,
     },
     /// Show one job with its attempts.
-    Status { job: String },
+    Status {
+        /// The job's id.
+        job: String,
+    },
     /// List your jobs; with --all, --grouping or --client also those of the queues you administer
     /// (competence manage_jobs), as `faxstat -s` shows an administrator.
     Jobs {
         /// Only jobs in this status (queued, dispatched, active, in_doubt, sent, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
+        /// How many to show at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
         /// Your jobs and those of every client whose queue you administer.
@@ -107,10 +115,14 @@ pub enum ClientCommand {
         client: Option<String>,
     },
     /// Cancel a job (yours, or one in a queue you administer).
-    Cancel { job: String },
+    Cancel {
+        /// The job's id.
+        job: String,
+    },
     /// Change a queued job, as `faxalter` does: when it may be sent, its priority, its tries, when it is
     /// given up.
     Alter {
+        /// The job's id.
         job: String,
         /// Do not send before this time (RFC 3339, e.g. 2026-12-24T08:00:00Z).
         #[arg(long)]
@@ -126,9 +138,13 @@ pub enum ClientCommand {
         kill_at: Option<String>,
     },
     /// Send a finished job again, as a new job of the same client.
-    Resend { job: String },
+    Resend {
+        /// The job's id.
+        job: String,
+    },
     /// List received faxes.
     Inbox {
+        /// How many to show at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
@@ -167,12 +183,15 @@ pub enum ClientCommand {
         /// Only this actor (a client id).
         #[arg(long)]
         actor: Option<String>,
+        /// How many to show at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
     /// Download a received fax as TIFF.
     Fetch {
+        /// The received fax's id (as `faxhub inbox` prints it).
         inbound: String,
+        /// Where to write the TIFF file.
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -182,7 +201,10 @@ pub enum ClientCommand {
 pub enum SettingsCommand {
     /// Show a fax server's settings with the desired and applied versions (`supervisor` for the
     /// supervisor's own).
-    Get { fax_server: String },
+    Get {
+        /// The fax server's id, or `supervisor` for the supervisor's own settings.
+        fax_server: String,
+    },
     /// Change settings: `path=value` pairs (values are JSON, else strings), e.g. `channels=8
     /// station_id="+1 555 0100" t38.ecm=false`; or a whole document with --file. A new sip.registrar or
     /// sip.proxy discards the stored SIP password unless sip.password is given in the same command.
@@ -190,15 +212,26 @@ pub enum SettingsCommand {
     /// Webhooks reach only public addresses; to let them reach the supervisor's machine:
     /// `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
     Set {
+        /// The fax server's id, or `supervisor` for the supervisor's own settings.
         fax_server: String,
+        /// `path=value` pairs (values are JSON, else strings).
         changes: Vec<String>,
+        /// A whole settings document (JSON) instead of pairs.
         #[arg(long)]
         file: Option<PathBuf>,
     },
     /// List the versions of a fax server's settings.
-    History { fax_server: String },
+    History {
+        /// The fax server's id, or `supervisor` for the supervisor's own settings.
+        fax_server: String,
+    },
     /// Register an earlier version again.
-    Rollback { fax_server: String, version: i64 },
+    Rollback {
+        /// The fax server's id, or `supervisor` for the supervisor's own settings.
+        fax_server: String,
+        /// The version to register again (as `settings history` lists them).
+        version: i64,
+    },
 }
 
 /// Turns `a.b=value` pairs into a JSON merge patch.
@@ -235,6 +268,7 @@ fn patch_from_pairs(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
 struct ClientConfig {
     url: String,
     token: String,
+    /// PEM certificate (or CA) of the supervisor to trust, for a self-signed certificate.
     ca_cert: Option<PathBuf>,
 }
 

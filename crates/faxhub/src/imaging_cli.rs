@@ -84,10 +84,13 @@ pub enum PdfArg {
 /// How pages are rendered; shared by `convert` and `preview`.
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
+    /// Vertical resolution: standard (98 lpi), fine (196) or superfine (391).
     #[arg(long, value_enum, default_value = "fine")]
     pub(crate) resolution: ResolutionArg,
+    /// Paper size the pages are laid out for.
     #[arg(long, value_enum, default_value = "a4")]
     paper: PaperArg,
+    /// How grey and colour become black and white: auto (pictures dithered, text and lines thresholded), or one method for everything.
     #[arg(long, value_enum, default_value = "auto")]
     halftone: HalftoneArg,
     /// PDF renderer.
@@ -106,6 +109,7 @@ pub struct ConvertArgs {
     /// The TIFF Class F file to write.
     #[arg(short, long)]
     output: PathBuf,
+    /// Coding of the pages in the TIFF file: mh, mr, mmr or none (uncompressed).
     #[arg(long, value_enum, default_value = "mmr")]
     compression: CompressionArg,
     #[command(flatten)]
@@ -116,12 +120,16 @@ pub struct ConvertArgs {
     /// Put a cover page first, addressed to this name.
     #[arg(long, value_name = "NAME")]
     cover_to: Option<String>,
+    /// The recipient's fax number on the cover page.
     #[arg(long, value_name = "NUMBER", requires = "cover_to")]
     cover_to_fax: Option<String>,
+    /// The sender's name on the cover page.
     #[arg(long, value_name = "NAME", requires = "cover_to")]
     cover_from: Option<String>,
+    /// The sender's fax number on the cover page.
     #[arg(long, value_name = "NUMBER", requires = "cover_to")]
     cover_from_fax: Option<String>,
+    /// The subject on the cover page.
     #[arg(long, requires = "cover_to")]
     cover_subject: Option<String>,
     /// The cover note; `@FILE` reads it from a file.
@@ -131,6 +139,7 @@ pub struct ConvertArgs {
 
 #[derive(Debug, Args)]
 pub struct PreviewArgs {
+    /// The document to preview.
     input: PathBuf,
     /// The PNG to write.
     #[arg(short, long)]

@@ -46,6 +46,7 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, env = "FAXHUB_CONFIG")]
         config: Option<PathBuf>,
+        /// The data directory (database, documents, keys); overrides the configuration's data_dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Plain HTTP address (loopback unless allow_plain_http is configured), or "off"; default
@@ -95,8 +96,10 @@ enum Command {
         /// `faxhub dev` made before is resumed; any other must be empty.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Address of the plain HTTP API (loopback).
         #[arg(long, default_value = "127.0.0.1:8480")]
         http: String,
+        /// Address of the HTTPS API.
         #[arg(long, default_value = "127.0.0.1:8443")]
         https: String,
         /// Do not send the demo fax (a PDF from fax-a to fax-b, into the inbox) once the network is up.
@@ -583,4 +586,31 @@ async fn stop_dev(
     }
     running.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::CommandFactory;
+
+    /// `faxhub … --help` explains every option and argument of every command.
+    #[test]
+    fn every_option_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if matches!(a.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} <{}>", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Args::command(), "faxhub", &mut missing);
+        assert!(missing.is_empty(), "no help for:\n{}", missing.join("\n"));
+    }
 }

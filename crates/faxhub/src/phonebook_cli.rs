@@ -13,26 +13,37 @@ use supervisor::api::phonebook::{EntryView, ImportReport};
 pub enum PhonebookCommand {
     /// Search by name, company or number (no query: list by name).
     Search {
+        /// Text or digits to look for in names, companies and numbers.
         query: Option<String>,
+        /// How many to show at most.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
     /// Show one entry.
-    Show { entry: String },
+    Show {
+        /// The phonebook entry's id.
+        entry: String,
+    },
     /// Add an entry you own.
     Add {
+        /// The contact's name.
         name: String,
         /// Fax number (E.164 or a local dial string).
         #[arg(long)]
         fax: String,
+        /// The contact's company.
         #[arg(long, default_value = "")]
         company: String,
+        /// A voice number.
         #[arg(long, default_value = "")]
         voice: String,
+        /// An e-mail address.
         #[arg(long, default_value = "")]
         email: String,
+        /// Free notes.
         #[arg(long, default_value = "")]
         notes: String,
+        /// A tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
         /// `everyone`, `client:ID` or `grouping:ID` (repeatable); none: a personal entry.
@@ -40,17 +51,30 @@ pub enum PhonebookCommand {
         visible_to: Vec<String>,
     },
     /// Change fields: `field=value` pairs (name, company, fax_number, voice_number, email, notes).
-    Edit { entry: String, changes: Vec<String> },
+    Edit {
+        /// The phonebook entry's id.
+        entry: String,
+        /// `field=value` pairs.
+        changes: Vec<String>,
+    },
     /// Remove an entry.
-    Rm { entry: String },
+    Rm {
+        /// The phonebook entry's id.
+        entry: String,
+    },
     /// Import a CSV file or vCard file (by extension: .csv, .vcf). Bad lines are reported by number (a
     /// quote never closed is reported on its line; the lines after it are read on their own).
-    Import { file: PathBuf },
+    Import {
+        /// The file to import: .csv or .vcf.
+        file: PathBuf,
+    },
     /// Export what you may see as CSV, vCard 3.0 or vCard 4.0. CSV cells a spreadsheet would run as a
     /// formula (starting with = + - @, tab or CR) get a leading ' (an import takes it off again).
     Export {
+        /// csv, vcard3 or vcard4.
         #[arg(long, default_value = "csv", value_parser = ["csv", "vcard3", "vcard4"])]
         format: String,
+        /// Where to write the export.
         #[arg(short, long)]
         output: PathBuf,
     },

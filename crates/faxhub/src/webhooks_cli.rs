@@ -25,7 +25,9 @@ pub enum WebhooksCommand {
     },
     /// Change a webhook's URL or event kinds.
     Edit {
+        /// The webhook's id.
         webhook: String,
+        /// A new URL, checked as at creation.
         #[arg(long)]
         url: Option<String>,
         /// The new event kinds (repeatable; replaces the old ones).
@@ -35,18 +37,34 @@ pub enum WebhooksCommand {
     /// Give a webhook a new signing secret (printed, shown this once); the old one also signs for
     /// --overlap seconds.
     RotateSecret {
+        /// The webhook's id.
         webhook: String,
+        /// Seconds the previous secret still signs deliveries too.
         #[arg(long, default_value_t = 86_400)]
         overlap: u64,
     },
     /// Send a webhook.ping event to a webhook, to try the endpoint.
-    Ping { webhook: String },
+    Ping {
+        /// The webhook's id.
+        webhook: String,
+    },
     /// Delete a webhook; its pending deliveries are cancelled.
-    Rm { webhook: String },
+    Rm {
+        /// The webhook's id.
+        webhook: String,
+    },
     /// A webhook's delivery log, newest first.
-    Deliveries { webhook: String },
+    Deliveries {
+        /// The webhook's id.
+        webhook: String,
+    },
     /// Deliver a past event again (same webhook-id).
-    Redeliver { webhook: String, delivery: String },
+    Redeliver {
+        /// The webhook's id.
+        webhook: String,
+        /// The delivery's id (as `webhooks deliveries` prints it).
+        delivery: String,
+    },
 }
 
 pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 //! authorization) as every other face.
 
 use crate::cli::say;
-use crate::cli::{Api, view};
+use crate::cli::{Api, Named, resolve, view};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ pub enum ClientsCommand {
     List,
     /// Show a client with its groupings and grants.
     Show {
-        /// The client's id.
+        /// The client (id or name).
         client: String,
     },
     /// Create a client. People get their password from FAXHUB_NEW_PASSWORD or standard input.
@@ -39,7 +39,7 @@ pub enum ClientsCommand {
     },
     /// Grant a role in a scope: `all`, `grouping:ID` or `fax-server:ID`.
     Grant {
-        /// The client's id.
+        /// The client (id or name).
         client: String,
         /// The role's name (e.g. user, operator).
         role: String,
@@ -48,14 +48,14 @@ pub enum ClientsCommand {
     },
     /// Withdraw a grant (ids as `clients show` prints them).
     Revoke {
-        /// The client's id.
+        /// The client (id or name).
         client: String,
         /// The grant's id (as `clients show` prints it).
         grant: String,
     },
     /// Issue an API token for a client (`me` for yourself).
     Token {
-        /// The client's id (`me` for yourself).
+        /// The client (id, name, or `me` for yourself).
         client: String,
         /// A label that tells the token apart in `clients tokens`.
         #[arg(long, default_value = "cli")]
@@ -66,12 +66,12 @@ pub enum ClientsCommand {
     },
     /// List a client's live tokens (`me` for yourself): ids, labels, expiry and last use, never secrets.
     Tokens {
-        /// The client's id (`me` for yourself).
+        /// The client (id, name, or `me` for yourself).
         client: String,
     },
     /// Revoke a token (ids as `clients tokens` prints them): refused from the next request on.
     RevokeToken {
-        /// The client's id (`me` for yourself).
+        /// The client (id, name, or `me` for yourself).
         client: String,
         /// The token's id (as `clients tokens` prints it).
         token: String,
@@ -79,23 +79,23 @@ pub enum ClientsCommand {
     /// Set a person's password, from FAXHUB_NEW_PASSWORD or standard input. For your own (`me`), give the
     /// current one in FAXHUB_CURRENT_PASSWORD.
     Password {
-        /// The client's id (`me` for yourself).
+        /// The client (id, name, or `me` for yourself).
         client: String,
     },
     /// Disable a client: its tokens and password open nothing until it is enabled again.
     Disable {
-        /// The client's id.
+        /// The client (id or name).
         client: String,
     },
     /// Enable a disabled client.
     Enable {
-        /// The client's id.
+        /// The client (id or name).
         client: String,
     },
     /// Delete a client: tokens, grants, memberships, webhooks and personal phonebook entries go, queued jobs
     /// are cancelled.
     Delete {
-        /// The client's id.
+        /// The client (id or name).
         client: String,
     },
 }
@@ -117,17 +117,17 @@ pub enum FaxServersCommand {
     },
     /// Show one fax server.
     Show {
-        /// The fax server's id.
+        /// The fax server (id or name).
         fax_server: String,
     },
     /// Revoke a fax server's credential: its link closes, its jobs move to another fax server.
     Revoke {
-        /// The fax server's id.
+        /// The fax server (id or name).
         fax_server: String,
     },
     /// Delete a fax server (revoked, out of every grouping, its inbound rules gone).
     Delete {
-        /// The fax server's id.
+        /// The fax server (id or name).
         fax_server: String,
     },
 }
@@ -192,7 +192,7 @@ pub enum GroupingsCommand {
     List,
     /// Show a grouping with its members.
     Show {
-        /// The grouping's id.
+        /// The grouping (id or name).
         grouping: String,
     },
     /// Create a grouping.
@@ -202,20 +202,20 @@ pub enum GroupingsCommand {
     },
     /// Add a member: KIND is client or fax-server.
     Add {
-        /// The grouping's id.
+        /// The grouping (id or name).
         grouping: String,
         /// What the member is: client or fax-server.
         kind: String,
-        /// The member's id.
+        /// The member (id or name).
         member: String,
     },
     /// Remove a member.
     Remove {
-        /// The grouping's id.
+        /// The grouping (id or name).
         grouping: String,
         /// What the member is: client or fax-server.
         kind: String,
-        /// The member's id.
+        /// The member (id or name).
         member: String,
     },
 }
@@ -268,13 +268,21 @@ fn print_client(c: &ClientDetail) {
     }
 }
 
-/// A client id, or `me` for the signed-in client.
+/// A client's id from what was typed: its id, its name, or `me` for the signed-in client.
 async fn client_id(api: &Api, client: String) -> anyhow::Result<String> {
     if client != "me" {
-        return Ok(client);
+        return resolve(api, Named::Client, &client).await;
     }
     let me: ClientDetail = api.get_view("/v1/me").await?;
     Ok(me.client.id)
+}
+
+/// A group member's id from what was typed (`kind` as the API has it).
+async fn member_id(api: &Api, kind: &str, member: &str) -> anyhow::Result<String> {
+    match kind {
+        "client" => resolve(api, Named::Client, member).await,
+        _ => resolve(api, Named::FaxServer, member).await,
+    }
 }
 
 /// A password from the environment variable, else a line of standard input.
@@ -314,6 +322,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             }
         }
         ClientsCommand::Show { client } => {
+            let client = client_id(&api, client).await?;
             print_client(&api.get_view(&format!("/v1/clients/{client}")).await?)
         }
         ClientsCommand::Create {
@@ -347,6 +356,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             role,
             scope,
         } => {
+            let client = client_id(&api, client).await?;
             let g: GrantView = view(
                 api.post_json(
                     &format!("/v1/clients/{client}/grants"),
@@ -357,6 +367,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             say!("grant {}: {} in {}", g.id, g.role, scope_text(&g.scope));
         }
         ClientsCommand::Revoke { client, grant } => {
+            let client = client_id(&api, client).await?;
             api.delete(&format!("/v1/clients/{client}/grants/{grant}"))
                 .await?;
             say!("grant {grant} withdrawn");
@@ -418,6 +429,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
         ClientsCommand::Disable { client } => set_disabled(&api, &client, true).await?,
         ClientsCommand::Enable { client } => set_disabled(&api, &client, false).await?,
         ClientsCommand::Delete { client } => {
+            let client = client_id(&api, client).await?;
             api.delete(&format!("/v1/clients/{client}")).await?;
             say!("client {client} deleted");
         }
@@ -426,6 +438,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
 }
 
 async fn set_disabled(api: &Api, client: &str, disabled: bool) -> anyhow::Result<()> {
+    let client = client_id(api, client.to_owned()).await?;
     api.send(
         reqwest::Method::PATCH,
         &format!("/v1/clients/{client}"),
@@ -472,12 +485,14 @@ pub async fn fax_servers(cmd: FaxServersCommand) -> anyhow::Result<()> {
             );
         }
         FaxServersCommand::Show { fax_server } => {
+            let fax_server = resolve(&api, Named::FaxServer, &fax_server).await?;
             print_fax_server(
                 &api.get_view(&format!("/v1/fax-servers/{fax_server}"))
                     .await?,
             );
         }
         FaxServersCommand::Revoke { fax_server } => {
+            let fax_server = resolve(&api, Named::FaxServer, &fax_server).await?;
             let f: FaxServerView = view(
                 api.post_json(&format!("/v1/fax-servers/{fax_server}/revoke"), &json!({}))
                     .await?,
@@ -485,6 +500,7 @@ pub async fn fax_servers(cmd: FaxServersCommand) -> anyhow::Result<()> {
             print_fax_server(&f);
         }
         FaxServersCommand::Delete { fax_server } => {
+            let fax_server = resolve(&api, Named::FaxServer, &fax_server).await?;
             api.delete(&format!("/v1/fax-servers/{fax_server}")).await?;
             say!("fax server {fax_server} deleted");
         }
@@ -531,6 +547,7 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
             }
         }
         GroupingsCommand::Show { grouping } => {
+            let grouping = resolve(&api, Named::Grouping, &grouping).await?;
             let g: GroupingView = api.get_view(&format!("/v1/groupings/{grouping}")).await?;
             say!("{}  {}", g.id, g.name);
             for m in g.members.unwrap_or_default() {
@@ -549,6 +566,8 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
             kind,
             member,
         } => {
+            let grouping = resolve(&api, Named::Grouping, &grouping).await?;
+            let member = member_id(&api, member_kind(&kind)?, &member).await?;
             let body = json!({"kind": member_kind(&kind)?, "id": member});
             api.put_json(&format!("/v1/groupings/{grouping}/members"), &body)
                 .await?;
@@ -559,6 +578,8 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
             kind,
             member,
         } => {
+            let grouping = resolve(&api, Named::Grouping, &grouping).await?;
+            let member = member_id(&api, member_kind(&kind)?, &member).await?;
             api.delete(&format!(
                 "/v1/groupings/{grouping}/members/{}/{member}",
                 member_kind(&kind)?

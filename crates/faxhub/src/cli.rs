@@ -107,10 +107,10 @@ pub enum ClientCommand {
         /// Your jobs and those of every client whose queue you administer.
         #[arg(long, conflicts_with_all = ["grouping", "client"])]
         all: bool,
-        /// The jobs of the clients of this grouping (id).
+        /// The jobs of the clients of this grouping (id or name).
         #[arg(long, conflicts_with = "client")]
         grouping: Option<String>,
-        /// The jobs of this client (id).
+        /// The jobs of this client (id or name).
         #[arg(long)]
         client: Option<String>,
     },
@@ -202,7 +202,7 @@ pub enum SettingsCommand {
     /// Show a fax server's settings with the desired and applied versions (`supervisor` for the
     /// supervisor's own).
     Get {
-        /// The fax server's id, or `supervisor` for the supervisor's own settings.
+        /// The fax server (id or name), or `supervisor` for the supervisor's own settings.
         fax_server: String,
     },
     /// Change settings: `path=value` pairs (values are JSON, else strings), e.g. `channels=8
@@ -212,7 +212,7 @@ pub enum SettingsCommand {
     /// Webhooks reach only public addresses; to let them reach the supervisor's machine:
     /// `faxhub settings set supervisor 'webhooks.allowed_networks=["127.0.0.0/8","::1"]'`.
     Set {
-        /// The fax server's id, or `supervisor` for the supervisor's own settings.
+        /// The fax server (id or name), or `supervisor` for the supervisor's own settings.
         fax_server: String,
         /// `path=value` pairs (values are JSON, else strings).
         changes: Vec<String>,
@@ -222,12 +222,12 @@ pub enum SettingsCommand {
     },
     /// List the versions of a fax server's settings.
     History {
-        /// The fax server's id, or `supervisor` for the supervisor's own settings.
+        /// The fax server (id or name), or `supervisor` for the supervisor's own settings.
         fax_server: String,
     },
     /// Register an earlier version again.
     Rollback {
-        /// The fax server's id, or `supervisor` for the supervisor's own settings.
+        /// The fax server (id or name), or `supervisor` for the supervisor's own settings.
         fax_server: String,
         /// The version to register again (as `settings history` lists them).
         version: i64,
@@ -633,8 +633,12 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let api = Api::load()?;
             let mut query = vec![("limit", limit.to_string())];
             query.extend(status.map(|s| ("status", s)));
-            query.extend(grouping.map(|g| ("grouping_id", g)));
-            query.extend(client.map(|c| ("client_id", c)));
+            if let Some(g) = grouping {
+                query.push(("grouping_id", resolve(&api, Named::Grouping, &g).await?));
+            }
+            if let Some(c) = client {
+                query.push(("client_id", resolve(&api, Named::Client, &c).await?));
+            }
             if all {
                 query.push(("scope", "managed".to_owned()));
             }
@@ -794,6 +798,34 @@ async fn settings(cmd: SettingsCommand) -> anyhow::Result<()> {
         } else {
             format!("/v1/fax-servers/{target}/settings")
         }
+    };
+    // A fax server may be named by its name.
+    let cmd = match cmd {
+        SettingsCommand::Get { fax_server } if fax_server != "supervisor" => SettingsCommand::Get {
+            fax_server: resolve(&api, Named::FaxServer, &fax_server).await?,
+        },
+        SettingsCommand::Set {
+            fax_server,
+            changes,
+            file,
+        } if fax_server != "supervisor" => SettingsCommand::Set {
+            fax_server: resolve(&api, Named::FaxServer, &fax_server).await?,
+            changes,
+            file,
+        },
+        SettingsCommand::History { fax_server } if fax_server != "supervisor" => {
+            SettingsCommand::History {
+                fax_server: resolve(&api, Named::FaxServer, &fax_server).await?,
+            }
+        }
+        SettingsCommand::Rollback {
+            fax_server,
+            version,
+        } if fax_server != "supervisor" => SettingsCommand::Rollback {
+            fax_server: resolve(&api, Named::FaxServer, &fax_server).await?,
+            version,
+        },
+        other => other,
     };
     match cmd {
         SettingsCommand::Get { fax_server } => {
@@ -1089,4 +1121,66 @@ pub fn print_json_answer() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     }
     Ok(())
+}
+
+/// Objects a person names on the command line by id or by name.
+#[derive(Debug, Clone, Copy)]
+pub enum Named {
+    FaxServer,
+    Grouping,
+    Client,
+}
+
+impl Named {
+    fn prefix(self) -> &'static str {
+        match self {
+            Named::FaxServer => "fs_",
+            Named::Grouping => "grp_",
+            Named::Client => "cli_",
+        }
+    }
+
+    fn list(self) -> &'static str {
+        match self {
+            Named::FaxServer => "/v1/fax-servers",
+            Named::Grouping => "/v1/groupings",
+            Named::Client => "/v1/clients",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Named::FaxServer => "fax server",
+            Named::Grouping => "grouping",
+            Named::Client => "client",
+        }
+    }
+}
+
+/// The id of what `given` names: an id as it is, else the one object of that kind the caller can see by
+/// that name (none is a not-found, several must be told apart by id).
+pub async fn resolve(api: &Api, kind: Named, given: &str) -> anyhow::Result<String> {
+    if given.starts_with(kind.prefix()) {
+        return Ok(given.to_owned());
+    }
+    let all: Vec<serde_json::Value> = api.get_view(kind.list()).await?;
+    let ids: Vec<&str> = all
+        .iter()
+        .filter(|o| o["name"] == given)
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    match ids.as_slice() {
+        [id] => Ok((*id).to_owned()),
+        [] => Err(Failure::NotFound(format!(
+            "no {} named {given:?} that you can see (give its id or its exact name)",
+            kind.what()
+        ))
+        .into()),
+        _ => Err(Failure::Refused(format!(
+            "{} {}s are named {given:?}; give the id",
+            ids.len(),
+            kind.what()
+        ))
+        .into()),
+    }
 }

@@ -572,6 +572,16 @@ async fn administration_commands_manage_groupings_clients_roles_grants_fax_serve
         listed.contains(&format!("{fs}  fs-cli  offline  groupings: {g}")),
         "{listed}"
     );
+    // Names where a person would type them: a fax server, a grouping, a client.
+    assert!(run(&["fax-servers", "show", "fs-cli"]).contains(&fs));
+    assert!(run(&["groupings", "show", "sales"]).contains(&g));
+    assert!(run(&["clients", "show", "bot"]).contains(&client));
+    assert!(run(&["settings", "get", "fs-cli"]).contains("version"));
+    let (ok, out) = faxhub(&config, &["fax-servers", "show", "no-such-server"]);
+    assert!(
+        !ok && out.contains("no fax server named \"no-such-server\""),
+        "{out}"
+    );
     let revoked = run(&["fax-servers", "revoke", &fs]);
     assert!(
         revoked.contains(&format!("{fs}  fs-cli  revoked")),

@@ -317,6 +317,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
     match cmd {
         ClientsCommand::List => {
             let all: Vec<ClientView> = api.get_view("/v1/clients").await?;
+            say!("ID  NAME  KIND");
             for c in all {
                 say!("{}  {}  {}", c.id, c.name, c.kind);
             }
@@ -397,6 +398,7 @@ pub async fn clients(cmd: ClientsCommand) -> anyhow::Result<()> {
             let tokens: Vec<TokenView> = api
                 .get_view(&format!("/v1/clients/{client}/tokens"))
                 .await?;
+            say!("ID  LABEL  CREATED  EXPIRES  LAST USED");
             for t in tokens {
                 say!(
                     "{}  {:<16} created {}  expires {}  last used {}{}",
@@ -457,6 +459,7 @@ pub async fn fax_servers(cmd: FaxServersCommand) -> anyhow::Result<()> {
     match cmd {
         FaxServersCommand::List => {
             let all: Vec<FaxServerView> = api.get_view("/v1/fax-servers").await?;
+            say!("ID  NAME  STATE  GROUPINGS");
             for f in &all {
                 print_fax_server(f);
             }
@@ -513,6 +516,7 @@ pub async fn roles(cmd: RolesCommand) -> anyhow::Result<()> {
     match cmd {
         RolesCommand::List => {
             let roles: Vec<RoleView> = api.get_view("/v1/roles").await?;
+            say!("ID  NAME: COMPETENCES");
             for r in roles {
                 let comps: Vec<&str> = r.competences.iter().map(|c| c.as_str()).collect();
                 let builtin = if r.builtin { " (built in)" } else { "" };
@@ -542,6 +546,7 @@ pub async fn groupings(cmd: GroupingsCommand) -> anyhow::Result<()> {
     match cmd {
         GroupingsCommand::List => {
             let all: Vec<GroupingView> = api.get_view("/v1/groupings").await?;
+            say!("ID  NAME");
             for g in all {
                 say!("{}  {}", g.id, g.name);
             }
@@ -627,6 +632,7 @@ pub async fn inbound_rules(cmd: InboundRulesCommand) -> anyhow::Result<()> {
         InboundRulesCommand::List => {
             let rules: Vec<supervisor::inbound_rules::RuleBody> =
                 api.get_view("/v1/inbound-rules").await?;
+            say!("ID  PRIORITY  WHEN  TO");
             for r in &rules {
                 print_rule(r);
             }

@@ -722,6 +722,7 @@ pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             let api = Api::load()?;
             let page: Paged<InboundView> =
                 api.get_view(&format!("/v1/inbox?limit={limit}")).await?;
+            say!("ID  FROM  TSI  PAGES  RECEIVED");
             for f in page.items {
                 say!(
                     "{}  from {:<16} tsi {:<20} pages {}  {}",

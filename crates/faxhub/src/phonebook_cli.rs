@@ -139,6 +139,7 @@ pub async fn run(cmd: PhonebookCommand) -> anyhow::Result<()> {
             let page: Paged<EntryView> = api
                 .get_view(&format!("/v1/phonebook?limit={limit}{q}"))
                 .await?;
+            say!("ID  NAME (COMPANY)  FAX  VISIBLE TO");
             for e in &page.items {
                 print_entry(e);
             }

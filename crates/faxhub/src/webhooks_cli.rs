@@ -72,6 +72,7 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
     match cmd {
         WebhooksCommand::List => {
             let hooks: Vec<WebhookView> = api.get_view("/v1/webhooks").await?;
+            say!("ID  STATE  URL  EVENTS");
             for h in hooks {
                 say!(
                     "{}  {}  {}  {}",
@@ -156,6 +157,7 @@ pub async fn run(cmd: WebhooksCommand) -> anyhow::Result<()> {
             let log: Vec<DeliveryView> = api
                 .get_view(&format!("/v1/webhooks/{webhook}/deliveries"))
                 .await?;
+            say!("ID  UPDATED  EVENT  STATUS  TRIES  ERROR");
             for d in log {
                 say!(
                     "{}  {}  event {}  {}  tries {}  {}",

@@ -572,6 +572,17 @@ async fn administration_commands_manage_groupings_clients_roles_grants_fax_serve
         listed.contains(&format!("{fs}  fs-cli  offline  groupings: {g}")),
         "{listed}"
     );
+    // Tables name their columns.
+    for (args, header) in [
+        (vec!["fax-servers", "list"], "ID  NAME  STATE  GROUPINGS"),
+        (vec!["groupings", "list"], "ID  NAME"),
+        (vec!["clients", "list"], "ID  NAME  KIND"),
+        (vec!["roles", "list"], "ID  NAME: COMPETENCES"),
+        (vec!["inbound-rules", "list"], "ID  PRIORITY  WHEN  TO"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.lines().next(), Some(header), "{args:?}: {out}");
+    }
     // Names where a person would type them: a fax server, a grouping, a client.
     assert!(run(&["fax-servers", "show", "fs-cli"]).contains(&fs));
     assert!(run(&["groupings", "show", "sales"]).contains(&g));

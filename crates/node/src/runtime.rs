@@ -177,12 +177,8 @@ impl NodeHandle {
             "stopping: no new calls; waiting up to {within:?} for the calls under way"
         );
         let calls_over = || node.sending() == 0 && node.line.receiving() == 0;
-        let deadline = tokio::time::Instant::now() + within;
-        while !calls_over() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let mut calls_cut = 0;
-        if !calls_over() {
+        if !wait_until(tokio::time::Instant::now() + within, calls_over).await {
             node.cut.store(true, AtomicOrdering::SeqCst);
             let running: Vec<watch::Sender<bool>> = node
                 .running
@@ -204,10 +200,7 @@ impl NodeHandle {
                 && node.journal.read(|d| d.outbox.is_empty())
                 && pending_inbound(&inbound).is_empty()
         };
-        let deadline = tokio::time::Instant::now() + REPORT_WAIT;
-        while !delivered() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(tokio::time::Instant::now() + REPORT_WAIT, delivered).await;
         let unacknowledged = node.journal.read(|d| d.outbox.len());
         node.goodbye.notify_one();
         if tokio::time::timeout(Duration::from_secs(5), self.task)
@@ -353,6 +346,28 @@ pub fn run(config: NodeConfig, line: Arc<dyn Line>) -> Result<NodeHandle, Error>
         task,
         receiver,
     })
+}
+
+/// An attempt the fax server hung up itself (its line reports `cancelled`) reads as the reason it was
+/// hung up for, not as the client's cancel.
+fn hung_up_for(result: &mut JobResult, why: FailureReason) {
+    if let Outcome::Failed {
+        reason: FailureReason::Cancelled,
+        t30,
+        pages_sent,
+        ..
+    } = &result.outcome
+    {
+        result.outcome = Outcome::failed(why, t30.clone(), *pages_sent);
+    }
+}
+
+/// Waits (polling) until `done` holds or `deadline` passes; whether it holds.
+async fn wait_until(deadline: tokio::time::Instant, done: impl Fn() -> bool) -> bool {
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
 }
 
 /// How a link ended without an error.
@@ -832,16 +847,7 @@ impl Node {
         tracing::warn!(attempt = %id, "the call limit is reached; hanging up");
         self.cancel(&id, false);
         let mut result = run.await;
-        if let Outcome::Failed {
-            reason: FailureReason::Cancelled,
-            t30,
-            pages_sent,
-            ..
-        } = &result.outcome
-        {
-            result.outcome =
-                Outcome::failed(FailureReason::CallTimeLimit, t30.clone(), *pages_sent);
-        }
+        hung_up_for(&mut result, FailureReason::CallTimeLimit);
         result
     }
 
@@ -854,16 +860,8 @@ impl Node {
         hang_up_at: Option<tokio::time::Instant>,
     ) -> JobResult {
         let mut result = self.execute_within(offer, cancel, hang_up_at).await;
-        if self.cut.load(AtomicOrdering::SeqCst)
-            && let Outcome::Failed {
-                reason: FailureReason::Cancelled,
-                t30,
-                pages_sent,
-                ..
-            } = &result.outcome
-        {
-            result.outcome =
-                Outcome::failed(FailureReason::FaxServerStopping, t30.clone(), *pages_sent);
+        if self.cut.load(AtomicOrdering::SeqCst) {
+            hung_up_for(&mut result, FailureReason::FaxServerStopping);
         }
         result
     }

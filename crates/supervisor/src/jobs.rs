@@ -141,12 +141,11 @@ pub async fn submit(
     }
     let recipients = recipients(app, caller, &submit)?;
     let options = options(&submit)?;
-    let max_tries = submit
-        .max_tries
-        .unwrap_or_else(|| app.live.with(|s| s.retry.max_tries));
-    if !(1..=100).contains(&max_tries) {
-        return Err(Error::field("max_tries", "must be 1 to 100"));
-    }
+    let max_tries = checked_max_tries(
+        submit
+            .max_tries
+            .unwrap_or_else(|| app.live.with(|s| s.retry.max_tries)),
+    )?;
     let now = store::now_ms();
     let not_before = send_at(submit.send_at.as_deref(), now)?;
     let kill_secs = submit
@@ -186,7 +185,7 @@ pub async fn submit(
             recipient: r.clone(),
             priority: i64::from(submit.priority.unwrap_or(127)),
             options: options_json.clone(),
-            max_tries: i64::from(max_tries),
+            max_tries,
             kill_at,
             not_before,
             pages_total,
@@ -456,16 +455,7 @@ pub async fn alter(app: &AppState, caller: &Caller, id: &str, ask: &AlterRequest
             .map(|t| send_at(Some(t), now))
             .transpose()?,
         priority: ask.priority.map(i64::from),
-        max_tries: ask
-            .max_tries
-            .map(|n| {
-                if (1..=100).contains(&n) {
-                    Ok(i64::from(n))
-                } else {
-                    Err(Error::field("max_tries", "must be 1 to 100"))
-                }
-            })
-            .transpose()?,
+        max_tries: ask.max_tries.map(checked_max_tries).transpose()?,
         kill_at: ask
             .kill_at
             .as_deref()
@@ -540,6 +530,15 @@ pub async fn alter(app: &AppState, caller: &Caller, id: &str, ask: &AlterRequest
             app.dispatcher.enqueue(std::slice::from_ref(&job)).await?;
             Err(e)
         }
+    }
+}
+
+/// A job's tries in all, as a submission or an alteration asks for them: 1 to 100.
+fn checked_max_tries(n: u32) -> Result<i64> {
+    if (1..=100).contains(&n) {
+        Ok(i64::from(n))
+    } else {
+        Err(Error::field("max_tries", "must be 1 to 100"))
     }
 }
 

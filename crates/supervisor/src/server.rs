@@ -153,13 +153,6 @@ impl Running {
     }
 }
 
-/// The stop signal and grace time every listener and connection shares.
-#[derive(Clone)]
-struct Stop {
-    token: CancellationToken,
-    grace: Duration,
-}
-
 /// Installs ring as the process's TLS crypto provider (reqwest and tungstenite use the process default).
 /// Safe to call more than once.
 pub fn install_crypto() {
@@ -304,10 +297,7 @@ impl Supervisor {
             tokio::spawn(crate::retention::run(state.clone())),
         ];
         let mut tasks = Vec::new();
-        let stop = Stop {
-            token: state.stopping.clone(),
-            grace: config.connections.shutdown(),
-        };
+        let stop = state.stopping.clone();
         let router = api::router(state.clone());
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
@@ -400,7 +390,7 @@ async fn serve_plain(
     app: axum::Router,
     limits: &ConnectionConfig,
     what: &'static str,
-    stop: Stop,
+    stop: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<bool>)> {
     let listener = TcpListener::bind(addr)
         .await
@@ -421,14 +411,15 @@ const ACCEPT_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration
 /// HTTP/1.1 only, so no connection waits unbounded for its first bytes to tell the protocol.
 ///
 /// When `stop` is cancelled the listener closes, each connection finishes the request it is serving and
-/// closes, and the task ends once every connection has, or after `stop.grace`: true when all closed.
+/// closes, and the task ends once every connection has, or after `limits.shutdown()`: true when all
+/// closed.
 async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     limits: ConnectionConfig,
     what: &'static str,
-    stop: Stop,
+    stop: CancellationToken,
 ) -> bool {
     let max = limits.max.clamp(1, Semaphore::MAX_PERMITS);
     let open = Arc::new(Semaphore::new(max));
@@ -439,7 +430,7 @@ async fn serve(
     loop {
         let accepted = tokio::select! {
             biased;
-            () = stop.token.cancelled() => break,
+            () = stop.cancelled() => break,
             accepted = accept(&listener, &open) => accepted,
         };
         let (permit, (tcp, peer)) = match accepted {
@@ -475,8 +466,7 @@ async fn serve(
             _permit: permit,
             _slot: slot,
         };
-        let (tls, app, limits, token) =
-            (tls.clone(), app.clone(), limits.clone(), stop.token.clone());
+        let (tls, app, limits, token) = (tls.clone(), app.clone(), limits.clone(), stop.clone());
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
                 return serve_connection(io, false, peer, app, &limits, token).await;
@@ -499,14 +489,15 @@ async fn serve(
     drop(listener);
     // Every connection holds a permit until it closes.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let drained = tokio::time::timeout(stop.grace, open.acquire_many(all))
+    let grace = limits.shutdown();
+    let drained = tokio::time::timeout(grace, open.acquire_many(all))
         .await
         .is_ok();
     if !drained {
         tracing::warn!(
             "{what}: {} connection(s) still open after {:?}; closing them",
             max - open.available_permits(),
-            stop.grace
+            grace
         );
     }
     drained

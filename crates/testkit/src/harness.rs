@@ -595,6 +595,22 @@ impl Api {
         .await
     }
 
+    /// Submits the uploaded document `doc` to one number, with `extra` submission fields; the job made,
+    /// which must be accepted (201).
+    pub async fn submit_to(
+        &self,
+        doc: &str,
+        to: &str,
+        extra: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut body = serde_json::json!({"recipients": [to], "documents": [doc]});
+        if let (Some(b), serde_json::Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        let made = self.post("/v1/jobs", body).await?.expect_status(201)?;
+        Ok(made["jobs"][0].clone())
+    }
+
     /// Uploads a document, which must be accepted: its SHA-256.
     pub async fn upload_sha(&self, bytes: Vec<u8>) -> anyhow::Result<String> {
         let doc = self.upload(bytes).await?.expect_status(201)?;

@@ -125,14 +125,9 @@ async fn client_commands_send_follow_and_fetch() {
     assert!(ok && out.contains("sent 1 page(s) at"), "{out}");
     let sha = admin.upload_sha(tiny_tiff()).await.expect("upload");
     let busy = admin
-        .post(
-            "/v1/jobs",
-            json!({"recipients": ["+15550109999"], "documents": [sha], "retry_delay_secs": 600}),
-        )
+        .submit_to(&sha, "+15550109999", json!({"retry_delay_secs": 600}))
         .await
-        .expect("submit")
-        .expect_status(201)
-        .expect("201")["jobs"][0]["id"]
+        .expect("submit")["id"]
         .as_str()
         .expect("id")
         .to_owned();

@@ -25,17 +25,7 @@ async fn upload_tiff(api: &Api) -> String {
 }
 
 async fn submit(api: &Api, doc: &str, to: &str, extra: Value) -> Value {
-    let mut body = json!({"recipients": [to], "documents": [doc]});
-    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
-        b.extend(e);
-    }
-    let r = api
-        .post("/v1/jobs", body)
-        .await
-        .expect("submit")
-        .expect_status(201)
-        .expect("201");
-    r["jobs"][0].clone()
+    api.submit_to(doc, to, extra).await.expect("submit")
 }
 
 fn attempt_servers(job: &Value) -> Vec<String> {
@@ -1628,25 +1618,15 @@ async fn a_queue_administrator_sees_alters_cancels_and_resends_the_jobs_of_its_g
     let later = in_an_hour
         .format(&time::format_description::well_known::Rfc3339)
         .expect("time");
-    let submit = |number: &'static str| {
+    let queue = |number: &'static str| {
         let (alice, sha, later) = (alice.clone(), sha.clone(), later.clone());
         async move {
-            alice
-                .post(
-                    "/v1/jobs",
-                    json!({"recipients": [number], "documents": [sha], "send_at": later}),
-                )
-                .await
-                .expect("submit")
-                .expect_status(201)
-                .expect("201")["jobs"][0]["id"]
-                .as_str()
-                .expect("id")
-                .to_owned()
+            let job = submit(&alice, &sha, number, json!({"send_at": later})).await;
+            job["id"].as_str().expect("id").to_owned()
         }
     };
-    let first = submit("+15550440001").await;
-    let second = submit("+15550440002").await;
+    let first = queue("+15550440001").await;
+    let second = queue("+15550440002").await;
 
     // bob sees alice's jobs; carol, in another grouping, does not.
     let seen = bob.get(&format!("/v1/jobs/{first}")).await.expect("get");
@@ -1791,7 +1771,7 @@ async fn a_queue_administrator_sees_alters_cancels_and_resends_the_jobs_of_its_g
         .expect("the resent job is alice's and is sent");
 
     // The CLI: bob lists the grouping's jobs and alters one.
-    let third = submit("+15550440003").await;
+    let third = queue("+15550440003").await;
     let config = dir.path().join("bob-cli.toml");
     let cli = |args: &[&str]| testkit::harness::faxhub_cli(&config, &[], args);
     let (ok, out) = cli(&["login", "--url", &sup.url, "--token", &bob.token]);

@@ -158,10 +158,14 @@ pub struct NewFaxServerResponse {
     pub enrollment_expires_at: String,
 }
 
-fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
+/// A fax server's channels as the API and `/metrics` show them: the fleet's figures while it is online;
+/// offline, what its settings give it and none usable. With its fleet status.
+pub(crate) fn channels_of(
+    app: &AppState,
+    fs: &store::FaxServer,
+) -> (ChannelsView, Option<crate::dispatch::FleetStatus>) {
     let configured = fs.capabilities.0.channels;
     let status = app.dispatcher.fax_server_status(&fs.id, configured);
-    let online = status.as_ref().is_some_and(|s| s.online);
     let channels = match &status {
         Some(s) if s.online => ChannelsView {
             configured: s.configured,
@@ -178,6 +182,12 @@ fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
             free: 0,
         },
     };
+    (channels, status)
+}
+
+fn fax_server_view(app: &AppState, fs: store::FaxServer) -> FaxServerView {
+    let (channels, status) = channels_of(app, &fs);
+    let online = status.as_ref().is_some_and(|s| s.online);
     let open_attempts = status.as_ref().map_or(0, |s| s.open_attempts);
     let health = status.as_ref().map_or(1.0, |s| s.health);
     let last_seen_at = fs

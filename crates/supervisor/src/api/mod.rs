@@ -223,32 +223,18 @@ fn gauges<'a>(
     let mut channels = Vec::new();
     for fs in fax_servers.iter().filter(|f| f.revoked_at.is_none()) {
         let who = || vec![fs.id.clone(), fs.name.clone()];
-        let configured = fs.capabilities.0.channels;
-        let status = app
-            .dispatcher
-            .fax_server_status(&fs.id, configured)
-            .filter(|s| s.online);
-        up.push((who(), f64::from(u8::from(status.is_some()))));
-        let ok = status.is_some() && app.dispatcher.line_status(&fs.id).is_none();
+        let (c, status) = admin::channels_of(app, fs);
+        let online = status.is_some_and(|s| s.online);
+        up.push((who(), f64::from(u8::from(online))));
+        let ok = online && app.dispatcher.line_status(&fs.id).is_none();
         line_ok.push((who(), f64::from(u8::from(ok))));
-        let figures = status.map_or(
-            [
-                ("configured", configured),
-                ("usable", 0),
-                ("sending", 0),
-                ("receiving", 0),
-                ("free", 0),
-            ],
-            |s| {
-                [
-                    ("configured", s.configured),
-                    ("usable", s.usable),
-                    ("sending", s.sending),
-                    ("receiving", s.receiving),
-                    ("free", s.free),
-                ]
-            },
-        );
+        let figures = [
+            ("configured", c.configured),
+            ("usable", c.usable),
+            ("sending", c.sending),
+            ("receiving", c.receiving),
+            ("free", c.free),
+        ];
         for (state, n) in figures {
             let mut labels = who();
             labels.push(state.to_owned());
